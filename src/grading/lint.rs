@@ -1,0 +1,75 @@
+//! Reading ruff's JSON report into findings, and counting lines of code. Pure: the lint itself
+//! runs inside the sandbox (the job module starts it); this only parses what it printed.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub file: String,
+    pub line: u64,
+    pub rule: String,
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+struct RuffFinding {
+    code: Option<String>,
+    message: String,
+    filename: String,
+    location: Option<RuffLocation>,
+}
+
+#[derive(Deserialize)]
+struct RuffLocation {
+    row: u64,
+}
+
+/// Parses `ruff check --output-format json`; file names are made relative to `root`.
+/// A finding without a code is a syntax error, reported as rule `syntax`.
+pub fn parse_ruff_json(text: &str, root: &str) -> Result<Vec<Finding>, String> {
+    let findings: Vec<RuffFinding> = serde_json::from_str(text.trim()).map_err(|error| format!("ruff's report is not readable JSON: {error}"))?;
+    Ok(findings
+        .into_iter()
+        .map(|f| Finding {
+            file: f.filename.strip_prefix(root).unwrap_or(&f.filename).trim_start_matches('/').to_string(),
+            line: f.location.map(|l| l.row).unwrap_or(0),
+            rule: f.code.unwrap_or_else(|| "syntax".to_string()),
+            message: f.message,
+        })
+        .collect())
+}
+
+/// Files that `ruff format --check` would reformat, from its output.
+pub fn parse_format_check(text: &str, root: &str) -> Vec<Finding> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("Would reformat: "))
+        .map(|file| Finding {
+            file: file.trim().strip_prefix(root).unwrap_or(file.trim()).trim_start_matches('/').to_string(),
+            line: 0,
+            rule: "format".to_string(),
+            message: "not formatted as `ruff format` would".to_string(),
+        })
+        .collect()
+}
+
+/// Lines of Python code: not blank, not only a comment.
+pub fn count_code_lines(text: &str) -> usize {
+    text.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#')).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ruff_report() {
+        let text = r#"[{"cell":null,"code":"F401","end_location":{"column":10,"row":1},"filename":"/submission/train.py","fix":null,"location":{"column":8,"row":1},"message":"`os` imported but unused","noqa_row":1,"url":"https://docs.astral.sh/ruff/rules/unused-import"},
+        {"code":null,"filename":"/submission/bad.py","location":{"column":1,"row":3},"message":"SyntaxError: Expected an expression"}]"#;
+        let findings = parse_ruff_json(text, "/submission").unwrap();
+        assert_eq!(findings[0], Finding { file: "train.py".into(), line: 1, rule: "F401".into(), message: "`os` imported but unused".into() });
+        assert_eq!(findings[1].rule, "syntax");
+        assert!(parse_ruff_json("not json", "/submission").is_err());
+        assert_eq!(parse_format_check("Would reformat: /submission/a.py\n1 file would be reformatted", "/submission").len(), 1);
+        assert_eq!(count_code_lines("import os\n\n# comment\nx = 1\n"), 2);
+    }
+}

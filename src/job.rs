@@ -1,0 +1,397 @@
+//! One grading job: a task, a submission folder, an image → a [`Report`].
+//!
+//! Owns the order of things: copy the submission (host side, links never followed), open a job
+//! sandbox, run the task's steps in order until one does not end `ok`, lint the code in a container
+//! of its own, bring the one graded output file out, grade it, score, close the sandbox. Knows
+//! nothing of Docker (it speaks to the [`Sandbox`] trait) nor of how metrics are computed.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, info_span, Instrument};
+
+use crate::grading::{self, lint, Accuracy, OutputProblem, MAX_OUTPUT_BYTES};
+use crate::report::*;
+use crate::sandbox::{Bind, JobOptions, JobSandbox, Limits, Outcome, RunError, Sandbox, StepRequest, StepRun};
+use crate::submission::{self, PreparedSubmission, SubmissionError};
+use crate::task::TaskSpec;
+
+const LINT_TIMEOUT: Duration = Duration::from_secs(120);
+const LINT_MEMORY: u64 = 1 << 30;
+const LINT_LOG_CAP: usize = 16 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("sandbox: {0}")]
+    Sandbox(#[from] RunError),
+    #[error("submission: {0}")]
+    Submission(#[from] SubmissionError),
+    #[error("grading: {0}")]
+    Grading(#[from] grading::GradingError),
+    #[error("{0}")]
+    Internal(String),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// The image a job runs in, as the sandbox knows it.
+#[derive(Debug, Clone)]
+pub struct ImageRef {
+    pub tag: String,
+    pub id: String,
+}
+
+/// Progress lines for people watching (one per step start and end).
+pub type Progress<'a> = &'a (dyn Fn(&str) + Sync);
+
+/// A job id: lowercase hex, unique enough to name containers and volumes.
+pub fn new_job_id() -> String {
+    format!("{}{}", &crate::sandbox::fresh_suffix(), &crate::sandbox::fresh_suffix()[..4])
+}
+
+/// Grades `submission_dir` for `task` in `sandbox`. `Err` only for our own failures and cancellation.
+pub async fn grade<S: Sandbox>(
+    sandbox: &S,
+    task: &TaskSpec,
+    submission_dir: &Path,
+    image: &ImageRef,
+    job_id: &str,
+    cancel: &CancellationToken,
+    progress: Progress<'_>,
+) -> Result<Report, JobError> {
+    let span = info_span!("job", job = %job_id, task = %task.id, submission = %submission_dir.display());
+    async move {
+        let source = submission_dir.to_path_buf();
+        let prepared = tokio::task::spawn_blocking(move || submission::prepare(&source))
+            .await
+            .map_err(|error| JobError::Internal(format!("copying the submission panicked: {error}")))?;
+        let prepared = match prepared {
+            Ok(prepared) => prepared,
+            Err(error) if error.is_candidates() => return Ok(rejected_report(task, submission_dir, image, error.to_string()).await?),
+            Err(error) => return Err(error.into()),
+        };
+        let options = JobOptions {
+            job_id: job_id.to_string(),
+            image: image.tag.clone(),
+            workspace_bytes: task.workspace_cap_bytes,
+            output_bytes: task.output_cap_bytes,
+        };
+        let job = sandbox.open_job(&options).await?;
+        let result = run_job(&job, task, &prepared, cancel, progress).await;
+        // Close on every path; the sandbox's guard covers a panic or a dropped future.
+        let closed = job.close().await;
+        let (runs, lint_run, output) = match result {
+            Err(RunError::Cancelled) => return Err(JobError::Cancelled),
+            Err(error) => return Err(error.into()),
+            Ok(parts) => parts,
+        };
+        closed?;
+        let report = build_report(task, &prepared, image, runs, lint_run, output).await?;
+        info!(status = report.status.as_str(), score = report.score, "graded");
+        Ok(report)
+    }
+    .instrument(span)
+    .await
+}
+
+/// What came out of the graded output file.
+struct CollectedOutput {
+    accuracy_input: Result<PathBuf, OutputProblem>,
+    bytes: Option<u64>,
+    rejected: Vec<crate::sandbox::Rejected>,
+    _dir: tempfile::TempDir,
+}
+
+async fn run_job<J: JobSandbox>(
+    job: &J,
+    task: &TaskSpec,
+    prepared: &PreparedSubmission,
+    cancel: &CancellationToken,
+    progress: Progress<'_>,
+) -> Result<(Vec<StepRun>, StepRun, Option<CollectedOutput>), RunError> {
+    let dataset_dir = task.dataset_dir();
+    let mut runs = Vec::new();
+    for step in &task.steps {
+        let mut inputs = Vec::new();
+        for input in &step.inputs {
+            let host = dataset_dir.join(input).canonicalize().map_err(|source| RunError::Io {
+                action: format!("find input {input} of step {}", step.name),
+                source,
+            })?;
+            let name = Path::new(input).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            inputs.push(Bind { host, target: format!("/data/{name}") });
+        }
+        let mut limits = Limits::new(step.timeout, step.memory_bytes, step.cpus);
+        limits.file_bytes = task.workspace_cap_bytes.max(task.output_cap_bytes);
+        let request = StepRequest {
+            name: step.name.clone(),
+            command: vec!["/bin/sh".to_string(), "-c".to_string(), step.run.clone()],
+            submission: prepared.path().to_path_buf(),
+            inputs,
+            limits,
+        };
+        progress(&format!("step {}: running `{}`", step.name, step.run));
+        let run = job.run_step(&request, cancel).await?;
+        progress(&format!("step {}: {} in {:.2} s", step.name, run.outcome.as_str(), run.wall.as_secs_f64()));
+        let ok = run.outcome == Outcome::Ok;
+        runs.push(run);
+        if !ok {
+            break;
+        }
+    }
+
+    progress("lint: ruff");
+    let select = task.lint.select.join(",");
+    let script = format!(
+        "ruff check --isolated --no-cache --exit-zero --output-format json --select {select} /submission; \
+         ruff format --isolated --no-cache --check /submission 1>&2; true"
+    );
+    let mut limits = Limits::new(LINT_TIMEOUT, LINT_MEMORY, 1.0);
+    limits.log_cap = LINT_LOG_CAP;
+    let lint_request = StepRequest {
+        name: "lint".to_string(),
+        command: vec!["/bin/sh".to_string(), "-c".to_string(), script],
+        submission: prepared.path().to_path_buf(),
+        inputs: Vec::new(),
+        limits,
+    };
+    let lint_run = job.run_step(&lint_request, cancel).await?;
+
+    let all_ok = runs.len() == task.steps.len() && runs.iter().all(|r| r.outcome == Outcome::Ok);
+    let output = if all_ok { Some(collect(job, task).await?) } else { None };
+    Ok((runs, lint_run, output))
+}
+
+async fn collect<J: JobSandbox>(job: &J, task: &TaskSpec) -> Result<CollectedOutput, RunError> {
+    let name = &task.grading.output;
+    let dir = tempfile::Builder::new()
+        .prefix("takehome-output-")
+        .tempdir()
+        .map_err(|source| RunError::Io { action: "create an output folder".into(), source })?;
+    let extracted = job.collect_output(name, dir.path(), MAX_OUTPUT_BYTES).await?;
+    let path = dir.path().join(name);
+    let file = extracted.files.iter().find(|(p, _)| p == Path::new(name));
+    let accuracy_input = if let Some(cap) = extracted.too_large {
+        Err(OutputProblem::bad_format(format!("/output/{name} is larger than {}", crate::units::format_size(cap))))
+    } else if extracted.missing {
+        Err(OutputProblem::missing(format!("the steps wrote no /output/{name}")))
+    } else if let Some(rejected) = extracted.rejected.iter().find(|r| r.path == *name) {
+        Err(OutputProblem::bad_format(format!("/output/{name} is {}", rejected.reason)))
+    } else if file.is_none() {
+        Err(OutputProblem::bad_format(format!("/output/{name} is not a regular file")))
+    } else {
+        Ok(path)
+    };
+    Ok(CollectedOutput { accuracy_input, bytes: file.map(|(_, size)| *size), rejected: extracted.rejected, _dir: dir })
+}
+
+fn step_report(run: &StepRun, name: &str, memory_limit: u64, timeout: Duration) -> StepReport {
+    StepReport {
+        name: name.to_string(),
+        outcome: run.outcome,
+        exit_code: run.exit_code,
+        message: run.message.clone(),
+        wall_seconds: run.wall.as_secs_f64(),
+        cpu_seconds: run.cpu_seconds,
+        peak_memory_bytes: run.peak_memory_bytes,
+        memory_limit_bytes: memory_limit,
+        timeout_seconds: timeout.as_secs_f64(),
+        stdout_tail: run.stdout.text(),
+        stderr_tail: run.stderr.text(),
+        stdout_bytes: run.stdout.total_bytes,
+        stderr_bytes: run.stderr.total_bytes,
+        stdout_truncated: run.stdout.truncated(),
+        stderr_truncated: run.stderr.truncated(),
+    }
+}
+
+fn lint_findings(run: &StepRun) -> Vec<lint::Finding> {
+    if run.outcome != Outcome::Ok {
+        return vec![lint::Finding { file: String::new(), line: 0, rule: "lint".into(), message: format!("ruff did not finish: {}", run.message) }];
+    }
+    let mut findings = match lint::parse_ruff_json(&run.stdout.text(), "/submission") {
+        Ok(findings) => findings,
+        Err(message) => vec![lint::Finding { file: String::new(), line: 0, rule: "lint".into(), message }],
+    };
+    findings.extend(lint::parse_format_check(&run.stderr.text(), "/submission"));
+    findings
+}
+
+async fn build_report(
+    task: &TaskSpec,
+    prepared: &PreparedSubmission,
+    image: &ImageRef,
+    runs: Vec<StepRun>,
+    lint_run: StepRun,
+    output: Option<CollectedOutput>,
+) -> Result<Report, JobError> {
+    let spec = &task.grading;
+    let all_ok = runs.len() == task.steps.len() && runs.iter().all(|r| r.outcome == Outcome::Ok);
+    let accuracy = match &output {
+        None => {
+            let failed = runs.iter().find(|r| r.outcome != Outcome::Ok).map(|r| r.outcome.as_str()).unwrap_or("failed");
+            Accuracy::failed(spec.metric, OutputProblem::missing(format!("not scored: a step ended {failed}")))
+        }
+        Some(CollectedOutput { accuracy_input: Err(problem), .. }) => Accuracy::failed(spec.metric, problem.clone()),
+        Some(CollectedOutput { accuracy_input: Ok(path), .. }) => {
+            let (spec_owned, path, truth) = (spec.clone(), path.clone(), task.truth_path());
+            tokio::task::spawn_blocking(move || grading::grade_output(&spec_owned, &path, &truth))
+                .await
+                .map_err(|error| JobError::Internal(format!("grading panicked: {error}")))??
+        }
+    };
+    let status = if !all_ok {
+        Status::StepFailed
+    } else if accuracy.problem.is_some() {
+        Status::BadOutput
+    } else {
+        Status::Graded
+    };
+    let accuracy_score = accuracy.value.map(|v| spec.scale.score(v)).unwrap_or(0.0);
+
+    let findings = lint_findings(&lint_run);
+    let lines_of_code = count_lines(prepared);
+    let code_score = grading::code_quality_score(findings.len(), lines_of_code, task.lint.zero_at);
+
+    let wall: Duration = runs.iter().map(|r| r.wall).sum();
+    let cpu_seconds = runs.iter().map(|r| r.cpu_seconds).sum::<Option<f64>>();
+    let peak_memory_bytes = runs.iter().filter_map(|r| r.peak_memory_bytes).max();
+    let runtime_score = if all_ok { grading::runtime_score(wall, task.runtime_full_under, task.total_timeout()) } else { 0.0 };
+
+    let weights = spec.weights;
+    let score = grading::total_score(&[
+        (weights.accuracy, accuracy_score),
+        (weights.code_quality, code_score),
+        (weights.runtime, runtime_score),
+    ]);
+    let formula = format!(
+        "score = ({} x accuracy + {} x code_quality + {} x runtime) / {}; accuracy = 100 x clamp(({} - {}) / ({} - {}), 0, 1)",
+        weights.accuracy,
+        weights.code_quality,
+        weights.runtime,
+        weights.accuracy + weights.code_quality + weights.runtime,
+        spec.metric.name(),
+        spec.scale.zero_at,
+        spec.scale.full_at,
+        spec.scale.zero_at
+    );
+    let steps = runs
+        .iter()
+        .zip(&task.steps)
+        .map(|(run, step)| step_report(run, &step.name, step.memory_bytes, step.timeout))
+        .collect();
+    let dataset_dir = task.dataset_dir();
+    let dataset_digest = tokio::task::spawn_blocking(move || crate::digest::tree_digest(&dataset_dir))
+        .await
+        .map_err(|error| JobError::Internal(error.to_string()))?
+        .map_err(|error| JobError::Internal(format!("cannot read the data set: {error}")))?;
+    Ok(Report {
+        schema_version: SCHEMA_VERSION,
+        task: TaskRef { id: task.id.clone(), title: task.title.clone(), kind: task.kind.as_str() },
+        submission: SubmissionRef {
+            path: prepared.source.display().to_string(),
+            commit: prepared.commit.clone(),
+            n_files: prepared.n_files,
+            n_bytes: prepared.n_bytes,
+            skipped_links: prepared.skipped_links.clone(),
+        },
+        status,
+        score,
+        formula,
+        components: Components {
+            accuracy: AccuracyComponent { accuracy, zero_at: spec.scale.zero_at, full_at: spec.scale.full_at, score: accuracy_score, weight: weights.accuracy },
+            code_quality: CodeQualityComponent {
+                tool: "ruff",
+                rules: task.lint.select.clone(),
+                n_findings: findings.len(),
+                lines_of_code,
+                findings_per_100_lines: if lines_of_code == 0 { 0.0 } else { findings.len() as f64 * 100.0 / lines_of_code as f64 },
+                zero_at: task.lint.zero_at,
+                findings,
+                score: code_score,
+                weight: weights.code_quality,
+            },
+            runtime: RuntimeComponent {
+                wall_seconds: wall.as_secs_f64(),
+                cpu_seconds,
+                peak_memory_bytes,
+                full_under_seconds: task.runtime_full_under.as_secs_f64(),
+                zero_at_seconds: task.total_timeout().as_secs_f64(),
+                score: runtime_score,
+                weight: weights.runtime,
+            },
+        },
+        steps,
+        output: OutputReport {
+            file: spec.output.clone(),
+            bytes: output.as_ref().and_then(|o| o.bytes),
+            rejected: output.map(|o| o.rejected).unwrap_or_default(),
+        },
+        provenance: Provenance {
+            image: image.tag.clone(),
+            image_id: image.id.clone(),
+            dataset: task.dataset.clone(),
+            dataset_digest,
+            takehome_version: crate::VERSION,
+            graded_at: now_rfc3339(),
+        },
+    })
+}
+
+/// Lines of code over the submission's Python files, read from the host's own copy.
+fn count_lines(prepared: &PreparedSubmission) -> usize {
+    prepared
+        .python_files
+        .iter()
+        .filter_map(|relative| std::fs::read(prepared.path().join(relative)).ok())
+        .map(|bytes| lint::count_code_lines(&String::from_utf8_lossy(&bytes)))
+        .sum()
+}
+
+/// The report of a submission refused before anything ran.
+async fn rejected_report(task: &TaskSpec, submission_dir: &Path, image: &ImageRef, reason: String) -> Result<Report, JobError> {
+    let spec = &task.grading;
+    let accuracy = Accuracy::failed(spec.metric, OutputProblem::missing(format!("not run: {reason}")));
+    Ok(Report {
+        schema_version: SCHEMA_VERSION,
+        task: TaskRef { id: task.id.clone(), title: task.title.clone(), kind: task.kind.as_str() },
+        submission: SubmissionRef { path: submission_dir.display().to_string(), commit: None, n_files: 0, n_bytes: 0, skipped_links: Vec::new() },
+        status: Status::Rejected,
+        score: 0.0,
+        formula: "the submission was refused before it ran".to_string(),
+        components: Components {
+            accuracy: AccuracyComponent { accuracy, zero_at: spec.scale.zero_at, full_at: spec.scale.full_at, score: 0.0, weight: spec.weights.accuracy },
+            code_quality: CodeQualityComponent {
+                tool: "ruff",
+                rules: task.lint.select.clone(),
+                n_findings: 0,
+                lines_of_code: 0,
+                findings_per_100_lines: 0.0,
+                zero_at: task.lint.zero_at,
+                findings: Vec::new(),
+                score: 0.0,
+                weight: spec.weights.code_quality,
+            },
+            runtime: RuntimeComponent {
+                wall_seconds: 0.0,
+                cpu_seconds: None,
+                peak_memory_bytes: None,
+                full_under_seconds: task.runtime_full_under.as_secs_f64(),
+                zero_at_seconds: task.total_timeout().as_secs_f64(),
+                score: 0.0,
+                weight: spec.weights.runtime,
+            },
+        },
+        steps: Vec::new(),
+        output: OutputReport { file: spec.output.clone(), bytes: None, rejected: Vec::new() },
+        provenance: Provenance {
+            image: image.tag.clone(),
+            image_id: image.id.clone(),
+            dataset: task.dataset.clone(),
+            dataset_digest: String::new(),
+            takehome_version: crate::VERSION,
+            graded_at: now_rfc3339(),
+        },
+    })
+}

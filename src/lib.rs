@@ -1,0 +1,15 @@
+//! takehome runs candidates' take-home solutions in hardened Docker containers and grades them
+//! against hidden data. See ARCHITECTURE.md for the bird's-eye view and the code map.
+
+pub mod cli;
+pub mod digest;
+pub mod grading;
+pub mod job;
+pub mod report;
+pub mod sandbox;
+pub mod submission;
+pub mod task;
+pub mod units;
+
+/// The version recorded in every report's provenance.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

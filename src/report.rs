@@ -1,0 +1,224 @@
+//! The report of one graded submission: the JSON model (`schema_version` 1) and its plain-text
+//! summary. Built by `job`, read by the CLI (and later the web UI). No I/O beyond formatting.
+
+use serde::Serialize;
+
+use crate::grading::{lint::Finding, Accuracy};
+use crate::sandbox::{Outcome, Rejected};
+use crate::submission::SkippedLink;
+use crate::units::format_size;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// How the grading went as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Every step ended `ok` and the output was scored.
+    Graded,
+    /// A step did not end `ok`; the accuracy component is 0.
+    StepFailed,
+    /// The output was missing or malformed (`missing_output`, `bad_format`); accuracy is 0.
+    BadOutput,
+    /// The submission itself was refused (too large, too many files) before anything ran.
+    Rejected,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Graded => "graded",
+            Status::StepFailed => "step_failed",
+            Status::BadOutput => "bad_output",
+            Status::Rejected => "rejected",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskRef {
+    pub id: String,
+    pub title: String,
+    pub kind: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SubmissionRef {
+    pub path: String,
+    pub commit: Option<String>,
+    pub n_files: usize,
+    pub n_bytes: u64,
+    /// Links that pointed out of the submission and were not copied in.
+    pub skipped_links: Vec<SkippedLink>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AccuracyComponent {
+    #[serde(flatten)]
+    pub accuracy: Accuracy,
+    pub zero_at: f64,
+    pub full_at: f64,
+    pub score: f64,
+    pub weight: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CodeQualityComponent {
+    pub tool: &'static str,
+    pub rules: Vec<String>,
+    pub n_findings: usize,
+    pub lines_of_code: usize,
+    pub findings_per_100_lines: f64,
+    pub zero_at: f64,
+    pub findings: Vec<Finding>,
+    pub score: f64,
+    pub weight: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RuntimeComponent {
+    pub wall_seconds: f64,
+    pub cpu_seconds: Option<f64>,
+    pub peak_memory_bytes: Option<u64>,
+    pub full_under_seconds: f64,
+    pub zero_at_seconds: f64,
+    pub score: f64,
+    pub weight: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Components {
+    pub accuracy: AccuracyComponent,
+    pub code_quality: CodeQualityComponent,
+    pub runtime: RuntimeComponent,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub name: String,
+    pub outcome: Outcome,
+    pub exit_code: Option<i64>,
+    pub message: String,
+    pub wall_seconds: f64,
+    pub cpu_seconds: Option<f64>,
+    pub peak_memory_bytes: Option<u64>,
+    pub memory_limit_bytes: u64,
+    pub timeout_seconds: f64,
+    pub stdout_tail: String,
+    pub stderr_tail: String,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputReport {
+    pub file: String,
+    pub bytes: Option<u64>,
+    pub rejected: Vec<Rejected>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Provenance {
+    pub image: String,
+    pub image_id: String,
+    pub dataset: String,
+    pub dataset_digest: String,
+    pub takehome_version: &'static str,
+    pub graded_at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub task: TaskRef,
+    pub submission: SubmissionRef,
+    pub status: Status,
+    /// 0–100: the weighted mean of the component scores (see `formula`).
+    pub score: f64,
+    pub formula: String,
+    pub components: Components,
+    pub steps: Vec<StepReport>,
+    pub output: OutputReport,
+    pub provenance: Provenance,
+}
+
+impl Report {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report always serialises")
+    }
+
+    /// The human summary that `takehome grade` prints.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let push = |out: &mut String, line: String| {
+            out.push_str(&line);
+            out.push('\n');
+        };
+        push(&mut out, format!("task        {} ({})", self.task.id, self.task.kind));
+        let commit = self.submission.commit.as_deref().map(|c| format!(" @ {}", &c[..c.len().min(12)])).unwrap_or_default();
+        push(&mut out, format!("submission  {}{commit}", self.submission.path));
+        for link in &self.submission.skipped_links {
+            push(&mut out, format!("            link not copied: {} -> {}", link.path, link.target));
+        }
+        for step in &self.steps {
+            let mut line = format!("step        {:<12} {:<14} {:>8.2} s", step.name, step.outcome.as_str(), step.wall_seconds);
+            if let Some(cpu) = step.cpu_seconds {
+                line.push_str(&format!("   cpu {cpu:.2} s"));
+            }
+            if let Some(peak) = step.peak_memory_bytes {
+                line.push_str(&format!("   peak {}", format_size(peak)));
+            }
+            if !step.message.is_empty() && step.outcome != Outcome::Ok {
+                line.push_str(&format!("   ({})", step.message));
+            }
+            push(&mut out, line);
+        }
+        for rejected in &self.output.rejected {
+            push(&mut out, format!("output      refused {}: {}", rejected.path, rejected.reason));
+        }
+        let c = &self.components;
+        match (&c.accuracy.accuracy.value, &c.accuracy.accuracy.problem) {
+            (_, Some(problem)) => push(
+                &mut out,
+                format!("accuracy    {} ({})  score {:>5.1} x {}", problem.kind.as_str(), problem.message, c.accuracy.score, c.accuracy.weight),
+            ),
+            (Some(value), None) => push(
+                &mut out,
+                format!("accuracy    {} = {value:.4}  score {:>5.1} x {}", c.accuracy.accuracy.metric, c.accuracy.score, c.accuracy.weight),
+            ),
+            (None, None) => push(&mut out, format!("accuracy    not scored  score {:>5.1} x {}", c.accuracy.score, c.accuracy.weight)),
+        }
+        push(
+            &mut out,
+            format!(
+                "code        {} findings in {} lines ({:.1} per 100)  score {:>5.1} x {}",
+                c.code_quality.n_findings, c.code_quality.lines_of_code, c.code_quality.findings_per_100_lines, c.code_quality.score, c.code_quality.weight
+            ),
+        );
+        push(
+            &mut out,
+            format!("runtime     {:.2} s (full under {:.0} s)  score {:>5.1} x {}", c.runtime.wall_seconds, c.runtime.full_under_seconds, c.runtime.score, c.runtime.weight),
+        );
+        push(&mut out, format!("score       {:.1} / 100  ({})", self.score, self.status.as_str()));
+        out
+    }
+}
+
+/// Now, as an RFC 3339 UTC time (`2026-11-26T05:31:00Z`), without a date crate.
+pub fn now_rfc3339() -> String {
+    let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rest) = (seconds / 86400, seconds % 86400);
+    // Howard Hinnant's civil_from_days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
+}

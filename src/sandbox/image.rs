@@ -1,0 +1,209 @@
+//! Runner images: recipes under `runner-images/<name>/`, tagged with a digest of the recipe so
+//! that an unchanged recipe is never rebuilt.
+//!
+//! Two ways to build a recipe:
+//! - `offline`: `build-rootfs.sh OUT.tar` makes a root file system from the Debian and PyPI
+//!   archives (debootstrap + pip), then the engine imports it (`docker import`, with the
+//!   instructions of `import.changes`). For machines that reach no container registry.
+//! - `dockerfile`: the recipe's Dockerfile, built by the engine (needs its base image pullable).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use bollard::query_parameters::{BuildImageOptions, CreateImageOptions};
+use futures_util::StreamExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+
+use super::{api, DockerSandbox, RunError};
+
+/// Image repositories of ours are `takehome/<name>`.
+pub const REPOSITORY_PREFIX: &str = "takehome/";
+pub const RECIPE_LABEL: &str = "takehome.recipe";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildMethod {
+    /// Offline when debootstrap is on this machine, else the Dockerfile.
+    Auto,
+    Offline,
+    Dockerfile,
+}
+
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    pub name: String,
+    pub dir: PathBuf,
+    /// sha256 over the recipe's file names and contents.
+    pub digest: String,
+}
+
+impl Recipe {
+    /// Reads `runner-images/<name>/` under `root`.
+    pub fn load(root: &Path, name: &str) -> Result<Recipe, RunError> {
+        let dir = root.join("runner-images").join(name);
+        if !dir.is_dir() {
+            return Err(RunError::Image(format!("no runner image recipe {name:?} (expected a folder {})", dir.display())));
+        }
+        let digest = crate::digest::tree_digest(&dir).map_err(|error| RunError::Image(format!("{}: {error}", dir.display())))?;
+        Ok(Recipe { name: name.to_string(), dir, digest })
+    }
+
+    /// `takehome/python:1a2b3c4d5e6f7a8b`: the tag changes whenever the recipe does.
+    pub fn tag(&self) -> String {
+        format!("{REPOSITORY_PREFIX}{}:{}", self.name, &self.digest[..16])
+    }
+}
+
+/// A built image: its tag and the engine's content id (`sha256:…`), which reports record.
+#[derive(Debug, Clone)]
+pub struct BuiltImage {
+    pub tag: String,
+    pub id: String,
+    pub built_now: bool,
+}
+
+impl DockerSandbox {
+    /// The id of the image with this tag, if the engine has it.
+    pub async fn image_id(&self, tag: &str) -> Result<Option<String>, RunError> {
+        match api("inspect image", self.docker.inspect_image(tag)).await {
+            Ok(image) => Ok(image.id),
+            Err(RunError::Docker { source: bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }, .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Builds the recipe's image unless the engine already has it. `progress` gets one line per stage.
+    pub async fn ensure_image(&self, recipe: &Recipe, method: BuildMethod, progress: &(dyn Fn(&str) + Sync)) -> Result<BuiltImage, RunError> {
+        let tag = recipe.tag();
+        if let Some(id) = self.image_id(&tag).await? {
+            return Ok(BuiltImage { tag, id, built_now: false });
+        }
+        self.build_image(recipe, method, progress).await
+    }
+
+    pub async fn build_image(&self, recipe: &Recipe, method: BuildMethod, progress: &(dyn Fn(&str) + Sync)) -> Result<BuiltImage, RunError> {
+        let method = match method {
+            BuildMethod::Auto if which("debootstrap") => BuildMethod::Offline,
+            BuildMethod::Auto => BuildMethod::Dockerfile,
+            other => other,
+        };
+        let tag = recipe.tag();
+        match method {
+            BuildMethod::Offline => self.build_offline(recipe, progress).await?,
+            _ => self.build_dockerfile(recipe, progress).await?,
+        }
+        let id = self.image_id(&tag).await?.ok_or_else(|| RunError::Image(format!("{tag} is missing after its build")))?;
+        progress(&format!("built {tag} ({})", &id[..id.len().min(19)]));
+        Ok(BuiltImage { tag, id, built_now: true })
+    }
+
+    async fn build_offline(&self, recipe: &Recipe, progress: &(dyn Fn(&str) + Sync)) -> Result<(), RunError> {
+        let script = recipe.dir.join("build-rootfs.sh");
+        if !script.is_file() {
+            return Err(RunError::Image(format!("{}: missing (the offline build needs it)", script.display())));
+        }
+        let scratch = tempfile::Builder::new()
+            .prefix("takehome-image-")
+            .tempdir_in(std::env::var_os("TAKEHOME_BUILD_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/tmp")))
+            .map_err(|error| RunError::Image(format!("cannot make a scratch folder: {error}")))?;
+        let rootfs = scratch.path().join("rootfs.tar");
+        progress(&format!("building {} offline with {}", recipe.tag(), script.display()));
+        let mut child = tokio::process::Command::new("bash")
+            .arg(&script)
+            .arg(&rootfs)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|error| RunError::Image(format!("cannot run {}: {error}", script.display())))?;
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        let mut last_lines: Vec<String> = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.starts_with("build-rootfs:") {
+                progress(line.trim_start_matches("build-rootfs:").trim());
+            }
+            last_lines.push(line);
+            if last_lines.len() > 20 {
+                last_lines.remove(0);
+            }
+        }
+        let status = child.wait().await.map_err(|error| RunError::Image(format!("{}: {error}", script.display())))?;
+        if !status.success() {
+            return Err(RunError::Image(format!("{} failed ({status}); its last lines:\n{}", script.display(), last_lines.join("\n"))));
+        }
+
+        let changes_file = recipe.dir.join("import.changes");
+        let mut changes: Vec<String> = std::fs::read_to_string(&changes_file)
+            .unwrap_or_default()
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .map(String::from)
+            .collect();
+        changes.push(format!("LABEL {RECIPE_LABEL}={}", recipe.digest));
+        changes.push(format!("LABEL {}=1", super::LABEL));
+        let size = std::fs::metadata(&rootfs).map(|m| m.len()).unwrap_or(0);
+        progress(&format!("importing the root file system ({})", crate::units::format_size(size)));
+        let file = tokio::fs::File::open(&rootfs).await.map_err(|error| RunError::Image(format!("{}: {error}", rootfs.display())))?;
+        let body = futures_util::stream::unfold(file, |mut file| async move {
+            let mut buffer = vec![0u8; 1 << 20];
+            match file.read(&mut buffer).await {
+                Ok(0) | Err(_) => None,
+                Ok(n) => {
+                    buffer.truncate(n);
+                    Some((bytes::Bytes::from(buffer), file))
+                }
+            }
+        });
+        let tag = recipe.tag();
+        let (repository, version) = tag.split_once(':').expect("tags have a colon");
+        let options = CreateImageOptions {
+            from_src: Some("-".to_string()),
+            repo: Some(repository.to_string()),
+            tag: Some(version.to_string()),
+            changes,
+            ..Default::default()
+        };
+        let mut stream = self.docker.create_image(Some(options), Some(bollard::body_stream(body)), None);
+        while let Some(item) = stream.next().await {
+            item.map_err(|source| RunError::Docker { action: "import image", source })?;
+        }
+        Ok(())
+    }
+
+    async fn build_dockerfile(&self, recipe: &Recipe, progress: &(dyn Fn(&str) + Sync)) -> Result<(), RunError> {
+        progress(&format!("building {} from {}", recipe.tag(), recipe.dir.join("Dockerfile").display()));
+        let mut context = tar::Builder::new(Vec::new());
+        context.follow_symlinks(false);
+        context
+            .append_dir_all(".", &recipe.dir)
+            .map_err(|error| RunError::Image(format!("cannot pack {}: {error}", recipe.dir.display())))?;
+        let context = context.into_inner().map_err(|error| RunError::Image(format!("cannot pack the build context: {error}")))?;
+        let options = BuildImageOptions {
+            dockerfile: "Dockerfile".to_string(),
+            t: Some(recipe.tag()),
+            rm: true,
+            forcerm: true,
+            labels: Some(std::collections::HashMap::from([
+                (RECIPE_LABEL.to_string(), recipe.digest.clone()),
+                (super::LABEL.to_string(), "1".to_string()),
+            ])),
+            ..Default::default()
+        };
+        let mut stream = self.docker.build_image(options, None, Some(bollard::body_full(context.into())));
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|source| RunError::Docker { action: "build image", source })?;
+            if let Some(line) = info.stream.as_deref().map(str::trim).filter(|line| line.starts_with("Step ")) {
+                progress(line);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn which(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+        .unwrap_or(false)
+}

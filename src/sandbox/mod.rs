@@ -1,0 +1,794 @@
+//! The sandbox: runs one job's steps in fresh, hardened Docker containers and brings their
+//! outputs back to the host safely. The only module that imports bollard.
+//!
+//! A job ([`DockerJob`]) owns two capped tmpfs volumes (`/workspace`, `/output`) and a *holder*
+//! container that keeps them mounted between steps (a tmpfs volume lives only while some container
+//! holds it) and through which the host downloads `/output` with the archive API. Candidates' code
+//! never runs in the holder. Each step runs in its own container with no network, a non-root user,
+//! no capabilities, no-new-privileges, a read-only root, memory = memory+swap, CPU, pids, nofile and
+//! fsize limits, a wall-clock timeout and capped logs.
+//!
+//! Invariants:
+//! - every container and volume carries the label `takehome=1` (plus the job id and the owning
+//!   process), and a [`CleanupGuard`] removes them on every path: success, error, panic, drop on
+//!   cancellation; `remove_leftovers` sweeps what a dead process left behind;
+//! - the host reads results only through the Docker API (inspect, stats, archive) and never follows
+//!   a link inside what it downloads (see [`archive`]);
+//! - a candidate's failure is a [`StepRun`] with an [`Outcome`]; `Err(RunError)` is our own fault.
+
+pub mod archive;
+pub mod image;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bollard::container::LogOutput;
+use bollard::models::{
+    ContainerCreateBody, ExecConfig, HostConfig, HostConfigLogConfig, Mount, MountType, MountVolumeOptions,
+    ResourcesUlimits, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    AttachContainerOptions, CreateContainerOptions, DownloadFromContainerOptions, KillContainerOptions,
+    ListContainersOptions, ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions, StatsOptions,
+};
+use bollard::Docker;
+use futures_util::{Stream, StreamExt};
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+pub use archive::{Extracted, Rejected};
+
+/// Every container and volume of ours carries this label (value `1`).
+pub const LABEL: &str = "takehome";
+pub const LABEL_JOB: &str = "takehome.job";
+pub const LABEL_PID: &str = "takehome.pid";
+pub const LABEL_ROLE: &str = "takehome.role";
+/// The unprivileged user that steps run as (the runner images create it).
+pub const RUNNER_USER: &str = "10001:10001";
+pub const RUNNER_UID: u32 = 10001;
+
+/// Bytes of stdout and of stderr kept per step (the tail); the rest is dropped and flagged.
+pub const DEFAULT_LOG_CAP: usize = 1 << 20;
+/// A step that prints more than this on one stream is stopped as `output_limit`.
+pub const DEFAULT_LOG_FLOOD: u64 = 64 << 20;
+pub const DEFAULT_PIDS_LIMIT: i64 = 256;
+pub const DEFAULT_NOFILE: i64 = 1024;
+pub const DEFAULT_TMP_BYTES: u64 = 256 << 20;
+pub const DEFAULT_FILE_BYTES: u64 = 1 << 30;
+/// How long a Docker API call may take before we call it our failure.
+const API_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a killed container may take to stop.
+const KILL_GRACE: Duration = Duration::from_secs(10);
+
+/// How a step ended. Everything but `InfrastructureError` is the candidate's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    Failed,
+    TimedOut,
+    OutOfMemory,
+    OutputLimit,
+    DiskLimit,
+    InfrastructureError,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Failed => "failed",
+            Outcome::TimedOut => "timed_out",
+            Outcome::OutOfMemory => "out_of_memory",
+            Outcome::OutputLimit => "output_limit",
+            Outcome::DiskLimit => "disk_limit",
+            Outcome::InfrastructureError => "infrastructure_error",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot reach the Docker engine: {0}")]
+    Connect(#[source] bollard::errors::Error),
+    #[error("docker {action}: {source}")]
+    Docker {
+        action: &'static str,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("docker {0}: no answer within {API_TIMEOUT:?}")]
+    Timeout(&'static str),
+    #[error("{action}: {source}")]
+    Io {
+        action: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cancelled")]
+    Cancelled,
+    #[error("{0}")]
+    Image(String),
+}
+
+fn docker_error(action: &'static str) -> impl FnOnce(bollard::errors::Error) -> RunError {
+    move |source| RunError::Docker { action, source }
+}
+
+/// Runs one Docker API call with the standard timeout.
+async fn api<T>(action: &'static str, call: impl Future<Output = Result<T, bollard::errors::Error>>) -> Result<T, RunError> {
+    match tokio::time::timeout(API_TIMEOUT, call).await {
+        Ok(result) => result.map_err(docker_error(action)),
+        Err(_) => Err(RunError::Timeout(action)),
+    }
+}
+
+/// The limits of one step's container.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub timeout: Duration,
+    pub memory_bytes: u64,
+    pub cpus: f64,
+    pub pids: i64,
+    pub nofile: i64,
+    /// Size of the `/tmp` tmpfs.
+    pub tmp_bytes: u64,
+    /// Bytes kept of each of stdout and stderr.
+    pub log_cap: usize,
+    /// Bytes on one stream after which the step is stopped as `output_limit`.
+    pub log_flood: u64,
+    /// The largest file a process may write (RLIMIT_FSIZE), anywhere.
+    pub file_bytes: u64,
+}
+
+impl Limits {
+    pub fn new(timeout: Duration, memory_bytes: u64, cpus: f64) -> Limits {
+        Limits {
+            timeout,
+            memory_bytes,
+            cpus,
+            pids: DEFAULT_PIDS_LIMIT,
+            nofile: DEFAULT_NOFILE,
+            tmp_bytes: DEFAULT_TMP_BYTES,
+            log_cap: DEFAULT_LOG_CAP,
+            log_flood: DEFAULT_LOG_FLOOD,
+            file_bytes: DEFAULT_FILE_BYTES,
+        }
+    }
+}
+
+/// A host path mounted read-only into a step's container.
+#[derive(Debug, Clone)]
+pub struct Bind {
+    pub host: PathBuf,
+    pub target: String,
+}
+
+/// One step to run: the command (argv, run in `/submission`), its read-only mounts and limits.
+#[derive(Debug, Clone)]
+pub struct StepRequest {
+    pub name: String,
+    pub command: Vec<String>,
+    /// Mounted at `/submission`.
+    pub submission: PathBuf,
+    /// Mounted under `/data`.
+    pub inputs: Vec<Bind>,
+    pub limits: Limits,
+}
+
+/// What a stream printed: the last `cap` bytes and how many there were in all.
+#[derive(Debug, Clone, Default)]
+pub struct CapturedLog {
+    tail: Vec<u8>,
+    cap: usize,
+    pub total_bytes: u64,
+}
+
+impl CapturedLog {
+    pub fn new(cap: usize) -> CapturedLog {
+        CapturedLog { tail: Vec::new(), cap, total_bytes: 0 }
+    }
+
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.total_bytes += bytes.len() as u64;
+        self.tail.extend_from_slice(bytes);
+        // Trim in batches so that a flood of small writes stays linear.
+        if self.tail.len() > self.cap.saturating_mul(2).max(4096) {
+            let excess = self.tail.len() - self.cap;
+            self.tail.drain(..excess);
+        }
+    }
+
+    pub fn truncated(&self) -> bool {
+        self.total_bytes > self.cap as u64
+    }
+
+    /// The kept tail as text (invalid UTF-8 replaced).
+    pub fn text(&self) -> String {
+        let start = self.tail.len().saturating_sub(self.cap);
+        String::from_utf8_lossy(&self.tail[start..]).into_owned()
+    }
+}
+
+/// The record of one step's container.
+#[derive(Debug, Clone)]
+pub struct StepRun {
+    pub outcome: Outcome,
+    pub exit_code: Option<i64>,
+    pub wall: Duration,
+    /// From the container's cgroup, sampled by the stats stream (about once a second).
+    pub cpu_seconds: Option<f64>,
+    /// cgroup v1 `max_usage` (or the largest sampled usage on v2); includes page cache.
+    pub peak_memory_bytes: Option<u64>,
+    pub stdout: CapturedLog,
+    pub stderr: CapturedLog,
+    /// Why the outcome is what it is, for the assessor.
+    pub message: String,
+}
+
+/// What a job needs from the engine before its first step.
+#[derive(Debug, Clone)]
+pub struct JobOptions {
+    /// Lowercase letters, digits and '-': it names containers and volumes.
+    pub job_id: String,
+    pub image: String,
+    pub workspace_bytes: u64,
+    pub output_bytes: u64,
+}
+
+/// The narrow surface the rest of takehome uses; a Kubernetes backend would implement it too.
+pub trait Sandbox {
+    type Job: JobSandbox + Send + Sync;
+    fn open_job(&self, options: &JobOptions) -> impl Future<Output = Result<Self::Job, RunError>> + Send;
+}
+
+pub trait JobSandbox {
+    /// Runs one step to its end. A candidate's failure is an `Ok(StepRun)` with its outcome.
+    fn run_step(&self, request: &StepRequest, cancel: &CancellationToken) -> impl Future<Output = Result<StepRun, RunError>> + Send;
+    /// Copies `/output/<name>` (a file or a folder) into `dest`, a folder the host created,
+    /// refusing links and special files and anything over `max_bytes`.
+    fn collect_output(&self, name: &str, dest: &Path, max_bytes: u64) -> impl Future<Output = Result<Extracted, RunError>> + Send;
+    /// Removes the job's containers and volumes.
+    fn close(self) -> impl Future<Output = Result<(), RunError>> + Send;
+}
+
+/// The local Docker engine, reached through its socket.
+#[derive(Clone)]
+pub struct DockerSandbox {
+    docker: Docker,
+}
+
+/// Which leftovers to remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leftovers {
+    /// Everything labelled ours (a daemon that owns the engine, at start-up).
+    All,
+    /// Only what processes that no longer run left behind (safe beside other live takehome processes).
+    OfDeadProcesses,
+}
+
+impl DockerSandbox {
+    /// Connects to the local engine and agrees on an API version (this engine may be older than bollard).
+    pub async fn connect() -> Result<DockerSandbox, RunError> {
+        let docker = Docker::connect_with_local_defaults().map_err(RunError::Connect)?;
+        let docker = match tokio::time::timeout(Duration::from_secs(15), docker.negotiate_version()).await {
+            Ok(result) => result.map_err(RunError::Connect)?,
+            Err(_) => return Err(RunError::Timeout("version negotiation")),
+        };
+        api("ping", docker.ping()).await?;
+        Ok(DockerSandbox { docker })
+    }
+
+    /// Removes containers and volumes labelled ours; returns how many containers went.
+    pub async fn remove_leftovers(&self, which: Leftovers) -> Result<usize, RunError> {
+        let filters = HashMap::from([("label".to_string(), vec![LABEL.to_string()])]);
+        let containers = api(
+            "list containers",
+            self.docker.list_containers(Some(ListContainersOptions { all: true, filters: Some(filters.clone()), ..Default::default() })),
+        )
+        .await?;
+        let mut removed = 0;
+        for container in containers {
+            let labels = container.labels.unwrap_or_default();
+            let owner_alive = labels.get(LABEL_PID).and_then(|pid| pid.parse::<u32>().ok()).is_some_and(process_alive);
+            if which == Leftovers::OfDeadProcesses && owner_alive {
+                continue;
+            }
+            if let Some(id) = container.id {
+                info!(container = %short(&id), "removing a leftover container");
+                if remove_container(&self.docker, &id).await.is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        let volumes = api("list volumes", self.docker.list_volumes(Some(ListVolumesOptions { filters: Some(filters) }))).await?;
+        for volume in volumes.volumes.unwrap_or_default() {
+            let owner_alive = volume.labels.get(LABEL_PID).and_then(|pid| pid.parse::<u32>().ok()).is_some_and(process_alive);
+            if which == Leftovers::OfDeadProcesses && owner_alive {
+                continue;
+            }
+            // A volume still held by a live container refuses removal; that is fine.
+            let _ = self.docker.remove_volume(&volume.name, Some(RemoveVolumeOptions { force: true })).await;
+        }
+        Ok(removed)
+    }
+
+    /// How many containers labelled ours exist now (running or not).
+    pub async fn count_ours(&self) -> Result<usize, RunError> {
+        let filters = HashMap::from([("label".to_string(), vec![LABEL.to_string()])]);
+        let list = api(
+            "list containers",
+            self.docker.list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() })),
+        )
+        .await?;
+        Ok(list.len())
+    }
+
+    fn labels(&self, job_id: &str, role: &str) -> HashMap<String, String> {
+        HashMap::from([
+            (LABEL.to_string(), "1".to_string()),
+            (LABEL_JOB.to_string(), job_id.to_string()),
+            (LABEL_PID.to_string(), std::process::id().to_string()),
+            (LABEL_ROLE.to_string(), role.to_string()),
+        ])
+    }
+}
+
+impl Sandbox for DockerSandbox {
+    type Job = DockerJob;
+
+    async fn open_job(&self, options: &JobOptions) -> Result<DockerJob, RunError> {
+        let guard = CleanupGuard::new(self.docker.clone());
+        let workspace = format!("takehome-{}-workspace", options.job_id);
+        let output = format!("takehome-{}-output", options.job_id);
+        for (name, bytes) in [(&workspace, options.workspace_bytes), (&output, options.output_bytes)] {
+            // A tmpfs is the cap: overlay on ext4 has no per-container quota, a tmpfs has a hard size.
+            let driver_opts = HashMap::from([
+                ("type".to_string(), "tmpfs".to_string()),
+                ("device".to_string(), "tmpfs".to_string()),
+                ("o".to_string(), format!("size={bytes},uid={RUNNER_UID},gid={RUNNER_UID},mode=0755,nosuid,nodev")),
+            ]);
+            let request = VolumeCreateRequest {
+                name: Some(name.clone()),
+                driver: Some("local".to_string()),
+                driver_opts: Some(driver_opts),
+                labels: Some(self.labels(&options.job_id, "volume")),
+                ..Default::default()
+            };
+            api("create volume", self.docker.create_volume(request)).await?;
+            guard.track_volume(name);
+        }
+        let mut host_config = hardened_host_config(&Limits::new(Duration::from_secs(1), 64 << 20, 0.1));
+        host_config.mounts = Some(vec![volume_mount(&workspace, "/workspace"), volume_mount(&output, "/output")]);
+        let config = ContainerCreateBody {
+            image: Some(options.image.clone()),
+            cmd: Some(vec!["sleep".to_string(), "infinity".to_string()]),
+            user: Some(RUNNER_USER.to_string()),
+            labels: Some(self.labels(&options.job_id, "holder")),
+            network_disabled: Some(true),
+            host_config: Some(host_config),
+            ..Default::default()
+        };
+        let holder = create_container(&self.docker, &format!("takehome-{}-holder", options.job_id), config).await?;
+        guard.track_container(&holder);
+        api("start holder", self.docker.start_container(&holder, None)).await?;
+        debug!(job = %options.job_id, holder = %short(&holder), "job sandbox ready");
+        Ok(DockerJob { docker: self.docker.clone(), job_id: options.job_id.clone(), image: options.image.clone(), holder, guard })
+    }
+}
+
+/// One job's containers and volumes on the local engine.
+pub struct DockerJob {
+    docker: Docker,
+    job_id: String,
+    image: String,
+    holder: String,
+    guard: CleanupGuard,
+}
+
+impl JobSandbox for DockerJob {
+    async fn run_step(&self, request: &StepRequest, cancel: &CancellationToken) -> Result<StepRun, RunError> {
+        let limits = &request.limits;
+        let mut host_config = hardened_host_config(limits);
+        let mut binds = vec![format!("{}:/submission:ro", request.submission.display())];
+        binds.extend(request.inputs.iter().map(|bind| format!("{}:{}:ro", bind.host.display(), bind.target)));
+        host_config.binds = Some(binds);
+        host_config.mounts = Some(vec![
+            volume_mount(&format!("takehome-{}-workspace", self.job_id), "/workspace"),
+            volume_mount(&format!("takehome-{}-output", self.job_id), "/output"),
+        ]);
+        let threads = (limits.cpus.ceil() as u64).max(1).to_string();
+        let env = [
+            ("HOME", "/tmp"),
+            ("TMPDIR", "/tmp"),
+            ("MPLCONFIGDIR", "/tmp"),
+            ("PYTHONDONTWRITEBYTECODE", "1"),
+            ("PYTHONUNBUFFERED", "1"),
+            ("OMP_NUM_THREADS", threads.as_str()),
+            ("OPENBLAS_NUM_THREADS", threads.as_str()),
+            ("MKL_NUM_THREADS", threads.as_str()),
+        ];
+        let config = ContainerCreateBody {
+            image: Some(self.image.clone()),
+            cmd: Some(request.command.clone()),
+            user: Some(RUNNER_USER.to_string()),
+            working_dir: Some("/submission".to_string()),
+            env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            labels: Some(
+                DockerSandbox { docker: self.docker.clone() }.labels(&self.job_id, &format!("step:{}", request.name)),
+            ),
+            network_disabled: Some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            host_config: Some(host_config),
+            ..Default::default()
+        };
+        let name = format!("takehome-{}-{}-{}", self.job_id, request.name, fresh_suffix());
+        let id = create_container(&self.docker, &name, config).await?;
+        self.guard.track_container(&id);
+        let result = self.run_created(&id, request, cancel).await;
+        // The container goes on every path; a failure to remove it is logged, and the guard
+        // or the next start-up sweep takes it.
+        match remove_container(&self.docker, &id).await {
+            Ok(()) => self.guard.forget_container(&id),
+            Err(error) => warn!(container = %short(&id), error = %error, "could not remove a step container"),
+        }
+        result
+    }
+
+    async fn collect_output(&self, name: &str, dest: &Path, max_bytes: u64) -> Result<Extracted, RunError> {
+        if !archive::is_plain_name(name) {
+            return Err(RunError::Io { action: format!("collect {name:?}"), source: std::io::Error::other("not a plain file name") });
+        }
+        let options = DownloadFromContainerOptions { path: format!("/output/{name}") };
+        let mut stream = self.docker.download_from_container(&self.holder, Some(options));
+        let spool = tempfile::tempfile().map_err(|source| RunError::Io { action: "create a spool file".into(), source })?;
+        let mut spool = tokio::fs::File::from_std(spool);
+        // Tar adds a header and padding; allow for them beyond the cap.
+        let limit = max_bytes + (64 << 10);
+        let mut received: u64 = 0;
+        loop {
+            let chunk = match tokio::time::timeout(API_TIMEOUT, stream.next()).await {
+                Err(_) => return Err(RunError::Timeout("download from /output")),
+                Ok(None) => break,
+                Ok(Some(Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }))) => {
+                    return Ok(Extracted::missing());
+                }
+                Ok(Some(chunk)) => chunk.map_err(docker_error("download from /output"))?,
+            };
+            received += chunk.len() as u64;
+            if received > limit {
+                return Ok(Extracted::too_large(max_bytes));
+            }
+            spool.write_all(&chunk).await.map_err(|source| RunError::Io { action: "spool /output".into(), source })?;
+        }
+        spool.flush().await.map_err(|source| RunError::Io { action: "spool /output".into(), source })?;
+        let mut spool = spool.into_std().await;
+        let dest = dest.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            use std::io::Seek;
+            spool.rewind()?;
+            archive::extract_safely(spool, &dest, max_bytes)
+        })
+        .await
+        .map_err(|error| RunError::Io { action: "extract from /output".into(), source: std::io::Error::other(error) })?
+        .map_err(|source| RunError::Io { action: "extract from /output".into(), source })
+    }
+
+    async fn close(self) -> Result<(), RunError> {
+        self.guard.clean().await;
+        Ok(())
+    }
+}
+
+/// How the wait for a step's container ended.
+enum Ended {
+    Exited,
+    TimedOut,
+    Flood,
+    Cancelled,
+    WaitFailed(String),
+}
+
+impl DockerJob {
+    async fn run_created(&self, id: &str, request: &StepRequest, cancel: &CancellationToken) -> Result<StepRun, RunError> {
+        let limits = &request.limits;
+        // Attach before start so that nothing printed is missed; drain with a cap.
+        let attach = api(
+            "attach",
+            self.docker.attach_container(
+                id,
+                Some(AttachContainerOptions { stream: true, stdout: true, stderr: true, logs: false, ..Default::default() }),
+            ),
+        )
+        .await?;
+        let flood = Arc::new(Notify::new());
+        let drain = AbortOnDrop(tokio::spawn(drain_logs(attach.output, limits.log_cap, limits.log_flood, flood.clone())));
+
+        let started = Instant::now();
+        api("start", self.docker.start_container(id, None)).await?;
+        let stats = AbortOnDrop(tokio::spawn(sample_stats(self.docker.clone(), id.to_string())));
+        let mut wait = Box::pin(self.docker.wait_container(id, None));
+
+        let ended = tokio::select! {
+            waited = wait.next() => match waited {
+                Some(Ok(_)) | Some(Err(bollard::errors::Error::DockerContainerWaitError { .. })) => Ended::Exited,
+                Some(Err(error)) => Ended::WaitFailed(error.to_string()),
+                None => Ended::WaitFailed("the wait stream ended early".to_string()),
+            },
+            _ = tokio::time::sleep(limits.timeout) => Ended::TimedOut,
+            _ = flood.notified() => Ended::Flood,
+            _ = cancel.cancelled() => Ended::Cancelled,
+        };
+        let wall = started.elapsed();
+        if !matches!(ended, Ended::Exited) {
+            let _ = self.docker.kill_container(id, Some(KillContainerOptions { signal: "SIGKILL".to_string() })).await;
+            let mut wait = Box::pin(self.docker.wait_container(id, None));
+            if tokio::time::timeout(KILL_GRACE, wait.next()).await.is_err() {
+                warn!(container = %short(id), "container did not stop after SIGKILL");
+            }
+        }
+        match ended {
+            Ended::Cancelled => return Err(RunError::Cancelled),
+            Ended::WaitFailed(message) => return Err(RunError::Image(format!("waiting for step {}: {message}", request.name))),
+            _ => {}
+        }
+        let inspect = api("inspect", self.docker.inspect_container(id, None)).await?;
+        let state = inspect.state.unwrap_or_default();
+        let exit_code = state.exit_code;
+        let oom_killed = state.oom_killed.unwrap_or(false);
+        let (stdout, stderr) = match tokio::time::timeout(Duration::from_secs(5), drain.join()).await {
+            Ok(Some(logs)) => logs,
+            _ => (CapturedLog::new(limits.log_cap), CapturedLog::new(limits.log_cap)),
+        };
+        let (cpu_seconds, peak_memory_bytes) =
+            tokio::time::timeout(Duration::from_secs(3), stats.join()).await.ok().flatten().unwrap_or((None, None));
+
+        let (outcome, message) = match ended {
+            Ended::TimedOut => (Outcome::TimedOut, format!("stopped after the step's timeout of {:?}", limits.timeout)),
+            Ended::Flood => (
+                Outcome::OutputLimit,
+                format!("stopped after printing more than {} on one stream", crate::units::format_size(limits.log_flood)),
+            ),
+            _ if exit_code == Some(0) => (Outcome::Ok, String::new()),
+            _ if oom_killed => (
+                Outcome::OutOfMemory,
+                format!("killed for using more than its memory limit of {}", crate::units::format_size(limits.memory_bytes)),
+            ),
+            // 128 + SIGXFSZ: a file grew past the size limit.
+            _ if exit_code == Some(153) => (Outcome::DiskLimit, "a file grew past the file size limit".to_string()),
+            _ => match self.full_volumes().await {
+                Some(full) if !full.is_empty() => (Outcome::DiskLimit, format!("{} is full", full.join(" and "))),
+                _ => (Outcome::Failed, format!("exited with code {}", exit_code.unwrap_or(-1))),
+            },
+        };
+        Ok(StepRun { outcome, exit_code, wall, cpu_seconds, peak_memory_bytes, stdout, stderr, message })
+    }
+
+    /// Which of `/workspace` and `/output` have (almost) no room left, asked of the holder.
+    async fn full_volumes(&self) -> Option<Vec<String>> {
+        let exec = ExecConfig {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(["stat", "-f", "-c", "%n %b %a", "/workspace", "/output"].map(String::from).to_vec()),
+            ..Default::default()
+        };
+        let created = api("exec", self.docker.create_exec(&self.holder, exec)).await.ok()?;
+        let started = api("exec", self.docker.start_exec(&created.id, None)).await.ok()?;
+        let bollard::exec::StartExecResults::Attached { mut output, .. } = started else {
+            return None;
+        };
+        let mut text = String::new();
+        while let Ok(Some(Ok(item))) = tokio::time::timeout(Duration::from_secs(10), output.next()).await {
+            if let LogOutput::StdOut { message } = item {
+                text.push_str(&String::from_utf8_lossy(&message));
+            }
+        }
+        let mut full = Vec::new();
+        for line in text.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if let [name, total, available] = fields[..] {
+                let (total, available): (u64, u64) = (total.parse().ok()?, available.parse().ok()?);
+                if available * 100 < total.max(1) || available < 16 {
+                    full.push(name.to_string());
+                }
+            }
+        }
+        Some(full)
+    }
+}
+
+/// The flags every container of ours gets, step or holder.
+fn hardened_host_config(limits: &Limits) -> HostConfig {
+    let memory = limits.memory_bytes as i64;
+    HostConfig {
+        network_mode: Some("none".to_string()),
+        readonly_rootfs: Some(true),
+        cap_drop: Some(vec!["ALL".to_string()]),
+        security_opt: Some(vec!["no-new-privileges".to_string()]),
+        memory: Some(memory),
+        // Equal to memory: no swap.
+        memory_swap: Some(memory),
+        nano_cpus: Some((limits.cpus * 1e9) as i64),
+        pids_limit: Some(limits.pids),
+        ulimits: Some(vec![
+            ResourcesUlimits { name: Some("nofile".to_string()), soft: Some(limits.nofile), hard: Some(limits.nofile) },
+            // Also bounds sparse files, which take no room in a tmpfs until written.
+            ResourcesUlimits { name: Some("fsize".to_string()), soft: Some(limits.file_bytes as i64), hard: Some(limits.file_bytes as i64) },
+            ResourcesUlimits { name: Some("core".to_string()), soft: Some(0), hard: Some(0) },
+        ]),
+        tmpfs: Some(HashMap::from([("/tmp".to_string(), format!("rw,nosuid,nodev,size={}", limits.tmp_bytes))])),
+        shm_size: Some(64 << 20),
+        ipc_mode: Some("private".to_string()),
+        init: Some(true),
+        // Logs are read through attach; the engine's own copy is capped so a flood cannot fill the host.
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("json-file".to_string()),
+            config: Some(HashMap::from([
+                ("max-size".to_string(), "1m".to_string()),
+                ("max-file".to_string(), "1".to_string()),
+            ])),
+        }),
+        ..Default::default()
+    }
+}
+
+fn volume_mount(volume: &str, target: &str) -> Mount {
+    Mount {
+        target: Some(target.to_string()),
+        source: Some(volume.to_string()),
+        typ: Some(MountType::VOLUME),
+        read_only: Some(false),
+        // Without nocopy the engine copies the image's (root-owned) folder into the empty volume.
+        volume_options: Some(MountVolumeOptions { no_copy: Some(true), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+async fn create_container(docker: &Docker, name: &str, config: ContainerCreateBody) -> Result<String, RunError> {
+    let options = CreateContainerOptions { name: Some(name.to_string()), ..Default::default() };
+    Ok(api("create container", docker.create_container(Some(options), config)).await?.id)
+}
+
+async fn remove_container(docker: &Docker, id: &str) -> Result<(), RunError> {
+    let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+    match api("remove container", docker.remove_container(id, Some(options))).await {
+        Ok(()) => Ok(()),
+        Err(RunError::Docker { source: bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }, .. }) => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+type LogStream = Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
+
+async fn drain_logs(mut output: LogStream, cap: usize, flood_at: u64, flood: Arc<Notify>) -> (CapturedLog, CapturedLog) {
+    let (mut stdout, mut stderr) = (CapturedLog::new(cap), CapturedLog::new(cap));
+    while let Some(item) = output.next().await {
+        match item {
+            Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => stdout.push(&message),
+            Ok(LogOutput::StdErr { message }) => stderr.push(&message),
+            Ok(LogOutput::StdIn { .. }) => {}
+            Err(_) => break,
+        }
+        if stdout.total_bytes > flood_at || stderr.total_bytes > flood_at {
+            flood.notify_one();
+        }
+    }
+    (stdout, stderr)
+}
+
+/// Samples the container's cgroup through the stats stream until it stops.
+async fn sample_stats(docker: Docker, id: String) -> (Option<f64>, Option<u64>) {
+    let mut stream = docker.stats(&id, Some(StatsOptions { stream: true, one_shot: false }));
+    let (mut cpu_nanos, mut peak) = (None::<u64>, None::<u64>);
+    while let Some(Ok(sample)) = stream.next().await {
+        if let Some(total) = sample.cpu_stats.and_then(|cpu| cpu.cpu_usage).and_then(|usage| usage.total_usage) {
+            cpu_nanos = Some(cpu_nanos.unwrap_or(0).max(total));
+        }
+        if let Some(memory) = sample.memory_stats {
+            if let Some(value) = memory.max_usage.or(memory.usage) {
+                peak = Some(peak.unwrap_or(0).max(value));
+            }
+        }
+    }
+    (cpu_nanos.map(|nanos| nanos as f64 / 1e9), peak)
+}
+
+/// A spawned task that is aborted when its handle is dropped, so no task outlives its step.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> AbortOnDrop<T> {
+    async fn join(mut self) -> Option<T> {
+        (&mut self.0).await.ok()
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Removes a job's containers and volumes: explicitly through `clean`, or on drop (error, panic,
+/// a future dropped on cancellation) from a thread of its own, so it works inside or outside a runtime.
+struct CleanupGuard {
+    docker: Docker,
+    containers: Mutex<Vec<String>>,
+    volumes: Mutex<Vec<String>>,
+}
+
+impl CleanupGuard {
+    fn new(docker: Docker) -> CleanupGuard {
+        CleanupGuard { docker, containers: Mutex::new(Vec::new()), volumes: Mutex::new(Vec::new()) }
+    }
+    // std Mutex: held only for a push or a retain, never across an await.
+    fn track_container(&self, id: &str) {
+        self.containers.lock().unwrap().push(id.to_string());
+    }
+    fn forget_container(&self, id: &str) {
+        self.containers.lock().unwrap().retain(|known| known != id);
+    }
+    fn track_volume(&self, name: &str) {
+        self.volumes.lock().unwrap().push(name.to_string());
+    }
+
+    async fn clean(&self) {
+        let containers = std::mem::take(&mut *self.containers.lock().unwrap());
+        let volumes = std::mem::take(&mut *self.volumes.lock().unwrap());
+        clean_up(&self.docker, containers, volumes).await;
+    }
+}
+
+async fn clean_up(docker: &Docker, containers: Vec<String>, volumes: Vec<String>) {
+    for id in containers {
+        if let Err(error) = remove_container(docker, &id).await {
+            warn!(container = %short(&id), error = %error, "could not remove a container");
+        }
+    }
+    for name in volumes {
+        if let Err(error) = api("remove volume", docker.remove_volume(&name, Some(RemoveVolumeOptions { force: true }))).await {
+            warn!(volume = %name, error = %error, "could not remove a volume");
+        }
+    }
+}
+
+impl Drop for CleanupGuard {
+    fn drop(&mut self) {
+        let containers = std::mem::take(&mut *self.containers.lock().unwrap_or_else(|e| e.into_inner()));
+        let volumes = std::mem::take(&mut *self.volumes.lock().unwrap_or_else(|e| e.into_inner()));
+        if containers.is_empty() && volumes.is_empty() {
+            return;
+        }
+        let docker = self.docker.clone();
+        let cleaner = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            runtime.block_on(clean_up(&docker, containers, volumes));
+        });
+        let _ = cleaner.join();
+    }
+}
+
+fn process_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+/// A short random suffix for container names (two runs of one step must not collide).
+pub fn fresh_suffix() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(Instant::now().elapsed().as_nanos() ^ std::process::id() as u128);
+    format!("{:08x}", hasher.finish() as u32)
+}

@@ -1,0 +1,775 @@
+//! The task format: `tasks/<id>/task.yaml`, parsed strictly into a [`TaskSpec`].
+//!
+//! Owns the vocabulary of a task (kinds, steps, metrics, scales, weights) and every check that can
+//! be made without running anything: unknown keys, bad durations and sizes, missing files, unknown
+//! metrics, step inputs that do not exist or that would hand hidden truth to a container. All the
+//! problems of a file are reported at once, each naming the file, the field path and what was
+//! expected. This module reads only the task author's files; it never talks to Docker.
+//!
+//! Layout it expects, relative to the project root (the folder that holds `tasks/`):
+//! `tasks/<id>/task.yaml`, `datasets/<dataset>/{public,hidden}/`, `runner-images/<image>/`.
+
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use serde_yaml::{Mapping, Value};
+
+use crate::units::{parse_duration, parse_size};
+
+pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+pub const DEFAULT_STEP_MEMORY: u64 = 2 << 30;
+pub const DEFAULT_STEP_CPUS: f64 = 1.0;
+pub const DEFAULT_STORAGE_CAP: u64 = 1 << 30;
+pub const DEFAULT_LINT_SELECT: [&str; 3] = ["E", "F", "W"];
+/// Lint findings per 100 lines of code at which the code-quality score reaches zero.
+pub const DEFAULT_LINT_ZERO_AT: f64 = 10.0;
+pub const DEFAULT_TOLERANCE: f64 = 1e-6;
+
+const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+const MIN_MEMORY: u64 = 32 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskKind {
+    ModelTraining,
+    DataCleaning,
+}
+
+impl TaskKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::ModelTraining => "model-training",
+            TaskKind::DataCleaning => "data-cleaning",
+        }
+    }
+}
+
+/// What a metric compares: labels, numbers, or whole tables cell by cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricInput {
+    Labels,
+    Numbers,
+    Table,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    Accuracy,
+    BalancedAccuracy,
+    F1Macro,
+    F1Weighted,
+    Rmse,
+    Mae,
+    CellAccuracy,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 7] = [
+        Metric::Accuracy,
+        Metric::BalancedAccuracy,
+        Metric::F1Macro,
+        Metric::F1Weighted,
+        Metric::Rmse,
+        Metric::Mae,
+        Metric::CellAccuracy,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Accuracy => "accuracy",
+            Metric::BalancedAccuracy => "balanced_accuracy",
+            Metric::F1Macro => "f1_macro",
+            Metric::F1Weighted => "f1_weighted",
+            Metric::Rmse => "rmse",
+            Metric::Mae => "mae",
+            Metric::CellAccuracy => "cell_accuracy",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Metric> {
+        Metric::ALL.into_iter().find(|metric| metric.name() == name)
+    }
+
+    pub fn input(self) -> MetricInput {
+        match self {
+            Metric::Accuracy | Metric::BalancedAccuracy | Metric::F1Macro | Metric::F1Weighted => MetricInput::Labels,
+            Metric::Rmse | Metric::Mae => MetricInput::Numbers,
+            Metric::CellAccuracy => MetricInput::Table,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StepSpec {
+    pub name: String,
+    /// A shell command, run by `/bin/sh -c` in `/submission`.
+    pub run: String,
+    /// Paths relative to the data set folder; each appears read-only at `/data/<last component>`.
+    pub inputs: Vec<String>,
+    pub timeout: Duration,
+    pub memory_bytes: u64,
+    pub cpus: f64,
+}
+
+/// Maps a metric value to 0–100: 0 at `zero_at`, 100 at `full_at`, linear between, clamped.
+/// `zero_at > full_at` describes a lower-is-better metric.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scale {
+    pub zero_at: f64,
+    pub full_at: f64,
+}
+
+impl Scale {
+    pub fn score(&self, value: f64) -> f64 {
+        if !value.is_finite() {
+            return 0.0;
+        }
+        let fraction = (value - self.zero_at) / (self.full_at - self.zero_at);
+        100.0 * fraction.clamp(0.0, 1.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Weights {
+    pub accuracy: f64,
+    pub code_quality: f64,
+    pub runtime: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct GradingSpec {
+    /// A plain file name, read from `/output` after the last step.
+    pub output: String,
+    /// Relative to the data set folder; must lie under `hidden/`.
+    pub truth: String,
+    /// The id column (model training) or row key (data cleaning).
+    pub id: String,
+    /// The predicted column (model training only).
+    pub target: Option<String>,
+    pub metric: Metric,
+    pub scale: Scale,
+    pub weights: Weights,
+    /// Numbers compare equal within this relative tolerance (data cleaning).
+    pub tolerance: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct LintSpec {
+    pub select: Vec<String>,
+    pub zero_at: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct TaskSpec {
+    pub id: String,
+    pub title: String,
+    pub kind: TaskKind,
+    pub time_box: Duration,
+    pub image: String,
+    pub brief: String,
+    pub starter: String,
+    pub dataset: String,
+    pub steps: Vec<StepSpec>,
+    pub grading: GradingSpec,
+    pub lint: LintSpec,
+    pub runtime_full_under: Duration,
+    pub workspace_cap_bytes: u64,
+    pub output_cap_bytes: u64,
+    /// The folder that holds task.yaml.
+    pub dir: PathBuf,
+    /// The folder that holds `tasks/`, `datasets/` and `runner-images/`.
+    pub root: PathBuf,
+}
+
+impl TaskSpec {
+    pub fn file(&self) -> PathBuf {
+        self.dir.join("task.yaml")
+    }
+    pub fn dataset_dir(&self) -> PathBuf {
+        self.root.join("datasets").join(&self.dataset)
+    }
+    pub fn image_dir(&self) -> PathBuf {
+        self.root.join("runner-images").join(&self.image)
+    }
+    pub fn truth_path(&self) -> PathBuf {
+        self.dataset_dir().join(&self.grading.truth)
+    }
+    /// The sum of the steps' timeouts: the runtime score reaches zero there.
+    pub fn total_timeout(&self) -> Duration {
+        self.steps.iter().map(|step| step.timeout).sum()
+    }
+}
+
+/// One problem in a task file: where (`steps[1].timeout`) and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{}", render_problems(file, problems))]
+    Invalid { file: PathBuf, problems: Vec<Problem> },
+}
+
+impl SpecError {
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            SpecError::Read { .. } => &[],
+            SpecError::Invalid { problems, .. } => problems,
+        }
+    }
+}
+
+fn render_problems(file: &Path, problems: &[Problem]) -> String {
+    let lines: Vec<String> = problems
+        .iter()
+        .map(|problem| {
+            if problem.field.is_empty() {
+                format!("{}: {}", file.display(), problem.message)
+            } else {
+                format!("{}: {}: {}", file.display(), problem.field, problem.message)
+            }
+        })
+        .collect();
+    lines.join("\n")
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Loads and checks `<task_dir>/task.yaml`.
+pub fn load(task_dir: &Path) -> Result<TaskSpec, SpecError> {
+    let file = task_dir.join("task.yaml");
+    let text = std::fs::read_to_string(&file).map_err(|source| SpecError::Read { path: file.clone(), source })?;
+    parse(&text, task_dir).map_err(|problems| SpecError::Invalid { file, problems })
+}
+
+/// Parses task.yaml text; `task_dir` locates the files it names.
+pub fn parse(text: &str, task_dir: &Path) -> Result<TaskSpec, Vec<Problem>> {
+    let document: Value = serde_yaml::from_str(text).map_err(|error| {
+        let location = error.location().map(|l| format!("line {} column {}", l.line(), l.column())).unwrap_or_default();
+        vec![Problem { field: location, message: format!("not valid YAML: {error}") }]
+    })?;
+    let mut reader = Reader::default();
+    let spec = reader.task(&document, task_dir);
+    match spec {
+        Some(spec) if reader.problems.is_empty() => Ok(spec),
+        _ => {
+            if reader.problems.is_empty() {
+                reader.problem("", "the task could not be read");
+            }
+            Err(reader.problems)
+        }
+    }
+}
+
+/// Walks the YAML tree, collecting every problem instead of stopping at the first.
+#[derive(Default)]
+struct Reader {
+    problems: Vec<Problem>,
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn describe(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+impl Reader {
+    fn problem(&mut self, field: &str, message: impl Into<String>) {
+        self.problems.push(Problem { field: field.to_string(), message: message.into() });
+    }
+
+    /// The mapping at `path`, with its keys checked against `allowed`.
+    fn mapping<'v>(&mut self, value: &'v Value, path: &str, allowed: &[&str]) -> Option<&'v Mapping> {
+        let Value::Mapping(map) = value else {
+            self.problem(path, format!("expected a mapping, got {}", describe(value)));
+            return None;
+        };
+        for key in map.keys() {
+            match key.as_str() {
+                Some(name) if allowed.contains(&name) => {}
+                Some(name) => self.problem(
+                    &join(path, name),
+                    format!("unknown key (expected one of {})", allowed.join(", ")),
+                ),
+                None => self.problem(path, format!("keys must be strings, got {}", describe(key))),
+            }
+        }
+        Some(map)
+    }
+
+    fn string(&mut self, map: &Mapping, path: &str, key: &str, required: bool) -> Option<String> {
+        let field = join(path, key);
+        match map.get(key) {
+            None | Some(Value::Null) => {
+                if required {
+                    self.problem(&field, "missing (expected a string)");
+                }
+                None
+            }
+            Some(Value::String(text)) if text.trim().is_empty() => {
+                self.problem(&field, "is empty (expected a string)");
+                None
+            }
+            Some(Value::String(text)) => Some(text.clone()),
+            Some(other) => {
+                self.problem(&field, format!("expected a string, got {}", describe(other)));
+                None
+            }
+        }
+    }
+
+    fn number(&mut self, map: &Mapping, path: &str, key: &str) -> Option<f64> {
+        let field = join(path, key);
+        match map.get(key) {
+            None | Some(Value::Null) => {
+                self.problem(&field, "missing (expected a number)");
+                None
+            }
+            Some(Value::Number(number)) => number.as_f64().filter(|v| v.is_finite()).or_else(|| {
+                self.problem(&field, "expected a finite number");
+                None
+            }),
+            Some(other) => {
+                self.problem(&field, format!("expected a number, got {}", describe(other)));
+                None
+            }
+        }
+    }
+
+    fn optional_number(&mut self, map: &Mapping, path: &str, key: &str, default: f64) -> f64 {
+        if map.get(key).is_none() {
+            return default;
+        }
+        self.number(map, path, key).unwrap_or(default)
+    }
+
+    fn duration(&mut self, map: &Mapping, path: &str, key: &str, default: Option<Duration>) -> Option<Duration> {
+        let field = join(path, key);
+        let Some(text) = self.string(map, path, key, default.is_none()) else {
+            return default;
+        };
+        match parse_duration(&text) {
+            Ok(duration) if duration.is_zero() => {
+                self.problem(&field, "must be longer than zero");
+                None
+            }
+            Ok(duration) => Some(duration),
+            Err(message) => {
+                self.problem(&field, message);
+                None
+            }
+        }
+    }
+
+    fn size(&mut self, map: &Mapping, path: &str, key: &str, default: u64) -> u64 {
+        let field = join(path, key);
+        let Some(text) = self.string(map, path, key, false) else {
+            return default;
+        };
+        parse_size(&text).unwrap_or_else(|message| {
+            self.problem(&field, message);
+            default
+        })
+    }
+
+    fn string_list(&mut self, map: &Mapping, path: &str, key: &str) -> Option<Vec<String>> {
+        let field = join(path, key);
+        match map.get(key)? {
+            Value::Sequence(items) => {
+                let mut out = Vec::new();
+                for (index, item) in items.iter().enumerate() {
+                    match item {
+                        Value::String(text) if !text.trim().is_empty() => out.push(text.clone()),
+                        other => self.problem(&format!("{field}[{index}]"), format!("expected a string, got {}", describe(other))),
+                    }
+                }
+                Some(out)
+            }
+            other => {
+                self.problem(&field, format!("expected a list of strings, got {}", describe(other)));
+                None
+            }
+        }
+    }
+
+    fn task(&mut self, document: &Value, task_dir: &Path) -> Option<TaskSpec> {
+        let top = self.mapping(
+            document,
+            "",
+            &["id", "title", "kind", "time_box", "image", "brief", "starter", "dataset", "steps", "grading", "lint", "runtime", "storage"],
+        )?;
+        let root = task_dir.parent().and_then(Path::parent).unwrap_or(Path::new(".")).to_path_buf();
+
+        let id = self.string(top, "", "id", true);
+        if let Some(id) = &id {
+            if !is_name(id) {
+                self.problem("id", format!("{id:?} is not a valid id (expected lowercase letters, digits and '-')"));
+            } else if task_dir.file_name().and_then(|n| n.to_str()) != Some(id.as_str()) {
+                self.problem("id", format!("{id:?} does not match the task's folder name {:?}", task_dir.file_name().unwrap_or_default()));
+            }
+        }
+        let title = self.string(top, "", "title", true);
+        let kind = match self.string(top, "", "kind", true).as_deref() {
+            Some("model-training") => Some(TaskKind::ModelTraining),
+            Some("data-cleaning") => Some(TaskKind::DataCleaning),
+            Some(other) => {
+                self.problem("kind", format!("unknown kind {other:?} (expected model-training or data-cleaning)"));
+                None
+            }
+            None => None,
+        };
+        let time_box = self.duration(top, "", "time_box", None);
+
+        let image = self.string(top, "", "image", true);
+        if let Some(image) = &image {
+            let dir = root.join("runner-images").join(image);
+            if !is_name(image) {
+                self.problem("image", format!("{image:?} is not a valid image name (expected lowercase letters, digits and '-')"));
+            } else if !dir.is_dir() {
+                self.problem("image", format!("no runner image {image:?} (expected a folder {})", dir.display()));
+            }
+        }
+        let brief = self.string(top, "", "brief", true);
+        if let Some(brief) = &brief {
+            self.task_file(task_dir, "brief", brief, false);
+        }
+        let starter = self.string(top, "", "starter", false).unwrap_or_else(|| "starter".to_string());
+        self.task_file(task_dir, "starter", &starter, true);
+
+        let dataset = self.string(top, "", "dataset", true);
+        let dataset_dir = dataset.as_ref().map(|name| root.join("datasets").join(name));
+        if let (Some(name), Some(dir)) = (&dataset, &dataset_dir) {
+            if !is_name(name) {
+                self.problem("dataset", format!("{name:?} is not a valid data set name (expected lowercase letters, digits and '-')"));
+            } else if !dir.is_dir() {
+                self.problem("dataset", format!("no data set {name:?} (expected a folder {})", dir.display()));
+            }
+        }
+        let dataset_dir = dataset_dir.filter(|dir| dir.is_dir());
+
+        let grading = match top.get("grading") {
+            Some(value) => self.grading(value, kind, dataset_dir.as_deref()),
+            None => {
+                self.problem("grading", "missing (expected a mapping)");
+                None
+            }
+        };
+        let truth = grading.as_ref().map(|g| g.truth.clone());
+        let steps = self.steps(top, dataset_dir.as_deref(), truth.as_deref());
+        let lint = self.lint(top);
+
+        let mut runtime_full_under = Some(Duration::from_secs(30));
+        if let Some(value) = top.get("runtime") {
+            if let Some(map) = self.mapping(value, "runtime", &["full_under"]) {
+                runtime_full_under = self.duration(map, "runtime", "full_under", None);
+            }
+        }
+        let (mut workspace_cap_bytes, mut output_cap_bytes) = (DEFAULT_STORAGE_CAP, DEFAULT_STORAGE_CAP);
+        if let Some(value) = top.get("storage") {
+            if let Some(map) = self.mapping(value, "storage", &["workspace", "output"]) {
+                workspace_cap_bytes = self.size(map, "storage", "workspace", DEFAULT_STORAGE_CAP);
+                output_cap_bytes = self.size(map, "storage", "output", DEFAULT_STORAGE_CAP);
+            }
+        }
+
+        Some(TaskSpec {
+            id: id?,
+            title: title?,
+            kind: kind?,
+            time_box: time_box?,
+            image: image?,
+            brief: brief?,
+            starter,
+            dataset: dataset?,
+            steps: steps?,
+            grading: grading?,
+            lint: lint?,
+            runtime_full_under: runtime_full_under?,
+            workspace_cap_bytes,
+            output_cap_bytes,
+            dir: task_dir.to_path_buf(),
+            root,
+        })
+    }
+
+    /// Checks that a path named in the task file stays inside the task folder and exists.
+    fn task_file(&mut self, task_dir: &Path, field: &str, relative: &str, want_dir: bool) {
+        let what = if want_dir { "folder" } else { "file" };
+        if !is_plain_relative(relative) {
+            self.problem(field, format!("{relative:?} must be a relative path inside the task folder"));
+            return;
+        }
+        let path = task_dir.join(relative);
+        let exists = if want_dir { path.is_dir() } else { path.is_file() };
+        if !exists {
+            self.problem(field, format!("{relative:?}: no such {what} (expected {})", path.display()));
+        }
+    }
+
+    fn steps(&mut self, top: &Mapping, dataset_dir: Option<&Path>, truth: Option<&str>) -> Option<Vec<StepSpec>> {
+        let Some(value) = top.get("steps") else {
+            self.problem("steps", "missing (expected a list of steps)");
+            return None;
+        };
+        let Value::Sequence(items) = value else {
+            self.problem("steps", format!("expected a list of steps, got {}", describe(value)));
+            return None;
+        };
+        if items.is_empty() {
+            self.problem("steps", "is empty (expected at least one step)");
+            return None;
+        }
+        let mut steps = Vec::new();
+        let mut complete = true;
+        for (index, item) in items.iter().enumerate() {
+            let path = format!("steps[{index}]");
+            match self.step(item, &path, dataset_dir, truth) {
+                Some(step) => {
+                    if steps.iter().any(|s: &StepSpec| s.name == step.name) {
+                        self.problem(&join(&path, "name"), format!("{:?} is used by an earlier step (names must be unique)", step.name));
+                    }
+                    steps.push(step);
+                }
+                None => complete = false,
+            }
+        }
+        complete.then_some(steps)
+    }
+
+    fn step(&mut self, value: &Value, path: &str, dataset_dir: Option<&Path>, truth: Option<&str>) -> Option<StepSpec> {
+        let map = self.mapping(value, path, &["name", "run", "inputs", "timeout", "memory", "cpus"])?;
+        let name = self.string(map, path, "name", true);
+        if let Some(name) = &name {
+            if !is_name(name) {
+                self.problem(&join(path, "name"), format!("{name:?} is not a valid step name (expected lowercase letters, digits and '-')"));
+            }
+        }
+        let run = self.string(map, path, "run", true);
+        let inputs = self.string_list(map, path, "inputs").unwrap_or_default();
+        let mut seen = Vec::new();
+        for (index, input) in inputs.iter().enumerate() {
+            let field = format!("{path}.inputs[{index}]");
+            if !is_plain_relative(input) {
+                self.problem(&field, format!("{input:?} must be a relative path inside the data set (no '..', not absolute)"));
+                continue;
+            }
+            let base = last_component(input);
+            if seen.contains(&base) {
+                self.problem(&field, format!("{input:?} would appear at /data/{base}, as an earlier input does"));
+            }
+            seen.push(base);
+            if !(input == "public" || input.starts_with("public/") || input == "hidden" || input.starts_with("hidden/")) {
+                self.problem(&field, format!("{input:?} must lie under public/ or hidden/"));
+            }
+            if let Some(truth) = truth {
+                let input_trimmed = input.trim_end_matches('/');
+                if truth == input_trimmed || truth.starts_with(&format!("{input_trimmed}/")) {
+                    self.problem(&field, format!("{input:?} would hand the hidden truth {truth:?} to the container"));
+                }
+            }
+            if let Some(dir) = dataset_dir {
+                if !dir.join(input).exists() {
+                    self.problem(&field, format!("{input:?}: no such file or folder in {}", dir.display()));
+                }
+            }
+        }
+        let timeout = self.duration(map, path, "timeout", Some(DEFAULT_STEP_TIMEOUT));
+        if let Some(timeout) = timeout {
+            if timeout > MAX_TIMEOUT {
+                self.problem(&join(path, "timeout"), "must be at most 24h");
+            }
+        }
+        let memory_bytes = self.size(map, path, "memory", DEFAULT_STEP_MEMORY);
+        if memory_bytes < MIN_MEMORY {
+            self.problem(&join(path, "memory"), "must be at least 32MiB");
+        }
+        let cpus = self.optional_number(map, path, "cpus", DEFAULT_STEP_CPUS);
+        if !(cpus > 0.0 && cpus <= 64.0) {
+            self.problem(&join(path, "cpus"), format!("{cpus} is out of range (expected more than 0 and at most 64)"));
+        }
+        Some(StepSpec { name: name?, run: run?, inputs, timeout: timeout?, memory_bytes, cpus })
+    }
+
+    fn grading(&mut self, value: &Value, kind: Option<TaskKind>, dataset_dir: Option<&Path>) -> Option<GradingSpec> {
+        let path = "grading";
+        let map = self.mapping(value, path, &["output", "truth", "id", "target", "metric", "scale", "weights", "tolerance"])?;
+        let output = self.string(map, path, "output", true);
+        if let Some(output) = &output {
+            if output.contains('/') || output == "." || output == ".." {
+                self.problem("grading.output", format!("{output:?} must be a plain file name (it is read from /output)"));
+            }
+        }
+        let truth = self.string(map, path, "truth", true);
+        if let Some(truth) = &truth {
+            if !is_plain_relative(truth) || !truth.starts_with("hidden/") {
+                self.problem("grading.truth", format!("{truth:?} must be a relative path under hidden/ in the data set"));
+            } else if let Some(dir) = dataset_dir {
+                if !dir.join(truth).is_file() {
+                    self.problem("grading.truth", format!("{truth:?}: no such file in {}", dir.display()));
+                }
+            }
+        }
+        let id = self.string(map, path, "id", true);
+        let target = self.string(map, path, "target", false);
+        let metric = match self.string(map, path, "metric", true) {
+            Some(name) => match Metric::from_name(&name) {
+                Some(metric) => Some(metric),
+                None => {
+                    let known: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+                    self.problem("grading.metric", format!("unknown metric {name:?} (expected one of {})", known.join(", ")));
+                    None
+                }
+            },
+            None => None,
+        };
+        if let (Some(metric), Some(kind)) = (metric, kind) {
+            let fits = match kind {
+                TaskKind::ModelTraining => metric.input() != MetricInput::Table,
+                TaskKind::DataCleaning => metric.input() == MetricInput::Table,
+            };
+            if !fits {
+                self.problem("grading.metric", format!("{} does not fit a {} task", metric.name(), kind.as_str()));
+            }
+            if kind == TaskKind::ModelTraining && target.is_none() {
+                self.problem("grading.target", "missing (a model-training task names the predicted column)");
+            }
+        }
+        let scale = match map.get("scale") {
+            Some(value) => self.mapping(value, "grading.scale", &["zero_at", "full_at"]).and_then(|scale_map| {
+                let zero_at = self.number(scale_map, "grading.scale", "zero_at");
+                let full_at = self.number(scale_map, "grading.scale", "full_at");
+                let scale = Scale { zero_at: zero_at?, full_at: full_at? };
+                if scale.zero_at == scale.full_at {
+                    self.problem("grading.scale", "zero_at and full_at must differ");
+                }
+                Some(scale)
+            }),
+            None => {
+                self.problem("grading.scale", "missing (expected { zero_at: N, full_at: N })");
+                None
+            }
+        };
+        let weights = match map.get("weights") {
+            Some(value) => self.mapping(value, "grading.weights", &["accuracy", "code_quality", "runtime"]).and_then(|weights_map| {
+                let mut weight = |key: &str| {
+                    let value = self.optional_number(weights_map, "grading.weights", key, 0.0);
+                    if value < 0.0 {
+                        self.problem(&format!("grading.weights.{key}"), "must not be negative");
+                    }
+                    value
+                };
+                let weights = Weights { accuracy: weight("accuracy"), code_quality: weight("code_quality"), runtime: weight("runtime") };
+                if weights.accuracy + weights.code_quality + weights.runtime <= 0.0 {
+                    self.problem("grading.weights", "must add up to more than zero");
+                }
+                Some(weights)
+            }),
+            None => Some(Weights { accuracy: 70.0, code_quality: 15.0, runtime: 15.0 }),
+        };
+        let tolerance = self.optional_number(map, path, "tolerance", DEFAULT_TOLERANCE);
+        if tolerance < 0.0 {
+            self.problem("grading.tolerance", "must not be negative");
+        }
+        Some(GradingSpec {
+            output: output?,
+            truth: truth?,
+            id: id?,
+            target,
+            metric: metric?,
+            scale: scale?,
+            weights: weights?,
+            tolerance,
+        })
+    }
+
+    fn lint(&mut self, top: &Mapping) -> Option<LintSpec> {
+        let default = || LintSpec { select: DEFAULT_LINT_SELECT.iter().map(|s| s.to_string()).collect(), zero_at: DEFAULT_LINT_ZERO_AT };
+        let Some(value) = top.get("lint") else {
+            return Some(default());
+        };
+        let map = self.mapping(value, "lint", &["tool", "select", "zero_at"])?;
+        if let Some(tool) = self.string(map, "lint", "tool", false) {
+            if tool != "ruff" {
+                self.problem("lint.tool", format!("unknown lint tool {tool:?} (expected ruff)"));
+            }
+        }
+        let select = self.string_list(map, "lint", "select").unwrap_or_else(|| default().select);
+        for (index, rule) in select.iter().enumerate() {
+            if !rule.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) {
+                self.problem(&format!("lint.select[{index}]"), format!("{rule:?} is not a ruff rule code or prefix (like E, F401, C90)"));
+            }
+        }
+        let zero_at = self.optional_number(map, "lint", "zero_at", DEFAULT_LINT_ZERO_AT);
+        if zero_at <= 0.0 {
+            self.problem("lint.zero_at", "must be more than zero (findings per 100 lines)");
+        }
+        Some(LintSpec { select, zero_at })
+    }
+}
+
+/// Lowercase letters, digits and '-', not starting with '-': safe in paths and container names.
+pub fn is_name(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 64
+        && !text.starts_with('-')
+        && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// A relative path made only of normal components: no `..`, no root, no `.` tricks.
+fn is_plain_relative(text: &str) -> bool {
+    let path = Path::new(text);
+    !text.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_)))
+}
+
+fn last_component(text: &str) -> String {
+    Path::new(text).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_handles_both_directions() {
+        let higher = Scale { zero_at: 0.5, full_at: 1.0 };
+        assert_eq!(higher.score(0.75), 50.0);
+        assert_eq!(higher.score(0.2), 0.0);
+        assert_eq!(higher.score(1.2), 100.0);
+        let lower = Scale { zero_at: 10.0, full_at: 2.0 };
+        assert_eq!(lower.score(6.0), 50.0);
+        assert_eq!(lower.score(1.0), 100.0);
+        assert_eq!(lower.score(f64::NAN), 0.0);
+    }
+
+    #[test]
+    fn plain_relative_paths() {
+        assert!(is_plain_relative("hidden/labels.csv"));
+        assert!(!is_plain_relative("../x"));
+        assert!(!is_plain_relative("/etc/passwd"));
+        assert!(!is_plain_relative("a/../../b"));
+        assert!(!is_plain_relative(""));
+    }
+}
