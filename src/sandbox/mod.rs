@@ -320,9 +320,9 @@ impl DockerSandbox {
         Ok(removed)
     }
 
-    /// How many containers labelled ours exist now (running or not).
-    pub async fn count_ours(&self) -> Result<usize, RunError> {
-        let filters = HashMap::from([("label".to_string(), vec![LABEL.to_string()])]);
+    /// How many containers carry `label` (`takehome`, or `key=value` such as `takehome.job=abc`).
+    pub async fn count_labelled(&self, label: &str) -> Result<usize, RunError> {
+        let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
         let list = api(
             "list containers",
             self.docker.list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() })),
@@ -514,7 +514,8 @@ impl DockerJob {
 
         let started = Instant::now();
         api("start", self.docker.start_container(id, None)).await?;
-        let stats = AbortOnDrop(tokio::spawn(sample_stats(self.docker.clone(), id.to_string())));
+        let usage = Arc::new(Mutex::new(Usage::default()));
+        let stats = AbortOnDrop(tokio::spawn(sample_stats(self.docker.clone(), id.to_string(), usage.clone())));
         let mut wait = Box::pin(self.docker.wait_container(id, None));
 
         let ended = tokio::select! {
@@ -548,8 +549,9 @@ impl DockerJob {
             Ok(Some(logs)) => logs,
             _ => (CapturedLog::new(limits.log_cap), CapturedLog::new(limits.log_cap)),
         };
-        let (cpu_seconds, peak_memory_bytes) =
-            tokio::time::timeout(Duration::from_secs(3), stats.join()).await.ok().flatten().unwrap_or((None, None));
+        drop(stats);
+        let usage = *usage.lock().unwrap();
+        let (cpu_seconds, peak_memory_bytes) = (usage.cpu_nanos.map(|nanos| nanos as f64 / 1e9), usage.peak_bytes);
 
         let (outcome, message) = match ended {
             Ended::TimedOut => (Outcome::TimedOut, format!("stopped after the step's timeout of {:?}", limits.timeout)),
@@ -684,21 +686,37 @@ async fn drain_logs(mut output: LogStream, cap: usize, flood_at: u64, flood: Arc
     (stdout, stderr)
 }
 
-/// Samples the container's cgroup through the stats stream until it stops.
-async fn sample_stats(docker: Docker, id: String) -> (Option<f64>, Option<u64>) {
+/// What the stats stream has reported so far: CPU nanoseconds and peak memory bytes.
+#[derive(Debug, Default, Clone, Copy)]
+struct Usage {
+    cpu_nanos: Option<u64>,
+    peak_bytes: Option<u64>,
+}
+
+/// Samples the container's cgroup through the stats stream (about once a second) into `usage`.
+/// The engine does not always end the stream when the container stops, so the caller reads
+/// `usage` after the container exits and then drops this task.
+async fn sample_stats(docker: Docker, id: String, usage: Arc<Mutex<Usage>>) {
     let mut stream = docker.stats(&id, Some(StatsOptions { stream: true, one_shot: false }));
-    let (mut cpu_nanos, mut peak) = (None::<u64>, None::<u64>);
-    while let Some(Ok(sample)) = stream.next().await {
-        if let Some(total) = sample.cpu_stats.and_then(|cpu| cpu.cpu_usage).and_then(|usage| usage.total_usage) {
-            cpu_nanos = Some(cpu_nanos.unwrap_or(0).max(total));
-        }
-        if let Some(memory) = sample.memory_stats {
-            if let Some(value) = memory.max_usage.or(memory.usage) {
-                peak = Some(peak.unwrap_or(0).max(value));
+    while let Some(sample) = stream.next().await {
+        let sample = match sample {
+            Ok(sample) => sample,
+            Err(error) => {
+                debug!(container = %short(&id), error = %error, "stats stream ended");
+                break;
             }
+        };
+        let cpu = sample.cpu_stats.and_then(|cpu| cpu.cpu_usage).and_then(|cpu| cpu.total_usage).filter(|&n| n > 0);
+        let memory = sample.memory_stats.and_then(|memory| memory.max_usage.or(memory.usage)).filter(|&n| n > 0);
+        // std Mutex: held for two assignments, never across an await.
+        let mut usage = usage.lock().unwrap();
+        if let Some(cpu) = cpu {
+            usage.cpu_nanos = Some(usage.cpu_nanos.unwrap_or(0).max(cpu));
+        }
+        if let Some(memory) = memory {
+            usage.peak_bytes = Some(usage.peak_bytes.unwrap_or(0).max(memory));
         }
     }
-    (cpu_nanos.map(|nanos| nanos as f64 / 1e9), peak)
 }
 
 /// A spawned task that is aborted when its handle is dropped, so no task outlives its step.

@@ -1,4 +1,7 @@
-"""Predict the cut of each diamond in /data/features/test.csv into /output/predictions.csv."""
+"""Predict the cut of each diamond in /data/features/test.csv.
+
+Writes /output/predictions.csv with the columns id and cut.
+"""
 
 import os
 import pickle

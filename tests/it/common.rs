@@ -1,0 +1,82 @@
+//! Shared helpers: the Docker gate, the runner image, temporary project roots.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use takehome::sandbox::image::{BuildMethod, Recipe};
+use takehome::sandbox::DockerSandbox;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Connects to Docker, or explains why not: a failure under TAKEHOME_REQUIRE_DOCKER=1, a printed
+/// skip otherwise.
+pub async fn docker() -> Option<DockerSandbox> {
+    match DockerSandbox::connect().await {
+        Ok(sandbox) => Some(sandbox),
+        Err(error) => {
+            if std::env::var("TAKEHOME_REQUIRE_DOCKER").as_deref() == Ok("1") {
+                panic!("Docker is required (TAKEHOME_REQUIRE_DOCKER=1) but unreachable: {error}");
+            }
+            eprintln!("SKIPPED: this test needs Docker, which is unreachable here: {error}");
+            None
+        }
+    }
+}
+
+/// The `python` runner image (tag, id), built once per test run if the engine lacks it.
+pub async fn python_image(sandbox: &DockerSandbox) -> (String, String) {
+    static IMAGE: OnceLock<(String, String)> = OnceLock::new();
+    static BUILD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    if let Some(image) = IMAGE.get() {
+        return image.clone();
+    }
+    let _building = BUILD.lock().await;
+    if let Some(image) = IMAGE.get() {
+        return image.clone();
+    }
+    let recipe = Recipe::load(&repo_root(), "python").expect("the python recipe");
+    let built = sandbox
+        .ensure_image(&recipe, BuildMethod::Auto, &|line| eprintln!("image: {line}"))
+        .await
+        .expect("the python runner image builds");
+    IMAGE.get_or_init(|| (built.tag, built.id)).clone()
+}
+
+/// Writes `files` (relative path, contents) under a fresh folder.
+pub fn folder_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, body) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, body).unwrap();
+    }
+    dir
+}
+
+/// How many containers carry `label` (like `takehome.job=abc`), running or not.
+pub async fn containers_with_label(sandbox: &DockerSandbox, label: &str) -> usize {
+    sandbox.count_labelled(label).await.expect("list containers")
+}
+
+/// Polls `check` every 200 ms until it is true or `limit` passes.
+pub async fn wait_until<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+pub fn takehome_binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_takehome"))
+}

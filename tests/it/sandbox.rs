@@ -1,0 +1,249 @@
+//! The hardened sandbox against the real engine, each limit with a tiny purpose-made submission.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use takehome::sandbox::{
+    Bind, DockerSandbox, JobOptions, JobSandbox, Limits, Outcome, Sandbox, StepRequest, StepRun, LABEL_JOB,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::common::{containers_with_label, docker, folder_with, python_image};
+
+const MIB: u64 = 1 << 20;
+
+struct Run {
+    step: StepRun,
+    job_id: String,
+}
+
+fn limits(timeout_secs: u64, memory: u64) -> Limits {
+    Limits::new(Duration::from_secs(timeout_secs), memory, 1.0)
+}
+
+/// Runs `command` as one step over a submission made of `files`, then closes the job and checks
+/// that nothing of it is left on the engine.
+async fn run_step(sandbox: &DockerSandbox, image: &str, files: &[(&str, &str)], command: &str, limits: Limits, inputs: Vec<Bind>) -> Run {
+    let submission = folder_with(files);
+    let prepared = takehome::submission::prepare(submission.path()).unwrap();
+    let job_id = takehome::job::new_job_id();
+    let options = JobOptions { job_id: job_id.clone(), image: image.to_string(), workspace_bytes: 64 * MIB, output_bytes: 64 * MIB };
+    let job = sandbox.open_job(&options).await.expect("open a job");
+    let request = StepRequest {
+        name: "step".to_string(),
+        command: vec!["/bin/sh".into(), "-c".into(), command.to_string()],
+        submission: prepared.path().to_path_buf(),
+        inputs,
+        limits,
+    };
+    let step = job.run_step(&request, &CancellationToken::new()).await.expect("the step runs");
+    job.close().await.unwrap();
+    assert_eq!(containers_with_label(sandbox, &format!("{LABEL_JOB}={job_id}")).await, 0, "containers of job {job_id} were left behind");
+    Run { step, job_id }
+}
+
+macro_rules! needs_docker {
+    () => {
+        match docker().await {
+            Some(sandbox) => {
+                let (image, _) = python_image(&sandbox).await;
+                (sandbox, image)
+            }
+            None => return,
+        }
+    };
+}
+
+#[tokio::test]
+async fn a_step_past_its_timeout_is_timed_out_within_five_seconds() {
+    let (sandbox, image) = needs_docker!();
+    let run = run_step(&sandbox, &image, &[], "sleep 60", limits(3, 256 * MIB), vec![]).await;
+    assert_eq!(run.step.outcome, Outcome::TimedOut, "{:?}", run.step);
+    assert!(run.step.wall < Duration::from_secs(3 + 5), "took {:?}", run.step.wall);
+}
+
+#[tokio::test]
+async fn a_memory_hog_is_out_of_memory() {
+    let (sandbox, image) = needs_docker!();
+    let hog = "python -c 'blocks = []\nwhile True: blocks.append(bytearray(16 << 20))'";
+    let run = run_step(&sandbox, &image, &[], hog, limits(60, 128 * MIB), vec![]).await;
+    assert_eq!(run.step.outcome, Outcome::OutOfMemory, "{:?}", run.step);
+}
+
+#[tokio::test]
+async fn a_fork_bomb_is_contained_and_the_host_stays_responsive() {
+    let (sandbox, image) = needs_docker!();
+    let bomb = "python -c 'import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass'";
+    let step = run_step(&sandbox, &image, &[], bomb, limits(8, 256 * MIB), vec![]);
+    let probe = async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        // While the bomb runs: the host still starts processes quickly.
+        let started = Instant::now();
+        for _ in 0..20 {
+            let status = tokio::process::Command::new("true").status().await.expect("the host can start a process");
+            assert!(status.success());
+        }
+        started.elapsed()
+    };
+    let (run, probe_time) = tokio::join!(step, probe);
+    assert!(probe_time < Duration::from_secs(5), "20 host processes took {probe_time:?} during the fork bomb");
+    assert!(matches!(run.step.outcome, Outcome::TimedOut | Outcome::Failed), "{:?}", run.step);
+}
+
+#[tokio::test]
+async fn endless_writing_ends_in_disk_limit_without_touching_host_disk() {
+    let (sandbox, image) = needs_docker!();
+    let free_before = free_bytes(Path::new("/var/lib/docker"));
+    let run = run_step(&sandbox, &image, &[], "dd if=/dev/zero of=/output/fill bs=1M", limits(60, 512 * MIB), vec![]).await;
+    let free_after = free_bytes(Path::new("/var/lib/docker"));
+    assert_eq!(run.step.outcome, Outcome::DiskLimit, "{:?}", run.step);
+    assert!(run.step.message.contains("/output"), "{}", run.step.message);
+    assert!(free_before.saturating_sub(free_after) < 32 * MIB, "host free space fell by {} bytes", free_before - free_after);
+    // The same in /workspace, and a single file past the file size limit.
+    let run = run_step(&sandbox, &image, &[], "dd if=/dev/zero of=/workspace/fill bs=1M", limits(60, 512 * MIB), vec![]).await;
+    assert_eq!(run.step.outcome, Outcome::DiskLimit, "{:?}", run.step);
+    let mut small_files = limits(60, 512 * MIB);
+    small_files.file_bytes = 8 * MIB;
+    let run = run_step(&sandbox, &image, &[], "dd if=/dev/zero of=/tmp/big bs=1M count=20", small_files, vec![]).await;
+    assert_eq!(run.step.outcome, Outcome::DiskLimit, "{:?}", run.step);
+}
+
+fn free_bytes(path: &Path) -> u64 {
+    let output = std::process::Command::new("df").args(["-B1", "--output=avail"]).arg(path).output().unwrap();
+    String::from_utf8_lossy(&output.stdout).lines().nth(1).unwrap().trim().parse().unwrap()
+}
+
+#[tokio::test]
+async fn endless_printing_ends_in_output_limit_with_the_log_capped() {
+    let (sandbox, image) = needs_docker!();
+    let mut caps = limits(60, 256 * MIB);
+    caps.log_flood = 16 * MIB;
+    let run = run_step(&sandbox, &image, &[], "yes takehome-flood", caps.clone(), vec![]).await;
+    assert_eq!(run.step.outcome, Outcome::OutputLimit, "{:?}", run.step.message);
+    assert!(run.step.stdout.total_bytes > 16 * MIB);
+    assert!(run.step.stdout.text().len() <= caps.log_cap, "kept {} bytes", run.step.stdout.text().len());
+    assert!(run.step.stdout.truncated());
+}
+
+#[tokio::test]
+async fn the_container_sees_no_network_but_loopback() {
+    let (sandbox, image) = needs_docker!();
+    let probe = "ls /sys/class/net; python -c 'import socket\ntry:\n    socket.create_connection((\"1.1.1.1\", 53), timeout=3)\n    print(\"CONNECTED\")\nexcept OSError as e:\n    print(\"no route:\", e)'";
+    let run = run_step(&sandbox, &image, &[], probe, limits(30, 256 * MIB), vec![]).await;
+    assert_eq!(run.step.outcome, Outcome::Ok, "{:?}", run.step);
+    let stdout = run.step.stdout.text();
+    let interfaces: Vec<&str> = stdout.lines().take_while(|l| !l.starts_with("no route") && !l.starts_with("CONNECTED")).collect();
+    assert_eq!(interfaces, ["lo"], "{stdout}");
+    assert!(stdout.contains("no route"), "{stdout}");
+}
+
+#[tokio::test]
+async fn the_step_runs_unprivileged_on_a_read_only_root() {
+    let (sandbox, image) = needs_docker!();
+    let probe = "id -u; grep CapEff /proc/self/status; grep NoNewPrivs /proc/self/status; touch /etc/x 2>&1; touch /submission/x 2>&1; touch /data/x 2>&1; echo ok > /workspace/w && echo workspace-writable";
+    let data = folder_with(&[("train.csv", "a,b\n")]);
+    let inputs = vec![Bind { host: data.path().to_path_buf(), target: "/data/public".into() }];
+    let run = run_step(&sandbox, &image, &[("main.py", "")], probe, limits(30, 256 * MIB), inputs).await;
+    let stdout = run.step.stdout.text();
+    let stderr = run.step.stderr.text();
+    assert!(stdout.starts_with("10001\n"), "{stdout}");
+    assert!(stdout.contains("CapEff:\t0000000000000000"), "{stdout}");
+    assert!(stdout.contains("NoNewPrivs:\t1"), "{stdout}");
+    assert!(stdout.contains("workspace-writable"), "{stdout}");
+    assert_eq!(stderr.matches("Read-only file system").count() + stderr.matches("Permission denied").count(), 3, "{stderr}");
+}
+
+#[tokio::test]
+async fn symlinked_and_hard_linked_outputs_are_refused() {
+    let Some(sandbox) = docker().await else { return };
+    let (image, _) = python_image(&sandbox).await;
+    let submission = folder_with(&[]);
+    let prepared = takehome::submission::prepare(submission.path()).unwrap();
+    let job_id = takehome::job::new_job_id();
+    let options = JobOptions { job_id: job_id.clone(), image, workspace_bytes: 16 * MIB, output_bytes: 16 * MIB };
+    let job = sandbox.open_job(&options).await.unwrap();
+    let request = StepRequest {
+        name: "links".into(),
+        command: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "ln -s /etc/passwd /output/predictions.csv; echo a > /output/real.csv; ln /output/real.csv /output/hard.csv; mkdir /output/d; ln -s / /output/d/root".into(),
+        ],
+        submission: prepared.path().to_path_buf(),
+        inputs: vec![],
+        limits: limits(30, 128 * MIB),
+    };
+    let run = job.run_step(&request, &CancellationToken::new()).await.unwrap();
+    assert_eq!(run.outcome, Outcome::Ok, "{run:?}");
+    let dest = tempfile::tempdir().unwrap();
+    let single = job.collect_output("predictions.csv", dest.path(), MIB).await.unwrap();
+    assert!(single.files.is_empty(), "{single:?}");
+    assert_eq!(single.rejected.len(), 1);
+    assert!(single.rejected[0].reason.contains("symbolic link"), "{single:?}");
+    assert!(std::fs::symlink_metadata(dest.path().join("predictions.csv")).is_err(), "nothing may be created for a refused link");
+    let dest = tempfile::tempdir().unwrap();
+    let folder = job.collect_output("d", dest.path(), MIB).await.unwrap();
+    assert!(folder.rejected.iter().any(|r| r.path == "d/root"), "{folder:?}");
+    let dest = tempfile::tempdir().unwrap();
+    let missing = job.collect_output("nope.csv", dest.path(), MIB).await.unwrap();
+    assert!(missing.missing);
+    job.close().await.unwrap();
+    assert_eq!(containers_with_label(&sandbox, &format!("{LABEL_JOB}={job_id}")).await, 0);
+}
+
+#[tokio::test]
+async fn a_symlink_in_the_submission_does_not_bring_a_host_file_in() {
+    let (sandbox, image) = needs_docker!();
+    let secret = folder_with(&[("secret.txt", "HOST-SECRET-7f3a9c")]);
+    let submission = folder_with(&[("main.py", "print('hi')\n")]);
+    std::os::unix::fs::symlink(secret.path().join("secret.txt"), submission.path().join("leak.txt")).unwrap();
+    std::os::unix::fs::symlink("main.py", submission.path().join("alias.py")).unwrap();
+    let prepared = takehome::submission::prepare(submission.path()).unwrap();
+    assert_eq!(prepared.skipped_links.len(), 1, "{:?}", prepared.skipped_links);
+    assert_eq!(prepared.skipped_links[0].path, "leak.txt");
+    let job_id = takehome::job::new_job_id();
+    let options = JobOptions { job_id: job_id.clone(), image, workspace_bytes: 16 * MIB, output_bytes: 16 * MIB };
+    let job = sandbox.open_job(&options).await.unwrap();
+    let request = StepRequest {
+        name: "leak".into(),
+        command: vec!["/bin/sh".into(), "-c".into(), "cat leak.txt; cat alias.py; ls -la".into()],
+        submission: prepared.path().to_path_buf(),
+        inputs: vec![],
+        limits: limits(30, 128 * MIB),
+    };
+    let run = job.run_step(&request, &CancellationToken::new()).await.unwrap();
+    job.close().await.unwrap();
+    let everything = format!("{}{}", run.stdout.text(), run.stderr.text());
+    assert!(!everything.contains("HOST-SECRET-7f3a9c"), "{everything}");
+    assert!(everything.contains("print('hi')"), "a link inside the submission still works: {everything}");
+}
+
+#[tokio::test]
+async fn cancelling_a_step_removes_its_containers() {
+    let (sandbox, image) = needs_docker!();
+    let submission = folder_with(&[]);
+    let prepared = takehome::submission::prepare(submission.path()).unwrap();
+    let job_id = takehome::job::new_job_id();
+    let options = JobOptions { job_id: job_id.clone(), image, workspace_bytes: 16 * MIB, output_bytes: 16 * MIB };
+    let job = sandbox.open_job(&options).await.unwrap();
+    let request = StepRequest {
+        name: "sleepy".into(),
+        command: vec!["sleep".into(), "120".into()],
+        submission: prepared.path().to_path_buf(),
+        inputs: vec![],
+        limits: limits(300, 128 * MIB),
+    };
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        trigger.cancel();
+    });
+    let started = Instant::now();
+    let result = job.run_step(&request, &cancel).await;
+    assert!(matches!(result, Err(takehome::sandbox::RunError::Cancelled)), "{result:?}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    // Dropping the job without close: the guard removes what is left.
+    drop(job);
+    assert_eq!(containers_with_label(&sandbox, &format!("{LABEL_JOB}={job_id}")).await, 0);
+}
