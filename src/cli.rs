@@ -1,5 +1,5 @@
-//! The command line: `takehome grade`, `takehome images build`, `takehome validate`,
-//! `takehome cleanup`. Parses flags, sets up tracing and cancellation, prints results.
+//! The command line: `takehome grade`, `takehome score`, `takehome images build`,
+//! `takehome validate`, `takehome cleanup`. Parses flags, sets up tracing and cancellation, prints results.
 //! Exit codes: 0 done (a grade was produced, whatever the score), 1 our side failed,
 //! 2 usage errors (bad flags, an invalid task file), 130 interrupted.
 
@@ -57,6 +57,25 @@ enum Command {
     Validate {
         /// Task folders (default: every folder under tasks/).
         tasks: Vec<PathBuf>,
+    },
+    /// Score a predictions file against a truth file with one metric (CSV or Parquet; rows
+    /// match by id, in any order). Prints {"metric": ..., "value": ...}.
+    Score {
+        #[arg(long)]
+        metric: String,
+        #[arg(long)]
+        truth: PathBuf,
+        #[arg(long)]
+        predictions: PathBuf,
+        /// The id column of both files.
+        #[arg(long, default_value = "id")]
+        id: String,
+        /// The predicted column (default: the truth's only column besides the id).
+        #[arg(long)]
+        target: Option<String>,
+        /// The positive label, for binary precision, recall, f1, roc_auc and log_loss.
+        #[arg(long)]
+        positive: Option<String>,
     },
     /// Remove every container and volume labelled takehome (leftovers of crashed runs).
     Cleanup,
@@ -144,6 +163,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Grade { task, submission, json, build } => grade(&task, &submission, json.as_deref(), build.into()).await,
         Command::Images { command: ImagesCommand::Build { names, root, method, force } } => build_images(&root, names, method.into(), force).await,
         Command::Validate { tasks } => validate(tasks),
+        Command::Score { metric, truth, predictions, id, target, positive } => score(&metric, &truth, &predictions, id, target, positive),
         Command::Cleanup => {
             let sandbox = DockerSandbox::connect().await.map_err(ours)?;
             let removed = sandbox.remove_leftovers(Leftovers::All).await.map_err(ours)?;
@@ -230,6 +250,56 @@ async fn build_images(root: &Path, names: Vec<String>, method: BuildMethod, forc
         println!("{name}: {} {state}", built.tag);
     }
     Ok(())
+}
+
+fn score(metric: &str, truth: &Path, predictions: &Path, id: String, target: Option<String>, positive: Option<String>) -> Result<(), Failure> {
+    use crate::grading;
+    use crate::task::{GradingSpec, Metric, MetricInput, Scale, Weights};
+    let metric = Metric::from_name(metric).ok_or_else(|| {
+        let known: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+        usage(anyhow::anyhow!("unknown metric {metric:?} (expected one of {})", known.join(", ")))
+    })?;
+    if metric.input() == MetricInput::Table {
+        return Err(usage(anyhow::anyhow!("{} compares cleaned tables; grade a data-cleaning task instead", metric.name())));
+    }
+    if metric.needs_positive() && positive.is_none() {
+        return Err(usage(anyhow::anyhow!("{} is binary: name the positive label with --positive", metric.name())));
+    }
+    let target = match target {
+        Some(target) => target,
+        None => {
+            let names = grading::table::read_text(truth)
+                .map(|t| grading::table::column_names(&t))
+                .map_err(|message| usage(anyhow::anyhow!("{}: {message}", truth.display())))?;
+            let others: Vec<&String> = names.iter().filter(|n| **n != id).collect();
+            match others[..] {
+                [only] => only.clone(),
+                _ => return Err(usage(anyhow::anyhow!("{}: name the target column with --target (columns: {})", truth.display(), names.join(", ")))),
+            }
+        }
+    };
+    let spec = GradingSpec {
+        output: predictions.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        truth: truth.display().to_string(),
+        id: Some(id),
+        target: Some(target),
+        positive,
+        classes: None,
+        columns: Vec::new(),
+        metric,
+        scale: Scale { zero_at: 0.0, full_at: 1.0 },
+        weights: Weights { accuracy: 1.0, code_quality: 0.0, runtime: 0.0 },
+        tolerance: crate::task::DEFAULT_TOLERANCE,
+    };
+    let accuracy = grading::grade_output(&spec, predictions, truth).map_err(usage)?;
+    match (accuracy.value, accuracy.problem) {
+        (_, Some(problem)) => Err(ours(anyhow::anyhow!("{}: {}", problem.kind.as_str(), problem.message))),
+        (Some(value), None) => {
+            println!("{}", serde_json::json!({ "metric": metric.name(), "value": value, "n_rows": accuracy.n_rows }));
+            Ok(())
+        }
+        (None, None) => Err(ours(anyhow::anyhow!("no value"))),
+    }
 }
 
 fn validate(tasks: Vec<PathBuf>) -> Result<(), Failure> {

@@ -44,59 +44,91 @@ impl TaskKind {
     }
 }
 
-/// What a metric compares: labels, numbers, or whole tables cell by cell.
+/// What a metric compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricInput {
+    /// Predicted labels in the target column.
     Labels,
+    /// Probabilities: of the positive class in the target column (binary), or one column per class.
+    Probabilities,
+    /// Predicted numbers in the target column.
     Numbers,
+    /// A whole cleaned table, compared cell by cell.
     Table,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Metric {
-    Accuracy,
-    BalancedAccuracy,
-    F1Macro,
-    F1Weighted,
-    Rmse,
-    Mae,
-    CellAccuracy,
+macro_rules! metrics {
+    ($($variant:ident => $name:literal, $input:ident, $higher:literal;)*) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Metric { $($variant),* }
+
+        impl Metric {
+            pub const ALL: &'static [Metric] = &[$(Metric::$variant),*];
+
+            pub fn name(self) -> &'static str {
+                match self { $(Metric::$variant => $name),* }
+            }
+
+            pub fn input(self) -> MetricInput {
+                match self { $(Metric::$variant => MetricInput::$input),* }
+            }
+
+            /// True when a larger value is better (accuracy), false for errors and losses.
+            pub fn higher_is_better(self) -> bool {
+                match self { $(Metric::$variant => $higher),* }
+            }
+        }
+    };
+}
+
+metrics! {
+    Accuracy => "accuracy", Labels, true;
+    BalancedAccuracy => "balanced_accuracy", Labels, true;
+    Precision => "precision", Labels, true;
+    Recall => "recall", Labels, true;
+    F1 => "f1", Labels, true;
+    PrecisionMacro => "precision_macro", Labels, true;
+    PrecisionMicro => "precision_micro", Labels, true;
+    PrecisionWeighted => "precision_weighted", Labels, true;
+    RecallMacro => "recall_macro", Labels, true;
+    RecallMicro => "recall_micro", Labels, true;
+    RecallWeighted => "recall_weighted", Labels, true;
+    F1Macro => "f1_macro", Labels, true;
+    F1Micro => "f1_micro", Labels, true;
+    F1Weighted => "f1_weighted", Labels, true;
+    Mcc => "mcc", Labels, true;
+    CohenKappa => "cohen_kappa", Labels, true;
+    QuadraticWeightedKappa => "quadratic_weighted_kappa", Labels, true;
+    RocAuc => "roc_auc", Probabilities, true;
+    LogLoss => "log_loss", Probabilities, false;
+    Rmse => "rmse", Numbers, false;
+    Mae => "mae", Numbers, false;
+    R2 => "r2", Numbers, true;
+    Mape => "mape", Numbers, false;
+    Rmsle => "rmsle", Numbers, false;
+    CellAccuracy => "cell_accuracy", Table, true;
 }
 
 impl Metric {
-    pub const ALL: [Metric; 7] = [
-        Metric::Accuracy,
-        Metric::BalancedAccuracy,
-        Metric::F1Macro,
-        Metric::F1Weighted,
-        Metric::Rmse,
-        Metric::Mae,
-        Metric::CellAccuracy,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Metric::Accuracy => "accuracy",
-            Metric::BalancedAccuracy => "balanced_accuracy",
-            Metric::F1Macro => "f1_macro",
-            Metric::F1Weighted => "f1_weighted",
-            Metric::Rmse => "rmse",
-            Metric::Mae => "mae",
-            Metric::CellAccuracy => "cell_accuracy",
-        }
-    }
-
     pub fn from_name(name: &str) -> Option<Metric> {
-        Metric::ALL.into_iter().find(|metric| metric.name() == name)
+        Metric::ALL.iter().copied().find(|metric| metric.name() == name)
     }
 
-    pub fn input(self) -> MetricInput {
-        match self {
-            Metric::Accuracy | Metric::BalancedAccuracy | Metric::F1Macro | Metric::F1Weighted => MetricInput::Labels,
-            Metric::Rmse | Metric::Mae => MetricInput::Numbers,
-            Metric::CellAccuracy => MetricInput::Table,
-        }
+    /// The binary precision, recall and F1 need to know which label is positive.
+    pub fn needs_positive(self) -> bool {
+        matches!(self, Metric::Precision | Metric::Recall | Metric::F1)
     }
+}
+
+/// How a cleaned column's cells are compared with the truth's.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CellCompare {
+    /// Numbers when both cells parse as numbers (within the tolerance), else exact text.
+    Auto { tolerance: f64 },
+    Number { tolerance: f64 },
+    Text { trim: bool, case_sensitive: bool },
+    /// Calendar dates (and times): `2007-11-11`, `2007/11/11`, `2007-11-11T10:00:00`.
+    Date,
 }
 
 #[derive(Debug, Clone)]
@@ -142,15 +174,31 @@ pub struct GradingSpec {
     pub output: String,
     /// Relative to the data set folder; must lie under `hidden/`.
     pub truth: String,
-    /// The id column (model training) or row key (data cleaning).
-    pub id: String,
+    /// The id column (model training) or row key (data cleaning; `None`: whole rows match).
+    pub id: Option<String>,
     /// The predicted column (model training only).
     pub target: Option<String>,
+    /// The positive label of a binary task.
+    pub positive: Option<String>,
+    /// The labels a prediction may use (default: those of the truth).
+    pub classes: Option<Vec<String>>,
+    /// Per-column comparison for data cleaning; columns not named compare as `Auto`.
+    pub columns: Vec<(String, CellCompare)>,
     pub metric: Metric,
     pub scale: Scale,
     pub weights: Weights,
     /// Numbers compare equal within this relative tolerance (data cleaning).
     pub tolerance: f64,
+}
+
+impl GradingSpec {
+    pub fn compare_for(&self, column: &str) -> CellCompare {
+        self.columns
+            .iter()
+            .find(|(name, _)| name == column)
+            .map(|(_, compare)| compare.clone())
+            .unwrap_or(CellCompare::Auto { tolerance: self.tolerance })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -615,7 +663,11 @@ impl Reader {
 
     fn grading(&mut self, value: &Value, kind: Option<TaskKind>, dataset_dir: Option<&Path>) -> Option<GradingSpec> {
         let path = "grading";
-        let map = self.mapping(value, path, &["output", "truth", "id", "target", "metric", "scale", "weights", "tolerance"])?;
+        let map = self.mapping(
+            value,
+            path,
+            &["output", "truth", "id", "key", "target", "positive", "classes", "columns", "metric", "scale", "weights", "tolerance"],
+        )?;
         let output = self.string(map, path, "output", true);
         if let Some(output) = &output {
             if output.contains('/') || output == "." || output == ".." {
@@ -632,8 +684,6 @@ impl Reader {
                 }
             }
         }
-        let id = self.string(map, path, "id", true);
-        let target = self.string(map, path, "target", false);
         let metric = match self.string(map, path, "metric", true) {
             Some(name) => match Metric::from_name(&name) {
                 Some(metric) => Some(metric),
@@ -645,6 +695,21 @@ impl Reader {
             },
             None => None,
         };
+        let cleaning = kind == Some(TaskKind::DataCleaning);
+        let id = if cleaning {
+            if map.contains_key("id") {
+                self.problem("grading.id", "a data-cleaning task names its row key with `key` (or none, to match whole rows)");
+            }
+            self.string(map, path, "key", false)
+        } else {
+            if map.contains_key("key") {
+                self.problem("grading.key", "a model-training task names its id column with `id`");
+            }
+            self.string(map, path, "id", kind.is_some())
+        };
+        let target = self.string(map, path, "target", false);
+        let positive = self.string(map, path, "positive", false);
+        let classes = self.string_list(map, path, "classes");
         if let (Some(metric), Some(kind)) = (metric, kind) {
             let fits = match kind {
                 TaskKind::ModelTraining => metric.input() != MetricInput::Table,
@@ -656,7 +721,17 @@ impl Reader {
             if kind == TaskKind::ModelTraining && target.is_none() {
                 self.problem("grading.target", "missing (a model-training task names the predicted column)");
             }
+            if metric.needs_positive() && positive.is_none() {
+                self.problem("grading.positive", format!("missing ({} is binary: name the positive label)", metric.name()));
+            }
+            if cleaning && target.is_some() {
+                self.problem("grading.target", "a data-cleaning task compares whole tables; it has no target column");
+            }
         }
+        let columns = match map.get("columns") {
+            None => Vec::new(),
+            Some(value) => self.columns(value),
+        };
         let scale = match map.get("scale") {
             Some(value) => self.mapping(value, "grading.scale", &["zero_at", "full_at"]).and_then(|scale_map| {
                 let zero_at = self.number(scale_map, "grading.scale", "zero_at");
@@ -664,6 +739,14 @@ impl Reader {
                 let scale = Scale { zero_at: zero_at?, full_at: full_at? };
                 if scale.zero_at == scale.full_at {
                     self.problem("grading.scale", "zero_at and full_at must differ");
+                } else if let Some(metric) = metric {
+                    if metric.higher_is_better() != (scale.full_at > scale.zero_at) {
+                        let direction = if metric.higher_is_better() { "higher" } else { "lower" };
+                        self.problem(
+                            "grading.scale",
+                            format!("{direction} {} is better, so full_at must be {direction} than zero_at", metric.name()),
+                        );
+                    }
                 }
                 Some(scale)
             }),
@@ -696,13 +779,66 @@ impl Reader {
         Some(GradingSpec {
             output: output?,
             truth: truth?,
-            id: id?,
+            id,
             target,
+            positive,
+            classes,
+            columns,
             metric: metric?,
             scale: scale?,
             weights: weights?,
             tolerance,
         })
+    }
+
+    /// `columns: { name: { compare: number, tolerance: 0.01 } | { compare: text, trim: true, case: insensitive } | { compare: date } }`
+    fn columns(&mut self, value: &Value) -> Vec<(String, CellCompare)> {
+        let Value::Mapping(map) = value else {
+            self.problem("grading.columns", format!("expected a mapping of column names, got {}", describe(value)));
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (name, rule) in map {
+            let Some(name) = name.as_str() else {
+                self.problem("grading.columns", "column names must be strings");
+                continue;
+            };
+            let path = format!("grading.columns.{name}");
+            let Some(rule) = self.mapping(rule, &path, &["compare", "tolerance", "trim", "case"]) else { continue };
+            let compare = self.string(rule, &path, "compare", true).unwrap_or_default();
+            let flag = |reader: &mut Reader, key: &str, default: bool| match rule.get(key) {
+                None => default,
+                Some(Value::Bool(b)) => *b,
+                Some(other) => {
+                    reader.problem(&join(&path, key), format!("expected true or false, got {}", describe(other)));
+                    default
+                }
+            };
+            let compare = match compare.as_str() {
+                "auto" => CellCompare::Auto { tolerance: self.optional_number(rule, &path, "tolerance", DEFAULT_TOLERANCE) },
+                "number" => CellCompare::Number { tolerance: self.optional_number(rule, &path, "tolerance", DEFAULT_TOLERANCE) },
+                "text" => {
+                    let trim = flag(self, "trim", false);
+                    let case_sensitive = match self.string(rule, &path, "case", false).as_deref() {
+                        None | Some("sensitive") => true,
+                        Some("insensitive") => false,
+                        Some(other) => {
+                            self.problem(&join(&path, "case"), format!("{other:?} (expected sensitive or insensitive)"));
+                            true
+                        }
+                    };
+                    CellCompare::Text { trim, case_sensitive }
+                }
+                "date" => CellCompare::Date,
+                "" => continue,
+                other => {
+                    self.problem(&join(&path, "compare"), format!("unknown comparison {other:?} (expected auto, number, text or date)"));
+                    continue;
+                }
+            };
+            out.push((name.to_string(), compare));
+        }
+        out
     }
 
     fn lint(&mut self, top: &Mapping) -> Option<LintSpec> {

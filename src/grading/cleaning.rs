@@ -1,10 +1,12 @@
 //! Cell-by-cell comparison of a cleaned table with the hidden clean truth.
 //!
-//! Rows match by the task's key column. Every truth column but the key is compared: numbers
-//! (when both cells parse) within the task's relative tolerance, other text exactly, and every
-//! spelling of "missing" equal to every other. The value is
+//! Rows match by the task's key column, or, with no key, as whole rows (each output row may
+//! claim one equal truth row). Every truth column but the key is compared with the rule the task
+//! declares for it (`grading.columns`), by default `auto`: numbers when both cells parse as
+//! numbers (within the relative tolerance), other text exactly; every spelling of "missing"
+//! equals every other. The value is
 //! `correct cells / ((truth rows + extra rows) × compared columns)`, so dropped rows, duplicated
-//! rows and invented rows all cost.
+//! rows and invented rows all cost. Tables are read as text: nothing is guessed about types.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -12,11 +14,12 @@ use std::path::Path;
 use polars::prelude::DataFrame;
 use serde::Serialize;
 
-use super::{examples, text_column, Accuracy, GradingError, OutputProblem, EXAMPLES};
-use crate::task::GradingSpec;
+use super::table::{self, column_names};
+use super::{Accuracy, GradingError, Offence, OutputProblem, EXAMPLES};
+use crate::task::{CellCompare, GradingSpec};
 
-/// Cell spellings that mean "no value".
-const MISSING: [&str; 8] = ["", "na", "nan", "null", "none", "n/a", "<na>", "nat"];
+/// Cell spellings that mean "no value" (compared case-insensitively, trimmed).
+const MISSING: [&str; 9] = ["", "na", "nan", "null", "none", "n/a", "<na>", "nat", "?"];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Mismatch {
@@ -28,6 +31,7 @@ pub struct Mismatch {
 #[derive(Debug, Clone, Serialize)]
 pub struct ColumnResult {
     pub column: String,
+    pub compare: String,
     /// Correct cells over truth rows.
     pub accuracy: f64,
     pub n_correct: usize,
@@ -35,100 +39,273 @@ pub struct ColumnResult {
 }
 
 #[derive(Debug, Clone, Serialize)]
+pub struct SchemaMismatch {
+    pub column: String,
+    pub expected: &'static str,
+    pub got: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
 pub struct CleaningDetails {
+    pub key: Option<String>,
     pub n_truth_rows: usize,
     pub n_output_rows: usize,
     pub n_matched_rows: usize,
     /// Truth rows absent from the output.
     pub n_dropped_rows: usize,
-    /// Output rows whose key repeats an earlier row.
+    /// Output rows that repeat an earlier row's key (or, without a key, an already matched row).
     pub n_duplicate_rows: usize,
-    /// Output rows whose key is not in the truth.
+    /// Output rows whose key is not in the truth (or, without a key, that equal no truth row).
     pub n_invented_rows: usize,
     pub missing_columns: Vec<String>,
     pub extra_columns: Vec<String>,
+    pub schema_mismatches: Vec<SchemaMismatch>,
     pub columns: Vec<ColumnResult>,
+    /// Matched rows over output rows.
     pub row_precision: f64,
+    /// Matched rows over truth rows.
     pub row_recall: f64,
 }
 
-fn normalise(cell: Option<&str>) -> Option<&str> {
-    let cell = cell?;
-    let folded = cell.trim().to_ascii_lowercase();
-    if MISSING.contains(&folded.as_str()) {
-        None
-    } else {
-        Some(cell)
+fn is_missing(cell: Option<&str>) -> bool {
+    match cell {
+        None => true,
+        Some(text) => MISSING.contains(&text.trim().to_ascii_lowercase().as_str()),
     }
 }
 
-pub fn cells_equal(expected: Option<&str>, got: Option<&str>, tolerance: f64) -> bool {
-    match (normalise(expected), normalise(got)) {
-        (None, None) => true,
-        (Some(e), Some(g)) => match (e.trim().parse::<f64>(), g.trim().parse::<f64>()) {
-            (Ok(x), Ok(y)) if x.is_finite() && y.is_finite() => (x - y).abs() <= tolerance * x.abs().max(1.0),
+/// A date or date-time as (year, month, day, hour, minute, second).
+fn parse_date(text: &str) -> Option<(i32, u32, u32, u32, u32, u32)> {
+    let text = text.trim();
+    let (date, time) = match text.find(['T', ' ']) {
+        Some(at) => (&text[..at], Some(text[at + 1..].trim_end_matches('Z'))),
+        None => (text, None),
+    };
+    let parts: Vec<&str> = date.split(['-', '/']).collect();
+    let [year, month, day] = parts[..] else { return None };
+    let (year, month, day): (i32, u32, u32) = (year.parse().ok()?, month.parse().ok()?, day.parse().ok()?);
+    if year < 1000 || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let (mut hour, mut minute, mut second) = (0, 0, 0);
+    if let Some(time) = time.filter(|t| !t.is_empty()) {
+        let fields: Vec<&str> = time.split(':').collect();
+        hour = fields.first()?.parse().ok()?;
+        minute = fields.get(1).map(|m| m.parse().ok()).unwrap_or(Some(0))?;
+        second = fields.get(2).map(|s| s.split('.').next().unwrap_or("0").parse().ok()).unwrap_or(Some(0))?;
+    }
+    Some((year, month, day, hour, minute, second))
+}
+
+fn numbers_equal(expected: f64, got: f64, tolerance: f64) -> bool {
+    (expected - got).abs() <= tolerance * expected.abs().max(1.0)
+}
+
+/// Whether two cells are equal under `rule`.
+pub fn cells_equal(expected: Option<&str>, got: Option<&str>, rule: &CellCompare) -> bool {
+    match (is_missing(expected), is_missing(got)) {
+        (true, true) => return true,
+        (true, false) | (false, true) => return false,
+        _ => {}
+    }
+    let (e, g) = (expected.unwrap_or(""), got.unwrap_or(""));
+    match rule {
+        CellCompare::Auto { tolerance } => match (e.trim().parse::<f64>(), g.trim().parse::<f64>()) {
+            (Ok(x), Ok(y)) if x.is_finite() && y.is_finite() => numbers_equal(x, y, *tolerance),
             _ => e == g,
         },
-        _ => false,
+        CellCompare::Number { tolerance } => match (e.trim().parse::<f64>(), g.trim().parse::<f64>()) {
+            (Ok(x), Ok(y)) => numbers_equal(x, y, *tolerance),
+            _ => false,
+        },
+        CellCompare::Text { trim, case_sensitive } => {
+            let (e, g) = if *trim { (e.trim(), g.trim()) } else { (e, g) };
+            if *case_sensitive {
+                e == g
+            } else {
+                e.to_lowercase() == g.to_lowercase()
+            }
+        }
+        CellCompare::Date => match (parse_date(e), parse_date(g)) {
+            (Some(x), Some(y)) => x == y,
+            _ => false,
+        },
     }
 }
 
-pub fn grade(spec: &GradingSpec, output: &DataFrame, truth: &DataFrame, truth_path: &Path) -> Result<Accuracy, GradingError> {
-    let key = spec.id.as_str();
-    let truth_keys =
-        text_column(truth, key).ok_or_else(|| GradingError::Truth { path: truth_path.to_path_buf(), message: format!("no column {key:?}") })?;
-    let Some(output_keys) = text_column(output, key) else {
-        return Ok(Accuracy::failed(spec.metric, OutputProblem::bad_format(format!("{}: no key column {key:?}", spec.output))));
-    };
-    let truth_columns: Vec<String> = truth.get_column_names().iter().map(|n| n.to_string()).filter(|n| n != key).collect();
-    let output_columns: Vec<String> = output.get_column_names().iter().map(|n| n.to_string()).filter(|n| n != key).collect();
-    let missing_columns: Vec<String> = truth_columns.iter().filter(|c| !output_columns.contains(c)).cloned().collect();
-    let extra_columns: Vec<String> = output_columns.iter().filter(|c| !truth_columns.contains(c)).cloned().collect();
+/// A canonical form of a cell under `rule`, for matching whole rows by hash.
+fn canonical(cell: Option<&str>, rule: &CellCompare) -> String {
+    if is_missing(cell) {
+        return "\u{0}NA".to_string();
+    }
+    let text = cell.unwrap_or("");
+    match rule {
+        CellCompare::Auto { .. } | CellCompare::Number { .. } => match text.trim().parse::<f64>() {
+            Ok(x) if x.is_finite() => format!("{:.9e}", if x == 0.0 { 0.0 } else { x }),
+            _ => text.to_string(),
+        },
+        CellCompare::Text { trim, case_sensitive } => {
+            let text = if *trim { text.trim() } else { text };
+            if *case_sensitive {
+                text.to_string()
+            } else {
+                text.to_lowercase()
+            }
+        }
+        CellCompare::Date => parse_date(text).map(|d| format!("{d:?}")).unwrap_or_else(|| text.to_string()),
+    }
+}
 
-    let truth_index: HashMap<&str, usize> = truth_keys.iter().enumerate().filter_map(|(row, k)| k.map(|k| (k.trim(), row))).collect();
-    let mut matched: Vec<Option<usize>> = vec![None; truth_keys.len()];
+fn compare_name(rule: &CellCompare) -> String {
+    match rule {
+        CellCompare::Auto { tolerance } => format!("auto (numbers within {tolerance} relative)"),
+        CellCompare::Number { tolerance } => format!("number (within {tolerance} relative)"),
+        CellCompare::Text { trim, case_sensitive } => {
+            format!("text{}{}", if *trim { ", trimmed" } else { "" }, if *case_sensitive { "" } else { ", case-insensitive" })
+        }
+        CellCompare::Date => "date".to_string(),
+    }
+}
+
+/// What a column holds: every present cell a number, every one a date, or text.
+fn column_type(cells: &[Option<&str>]) -> &'static str {
+    let present: Vec<&str> = cells.iter().filter(|c| !is_missing(**c)).map(|c| c.unwrap_or("")).collect();
+    if present.is_empty() {
+        "empty"
+    } else if present.iter().all(|c| c.trim().parse::<f64>().is_ok_and(f64::is_finite)) {
+        "number"
+    } else if present.iter().all(|c| parse_date(c).is_some()) {
+        "date"
+    } else {
+        "text"
+    }
+}
+
+fn text_columns(table: &DataFrame) -> HashMap<String, Vec<Option<&str>>> {
+    table
+        .columns()
+        .iter()
+        .map(|column| {
+            let values = column.as_materialized_series().str().map(|s| s.iter().collect()).unwrap_or_default();
+            (column.name().to_string(), values)
+        })
+        .collect()
+}
+
+pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path) -> Result<Accuracy, GradingError> {
+    let truth_error = |message: String| GradingError::Truth { path: truth_path.to_path_buf(), message };
+    let truth_table = table::read_text(truth_path).map_err(truth_error)?;
+    let output_table = match table::read_text(output_path) {
+        Ok(table) => table,
+        Err(message) => return Ok(Accuracy::failed(spec.metric, OutputProblem::bad_format(format!("{} cannot be read: {message}", spec.output)))),
+    };
+    let truth = text_columns(&truth_table);
+    let output = text_columns(&output_table);
+    let key = spec.id.as_deref();
+    let truth_names: Vec<String> = column_names(&truth_table).into_iter().filter(|n| Some(n.as_str()) != key).collect();
+    let output_names: Vec<String> = column_names(&output_table).into_iter().filter(|n| Some(n.as_str()) != key).collect();
+    let missing_columns: Vec<String> = truth_names.iter().filter(|c| !output_names.contains(c)).cloned().collect();
+    let extra_columns: Vec<String> = output_names.iter().filter(|c| !truth_names.contains(c)).cloned().collect();
+    let rules: Vec<CellCompare> = truth_names.iter().map(|c| spec.compare_for(c)).collect();
+    let (n_truth, n_output) = (truth_table.height(), output_table.height());
+
+    // Which output row answers each truth row.
+    let mut matched: Vec<Option<usize>> = vec![None; n_truth];
     let (mut n_duplicate_rows, mut n_invented_rows) = (0, 0);
-    let mut invented = Vec::new();
-    for (row, output_key) in output_keys.iter().enumerate() {
-        match output_key.and_then(|k| truth_index.get(k.trim())) {
-            Some(&truth_row) if matched[truth_row].is_some() => n_duplicate_rows += 1,
-            Some(&truth_row) => matched[truth_row] = Some(row),
-            None => {
-                n_invented_rows += 1;
-                if invented.len() < EXAMPLES {
-                    invented.push(output_key.unwrap_or("").to_string());
+    let mut invented = Offence::new("rows that match no row of the data");
+    match key {
+        Some(key) => {
+            let truth_keys = truth.get(key).ok_or_else(|| truth_error(format!("no key column {key:?}")))?;
+            let Some(output_keys) = output.get(key) else {
+                let problem = OutputProblem::bad_format(format!("{}: no key column {key:?} (expected the columns {key}, {})", spec.output, truth_names.join(", ")));
+                return Ok(Accuracy::failed(spec.metric, problem));
+            };
+            let index: HashMap<&str, usize> = truth_keys.iter().enumerate().filter_map(|(row, k)| k.map(|k| (k.trim(), row))).collect();
+            for output_key in output_keys {
+                match output_key.and_then(|k| index.get(k.trim())) {
+                    Some(&row) if matched[row].is_some() => n_duplicate_rows += 1,
+                    Some(&row) => matched[row] = Some(0),
+                    None => {
+                        n_invented_rows += 1;
+                        invented.add(|| output_key.unwrap_or("").to_string());
+                    }
+                }
+            }
+            // Second pass for the row numbers (the first pass only counted).
+            matched = vec![None; n_truth];
+            for (output_row, output_key) in output_keys.iter().enumerate() {
+                if let Some(&row) = output_key.and_then(|k| index.get(k.trim())) {
+                    matched[row].get_or_insert(output_row);
+                }
+            }
+        }
+        None => {
+            let signature = |columns: &HashMap<String, Vec<Option<&str>>>, row: usize| -> String {
+                truth_names
+                    .iter()
+                    .zip(&rules)
+                    .map(|(name, rule)| canonical(columns.get(name).and_then(|c| c[row]), rule))
+                    .collect::<Vec<_>>()
+                    .join("\u{1}")
+            };
+            let mut free: HashMap<String, Vec<usize>> = HashMap::new();
+            for row in (0..n_truth).rev() {
+                free.entry(signature(&truth, row)).or_default().push(row);
+            }
+            let truth_signatures: std::collections::HashSet<String> = free.keys().cloned().collect();
+            for output_row in 0..n_output {
+                let sig = signature(&output, output_row);
+                match free.get_mut(&sig).and_then(Vec::pop) {
+                    Some(row) => matched[row] = Some(output_row),
+                    None if truth_signatures.contains(&sig) => n_duplicate_rows += 1,
+                    None => {
+                        n_invented_rows += 1;
+                        invented.add(|| format!("row {}", output_row + 2));
+                    }
                 }
             }
         }
     }
     let n_matched_rows = matched.iter().filter(|m| m.is_some()).count();
-    if n_matched_rows == 0 && !truth_keys.is_empty() {
-        let hint = if invented.is_empty() { String::new() } else { format!(" (its keys look like {})", examples(&invented, n_invented_rows)) };
-        return Ok(Accuracy::failed(
-            spec.metric,
-            OutputProblem::bad_format(format!("{}: no row's {key:?} matches a row of the data{hint}", spec.output)),
-        ));
+    if n_matched_rows == 0 && n_truth > 0 {
+        let mut problem = OutputProblem::offences(&spec.output, vec![invented]).unwrap_or_else(|| OutputProblem::bad_format(format!("{}: no rows", spec.output)));
+        problem.message.push_str(match key {
+            Some(_) => " (no row's key matches a row of the data)",
+            None => " (no row equals a row of the clean table)",
+        });
+        return Ok(Accuracy::failed(spec.metric, problem));
     }
 
+    let key_of = |row: usize| -> String {
+        match key.and_then(|k| truth.get(k)) {
+            Some(keys) => keys[row].unwrap_or("").to_string(),
+            None => format!("row {}", row + 2),
+        }
+    };
     let mut columns = Vec::new();
+    let mut schema_mismatches = Vec::new();
     let mut n_correct_cells = 0;
-    for column in &truth_columns {
-        let expected = text_column(truth, column).expect("a column of the truth");
-        let got = text_column(output, column);
-        let mut result = ColumnResult { column: column.clone(), accuracy: 0.0, n_correct: 0, mismatches: Vec::new() };
+    for (name, rule) in truth_names.iter().zip(&rules) {
+        let expected = &truth[name];
+        let got = output.get(name);
+        if let Some(got) = got {
+            let (expected_type, got_type) = (column_type(expected), column_type(got));
+            if expected_type != got_type && expected_type != "empty" && !(expected_type == "number" && *rule == CellCompare::Date) {
+                schema_mismatches.push(SchemaMismatch { column: name.clone(), expected: expected_type, got: got_type });
+            }
+        }
+        let mut result = ColumnResult { column: name.clone(), compare: compare_name(rule), accuracy: 0.0, n_correct: 0, mismatches: Vec::new() };
         for (truth_row, output_row) in matched.iter().enumerate() {
-            let expected_cell = expected[truth_row];
-            let got_cell = match (&got, output_row) {
+            let got_cell = match (got, output_row) {
                 (Some(values), Some(row)) => Some(values[*row]),
                 _ => None,
             };
-            let equal = matches!(got_cell, Some(cell) if cells_equal(expected_cell, cell, spec.tolerance));
-            if equal {
+            if matches!(got_cell, Some(cell) if cells_equal(expected[truth_row], cell, rule)) {
                 result.n_correct += 1;
             } else if result.mismatches.len() < EXAMPLES && got.is_some() {
                 result.mismatches.push(Mismatch {
-                    key: truth_keys[truth_row].unwrap_or("").to_string(),
-                    expected: expected_cell.unwrap_or("").to_string(),
+                    key: key_of(truth_row),
+                    expected: expected[truth_row].unwrap_or("").to_string(),
                     got: match got_cell {
                         Some(cell) => cell.unwrap_or("").to_string(),
                         None => "(row missing)".to_string(),
@@ -136,41 +313,52 @@ pub fn grade(spec: &GradingSpec, output: &DataFrame, truth: &DataFrame, truth_pa
                 });
             }
         }
-        result.accuracy = if truth_keys.is_empty() { 0.0 } else { result.n_correct as f64 / truth_keys.len() as f64 };
+        result.accuracy = if n_truth == 0 { 0.0 } else { result.n_correct as f64 / n_truth as f64 };
         n_correct_cells += result.n_correct;
         columns.push(result);
     }
     let n_extra = n_duplicate_rows + n_invented_rows;
-    let denominator = (truth_keys.len() + n_extra) * truth_columns.len().max(1);
+    let denominator = (n_truth + n_extra) * truth_names.len().max(1);
     let value = if denominator == 0 { 0.0 } else { n_correct_cells as f64 / denominator as f64 };
     let details = CleaningDetails {
-        n_truth_rows: truth_keys.len(),
-        n_output_rows: output_keys.len(),
+        key: key.map(String::from),
+        n_truth_rows: n_truth,
+        n_output_rows: n_output,
         n_matched_rows,
-        n_dropped_rows: truth_keys.len() - n_matched_rows,
+        n_dropped_rows: n_truth - n_matched_rows,
         n_duplicate_rows,
         n_invented_rows,
         missing_columns,
         extra_columns,
+        schema_mismatches,
         columns,
-        row_precision: if output_keys.is_empty() { 0.0 } else { n_matched_rows as f64 / output_keys.len() as f64 },
-        row_recall: if truth_keys.is_empty() { 0.0 } else { n_matched_rows as f64 / truth_keys.len() as f64 },
+        row_precision: if n_output == 0 { 0.0 } else { n_matched_rows as f64 / n_output as f64 },
+        row_recall: if n_truth == 0 { 0.0 } else { n_matched_rows as f64 / n_truth as f64 },
     };
-    Ok(Accuracy { metric: spec.metric.name(), value: Some(value), problem: None, n_rows: truth_keys.len(), classes: None, cleaning: Some(details) })
+    let mut accuracy = Accuracy::scored(spec.metric, value, n_truth);
+    accuracy.cleaning = Some(details);
+    Ok(accuracy)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const AUTO: CellCompare = CellCompare::Auto { tolerance: 1e-6 };
+
     #[test]
     fn cell_equality() {
-        assert!(cells_equal(Some("3750"), Some("3750.0"), 1e-6));
-        assert!(cells_equal(Some("NA"), Some(""), 1e-6));
-        assert!(cells_equal(Some("NA"), None, 1e-6));
-        assert!(!cells_equal(Some("Biscoe"), Some(" Biscoe"), 1e-6));
-        assert!(!cells_equal(Some("male"), Some("MALE"), 1e-6));
-        assert!(!cells_equal(Some("39.1"), Some("39.2"), 1e-6));
-        assert!(!cells_equal(Some("39.1"), Some("NA"), 1e-6));
+        assert!(cells_equal(Some("3750"), Some("3750.0"), &AUTO));
+        assert!(cells_equal(Some("NA"), Some(""), &AUTO));
+        assert!(cells_equal(Some("NA"), None, &AUTO));
+        assert!(!cells_equal(Some("Biscoe"), Some(" Biscoe"), &AUTO));
+        assert!(!cells_equal(Some("male"), Some("MALE"), &AUTO));
+        assert!(!cells_equal(Some("39.1"), Some("39.2"), &AUTO));
+        assert!(!cells_equal(Some("39.1"), Some("NA"), &AUTO));
+        let loose = CellCompare::Text { trim: true, case_sensitive: false };
+        assert!(cells_equal(Some("Biscoe"), Some(" biscoe "), &loose));
+        assert!(cells_equal(Some("2007-11-11"), Some("2007/11/11 00:00:00"), &CellCompare::Date));
+        assert!(!cells_equal(Some("2007-11-11"), Some("2007-11-12"), &CellCompare::Date));
+        assert!(cells_equal(Some("39.1"), Some("39.15"), &CellCompare::Number { tolerance: 0.01 }));
     }
 }

@@ -1,93 +1,292 @@
-//! Metric definitions on aligned slices, matching scikit-learn's (labels are the sorted union of
-//! the true and predicted labels; a class with no predictions has precision 0, as with
-//! `zero_division=0`). Pure functions.
+//! Metric definitions, the same as scikit-learn 1.6's (checked case by case in
+//! `tests/it/metrics.rs` against values it computed, within 1e-9 relative):
+//! - classes are the sorted union of true and predicted labels (numbers sort as numbers);
+//! - `zero_division=0`: a class with no predictions has precision 0, with no support recall 0;
+//! - balanced accuracy averages recall over the classes that occur in the truth;
+//! - ROC AUC counts ties as half (the trapezoid rule); multiclass is one-vs-rest, macro;
+//! - log loss clips probabilities to [eps, 1 - eps] (eps = 2.22e-16) and does not renormalise;
+//! - r2 of a constant truth is 1 for a perfect prediction, else 0; mape divides by max(|y|, eps).
+//!
+//! Pure functions over aligned slices; no I/O.
 
 use std::collections::HashMap;
 
 use crate::task::Metric;
 
-/// Per-class counts of a classification.
+/// The class labels of a classification, in scikit-learn's order.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ClassCounts {
-    pub label: String,
-    pub true_positives: u64,
-    pub false_positives: u64,
-    pub false_negatives: u64,
+pub struct Classes {
+    pub names: Vec<String>,
 }
 
-impl ClassCounts {
-    pub fn support(&self) -> u64 {
-        self.true_positives + self.false_negatives
-    }
-    pub fn f1(&self) -> f64 {
-        let denominator = 2 * self.true_positives + self.false_positives + self.false_negatives;
-        if denominator == 0 {
-            0.0
-        } else {
-            2.0 * self.true_positives as f64 / denominator as f64
+impl Classes {
+    /// The sorted distinct labels; numerically when every label is a number.
+    pub fn from_labels<'a>(labels: impl IntoIterator<Item = &'a str>) -> Classes {
+        let mut names: Vec<String> = Vec::new();
+        let mut seen: HashMap<&str, ()> = HashMap::new();
+        for label in labels {
+            if seen.insert(label, ()).is_none() {
+                names.push(label.to_string());
+            }
         }
+        sort_labels(&mut names);
+        Classes { names }
     }
-    pub fn recall(&self) -> f64 {
-        if self.support() == 0 {
-            0.0
-        } else {
-            self.true_positives as f64 / self.support() as f64
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    pub fn index(&self) -> HashMap<&str, u32> {
+        self.names.iter().enumerate().map(|(i, name)| (name.as_str(), i as u32)).collect()
+    }
+}
+
+/// Sorts labels as numpy's `unique` would: as numbers when all are numbers, else as text.
+pub fn sort_labels(names: &mut [String]) {
+    let numbers: Option<Vec<f64>> = names.iter().map(|n| n.trim().parse::<f64>().ok().filter(|x| x.is_finite())).collect();
+    match numbers {
+        Some(_) => names.sort_by(|a, b| {
+            let (x, y): (f64, f64) = (a.trim().parse().unwrap(), b.trim().parse().unwrap());
+            x.total_cmp(&y).then_with(|| a.cmp(b))
+        }),
+        None => names.sort(),
+    }
+}
+
+/// A confusion matrix: `counts[truth * k + predicted]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Confusion {
+    pub k: usize,
+    pub counts: Vec<u64>,
+}
+
+impl Confusion {
+    pub fn new(k: usize, y_true: &[u32], y_pred: &[u32]) -> Confusion {
+        let mut counts = vec![0u64; k * k];
+        for (&t, &p) in y_true.iter().zip(y_pred) {
+            counts[t as usize * k + p as usize] += 1;
+        }
+        Confusion { k, counts }
+    }
+
+    pub fn get(&self, truth: usize, predicted: usize) -> u64 {
+        self.counts[truth * self.k + predicted]
+    }
+
+    pub fn n(&self) -> f64 {
+        self.counts.iter().sum::<u64>() as f64
+    }
+
+    /// Per class: (true positives, true count = support, predicted count).
+    fn per_class(&self) -> Vec<(f64, f64, f64)> {
+        (0..self.k)
+            .map(|i| {
+                let tp = self.get(i, i) as f64;
+                let t: u64 = (0..self.k).map(|j| self.get(i, j)).sum();
+                let p: u64 = (0..self.k).map(|j| self.get(j, i)).sum();
+                (tp, t as f64, p as f64)
+            })
+            .collect()
+    }
+}
+
+fn ratio(numerator: f64, denominator: f64) -> f64 {
+    if denominator == 0.0 {
+        0.0
+    } else {
+        numerator / denominator
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Part {
+    Precision,
+    Recall,
+    F1,
+}
+
+fn part_of(tp: f64, t: f64, p: f64, part: Part) -> f64 {
+    match part {
+        Part::Precision => ratio(tp, p),
+        Part::Recall => ratio(tp, t),
+        Part::F1 => ratio(2.0 * tp, t + p),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Average {
+    Macro,
+    Micro,
+    Weighted,
+}
+
+fn averaged(c: &Confusion, part: Part, average: Average) -> f64 {
+    let per_class = c.per_class();
+    match average {
+        Average::Macro => per_class.iter().map(|&(tp, t, p)| part_of(tp, t, p, part)).sum::<f64>() / per_class.len().max(1) as f64,
+        Average::Micro => {
+            let (tp, t, p) = per_class.iter().fold((0.0, 0.0, 0.0), |acc, x| (acc.0 + x.0, acc.1 + x.1, acc.2 + x.2));
+            part_of(tp, t, p, part)
+        }
+        Average::Weighted => {
+            let support: f64 = per_class.iter().map(|x| x.1).sum();
+            ratio(per_class.iter().map(|&(tp, t, p)| part_of(tp, t, p, part) * t).sum::<f64>(), support)
         }
     }
 }
 
-/// Counts per class, classes sorted by label.
-pub fn class_counts(y_true: &[&str], y_pred: &[&str]) -> Vec<ClassCounts> {
-    let mut index: HashMap<&str, usize> = HashMap::new();
-    for label in y_true.iter().chain(y_pred) {
-        let next = index.len();
-        index.entry(label).or_insert(next);
-    }
-    let mut counts: Vec<ClassCounts> = vec![
-        ClassCounts { label: String::new(), true_positives: 0, false_positives: 0, false_negatives: 0 };
-        index.len()
-    ];
-    for (label, &i) in &index {
-        counts[i].label = label.to_string();
-    }
-    for (t, p) in y_true.iter().zip(y_pred) {
-        let (ti, pi) = (index[t], index[p]);
-        if ti == pi {
-            counts[ti].true_positives += 1;
-        } else {
-            counts[ti].false_negatives += 1;
-            counts[pi].false_positives += 1;
-        }
-    }
-    counts.sort_by(|a, b| a.label.cmp(&b.label));
-    counts
-}
-
-/// A label metric over aligned true and predicted labels (equal length, at least one row).
-pub fn label_metric(metric: Metric, y_true: &[&str], y_pred: &[&str]) -> f64 {
-    let n = y_true.len() as f64;
-    let counts = class_counts(y_true, y_pred);
+/// A metric over a confusion matrix. `positive` is the positive class's index, for the binary
+/// precision, recall and F1.
+pub fn label_metric(metric: Metric, c: &Confusion, positive: Option<usize>) -> f64 {
+    let n = c.n();
+    let per_class = c.per_class();
+    let binary = |part: Part| match positive {
+        Some(i) if i < c.k => part_of(per_class[i].0, per_class[i].1, per_class[i].2, part),
+        _ => 0.0,
+    };
     match metric {
-        Metric::Accuracy => y_true.iter().zip(y_pred).filter(|(t, p)| t == p).count() as f64 / n,
+        Metric::Accuracy => ratio((0..c.k).map(|i| c.get(i, i)).sum::<u64>() as f64, n),
         Metric::BalancedAccuracy => {
-            let present: Vec<&ClassCounts> = counts.iter().filter(|c| c.support() > 0).collect();
-            present.iter().map(|c| c.recall()).sum::<f64>() / present.len() as f64
+            let present: Vec<f64> = per_class.iter().filter(|x| x.1 > 0.0).map(|&(tp, t, _)| tp / t).collect();
+            ratio(present.iter().sum(), present.len() as f64)
         }
-        Metric::F1Macro => counts.iter().map(ClassCounts::f1).sum::<f64>() / counts.len() as f64,
-        Metric::F1Weighted => {
-            let total: u64 = counts.iter().map(ClassCounts::support).sum();
-            counts.iter().map(|c| c.f1() * c.support() as f64).sum::<f64>() / total as f64
+        Metric::Precision => binary(Part::Precision),
+        Metric::Recall => binary(Part::Recall),
+        Metric::F1 => binary(Part::F1),
+        Metric::PrecisionMacro => averaged(c, Part::Precision, Average::Macro),
+        Metric::PrecisionMicro => averaged(c, Part::Precision, Average::Micro),
+        Metric::PrecisionWeighted => averaged(c, Part::Precision, Average::Weighted),
+        Metric::RecallMacro => averaged(c, Part::Recall, Average::Macro),
+        Metric::RecallMicro => averaged(c, Part::Recall, Average::Micro),
+        Metric::RecallWeighted => averaged(c, Part::Recall, Average::Weighted),
+        Metric::F1Macro => averaged(c, Part::F1, Average::Macro),
+        Metric::F1Micro => averaged(c, Part::F1, Average::Micro),
+        Metric::F1Weighted => averaged(c, Part::F1, Average::Weighted),
+        Metric::Mcc => {
+            let correct: f64 = per_class.iter().map(|x| x.0).sum();
+            let t_dot_p: f64 = per_class.iter().map(|x| x.1 * x.2).sum();
+            let t_dot_t: f64 = per_class.iter().map(|x| x.1 * x.1).sum();
+            let p_dot_p: f64 = per_class.iter().map(|x| x.2 * x.2).sum();
+            let cov_tp = correct * n - t_dot_p;
+            let cov_pp = n * n - p_dot_p;
+            let cov_tt = n * n - t_dot_t;
+            if cov_pp * cov_tt == 0.0 {
+                0.0
+            } else {
+                cov_tp / (cov_tt * cov_pp).sqrt()
+            }
+        }
+        Metric::CohenKappa | Metric::QuadraticWeightedKappa => {
+            let quadratic = metric == Metric::QuadraticWeightedKappa;
+            let (mut observed, mut expected) = (0.0, 0.0);
+            for i in 0..c.k {
+                for j in 0..c.k {
+                    let weight = if quadratic { ((i as f64) - (j as f64)).powi(2) } else if i == j { 0.0 } else { 1.0 };
+                    observed += weight * c.get(i, j) as f64;
+                    expected += weight * per_class[i].1 * per_class[j].2 / n;
+                }
+            }
+            1.0 - observed / expected
         }
         other => panic!("{} is not a label metric", other.name()),
+    }
+}
+
+/// Average ranks (1-based), ties sharing the mean of their ranks.
+fn average_ranks(scores: &[f64]) -> Vec<f64> {
+    let mut order: Vec<u32> = (0..scores.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| scores[a as usize].total_cmp(&scores[b as usize]));
+    let mut ranks = vec![0.0; scores.len()];
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start + 1;
+        while end < order.len() && scores[order[end] as usize] == scores[order[start] as usize] {
+            end += 1;
+        }
+        let rank = (start + 1 + end) as f64 / 2.0;
+        for &i in &order[start..end] {
+            ranks[i as usize] = rank;
+        }
+        start = end;
+    }
+    ranks
+}
+
+/// Binary ROC AUC (Mann–Whitney U): NaN when the truth has one class only.
+pub fn roc_auc_binary(positive: &[bool], scores: &[f64]) -> f64 {
+    let n_pos = positive.iter().filter(|&&p| p).count() as f64;
+    let n_neg = positive.len() as f64 - n_pos;
+    if n_pos == 0.0 || n_neg == 0.0 {
+        return f64::NAN;
+    }
+    let ranks = average_ranks(scores);
+    let rank_sum: f64 = ranks.iter().zip(positive).filter(|(_, &p)| p).map(|(r, _)| r).sum();
+    (rank_sum - n_pos * (n_pos + 1.0) / 2.0) / (n_pos * n_neg)
+}
+
+const EPS: f64 = f64::EPSILON;
+
+/// Binary log loss of the positive class's probability.
+pub fn log_loss_binary(positive: &[bool], probability: &[f64]) -> f64 {
+    let total: f64 = positive
+        .iter()
+        .zip(probability)
+        .map(|(&y, &p)| {
+            let q = if y { p } else { 1.0 - p };
+            -q.clamp(EPS, 1.0 - EPS).ln()
+        })
+        .sum();
+    total / positive.len() as f64
+}
+
+/// One-vs-rest macro ROC AUC and multiclass log loss from one probability column per class.
+pub fn multiclass_score_metric(metric: Metric, y_true: &[u32], columns: &[Vec<f64>]) -> f64 {
+    match metric {
+        Metric::RocAuc => {
+            let aucs: Vec<f64> = (0..columns.len())
+                .map(|class| {
+                    let positive: Vec<bool> = y_true.iter().map(|&y| y as usize == class).collect();
+                    roc_auc_binary(&positive, &columns[class])
+                })
+                .collect();
+            aucs.iter().sum::<f64>() / aucs.len() as f64
+        }
+        Metric::LogLoss => {
+            let total: f64 = y_true.iter().enumerate().map(|(row, &y)| -columns[y as usize][row].clamp(EPS, 1.0 - EPS).ln()).sum();
+            total / y_true.len() as f64
+        }
+        other => panic!("{} is not a probability metric", other.name()),
     }
 }
 
 /// A number metric over aligned true and predicted values (equal length, at least one row).
 pub fn number_metric(metric: Metric, y_true: &[f64], y_pred: &[f64]) -> f64 {
     let n = y_true.len() as f64;
+    let mean = |f: &dyn Fn(f64, f64) -> f64| y_true.iter().zip(y_pred).map(|(&t, &p)| f(t, p)).sum::<f64>() / n;
     match metric {
-        Metric::Rmse => (y_true.iter().zip(y_pred).map(|(t, p)| (t - p).powi(2)).sum::<f64>() / n).sqrt(),
-        Metric::Mae => y_true.iter().zip(y_pred).map(|(t, p)| (t - p).abs()).sum::<f64>() / n,
+        Metric::Rmse => mean(&|t, p| (t - p).powi(2)).sqrt(),
+        Metric::Mae => mean(&|t, p| (t - p).abs()),
+        Metric::Mape => mean(&|t, p| (t - p).abs() / t.abs().max(EPS)),
+        Metric::Rmsle => mean(&|t, p| (t.ln_1p() - p.ln_1p()).powi(2)).sqrt(),
+        Metric::R2 => {
+            let truth_mean = y_true.iter().sum::<f64>() / n;
+            let residual: f64 = y_true.iter().zip(y_pred).map(|(t, p)| (t - p).powi(2)).sum();
+            let total: f64 = y_true.iter().map(|t| (t - truth_mean).powi(2)).sum();
+            if total == 0.0 {
+                if residual == 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            } else {
+                1.0 - residual / total
+            }
+        }
         other => panic!("{} is not a number metric", other.name()),
     }
 }
@@ -96,32 +295,17 @@ pub fn number_metric(metric: Metric, y_true: &[f64], y_pred: &[f64]) -> f64 {
 mod tests {
     use super::*;
 
-    // Expected values from scikit-learn 1.6.1:
-    //   y_true = ["a","a","b","b","c","c","c"]; y_pred = ["a","b","b","b","c","a","d"]
-    //   accuracy_score -> 0.5714285714285714
-    //   balanced_accuracy_score -> 0.611111111111111 (recall over a, b, c; d has no support)
-    //   f1_score(average="macro") -> 0.45
-    //   f1_score(average="weighted") -> 0.5857142857142856
-    const Y_TRUE: [&str; 7] = ["a", "a", "b", "b", "c", "c", "c"];
-    const Y_PRED: [&str; 7] = ["a", "b", "b", "b", "c", "a", "d"];
-
-    fn close(a: f64, b: f64) -> bool {
-        (a - b).abs() <= 1e-12 * b.abs().max(1.0)
+    #[test]
+    fn labels_sort_like_numpy() {
+        let classes = Classes::from_labels(["10", "2", "1"]);
+        assert_eq!(classes.names, ["1", "2", "10"]);
+        let classes = Classes::from_labels(["b", "a", "B"]);
+        assert_eq!(classes.names, ["B", "a", "b"]);
     }
 
     #[test]
-    fn label_metrics_match_scikit_learn() {
-        assert!(close(label_metric(Metric::Accuracy, &Y_TRUE, &Y_PRED), 0.5714285714285714));
-        assert!(close(label_metric(Metric::BalancedAccuracy, &Y_TRUE, &Y_PRED), 0.611111111111111));
-        assert!(close(label_metric(Metric::F1Macro, &Y_TRUE, &Y_PRED), 0.45));
-        assert!(close(label_metric(Metric::F1Weighted, &Y_TRUE, &Y_PRED), 0.5857142857142856));
-    }
-
-    #[test]
-    fn number_metrics() {
-        let t = [1.0, 2.0, 3.0, 4.0];
-        let p = [1.5, 2.0, 2.0, 5.0];
-        assert!(close(number_metric(Metric::Rmse, &t, &p), (2.25f64 / 4.0).sqrt()));
-        assert!(close(number_metric(Metric::Mae, &t, &p), 0.625));
+    fn ranks_share_ties() {
+        assert_eq!(average_ranks(&[0.5, 0.1, 0.5, 0.9]), vec![2.5, 1.0, 2.5, 4.0]);
+        assert_eq!(roc_auc_binary(&[true, false, true, false], &[0.9, 0.1, 0.5, 0.5]), 0.875);
     }
 }

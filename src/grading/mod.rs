@@ -8,18 +8,18 @@
 pub mod cleaning;
 pub mod lint;
 pub mod metrics;
+pub mod predictions;
+pub mod table;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use polars::prelude::*;
 use serde::Serialize;
 
 use crate::task::{GradingSpec, Metric, MetricInput};
 
 /// Output files larger than this are refused before any read.
-pub const MAX_OUTPUT_BYTES: u64 = 256 << 20;
+pub const MAX_OUTPUT_BYTES: u64 = 1 << 30;
 /// How many offending ids or cells a problem lists.
 pub const EXAMPLES: usize = 5;
 
@@ -45,20 +45,66 @@ impl ProblemKind {
     }
 }
 
-/// Why an output could not be scored, in words a candidate can act on.
+/// One kind of offence in an output: how many rows, and the first few.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Offence {
+    pub what: String,
+    pub count: u64,
+    pub examples: Vec<String>,
+}
+
+impl Offence {
+    pub fn new(what: impl Into<String>) -> Offence {
+        Offence { what: what.into(), count: 0, examples: Vec::new() }
+    }
+    pub fn add(&mut self, example: impl FnOnce() -> String) {
+        self.count += 1;
+        if self.examples.len() < EXAMPLES {
+            self.examples.push(example());
+        }
+    }
+    /// `3 duplicate ids ("7", "9", "12")`.
+    pub fn describe(&self) -> String {
+        let shown: Vec<String> = self.examples.iter().map(|e| format!("{e:?}")).collect();
+        let more = self.count.saturating_sub(shown.len() as u64);
+        let list = if more > 0 { format!("{} and {more} more", shown.join(", ")) } else { shown.join(", ") };
+        format!("{} {} ({list})", self.count, self.what)
+    }
+}
+
+/// Why an output could not be scored, in words a candidate can act on, with the counts and the
+/// first offending ids for the assessor.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OutputProblem {
     pub kind: ProblemKind,
     pub message: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub offences: Vec<Offence>,
 }
 
 impl OutputProblem {
     pub fn missing(message: impl Into<String>) -> OutputProblem {
-        OutputProblem { kind: ProblemKind::MissingOutput, message: message.into() }
+        OutputProblem { kind: ProblemKind::MissingOutput, message: message.into(), offences: Vec::new() }
     }
     pub fn bad_format(message: impl Into<String>) -> OutputProblem {
-        OutputProblem { kind: ProblemKind::BadFormat, message: message.into() }
+        OutputProblem { kind: ProblemKind::BadFormat, message: message.into(), offences: Vec::new() }
     }
+    /// A `bad_format` listing every offence that has a count.
+    pub fn offences(file: &str, offences: Vec<Offence>) -> Option<OutputProblem> {
+        let offences: Vec<Offence> = offences.into_iter().filter(|o| o.count > 0).collect();
+        if offences.is_empty() {
+            return None;
+        }
+        let message = format!("{file}: {}", offences.iter().map(Offence::describe).collect::<Vec<_>>().join("; "));
+        Some(OutputProblem { kind: ProblemKind::BadFormat, message, offences })
+    }
+}
+
+/// A confusion matrix for the report: `matrix[truth][predicted]`, labels in the metric's order.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfusionReport {
+    pub labels: Vec<String>,
+    pub matrix: Vec<Vec<u64>>,
 }
 
 /// The accuracy part of a grade: the metric's value, or the problem that prevented it.
@@ -69,211 +115,36 @@ pub struct Accuracy {
     pub problem: Option<OutputProblem>,
     pub n_rows: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub classes: Option<Vec<metrics::ClassCounts>>,
+    pub confusion: Option<ConfusionReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cleaning: Option<cleaning::CleaningDetails>,
 }
 
 impl Accuracy {
     pub fn failed(metric: Metric, problem: OutputProblem) -> Accuracy {
-        Accuracy { metric: metric.name(), value: None, problem: Some(problem), n_rows: 0, classes: None, cleaning: None }
+        Accuracy { metric: metric.name(), value: None, problem: Some(problem), n_rows: 0, confusion: None, cleaning: None }
     }
-}
-
-impl Serialize for metrics::ClassCounts {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut s = serializer.serialize_struct("ClassCounts", 5)?;
-        s.serialize_field("label", &self.label)?;
-        s.serialize_field("support", &self.support())?;
-        s.serialize_field("true_positives", &self.true_positives)?;
-        s.serialize_field("false_positives", &self.false_positives)?;
-        s.serialize_field("false_negatives", &self.false_negatives)?;
-        s.end()
+    pub fn scored(metric: Metric, value: f64, n_rows: usize) -> Accuracy {
+        Accuracy { metric: metric.name(), value: Some(value), problem: None, n_rows, confusion: None, cleaning: None }
     }
 }
 
 /// Grades the output file `output` (a regular file the host extracted) against the truth.
 pub fn grade_output(spec: &GradingSpec, output: &Path, truth: &Path) -> Result<Accuracy, GradingError> {
-    let truth_table = read_strings(truth).map_err(|message| GradingError::Truth { path: truth.to_path_buf(), message })?;
-    let output_table = match std::fs::metadata(output) {
+    match std::fs::metadata(output) {
         Err(_) => return Ok(Accuracy::failed(spec.metric, OutputProblem::missing(format!("no {} in /output", spec.output)))),
         Ok(meta) if meta.len() > MAX_OUTPUT_BYTES => {
-            return Ok(Accuracy::failed(
-                spec.metric,
-                OutputProblem::bad_format(format!("{} is larger than {}", spec.output, crate::units::format_size(MAX_OUTPUT_BYTES))),
-            ))
+            let cap = crate::units::format_size(MAX_OUTPUT_BYTES);
+            return Ok(Accuracy::failed(spec.metric, OutputProblem::bad_format(format!("{} is larger than {cap}", spec.output))));
         }
         Ok(meta) if meta.len() == 0 => {
             return Ok(Accuracy::failed(spec.metric, OutputProblem::bad_format(format!("{} is empty", spec.output))));
         }
-        Ok(_) => match read_strings(output) {
-            Ok(table) => table,
-            Err(message) => {
-                return Ok(Accuracy::failed(spec.metric, OutputProblem::bad_format(format!("{} cannot be read as CSV: {message}", spec.output))))
-            }
-        },
-    };
-    match spec.metric.input() {
-        MetricInput::Table => cleaning::grade(spec, &output_table, &truth_table, truth),
-        _ => grade_predictions(spec, &output_table, &truth_table, truth),
-    }
-}
-
-/// Reads a CSV with every column as text, so that nothing is guessed about types.
-pub(crate) fn read_strings(path: &Path) -> Result<DataFrame, String> {
-    let bytes = std::fs::read(path).map_err(|error| error.to_string())?;
-    if let Err(error) = std::str::from_utf8(&bytes) {
-        let line = bytes[..error.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
-        return Err(format!("not UTF-8 text (line {line})"));
-    }
-    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
-    CsvReadOptions::default()
-        .with_has_header(true)
-        .with_infer_schema_length(Some(0))
-        .into_reader_with_file_handle(std::io::Cursor::new(body))
-        .finish()
-        .map_err(|error| first_line(&error.to_string()))
-}
-
-fn first_line(text: &str) -> String {
-    text.lines().next().unwrap_or("").to_string()
-}
-
-/// A column as text values; `None` for a null.
-pub(crate) fn text_column<'a>(table: &'a DataFrame, name: &str) -> Option<Vec<Option<&'a str>>> {
-    let column = table.column(name).ok()?;
-    let strings = column.as_materialized_series().str().ok()?;
-    Some(strings.iter().collect())
-}
-
-/// Lists up to [`EXAMPLES`] items: `"a", "b" and 3 more`.
-pub(crate) fn examples(items: &[String], total: usize) -> String {
-    let shown: Vec<String> = items.iter().take(EXAMPLES).map(|item| format!("{item:?}")).collect();
-    let more = total.saturating_sub(shown.len());
-    if more > 0 {
-        format!("{} and {more} more", shown.join(", "))
-    } else {
-        shown.join(", ")
-    }
-}
-
-fn grade_predictions(spec: &GradingSpec, output: &DataFrame, truth: &DataFrame, truth_path: &Path) -> Result<Accuracy, GradingError> {
-    let target = spec.target.as_deref().unwrap_or_default();
-    let truth_error = |message: String| GradingError::Truth { path: truth_path.to_path_buf(), message };
-    let truth_ids = text_column(truth, &spec.id).ok_or_else(|| truth_error(format!("no column {:?}", spec.id)))?;
-    let truth_values = text_column(truth, target).ok_or_else(|| truth_error(format!("no column {target:?}")))?;
-    let fail = |message: String| Ok(Accuracy::failed(spec.metric, OutputProblem::bad_format(message)));
-
-    let names: Vec<String> = output.get_column_names().iter().map(|n| n.to_string()).collect();
-    let expected = format!("expected the columns {:?} and {target:?}", spec.id);
-    for required in [spec.id.as_str(), target] {
-        if !names.iter().any(|n| n == required) {
-            return fail(format!("{}: no column {required:?} ({expected}; found {names:?})", spec.output));
-        }
-    }
-    if let Some(extra) = names.iter().find(|n| *n != &spec.id && *n != target) {
-        return fail(format!("{}: unexpected column {extra:?} ({expected} only)", spec.output));
-    }
-    let ids = text_column(output, &spec.id).expect("checked above");
-    let values = text_column(output, target).expect("checked above");
-
-    let truth_index: HashMap<&str, usize> =
-        truth_ids.iter().enumerate().filter_map(|(row, id)| id.map(|id| (id, row))).collect();
-    let mut predicted: Vec<Option<&str>> = vec![None; truth_ids.len()];
-    let mut seen = vec![false; truth_ids.len()];
-    let (mut unknown, mut duplicate, mut empty) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut n_unknown, mut n_duplicate, mut n_empty) = (0, 0, 0);
-    for (id, value) in ids.iter().zip(&values) {
-        let id = id.unwrap_or("");
-        match truth_index.get(id.trim()) {
-            None => {
-                n_unknown += 1;
-                if unknown.len() < EXAMPLES {
-                    unknown.push(id.to_string());
-                }
-            }
-            Some(&row) if seen[row] => {
-                n_duplicate += 1;
-                if duplicate.len() < EXAMPLES {
-                    duplicate.push(id.to_string());
-                }
-            }
-            Some(&row) => {
-                seen[row] = true;
-                match value.map(str::trim).filter(|v| !v.is_empty()) {
-                    Some(value) => predicted[row] = Some(value),
-                    None => {
-                        n_empty += 1;
-                        if empty.len() < EXAMPLES {
-                            empty.push(id.to_string());
-                        }
-                    }
-                }
-            }
-        }
-    }
-    let missing: Vec<String> =
-        seen.iter().enumerate().filter(|(_, s)| !**s).map(|(row, _)| truth_ids[row].unwrap_or("").to_string()).collect();
-    let mut reasons = Vec::new();
-    if n_unknown > 0 {
-        reasons.push(format!("{n_unknown} unknown ids ({})", examples(&unknown, n_unknown)));
-    }
-    if n_duplicate > 0 {
-        reasons.push(format!("{n_duplicate} duplicate ids ({})", examples(&duplicate, n_duplicate)));
-    }
-    if !missing.is_empty() {
-        reasons.push(format!("{} missing ids ({})", missing.len(), examples(&missing, missing.len())));
-    }
-    if n_empty > 0 {
-        reasons.push(format!("{n_empty} empty predictions ({})", examples(&empty, n_empty)));
-    }
-    if !reasons.is_empty() {
-        return fail(format!("{}: {}", spec.output, reasons.join("; ")));
-    }
-    let y_pred: Vec<&str> = predicted.into_iter().map(|v| v.expect("every row predicted")).collect();
-    let y_true: Vec<&str> = truth_values.iter().map(|v| v.unwrap_or("").trim()).collect();
-    let n_rows = y_true.len();
-    if n_rows == 0 {
-        return Err(truth_error("the truth has no rows".to_string()));
+        Ok(_) => {}
     }
     match spec.metric.input() {
-        MetricInput::Labels => {
-            let classes = metrics::class_counts(&y_true, &y_pred);
-            let known: std::collections::HashSet<&str> = y_true.iter().copied().collect();
-            let strangers: Vec<String> = classes.iter().filter(|c| !known.contains(c.label.as_str())).map(|c| c.label.clone()).collect();
-            if !strangers.is_empty() && strangers.len() > known.len() {
-                // More invented labels than real classes: almost surely the wrong column or format.
-                return fail(format!(
-                    "{}: {} labels that are not classes of this task ({})",
-                    spec.output,
-                    strangers.len(),
-                    examples(&strangers, strangers.len())
-                ));
-            }
-            let value = metrics::label_metric(spec.metric, &y_true, &y_pred);
-            Ok(Accuracy { metric: spec.metric.name(), value: Some(value), problem: None, n_rows, classes: Some(classes), cleaning: None })
-        }
-        MetricInput::Numbers => {
-            let parse = |values: &[&str]| -> Result<Vec<f64>, usize> {
-                values.iter().enumerate().map(|(i, v)| v.parse::<f64>().ok().filter(|x| x.is_finite()).ok_or(i)).collect()
-            };
-            let truth_numbers = parse(&y_true).map_err(|row| truth_error(format!("row {}: not a number", row + 2)))?;
-            let predicted_numbers = match parse(&y_pred) {
-                Ok(numbers) => numbers,
-                Err(row) => {
-                    return fail(format!(
-                        "{}: id {:?}: {:?} is not a finite number",
-                        spec.output,
-                        truth_ids[row].unwrap_or(""),
-                        y_pred[row]
-                    ))
-                }
-            };
-            let value = metrics::number_metric(spec.metric, &truth_numbers, &predicted_numbers);
-            Ok(Accuracy { metric: spec.metric.name(), value: Some(value), problem: None, n_rows, classes: None, cleaning: None })
-        }
-        MetricInput::Table => unreachable!("cleaning is graded by cleaning::grade"),
+        MetricInput::Table => cleaning::grade(spec, output, truth),
+        _ => predictions::grade(spec, output, truth),
     }
 }
 

@@ -6,5 +6,6 @@
 
 mod common;
 mod grade;
+mod metrics;
 mod sandbox;
 mod tasks;

@@ -1,0 +1,210 @@
+//! Metrics equal scikit-learn's, and malformed outputs become clear `bad_format` problems.
+
+use std::path::Path;
+
+use serde_json::Value;
+use takehome::grading::metrics::{self, Classes, Confusion};
+use takehome::grading::{grade_output, ProblemKind};
+use takehome::task::{GradingSpec, Metric, Scale, Weights};
+
+use super::common::repo_root;
+
+fn close(got: f64, expected: f64) -> bool {
+    (got - expected).abs() <= 1e-9 * expected.abs().max(1e-300) || (got - expected).abs() < 1e-15
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value.as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
+}
+
+fn floats(value: &Value) -> Vec<f64> {
+    value.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect()
+}
+
+/// Every case of tests/fixtures/metrics/cases.json (made by make_cases.py with scikit-learn 1.6.1).
+#[test]
+fn metrics_equal_scikit_learn_within_1e_9() {
+    let text = std::fs::read_to_string(repo_root().join("tests/fixtures/metrics/cases.json")).unwrap();
+    let document: Value = serde_json::from_str(&text).unwrap();
+    let cases = document["cases"].as_array().unwrap();
+    let mut failures = Vec::new();
+    for (number, case) in cases.iter().enumerate() {
+        let metric = Metric::from_name(case["metric"].as_str().unwrap()).expect("a known metric");
+        let expected = case["expected"].as_f64().unwrap();
+        let positive = case["positive"].as_str();
+        let got = if let Some(classes) = case.get("classes") {
+            let names = strings(classes);
+            let y_true: Vec<u32> = strings(&case["y_true"]).iter().map(|y| names.iter().position(|n| n == y).unwrap() as u32).collect();
+            let rows: Vec<Vec<f64>> = case["proba"].as_array().unwrap().iter().map(floats).collect();
+            let columns: Vec<Vec<f64>> = (0..names.len()).map(|c| rows.iter().map(|r| r[c]).collect()).collect();
+            metrics::multiclass_score_metric(metric, &y_true, &columns)
+        } else if let Some(scores) = case.get("scores") {
+            let positive = positive.unwrap();
+            let y: Vec<bool> = strings(&case["y_true"]).iter().map(|y| y == positive).collect();
+            let scores = floats(scores);
+            match metric {
+                Metric::RocAuc => metrics::roc_auc_binary(&y, &scores),
+                _ => metrics::log_loss_binary(&y, &scores),
+            }
+        } else if case["y_true"][0].is_number() {
+            metrics::number_metric(metric, &floats(&case["y_true"]), &floats(&case["y_pred"]))
+        } else {
+            let (t, p) = (strings(&case["y_true"]), strings(&case["y_pred"]));
+            let classes = Classes::from_labels(t.iter().chain(&p).map(String::as_str));
+            let index = classes.index();
+            let y_true: Vec<u32> = t.iter().map(|y| index[y.as_str()]).collect();
+            let y_pred: Vec<u32> = p.iter().map(|y| index[y.as_str()]).collect();
+            let confusion = Confusion::new(classes.len(), &y_true, &y_pred);
+            let positive = positive.and_then(|p| classes.names.iter().position(|n| n == p));
+            metrics::label_metric(metric, &confusion, positive)
+        };
+        if !close(got, expected) {
+            failures.push(format!("case {number} ({}): takehome {got:.17} scikit-learn {expected:.17}", metric.name()));
+        }
+    }
+    assert!(cases.len() > 500, "only {} cases", cases.len());
+    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
+
+fn spec(metric: Metric, positive: Option<&str>) -> GradingSpec {
+    GradingSpec {
+        output: "predictions.csv".into(),
+        truth: "hidden/labels.csv".into(),
+        id: Some("id".into()),
+        target: Some("label".into()),
+        positive: positive.map(String::from),
+        classes: None,
+        columns: Vec::new(),
+        metric,
+        scale: Scale { zero_at: 0.0, full_at: 1.0 },
+        weights: Weights { accuracy: 1.0, code_quality: 0.0, runtime: 0.0 },
+        tolerance: 1e-6,
+    }
+}
+
+enum Expect {
+    Value(f64),
+    Problem(ProblemKind, &'static [&'static str]),
+}
+
+fn check(truth: &str, output: &str, metric: Metric, positive: Option<&str>, expect: Expect) {
+    let dir = repo_root().join("tests/fixtures/outputs");
+    let accuracy = grade_output(&spec(metric, positive), &dir.join(output), &dir.join(truth)).unwrap();
+    match expect {
+        Expect::Value(value) => {
+            assert!(accuracy.problem.is_none(), "{output}: {:?}", accuracy.problem);
+            assert!(close(accuracy.value.unwrap(), value), "{output}: {:?} != {value}", accuracy.value);
+        }
+        Expect::Problem(kind, needles) => {
+            let problem = accuracy.problem.unwrap_or_else(|| panic!("{output}: expected a problem, got {:?}", accuracy.value));
+            assert_eq!(problem.kind, kind, "{output}: {}", problem.message);
+            for needle in needles {
+                assert!(problem.message.contains(needle), "{output}: {:?} lacks {needle:?}", problem.message);
+            }
+        }
+    }
+}
+
+#[test]
+fn outputs_are_checked_before_scoring() {
+    use Expect::*;
+    use ProblemKind::*;
+    let labels = "labels.csv";
+    check(labels, "good_shuffled.csv", Metric::Accuracy, None, Value(0.8333333333333334));
+    check(labels, "bom_crlf_quoted.csv", Metric::Accuracy, None, Value(1.0));
+    check(labels, "missing_column.csv", Metric::Accuracy, None, Problem(BadFormat, &["1 missing columns (\"label\")", "1 unexpected columns (\"prediction\")"]));
+    check(labels, "extra_column.csv", Metric::Accuracy, None, Problem(BadFormat, &["unexpected columns (\"confidence\")"]));
+    check(labels, "duplicate_ids.csv", Metric::Accuracy, None, Problem(BadFormat, &["2 duplicate ids (\"1\", \"6\")"]));
+    check(labels, "unknown_and_missing_ids.csv", Metric::Accuracy, None, Problem(BadFormat, &["2 unknown ids (\"40\", \"50\")", "3 missing ids (\"4\", \"5\", \"6\")"]));
+    check(labels, "stranger_labels.csv", Metric::Accuracy, None, Problem(BadFormat, &["1 empty predictions (\"6\")", "labels that are not classes", "dog (id 3)", "the classes are a, b, c"]));
+    check(labels, "empty.csv", Metric::Accuracy, None, Problem(BadFormat, &["predictions.csv is empty"]));
+    check(labels, "header_only.csv", Metric::Accuracy, None, Problem(BadFormat, &["6 missing ids"]));
+    check(labels, "not_utf8.csv", Metric::Accuracy, None, Problem(BadFormat, &["UTF-8"]));
+    check(labels, "garbage.csv", Metric::Accuracy, None, Problem(BadFormat, &["predictions.csv"]));
+    check(labels, "nope.csv", Metric::Accuracy, None, Problem(MissingOutput, &["no predictions.csv"]));
+
+    check("values.csv", "numbers_good.csv", Metric::Rmse, None, Value(0.5));
+    check("values.csv", "numbers_nan_inf_text.csv", Metric::Rmse, None, Problem(BadFormat, &["not numbers", "four (id 4)", "empty values", "NaN or infinite values"]));
+
+    check("binary.csv", "probability_good.csv", Metric::RocAuc, Some("yes"), Value(0.888888888888889));
+    check("binary.csv", "probability_good.csv", Metric::LogLoss, Some("yes"), Value(0.414931599615397));
+    check("binary.csv", "probability_out_of_range.csv", Metric::RocAuc, Some("yes"), Problem(BadFormat, &["2 values in \"label\" outside [0, 1]"]));
+    check(labels, "per_class_good.csv", Metric::LogLoss, None, Value(0.31560102759768077));
+    check(labels, "per_class_good.csv", Metric::RocAuc, None, Value(1.0));
+    check(labels, "per_class_bad_sum.csv", Metric::RocAuc, None, Problem(BadFormat, &["1 rows whose probabilities do not sum to 1", "3 (sum 1.500000)"]));
+}
+
+#[test]
+fn takehome_score_prints_the_metric_as_json() {
+    let dir = repo_root().join("tests/fixtures/outputs");
+    let output = std::process::Command::new(super::common::takehome_binary())
+        .args(["score", "--metric", "accuracy", "--truth"])
+        .arg(dir.join("labels.csv"))
+        .arg("--predictions")
+        .arg(dir.join("good_shuffled.csv"))
+        .args(["--target", "label"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["metric"], "accuracy");
+    assert!(close(json["value"].as_f64().unwrap(), 0.8333333333333334));
+    let bad = std::process::Command::new(super::common::takehome_binary())
+        .args(["score", "--metric", "accuracy", "--truth"])
+        .arg(dir.join("labels.csv"))
+        .arg("--predictions")
+        .arg(dir.join("duplicate_ids.csv"))
+        .args(["--target", "label"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("duplicate ids"));
+    assert!(Path::new(&dir).exists());
+}
+
+fn cleaning_spec(key: Option<&str>, columns: Vec<(String, takehome::task::CellCompare)>) -> GradingSpec {
+    GradingSpec {
+        output: "clean.csv".into(),
+        truth: "hidden/clean.csv".into(),
+        id: key.map(String::from),
+        target: None,
+        positive: None,
+        classes: None,
+        columns,
+        metric: Metric::CellAccuracy,
+        scale: Scale { zero_at: 0.0, full_at: 1.0 },
+        weights: Weights { accuracy: 1.0, code_quality: 0.0, runtime: 0.0 },
+        tolerance: 1e-6,
+    }
+}
+
+#[test]
+fn cleaning_compares_cells_by_key_with_the_declared_rules() {
+    use takehome::task::CellCompare;
+    let dir = repo_root().join("tests/fixtures/cleaning");
+    // Keyed, default rules: Grace dropped, Ada duplicated, one invented row, "alan " and
+    // 1930/05/11 wrong as text.
+    let accuracy = grade_output(&cleaning_spec(Some("row_id"), vec![]), &dir.join("keyed.csv"), &dir.join("truth.csv")).unwrap();
+    let details = accuracy.cleaning.as_ref().unwrap();
+    assert_eq!((details.n_matched_rows, details.n_dropped_rows, details.n_duplicate_rows, details.n_invented_rows), (3, 1, 1, 1));
+    // 3 matched rows x 3 columns = 9 cells, 2 wrong (alan's name, Edsger's date) -> 7 right,
+    // over (4 truth rows + 2 extra) x 3 columns.
+    assert!(close(accuracy.value.unwrap(), 7.0 / 18.0), "{:?}", accuracy.value);
+    let name = details.columns.iter().find(|c| c.column == "name").unwrap();
+    assert_eq!(name.mismatches[0].got, "alan ");
+    // With the task's rules, names ignore case and spaces and dates compare as dates.
+    let rules = vec![
+        ("name".to_string(), CellCompare::Text { trim: true, case_sensitive: false }),
+        ("born".to_string(), CellCompare::Date),
+    ];
+    let accuracy = grade_output(&cleaning_spec(Some("row_id"), rules), &dir.join("keyed.csv"), &dir.join("truth.csv")).unwrap();
+    assert!(close(accuracy.value.unwrap(), 9.0 / 18.0), "{:?}", accuracy.value);
+    // Without a key, whole rows match (column order free; missing equals missing).
+    let accuracy = grade_output(&cleaning_spec(None, vec![]), &dir.join("whole_rows.csv"), &dir.join("truth.csv")).unwrap();
+    let details = accuracy.cleaning.as_ref().unwrap();
+    assert_eq!((details.n_matched_rows, details.n_duplicate_rows, details.n_invented_rows), (4, 1, 0));
+    assert!(close(accuracy.value.unwrap(), 16.0 / 20.0), "{:?}", accuracy.value);
+    // A table without the key column cannot be matched.
+    let accuracy = grade_output(&cleaning_spec(Some("id"), vec![]), &dir.join("whole_rows.csv"), &dir.join("whole_rows.csv"));
+    assert!(accuracy.is_err(), "the truth lacks the key: our error, not the candidate's");
+}
