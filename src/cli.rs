@@ -77,6 +77,18 @@ enum Command {
         #[arg(long)]
         positive: Option<String>,
     },
+    /// Prove that tasks grade as intended: task files, data sets, fixtures (graded twice) and the
+    /// shared hostile fixtures. Exit 1 when any check fails.
+    Check {
+        /// Task folders (default: every task under ROOT/tasks).
+        tasks: Vec<PathBuf>,
+        /// The project folder that holds tasks/, datasets/, runner-images/ and fixtures/.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+        /// Also write the results as JUnit XML here.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+    },
     /// Remove every container and volume labelled takehome (leftovers of crashed runs).
     Cleanup,
 }
@@ -163,6 +175,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Grade { task, submission, json, build } => grade(&task, &submission, json.as_deref(), build.into()).await,
         Command::Images { command: ImagesCommand::Build { names, root, method, force } } => build_images(&root, names, method.into(), force).await,
         Command::Validate { tasks } => validate(tasks),
+        Command::Check { tasks, root, junit } => check(&root, tasks, junit.as_deref()).await,
         Command::Score { metric, truth, predictions, id, target, positive } => score(&metric, &truth, &predictions, id, target, positive),
         Command::Cleanup => {
             let sandbox = DockerSandbox::connect().await.map_err(ours)?;
@@ -300,6 +313,70 @@ fn score(metric: &str, truth: &Path, predictions: &Path, id: String, target: Opt
         }
         (None, None) => Err(ours(anyhow::anyhow!("no value"))),
     }
+}
+
+async fn check(root: &Path, tasks: Vec<PathBuf>, junit: Option<&Path>) -> Result<(), Failure> {
+    use crate::check::{self, CaseResult, CaseStatus};
+    let tasks = if tasks.is_empty() {
+        check::discover_tasks(root).with_context(|| format!("{}: cannot list tasks", root.join("tasks").display())).map_err(usage)?
+    } else {
+        tasks
+    };
+    let sandbox = DockerSandbox::connect().await.map_err(ours)?;
+    sandbox.remove_leftovers(Leftovers::OfDeadProcesses).await.map_err(ours)?;
+    let cancel = CancellationToken::new();
+    let watcher = tokio::spawn(cancel_on_signal(cancel.clone()));
+    let mut results: Vec<CaseResult> = Vec::new();
+    let started = std::time::Instant::now();
+    for task_dir in &tasks {
+        // The image of a task that does not even load is reported by the task-file check.
+        let image = match task::load(task_dir) {
+            Ok(spec) => {
+                let recipe = Recipe::load(&spec.root, &spec.image).map_err(ours)?;
+                let built = sandbox.ensure_image(&recipe, BuildMethod::Auto, &progress).await.map_err(ours)?;
+                ImageRef { tag: built.tag, id: built.id }
+            }
+            Err(_) => ImageRef { tag: String::new(), id: String::new() },
+        };
+        progress(&format!("checking {}", task_dir.display()));
+        let print = |case: &CaseResult| {
+            let status = match case.status {
+                CaseStatus::Passed => "passed",
+                CaseStatus::Failed => "FAILED",
+                CaseStatus::Warning => "warning",
+            };
+            let first = case.message.lines().next().unwrap_or("");
+            eprintln!("check: {:<18} {:<28} {status:<8} {:>6.1} s  {first}", case.task, case.name, case.seconds);
+        };
+        results.extend(check::check_task(&sandbox, task_dir, &image, &cancel, &print).await);
+        if cancel.is_cancelled() {
+            break;
+        }
+    }
+    watcher.abort();
+    if let Some(path) = junit {
+        std::fs::write(path, check::junit(&results)).with_context(|| format!("cannot write {}", path.display())).map_err(ours)?;
+    }
+    let failed: Vec<&CaseResult> = results.iter().filter(|r| r.status == CaseStatus::Failed).collect();
+    let warnings = results.iter().filter(|r| r.status == CaseStatus::Warning).count();
+    println!("\ntakehome check: {} tasks, {} checks in {:.0} s", tasks.len(), results.len(), started.elapsed().as_secs_f64());
+    for case in &failed {
+        println!("FAILED {} / {}:\n  {}", case.task, case.name, case.message.replace('\n', "\n  "));
+    }
+    for case in results.iter().filter(|r| r.status == CaseStatus::Warning) {
+        println!("warning {} / {}: {}", case.task, case.name, case.message);
+    }
+    if warnings > 0 {
+        println!("{warnings} warnings");
+    }
+    println!("{} passed, {} failed", results.len() - failed.len(), failed.len());
+    if cancel.is_cancelled() {
+        return Err(Failure { code: 130, error: anyhow::anyhow!("interrupted") });
+    }
+    if !failed.is_empty() {
+        return Err(ours(anyhow::anyhow!("{} check(s) failed", failed.len())));
+    }
+    Ok(())
 }
 
 fn validate(tasks: Vec<PathBuf>) -> Result<(), Failure> {

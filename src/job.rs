@@ -265,16 +265,29 @@ async fn build_report(
         (weights.code_quality, code_score),
         (weights.runtime, runtime_score),
     ]);
-    let formula = format!(
-        "score = ({} x accuracy + {} x code_quality + {} x runtime) / {}; accuracy = 100 x clamp(({} - {}) / ({} - {}), 0, 1)",
-        weights.accuracy,
-        weights.code_quality,
-        weights.runtime,
-        weights.accuracy + weights.code_quality + weights.runtime,
-        spec.metric.name(),
-        spec.scale.zero_at,
-        spec.scale.full_at,
-        spec.scale.zero_at
+    let per_100 = if lines_of_code == 0 { 0.0 } else { findings.len() as f64 * 100.0 / lines_of_code as f64 };
+    let formula = explain(
+        &weights,
+        (accuracy_score, code_score, runtime_score),
+        score,
+        &format!(
+            "{} = 100 x clamp(({} {} - {}) / ({} - {}), 0, 1)",
+            fmt1(accuracy_score),
+            spec.metric.name(),
+            accuracy.value.map(|v| format!("{v:.6}")).unwrap_or_else(|| "(not scored: 0)".into()),
+            spec.scale.zero_at,
+            spec.scale.full_at,
+            spec.scale.zero_at
+        ),
+        &format!("{} = 100 x clamp(1 - {per_100:.2} findings per 100 lines / {}, 0, 1)", fmt1(code_score), task.lint.zero_at),
+        &format!(
+            "{} = 100 if {:.2} s <= {} s, falling linearly to 0 at {} s{}",
+            fmt1(runtime_score),
+            wall.as_secs_f64(),
+            task.runtime_full_under.as_secs_f64(),
+            task.total_timeout().as_secs_f64(),
+            if all_ok { "" } else { " (0: a step did not end ok)" }
+        ),
     );
     let steps = runs
         .iter()
@@ -306,7 +319,7 @@ async fn build_report(
                 rules: task.lint.select.clone(),
                 n_findings: findings.len(),
                 lines_of_code,
-                findings_per_100_lines: if lines_of_code == 0 { 0.0 } else { findings.len() as f64 * 100.0 / lines_of_code as f64 },
+                findings_per_100_lines: per_100,
                 zero_at: task.lint.zero_at,
                 findings,
                 score: code_score,
@@ -337,6 +350,25 @@ async fn build_report(
             graded_at: now_rfc3339(),
         },
     })
+}
+
+fn fmt1(value: f64) -> String {
+    format!("{value:.1}")
+}
+
+/// The score's formula with its inputs, so that an assessor can recompute it by hand.
+fn explain(weights: &crate::task::Weights, scores: (f64, f64, f64), total: f64, accuracy: &str, code: &str, runtime: &str) -> String {
+    let sum = weights.accuracy + weights.code_quality + weights.runtime;
+    format!(
+        "score {} = ({} x accuracy {} + {} x code_quality {} + {} x runtime {}) / {sum}; accuracy {accuracy}; code_quality {code}; runtime {runtime}",
+        fmt1(total),
+        weights.accuracy,
+        fmt1(scores.0),
+        weights.code_quality,
+        fmt1(scores.1),
+        weights.runtime,
+        fmt1(scores.2),
+    )
 }
 
 /// Lines of code over the submission's Python files, read from the host's own copy.

@@ -1,6 +1,7 @@
 //! takehome runs candidates' take-home solutions in hardened Docker containers and grades them
 //! against hidden data. See ARCHITECTURE.md for the bird's-eye view and the code map.
 
+pub mod check;
 pub mod cli;
 pub mod digest;
 pub mod grading;

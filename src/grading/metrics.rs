@@ -197,36 +197,38 @@ pub fn label_metric(metric: Metric, c: &Confusion, positive: Option<usize>) -> f
     }
 }
 
-/// Average ranks (1-based), ties sharing the mean of their ranks.
-fn average_ranks(scores: &[f64]) -> Vec<f64> {
-    let mut order: Vec<u32> = (0..scores.len() as u32).collect();
-    order.sort_unstable_by(|&a, &b| scores[a as usize].total_cmp(&scores[b as usize]));
-    let mut ranks = vec![0.0; scores.len()];
-    let mut start = 0;
-    while start < order.len() {
-        let mut end = start + 1;
-        while end < order.len() && scores[order[end] as usize] == scores[order[start] as usize] {
-            end += 1;
-        }
-        let rank = (start + 1 + end) as f64 / 2.0;
-        for &i in &order[start..end] {
-            ranks[i as usize] = rank;
-        }
-        start = end;
-    }
-    ranks
-}
-
-/// Binary ROC AUC (Mann–Whitney U): NaN when the truth has one class only.
+/// Binary ROC AUC (Mann–Whitney U, ties counting half): NaN when the truth has one class only.
+/// Sorts the positives' and the negatives' scores apart and counts, for each positive, the
+/// negatives below it: no index array, no ranks.
 pub fn roc_auc_binary(positive: &[bool], scores: &[f64]) -> f64 {
-    let n_pos = positive.iter().filter(|&&p| p).count() as f64;
-    let n_neg = positive.len() as f64 - n_pos;
-    if n_pos == 0.0 || n_neg == 0.0 {
+    let mut pos: Vec<f64> = positive.iter().zip(scores).filter(|(p, _)| **p).map(|(_, s)| *s).collect();
+    let mut neg: Vec<f64> = positive.iter().zip(scores).filter(|(p, _)| !**p).map(|(_, s)| *s).collect();
+    if pos.is_empty() || neg.is_empty() {
         return f64::NAN;
     }
-    let ranks = average_ranks(scores);
-    let rank_sum: f64 = ranks.iter().zip(positive).filter(|(_, &p)| p).map(|(r, _)| r).sum();
-    (rank_sum - n_pos * (n_pos + 1.0) / 2.0) / (n_pos * n_neg)
+    std::thread::scope(|scope| {
+        scope.spawn(|| pos.sort_unstable_by(f64::total_cmp));
+        neg.sort_unstable_by(f64::total_cmp);
+    });
+    // For each run of equal positive scores: negatives strictly below, and negatives equal.
+    let (mut below, mut area, mut i) = (0usize, 0.0f64, 0usize);
+    while i < pos.len() {
+        let score = pos[i];
+        let mut run = i;
+        while run < pos.len() && pos[run] == score {
+            run += 1;
+        }
+        while below < neg.len() && neg[below] < score {
+            below += 1;
+        }
+        let mut equal = below;
+        while equal < neg.len() && neg[equal] == score {
+            equal += 1;
+        }
+        area += (run - i) as f64 * (below as f64 + 0.5 * (equal - below) as f64);
+        i = run;
+    }
+    area / (pos.len() as f64 * neg.len() as f64)
 }
 
 const EPS: f64 = f64::EPSILON;
@@ -304,8 +306,9 @@ mod tests {
     }
 
     #[test]
-    fn ranks_share_ties() {
-        assert_eq!(average_ranks(&[0.5, 0.1, 0.5, 0.9]), vec![2.5, 1.0, 2.5, 4.0]);
+    fn ties_count_half() {
         assert_eq!(roc_auc_binary(&[true, false, true, false], &[0.9, 0.1, 0.5, 0.5]), 0.875);
+        assert_eq!(roc_auc_binary(&[true, false], &[0.5, 0.5]), 0.5);
+        assert!(roc_auc_binary(&[true, true], &[0.5, 0.4]).is_nan());
     }
 }

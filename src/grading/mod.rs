@@ -6,6 +6,7 @@
 //! `Err` and never a panic; `Err(GradingError)` means our own data (the truth) is unreadable.
 
 pub mod cleaning;
+pub mod leaks;
 pub mod lint;
 pub mod metrics;
 pub mod predictions;
@@ -19,7 +20,7 @@ use serde::Serialize;
 use crate::task::{GradingSpec, Metric, MetricInput};
 
 /// Output files larger than this are refused before any read.
-pub const MAX_OUTPUT_BYTES: u64 = 1 << 30;
+pub const MAX_OUTPUT_BYTES: u64 = 512 << 20;
 /// How many offending ids or cells a problem lists.
 pub const EXAMPLES: usize = 5;
 

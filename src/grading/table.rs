@@ -24,9 +24,45 @@ impl Format {
 /// Reads a table with its column types inferred (ids and numbers as numbers). If a value later
 /// in the file does not fit the inferred type, reads again with every column as text.
 pub fn read_typed(path: &Path) -> Result<DataFrame, String> {
+    read_typed_with(path, &[])
+}
+
+/// Like [`read_typed`], with the types of some columns fixed (for example a label column read as
+/// categories, four bytes a row). Columns that the file does not have are ignored.
+pub fn read_typed_with(path: &Path, fixed: &[(&str, DataType)]) -> Result<DataFrame, String> {
+    let names = header(path)?;
+    let fixed: Vec<(&str, DataType)> = fixed.iter().filter(|(name, _)| names.iter().any(|n| n == name)).cloned().collect();
     match Format::of(path) {
-        Format::Parquet => read_parquet(path),
-        Format::Csv => read_csv(path, Some(1000)).or_else(|_| read_csv(path, Some(0))),
+        Format::Parquet => {
+            let mut table = read_parquet(path)?;
+            for (name, dtype) in &fixed {
+                let column = table.column(name).map_err(|e| first_line(&e.to_string()))?.cast(dtype).map_err(|e| first_line(&e.to_string()))?;
+                table.with_column(column).map_err(|e| first_line(&e.to_string()))?;
+            }
+            Ok(table)
+        }
+        Format::Csv => read_csv_with(path, Some(1000), &fixed).or_else(|_| read_csv_with(path, Some(0), &fixed)),
+    }
+}
+
+/// The column names of a table, read from its header (CSV) or schema (Parquet).
+pub fn header(path: &Path) -> Result<Vec<String>, String> {
+    match Format::of(path) {
+        Format::Parquet => {
+            let file = std::fs::File::open(path).map_err(|error| error.to_string())?;
+            let schema = ParquetReader::new(file).schema().map_err(|error| format!("not a readable Parquet file: {}", first_line(&error.to_string())))?;
+            Ok(schema.iter_names().map(|n| n.to_string()).collect())
+        }
+        Format::Csv => {
+            let table = CsvReadOptions::default()
+                .with_has_header(true)
+                .with_infer_schema_length(Some(0))
+                .with_n_rows(Some(0))
+                .try_into_reader_with_file_path(Some(path.to_path_buf()))
+                .and_then(|reader| reader.finish())
+                .map_err(|error| describe_csv_error(&error.to_string()))?;
+            Ok(column_names(&table))
+        }
     }
 }
 
@@ -45,9 +81,16 @@ pub fn read_text(path: &Path) -> Result<DataFrame, String> {
 }
 
 fn read_csv(path: &Path, infer_rows: Option<usize>) -> Result<DataFrame, String> {
+    read_csv_with(path, infer_rows, &[])
+}
+
+fn read_csv_with(path: &Path, infer_rows: Option<usize>, fixed: &[(&str, DataType)]) -> Result<DataFrame, String> {
+    let overwrite = (!fixed.is_empty()).then(|| Arc::new(Schema::from_iter(fixed.iter().map(|(name, dtype)| Field::new((*name).into(), dtype.clone())))));
     CsvReadOptions::default()
         .with_has_header(true)
         .with_infer_schema_length(infer_rows)
+        .with_schema_overwrite(overwrite)
+        .with_low_memory(std::env::var_os("TAKEHOME_CSV_LOW_MEMORY").is_some())
         .try_into_reader_with_file_path(Some(path.to_path_buf()))
         .and_then(|reader| reader.finish())
         .map_err(|error| describe_csv_error(&error.to_string()))

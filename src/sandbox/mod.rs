@@ -247,6 +247,8 @@ pub struct JobOptions {
 pub trait Sandbox {
     type Job: JobSandbox + Send + Sync;
     fn open_job(&self, options: &JobOptions) -> impl Future<Output = Result<Self::Job, RunError>> + Send;
+    /// How many containers this process owns right now (0 between jobs, whatever happened).
+    fn count_own(&self) -> impl Future<Output = Result<usize, RunError>> + Send;
 }
 
 pub trait JobSandbox {
@@ -343,6 +345,10 @@ impl DockerSandbox {
 
 impl Sandbox for DockerSandbox {
     type Job = DockerJob;
+
+    async fn count_own(&self) -> Result<usize, RunError> {
+        self.count_labelled(&format!("{LABEL_PID}={}", std::process::id())).await
+    }
 
     async fn open_job(&self, options: &JobOptions) -> Result<DockerJob, RunError> {
         let guard = CleanupGuard::new(self.docker.clone());
@@ -446,6 +452,10 @@ impl JobSandbox for DockerJob {
     async fn collect_output(&self, name: &str, dest: &Path, max_bytes: u64) -> Result<Extracted, RunError> {
         if !archive::is_plain_name(name) {
             return Err(RunError::Io { action: format!("collect {name:?}"), source: std::io::Error::other("not a plain file name") });
+        }
+        // Ask the size first, so that a huge (or sparse) file is refused without a byte moved.
+        if self.output_size(name).await.is_some_and(|size| size > max_bytes) {
+            return Ok(Extracted::too_large(max_bytes));
         }
         let options = DownloadFromContainerOptions { path: format!("/output/{name}") };
         let mut stream = self.docker.download_from_container(&self.holder, Some(options));
@@ -574,12 +584,12 @@ impl DockerJob {
         Ok(StepRun { outcome, exit_code, wall, cpu_seconds, peak_memory_bytes, stdout, stderr, message })
     }
 
-    /// Which of `/workspace` and `/output` have (almost) no room left, asked of the holder.
-    async fn full_volumes(&self) -> Option<Vec<String>> {
+    /// Runs one of our own commands in the holder (never a candidate's) and returns its stdout.
+    async fn holder_exec(&self, command: &[&str]) -> Option<String> {
         let exec = ExecConfig {
             attach_stdout: Some(true),
             attach_stderr: Some(true),
-            cmd: Some(["stat", "-f", "-c", "%n %b %a", "/workspace", "/output"].map(String::from).to_vec()),
+            cmd: Some(command.iter().map(|part| part.to_string()).collect()),
             ..Default::default()
         };
         let created = api("exec", self.docker.create_exec(&self.holder, exec)).await.ok()?;
@@ -593,6 +603,12 @@ impl DockerJob {
                 text.push_str(&String::from_utf8_lossy(&message));
             }
         }
+        Some(text)
+    }
+
+    /// Which of `/workspace` and `/output` have (almost) no room left.
+    async fn full_volumes(&self) -> Option<Vec<String>> {
+        let text = self.holder_exec(&["stat", "-f", "-c", "%n %b %a", "/workspace", "/output"]).await?;
         let mut full = Vec::new();
         for line in text.lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
@@ -604,6 +620,13 @@ impl DockerJob {
             }
         }
         Some(full)
+    }
+
+    /// The apparent size of `/output/<name>` (sparse files count in full), without following a link.
+    async fn output_size(&self, name: &str) -> Option<u64> {
+        let path = format!("/output/{name}");
+        let text = self.holder_exec(&["stat", "-c", "%s", &path]).await?;
+        text.trim().parse().ok()
     }
 }
 

@@ -1,0 +1,520 @@
+//! `takehome check`: proves that each task grades as intended before a candidate sees it.
+//!
+//! Per task: the task file (every problem at once); the data set (manifest checksums, hidden ids
+//! absent from what candidates receive, no hidden file copied into the candidate's repo seed,
+//! a warning for a feature that gives the hidden label away); every fixture in
+//! `tasks/<id>/fixtures/<name>/` graded twice against its `expect.yaml` (the two grades must
+//! agree: determinism); and the shared hostile fixtures of `fixtures/hostile/<name>/`, fitted to
+//! each task's steps. Talks to Docker only through `job::grade` and the `Sandbox` trait.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::grading::leaks;
+use crate::job::{self, ImageRef, JobError};
+use crate::report::Report;
+use crate::sandbox::Sandbox;
+use crate::task::{self, MetricInput, TaskKind, TaskSpec};
+
+/// A feature that predicts the hidden label at least this well draws a warning.
+pub const GIVEAWAY_THRESHOLD: f64 = 0.98;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaseStatus {
+    Passed,
+    Failed,
+    /// Passed, with something the author should look at.
+    Warning,
+}
+
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    pub task: String,
+    pub name: String,
+    pub status: CaseStatus,
+    pub message: String,
+    pub seconds: f64,
+}
+
+/// What a fixture must grade as (`expect.yaml`). Every field is optional; ranges are inclusive.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// graded, step_failed, bad_output or rejected (one or a list).
+    pub status: Option<OneOrMany>,
+    /// Outcome per step name (or `first` and `last`, for shared fixtures); `not_run` for a step
+    /// never reached.
+    #[serde(default)]
+    pub steps: BTreeMap<String, OneOrMany>,
+    pub score: Option<[f64; 2]>,
+    pub accuracy: Option<[f64; 2]>,
+    pub code_quality: Option<[f64; 2]>,
+    pub runtime: Option<[f64; 2]>,
+    /// missing_output or bad_format.
+    pub problem: Option<String>,
+    /// Text the problem's message must contain.
+    pub problem_contains: Option<String>,
+    /// Text that must appear in no step's output.
+    pub output_lacks: Option<String>,
+    /// Text that must appear in the first step's output.
+    pub output_contains: Option<String>,
+    /// Host paths that must not exist after grading.
+    #[serde(default)]
+    pub host_lacks: Vec<String>,
+    /// Caps every step's timeout for this fixture (a hostile fixture need not wait 5 minutes).
+    pub timeout: Option<String>,
+    /// Grade twice and compare (default true).
+    pub deterministic: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn allows(&self, value: &str) -> bool {
+        match self {
+            OneOrMany::One(one) => one == value,
+            OneOrMany::Many(many) => many.iter().any(|m| m == value),
+        }
+    }
+    fn describe(&self) -> String {
+        match self {
+            OneOrMany::One(one) => one.clone(),
+            OneOrMany::Many(many) => many.join(" or "),
+        }
+    }
+}
+
+pub fn load_expect(path: &Path) -> Result<Expect, String> {
+    let text = std::fs::read_to_string(path).map_err(|error| format!("{}: {error}", path.display()))?;
+    serde_yaml::from_str(&text).map_err(|error| format!("{}: {error}", path.display()))
+}
+
+/// Task folders under `root/tasks` (those with a task.yaml), sorted.
+pub fn discover_tasks(root: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(root.join("tasks"))?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.join("task.yaml").is_file())
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+/// Runs every check of one task, reporting each case through `report` as it finishes.
+pub async fn check_task<S: Sandbox>(
+    sandbox: &S,
+    task_dir: &Path,
+    image: &ImageRef,
+    cancel: &CancellationToken,
+    report: &(dyn Fn(&CaseResult) + Sync),
+) -> Vec<CaseResult> {
+    let task_name = task_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut results = Vec::new();
+    let mut record = |name: &str, status: CaseStatus, message: String, started: Instant| {
+        let result = CaseResult { task: task_name.clone(), name: name.to_string(), status, message, seconds: started.elapsed().as_secs_f64() };
+        report(&result);
+        results.push(result);
+    };
+
+    let started = Instant::now();
+    let spec = match task::load(task_dir) {
+        Ok(spec) => {
+            record("task file", CaseStatus::Passed, format!("{}, {} steps", spec.kind.as_str(), spec.steps.len()), started);
+            spec
+        }
+        Err(error) => {
+            record("task file", CaseStatus::Failed, error.to_string(), started);
+            return results;
+        }
+    };
+
+    for (name, check) in [("data manifest", check_manifest as fn(&TaskSpec) -> Result<String, String>), ("hidden ids", check_hidden_ids), ("hidden files", check_hidden_files)] {
+        let started = Instant::now();
+        match check(&spec) {
+            Ok(message) => record(name, CaseStatus::Passed, message, started),
+            Err(message) => record(name, CaseStatus::Failed, message, started),
+        }
+    }
+    let started = Instant::now();
+    match check_giveaways(&spec) {
+        Ok(None) => record("label giveaways", CaseStatus::Passed, "no single feature gives the label away".into(), started),
+        Ok(Some(message)) => record("label giveaways", CaseStatus::Warning, message, started),
+        Err(message) => record("label giveaways", CaseStatus::Failed, message, started),
+    }
+
+    for fixture in fixtures(&spec) {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let started = Instant::now();
+        let name = format!("fixture {}", fixture.name);
+        match run_fixture(sandbox, &spec, &fixture, image, cancel).await {
+            Ok(message) => record(&name, CaseStatus::Passed, message, started),
+            Err(message) => record(&name, CaseStatus::Failed, message, started),
+        }
+    }
+    results
+}
+
+/// A fixture to grade: a folder of the task's, or a shared hostile payload fitted to the task.
+struct Fixture {
+    name: String,
+    /// The submission folder (for shared fixtures, made for this task and kept alive here).
+    dir: PathBuf,
+    expect: Result<Expect, String>,
+    _made: Option<tempfile::TempDir>,
+}
+
+fn fixtures(spec: &TaskSpec) -> Vec<Fixture> {
+    let mut out = Vec::new();
+    let own = spec.dir.join("fixtures");
+    let mut own_dirs: Vec<PathBuf> = std::fs::read_dir(&own).map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()).collect()).unwrap_or_default();
+    own_dirs.sort();
+    for dir in own_dirs {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let expect_file = dir.join("expect.yaml");
+        let expect = if expect_file.is_file() { load_expect(&expect_file) } else { Err(format!("{}: missing (every fixture states what it must grade as)", expect_file.display())) };
+        out.push(Fixture { name, dir, expect, _made: None });
+    }
+    let shared = spec.root.join("fixtures").join("hostile");
+    let mut shared_dirs: Vec<PathBuf> = std::fs::read_dir(&shared).map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()).collect()).unwrap_or_default();
+    shared_dirs.sort();
+    for dir in shared_dirs {
+        let name = format!("hostile/{}", dir.file_name().unwrap().to_string_lossy());
+        match fit_shared_fixture(spec, &dir) {
+            Ok(made) => {
+                let expect = load_expect(&dir.join("expect.yaml"));
+                out.push(Fixture { name, dir: made.path().to_path_buf(), expect, _made: Some(made) });
+            }
+            Err(message) => out.push(Fixture { name, dir: dir.clone(), expect: Err(message), _made: None }),
+        }
+    }
+    out
+}
+
+/// Copies a shared payload and writes one entry script per step (`python X.py` runs
+/// `payload.main("<step>")`), plus `takehome_check.json` with what the payload may need to know:
+/// the output file, the id and target columns, and a line of the truth (split into its fields,
+/// so that the file does not contain the line itself).
+fn fit_shared_fixture(spec: &TaskSpec, shared: &Path) -> Result<tempfile::TempDir, String> {
+    let made = tempfile::Builder::new().prefix("takehome-fixture-").tempdir().map_err(|e| e.to_string())?;
+    for entry in std::fs::read_dir(shared).map_err(|e| format!("{}: {e}", shared.display()))? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        if entry.file_type().map_err(|e| e.to_string())?.is_file() && entry.file_name() != "expect.yaml" {
+            std::fs::copy(entry.path(), made.path().join(entry.file_name())).map_err(|e| e.to_string())?;
+        }
+    }
+    for step in &spec.steps {
+        let script = step.run.trim().strip_prefix("python ").map(str::trim).filter(|s| s.ends_with(".py") && !s.contains(['/', ' ']));
+        let Some(script) = script else {
+            return Err(format!("step {} runs {:?}, not `python FILE.py`: shared fixtures cannot fit it", step.name, step.run));
+        };
+        let body = format!("import payload\n\npayload.main({:?})\n", step.name);
+        std::fs::write(made.path().join(script), body).map_err(|e| e.to_string())?;
+    }
+    let truth_line = std::fs::read_to_string(spec.truth_path()).ok().and_then(|t| t.lines().nth(1).map(String::from)).unwrap_or_default();
+    let info = serde_json::json!({
+        "output": spec.grading.output,
+        "id": spec.grading.id,
+        "target": spec.grading.target,
+        "truth_name": Path::new(&spec.grading.truth).file_name().map(|n| n.to_string_lossy().into_owned()),
+        "truth_fields": truth_line.split(',').collect::<Vec<_>>(),
+        "steps": spec.steps.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
+    });
+    std::fs::write(made.path().join("takehome_check.json"), info.to_string()).map_err(|e| e.to_string())?;
+    Ok(made)
+}
+
+async fn run_fixture<S: Sandbox>(sandbox: &S, spec: &TaskSpec, fixture: &Fixture, image: &ImageRef, cancel: &CancellationToken) -> Result<String, String> {
+    let expect = fixture.expect.clone()?;
+    let mut spec = spec.clone();
+    if let Some(cap) = &expect.timeout {
+        let cap = crate::units::parse_duration(cap).map_err(|m| format!("expect.yaml: timeout: {m}"))?;
+        for step in &mut spec.steps {
+            step.timeout = step.timeout.min(cap);
+        }
+    }
+    let quiet = |_: &str| {};
+    let grade = |attempt: usize| {
+        let spec = &spec;
+        async move {
+            let job_id = format!("{}c{attempt}", job::new_job_id());
+            job::grade(sandbox, spec, &fixture.dir, image, &job_id, cancel, &quiet).await.map_err(|error| match error {
+                JobError::Cancelled => "cancelled".to_string(),
+                other => format!("our side failed (not the fixture's fault): {other}"),
+            })
+        }
+    };
+    let first = grade(1).await?;
+    let mut failures = compare(&expect, &spec, &first);
+    match sandbox.count_own().await {
+        Ok(0) => {}
+        Ok(n) => failures.push(format!("{n} container(s) of this process remain after grading")),
+        Err(error) => failures.push(format!("cannot count containers: {error}")),
+    }
+    for path in &expect.host_lacks {
+        if Path::new(path).exists() {
+            failures.push(format!("{path} exists on the host after grading"));
+        }
+    }
+    if expect.deterministic.unwrap_or(true) && failures.is_empty() {
+        let second = grade(2).await?;
+        let (a, b) = (fingerprint(&first), fingerprint(&second));
+        if a != b {
+            failures.push(format!("two grades differ:\n  first:  {a}\n  second: {b}"));
+        }
+    }
+    if failures.is_empty() {
+        Ok(format!("{} {:.1}", first.status.as_str(), first.score))
+    } else {
+        Err(failures.join("; "))
+    }
+}
+
+/// What must be equal between two grades of one fixture (wall times and the runtime score vary
+/// by nature and are left out).
+fn fingerprint(report: &Report) -> String {
+    let steps: Vec<String> = report.steps.iter().map(|s| format!("{}={}", s.name, s.outcome.as_str())).collect();
+    let accuracy = &report.components.accuracy.accuracy;
+    format!(
+        "status={} steps=[{}] {}={:?} problem={:?} findings={}",
+        report.status.as_str(),
+        steps.join(","),
+        accuracy.metric,
+        accuracy.value,
+        accuracy.problem.as_ref().map(|p| (p.kind.as_str(), p.message.clone())),
+        report.components.code_quality.n_findings,
+    )
+}
+
+fn compare(expect: &Expect, spec: &TaskSpec, report: &Report) -> Vec<String> {
+    let mut failures = Vec::new();
+    if let Some(status) = &expect.status {
+        if !status.allows(report.status.as_str()) {
+            failures.push(format!("status {} (expected {})", report.status.as_str(), status.describe()));
+        }
+    }
+    for (name, allowed) in &expect.steps {
+        let index = match name.as_str() {
+            "first" => Some(0),
+            "last" => Some(spec.steps.len() - 1),
+            _ => spec.steps.iter().position(|s| &s.name == name),
+        };
+        let Some(index) = index else {
+            failures.push(format!("expect.yaml names a step {name:?} that the task does not have"));
+            continue;
+        };
+        let outcome = report.steps.get(index).map(|s| s.outcome.as_str()).unwrap_or("not_run");
+        if !allowed.allows(outcome) {
+            let message = report.steps.get(index).map(|s| format!(" ({})", s.message)).unwrap_or_default();
+            failures.push(format!("step {} ended {outcome}{message} (expected {})", spec.steps[index].name, allowed.describe()));
+        }
+    }
+    let c = &report.components;
+    for (what, range, value) in [
+        ("score", expect.score, report.score),
+        ("accuracy score", expect.accuracy, c.accuracy.score),
+        ("code quality score", expect.code_quality, c.code_quality.score),
+        ("runtime score", expect.runtime, c.runtime.score),
+    ] {
+        if let Some([low, high]) = range {
+            if !(low..=high).contains(&value) {
+                failures.push(format!("{what} {value:.1} (expected {low} to {high})"));
+            }
+        }
+    }
+    let problem = c.accuracy.accuracy.problem.as_ref();
+    if let Some(kind) = &expect.problem {
+        match problem {
+            Some(p) if p.kind.as_str() == kind => {}
+            Some(p) => failures.push(format!("problem {} ({}) (expected {kind})", p.kind.as_str(), p.message)),
+            None => failures.push(format!("no output problem (expected {kind})")),
+        }
+    }
+    if let Some(needle) = &expect.problem_contains {
+        if !problem.is_some_and(|p| p.message.contains(needle.as_str())) {
+            failures.push(format!("the problem {:?} does not mention {needle:?}", problem.map(|p| p.message.as_str()).unwrap_or("")));
+        }
+    }
+    let outputs: Vec<String> = report.steps.iter().map(|s| format!("{}\n{}", s.stdout_tail, s.stderr_tail)).collect();
+    if let Some(needle) = &expect.output_lacks {
+        if let Some(step) = report.steps.iter().zip(&outputs).find(|(_, out)| out.contains(needle.as_str())) {
+            failures.push(format!("step {} printed {needle:?}", step.0.name));
+        }
+    }
+    if let Some(needle) = &expect.output_contains {
+        if !outputs.first().is_some_and(|out| out.contains(needle.as_str())) {
+            failures.push(format!("the first step did not print {needle:?}"));
+        }
+    }
+    failures
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.into_path())
+        .collect();
+    files.sort();
+    files
+}
+
+/// Every file of the data set is in MANIFEST.sha256 with its digest, and nothing else is.
+fn check_manifest(spec: &TaskSpec) -> Result<String, String> {
+    let dir = spec.dataset_dir();
+    let manifest_path = dir.join("MANIFEST.sha256");
+    let text = std::fs::read_to_string(&manifest_path).map_err(|e| format!("{}: {e} (list every file with its sha256)", manifest_path.display()))?;
+    let mut listed: BTreeMap<String, String> = BTreeMap::new();
+    for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let (digest, path) = line.split_once("  ").ok_or_else(|| format!("{}: line {}: expected \"<sha256>  <path>\"", manifest_path.display(), number + 1))?;
+        listed.insert(path.trim().to_string(), digest.trim().to_string());
+    }
+    let mut problems = Vec::new();
+    let mut n_files = 0;
+    for file in files_below(&dir) {
+        let relative = file.strip_prefix(&dir).unwrap().to_string_lossy().into_owned();
+        if relative == "MANIFEST.sha256" {
+            continue;
+        }
+        n_files += 1;
+        let actual = sha256_file(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        match listed.remove(&relative) {
+            None => problems.push(format!("{relative} is not in the manifest")),
+            Some(expected) if expected != actual => problems.push(format!("{relative} changed (manifest {}, file {})", &expected[..12.min(expected.len())], &actual[..12])),
+            Some(_) => {}
+        }
+    }
+    problems.extend(listed.keys().map(|missing| format!("{missing} is in the manifest but missing")));
+    if problems.is_empty() {
+        Ok(format!("{n_files} files match {}", manifest_path.display()))
+    } else {
+        Err(format!("{}: {}", manifest_path.display(), problems.join("; ")))
+    }
+}
+
+/// What candidates receive: the brief, the starter code and the public data.
+fn candidate_files(spec: &TaskSpec) -> Vec<PathBuf> {
+    let mut files = vec![spec.dir.join(&spec.brief)];
+    files.extend(files_below(&spec.dir.join(&spec.starter)));
+    files.extend(files_below(&spec.dataset_dir().join("public")));
+    files
+}
+
+/// No hidden id appears in a public table's id column (or a starter file's).
+fn check_hidden_ids(spec: &TaskSpec) -> Result<String, String> {
+    let Some(id) = spec.grading.id.as_deref() else {
+        return Ok("the task has no id column (rows match whole)".to_string());
+    };
+    let tables: Vec<PathBuf> = candidate_files(spec)
+        .into_iter()
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("csv") | Some("parquet")))
+        .collect();
+    let shared = leaks::shared_ids(&spec.truth_path(), id, &tables)?;
+    if shared.is_empty() {
+        Ok(format!("no hidden {id:?} in {} public tables", tables.len()))
+    } else {
+        Err(shared.iter().map(|s| format!("{}: {}", s.file.display(), s.shared.describe())).collect::<Vec<_>>().join("; "))
+    }
+}
+
+/// No file that candidates receive is a copy of a hidden file.
+fn check_hidden_files(spec: &TaskSpec) -> Result<String, String> {
+    let hidden: BTreeMap<String, PathBuf> = files_below(&spec.dataset_dir().join("hidden"))
+        .into_iter()
+        .filter_map(|p| sha256_file(&p).ok().map(|d| (d, p)))
+        .collect();
+    let mut copies = Vec::new();
+    let candidates = candidate_files(spec);
+    for file in &candidates {
+        if let Some(original) = sha256_file(file).ok().and_then(|d| hidden.get(&d)) {
+            copies.push(format!("{} is a copy of {}", file.display(), original.display()));
+        }
+    }
+    if copies.is_empty() {
+        Ok(format!("none of {} candidate files copies one of {} hidden files", candidates.len(), hidden.len()))
+    } else {
+        Err(copies.join("; "))
+    }
+}
+
+/// Warns when one feature of the hidden inputs gives the hidden label away.
+fn check_giveaways(spec: &TaskSpec) -> Result<Option<String>, String> {
+    let (TaskKind::ModelTraining, MetricInput::Labels | MetricInput::Probabilities, Some(id), Some(target)) =
+        (spec.kind, spec.grading.metric.input(), spec.grading.id.as_deref(), spec.grading.target.as_deref())
+    else {
+        return Ok(None);
+    };
+    let inputs: Vec<PathBuf> = spec
+        .steps
+        .iter()
+        .flat_map(|s| s.inputs.iter())
+        .filter(|i| i.starts_with("hidden"))
+        .flat_map(|i| {
+            let path = spec.dataset_dir().join(i);
+            if path.is_dir() {
+                files_below(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("csv") | Some("parquet")))
+        .collect();
+    let found = leaks::label_giveaways(&spec.truth_path(), id, target, &inputs, GIVEAWAY_THRESHOLD)?;
+    if found.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        found
+            .iter()
+            .map(|g| format!("{} column {:?} predicts the hidden {target:?} with accuracy {:.3} from {} values", g.file.display(), g.column, g.purity, g.n_values))
+            .collect::<Vec<_>>()
+            .join("; "),
+    ))
+}
+
+/// JUnit XML for CI: a test suite per task, a test case per check.
+pub fn junit(results: &[CaseResult]) -> String {
+    fn escape(text: &str) -> String {
+        text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    }
+    let mut tasks: Vec<&str> = results.iter().map(|r| r.task.as_str()).collect();
+    tasks.dedup();
+    let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"takehome check\">\n");
+    for task in tasks {
+        let cases: Vec<&CaseResult> = results.iter().filter(|r| r.task == task).collect();
+        let failures = cases.iter().filter(|c| c.status == CaseStatus::Failed).count();
+        let seconds: f64 = cases.iter().map(|c| c.seconds).sum();
+        xml.push_str(&format!("  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" time=\"{seconds:.3}\">\n", escape(task), cases.len()));
+        for case in cases {
+            xml.push_str(&format!("    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\">", escape(task), escape(&case.name), case.seconds));
+            match case.status {
+                CaseStatus::Failed => xml.push_str(&format!("<failure message=\"{}\"/>", escape(case.message.lines().next().unwrap_or("")))),
+                CaseStatus::Warning => xml.push_str(&format!("<system-out>warning: {}</system-out>", escape(&case.message))),
+                CaseStatus::Passed => {}
+            }
+            xml.push_str("</testcase>\n");
+        }
+        xml.push_str("  </testsuite>\n");
+    }
+    xml.push_str("</testsuites>\n");
+    xml
+}
