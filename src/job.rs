@@ -169,7 +169,8 @@ async fn collect<J: JobSandbox>(job: &J, task: &TaskSpec) -> Result<CollectedOut
         .prefix("takehome-output-")
         .tempdir()
         .map_err(|source| RunError::Io { action: "create an output folder".into(), source })?;
-    let extracted = job.collect_output(name, dir.path(), MAX_OUTPUT_BYTES).await?;
+    // An honest output fits its volume; a larger apparent size is a sparse file.
+    let extracted = job.collect_output(name, dir.path(), MAX_OUTPUT_BYTES.min(task.output_cap_bytes)).await?;
     let path = dir.path().join(name);
     let file = extracted.files.iter().find(|(p, _)| p == Path::new(name));
     let accuracy_input = if let Some(cap) = extracted.too_large {

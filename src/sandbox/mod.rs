@@ -453,9 +453,18 @@ impl JobSandbox for DockerJob {
         if !archive::is_plain_name(name) {
             return Err(RunError::Io { action: format!("collect {name:?}"), source: std::io::Error::other("not a plain file name") });
         }
-        // Ask the size first, so that a huge (or sparse) file is refused without a byte moved.
-        if self.output_size(name).await.is_some_and(|size| size > max_bytes) {
-            return Ok(Extracted::too_large(max_bytes));
+        // Ask the size first, so that a huge or sparse file is refused without a byte moved.
+        match self.output_size(name).await {
+            Some((size, allocated)) if size > allocated.saturating_add(1 << 20) => {
+                let reason = format!(
+                    "a sparse file ({} apparent, {} written)",
+                    crate::units::format_size(size),
+                    crate::units::format_size(allocated)
+                );
+                return Ok(Extracted { rejected: vec![Rejected { path: name.to_string(), reason }], ..Default::default() });
+            }
+            Some((size, _)) if size > max_bytes => return Ok(Extracted::too_large(max_bytes)),
+            _ => {}
         }
         let options = DownloadFromContainerOptions { path: format!("/output/{name}") };
         let mut stream = self.docker.download_from_container(&self.holder, Some(options));
@@ -622,11 +631,15 @@ impl DockerJob {
         Some(full)
     }
 
-    /// The apparent size of `/output/<name>` (sparse files count in full), without following a link.
-    async fn output_size(&self, name: &str) -> Option<u64> {
+    /// The apparent size of `/output/<name>` and the bytes it really occupies, without following a link.
+    async fn output_size(&self, name: &str) -> Option<(u64, u64)> {
         let path = format!("/output/{name}");
-        let text = self.holder_exec(&["stat", "-c", "%s", &path]).await?;
-        text.trim().parse().ok()
+        let text = self.holder_exec(&["stat", "-c", "%s %b %B", &path]).await?;
+        let fields: Vec<u64> = text.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+        match fields[..] {
+            [size, blocks, block_size] => Some((size, blocks * block_size)),
+            _ => None,
+        }
     }
 }
 
