@@ -1,0 +1,51 @@
+//! `takehome check` finds every planted mistake of tests/fixtures/check-root: a manifest that
+//! does not match, hidden ids and a hidden file handed to candidates, a feature that gives the
+//! label away, a fixture that misses its expectation, one without expect.yaml, and one whose two
+//! grades differ. (The shipped tasks and the shared hostile fixtures are checked by .ci/run.)
+
+use std::time::Duration;
+
+use super::common::{docker, python_image, repo_root, takehome_binary};
+
+#[tokio::test]
+async fn check_reports_every_planted_mistake() {
+    let Some(sandbox) = docker().await else { return };
+    python_image(&sandbox).await;
+    let junit = tempfile::NamedTempFile::new().unwrap();
+    let output = tokio::time::timeout(
+        Duration::from_secs(300),
+        tokio::process::Command::new(takehome_binary())
+            .current_dir(repo_root())
+            .args(["check", "--root", "tests/fixtures/check-root", "--junit"])
+            .arg(junit.path())
+            .output(),
+    )
+    .await
+    .expect("check finishes")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    for needle in [
+        "FAILED leaky / data manifest:",
+        "hidden/features/test.csv changed",
+        "FAILED leaky / hidden ids:",
+        "public/train.csv: 1 hidden ids (\"101\")",
+        "FAILED leaky / hidden files:",
+        "starter/labels.csv is a copy of",
+        "warning leaky / label giveaways:",
+        "column \"color\" predicts the hidden \"label\" with accuracy 1.000",
+        "FAILED leaky / fixture cheat:",
+        "score 85.0 (expected 0 to 50)",
+        "FAILED leaky / fixture no-expect:",
+        "FAILED leaky / fixture random:",
+        "two grades differ",
+        "2 passed, 6 failed",
+    ] {
+        assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
+    }
+    // Progress went to stderr as the checks ran, one line each.
+    assert_eq!(stderr.lines().filter(|l| l.starts_with("check: leaky")).count(), 8, "{stderr}");
+    let xml = std::fs::read_to_string(junit.path()).unwrap();
+    assert!(xml.contains("<testsuite name=\"leaky\" tests=\"8\" failures=\"6\""), "{xml}");
+}
