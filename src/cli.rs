@@ -44,9 +44,33 @@ enum Command {
         /// Also write the JSON report here.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Also write the report as a self-contained HTML page here (assessor view).
+        #[arg(long)]
+        html: Option<PathBuf>,
+        /// Also write the report as Markdown here (assessor view).
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+        /// The candidate's name or e-mail, for the report's header.
+        #[arg(long)]
+        candidate: Option<String>,
         /// How to build the runner image if it is missing.
         #[arg(long, value_enum, default_value_t = Method::Auto)]
         build: Method,
+    },
+    /// Render a saved JSON report as HTML, Markdown or JSON, for assessors or for the candidate.
+    /// With no output named, prints Markdown.
+    Report {
+        /// A report written by `takehome grade --json`.
+        report: PathBuf,
+        #[arg(long)]
+        html: Option<PathBuf>,
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Who reads it: the candidate's view leaves out scores and anything computed from hidden data.
+        #[arg(long, value_enum, default_value_t = ViewArg::Assessor)]
+        view: ViewArg,
     },
     /// Runner images.
     Images {
@@ -107,6 +131,12 @@ enum ImagesCommand {
         #[arg(long)]
         force: bool,
     },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ViewArg {
+    Assessor,
+    Candidate,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -172,7 +202,11 @@ fn init_tracing(format: LogFormat) {
 
 async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
-        Command::Grade { task, submission, json, build } => grade(&task, &submission, json.as_deref(), build.into()).await,
+        Command::Grade { task, submission, json, html, markdown, candidate, build } => {
+            let outputs = Outputs { json, html, markdown };
+            grade(&task, &submission, &outputs, candidate, build.into()).await
+        }
+        Command::Report { report, html, markdown, json, view } => render_report(&report, &Outputs { json, html, markdown }, view),
         Command::Images { command: ImagesCommand::Build { names, root, method, force } } => build_images(&root, names, method.into(), force).await,
         Command::Validate { tasks } => validate(tasks),
         Command::Check { tasks, root, junit } => check(&root, tasks, junit.as_deref()).await,
@@ -191,7 +225,51 @@ fn progress(line: &str) {
     eprintln!("takehome: {line}");
 }
 
-async fn grade(task_dir: &Path, submission: &Path, json: Option<&Path>, method: BuildMethod) -> Result<(), Failure> {
+/// Where to write renderings of a report.
+struct Outputs {
+    json: Option<PathBuf>,
+    html: Option<PathBuf>,
+    markdown: Option<PathBuf>,
+}
+
+impl Outputs {
+    fn is_empty(&self) -> bool {
+        self.json.is_none() && self.html.is_none() && self.markdown.is_none()
+    }
+
+    fn write(&self, report: &crate::report::Report, view: crate::report::View) -> Result<(), Failure> {
+        let write = |path: &Path, text: String| {
+            std::fs::write(path, text).with_context(|| format!("cannot write the report to {}", path.display())).map_err(ours)
+        };
+        if let Some(path) = &self.json {
+            write(path, report.to_json_view(view))?;
+        }
+        if let Some(path) = &self.html {
+            write(path, report.to_html(view))?;
+        }
+        if let Some(path) = &self.markdown {
+            write(path, report.to_markdown(view))?;
+        }
+        Ok(())
+    }
+}
+
+fn render_report(path: &Path, outputs: &Outputs, view: ViewArg) -> Result<(), Failure> {
+    use crate::report::{Report, View};
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display())).map_err(usage)?;
+    let report: Report = serde_json::from_str(&text).with_context(|| format!("{}: not a takehome report", path.display())).map_err(usage)?;
+    let view = match view {
+        ViewArg::Assessor => View::Assessor,
+        ViewArg::Candidate => View::Candidate,
+    };
+    if outputs.is_empty() {
+        print!("{}", report.to_markdown(view));
+        return Ok(());
+    }
+    outputs.write(&report, view)
+}
+
+async fn grade(task_dir: &Path, submission: &Path, outputs: &Outputs, candidate: Option<String>, method: BuildMethod) -> Result<(), Failure> {
     let task = task::load(task_dir).map_err(usage)?;
     if !submission.is_dir() {
         return Err(usage(anyhow::anyhow!("{}: no such folder (expected the submission's folder)", submission.display())));
@@ -210,16 +288,14 @@ async fn grade(task_dir: &Path, submission: &Path, json: Option<&Path>, method: 
     progress(&format!("grading {} with {} (job {job_id})", submission.display(), task.id));
     let result = job::grade(&sandbox, &task, submission, &ImageRef { tag: image.tag, id: image.id }, &job_id, &cancel, &progress).await;
     watcher.abort();
-    let report = match result {
+    let mut report = match result {
         Ok(report) => report,
         Err(JobError::Cancelled) => return Err(Failure { code: 130, error: anyhow::anyhow!("interrupted; the job's containers were removed") }),
         Err(error) => return Err(ours(anyhow::Error::new(error).context("grading failed on our side (not the candidate's fault)"))),
     };
+    report.candidate = candidate;
     print!("{}", report.summary());
-    if let Some(path) = json {
-        std::fs::write(path, report.to_json()).with_context(|| format!("cannot write the report to {}", path.display())).map_err(ours)?;
-    }
-    Ok(())
+    outputs.write(&report, crate::report::View::Assessor)
 }
 
 async fn cancel_on_signal(cancel: CancellationToken) {

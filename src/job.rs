@@ -187,7 +187,7 @@ async fn collect<J: JobSandbox>(job: &J, task: &TaskSpec) -> Result<CollectedOut
     Ok(CollectedOutput { accuracy_input, bytes: file.map(|(_, size)| *size), rejected: extracted.rejected, _dir: dir })
 }
 
-fn step_report(run: &StepRun, name: &str, memory_limit: u64, timeout: Duration) -> StepReport {
+fn step_report(run: &StepRun, name: &str, memory_limit: u64, timeout: Duration, cpus: f64) -> StepReport {
     StepReport {
         name: name.to_string(),
         outcome: run.outcome,
@@ -198,6 +198,7 @@ fn step_report(run: &StepRun, name: &str, memory_limit: u64, timeout: Duration) 
         peak_memory_bytes: run.peak_memory_bytes,
         memory_limit_bytes: memory_limit,
         timeout_seconds: timeout.as_secs_f64(),
+        cpus,
         stdout_tail: run.stdout.text(),
         stderr_tail: run.stderr.text(),
         stdout_bytes: run.stdout.total_bytes,
@@ -209,11 +210,11 @@ fn step_report(run: &StepRun, name: &str, memory_limit: u64, timeout: Duration) 
 
 fn lint_findings(run: &StepRun) -> Vec<lint::Finding> {
     if run.outcome != Outcome::Ok {
-        return vec![lint::Finding { file: String::new(), line: 0, rule: "lint".into(), message: format!("ruff did not finish: {}", run.message) }];
+        return vec![lint::Finding { file: String::new(), line: 0, rule: "lint".into(), message: format!("ruff did not finish: {}", run.message), context: vec![] }];
     }
     let mut findings = match lint::parse_ruff_json(&run.stdout.text(), "/submission") {
         Ok(findings) => findings,
-        Err(message) => vec![lint::Finding { file: String::new(), line: 0, rule: "lint".into(), message }],
+        Err(message) => vec![lint::Finding { file: String::new(), line: 0, rule: "lint".into(), message, context: vec![] }],
     };
     findings.extend(lint::parse_format_check(&run.stderr.text(), "/submission"));
     findings
@@ -251,7 +252,8 @@ async fn build_report(
     };
     let accuracy_score = accuracy.value.map(|v| spec.scale.score(v)).unwrap_or(0.0);
 
-    let findings = lint_findings(&lint_run);
+    let mut findings = lint_findings(&lint_run);
+    add_context(prepared, &mut findings);
     let lines_of_code = count_lines(prepared);
     let code_score = grading::code_quality_score(findings.len(), lines_of_code, task.lint.zero_at);
 
@@ -293,7 +295,7 @@ async fn build_report(
     let steps = runs
         .iter()
         .zip(&task.steps)
-        .map(|(run, step)| step_report(run, &step.name, step.memory_bytes, step.timeout))
+        .map(|(run, step)| step_report(run, &step.name, step.memory_bytes, step.timeout, step.cpus))
         .collect();
     let dataset_dir = task.dataset_dir();
     let dataset_digest = tokio::task::spawn_blocking(move || crate::digest::tree_digest(&dataset_dir))
@@ -302,7 +304,8 @@ async fn build_report(
         .map_err(|error| JobError::Internal(format!("cannot read the data set: {error}")))?;
     Ok(Report {
         schema_version: SCHEMA_VERSION,
-        task: TaskRef { id: task.id.clone(), title: task.title.clone(), kind: task.kind.as_str() },
+        candidate: None,
+        task: TaskRef { id: task.id.clone(), title: task.title.clone(), kind: task.kind.as_str().to_string() },
         submission: SubmissionRef {
             path: prepared.source.display().to_string(),
             commit: prepared.commit.clone(),
@@ -316,7 +319,7 @@ async fn build_report(
         components: Components {
             accuracy: AccuracyComponent { accuracy, zero_at: spec.scale.zero_at, full_at: spec.scale.full_at, score: accuracy_score, weight: weights.accuracy },
             code_quality: CodeQualityComponent {
-                tool: "ruff",
+                tool: "ruff".to_string(),
                 rules: task.lint.select.clone(),
                 n_findings: findings.len(),
                 lines_of_code,
@@ -347,7 +350,7 @@ async fn build_report(
             image_id: image.id.clone(),
             dataset: task.dataset.clone(),
             dataset_digest,
-            takehome_version: crate::VERSION,
+            takehome_version: crate::VERSION.to_string(),
             graded_at: now_rfc3339(),
         },
     })
@@ -372,14 +375,38 @@ fn explain(weights: &crate::task::Weights, scores: (f64, f64, f64), total: f64, 
     )
 }
 
-/// Lines of code over the submission's Python files, read from the host's own copy.
+/// Lines of code over the submission's Python files and notebooks, read from the host's own copy.
 fn count_lines(prepared: &PreparedSubmission) -> usize {
     prepared
         .python_files
         .iter()
-        .filter_map(|relative| std::fs::read(prepared.path().join(relative)).ok())
-        .map(|bytes| lint::count_code_lines(&String::from_utf8_lossy(&bytes)))
+        .filter_map(|relative| {
+            let text = String::from_utf8_lossy(&std::fs::read(prepared.path().join(relative)).ok()?).into_owned();
+            Some(if relative.extension().is_some_and(|e| e == "ipynb") { lint::notebook_code(&text) } else { text })
+        })
+        .map(|text| lint::count_code_lines(&text))
         .sum()
+}
+
+/// The lines around each finding (one before, one after), from the host's copy of the submission.
+fn add_context(prepared: &PreparedSubmission, findings: &mut [lint::Finding]) {
+    const MAX_LINE: usize = 300;
+    let mut files: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+    for finding in findings.iter_mut().filter(|f| f.line > 0 && !f.file.ends_with(".ipynb")) {
+        let lines = files.entry(finding.file.clone()).or_insert_with(|| {
+            // The copy holds only regular files; a name that climbs out is not read.
+            if finding.file.split('/').any(|part| part == "..") {
+                return Vec::new();
+            }
+            std::fs::read(prepared.path().join(&finding.file)).map(|b| String::from_utf8_lossy(&b).lines().map(String::from).collect()).unwrap_or_default()
+        });
+        let first = finding.line.saturating_sub(1).max(1);
+        for number in first..=finding.line + 1 {
+            if let Some(text) = lines.get(number as usize - 1) {
+                finding.context.push((number, text.chars().take(MAX_LINE).collect()));
+            }
+        }
+    }
 }
 
 /// The report of a submission refused before anything ran.
@@ -388,7 +415,8 @@ async fn rejected_report(task: &TaskSpec, submission_dir: &Path, image: &ImageRe
     let accuracy = Accuracy::failed(spec.metric, OutputProblem::missing(format!("not run: {reason}")));
     Ok(Report {
         schema_version: SCHEMA_VERSION,
-        task: TaskRef { id: task.id.clone(), title: task.title.clone(), kind: task.kind.as_str() },
+        candidate: None,
+        task: TaskRef { id: task.id.clone(), title: task.title.clone(), kind: task.kind.as_str().to_string() },
         submission: SubmissionRef { path: submission_dir.display().to_string(), commit: None, n_files: 0, n_bytes: 0, skipped_links: Vec::new() },
         status: Status::Rejected,
         score: 0.0,
@@ -396,7 +424,7 @@ async fn rejected_report(task: &TaskSpec, submission_dir: &Path, image: &ImageRe
         components: Components {
             accuracy: AccuracyComponent { accuracy, zero_at: spec.scale.zero_at, full_at: spec.scale.full_at, score: 0.0, weight: spec.weights.accuracy },
             code_quality: CodeQualityComponent {
-                tool: "ruff",
+                tool: "ruff".to_string(),
                 rules: task.lint.select.clone(),
                 n_findings: 0,
                 lines_of_code: 0,
@@ -423,7 +451,7 @@ async fn rejected_report(task: &TaskSpec, submission_dir: &Path, image: &ImageRe
             image_id: image.id.clone(),
             dataset: task.dataset.clone(),
             dataset_digest: String::new(),
-            takehome_version: crate::VERSION,
+            takehome_version: crate::VERSION.to_string(),
             graded_at: now_rfc3339(),
         },
     })

@@ -12,7 +12,7 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub const MAX_FILES: usize = 20_000;
 pub const MAX_BYTES: u64 = 512 << 20;
@@ -41,7 +41,7 @@ impl SubmissionError {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SkippedLink {
     pub path: String,
     pub target: String,
@@ -55,7 +55,7 @@ pub struct PreparedSubmission {
     pub n_files: usize,
     pub n_bytes: u64,
     pub skipped_links: Vec<SkippedLink>,
-    /// Python files (relative paths), for the lint's line counts.
+    /// Python files and notebooks (relative paths), for the lint's line counts.
     pub python_files: Vec<PathBuf>,
     dir: tempfile::TempDir,
 }
@@ -118,7 +118,7 @@ pub fn prepare(source: &Path) -> Result<PreparedSubmission, SubmissionError> {
             let executable = from.metadata().map(|m| m.permissions().mode() & 0o111 != 0).unwrap_or(false);
             let mode = if executable { 0o755 } else { 0o644 };
             fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(io_error("set permissions on", &target))?;
-            if relative.extension().is_some_and(|ext| ext == "py") {
+            if relative.extension().is_some_and(|ext| ext == "py" || ext == "ipynb") {
                 prepared.python_files.push(relative.to_path_buf());
             }
         } else if kind.is_symlink() {

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use polars::prelude::DataFrame;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::table::{self, column_names};
 use super::{Accuracy, GradingError, Offence, OutputProblem, EXAMPLES};
@@ -21,14 +21,14 @@ use crate::task::{CellCompare, GradingSpec};
 /// Cell spellings that mean "no value" (compared case-insensitively, trimmed).
 const MISSING: [&str; 9] = ["", "na", "nan", "null", "none", "n/a", "<na>", "nat", "?"];
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Mismatch {
     pub key: String,
     pub expected: String,
     pub got: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ColumnResult {
     pub column: String,
     pub compare: String,
@@ -38,14 +38,14 @@ pub struct ColumnResult {
     pub mismatches: Vec<Mismatch>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SchemaMismatch {
     pub column: String,
-    pub expected: &'static str,
-    pub got: &'static str,
+    pub expected: String,
+    pub got: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CleaningDetails {
     pub key: Option<String>,
     pub n_truth_rows: usize,
@@ -291,7 +291,7 @@ pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path) -> Resul
         if let Some(got) = got {
             let (expected_type, got_type) = (column_type(expected), column_type(got));
             if expected_type != got_type && expected_type != "empty" && !(expected_type == "number" && *rule == CellCompare::Date) {
-                schema_mismatches.push(SchemaMismatch { column: name.clone(), expected: expected_type, got: got_type });
+                schema_mismatches.push(SchemaMismatch { column: name.clone(), expected: expected_type.into(), got: got_type.into() });
             }
         }
         let mut result = ColumnResult { column: name.clone(), compare: compare_name(rule), accuracy: 0.0, n_correct: 0, mismatches: Vec::new() };

@@ -3,12 +3,15 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     pub file: String,
     pub line: u64,
     pub rule: String,
     pub message: String,
+    /// The lines around `line` in the submission (number, text), for the report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub context: Vec<(u64, String)>,
 }
 
 #[derive(Deserialize)]
@@ -35,6 +38,7 @@ pub fn parse_ruff_json(text: &str, root: &str) -> Result<Vec<Finding>, String> {
             line: f.location.map(|l| l.row).unwrap_or(0),
             rule: f.code.unwrap_or_else(|| "syntax".to_string()),
             message: f.message,
+            context: Vec::new(),
         })
         .collect())
 }
@@ -48,8 +52,24 @@ pub fn parse_format_check(text: &str, root: &str) -> Vec<Finding> {
             line: 0,
             rule: "format".to_string(),
             message: "not formatted as `ruff format` would".to_string(),
+            context: Vec::new(),
         })
         .collect()
+}
+
+/// The source lines of a notebook's code cells (a `.ipynb` file is JSON), for line counts.
+pub fn notebook_code(text: &str) -> String {
+    let Ok(notebook) = serde_json::from_str::<serde_json::Value>(text) else { return String::new() };
+    let mut code = String::new();
+    for cell in notebook["cells"].as_array().into_iter().flatten().filter(|c| c["cell_type"] == "code") {
+        match &cell["source"] {
+            serde_json::Value::String(text) => code.push_str(text),
+            serde_json::Value::Array(lines) => lines.iter().filter_map(|l| l.as_str()).for_each(|l| code.push_str(l)),
+            _ => {}
+        }
+        code.push('\n');
+    }
+    code
 }
 
 /// Lines of Python code: not blank, not only a comment.
@@ -66,7 +86,7 @@ mod tests {
         let text = r#"[{"cell":null,"code":"F401","end_location":{"column":10,"row":1},"filename":"/submission/train.py","fix":null,"location":{"column":8,"row":1},"message":"`os` imported but unused","noqa_row":1,"url":"https://docs.astral.sh/ruff/rules/unused-import"},
         {"code":null,"filename":"/submission/bad.py","location":{"column":1,"row":3},"message":"SyntaxError: Expected an expression"}]"#;
         let findings = parse_ruff_json(text, "/submission").unwrap();
-        assert_eq!(findings[0], Finding { file: "train.py".into(), line: 1, rule: "F401".into(), message: "`os` imported but unused".into() });
+        assert_eq!(findings[0], Finding { file: "train.py".into(), line: 1, rule: "F401".into(), message: "`os` imported but unused".into(), context: vec![] });
         assert_eq!(findings[1].rule, "syntax");
         assert!(parse_ruff_json("not json", "/submission").is_err());
         assert_eq!(parse_format_check("Would reformat: /submission/a.py\n1 file would be reformatted", "/submission").len(), 1);

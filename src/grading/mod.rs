@@ -15,7 +15,7 @@ pub mod table;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::task::{GradingSpec, Metric, MetricInput};
 
@@ -30,7 +30,7 @@ pub enum GradingError {
     Truth { path: PathBuf, message: String },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProblemKind {
     MissingOutput,
@@ -47,7 +47,7 @@ impl ProblemKind {
 }
 
 /// One kind of offence in an output: how many rows, and the first few.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Offence {
     pub what: String,
     pub count: u64,
@@ -75,7 +75,7 @@ impl Offence {
 
 /// Why an output could not be scored, in words a candidate can act on, with the counts and the
 /// first offending ids for the assessor.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutputProblem {
     pub kind: ProblemKind,
     pub message: String,
@@ -102,16 +102,16 @@ impl OutputProblem {
 }
 
 /// A confusion matrix for the report: `matrix[truth][predicted]`, labels in the metric's order.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConfusionReport {
     pub labels: Vec<String>,
     pub matrix: Vec<Vec<u64>>,
 }
 
 /// The accuracy part of a grade: the metric's value, or the problem that prevented it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Accuracy {
-    pub metric: &'static str,
+    pub metric: String,
     pub value: Option<f64>,
     pub problem: Option<OutputProblem>,
     pub n_rows: usize,
@@ -119,14 +119,42 @@ pub struct Accuracy {
     pub confusion: Option<ConfusionReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cleaning: Option<cleaning::CleaningDetails>,
+    /// Regression: a histogram of residuals (prediction - truth).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub residuals: Option<Histogram>,
+}
+
+/// Counts of values in equal-width bins between `low` and `high`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Histogram {
+    pub low: f64,
+    pub high: f64,
+    pub counts: Vec<u64>,
+}
+
+impl Histogram {
+    pub fn of(values: impl Iterator<Item = f64> + Clone, n_bins: usize) -> Option<Histogram> {
+        let finite = values.filter(|v| v.is_finite());
+        let (low, high) = finite.clone().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
+        if !low.is_finite() {
+            return None;
+        }
+        let width = if high > low { (high - low) / n_bins as f64 } else { 1.0 };
+        let mut counts = vec![0u64; n_bins];
+        for v in finite {
+            let bin = (((v - low) / width) as usize).min(n_bins - 1);
+            counts[bin] += 1;
+        }
+        Some(Histogram { low, high: if high > low { high } else { low + 1.0 }, counts })
+    }
 }
 
 impl Accuracy {
     pub fn failed(metric: Metric, problem: OutputProblem) -> Accuracy {
-        Accuracy { metric: metric.name(), value: None, problem: Some(problem), n_rows: 0, confusion: None, cleaning: None }
+        Accuracy { metric: metric.name().to_string(), value: None, problem: Some(problem), n_rows: 0, confusion: None, cleaning: None, residuals: None }
     }
     pub fn scored(metric: Metric, value: f64, n_rows: usize) -> Accuracy {
-        Accuracy { metric: metric.name(), value: Some(value), problem: None, n_rows, confusion: None, cleaning: None }
+        Accuracy { metric: metric.name().to_string(), value: Some(value), problem: None, n_rows, confusion: None, cleaning: None, residuals: None }
     }
 }
 

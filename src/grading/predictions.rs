@@ -283,7 +283,9 @@ pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path) -> Resul
                 let n_negative = y_pred.iter().filter(|&&v| v < 0.0).count();
                 return fail(OutputProblem::bad_format(format!("{}: {n_negative} negative predictions (rmsle needs values of at least 0)", spec.output)));
             }
-            Ok(Accuracy::scored(spec.metric, metrics::number_metric(spec.metric, &y_true, &y_pred), n_rows))
+            let mut accuracy = Accuracy::scored(spec.metric, metrics::number_metric(spec.metric, &y_true, &y_pred), n_rows);
+            accuracy.residuals = super::Histogram::of(y_true.iter().zip(&y_pred).map(|(t, p)| p - t), 24);
+            Ok(accuracy)
         }
         (Values::Classes(y_true), Values::Numbers(probability)) => {
             let positive = spec.positive.as_deref().and_then(|p| known.iter().position(|k| k == p)).map(|p| p as u32);

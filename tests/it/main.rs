@@ -8,5 +8,6 @@ mod check;
 mod common;
 mod grade;
 mod metrics;
+mod report;
 mod sandbox;
 mod tasks;

@@ -1,17 +1,20 @@
 //! The report of one graded submission: the JSON model (`schema_version` 1) and its plain-text
 //! summary. Built by `job`, read by the CLI (and later the web UI). No I/O beyond formatting.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::grading::{lint::Finding, Accuracy};
 use crate::sandbox::{Outcome, Rejected};
 use crate::submission::SkippedLink;
 use crate::units::format_size;
 
+pub mod html;
+pub mod markdown;
+
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// How the grading went as a whole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Every step ended `ok` and the output was scored.
@@ -35,14 +38,14 @@ impl Status {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskRef {
     pub id: String,
     pub title: String,
-    pub kind: &'static str,
+    pub kind: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SubmissionRef {
     pub path: String,
     pub commit: Option<String>,
@@ -52,7 +55,7 @@ pub struct SubmissionRef {
     pub skipped_links: Vec<SkippedLink>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccuracyComponent {
     #[serde(flatten)]
     pub accuracy: Accuracy,
@@ -62,9 +65,9 @@ pub struct AccuracyComponent {
     pub weight: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CodeQualityComponent {
-    pub tool: &'static str,
+    pub tool: String,
     pub rules: Vec<String>,
     pub n_findings: usize,
     pub lines_of_code: usize,
@@ -75,7 +78,7 @@ pub struct CodeQualityComponent {
     pub weight: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RuntimeComponent {
     pub wall_seconds: f64,
     pub cpu_seconds: Option<f64>,
@@ -86,14 +89,14 @@ pub struct RuntimeComponent {
     pub weight: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Components {
     pub accuracy: AccuracyComponent,
     pub code_quality: CodeQualityComponent,
     pub runtime: RuntimeComponent,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepReport {
     pub name: String,
     pub outcome: Outcome,
@@ -104,6 +107,8 @@ pub struct StepReport {
     pub peak_memory_bytes: Option<u64>,
     pub memory_limit_bytes: u64,
     pub timeout_seconds: f64,
+    #[serde(default)]
+    pub cpus: f64,
     pub stdout_tail: String,
     pub stderr_tail: String,
     pub stdout_bytes: u64,
@@ -112,26 +117,29 @@ pub struct StepReport {
     pub stderr_truncated: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OutputReport {
     pub file: String,
     pub bytes: Option<u64>,
     pub rejected: Vec<Rejected>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Provenance {
     pub image: String,
     pub image_id: String,
     pub dataset: String,
     pub dataset_digest: String,
-    pub takehome_version: &'static str,
+    pub takehome_version: String,
     pub graded_at: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub schema_version: u32,
+    /// Who submitted, when known (the daemon's assignments; `takehome grade --candidate`).
+    #[serde(default)]
+    pub candidate: Option<String>,
     pub task: TaskRef,
     pub submission: SubmissionRef,
     pub status: Status,
@@ -144,9 +152,53 @@ pub struct Report {
     pub provenance: Provenance,
 }
 
+/// Who reads a rendering: assessors see everything; candidates see their steps, logs, format
+/// feedback and lint findings, never a score or anything computed from hidden data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Assessor,
+    Candidate,
+}
+
 impl Report {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a report always serialises")
+    }
+
+    /// The JSON of a view: the candidate's leaves out the score, the formula, the metric and its
+    /// details (confusion matrix, cleaning mismatches, residuals), and the data set's digest.
+    pub fn to_json_view(&self, view: View) -> String {
+        if view == View::Assessor {
+            return self.to_json();
+        }
+        let mut value = serde_json::to_value(self).expect("a report always serialises");
+        if let Some(object) = value.as_object_mut() {
+            object.remove("score");
+            object.remove("formula");
+            object.insert("view".into(), "candidate".into());
+            if let Some(components) = object.get_mut("components").and_then(|c| c.as_object_mut()) {
+                let problem = components.get("accuracy").and_then(|a| a.get("problem")).cloned();
+                components.insert("accuracy".into(), serde_json::json!({ "problem": problem }));
+                for part in ["code_quality", "runtime"] {
+                    if let Some(part) = components.get_mut(part).and_then(|p| p.as_object_mut()) {
+                        part.remove("score");
+                        part.remove("weight");
+                    }
+                }
+            }
+            if let Some(provenance) = object.get_mut("provenance").and_then(|p| p.as_object_mut()) {
+                provenance.remove("dataset_digest");
+            }
+        }
+        serde_json::to_string_pretty(&value).expect("a value always serialises")
+    }
+
+    pub fn to_html(&self, view: View) -> String {
+        html::render(self, view)
+    }
+
+    pub fn to_markdown(&self, view: View) -> String {
+        markdown::render(self, view)
     }
 
     /// The human summary that `takehome grade` prints.

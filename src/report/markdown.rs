@@ -1,0 +1,134 @@
+//! The report as Markdown (for pull-request comments, e-mail, terminals). Candidate-controlled
+//! text is escaped for tables and fenced safely, so it cannot add markup or break the layout.
+
+use std::fmt::Write;
+
+use super::{Report, View};
+use crate::units::format_size;
+
+/// Escapes text for a Markdown table cell or paragraph: no HTML, no table breaks, no emphasis.
+pub fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '|' | '*' | '_' | '`' | '[' | ']' | '\\' | '#' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\n' | '\r' => out.push(' '),
+            c if c.is_control() => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A fenced block that its content cannot close: the fence is longer than any run of backticks in it.
+fn fenced(text: &str) -> String {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest.max(2) + 1);
+    format!("{fence}text\n{}\n{fence}\n", text.trim_end())
+}
+
+pub fn render(report: &Report, view: View) -> String {
+    let assessor = view == View::Assessor;
+    let mut md = String::new();
+    let _ = writeln!(md, "# {}\n", esc(&report.task.title));
+    if let Some(candidate) = &report.candidate {
+        let _ = writeln!(md, "- candidate: {}", esc(candidate));
+    }
+    let _ = writeln!(md, "- task: {} ({})", esc(&report.task.id), esc(&report.task.kind));
+    if let Some(commit) = &report.submission.commit {
+        let _ = writeln!(md, "- commit: {}", esc(commit));
+    }
+    let _ = writeln!(md, "- graded: {}", esc(&report.provenance.graded_at));
+    let _ = writeln!(md, "- status: **{}**", report.status.as_str());
+    if assessor {
+        let _ = writeln!(md, "- score: **{:.1} / 100**", report.score);
+    }
+    md.push('\n');
+
+    let c = &report.components;
+    if let Some(problem) = &c.accuracy.accuracy.problem {
+        let _ = writeln!(md, "## Output: {}\n\n{}\n", problem.kind.as_str(), esc(&problem.message));
+    }
+    if assessor {
+        md.push_str("## Score\n\n| component | input | score | weight |\n|---|---|---:|---:|\n");
+        let metric = match c.accuracy.accuracy.value {
+            Some(value) => format!("{} = {value:.4} (0 at {}, full at {})", c.accuracy.accuracy.metric, c.accuracy.zero_at, c.accuracy.full_at),
+            None => format!("{}: not scored", c.accuracy.accuracy.metric),
+        };
+        let _ = writeln!(md, "| accuracy | {} | {:.1} | {} |", esc(&metric), c.accuracy.score, c.accuracy.weight);
+        let _ = writeln!(
+            md,
+            "| code quality | {} findings in {} lines ({:.1} per 100) | {:.1} | {} |",
+            c.code_quality.n_findings, c.code_quality.lines_of_code, c.code_quality.findings_per_100_lines, c.code_quality.score, c.code_quality.weight
+        );
+        let _ = writeln!(md, "| runtime | {:.2} s (full under {} s) | {:.1} | {} |", c.runtime.wall_seconds, c.runtime.full_under_seconds, c.runtime.score, c.runtime.weight);
+        let _ = writeln!(md, "| **total** | | **{:.1}** | |\n\n{}\n", report.score, esc(&report.formula));
+        if let Some(confusion) = &c.accuracy.accuracy.confusion {
+            md.push_str("### Confusion matrix (rows: true, columns: predicted)\n\n| |");
+            for label in &confusion.labels {
+                let _ = write!(md, " {} |", esc(label));
+            }
+            md.push_str("\n|---|");
+            md.push_str(&"---:|".repeat(confusion.labels.len()));
+            md.push('\n');
+            for (label, row) in confusion.labels.iter().zip(&confusion.matrix) {
+                let _ = write!(md, "| **{}** |", esc(label));
+                for count in row {
+                    let _ = write!(md, " {count} |");
+                }
+                md.push('\n');
+            }
+            md.push('\n');
+        }
+        if let Some(cleaning) = &c.accuracy.accuracy.cleaning {
+            md.push_str("### Cleaning\n\n| column | accuracy | first mismatch (key: expected → got) |\n|---|---:|---|\n");
+            for column in &cleaning.columns {
+                let first = column.mismatches.first().map(|m| format!("{}: {} → {}", m.key, m.expected, m.got)).unwrap_or_default();
+                let _ = writeln!(md, "| {} | {:.1}% | {} |", esc(&column.column), column.accuracy * 100.0, esc(&first));
+            }
+            let _ = writeln!(
+                md,
+                "\n{} truth rows; {} matched, {} dropped, {} duplicated, {} invented.\n",
+                cleaning.n_truth_rows, cleaning.n_matched_rows, cleaning.n_dropped_rows, cleaning.n_duplicate_rows, cleaning.n_invented_rows
+            );
+        }
+    }
+    let _ = writeln!(md, "## Code quality ({} findings)\n", c.code_quality.n_findings);
+    for finding in &c.code_quality.findings {
+        let _ = writeln!(md, "- {}:{} **{}** {}", esc(&finding.file), finding.line, esc(&finding.rule), esc(&finding.message));
+    }
+    md.push_str("\n## Steps\n\n| step | outcome | wall | CPU | peak memory | limits |\n|---|---|---:|---:|---:|---|\n");
+    for step in &report.steps {
+        let _ = writeln!(
+            md,
+            "| {} | {} {} | {:.2} s | {} | {} | {:.0} s, {} |",
+            esc(&step.name),
+            step.outcome.as_str(),
+            esc(&step.message),
+            step.wall_seconds,
+            step.cpu_seconds.map(|s| format!("{s:.2} s")).unwrap_or_else(|| "—".into()),
+            step.peak_memory_bytes.map(format_size).unwrap_or_else(|| "—".into()),
+            step.timeout_seconds,
+            format_size(step.memory_limit_bytes)
+        );
+    }
+    for step in &report.steps {
+        for (stream, tail) in [("stdout", &step.stdout_tail), ("stderr", &step.stderr_tail)] {
+            if !tail.is_empty() {
+                let _ = write!(md, "\n<details><summary>{} {stream}</summary>\n\n{}\n</details>\n", esc(&step.name), fenced(tail));
+            }
+        }
+    }
+    let p = &report.provenance;
+    let _ = writeln!(md, "\n## Provenance\n\n- image: {} ({})\n- takehome: {}", esc(&p.image), esc(&p.image_id), esc(&p.takehome_version));
+    if assessor {
+        let _ = writeln!(md, "- data set: {} (sha256 {})", esc(&p.dataset), esc(&p.dataset_digest));
+    }
+    md
+}
