@@ -435,7 +435,18 @@ async fn check(root: &Path, tasks: Vec<PathBuf>, junit: Option<&Path>) -> Result
     }
     let failed: Vec<&CaseResult> = results.iter().filter(|r| r.status == CaseStatus::Failed).collect();
     let warnings = results.iter().filter(|r| r.status == CaseStatus::Warning).count();
-    println!("\ntakehome check: {} tasks, {} checks in {:.0} s", tasks.len(), results.len(), started.elapsed().as_secs_f64());
+    println!("\ntakehome check: {} tasks, {} checks in {:.0} s\n", tasks.len(), results.len(), started.elapsed().as_secs_f64());
+    println!("{:<8} {:<20} {:<34} {:>8}  detail", "result", "task", "check", "seconds");
+    for case in &results {
+        let status = match case.status {
+            CaseStatus::Passed => "passed",
+            CaseStatus::Failed => "FAILED",
+            CaseStatus::Warning => "warning",
+        };
+        let detail: String = case.message.lines().next().unwrap_or("").chars().take(70).collect();
+        println!("{status:<8} {:<20} {:<34} {:>8.1}  {detail}", case.task, case.name, case.seconds);
+    }
+    println!();
     for case in &failed {
         println!("FAILED {} / {}:\n  {}", case.task, case.name, case.message.replace('\n', "\n  "));
     }

@@ -199,3 +199,30 @@ async fn interrupting_the_grading_process_leaves_no_container() {
     assert_eq!(exit.code(), Some(130));
     assert_eq!(containers_with_label(&sandbox, &label).await, 0, "containers of the interrupted run remain");
 }
+
+#[tokio::test]
+async fn lints_use_our_rules_only_and_count_syntax_errors_and_notebooks() {
+    let Some(sandbox) = docker().await else { return };
+    python_image(&sandbox).await;
+    let notebook = r#"{"cells": [{"cell_type": "code", "execution_count": null, "metadata": {}, "outputs": [], "source": ["import os\n", "x = 1\n"]}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}"#;
+    let submission = folder_with(&[
+        ("train.py", "import os\nimport sys\n\nprint('training')\n"),
+        ("predict.py", "def broken(:\n    pass\n"),
+        ("explore.ipynb", notebook),
+        // The candidate's own settings would silence everything: they are ignored.
+        ("pyproject.toml", "[tool.ruff]\nexclude = [\"*\"]\n[tool.ruff.lint]\nignore = [\"F401\", \"E\"]\n"),
+    ]);
+    let (code, _, report) = grade("diamond-cut", submission.path()).await;
+    assert_eq!(code, 0);
+    let report = report.unwrap();
+    let quality = &report["components"]["code_quality"];
+    let findings = quality["findings"].as_array().unwrap();
+    let has = |file: &str, rule: &str| findings.iter().any(|f| f["file"] == file && f["rule"] == rule);
+    assert!(has("train.py", "F401"), "unused imports found despite the candidate's config: {quality:#}");
+    assert!(has("predict.py", "syntax"), "a syntax error is a finding: {quality:#}");
+    assert!(has("explore.ipynb", "F401"), "notebooks are linted: {quality:#}");
+    let train_finding = findings.iter().find(|f| f["file"] == "train.py").unwrap();
+    assert!(!train_finding["context"].as_array().unwrap().is_empty(), "findings carry their code context");
+    assert!(quality["lines_of_code"].as_u64().unwrap() >= 6, "{quality:#}");
+    assert!(quality["score"].as_f64().unwrap() < 100.0);
+}

@@ -208,3 +208,16 @@ fn cleaning_compares_cells_by_key_with_the_declared_rules() {
     let accuracy = grade_output(&cleaning_spec(Some("id"), vec![]), &dir.join("whole_rows.csv"), &dir.join("whole_rows.csv"));
     assert!(accuracy.is_err(), "the truth lacks the key: our error, not the candidate's");
 }
+
+#[test]
+fn parquet_predictions_score_like_csv() {
+    use polars::prelude::*;
+    let dir = repo_root().join("tests/fixtures/outputs");
+    let scratch = tempfile::tempdir().unwrap();
+    let parquet = scratch.path().join("predictions.parquet");
+    let mut table = CsvReadOptions::default().try_into_reader_with_file_path(Some(dir.join("good_shuffled.csv"))).unwrap().finish().unwrap();
+    ParquetWriter::new(std::fs::File::create(&parquet).unwrap()).finish(&mut table).unwrap();
+    let accuracy = grade_output(&spec(Metric::Accuracy, None), &parquet, &dir.join("labels.csv")).unwrap();
+    assert!(accuracy.problem.is_none(), "{:?}", accuracy.problem);
+    assert!(close(accuracy.value.unwrap(), 0.8333333333333334));
+}
