@@ -113,6 +113,31 @@ enum Command {
         #[arg(long)]
         junit: Option<PathBuf>,
     },
+    /// Run the daemon: git intake, the job queue and workers, the web UI and API.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Create an assignment: a repository seeded with the task's brief, starter code and public
+    /// data. Prints the clone URL and the candidate's token (shown once).
+    Assign {
+        /// The task's id (a folder under tasks/).
+        #[arg(long)]
+        task: String,
+        /// The candidate's e-mail address or name.
+        #[arg(long)]
+        candidate: String,
+        /// The time box (default: the task's).
+        #[arg(long)]
+        time_box: Option<String>,
+        /// When the clock starts: at the candidate's first clone, or now.
+        #[arg(long, value_enum, default_value_t = Starts::OnClone)]
+        starts: Starts,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Hash an assessor's password (read from standard input) for the config file.
+    HashPassword,
     /// Remove every container and volume labelled takehome (leftovers of crashed runs).
     Cleanup,
 }
@@ -131,6 +156,41 @@ enum ImagesCommand {
         #[arg(long)]
         force: bool,
     },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Starts {
+    OnClone,
+    Now,
+}
+
+/// Where the daemon's configuration comes from: defaults, the file, TAKEHOME_* variables, flags.
+#[derive(clap::Args, Debug)]
+struct ConfigArgs {
+    /// A YAML config file (README lists every key).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[arg(long)]
+    listen: Option<String>,
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> Result<crate::config::Config, Failure> {
+        let flags: std::collections::HashMap<&str, String> = [
+            ("TAKEHOME_DATA_DIR", self.data_dir.as_ref().map(|p| p.display().to_string())),
+            ("TAKEHOME_LISTEN", self.listen.clone()),
+            ("TAKEHOME_WORKERS", self.workers.map(|n| n.to_string())),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect();
+        // Flags win over the environment, which wins over the file.
+        crate::config::Config::load(self.config.as_deref(), |key| flags.get(key).cloned().or_else(|| std::env::var(key).ok())).map_err(usage)
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -211,6 +271,25 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Validate { tasks } => validate(tasks),
         Command::Check { tasks, root, junit } => check(&root, tasks, junit.as_deref()).await,
         Command::Score { metric, truth, predictions, id, target, positive } => score(&metric, &truth, &predictions, id, target, positive),
+        Command::Serve { config } => {
+            let config = config.load()?;
+            let shutdown = CancellationToken::new();
+            let watcher = tokio::spawn(cancel_on_signal(shutdown.clone()));
+            let result = crate::daemon::serve(config, shutdown).await;
+            watcher.abort();
+            result.map_err(ours)
+        }
+        Command::Assign { task, candidate, time_box, starts, config } => assign(&config.load()?, &task, &candidate, time_box.as_deref(), starts),
+        Command::HashPassword => {
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password).context("cannot read the password from standard input").map_err(usage)?;
+            let password = password.trim_end_matches(['\n', '\r']);
+            if password.is_empty() {
+                return Err(usage(anyhow::anyhow!("the password is empty")));
+            }
+            println!("{}", crate::secret::hash_password(password));
+            Ok(())
+        }
         Command::Cleanup => {
             let sandbox = DockerSandbox::connect().await.map_err(ours)?;
             let removed = sandbox.remove_leftovers(Leftovers::All).await.map_err(ours)?;
@@ -463,6 +542,46 @@ async fn check(root: &Path, tasks: Vec<PathBuf>, junit: Option<&Path>) -> Result
     if !failed.is_empty() {
         return Err(ours(anyhow::anyhow!("{} check(s) failed", failed.len())));
     }
+    Ok(())
+}
+
+fn assign(config: &crate::config::Config, task_id: &str, candidate: &str, time_box: Option<&str>, starts: Starts) -> Result<(), Failure> {
+    use crate::store::{Assignment, SqliteStore, Store};
+    if !task::is_name(task_id) {
+        return Err(usage(anyhow::anyhow!("{task_id:?} is not a task id (lowercase letters, digits and '-')")));
+    }
+    let candidate = candidate.trim();
+    if candidate.is_empty() || candidate.len() > 200 || candidate.chars().any(char::is_control) {
+        return Err(usage(anyhow::anyhow!("--candidate: expected an e-mail address or a name")));
+    }
+    let spec = task::load(&config.tasks_root.join("tasks").join(task_id)).map_err(usage)?;
+    let time_box = match time_box {
+        Some(text) => crate::units::parse_duration(text).map_err(|m| usage(anyhow::anyhow!("--time-box: {m}")))?,
+        None => spec.time_box,
+    };
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create {}", config.data_dir.display())).map_err(ours)?;
+    let store = SqliteStore::open(&config.database()).map_err(ours)?;
+    let id = format!("a{}", &hex::encode(crate::secret::random_bytes::<6>()));
+    let token = crate::secret::new_token();
+    let now = crate::web::now();
+    let assignment = Assignment {
+        id: id.clone(),
+        task: task_id.to_string(),
+        candidate: candidate.to_string(),
+        token_hash: crate::secret::token_hash(&token),
+        time_box_seconds: time_box.as_secs() as i64,
+        starts: if starts == Starts::Now { "now" } else { "on-clone" }.to_string(),
+        started_at: (starts == Starts::Now).then_some(now),
+        created_at: now,
+    };
+    crate::intake::Repos::new(config.repos_dir()).create(&id, &spec, config.max_push_bytes).map_err(ours)?;
+    store.create_assignment(&assignment).map_err(ours)?;
+    let url = format!("{}/git/{id}.git", config.public_url.trim_end_matches('/'));
+    println!("assignment {id}: {} for {candidate}, {} ({})", spec.title, crate::units::format_duration(time_box), if starts == Starts::Now { "the clock runs from now" } else { "the clock starts at the first clone" });
+    println!("clone:  git clone {url}");
+    println!("user:   {id}");
+    println!("token:  {token}");
+    println!("status: {}/status/{id}", config.public_url.trim_end_matches('/'));
     Ok(())
 }
 

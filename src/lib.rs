@@ -3,14 +3,20 @@
 
 pub mod check;
 pub mod cli;
+pub mod config;
+pub mod daemon;
 pub mod digest;
 pub mod grading;
+pub mod intake;
 pub mod job;
 pub mod report;
 pub mod sandbox;
+pub mod secret;
+pub mod store;
 pub mod submission;
 pub mod task;
 pub mod units;
+pub mod web;
 
 /// The version recorded in every report's provenance.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

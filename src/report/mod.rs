@@ -258,9 +258,14 @@ impl Report {
     }
 }
 
-/// Now, as an RFC 3339 UTC time (`2026-11-26T05:31:00Z`), without a date crate.
+/// Now, as an RFC 3339 UTC time (`2026-11-26T05:31:00Z`).
 pub fn now_rfc3339() -> String {
-    let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    rfc3339(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0))
+}
+
+/// Seconds since the epoch as an RFC 3339 UTC time, without a date crate.
+pub fn rfc3339(seconds: i64) -> String {
+    let seconds = seconds.max(0) as u64;
     let (days, rest) = (seconds / 86400, seconds % 86400);
     // Howard Hinnant's civil_from_days.
     let z = days as i64 + 719_468;

@@ -10,4 +10,5 @@ mod grade;
 mod metrics;
 mod report;
 mod sandbox;
+mod serve;
 mod tasks;

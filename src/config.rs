@@ -1,0 +1,126 @@
+//! The daemon's configuration: one `Config`, loaded once — defaults, then the file
+//! (`takehome serve --config FILE`, YAML, unknown keys refused), then `TAKEHOME_*` environment
+//! variables, then flags. README has a table of every key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::units::{parse_size, format_size};
+
+pub const DEFAULT_DATA_DIR: &str = "takehome-data";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_MAX_PUSH: &str = "100MiB";
+pub const DEFAULT_TASKS_ROOT: &str = ".";
+pub const DEFAULT_RETRIES: u32 = 3;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the SQLite file and the candidates' bare repositories live.
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// The address candidates clone from, as printed by `assign` (default: http://LISTEN).
+    pub public_url: String,
+    /// Jobs graded at once (default: one per two cores, at least one).
+    pub workers: usize,
+    pub max_push_bytes: u64,
+    /// The project folder with tasks/, datasets/ and runner-images/.
+    pub tasks_root: PathBuf,
+    /// Attempts for a job that fails on our side before it is marked infrastructure_error.
+    pub retries: u32,
+    pub assessors: Vec<Assessor>,
+}
+
+/// An assessor's login; the password is stored as a PBKDF2 hash (`takehome hash-password`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Assessor {
+    pub user: String,
+    pub password_hash: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    public_url: Option<String>,
+    workers: Option<usize>,
+    max_push: Option<String>,
+    tasks_root: Option<PathBuf>,
+    retries: Option<u32>,
+    #[serde(default)]
+    assessors: Vec<Assessor>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: {message}", path.display())]
+    File { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Value { key: String, message: String },
+}
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map(|n| (n.get() / 2).max(1)).unwrap_or(1)
+}
+
+impl Config {
+    /// Defaults, then `file`, then `TAKEHOME_*` from `env` (a function so that tests need not
+    /// touch the process environment).
+    pub fn load(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let parsed: FileConfig = match file {
+            None => FileConfig::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File { path: path.to_path_buf(), message: e.to_string() })?;
+                serde_yaml::from_str(&text).map_err(|e| ConfigError::File { path: path.to_path_buf(), message: e.to_string() })?
+            }
+        };
+        let value = |key: &str, from_file: Option<String>| env(&format!("TAKEHOME_{}", key.to_ascii_uppercase())).or(from_file);
+        let data_dir = PathBuf::from(value("data_dir", parsed.data_dir.map(|p| p.display().to_string())).unwrap_or_else(|| DEFAULT_DATA_DIR.into()));
+        let listen_text = value("listen", parsed.listen).unwrap_or_else(|| DEFAULT_LISTEN.into());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| ConfigError::Value { key: "listen".into(), message: format!("{listen_text:?} is not an address like 127.0.0.1:8080") })?;
+        let public_url = value("public_url", parsed.public_url).unwrap_or_else(|| format!("http://{listen}"));
+        let workers = match value("workers", parsed.workers.map(|w| w.to_string())) {
+            Some(text) => text.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| ConfigError::Value { key: "workers".into(), message: format!("{text:?} is not a positive number") })?,
+            None => default_workers(),
+        };
+        let max_push_text = value("max_push", parsed.max_push).unwrap_or_else(|| DEFAULT_MAX_PUSH.into());
+        let max_push_bytes = parse_size(&max_push_text).map_err(|message| ConfigError::Value { key: "max_push".into(), message })?;
+        let tasks_root = PathBuf::from(value("tasks_root", parsed.tasks_root.map(|p| p.display().to_string())).unwrap_or_else(|| DEFAULT_TASKS_ROOT.into()));
+        let retries = match value("retries", parsed.retries.map(|r| r.to_string())) {
+            Some(text) => text.parse().map_err(|_| ConfigError::Value { key: "retries".into(), message: format!("{text:?} is not a number") })?,
+            None => DEFAULT_RETRIES,
+        };
+        let mut assessors = parsed.assessors;
+        if let (Some(user), Some(hash)) = (env("TAKEHOME_ASSESSOR_USER"), env("TAKEHOME_ASSESSOR_PASSWORD_HASH")) {
+            assessors.push(Assessor { user, password_hash: hash });
+        }
+        for assessor in &assessors {
+            if !assessor.password_hash.starts_with("pbkdf2-sha256$") {
+                return Err(ConfigError::Value { key: "assessors".into(), message: format!("{}: password_hash is not a takehome hash (make one with `takehome hash-password`)", assessor.user) });
+            }
+        }
+        Ok(Config { data_dir, listen, public_url, workers, max_push_bytes, tasks_root, retries, assessors })
+    }
+
+    pub fn database(&self) -> PathBuf {
+        self.data_dir.join("takehome.sqlite")
+    }
+
+    pub fn repos_dir(&self) -> PathBuf {
+        self.data_dir.join("repos")
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "data {} · listen {} · {} workers · pushes up to {} · tasks from {}",
+            self.data_dir.display(),
+            self.listen,
+            self.workers,
+            format_size(self.max_push_bytes),
+            self.tasks_root.display()
+        )
+    }
+}

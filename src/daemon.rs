@@ -1,0 +1,171 @@
+//! `takehome serve`: the daemon. Its task tree:
+//!
+//! ```text
+//! daemon
+//! ├── web (axum): git intake, assessor UI and API, candidate status, /healthz, /metrics
+//! └── worker (N): claim a job → check out the commit → job::grade → store the report
+//! ```
+//!
+//! Shutdown (SIGTERM or SIGINT) cancels one token: the web server stops accepting, running
+//! jobs are cancelled (their containers removed by the sandbox) and put back in the queue, and
+//! the process exits. At start-up, jobs left `running` by a crash are queued again and the dead
+//! process's containers removed. A failure on our side is retried with backoff and, after
+//! `retries` attempts, stored as `infrastructure_error`: never charged to the candidate.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::{Mutex, Notify};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, info_span, warn, Instrument};
+
+use crate::config::Config;
+use crate::job::{self, ImageRef, JobError};
+use crate::sandbox::image::{BuildMethod, Recipe};
+use crate::sandbox::{DockerSandbox, Leftovers};
+use crate::store::{Claimed, SqliteStore, Store};
+use crate::web::{self, now, App};
+
+/// Runs until `shutdown` is cancelled.
+pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+    let store = Arc::new(SqliteStore::open(&config.database()).with_context(|| format!("cannot open {}", config.database().display()))?);
+    let requeued = store.requeue_running()?;
+    if requeued > 0 {
+        info!(requeued, "jobs that were running when the daemon stopped are queued again");
+    }
+    let sandbox = DockerSandbox::connect().await.context("the Docker engine")?;
+    let removed = sandbox.remove_leftovers(Leftovers::OfDeadProcesses).await?;
+    if removed > 0 {
+        info!(removed, "removed containers left by a process that died");
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    info!(address = %listener.local_addr()?, "{}", config.describe());
+    let work = Arc::new(Notify::new());
+    let app = Arc::new(App::new(config.clone(), store.clone(), work.clone()));
+    let images: Arc<Mutex<HashMap<String, ImageRef>>> = Arc::new(Mutex::new(HashMap::new()));
+
+    let mut tasks = JoinSet::new();
+    let router = web::router(app.clone());
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await {
+            error!(error = %e, "the web server stopped");
+        }
+    });
+    for n in 0..config.workers {
+        let worker = Worker { name: format!("worker-{n}"), app: app.clone(), sandbox: sandbox.clone(), images: images.clone(), shutdown: shutdown.clone() };
+        tasks.spawn(async move { worker.run().await });
+    }
+    shutdown.cancelled().await;
+    info!("shutting down: stopping running jobs and queueing them again");
+    while tasks.join_next().await.is_some() {}
+    let requeued = store.requeue_running()?;
+    info!(requeued, "stopped");
+    Ok(())
+}
+
+struct Worker {
+    name: String,
+    app: Arc<App>,
+    sandbox: DockerSandbox,
+    images: Arc<Mutex<HashMap<String, ImageRef>>>,
+    shutdown: CancellationToken,
+}
+
+impl Worker {
+    async fn run(self) {
+        while !self.shutdown.is_cancelled() {
+            let store = self.app.store.clone();
+            let name = self.name.clone();
+            let claimed = tokio::task::spawn_blocking(move || store.claim(&name, now())).await;
+            match claimed {
+                Ok(Ok(Some(job))) => self.grade(job).await,
+                Ok(Ok(None)) => {
+                    // Idle: wake on a push, or look again in a second (retries come due by time).
+                    tokio::select! {
+                        _ = self.app.work.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = self.shutdown.cancelled() => {}
+                    }
+                }
+                Ok(Err(e)) => {
+                    error!(worker = %self.name, error = %e, "cannot claim a job");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                Err(e) => error!(worker = %self.name, error = %e, "claim panicked"),
+            }
+        }
+    }
+
+    async fn grade(&self, job: Claimed) {
+        let span = info_span!("job", submission = job.submission, task = %job.task, assignment = %job.assignment, attempt = job.attempts);
+        async {
+            let store = self.app.store.clone();
+            match self.attempt(&job).await {
+                Ok(report) => {
+                    let json = report.to_json();
+                    {
+                        let mut metrics = self.app.metrics.lock().unwrap();
+                        for step in &report.steps {
+                            let entry = metrics.step_seconds.entry(step.name.clone()).or_insert((0.0, 0));
+                            entry.0 += step.wall_seconds;
+                            entry.1 += 1;
+                        }
+                    }
+                    let (status, score) = (report.status.as_str().to_string(), report.score);
+                    let id = job.submission;
+                    match tokio::task::spawn_blocking(move || store.finish(id, &status, score, &json, now())).await {
+                        Ok(Ok(())) => info!(score, "graded"),
+                        other => error!(?other, "cannot store a report"),
+                    }
+                }
+                Err(JobError::Cancelled) => info!("cancelled by shutdown; queued again at exit"),
+                Err(e) => {
+                    let retry_at = (job.attempts < self.app.config.retries as i64).then(|| now() + 5 * (1 << job.attempts.clamp(0, 10)));
+                    warn!(error = %e, ?retry_at, "failed on our side");
+                    let message = format!("{e:#}");
+                    let id = job.submission;
+                    let _ = tokio::task::spawn_blocking(move || store.fail(id, &message, retry_at, now())).await;
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn attempt(&self, job: &Claimed) -> Result<crate::report::Report, JobError> {
+        let task_dir = self.app.config.tasks_root.join("tasks").join(&job.task);
+        let task = crate::task::load(&task_dir).map_err(|e| JobError::Internal(e.to_string()))?;
+        let image = self.image(&task.root, &task.image).await?;
+        let checkout = tempfile::Builder::new().prefix("takehome-checkout-").tempdir().map_err(|e| JobError::Internal(e.to_string()))?;
+        let (repos, assignment, commit, dest) = (self.app.repos.clone(), job.assignment.clone(), job.commit.clone(), checkout.path().to_path_buf());
+        tokio::task::spawn_blocking(move || repos.checkout(&assignment, &commit, &dest))
+            .await
+            .map_err(|e| JobError::Internal(e.to_string()))?
+            .map_err(|e| JobError::Internal(e.to_string()))?;
+        let job_id = format!("s{}{}", job.submission, crate::job::new_job_id());
+        let mut report = job::grade(&self.sandbox, &task, checkout.path(), &image, &job_id, &self.shutdown, &|_| {}).await?;
+        report.candidate = Some(job.candidate.clone());
+        report.submission.commit = Some(job.commit.clone());
+        report.submission.path = format!("{}#{}", job.assignment, job.submission);
+        Ok(report)
+    }
+
+    /// The runner image of a task, built once if the engine lacks it.
+    async fn image(&self, root: &Path, name: &str) -> Result<ImageRef, JobError> {
+        let recipe = Recipe::load(root, name)?;
+        let mut images = self.images.lock().await;
+        if let Some(image) = images.get(&recipe.tag()) {
+            return Ok(image.clone());
+        }
+        let built = self.sandbox.ensure_image(&recipe, BuildMethod::Auto, &|line| info!("image: {line}")).await?;
+        let image = ImageRef { tag: built.tag, id: built.id };
+        images.insert(recipe.tag(), image.clone());
+        Ok(image)
+    }
+}

@@ -1,0 +1,367 @@
+//! The daemon end to end, with a real `git` client over loopback: assign → clone → push →
+//! graded report through the API; the deadline; tokens; isolation between candidates; kill -9
+//! and restart; a burst of pushes; the web UI in a real browser.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::common::{containers_with_label, docker, python_image, repo_root, takehome_binary};
+
+const PASSWORD: &str = "correct horse battery";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &b)| acc | (b as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A daemon on a free loopback port with its own data folder; killed when dropped.
+struct Daemon {
+    child: Child,
+    port: u16,
+}
+
+impl Daemon {
+    fn start(data: &Path, workers: usize) -> Daemon {
+        let port = free_port();
+        let hash = takehome::secret::hash_password(PASSWORD);
+        let child = Command::new(takehome_binary())
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--workers", &workers.to_string(), "--data-dir"])
+            .arg(data)
+            .env("TAKEHOME_TASKS_ROOT", repo_root())
+            .env("TAKEHOME_ASSESSOR_USER", "ada")
+            .env("TAKEHOME_ASSESSOR_PASSWORD_HASH", hash)
+            .env("TAKEHOME_LOG", "takehome=info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let daemon = Daemon { child, port };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if daemon.get("/healthz", None).0 == 200 {
+                return daemon;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("the daemon did not answer /healthz within 60 s");
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn request(&self, method: &str, path: &str, auth: Option<(&str, &str)>, body: &str) -> (u16, String) {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else { return (0, String::new()) };
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+        if let Some((user, password)) = auth {
+            head.push_str(&format!("Authorization: Basic {}\r\n", base64(format!("{user}:{password}").as_bytes())));
+        }
+        if !body.is_empty() {
+            head.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+        }
+        stream.write_all(format!("{head}\r\n{body}").as_bytes()).unwrap();
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        let text = String::from_utf8_lossy(&response).into_owned();
+        let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        (status, body)
+    }
+
+    fn get(&self, path: &str, auth: Option<(&str, &str)>) -> (u16, String) {
+        self.request("GET", path, auth, "")
+    }
+
+    fn api(&self, path: &str) -> serde_json::Value {
+        let (status, body) = self.get(path, Some(("ada", PASSWORD)));
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+    }
+
+    fn url(&self, assignment: &Assigned) -> String {
+        format!("http://{}:{}@127.0.0.1:{}/git/{}.git", assignment.id, assignment.token, self.port, assignment.id)
+    }
+
+    /// Waits until every submission of `assignment` is graded (or failed on our side).
+    fn wait_graded(&self, assignment: &str, expected: usize, limit: Duration) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let rows = self.api(&format!("/api/submissions?assignment={assignment}"));
+            let rows = rows.as_array().unwrap().clone();
+            if rows.len() >= expected && rows.iter().all(|r| r["status"] == "graded" || r["status"] == "infrastructure_error") {
+                return rows;
+            }
+            assert!(Instant::now() < deadline, "not graded within {limit:?}: {rows:?}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Assigned {
+    id: String,
+    token: String,
+}
+
+fn assign(data: &Path, task: &str, candidate: &str, extra: &[&str]) -> Assigned {
+    let output = Command::new(takehome_binary())
+        .args(["assign", "--task", task, "--candidate", candidate, "--data-dir"])
+        .arg(data)
+        .args(extra)
+        .env("TAKEHOME_TASKS_ROOT", repo_root())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "assign failed: {stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let field = |name: &str| stdout.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_string()).unwrap_or_else(|| panic!("no {name} in {stdout}"));
+    Assigned { id: field("user:"), token: field("token:") }
+}
+
+/// Runs git with no prompts and a fixed identity; returns (success, stdout + stderr).
+fn git(dir: &Path, args: &[&str]) -> (bool, String) {
+    let output = Command::new("git")
+        .args(["-c", "user.name=Candidate", "-c", "user.email=candidate@example.com", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ASKPASS", "/bin/false")
+        .output()
+        .unwrap();
+    (output.status.success(), format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
+}
+
+fn clone(daemon: &Daemon, assignment: &Assigned, into: &Path) -> PathBuf {
+    let dest = into.join(&assignment.id);
+    let (ok, out) = git(into, &["clone", "-q", &daemon.url(assignment), dest.to_str().unwrap()]);
+    assert!(ok, "clone failed: {out}");
+    dest
+}
+
+/// Commits the reference cleaner (or `body` as clean.py) and pushes; returns git's output.
+fn push_solution(repo: &Path, body: Option<&str>, message: &str) -> (bool, String) {
+    let reference = std::fs::read_to_string(repo_root().join("tasks/penguins-cleaning/fixtures/reference/clean.py")).unwrap();
+    std::fs::write(repo.join("clean.py"), body.unwrap_or(&reference)).unwrap();
+    let (ok, out) = git(repo, &["commit", "-q", "-am", message]);
+    assert!(ok, "{out}");
+    git(repo, &["push", "origin", "main"])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn assign_clone_push_and_read_the_graded_report() {
+    let Some(sandbox) = docker().await else { return };
+    python_image(&sandbox).await;
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let (data_path, work_path) = (data.path().to_path_buf(), work.path().to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let daemon = Daemon::start(&data_path, 1);
+        let alice = assign(&data_path, "penguins-cleaning", "alice@example.com", &[]);
+        let bob = assign(&data_path, "penguins-cleaning", "bob@example.com", &[]);
+        let repo = clone(&daemon, &alice, &work_path);
+        for seeded in ["README.md", "clean.py", "data/public/penguins_raw.csv", "data/public/penguins_clean.csv"] {
+            assert!(repo.join(seeded).is_file(), "the repository lacks {seeded}");
+        }
+        assert!(!repo.join("data/hidden").exists());
+        let (ok, out) = push_solution(&repo, None, "the reference cleaner");
+        assert!(ok, "{out}");
+        for needle in ["takehome: submission #1 accepted", "takehome: queue position", "left (deadline", "/status/"] {
+            assert!(out.contains(needle), "the push reply lacks {needle:?}:\n{out}");
+        }
+        let rows = daemon.wait_graded(&alice.id, 1, Duration::from_secs(180));
+        assert_eq!(rows.len(), 1, "one push, one submission");
+        let detail = daemon.api(&format!("/api/submissions/{}", rows[0]["id"]));
+        assert_eq!(detail["report"]["status"], "graded", "{detail:#}");
+        assert!(detail["report"]["score"].as_f64().unwrap() > 95.0);
+        assert_eq!(detail["report"]["candidate"], "alice@example.com");
+        assert_eq!(detail["report"]["submission"]["commit"].as_str().unwrap().len(), 40);
+
+        // The candidate sees steps and format feedback, never a score.
+        let (status, body) = daemon.get(&format!("/api/status/{}", alice.id), Some((&alice.id, &alice.token)));
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("\"outcome\":\"ok\"") && !body.contains("\"score\""), "{body}");
+
+        // Wrong tokens and other candidates' repositories are refused.
+        let (status, _) = daemon.get(&format!("/api/status/{}", alice.id), Some((&alice.id, "wrong")));
+        assert_eq!(status, 401);
+        let (status, _) = daemon.get(&format!("/api/status/{}", bob.id), Some((&alice.id, &alice.token)));
+        assert_eq!(status, 401, "alice read bob's status");
+        let stolen = format!("http://{}:{}@127.0.0.1:{}/git/{}.git", bob.id, alice.token, daemon.port, bob.id);
+        let (ok, out) = git(&work_path, &["clone", "-q", &stolen, "stolen"]);
+        assert!(!ok, "alice cloned bob's repository: {out}");
+        let wrong = format!("http://{}:nope@127.0.0.1:{}/git/{}.git", alice.id, daemon.port, alice.id);
+        let (ok, _) = git(&work_path, &["clone", "-q", &wrong, "wrong"]);
+        assert!(!ok, "a wrong token cloned");
+        let (status, _) = daemon.get("/api/submissions", None);
+        assert_eq!(status, 401, "the API needs an assessor");
+
+        let (status, metrics) = daemon.get("/metrics", None);
+        assert_eq!(status, 200);
+        for needle in ["takehome_queue_depth 0", "takehome_jobs{outcome=\"graded\"} 1", "takehome_step_duration_seconds_count{step=\"clean\"} 1"] {
+            assert!(metrics.contains(needle), "metrics lack {needle:?}:\n{metrics}");
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_after_the_deadline_is_refused_with_a_message() {
+    let Some(sandbox) = docker().await else { return };
+    python_image(&sandbox).await;
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let (data_path, work_path) = (data.path().to_path_buf(), work.path().to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let daemon = Daemon::start(&data_path, 1);
+        let late = assign(&data_path, "penguins-cleaning", "late@example.com", &["--time-box", "3s", "--starts", "now"]);
+        let repo = clone(&daemon, &late, &work_path);
+        std::thread::sleep(Duration::from_secs(4));
+        let (ok, out) = push_solution(&repo, None, "too late");
+        assert!(!ok, "a late push was accepted: {out}");
+        assert!(out.contains("takehome: the time box closed"), "git did not print why:\n{out}");
+        let rows = daemon.api(&format!("/api/submissions?assignment={}", late.id));
+        assert_eq!(rows.as_array().unwrap().len(), 0, "a refused push made a submission");
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_during_a_job_then_restart_grades_it_exactly_once() {
+    let Some(sandbox) = docker().await else { return };
+    python_image(&sandbox).await;
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let (data_path, work_path) = (data.path().to_path_buf(), work.path().to_path_buf());
+    let first = tokio::task::spawn_blocking({
+        let (data_path, work_path) = (data_path.clone(), work_path.clone());
+        move || {
+            let mut daemon = Daemon::start(&data_path, 1);
+            let slow = assign(&data_path, "penguins-cleaning", "slow@example.com", &[]);
+            let repo = clone(&daemon, &slow, &work_path);
+            let reference = std::fs::read_to_string(repo_root().join("tasks/penguins-cleaning/fixtures/reference/clean.py")).unwrap();
+            let body = format!("import time\n\ntime.sleep(6)\n{reference}");
+            let (ok, out) = push_solution(&repo, Some(&body), "slow but right");
+            assert!(ok, "{out}");
+            let pid = daemon.pid();
+            (daemon.child.id(), slow.id, pid, {
+                // Hand the child over without the Drop's SIGTERM: this test kills it with -9.
+                let child = std::mem::replace(&mut daemon.child, Command::new("true").spawn().unwrap());
+                std::mem::forget(daemon);
+                child
+            })
+        }
+    })
+    .await
+    .unwrap();
+    let (_, assignment, pid, mut child) = first;
+    let label = format!("takehome.pid={pid}");
+    let running = super::common::wait_until(Duration::from_secs(60), || async { containers_with_label(&sandbox, &label).await >= 2 }).await;
+    assert!(running, "the job never started");
+    assert!(Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success());
+    let _ = child.wait();
+    assert!(containers_with_label(&sandbox, &label).await > 0, "a killed daemon leaves its containers (the restart must clean them)");
+    let data_again = data_path.clone();
+    tokio::task::spawn_blocking(move || {
+        let daemon = Daemon::start(&data_again, 1);
+        let rows = daemon.wait_graded(&assignment, 1, Duration::from_secs(180));
+        assert_eq!(rows.len(), 1, "exactly one submission: {rows:?}");
+        assert_eq!(rows[0]["status"], "graded");
+        assert_eq!(rows[0]["grade_status"], "graded", "{rows:?}");
+        assert_eq!(rows[0]["attempts"], 1, "the interrupted attempt was given back: {rows:?}");
+    })
+    .await
+    .unwrap();
+    assert_eq!(containers_with_label(&sandbox, &label).await, 0, "the dead daemon's containers remain");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_50_pushes_is_all_graded_with_at_most_n_jobs_at_once() {
+    let Some(sandbox) = docker().await else { return };
+    python_image(&sandbox).await;
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let (data_path, work_path) = (data.path().to_path_buf(), work.path().to_path_buf());
+    const WORKERS: usize = 2;
+    let daemon = tokio::task::spawn_blocking({
+        let data_path = data_path.clone();
+        move || Daemon::start(&data_path, WORKERS)
+    })
+    .await
+    .unwrap();
+    let pid = daemon.pid();
+    // Watch the engine while the burst runs. Each job has one holder container and at most one
+    // step container at a time, so N jobs at once means at most 2N containers of this daemon.
+    let most = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let watch = tokio::spawn({
+        let most = most.clone();
+        async move {
+            let Some(sandbox) = docker().await else { return };
+            loop {
+                let now = sandbox.count_labelled(&format!("takehome.pid={pid}")).await.unwrap_or(0);
+                most.fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    });
+    let daemon = std::sync::Arc::new(daemon);
+    let assignments: Vec<Assigned> = (0..10).map(|i| assign(&data_path, "penguins-cleaning", &format!("burst{i}@example.com"), &[])).collect();
+    let started = Instant::now();
+    let mut pushers = Vec::new();
+    for assignment in assignments {
+        let (daemon, work_path) = (daemon.clone(), work_path.clone());
+        pushers.push(std::thread::spawn(move || {
+            let repo = clone(&daemon, &assignment, &work_path);
+            for n in 0..5 {
+                let (ok, out) = push_solution(&repo, Some(&format!("# push {n}\n{}", std::fs::read_to_string(repo_root().join("tasks/penguins-cleaning/fixtures/reference/clean.py")).unwrap())), &format!("push {n}"));
+                assert!(ok, "push {n} failed: {out}");
+                assert!(out.contains(&format!("submission #{} accepted", n + 1)), "{out}");
+            }
+            assignment.id
+        }));
+    }
+    let ids: Vec<String> = pushers.into_iter().map(|p| p.join().expect("a pusher")).collect();
+    let daemon_for_wait = daemon.clone();
+    let total = tokio::task::spawn_blocking(move || ids.iter().map(|id| daemon_for_wait.wait_graded(id, 5, Duration::from_secs(600)).len()).sum::<usize>()).await.unwrap();
+    assert_eq!(total, 50, "every push graded, none lost");
+    eprintln!("50 pushes graded in {:.0} s with {WORKERS} workers", started.elapsed().as_secs_f64());
+    watch.abort();
+    let most = most.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(most >= 2, "the watcher never saw a job running");
+    assert!(most <= 2 * WORKERS, "{most} containers at once with {WORKERS} workers");
+    let all = daemon.api("/api/submissions");
+    assert!(all.as_array().unwrap().iter().all(|r| r["grade_status"] == "graded"), "{all:#}");
+}
