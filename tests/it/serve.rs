@@ -69,12 +69,16 @@ impl Daemon {
     }
 
     fn request(&self, method: &str, path: &str, auth: Option<(&str, &str)>, body: &str) -> (u16, String) {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else { return (0, String::new()) };
+        let extra = auth.map(|(user, password)| format!("Authorization: Basic {}\r\n", base64(format!("{user}:{password}").as_bytes()))).unwrap_or_default();
+        let (status, _, body) = self.raw(method, path, &extra, body);
+        (status, body)
+    }
+
+    /// One HTTP/1.1 request with `extra` header lines; returns (status, head, body).
+    fn raw(&self, method: &str, path: &str, extra: &str, body: &str) -> (u16, String, String) {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else { return (0, String::new(), String::new()) };
         stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-        if let Some((user, password)) = auth {
-            head.push_str(&format!("Authorization: Basic {}\r\n", base64(format!("{user}:{password}").as_bytes())));
-        }
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n{extra}", body.len());
         if !body.is_empty() {
             head.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
         }
@@ -83,8 +87,8 @@ impl Daemon {
         let _ = stream.read_to_end(&mut response);
         let text = String::from_utf8_lossy(&response).into_owned();
         let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-        (status, body)
+        let (head, body) = text.split_once("\r\n\r\n").map(|(h, b)| (h.to_string(), b.to_string())).unwrap_or_default();
+        (status, head, body)
     }
 
     fn get(&self, path: &str, auth: Option<(&str, &str)>) -> (u16, String) {
@@ -364,4 +368,94 @@ async fn a_burst_of_50_pushes_is_all_graded_with_at_most_n_jobs_at_once() {
     assert!(most <= 2 * WORKERS, "{most} containers at once with {WORKERS} workers");
     let all = daemon.api("/api/submissions");
     assert!(all.as_array().unwrap().iter().all(|r| r["grade_status"] == "graded"), "{all:#}");
+}
+
+fn chromium() -> Option<PathBuf> {
+    ["chromium", "chromium-browser"].iter().find_map(|name| {
+        std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join(name)).find(|p| p.is_file()))
+    })
+}
+
+/// Loads `url` in headless chromium: (DOM, console lines). A screenshot goes to `screenshot`.
+fn browse(binary: &Path, url: &str, screenshot: &Path) -> (String, Vec<String>) {
+    let profile = tempfile::tempdir().unwrap();
+    let run = |extra: &str| {
+        let mut child = Command::new(binary)
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run", "--enable-logging=stderr", "--v=0", "--window-size=1200,1600"])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(extra)
+            .arg(url)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "chromium hung on {url}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        child.wait_with_output().unwrap()
+    };
+    let dom = run("--dump-dom");
+    let console = String::from_utf8_lossy(&dom.stderr).lines().filter(|l| l.contains("CONSOLE")).map(String::from).collect();
+    run(&format!("--screenshot={}", screenshot.display()));
+    (String::from_utf8_lossy(&dom.stdout).into_owned(), console)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_web_ui_renders_in_a_headless_browser() {
+    let Some(binary) = chromium() else {
+        if std::env::var("TAKEHOME_REQUIRE_BROWSER").as_deref() == Ok("1") {
+            panic!("chromium is required (TAKEHOME_REQUIRE_BROWSER=1) but not installed");
+        }
+        eprintln!("SKIPPED: no chromium on this machine");
+        return;
+    };
+    let Some(sandbox) = docker().await else { return };
+    python_image(&sandbox).await;
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let (data_path, work_path) = (data.path().to_path_buf(), work.path().to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let artefacts = repo_root().join("target/test-artifacts");
+        std::fs::create_dir_all(&artefacts).unwrap();
+        let daemon = Daemon::start(&data_path, 1);
+        let grace = assign(&data_path, "penguins-cleaning", "grace@example.com", &[]);
+        let repo = clone(&daemon, &grace, &work_path);
+        assert!(push_solution(&repo, None, "reference").0);
+        let rows = daemon.wait_graded(&grace.id, 1, Duration::from_secs(180));
+        let id = rows[0]["id"].as_i64().unwrap();
+
+        // The live login page, straight from the daemon.
+        let (dom, console) = browse(&binary, &format!("http://127.0.0.1:{}/login", daemon.port), &artefacts.join("ui-login.png"));
+        assert!(dom.contains("action=\"/login\"") && dom.contains("type=\"password\""), "{dom}");
+        assert!(console.is_empty(), "{console:?}");
+
+        // Log in, then render the pages behind the login as the browser would get them.
+        let (status, head, _) = daemon.raw("POST", "/login", "Content-Type: application/x-www-form-urlencoded\r\n", &format!("user=ada&password={}", PASSWORD.replace(' ', "+")));
+        assert_eq!(status, 303, "{head}");
+        let cookie = head.lines().find_map(|l| l.strip_prefix("set-cookie: ").or_else(|| l.strip_prefix("Set-Cookie: "))).expect("a session cookie").split(';').next().unwrap().to_string();
+        let (status, _, wrong) = daemon.raw("POST", "/login", "Content-Type: application/x-www-form-urlencoded\r\n", "user=ada&password=nope");
+        assert_eq!(status, 401, "{wrong}");
+        for (name, path, needles) in [
+            ("dashboard", "/".to_string(), vec!["Assignments", "grace@example.com", "penguins-cleaning"]),
+            ("report", format!("/submissions/{id}"), vec!["Clean the Palmer penguins field records", "Cleaning: per-column accuracy", "Add note"]),
+            ("compare", "/tasks/penguins-cleaning/compare".to_string(), vec!["candidates by score", "grace@example.com"]),
+        ] {
+            let (status, _, html) = daemon.raw("GET", &path, &format!("Cookie: {cookie}\r\n"), "");
+            assert_eq!(status, 200, "{path}: {html}");
+            let file = artefacts.join(format!("ui-{name}.html"));
+            std::fs::write(&file, &html).unwrap();
+            let (dom, console) = browse(&binary, &format!("file://{}", file.display()), &artefacts.join(format!("ui-{name}.png")));
+            for needle in needles {
+                assert!(dom.contains(needle), "{name}: the rendered page lacks {needle:?}");
+            }
+            assert!(console.is_empty(), "{name}: {console:?}");
+        }
+        // Without the cookie, the pages send the browser to the login.
+        let (status, head, _) = daemon.raw("GET", "/", "", "");
+        assert!(status == 303 && head.to_ascii_lowercase().contains("location: /login"), "{status} {head}");
+    })
+    .await
+    .unwrap();
 }
