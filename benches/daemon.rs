@@ -1,0 +1,180 @@
+//! The daemon under load, against a peer measured in the same run:
+//! - push-to-report latency of a trivial submission against the sum of its steps' own container
+//!   time (from the report);
+//! - jobs per minute for a burst at N workers against the same step run one by one with
+//!   `docker run` (same image, same hardening flags, same input);
+//! - the daemon's resident memory idle and at its peak under the burst.
+//!
+//!     cargo bench --profile dev --bench daemon -- [PUSHES] [WORKERS]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn binary() -> PathBuf {
+    let debug = root().join("target/debug/takehome");
+    if debug.exists() { debug } else { root().join("target/release/takehome") }
+}
+
+fn get(port: u16, path: &str, auth: &str) -> String {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
+    let _ = write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Basic {auth}\r\n\r\n");
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .args(["-c", "user.name=b", "-c", "user.email=b@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "git {args:?}");
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let pushes: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(20);
+    let workers: usize = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(1);
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let password = "bench password";
+    let mut daemon = Command::new(binary())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--workers", &workers.to_string(), "--data-dir"])
+        .arg(data.path())
+        .env("TAKEHOME_TASKS_ROOT", root())
+        .env("TAKEHOME_ASSESSOR_USER", "ada")
+        .env("TAKEHOME_ASSESSOR_PASSWORD_HASH", takehome::secret::hash_password(password))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let auth = {
+        // base64 of "ada:bench password"
+        let raw = format!("ada:{password}");
+        let table = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in raw.as_bytes().chunks(3) {
+            let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &b)| acc | (b as u32) << (16 - 8 * i));
+            for i in 0..4 {
+                out.push(if i <= chunk.len() { table[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
+            }
+        }
+        out
+    };
+    let started = Instant::now();
+    while get(port, "/healthz", &auth).trim() != "ok" {
+        assert!(started.elapsed() < Duration::from_secs(60), "the daemon did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let idle_kib = rss_kib(daemon.id());
+
+    let assign = Command::new(binary())
+        .args(["assign", "--task", "penguins-cleaning", "--candidate", "bench@example.com", "--data-dir"])
+        .arg(data.path())
+        .env("TAKEHOME_TASKS_ROOT", root())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&assign.stdout).into_owned();
+    let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)).unwrap().trim().to_string();
+    let (id, token) = (field("user:"), field("token:"));
+    let repo = work.path().join("repo");
+    git(work.path(), &["clone", "-q", &format!("http://{id}:{token}@127.0.0.1:{port}/git/{id}.git"), "repo"]);
+    let reference = std::fs::read_to_string(root().join("tasks/penguins-cleaning/fixtures/reference/clean.py")).unwrap();
+    let graded = || -> Vec<serde_json::Value> {
+        let body = get(port, &format!("/api/submissions?assignment={id}"), &auth);
+        serde_json::from_str::<serde_json::Value>(&body).ok().and_then(|v| v.as_array().cloned()).unwrap_or_default()
+    };
+    let push = |n: usize| {
+        std::fs::write(repo.join("clean.py"), format!("# {n}\n{reference}")).unwrap();
+        git(&repo, &["commit", "-q", "-am", &format!("push {n}")]);
+        git(&repo, &["push", "-q", "origin", "main"]);
+    };
+
+    // 1. Latency, one push at a time.
+    let (mut latency, mut container) = (Vec::new(), Vec::new());
+    for n in 0..5 {
+        let t = Instant::now();
+        push(n);
+        loop {
+            let rows = graded();
+            if rows.len() == n + 1 && rows.iter().all(|r| r["status"] == "graded") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        latency.push(t.elapsed().as_secs_f64());
+        let newest = graded()[0]["id"].as_i64().unwrap();
+        let detail: serde_json::Value = serde_json::from_str(&get(port, &format!("/api/submissions/{newest}"), &auth)).unwrap();
+        container.push(detail["report"]["steps"].as_array().unwrap().iter().map(|s| s["wall_seconds"].as_f64().unwrap()).sum::<f64>());
+    }
+
+    // 2. Throughput: a burst of pushes, then wait for all; sample the daemon's memory meanwhile.
+    let before = graded().len();
+    let t = Instant::now();
+    let mut peak_kib = idle_kib;
+    for n in 0..pushes {
+        push(100 + n);
+        peak_kib = peak_kib.max(rss_kib(daemon.id()));
+    }
+    loop {
+        peak_kib = peak_kib.max(rss_kib(daemon.id()));
+        let rows = graded();
+        if rows.len() == before + pushes && rows.iter().all(|r| r["status"] == "graded") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let burst = t.elapsed().as_secs_f64();
+
+    // The peer: the same step, one `docker run` after another.
+    let image = String::from_utf8_lossy(&Command::new("docker").args(["images", "--format", "{{.Repository}}:{{.Tag}}", "takehome/python"]).output().unwrap().stdout).lines().next().unwrap().to_string();
+    let input = root().join("datasets/penguins-cleaning/hidden/input");
+    let submission = root().join("tasks/penguins-cleaning/fixtures/reference");
+    let t = Instant::now();
+    for _ in 0..pushes {
+        let status = Command::new("docker")
+            .args(["run", "--rm", "--network", "none", "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--user", "10001:10001",
+                   "--memory", "1g", "--memory-swap", "1g", "--cpus", "1", "--pids-limit", "256", "--tmpfs", "/tmp:size=256m", "--tmpfs", "/output:size=128m,uid=10001", "--init", "-w", "/submission"])
+            .arg(format!("--volume={}:/submission:ro", submission.display()))
+            .arg(format!("--volume={}:/data/input:ro", input.display()))
+            .args([&image, "python", "clean.py"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let peer = t.elapsed().as_secs_f64();
+    let _ = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status();
+    let _ = daemon.wait();
+
+    println!("push-to-report latency (median of 5): {:.2} s; the steps' own container time: {:.2} s; ratio {:.1}", median(latency.clone()), median(container.clone()), median(latency) / median(container));
+    println!("burst of {pushes} pushes at {workers} worker(s): {:.1} s = {:.1} jobs/min", burst, pushes as f64 * 60.0 / burst);
+    println!("the same step with docker run, one by one: {:.1} s = {:.1} jobs/min; ratio {:.2}", peer, pushes as f64 * 60.0 / peer, peer / burst);
+    println!("daemon memory: idle {:.1} MiB, peak under the burst {:.1} MiB", idle_kib as f64 / 1024.0, peak_kib as f64 / 1024.0);
+}
