@@ -653,18 +653,17 @@ async fn api_submission(State(app): State<Arc<App>>, Path(id): Path<i64>, header
 
 async fn api_regrade_one(State(app): State<Arc<App>>, Path(id): Path<i64>, headers: HeaderMap) -> Response {
     let _user = assessor_api!(app, headers);
-    match blocking(&app, move |store| store.regrade(Some(id), None)).await {
-        Ok(n) => {
-            app.work.notify_waiters();
-            axum::Json(serde_json::json!({ "queued": n })).into_response()
-        }
-        Err(failure) => failure.into_response(),
-    }
+    api_regrade(&app, Some(id), None).await
 }
 
 async fn api_regrade_task(State(app): State<Arc<App>>, Path(task): Path<String>, headers: HeaderMap) -> Response {
     let _user = assessor_api!(app, headers);
-    match blocking(&app, move |store| store.regrade(None, Some(&task))).await {
+    api_regrade(&app, None, Some(task)).await
+}
+
+/// Queues graded submissions again and wakes the workers; answers how many were queued.
+async fn api_regrade(app: &Arc<App>, submission: Option<i64>, task: Option<String>) -> Response {
+    match blocking(app, move |store| store.regrade(submission, task.as_deref())).await {
         Ok(n) => {
             app.work.notify_waiters();
             axum::Json(serde_json::json!({ "queued": n })).into_response()

@@ -333,14 +333,16 @@ impl DockerSandbox {
         Ok(list.len())
     }
 
-    fn labels(&self, job_id: &str, role: &str) -> HashMap<String, String> {
-        HashMap::from([
-            (LABEL.to_string(), "1".to_string()),
-            (LABEL_JOB.to_string(), job_id.to_string()),
-            (LABEL_PID.to_string(), std::process::id().to_string()),
-            (LABEL_ROLE.to_string(), role.to_string()),
-        ])
-    }
+}
+
+/// The labels of every container and volume of ours: ours, which job, which process, what role.
+fn labels(job_id: &str, role: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (LABEL.to_string(), "1".to_string()),
+        (LABEL_JOB.to_string(), job_id.to_string()),
+        (LABEL_PID.to_string(), std::process::id().to_string()),
+        (LABEL_ROLE.to_string(), role.to_string()),
+    ])
 }
 
 impl Sandbox for DockerSandbox {
@@ -365,7 +367,7 @@ impl Sandbox for DockerSandbox {
                 name: Some(name.clone()),
                 driver: Some("local".to_string()),
                 driver_opts: Some(driver_opts),
-                labels: Some(self.labels(&options.job_id, "volume")),
+                labels: Some(labels(&options.job_id, "volume")),
                 ..Default::default()
             };
             api("create volume", self.docker.create_volume(request)).await?;
@@ -377,7 +379,7 @@ impl Sandbox for DockerSandbox {
             image: Some(options.image.clone()),
             cmd: Some(vec!["sleep".to_string(), "infinity".to_string()]),
             user: Some(RUNNER_USER.to_string()),
-            labels: Some(self.labels(&options.job_id, "holder")),
+            labels: Some(labels(&options.job_id, "holder")),
             network_disabled: Some(true),
             host_config: Some(host_config),
             ..Default::default()
@@ -427,9 +429,7 @@ impl JobSandbox for DockerJob {
             user: Some(RUNNER_USER.to_string()),
             working_dir: Some("/submission".to_string()),
             env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-            labels: Some(
-                DockerSandbox { docker: self.docker.clone() }.labels(&self.job_id, &format!("step:{}", request.name)),
-            ),
+            labels: Some(labels(&self.job_id, &format!("step:{}", request.name))),
             network_disabled: Some(true),
             attach_stdout: Some(true),
             attach_stderr: Some(true),

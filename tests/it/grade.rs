@@ -104,42 +104,22 @@ async fn penguins_cleaning_reference_scores_above_weak_which_scores_above_zero()
     assert!(weak["components"]["accuracy"]["cleaning"]["n_duplicate_rows"].as_u64().unwrap() > 0, "the weak cleaner keeps duplicates");
 }
 
-/// Searches the whole file system of each step for the hidden labels.
-const LABEL_HUNT: &str = r#"
-import os
-import sys
-
-# needle.txt holds the id and the label on two lines, so that it does not match itself.
-NEEDLE = ",".join(open("/submission/needle.txt").read().strip().split("\n")).encode()
-searched, found = 0, []
-for root, dirs, files in os.walk("/", followlinks=False):
-    if root.startswith(("/proc", "/sys", "/dev")):
-        dirs[:] = []
-        continue
-    for name in files:
-        path = os.path.join(root, name)
-        if name == "labels.csv":
-            found.append(path)
-        try:
-            with open(path, "rb") as handle:
-                if NEEDLE in handle.read(64 << 20):
-                    found.append(path)
-        except OSError:
-            continue
-        searched += 1
-print(f"searched {searched} files; data: {sorted(os.listdir('/data'))}")
-print("FOUND " + " ".join(found) if found else "NOT FOUND")
-sys.exit(0)
-"#;
-
 #[tokio::test]
 async fn no_step_finds_the_hidden_labels_anywhere_in_its_file_system() {
     let Some(sandbox) = docker().await else { return };
     python_image(&sandbox).await;
-    // A line that only the hidden labels hold: the first id with its label.
+    // The shared hostile payload (fixtures/hostile/label-hunt), fitted by hand to this task: it
+    // looks for a file named like the truth and for a line that only the hidden labels hold.
     let labels = std::fs::read_to_string(repo_root().join("datasets/diamond-cut/hidden/labels.csv")).unwrap();
-    let needle = labels.lines().nth(1).unwrap().to_string();
-    let submission = folder_with(&[("train.py", LABEL_HUNT), ("predict.py", LABEL_HUNT), ("needle.txt", &needle.replace(',', "\n"))]);
+    let fields: Vec<&str> = labels.lines().nth(1).unwrap().split(',').collect();
+    let info = serde_json::json!({ "truth_name": "labels.csv", "truth_fields": fields, "steps": ["train", "predict"], "output": "predictions.csv" });
+    let payload = std::fs::read_to_string(repo_root().join("fixtures/hostile/label-hunt/payload.py")).unwrap();
+    let submission = folder_with(&[
+        ("payload.py", &payload),
+        ("takehome_check.json", &info.to_string()),
+        ("train.py", "import payload\n\npayload.main(\"train\")\n"),
+        ("predict.py", "import payload\n\npayload.main(\"predict\")\n"),
+    ]);
     let (code, _, report) = grade("diamond-cut", submission.path()).await;
     assert_eq!(code, 0);
     let report = report.unwrap();
@@ -147,7 +127,7 @@ async fn no_step_finds_the_hidden_labels_anywhere_in_its_file_system() {
     assert_eq!(steps.len(), 2, "{report:#}");
     for step in steps {
         let stdout = step["stdout_tail"].as_str().unwrap();
-        assert!(stdout.contains("NOT FOUND"), "step {}: {stdout}", step["name"]);
+        assert!(stdout.contains("searched") && !stdout.contains("LEAK"), "step {}: {stdout}", step["name"]);
         let searched: u64 = stdout.split_whitespace().nth(1).unwrap().parse().unwrap();
         assert!(searched > 1000, "the hunt searched only {searched} files: {stdout}");
     }

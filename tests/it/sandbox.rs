@@ -14,7 +14,6 @@ const MIB: u64 = 1 << 20;
 
 struct Run {
     step: StepRun,
-    job_id: String,
 }
 
 fn limits(timeout_secs: u64, memory: u64) -> Limits {
@@ -39,7 +38,7 @@ async fn run_step(sandbox: &DockerSandbox, image: &str, files: &[(&str, &str)], 
     let step = job.run_step(&request, &CancellationToken::new()).await.expect("the step runs");
     job.close().await.unwrap();
     assert_eq!(containers_with_label(sandbox, &format!("{LABEL_JOB}={job_id}")).await, 0, "containers of job {job_id} were left behind");
-    Run { step, job_id }
+    Run { step }
 }
 
 macro_rules! needs_docker {

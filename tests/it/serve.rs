@@ -12,6 +12,13 @@ use super::common::{containers_with_label, docker, python_image, repo_root, take
 
 const PASSWORD: &str = "correct horse battery";
 
+/// Docker with the runner image, and fresh data and work folders (None: skipped, no Docker).
+async fn setup() -> Option<(takehome::sandbox::DockerSandbox, tempfile::TempDir, tempfile::TempDir)> {
+    let sandbox = docker().await?;
+    python_image(&sandbox).await;
+    Some((sandbox, tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()))
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -185,10 +192,7 @@ fn push_solution(repo: &Path, body: Option<&str>, message: &str) -> (bool, Strin
 
 #[tokio::test(flavor = "multi_thread")]
 async fn assign_clone_push_and_read_the_graded_report() {
-    let Some(sandbox) = docker().await else { return };
-    python_image(&sandbox).await;
-    let data = tempfile::tempdir().unwrap();
-    let work = tempfile::tempdir().unwrap();
+    let Some((_sandbox, data, work)) = setup().await else { return };
     let (data_path, work_path) = (data.path().to_path_buf(), work.path().to_path_buf());
     tokio::task::spawn_blocking(move || {
         let daemon = Daemon::start(&data_path, 1);
@@ -243,10 +247,7 @@ async fn assign_clone_push_and_read_the_graded_report() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_push_after_the_deadline_is_refused_with_a_message() {
-    let Some(sandbox) = docker().await else { return };
-    python_image(&sandbox).await;
-    let data = tempfile::tempdir().unwrap();
-    let work = tempfile::tempdir().unwrap();
+    let Some((_sandbox, data, work)) = setup().await else { return };
     let (data_path, work_path) = (data.path().to_path_buf(), work.path().to_path_buf());
     tokio::task::spawn_blocking(move || {
         let daemon = Daemon::start(&data_path, 1);
@@ -265,10 +266,7 @@ async fn a_push_after_the_deadline_is_refused_with_a_message() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_during_a_job_then_restart_grades_it_exactly_once() {
-    let Some(sandbox) = docker().await else { return };
-    python_image(&sandbox).await;
-    let data = tempfile::tempdir().unwrap();
-    let work = tempfile::tempdir().unwrap();
+    let Some((sandbox, data, work)) = setup().await else { return };
     let (data_path, work_path) = (data.path().to_path_buf(), work.path().to_path_buf());
     let first = tokio::task::spawn_blocking({
         let (data_path, work_path) = (data_path.clone(), work_path.clone());
@@ -314,10 +312,7 @@ async fn kill_9_during_a_job_then_restart_grades_it_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_burst_of_50_pushes_is_all_graded_with_at_most_n_jobs_at_once() {
-    let Some(sandbox) = docker().await else { return };
-    python_image(&sandbox).await;
-    let data = tempfile::tempdir().unwrap();
-    let work = tempfile::tempdir().unwrap();
+    let Some((_sandbox, data, work)) = setup().await else { return };
     let (data_path, work_path) = (data.path().to_path_buf(), work.path().to_path_buf());
     const WORKERS: usize = 2;
     let daemon = tokio::task::spawn_blocking({
@@ -411,10 +406,7 @@ async fn the_web_ui_renders_in_a_headless_browser() {
         eprintln!("SKIPPED: no chromium on this machine");
         return;
     };
-    let Some(sandbox) = docker().await else { return };
-    python_image(&sandbox).await;
-    let data = tempfile::tempdir().unwrap();
-    let work = tempfile::tempdir().unwrap();
+    let Some((_sandbox, data, work)) = setup().await else { return };
     let (data_path, work_path) = (data.path().to_path_buf(), work.path().to_path_buf());
     tokio::task::spawn_blocking(move || {
         let artefacts = repo_root().join("target/test-artifacts");
