@@ -47,6 +47,10 @@ struct Daemon {
 
 impl Daemon {
     fn start(data: &Path, workers: usize) -> Daemon {
+        Daemon::start_with(data, workers, &[])
+    }
+
+    fn start_with(data: &Path, workers: usize, env: &[(&str, &str)]) -> Daemon {
         let port = free_port();
         let hash = takehome::secret::hash_password(PASSWORD);
         let child = Command::new(takehome_binary())
@@ -56,6 +60,7 @@ impl Daemon {
             .env("TAKEHOME_ASSESSOR_USER", "ada")
             .env("TAKEHOME_ASSESSOR_PASSWORD_HASH", hash)
             .env("TAKEHOME_LOG", "takehome=info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -262,6 +267,67 @@ async fn a_push_after_the_deadline_is_refused_with_a_message() {
     })
     .await
     .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_over_the_size_cap_is_refused_with_a_message() {
+    let Some((_sandbox, data, work)) = setup().await else { return };
+    let (data_path, work_path) = (data.path().to_path_buf(), work.path().to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let daemon = Daemon::start_with(&data_path, 1, &[("TAKEHOME_MAX_PUSH", "64KiB")]);
+        let big = assign(&data_path, "penguins-cleaning", "big@example.com", &[]);
+        let repo = clone(&daemon, &big, &work_path);
+        // 300 KiB that does not compress (xorshift noise).
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let noise: Vec<u8> = (0..300 * 1024)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
+            .collect();
+        std::fs::write(repo.join("weights.bin"), noise).unwrap();
+        let (ok, out) = git(&repo, &["add", "weights.bin"]);
+        assert!(ok, "{out}");
+        let (ok, out) = push_solution(&repo, None, "with a big file");
+        assert!(!ok, "an oversized push was accepted: {out}");
+        assert!(out.contains("takehome: push refused: the push is larger than 64 KiB"), "git did not print why:\n{out}");
+        let rows = daemon.api(&format!("/api/submissions?assignment={}", big.id));
+        assert_eq!(rows.as_array().unwrap().len(), 0);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_a_running_job_and_queues_it_again() {
+    let Some((sandbox, data, work)) = setup().await else { return };
+    let (data_path, work_path) = (data.path().to_path_buf(), work.path().to_path_buf());
+    let started = tokio::task::spawn_blocking({
+        let (data_path, work_path) = (data_path.clone(), work_path.clone());
+        move || {
+            let daemon = Daemon::start(&data_path, 1);
+            let patient = assign(&data_path, "penguins-cleaning", "patient@example.com", &[]);
+            let repo = clone(&daemon, &patient, &work_path);
+            let (ok, out) = push_solution(&repo, Some("import time\n\ntime.sleep(60)\n"), "slow");
+            assert!(ok, "{out}");
+            daemon
+        }
+    })
+    .await
+    .unwrap();
+    let label = format!("takehome.pid={}", started.pid());
+    assert!(super::common::wait_until(Duration::from_secs(60), || async { containers_with_label(&sandbox, &label).await >= 2 }).await, "the job never started");
+    let stopped_at = Instant::now();
+    drop(started); // SIGTERM, then wait for the exit
+    assert!(stopped_at.elapsed() < Duration::from_secs(25), "shutdown took {:?}", stopped_at.elapsed());
+    assert_eq!(containers_with_label(&sandbox, &label).await, 0, "containers remain after SIGTERM");
+    use takehome::store::Store;
+    let store = takehome::store::SqliteStore::open(&data_path.join("takehome.sqlite")).unwrap();
+    let rows = store.submissions(None, None).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].status.as_str(), rows[0].attempts), ("queued", 0), "{rows:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
