@@ -206,6 +206,15 @@ fn clock(seconds: i64) -> String {
 
 // ---------------------------------------------------------------- git
 
+/// Starts the assignment's clock at `now` when `start` is asked and it has not started yet.
+async fn started(app: &Arc<App>, assignment: crate::store::Assignment, start: bool, now: i64) -> Result<crate::store::Assignment, Failure> {
+    if !start || assignment.started_at.is_some() {
+        return Ok(assignment);
+    }
+    let id = assignment.id;
+    blocking(app, move |store| store.start_clock(&id, now)).await
+}
+
 #[derive(Deserialize)]
 struct ServiceQuery {
     service: Option<String>,
@@ -225,14 +234,10 @@ async fn info_refs(State(app): State<Arc<App>>, Path(repo): Path<String>, Query(
         Err(response) => return response,
     };
     let now = now();
-    let assignment = if service == Service::UploadPack && assignment.started_at.is_none() && assignment.starts == "on-clone" {
-        let id = assignment.id.clone();
-        match blocking(&app, move |store| store.start_clock(&id, now)).await {
-            Ok(a) => a,
-            Err(failure) => return failure.into_response(),
-        }
-    } else {
-        assignment
+    let start = service == Service::UploadPack && assignment.starts == "on-clone";
+    let assignment = match started(&app, assignment, start, now).await {
+        Ok(a) => a,
+        Err(failure) => return failure.into_response(),
     };
     let content_type = format!("application/x-{}-advertisement", service.name());
     if service == Service::ReceivePack {
@@ -278,14 +283,9 @@ async fn rpc(State(app): State<Arc<App>>, Path((repo, service)): Path<(String, S
 
     // A push: the server's clock decides, then the size, then git.
     let now = now();
-    let assignment = if assignment.started_at.is_none() {
-        let id = assignment.id.clone();
-        match blocking(&app, move |store| store.start_clock(&id, now)).await {
-            Ok(a) => a,
-            Err(failure) => return failure.into_response(),
-        }
-    } else {
-        assignment
+    let assignment = match started(&app, assignment, true, now).await {
+        Ok(a) => a,
+        Err(failure) => return failure.into_response(),
     };
     let refuse = |reason: String| {
         app.metrics.lock().unwrap().pushes_refused += 1;
