@@ -33,6 +33,12 @@ enum LogFormat {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run by git, not by people: our pre-receive hook (checks a pushed tree before it is accepted).
+    #[command(hide = true)]
+    IntakeHook {
+        /// The hook's name; only `pre-receive` exists.
+        name: String,
+    },
     /// Grade one submission folder against a task's hidden data.
     Grade {
         /// The task folder (tasks/<id>).
@@ -262,6 +268,13 @@ fn init_tracing(format: LogFormat) {
 
 async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
+        Command::IntakeHook { name } => {
+            if name != "pre-receive" {
+                return Err(usage(anyhow::anyhow!("unknown hook {name:?} (expected pre-receive)")));
+            }
+            let code = crate::intake::pre_receive(std::io::stdin().lock(), &mut std::io::stdout());
+            std::process::exit(code);
+        }
         Command::Grade { task, submission, json, html, markdown, candidate, build } => {
             let outputs = Outputs { json, html, markdown };
             grade(&task, &submission, &outputs, candidate, build.into()).await
@@ -436,8 +449,7 @@ fn score(metric: &str, truth: &Path, predictions: &Path, id: String, target: Opt
     let target = match target {
         Some(target) => target,
         None => {
-            let names = grading::table::read_text(truth)
-                .map(|t| grading::table::column_names(&t))
+            let names = grading::table::header(truth)
                 .map_err(|message| usage(anyhow::anyhow!("{}: {message}", truth.display())))?;
             let others: Vec<&String> = names.iter().filter(|n| **n != id).collect();
             match others[..] {
@@ -574,7 +586,7 @@ fn assign(config: &crate::config::Config, task_id: &str, candidate: &str, time_b
         started_at: (starts == Starts::Now).then_some(now),
         created_at: now,
     };
-    crate::intake::Repos::new(config.repos_dir()).create(&id, &spec, config.max_push_bytes).map_err(ours)?;
+    crate::intake::Repos::new(config.repos_dir(), config.hooks_dir()).create(&id, &spec, config.max_push_bytes).map_err(ours)?;
     store.create_assignment(&assignment).map_err(ours)?;
     let url = format!("{}/git/{id}.git", config.public_url.trim_end_matches('/'));
     println!("assignment {id}: {} for {candidate}, {} ({})", spec.title, crate::units::format_duration(time_box), if starts == Starts::Now { "the clock runs from now" } else { "the clock starts at the first clone" });

@@ -14,6 +14,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_MAX_PUSH: &str = "100MiB";
 pub const DEFAULT_TASKS_ROOT: &str = ".";
 pub const DEFAULT_RETRIES: u32 = 3;
+pub const DEFAULT_REPO_QUOTA: &str = "1GiB";
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+pub const DEFAULT_MAX_GIT_PROCESSES: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -30,14 +33,29 @@ pub struct Config {
     /// Attempts for a job that fails on our side before it is marked infrastructure_error.
     pub retries: u32,
     pub assessors: Vec<Assessor>,
+    /// The most a candidate's repository may hold on disk; a push past it is refused.
+    pub repo_quota_bytes: u64,
+    /// Open HTTP connections at once; more are closed as they arrive.
+    pub max_connections: usize,
+    /// git processes (clones, fetches, pushes) at once; more wait their turn.
+    pub max_git_processes: usize,
+    /// The bearer token that `/metrics` asks for; without one, `/metrics` is off.
+    pub metrics_token: Option<String>,
 }
 
-/// An assessor's login; the password is stored as a PBKDF2 hash (`takehome hash-password`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// An assessor's login; the password is stored as a PBKDF2 hash (`takehome hash-password`),
+/// parsed when the config is loaded.
+#[derive(Debug, Clone)]
 pub struct Assessor {
     pub user: String,
-    pub password_hash: String,
+    pub password_hash: crate::secret::PasswordHash,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAssessor {
+    user: String,
+    password_hash: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -50,8 +68,12 @@ struct FileConfig {
     max_push: Option<String>,
     tasks_root: Option<PathBuf>,
     retries: Option<u32>,
+    repo_quota: Option<String>,
+    max_connections: Option<usize>,
+    max_git_processes: Option<usize>,
+    metrics_token: Option<String>,
     #[serde(default)]
-    assessors: Vec<Assessor>,
+    assessors: Vec<FileAssessor>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,16 +115,55 @@ impl Config {
             Some(text) => text.parse().map_err(|_| ConfigError::Value { key: "retries".into(), message: format!("{text:?} is not a number") })?,
             None => DEFAULT_RETRIES,
         };
-        let mut assessors = parsed.assessors;
+        let mut stored: Vec<(String, String)> = parsed.assessors.into_iter().map(|a| (a.user, a.password_hash)).collect();
         if let (Some(user), Some(hash)) = (env("TAKEHOME_ASSESSOR_USER"), env("TAKEHOME_ASSESSOR_PASSWORD_HASH")) {
-            assessors.push(Assessor { user, password_hash: hash });
+            stored.push((user, hash));
         }
-        for assessor in &assessors {
-            if !assessor.password_hash.starts_with("pbkdf2-sha256$") {
-                return Err(ConfigError::Value { key: "assessors".into(), message: format!("{}: password_hash is not a takehome hash (make one with `takehome hash-password`)", assessor.user) });
+        let mut assessors = Vec::new();
+        for (user, hash) in stored {
+            if user.is_empty() || user.contains(':') {
+                return Err(ConfigError::Value { key: "assessors".into(), message: format!("{user:?}: a user name must be non-empty and have no ':'") });
             }
+            if assessors.iter().any(|a: &Assessor| a.user == user) {
+                return Err(ConfigError::Value { key: "assessors".into(), message: format!("{user}: listed twice") });
+            }
+            let password_hash = crate::secret::PasswordHash::parse(&hash)
+                .map_err(|message| ConfigError::Value { key: "assessors".into(), message: format!("{user}: password_hash: {message}") })?;
+            assessors.push(Assessor { user, password_hash });
         }
-        Ok(Config { data_dir, listen, public_url, workers, max_push_bytes, tasks_root, retries, assessors })
+        let repo_quota_text = value("repo_quota", parsed.repo_quota).unwrap_or_else(|| DEFAULT_REPO_QUOTA.into());
+        let repo_quota_bytes = parse_size(&repo_quota_text).map_err(|message| ConfigError::Value { key: "repo_quota".into(), message })?;
+        let positive = |key: &str, from_file: Option<usize>, default: usize| -> Result<usize, ConfigError> {
+            match value(key, from_file.map(|n| n.to_string())) {
+                Some(text) => text.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| ConfigError::Value { key: key.into(), message: format!("{text:?} is not a positive number") }),
+                None => Ok(default),
+            }
+        };
+        let max_connections = positive("max_connections", parsed.max_connections, DEFAULT_MAX_CONNECTIONS)?;
+        let max_git_processes = positive("max_git_processes", parsed.max_git_processes, DEFAULT_MAX_GIT_PROCESSES)?;
+        let metrics_token = value("metrics_token", parsed.metrics_token).filter(|t| !t.is_empty());
+        if metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(ConfigError::Value { key: "metrics_token".into(), message: "must be at least 16 characters".into() });
+        }
+        // Paths are made absolute once, here: git and other child processes run in other folders,
+        // so a relative path would mean something else to each of them.
+        let absolute = |key: &str, path: PathBuf| std::path::absolute(&path).map_err(|e| ConfigError::Value { key: key.into(), message: format!("{}: {e}", path.display()) });
+        let data_dir = absolute("data_dir", data_dir)?;
+        let tasks_root = absolute("tasks_root", tasks_root)?;
+        Ok(Config {
+            data_dir,
+            listen,
+            public_url,
+            workers,
+            max_push_bytes,
+            tasks_root,
+            retries,
+            assessors,
+            repo_quota_bytes,
+            max_connections,
+            max_git_processes,
+            metrics_token,
+        })
     }
 
     pub fn database(&self) -> PathBuf {
@@ -111,6 +172,16 @@ impl Config {
 
     pub fn repos_dir(&self) -> PathBuf {
         self.data_dir.join("repos")
+    }
+
+    /// True when candidates and assessors reach the daemon over https (cookies get `Secure`).
+    pub fn is_https(&self) -> bool {
+        self.public_url.to_ascii_lowercase().starts_with("https://")
+    }
+
+    /// The folder of our own git hooks (the pre-receive check of a push's tree).
+    pub fn hooks_dir(&self) -> PathBuf {
+        self.data_dir.join("hooks")
     }
 
     pub fn describe(&self) -> String {

@@ -47,16 +47,13 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     info!(address = %listener.local_addr()?, "{}", config.describe());
     let work = Arc::new(Notify::new());
     let app = Arc::new(App::new(config.clone(), store.clone(), work.clone()));
+    // Our pre-receive hook runs this very binary to check each pushed tree.
+    let exe = std::env::current_exe().context("cannot find the takehome binary for the git hook")?;
+    app.repos.install_hooks(&exe).context("cannot install the git hook")?;
     let images: Arc<Mutex<HashMap<String, ImageRef>>> = Arc::new(Mutex::new(HashMap::new()));
 
     let mut tasks = JoinSet::new();
-    let router = web::router(app.clone());
-    let stop = shutdown.clone();
-    tasks.spawn(async move {
-        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await {
-            error!(error = %e, "the web server stopped");
-        }
-    });
+    tasks.spawn(web::serve(listener, app.clone(), shutdown.clone()));
     for n in 0..config.workers {
         let worker = Worker { name: format!("worker-{n}"), app: app.clone(), sandbox: sandbox.clone(), images: images.clone(), shutdown: shutdown.clone() };
         tasks.spawn(async move { worker.run().await });

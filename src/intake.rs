@@ -1,24 +1,68 @@
-//! Git intake: the candidates' bare repositories and git's smart HTTP protocol.
+//! Git intake: the candidates' bare repositories, git's smart HTTP protocol, and the push rules.
 //!
-//! Invariants: git runs only on our own bare repositories, with a cleared environment, no system
-//! or global config and no hooks, so nothing a candidate pushes can make the server run it. A
-//! push is accepted only before the deadline by the server's clock (never git's dates). The web
-//! layer owns the routes; this module owns the protocol (pkt-lines, side-band messages) and the
-//! `git upload-pack` / `git receive-pack --stateless-rpc` processes behind them.
+//! Invariants:
+//! - git runs only on our own bare repositories, with a cleared environment and no system or
+//!   global config. The only hook is our own `pre-receive` (in a folder of ours, named with `-c
+//!   core.hooksPath` on each push), which checks the pushed tree from git's own object listing
+//!   *before* the refs move and before anything is checked out: a tree larger than
+//!   [`submission::MAX_BYTES`](crate::submission::MAX_BYTES) or with more than
+//!   [`submission::MAX_FILES`](crate::submission::MAX_FILES) entries is refused with a message
+//!   git prints, and its objects (still in git's quarantine) are dropped.
+//! - [`Repos::receive_push`] is the one function that decides a push: the deadline by the
+//!   server's clock (never git's dates), only `refs/heads/main`, no deletion, no force push
+//!   (`receive.denyNonFastForwards`), `receive.fsckObjects`, the per-push size counted as the body
+//!   streams in (refused mid-stream), and the per-repository quota.
+//! - Request bodies are streamed into git's stdin with a running byte count and an idle timeout,
+//!   never buffered whole; upload-pack's output is streamed back ([`GitOutput`]). The caller
+//!   authenticates before handing a body here.
+//! - Every accepted commit is kept under `refs/takehome/<n>` (hidden from clients), so regrades
+//!   survive anything that happens to `main`.
 
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::task::TaskSpec;
+
+/// The longest a client may pause while sending a request body.
+pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest one git process may run.
+pub const GIT_TIMEOUT: Duration = Duration::from_secs(600);
+/// The most an upload-pack request (wants and haves) may hold, decoded.
+pub const MAX_FETCH_REQUEST: u64 = 16 << 20;
+/// The most of receive-pack's report we keep (it is a few lines).
+const MAX_REPORT: usize = 1 << 20;
+/// The push's command section (ref updates) must fit in this.
+const MAX_COMMANDS: usize = 64 << 10;
+/// Pushed paths longer than this are refused (the checkout could not write them).
+const MAX_PATH: usize = 1024;
+const ZERO_ID: &str = "0000000000000000000000000000000000000000";
+const HIDDEN_REFS: &str = "refs/takehome";
 
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
     #[error("git {action}: {message}")]
     Git { action: String, message: String },
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> IntakeError {
+    let path = path.to_path_buf();
+    move |source| IntakeError::Io { action, path, source }
 }
 
 /// The two services of git's smart HTTP protocol.
@@ -85,20 +129,69 @@ pub fn advertisement_error(service: Service, message: &str) -> Vec<u8> {
     out
 }
 
-/// True when a receive-pack request asks for side-band messages (the first command's capabilities).
-pub fn wants_sideband(request: &[u8]) -> bool {
-    let window = &request[..request.len().min(4096)];
-    window.windows(13).any(|w| w == b"side-band-64k")
+/// One ref update of a push: `old new ref`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefUpdate {
+    pub old: String,
+    pub new: String,
+    pub name: String,
+}
+
+/// The command section of a receive-pack request, parsed from its pkt-lines.
+#[derive(Debug, Clone, Default)]
+pub struct PushCommands {
+    pub updates: Vec<RefUpdate>,
+    pub sideband: bool,
+}
+
+/// Parses the pkt-lines of `request` up to the first flush. `Ok(None)`: more bytes are needed.
+fn parse_commands(request: &[u8]) -> Result<Option<(PushCommands, usize)>, String> {
+    let mut commands = PushCommands::default();
+    let mut at = 0;
+    loop {
+        if at + 4 > request.len() {
+            return Ok(None);
+        }
+        let length = std::str::from_utf8(&request[at..at + 4]).ok().and_then(|h| usize::from_str_radix(h, 16).ok()).ok_or("not a git push request")?;
+        if length == 0 {
+            return Ok(Some((commands, at + 4)));
+        }
+        if length < 4 {
+            return Err("not a git push request".into());
+        }
+        if at + length > request.len() {
+            return Ok(None);
+        }
+        let line = String::from_utf8_lossy(&request[at + 4..at + length]).into_owned();
+        let (command, capabilities) = line.split_once('\0').unwrap_or((&line, ""));
+        if capabilities.split_whitespace().any(|c| c == "side-band-64k" || c == "side-band") {
+            commands.sideband = true;
+        }
+        let parts: Vec<&str> = command.trim_end().split(' ').collect();
+        match parts[..] {
+            [old, new, name] if is_object_id(old) && is_object_id(new) => {
+                commands.updates.push(RefUpdate { old: old.into(), new: new.into(), name: name.into() });
+            }
+            ["shallow", id] if is_object_id(id) => {}
+            _ => return Err(format!("not a ref update: {:?}", command.chars().take(100).collect::<String>())),
+        }
+        at += length;
+    }
+}
+
+fn is_object_id(text: &str) -> bool {
+    text.len() == 40 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// A receive-pack reply that refuses every pushed ref with `reason`, and says why.
-pub fn refusal(request: &[u8], reason: &str) -> Vec<u8> {
-    let mut status = pkt_line(format!("unpack {reason}\n").as_bytes());
-    for reference in pushed_refs(request) {
-        status.extend(pkt_line(format!("ng {reference} {reason}\n").as_bytes()));
+pub fn refusal(commands: &PushCommands, reason: &str) -> Vec<u8> {
+    let reason_line = reason.replace('\n', " ");
+    let mut status = pkt_line(format!("unpack {reason_line}\n").as_bytes());
+    for update in &commands.updates {
+        status.extend(pkt_line(format!("ng {} {reason_line}\n", update.name).as_bytes()));
     }
     status.extend_from_slice(FLUSH);
-    if !wants_sideband(request) {
+    if !commands.sideband {
         return status;
     }
     let mut out = sideband_message(&format!("takehome: push refused: {reason}"));
@@ -111,29 +204,180 @@ pub fn refusal(request: &[u8], reason: &str) -> Vec<u8> {
     out
 }
 
-/// The refs a receive-pack request updates (`old new ref` command lines before the first flush).
-fn pushed_refs(request: &[u8]) -> Vec<String> {
-    let mut refs = Vec::new();
-    let mut at = 0;
-    while at + 4 <= request.len() {
-        let Some(length) = std::str::from_utf8(&request[at..at + 4]).ok().and_then(|h| usize::from_str_radix(h, 16).ok()) else { break };
-        if length == 0 || at + length > request.len() || length < 4 {
-            break;
-        }
-        let line = String::from_utf8_lossy(&request[at + 4..at + length]);
-        let command = line.split('\0').next().unwrap_or("").trim();
-        if let Some(reference) = command.split_whitespace().nth(2) {
-            refs.push(reference.to_string());
-        }
-        at += length;
+// ---------------------------------------------------------------- request bodies
+
+/// A request body as the web layer hands it over: chunks, or an error text.
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>;
+
+/// Why a body could not be read to the end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// More than the cap (decoded bytes).
+    TooLarge(u64),
+    /// The client paused longer than [`BODY_IDLE_TIMEOUT`].
+    Idle,
+    /// The gzip encoding is broken, or the connection broke.
+    Broken(String),
+}
+
+/// Reads a request body chunk by chunk, decoding gzip on the fly, counting the decoded bytes
+/// against a cap, and giving up when the client pauses too long. Never holds more than one chunk
+/// (plus at most 64 KiB of decoded output) at a time.
+pub struct BodyReader {
+    stream: BodyStream,
+    gzip: Option<GzipState>,
+    cap: u64,
+    read: u64,
+    done: bool,
+}
+
+struct GzipState {
+    header: Vec<u8>,
+    header_done: bool,
+    inflate: flate2::Decompress,
+    pending: Bytes,
+}
+
+impl BodyReader {
+    pub fn new(stream: BodyStream, gzip: bool, cap: u64) -> BodyReader {
+        let gzip = gzip.then(|| GzipState { header: Vec::new(), header_done: false, inflate: flate2::Decompress::new(false), pending: Bytes::new() });
+        BodyReader { stream, gzip, cap, read: 0, done: false }
     }
-    refs
+
+    /// Decoded bytes so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.read
+    }
+
+    /// The next piece of the decoded body, or `None` at its end.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, BodyError> {
+        loop {
+            if let Some(gzip) = &mut self.gzip {
+                if !gzip.pending.is_empty() && gzip.header_done {
+                    let out = inflate_some(gzip)?;
+                    if !out.is_empty() {
+                        return self.count(out).map(Some);
+                    }
+                    continue;
+                }
+            }
+            if self.done {
+                return Ok(None);
+            }
+            let chunk = match tokio::time::timeout(BODY_IDLE_TIMEOUT, self.stream.next()).await {
+                Err(_) => return Err(BodyError::Idle),
+                Ok(None) => {
+                    self.done = true;
+                    continue;
+                }
+                Ok(Some(Err(error))) => return Err(BodyError::Broken(error)),
+                Ok(Some(Ok(chunk))) => chunk,
+            };
+            match &mut self.gzip {
+                None => return self.count(chunk).map(Some),
+                Some(gzip) if !gzip.header_done => {
+                    gzip.header.extend_from_slice(&chunk);
+                    if gzip.header.len() > 64 << 10 {
+                        return Err(BodyError::Broken("the gzip header is too long".into()));
+                    }
+                    if let Some(end) = gzip_header_length(&gzip.header)? {
+                        gzip.pending = Bytes::from(gzip.header.split_off(end));
+                        gzip.header_done = true;
+                    }
+                }
+                Some(gzip) => gzip.pending = chunk,
+            }
+        }
+    }
+
+    fn count(&mut self, chunk: Bytes) -> Result<Bytes, BodyError> {
+        self.read += chunk.len() as u64;
+        if self.read > self.cap {
+            return Err(BodyError::TooLarge(self.cap));
+        }
+        Ok(chunk)
+    }
+}
+
+/// Inflates at most 64 KiB from the pending input.
+fn inflate_some(gzip: &mut GzipState) -> Result<Bytes, BodyError> {
+    let mut out = vec![0u8; 64 << 10];
+    let before_in = gzip.inflate.total_in();
+    let before_out = gzip.inflate.total_out();
+    let status = gzip.inflate.decompress(&gzip.pending, &mut out, flate2::FlushDecompress::None).map_err(|e| BodyError::Broken(format!("bad gzip body: {e}")))?;
+    let consumed = (gzip.inflate.total_in() - before_in) as usize;
+    let produced = (gzip.inflate.total_out() - before_out) as usize;
+    gzip.pending = gzip.pending.slice(consumed..);
+    if status == flate2::Status::StreamEnd {
+        // What follows is the gzip trailer (CRC and size): nothing more to decode.
+        gzip.pending = Bytes::new();
+    } else if consumed == 0 && produced == 0 {
+        return Err(BodyError::Broken("bad gzip body: no progress".into()));
+    }
+    out.truncate(produced);
+    Ok(Bytes::from(out))
+}
+
+/// The length of a gzip member's header (RFC 1952), once `data` holds all of it.
+fn gzip_header_length(data: &[u8]) -> Result<Option<usize>, BodyError> {
+    if data.len() < 10 {
+        return Ok(None);
+    }
+    if data[0] != 0x1f || data[1] != 0x8b || data[2] != 8 {
+        return Err(BodyError::Broken("not a gzip body".into()));
+    }
+    let flags = data[3];
+    let mut at = 10;
+    if flags & 4 != 0 {
+        if data.len() < at + 2 {
+            return Ok(None);
+        }
+        at += 2 + u16::from_le_bytes([data[at], data[at + 1]]) as usize;
+    }
+    for flag in [8u8, 16] {
+        if flags & flag != 0 {
+            match data.get(at..).and_then(|rest| rest.iter().position(|&b| b == 0)) {
+                Some(zero) => at += zero + 1,
+                None => return Ok(None),
+            }
+        }
+    }
+    if flags & 2 != 0 {
+        at += 2;
+    }
+    Ok((data.len() >= at).then_some(at))
+}
+
+// ---------------------------------------------------------------- repositories
+
+/// The rules a push is held to, decided by the caller from the assignment and the config.
+#[derive(Debug, Clone)]
+pub struct PushRules {
+    /// Seconds since the epoch, by the server's clock.
+    pub now: i64,
+    pub deadline: Option<i64>,
+    pub max_push_bytes: u64,
+    pub quota_bytes: u64,
+}
+
+/// What became of a push. `reply` is the body to send back (git prints its side-band lines).
+#[derive(Debug)]
+pub enum PushOutcome {
+    /// `main` moved to `commit`.
+    Accepted { commit: String, reply: Vec<u8>, sideband: bool },
+    /// git ran, and `main` did not move (git's own report says why, e.g. our hook declined).
+    Unchanged { reply: Vec<u8>, sideband: bool },
+    /// Refused by our rules; `reply` says why in terms git prints.
+    Refused { reason: String, reply: Vec<u8> },
 }
 
 /// The candidates' bare repositories, one per assignment, under one folder.
 #[derive(Debug, Clone)]
 pub struct Repos {
     dir: PathBuf,
+    hooks: PathBuf,
+    /// One push at a time per repository, so that "main before and after" is this push's.
+    locks: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 fn git_command(dir: &Path) -> std::process::Command {
@@ -150,16 +394,40 @@ fn git_command(dir: &Path) -> std::process::Command {
 }
 
 fn run(mut command: std::process::Command, action: &str) -> Result<String, IntakeError> {
-    let output = command.output()?;
+    let output = command.output().map_err(|source| IntakeError::Git { action: action.to_string(), message: format!("cannot run git: {source}") })?;
     if !output.status.success() {
         return Err(IntakeError::Git { action: action.to_string(), message: String::from_utf8_lossy(&output.stderr).trim().to_string() });
     }
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
+/// Options given on every git command line, so that they hold for repositories made by an older
+/// takehome too.
+fn serving_options(service: Service, hooks: &Path) -> Vec<String> {
+    let mut options = vec![format!("uploadpack.hideRefs={HIDDEN_REFS}"), "uploadpack.allowAnySHA1InWant=false".into()];
+    if service == Service::ReceivePack {
+        options.extend([
+            format!("receive.hideRefs={HIDDEN_REFS}"),
+            format!("core.hooksPath={}", hooks.display()),
+            "receive.fsckObjects=true".into(),
+            "receive.denyNonFastForwards=true".into(),
+            "receive.denyDeletes=true".into(),
+            "receive.denyDeleteCurrent=true".into(),
+            "receive.advertisePushOptions=false".into(),
+        ]);
+    }
+    options.into_iter().flat_map(|o| ["-c".to_string(), o]).collect()
+}
+
+/// The folder's size on disk: the sum of its regular files (our own folder; links not followed).
+fn folder_bytes(dir: &Path) -> u64 {
+    walkdir::WalkDir::new(dir).follow_links(false).into_iter().filter_map(Result::ok).filter(|e| e.file_type().is_file()).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()
+}
+
 impl Repos {
-    pub fn new(dir: PathBuf) -> Repos {
-        Repos { dir }
+    /// `dir` holds the repositories, `hooks` our own git hooks (see [`Repos::install_hooks`]).
+    pub fn new(dir: PathBuf, hooks: PathBuf) -> Repos {
+        Repos { dir, hooks, locks: Arc::default() }
     }
 
     /// `<dir>/<assignment>.git`; the id is one of ours (checked by the caller to be plain).
@@ -167,31 +435,57 @@ impl Repos {
         self.dir.join(format!("{assignment}.git"))
     }
 
+    /// Writes our `pre-receive` hook: it runs `<takehome> intake-hook pre-receive`, which checks
+    /// the pushed tree (see [`pre_receive`]). Called by the daemon at start-up.
+    pub fn install_hooks(&self, takehome: &Path) -> Result<(), IntakeError> {
+        std::fs::create_dir_all(&self.hooks).map_err(io_error("create", &self.hooks))?;
+        let quoted = takehome.display().to_string().replace('\'', "'\\''");
+        let script = format!("#!/bin/sh\n# Written by takehome: checks a pushed tree before git accepts it.\nexec '{quoted}' intake-hook pre-receive\n");
+        let path = self.hooks.join("pre-receive");
+        let staged = self.hooks.join(".pre-receive.new");
+        std::fs::write(&staged, script).map_err(io_error("write", &staged))?;
+        std::fs::set_permissions(&staged, std::os::unix::fs::PermissionsExt::from_mode(0o755)).map_err(io_error("set permissions on", &staged))?;
+        std::fs::rename(&staged, &path).map_err(io_error("install", &path))?;
+        Ok(())
+    }
+
     /// Creates the bare repository seeded with the brief, the starter code and the public data.
     pub fn create(&self, assignment: &str, task: &TaskSpec, max_push_bytes: u64) -> Result<PathBuf, IntakeError> {
-        std::fs::create_dir_all(&self.dir)?;
+        std::fs::create_dir_all(&self.dir).map_err(io_error("create", &self.dir))?;
         let bare = self.path(assignment);
-        run({
-            let mut c = git_command(&self.dir);
-            c.args(["init", "-q", "--bare", "--initial-branch=main"]).arg(&bare);
-            c
-        }, "init")?;
+        run(
+            {
+                let mut c = git_command(&self.dir);
+                c.args(["init", "-q", "--bare", "--initial-branch=main"]).arg(&bare);
+                c
+            },
+            "init",
+        )?;
         for (key, value) in [
             ("receive.maxInputSize", max_push_bytes.to_string()),
             ("receive.denyDeletes", "true".into()),
             ("receive.denyDeleteCurrent", "true".into()),
+            ("receive.denyNonFastForwards", "true".into()),
+            ("receive.fsckObjects", "true".into()),
+            ("uploadpack.hideRefs", HIDDEN_REFS.into()),
+            ("receive.hideRefs", HIDDEN_REFS.into()),
             ("http.receivepack", "true".into()),
             ("core.hooksPath", "/dev/null".into()),
+            ("gc.auto", "0".into()),
         ] {
-            run({
-                let mut c = git_command(&bare);
-                c.args(["config", key, &value]);
-                c
-            }, "config")?;
+            run(
+                {
+                    let mut c = git_command(&bare);
+                    c.args(["config", key, &value]);
+                    c
+                },
+                "config",
+            )?;
         }
         // Seed: a work tree of our own, committed into the bare repository.
-        let seed = tempfile::tempdir()?;
-        std::fs::copy(task.dir.join(&task.brief), seed.path().join("README.md"))?;
+        let seed = tempfile::tempdir().map_err(io_error("create a temporary folder in", &std::env::temp_dir()))?;
+        let brief = task.dir.join(&task.brief);
+        std::fs::copy(&brief, seed.path().join("README.md")).map_err(io_error("copy", &brief))?;
         copy_tree(&task.dir.join(&task.starter), seed.path())?;
         copy_tree(&task.dataset_dir().join("public"), &seed.path().join("data").join("public"))?;
         let git = |args: &[&str], action: &str| -> Result<String, IntakeError> {
@@ -212,53 +506,350 @@ impl Repos {
         run(c, "rev-parse").ok().filter(|s| !s.is_empty())
     }
 
+    /// Keeps `commit` under `refs/takehome/<number>` (hidden from clients), so that a regrade finds
+    /// it whatever becomes of `main`.
+    pub fn keep(&self, assignment: &str, number: i64, commit: &str) -> Result<(), IntakeError> {
+        let mut c = git_command(&self.dir);
+        c.arg("--git-dir").arg(self.path(assignment)).args(["update-ref", &format!("{HIDDEN_REFS}/{number}"), commit]);
+        run(c, "update-ref").map(|_| ())
+    }
+
     /// Writes the tree of `commit` into `dest` (git refuses to write through links it created).
     pub fn checkout(&self, assignment: &str, commit: &str, dest: &Path) -> Result<(), IntakeError> {
         let mut c = git_command(&self.dir);
         c.arg("--git-dir").arg(self.path(assignment)).arg("--work-tree").arg(dest).args(["-c", "core.symlinks=true", "checkout", "-f", commit, "--", "."]);
         // A checkout must not move the bare repository's index forever: use a private index.
-        let index = tempfile::tempdir()?;
+        let index = tempfile::tempdir().map_err(io_error("create a temporary folder in", &std::env::temp_dir()))?;
         c.env("GIT_INDEX_FILE", index.path().join("index"));
         run(c, "checkout").map(|_| ())
     }
 
-    /// Runs `git <service> --stateless-rpc [--advertise-refs] <repo>` with `input`; returns stdout.
-    pub async fn serve(&self, assignment: &str, service: Service, advertise: bool, input: &[u8]) -> Result<Vec<u8>, IntakeError> {
+    fn command(&self, assignment: &str, service: Service, advertise: bool, extra_options: &[String]) -> tokio::process::Command {
         let mut command = tokio::process::Command::from(git_command(&self.dir));
-        command.arg(service.subcommand()).arg("--stateless-rpc");
+        command.args(serving_options(service, &self.hooks)).args(extra_options).arg(service.subcommand()).arg("--stateless-rpc");
         if advertise {
             command.arg("--advertise-refs");
         }
         command.arg(self.path(assignment)).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-        let mut child = command.spawn()?;
-        let mut stdin = child.stdin.take().expect("stdin is piped");
-        let input = input.to_vec();
-        let writer = tokio::spawn(async move {
-            let _ = stdin.write_all(&input).await;
-            drop(stdin);
-        });
-        let output = tokio::time::timeout(std::time::Duration::from_secs(600), child.wait_with_output())
+        command
+    }
+
+    /// The ref advertisement of `service` (a few lines: buffered).
+    pub async fn advertise(&self, assignment: &str, service: Service) -> Result<Vec<u8>, IntakeError> {
+        let mut command = self.command(assignment, service, true, &[]);
+        command.stdin(Stdio::null());
+        let output = tokio::time::timeout(GIT_TIMEOUT, command.output())
             .await
-            .map_err(|_| IntakeError::Git { action: service.subcommand().into(), message: "no answer within 10 minutes".into() })??;
-        let _ = writer.await;
-        if !output.status.success() && output.stdout.is_empty() {
+            .map_err(|_| IntakeError::Git { action: service.subcommand().into(), message: "no answer within 10 minutes".into() })?
+            .map_err(|source| IntakeError::Git { action: service.subcommand().into(), message: format!("cannot run git: {source}") })?;
+        if !output.status.success() {
             return Err(IntakeError::Git { action: service.subcommand().into(), message: String::from_utf8_lossy(&output.stderr).trim().to_string() });
         }
-        Ok(output.stdout)
+        let mut body = advertisement_header(service);
+        body.extend(output.stdout);
+        Ok(body)
+    }
+
+    /// Serves a fetch: streams `body` into `git upload-pack` and returns its output as a stream.
+    /// `slot` (a permit of the caller's cap on git processes) is held until the stream ends.
+    pub async fn upload_pack<P: Send + 'static>(&self, assignment: &str, mut body: BodyReader, slot: P) -> Result<GitOutput, IntakeError> {
+        let mut child = self.command(assignment, Service::UploadPack, false, &[]).spawn().map_err(|source| IntakeError::Git { action: "upload-pack".into(), message: format!("cannot run git: {source}") })?;
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let feeder = tokio::spawn(async move {
+            while let Ok(Some(chunk)) = body.next().await {
+                if stdin.write_all(&chunk).await.is_err() {
+                    break;
+                }
+            }
+            // A body cut short closes stdin early: git sees a truncated request and stops.
+        });
+        // The child is owned by a watchdog: killed at the time limit, reaped at the end.
+        let watchdog = tokio::spawn(async move {
+            let mut errors = Vec::new();
+            let drain = async {
+                let _ = (&mut stderr).take(64 << 10).read_to_end(&mut errors).await;
+            };
+            let finished = tokio::time::timeout(GIT_TIMEOUT, async {
+                drain.await;
+                child.wait().await
+            })
+            .await;
+            feeder.abort();
+            if finished.is_err() {
+                tracing::warn!("upload-pack ran past its time limit and was killed");
+                let _ = child.kill().await;
+            }
+        });
+        Ok(GitOutput { stdout: Some(stdout), _watchdog: AbortOnDrop(watchdog), _slot: Box::new(slot) })
+    }
+
+    /// Decides and runs one push: the rules first (deadline, refs, quota), then git with the
+    /// body streamed in under the size cap and our hook checking the tree. See the module's docs.
+    pub async fn receive_push(&self, assignment: &str, rules: &PushRules, mut body: BodyReader) -> Result<PushOutcome, IntakeError> {
+        // The command section: the ref updates, before the pack.
+        let mut prefix = Vec::new();
+        let commands = loop {
+            match parse_commands(&prefix) {
+                Ok(Some((commands, _))) => break commands,
+                Ok(None) if prefix.len() > MAX_COMMANDS => return Ok(refused(&PushCommands::default(), "the push's ref updates are too long".into())),
+                Ok(None) => {}
+                Err(message) => return Ok(refused(&PushCommands::default(), message)),
+            }
+            match body.next().await {
+                Ok(Some(chunk)) => prefix.extend_from_slice(&chunk),
+                Ok(None) => return Ok(refused(&PushCommands::default(), "the request ended before its ref updates".into())),
+                Err(error) => return Ok(refused(&PushCommands::default(), describe_body_error(&error))),
+            }
+        };
+        if let Some(deadline) = rules.deadline.filter(|&d| rules.now > d) {
+            return Ok(refused(&commands, format!("the time box closed at {} (server time)", crate::report::rfc3339(deadline))));
+        }
+        if commands.updates.is_empty() {
+            return Ok(refused(&commands, "nothing to update".into()));
+        }
+        if let Some(other) = commands.updates.iter().find(|u| u.name != "refs/heads/main") {
+            return Ok(refused(&commands, format!("only main is accepted (push to main, not {})", other.name)));
+        }
+        if commands.updates.iter().any(|u| u.new == ZERO_ID) {
+            return Ok(refused(&commands, "main cannot be deleted".into()));
+        }
+        let lock = self.locks.lock().unwrap_or_else(|p| p.into_inner()).entry(assignment.to_string()).or_default().clone();
+        let _one_push = lock.lock().await;
+        let repo = self.path(assignment);
+        let used = tokio::task::spawn_blocking(move || folder_bytes(&repo)).await.unwrap_or(u64::MAX);
+        if used >= rules.quota_bytes {
+            return Ok(refused(&commands, format!("the repository is at its quota of {}", crate::units::format_size(rules.quota_bytes))));
+        }
+        let max_input = rules.max_push_bytes.min(rules.quota_bytes - used);
+        if !self.hooks.join("pre-receive").is_file() {
+            return Err(IntakeError::Git { action: "receive-pack".into(), message: format!("our pre-receive hook is missing from {}", self.hooks.display()) });
+        }
+        let before = self.main_commit(assignment);
+
+        let mut command = self.command(assignment, Service::ReceivePack, false, &["-c".to_string(), format!("receive.maxInputSize={max_input}")]);
+        command
+            .env("TAKEHOME_MAX_TREE_BYTES", crate::submission::MAX_BYTES.to_string())
+            .env("TAKEHOME_MAX_TREE_ENTRIES", crate::submission::MAX_FILES.to_string());
+        let mut child = command.spawn().map_err(|source| IntakeError::Git { action: "receive-pack".into(), message: format!("cannot run git: {source}") })?;
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let reader = tokio::spawn(async move {
+            let mut out = Vec::new();
+            let _ = (&mut stdout).take(MAX_REPORT as u64).read_to_end(&mut out).await;
+            let mut errors = Vec::new();
+            let _ = (&mut stderr).take(64 << 10).read_to_end(&mut errors).await;
+            (out, errors)
+        });
+        // Stream the body in: the prefix we read, then the rest, counted against the cap.
+        let cap = max_input.saturating_add(MAX_COMMANDS as u64);
+        let fed: Result<(), String> = async {
+            stdin.write_all(&prefix).await.map_err(|e| e.to_string())?;
+            loop {
+                match body.next().await {
+                    Ok(Some(chunk)) => {
+                        if body.bytes_read() > cap {
+                            return Err(format!("the push is larger than {}", crate::units::format_size(max_input)));
+                        }
+                        if stdin.write_all(&chunk).await.is_err() {
+                            // git stopped reading (for example past receive.maxInputSize).
+                            return Ok(());
+                        }
+                    }
+                    Ok(None) => return Ok(()),
+                    Err(BodyError::TooLarge(_)) => return Err(format!("the push is larger than {}", crate::units::format_size(max_input))),
+                    Err(error) => return Err(describe_body_error(&error)),
+                }
+            }
+        }
+        .await;
+        drop(stdin);
+        if let Err(reason) = fed {
+            let _ = child.kill().await;
+            reader.abort();
+            return Ok(refused(&commands, reason));
+        }
+        let status = match tokio::time::timeout(GIT_TIMEOUT, child.wait()).await {
+            Ok(status) => status.map_err(|source| IntakeError::Git { action: "receive-pack".into(), message: source.to_string() })?,
+            Err(_) => {
+                let _ = child.kill().await;
+                return Err(IntakeError::Git { action: "receive-pack".into(), message: "no answer within 10 minutes".into() });
+            }
+        };
+        let (report, errors) = reader.await.unwrap_or_default();
+        if !status.success() && report.is_empty() {
+            let message = String::from_utf8_lossy(&errors).trim().to_string();
+            if message.contains("maxInputSize") || message.contains("too large") {
+                return Ok(refused(&commands, format!("the push is larger than {}", crate::units::format_size(max_input))));
+            }
+            return Err(IntakeError::Git { action: "receive-pack".into(), message });
+        }
+        let after = self.main_commit(assignment);
+        Ok(match after.filter(|a| Some(a) != before.as_ref()) {
+            Some(commit) => PushOutcome::Accepted { commit, reply: report, sideband: commands.sideband },
+            None => PushOutcome::Unchanged { reply: report, sideband: commands.sideband },
+        })
+    }
+
+    /// Bytes the repository holds on disk.
+    pub fn size(&self, assignment: &str) -> u64 {
+        folder_bytes(&self.path(assignment))
+    }
+}
+
+fn refused(commands: &PushCommands, reason: String) -> PushOutcome {
+    let reply = refusal(commands, &reason);
+    PushOutcome::Refused { reason, reply }
+}
+
+fn describe_body_error(error: &BodyError) -> String {
+    match error {
+        BodyError::TooLarge(cap) => format!("the push is larger than {}", crate::units::format_size(*cap)),
+        BodyError::Idle => format!("the upload paused for more than {} s", BODY_IDLE_TIMEOUT.as_secs()),
+        BodyError::Broken(message) => message.clone(),
+    }
+}
+
+/// A task that is aborted when its handle is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        // The watchdog owns the child (kill_on_drop): aborting it kills git if it still runs.
+        self.0.abort();
+    }
+}
+
+/// git's output, streamed in chunks of up to 64 KiB. Dropping it (the client went away) stops
+/// git and frees the caller's slot.
+pub struct GitOutput {
+    stdout: Option<tokio::process::ChildStdout>,
+    _watchdog: AbortOnDrop,
+    _slot: Box<dyn Send>,
+}
+
+impl GitOutput {
+    pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
+        futures_util::stream::unfold(self, |mut output| async move {
+            let stdout = output.stdout.as_mut()?;
+            let mut buffer = vec![0u8; 64 << 10];
+            match stdout.read(&mut buffer).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buffer.truncate(n);
+                    Some((Ok(Bytes::from(buffer)), output))
+                }
+                Err(error) => {
+                    output.stdout = None;
+                    Some((Err(error), output))
+                }
+            }
+        })
+    }
+}
+
+/// `takehome intake-hook pre-receive`: git runs it (through our hook script) with the pushed ref
+/// updates on stdin and the new objects still in quarantine. Lists each new tree with `git ls-tree
+/// -r -l -z` (git's own reading of the objects), stopping as soon as the tree passes the entry or
+/// byte cap or holds a path longer than the checkout could write. Prints why (git shows it as
+/// `remote: …`) and returns the exit code: 0 accepts, 1 refuses.
+pub fn pre_receive(input: impl BufRead, out: &mut impl Write) -> i32 {
+    let max_bytes: u64 = std::env::var("TAKEHOME_MAX_TREE_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(crate::submission::MAX_BYTES);
+    let max_entries: u64 = std::env::var("TAKEHOME_MAX_TREE_ENTRIES").ok().and_then(|v| v.parse().ok()).unwrap_or(crate::submission::MAX_FILES as u64);
+    for line in input.lines() {
+        let Ok(line) = line else { return 1 };
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        let [_old, new, name] = parts[..] else {
+            let _ = writeln!(out, "takehome: push refused: unexpected ref update {line:?}");
+            return 1;
+        };
+        if name != "refs/heads/main" {
+            let _ = writeln!(out, "takehome: push refused: only main is accepted (push to main, not {name})");
+            return 1;
+        }
+        if new == ZERO_ID {
+            let _ = writeln!(out, "takehome: push refused: main cannot be deleted");
+            return 1;
+        }
+        match check_tree(new, max_bytes, max_entries) {
+            Ok(()) => {}
+            Err(reason) => {
+                let _ = writeln!(out, "takehome: push refused: {reason}");
+                return 1;
+            }
+        }
+    }
+    0
+}
+
+/// Walks `git ls-tree -r -l -z <commit>` (inheriting git's quarantine environment).
+fn check_tree(commit: &str, max_bytes: u64, max_entries: u64) -> Result<(), String> {
+    if !is_object_id(commit) {
+        return Err(format!("{commit:?} is not an object id"));
+    }
+    let mut child = std::process::Command::new("git")
+        .args(["ls-tree", "-r", "-l", "-z", "--full-tree", commit])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot list the pushed tree: {e}"))?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut reader = std::io::BufReader::new(stdout);
+    let (mut entries, mut bytes) = (0u64, 0u64);
+    let mut record = Vec::new();
+    let verdict = loop {
+        record.clear();
+        match reader.read_until(0, &mut record) {
+            Ok(0) => break Ok(()),
+            Ok(_) => {}
+            Err(e) => break Err(format!("cannot list the pushed tree: {e}")),
+        }
+        if record.last() == Some(&0) {
+            record.pop();
+        }
+        let text = String::from_utf8_lossy(&record);
+        let Some((meta, path)) = text.split_once('\t') else { break Err("cannot read git's listing of the pushed tree".into()) };
+        entries += 1;
+        if let Some(size) = meta.split_whitespace().nth(3).and_then(|s| s.parse::<u64>().ok()) {
+            bytes += size;
+        }
+        if entries > max_entries {
+            break Err(format!("the pushed tree has more than {max_entries} files"));
+        }
+        if bytes > max_bytes {
+            break Err(format!("the pushed tree holds more than {} once checked out", crate::units::format_size(max_bytes)));
+        }
+        if path.len() > MAX_PATH {
+            break Err(format!("a path in the pushed tree is longer than {MAX_PATH} bytes"));
+        }
+    };
+    // Stop git early when the tree was refused part-way.
+    let _ = child.kill();
+    let status = child.wait();
+    match verdict {
+        Err(reason) => Err(reason),
+        Ok(()) if status.is_ok_and(|s| s.success()) => Ok(()),
+        Ok(()) => Err("git could not list the pushed tree".into()),
     }
 }
 
 /// Copies regular files and folders (no links) from `from` into `to`.
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+fn copy_tree(from: &Path, to: &Path) -> Result<(), IntakeError> {
     for entry in walkdir::WalkDir::new(from).follow_links(false) {
-        let entry = entry.map_err(std::io::Error::from)?;
+        let entry = entry.map_err(|e| {
+            let path = e.path().unwrap_or(from).to_path_buf();
+            IntakeError::Io { action: "read", path, source: e.into() }
+        })?;
         let relative = entry.path().strip_prefix(from).expect("below its root");
         let target = to.join(relative);
         if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&target)?;
+            std::fs::create_dir_all(&target).map_err(io_error("create", &target))?;
         } else if entry.file_type().is_file() {
-            std::fs::create_dir_all(target.parent().expect("a file has a parent"))?;
-            std::fs::copy(entry.path(), &target)?;
+            let parent = target.parent().expect("a file has a parent");
+            std::fs::create_dir_all(parent).map_err(io_error("create", parent))?;
+            std::fs::copy(entry.path(), &target).map_err(io_error("copy", entry.path()))?;
         }
     }
     Ok(())
@@ -268,14 +859,52 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    fn request(lines: &[&str]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for line in lines {
+            out.extend(pkt_line(line.as_bytes()));
+        }
+        out.extend_from_slice(FLUSH);
+        out.extend_from_slice(b"PACK....");
+        out
+    }
+
     #[test]
     fn pkt_lines_and_refusals() {
         assert_eq!(pkt_line(b"# service=git-upload-pack\n"), b"001e# service=git-upload-pack\n".to_vec());
-        let request = [pkt_line(b"0000000000000000000000000000000000000000 1111111111111111111111111111111111111111 refs/heads/main\0 report-status side-band-64k"), FLUSH.to_vec()].concat();
-        assert!(wants_sideband(&request));
-        assert_eq!(pushed_refs(&request), ["refs/heads/main"]);
-        let reply = String::from_utf8_lossy(&refusal(&request, "the deadline passed")).into_owned();
+        let body = request(&["0000000000000000000000000000000000000000 1111111111111111111111111111111111111111 refs/heads/main\0 report-status side-band-64k"]);
+        let (commands, end) = parse_commands(&body).unwrap().unwrap();
+        assert!(commands.sideband);
+        assert_eq!(commands.updates[0].name, "refs/heads/main");
+        assert_eq!(&body[end..], b"PACK....");
+        let reply = String::from_utf8_lossy(&refusal(&commands, "the deadline passed")).into_owned();
         assert!(reply.contains("takehome: push refused: the deadline passed"));
         assert!(reply.contains("ng refs/heads/main the deadline passed"));
+        assert!(parse_commands(&body[..30]).unwrap().is_none(), "a partial section asks for more");
+        assert!(parse_commands(b"zzzz").is_err());
+    }
+
+    #[tokio::test]
+    async fn bodies_are_counted_and_gzip_is_decoded_in_pieces() {
+        let plain: Vec<u8> = (0..300_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(&plain).unwrap();
+        let gzipped = encoder.finish().unwrap();
+        let chunks: Vec<Result<Bytes, String>> = gzipped.chunks(1000).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+        let mut reader = BodyReader::new(Box::pin(futures_util::stream::iter(chunks.clone())), true, u64::MAX);
+        let mut decoded = Vec::new();
+        while let Some(piece) = reader.next().await.unwrap() {
+            assert!(piece.len() <= 64 << 10);
+            decoded.extend_from_slice(&piece);
+        }
+        assert_eq!(decoded, plain);
+        let mut capped = BodyReader::new(Box::pin(futures_util::stream::iter(chunks)), true, 100_000);
+        let result = loop {
+            match capped.next().await {
+                Ok(Some(_)) => continue,
+                other => break other,
+            }
+        };
+        assert_eq!(result, Err(BodyError::TooLarge(100_000)));
     }
 }

@@ -187,24 +187,25 @@ async fn collect<J: JobSandbox>(job: &J, task: &TaskSpec) -> Result<CollectedOut
     Ok(CollectedOutput { accuracy_input, bytes: file.map(|(_, size)| *size), rejected: extracted.rejected, _dir: dir })
 }
 
-fn step_report(run: &StepRun, name: &str, memory_limit: u64, timeout: Duration, cpus: f64) -> StepReport {
+fn step_report(run: &StepRun, step: &crate::task::StepSpec) -> StepReport {
     StepReport {
-        name: name.to_string(),
+        name: step.name.clone(),
         outcome: run.outcome,
         exit_code: run.exit_code,
         message: run.message.clone(),
         wall_seconds: run.wall.as_secs_f64(),
         cpu_seconds: run.cpu_seconds,
         peak_memory_bytes: run.peak_memory_bytes,
-        memory_limit_bytes: memory_limit,
-        timeout_seconds: timeout.as_secs_f64(),
-        cpus,
+        memory_limit_bytes: step.memory_bytes,
+        timeout_seconds: step.timeout.as_secs_f64(),
+        cpus: step.cpus,
         stdout_tail: run.stdout.text(),
         stderr_tail: run.stderr.text(),
         stdout_bytes: run.stdout.total_bytes,
         stderr_bytes: run.stderr.total_bytes,
         stdout_truncated: run.stdout.truncated(),
         stderr_truncated: run.stderr.truncated(),
+        candidate_logs: step.candidate_logs,
     }
 }
 
@@ -295,7 +296,7 @@ async fn build_report(
     let steps = runs
         .iter()
         .zip(&task.steps)
-        .map(|(run, step)| step_report(run, &step.name, step.memory_bytes, step.timeout, step.cpus))
+        .map(|(run, step)| step_report(run, step))
         .collect();
     let dataset_dir = task.dataset_dir();
     let dataset_digest = tokio::task::spawn_blocking(move || crate::digest::tree_digest(&dataset_dir))
@@ -375,13 +376,29 @@ fn explain(weights: &crate::task::Weights, scores: (f64, f64, f64), total: f64, 
     )
 }
 
+/// Reads one file of the linted set back from the host's own copy: only a path that the copy
+/// recorded as a Python file or notebook (a regular file that `submission::prepare` created; the
+/// copy holds no links), opened without following a link, and at most 4 MiB of it. Any other
+/// name — whatever ruff or a candidate's file name says — is never opened.
+fn read_linted(prepared: &PreparedSubmission, relative: &str) -> Option<String> {
+    const MAX_READ: u64 = 4 << 20;
+    let relative = prepared.python_files.iter().find(|known| known.as_os_str() == std::ffi::OsStr::new(relative))?;
+    let file = submission::open_no_follow(&prepared.path().join(relative)).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_READ), &mut bytes).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 /// Lines of code over the submission's Python files and notebooks, read from the host's own copy.
 fn count_lines(prepared: &PreparedSubmission) -> usize {
     prepared
         .python_files
         .iter()
         .filter_map(|relative| {
-            let text = String::from_utf8_lossy(&std::fs::read(prepared.path().join(relative)).ok()?).into_owned();
+            let text = read_linted(prepared, relative.to_str()?)?;
             Some(if relative.extension().is_some_and(|e| e == "ipynb") { lint::notebook_code(&text) } else { text })
         })
         .map(|text| lint::count_code_lines(&text))
@@ -393,13 +410,9 @@ fn add_context(prepared: &PreparedSubmission, findings: &mut [lint::Finding]) {
     const MAX_LINE: usize = 300;
     let mut files: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
     for finding in findings.iter_mut().filter(|f| f.line > 0 && !f.file.ends_with(".ipynb")) {
-        let lines = files.entry(finding.file.clone()).or_insert_with(|| {
-            // The copy holds only regular files; a name that climbs out is not read.
-            if finding.file.split('/').any(|part| part == "..") {
-                return Vec::new();
-            }
-            std::fs::read(prepared.path().join(&finding.file)).map(|b| String::from_utf8_lossy(&b).lines().map(String::from).collect()).unwrap_or_default()
-        });
+        let lines = files
+            .entry(finding.file.clone())
+            .or_insert_with(|| read_linted(prepared, &finding.file).map(|text| text.lines().map(String::from).collect()).unwrap_or_default());
         let first = finding.line.saturating_sub(1).max(1);
         for number in first..=finding.line + 1 {
             if let Some(text) = lines.get(number as usize - 1) {

@@ -1,12 +1,18 @@
 //! Tokens and password hashes. Tokens are 32 random bytes from the kernel, shown once and
 //! stored only as their SHA-256 (they are high-entropy, so a fast hash is enough); passwords are
-//! stored as PBKDF2-HMAC-SHA256 with a random salt. Comparisons take constant time.
+//! stored as PBKDF2-HMAC-SHA256 with a random salt and 600,000 rounds (OWASP's figure for
+//! PBKDF2-HMAC-SHA256, 2023). Comparisons take constant time. Verifying costs tens to hundreds of
+//! milliseconds of CPU by design: callers run it on the blocking pool behind a semaphore
+//! (`web::auth`), never on the async workers.
 
 use std::io::Read;
 
 use sha2::{Digest, Sha256};
 
-const PBKDF2_ROUNDS: u32 = 120_000;
+pub const PBKDF2_ROUNDS: u32 = 600_000;
+/// Hashes with fewer rounds are refused at start-up: they were made by an older takehome, or by
+/// hand, and are too cheap to guess.
+pub const MIN_PBKDF2_ROUNDS: u32 = 100_000;
 
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
@@ -39,13 +45,66 @@ pub fn hash_password(password: &str) -> String {
     format!("pbkdf2-sha256${PBKDF2_ROUNDS}${}${}", hex::encode(salt), hex::encode(out))
 }
 
+/// A stored password hash, checked once when the config is loaded.
+#[derive(Debug, Clone)]
+pub struct PasswordHash {
+    rounds: u32,
+    salt: Vec<u8>,
+    hash: Vec<u8>,
+}
+
+impl PasswordHash {
+    /// Parses `pbkdf2-sha256$<rounds>$<salt hex>$<hash hex>`; an empty, malformed or weak hash is
+    /// an error that says what was expected (never "any password matches").
+    pub fn parse(stored: &str) -> Result<PasswordHash, String> {
+        let parts: Vec<&str> = stored.trim().split('$').collect();
+        let ["pbkdf2-sha256", rounds, salt, hash] = parts[..] else {
+            return Err("expected pbkdf2-sha256$<rounds>$<salt hex>$<hash hex> (make one with `takehome hash-password`)".into());
+        };
+        let rounds: u32 = rounds.parse().map_err(|_| format!("rounds {rounds:?} is not a number"))?;
+        if rounds < MIN_PBKDF2_ROUNDS {
+            return Err(format!("{rounds} rounds is too few (at least {MIN_PBKDF2_ROUNDS}; `takehome hash-password` uses {PBKDF2_ROUNDS})"));
+        }
+        let salt = hex::decode(salt).map_err(|_| "the salt is not hex".to_string())?;
+        let hash = hex::decode(hash).map_err(|_| "the hash is not hex".to_string())?;
+        if salt.len() < 8 {
+            return Err("the salt is shorter than 8 bytes".into());
+        }
+        if hash.len() < 16 {
+            return Err("the hash is shorter than 16 bytes".into());
+        }
+        Ok(PasswordHash { rounds, salt, hash })
+    }
+
+    /// A hash no password matches, costing the same work as a real one: checked for unknown user
+    /// names, so that their answer takes as long as a known user's.
+    pub fn decoy() -> PasswordHash {
+        PasswordHash { rounds: PBKDF2_ROUNDS, salt: random_bytes::<16>().to_vec(), hash: random_bytes::<32>().to_vec() }
+    }
+
+    /// Slow on purpose (see the module's docs): call from a blocking thread.
+    pub fn verify(&self, password: &str) -> bool {
+        let mut out = vec![0u8; self.hash.len()];
+        pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), &self.salt, self.rounds, &mut out);
+        equal(&out, &self.hash)
+    }
+}
+
 pub fn verify_password(password: &str, stored: &str) -> bool {
-    let parts: Vec<&str> = stored.split('$').collect();
-    let ["pbkdf2-sha256", rounds, salt, hash] = parts[..] else { return false };
-    let (Ok(rounds), Ok(salt), Ok(hash)) = (rounds.parse::<u32>(), hex::decode(salt), hex::decode(hash)) else { return false };
-    let mut out = vec![0u8; hash.len()];
-    pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), &salt, rounds, &mut out);
-    equal(&out, &hash)
+    PasswordHash::parse(stored).is_ok_and(|hash| hash.verify(password))
+}
+
+/// HMAC-SHA256 of `message` under `key`, hex (for CSRF tokens and credential cache keys).
+pub fn hmac_hex(key: &[u8], message: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(message);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Constant-time equality of two strings.
+pub fn same(a: &str, b: &str) -> bool {
+    equal(a.as_bytes(), b.as_bytes())
 }
 
 #[cfg(test)]
@@ -58,6 +117,11 @@ mod tests {
         assert!(verify_password("correct horse", &stored));
         assert!(!verify_password("wrong horse", &stored));
         assert!(!verify_password("x", "plain"));
+        assert!(PasswordHash::parse("").is_err());
+        assert!(PasswordHash::parse("pbkdf2-sha256$1000$00112233445566778899$00112233445566778899aabbccddeeff").unwrap_err().contains("too few"));
+        assert!(PasswordHash::parse("pbkdf2-sha256$600000$$").is_err());
+        assert!(!PasswordHash::decoy().verify("correct horse"));
+        assert_eq!(hmac_hex(b"key", b"The quick brown fox jumps over the lazy dog"), "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8");
         let token = new_token();
         assert_eq!(token.len(), 64);
         assert!(token_matches(&token, &token_hash(&token)));

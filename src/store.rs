@@ -111,6 +111,13 @@ pub trait Store: Send + Sync + 'static {
     fn notes(&self, submission: i64) -> Result<Vec<Note>>;
     /// (status, count) over all submissions.
     fn counts(&self) -> Result<Vec<(String, i64)>>;
+    /// Records an assessor's login session (only the token's hash is stored).
+    fn create_session(&self, token_hash: &str, user: &str, now: i64, expires_at: i64) -> Result<()>;
+    /// The user of a session that has not expired (expired sessions are deleted on the way).
+    fn session_user(&self, token_hash: &str, now: i64) -> Result<Option<String>>;
+    fn delete_session(&self, token_hash: &str) -> Result<()>;
+    /// Ends every session of `user` ("log out everywhere"); returns how many.
+    fn delete_sessions_of(&self, user: &str) -> Result<usize>;
 }
 
 pub struct SqliteStore {
@@ -149,6 +156,13 @@ CREATE TABLE IF NOT EXISTS submissions (
     UNIQUE (assignment, number)
 );
 CREATE INDEX IF NOT EXISTS submissions_queue ON submissions (status, run_after, id);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user);
 CREATE TABLE IF NOT EXISTS notes (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     submission INTEGER NOT NULL REFERENCES submissions(id),
@@ -346,6 +360,25 @@ impl Store for SqliteStore {
         })
     }
 
+    fn create_session(&self, token_hash: &str, user: &str, now: i64, expires_at: i64) -> Result<()> {
+        self.with(|c| {
+            c.execute("DELETE FROM sessions WHERE expires_at <= ?1", [now])?;
+            c.execute("INSERT INTO sessions (token_hash, user, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)", params![token_hash, user, now, expires_at]).map(|_| ())
+        })
+    }
+
+    fn session_user(&self, token_hash: &str, now: i64) -> Result<Option<String>> {
+        self.with(|c| c.query_row("SELECT user FROM sessions WHERE token_hash = ?1 AND expires_at > ?2", params![token_hash, now], |r| r.get(0)).optional())
+    }
+
+    fn delete_session(&self, token_hash: &str) -> Result<()> {
+        self.with(|c| c.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash]).map(|_| ()))
+    }
+
+    fn delete_sessions_of(&self, user: &str) -> Result<usize> {
+        self.with(|c| c.execute("DELETE FROM sessions WHERE user = ?1", [user]))
+    }
+
     fn counts(&self) -> Result<Vec<(String, i64)>> {
         self.with(|c| {
             let mut statement = c.prepare("SELECT COALESCE(grade_status, status), COUNT(*) FROM submissions GROUP BY 1 ORDER BY 1")?;
@@ -385,5 +418,23 @@ mod tests {
         assert_eq!(store.regrade(Some(id), None).unwrap(), 1);
         let (row, _) = store.submission(id).unwrap().unwrap();
         assert_eq!((row.status.as_str(), row.previous_score), ("queued", Some(88.0)));
+    }
+
+    #[test]
+    fn sessions_expire_and_log_out_everywhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite")).unwrap();
+        store.create_session("h1", "ada", 100, 200).unwrap();
+        store.create_session("h2", "ada", 100, 300).unwrap();
+        store.create_session("h3", "bob", 100, 300).unwrap();
+        assert_eq!(store.session_user("h1", 150).unwrap().as_deref(), Some("ada"));
+        assert_eq!(store.session_user("h1", 200).unwrap(), None, "expired");
+        assert_eq!(store.delete_sessions_of("ada").unwrap(), 2);
+        assert_eq!(store.session_user("h2", 150).unwrap(), None);
+        assert_eq!(store.session_user("h3", 150).unwrap().as_deref(), Some("bob"));
+        // A store opened again (a restart) keeps the sessions.
+        drop(store);
+        let store = SqliteStore::open(&dir.path().join("db.sqlite")).unwrap();
+        assert_eq!(store.session_user("h3", 150).unwrap().as_deref(), Some("bob"));
     }
 }

@@ -1,16 +1,19 @@
 //! The host's copy of a candidate's submission, made before anything runs.
 //!
 //! Invariant: the host never follows a link inside the candidate's folder and never runs what is
-//! in it. The copy holds regular files and folders; a relative symlink that stays inside the
-//! folder is recreated as the same link (the container resolves it inside its own view); every
-//! other link (absolute, or climbing out) is left out and reported. `.git` is not copied; the
-//! commit is read from `.git/HEAD` and the refs as plain files, without running git (a candidate's
-//! `.git/config` could name programs that git would run).
+//! in it. The copy is an allow-list: regular files and folders only, each opened with
+//! `O_NOFOLLOW` below a folder we walked without following links. Symbolic links are *never*
+//! carried into the copy, whatever their text says: a link that looks harmless on its own can
+//! escape through another (`s -> .` with `x -> s/s/../../etc`), and the copy is what the host later
+//! reads back (lint context, line counts) and mounts into containers. Every link left out is
+//! reported. Sockets, FIFOs and devices are not copied. `.git` is not copied; the commit is read
+//! from `.git/HEAD` and the refs as plain files, without running git (a candidate's `.git/config`
+//! could name programs that git would run).
 
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -122,22 +125,20 @@ pub fn prepare(source: &Path) -> Result<PreparedSubmission, SubmissionError> {
                 prepared.python_files.push(relative.to_path_buf());
             }
         } else if kind.is_symlink() {
+            // Only the link's text is read (readlink never follows); the link itself is not copied.
             let link = fs::read_link(entry.path()).map_err(io_error("read the link", entry.path()))?;
-            if link_stays_inside(relative, &link) {
-                std::os::unix::fs::symlink(&link, &target).map_err(io_error("create the link", &target))?;
-            } else {
-                prepared.skipped_links.push(SkippedLink {
-                    path: relative.to_string_lossy().into_owned(),
-                    target: link.to_string_lossy().into_owned(),
-                });
-            }
+            prepared.skipped_links.push(SkippedLink {
+                path: relative.to_string_lossy().into_owned(),
+                target: link.to_string_lossy().chars().take(300).collect(),
+            });
         }
         // Sockets, FIFOs and devices are not copied.
     }
     Ok(prepared)
 }
 
-fn open_no_follow(path: &Path) -> io::Result<fs::File> {
+/// Opens a file for reading without following a link at its last component.
+pub fn open_no_follow(path: &Path) -> io::Result<fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     fs::OpenOptions::new().read(true).custom_flags(libc_o_nofollow()).open(path)
 }
@@ -145,29 +146,6 @@ fn open_no_follow(path: &Path) -> io::Result<fs::File> {
 const fn libc_o_nofollow() -> i32 {
     // O_NOFOLLOW on Linux (all architectures we build for use this value except alpha/parisc).
     0o400000
-}
-
-/// True when a relative link at `link_path` (relative to the submission root) resolves, lexically,
-/// to a place inside the submission.
-fn link_stays_inside(link_path: &Path, target: &Path) -> bool {
-    if target.is_absolute() {
-        return false;
-    }
-    let mut depth: usize = link_path.components().count().saturating_sub(1);
-    for component in target.components() {
-        match component {
-            Component::Normal(_) => depth += 1,
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if depth == 0 {
-                    return false;
-                }
-                depth -= 1;
-            }
-            Component::RootDir | Component::Prefix(_) => return false,
-        }
-    }
-    true
 }
 
 /// The commit that `.git/HEAD` names, read as plain files (no git process, no links followed).
@@ -209,11 +187,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn links_that_stay_inside() {
-        assert!(link_stays_inside(Path::new("a/link"), Path::new("../b.py")));
-        assert!(link_stays_inside(Path::new("link"), Path::new("./b.py")));
-        assert!(!link_stays_inside(Path::new("link"), Path::new("../outside")));
-        assert!(!link_stays_inside(Path::new("a/link"), Path::new("../../x")));
-        assert!(!link_stays_inside(Path::new("link"), Path::new("/etc/passwd")));
+    fn no_link_is_carried_into_the_copy() {
+        let source = tempfile::tempdir().unwrap();
+        fs::write(source.path().join("main.py"), "print(1)\n").unwrap();
+        std::os::unix::fs::symlink(".", source.path().join("s")).unwrap();
+        std::os::unix::fs::symlink("s/s/../../../../etc/passwd", source.path().join("x.py")).unwrap();
+        std::os::unix::fs::symlink("main.py", source.path().join("alias.py")).unwrap();
+        let prepared = prepare(source.path()).unwrap();
+        let mut skipped: Vec<&str> = prepared.skipped_links.iter().map(|l| l.path.as_str()).collect();
+        skipped.sort();
+        assert_eq!(skipped, ["alias.py", "s", "x.py"]);
+        assert_eq!(prepared.python_files, [PathBuf::from("main.py")]);
+        for name in ["s", "x.py", "alias.py"] {
+            assert!(fs::symlink_metadata(prepared.path().join(name)).is_err(), "{name} was carried into the copy");
+        }
     }
 }

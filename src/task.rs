@@ -141,6 +141,16 @@ pub struct StepSpec {
     pub timeout: Duration,
     pub memory_bytes: u64,
     pub cpus: f64,
+    /// Whether the candidate's view shows this step's logs. Default: only when the step reads no
+    /// hidden input (what a step prints while hidden data is mounted stays with the assessors).
+    pub candidate_logs: bool,
+}
+
+impl StepSpec {
+    /// True when any input of the step lies under `hidden/`.
+    pub fn reads_hidden(&self) -> bool {
+        self.inputs.iter().any(|input| input == "hidden" || input.starts_with("hidden/"))
+    }
 }
 
 /// Maps a metric value to 0–100: 0 at `zero_at`, 100 at `full_at`, linear between, clamped.
@@ -608,7 +618,7 @@ impl Reader {
     }
 
     fn step(&mut self, value: &Value, path: &str, dataset_dir: Option<&Path>, truth: Option<&str>) -> Option<StepSpec> {
-        let map = self.mapping(value, path, &["name", "run", "inputs", "timeout", "memory", "cpus"])?;
+        let map = self.mapping(value, path, &["name", "run", "inputs", "timeout", "memory", "cpus", "candidate_logs"])?;
         let name = self.string(map, path, "name", true);
         if let Some(name) = &name {
             if !is_name(name) {
@@ -658,7 +668,16 @@ impl Reader {
         if !(cpus > 0.0 && cpus <= 64.0) {
             self.problem(&join(path, "cpus"), format!("{cpus} is out of range (expected more than 0 and at most 64)"));
         }
-        Some(StepSpec { name: name?, run: run?, inputs, timeout: timeout?, memory_bytes, cpus })
+        let reads_hidden = inputs.iter().any(|input| input == "hidden" || input.starts_with("hidden/"));
+        let candidate_logs = match map.get("candidate_logs") {
+            None => !reads_hidden,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                self.problem(&join(path, "candidate_logs"), format!("expected true or false, got {}", describe(other)));
+                false
+            }
+        };
+        Some(StepSpec { name: name?, run: run?, inputs, timeout: timeout?, memory_bytes, cpus, candidate_logs })
     }
 
     fn grading(&mut self, value: &Value, kind: Option<TaskKind>, dataset_dir: Option<&Path>) -> Option<GradingSpec> {

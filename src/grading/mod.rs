@@ -79,7 +79,7 @@ impl Offence {
 pub struct OutputProblem {
     pub kind: ProblemKind,
     pub message: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub offences: Vec<Offence>,
 }
 
@@ -171,10 +171,54 @@ pub fn grade_output(spec: &GradingSpec, output: &Path, truth: &Path) -> Result<A
         }
         Ok(_) => {}
     }
+    if let Some(problem) = too_large_for_truth(spec, output, truth)? {
+        return Ok(Accuracy::failed(spec.metric, problem));
+    }
     match spec.metric.input() {
         MetricInput::Table => cleaning::grade(spec, output, truth),
         _ => predictions::grade(spec, output, truth),
     }
+}
+
+/// The most rows an output may claim: a small multiple of the truth's rows.
+pub fn max_output_rows(truth_rows: u64) -> u64 {
+    2 * truth_rows + 1000
+}
+
+/// The most bytes an output's rows may take once decoded, from the row bound and the truth's width.
+pub fn max_output_bytes(truth_rows: u64, truth_columns: usize) -> u64 {
+    (16 << 20) + max_output_rows(truth_rows) * (256 + 128 * truth_columns.max(2) as u64)
+}
+
+/// Refuses an output whose own metadata (Parquet footer, CSV line count and size) says it is far
+/// larger than the truth, before a row of it is decoded: a 1 MB Parquet file can claim a hundred
+/// million rows, and decoding it would take the host's memory. The bound comes from the truth
+/// (our own file) and is checked before the candidate's file is parsed.
+fn too_large_for_truth(spec: &GradingSpec, output: &Path, truth: &Path) -> Result<Option<OutputProblem>, GradingError> {
+    let truth_extent = table::extent(truth).map_err(|message| GradingError::Truth { path: truth.to_path_buf(), message })?;
+    let extent = match table::extent(output) {
+        Ok(extent) => extent,
+        Err(message) => return Ok(Some(OutputProblem::bad_format(format!("{}: {message}", spec.output)))),
+    };
+    let (max_rows, max_bytes) = (max_output_rows(truth_extent.rows), max_output_bytes(truth_extent.rows, truth_extent.columns));
+    if extent.rows > max_rows {
+        return Ok(Some(OutputProblem::bad_format(format!(
+            "{}: {} rows, far more than expected (at most {max_rows}); not read",
+            spec.output, extent.rows
+        ))));
+    }
+    if extent.uncompressed_bytes > max_bytes {
+        return Ok(Some(OutputProblem::bad_format(format!(
+            "{}: {} once decoded, far more than expected (at most {}); not read",
+            spec.output,
+            crate::units::format_size(extent.uncompressed_bytes),
+            crate::units::format_size(max_bytes)
+        ))));
+    }
+    if extent.columns > 64 + 2 * truth_extent.columns {
+        return Ok(Some(OutputProblem::bad_format(format!("{}: {} columns, far more than expected; not read", spec.output, extent.columns))));
+    }
+    Ok(None)
 }
 
 /// Code quality, 0–100: 100 with no findings, falling linearly to 0 at `zero_at` findings per

@@ -45,6 +45,50 @@ pub fn read_typed_with(path: &Path, fixed: &[(&str, DataType)]) -> Result<DataFr
     }
 }
 
+/// What a table's file says of its size before a row is decoded: an upper bound on its rows (the
+/// newline count of a CSV, the row count of a Parquet footer), the bytes its rows take uncompressed
+/// (the file size of a CSV; the sum of the column chunks' uncompressed sizes of a Parquet file), and
+/// its column count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extent {
+    pub rows: u64,
+    pub uncompressed_bytes: u64,
+    pub columns: usize,
+}
+
+pub fn extent(path: &Path) -> Result<Extent, String> {
+    match Format::of(path) {
+        Format::Parquet => {
+            let file = std::fs::File::open(path).map_err(|error| error.to_string())?;
+            let mut reader = ParquetReader::new(file);
+            let metadata = reader.get_metadata().map_err(|error| format!("not a readable Parquet file: {}", first_line(&error.to_string())))?.clone();
+            let group_rows: u64 = metadata.row_groups.iter().map(|g| g.num_rows() as u64).sum();
+            let column_bytes: u64 = metadata.row_groups.iter().flat_map(|g| g.parquet_columns()).map(|c| c.uncompressed_size().max(0) as u64).sum();
+            let group_bytes: u64 = metadata.row_groups.iter().map(|g| g.total_byte_size() as u64).sum();
+            let columns = reader.schema().map_err(|error| format!("not a readable Parquet file: {}", first_line(&error.to_string())))?.len();
+            Ok(Extent { rows: (metadata.num_rows as u64).max(group_rows), uncompressed_bytes: column_bytes.max(group_bytes), columns })
+        }
+        Format::Csv => {
+            use std::io::Read;
+            let mut file = std::fs::File::open(path).map_err(|error| error.to_string())?;
+            let mut buffer = vec![0u8; 1 << 20];
+            let (mut newlines, mut bytes, mut last) = (0u64, 0u64, b'\n');
+            loop {
+                let n = file.read(&mut buffer).map_err(|error| error.to_string())?;
+                if n == 0 {
+                    break;
+                }
+                newlines += buffer[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+                bytes += n as u64;
+                last = buffer[n - 1];
+            }
+            let lines = newlines + u64::from(last != b'\n');
+            let columns = header(path).map(|names| names.len()).unwrap_or(0);
+            Ok(Extent { rows: lines.saturating_sub(1), uncompressed_bytes: bytes, columns })
+        }
+    }
+}
+
 /// The column names of a table, read from its header (CSV) or schema (Parquet).
 pub fn header(path: &Path) -> Result<Vec<String>, String> {
     match Format::of(path) {

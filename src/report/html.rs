@@ -4,7 +4,8 @@
 
 use std::fmt::Write;
 
-use super::{Report, View};
+use super::{CandidateReport, Report};
+use crate::grading::lint::Finding;
 use crate::grading::{cleaning::CleaningDetails, ConfusionReport, Histogram};
 use crate::sandbox::Outcome;
 use crate::units::format_size;
@@ -57,10 +58,8 @@ fn seconds(value: f64) -> String {
     format!("{value:.2} s")
 }
 
-/// Renders the page. The candidate view leaves out scores, the metric and anything computed
-/// from hidden data.
-pub fn render(report: &Report, view: View) -> String {
-    let assessor = view == View::Assessor;
+/// Renders the assessor's page: everything in the report.
+pub fn render(report: &Report) -> String {
     let mut page = String::new();
     let title = format!("{} — {}", report.task.title, report.candidate.as_deref().unwrap_or(&report.submission.path));
     let _ = write!(
@@ -71,9 +70,7 @@ pub fn render(report: &Report, view: View) -> String {
     );
     // Header.
     page.push_str("<header>");
-    if assessor {
-        let _ = write!(page, "<div class=\"total\">{:.1}<small>/100</small></div>", report.score);
-    }
+    let _ = write!(page, "<div class=\"total\">{:.1}<small>/100</small></div>", report.score);
     let _ = write!(page, "<h1>{}</h1><div class=\"meta\">", esc(&report.task.title));
     if let Some(candidate) = &report.candidate {
         let _ = write!(page, "Candidate <b>{}</b> · ", esc(candidate));
@@ -87,7 +84,7 @@ pub fn render(report: &Report, view: View) -> String {
     let accuracy = &report.components.accuracy;
     if let Some(problem) = &accuracy.accuracy.problem {
         let _ = write!(page, "<section class=\"problem\"><h2>Output: {}</h2><p>{}</p>", esc(problem.kind.as_str()), esc(&problem.message));
-        if assessor && !problem.offences.is_empty() {
+        if !problem.offences.is_empty() {
             page.push_str("<table><tr><th>what</th><th class=\"num\">count</th><th>first offending values</th></tr>");
             for offence in &problem.offences {
                 let _ = write!(page, "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>", esc(&offence.what), offence.count, esc(&offence.examples.join(", ")));
@@ -97,14 +94,74 @@ pub fn render(report: &Report, view: View) -> String {
         page.push_str("</section>\n");
     }
 
-    if assessor {
-        score_section(&mut page, report);
-        metric_section(&mut page, report);
-    }
-    lint_section(&mut page, report);
+    score_section(&mut page, report);
+    metric_section(&mut page, report);
+    let quality = &report.components.code_quality;
+    lint_section(&mut page, &quality.findings, quality.lines_of_code, &quality.rules);
     steps_section(&mut page, report);
-    provenance_section(&mut page, report, assessor);
+    provenance_section(&mut page, report);
     page.push_str("</main></body></html>\n");
+    page
+}
+
+/// Renders the candidate's page from the allow-listed [`CandidateReport`] only.
+pub fn render_candidate(report: &CandidateReport) -> String {
+    let mut page = String::new();
+    let _ = write!(
+        page,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+         <title>{}</title><style>{STYLE}</style></head><body>\n<header><h1>{}</h1><div class=\"meta\">task {} ({}) · ",
+        esc(&report.task.title),
+        esc(&report.task.title),
+        esc(&report.task.id),
+        esc(&report.task.kind)
+    );
+    if let Some(commit) = &report.submission.commit {
+        let _ = write!(page, "commit <code>{}</code> · ", esc(&commit[..commit.len().min(12)]));
+    }
+    let _ = write!(page, "graded {} · status {}</div></header>\n<main>\n", esc(&report.graded_at), badge(report.status.as_str(), report.status == super::Status::Graded));
+    if let Some(problem) = &report.output.problem {
+        let _ = write!(page, "<section class=\"problem\"><h2>Output: {}</h2><p>{}</p></section>\n", esc(problem.kind.as_str()), esc(&problem.message));
+    }
+    lint_section(&mut page, &report.lint.findings, report.lint.lines_of_code, &report.lint.rules);
+    page.push_str("<section><h2>Steps</h2><table><tr><th>step</th><th>outcome</th><th class=\"num\">wall</th><th class=\"num\">CPU</th><th class=\"num\">peak memory</th></tr>");
+    for step in &report.steps {
+        let (wall, cpu, memory) = match &step.details {
+            Some(d) => (seconds(d.wall_seconds), d.cpu_seconds.map(seconds).unwrap_or_else(|| "—".into()), d.peak_memory_bytes.map(format_size).unwrap_or_else(|| "—".into())),
+            None => ("—".into(), "—".into(), "—".into()),
+        };
+        let _ = write!(
+            page,
+            "<tr><td>{}</td><td>{} {}</td><td class=\"num\">{wall}</td><td class=\"num\">{cpu}</td><td class=\"num\">{memory}</td></tr>",
+            esc(&step.name),
+            badge(step.outcome.as_str(), step.outcome == Outcome::Ok),
+            esc(&step.message)
+        );
+    }
+    page.push_str("</table>");
+    for step in &report.steps {
+        match &step.details {
+            Some(d) => {
+                for (stream, tail) in [("stdout", &d.stdout_tail), ("stderr", &d.stderr_tail)] {
+                    if !tail.is_empty() {
+                        let _ = write!(page, "<details><summary>{} {stream}</summary><pre>{}</pre></details>", esc(&step.name), esc(tail));
+                    }
+                }
+            }
+            None => {
+                let _ = write!(page, "<p>{}: this step reads hidden data, so its logs and measurements are shown to the assessors only.</p>", esc(&step.name));
+            }
+        }
+    }
+    page.push_str("</section>\n<section><h2>Provenance</h2><table>");
+    let _ = write!(page, "<tr><th>image</th><td><code>{}</code></td></tr><tr><th>takehome</th><td><code>{}</code></td></tr>", esc(&report.image), esc(&report.takehome_version));
+    for link in &report.submission.skipped_links {
+        let _ = write!(page, "<tr><th>link not copied</th><td><code>{} → {}</code></td></tr>", esc(&link.path), esc(&link.target));
+    }
+    for rejected in &report.output.rejected {
+        let _ = write!(page, "<tr><th>output refused</th><td><code>{}</code>: {}</td></tr>", esc(&rejected.path), esc(&rejected.reason));
+    }
+    page.push_str("</table></section>\n</main></body></html>\n");
     page
 }
 
@@ -263,14 +320,13 @@ fn cleaning_section(page: &mut String, cleaning: &CleaningDetails) {
     page.push_str("</section>\n");
 }
 
-fn lint_section(page: &mut String, report: &Report) {
-    let quality = &report.components.code_quality;
-    let _ = write!(page, "<section><h2>Code quality: {} findings ({} lines of code; rules {})</h2>", quality.n_findings, quality.lines_of_code, esc(&quality.rules.join(", ")));
-    let mut files: Vec<&str> = quality.findings.iter().map(|f| f.file.as_str()).collect();
+fn lint_section(page: &mut String, findings: &[Finding], lines_of_code: usize, rules: &[String]) {
+    let _ = write!(page, "<section><h2>Code quality: {} findings ({} lines of code; rules {})</h2>", findings.len(), lines_of_code, esc(&rules.join(", ")));
+    let mut files: Vec<&str> = findings.iter().map(|f| f.file.as_str()).collect();
     files.sort_unstable();
     files.dedup();
     for file in files {
-        let in_file: Vec<_> = quality.findings.iter().filter(|f| f.file == file).collect();
+        let in_file: Vec<_> = findings.iter().filter(|f| f.file == file).collect();
         let _ = write!(page, "<details open><summary>{} ({})</summary>", esc(if file.is_empty() { "(whole submission)" } else { file }), in_file.len());
         for finding in in_file {
             let _ = write!(page, "<div class=\"finding\"><span class=\"rule\">{}</span> line {}: {}", esc(&finding.rule), finding.line, esc(&finding.message));
@@ -341,7 +397,7 @@ fn steps_section(page: &mut String, report: &Report) {
     page.push_str("</section>\n");
 }
 
-fn provenance_section(page: &mut String, report: &Report, assessor: bool) {
+fn provenance_section(page: &mut String, report: &Report) {
     let p = &report.provenance;
     page.push_str("<section><h2>Provenance</h2><table>");
     let mut rows = vec![
@@ -351,9 +407,7 @@ fn provenance_section(page: &mut String, report: &Report, assessor: bool) {
         ("takehome", p.takehome_version.clone()),
         ("graded at", p.graded_at.clone()),
     ];
-    if assessor {
-        rows.insert(3, ("data set", format!("{} (sha256 {})", p.dataset, p.dataset_digest)));
-    }
+    rows.insert(3, ("data set", format!("{} (sha256 {})", p.dataset, p.dataset_digest)));
     for (key, value) in rows {
         let _ = write!(page, "<tr><th>{key}</th><td><code>{}</code></td></tr>", esc(&value));
     }

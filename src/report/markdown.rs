@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{Report, View};
+use super::{CandidateReport, Report};
 use crate::units::format_size;
 
 /// Escapes text for a Markdown table cell or paragraph: no HTML, no table breaks, no emphasis.
@@ -33,8 +33,8 @@ fn fenced(text: &str) -> String {
     format!("{fence}text\n{}\n{fence}\n", text.trim_end())
 }
 
-pub fn render(report: &Report, view: View) -> String {
-    let assessor = view == View::Assessor;
+/// The assessor's Markdown: everything in the report.
+pub fn render(report: &Report) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# {}\n", esc(&report.task.title));
     if let Some(candidate) = &report.candidate {
@@ -46,16 +46,14 @@ pub fn render(report: &Report, view: View) -> String {
     }
     let _ = writeln!(md, "- graded: {}", esc(&report.provenance.graded_at));
     let _ = writeln!(md, "- status: **{}**", report.status.as_str());
-    if assessor {
-        let _ = writeln!(md, "- score: **{:.1} / 100**", report.score);
-    }
+    let _ = writeln!(md, "- score: **{:.1} / 100**", report.score);
     md.push('\n');
 
     let c = &report.components;
     if let Some(problem) = &c.accuracy.accuracy.problem {
         let _ = writeln!(md, "## Output: {}\n\n{}\n", problem.kind.as_str(), esc(&problem.message));
     }
-    if assessor {
+    {
         md.push_str("## Score\n\n| component | input | score | weight |\n|---|---|---:|---:|\n");
         let metric = match c.accuracy.accuracy.value {
             Some(value) => format!("{} = {value:.4} (0 at {}, full at {})", c.accuracy.accuracy.metric, c.accuracy.zero_at, c.accuracy.full_at),
@@ -127,8 +125,53 @@ pub fn render(report: &Report, view: View) -> String {
     }
     let p = &report.provenance;
     let _ = writeln!(md, "\n## Provenance\n\n- image: {} ({})\n- takehome: {}", esc(&p.image), esc(&p.image_id), esc(&p.takehome_version));
-    if assessor {
-        let _ = writeln!(md, "- data set: {} (sha256 {})", esc(&p.dataset), esc(&p.dataset_digest));
+    let _ = writeln!(md, "- data set: {} (sha256 {})", esc(&p.dataset), esc(&p.dataset_digest));
+    md
+}
+
+/// The candidate's Markdown, from the allow-listed [`CandidateReport`] only.
+pub fn render_candidate(report: &CandidateReport) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# {}\n", esc(&report.task.title));
+    let _ = writeln!(md, "- task: {} ({})", esc(&report.task.id), esc(&report.task.kind));
+    if let Some(commit) = &report.submission.commit {
+        let _ = writeln!(md, "- commit: {}", esc(commit));
     }
+    let _ = writeln!(md, "- graded: {}", esc(&report.graded_at));
+    let _ = writeln!(md, "- status: **{}**\n", report.status.as_str());
+    if let Some(problem) = &report.output.problem {
+        let _ = writeln!(md, "## Output: {}\n\n{}\n", problem.kind.as_str(), esc(&problem.message));
+    }
+    let _ = writeln!(md, "## Code quality ({} findings)\n", report.lint.findings.len());
+    for finding in &report.lint.findings {
+        let _ = writeln!(md, "- {}:{} **{}** {}", esc(&finding.file), finding.line, esc(&finding.rule), esc(&finding.message));
+    }
+    md.push_str("\n## Steps\n\n| step | outcome | wall | CPU | peak memory |\n|---|---|---:|---:|---:|\n");
+    for step in &report.steps {
+        let (wall, cpu, memory) = match &step.details {
+            Some(d) => (
+                format!("{:.2} s", d.wall_seconds),
+                d.cpu_seconds.map(|s| format!("{s:.2} s")).unwrap_or_else(|| "—".into()),
+                d.peak_memory_bytes.map(format_size).unwrap_or_else(|| "—".into()),
+            ),
+            None => ("—".into(), "—".into(), "—".into()),
+        };
+        let _ = writeln!(md, "| {} | {} {} | {wall} | {cpu} | {memory} |", esc(&step.name), step.outcome.as_str(), esc(&step.message));
+    }
+    for step in &report.steps {
+        match &step.details {
+            Some(d) => {
+                for (stream, tail) in [("stdout", &d.stdout_tail), ("stderr", &d.stderr_tail)] {
+                    if !tail.is_empty() {
+                        let _ = write!(md, "\n<details><summary>{} {stream}</summary>\n\n{}\n</details>\n", esc(&step.name), fenced(tail));
+                    }
+                }
+            }
+            None => {
+                let _ = writeln!(md, "\n{}: this step reads hidden data, so its logs and measurements are shown to the assessors only.", esc(&step.name));
+            }
+        }
+    }
+    let _ = writeln!(md, "\n## Provenance\n\n- image: {}\n- takehome: {}", esc(&report.image), esc(&report.takehome_version));
     md
 }

@@ -8,8 +8,11 @@ use crate::sandbox::{Outcome, Rejected};
 use crate::submission::SkippedLink;
 use crate::units::format_size;
 
+pub mod candidate;
 pub mod html;
 pub mod markdown;
+
+pub use candidate::CandidateReport;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -115,6 +118,10 @@ pub struct StepReport {
     pub stderr_bytes: u64,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
+    /// Whether the candidate's view may show the logs (false when hidden data was mounted, unless
+    /// the task says otherwise; false for reports written before this field existed).
+    #[serde(default)]
+    pub candidate_logs: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -165,40 +172,28 @@ impl Report {
         serde_json::to_string_pretty(self).expect("a report always serialises")
     }
 
-    /// The JSON of a view: the candidate's leaves out the score, the formula, the metric and its
-    /// details (confusion matrix, cleaning mismatches, residuals), and the data set's digest.
+    /// The JSON of a view: the whole report for assessors; for candidates, the allow-listed
+    /// [`CandidateReport`] (a type of its own: a field added to `Report` never reaches it unless
+    /// someone adds it there on purpose).
     pub fn to_json_view(&self, view: View) -> String {
-        if view == View::Assessor {
-            return self.to_json();
+        match view {
+            View::Assessor => self.to_json(),
+            View::Candidate => CandidateReport::from_report(self).to_json(),
         }
-        let mut value = serde_json::to_value(self).expect("a report always serialises");
-        if let Some(object) = value.as_object_mut() {
-            object.remove("score");
-            object.remove("formula");
-            object.insert("view".into(), "candidate".into());
-            if let Some(components) = object.get_mut("components").and_then(|c| c.as_object_mut()) {
-                let problem = components.get("accuracy").and_then(|a| a.get("problem")).cloned();
-                components.insert("accuracy".into(), serde_json::json!({ "problem": problem }));
-                for part in ["code_quality", "runtime"] {
-                    if let Some(part) = components.get_mut(part).and_then(|p| p.as_object_mut()) {
-                        part.remove("score");
-                        part.remove("weight");
-                    }
-                }
-            }
-            if let Some(provenance) = object.get_mut("provenance").and_then(|p| p.as_object_mut()) {
-                provenance.remove("dataset_digest");
-            }
-        }
-        serde_json::to_string_pretty(&value).expect("a value always serialises")
     }
 
     pub fn to_html(&self, view: View) -> String {
-        html::render(self, view)
+        match view {
+            View::Assessor => html::render(self),
+            View::Candidate => html::render_candidate(&CandidateReport::from_report(self)),
+        }
     }
 
     pub fn to_markdown(&self, view: View) -> String {
-        markdown::render(self, view)
+        match view {
+            View::Assessor => markdown::render(self),
+            View::Candidate => markdown::render_candidate(&CandidateReport::from_report(self)),
+        }
     }
 
     /// The human summary that `takehome grade` prints.

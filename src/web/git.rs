@@ -1,0 +1,134 @@
+//! git's smart HTTP protocol for candidates: `GET info/refs` and `POST git-upload-pack` /
+//! `git-receive-pack`. The [`Candidate`] extractor authenticates from the head before any body
+//! is read; bodies stream into git through [`intake`]; upload-pack's output streams back.
+//!
+//! The clock of an on-clone assignment starts at the first authenticated request of *any* of
+//! these routes, before a byte of the repository (or an object id) is answered: a fetch that skips
+//! the advertisement, or a push that never cloned, starts it just the same.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use tracing::info;
+
+use crate::store::Store;
+use super::auth::Candidate;
+use super::{blocking, clock, now, App, Failure};
+use crate::intake::{self, BodyReader, PushOutcome, PushRules, Service};
+use crate::store::Assignment;
+
+#[derive(Deserialize)]
+pub struct ServiceQuery {
+    service: Option<String>,
+}
+
+/// Starts the assignment's clock now if it has not started (any authenticated read does).
+async fn start_clock(app: &Arc<App>, assignment: Assignment) -> Result<Assignment, Failure> {
+    if assignment.started_at.is_some() {
+        return Ok(assignment);
+    }
+    let id = assignment.id;
+    blocking(app, move |store| store.start_clock(&id, now())).await
+}
+
+fn closed_message(deadline: i64) -> String {
+    format!("takehome: the time box closed at {} (server time); pushes are no longer accepted", crate::report::rfc3339(deadline))
+}
+
+pub async fn info_refs(State(app): State<Arc<App>>, Candidate(assignment): Candidate, Query(query): Query<ServiceQuery>) -> Response {
+    let Some(service) = query.service.as_deref().and_then(Service::parse) else {
+        return (StatusCode::FORBIDDEN, "only git's smart protocol is served\n").into_response();
+    };
+    let assignment = match start_clock(&app, assignment).await {
+        Ok(a) => a,
+        Err(failure) => return failure.into_response(),
+    };
+    let content_type = format!("application/x-{}-advertisement", service.name());
+    if service == Service::ReceivePack {
+        if let Some(deadline) = assignment.deadline().filter(|&d| now() > d) {
+            app.metrics.lock().unwrap().pushes_refused += 1;
+            return ([(header::CONTENT_TYPE, content_type)], intake::advertisement_error(service, &closed_message(deadline))).into_response();
+        }
+    }
+    let Ok(_slot) = app.git_slots.clone().acquire_owned().await else { return Failure::internal("git slots closed".into()).into_response() };
+    match app.repos.advertise(&assignment.id, service).await {
+        Ok(body) => ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache".into())], body).into_response(),
+        Err(e) => Failure::internal(e.to_string()).into_response(),
+    }
+}
+
+fn body_reader(body: Body, headers: &HeaderMap, cap: u64) -> BodyReader {
+    let gzip = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    let stream = body.into_data_stream().map(|chunk| chunk.map_err(|e| e.to_string()));
+    BodyReader::new(Box::pin(stream), gzip, cap)
+}
+
+pub async fn rpc(State(app): State<Arc<App>>, Path((_repo, service)): Path<(String, String)>, Candidate(assignment): Candidate, headers: HeaderMap, body: Body) -> Response {
+    let Some(service) = Service::parse(&service) else { return Failure::not_found("such service").into_response() };
+    let assignment = match start_clock(&app, assignment).await {
+        Ok(a) => a,
+        Err(failure) => return failure.into_response(),
+    };
+    let content_type = [(header::CONTENT_TYPE, format!("application/x-{}-result", service.name()))];
+    let Ok(slot) = app.git_slots.clone().acquire_owned().await else { return Failure::internal("git slots closed".into()).into_response() };
+    if service == Service::UploadPack {
+        let reader = body_reader(body, &headers, intake::MAX_FETCH_REQUEST);
+        return match app.repos.upload_pack(&assignment.id, reader, slot).await {
+            Ok(output) => (content_type, Body::from_stream(output.into_stream())).into_response(),
+            Err(e) => Failure::internal(e.to_string()).into_response(),
+        };
+    }
+
+    // A push: intake decides (deadline, refs, quota, size, our hook on the tree).
+    let now = now();
+    let rules = PushRules { now, deadline: assignment.deadline(), max_push_bytes: app.config.max_push_bytes, quota_bytes: app.config.repo_quota_bytes };
+    let reader = body_reader(body, &headers, app.config.max_push_bytes.saturating_add(1 << 20));
+    let outcome = app.repos.receive_push(&assignment.id, &rules, reader).await;
+    drop(slot);
+    let (reply, sideband, message) = match outcome {
+        Err(e) => return Failure::internal(e.to_string()).into_response(),
+        Ok(PushOutcome::Refused { reason, reply }) => {
+            app.metrics.lock().unwrap().pushes_refused += 1;
+            info!(assignment = %assignment.id, reason = %reason, "push refused");
+            return (content_type, reply).into_response();
+        }
+        Ok(PushOutcome::Unchanged { reply, sideband }) => {
+            app.metrics.lock().unwrap().pushes_refused += 1;
+            (reply, sideband, "takehome: main did not change: nothing new to grade".to_string())
+        }
+        Ok(PushOutcome::Accepted { commit, reply, sideband }) => {
+            let (store_id, store_commit) = (assignment.id.clone(), commit.clone());
+            let (submission, number, position) = match blocking(&app, move |store| store.add_submission(&store_id, &store_commit, now)).await {
+                Ok(recorded) => recorded,
+                Err(failure) => return failure.into_response(),
+            };
+            let (repos, id, kept) = (app.repos.clone(), assignment.id.clone(), commit.clone());
+            if let Err(e) = tokio::task::spawn_blocking(move || repos.keep(&id, number, &kept)).await.unwrap_or_else(|e| Err(intake::IntakeError::Git { action: "keep".into(), message: e.to_string() })) {
+                tracing::error!(error = %e, "cannot keep the submission's commit under a ref of ours");
+            }
+            app.metrics.lock().unwrap().pushes_accepted += 1;
+            app.work.notify_one();
+            info!(assignment = %assignment.id, submission, number, commit = %commit, "push accepted");
+            let message = format!(
+                "takehome: submission #{number} accepted (commit {})\ntakehome: queue position {position}\ntakehome: {} (deadline {})\ntakehome: status: {}/status/{}",
+                &commit[..commit.len().min(12)],
+                clock(assignment.seconds_left(now)),
+                assignment.deadline().map(crate::report::rfc3339).unwrap_or_default(),
+                app.config.public_url,
+                assignment.id
+            );
+            (reply, sideband, message)
+        }
+    };
+    let mut body = Vec::new();
+    if sideband {
+        body.extend(intake::sideband_message(&message));
+    }
+    body.extend(reply);
+    (content_type, body).into_response()
+}

@@ -1,0 +1,223 @@
+//! HTTP, by audience: `git` (candidates' clones and pushes), `pages` (the assessor web UI and the
+//! candidate's status page), `api` (JSON for assessors and candidates), and `auth` (who is asking),
+//! plus the connection loop that every request comes through.
+//!
+//! Invariants:
+//! - Only this module knows routes. Every handler names who may call it with an extractor from
+//!   [`auth`] (`Candidate`, `Assessor`, `AssessorPage`, `SessionForm`), so that a handler cannot
+//!   forget to authenticate, and no extractor reads a request body before it knows who sent it.
+//! - Connections are capped (`max_connections`; more are closed as they arrive), request heads
+//!   must arrive within [`HEADER_TIMEOUT`], bodies may not pause longer than
+//!   [`intake::BODY_IDLE_TIMEOUT`](crate::intake::BODY_IDLE_TIMEOUT), and git processes are capped
+//!   (`max_git_processes`), so nothing a stranger sends can stall or fill the daemon.
+//! - Every state-changing request from a browser passes [`auth::same_origin`] (Origin and
+//!   Sec-Fetch-Site) and, for forms, carries the session's CSRF token.
+//! - Names from users never reach a path unchecked (`task::is_name`); candidate text in pages goes
+//!   through the report's HTML escaping; candidates see only [`CandidateReport`](crate::report::CandidateReport)s.
+
+pub mod api;
+pub mod auth;
+pub mod git;
+pub mod pages;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, warn};
+
+use crate::config::Config;
+use crate::intake::Repos;
+use crate::report::html::esc;
+use crate::store::SqliteStore;
+
+/// A request's head (request line and headers) must arrive within this.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Forms and logins are small: their bodies are capped at this, and read only after auth.
+pub const MAX_FORM_BODY: usize = 64 << 10;
+
+/// What every handler shares.
+pub struct App {
+    pub config: Config,
+    pub store: Arc<SqliteStore>,
+    pub repos: Repos,
+    /// Woken when a push queues a job.
+    pub work: Arc<Notify>,
+    pub auth: auth::Auth,
+    /// git processes at once.
+    pub git_slots: Arc<Semaphore>,
+    pub metrics: Mutex<Metrics>,
+}
+
+/// Counters for `/metrics` that the store does not hold.
+#[derive(Default)]
+pub struct Metrics {
+    /// Per step name: (seconds summed, count).
+    pub step_seconds: HashMap<String, (f64, u64)>,
+    pub pushes_accepted: u64,
+    pub pushes_refused: u64,
+    pub connections_refused: u64,
+    pub logins_limited: u64,
+}
+
+impl App {
+    pub fn new(config: Config, store: Arc<SqliteStore>, work: Arc<Notify>) -> App {
+        let repos = Repos::new(config.repos_dir(), config.hooks_dir());
+        let git_slots = Arc::new(Semaphore::new(config.max_git_processes));
+        App { auth: auth::Auth::new(), config, store, repos, work, git_slots, metrics: Mutex::new(Metrics::default()) }
+    }
+}
+
+/// The client's address, put on every request by the connection loop.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub IpAddr);
+
+pub fn router(app: Arc<App>) -> Router {
+    let browser_routes = Router::new()
+        .route("/login", get(pages::login_page).post(pages::login).layer(DefaultBodyLimit::max(MAX_FORM_BODY)))
+        .route("/logout", post(pages::logout))
+        .route("/logout-everywhere", post(pages::logout_everywhere))
+        .route("/", get(pages::dashboard))
+        .route("/submissions/{id}", get(pages::submission_page))
+        .route("/submissions/{id}/regrade", post(pages::regrade_one))
+        .route("/submissions/{id}/notes", post(pages::add_note))
+        .route("/tasks/{task}/compare", get(pages::compare_page))
+        .route("/tasks/{task}/regrade", post(pages::regrade_task))
+        .route("/status/{assignment}", get(pages::status_page))
+        .route("/api/assignments", get(api::assignments))
+        .route("/api/submissions", get(api::submissions))
+        .route("/api/submissions/{id}", get(api::submission))
+        .route("/api/submissions/{id}/regrade", post(api::regrade_one))
+        .route("/api/tasks/{task}/compare", get(api::compare))
+        .route("/api/tasks/{task}/regrade", post(api::regrade_task))
+        .route("/api/status/{assignment}", get(api::status))
+        .layer(DefaultBodyLimit::max(MAX_FORM_BODY))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), auth::same_origin));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(api::metrics))
+        .route("/git/{repo}/info/refs", get(git::info_refs))
+        .route("/git/{repo}/{service}", post(git::rpc))
+        .merge(browser_routes)
+        .with_state(app)
+}
+
+/// Serves `router` on `listener` until `shutdown`: one task per connection, at most
+/// `max_connections` at once (more are closed at once), heads within [`HEADER_TIMEOUT`].
+/// On shutdown, connections finish their current request (up to 30 s).
+pub async fn serve(listener: tokio::net::TcpListener, app: Arc<App>, shutdown: CancellationToken) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let router = router(app.clone());
+    let connections = Arc::new(Semaphore::new(app.config.max_connections));
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            app.metrics.lock().unwrap().connections_refused += 1;
+            debug!(%peer, "too many connections: closed");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let _permit = permit;
+            let service = hyper::service::service_fn(move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ClientAddr(peer.ip()));
+                let mut router = router.clone();
+                async move { tower_service::Service::call(&mut router, request).await }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(64 << 10)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        debug!(%peer, error = %e, "connection ended");
+                    }
+                }
+                _ = stop.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(30), connection).await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    while tasks.join_next().await.is_some() {}
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// Runs store work on a blocking thread (SQLite calls block).
+pub(crate) async fn blocking<T: Send + 'static>(app: &Arc<App>, f: impl FnOnce(&SqliteStore) -> crate::store::Result<T> + Send + 'static) -> Result<T, Failure> {
+    let app = app.clone();
+    tokio::task::spawn_blocking(move || f(&app.store)).await.map_err(|e| Failure::internal(e.to_string()))?.map_err(|e| Failure::internal(e.to_string()))
+}
+
+/// An error answer: status and message, as JSON.
+#[derive(Debug)]
+pub struct Failure {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn internal(message: String) -> Failure {
+        error!(error = %message, "request failed on our side");
+        Failure { status: StatusCode::INTERNAL_SERVER_ERROR, message: "internal error (logged on the server)".into() }
+    }
+    pub fn not_found(what: &str) -> Failure {
+        Failure { status: StatusCode::NOT_FOUND, message: format!("no {what}") }
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        (self.status, [(header::CONTENT_TYPE, "application/json")], serde_json::json!({ "error": self.message }).to_string()).into_response()
+    }
+}
+
+pub(crate) fn page(title: &str, body: &str) -> Html<String> {
+    Html(format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} · takehome</title><style>\
+         body{{font:14px/1.45 system-ui,sans-serif;margin:0;background:#f5f6f8;color:#1d2430}}nav{{background:#1d2430;color:#fff;padding:10px 24px}}\
+         nav a{{color:#fff;margin-right:16px}}main{{max-width:1100px;margin:0 auto;padding:20px}}table{{border-collapse:collapse;width:100%;background:#fff}}\
+         th,td{{text-align:left;padding:6px 8px;border-bottom:1px solid #eceff3}}.num{{text-align:right}}section{{margin:18px 0}}\
+         form.inline{{display:inline}}input,textarea,button{{font:inherit}}</style></head><body><nav><b>takehome</b> &nbsp; <a href=\"/\">dashboard</a></nav><main>{body}</main></body></html>",
+        esc(title)
+    ))
+}
+
+pub(crate) fn clock(seconds: i64) -> String {
+    if seconds <= 0 {
+        return "closed".into();
+    }
+    format!("{}h{:02}m left", seconds / 3600, seconds % 3600 / 60)
+}

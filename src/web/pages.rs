@@ -1,0 +1,265 @@
+//! HTML pages: the assessor's login, dashboard, report, comparison and review forms (session
+//! cookie only; every form carries the session's CSRF token), and the candidate's status page
+//! (their token; only [`CandidateReport`](crate::report::CandidateReport)s).
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::extract::{Form, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use crate::store::Store;
+use super::auth::{AssessorPage, Candidate, CsrfForm, PasswordCheck, SessionForm};
+use super::{api, blocking, clock, now, page, App, ClientAddr, Failure};
+use crate::report::html::esc;
+use crate::report::{Report, View};
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    user: String,
+    password: String,
+}
+
+/// A form with nothing but its CSRF token (logout, regrade).
+#[derive(Deserialize)]
+pub struct PlainForm {
+    csrf: String,
+}
+
+impl CsrfForm for PlainForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+#[derive(Deserialize)]
+pub struct NoteForm {
+    text: String,
+    csrf: String,
+}
+
+impl CsrfForm for NoteForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+fn csrf_field(csrf: &str) -> String {
+    format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", esc(csrf))
+}
+
+pub async fn login_page() -> Html<String> {
+    page(
+        "Log in",
+        "<h1>Assessor log in</h1><form method=\"post\" action=\"/login\"><p><label>User <input name=\"user\" autocomplete=\"username\"></label></p>\
+         <p><label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\"></label></p><p><button>Log in</button></p></form>",
+    )
+}
+
+/// The one route that reads a body from someone not yet known: the credentials are in it. It is
+/// capped at `MAX_FORM_BODY`, must arrive within `FORM_TIMEOUT`, and is rate-limited per address.
+pub async fn login(State(app): State<Arc<App>>, axum::Extension(client): axum::Extension<ClientAddr>, request: axum::extract::Request) -> Response {
+    let form = match tokio::time::timeout(super::auth::FORM_TIMEOUT, <Form<LoginForm> as axum::extract::FromRequest<Arc<App>>>::from_request(request, &app)).await {
+        Err(_) => return (StatusCode::REQUEST_TIMEOUT, "the form took too long to arrive\n").into_response(),
+        Ok(Err(rejection)) => return rejection.into_response(),
+        Ok(Ok(Form(form))) => form,
+    };
+    match app.auth.check(&app, client.0, &form.user, &form.password).await {
+        PasswordCheck::User(user) => match super::auth::start_session(&app, &user).await {
+            Ok(cookie) => ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response(),
+            Err(failure) => failure.into_response(),
+        },
+        PasswordCheck::Wrong => (StatusCode::UNAUTHORIZED, page("Log in", "<p>Wrong user or password.</p><p><a href=\"/login\">Try again</a></p>")).into_response(),
+        PasswordCheck::Limited(wait) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, wait.as_secs().max(1).to_string())],
+            page("Log in", &format!("<p>Too many wrong passwords from your address. Try again in {} s.</p>", wait.as_secs().max(1))),
+        )
+            .into_response(),
+    }
+}
+
+pub async fn logout(State(app): State<Arc<App>>, form: SessionForm<PlainForm>) -> Response {
+    let hash = crate::secret::token_hash(&form.session);
+    if let Err(failure) = blocking(&app, move |store| store.delete_session(&hash)).await {
+        return failure.into_response();
+    }
+    ([(header::SET_COOKIE, super::auth::end_session_cookie(&app))], Redirect::to("/login")).into_response()
+}
+
+/// Ends every session of the assessor, on every browser.
+pub async fn logout_everywhere(State(app): State<Arc<App>>, form: SessionForm<PlainForm>) -> Response {
+    let user = form.user.clone();
+    if let Err(failure) = blocking(&app, move |store| store.delete_sessions_of(&user)).await {
+        return failure.into_response();
+    }
+    ([(header::SET_COOKIE, super::auth::end_session_cookie(&app))], Redirect::to("/login")).into_response()
+}
+
+pub async fn dashboard(State(app): State<Arc<App>>, assessor: AssessorPage) -> Response {
+    let (assignments, submissions) = match blocking(&app, |store| Ok((store.assignments()?, store.submissions(None, None)?))).await {
+        Ok(both) => both,
+        Err(failure) => return failure.into_response(),
+    };
+    let tasks = crate::check::discover_tasks(&app.config.tasks_root).unwrap_or_default();
+    let now = now();
+    let csrf = csrf_field(&assessor.csrf);
+    let mut body = format!(
+        "<meta http-equiv=\"refresh\" content=\"10\"><p>Logged in as {} · <form class=\"inline\" method=\"post\" action=\"/logout\">{csrf}<button>log out</button></form> \
+         <form class=\"inline\" method=\"post\" action=\"/logout-everywhere\">{csrf}<button>log out everywhere</button></form></p>",
+        esc(&assessor.user)
+    );
+    body.push_str("<section><h2>Tasks</h2><table><tr><th>task</th><th></th></tr>");
+    for dir in tasks {
+        let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let _ = write!(body, "<tr><td>{}</td><td><a href=\"/tasks/{}/compare\">compare candidates</a></td></tr>", esc(&id), esc(&id));
+    }
+    body.push_str("</table></section><section><h2>Assignments</h2><table><tr><th>candidate</th><th>task</th><th>time</th><th class=\"num\">submissions</th><th>status page</th></tr>");
+    for a in &assignments {
+        let count = submissions.iter().filter(|s| s.assignment == a.id).count();
+        let time = if a.started_at.is_none() { "not started".to_string() } else { clock(a.seconds_left(now)) };
+        let _ = write!(body, "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{count}</td><td><code>/status/{}</code></td></tr>", esc(&a.candidate), esc(&a.task), time, esc(&a.id));
+    }
+    body.push_str("</table></section><section><h2>Submissions</h2><table><tr><th>#</th><th>candidate</th><th>task</th><th>commit</th><th>status</th><th class=\"num\">score</th></tr>");
+    for s in &submissions {
+        let score = s.score.map(|v| format!("{v:.1}")).unwrap_or_default();
+        let status = match (&s.status[..], &s.grade_status) {
+            ("graded", Some(g)) => g.clone(),
+            (other, _) => other.to_string(),
+        };
+        let _ = write!(
+            body,
+            "<tr><td><a href=\"/submissions/{}\">{}</a></td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td class=\"num\">{score}</td></tr>",
+            s.id,
+            s.id,
+            esc(&s.candidate),
+            esc(&s.task),
+            esc(&s.commit[..s.commit.len().min(10)]),
+            esc(&status)
+        );
+    }
+    body.push_str("</table></section>");
+    page("Dashboard", &body).into_response()
+}
+
+pub async fn submission_page(State(app): State<Arc<App>>, Path(id): Path<i64>, assessor: AssessorPage) -> Response {
+    let found = match blocking(&app, move |store| Ok((store.submission(id)?, store.notes(id)?))).await {
+        Ok(found) => found,
+        Err(failure) => return failure.into_response(),
+    };
+    let (Some((submission, report)), notes) = found else { return Failure::not_found("such submission").into_response() };
+    let csrf = csrf_field(&assessor.csrf);
+    let mut extra = format!("<section><h2>Review</h2><p>Submission #{} of {} · status {}", submission.number, esc(&submission.candidate), esc(&submission.status));
+    if let (Some(previous), Some(score)) = (submission.previous_score, submission.score) {
+        let _ = write!(extra, " · regraded: {previous:.1} → {score:.1} ({:+.1})", score - previous);
+    }
+    let _ = write!(extra, "</p><form method=\"post\" action=\"/submissions/{id}/regrade\">{csrf}<button>Regrade</button></form><h3>Notes</h3><ul>");
+    for note in &notes {
+        let _ = write!(extra, "<li><b>{}</b> ({}): {}</li>", esc(&note.author), crate::report::rfc3339(note.created_at), esc(&note.text));
+    }
+    let _ = write!(
+        extra,
+        "</ul><form method=\"post\" action=\"/submissions/{id}/notes\">{csrf}<textarea name=\"text\" rows=\"3\" cols=\"60\"></textarea><br><button>Add note</button></form><p><a href=\"/\">back</a></p></section>"
+    );
+    match report.map(|r| serde_json::from_str::<Report>(&r)) {
+        Some(Ok(report)) => Html(report.to_html(View::Assessor).replacen("</main>", &format!("{extra}</main>"), 1)).into_response(),
+        Some(Err(e)) => page("Submission", &format!("<p>The stored report cannot be read ({}).</p>{extra}", esc(&e.to_string()))).into_response(),
+        None => page("Submission", &format!("<p>Not graded yet ({}).</p>{extra}", esc(&submission.status))).into_response(),
+    }
+}
+
+pub async fn add_note(State(app): State<Arc<App>>, Path(id): Path<i64>, form: SessionForm<NoteForm>) -> Response {
+    let text: String = form.form.text.chars().take(10_000).collect();
+    let user = form.user;
+    match blocking(&app, move |store| store.add_note(id, &user, &text, now())).await {
+        Ok(()) => Redirect::to(&format!("/submissions/{id}")).into_response(),
+        Err(failure) => failure.into_response(),
+    }
+}
+
+pub async fn regrade_one(State(app): State<Arc<App>>, Path(id): Path<i64>, _form: SessionForm<PlainForm>) -> Response {
+    let _ = blocking(&app, move |store| store.regrade(Some(id), None)).await;
+    app.work.notify_waiters();
+    Redirect::to(&format!("/submissions/{id}")).into_response()
+}
+
+pub async fn regrade_task(State(app): State<Arc<App>>, Path(task): Path<String>, _form: SessionForm<PlainForm>) -> Response {
+    if !crate::task::is_name(&task) {
+        return Failure::not_found("such task").into_response();
+    }
+    let target = task.clone();
+    let _ = blocking(&app, move |store| store.regrade(None, Some(&target))).await;
+    app.work.notify_waiters();
+    Redirect::to(&format!("/tasks/{task}/compare")).into_response()
+}
+
+pub async fn compare_page(State(app): State<Arc<App>>, Path(task): Path<String>, assessor: AssessorPage) -> Response {
+    if !crate::task::is_name(&task) {
+        return Failure::not_found("such task").into_response();
+    }
+    let rows = match api::comparison(&app, &task).await {
+        Ok(rows) => rows,
+        Err(failure) => return failure.into_response(),
+    };
+    let mut body = format!(
+        "<h1>{}: candidates by score</h1><form method=\"post\" action=\"/tasks/{}/regrade\">{}<button>Regrade every submission</button></form>\
+         <table><tr><th>rank</th><th>candidate</th><th>submission</th><th>status</th><th class=\"num\">score</th><th class=\"num\">change at regrade</th></tr>",
+        esc(&task),
+        esc(&task),
+        csrf_field(&assessor.csrf)
+    );
+    for (rank, s) in rows.iter().enumerate() {
+        let change = match (s.previous_score, s.score) {
+            (Some(p), Some(n)) => format!("{:+.1}", n - p),
+            _ => String::new(),
+        };
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td><a href=\"/submissions/{}\">#{}</a></td><td>{}</td><td class=\"num\">{:.1}</td><td class=\"num\">{change}</td></tr>",
+            rank + 1,
+            esc(&s.candidate),
+            s.id,
+            s.number,
+            esc(s.grade_status.as_deref().unwrap_or(&s.status)),
+            s.score.unwrap_or(0.0)
+        );
+    }
+    body.push_str("</table>");
+    page("Compare", &body).into_response()
+}
+
+pub async fn status_page(State(app): State<Arc<App>>, Candidate(a): Candidate, _headers: HeaderMap) -> Response {
+    let rows = match api::candidate_view(&app, &a.id).await {
+        Ok(rows) => rows,
+        Err(failure) => return failure.into_response(),
+    };
+    let time = if a.started_at.is_none() { "the clock starts at your first clone".to_string() } else { clock(a.seconds_left(now())) };
+    let mut body = format!(
+        "<meta http-equiv=\"refresh\" content=\"10\"><h1>{}</h1><p>{}</p><table><tr><th>#</th><th>commit</th><th>pushed</th><th>status</th><th>steps</th><th>output</th></tr>",
+        esc(&a.task),
+        esc(&time)
+    );
+    for row in rows {
+        let (steps, output) = match &row.report {
+            None => (String::new(), String::new()),
+            Some(report) => (
+                report.steps.iter().map(|s| format!("{}: {}", s.name, s.outcome.as_str())).collect::<Vec<_>>().join(", "),
+                report.output.problem.as_ref().map(|p| p.message.clone()).unwrap_or_else(|| "format ok".into()),
+            ),
+        };
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            row.number,
+            esc(&row.commit[..row.commit.len().min(10)]),
+            esc(&row.pushed_at),
+            esc(row.grade_status.as_deref().unwrap_or(&row.status)),
+            esc(&steps),
+            esc(&output)
+        );
+    }
+    body.push_str("</table>");
+    page("Status", &body).into_response()
+}
