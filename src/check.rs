@@ -70,6 +70,13 @@ pub struct Expect {
     pub timeout: Option<String>,
     /// Grade twice and compare (default true).
     pub deterministic: Option<bool>,
+    /// No data line of the hidden truth may appear in the report or the candidate's view.
+    #[serde(default)]
+    pub report_lacks_truth: bool,
+    /// Text that must not appear in the candidate's view of the report.
+    pub candidate_lacks: Option<String>,
+    /// How many links the submission copy must have left out.
+    pub skipped_links: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -210,10 +217,11 @@ fn fit_shared_fixture(spec: &TaskSpec, shared: &Path) -> Result<tempfile::TempDi
     let made = tempfile::Builder::new().prefix("takehome-fixture-").tempdir().map_err(|e| e.to_string())?;
     for entry in std::fs::read_dir(shared).map_err(|e| format!("{}: {e}", shared.display()))? {
         let entry = entry.map_err(|e| e.to_string())?;
-        if entry.file_type().map_err(|e| e.to_string())?.is_file() && entry.file_name() != "expect.yaml" {
+        if entry.file_type().map_err(|e| e.to_string())?.is_file() && entry.file_name() != "expect.yaml" && entry.file_name() != "links.txt" {
             std::fs::copy(entry.path(), made.path().join(entry.file_name())).map_err(|e| e.to_string())?;
         }
     }
+    plant_links(spec, &shared.join("links.txt"), made.path())?;
     for step in &spec.steps {
         let script = step.run.trim().strip_prefix("python ").map(str::trim).filter(|s| s.ends_with(".py") && !s.contains(['/', ' ']));
         let Some(script) = script else {
@@ -230,9 +238,47 @@ fn fit_shared_fixture(spec: &TaskSpec, shared: &Path) -> Result<tempfile::TempDi
         "truth_name": Path::new(&spec.grading.truth).file_name().map(|n| n.to_string_lossy().into_owned()),
         "truth_fields": truth_line.split(',').collect::<Vec<_>>(),
         "steps": spec.steps.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
+        "hidden_steps": spec.steps.iter().filter(|s| s.reads_hidden()).map(|s| s.name.clone()).collect::<Vec<_>>(),
+        "truth_rows": crate::grading::table::extent(&spec.truth_path()).map(|e| e.rows).unwrap_or(0),
     });
     std::fs::write(made.path().join("takehome_check.json"), info.to_string()).map_err(|e| e.to_string())?;
     Ok(made)
+}
+
+/// Plants what a shared fixture's `links.txt` lists into the fitted copy: `link NAME -> TARGET`
+/// makes a symbolic link, `decoy PATH` a small Python file with lint findings. In both,
+/// `{truth_from_cwd}` is the truth's path from this process's working folder (where
+/// `/proc/self/cwd` leads on the host) and `{truth_abs}` its absolute path without the leading
+/// `/`. The links are made, never followed.
+fn plant_links(spec: &TaskSpec, list: &Path, dest: &Path) -> Result<(), String> {
+    let Ok(text) = std::fs::read_to_string(list) else { return Ok(()) };
+    let truth = std::path::absolute(spec.truth_path()).map_err(|e| e.to_string())?;
+    let cwd = std::env::current_dir().map_err(|e| e.to_string())?;
+    let from_cwd = truth.strip_prefix(&cwd).unwrap_or(&truth).to_string_lossy().trim_start_matches('/').to_string();
+    let absolute = truth.to_string_lossy().trim_start_matches('/').to_string();
+    let fill = |text: &str| text.replace("{truth_from_cwd}", &from_cwd).replace("{truth_abs}", &absolute);
+    for (number, line) in text.lines().enumerate().map(|(n, l)| (n + 1, l.trim())).filter(|(_, l)| !l.is_empty() && !l.starts_with('#')) {
+        let bad = || format!("{}: line {number}: expected `link NAME -> TARGET` or `decoy PATH`", list.display());
+        if let Some(rest) = line.strip_prefix("link ") {
+            let (name, target) = rest.split_once(" -> ").ok_or_else(bad)?;
+            let name = fill(name.trim());
+            if !crate::task::is_plain_relative(&name) {
+                return Err(bad());
+            }
+            std::os::unix::fs::symlink(fill(target.trim()), dest.join(&name)).map_err(|e| format!("{}: line {number}: {e}", list.display()))?;
+        } else if let Some(path) = line.strip_prefix("decoy ") {
+            let path = fill(path.trim());
+            if !crate::task::is_plain_relative(&path) {
+                return Err(bad());
+            }
+            let file = dest.join(&path);
+            std::fs::create_dir_all(file.parent().expect("a relative path has a parent")).map_err(|e| e.to_string())?;
+            std::fs::write(&file, "import os\nimport sys\nimport json\nx=1\n").map_err(|e| e.to_string())?;
+        } else {
+            return Err(bad());
+        }
+    }
+    Ok(())
 }
 
 async fn run_fixture<S: Sandbox>(sandbox: &S, spec: &TaskSpec, fixture: &Fixture, image: &ImageRef, cancel: &CancellationToken) -> Result<String, String> {
@@ -355,6 +401,25 @@ fn compare(expect: &Expect, spec: &TaskSpec, report: &Report) -> Vec<String> {
     if let Some(needle) = &expect.output_contains {
         if !outputs.first().is_some_and(|out| out.contains(needle.as_str())) {
             failures.push(format!("the first step did not print {needle:?}"));
+        }
+    }
+    let candidate_view = report.to_json_view(crate::report::View::Candidate);
+    if let Some(needle) = &expect.candidate_lacks {
+        if candidate_view.contains(needle.as_str()) {
+            failures.push(format!("the candidate's view shows {needle:?}"));
+        }
+    }
+    if expect.report_lacks_truth {
+        let full = report.to_json();
+        let truth = std::fs::read_to_string(spec.truth_path()).unwrap_or_default();
+        let leaked = truth.lines().skip(1).filter(|l| l.len() >= 6).take(500).find(|line| full.contains(line) || candidate_view.contains(line));
+        if let Some(line) = leaked {
+            failures.push(format!("the report holds a line of the hidden truth ({line:?})"));
+        }
+    }
+    if let Some(n) = expect.skipped_links {
+        if report.submission.skipped_links.len() != n {
+            failures.push(format!("{} links left out of the copy (expected {n})", report.submission.skipped_links.len()));
         }
     }
     failures

@@ -367,6 +367,8 @@ pub enum PushOutcome {
     Accepted { commit: String, reply: Vec<u8>, sideband: bool },
     /// git ran, and `main` did not move (git's own report says why, e.g. our hook declined).
     Unchanged { reply: Vec<u8>, sideband: bool },
+    /// A request with no ref updates (git's probe before a large push): nothing to answer.
+    Nothing,
     /// Refused by our rules; `reply` says why in terms git prints.
     Refused { reason: String, reply: Vec<u8> },
 }
@@ -588,6 +590,17 @@ impl Repos {
     /// Decides and runs one push: the rules first (deadline, refs, quota), then git with the
     /// body streamed in under the size cap and our hook checking the tree. See the module's docs.
     pub async fn receive_push(&self, assignment: &str, rules: &PushRules, mut body: BodyReader) -> Result<PushOutcome, IntakeError> {
+        let outcome = self.decide_push(assignment, rules, &mut body).await;
+        if let Ok(PushOutcome::Refused { .. }) = &outcome {
+            // Read (and drop) what the client is still sending, so that it reads our answer
+            // instead of a reset connection: bounded in bytes and in time, held in no buffer.
+            body.cap = rules.max_push_bytes.saturating_mul(2).saturating_add(16 << 20);
+            let _ = tokio::time::timeout(Duration::from_secs(60), async { while let Ok(Some(_)) = body.next().await {} }).await;
+        }
+        outcome
+    }
+
+    async fn decide_push(&self, assignment: &str, rules: &PushRules, body: &mut BodyReader) -> Result<PushOutcome, IntakeError> {
         // The command section: the ref updates, before the pack.
         let mut prefix = Vec::new();
         let commands = loop {
@@ -607,7 +620,8 @@ impl Repos {
             return Ok(refused(&commands, format!("the time box closed at {} (server time)", crate::report::rfc3339(deadline))));
         }
         if commands.updates.is_empty() {
-            return Ok(refused(&commands, "nothing to update".into()));
+            // git's probe before a large push (a lone flush): git itself answers nothing.
+            return Ok(PushOutcome::Nothing);
         }
         if let Some(other) = commands.updates.iter().find(|u| u.name != "refs/heads/main") {
             return Ok(refused(&commands, format!("only main is accepted (push to main, not {})", other.name)));
@@ -643,23 +657,25 @@ impl Repos {
             let _ = (&mut stderr).take(64 << 10).read_to_end(&mut errors).await;
             (out, errors)
         });
-        // Stream the body in: the prefix we read, then the rest, counted against the cap.
+        // Stream the body in: the prefix we read, then the rest, counted against the cap. If git
+        // stops reading (past receive.maxInputSize), keep counting without writing, to tell the
+        // candidate why in our words.
         let cap = max_input.saturating_add(MAX_COMMANDS as u64);
+        let too_large = format!("the push is larger than {}", crate::units::format_size(max_input));
         let fed: Result<(), String> = async {
-            stdin.write_all(&prefix).await.map_err(|e| e.to_string())?;
+            let mut git_reads = stdin.write_all(&prefix).await.is_ok();
             loop {
                 match body.next().await {
                     Ok(Some(chunk)) => {
                         if body.bytes_read() > cap {
-                            return Err(format!("the push is larger than {}", crate::units::format_size(max_input)));
+                            return Err(too_large.clone());
                         }
-                        if stdin.write_all(&chunk).await.is_err() {
-                            // git stopped reading (for example past receive.maxInputSize).
-                            return Ok(());
+                        if git_reads && stdin.write_all(&chunk).await.is_err() {
+                            git_reads = false;
                         }
                     }
                     Ok(None) => return Ok(()),
-                    Err(BodyError::TooLarge(_)) => return Err(format!("the push is larger than {}", crate::units::format_size(max_input))),
+                    Err(BodyError::TooLarge(_)) => return Err(too_large.clone()),
                     Err(error) => return Err(describe_body_error(&error)),
                 }
             }
@@ -681,12 +697,15 @@ impl Repos {
         let (report, errors) = reader.await.unwrap_or_default();
         if !status.success() && report.is_empty() {
             let message = String::from_utf8_lossy(&errors).trim().to_string();
-            if message.contains("maxInputSize") || message.contains("too large") {
-                return Ok(refused(&commands, format!("the push is larger than {}", crate::units::format_size(max_input))));
+            if message.contains("maxInputSize") || message.contains("exceeds maximum") || body.bytes_read() > max_input {
+                return Ok(refused(&commands, too_large));
             }
             return Err(IntakeError::Git { action: "receive-pack".into(), message });
         }
         let after = self.main_commit(assignment);
+        if after == before && body.bytes_read() > max_input {
+            return Ok(refused(&commands, too_large));
+        }
         Ok(match after.filter(|a| Some(a) != before.as_ref()) {
             Some(commit) => PushOutcome::Accepted { commit, reply: report, sideband: commands.sideband },
             None => PushOutcome::Unchanged { reply: report, sideband: commands.sideband },

@@ -894,7 +894,7 @@ pub fn is_name(text: &str) -> bool {
 }
 
 /// A relative path made only of normal components: no `..`, no root, no `.` tricks.
-fn is_plain_relative(text: &str) -> bool {
+pub fn is_plain_relative(text: &str) -> bool {
     let path = Path::new(text);
     !text.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_)))
 }

@@ -92,6 +92,7 @@ pub async fn rpc(State(app): State<Arc<App>>, Path((_repo, service)): Path<(Stri
     drop(slot);
     let (reply, sideband, message) = match outcome {
         Err(e) => return Failure::internal(e.to_string()).into_response(),
+        Ok(PushOutcome::Nothing) => return (content_type, Vec::new()).into_response(),
         Ok(PushOutcome::Refused { reason, reply }) => {
             app.metrics.lock().unwrap().pushes_refused += 1;
             info!(assignment = %assignment.id, reason = %reason, "push refused");

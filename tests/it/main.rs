@@ -12,3 +12,4 @@ mod report;
 mod sandbox;
 mod serve;
 mod tasks;
+mod trust;

@@ -82,10 +82,37 @@ fn the_candidate_view_leaves_out_scores_and_hidden_data() {
     }
     assert!(html.contains("Steps") && html.contains("Code quality"), "the candidate still sees steps and lint findings");
     let json: serde_json::Value = serde_json::from_str(&report.to_json_view(View::Candidate)).unwrap();
-    assert!(json.get("score").is_none() && json.get("formula").is_none());
-    assert_eq!(json["components"]["accuracy"], serde_json::json!({ "problem": null }));
-    assert!(json["provenance"].get("dataset_digest").is_none());
-    assert!(json["components"]["code_quality"].get("score").is_none());
+    assert_eq!(json["view"], "candidate");
+    for absent in ["score", "formula", "components", "provenance", "candidate"] {
+        assert!(json.get(absent).is_none(), "the candidate's JSON has {absent:?}");
+    }
+    let text = json.to_string();
+    assert!(!text.contains(&report.provenance.dataset_digest) && !text.contains("\"weight\""));
+    // The public step's logs are shown; the step that read hidden data shows its outcome only.
+    assert_eq!(report.steps[1].name, "predict");
+    assert!(json["steps"][0]["details"]["stdout_tail"].is_string());
+    assert!(json["steps"][1]["details"].is_null(), "{:#}", json["steps"][1]);
+    assert!(!report.steps[1].stdout_tail.is_empty());
+    let markdown = report.to_markdown(View::Candidate);
+    assert!(markdown.contains("predict: this step reads hidden data"), "{markdown}");
+    assert!(html.contains("predict: this step reads hidden data"));
+}
+
+#[test]
+fn a_report_whose_problem_has_no_offences_reads_back() {
+    let mut report = hostile_report();
+    report.components.accuracy.accuracy.problem = Some(takehome::grading::OutputProblem::missing("the steps wrote no /output/predictions.csv"));
+    let json = report.to_json();
+    assert!(!json.contains("offences"), "empty offences are left out of the JSON");
+    let back: Report = serde_json::from_str(&json).expect("a report without offences reads back");
+    assert_eq!(back.components.accuracy.accuracy.problem.unwrap().offences.len(), 0);
+    // Every field added after schema 1 was first written has a default: the oldest shape reads.
+    let mut value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    for step in value["steps"].as_array_mut().unwrap() {
+        step.as_object_mut().unwrap().remove("candidate_logs");
+    }
+    let old: Report = serde_json::from_value(value).expect("a report without candidate_logs reads back");
+    assert!(old.steps.iter().all(|s| !s.candidate_logs), "logs stay hidden from candidates by default");
 }
 
 fn chromium() -> Option<PathBuf> {

@@ -10,20 +10,21 @@ use std::time::{Duration, Instant};
 
 use super::common::{containers_with_label, docker, python_image, repo_root, takehome_binary};
 
-const PASSWORD: &str = "correct horse battery";
+pub(super) const PASSWORD: &str = "correct horse battery";
+pub(super) const METRICS_TOKEN: &str = "metrics-token-for-tests-0123";
 
 /// Docker with the runner image, and fresh data and work folders (None: skipped, no Docker).
-async fn setup() -> Option<(takehome::sandbox::DockerSandbox, tempfile::TempDir, tempfile::TempDir)> {
+pub(super) async fn setup() -> Option<(takehome::sandbox::DockerSandbox, tempfile::TempDir, tempfile::TempDir)> {
     let sandbox = docker().await?;
     python_image(&sandbox).await;
     Some((sandbox, tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()))
 }
 
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn base64(bytes: &[u8]) -> String {
+pub(super) fn base64(bytes: &[u8]) -> String {
     const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
@@ -40,17 +41,17 @@ fn base64(bytes: &[u8]) -> String {
 }
 
 /// A daemon on a free loopback port with its own data folder; killed when dropped.
-struct Daemon {
-    child: Child,
-    port: u16,
+pub(super) struct Daemon {
+    pub(super) child: Child,
+    pub(super) port: u16,
 }
 
 impl Daemon {
-    fn start(data: &Path, workers: usize) -> Daemon {
+    pub(super) fn start(data: &Path, workers: usize) -> Daemon {
         Daemon::start_with(data, workers, &[])
     }
 
-    fn start_with(data: &Path, workers: usize, env: &[(&str, &str)]) -> Daemon {
+    pub(super) fn start_with(data: &Path, workers: usize, env: &[(&str, &str)]) -> Daemon {
         let port = free_port();
         let hash = takehome::secret::hash_password(PASSWORD);
         let child = Command::new(takehome_binary())
@@ -60,6 +61,7 @@ impl Daemon {
             .env("TAKEHOME_ASSESSOR_USER", "ada")
             .env("TAKEHOME_ASSESSOR_PASSWORD_HASH", hash)
             .env("TAKEHOME_LOG", "takehome=info")
+            .env("TAKEHOME_METRICS_TOKEN", METRICS_TOKEN)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -76,18 +78,18 @@ impl Daemon {
         panic!("the daemon did not answer /healthz within 60 s");
     }
 
-    fn pid(&self) -> u32 {
+    pub(super) fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    fn request(&self, method: &str, path: &str, auth: Option<(&str, &str)>, body: &str) -> (u16, String) {
+    pub(super) fn request(&self, method: &str, path: &str, auth: Option<(&str, &str)>, body: &str) -> (u16, String) {
         let extra = auth.map(|(user, password)| format!("Authorization: Basic {}\r\n", base64(format!("{user}:{password}").as_bytes()))).unwrap_or_default();
         let (status, _, body) = self.raw(method, path, &extra, body);
         (status, body)
     }
 
     /// One HTTP/1.1 request with `extra` header lines; returns (status, head, body).
-    fn raw(&self, method: &str, path: &str, extra: &str, body: &str) -> (u16, String, String) {
+    pub(super) fn raw(&self, method: &str, path: &str, extra: &str, body: &str) -> (u16, String, String) {
         let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else { return (0, String::new(), String::new()) };
         stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n{extra}", body.len());
@@ -103,22 +105,22 @@ impl Daemon {
         (status, head, body)
     }
 
-    fn get(&self, path: &str, auth: Option<(&str, &str)>) -> (u16, String) {
+    pub(super) fn get(&self, path: &str, auth: Option<(&str, &str)>) -> (u16, String) {
         self.request("GET", path, auth, "")
     }
 
-    fn api(&self, path: &str) -> serde_json::Value {
+    pub(super) fn api(&self, path: &str) -> serde_json::Value {
         let (status, body) = self.get(path, Some(("ada", PASSWORD)));
         assert_eq!(status, 200, "{path}: {body}");
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
     }
 
-    fn url(&self, assignment: &Assigned) -> String {
+    pub(super) fn url(&self, assignment: &Assigned) -> String {
         format!("http://{}:{}@127.0.0.1:{}/git/{}.git", assignment.id, assignment.token, self.port, assignment.id)
     }
 
     /// Waits until every submission of `assignment` is graded (or failed on our side).
-    fn wait_graded(&self, assignment: &str, expected: usize, limit: Duration) -> Vec<serde_json::Value> {
+    pub(super) fn wait_graded(&self, assignment: &str, expected: usize, limit: Duration) -> Vec<serde_json::Value> {
         let deadline = Instant::now() + limit;
         loop {
             let rows = self.api(&format!("/api/submissions?assignment={assignment}"));
@@ -147,12 +149,12 @@ impl Drop for Daemon {
     }
 }
 
-struct Assigned {
-    id: String,
-    token: String,
+pub(super) struct Assigned {
+    pub(super) id: String,
+    pub(super) token: String,
 }
 
-fn assign(data: &Path, task: &str, candidate: &str, extra: &[&str]) -> Assigned {
+pub(super) fn assign(data: &Path, task: &str, candidate: &str, extra: &[&str]) -> Assigned {
     let output = Command::new(takehome_binary())
         .args(["assign", "--task", task, "--candidate", candidate, "--data-dir"])
         .arg(data)
@@ -167,7 +169,7 @@ fn assign(data: &Path, task: &str, candidate: &str, extra: &[&str]) -> Assigned 
 }
 
 /// Runs git with no prompts and a fixed identity; returns (success, stdout + stderr).
-fn git(dir: &Path, args: &[&str]) -> (bool, String) {
+pub(super) fn git(dir: &Path, args: &[&str]) -> (bool, String) {
     let output = Command::new("git")
         .args(["-c", "user.name=Candidate", "-c", "user.email=candidate@example.com", "-c", "init.defaultBranch=main"])
         .args(args)
@@ -179,7 +181,7 @@ fn git(dir: &Path, args: &[&str]) -> (bool, String) {
     (output.status.success(), format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
 }
 
-fn clone(daemon: &Daemon, assignment: &Assigned, into: &Path) -> PathBuf {
+pub(super) fn clone(daemon: &Daemon, assignment: &Assigned, into: &Path) -> PathBuf {
     let dest = into.join(&assignment.id);
     let (ok, out) = git(into, &["clone", "-q", &daemon.url(assignment), dest.to_str().unwrap()]);
     assert!(ok, "clone failed: {out}");
@@ -187,7 +189,7 @@ fn clone(daemon: &Daemon, assignment: &Assigned, into: &Path) -> PathBuf {
 }
 
 /// Commits the reference cleaner (or `body` as clean.py) and pushes; returns git's output.
-fn push_solution(repo: &Path, body: Option<&str>, message: &str) -> (bool, String) {
+pub(super) fn push_solution(repo: &Path, body: Option<&str>, message: &str) -> (bool, String) {
     let reference = std::fs::read_to_string(repo_root().join("tasks/penguins-cleaning/fixtures/reference/clean.py")).unwrap();
     std::fs::write(repo.join("clean.py"), body.unwrap_or(&reference)).unwrap();
     let (ok, out) = git(repo, &["commit", "-q", "-am", message]);
@@ -240,7 +242,8 @@ async fn assign_clone_push_and_read_the_graded_report() {
         let (status, _) = daemon.get("/api/submissions", None);
         assert_eq!(status, 401, "the API needs an assessor");
 
-        let (status, metrics) = daemon.get("/metrics", None);
+        assert_eq!(daemon.get("/metrics", None).0, 401, "/metrics needs its token");
+        let (status, _, metrics) = daemon.raw("GET", "/metrics", &format!("Authorization: Bearer {METRICS_TOKEN}\r\n"), "");
         assert_eq!(status, 200);
         for needle in ["takehome_queue_depth 0", "takehome_jobs{outcome=\"graded\"} 1", "takehome_step_duration_seconds_count{step=\"clean\"} 1"] {
             assert!(metrics.contains(needle), "metrics lack {needle:?}:\n{metrics}");
