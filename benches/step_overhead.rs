@@ -50,7 +50,7 @@ async fn main() {
 
     // One job kept open: the cost of a step alone.
     let open = sandbox
-        .open_job(&JobOptions { job_id: takehome::job::new_job_id(), image: image.tag.clone(), workspace_bytes: 64 << 20, output_bytes: 64 << 20 })
+        .open_job(&JobOptions { job_id: takehome::job::new_job_id(), image: image.tag.clone(), workspace_bytes: 64 << 20, output_bytes: 64 << 20, runtime: Default::default() })
         .await
         .unwrap();
     let (mut step_only, mut whole_job, mut docker_run) = (Vec::new(), Vec::new(), Vec::new());
@@ -66,7 +66,7 @@ async fn main() {
         step_only.push(t.elapsed());
 
         let t = Instant::now();
-        let options = JobOptions { job_id: takehome::job::new_job_id(), image: image.tag.clone(), workspace_bytes: 64 << 20, output_bytes: 64 << 20 };
+        let options = JobOptions { job_id: takehome::job::new_job_id(), image: image.tag.clone(), workspace_bytes: 64 << 20, output_bytes: 64 << 20, runtime: Default::default() };
         let job = sandbox.open_job(&options).await.unwrap();
         job.run_step(&request, &cancel).await.unwrap();
         job.close().await.unwrap();

@@ -122,6 +122,7 @@ pub async fn check_task<S: Sandbox>(
     sandbox: &S,
     task_dir: &Path,
     image: &ImageRef,
+    only_fixtures: Option<&str>,
     cancel: &CancellationToken,
     report: &(dyn Fn(&CaseResult) + Sync),
 ) -> Vec<CaseResult> {
@@ -159,7 +160,7 @@ pub async fn check_task<S: Sandbox>(
         Err(message) => record("label giveaways", CaseStatus::Failed, message, started),
     }
 
-    for fixture in fixtures(&spec) {
+    for fixture in fixtures(&spec).into_iter().filter(|f| only_fixtures.is_none_or(|prefix| f.name.starts_with(prefix))) {
         if cancel.is_cancelled() {
             break;
         }

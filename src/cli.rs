@@ -62,6 +62,9 @@ enum Command {
         /// How to build the runner image if it is missing.
         #[arg(long, value_enum, default_value_t = Method::Auto)]
         build: Method,
+        /// The container runtime: runc, or runsc (gVisor, a second wall). A task may ask for runsc.
+        #[arg(long, value_parser = parse_runtime, default_value = "runc")]
+        runtime: crate::sandbox::Runtime,
     },
     /// Render a saved JSON report as HTML, Markdown or JSON, for assessors or for the candidate.
     /// With no output named, prints Markdown.
@@ -118,6 +121,12 @@ enum Command {
         /// Also write the results as JUnit XML here.
         #[arg(long)]
         junit: Option<PathBuf>,
+        /// The container runtime: runc, or runsc (gVisor). A task may ask for runsc.
+        #[arg(long, value_parser = parse_runtime, default_value = "runc")]
+        runtime: crate::sandbox::Runtime,
+        /// Grade only the fixtures whose name starts with this (for example `hostile/`).
+        #[arg(long)]
+        fixtures: Option<String>,
     },
     /// Run the daemon: git intake, the job queue and workers, the web UI and API.
     Serve {
@@ -168,6 +177,10 @@ enum ImagesCommand {
 enum Starts {
     OnClone,
     Now,
+}
+
+fn parse_runtime(text: &str) -> Result<crate::sandbox::Runtime, String> {
+    crate::sandbox::Runtime::parse(text).ok_or_else(|| format!("{text:?} is not a runtime (expected runc or runsc)"))
 }
 
 /// Where the daemon's configuration comes from: defaults, the file, TAKEHOME_* variables, flags.
@@ -275,14 +288,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let code = crate::intake::pre_receive(std::io::stdin().lock(), &mut std::io::stdout());
             std::process::exit(code);
         }
-        Command::Grade { task, submission, json, html, markdown, candidate, build } => {
+        Command::Grade { task, submission, json, html, markdown, candidate, build, runtime } => {
             let outputs = Outputs { json, html, markdown };
-            grade(&task, &submission, &outputs, candidate, build.into()).await
+            grade(&task, &submission, &outputs, candidate, build.into(), runtime).await
         }
         Command::Report { report, html, markdown, json, view } => render_report(&report, &Outputs { json, html, markdown }, view),
         Command::Images { command: ImagesCommand::Build { names, root, method, force } } => build_images(&root, names, method.into(), force).await,
         Command::Validate { tasks } => validate(tasks),
-        Command::Check { tasks, root, junit } => check(&root, tasks, junit.as_deref()).await,
+        Command::Check { tasks, root, junit, runtime, fixtures } => check(&root, tasks, junit.as_deref(), runtime, fixtures.as_deref()).await,
         Command::Score { metric, truth, predictions, id, target, positive } => score(&metric, &truth, &predictions, id, target, positive),
         Command::Serve { config } => {
             let config = config.load()?;
@@ -361,12 +374,13 @@ fn render_report(path: &Path, outputs: &Outputs, view: ViewArg) -> Result<(), Fa
     outputs.write(&report, view)
 }
 
-async fn grade(task_dir: &Path, submission: &Path, outputs: &Outputs, candidate: Option<String>, method: BuildMethod) -> Result<(), Failure> {
+async fn grade(task_dir: &Path, submission: &Path, outputs: &Outputs, candidate: Option<String>, method: BuildMethod, runtime: crate::sandbox::Runtime) -> Result<(), Failure> {
     let task = task::load(task_dir).map_err(usage)?;
     if !submission.is_dir() {
         return Err(usage(anyhow::anyhow!("{}: no such folder (expected the submission's folder)", submission.display())));
     }
-    let sandbox = DockerSandbox::connect().await.map_err(ours)?;
+    let sandbox = DockerSandbox::connect().await.map_err(ours)?.with_runtime(runtime);
+    sandbox.check_runtime(runtime.max(task.min_runtime)).await.map_err(ours)?;
     sandbox.remove_leftovers(Leftovers::OfDeadProcesses).await.map_err(ours)?;
     let recipe = Recipe::load(&task.root, &task.image).map_err(ours)?;
     if sandbox.image_id(&recipe.tag()).await.map_err(ours)?.is_none() {
@@ -482,14 +496,16 @@ fn score(metric: &str, truth: &Path, predictions: &Path, id: String, target: Opt
     }
 }
 
-async fn check(root: &Path, tasks: Vec<PathBuf>, junit: Option<&Path>) -> Result<(), Failure> {
+async fn check(root: &Path, tasks: Vec<PathBuf>, junit: Option<&Path>, runtime: crate::sandbox::Runtime, only_fixtures: Option<&str>) -> Result<(), Failure> {
     use crate::check::{self, CaseResult, CaseStatus};
     let tasks = if tasks.is_empty() {
         check::discover_tasks(root).with_context(|| format!("{}: cannot list tasks", root.join("tasks").display())).map_err(usage)?
     } else {
         tasks
     };
-    let sandbox = DockerSandbox::connect().await.map_err(ours)?;
+    let sandbox = DockerSandbox::connect().await.map_err(ours)?.with_runtime(runtime);
+    sandbox.check_runtime(runtime).await.map_err(ours)?;
+    eprintln!("takehome: check: containers run under {}", runtime.as_str());
     sandbox.remove_leftovers(Leftovers::OfDeadProcesses).await.map_err(ours)?;
     let cancel = CancellationToken::new();
     let watcher = tokio::spawn(cancel_on_signal(cancel.clone()));
@@ -515,7 +531,7 @@ async fn check(root: &Path, tasks: Vec<PathBuf>, junit: Option<&Path>) -> Result
             let first = case.message.lines().next().unwrap_or("");
             eprintln!("check: {:<18} {:<28} {status:<8} {:>6.1} s  {first}", case.task, case.name, case.seconds);
         };
-        results.extend(check::check_task(&sandbox, task_dir, &image, &cancel, &print).await);
+        results.extend(check::check_task(&sandbox, task_dir, &image, only_fixtures, &cancel, &print).await);
         if cancel.is_cancelled() {
             break;
         }

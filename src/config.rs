@@ -41,6 +41,8 @@ pub struct Config {
     pub max_git_processes: usize,
     /// The bearer token that `/metrics` asks for; without one, `/metrics` is off.
     pub metrics_token: Option<String>,
+    /// The container runtime of every job (a task may ask for a stronger one).
+    pub runtime: crate::sandbox::Runtime,
 }
 
 /// An assessor's login; the password is stored as a PBKDF2 hash (`takehome hash-password`),
@@ -72,8 +74,15 @@ struct FileConfig {
     max_connections: Option<usize>,
     max_git_processes: Option<usize>,
     metrics_token: Option<String>,
+    sandbox: Option<FileSandbox>,
     #[serde(default)]
     assessors: Vec<FileAssessor>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSandbox {
+    runtime: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +151,9 @@ impl Config {
         let max_connections = positive("max_connections", parsed.max_connections, DEFAULT_MAX_CONNECTIONS)?;
         let max_git_processes = positive("max_git_processes", parsed.max_git_processes, DEFAULT_MAX_GIT_PROCESSES)?;
         let metrics_token = value("metrics_token", parsed.metrics_token).filter(|t| !t.is_empty());
+        let runtime_text = value("sandbox_runtime", parsed.sandbox.and_then(|s| s.runtime)).unwrap_or_else(|| "runc".into());
+        let runtime = crate::sandbox::Runtime::parse(&runtime_text)
+            .ok_or_else(|| ConfigError::Value { key: "sandbox.runtime".into(), message: format!("{runtime_text:?} is not a runtime (expected runc or runsc)") })?;
         if metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
             return Err(ConfigError::Value { key: "metrics_token".into(), message: "must be at least 16 characters".into() });
         }
@@ -163,6 +175,7 @@ impl Config {
             max_connections,
             max_git_processes,
             metrics_token,
+            runtime,
         })
     }
 

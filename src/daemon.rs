@@ -38,7 +38,8 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     if requeued > 0 {
         info!(requeued, "jobs that were running when the daemon stopped are queued again");
     }
-    let sandbox = DockerSandbox::connect().await.context("the Docker engine")?;
+    let sandbox = DockerSandbox::connect().await.context("the Docker engine")?.with_runtime(config.runtime);
+    sandbox.check_runtime(config.runtime).await.context("the sandbox runtime")?;
     let removed = sandbox.remove_leftovers(Leftovers::OfDeadProcesses).await?;
     if removed > 0 {
         info!(removed, "removed containers left by a process that died");

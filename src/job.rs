@@ -76,8 +76,10 @@ pub async fn grade<S: Sandbox>(
             image: image.tag.clone(),
             workspace_bytes: task.workspace_cap_bytes,
             output_bytes: task.output_cap_bytes,
+            runtime: task.min_runtime,
         };
         let job = sandbox.open_job(&options).await?;
+        let runtime = job.runtime();
         let result = run_job(&job, task, &prepared, cancel, progress).await;
         // Close on every path; the sandbox's guard covers a panic or a dropped future.
         let closed = job.close().await;
@@ -87,7 +89,7 @@ pub async fn grade<S: Sandbox>(
             Ok(parts) => parts,
         };
         closed?;
-        let report = build_report(task, &prepared, image, runs, lint_run, output).await?;
+        let report = build_report(task, &prepared, image, runtime, runs, lint_run, output).await?;
         info!(status = report.status.as_str(), score = report.score, "graded");
         Ok(report)
     }
@@ -225,6 +227,7 @@ async fn build_report(
     task: &TaskSpec,
     prepared: &PreparedSubmission,
     image: &ImageRef,
+    runtime: crate::sandbox::Runtime,
     runs: Vec<StepRun>,
     lint_run: StepRun,
     output: Option<CollectedOutput>,
@@ -349,6 +352,7 @@ async fn build_report(
         provenance: Provenance {
             image: image.tag.clone(),
             image_id: image.id.clone(),
+            runtime,
             dataset: task.dataset.clone(),
             dataset_digest,
             takehome_version: crate::VERSION.to_string(),
@@ -462,6 +466,7 @@ async fn rejected_report(task: &TaskSpec, submission_dir: &Path, image: &ImageRe
         provenance: Provenance {
             image: image.tag.clone(),
             image_id: image.id.clone(),
+            runtime: task.min_runtime,
             dataset: task.dataset.clone(),
             dataset_digest: String::new(),
             takehome_version: crate::VERSION.to_string(),

@@ -233,6 +233,8 @@ pub struct TaskSpec {
     pub runtime_full_under: Duration,
     pub workspace_cap_bytes: u64,
     pub output_cap_bytes: u64,
+    /// The container runtime this task needs at least (`sandbox: { runtime: runsc }`).
+    pub min_runtime: crate::sandbox::Runtime,
     /// The folder that holds task.yaml.
     pub dir: PathBuf,
     /// The folder that holds `tasks/`, `datasets/` and `runner-images/`.
@@ -477,7 +479,7 @@ impl Reader {
         let top = self.mapping(
             document,
             "",
-            &["id", "title", "kind", "time_box", "image", "brief", "starter", "dataset", "steps", "grading", "lint", "runtime", "storage"],
+            &["id", "title", "kind", "time_box", "image", "brief", "starter", "dataset", "steps", "grading", "lint", "runtime", "storage", "sandbox"],
         )?;
         let root = task_dir.parent().and_then(Path::parent).unwrap_or(Path::new(".")).to_path_buf();
 
@@ -552,6 +554,17 @@ impl Reader {
                 output_cap_bytes = self.size(map, "storage", "output", DEFAULT_STORAGE_CAP);
             }
         }
+        let mut min_runtime = crate::sandbox::Runtime::Runc;
+        if let Some(value) = top.get("sandbox") {
+            if let Some(map) = self.mapping(value, "sandbox", &["runtime"]) {
+                if let Some(text) = self.string(map, "sandbox", "runtime", false) {
+                    match crate::sandbox::Runtime::parse(&text) {
+                        Some(runtime) => min_runtime = runtime,
+                        None => self.problem("sandbox.runtime", format!("{text:?} is not a runtime (expected runc or runsc)")),
+                    }
+                }
+            }
+        }
 
         Some(TaskSpec {
             id: id?,
@@ -568,6 +581,7 @@ impl Reader {
             runtime_full_under: runtime_full_under?,
             workspace_cap_bytes,
             output_cap_bytes,
+            min_runtime,
             dir: task_dir.to_path_buf(),
             root,
         })

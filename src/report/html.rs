@@ -404,6 +404,7 @@ fn provenance_section(page: &mut String, report: &Report) {
         ("submission", report.submission.path.clone()),
         ("commit", report.submission.commit.clone().unwrap_or_else(|| "(not a git checkout)".into())),
         ("image", format!("{} ({})", p.image, p.image_id)),
+        ("runtime", p.runtime.as_str().to_string()),
         ("takehome", p.takehome_version.clone()),
         ("graded at", p.graded_at.clone()),
     ];

@@ -135,6 +135,9 @@ pub struct OutputReport {
 pub struct Provenance {
     pub image: String,
     pub image_id: String,
+    /// The container runtime the steps ran under (runc, or runsc for gVisor).
+    #[serde(default)]
+    pub runtime: crate::sandbox::Runtime,
     pub dataset: String,
     pub dataset_digest: String,
     pub takehome_version: String,

@@ -241,6 +241,36 @@ pub struct JobOptions {
     pub image: String,
     pub workspace_bytes: u64,
     pub output_bytes: u64,
+    /// The least isolation this job needs; the sandbox may use more (its own default).
+    pub runtime: Runtime,
+}
+
+/// The OCI runtime that runs our containers: `runc` (the engine's default: namespaces, cgroups,
+/// seccomp) or `runsc` (gVisor: a user-space kernel between the step and the host's, a second
+/// wall). Ordered by isolation, so a job takes the stronger of what the task needs and what the
+/// operator set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    #[default]
+    Runc,
+    Runsc,
+}
+
+impl Runtime {
+    pub fn parse(text: &str) -> Option<Runtime> {
+        match text {
+            "runc" => Some(Runtime::Runc),
+            "runsc" | "gvisor" => Some(Runtime::Runsc),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runtime::Runc => "runc",
+            Runtime::Runsc => "runsc",
+        }
+    }
 }
 
 /// The narrow surface the rest of takehome uses; a Kubernetes backend would implement it too.
@@ -259,12 +289,16 @@ pub trait JobSandbox {
     fn collect_output(&self, name: &str, dest: &Path, max_bytes: u64) -> impl Future<Output = Result<Extracted, RunError>> + Send;
     /// Removes the job's containers and volumes.
     fn close(self) -> impl Future<Output = Result<(), RunError>> + Send;
+    /// The runtime the job's containers run under.
+    fn runtime(&self) -> Runtime;
 }
 
 /// The local Docker engine, reached through its socket.
 #[derive(Clone)]
 pub struct DockerSandbox {
     docker: Docker,
+    /// The operator's default (a task may ask for more).
+    runtime: Runtime,
 }
 
 /// Which leftovers to remove.
@@ -285,7 +319,31 @@ impl DockerSandbox {
             Err(_) => return Err(RunError::Timeout("version negotiation")),
         };
         api("ping", docker.ping()).await?;
-        Ok(DockerSandbox { docker })
+        Ok(DockerSandbox { docker, runtime: Runtime::Runc })
+    }
+
+    /// The same engine, running every job under at least `runtime`.
+    pub fn with_runtime(mut self, runtime: Runtime) -> DockerSandbox {
+        self.runtime = runtime;
+        self
+    }
+
+    /// Fails with a message the operator can act on when the engine lacks `runtime`.
+    pub async fn check_runtime(&self, runtime: Runtime) -> Result<(), RunError> {
+        if runtime == Runtime::Runc {
+            return Ok(());
+        }
+        let info = api("info", self.docker.info()).await?;
+        if info.runtimes.as_ref().is_some_and(|r| r.contains_key(runtime.as_str())) {
+            return Ok(());
+        }
+        Err(RunError::Io {
+            action: format!("use the {} runtime", runtime.as_str()),
+            source: std::io::Error::other(format!(
+                "the Docker engine has no runtime named {:?} (install gVisor and register it: .ci/register-runsc.sh)",
+                runtime.as_str()
+            )),
+        })
     }
 
     /// Removes containers and volumes labelled ours; returns how many containers went.
@@ -353,6 +411,8 @@ impl Sandbox for DockerSandbox {
     }
 
     async fn open_job(&self, options: &JobOptions) -> Result<DockerJob, RunError> {
+        let runtime = options.runtime.max(self.runtime);
+        self.check_runtime(runtime).await?;
         let guard = CleanupGuard::new(self.docker.clone());
         let workspace = format!("takehome-{}-workspace", options.job_id);
         let output = format!("takehome-{}-output", options.job_id);
@@ -361,7 +421,7 @@ impl Sandbox for DockerSandbox {
             let driver_opts = HashMap::from([
                 ("type".to_string(), "tmpfs".to_string()),
                 ("device".to_string(), "tmpfs".to_string()),
-                ("o".to_string(), format!("size={bytes},uid={RUNNER_UID},gid={RUNNER_UID},mode=0755,nosuid,nodev")),
+                ("o".to_string(), format!("size={bytes},uid={RUNNER_UID},gid={RUNNER_UID},mode=0755,nosuid,nodev,noexec")),
             ]);
             let request = VolumeCreateRequest {
                 name: Some(name.clone()),
@@ -373,7 +433,10 @@ impl Sandbox for DockerSandbox {
             api("create volume", self.docker.create_volume(request)).await?;
             guard.track_volume(name);
         }
-        let mut host_config = hardened_host_config(&Limits::new(Duration::from_secs(1), 64 << 20, 0.1));
+        // The holder runs none of the candidate's code (only `sleep` and our `stat`s), so it stays on
+        // runc: its view of the volumes is the host's own (gVisor reports a sparse file's blocks
+        // as if written, which would hide it from the sparse check).
+        let mut host_config = hardened_host_config(&Limits::new(Duration::from_secs(1), 64 << 20, 0.1), Runtime::Runc);
         host_config.mounts = Some(vec![volume_mount(&workspace, "/workspace"), volume_mount(&output, "/output")]);
         let config = ContainerCreateBody {
             image: Some(options.image.clone()),
@@ -388,13 +451,14 @@ impl Sandbox for DockerSandbox {
         guard.track_container(&holder);
         api("start holder", self.docker.start_container(&holder, None)).await?;
         debug!(job = %options.job_id, holder = %short(&holder), "job sandbox ready");
-        Ok(DockerJob { docker: self.docker.clone(), job_id: options.job_id.clone(), image: options.image.clone(), holder, guard })
+        Ok(DockerJob { docker: self.docker.clone(), runtime, job_id: options.job_id.clone(), image: options.image.clone(), holder, guard })
     }
 }
 
 /// One job's containers and volumes on the local engine.
 pub struct DockerJob {
     docker: Docker,
+    runtime: Runtime,
     job_id: String,
     image: String,
     holder: String,
@@ -404,7 +468,7 @@ pub struct DockerJob {
 impl JobSandbox for DockerJob {
     async fn run_step(&self, request: &StepRequest, cancel: &CancellationToken) -> Result<StepRun, RunError> {
         let limits = &request.limits;
-        let mut host_config = hardened_host_config(limits);
+        let mut host_config = hardened_host_config(limits, self.runtime);
         let mut binds = vec![format!("{}:/submission:ro", request.submission.display())];
         binds.extend(request.inputs.iter().map(|bind| format!("{}:{}:ro", bind.host.display(), bind.target)));
         host_config.binds = Some(binds);
@@ -504,6 +568,10 @@ impl JobSandbox for DockerJob {
     async fn close(self) -> Result<(), RunError> {
         self.guard.clean().await;
         Ok(())
+    }
+
+    fn runtime(&self) -> Runtime {
+        self.runtime
     }
 }
 
@@ -644,9 +712,10 @@ impl DockerJob {
 }
 
 /// The flags every container of ours gets, step or holder.
-fn hardened_host_config(limits: &Limits) -> HostConfig {
+fn hardened_host_config(limits: &Limits, runtime: Runtime) -> HostConfig {
     let memory = limits.memory_bytes as i64;
     HostConfig {
+        runtime: (runtime != Runtime::Runc).then(|| runtime.as_str().to_string()),
         network_mode: Some("none".to_string()),
         readonly_rootfs: Some(true),
         cap_drop: Some(vec!["ALL".to_string()]),
@@ -662,7 +731,8 @@ fn hardened_host_config(limits: &Limits) -> HostConfig {
             ResourcesUlimits { name: Some("fsize".to_string()), soft: Some(limits.file_bytes as i64), hard: Some(limits.file_bytes as i64) },
             ResourcesUlimits { name: Some("core".to_string()), soft: Some(0), hard: Some(0) },
         ]),
-        tmpfs: Some(HashMap::from([("/tmp".to_string(), format!("rw,nosuid,nodev,size={}", limits.tmp_bytes))])),
+        // Scratch space is for data: nothing written there may be executed.
+        tmpfs: Some(HashMap::from([("/tmp".to_string(), format!("rw,nosuid,nodev,noexec,size={}", limits.tmp_bytes))])),
         shm_size: Some(64 << 20),
         ipc_mode: Some("private".to_string()),
         init: Some(true),

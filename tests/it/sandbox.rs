@@ -26,7 +26,7 @@ async fn run_step(sandbox: &DockerSandbox, image: &str, files: &[(&str, &str)], 
     let submission = folder_with(files);
     let prepared = takehome::submission::prepare(submission.path()).unwrap();
     let job_id = takehome::job::new_job_id();
-    let options = JobOptions { job_id: job_id.clone(), image: image.to_string(), workspace_bytes: 64 * MIB, output_bytes: 64 * MIB };
+    let options = JobOptions { job_id: job_id.clone(), image: image.to_string(), workspace_bytes: 64 * MIB, output_bytes: 64 * MIB, runtime: Default::default() };
     let job = sandbox.open_job(&options).await.expect("open a job");
     let request = StepRequest {
         name: "step".to_string(),
@@ -160,7 +160,7 @@ async fn symlinked_and_hard_linked_outputs_are_refused() {
     let submission = folder_with(&[]);
     let prepared = takehome::submission::prepare(submission.path()).unwrap();
     let job_id = takehome::job::new_job_id();
-    let options = JobOptions { job_id: job_id.clone(), image, workspace_bytes: 16 * MIB, output_bytes: 16 * MIB };
+    let options = JobOptions { job_id: job_id.clone(), image, workspace_bytes: 16 * MIB, output_bytes: 16 * MIB, runtime: Default::default() };
     let job = sandbox.open_job(&options).await.unwrap();
     let request = StepRequest {
         name: "links".into(),
@@ -204,7 +204,7 @@ async fn a_symlink_in_the_submission_does_not_bring_a_host_file_in() {
     let skipped: Vec<&str> = prepared.skipped_links.iter().map(|l| l.path.as_str()).collect();
     assert_eq!(skipped, ["alias.py", "leak.txt"], "{:?}", prepared.skipped_links);
     let job_id = takehome::job::new_job_id();
-    let options = JobOptions { job_id: job_id.clone(), image, workspace_bytes: 16 * MIB, output_bytes: 16 * MIB };
+    let options = JobOptions { job_id: job_id.clone(), image, workspace_bytes: 16 * MIB, output_bytes: 16 * MIB, runtime: Default::default() };
     let job = sandbox.open_job(&options).await.unwrap();
     let request = StepRequest {
         name: "leak".into(),
@@ -227,7 +227,7 @@ async fn cancelling_a_step_removes_its_containers() {
     let submission = folder_with(&[]);
     let prepared = takehome::submission::prepare(submission.path()).unwrap();
     let job_id = takehome::job::new_job_id();
-    let options = JobOptions { job_id: job_id.clone(), image, workspace_bytes: 16 * MIB, output_bytes: 16 * MIB };
+    let options = JobOptions { job_id: job_id.clone(), image, workspace_bytes: 16 * MIB, output_bytes: 16 * MIB, runtime: Default::default() };
     let job = sandbox.open_job(&options).await.unwrap();
     let request = StepRequest {
         name: "sleepy".into(),
@@ -249,4 +249,43 @@ async fn cancelling_a_step_removes_its_containers() {
     // Dropping the job without close: the guard removes what is left.
     drop(job);
     assert_eq!(containers_with_label(&sandbox, &format!("{LABEL_JOB}={job_id}")).await, 0);
+}
+
+/// gVisor, when the engine has it: `TAKEHOME_REQUIRE_RUNSC=1` (as CI sets it) makes its absence a
+/// failure.
+async fn runsc_available(sandbox: &DockerSandbox) -> bool {
+    match sandbox.check_runtime(takehome::sandbox::Runtime::Runsc).await {
+        Ok(()) => true,
+        Err(error) if std::env::var("TAKEHOME_REQUIRE_RUNSC").as_deref() == Ok("1") => panic!("runsc is required (TAKEHOME_REQUIRE_RUNSC=1): {error}"),
+        Err(error) => {
+            eprintln!("SKIPPED: {error}");
+            false
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_step_runs_under_seccomp_and_a_task_may_require_gvisor() {
+    let (sandbox, image) = needs_docker!();
+    // runc: Docker's seccomp filter is on, scratch space is not executable.
+    let run = run_step(&sandbox, &image, &[], "grep '^Seccomp:' /proc/self/status; cp /bin/true /tmp/t && /tmp/t && echo EXECUTED || echo noexec", limits(30, 128 * MIB), vec![]).await;
+    let out = run.step.stdout.text();
+    assert!(out.contains("Seccomp:\t2"), "no seccomp filter: {out}");
+    assert!(out.contains("noexec") && !out.contains("EXECUTED"), "a file written to /tmp was executed: {out}");
+    if !runsc_available(&sandbox).await {
+        return;
+    }
+    // A task that asks for runsc gets it even from a sandbox whose default is runc.
+    let root = super::common::repo_root();
+    let mut task = takehome::task::load(&root.join("tasks/diamond-cut")).unwrap();
+    task.min_runtime = takehome::sandbox::Runtime::Runsc;
+    task.steps.truncate(1);
+    task.steps[0].timeout = Duration::from_secs(60);
+    let submission = folder_with(&[("train.py", "import os\n\nprint('kernel', os.uname().release)\n")]);
+    let image_ref = takehome::job::ImageRef { tag: image.clone(), id: String::new() };
+    let report = takehome::job::grade(&sandbox, &task, submission.path(), &image_ref, &takehome::job::new_job_id(), &CancellationToken::new(), &|_| {}).await.unwrap();
+    assert_eq!(report.provenance.runtime, takehome::sandbox::Runtime::Runsc);
+    let host_kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let printed = &report.steps[0].stdout_tail;
+    assert!(printed.contains("kernel ") && !printed.contains(host_kernel.trim()), "the step saw the host's kernel under runsc: {printed}");
 }
