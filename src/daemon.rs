@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! daemon
-//! ├── web (axum): git intake, assessor UI and API, candidate status, /healthz, /metrics
+//! ├── web::serve: connection loop (cap, head timeout) → axum router: git intake, assessor UI
+//! │   and API, candidate status, /healthz, /metrics
 //! └── worker (N): claim a job → check out the commit → job::grade → store the report
 //! ```
 //!
