@@ -590,7 +590,11 @@ impl Repos {
     /// Decides and runs one push: the rules first (deadline, refs, quota), then git with the
     /// body streamed in under the size cap and our hook checking the tree. See the module's docs.
     pub async fn receive_push(&self, assignment: &str, rules: &PushRules, mut body: BodyReader) -> Result<PushOutcome, IntakeError> {
-        let outcome = self.decide_push(assignment, rules, &mut body).await;
+        // A whole push, however slowly it trickles in, gets GIT_TIMEOUT.
+        let outcome = match tokio::time::timeout(GIT_TIMEOUT, self.decide_push(assignment, rules, &mut body)).await {
+            Ok(outcome) => outcome,
+            Err(_) => return Ok(refused(&PushCommands::default(), format!("the push took longer than {} minutes", GIT_TIMEOUT.as_secs() / 60))),
+        };
         if let Ok(PushOutcome::Refused { .. }) = &outcome {
             // Read (and drop) what the client is still sending, so that it reads our answer
             // instead of a reset connection: bounded in bytes and in time, held in no buffer.

@@ -36,6 +36,24 @@ async fn start_clock(app: &Arc<App>, assignment: Assignment) -> Result<Assignmen
     blocking(app, move |store| store.start_clock(&id, now())).await
 }
 
+/// Git processes one assignment may run at once.
+pub const GIT_PER_ASSIGNMENT: usize = 2;
+
+/// A slot for one git process: one of the assignment's own (or a 429 when it has none free),
+/// then one of the daemon's (waiting for it).
+async fn git_slot(app: &Arc<App>, assignment: &str) -> Result<(tokio::sync::OwnedSemaphorePermit, tokio::sync::OwnedSemaphorePermit), Response> {
+    let own = {
+        let mut map = app.git_per_assignment.lock().unwrap();
+        map.retain(|_, s| s.available_permits() < GIT_PER_ASSIGNMENT);
+        map.entry(assignment.to_string()).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(GIT_PER_ASSIGNMENT))).clone()
+    };
+    let Ok(own) = own.try_acquire_owned() else {
+        return Err((StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "5")], "too many git requests at once for this repository\n").into_response());
+    };
+    let shared = app.git_slots.clone().acquire_owned().await.map_err(|_| Failure::internal("git slots closed".into()).into_response())?;
+    Ok((own, shared))
+}
+
 fn closed_message(deadline: i64) -> String {
     format!("takehome: the time box closed at {} (server time); pushes are no longer accepted", crate::report::rfc3339(deadline))
 }
@@ -55,7 +73,10 @@ pub async fn info_refs(State(app): State<Arc<App>>, Candidate(assignment): Candi
             return ([(header::CONTENT_TYPE, content_type)], intake::advertisement_error(service, &closed_message(deadline))).into_response();
         }
     }
-    let Ok(_slot) = app.git_slots.clone().acquire_owned().await else { return Failure::internal("git slots closed".into()).into_response() };
+    let _slot = match git_slot(&app, &assignment.id).await {
+        Ok(slot) => slot,
+        Err(response) => return response,
+    };
     match app.repos.advertise(&assignment.id, service).await {
         Ok(body) => ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache".into())], body).into_response(),
         Err(e) => Failure::internal(e.to_string()).into_response(),
@@ -75,7 +96,10 @@ pub async fn rpc(State(app): State<Arc<App>>, Path((_repo, service)): Path<(Stri
         Err(failure) => return failure.into_response(),
     };
     let content_type = [(header::CONTENT_TYPE, format!("application/x-{}-result", service.name()))];
-    let Ok(slot) = app.git_slots.clone().acquire_owned().await else { return Failure::internal("git slots closed".into()).into_response() };
+    let slot = match git_slot(&app, &assignment.id).await {
+        Ok(slot) => slot,
+        Err(response) => return response,
+    };
     if service == Service::UploadPack {
         let reader = body_reader(body, &headers, intake::MAX_FETCH_REQUEST);
         return match app.repos.upload_pack(&assignment.id, reader, slot).await {

@@ -54,6 +54,8 @@ pub struct App {
     pub auth: auth::Auth,
     /// git processes at once.
     pub git_slots: Arc<Semaphore>,
+    /// git processes at once per assignment, so that one candidate cannot take every slot.
+    pub git_per_assignment: Mutex<HashMap<String, Arc<Semaphore>>>,
     pub metrics: Mutex<Metrics>,
 }
 
@@ -72,7 +74,7 @@ impl App {
     pub fn new(config: Config, store: Arc<SqliteStore>, work: Arc<Notify>) -> App {
         let repos = Repos::new(config.repos_dir(), config.hooks_dir());
         let git_slots = Arc::new(Semaphore::new(config.max_git_processes));
-        App { auth: auth::Auth::new(), config, store, repos, work, git_slots, metrics: Mutex::new(Metrics::default()) }
+        App { auth: auth::Auth::new(), config, store, repos, work, git_slots, git_per_assignment: Mutex::new(HashMap::new()), metrics: Mutex::new(Metrics::default()) }
     }
 }
 

@@ -630,3 +630,33 @@ fn a_parquet_output_claiming_100_million_rows_is_refused_with_bounded_memory() {
     assert!(stderr.contains("100000000 rows, far more than expected"), "{stderr}");
     assert!(peak_kb < 150 * 1024, "the grader held {peak_kb} kB");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_candidate_cannot_take_every_git_slot() {
+    let Some((_sandbox, data, _work)) = setup().await else { return };
+    let data_path = data.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let daemon = Daemon::start_with(&data_path, 1, &[("TAKEHOME_MAX_GIT_PROCESSES", "3")]);
+        let greedy = assign(&data_path, "penguins-cleaning", "greedy@example.com", &[]);
+        let other = assign(&data_path, "penguins-cleaning", "other@example.com", &[]);
+        let auth = |a: &super::serve::Assigned| format!("Authorization: Basic {}\r\n", base64(format!("{}:{}", a.id, a.token).as_bytes()));
+        // Fetches whose bodies never finish hold their git process.
+        let held: Vec<TcpStream> = (0..2)
+            .map(|_| {
+                let mut s = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+                let head = format!("POST /git/{}.git/git-upload-pack HTTP/1.1\r\nHost: 127.0.0.1\r\n{}Content-Length: 100000\r\n\r\n0032want ", greedy.id, auth(&greedy));
+                s.write_all(head.as_bytes()).unwrap();
+                s
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(500));
+        let (status, _, body) = daemon.raw("GET", &format!("/git/{}.git/info/refs?service=git-upload-pack", greedy.id), &auth(&greedy), "");
+        assert_eq!(status, 429, "a third git process for one repository: {body}");
+        // Another candidate is still served.
+        let (status, _, _) = daemon.raw("GET", &format!("/git/{}.git/info/refs?service=git-upload-pack", other.id), &auth(&other), "");
+        assert_eq!(status, 200);
+        drop(held);
+    })
+    .await
+    .unwrap();
+}
