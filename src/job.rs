@@ -198,6 +198,7 @@ fn step_report(run: &StepRun, step: &crate::task::StepSpec) -> StepReport {
         wall_seconds: run.wall.as_secs_f64(),
         cpu_seconds: run.cpu_seconds,
         peak_memory_bytes: run.peak_memory_bytes,
+        accounting: run.accounting,
         memory_limit_bytes: step.memory_bytes,
         timeout_seconds: step.timeout.as_secs_f64(),
         cpus: step.cpus,

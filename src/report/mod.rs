@@ -108,6 +108,9 @@ pub struct StepReport {
     pub wall_seconds: f64,
     pub cpu_seconds: Option<f64>,
     pub peak_memory_bytes: Option<u64>,
+    /// `kernel` (the step's cgroup totals, exact) or `sampled` (the engine's stats stream).
+    #[serde(default)]
+    pub accounting: crate::sandbox::Accounting,
     pub memory_limit_bytes: u64,
     pub timeout_seconds: f64,
     #[serde(default)]

@@ -43,6 +43,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+pub mod cgroup;
+
 pub use archive::{Extracted, Rejected};
 
 /// Every container and volume of ours carries this label (value `1`).
@@ -223,14 +225,28 @@ pub struct StepRun {
     pub outcome: Outcome,
     pub exit_code: Option<i64>,
     pub wall: Duration,
-    /// From the container's cgroup, sampled by the stats stream (about once a second).
+    /// User + system time of every process of the step (see `accounting`).
     pub cpu_seconds: Option<f64>,
-    /// cgroup v1 `max_usage` (or the largest sampled usage on v2); includes page cache.
+    /// The step's peak memory, page cache included (see `accounting`).
     pub peak_memory_bytes: Option<u64>,
+    /// Where the two figures above come from.
+    pub accounting: Accounting,
     pub stdout: CapturedLog,
     pub stderr: CapturedLog,
     /// Why the outcome is what it is, for the assessor.
     pub message: String,
+}
+
+/// Where a step's CPU time and peak memory come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Accounting {
+    /// The kernel's own totals for the step's cgroup, read when it ended: exact.
+    Kernel,
+    /// The engine's stats stream, sampled about once a second: a step shorter than a sample can
+    /// be missed (used only where the cgroup files cannot be read).
+    #[default]
+    Sampled,
 }
 
 /// What a job needs from the engine before its first step.
@@ -299,6 +315,8 @@ pub struct DockerSandbox {
     docker: Docker,
     /// The operator's default (a task may ask for more).
     runtime: Runtime,
+    /// Where step cgroups live, when the engine and this host let us read them.
+    cgroups: Option<cgroup::Layout>,
 }
 
 /// Which leftovers to remove.
@@ -319,7 +337,12 @@ impl DockerSandbox {
             Err(_) => return Err(RunError::Timeout("version negotiation")),
         };
         api("ping", docker.ping()).await?;
-        Ok(DockerSandbox { docker, runtime: Runtime::Runc })
+        let info = api("info", docker.info()).await?;
+        let driver = info.cgroup_driver.map(|d| d.to_string());
+        let version = info.cgroup_version.map(|v| v.to_string());
+        let cgroups = (driver.as_deref() != Some("none") && Path::new("/sys/fs/cgroup").is_dir())
+            .then(|| cgroup::Layout::from_engine(version.as_deref(), driver.as_deref()));
+        Ok(DockerSandbox { docker, runtime: Runtime::Runc, cgroups })
     }
 
     /// The same engine, running every job under at least `runtime`.
@@ -348,6 +371,12 @@ impl DockerSandbox {
 
     /// Removes containers and volumes labelled ours; returns how many containers went.
     pub async fn remove_leftovers(&self, which: Leftovers) -> Result<usize, RunError> {
+        if which == Leftovers::All {
+            // Empty step cgroups of a process that died between a step and its clean-up.
+            if let Some(layout) = &self.cgroups {
+                layout.sweep();
+            }
+        }
         let filters = HashMap::from([("label".to_string(), vec![LABEL.to_string()])]);
         let containers = api(
             "list containers",
@@ -451,7 +480,16 @@ impl Sandbox for DockerSandbox {
         guard.track_container(&holder);
         api("start holder", self.docker.start_container(&holder, None)).await?;
         debug!(job = %options.job_id, holder = %short(&holder), "job sandbox ready");
-        Ok(DockerJob { docker: self.docker.clone(), runtime, job_id: options.job_id.clone(), image: options.image.clone(), holder, guard })
+        Ok(DockerJob {
+            docker: self.docker.clone(),
+            runtime,
+            cgroups: self.cgroups.clone(),
+            steps: std::sync::atomic::AtomicUsize::new(0),
+            job_id: options.job_id.clone(),
+            image: options.image.clone(),
+            holder,
+            guard,
+        })
     }
 }
 
@@ -459,6 +497,9 @@ impl Sandbox for DockerSandbox {
 pub struct DockerJob {
     docker: Docker,
     runtime: Runtime,
+    cgroups: Option<cgroup::Layout>,
+    /// Steps started so far: numbers each step's parent cgroup.
+    steps: std::sync::atomic::AtomicUsize,
     job_id: String,
     image: String,
     holder: String,
@@ -469,6 +510,10 @@ impl JobSandbox for DockerJob {
     async fn run_step(&self, request: &StepRequest, cancel: &CancellationToken) -> Result<StepRun, RunError> {
         let limits = &request.limits;
         let mut host_config = hardened_host_config(limits, self.runtime);
+        // A parent cgroup of the step's own keeps the kernel's totals after the container is gone.
+        let n = self.steps.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let step_cgroup = self.cgroups.as_ref().map(|layout| layout.step(&self.job_id, n));
+        host_config.cgroup_parent = step_cgroup.as_ref().map(|c| c.parent().to_string());
         let mut binds = vec![format!("{}:/submission:ro", request.submission.display())];
         binds.extend(request.inputs.iter().map(|bind| format!("{}:{}:ro", bind.host.display(), bind.target)));
         host_config.binds = Some(binds);
@@ -503,12 +548,15 @@ impl JobSandbox for DockerJob {
         let name = format!("takehome-{}-{}-{}", self.job_id, request.name, fresh_suffix());
         let id = create_container(&self.docker, &name, config).await?;
         self.guard.track_container(&id);
-        let result = self.run_created(&id, request, cancel).await;
+        let result = self.run_created(&id, request, step_cgroup.as_ref(), cancel).await;
         // The container goes on every path; a failure to remove it is logged, and the guard
         // or the next start-up sweep takes it.
         match remove_container(&self.docker, &id).await {
             Ok(()) => self.guard.forget_container(&id),
             Err(error) => warn!(container = %short(&id), error = %error, "could not remove a step container"),
+        }
+        if let Some(step_cgroup) = &step_cgroup {
+            step_cgroup.remove();
         }
         result
     }
@@ -585,7 +633,7 @@ enum Ended {
 }
 
 impl DockerJob {
-    async fn run_created(&self, id: &str, request: &StepRequest, cancel: &CancellationToken) -> Result<StepRun, RunError> {
+    async fn run_created(&self, id: &str, request: &StepRequest, step_cgroup: Option<&cgroup::StepCgroup>, cancel: &CancellationToken) -> Result<StepRun, RunError> {
         let limits = &request.limits;
         // Attach before start so that nothing printed is missed; drain with a cap.
         let attach = api(
@@ -637,8 +685,18 @@ impl DockerJob {
             _ => (CapturedLog::new(limits.log_cap), CapturedLog::new(limits.log_cap)),
         };
         drop(stats);
-        let usage = *usage.lock().unwrap();
-        let (cpu_seconds, peak_memory_bytes) = (usage.cpu_nanos.map(|nanos| nanos as f64 / 1e9), usage.peak_bytes);
+        let sampled = *usage.lock().unwrap();
+        // The container has stopped: its parent cgroup holds the kernel's totals.
+        let kernel = step_cgroup.map(|c| c.read());
+        let (cpu_seconds, peak_memory_bytes, accounting) = match kernel {
+            Some(Ok(totals)) => (Some(totals.cpu_nanos as f64 / 1e9), totals.peak_bytes.or(sampled.peak_bytes), Accounting::Kernel),
+            other => {
+                if let Some(Err(error)) = other {
+                    warn!(error = %error, "cannot read the step's cgroup; using sampled stats");
+                }
+                (sampled.cpu_nanos.map(|nanos| nanos as f64 / 1e9), sampled.peak_bytes, Accounting::Sampled)
+            }
+        };
 
         let (outcome, message) = match ended {
             Ended::TimedOut => (Outcome::TimedOut, format!("stopped after the step's timeout of {:?}", limits.timeout)),
@@ -658,7 +716,7 @@ impl DockerJob {
                 _ => (Outcome::Failed, format!("exited with code {}", exit_code.unwrap_or(-1))),
             },
         };
-        Ok(StepRun { outcome, exit_code, wall, cpu_seconds, peak_memory_bytes, stdout, stderr, message })
+        Ok(StepRun { outcome, exit_code, wall, cpu_seconds, peak_memory_bytes, accounting, stdout, stderr, message })
     }
 
     /// Runs one of our own commands in the holder (never a candidate's) and returns its stdout.

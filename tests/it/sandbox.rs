@@ -289,3 +289,69 @@ async fn every_step_runs_under_seccomp_and_a_task_may_require_gvisor() {
     let printed = &report.steps[0].stdout_tail;
     assert!(printed.contains("kernel ") && !printed.contains(host_kernel.trim()), "the step saw the host's kernel under runsc: {printed}");
 }
+
+/// A step that burns `seconds` of CPU in `processes` processes, touches `mib` MiB, and prints the
+/// CPU time its processes used by their own count (self and children).
+const BURN: &str = r#"
+import os, resource, sys, time
+
+seconds, processes, mib = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+block = bytearray(mib << 20)
+for i in range(0, len(block), 4096):
+    block[i] = 1
+
+def burn(share):
+    start = time.process_time()
+    while time.process_time() - start < share:
+        pass
+
+children = []
+for _ in range(processes - 1):
+    pid = os.fork()
+    if pid == 0:
+        burn(seconds / processes)
+        os._exit(0)
+    children.append(pid)
+burn(seconds / processes)
+for pid in children:
+    os.waitpid(pid, 0)
+own = resource.getrusage(resource.RUSAGE_SELF)
+kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime)
+"#;
+
+#[tokio::test]
+async fn cpu_and_peak_memory_come_exact_from_the_kernel() {
+    let (sandbox, image) = needs_docker!();
+    let files = [("burn.py", BURN)];
+    let run = |command: &'static str, cpus: f64| {
+        let (sandbox, image) = (sandbox.clone(), image.clone());
+        async move {
+            let mut limits = Limits::new(Duration::from_secs(60), 512 * MIB, cpus);
+            limits.pids = 64;
+            run_step(&sandbox, &image, &files, command, limits, vec![]).await.step
+        }
+    };
+    // A step that exits at once: near zero, never null.
+    let instant = run("true", 1.0).await;
+    assert_eq!(instant.accounting, takehome::sandbox::Accounting::Kernel);
+    let cpu = instant.cpu_seconds.expect("CPU time of an instant step");
+    assert!(cpu < 0.05, "an instant step used {cpu} s of CPU");
+    assert!(instant.peak_memory_bytes.is_some());
+    let baseline = run("python3 burn.py 0 1 0", 1.0).await;
+    let base_peak = baseline.peak_memory_bytes.unwrap() as f64;
+    for (command, cpus, mib) in [("python3 burn.py 0.3 1 0", 1.0, 0), ("python3 burn.py 3 1 200", 1.0, 200), ("python3 burn.py 3 2 0", 2.0, 0)] {
+        let step = run(command, cpus).await;
+        assert_eq!(step.outcome, Outcome::Ok, "{command}: {}", step.stderr.text());
+        assert_eq!(step.accounting, takehome::sandbox::Accounting::Kernel);
+        let own: f64 = step.stdout.text().trim().parse().unwrap();
+        let reported = step.cpu_seconds.unwrap();
+        eprintln!("{command}: the step counted {own:.3} s of CPU, the kernel {reported:.3} s; peak {} MiB", step.peak_memory_bytes.unwrap() >> 20);
+        assert!((reported - own).abs() <= 0.1 * own + 0.03, "{command}: reported {reported:.3} s for {own:.3} s burned");
+        if mib > 0 {
+            let extra = step.peak_memory_bytes.unwrap() as f64 - base_peak;
+            let want = (mib << 20) as f64;
+            assert!((extra - want).abs() <= 0.1 * want, "{command}: {:.1} MiB above the baseline for {mib} MiB touched", extra / MIB as f64);
+        }
+    }
+}
