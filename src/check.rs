@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use futures_util::StreamExt;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
@@ -123,6 +124,7 @@ pub async fn check_task<S: Sandbox>(
     task_dir: &Path,
     image: &ImageRef,
     only_fixtures: Option<&str>,
+    jobs: usize,
     cancel: &CancellationToken,
     report: &(dyn Fn(&CaseResult) + Sync),
 ) -> Vec<CaseResult> {
@@ -160,17 +162,25 @@ pub async fn check_task<S: Sandbox>(
         Err(message) => record("label giveaways", CaseStatus::Failed, message, started),
     }
 
-    for fixture in fixtures(&spec).into_iter().filter(|f| only_fixtures.is_none_or(|prefix| f.name.starts_with(prefix))) {
-        if cancel.is_cancelled() {
-            break;
-        }
+    // Fixtures are graded `jobs` at a time; their results come back in the fixtures' order.
+    let chosen: Vec<Fixture> = fixtures(&spec).into_iter().filter(|f| only_fixtures.is_none_or(|prefix| f.name.starts_with(prefix))).collect();
+    let spec_ref = &spec;
+    let mut graded = futures_util::stream::iter(chosen.iter().map(|fixture| async move {
         let started = Instant::now();
+        if cancel.is_cancelled() {
+            return (fixture, Err("cancelled".to_string()), started);
+        }
+        (fixture, run_fixture(sandbox, spec_ref, fixture, image, cancel).await, started)
+    }))
+    .buffered(jobs.max(1));
+    while let Some((fixture, outcome, started)) = futures_util::StreamExt::next(&mut graded).await {
         let name = format!("fixture {}", fixture.name);
-        match run_fixture(sandbox, &spec, &fixture, image, cancel).await {
+        match outcome {
             Ok(message) => record(&name, CaseStatus::Passed, message, started),
             Err(message) => record(&name, CaseStatus::Failed, message, started),
         }
     }
+    drop(graded);
     results
 }
 
@@ -294,19 +304,21 @@ async fn run_fixture<S: Sandbox>(sandbox: &S, spec: &TaskSpec, fixture: &Fixture
     let quiet = |_: &str| {};
     let grade = |attempt: usize| {
         let spec = &spec;
+        let job_id = format!("{}c{attempt}", job::new_job_id());
         async move {
-            let job_id = format!("{}c{attempt}", job::new_job_id());
-            job::grade(sandbox, spec, &fixture.dir, image, &job_id, cancel, &quiet).await.map_err(|error| match error {
+            let report = job::grade(sandbox, spec, &fixture.dir, image, &job_id, cancel, &quiet).await.map_err(|error| match error {
                 JobError::Cancelled => "cancelled".to_string(),
                 other => format!("our side failed (not the fixture's fault): {other}"),
-            })
+            })?;
+            Ok::<_, String>((job_id, report))
         }
     };
-    let first = grade(1).await?;
+    let (first_job, first) = grade(1).await?;
     let mut failures = compare(&expect, &spec, &first);
-    match sandbox.count_own().await {
+    // This job's containers only: other fixtures may be grading beside it (`--jobs`).
+    match sandbox.count_job(&first_job).await {
         Ok(0) => {}
-        Ok(n) => failures.push(format!("{n} container(s) of this process remain after grading")),
+        Ok(n) => failures.push(format!("{n} container(s) of this fixture remain after grading")),
         Err(error) => failures.push(format!("cannot count containers: {error}")),
     }
     for path in &expect.host_lacks {
@@ -315,7 +327,7 @@ async fn run_fixture<S: Sandbox>(sandbox: &S, spec: &TaskSpec, fixture: &Fixture
         }
     }
     if expect.deterministic.unwrap_or(true) && failures.is_empty() {
-        let second = grade(2).await?;
+        let (_, second) = grade(2).await?;
         let (a, b) = (fingerprint(&first), fingerprint(&second));
         if a != b {
             failures.push(format!("two grades differ:\n  first:  {a}\n  second: {b}"));

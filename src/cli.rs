@@ -127,6 +127,9 @@ enum Command {
         /// Grade only the fixtures whose name starts with this (for example `hostile/`).
         #[arg(long)]
         fixtures: Option<String>,
+        /// Fixtures graded at once (default: what the cores and memory allow for the task's steps).
+        #[arg(long)]
+        jobs: Option<usize>,
     },
     /// Run the daemon: git intake, the job queue and workers, the web UI and API.
     Serve {
@@ -264,10 +267,28 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure { code, error }) => {
-            eprintln!("takehome: {error:#}");
+            eprintln!("takehome: {}", describe_chain(&error));
             ExitCode::from(code)
         }
     }
+}
+
+/// An error and its causes, each said once: our error types put their cause in their own message,
+/// so a cause already in the text so far is not repeated (`{:#}` would print
+/// "No such file or directory (os error 2): No such file or directory (os error 2)").
+pub fn describe_chain(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let message = cause.to_string();
+        if message.is_empty() || text.contains(&message) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&message);
+    }
+    text
 }
 
 fn init_tracing(format: LogFormat) {
@@ -295,7 +316,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Report { report, html, markdown, json, view } => render_report(&report, &Outputs { json, html, markdown }, view),
         Command::Images { command: ImagesCommand::Build { names, root, method, force } } => build_images(&root, names, method.into(), force).await,
         Command::Validate { tasks } => validate(tasks),
-        Command::Check { tasks, root, junit, runtime, fixtures } => check(&root, tasks, junit.as_deref(), runtime, fixtures.as_deref()).await,
+        Command::Check { tasks, root, junit, runtime, fixtures, jobs } => check(&root, tasks, junit.as_deref(), runtime, fixtures.as_deref(), jobs).await,
         Command::Score { metric, truth, predictions, id, target, positive } => score(&metric, &truth, &predictions, id, target, positive),
         Command::Serve { config } => {
             let config = config.load()?;
@@ -496,7 +517,20 @@ fn score(metric: &str, truth: &Path, predictions: &Path, id: String, target: Opt
     }
 }
 
-async fn check(root: &Path, tasks: Vec<PathBuf>, junit: Option<&Path>, runtime: crate::sandbox::Runtime, only_fixtures: Option<&str>) -> Result<(), Failure> {
+/// Fixtures of `task` that this machine can grade at once: one per core, and no more than three
+/// quarters of its memory holds at the task's largest step (its memory limit plus its storage).
+fn default_jobs(task: Option<&task::TaskSpec>) -> usize {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find_map(|l| l.strip_prefix("MemTotal:")).and_then(|v| v.split_whitespace().next()).and_then(|kb| kb.parse::<u64>().ok()))
+        .map(|kb| kb * 1024)
+        .unwrap_or(4 << 30);
+    let per_fixture = task.map(|t| t.steps.iter().map(|s| s.memory_bytes).max().unwrap_or(2 << 30) + t.workspace_cap_bytes + t.output_cap_bytes).unwrap_or(2 << 30);
+    cores.min((total * 3 / 4 / per_fixture.max(1)) as usize).max(1)
+}
+
+async fn check(root: &Path, tasks: Vec<PathBuf>, junit: Option<&Path>, runtime: crate::sandbox::Runtime, only_fixtures: Option<&str>, jobs: Option<usize>) -> Result<(), Failure> {
     use crate::check::{self, CaseResult, CaseStatus};
     let tasks = if tasks.is_empty() {
         check::discover_tasks(root).with_context(|| format!("{}: cannot list tasks", root.join("tasks").display())).map_err(usage)?
@@ -513,15 +547,17 @@ async fn check(root: &Path, tasks: Vec<PathBuf>, junit: Option<&Path>, runtime: 
     let started = std::time::Instant::now();
     for task_dir in &tasks {
         // The image of a task that does not even load is reported by the task-file check.
-        let image = match task::load(task_dir) {
-            Ok(spec) => {
+        let loaded = task::load(task_dir).ok();
+        let image = match &loaded {
+            Some(spec) => {
                 let recipe = Recipe::load(&spec.root, &spec.image).map_err(ours)?;
                 let built = sandbox.ensure_image(&recipe, BuildMethod::Auto, &progress).await.map_err(ours)?;
                 ImageRef { tag: built.tag, id: built.id }
             }
-            Err(_) => ImageRef { tag: String::new(), id: String::new() },
+            None => ImageRef { tag: String::new(), id: String::new() },
         };
-        progress(&format!("checking {}", task_dir.display()));
+        let jobs = jobs.unwrap_or_else(|| default_jobs(loaded.as_ref())).max(1);
+        progress(&format!("checking {} ({jobs} fixture{} at a time)", task_dir.display(), if jobs == 1 { "" } else { "s" }));
         let print = |case: &CaseResult| {
             let status = match case.status {
                 CaseStatus::Passed => "passed",
@@ -531,7 +567,7 @@ async fn check(root: &Path, tasks: Vec<PathBuf>, junit: Option<&Path>, runtime: 
             let first = case.message.lines().next().unwrap_or("");
             eprintln!("check: {:<18} {:<28} {status:<8} {:>6.1} s  {first}", case.task, case.name, case.seconds);
         };
-        results.extend(check::check_task(&sandbox, task_dir, &image, only_fixtures, &cancel, &print).await);
+        results.extend(check::check_task(&sandbox, task_dir, &image, only_fixtures, jobs, &cancel, &print).await);
         if cancel.is_cancelled() {
             break;
         }
@@ -642,4 +678,15 @@ fn validate(tasks: Vec<PathBuf>) -> Result<(), Failure> {
         return Err(usage(anyhow::anyhow!("{n_invalid} invalid task file(s)")));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn each_cause_is_said_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory (os error 2)");
+        let inner = crate::submission::SubmissionError::Io { action: "read", path: "/x".into(), source: io };
+        let error = anyhow::Error::new(inner).context("cannot grade");
+        assert_eq!(super::describe_chain(&error), "cannot grade: read /x: No such file or directory (os error 2)");
+    }
 }

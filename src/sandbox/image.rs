@@ -81,15 +81,30 @@ impl DockerSandbox {
     }
 
     pub async fn build_image(&self, recipe: &Recipe, method: BuildMethod, progress: &(dyn Fn(&str) + Sync)) -> Result<BuiltImage, RunError> {
-        let method = match method {
+        let chosen = match method {
             BuildMethod::Auto if which("debootstrap") => BuildMethod::Offline,
             BuildMethod::Auto => BuildMethod::Dockerfile,
             other => other,
         };
         let tag = recipe.tag();
-        match method {
+        match chosen {
             BuildMethod::Offline => self.build_offline(recipe, progress).await?,
-            _ => self.build_dockerfile(recipe, progress).await?,
+            _ => match self.build_dockerfile(recipe, progress).await {
+                Ok(()) => {}
+                // Neither way worked: say both ways out in one sentence.
+                Err(error) if method == BuildMethod::Auto => {
+                    let cause = match &error {
+                        RunError::Docker { source, .. } => source.to_string(),
+                        other => other.to_string(),
+                    };
+                    return Err(RunError::Image(format!(
+                        "cannot build the runner image {tag}: debootstrap is not installed (as root, `apt-get install debootstrap` lets takehome build it offline from Debian's and PyPI's archives) and the engine could not build {} from a registry ({})",
+                        recipe.dir.join("Dockerfile").display(),
+                        cause.lines().next().unwrap_or("").trim()
+                    )));
+                }
+                Err(error) => return Err(error),
+            },
         }
         let id = self.image_id(&tag).await?.ok_or_else(|| RunError::Image(format!("{tag} is missing after its build")))?;
         progress(&format!("built {tag} ({})", &id[..id.len().min(19)]));

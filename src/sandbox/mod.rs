@@ -295,6 +295,8 @@ pub trait Sandbox {
     fn open_job(&self, options: &JobOptions) -> impl Future<Output = Result<Self::Job, RunError>> + Send;
     /// How many containers this process owns right now (0 between jobs, whatever happened).
     fn count_own(&self) -> impl Future<Output = Result<usize, RunError>> + Send;
+    /// How many containers of one job exist right now (0 once it is closed, whatever happened).
+    fn count_job(&self, job_id: &str) -> impl Future<Output = Result<usize, RunError>> + Send;
 }
 
 pub trait JobSandbox {
@@ -437,6 +439,10 @@ impl Sandbox for DockerSandbox {
 
     async fn count_own(&self) -> Result<usize, RunError> {
         self.count_labelled(&format!("{LABEL_PID}={}", std::process::id())).await
+    }
+
+    async fn count_job(&self, job_id: &str) -> Result<usize, RunError> {
+        self.count_labelled(&format!("{LABEL_JOB}={job_id}")).await
     }
 
     async fn open_job(&self, options: &JobOptions) -> Result<DockerJob, RunError> {

@@ -7,24 +7,43 @@ use std::time::Duration;
 
 use super::common::{docker, python_image, repo_root, takehome_binary};
 
+/// Runs `takehome check` on the planted-mistakes root with `jobs` fixtures at a time.
+async fn check_root(jobs: &str, junit: &std::path::Path) -> std::process::Output {
+    tokio::time::timeout(
+        Duration::from_secs(300),
+        tokio::process::Command::new(takehome_binary())
+            .current_dir(repo_root())
+            .args(["check", "--root", "tests/fixtures/check-root", "--jobs", jobs, "--junit"])
+            .arg(junit)
+            .output(),
+    )
+    .await
+    .expect("check finishes")
+    .unwrap()
+}
+
+/// The summary's rows without their times and messages: status, task and check.
+fn rows(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("passed") || l.starts_with("FAILED ") || l.starts_with("warning"))
+        .map(|l| l.split_whitespace().take(4).collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
 #[tokio::test]
 async fn check_reports_every_planted_mistake() {
     let Some(sandbox) = docker().await else { return };
     python_image(&sandbox).await;
     let junit = tempfile::NamedTempFile::new().unwrap();
-    let output = tokio::time::timeout(
-        Duration::from_secs(300),
-        tokio::process::Command::new(takehome_binary())
-            .current_dir(repo_root())
-            .args(["check", "--root", "tests/fixtures/check-root", "--junit"])
-            .arg(junit.path())
-            .output(),
-    )
-    .await
-    .expect("check finishes")
-    .unwrap();
+    let output = check_root("3", junit.path()).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
+    // Graded one at a time, the same results in the same order.
+    let serial = check_root("1", tempfile::NamedTempFile::new().unwrap().path()).await;
+    let serial_rows = rows(&String::from_utf8_lossy(&serial.stdout));
+    assert!(serial_rows.len() >= 8, "{serial_rows:?}");
+    assert_eq!(rows(&stdout), serial_rows, "--jobs 3 and --jobs 1 disagree");
     assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
     for needle in [
         "FAILED leaky / data manifest:",

@@ -7,6 +7,7 @@
 mod check;
 mod common;
 mod grade;
+mod job_logic;
 mod metrics;
 mod report;
 mod sandbox;

@@ -1,0 +1,154 @@
+//! The job's logic without Docker: a fake [`Sandbox`] that plays back scripted step runs and an
+//! output file, so that the order of steps, outcomes, scoring and report assembly are tested in
+//! milliseconds (as rust-playground tests its coordinator). The real engine is tested in `sandbox`,
+//! `grade` and `serve`.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use takehome::job::{self, ImageRef};
+use takehome::sandbox::{Accounting, CapturedLog, Extracted, JobOptions, JobSandbox, Outcome, RunError, Runtime, Sandbox, StepRequest, StepRun};
+use tokio_util::sync::CancellationToken;
+
+use super::common::{folder_with, repo_root};
+
+/// What the fake does for each step name, and the output file it "finds" in `/output`.
+#[derive(Clone, Default)]
+struct Script {
+    outcomes: Vec<(&'static str, Outcome, f64)>,
+    lint_stdout: String,
+    output: Option<Vec<u8>>,
+}
+
+#[derive(Clone)]
+struct FakeSandbox {
+    script: Script,
+    /// Step names in the order they ran, and whether the job was closed.
+    ran: Arc<Mutex<Vec<String>>>,
+    closed: Arc<Mutex<bool>>,
+}
+
+struct FakeJob {
+    sandbox: FakeSandbox,
+}
+
+fn log(text: &str) -> CapturedLog {
+    let mut log = CapturedLog::new(1 << 20);
+    log.push(text.as_bytes());
+    log
+}
+
+impl Sandbox for FakeSandbox {
+    type Job = FakeJob;
+    async fn open_job(&self, _options: &JobOptions) -> Result<FakeJob, RunError> {
+        Ok(FakeJob { sandbox: self.clone() })
+    }
+    async fn count_own(&self) -> Result<usize, RunError> {
+        Ok(0)
+    }
+    async fn count_job(&self, _job_id: &str) -> Result<usize, RunError> {
+        Ok(0)
+    }
+}
+
+impl JobSandbox for FakeJob {
+    async fn run_step(&self, request: &StepRequest, _cancel: &CancellationToken) -> Result<StepRun, RunError> {
+        self.sandbox.ran.lock().unwrap().push(request.name.clone());
+        let (outcome, wall, stdout) = if request.name == "lint" {
+            (Outcome::Ok, 0.1, self.sandbox.script.lint_stdout.clone())
+        } else {
+            let (_, outcome, wall) = self.sandbox.script.outcomes.iter().find(|(name, _, _)| *name == request.name).copied().unwrap_or(("", Outcome::Ok, 1.0));
+            (outcome, wall, format!("{} ran\n", request.name))
+        };
+        Ok(StepRun {
+            outcome,
+            exit_code: Some(if outcome == Outcome::Ok { 0 } else { 1 }),
+            wall: Duration::from_secs_f64(wall),
+            cpu_seconds: Some(wall / 2.0),
+            peak_memory_bytes: Some(100 << 20),
+            accounting: Accounting::Kernel,
+            stdout: log(&stdout),
+            stderr: log(""),
+            message: if outcome == Outcome::Ok { String::new() } else { format!("ended {}", outcome.as_str()) },
+        })
+    }
+    async fn collect_output(&self, name: &str, dest: &Path, _max_bytes: u64) -> Result<Extracted, RunError> {
+        match &self.sandbox.script.output {
+            None => Ok(Extracted::missing()),
+            Some(bytes) => {
+                std::fs::write(dest.join(name), bytes).unwrap();
+                Ok(Extracted { files: vec![(name.into(), bytes.len() as u64)], ..Default::default() })
+            }
+        }
+    }
+    async fn close(self) -> Result<(), RunError> {
+        *self.sandbox.closed.lock().unwrap() = true;
+        Ok(())
+    }
+    fn runtime(&self) -> Runtime {
+        Runtime::Runc
+    }
+}
+
+/// Grades a tiny submission of diamond-cut through the fake; returns the report, the steps that
+/// ran and whether the job was closed.
+async fn grade(script: Script) -> (takehome::report::Report, Vec<String>, bool) {
+    let task = takehome::task::load(&repo_root().join("tasks/diamond-cut")).unwrap();
+    let submission = folder_with(&[("train.py", "import os\nx = 1\n"), ("predict.py", "print('p')\n")]);
+    let fake = FakeSandbox { script, ran: Arc::default(), closed: Arc::default() };
+    let image = ImageRef { tag: "takehome/python:fake".into(), id: "sha256:fake".into() };
+    let report = job::grade(&fake, &task, submission.path(), &image, "fakejob", &CancellationToken::new(), &|_| {}).await.unwrap();
+    let ran = fake.ran.lock().unwrap().clone();
+    let closed = *fake.closed.lock().unwrap();
+    (report, ran, closed)
+}
+
+/// The truth of diamond-cut as predictions: a perfect answer.
+fn perfect_predictions() -> Vec<u8> {
+    std::fs::read(repo_root().join("datasets/diamond-cut/hidden/labels.csv")).unwrap()
+}
+
+#[tokio::test]
+async fn a_perfect_output_scores_full_accuracy_with_every_step_run_in_order() {
+    let started = Instant::now();
+    let script = Script { outcomes: vec![("train", Outcome::Ok, 2.0), ("predict", Outcome::Ok, 1.0)], lint_stdout: "[]".into(), output: Some(perfect_predictions()) };
+    let (report, ran, closed) = grade(script).await;
+    assert_eq!(ran, ["train", "predict", "lint"]);
+    assert!(closed, "the job was not closed");
+    assert_eq!(report.status.as_str(), "graded");
+    assert_eq!(report.components.accuracy.accuracy.value, Some(1.0));
+    assert_eq!(report.components.accuracy.score, 100.0);
+    assert_eq!(report.components.code_quality.score, 100.0);
+    assert!((report.components.runtime.wall_seconds - 3.0).abs() < 1e-9);
+    assert_eq!(report.components.runtime.cpu_seconds, Some(1.5));
+    assert_eq!(report.steps[0].accounting, Accounting::Kernel);
+    assert_eq!(report.score, 100.0);
+    eprintln!("graded through the fake in {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn the_steps_stop_at_the_first_that_is_not_ok() {
+    let script = Script { outcomes: vec![("train", Outcome::OutOfMemory, 4.0)], lint_stdout: "[]".into(), output: Some(perfect_predictions()) };
+    let (report, ran, closed) = grade(script).await;
+    assert_eq!(ran, ["train", "lint"], "predict must not run after a failed train");
+    assert!(closed);
+    assert_eq!(report.status.as_str(), "step_failed");
+    assert_eq!(report.steps.len(), 1);
+    assert_eq!(report.components.accuracy.score, 0.0);
+    assert_eq!(report.components.runtime.score, 0.0, "no runtime points when a step failed");
+    assert!(report.components.accuracy.accuracy.problem.as_ref().unwrap().message.contains("out_of_memory"));
+}
+
+#[tokio::test]
+async fn a_missing_output_is_the_candidates_problem_and_lint_findings_count() {
+    let lint = r#"[{"code":"F401","filename":"/submission/train.py","location":{"row":1,"column":8},"message":"`os` imported but unused"}]"#;
+    let script = Script { outcomes: vec![], lint_stdout: lint.into(), output: None };
+    let (report, _, _) = grade(script).await;
+    assert_eq!(report.status.as_str(), "bad_output");
+    assert_eq!(report.components.accuracy.accuracy.problem.as_ref().unwrap().kind.as_str(), "missing_output");
+    let quality = &report.components.code_quality;
+    assert_eq!(quality.n_findings, 1);
+    assert_eq!(quality.findings[0].context[0], (1, "import os".to_string()), "context comes from the host's copy");
+    assert!(quality.score < 100.0);
+}
