@@ -19,7 +19,11 @@ fn root() -> PathBuf {
 
 fn binary() -> PathBuf {
     let debug = root().join("target/debug/takehome");
-    if debug.exists() { debug } else { root().join("target/release/takehome") }
+    if debug.exists() {
+        debug
+    } else {
+        root().join("target/release/takehome")
+    }
 }
 
 fn get(port: u16, path: &str, auth: &str) -> String {
@@ -153,14 +157,45 @@ fn main() {
     let burst = t.elapsed().as_secs_f64();
 
     // The peer: the same step, one `docker run` after another.
-    let image = String::from_utf8_lossy(&Command::new("docker").args(["images", "--format", "{{.Repository}}:{{.Tag}}", "takehome/python"]).output().unwrap().stdout).lines().next().unwrap().to_string();
+    let image =
+        String::from_utf8_lossy(&Command::new("docker").args(["images", "--format", "{{.Repository}}:{{.Tag}}", "takehome/python"]).output().unwrap().stdout)
+            .lines()
+            .next()
+            .unwrap()
+            .to_string();
     let input = root().join("datasets/penguins-cleaning/hidden/input");
     let submission = root().join("tasks/penguins-cleaning/fixtures/reference");
     let t = Instant::now();
     for _ in 0..pushes {
         let status = Command::new("docker")
-            .args(["run", "--rm", "--network", "none", "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--user", "10001:10001",
-                   "--memory", "1g", "--memory-swap", "1g", "--cpus", "1", "--pids-limit", "256", "--tmpfs", "/tmp:size=256m", "--tmpfs", "/output:size=128m,uid=10001", "--init", "-w", "/submission"])
+            .args([
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--read-only",
+                "--cap-drop",
+                "ALL",
+                "--security-opt",
+                "no-new-privileges",
+                "--user",
+                "10001:10001",
+                "--memory",
+                "1g",
+                "--memory-swap",
+                "1g",
+                "--cpus",
+                "1",
+                "--pids-limit",
+                "256",
+                "--tmpfs",
+                "/tmp:size=256m",
+                "--tmpfs",
+                "/output:size=128m,uid=10001",
+                "--init",
+                "-w",
+                "/submission",
+            ])
             .arg(format!("--volume={}:/submission:ro", submission.display()))
             .arg(format!("--volume={}:/data/input:ro", input.display()))
             .args([&image, "python", "clean.py"])
@@ -173,7 +208,12 @@ fn main() {
     let _ = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status();
     let _ = daemon.wait();
 
-    println!("push-to-report latency (median of 5): {:.2} s; the steps' own container time: {:.2} s; ratio {:.1}", median(latency.clone()), median(container.clone()), median(latency) / median(container));
+    println!(
+        "push-to-report latency (median of 5): {:.2} s; the steps' own container time: {:.2} s; ratio {:.1}",
+        median(latency.clone()),
+        median(container.clone()),
+        median(latency) / median(container)
+    );
     println!("burst of {pushes} pushes at {workers} worker(s): {:.1} s = {:.1} jobs/min", burst, pushes as f64 * 60.0 / burst);
     println!("the same step with docker run, one by one: {:.1} s = {:.1} jobs/min; ratio {:.2}", peer, pushes as f64 * 60.0 / peer, peer / burst);
     println!("daemon memory: idle {:.1} MiB, peak under the burst {:.1} MiB", idle_kib as f64 / 1024.0, peak_kib as f64 / 1024.0);

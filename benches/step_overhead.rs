@@ -27,20 +27,43 @@ async fn main() {
     let submission = tempfile::tempdir().unwrap();
     let prepared = takehome::submission::prepare(submission.path()).unwrap();
     let limits = Limits::new(Duration::from_secs(60), 256 << 20, 1.0);
-    let request = StepRequest {
-        name: "noop".into(),
-        command: vec!["true".into()],
-        submission: prepared.path().to_path_buf(),
-        inputs: vec![],
-        limits: limits.clone(),
-    };
+    let request =
+        StepRequest { name: "noop".into(), command: vec!["true".into()], submission: prepared.path().to_path_buf(), inputs: vec![], limits: limits.clone() };
     let cancel = CancellationToken::new();
     let docker_args = |image: &str| -> Vec<String> {
         [
-            "run", "--rm", "--network", "none", "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-            "--user", "10001:10001", "--memory", "256m", "--memory-swap", "256m", "--cpus", "1", "--pids-limit", "256",
-            "--ulimit", "nofile=1024:1024", "--ulimit", "fsize=1073741824", "--ulimit", "core=0", "--tmpfs",
-            "/tmp:rw,nosuid,nodev,size=268435456", "--shm-size", "64m", "--ipc", "private", "--init",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--read-only",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "--user",
+            "10001:10001",
+            "--memory",
+            "256m",
+            "--memory-swap",
+            "256m",
+            "--cpus",
+            "1",
+            "--pids-limit",
+            "256",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "fsize=1073741824",
+            "--ulimit",
+            "core=0",
+            "--tmpfs",
+            "/tmp:rw,nosuid,nodev,size=268435456",
+            "--shm-size",
+            "64m",
+            "--ipc",
+            "private",
+            "--init",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -50,7 +73,13 @@ async fn main() {
 
     // One job kept open: the cost of a step alone.
     let open = sandbox
-        .open_job(&JobOptions { job_id: takehome::job::new_job_id(), image: image.tag.clone(), workspace_bytes: 64 << 20, output_bytes: 64 << 20, runtime: Default::default() })
+        .open_job(&JobOptions {
+            job_id: takehome::job::new_job_id(),
+            image: image.tag.clone(),
+            workspace_bytes: 64 << 20,
+            output_bytes: 64 << 20,
+            runtime: Default::default(),
+        })
         .await
         .unwrap();
     let (mut step_only, mut whole_job, mut docker_run) = (Vec::new(), Vec::new(), Vec::new());
@@ -66,12 +95,24 @@ async fn main() {
         step_only.push(t.elapsed());
 
         let t = Instant::now();
-        let options = JobOptions { job_id: takehome::job::new_job_id(), image: image.tag.clone(), workspace_bytes: 64 << 20, output_bytes: 64 << 20, runtime: Default::default() };
+        let options = JobOptions {
+            job_id: takehome::job::new_job_id(),
+            image: image.tag.clone(),
+            workspace_bytes: 64 << 20,
+            output_bytes: 64 << 20,
+            runtime: Default::default(),
+        };
         let job = sandbox.open_job(&options).await.unwrap();
         job.run_step(&request, &cancel).await.unwrap();
         job.close().await.unwrap();
         whole_job.push(t.elapsed());
-        eprintln!("run {}/{runs}: docker run {:.3}s, step {:.3}s, job {:.3}s", run + 1, docker_run[run].as_secs_f64(), step_only[run].as_secs_f64(), whole_job[run].as_secs_f64());
+        eprintln!(
+            "run {}/{runs}: docker run {:.3}s, step {:.3}s, job {:.3}s",
+            run + 1,
+            docker_run[run].as_secs_f64(),
+            step_only[run].as_secs_f64(),
+            whole_job[run].as_secs_f64()
+        );
     }
     open.close().await.unwrap();
     let (d, s, j) = (median(docker_run), median(step_only), median(whole_job));

@@ -109,11 +109,8 @@ pub fn load_expect(path: &Path) -> Result<Expect, String> {
 
 /// Task folders under `root/tasks` (those with a task.yaml), sorted.
 pub fn discover_tasks(root: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(root.join("tasks"))?
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .filter(|path| path.join("task.yaml").is_file())
-        .collect();
+    let mut found: Vec<PathBuf> =
+        std::fs::read_dir(root.join("tasks"))?.filter_map(Result::ok).map(|entry| entry.path()).filter(|path| path.join("task.yaml").is_file()).collect();
     found.sort();
     Ok(found)
 }
@@ -148,7 +145,9 @@ pub async fn check_task<S: Sandbox>(
         }
     };
 
-    for (name, check) in [("data manifest", check_manifest as fn(&TaskSpec) -> Result<String, String>), ("hidden ids", check_hidden_ids), ("hidden files", check_hidden_files)] {
+    for (name, check) in
+        [("data manifest", check_manifest as fn(&TaskSpec) -> Result<String, String>), ("hidden ids", check_hidden_ids), ("hidden files", check_hidden_files)]
+    {
         let started = Instant::now();
         match check(&spec) {
             Ok(message) => record(name, CaseStatus::Passed, message, started),
@@ -196,16 +195,22 @@ struct Fixture {
 fn fixtures(spec: &TaskSpec) -> Vec<Fixture> {
     let mut out = Vec::new();
     let own = spec.dir.join("fixtures");
-    let mut own_dirs: Vec<PathBuf> = std::fs::read_dir(&own).map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()).collect()).unwrap_or_default();
+    let mut own_dirs: Vec<PathBuf> =
+        std::fs::read_dir(&own).map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()).collect()).unwrap_or_default();
     own_dirs.sort();
     for dir in own_dirs {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         let expect_file = dir.join("expect.yaml");
-        let expect = if expect_file.is_file() { load_expect(&expect_file) } else { Err(format!("{}: missing (every fixture states what it must grade as)", expect_file.display())) };
+        let expect = if expect_file.is_file() {
+            load_expect(&expect_file)
+        } else {
+            Err(format!("{}: missing (every fixture states what it must grade as)", expect_file.display()))
+        };
         out.push(Fixture { name, dir, expect, _made: None });
     }
     let shared = spec.root.join("fixtures").join("hostile");
-    let mut shared_dirs: Vec<PathBuf> = std::fs::read_dir(&shared).map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()).collect()).unwrap_or_default();
+    let mut shared_dirs: Vec<PathBuf> =
+        std::fs::read_dir(&shared).map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()).collect()).unwrap_or_default();
     shared_dirs.sort();
     for dir in shared_dirs {
         let name = format!("hostile/{}", dir.file_name().unwrap().to_string_lossy());
@@ -445,13 +450,8 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
 }
 
 fn files_below(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(dir)
-        .follow_links(false)
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_file())
-        .map(|e| e.into_path())
-        .collect();
+    let mut files: Vec<PathBuf> =
+        walkdir::WalkDir::new(dir).follow_links(false).into_iter().filter_map(Result::ok).filter(|e| e.file_type().is_file()).map(|e| e.into_path()).collect();
     files.sort();
     files
 }
@@ -477,7 +477,9 @@ fn check_manifest(spec: &TaskSpec) -> Result<String, String> {
         let actual = sha256_file(&file).map_err(|e| format!("{}: {e}", file.display()))?;
         match listed.remove(&relative) {
             None => problems.push(format!("{relative} is not in the manifest")),
-            Some(expected) if expected != actual => problems.push(format!("{relative} changed (manifest {}, file {})", &expected[..12.min(expected.len())], &actual[..12])),
+            Some(expected) if expected != actual => {
+                problems.push(format!("{relative} changed (manifest {}, file {})", &expected[..12.min(expected.len())], &actual[..12]))
+            }
             Some(_) => {}
         }
     }
@@ -502,10 +504,8 @@ fn check_hidden_ids(spec: &TaskSpec) -> Result<String, String> {
     let Some(id) = spec.grading.id.as_deref() else {
         return Ok("the task has no id column (rows match whole)".to_string());
     };
-    let tables: Vec<PathBuf> = candidate_files(spec)
-        .into_iter()
-        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("csv") | Some("parquet")))
-        .collect();
+    let tables: Vec<PathBuf> =
+        candidate_files(spec).into_iter().filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("csv") | Some("parquet"))).collect();
     let shared = leaks::shared_ids(&spec.truth_path(), id, &tables)?;
     if shared.is_empty() {
         Ok(format!("no hidden {id:?} in {} public tables", tables.len()))
@@ -516,10 +516,8 @@ fn check_hidden_ids(spec: &TaskSpec) -> Result<String, String> {
 
 /// No file that candidates receive is a copy of a hidden file.
 fn check_hidden_files(spec: &TaskSpec) -> Result<String, String> {
-    let hidden: BTreeMap<String, PathBuf> = files_below(&spec.dataset_dir().join("hidden"))
-        .into_iter()
-        .filter_map(|p| sha256_file(&p).ok().map(|d| (d, p)))
-        .collect();
+    let hidden: BTreeMap<String, PathBuf> =
+        files_below(&spec.dataset_dir().join("hidden")).into_iter().filter_map(|p| sha256_file(&p).ok().map(|d| (d, p))).collect();
     let mut copies = Vec::new();
     let candidates = candidate_files(spec);
     for file in &candidates {
@@ -563,7 +561,9 @@ fn check_giveaways(spec: &TaskSpec) -> Result<Option<String>, String> {
     Ok(Some(
         found
             .iter()
-            .map(|g| format!("{} column {:?} predicts the hidden {target:?} with accuracy {:.3} from {} values", g.file.display(), g.column, g.purity, g.n_values))
+            .map(|g| {
+                format!("{} column {:?} predicts the hidden {target:?} with accuracy {:.3} from {} values", g.file.display(), g.column, g.purity, g.n_values)
+            })
             .collect::<Vec<_>>()
             .join("; "),
     ))

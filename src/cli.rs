@@ -364,9 +364,8 @@ impl Outputs {
     }
 
     fn write(&self, report: &crate::report::Report, view: crate::report::View) -> Result<(), Failure> {
-        let write = |path: &Path, text: String| {
-            std::fs::write(path, text).with_context(|| format!("cannot write the report to {}", path.display())).map_err(ours)
-        };
+        let write =
+            |path: &Path, text: String| std::fs::write(path, text).with_context(|| format!("cannot write the report to {}", path.display())).map_err(ours);
         if let Some(path) = &self.json {
             write(path, report.to_json_view(view))?;
         }
@@ -395,7 +394,14 @@ fn render_report(path: &Path, outputs: &Outputs, view: ViewArg) -> Result<(), Fa
     outputs.write(&report, view)
 }
 
-async fn grade(task_dir: &Path, submission: &Path, outputs: &Outputs, candidate: Option<String>, method: BuildMethod, runtime: crate::sandbox::Runtime) -> Result<(), Failure> {
+async fn grade(
+    task_dir: &Path,
+    submission: &Path,
+    outputs: &Outputs,
+    candidate: Option<String>,
+    method: BuildMethod,
+    runtime: crate::sandbox::Runtime,
+) -> Result<(), Failure> {
     let task = task::load(task_dir).map_err(usage)?;
     if !submission.is_dir() {
         return Err(usage(anyhow::anyhow!("{}: no such folder (expected the submission's folder)", submission.display())));
@@ -456,12 +462,8 @@ async fn build_images(root: &Path, names: Vec<String>, method: BuildMethod, forc
     let sandbox = DockerSandbox::connect().await.map_err(ours)?;
     for name in names {
         let recipe = Recipe::load(root, &name).map_err(usage)?;
-        let built = if force {
-            sandbox.build_image(&recipe, method, &progress).await
-        } else {
-            sandbox.ensure_image(&recipe, method, &progress).await
-        }
-        .map_err(ours)?;
+        let built =
+            if force { sandbox.build_image(&recipe, method, &progress).await } else { sandbox.ensure_image(&recipe, method, &progress).await }.map_err(ours)?;
         let state = if built.built_now { "built" } else { "up to date" };
         println!("{name}: {} {state}", built.tag);
     }
@@ -484,8 +486,7 @@ fn score(metric: &str, truth: &Path, predictions: &Path, id: String, target: Opt
     let target = match target {
         Some(target) => target,
         None => {
-            let names = grading::table::header(truth)
-                .map_err(|message| usage(anyhow::anyhow!("{}: {message}", truth.display())))?;
+            let names = grading::table::header(truth).map_err(|message| usage(anyhow::anyhow!("{}: {message}", truth.display())))?;
             let others: Vec<&String> = names.iter().filter(|n| **n != id).collect();
             match others[..] {
                 [only] => only.clone(),
@@ -526,11 +527,19 @@ fn default_jobs(task: Option<&task::TaskSpec>) -> usize {
         .and_then(|m| m.lines().find_map(|l| l.strip_prefix("MemTotal:")).and_then(|v| v.split_whitespace().next()).and_then(|kb| kb.parse::<u64>().ok()))
         .map(|kb| kb * 1024)
         .unwrap_or(4 << 30);
-    let per_fixture = task.map(|t| t.steps.iter().map(|s| s.memory_bytes).max().unwrap_or(2 << 30) + t.workspace_cap_bytes + t.output_cap_bytes).unwrap_or(2 << 30);
+    let per_fixture =
+        task.map(|t| t.steps.iter().map(|s| s.memory_bytes).max().unwrap_or(2 << 30) + t.workspace_cap_bytes + t.output_cap_bytes).unwrap_or(2 << 30);
     cores.min((total * 3 / 4 / per_fixture.max(1)) as usize).max(1)
 }
 
-async fn check(root: &Path, tasks: Vec<PathBuf>, junit: Option<&Path>, runtime: crate::sandbox::Runtime, only_fixtures: Option<&str>, jobs: Option<usize>) -> Result<(), Failure> {
+async fn check(
+    root: &Path,
+    tasks: Vec<PathBuf>,
+    junit: Option<&Path>,
+    runtime: crate::sandbox::Runtime,
+    only_fixtures: Option<&str>,
+    jobs: Option<usize>,
+) -> Result<(), Failure> {
     use crate::check::{self, CaseResult, CaseStatus};
     let tasks = if tasks.is_empty() {
         check::discover_tasks(root).with_context(|| format!("{}: cannot list tasks", root.join("tasks").display())).map_err(usage)?
@@ -641,7 +650,12 @@ fn assign(config: &crate::config::Config, task_id: &str, candidate: &str, time_b
     crate::intake::Repos::new(config.repos_dir(), config.hooks_dir()).create(&id, &spec, config.max_push_bytes).map_err(ours)?;
     store.create_assignment(&assignment).map_err(ours)?;
     let url = format!("{}/git/{id}.git", config.public_url.trim_end_matches('/'));
-    println!("assignment {id}: {} for {candidate}, {} ({})", spec.title, crate::units::format_duration(time_box), if starts == Starts::Now { "the clock runs from now" } else { "the clock starts at the first clone" });
+    println!(
+        "assignment {id}: {} for {candidate}, {} ({})",
+        spec.title,
+        crate::units::format_duration(time_box),
+        if starts == Starts::Now { "the clock runs from now" } else { "the clock starts at the first clone" }
+    );
     println!("clone:  git clone {url}");
     println!("user:   {id}");
     println!("token:  {token}");

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::units::{parse_size, format_size};
+use crate::units::{format_size, parse_size};
 
 pub const DEFAULT_DATA_DIR: &str = "takehome-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -111,10 +111,16 @@ impl Config {
         let value = |key: &str, from_file: Option<String>| env(&format!("TAKEHOME_{}", key.to_ascii_uppercase())).or(from_file);
         let data_dir = PathBuf::from(value("data_dir", parsed.data_dir.map(|p| p.display().to_string())).unwrap_or_else(|| DEFAULT_DATA_DIR.into()));
         let listen_text = value("listen", parsed.listen).unwrap_or_else(|| DEFAULT_LISTEN.into());
-        let listen: SocketAddr = listen_text.parse().map_err(|_| ConfigError::Value { key: "listen".into(), message: format!("{listen_text:?} is not an address like 127.0.0.1:8080") })?;
+        let listen: SocketAddr = listen_text
+            .parse()
+            .map_err(|_| ConfigError::Value { key: "listen".into(), message: format!("{listen_text:?} is not an address like 127.0.0.1:8080") })?;
         let public_url = value("public_url", parsed.public_url).unwrap_or_else(|| format!("http://{listen}"));
         let workers = match value("workers", parsed.workers.map(|w| w.to_string())) {
-            Some(text) => text.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| ConfigError::Value { key: "workers".into(), message: format!("{text:?} is not a positive number") })?,
+            Some(text) => text
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| ConfigError::Value { key: "workers".into(), message: format!("{text:?} is not a positive number") })?,
             None => default_workers(),
         };
         let max_push_text = value("max_push", parsed.max_push).unwrap_or_else(|| DEFAULT_MAX_PUSH.into());
@@ -144,7 +150,11 @@ impl Config {
         let repo_quota_bytes = parse_size(&repo_quota_text).map_err(|message| ConfigError::Value { key: "repo_quota".into(), message })?;
         let positive = |key: &str, from_file: Option<usize>, default: usize| -> Result<usize, ConfigError> {
             match value(key, from_file.map(|n| n.to_string())) {
-                Some(text) => text.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| ConfigError::Value { key: key.into(), message: format!("{text:?} is not a positive number") }),
+                Some(text) => text
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| ConfigError::Value { key: key.into(), message: format!("{text:?} is not a positive number") }),
                 None => Ok(default),
             }
         };
@@ -152,14 +162,18 @@ impl Config {
         let max_git_processes = positive("max_git_processes", parsed.max_git_processes, DEFAULT_MAX_GIT_PROCESSES)?;
         let metrics_token = value("metrics_token", parsed.metrics_token).filter(|t| !t.is_empty());
         let runtime_text = value("sandbox_runtime", parsed.sandbox.and_then(|s| s.runtime)).unwrap_or_else(|| "runc".into());
-        let runtime = crate::sandbox::Runtime::parse(&runtime_text)
-            .ok_or_else(|| ConfigError::Value { key: "sandbox.runtime".into(), message: format!("{runtime_text:?} is not a runtime (expected runc or runsc)") })?;
+        let runtime = crate::sandbox::Runtime::parse(&runtime_text).ok_or_else(|| ConfigError::Value {
+            key: "sandbox.runtime".into(),
+            message: format!("{runtime_text:?} is not a runtime (expected runc or runsc)"),
+        })?;
         if metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
             return Err(ConfigError::Value { key: "metrics_token".into(), message: "must be at least 16 characters".into() });
         }
         // Paths are made absolute once, here: git and other child processes run in other folders,
         // so a relative path would mean something else to each of them.
-        let absolute = |key: &str, path: PathBuf| std::path::absolute(&path).map_err(|e| ConfigError::Value { key: key.into(), message: format!("{}: {e}", path.display()) });
+        let absolute = |key: &str, path: PathBuf| {
+            std::path::absolute(&path).map_err(|e| ConfigError::Value { key: key.into(), message: format!("{}: {e}", path.display()) })
+        };
         let data_dir = absolute("data_dir", data_dir)?;
         let tasks_root = absolute("tasks_root", tasks_root)?;
         Ok(Config {

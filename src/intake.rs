@@ -304,7 +304,8 @@ fn inflate_some(gzip: &mut GzipState) -> Result<Bytes, BodyError> {
     let mut out = vec![0u8; 64 << 10];
     let before_in = gzip.inflate.total_in();
     let before_out = gzip.inflate.total_out();
-    let status = gzip.inflate.decompress(&gzip.pending, &mut out, flate2::FlushDecompress::None).map_err(|e| BodyError::Broken(format!("bad gzip body: {e}")))?;
+    let status =
+        gzip.inflate.decompress(&gzip.pending, &mut out, flate2::FlushDecompress::None).map_err(|e| BodyError::Broken(format!("bad gzip body: {e}")))?;
     let consumed = (gzip.inflate.total_in() - before_in) as usize;
     let produced = (gzip.inflate.total_out() - before_out) as usize;
     gzip.pending = gzip.pending.slice(consumed..);
@@ -423,7 +424,14 @@ fn serving_options(service: Service, hooks: &Path) -> Vec<String> {
 
 /// The folder's size on disk: the sum of its regular files (our own folder; links not followed).
 fn folder_bytes(dir: &Path) -> u64 {
-    walkdir::WalkDir::new(dir).follow_links(false).into_iter().filter_map(Result::ok).filter(|e| e.file_type().is_file()).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()
+    walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 impl Repos {
@@ -555,7 +563,10 @@ impl Repos {
     /// Serves a fetch: streams `body` into `git upload-pack` and returns its output as a stream.
     /// `slot` (a permit of the caller's cap on git processes) is held until the stream ends.
     pub async fn upload_pack<P: Send + 'static>(&self, assignment: &str, mut body: BodyReader, slot: P) -> Result<GitOutput, IntakeError> {
-        let mut child = self.command(assignment, Service::UploadPack, false, &[]).spawn().map_err(|source| IntakeError::Git { action: "upload-pack".into(), message: format!("cannot run git: {source}") })?;
+        let mut child = self
+            .command(assignment, Service::UploadPack, false, &[])
+            .spawn()
+            .map_err(|source| IntakeError::Git { action: "upload-pack".into(), message: format!("cannot run git: {source}") })?;
         let mut stdin = child.stdin.take().expect("stdin is piped");
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut stderr = child.stderr.take().expect("stderr is piped");
@@ -895,7 +906,8 @@ mod tests {
     #[test]
     fn pkt_lines_and_refusals() {
         assert_eq!(pkt_line(b"# service=git-upload-pack\n"), b"001e# service=git-upload-pack\n".to_vec());
-        let body = request(&["0000000000000000000000000000000000000000 1111111111111111111111111111111111111111 refs/heads/main\0 report-status side-band-64k"]);
+        let body =
+            request(&["0000000000000000000000000000000000000000 1111111111111111111111111111111111111111 refs/heads/main\0 report-status side-band-64k"]);
         let (commands, end) = parse_commands(&body).unwrap().unwrap();
         assert!(commands.sideband);
         assert_eq!(commands.updates[0].name, "refs/heads/main");

@@ -117,10 +117,10 @@ async fn run_job<J: JobSandbox>(
     for step in &task.steps {
         let mut inputs = Vec::new();
         for input in &step.inputs {
-            let host = dataset_dir.join(input).canonicalize().map_err(|source| RunError::Io {
-                action: format!("find input {input} of step {}", step.name),
-                source,
-            })?;
+            let host = dataset_dir
+                .join(input)
+                .canonicalize()
+                .map_err(|source| RunError::Io { action: format!("find input {input} of step {}", step.name), source })?;
             let name = Path::new(input).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             inputs.push(Bind { host, target: format!("/data/{name}") });
         }
@@ -167,10 +167,8 @@ async fn run_job<J: JobSandbox>(
 
 async fn collect<J: JobSandbox>(job: &J, task: &TaskSpec) -> Result<CollectedOutput, RunError> {
     let name = &task.grading.output;
-    let dir = tempfile::Builder::new()
-        .prefix("takehome-output-")
-        .tempdir()
-        .map_err(|source| RunError::Io { action: "create an output folder".into(), source })?;
+    let dir =
+        tempfile::Builder::new().prefix("takehome-output-").tempdir().map_err(|source| RunError::Io { action: "create an output folder".into(), source })?;
     // An honest output fits its volume; a larger apparent size is a sparse file.
     let extracted = job.collect_output(name, dir.path(), MAX_OUTPUT_BYTES.min(task.output_cap_bytes)).await?;
     let path = dir.path().join(name);
@@ -214,7 +212,13 @@ fn step_report(run: &StepRun, step: &crate::task::StepSpec) -> StepReport {
 
 fn lint_findings(run: &StepRun) -> Vec<lint::Finding> {
     if run.outcome != Outcome::Ok {
-        return vec![lint::Finding { file: String::new(), line: 0, rule: "lint".into(), message: format!("ruff did not finish: {}", run.message), context: vec![] }];
+        return vec![lint::Finding {
+            file: String::new(),
+            line: 0,
+            rule: "lint".into(),
+            message: format!("ruff did not finish: {}", run.message),
+            context: vec![],
+        }];
     }
     let mut findings = match lint::parse_ruff_json(&run.stdout.text(), "/submission") {
         Ok(findings) => findings,
@@ -268,11 +272,7 @@ async fn build_report(
     let runtime_score = if all_ok { grading::runtime_score(wall, task.runtime_full_under, task.total_timeout()) } else { 0.0 };
 
     let weights = spec.weights;
-    let score = grading::total_score(&[
-        (weights.accuracy, accuracy_score),
-        (weights.code_quality, code_score),
-        (weights.runtime, runtime_score),
-    ]);
+    let score = grading::total_score(&[(weights.accuracy, accuracy_score), (weights.code_quality, code_score), (weights.runtime, runtime_score)]);
     let per_100 = if lines_of_code == 0 { 0.0 } else { findings.len() as f64 * 100.0 / lines_of_code as f64 };
     let formula = explain(
         &weights,
@@ -297,11 +297,7 @@ async fn build_report(
             if all_ok { "" } else { " (0: a step did not end ok)" }
         ),
     );
-    let steps = runs
-        .iter()
-        .zip(&task.steps)
-        .map(|(run, step)| step_report(run, step))
-        .collect();
+    let steps = runs.iter().zip(&task.steps).map(|(run, step)| step_report(run, step)).collect();
     let dataset_dir = task.dataset_dir();
     let dataset_digest = tokio::task::spawn_blocking(move || crate::digest::tree_digest(&dataset_dir))
         .await

@@ -257,13 +257,15 @@ impl Store for SqliteStore {
     fn add_submission(&self, assignment: &str, commit: &str, now: i64) -> Result<(i64, i64, i64)> {
         self.with(|c| {
             let transaction = c.transaction()?;
-            let number: i64 = transaction.query_row("SELECT COALESCE(MAX(number), 0) + 1 FROM submissions WHERE assignment = ?1", [assignment], |r| r.get(0))?;
+            let number: i64 =
+                transaction.query_row("SELECT COALESCE(MAX(number), 0) + 1 FROM submissions WHERE assignment = ?1", [assignment], |r| r.get(0))?;
             transaction.execute(
                 "INSERT INTO submissions (assignment, number, commit_sha, pushed_at, status) VALUES (?1, ?2, ?3, ?4, 'queued')",
                 params![assignment, number, commit, now],
             )?;
             let id = transaction.last_insert_rowid();
-            let position: i64 = transaction.query_row("SELECT COUNT(*) FROM submissions WHERE status IN ('queued', 'running') AND id <= ?1", [id], |r| r.get(0))?;
+            let position: i64 =
+                transaction.query_row("SELECT COUNT(*) FROM submissions WHERE status IN ('queued', 'running') AND id <= ?1", [id], |r| r.get(0))?;
             transaction.commit()?;
             Ok((id, number, position))
         })
@@ -349,7 +351,9 @@ impl Store for SqliteStore {
     }
 
     fn add_note(&self, submission: i64, author: &str, text: &str, now: i64) -> Result<()> {
-        self.with(|c| c.execute("INSERT INTO notes (submission, author, text, created_at) VALUES (?1, ?2, ?3, ?4)", params![submission, author, text, now]).map(|_| ()))
+        self.with(|c| {
+            c.execute("INSERT INTO notes (submission, author, text, created_at) VALUES (?1, ?2, ?3, ?4)", params![submission, author, text, now]).map(|_| ())
+        })
     }
 
     fn notes(&self, submission: i64) -> Result<Vec<Note>> {
@@ -363,7 +367,8 @@ impl Store for SqliteStore {
     fn create_session(&self, token_hash: &str, user: &str, now: i64, expires_at: i64) -> Result<()> {
         self.with(|c| {
             c.execute("DELETE FROM sessions WHERE expires_at <= ?1", [now])?;
-            c.execute("INSERT INTO sessions (token_hash, user, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)", params![token_hash, user, now, expires_at]).map(|_| ())
+            c.execute("INSERT INTO sessions (token_hash, user, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)", params![token_hash, user, now, expires_at])
+                .map(|_| ())
         })
     }
 
@@ -393,7 +398,16 @@ mod tests {
     use super::*;
 
     fn assignment(id: &str) -> Assignment {
-        Assignment { id: id.into(), task: "t".into(), candidate: "c@example.com".into(), token_hash: "h".into(), time_box_seconds: 3600, starts: "now".into(), started_at: Some(0), created_at: 0 }
+        Assignment {
+            id: id.into(),
+            task: "t".into(),
+            candidate: "c@example.com".into(),
+            token_hash: "h".into(),
+            time_box_seconds: 3600,
+            starts: "now".into(),
+            started_at: Some(0),
+            created_at: 0,
+        }
     }
 
     #[test]

@@ -127,10 +127,9 @@ pub fn prepare(source: &Path) -> Result<PreparedSubmission, SubmissionError> {
         } else if kind.is_symlink() {
             // Only the link's text is read (readlink never follows); the link itself is not copied.
             let link = fs::read_link(entry.path()).map_err(io_error("read the link", entry.path()))?;
-            prepared.skipped_links.push(SkippedLink {
-                path: relative.to_string_lossy().into_owned(),
-                target: link.to_string_lossy().chars().take(300).collect(),
-            });
+            prepared
+                .skipped_links
+                .push(SkippedLink { path: relative.to_string_lossy().into_owned(), target: link.to_string_lossy().chars().take(300).collect() });
         }
         // Sockets, FIFOs and devices are not copied.
     }

@@ -124,9 +124,16 @@ impl Metric {
 #[derive(Debug, Clone, PartialEq)]
 pub enum CellCompare {
     /// Numbers when both cells parse as numbers (within the tolerance), else exact text.
-    Auto { tolerance: f64 },
-    Number { tolerance: f64 },
-    Text { trim: bool, case_sensitive: bool },
+    Auto {
+        tolerance: f64,
+    },
+    Number {
+        tolerance: f64,
+    },
+    Text {
+        trim: bool,
+        case_sensitive: bool,
+    },
     /// Calendar dates (and times): `2007-11-11`, `2007/11/11`, `2007-11-11T10:00:00`.
     Date,
 }
@@ -203,11 +210,7 @@ pub struct GradingSpec {
 
 impl GradingSpec {
     pub fn compare_for(&self, column: &str) -> CellCompare {
-        self.columns
-            .iter()
-            .find(|(name, _)| name == column)
-            .map(|(_, compare)| compare.clone())
-            .unwrap_or(CellCompare::Auto { tolerance: self.tolerance })
+        self.columns.iter().find(|(name, _)| name == column).map(|(_, compare)| compare.clone()).unwrap_or(CellCompare::Auto { tolerance: self.tolerance })
     }
 }
 
@@ -370,10 +373,7 @@ impl Reader {
         for key in map.keys() {
             match key.as_str() {
                 Some(name) if allowed.contains(&name) => {}
-                Some(name) => self.problem(
-                    &join(path, name),
-                    format!("unknown key (expected one of {})", allowed.join(", ")),
-                ),
+                Some(name) => self.problem(&join(path, name), format!("unknown key (expected one of {})", allowed.join(", "))),
                 None => self.problem(path, format!("keys must be strings, got {}", describe(key))),
             }
         }
@@ -775,10 +775,7 @@ impl Reader {
                 } else if let Some(metric) = metric {
                     if metric.higher_is_better() != (scale.full_at > scale.zero_at) {
                         let direction = if metric.higher_is_better() { "higher" } else { "lower" };
-                        self.problem(
-                            "grading.scale",
-                            format!("{direction} {} is better, so full_at must be {direction} than zero_at", metric.name()),
-                        );
+                        self.problem("grading.scale", format!("{direction} {} is better, so full_at must be {direction} than zero_at", metric.name()));
                     }
                 }
                 Some(scale)
@@ -901,10 +898,7 @@ impl Reader {
 
 /// Lowercase letters, digits and '-', not starting with '-': safe in paths and container names.
 pub fn is_name(text: &str) -> bool {
-    !text.is_empty()
-        && text.len() <= 64
-        && !text.starts_with('-')
-        && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    !text.is_empty() && text.len() <= 64 && !text.starts_with('-') && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
 /// A relative path made only of normal components: no `..`, no root, no `.` tricks.

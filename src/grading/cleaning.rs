@@ -217,7 +217,8 @@ pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path) -> Resul
         Some(key) => {
             let truth_keys = truth.get(key).ok_or_else(|| truth_error(format!("no key column {key:?}")))?;
             let Some(output_keys) = output.get(key) else {
-                let problem = OutputProblem::bad_format(format!("{}: no key column {key:?} (expected the columns {key}, {})", spec.output, truth_names.join(", ")));
+                let problem =
+                    OutputProblem::bad_format(format!("{}: no key column {key:?} (expected the columns {key}, {})", spec.output, truth_names.join(", ")));
                 return Ok(Accuracy::failed(spec.metric, problem));
             };
             let index: HashMap<&str, usize> = truth_keys.iter().enumerate().filter_map(|(row, k)| k.map(|k| (k.trim(), row))).collect();
@@ -241,12 +242,7 @@ pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path) -> Resul
         }
         None => {
             let signature = |columns: &HashMap<String, Vec<Option<&str>>>, row: usize| -> String {
-                truth_names
-                    .iter()
-                    .zip(&rules)
-                    .map(|(name, rule)| canonical(columns.get(name).and_then(|c| c[row]), rule))
-                    .collect::<Vec<_>>()
-                    .join("\u{1}")
+                truth_names.iter().zip(&rules).map(|(name, rule)| canonical(columns.get(name).and_then(|c| c[row]), rule)).collect::<Vec<_>>().join("\u{1}")
             };
             let mut free: HashMap<String, Vec<usize>> = HashMap::new();
             for row in (0..n_truth).rev() {
@@ -268,7 +264,8 @@ pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path) -> Resul
     }
     let n_matched_rows = matched.iter().filter(|m| m.is_some()).count();
     if n_matched_rows == 0 && n_truth > 0 {
-        let mut problem = OutputProblem::offences(&spec.output, vec![invented]).unwrap_or_else(|| OutputProblem::bad_format(format!("{}: no rows", spec.output)));
+        let mut problem =
+            OutputProblem::offences(&spec.output, vec![invented]).unwrap_or_else(|| OutputProblem::bad_format(format!("{}: no rows", spec.output)));
         problem.message.push_str(match key {
             Some(_) => " (no row's key matches a row of the data)",
             None => " (no row equals a row of the clean table)",

@@ -58,8 +58,7 @@ pub fn label_giveaways(truth: &Path, id: &str, target: &str, inputs: &[PathBuf],
         let values = truth_table.column(name).map_err(|_| format!("{}: no column {name:?}", truth.display()))?;
         Ok(values.as_materialized_series().str().map_err(|e| e.to_string())?.iter().map(|v| v.map(|v| v.trim().to_string())).collect())
     };
-    let label_of: HashMap<String, String> =
-        column(id)?.into_iter().zip(column(target)?).filter_map(|(k, v)| Some((k?, v.unwrap_or_default()))).collect();
+    let label_of: HashMap<String, String> = column(id)?.into_iter().zip(column(target)?).filter_map(|(k, v)| Some((k?, v.unwrap_or_default()))).collect();
     let mut label_counts: HashMap<&str, usize> = HashMap::new();
     for label in label_of.values() {
         *label_counts.entry(label.as_str()).or_default() += 1;

@@ -186,7 +186,13 @@ pub fn label_metric(metric: Metric, c: &Confusion, positive: Option<usize>) -> f
             let (mut observed, mut expected) = (0.0, 0.0);
             for i in 0..c.k {
                 for j in 0..c.k {
-                    let weight = if quadratic { ((i as f64) - (j as f64)).powi(2) } else if i == j { 0.0 } else { 1.0 };
+                    let weight = if quadratic {
+                        ((i as f64) - (j as f64)).powi(2)
+                    } else if i == j {
+                        0.0
+                    } else {
+                        1.0
+                    };
                     observed += weight * c.get(i, j) as f64;
                     expected += weight * per_class[i].1 * per_class[j].2 / n;
                 }

@@ -202,10 +202,7 @@ fn too_large_for_truth(spec: &GradingSpec, output: &Path, truth: &Path) -> Resul
     };
     let (max_rows, max_bytes) = (max_output_rows(truth_extent.rows), max_output_bytes(truth_extent.rows, truth_extent.columns));
     if extent.rows > max_rows {
-        return Ok(Some(OutputProblem::bad_format(format!(
-            "{}: {} rows, far more than expected (at most {max_rows}); not read",
-            spec.output, extent.rows
-        ))));
+        return Ok(Some(OutputProblem::bad_format(format!("{}: {} rows, far more than expected (at most {max_rows}); not read", spec.output, extent.rows))));
     }
     if extent.uncompressed_bytes > max_bytes {
         return Ok(Some(OutputProblem::bad_format(format!(

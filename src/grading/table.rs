@@ -116,11 +116,8 @@ pub fn read_text(path: &Path) -> Result<DataFrame, String> {
         Format::Parquet => read_parquet(path)?,
         Format::Csv => return read_csv(path, Some(0)),
     };
-    let columns: Vec<Column> = table
-        .columns()
-        .iter()
-        .map(|column| column.cast(&DataType::String).map_err(|error| first_line(&error.to_string())))
-        .collect::<Result<_, _>>()?;
+    let columns: Vec<Column> =
+        table.columns().iter().map(|column| column.cast(&DataType::String).map_err(|error| first_line(&error.to_string()))).collect::<Result<_, _>>()?;
     DataFrame::new(table.height(), columns).map_err(|error| first_line(&error.to_string()))
 }
 

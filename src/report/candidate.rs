@@ -164,7 +164,12 @@ impl CandidateReport {
             status: report.status,
             steps,
             output: CandidateOutput { file: report.output.file.clone(), problem, rejected: report.output.rejected.clone() },
-            lint: CandidateLint { tool: quality.tool.clone(), rules: quality.rules.clone(), lines_of_code: quality.lines_of_code, findings: quality.findings.clone() },
+            lint: CandidateLint {
+                tool: quality.tool.clone(),
+                rules: quality.rules.clone(),
+                lines_of_code: quality.lines_of_code,
+                findings: quality.findings.clone(),
+            },
             graded_at: report.provenance.graded_at.clone(),
             image: report.provenance.image.clone(),
             takehome_version: report.provenance.takehome_version.clone(),

@@ -79,7 +79,12 @@ pub fn render(report: &Report) -> String {
     if let Some(commit) = &report.submission.commit {
         let _ = write!(page, "commit <code>{}</code> · ", esc(&commit[..commit.len().min(12)]));
     }
-    let _ = write!(page, "graded {} · status {}</div></header>\n<main>\n", esc(&report.provenance.graded_at), badge(report.status.as_str(), report.status == super::Status::Graded));
+    let _ = write!(
+        page,
+        "graded {} · status {}</div></header>\n<main>\n",
+        esc(&report.provenance.graded_at),
+        badge(report.status.as_str(), report.status == super::Status::Graded)
+    );
 
     let accuracy = &report.components.accuracy;
     if let Some(problem) = &accuracy.accuracy.problem {
@@ -87,7 +92,13 @@ pub fn render(report: &Report) -> String {
         if !problem.offences.is_empty() {
             page.push_str("<table><tr><th>what</th><th class=\"num\">count</th><th>first offending values</th></tr>");
             for offence in &problem.offences {
-                let _ = write!(page, "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>", esc(&offence.what), offence.count, esc(&offence.examples.join(", ")));
+                let _ = write!(
+                    page,
+                    "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+                    esc(&offence.what),
+                    offence.count,
+                    esc(&offence.examples.join(", "))
+                );
             }
             page.push_str("</table>");
         }
@@ -119,7 +130,12 @@ pub fn render_candidate(report: &CandidateReport) -> String {
     if let Some(commit) = &report.submission.commit {
         let _ = write!(page, "commit <code>{}</code> · ", esc(&commit[..commit.len().min(12)]));
     }
-    let _ = write!(page, "graded {} · status {}</div></header>\n<main>\n", esc(&report.graded_at), badge(report.status.as_str(), report.status == super::Status::Graded));
+    let _ = write!(
+        page,
+        "graded {} · status {}</div></header>\n<main>\n",
+        esc(&report.graded_at),
+        badge(report.status.as_str(), report.status == super::Status::Graded)
+    );
     if let Some(problem) = &report.output.problem {
         let _ = write!(page, "<section class=\"problem\"><h2>Output: {}</h2><p>{}</p></section>\n", esc(problem.kind.as_str()), esc(&problem.message));
     }
@@ -127,7 +143,11 @@ pub fn render_candidate(report: &CandidateReport) -> String {
     page.push_str("<section><h2>Steps</h2><table><tr><th>step</th><th>outcome</th><th class=\"num\">wall</th><th class=\"num\">CPU</th><th class=\"num\">peak memory</th></tr>");
     for step in &report.steps {
         let (wall, cpu, memory) = match &step.details {
-            Some(d) => (seconds(d.wall_seconds), d.cpu_seconds.map(seconds).unwrap_or_else(|| "—".into()), d.peak_memory_bytes.map(format_size).unwrap_or_else(|| "—".into())),
+            Some(d) => (
+                seconds(d.wall_seconds),
+                d.cpu_seconds.map(seconds).unwrap_or_else(|| "—".into()),
+                d.peak_memory_bytes.map(format_size).unwrap_or_else(|| "—".into()),
+            ),
             None => ("—".into(), "—".into(), "—".into()),
         };
         let _ = write!(
@@ -154,7 +174,12 @@ pub fn render_candidate(report: &CandidateReport) -> String {
         }
     }
     page.push_str("</section>\n<section><h2>Provenance</h2><table>");
-    let _ = write!(page, "<tr><th>image</th><td><code>{}</code></td></tr><tr><th>takehome</th><td><code>{}</code></td></tr>", esc(&report.image), esc(&report.takehome_version));
+    let _ = write!(
+        page,
+        "<tr><th>image</th><td><code>{}</code></td></tr><tr><th>takehome</th><td><code>{}</code></td></tr>",
+        esc(&report.image),
+        esc(&report.takehome_version)
+    );
     for link in &report.submission.skipped_links {
         let _ = write!(page, "<tr><th>link not copied</th><td><code>{} → {}</code></td></tr>", esc(&link.path), esc(&link.target));
     }
@@ -176,7 +201,10 @@ fn score_section(page: &mut String, report: &Report) {
         ("accuracy", metric, c.accuracy.score, c.accuracy.weight),
         (
             "code quality",
-            format!("{} findings in {} lines ({:.1} per 100; 0 at {})", c.code_quality.n_findings, c.code_quality.lines_of_code, c.code_quality.findings_per_100_lines, c.code_quality.zero_at),
+            format!(
+                "{} findings in {} lines ({:.1} per 100; 0 at {})",
+                c.code_quality.n_findings, c.code_quality.lines_of_code, c.code_quality.findings_per_100_lines, c.code_quality.zero_at
+            ),
             c.code_quality.score,
             c.code_quality.weight,
         ),
@@ -190,7 +218,12 @@ fn score_section(page: &mut String, report: &Report) {
     for (name, input, score, weight) in rows {
         let _ = write!(page, "<tr><td>{name}</td><td>{}</td><td class=\"num\">{score:.1}</td><td class=\"num\">{weight}</td></tr>", esc(&input));
     }
-    let _ = write!(page, "<tr><th>total</th><td></td><th class=\"num\">{:.1}</th><td></td></tr></table><p class=\"formula\">{}</p></section>\n", report.score, esc(&report.formula));
+    let _ = write!(
+        page,
+        "<tr><th>total</th><td></td><th class=\"num\">{:.1}</th><td></td></tr></table><p class=\"formula\">{}</p></section>\n",
+        report.score,
+        esc(&report.formula)
+    );
 }
 
 fn metric_section(page: &mut String, report: &Report) {
@@ -217,7 +250,11 @@ pub fn confusion_svg(confusion: &ConfusionReport) -> String {
     let (margin, top) = (110, 44);
     let size = margin + cell * k;
     let max = confusion.matrix.iter().flatten().copied().max().unwrap_or(0).max(1) as f64;
-    let mut svg = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" role=\"img\" aria-label=\"confusion matrix\" font-size=\"11\">", size + 10, top + cell * k + 10);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" role=\"img\" aria-label=\"confusion matrix\" font-size=\"11\">",
+        size + 10,
+        top + cell * k + 10
+    );
     let _ = write!(svg, "<text x=\"{}\" y=\"12\" text-anchor=\"middle\" fill=\"#4a5465\">predicted</text>", margin + cell * k / 2);
     for (j, label) in confusion.labels.iter().enumerate() {
         let _ = write!(svg, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>", margin + j * cell + cell / 2, top - 8, esc(&truncate(label, 10)));
@@ -240,11 +277,21 @@ pub fn confusion_svg(confusion: &ConfusionReport) -> String {
             );
             if cell >= 28 {
                 let color = if strength > 0.55 { "#fff" } else { "#1d2430" };
-                let _ = write!(svg, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"{color}\">{count}</text>", margin + j * cell + cell / 2, y + cell / 2 + 4);
+                let _ = write!(
+                    svg,
+                    "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"{color}\">{count}</text>",
+                    margin + j * cell + cell / 2,
+                    y + cell / 2 + 4
+                );
             }
         }
     }
-    let _ = write!(svg, "<text x=\"12\" y=\"{}\" transform=\"rotate(-90 12 {})\" text-anchor=\"middle\" fill=\"#4a5465\">true</text></svg>", top + cell * k / 2, top + cell * k / 2);
+    let _ = write!(
+        svg,
+        "<text x=\"12\" y=\"{}\" transform=\"rotate(-90 12 {})\" text-anchor=\"middle\" fill=\"#4a5465\">true</text></svg>",
+        top + cell * k / 2,
+        top + cell * k / 2
+    );
     svg
 }
 
@@ -253,11 +300,19 @@ fn histogram_svg(histogram: &Histogram) -> String {
     let n = histogram.counts.len().max(1);
     let bar = (width - left) / n;
     let max = histogram.counts.iter().copied().max().unwrap_or(0).max(1) as f64;
-    let mut svg = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" role=\"img\" aria-label=\"residual histogram\" font-size=\"11\">");
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" role=\"img\" aria-label=\"residual histogram\" font-size=\"11\">"
+    );
     for (i, &count) in histogram.counts.iter().enumerate() {
         let h = ((height - bottom - 10) as f64 * count as f64 / max) as usize;
         let low = histogram.low + (histogram.high - histogram.low) * i as f64 / n as f64;
-        let _ = write!(svg, "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{h}\" fill=\"#4c78a8\"><title>from {low:.3}: {count}</title></rect>", left + i * bar, height - bottom - h, bar.saturating_sub(1));
+        let _ = write!(
+            svg,
+            "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{h}\" fill=\"#4c78a8\"><title>from {low:.3}: {count}</title></rect>",
+            left + i * bar,
+            height - bottom - h,
+            bar.saturating_sub(1)
+        );
     }
     let _ = write!(
         svg,
@@ -276,7 +331,10 @@ fn cleaning_section(page: &mut String, cleaning: &CleaningDetails) {
     page.push_str("<section><h2>Cleaning: per-column accuracy</h2>");
     let (width, row) = (640usize, 24usize);
     let height = row * cleaning.columns.len() + 8;
-    let _ = write!(page, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" role=\"img\" aria-label=\"per-column accuracy\" font-size=\"12\">");
+    let _ = write!(
+        page,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" role=\"img\" aria-label=\"per-column accuracy\" font-size=\"12\">"
+    );
     for (i, column) in cleaning.columns.iter().enumerate() {
         let y = i * row + 4;
         let w = ((width - 220) as f64 * column.accuracy) as usize;
@@ -297,7 +355,14 @@ fn cleaning_section(page: &mut String, cleaning: &CleaningDetails) {
     let _ = write!(
         page,
         "<p>{} truth rows, {} output rows: {} matched, {} dropped, {} duplicated, {} invented (row precision {:.3}, recall {:.3}).</p>",
-        cleaning.n_truth_rows, cleaning.n_output_rows, cleaning.n_matched_rows, cleaning.n_dropped_rows, cleaning.n_duplicate_rows, cleaning.n_invented_rows, cleaning.row_precision, cleaning.row_recall
+        cleaning.n_truth_rows,
+        cleaning.n_output_rows,
+        cleaning.n_matched_rows,
+        cleaning.n_dropped_rows,
+        cleaning.n_duplicate_rows,
+        cleaning.n_invented_rows,
+        cleaning.row_precision,
+        cleaning.row_recall
     );
     for (what, list) in [("Missing columns", &cleaning.missing_columns), ("Extra columns", &cleaning.extra_columns)] {
         if !list.is_empty() {
@@ -312,7 +377,14 @@ fn cleaning_section(page: &mut String, cleaning: &CleaningDetails) {
         page.push_str("<details><summary>First mismatches per column</summary><table><tr><th>column</th><th>key</th><th>expected</th><th>got</th></tr>");
         for column in with_mismatches {
             for m in &column.mismatches {
-                let _ = write!(page, "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>", esc(&column.column), esc(&m.key), esc(&m.expected), esc(&m.got));
+                let _ = write!(
+                    page,
+                    "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>",
+                    esc(&column.column),
+                    esc(&m.key),
+                    esc(&m.expected),
+                    esc(&m.got)
+                );
             }
         }
         page.push_str("</table></details>");
@@ -350,7 +422,11 @@ fn steps_section(page: &mut String, report: &Report) {
     // Timeline: each step's wall time against its timeout.
     let longest = report.steps.iter().map(|s| s.timeout_seconds.max(s.wall_seconds)).fold(1.0f64, f64::max);
     let (width, row) = (640usize, 26usize);
-    let _ = write!(page, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{}\" role=\"img\" aria-label=\"step timeline\" font-size=\"12\">", row * report.steps.len() + 8);
+    let _ = write!(
+        page,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{}\" role=\"img\" aria-label=\"step timeline\" font-size=\"12\">",
+        row * report.steps.len() + 8
+    );
     for (i, step) in report.steps.iter().enumerate() {
         let y = i * row + 4;
         let scale = (width - 140) as f64 / longest;
@@ -370,7 +446,10 @@ fn steps_section(page: &mut String, report: &Report) {
     }
     page.push_str("</svg><table><tr><th>step</th><th>outcome</th><th class=\"num\">wall</th><th class=\"num\">CPU</th><th class=\"num\">peak memory</th><th>limits</th></tr>");
     for step in &report.steps {
-        let memory = step.peak_memory_bytes.map(|b| format!("{} ({:.0}%)", format_size(b), 100.0 * b as f64 / step.memory_limit_bytes.max(1) as f64)).unwrap_or_else(|| "—".into());
+        let memory = step
+            .peak_memory_bytes
+            .map(|b| format!("{} ({:.0}%)", format_size(b), 100.0 * b as f64 / step.memory_limit_bytes.max(1) as f64))
+            .unwrap_or_else(|| "—".into());
         let _ = write!(
             page,
             "<tr><td>{}</td><td>{} {}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{memory}</td><td>{:.0} s, {}, {} CPU</td></tr>",
@@ -386,7 +465,9 @@ fn steps_section(page: &mut String, report: &Report) {
     }
     page.push_str("</table>");
     for step in &report.steps {
-        for (stream, tail, bytes, truncated) in [("stdout", &step.stdout_tail, step.stdout_bytes, step.stdout_truncated), ("stderr", &step.stderr_tail, step.stderr_bytes, step.stderr_truncated)] {
+        for (stream, tail, bytes, truncated) in
+            [("stdout", &step.stdout_tail, step.stdout_bytes, step.stdout_truncated), ("stderr", &step.stderr_tail, step.stderr_bytes, step.stderr_truncated)]
+        {
             if tail.is_empty() {
                 continue;
             }

@@ -65,7 +65,11 @@ pub fn render(report: &Report) -> String {
             "| code quality | {} findings in {} lines ({:.1} per 100) | {:.1} | {} |",
             c.code_quality.n_findings, c.code_quality.lines_of_code, c.code_quality.findings_per_100_lines, c.code_quality.score, c.code_quality.weight
         );
-        let _ = writeln!(md, "| runtime | {:.2} s (full under {} s) | {:.1} | {} |", c.runtime.wall_seconds, c.runtime.full_under_seconds, c.runtime.score, c.runtime.weight);
+        let _ = writeln!(
+            md,
+            "| runtime | {:.2} s (full under {} s) | {:.1} | {} |",
+            c.runtime.wall_seconds, c.runtime.full_under_seconds, c.runtime.score, c.runtime.weight
+        );
         let _ = writeln!(md, "| **total** | | **{:.1}** | |\n\n{}\n", report.score, esc(&report.formula));
         if let Some(confusion) = &c.accuracy.accuracy.confusion {
             md.push_str("### Confusion matrix (rows: true, columns: predicted)\n\n| |");

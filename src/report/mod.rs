@@ -233,14 +233,12 @@ impl Report {
         }
         let c = &self.components;
         match (&c.accuracy.accuracy.value, &c.accuracy.accuracy.problem) {
-            (_, Some(problem)) => push(
-                &mut out,
-                format!("accuracy    {} ({})  score {:>5.1} x {}", problem.kind.as_str(), problem.message, c.accuracy.score, c.accuracy.weight),
-            ),
-            (Some(value), None) => push(
-                &mut out,
-                format!("accuracy    {} = {value:.4}  score {:>5.1} x {}", c.accuracy.accuracy.metric, c.accuracy.score, c.accuracy.weight),
-            ),
+            (_, Some(problem)) => {
+                push(&mut out, format!("accuracy    {} ({})  score {:>5.1} x {}", problem.kind.as_str(), problem.message, c.accuracy.score, c.accuracy.weight))
+            }
+            (Some(value), None) => {
+                push(&mut out, format!("accuracy    {} = {value:.4}  score {:>5.1} x {}", c.accuracy.accuracy.metric, c.accuracy.score, c.accuracy.weight))
+            }
             (None, None) => push(&mut out, format!("accuracy    not scored  score {:>5.1} x {}", c.accuracy.score, c.accuracy.weight)),
         }
         push(
@@ -252,7 +250,10 @@ impl Report {
         );
         push(
             &mut out,
-            format!("runtime     {:.2} s (full under {:.0} s)  score {:>5.1} x {}", c.runtime.wall_seconds, c.runtime.full_under_seconds, c.runtime.score, c.runtime.weight),
+            format!(
+                "runtime     {:.2} s (full under {:.0} s)  score {:>5.1} x {}",
+                c.runtime.wall_seconds, c.runtime.full_under_seconds, c.runtime.score, c.runtime.weight
+            ),
         );
         push(&mut out, format!("score       {:.1} / 100  ({})", self.score, self.status.as_str()));
         out

@@ -191,19 +191,14 @@ impl DockerSandbox {
         progress(&format!("building {} from {}", recipe.tag(), recipe.dir.join("Dockerfile").display()));
         let mut context = tar::Builder::new(Vec::new());
         context.follow_symlinks(false);
-        context
-            .append_dir_all(".", &recipe.dir)
-            .map_err(|error| RunError::Image(format!("cannot pack {}: {error}", recipe.dir.display())))?;
+        context.append_dir_all(".", &recipe.dir).map_err(|error| RunError::Image(format!("cannot pack {}: {error}", recipe.dir.display())))?;
         let context = context.into_inner().map_err(|error| RunError::Image(format!("cannot pack the build context: {error}")))?;
         let options = BuildImageOptions {
             dockerfile: "Dockerfile".to_string(),
             t: Some(recipe.tag()),
             rm: true,
             forcerm: true,
-            labels: Some(std::collections::HashMap::from([
-                (RECIPE_LABEL.to_string(), recipe.digest.clone()),
-                (super::LABEL.to_string(), "1".to_string()),
-            ])),
+            labels: Some(std::collections::HashMap::from([(RECIPE_LABEL.to_string(), recipe.digest.clone()), (super::LABEL.to_string(), "1".to_string())])),
             ..Default::default()
         };
         let mut stream = self.docker.build_image(options, None, Some(bollard::body_full(context.into())));
@@ -218,7 +213,5 @@ impl DockerSandbox {
 }
 
 fn which(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
-        .unwrap_or(false)
+    std::env::var_os("PATH").map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file())).unwrap_or(false)
 }

@@ -28,12 +28,11 @@ use std::time::{Duration, Instant};
 
 use bollard::container::LogOutput;
 use bollard::models::{
-    ContainerCreateBody, ExecConfig, HostConfig, HostConfigLogConfig, Mount, MountType, MountVolumeOptions,
-    ResourcesUlimits, VolumeCreateRequest,
+    ContainerCreateBody, ExecConfig, HostConfig, HostConfigLogConfig, Mount, MountType, MountVolumeOptions, ResourcesUlimits, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    AttachContainerOptions, CreateContainerOptions, DownloadFromContainerOptions, KillContainerOptions,
-    ListContainersOptions, ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions, StatsOptions,
+    AttachContainerOptions, CreateContainerOptions, DownloadFromContainerOptions, KillContainerOptions, ListContainersOptions, ListVolumesOptions,
+    RemoveContainerOptions, RemoveVolumeOptions, StatsOptions,
 };
 use bollard::Docker;
 use futures_util::{Stream, StreamExt};
@@ -414,14 +413,10 @@ impl DockerSandbox {
     /// How many containers carry `label` (`takehome`, or `key=value` such as `takehome.job=abc`).
     pub async fn count_labelled(&self, label: &str) -> Result<usize, RunError> {
         let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
-        let list = api(
-            "list containers",
-            self.docker.list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() })),
-        )
-        .await?;
+        let list = api("list containers", self.docker.list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() })))
+            .await?;
         Ok(list.len())
     }
-
 }
 
 /// The labels of every container and volume of ours: ours, which job, which process, what role.
@@ -574,11 +569,7 @@ impl JobSandbox for DockerJob {
         // Ask the size first, so that a huge or sparse file is refused without a byte moved.
         match self.output_size(name).await {
             Some((size, allocated)) if size > allocated.saturating_add(1 << 20) => {
-                let reason = format!(
-                    "a sparse file ({} apparent, {} written)",
-                    crate::units::format_size(size),
-                    crate::units::format_size(allocated)
-                );
+                let reason = format!("a sparse file ({} apparent, {} written)", crate::units::format_size(size), crate::units::format_size(allocated));
                 return Ok(Extracted { rejected: vec![Rejected { path: name.to_string(), reason }], ..Default::default() });
             }
             Some((size, _)) if size > max_bytes => return Ok(Extracted::too_large(max_bytes)),
@@ -639,15 +630,18 @@ enum Ended {
 }
 
 impl DockerJob {
-    async fn run_created(&self, id: &str, request: &StepRequest, step_cgroup: Option<&cgroup::StepCgroup>, cancel: &CancellationToken) -> Result<StepRun, RunError> {
+    async fn run_created(
+        &self,
+        id: &str,
+        request: &StepRequest,
+        step_cgroup: Option<&cgroup::StepCgroup>,
+        cancel: &CancellationToken,
+    ) -> Result<StepRun, RunError> {
         let limits = &request.limits;
         // Attach before start so that nothing printed is missed; drain with a cap.
         let attach = api(
             "attach",
-            self.docker.attach_container(
-                id,
-                Some(AttachContainerOptions { stream: true, stdout: true, stderr: true, logs: false, ..Default::default() }),
-            ),
+            self.docker.attach_container(id, Some(AttachContainerOptions { stream: true, stdout: true, stderr: true, logs: false, ..Default::default() })),
         )
         .await?;
         let flood = Arc::new(Notify::new());
@@ -706,15 +700,11 @@ impl DockerJob {
 
         let (outcome, message) = match ended {
             Ended::TimedOut => (Outcome::TimedOut, format!("stopped after the step's timeout of {:?}", limits.timeout)),
-            Ended::Flood => (
-                Outcome::OutputLimit,
-                format!("stopped after printing more than {} on one stream", crate::units::format_size(limits.log_flood)),
-            ),
+            Ended::Flood => (Outcome::OutputLimit, format!("stopped after printing more than {} on one stream", crate::units::format_size(limits.log_flood))),
             _ if exit_code == Some(0) => (Outcome::Ok, String::new()),
-            _ if oom_killed => (
-                Outcome::OutOfMemory,
-                format!("killed for using more than its memory limit of {}", crate::units::format_size(limits.memory_bytes)),
-            ),
+            _ if oom_killed => {
+                (Outcome::OutOfMemory, format!("killed for using more than its memory limit of {}", crate::units::format_size(limits.memory_bytes)))
+            }
             // 128 + SIGXFSZ: a file grew past the size limit.
             _ if exit_code == Some(153) => (Outcome::DiskLimit, "a file grew past the file size limit".to_string()),
             _ => match self.full_volumes().await {
@@ -803,10 +793,7 @@ fn hardened_host_config(limits: &Limits, runtime: Runtime) -> HostConfig {
         // Logs are read through attach; the engine's own copy is capped so a flood cannot fill the host.
         log_config: Some(HostConfigLogConfig {
             typ: Some("json-file".to_string()),
-            config: Some(HashMap::from([
-                ("max-size".to_string(), "1m".to_string()),
-                ("max-file".to_string(), "1".to_string()),
-            ])),
+            config: Some(HashMap::from([("max-size".to_string(), "1m".to_string()), ("max-file".to_string(), "1".to_string())])),
         }),
         ..Default::default()
     }

@@ -9,10 +9,10 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::store::Store;
 use super::auth::{Assessor, Candidate};
 use super::{blocking, now, App, Failure};
 use crate::report::{CandidateReport, Report};
+use crate::store::Store;
 
 /// One submission as its candidate sees it.
 #[derive(Debug, Serialize)]
@@ -48,7 +48,9 @@ pub async fn candidate_view(app: &Arc<App>, assignment: &str) -> Result<Vec<Cand
 
 pub async fn status(State(app): State<Arc<App>>, Candidate(a): Candidate) -> Response {
     match candidate_view(&app, &a.id).await {
-        Ok(rows) => axum::Json(serde_json::json!({ "assignment": a.id, "task": a.task, "seconds_left": a.seconds_left(now()), "submissions": rows })).into_response(),
+        Ok(rows) => {
+            axum::Json(serde_json::json!({ "assignment": a.id, "task": a.task, "seconds_left": a.seconds_left(now()), "submissions": rows })).into_response()
+        }
         Err(failure) => failure.into_response(),
     }
 }
@@ -151,7 +153,9 @@ pub async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Respons
     steps.sort_by(|a, b| a.0.cmp(b.0));
     for (step, (sum, count)) in steps {
         let step = step.replace(['"', '\\', '\n'], "_");
-        text.push_str(&format!("takehome_step_duration_seconds_sum{{step=\"{step}\"}} {sum}\ntakehome_step_duration_seconds_count{{step=\"{step}\"}} {count}\n"));
+        text.push_str(&format!(
+            "takehome_step_duration_seconds_sum{{step=\"{step}\"}} {sum}\ntakehome_step_duration_seconds_count{{step=\"{step}\"}} {count}\n"
+        ));
     }
     text.push_str(&format!(
         "# TYPE takehome_pushes_total counter\ntakehome_pushes_total{{result=\"accepted\"}} {}\ntakehome_pushes_total{{result=\"refused\"}} {}\n",

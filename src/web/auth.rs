@@ -29,9 +29,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
-use crate::store::Store;
 use super::{blocking, App, ClientAddr, Failure};
 use crate::secret::PasswordHash;
+use crate::store::Store;
 
 pub const MAX_FAILURES: u32 = 10;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
@@ -258,7 +258,8 @@ impl FromRequestParts<Arc<App>> for Assessor {
                 return Ok(Assessor(user));
             }
         }
-        let unauthorized = || Failure { status: StatusCode::UNAUTHORIZED, message: "log in, or send assessor credentials with Basic auth".into() }.into_response();
+        let unauthorized =
+            || Failure { status: StatusCode::UNAUTHORIZED, message: "log in, or send assessor credentials with Basic auth".into() }.into_response();
         let Some((user, password)) = basic(&parts.headers) else { return Err(unauthorized()) };
         match app.auth.check(app, client_of(parts), &user, &password).await {
             PasswordCheck::User(user) => Ok(Assessor(user)),
@@ -304,7 +305,9 @@ impl<T: DeserializeOwned + CsrfForm + Send> FromRequest<Arc<App>> for SessionFor
     type Rejection = Response;
 
     async fn from_request(request: Request, app: &Arc<App>) -> Result<Self, Self::Rejection> {
-        let forbidden = |message: &str| (StatusCode::FORBIDDEN, super::page("Refused", &format!("<p>{message}</p><p><a href=\"/\">Back to the dashboard</a></p>"))).into_response();
+        let forbidden = |message: &str| {
+            (StatusCode::FORBIDDEN, super::page("Refused", &format!("<p>{message}</p><p><a href=\"/\">Back to the dashboard</a></p>"))).into_response()
+        };
         let (mut parts, body) = request.into_parts();
         let token = session_token(&parts.headers).ok_or_else(|| Redirect::to("/login").into_response())?;
         let Some(user) = session_user(app, &token).await.map_err(IntoResponse::into_response)? else {

@@ -16,11 +16,11 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use tracing::info;
 
-use crate::store::Store;
 use super::auth::Candidate;
 use super::{blocking, clock, now, App, Failure};
 use crate::intake::{self, BodyReader, PushOutcome, PushRules, Service};
 use crate::store::Assignment;
+use crate::store::Store;
 
 #[derive(Deserialize)]
 pub struct ServiceQuery {
@@ -89,7 +89,13 @@ fn body_reader(body: Body, headers: &HeaderMap, cap: u64) -> BodyReader {
     BodyReader::new(Box::pin(stream), gzip, cap)
 }
 
-pub async fn rpc(State(app): State<Arc<App>>, Path((_repo, service)): Path<(String, String)>, Candidate(assignment): Candidate, headers: HeaderMap, body: Body) -> Response {
+pub async fn rpc(
+    State(app): State<Arc<App>>,
+    Path((_repo, service)): Path<(String, String)>,
+    Candidate(assignment): Candidate,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let Some(service) = Service::parse(&service) else { return Failure::not_found("such service").into_response() };
     let assignment = match start_clock(&app, assignment).await {
         Ok(a) => a,
@@ -133,7 +139,10 @@ pub async fn rpc(State(app): State<Arc<App>>, Path((_repo, service)): Path<(Stri
                 Err(failure) => return failure.into_response(),
             };
             let (repos, id, kept) = (app.repos.clone(), assignment.id.clone(), commit.clone());
-            if let Err(e) = tokio::task::spawn_blocking(move || repos.keep(&id, number, &kept)).await.unwrap_or_else(|e| Err(intake::IntakeError::Git { action: "keep".into(), message: e.to_string() })) {
+            if let Err(e) = tokio::task::spawn_blocking(move || repos.keep(&id, number, &kept))
+                .await
+                .unwrap_or_else(|e| Err(intake::IntakeError::Git { action: "keep".into(), message: e.to_string() }))
+            {
                 tracing::error!(error = %e, "cannot keep the submission's commit under a ref of ours");
             }
             app.metrics.lock().unwrap().pushes_accepted += 1;

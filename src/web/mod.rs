@@ -74,7 +74,16 @@ impl App {
     pub fn new(config: Config, store: Arc<SqliteStore>, work: Arc<Notify>) -> App {
         let repos = Repos::new(config.repos_dir(), config.hooks_dir());
         let git_slots = Arc::new(Semaphore::new(config.max_git_processes));
-        App { auth: auth::Auth::new(), config, store, repos, work, git_slots, git_per_assignment: Mutex::new(HashMap::new()), metrics: Mutex::new(Metrics::default()) }
+        App {
+            auth: auth::Auth::new(),
+            config,
+            store,
+            repos,
+            work,
+            git_slots,
+            git_per_assignment: Mutex::new(HashMap::new()),
+            metrics: Mutex::new(Metrics::default()),
+        }
     }
 }
 
@@ -178,7 +187,10 @@ pub fn now() -> i64 {
 }
 
 /// Runs store work on a blocking thread (SQLite calls block).
-pub(crate) async fn blocking<T: Send + 'static>(app: &Arc<App>, f: impl FnOnce(&SqliteStore) -> crate::store::Result<T> + Send + 'static) -> Result<T, Failure> {
+pub(crate) async fn blocking<T: Send + 'static>(
+    app: &Arc<App>,
+    f: impl FnOnce(&SqliteStore) -> crate::store::Result<T> + Send + 'static,
+) -> Result<T, Failure> {
     let app = app.clone();
     tokio::task::spawn_blocking(move || f(&app.store)).await.map_err(|e| Failure::internal(e.to_string()))?.map_err(|e| Failure::internal(e.to_string()))
 }

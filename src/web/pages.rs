@@ -10,11 +10,11 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use crate::store::Store;
 use super::auth::{AssessorPage, Candidate, CsrfForm, PasswordCheck, SessionForm};
 use super::{api, blocking, clock, now, page, App, ClientAddr, Failure};
 use crate::report::html::esc;
 use crate::report::{Report, View};
+use crate::store::Store;
 
 #[derive(Deserialize)]
 pub struct LoginForm {
@@ -61,17 +61,20 @@ pub async fn login_page() -> Html<String> {
 /// The one route that reads a body from someone not yet known: the credentials are in it. It is
 /// capped at `MAX_FORM_BODY`, must arrive within `FORM_TIMEOUT`, and is rate-limited per address.
 pub async fn login(State(app): State<Arc<App>>, axum::Extension(client): axum::Extension<ClientAddr>, request: axum::extract::Request) -> Response {
-    let form = match tokio::time::timeout(super::auth::FORM_TIMEOUT, <Form<LoginForm> as axum::extract::FromRequest<Arc<App>>>::from_request(request, &app)).await {
-        Err(_) => return (StatusCode::REQUEST_TIMEOUT, "the form took too long to arrive\n").into_response(),
-        Ok(Err(rejection)) => return rejection.into_response(),
-        Ok(Ok(Form(form))) => form,
-    };
+    let form =
+        match tokio::time::timeout(super::auth::FORM_TIMEOUT, <Form<LoginForm> as axum::extract::FromRequest<Arc<App>>>::from_request(request, &app)).await {
+            Err(_) => return (StatusCode::REQUEST_TIMEOUT, "the form took too long to arrive\n").into_response(),
+            Ok(Err(rejection)) => return rejection.into_response(),
+            Ok(Ok(Form(form))) => form,
+        };
     match app.auth.check(&app, client.0, &form.user, &form.password).await {
         PasswordCheck::User(user) => match super::auth::start_session(&app, &user).await {
             Ok(cookie) => ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response(),
             Err(failure) => failure.into_response(),
         },
-        PasswordCheck::Wrong => (StatusCode::UNAUTHORIZED, page("Log in", "<p>Wrong user or password.</p><p><a href=\"/login\">Try again</a></p>")).into_response(),
+        PasswordCheck::Wrong => {
+            (StatusCode::UNAUTHORIZED, page("Log in", "<p>Wrong user or password.</p><p><a href=\"/login\">Try again</a></p>")).into_response()
+        }
         PasswordCheck::Limited(wait) => (
             StatusCode::TOO_MANY_REQUESTS,
             [(header::RETRY_AFTER, wait.as_secs().max(1).to_string())],
@@ -120,7 +123,14 @@ pub async fn dashboard(State(app): State<Arc<App>>, assessor: AssessorPage) -> R
     for a in &assignments {
         let count = submissions.iter().filter(|s| s.assignment == a.id).count();
         let time = if a.started_at.is_none() { "not started".to_string() } else { clock(a.seconds_left(now)) };
-        let _ = write!(body, "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{count}</td><td><code>/status/{}</code></td></tr>", esc(&a.candidate), esc(&a.task), time, esc(&a.id));
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{count}</td><td><code>/status/{}</code></td></tr>",
+            esc(&a.candidate),
+            esc(&a.task),
+            time,
+            esc(&a.id)
+        );
     }
     body.push_str("</table></section><section><h2>Submissions</h2><table><tr><th>#</th><th>candidate</th><th>task</th><th>commit</th><th>status</th><th class=\"num\">score</th></tr>");
     for s in &submissions {
@@ -151,7 +161,8 @@ pub async fn submission_page(State(app): State<Arc<App>>, Path(id): Path<i64>, a
     };
     let (Some((submission, report)), notes) = found else { return Failure::not_found("such submission").into_response() };
     let csrf = csrf_field(&assessor.csrf);
-    let mut extra = format!("<section><h2>Review</h2><p>Submission #{} of {} · status {}", submission.number, esc(&submission.candidate), esc(&submission.status));
+    let mut extra =
+        format!("<section><h2>Review</h2><p>Submission #{} of {} · status {}", submission.number, esc(&submission.candidate), esc(&submission.status));
     if let (Some(previous), Some(score)) = (submission.previous_score, submission.score) {
         let _ = write!(extra, " · regraded: {previous:.1} → {score:.1} ({:+.1})", score - previous);
     }

@@ -38,10 +38,7 @@ pub async fn python_image(sandbox: &DockerSandbox) -> (String, String) {
         return image.clone();
     }
     let recipe = Recipe::load(&repo_root(), "python").expect("the python recipe");
-    let built = sandbox
-        .ensure_image(&recipe, BuildMethod::Auto, &|line| eprintln!("image: {line}"))
-        .await
-        .expect("the python runner image builds");
+    let built = sandbox.ensure_image(&recipe, BuildMethod::Auto, &|line| eprintln!("image: {line}")).await.expect("the python runner image builds");
     IMAGE.get_or_init(|| (built.tag, built.id)).clone()
 }
 

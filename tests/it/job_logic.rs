@@ -112,7 +112,8 @@ fn perfect_predictions() -> Vec<u8> {
 #[tokio::test]
 async fn a_perfect_output_scores_full_accuracy_with_every_step_run_in_order() {
     let started = Instant::now();
-    let script = Script { outcomes: vec![("train", Outcome::Ok, 2.0), ("predict", Outcome::Ok, 1.0)], lint_stdout: "[]".into(), output: Some(perfect_predictions()) };
+    let script =
+        Script { outcomes: vec![("train", Outcome::Ok, 2.0), ("predict", Outcome::Ok, 1.0)], lint_stdout: "[]".into(), output: Some(perfect_predictions()) };
     let (report, ran, closed) = grade(script).await;
     assert_eq!(ran, ["train", "predict", "lint"]);
     assert!(closed, "the job was not closed");

@@ -112,11 +112,29 @@ fn outputs_are_checked_before_scoring() {
     let labels = "labels.csv";
     check(labels, "good_shuffled.csv", Metric::Accuracy, None, Value(0.8333333333333334));
     check(labels, "bom_crlf_quoted.csv", Metric::Accuracy, None, Value(1.0));
-    check(labels, "missing_column.csv", Metric::Accuracy, None, Problem(BadFormat, &["1 missing columns (\"label\")", "1 unexpected columns (\"prediction\")"]));
+    check(
+        labels,
+        "missing_column.csv",
+        Metric::Accuracy,
+        None,
+        Problem(BadFormat, &["1 missing columns (\"label\")", "1 unexpected columns (\"prediction\")"]),
+    );
     check(labels, "extra_column.csv", Metric::Accuracy, None, Problem(BadFormat, &["unexpected columns (\"confidence\")"]));
     check(labels, "duplicate_ids.csv", Metric::Accuracy, None, Problem(BadFormat, &["2 duplicate ids (\"1\", \"6\")"]));
-    check(labels, "unknown_and_missing_ids.csv", Metric::Accuracy, None, Problem(BadFormat, &["2 unknown ids (\"40\", \"50\")", "3 missing ids (\"4\", \"5\", \"6\")"]));
-    check(labels, "stranger_labels.csv", Metric::Accuracy, None, Problem(BadFormat, &["1 empty predictions (\"6\")", "labels that are not classes", "dog (id 3)", "the classes are a, b, c"]));
+    check(
+        labels,
+        "unknown_and_missing_ids.csv",
+        Metric::Accuracy,
+        None,
+        Problem(BadFormat, &["2 unknown ids (\"40\", \"50\")", "3 missing ids (\"4\", \"5\", \"6\")"]),
+    );
+    check(
+        labels,
+        "stranger_labels.csv",
+        Metric::Accuracy,
+        None,
+        Problem(BadFormat, &["1 empty predictions (\"6\")", "labels that are not classes", "dog (id 3)", "the classes are a, b, c"]),
+    );
     check(labels, "empty.csv", Metric::Accuracy, None, Problem(BadFormat, &["predictions.csv is empty"]));
     check(labels, "header_only.csv", Metric::Accuracy, None, Problem(BadFormat, &["6 missing ids"]));
     check(labels, "not_utf8.csv", Metric::Accuracy, None, Problem(BadFormat, &["UTF-8"]));
@@ -124,7 +142,13 @@ fn outputs_are_checked_before_scoring() {
     check(labels, "nope.csv", Metric::Accuracy, None, Problem(MissingOutput, &["no predictions.csv"]));
 
     check("values.csv", "numbers_good.csv", Metric::Rmse, None, Value(0.5));
-    check("values.csv", "numbers_nan_inf_text.csv", Metric::Rmse, None, Problem(BadFormat, &["not numbers", "four (id 4)", "empty values", "NaN or infinite values"]));
+    check(
+        "values.csv",
+        "numbers_nan_inf_text.csv",
+        Metric::Rmse,
+        None,
+        Problem(BadFormat, &["not numbers", "four (id 4)", "empty values", "NaN or infinite values"]),
+    );
 
     check("binary.csv", "probability_good.csv", Metric::RocAuc, Some("yes"), Value(0.888888888888889));
     check("binary.csv", "probability_good.csv", Metric::LogLoss, Some("yes"), Value(0.414931599615397));
@@ -193,10 +217,7 @@ fn cleaning_compares_cells_by_key_with_the_declared_rules() {
     let name = details.columns.iter().find(|c| c.column == "name").unwrap();
     assert_eq!(name.mismatches[0].got, "alan ");
     // With the task's rules, names ignore case and spaces and dates compare as dates.
-    let rules = vec![
-        ("name".to_string(), CellCompare::Text { trim: true, case_sensitive: false }),
-        ("born".to_string(), CellCompare::Date),
-    ];
+    let rules = vec![("name".to_string(), CellCompare::Text { trim: true, case_sensitive: false }), ("born".to_string(), CellCompare::Date)];
     let accuracy = grade_output(&cleaning_spec(Some("row_id"), rules), &dir.join("keyed.csv"), &dir.join("truth.csv")).unwrap();
     assert!(close(accuracy.value.unwrap(), 9.0 / 18.0), "{:?}", accuracy.value);
     // Without a key, whole rows match (column order free; missing equals missing).

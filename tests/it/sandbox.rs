@@ -3,9 +3,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use takehome::sandbox::{
-    Bind, DockerSandbox, JobOptions, JobSandbox, Limits, Outcome, Sandbox, StepRequest, StepRun, LABEL_JOB,
-};
+use takehome::sandbox::{Bind, DockerSandbox, JobOptions, JobSandbox, Limits, Outcome, Sandbox, StepRequest, StepRun, LABEL_JOB};
 use tokio_util::sync::CancellationToken;
 
 use super::common::{containers_with_label, docker, folder_with, python_image};
@@ -26,7 +24,8 @@ async fn run_step(sandbox: &DockerSandbox, image: &str, files: &[(&str, &str)], 
     let submission = folder_with(files);
     let prepared = takehome::submission::prepare(submission.path()).unwrap();
     let job_id = takehome::job::new_job_id();
-    let options = JobOptions { job_id: job_id.clone(), image: image.to_string(), workspace_bytes: 64 * MIB, output_bytes: 64 * MIB, runtime: Default::default() };
+    let options =
+        JobOptions { job_id: job_id.clone(), image: image.to_string(), workspace_bytes: 64 * MIB, output_bytes: 64 * MIB, runtime: Default::default() };
     let job = sandbox.open_job(&options).await.expect("open a job");
     let request = StepRequest {
         name: "step".to_string(),
@@ -268,7 +267,15 @@ async fn runsc_available(sandbox: &DockerSandbox) -> bool {
 async fn every_step_runs_under_seccomp_and_a_task_may_require_gvisor() {
     let (sandbox, image) = needs_docker!();
     // runc: Docker's seccomp filter is on, scratch space is not executable.
-    let run = run_step(&sandbox, &image, &[], "grep '^Seccomp:' /proc/self/status; cp /bin/true /tmp/t && /tmp/t && echo EXECUTED || echo noexec", limits(30, 128 * MIB), vec![]).await;
+    let run = run_step(
+        &sandbox,
+        &image,
+        &[],
+        "grep '^Seccomp:' /proc/self/status; cp /bin/true /tmp/t && /tmp/t && echo EXECUTED || echo noexec",
+        limits(30, 128 * MIB),
+        vec![],
+    )
+    .await;
     let out = run.step.stdout.text();
     assert!(out.contains("Seccomp:\t2"), "no seccomp filter: {out}");
     assert!(out.contains("noexec") && !out.contains("EXECUTED"), "a file written to /tmp was executed: {out}");
@@ -283,7 +290,8 @@ async fn every_step_runs_under_seccomp_and_a_task_may_require_gvisor() {
     task.steps[0].timeout = Duration::from_secs(60);
     let submission = folder_with(&[("train.py", "import os\n\nprint('kernel', os.uname().release)\n")]);
     let image_ref = takehome::job::ImageRef { tag: image.clone(), id: String::new() };
-    let report = takehome::job::grade(&sandbox, &task, submission.path(), &image_ref, &takehome::job::new_job_id(), &CancellationToken::new(), &|_| {}).await.unwrap();
+    let report =
+        takehome::job::grade(&sandbox, &task, submission.path(), &image_ref, &takehome::job::new_job_id(), &CancellationToken::new(), &|_| {}).await.unwrap();
     assert_eq!(report.provenance.runtime, takehome::sandbox::Runtime::Runsc);
     let host_kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     let printed = &report.steps[0].stdout_tail;

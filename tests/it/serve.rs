@@ -414,7 +414,11 @@ async fn a_burst_of_50_pushes_is_all_graded_with_at_most_n_jobs_at_once() {
         pushers.push(std::thread::spawn(move || {
             let repo = clone(&daemon, &assignment, &work_path);
             for n in 0..5 {
-                let (ok, out) = push_solution(&repo, Some(&format!("# push {n}\n{}", std::fs::read_to_string(repo_root().join("tasks/penguins-cleaning/fixtures/reference/clean.py")).unwrap())), &format!("push {n}"));
+                let (ok, out) = push_solution(
+                    &repo,
+                    Some(&format!("# push {n}\n{}", std::fs::read_to_string(repo_root().join("tasks/penguins-cleaning/fixtures/reference/clean.py")).unwrap())),
+                    &format!("push {n}"),
+                );
                 assert!(ok, "push {n} failed: {out}");
                 assert!(out.contains(&format!("submission #{} accepted", n + 1)), "{out}");
             }
@@ -423,7 +427,9 @@ async fn a_burst_of_50_pushes_is_all_graded_with_at_most_n_jobs_at_once() {
     }
     let ids: Vec<String> = pushers.into_iter().map(|p| p.join().expect("a pusher")).collect();
     let daemon_for_wait = daemon.clone();
-    let total = tokio::task::spawn_blocking(move || ids.iter().map(|id| daemon_for_wait.wait_graded(id, 5, Duration::from_secs(600)).len()).sum::<usize>()).await.unwrap();
+    let total = tokio::task::spawn_blocking(move || ids.iter().map(|id| daemon_for_wait.wait_graded(id, 5, Duration::from_secs(600)).len()).sum::<usize>())
+        .await
+        .unwrap();
     assert_eq!(total, 50, "every push graded, none lost");
     eprintln!("50 pushes graded in {:.0} s with {WORKERS} workers", started.elapsed().as_secs_f64());
     watch.abort();
@@ -435,9 +441,9 @@ async fn a_burst_of_50_pushes_is_all_graded_with_at_most_n_jobs_at_once() {
 }
 
 fn chromium() -> Option<PathBuf> {
-    ["chromium", "chromium-browser"].iter().find_map(|name| {
-        std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join(name)).find(|p| p.is_file()))
-    })
+    ["chromium", "chromium-browser"]
+        .iter()
+        .find_map(|name| std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join(name)).find(|p| p.is_file())))
 }
 
 /// Loads `url` in headless chromium: (DOM, console lines). A screenshot goes to `screenshot`.
@@ -445,7 +451,16 @@ fn browse(binary: &Path, url: &str, screenshot: &Path) -> (String, Vec<String>) 
     let profile = tempfile::tempdir().unwrap();
     let run = |extra: &str| {
         let mut child = Command::new(binary)
-            .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run", "--enable-logging=stderr", "--v=0", "--window-size=1200,1600"])
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--no-first-run",
+                "--enable-logging=stderr",
+                "--v=0",
+                "--window-size=1200,1600",
+            ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg(extra)
             .arg(url)
@@ -493,9 +508,17 @@ async fn the_web_ui_renders_in_a_headless_browser() {
         assert!(console.is_empty(), "{console:?}");
 
         // Log in, then render the pages behind the login as the browser would get them.
-        let (status, head, _) = daemon.raw("POST", "/login", "Content-Type: application/x-www-form-urlencoded\r\n", &format!("user=ada&password={}", PASSWORD.replace(' ', "+")));
+        let (status, head, _) =
+            daemon.raw("POST", "/login", "Content-Type: application/x-www-form-urlencoded\r\n", &format!("user=ada&password={}", PASSWORD.replace(' ', "+")));
         assert_eq!(status, 303, "{head}");
-        let cookie = head.lines().find_map(|l| l.strip_prefix("set-cookie: ").or_else(|| l.strip_prefix("Set-Cookie: "))).expect("a session cookie").split(';').next().unwrap().to_string();
+        let cookie = head
+            .lines()
+            .find_map(|l| l.strip_prefix("set-cookie: ").or_else(|| l.strip_prefix("Set-Cookie: ")))
+            .expect("a session cookie")
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
         let (status, _, wrong) = daemon.raw("POST", "/login", "Content-Type: application/x-www-form-urlencoded\r\n", "user=ada&password=nope");
         assert_eq!(status, 401, "{wrong}");
         for (name, path, needles) in [

@@ -58,10 +58,15 @@ async fn a_link_chain_in_a_graded_folder_reads_no_host_file() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert_eq!(output.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    let status = Command::new(takehome_binary()).args(["report"]).arg(report.path()).args(["--view", "candidate", "--json"]).arg(candidate.path()).status().unwrap();
+    let status =
+        Command::new(takehome_binary()).args(["report"]).arg(report.path()).args(["--view", "candidate", "--json"]).arg(candidate.path()).status().unwrap();
     assert!(status.success());
     let lines = data_lines(&repo_root().join(truth));
-    for (what, text) in [("the report", std::fs::read_to_string(report.path()).unwrap()), ("the candidate view", std::fs::read_to_string(candidate.path()).unwrap()), ("the summary", stdout)] {
+    for (what, text) in [
+        ("the report", std::fs::read_to_string(report.path()).unwrap()),
+        ("the candidate view", std::fs::read_to_string(candidate.path()).unwrap()),
+        ("the summary", stdout),
+    ] {
         assert_lacks_lines(&text, &lines, what);
         assert!(!text.contains(SECRET), "{what} holds the grading process's environment");
     }
@@ -169,7 +174,10 @@ async fn any_authenticated_read_of_the_repository_starts_the_clock() {
         let (ok, main) = git(&data_path, &["--git-dir", &format!("repos/{}.git", sneaky.id), "rev-parse", "main"]);
         assert!(ok, "{main}");
         let body = format!("{}0000{}", pkt(&format!("want {}\n", main.trim())), pkt("done\n"));
-        let auth = format!("Authorization: Basic {}\r\nContent-Type: application/x-git-upload-pack-request\r\n", base64(format!("{}:{}", sneaky.id, sneaky.token).as_bytes()));
+        let auth = format!(
+            "Authorization: Basic {}\r\nContent-Type: application/x-git-upload-pack-request\r\n",
+            base64(format!("{}:{}", sneaky.id, sneaky.token).as_bytes())
+        );
         let (status, _, reply) = daemon.raw("POST", &format!("/git/{}.git/git-upload-pack", sneaky.id), &auth, &body);
         assert_eq!(status, 200);
         assert!(reply.contains("PACK"), "the fetch was served");
@@ -196,7 +204,8 @@ async fn any_authenticated_read_of_the_repository_starts_the_clock() {
 /// Resident and peak memory of a process, from /proc (kB).
 fn memory_kb(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let field =
+        |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(0);
     (field("VmRSS:"), field("VmHWM:"))
 }
 
@@ -217,7 +226,10 @@ async fn unauthenticated_bodies_and_slow_heads_cannot_fill_or_stall_the_daemon()
                     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
                     // The answer must come from the head alone, before a byte of the body.
                     stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                    let head = format!("POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-git-receive-pack-request\r\nContent-Length: {}\r\n\r\n", 18 << 20);
+                    let head = format!(
+                        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-git-receive-pack-request\r\nContent-Length: {}\r\n\r\n",
+                        18 << 20
+                    );
                     stream.write_all(head.as_bytes()).unwrap();
                     let mut reply = [0u8; 512];
                     let n = stream.read(&mut reply).unwrap_or(0);
@@ -370,7 +382,13 @@ async fn only_main_moves_forward_within_the_quota_and_every_submission_is_kept()
         let repo = clone(&daemon, &refs, &work_path);
         let (ok, out) = push_solution(&repo, None, "first");
         assert!(ok, "{out}");
-        for (target, why) in [("HEAD:refs/heads/other", "only main is accepted"), ("HEAD:refs/tags/v1", "only main is accepted"), ("HEAD:refs/notes/x", "only main is accepted"), ("HEAD:refs/pull/1/head", "only main is accepted"), ("HEAD:refs/takehome/9", "")] {
+        for (target, why) in [
+            ("HEAD:refs/heads/other", "only main is accepted"),
+            ("HEAD:refs/tags/v1", "only main is accepted"),
+            ("HEAD:refs/notes/x", "only main is accepted"),
+            ("HEAD:refs/pull/1/head", "only main is accepted"),
+            ("HEAD:refs/takehome/9", ""),
+        ] {
             let (ok, out) = git(&repo, &["push", "origin", target]);
             assert!(!ok, "a push to {target} was accepted: {out}");
             assert!(out.contains(why), "{target}: {out}");
@@ -408,7 +426,10 @@ fn timed_api(port: u16, user: &str, password: &str) -> (u16, f64) {
     let started = Instant::now();
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let head = format!("GET /api/assignments HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Basic {}\r\n\r\n", base64(format!("{user}:{password}").as_bytes()));
+    let head = format!(
+        "GET /api/assignments HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Basic {}\r\n\r\n",
+        base64(format!("{user}:{password}").as_bytes())
+    );
     stream.write_all(head.as_bytes()).unwrap();
     let mut reply = Vec::new();
     let _ = stream.read_to_end(&mut reply);
@@ -523,7 +544,8 @@ fn an_empty_or_malformed_password_hash_stops_the_daemon_at_start_up() {
 fn log_in(daemon: &Daemon) -> (String, String) {
     let (status, head, _) = daemon.raw("POST", "/login", "", &format!("user=ada&password={}", PASSWORD.replace(' ', "+")));
     assert_eq!(status, 303, "{head}");
-    let cookie_line = head.lines().find_map(|l| l.strip_prefix("set-cookie: ").or_else(|| l.strip_prefix("Set-Cookie: "))).expect("a session cookie").to_string();
+    let cookie_line =
+        head.lines().find_map(|l| l.strip_prefix("set-cookie: ").or_else(|| l.strip_prefix("Set-Cookie: "))).expect("a session cookie").to_string();
     assert!(cookie_line.contains("HttpOnly") && cookie_line.contains("SameSite=Strict") && cookie_line.contains("Max-Age="), "{cookie_line}");
     let cookie = cookie_line.split(';').next().unwrap().to_string();
     let (status, _, page) = daemon.raw("GET", "/", &format!("Cookie: {cookie}\r\n"), "");
@@ -644,7 +666,11 @@ async fn one_candidate_cannot_take_every_git_slot() {
         let held: Vec<TcpStream> = (0..2)
             .map(|_| {
                 let mut s = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
-                let head = format!("POST /git/{}.git/git-upload-pack HTTP/1.1\r\nHost: 127.0.0.1\r\n{}Content-Length: 100000\r\n\r\n0032want ", greedy.id, auth(&greedy));
+                let head = format!(
+                    "POST /git/{}.git/git-upload-pack HTTP/1.1\r\nHost: 127.0.0.1\r\n{}Content-Length: 100000\r\n\r\n0032want ",
+                    greedy.id,
+                    auth(&greedy)
+                );
                 s.write_all(head.as_bytes()).unwrap();
                 s
             })
