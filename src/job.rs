@@ -68,7 +68,7 @@ pub async fn grade<S: Sandbox>(
             .map_err(|error| JobError::Internal(format!("copying the submission panicked: {error}")))?;
         let prepared = match prepared {
             Ok(prepared) => prepared,
-            Err(error) if error.is_candidates() => return Ok(rejected_report(task, submission_dir, image, error.to_string()).await?),
+            Err(error) if error.is_candidates() => return rejected_report(task, submission_dir, image, error.to_string()).await,
             Err(error) => return Err(error.into()),
         };
         let options = JobOptions {

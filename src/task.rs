@@ -786,7 +786,7 @@ impl Reader {
             }
         };
         let weights = match map.get("weights") {
-            Some(value) => self.mapping(value, "grading.weights", &["accuracy", "code_quality", "runtime"]).and_then(|weights_map| {
+            Some(value) => self.mapping(value, "grading.weights", &["accuracy", "code_quality", "runtime"]).map(|weights_map| {
                 let mut weight = |key: &str| {
                     let value = self.optional_number(weights_map, "grading.weights", key, 0.0);
                     if value < 0.0 {
@@ -798,7 +798,7 @@ impl Reader {
                 if weights.accuracy + weights.code_quality + weights.runtime <= 0.0 {
                     self.problem("grading.weights", "must add up to more than zero");
                 }
-                Some(weights)
+                weights
             }),
             None => Some(Weights { accuracy: 70.0, code_quality: 15.0, runtime: 15.0 }),
         };

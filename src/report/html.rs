@@ -137,7 +137,7 @@ pub fn render_candidate(report: &CandidateReport) -> String {
         badge(report.status.as_str(), report.status == super::Status::Graded)
     );
     if let Some(problem) = &report.output.problem {
-        let _ = write!(page, "<section class=\"problem\"><h2>Output: {}</h2><p>{}</p></section>\n", esc(problem.kind.as_str()), esc(&problem.message));
+        let _ = writeln!(page, "<section class=\"problem\"><h2>Output: {}</h2><p>{}</p></section>", esc(problem.kind.as_str()), esc(&problem.message));
     }
     lint_section(&mut page, &report.lint.findings, report.lint.lines_of_code, &report.lint.rules);
     page.push_str("<section><h2>Steps</h2><table><tr><th>step</th><th>outcome</th><th class=\"num\">wall</th><th class=\"num\">CPU</th><th class=\"num\">peak memory</th></tr>");
@@ -218,9 +218,9 @@ fn score_section(page: &mut String, report: &Report) {
     for (name, input, score, weight) in rows {
         let _ = write!(page, "<tr><td>{name}</td><td>{}</td><td class=\"num\">{score:.1}</td><td class=\"num\">{weight}</td></tr>", esc(&input));
     }
-    let _ = write!(
+    let _ = writeln!(
         page,
-        "<tr><th>total</th><td></td><th class=\"num\">{:.1}</th><td></td></tr></table><p class=\"formula\">{}</p></section>\n",
+        "<tr><th>total</th><td></td><th class=\"num\">{:.1}</th><td></td></tr></table><p class=\"formula\">{}</p></section>",
         report.score,
         esc(&report.formula)
     );
