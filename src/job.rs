@@ -78,17 +78,31 @@ pub async fn grade<S: Sandbox>(
             output_bytes: task.output_cap_bytes,
             runtime: task.min_runtime,
         };
-        let job = sandbox.open_job(&options).await?;
-        let runtime = job.runtime();
-        let result = run_job(&job, task, &prepared, cancel, progress).await;
-        // Close on every path; the sandbox's guard covers a panic or a dropped future.
-        let closed = job.close().await;
-        let (runs, lint_run, output) = match result {
-            Err(RunError::Cancelled) => return Err(JobError::Cancelled),
-            Err(error) => return Err(error.into()),
-            Ok(parts) => parts,
+        // The lint needs only the submission: it runs in a bare job of its own, beside the steps,
+        // so that it adds nothing to the time from push to report.
+        let lint_options = JobOptions { job_id: format!("{job_id}l"), ..options.clone() };
+        let lint = async {
+            let lint_job = sandbox.open_bare_job(&lint_options).await?;
+            let run = run_lint(&lint_job, task, &prepared, cancel).await;
+            let closed = lint_job.close().await;
+            let run = run?;
+            closed.map(|_| run)
         };
-        closed?;
+        let steps = async {
+            let job = sandbox.open_job(&options).await?;
+            let runtime = job.runtime();
+            let result = run_job(&job, task, &prepared, cancel, progress).await;
+            // Close on every path; the sandbox's guard covers a panic or a dropped future.
+            let closed = job.close().await;
+            let (runs, output) = result?;
+            closed.map(|_| (runtime, runs, output))
+        };
+        let (lint_run, stepped) = tokio::join!(lint, steps);
+        let ((runtime, runs, output), lint_run) = match (stepped, lint_run) {
+            (Err(RunError::Cancelled), _) | (_, Err(RunError::Cancelled)) => return Err(JobError::Cancelled),
+            (Err(error), _) | (_, Err(error)) => return Err(error.into()),
+            (Ok(stepped), Ok(lint_run)) => (stepped, lint_run),
+        };
         let report = build_report(task, &prepared, image, runtime, runs, lint_run, output).await?;
         info!(status = report.status.as_str(), score = report.score, "graded");
         Ok(report)
@@ -111,7 +125,7 @@ async fn run_job<J: JobSandbox>(
     prepared: &PreparedSubmission,
     cancel: &CancellationToken,
     progress: Progress<'_>,
-) -> Result<(Vec<StepRun>, StepRun, Option<CollectedOutput>), RunError> {
+) -> Result<(Vec<StepRun>, Option<CollectedOutput>), RunError> {
     let dataset_dir = task.dataset_dir();
     let mut runs = Vec::new();
     for step in &task.steps {
@@ -143,7 +157,13 @@ async fn run_job<J: JobSandbox>(
         }
     }
 
-    progress("lint: ruff");
+    let all_ok = runs.len() == task.steps.len() && runs.iter().all(|r| r.outcome == Outcome::Ok);
+    let output = if all_ok { Some(collect(job, task).await?) } else { None };
+    Ok((runs, output))
+}
+
+/// ruff over the submission, in a job of its own (no data, no volumes).
+async fn run_lint<J: JobSandbox>(job: &J, task: &TaskSpec, prepared: &PreparedSubmission, cancel: &CancellationToken) -> Result<StepRun, RunError> {
     let select = task.lint.select.join(",");
     let script = format!(
         "ruff check --isolated --no-cache --exit-zero --output-format json --select {select} /submission; \
@@ -158,11 +178,7 @@ async fn run_job<J: JobSandbox>(
         inputs: Vec::new(),
         limits,
     };
-    let lint_run = job.run_step(&lint_request, cancel).await?;
-
-    let all_ok = runs.len() == task.steps.len() && runs.iter().all(|r| r.outcome == Outcome::Ok);
-    let output = if all_ok { Some(collect(job, task).await?) } else { None };
-    Ok((runs, lint_run, output))
+    job.run_step(&lint_request, cancel).await
 }
 
 async fn collect<J: JobSandbox>(job: &J, task: &TaskSpec) -> Result<CollectedOutput, RunError> {
@@ -299,7 +315,7 @@ async fn build_report(
     );
     let steps = runs.iter().zip(&task.steps).map(|(run, step)| step_report(run, step)).collect();
     let dataset_dir = task.dataset_dir();
-    let dataset_digest = tokio::task::spawn_blocking(move || crate::digest::tree_digest(&dataset_dir))
+    let dataset_digest = tokio::task::spawn_blocking(move || crate::digest::tree_digest_cached(&dataset_dir))
         .await
         .map_err(|error| JobError::Internal(error.to_string()))?
         .map_err(|error| JobError::Internal(format!("cannot read the data set: {error}")))?;

@@ -292,6 +292,9 @@ impl Runtime {
 pub trait Sandbox {
     type Job: JobSandbox + Send + Sync;
     fn open_job(&self, options: &JobOptions) -> impl Future<Output = Result<Self::Job, RunError>> + Send;
+    /// A job with no volumes and no holder, for a step that needs only the submission (the lint):
+    /// its steps get the same hardening; it has no `/workspace` or `/output`, nothing to collect.
+    fn open_bare_job(&self, options: &JobOptions) -> impl Future<Output = Result<Self::Job, RunError>> + Send;
     /// How many containers this process owns right now (0 between jobs, whatever happened).
     fn count_own(&self) -> impl Future<Output = Result<usize, RunError>> + Send;
     /// How many containers of one job exist right now (0 once it is closed, whatever happened).
@@ -488,8 +491,23 @@ impl Sandbox for DockerSandbox {
             steps: std::sync::atomic::AtomicUsize::new(0),
             job_id: options.job_id.clone(),
             image: options.image.clone(),
-            holder,
+            holder: Some(holder),
             guard,
+        })
+    }
+
+    async fn open_bare_job(&self, options: &JobOptions) -> Result<DockerJob, RunError> {
+        let runtime = options.runtime.max(self.runtime);
+        self.check_runtime(runtime).await?;
+        Ok(DockerJob {
+            docker: self.docker.clone(),
+            runtime,
+            cgroups: self.cgroups.clone(),
+            steps: std::sync::atomic::AtomicUsize::new(0),
+            job_id: options.job_id.clone(),
+            image: options.image.clone(),
+            holder: None,
+            guard: CleanupGuard::new(self.docker.clone()),
         })
     }
 }
@@ -503,7 +521,8 @@ pub struct DockerJob {
     steps: std::sync::atomic::AtomicUsize,
     job_id: String,
     image: String,
-    holder: String,
+    /// The container that keeps the volumes mounted; `None` for a bare job (no volumes).
+    holder: Option<String>,
     guard: CleanupGuard,
 }
 
@@ -518,10 +537,12 @@ impl JobSandbox for DockerJob {
         let mut binds = vec![format!("{}:/submission:ro", request.submission.display())];
         binds.extend(request.inputs.iter().map(|bind| format!("{}:{}:ro", bind.host.display(), bind.target)));
         host_config.binds = Some(binds);
-        host_config.mounts = Some(vec![
-            volume_mount(&format!("takehome-{}-workspace", self.job_id), "/workspace"),
-            volume_mount(&format!("takehome-{}-output", self.job_id), "/output"),
-        ]);
+        if self.holder.is_some() {
+            host_config.mounts = Some(vec![
+                volume_mount(&format!("takehome-{}-workspace", self.job_id), "/workspace"),
+                volume_mount(&format!("takehome-{}-output", self.job_id), "/output"),
+            ]);
+        }
         let threads = (limits.cpus.ceil() as u64).max(1).to_string();
         let env = [
             ("HOME", "/tmp"),
@@ -576,7 +597,10 @@ impl JobSandbox for DockerJob {
             _ => {}
         }
         let options = DownloadFromContainerOptions { path: format!("/output/{name}") };
-        let mut stream = self.docker.download_from_container(&self.holder, Some(options));
+        let Some(holder) = &self.holder else {
+            return Err(RunError::Io { action: format!("collect {name:?}"), source: std::io::Error::other("a bare job has no /output") });
+        };
+        let mut stream = self.docker.download_from_container(holder, Some(options));
         let spool = tempfile::tempfile().map_err(|source| RunError::Io { action: "create a spool file".into(), source })?;
         let mut spool = tokio::fs::File::from_std(spool);
         // Tar adds a header and padding; allow for them beyond the cap.
@@ -723,7 +747,7 @@ impl DockerJob {
             cmd: Some(command.iter().map(|part| part.to_string()).collect()),
             ..Default::default()
         };
-        let created = api("exec", self.docker.create_exec(&self.holder, exec)).await.ok()?;
+        let created = api("exec", self.docker.create_exec(self.holder.as_ref()?, exec)).await.ok()?;
         let started = api("exec", self.docker.start_exec(&created.id, None)).await.ok()?;
         let bollard::exec::StartExecResults::Attached { mut output, .. } = started else {
             return None;
