@@ -122,7 +122,7 @@ fn main() {
 
     // 1. Latency, one push at a time.
     let (mut latency, mut container) = (Vec::new(), Vec::new());
-    for n in 0..5 {
+    for n in 0..10 {
         let t = Instant::now();
         push(n);
         loop {
@@ -209,7 +209,7 @@ fn main() {
     let _ = daemon.wait();
 
     println!(
-        "push-to-report latency (median of 5): {:.2} s; the steps' own container time: {:.2} s; ratio {:.1}",
+        "push-to-report latency (median of 10): {:.2} s; the steps' own container time: {:.2} s; ratio {:.1}",
         median(latency.clone()),
         median(container.clone()),
         median(latency) / median(container)

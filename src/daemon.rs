@@ -27,7 +27,7 @@ use tracing::{error, info, info_span, warn, Instrument};
 use crate::config::Config;
 use crate::job::{self, ImageRef, JobError};
 use crate::sandbox::image::{BuildMethod, Recipe};
-use crate::sandbox::{DockerSandbox, Leftovers};
+use crate::sandbox::{DockerSandbox, JobSandbox, Leftovers, Sandbox};
 use crate::store::{Claimed, SqliteStore, Store};
 use crate::web::{self, now, App};
 
@@ -143,12 +143,23 @@ impl Worker {
         let image = self.image(&task.root, &task.image).await?;
         let checkout = tempfile::Builder::new().prefix("takehome-checkout-").tempdir().map_err(|e| JobError::Internal(e.to_string()))?;
         let (repos, assignment, commit, dest) = (self.app.repos.clone(), job.assignment.clone(), job.commit.clone(), checkout.path().to_path_buf());
-        tokio::task::spawn_blocking(move || repos.checkout(&assignment, &commit, &dest))
-            .await
-            .map_err(|e| JobError::Internal(e.to_string()))?
-            .map_err(|e| JobError::Internal(e.to_string()))?;
         let job_id = format!("s{}{}", job.submission, crate::job::new_job_id());
-        let mut report = job::grade(&self.sandbox, &task, checkout.path(), &image, &job_id, &self.shutdown, &|_| {}).await?;
+        // The job's volumes and holder are made while git checks the commit out.
+        let options = job::job_options(&task, &image, &job_id);
+        let checking_out = async {
+            tokio::task::spawn_blocking(move || repos.checkout(&assignment, &commit, &dest))
+                .await
+                .map_err(|e| JobError::Internal(e.to_string()))?
+                .map_err(|e| JobError::Internal(e.to_string()))
+        };
+        let (checked_out, opened) = tokio::join!(checking_out, self.sandbox.open_job(&options));
+        if let Err(error) = checked_out {
+            if let Ok(opened) = opened {
+                let _ = opened.close().await;
+            }
+            return Err(error);
+        }
+        let mut report = job::grade_opening(&self.sandbox, &task, checkout.path(), &image, &job_id, async { opened }, &self.shutdown, &|_| {}).await?;
         report.candidate = Some(job.candidate.clone());
         report.submission.commit = Some(job.commit.clone());
         report.submission.path = format!("{}#{}", job.assignment, job.submission);

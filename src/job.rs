@@ -50,6 +50,17 @@ pub fn new_job_id() -> String {
     format!("{}{}", &crate::sandbox::fresh_suffix(), &crate::sandbox::fresh_suffix()[..4])
 }
 
+/// The sandbox options of a job of `task`.
+pub fn job_options(task: &TaskSpec, image: &ImageRef, job_id: &str) -> JobOptions {
+    JobOptions {
+        job_id: job_id.to_string(),
+        image: image.tag.clone(),
+        workspace_bytes: task.workspace_cap_bytes,
+        output_bytes: task.output_cap_bytes,
+        runtime: task.min_runtime,
+    }
+}
+
 /// Grades `submission_dir` for `task` in `sandbox`. `Err` only for our own failures and cancellation.
 pub async fn grade<S: Sandbox>(
     sandbox: &S,
@@ -60,27 +71,60 @@ pub async fn grade<S: Sandbox>(
     cancel: &CancellationToken,
     progress: Progress<'_>,
 ) -> Result<Report, JobError> {
+    let options = job_options(task, image, job_id);
+    grade_opening(sandbox, task, submission_dir, image, job_id, sandbox.open_job(&options), cancel, progress).await
+}
+
+/// [`grade`], with the job's sandbox being opened by `opening` (the daemon starts it while it
+/// checks out the commit; here it overlaps the copy of the submission). The volumes and holder
+/// are ready by the time the first step needs them, instead of after the copy.
+#[allow(clippy::too_many_arguments)]
+pub async fn grade_opening<S: Sandbox>(
+    sandbox: &S,
+    task: &TaskSpec,
+    submission_dir: &Path,
+    image: &ImageRef,
+    job_id: &str,
+    opening: impl std::future::Future<Output = Result<S::Job, RunError>>,
+    cancel: &CancellationToken,
+    progress: Progress<'_>,
+) -> Result<Report, JobError> {
     let span = info_span!("job", job = %job_id, task = %task.id, submission = %submission_dir.display());
     async move {
         let source = submission_dir.to_path_buf();
-        let prepared = tokio::task::spawn_blocking(move || submission::prepare(&source))
-            .await
-            .map_err(|error| JobError::Internal(format!("copying the submission panicked: {error}")))?;
-        let prepared = match prepared {
-            Ok(prepared) => prepared,
-            Err(error) if error.is_candidates() => return rejected_report(task, submission_dir, image, error.to_string()).await,
-            Err(error) => return Err(error.into()),
+        let copying = async {
+            tokio::task::spawn_blocking(move || submission::prepare(&source))
+                .await
+                .map_err(|error| JobError::Internal(format!("copying the submission panicked: {error}")))
         };
-        let options = JobOptions {
-            job_id: job_id.to_string(),
-            image: image.tag.clone(),
-            workspace_bytes: task.workspace_cap_bytes,
-            output_bytes: task.output_cap_bytes,
-            runtime: task.min_runtime,
+        let (prepared, opened) = tokio::join!(copying, opening);
+        let refused = match &prepared {
+            Ok(Err(error)) if error.is_candidates() => Some(error.to_string()),
+            _ => None,
+        };
+        let (prepared, job) = match (prepared, opened) {
+            (Ok(Ok(prepared)), Ok(job)) => (prepared, job),
+            (prepared, opened) => {
+                // Close what was opened, then say what went wrong.
+                if let Ok(job) = opened {
+                    let _ = job.close().await;
+                } else if refused.is_none() {
+                    if let Err(error) = opened {
+                        return Err(error.into());
+                    }
+                }
+                return match (refused, prepared) {
+                    (Some(reason), _) => rejected_report(task, submission_dir, image, reason).await,
+                    (None, Err(error)) => Err(error),
+                    (None, Ok(Err(error))) => Err(error.into()),
+                    (None, Ok(Ok(_))) => Err(JobError::Internal("the job's sandbox did not open".into())),
+                };
+            }
         };
         // The lint needs only the submission: it runs in a bare job of its own, beside the steps,
         // so that it adds nothing to the time from push to report.
-        let lint_options = JobOptions { job_id: format!("{job_id}l"), ..options.clone() };
+        let options = job_options(task, image, job_id);
+        let lint_options = JobOptions { job_id: format!("{job_id}l"), ..options };
         let lint = async {
             let lint_job = sandbox.open_bare_job(&lint_options).await?;
             let run = run_lint(&lint_job, task, &prepared, cancel).await;
@@ -89,7 +133,6 @@ pub async fn grade<S: Sandbox>(
             closed.map(|_| run)
         };
         let steps = async {
-            let job = sandbox.open_job(&options).await?;
             let runtime = job.runtime();
             let result = run_job(&job, task, &prepared, cancel, progress).await;
             // Close on every path; the sandbox's guard covers a panic or a dropped future.
