@@ -4,7 +4,8 @@
 //! daemon
 //! ├── web::serve: connection loop (cap, head timeout) → axum router: git intake, assessor UI
 //! │   and API, candidate status, /healthz, /metrics
-//! └── worker (N): claim a job → check out the commit → job::grade → store the report
+//! └── worker (N): claim a job → check out the commit (while a spare or fresh job sandbox opens)
+//!     → job::grade_opening → store the report → open a spare sandbox for the next job
 //! ```
 //!
 //! Shutdown (SIGTERM or SIGINT) cancels one token: the web server stops accepting, running
@@ -27,7 +28,7 @@ use tracing::{error, info, info_span, warn, Instrument};
 use crate::config::Config;
 use crate::job::{self, ImageRef, JobError};
 use crate::sandbox::image::{BuildMethod, Recipe};
-use crate::sandbox::{DockerSandbox, JobSandbox, Leftovers, Sandbox};
+use crate::sandbox::{DockerJob, DockerSandbox, JobOptions, JobSandbox, Leftovers, Sandbox};
 use crate::store::{Claimed, SqliteStore, Store};
 use crate::web::{self, now, App};
 
@@ -57,7 +58,16 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let mut tasks = JoinSet::new();
     tasks.spawn(web::serve(listener, app.clone(), shutdown.clone()));
     for n in 0..config.workers {
-        let worker = Worker { name: format!("worker-{n}"), app: app.clone(), sandbox: sandbox.clone(), images: images.clone(), shutdown: shutdown.clone() };
+        let worker = Worker {
+            name: format!("worker-{n}"),
+            app: app.clone(),
+            sandbox: sandbox.clone(),
+            images: images.clone(),
+            shutdown: shutdown.clone(),
+            spare: Arc::default(),
+            last_options: std::sync::Mutex::new(None),
+            opener: std::sync::Mutex::new(None),
+        };
         tasks.spawn(async move { worker.run().await });
     }
     shutdown.cancelled().await;
@@ -74,6 +84,24 @@ struct Worker {
     sandbox: DockerSandbox,
     images: Arc<Mutex<HashMap<String, ImageRef>>>,
     shutdown: CancellationToken,
+    /// A fresh job sandbox (volumes and holder, never used by any job), opened after a job ends
+    /// while its report is stored and the next job claimed; the next job with the same options
+    /// takes it instead of waiting for its own. Never reused: one sandbox, one job.
+    spare: Arc<Mutex<Option<Spare>>>,
+    /// The options of the last job, for the next spare.
+    last_options: std::sync::Mutex<Option<JobOptions>>,
+    /// The task opening a spare, awaited before the worker ends (so nothing outlives it).
+    opener: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+struct Spare {
+    options: JobOptions,
+    job: DockerJob,
+}
+
+/// Whether a spare opened with `a` can serve a job that needs `b` (everything but the job id).
+fn same_sandbox(a: &JobOptions, b: &JobOptions) -> bool {
+    a.image == b.image && a.workspace_bytes == b.workspace_bytes && a.output_bytes == b.output_bytes && a.runtime == b.runtime
 }
 
 impl Worker {
@@ -83,7 +111,10 @@ impl Worker {
             let name = self.name.clone();
             let claimed = tokio::task::spawn_blocking(move || store.claim(&name, now())).await;
             match claimed {
-                Ok(Ok(Some(job))) => self.grade(job).await,
+                Ok(Ok(Some(job))) => {
+                    self.grade(job).await;
+                    self.open_spare();
+                }
                 Ok(Ok(None)) => {
                     // Idle: wake on a push, or look again in a second (retries come due by time).
                     tokio::select! {
@@ -99,6 +130,44 @@ impl Worker {
                 Err(e) => error!(worker = %self.name, error = %e, "claim panicked"),
             }
         }
+        // Nothing of ours outlives the worker: wait for a spare being opened, then close it.
+        let opener = self.opener.lock().unwrap().take();
+        if let Some(opener) = opener {
+            let _ = tokio::time::timeout(Duration::from_secs(30), opener).await;
+        }
+        if let Some(spare) = self.spare.lock().await.take() {
+            let _ = spare.job.close().await;
+        }
+    }
+
+    /// Opens a spare sandbox like the last job's in the background, unless one is there.
+    fn open_spare(&self) {
+        let Some(last) = self.last_options.lock().unwrap().clone() else { return };
+        if self.shutdown.is_cancelled() {
+            return;
+        }
+        let (sandbox, spare, shutdown) = (self.sandbox.clone(), self.spare.clone(), self.shutdown.clone());
+        let mut opener = self.opener.lock().unwrap();
+        if opener.as_ref().is_some_and(|task| !task.is_finished()) {
+            return;
+        }
+        *opener = Some(tokio::spawn(async move {
+            if spare.lock().await.as_ref().is_some_and(|s| same_sandbox(&s.options, &last)) {
+                return;
+            }
+            let options = JobOptions { job_id: format!("w{}", job::new_job_id()), ..last };
+            match sandbox.open_job(&options).await {
+                Ok(job) if !shutdown.is_cancelled() => {
+                    if let Some(old) = spare.lock().await.replace(Spare { options, job }) {
+                        let _ = old.job.close().await;
+                    }
+                }
+                Ok(job) => {
+                    let _ = job.close().await;
+                }
+                Err(error) => warn!(error = %error, "cannot open a spare job sandbox"),
+            }
+        }));
     }
 
     async fn grade(&self, job: Claimed) {
@@ -143,16 +212,36 @@ impl Worker {
         let image = self.image(&task.root, &task.image).await?;
         let checkout = tempfile::Builder::new().prefix("takehome-checkout-").tempdir().map_err(|e| JobError::Internal(e.to_string()))?;
         let (repos, assignment, commit, dest) = (self.app.repos.clone(), job.assignment.clone(), job.commit.clone(), checkout.path().to_path_buf());
-        let job_id = format!("s{}{}", job.submission, crate::job::new_job_id());
-        // The job's volumes and holder are made while git checks the commit out.
+        let mut job_id = format!("s{}{}", job.submission, crate::job::new_job_id());
         let options = job::job_options(&task, &image, &job_id);
+        *self.last_options.lock().unwrap() = Some(options.clone());
+        // A spare sandbox made after the last job serves at once; else the job's volumes and
+        // holder are made while git checks the commit out.
+        let spare = self.spare.lock().await.take();
+        let spare = match spare {
+            Some(spare) if same_sandbox(&spare.options, &options) => Some(spare),
+            Some(other) => {
+                let _ = other.job.close().await;
+                None
+            }
+            None => None,
+        };
+        if let Some(spare) = &spare {
+            job_id = spare.options.job_id.clone();
+        }
+        let opening = async {
+            match spare {
+                Some(spare) => Ok(spare.job),
+                None => self.sandbox.open_job(&options).await,
+            }
+        };
         let checking_out = async {
             tokio::task::spawn_blocking(move || repos.checkout(&assignment, &commit, &dest))
                 .await
                 .map_err(|e| JobError::Internal(e.to_string()))?
                 .map_err(|e| JobError::Internal(e.to_string()))
         };
-        let (checked_out, opened) = tokio::join!(checking_out, self.sandbox.open_job(&options));
+        let (checked_out, opened) = tokio::join!(checking_out, opening);
         if let Err(error) = checked_out {
             if let Ok(opened) = opened {
                 let _ = opened.close().await;

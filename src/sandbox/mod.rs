@@ -415,7 +415,12 @@ impl DockerSandbox {
 
     /// How many containers carry `label` (`takehome`, or `key=value` such as `takehome.job=abc`).
     pub async fn count_labelled(&self, label: &str) -> Result<usize, RunError> {
-        let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+        self.count_with_labels(&[label]).await
+    }
+
+    /// How many containers carry every one of `labels` (`key=value`), running or not.
+    pub async fn count_with_labels(&self, labels: &[&str]) -> Result<usize, RunError> {
+        let filters = HashMap::from([("label".to_string(), labels.iter().map(|l| l.to_string()).collect())]);
         let list = api("list containers", self.docker.list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() })))
             .await?;
         Ok(list.len())

@@ -199,9 +199,9 @@ pub(super) fn push_solution(repo: &Path, body: Option<&str>, message: &str) -> (
 
 #[tokio::test(flavor = "multi_thread")]
 async fn assign_clone_push_and_read_the_graded_report() {
-    let Some((_sandbox, data, work)) = setup().await else { return };
+    let Some((sandbox, data, work)) = setup().await else { return };
     let (data_path, work_path) = (data.path().to_path_buf(), work.path().to_path_buf());
-    tokio::task::spawn_blocking(move || {
+    let pid = tokio::task::spawn_blocking(move || {
         let daemon = Daemon::start(&data_path, 1);
         let alice = assign(&data_path, "penguins-cleaning", "alice@example.com", &[]);
         let bob = assign(&data_path, "penguins-cleaning", "bob@example.com", &[]);
@@ -248,9 +248,13 @@ async fn assign_clone_push_and_read_the_graded_report() {
         for needle in ["takehome_queue_depth 0", "takehome_jobs{outcome=\"graded\"} 1", "takehome_step_duration_seconds_count{step=\"clean\"} 1"] {
             assert!(metrics.contains(needle), "metrics lack {needle:?}:\n{metrics}");
         }
+        daemon.pid()
+        // The daemon is stopped here (SIGTERM, then its exit).
     })
     .await
     .unwrap();
+    // Nothing of the stopped daemon remains: not the job's, not the spare sandbox it opened after.
+    assert_eq!(containers_with_label(&sandbox, &format!("takehome.pid={pid}")).await, 0, "containers outlived the daemon");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -391,16 +395,15 @@ async fn a_burst_of_50_pushes_is_all_graded_with_at_most_n_jobs_at_once() {
     .await
     .unwrap();
     let pid = daemon.pid();
-    // Watch the engine while the burst runs. Each job has one holder container and at most one
-    // step container at a time, and a lint container beside them, so N jobs at once means at most
-    // 3N containers of this daemon.
+    // Watch the engine while the burst runs: the step containers of this daemon (role
+    // `step:clean`; holders, spares and lints have other roles) are the jobs running at once.
     let most = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let watch = tokio::spawn({
         let most = most.clone();
         async move {
             let Some(sandbox) = docker().await else { return };
             loop {
-                let now = sandbox.count_labelled(&format!("takehome.pid={pid}")).await.unwrap_or(0);
+                let now = sandbox.count_with_labels(&[&format!("takehome.pid={pid}"), "takehome.role=step:clean"]).await.unwrap_or(0);
                 most.fetch_max(now, std::sync::atomic::Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -435,8 +438,8 @@ async fn a_burst_of_50_pushes_is_all_graded_with_at_most_n_jobs_at_once() {
     eprintln!("50 pushes graded in {:.0} s with {WORKERS} workers", started.elapsed().as_secs_f64());
     watch.abort();
     let most = most.load(std::sync::atomic::Ordering::Relaxed);
-    assert!(most >= 2, "the watcher never saw a job running");
-    assert!(most <= 3 * WORKERS, "{most} containers at once with {WORKERS} workers");
+    assert!(most >= 1, "the watcher never saw a job running");
+    assert!(most <= WORKERS, "{most} jobs ran steps at once with {WORKERS} workers");
     let all = daemon.api("/api/submissions");
     assert!(all.as_array().unwrap().iter().all(|r| r["grade_status"] == "graded"), "{all:#}");
 }
