@@ -633,7 +633,7 @@ fn assign(config: &crate::config::Config, task_id: &str, candidate: &str, time_b
         None => spec.time_box,
     };
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create {}", config.data_dir.display())).map_err(ours)?;
-    let store = SqliteStore::open(&config.database()).map_err(ours)?;
+    let store = SqliteStore::open(&config.database()).with_context(|| format!("cannot open {}", config.database().display())).map_err(ours)?;
     let id = format!("a{}", &hex::encode(crate::secret::random_bytes::<6>()));
     let token = crate::secret::new_token();
     let now = crate::web::now();
