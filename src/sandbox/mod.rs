@@ -489,31 +489,28 @@ impl Sandbox for DockerSandbox {
         guard.track_container(&holder);
         api("start holder", self.docker.start_container(&holder, None)).await?;
         debug!(job = %options.job_id, holder = %short(&holder), "job sandbox ready");
-        Ok(DockerJob {
-            docker: self.docker.clone(),
-            runtime,
-            cgroups: self.cgroups.clone(),
-            steps: std::sync::atomic::AtomicUsize::new(0),
-            job_id: options.job_id.clone(),
-            image: options.image.clone(),
-            holder: Some(holder),
-            guard,
-        })
+        Ok(self.job(options, runtime, Some(holder), guard))
     }
 
     async fn open_bare_job(&self, options: &JobOptions) -> Result<DockerJob, RunError> {
         let runtime = options.runtime.max(self.runtime);
         self.check_runtime(runtime).await?;
-        Ok(DockerJob {
+        Ok(self.job(options, runtime, None, CleanupGuard::new(self.docker.clone())))
+    }
+}
+
+impl DockerSandbox {
+    fn job(&self, options: &JobOptions, runtime: Runtime, holder: Option<String>, guard: CleanupGuard) -> DockerJob {
+        DockerJob {
             docker: self.docker.clone(),
             runtime,
             cgroups: self.cgroups.clone(),
             steps: std::sync::atomic::AtomicUsize::new(0),
             job_id: options.job_id.clone(),
             image: options.image.clone(),
-            holder: None,
-            guard: CleanupGuard::new(self.docker.clone()),
-        })
+            holder,
+            guard,
+        }
     }
 }
 
