@@ -516,6 +516,12 @@ impl Repos {
         run(c, "rev-parse").ok().filter(|s| !s.is_empty())
     }
 
+    /// [`Repos::main_commit`] on the blocking pool (it runs git).
+    async fn main_commit_async(&self, assignment: &str) -> Option<String> {
+        let (repos, assignment) = (self.clone(), assignment.to_string());
+        tokio::task::spawn_blocking(move || repos.main_commit(&assignment)).await.ok().flatten()
+    }
+
     /// Keeps `commit` under `refs/takehome/<number>` (hidden from clients), so that a regrade finds
     /// it whatever becomes of `main`.
     pub fn keep(&self, assignment: &str, number: i64, commit: &str) -> Result<(), IntakeError> {
@@ -655,7 +661,7 @@ impl Repos {
         if !self.hooks.join("pre-receive").is_file() {
             return Err(IntakeError::Git { action: "receive-pack".into(), message: format!("our pre-receive hook is missing from {}", self.hooks.display()) });
         }
-        let before = self.main_commit(assignment);
+        let before = self.main_commit_async(assignment).await;
 
         let mut command = self.command(assignment, Service::ReceivePack, false, &["-c".to_string(), format!("receive.maxInputSize={max_input}")]);
         command
@@ -717,7 +723,7 @@ impl Repos {
             }
             return Err(IntakeError::Git { action: "receive-pack".into(), message });
         }
-        let after = self.main_commit(assignment);
+        let after = self.main_commit_async(assignment).await;
         if after == before && body.bytes_read() > max_input {
             return Ok(refused(&commands, too_large));
         }
