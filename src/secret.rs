@@ -20,6 +20,12 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     bytes
 }
 
+fn random_vec(length: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; length];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).expect("the kernel's random source");
+    bytes
+}
+
 /// A new token (64 hex characters).
 pub fn new_token() -> String {
     hex::encode(random_bytes::<32>())
@@ -76,10 +82,16 @@ impl PasswordHash {
         Ok(PasswordHash { rounds, salt, hash })
     }
 
-    /// A hash no password matches, costing the same work as a real one: checked for unknown user
-    /// names, so that their answer takes as long as a known user's.
-    pub fn decoy() -> PasswordHash {
-        PasswordHash { rounds: PBKDF2_ROUNDS, salt: random_bytes::<16>().to_vec(), hash: random_bytes::<32>().to_vec() }
+    /// A hash no password matches, costing the same work as `like` (or a new hash): checked for
+    /// unknown user names, so that their answer takes as long as a known user's.
+    pub fn decoy(like: Option<&PasswordHash>) -> PasswordHash {
+        let rounds = like.map(|h| h.rounds).unwrap_or(PBKDF2_ROUNDS);
+        let length = like.map(|h| h.hash.len()).unwrap_or(32);
+        PasswordHash { rounds, salt: random_bytes::<16>().to_vec(), hash: crate::secret::random_vec(length) }
+    }
+
+    pub fn rounds(&self) -> u32 {
+        self.rounds
     }
 
     /// Slow on purpose (see the module's docs): call from a blocking thread.
@@ -120,7 +132,9 @@ mod tests {
         assert!(PasswordHash::parse("").is_err());
         assert!(PasswordHash::parse("pbkdf2-sha256$1000$00112233445566778899$00112233445566778899aabbccddeeff").unwrap_err().contains("too few"));
         assert!(PasswordHash::parse("pbkdf2-sha256$600000$$").is_err());
-        assert!(!PasswordHash::decoy().verify("correct horse"));
+        assert!(!PasswordHash::decoy(None).verify("correct horse"));
+        let real = PasswordHash::parse(&stored).unwrap();
+        assert_eq!(PasswordHash::decoy(Some(&real)).rounds, real.rounds);
         assert_eq!(hmac_hex(b"key", b"The quick brown fox jumps over the lazy dog"), "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8");
         let token = new_token();
         assert_eq!(token.len(), 64);

@@ -58,21 +58,17 @@ pub enum PasswordCheck {
     Limited(Duration),
 }
 
-impl Default for Auth {
-    fn default() -> Auth {
-        Auth::new()
-    }
-}
-
 impl Auth {
-    pub fn new() -> Auth {
+    /// `assessors`: the configured logins; the decoy costs what the most expensive of them costs.
+    pub fn new(assessors: &[crate::config::Assessor]) -> Auth {
+        let costliest = assessors.iter().map(|a| &a.password_hash).max_by_key(|h| h.rounds());
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         Auth {
             hashing: Arc::new(Semaphore::new((cores / 2).max(1))),
             failures: Mutex::new(HashMap::new()),
             verified: Mutex::new(HashMap::new()),
             cache_key: crate::secret::random_bytes::<32>(),
-            decoy: PasswordHash::decoy(),
+            decoy: PasswordHash::decoy(costliest),
         }
     }
 

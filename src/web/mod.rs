@@ -75,7 +75,7 @@ impl App {
         let repos = Repos::new(config.repos_dir(), config.hooks_dir());
         let git_slots = Arc::new(Semaphore::new(config.max_git_processes));
         App {
-            auth: auth::Auth::new(),
+            auth: auth::Auth::new(&config.assessors),
             config,
             store,
             repos,
