@@ -814,6 +814,10 @@ fn hardened_host_config(limits: &Limits, runtime: Runtime) -> HostConfig {
         // Scratch space is for data: nothing written there may be executed.
         tmpfs: Some(HashMap::from([("/tmp".to_string(), format!("rw,nosuid,nodev,noexec,size={}", limits.tmp_bytes))])),
         shm_size: Some(64 << 20),
+        // A fifth of the default share of disk time (500), so that a step's I/O yields to the
+        // host's. Engines whose block I/O controller cannot weigh (cgroup v1 without BFQ, as on
+        // this CI machine) discard it with a warning.
+        blkio_weight: Some(100),
         ipc_mode: Some("private".to_string()),
         init: Some(true),
         // Logs are read through attach; the engine's own copy is capped so a flood cannot fill the host.
