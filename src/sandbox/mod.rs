@@ -43,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 pub mod cgroup;
+pub mod seccomp;
 
 pub use archive::{Extracted, Rejected};
 
@@ -799,7 +800,14 @@ fn hardened_host_config(limits: &Limits, runtime: Runtime) -> HostConfig {
         network_mode: Some("none".to_string()),
         readonly_rootfs: Some(true),
         cap_drop: Some(vec!["ALL".to_string()]),
-        security_opt: Some(vec!["no-new-privileges".to_string()]),
+        security_opt: Some({
+            let mut options = vec!["no-new-privileges".to_string()];
+            // Under gVisor, calls stop at its own kernel; the profile guards the host's.
+            if let Some(profile) = seccomp::profile().filter(|_| runtime == Runtime::Runc) {
+                options.push(format!("seccomp={profile}"));
+            }
+            options
+        }),
         memory: Some(memory),
         // Equal to memory: no swap.
         memory_swap: Some(memory),

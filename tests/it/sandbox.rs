@@ -279,6 +279,22 @@ async fn every_step_runs_under_seccomp_and_a_task_may_require_gvisor() {
     let out = run.step.stdout.text();
     assert!(out.contains("Seccomp:\t2"), "no seccomp filter: {out}");
     assert!(out.contains("noexec") && !out.contains("EXECUTED"), "a file written to /tmp was executed: {out}");
+    // Our profile: calls a step never needs are refused; what steps do use still works.
+    let probe = "import ctypes, errno, multiprocessing, os\nlibc = ctypes.CDLL(None, use_errno=True)\n\
+                 for name, call in [('ptrace', lambda: libc.ptrace(0, 0, 0, 0)), ('unshare', lambda: libc.unshare(0x10000000)), ('keyctl', lambda: libc.syscall(250, 0))]:\n\
+                 \x20   print(name, call(), errno.errorcode.get(ctypes.get_errno()))\n\
+                 if __name__ == '__main__':\n\
+                 \x20   with multiprocessing.Pool(2) as pool:\n\
+                 \x20       print('pool', sum(pool.map(abs, range(10))))\n\
+                 \x20   import sklearn.ensemble\n\
+                 \x20   print('sklearn imported')\n";
+    let run = run_step(&sandbox, &image, &[("probe.py", probe)], "python3 probe.py", limits(60, 512 * MIB), vec![]).await;
+    let out = run.step.stdout.text();
+    assert_eq!(run.step.outcome, Outcome::Ok, "{out}{}", run.step.stderr.text());
+    for denied in ["ptrace -1 EPERM", "unshare -1 EPERM", "keyctl -1 EPERM"] {
+        assert!(out.contains(denied), "{denied:?} not refused: {out}");
+    }
+    assert!(out.contains("pool 45") && out.contains("sklearn imported"), "{out}");
     if !runsc_available(&sandbox).await {
         return;
     }
