@@ -98,26 +98,23 @@ pub async fn grade_opening<S: Sandbox>(
                 .map_err(|error| JobError::Internal(format!("copying the submission panicked: {error}")))
         };
         let (prepared, opened) = tokio::join!(copying, opening);
-        let refused = match &prepared {
-            Ok(Err(error)) if error.is_candidates() => Some(error.to_string()),
-            _ => None,
-        };
         let (prepared, job) = match (prepared, opened) {
             (Ok(Ok(prepared)), Ok(job)) => (prepared, job),
             (prepared, opened) => {
-                // Close what was opened, then say what went wrong.
-                if let Ok(job) = opened {
-                    let _ = job.close().await;
-                } else if refused.is_none() {
-                    if let Err(error) = opened {
-                        return Err(error.into());
+                // Close what was opened, then say what went wrong: the candidate's refusal first
+                // (it needs no sandbox), else our failure.
+                let open_error = match opened {
+                    Ok(job) => {
+                        let _ = job.close().await;
+                        None
                     }
-                }
-                return match (refused, prepared) {
-                    (Some(reason), _) => rejected_report(task, submission_dir, image, reason).await,
-                    (None, Err(error)) => Err(error),
-                    (None, Ok(Err(error))) => Err(error.into()),
-                    (None, Ok(Ok(_))) => Err(JobError::Internal("the job's sandbox did not open".into())),
+                    Err(error) => Some(error),
+                };
+                return match prepared {
+                    Ok(Err(error)) if error.is_candidates() => rejected_report(task, submission_dir, image, error.to_string()).await,
+                    Ok(Err(error)) => Err(error.into()),
+                    Err(panicked) => Err(panicked),
+                    Ok(Ok(_)) => Err(open_error.map(JobError::from).unwrap_or_else(|| JobError::Internal("the job's sandbox did not open".into()))),
                 };
             }
         };

@@ -102,10 +102,6 @@ impl PasswordHash {
     }
 }
 
-pub fn verify_password(password: &str, stored: &str) -> bool {
-    PasswordHash::parse(stored).is_ok_and(|hash| hash.verify(password))
-}
-
 /// HMAC-SHA256 of `message` under `key`, hex (for CSRF tokens and credential cache keys).
 pub fn hmac_hex(key: &[u8], message: &[u8]) -> String {
     use hmac::{Hmac, Mac};
@@ -122,6 +118,10 @@ pub fn same(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn verify_password(password: &str, stored: &str) -> bool {
+        PasswordHash::parse(stored).is_ok_and(|hash| hash.verify(password))
+    }
 
     #[test]
     fn passwords_and_tokens() {

@@ -682,16 +682,17 @@ impl Reader {
         if !(cpus > 0.0 && cpus <= 64.0) {
             self.problem(&join(path, "cpus"), format!("{cpus} is out of range (expected more than 0 and at most 64)"));
         }
-        let reads_hidden = inputs.iter().any(|input| input == "hidden" || input.starts_with("hidden/"));
         let candidate_logs = match map.get("candidate_logs") {
-            None => !reads_hidden,
-            Some(Value::Bool(b)) => *b,
+            None => None,
+            Some(Value::Bool(b)) => Some(*b),
             Some(other) => {
                 self.problem(&join(path, "candidate_logs"), format!("expected true or false, got {}", describe(other)));
-                false
+                Some(false)
             }
         };
-        Some(StepSpec { name: name?, run: run?, inputs, timeout: timeout?, memory_bytes, cpus, candidate_logs })
+        let mut step = StepSpec { name: name?, run: run?, inputs, timeout: timeout?, memory_bytes, cpus, candidate_logs: false };
+        step.candidate_logs = candidate_logs.unwrap_or(!step.reads_hidden());
+        Some(step)
     }
 
     fn grading(&mut self, value: &Value, kind: Option<TaskKind>, dataset_dir: Option<&Path>) -> Option<GradingSpec> {

@@ -296,8 +296,6 @@ pub trait Sandbox {
     /// A job with no volumes and no holder, for a step that needs only the submission (the lint):
     /// its steps get the same hardening; it has no `/workspace` or `/output`, nothing to collect.
     fn open_bare_job(&self, options: &JobOptions) -> impl Future<Output = Result<Self::Job, RunError>> + Send;
-    /// How many containers this process owns right now (0 between jobs, whatever happened).
-    fn count_own(&self) -> impl Future<Output = Result<usize, RunError>> + Send;
     /// How many containers of one job exist right now (0 once it is closed, whatever happened).
     fn count_job(&self, job_id: &str) -> impl Future<Output = Result<usize, RunError>> + Send;
 }
@@ -440,10 +438,6 @@ fn labels(job_id: &str, role: &str) -> HashMap<String, String> {
 
 impl Sandbox for DockerSandbox {
     type Job = DockerJob;
-
-    async fn count_own(&self) -> Result<usize, RunError> {
-        self.count_labelled(&format!("{LABEL_PID}={}", std::process::id())).await
-    }
 
     async fn count_job(&self, job_id: &str) -> Result<usize, RunError> {
         self.count_labelled(&format!("{LABEL_JOB}={job_id}")).await

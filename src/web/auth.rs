@@ -304,12 +304,11 @@ impl<T: DeserializeOwned + CsrfForm + Send> FromRequest<Arc<App>> for SessionFor
         let forbidden = |message: &str| {
             (StatusCode::FORBIDDEN, super::page("Refused", &format!("<p>{message}</p><p><a href=\"/\">Back to the dashboard</a></p>"))).into_response()
         };
-        let (mut parts, body) = request.into_parts();
+        let (parts, body) = request.into_parts();
         let token = session_token(&parts.headers).ok_or_else(|| Redirect::to("/login").into_response())?;
         let Some(user) = session_user(app, &token).await.map_err(IntoResponse::into_response)? else {
             return Err(Redirect::to("/login").into_response());
         };
-        let _ = &mut parts;
         let request = Request::from_parts(parts, body);
         let form = match tokio::time::timeout(FORM_TIMEOUT, axum::extract::Form::<T>::from_request(request, app)).await {
             Err(_) => return Err((StatusCode::REQUEST_TIMEOUT, "the form took too long to arrive\n").into_response()),

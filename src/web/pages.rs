@@ -6,7 +6,7 @@ use std::fmt::Write;
 use std::sync::Arc;
 
 use axum::extract::{Form, Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
@@ -241,7 +241,7 @@ pub async fn compare_page(State(app): State<Arc<App>>, Path(task): Path<String>,
     page("Compare", &body).into_response()
 }
 
-pub async fn status_page(State(app): State<Arc<App>>, Candidate(a): Candidate, _headers: HeaderMap) -> Response {
+pub async fn status_page(State(app): State<Arc<App>>, Candidate(a): Candidate) -> Response {
     let rows = match api::candidate_view(&app, &a.id).await {
         Ok(rows) => rows,
         Err(failure) => return failure.into_response(),

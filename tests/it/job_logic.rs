@@ -47,9 +47,6 @@ impl Sandbox for FakeSandbox {
     async fn open_bare_job(&self, _options: &JobOptions) -> Result<FakeJob, RunError> {
         Ok(FakeJob { sandbox: self.clone() })
     }
-    async fn count_own(&self) -> Result<usize, RunError> {
-        Ok(0)
-    }
     async fn count_job(&self, _job_id: &str) -> Result<usize, RunError> {
         Ok(0)
     }
