@@ -6,6 +6,7 @@
 //! │   and API, candidate status, /healthz, /metrics
 //! └── worker (N): claim a job → check out the commit (while a spare or fresh job sandbox opens)
 //!     → job::grade_opening → store the report → open a spare sandbox for the next job
+//!       (the finished job's sandbox is closed meanwhile by the worker's reaper)
 //! ```
 //!
 //! Shutdown (SIGTERM or SIGINT) cancels one token: the web server stops accepting, running
@@ -67,6 +68,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             spare: Arc::default(),
             last_options: std::sync::Mutex::new(None),
             opener: std::sync::Mutex::new(None),
+            reaper: job::Reaper::default(),
         };
         tasks.spawn(async move { worker.run().await });
     }
@@ -92,6 +94,8 @@ struct Worker {
     last_options: std::sync::Mutex<Option<JobOptions>>,
     /// The task opening a spare, awaited before the worker ends (so nothing outlives it).
     opener: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Closes finished jobs' sandboxes off the path from push to report; awaited at exit.
+    reaper: job::Reaper,
 }
 
 struct Spare {
@@ -138,6 +142,7 @@ impl Worker {
         if let Some(spare) = self.spare.lock().await.take() {
             let _ = spare.job.close().await;
         }
+        self.reaper.wait().await;
     }
 
     /// Opens a spare sandbox like the last job's in the background, unless one is there.
@@ -248,7 +253,8 @@ impl Worker {
             }
             return Err(error);
         }
-        let mut report = job::grade_opening(&self.sandbox, &task, checkout.path(), &image, &job_id, async { opened }, &self.shutdown, &|_| {}).await?;
+        let mut report =
+            job::grade_opening(&self.sandbox, &task, checkout.path(), &image, &job_id, async { opened }, Some(&self.reaper), &self.shutdown, &|_| {}).await?;
         report.candidate = Some(job.candidate.clone());
         report.submission.commit = Some(job.commit.clone());
         report.submission.path = format!("{}#{}", job.assignment, job.submission);

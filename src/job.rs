@@ -72,12 +72,60 @@ pub async fn grade<S: Sandbox>(
     progress: Progress<'_>,
 ) -> Result<Report, JobError> {
     let options = job_options(task, image, job_id);
-    grade_opening(sandbox, task, submission_dir, image, job_id, sandbox.open_job(&options), cancel, progress).await
+    grade_opening(sandbox, task, submission_dir, image, job_id, sandbox.open_job(&options), None, cancel, progress).await
+}
+
+/// Closes finished jobs' sandboxes in the background, off the path from push to report. Whoever
+/// holds it waits for it before ending ([`Reaper::wait`]), so nothing of a job outlives the
+/// process that ran it.
+#[derive(Default)]
+pub struct Reaper {
+    closing: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Reaper {
+    /// Closes `job` in the background.
+    pub fn close<J: JobSandbox + Send + 'static>(&self, job: J) {
+        let handle = tokio::spawn(async move {
+            if let Err(error) = job.close().await {
+                tracing::warn!(error = %error, "could not close a job's sandbox");
+            }
+        });
+        let mut closing = self.closing.lock().unwrap();
+        closing.retain(|handle| !handle.is_finished());
+        closing.push(handle);
+    }
+
+    /// Waits until every job handed over is closed.
+    pub async fn wait(&self) {
+        loop {
+            let handles = std::mem::take(&mut *self.closing.lock().unwrap());
+            if handles.is_empty() {
+                return;
+            }
+            for handle in handles {
+                let _ = handle.await;
+            }
+        }
+    }
+}
+
+/// Closes a finished job: now, or through a reaper.
+async fn close_job<J: JobSandbox + Send + 'static>(job: J, reaper: Option<&Reaper>) -> Result<(), RunError> {
+    match reaper {
+        Some(reaper) => {
+            reaper.close(job);
+            Ok(())
+        }
+        None => job.close().await,
+    }
 }
 
 /// [`grade`], with the job's sandbox being opened by `opening` (the daemon starts it while it
 /// checks out the commit; here it overlaps the copy of the submission). The volumes and holder
-/// are ready by the time the first step needs them, instead of after the copy.
+/// are ready by the time the first step needs them, instead of after the copy. With a `reaper`,
+/// the finished job's sandboxes are closed in the background (the daemon); without, before this
+/// returns.
 #[allow(clippy::too_many_arguments)]
 pub async fn grade_opening<S: Sandbox>(
     sandbox: &S,
@@ -86,6 +134,7 @@ pub async fn grade_opening<S: Sandbox>(
     image: &ImageRef,
     job_id: &str,
     opening: impl std::future::Future<Output = Result<S::Job, RunError>>,
+    reaper: Option<&Reaper>,
     cancel: &CancellationToken,
     progress: Progress<'_>,
 ) -> Result<Report, JobError> {
@@ -125,7 +174,7 @@ pub async fn grade_opening<S: Sandbox>(
         let lint = async {
             let lint_job = sandbox.open_bare_job(&lint_options).await?;
             let run = run_lint(&lint_job, task, &prepared, cancel).await;
-            let closed = lint_job.close().await;
+            let closed = close_job(lint_job, reaper).await;
             let run = run?;
             closed.map(|_| run)
         };
@@ -133,7 +182,7 @@ pub async fn grade_opening<S: Sandbox>(
             let runtime = job.runtime();
             let result = run_job(&job, task, &prepared, cancel, progress).await;
             // Close on every path; the sandbox's guard covers a panic or a dropped future.
-            let closed = job.close().await;
+            let closed = close_job(job, reaper).await;
             let (runs, output) = result?;
             closed.map(|_| (runtime, runs, output))
         };

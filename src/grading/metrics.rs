@@ -207,15 +207,12 @@ pub fn label_metric(metric: Metric, c: &Confusion, positive: Option<usize>) -> f
 /// Sorts the positives' and the negatives' scores apart and counts, for each positive, the
 /// negatives below it: no index array, no ranks.
 pub fn roc_auc_binary(positive: &[bool], scores: &[f64]) -> f64 {
-    let mut pos: Vec<f64> = positive.iter().zip(scores).filter(|(p, _)| **p).map(|(_, s)| *s).collect();
-    let mut neg: Vec<f64> = positive.iter().zip(scores).filter(|(p, _)| !**p).map(|(_, s)| *s).collect();
+    let pos: Vec<f64> = positive.iter().zip(scores).filter(|(p, _)| **p).map(|(_, s)| *s).collect();
+    let neg: Vec<f64> = positive.iter().zip(scores).filter(|(p, _)| !**p).map(|(_, s)| *s).collect();
     if pos.is_empty() || neg.is_empty() {
         return f64::NAN;
     }
-    std::thread::scope(|scope| {
-        scope.spawn(|| pos.sort_unstable_by(f64::total_cmp));
-        neg.sort_unstable_by(f64::total_cmp);
-    });
+    let (pos, neg) = (sort_in_halves(pos), sort_in_halves(neg));
     // For each run of equal positive scores: negatives strictly below, and negatives equal.
     let (mut below, mut area, mut i) = (0usize, 0.0f64, 0usize);
     while i < pos.len() {
@@ -235,6 +232,85 @@ pub fn roc_auc_binary(positive: &[bool], scores: &[f64]) -> f64 {
         i = run;
     }
     area / (pos.len() as f64 * neg.len() as f64)
+}
+
+/// Sorts numbers in `f64::total_cmp`'s order: a radix sort of their bits (11 bits a pass, passes
+/// where every number has the same digit skipped), which on millions of scores is several times
+/// faster than a comparison sort.
+pub fn sort_numbers(values: Vec<f64>) -> Vec<f64> {
+    const BITS: u32 = 11;
+    const BUCKETS: usize = 1 << BITS;
+    const PASSES: u32 = 64_u32.div_ceil(BITS);
+    if values.len() < 1 << 12 {
+        let mut values = values;
+        values.sort_unstable_by(f64::total_cmp);
+        return values;
+    }
+    // An order-keeping key: negative numbers flipped whole, others with the sign bit set.
+    let key = |x: f64| {
+        let bits = x.to_bits();
+        if bits >> 63 == 1 {
+            !bits
+        } else {
+            bits | (1 << 63)
+        }
+    };
+    let unkey = |k: u64| f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k });
+    let mut keys: Vec<u64> = values.into_iter().map(key).collect();
+    let mut counts = vec![[0usize; BUCKETS]; PASSES as usize];
+    for &k in &keys {
+        for (pass, count) in counts.iter_mut().enumerate() {
+            count[((k >> (pass as u32 * BITS)) as usize) & (BUCKETS - 1)] += 1;
+        }
+    }
+    let mut spare = vec![0u64; keys.len()];
+    for (pass, count) in counts.iter().enumerate() {
+        if count.contains(&keys.len()) {
+            continue;
+        }
+        let mut next = [0usize; BUCKETS];
+        let mut total = 0;
+        for (bucket, &c) in count.iter().enumerate() {
+            next[bucket] = total;
+            total += c;
+        }
+        let shift = pass as u32 * BITS;
+        for &k in &keys {
+            let bucket = ((k >> shift) as usize) & (BUCKETS - 1);
+            spare[next[bucket]] = k;
+            next[bucket] += 1;
+        }
+        std::mem::swap(&mut keys, &mut spare);
+    }
+    drop(spare);
+    keys.into_iter().map(unkey).collect()
+}
+
+/// [`sort_numbers`] on two threads: each half sorted apart, then the halves merged.
+fn sort_in_halves(mut values: Vec<f64>) -> Vec<f64> {
+    if values.len() < 1 << 16 {
+        return sort_numbers(values);
+    }
+    let second = values.split_off(values.len() / 2);
+    let (first, second) = std::thread::scope(|scope| {
+        let first = scope.spawn(|| sort_numbers(values));
+        let second = sort_numbers(second);
+        (first.join().expect("sorting does not panic"), second)
+    });
+    let mut merged = Vec::with_capacity(first.len() + second.len());
+    let (mut i, mut j) = (0, 0);
+    while i < first.len() && j < second.len() {
+        if first[i].total_cmp(&second[j]).is_le() {
+            merged.push(first[i]);
+            i += 1;
+        } else {
+            merged.push(second[j]);
+            j += 1;
+        }
+    }
+    merged.extend_from_slice(&first[i..]);
+    merged.extend_from_slice(&second[j..]);
+    merged
 }
 
 const EPS: f64 = f64::EPSILON;
@@ -309,6 +385,27 @@ mod tests {
         assert_eq!(classes.names, ["1", "2", "10"]);
         let classes = Classes::from_labels(["b", "a", "B"]);
         assert_eq!(classes.names, ["B", "a", "b"]);
+    }
+
+    #[test]
+    fn radix_sort_orders_like_total_cmp() {
+        let mut state = 12345u64;
+        let mut values: Vec<f64> = (0..50_000)
+            .map(|i| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                match i % 7 {
+                    0 => -((state >> 11) as f64) / 1e6,
+                    1 => 0.0,
+                    2 => -0.0,
+                    3 => f64::INFINITY,
+                    4 => f64::NEG_INFINITY,
+                    _ => ((state >> 20) % 1000) as f64 / 1000.0,
+                }
+            })
+            .collect();
+        let sorted = sort_numbers(values.clone());
+        values.sort_by(f64::total_cmp);
+        assert_eq!(sorted.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), values.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
     }
 
     #[test]

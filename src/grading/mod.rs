@@ -10,6 +10,7 @@ pub mod leaks;
 pub mod lint;
 pub mod metrics;
 pub mod predictions;
+pub mod records;
 pub mod table;
 
 use std::path::{Path, PathBuf};
@@ -63,6 +64,12 @@ impl Offence {
         if self.examples.len() < EXAMPLES {
             self.examples.push(example());
         }
+    }
+    /// Adds another part's offences of the same kind after this one's.
+    pub fn merge(&mut self, other: Offence) {
+        self.count += other.count;
+        let room = EXAMPLES.saturating_sub(self.examples.len());
+        self.examples.extend(other.examples.into_iter().take(room));
     }
     /// `3 duplicate ids ("7", "9", "12")`.
     pub fn describe(&self) -> String {
@@ -171,8 +178,14 @@ pub fn grade_output(spec: &GradingSpec, output: &Path, truth: &Path) -> Result<A
         }
         Ok(_) => {}
     }
-    if let Some(problem) = too_large_for_truth(spec, output, truth)? {
-        return Ok(Accuracy::failed(spec.metric, problem));
+    // A CSV of predictions streams through a reader that refuses rows beyond the bound as they
+    // come (and counts its lines only when its header is wrong); anything else is measured from
+    // its metadata before it is decoded.
+    let streamed = spec.metric.input() != MetricInput::Table && table::Format::of(output) == table::Format::Csv;
+    if !streamed {
+        if let Some(problem) = too_large_for_truth(spec, output, truth)? {
+            return Ok(Accuracy::failed(spec.metric, problem));
+        }
     }
     match spec.metric.input() {
         MetricInput::Table => cleaning::grade(spec, output, truth),

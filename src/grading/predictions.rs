@@ -5,62 +5,33 @@
 //! id, duplicate, unknown and missing ids, empty predictions, labels outside the task's classes,
 //! non-numbers (NaN, inf, text) where numbers are due, probabilities outside [0, 1] or (one
 //! column per class) rows that do not sum to 1.
+//!
+//! Both files stream through [`records`]: the truth into compact columns (ids, class indices or
+//! numbers) and an index from id to truth row; then the output, each record matched to its truth
+//! row as it is parsed and its value stored in the truth's order. No table of either file is
+//! built, no hash table of ids either (dense integer ids index an array; others are sorted), and
+//! the output's ids are never stored.
+//!
+//! Ids compare as integers when every truth id is an integer (`007` is `7`; an output id that is
+//! not an integer is unknown), else as text with spaces around them trimmed.
 
 use std::collections::HashMap;
 use std::path::Path;
-
-use polars::prelude::*;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use super::metrics::{self, Classes, Confusion};
-use super::table::{self, first_line};
-use super::{Accuracy, ConfusionReport, GradingError, Offence, OutputProblem};
+use super::records::{self, parse_integer, parse_number, trim, Field, Sink, Stop, Want};
+use super::{Accuracy, ConfusionReport, GradingError, Offence, OutputProblem, EXAMPLES};
 use crate::task::{GradingSpec, Metric, MetricInput};
 
 /// Rows of probabilities may miss 1 by this much (numpy's `allclose` defaults).
 const SUM_TOLERANCE: f64 = 1e-5 + 1e-8;
 /// Confusion matrices with more classes than this are left out of the report.
 const MAX_REPORTED_CLASSES: usize = 100;
-
-/// Codes of a label column that are not a class.
+/// A label that is not a class.
 const STRANGER: u32 = u32::MAX - 1;
-const EMPTY: u32 = u32::MAX;
-
-/// The values of one side, compacted right after reading so that no file's table outlives it:
-/// a class index per row (labels), or numbers, or one number column per class.
-enum Values {
-    Classes(Vec<u32>),
-    Numbers(Vec<f64>),
-    PerClass(Vec<Vec<f64>>),
-}
-
-impl Values {
-    /// Reorders the output's values into the truth's row order.
-    fn permute(self, rows: &[IdxSize]) -> Values {
-        fn pick<T: Copy>(values: &[T], rows: &[IdxSize]) -> Vec<T> {
-            rows.iter().map(|&row| values[row as usize]).collect()
-        }
-        match self {
-            Values::Classes(v) => Values::Classes(pick(&v, rows)),
-            Values::Numbers(v) => Values::Numbers(pick(&v, rows)),
-            Values::PerClass(columns) => Values::PerClass(columns.iter().map(|c| pick(c, rows)).collect()),
-        }
-    }
-}
-
-/// Hands memory that freed tables leave in the allocator's arenas back to the system, so that the
-/// second file's table does not stack on the first's garbage (glibc keeps freed chunks otherwise).
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        extern "C" {
-            fn malloc_trim(pad: usize) -> std::ffi::c_int;
-        }
-        // SAFETY: malloc_trim only returns unused memory to the system; it takes no pointers.
-        unsafe {
-            malloc_trim(0);
-        }
-    }
-}
+/// No row.
+const NONE: u32 = u32::MAX;
 
 /// Logs a stage of grading with the process's resident and peak memory (debug level), for
 /// tuning: `TAKEHOME_LOG=takehome=debug takehome score ...`.
@@ -83,69 +54,17 @@ pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path) -> Resul
     let target = spec.target.as_deref().unwrap_or("target");
     let input = spec.metric.input();
     let one_column_per_class = input == MetricInput::Probabilities && spec.positive.is_none();
-    // Labels are read as categories shared by both files: four bytes a row, and equal labels get
-    // equal codes in both.
-    let categories = Categories::random("takehome".into(), CategoricalPhysical::U32);
-    let label_type = DataType::from_categories(categories.clone());
-    let mapping = categories.mapping();
-    let label_of = |code: u32| mapping.cat_to_str(code).unwrap_or("").to_string();
-    let category_codes = |series: &Series| -> Result<Vec<Option<u32>>, String> {
-        let categorical = series.cat32().map_err(|e| first_line(&e.to_string()))?;
-        Ok(categorical.physical().iter().collect())
-    };
 
-    // The truth: ids, and labels (as codes) or numbers.
-    let truth_fixed: Vec<(&str, DataType)> = if input == MetricInput::Numbers { Vec::new() } else { vec![(target, label_type.clone())] };
-    let truth = table::read_typed_with(truth_path, &truth_fixed).map_err(truth_error)?;
-    let truth_column = |name: &str| truth.column(name).map(|c| c.as_materialized_series().clone()).map_err(|_| truth_error(format!("no column {name:?}")));
+    let truth = Truth::read(spec, truth_path, id, target, input).map_err(truth_error)?;
     mem("truth read");
-    let n_rows = truth.height();
-    if n_rows == 0 {
-        return Err(truth_error("no rows".to_string()));
-    }
-    let truth_ids = truth_column(id)?;
-    if truth_ids.null_count() > 0 {
-        return Err(truth_error(format!("rows without an id in {id:?}")));
-    }
-    let truth_ids = Ids::from_series(truth_ids);
-    let (known, truth_values): (Vec<String>, Values) = if input == MetricInput::Numbers {
-        let numbers = truth_numbers(&truth_column(target)?).map_err(|row| truth_error(format!("row {}: not a number", row + 2)))?;
-        (Vec::new(), Values::Numbers(numbers))
-    } else {
-        let codes = category_codes(&truth_column(target)?).map_err(truth_error)?;
-        if codes.iter().any(Option::is_none) {
-            return Err(truth_error(format!("empty labels in {target:?}")));
-        }
-        let known = match &spec.classes {
-            Some(classes) => classes.clone(),
-            None => {
-                let mut seen: Vec<u32> = codes.iter().flatten().copied().collect::<std::collections::HashSet<u32>>().into_iter().collect();
-                seen.sort_unstable();
-                Classes::from_labels(seen.iter().map(|&c| mapping.cat_to_str(c).unwrap_or(""))).names
-            }
-        };
-        // Code -> class index once per distinct code, then a table lookup per row.
-        let index: HashMap<&str, u32> = known.iter().enumerate().map(|(i, n)| (n.as_str(), i as u32)).collect();
-        let code_class: Vec<Option<u32>> =
-            (0..mapping.num_cats_upper_bound() as u32).map(|code| mapping.cat_to_str(code).and_then(|label| index.get(label).copied())).collect();
-        let mut classes = Vec::with_capacity(codes.len());
-        for code in &codes {
-            let code = code.expect("checked above");
-            match code_class.get(code as usize).copied().flatten() {
-                Some(class) => classes.push(class),
-                None => return Err(truth_error(format!("label {:?} is not among grading.classes", label_of(code)))),
-            }
-        }
-        (known, Values::Classes(classes))
-    };
-    drop(truth);
-    release_freed_memory();
-    mem("truth compact");
 
-    // The output: columns first, then its values in its own row order.
-    let expected: Vec<String> =
-        if one_column_per_class { std::iter::once(id.to_string()).chain(known.iter().cloned()).collect() } else { vec![id.to_string(), target.to_string()] };
-    let names = match table::header(output_path) {
+    // The output: columns first, then its records, each matched to its truth row at once.
+    let expected: Vec<String> = if one_column_per_class {
+        std::iter::once(id.to_string()).chain(truth.known.iter().cloned()).collect()
+    } else {
+        vec![id.to_string(), target.to_string()]
+    };
+    let names = match records::header(output_path) {
         Ok(names) => names,
         Err(message) => return fail(OutputProblem::bad_format(format!("{} cannot be read: {message}", spec.output))),
     };
@@ -158,106 +77,106 @@ pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path) -> Resul
         extra_columns.add(|| name.clone());
     }
     if let Some(mut problem) = OutputProblem::offences(&spec.output, vec![missing_columns, extra_columns]) {
+        // A file far longer than the truth says so first (its lines are counted, none parsed).
+        let max_rows = super::max_output_rows(truth.n_rows as u64);
+        if let Ok(extent) = super::table::extent(output_path) {
+            if extent.rows > max_rows {
+                return fail(OutputProblem::bad_format(format!(
+                    "{}: {} rows, far more than expected (at most {max_rows}); not read",
+                    spec.output, extent.rows
+                )));
+            }
+        }
         problem.message.push_str(&format!(" (expected exactly the columns {})", expected.join(", ")));
         return fail(problem);
     }
-    let fixed: Vec<(&str, DataType)> = if input == MetricInput::Labels { vec![(target, label_type.clone())] } else { Vec::new() };
-    let output = match table::read_typed_with(output_path, &fixed) {
-        Ok(output) => output,
+    let value_kind = match input {
+        MetricInput::Labels => ValueKind::Label,
+        MetricInput::Probabilities if one_column_per_class => ValueKind::PerClass,
+        MetricInput::Probabilities => ValueKind::Number { probability: true },
+        _ => ValueKind::Number { probability: false },
+    };
+    let value_columns: Vec<&str> = if one_column_per_class { truth.known.iter().map(String::as_str).collect() } else { vec![target] };
+    let mut wanted: Vec<(&str, Want)> = vec![(id, Want::Id)];
+    wanted.extend(value_columns.iter().map(|&name| (name, if value_kind == ValueKind::Label { Want::Label } else { Want::Number })));
+
+    let n = truth.n_rows;
+    let shared = Shared {
+        index: &truth.index,
+        n_rows: n,
+        aligned: match value_kind {
+            ValueKind::Label => Aligned::Classes(large(n, || AtomicU32::new(NONE))),
+            ValueKind::Number { .. } => Aligned::Numbers(vec![large(n, || AtomicU64::new(0))]),
+            ValueKind::PerClass => Aligned::Numbers((0..value_columns.len()).map(|_| large(n, || AtomicU64::new(0))).collect()),
+        },
+        kind: value_kind,
+        classes: truth.known.iter().enumerate().map(|(i, name)| (name.as_str(), i as u32)).collect(),
+        columns: value_columns.clone(),
+    };
+    mem("output allocated");
+    let parts = match records::read(output_path, &wanted, super::max_output_rows(n as u64), || OutputSink::new(&shared)) {
+        Ok(parts) => parts,
         Err(message) => return fail(OutputProblem::bad_format(format!("{} cannot be read: {message}", spec.output))),
     };
     mem("output read");
-    let column = |name: &str| output.column(name).expect("checked above").as_materialized_series().clone();
-    let output_ids = column(id);
-    let mut no_id = Offence::new("rows without an id");
-    if output_ids.null_count() > 0 {
-        for (row, null) in output_ids.is_null().iter().enumerate() {
-            if null == Some(true) {
-                no_id.add(|| format!("row {}", row + 2));
-            }
-        }
+
+    // The parts' findings, in file order.
+    let mut found = Findings::new(&value_columns);
+    let mut rows_before = 0u64;
+    let mut claims = Vec::with_capacity(parts.len());
+    for (part, rows) in parts {
+        found.merge(part.found, rows_before);
+        claims.push(part.claims);
+        rows_before += rows;
+    }
+    let aligned = shared.aligned;
+
+    // Rows without an id first; then the values; then the ids.
+    if found.no_id.count > 0 {
+        let mut no_id = Offence::new("rows without an id");
+        no_id.count = found.no_id.count;
+        no_id.examples = found.no_id_rows.iter().map(|row| format!("row {}", row + 2)).collect();
         return fail(OutputProblem::offences(&spec.output, vec![no_id]).expect("counted"));
     }
-    let output_values = match input {
-        MetricInput::Labels => {
-            let codes = match category_codes(&column(target)) {
-                Ok(codes) => codes,
-                Err(message) => return fail(OutputProblem::bad_format(format!("{}: column {target:?}: {message}", spec.output))),
-            };
-            // Code -> class index, for every code the shared categories hold.
-            let index: HashMap<&str, u32> = known.iter().enumerate().map(|(i, n)| (n.as_str(), i as u32)).collect();
-            let code_class: Vec<u32> = (0..mapping.num_cats_upper_bound() as u32)
-                .map(|code| mapping.cat_to_str(code).and_then(|label| index.get(label.trim()).copied()).unwrap_or(STRANGER))
-                .collect();
-            let (mut empty, mut strangers) = (Offence::new("empty predictions"), Offence::new("labels that are not classes of this task"));
-            let classes: Vec<u32> = codes
-                .iter()
-                .enumerate()
-                .map(|(row, code)| match code {
-                    None => {
-                        empty.add(|| id_text(&output_ids, row));
-                        EMPTY
-                    }
-                    Some(code) => {
-                        let class = code_class.get(*code as usize).copied().unwrap_or(STRANGER);
-                        if class == STRANGER {
-                            strangers.add(|| format!("{} (id {})", label_of(*code), id_text(&output_ids, row)));
-                        }
-                        class
-                    }
-                })
-                .collect();
-            if let Some(mut problem) = OutputProblem::offences(&spec.output, vec![empty, strangers]) {
-                problem.message.push_str(&format!(" (the classes are {})", known.join(", ")));
+    match value_kind {
+        ValueKind::Label => {
+            if let Some(mut problem) = OutputProblem::offences(&spec.output, vec![found.empty, found.strangers]) {
+                problem.message.push_str(&format!(" (the classes are {})", truth.known.join(", ")));
                 return fail(problem);
-            }
-            Values::Classes(classes)
-        }
-        MetricInput::Numbers | MetricInput::Probabilities if !one_column_per_class => {
-            let range = (input == MetricInput::Probabilities).then_some((0.0, 1.0));
-            match checked_numbers(&column(target), &output_ids, target, range) {
-                Ok(values) => Values::Numbers(values),
-                Err(problem) => return fail(problem.prefixed(&spec.output)),
             }
         }
         _ => {
-            let mut columns = Vec::with_capacity(known.len());
-            for class in &known {
-                match checked_numbers(&column(class), &output_ids, class, Some((0.0, 1.0))) {
-                    Ok(values) => columns.push(values),
-                    Err(problem) => return fail(problem.prefixed(&spec.output)),
+            for offences in found.number_offences {
+                if let Some(problem) = OutputProblem::offences(&spec.output, offences) {
+                    return fail(problem);
                 }
             }
-            let mut bad_sums = Offence::new("rows whose probabilities do not sum to 1");
-            for row in 0..output.height() {
-                let sum: f64 = columns.iter().map(|c| c[row]).sum();
-                if (sum - 1.0).abs() > SUM_TOLERANCE {
-                    bad_sums.add(|| format!("{} (sum {sum:.6})", id_text(&output_ids, row)));
-                }
-            }
-            if let Some(problem) = OutputProblem::offences(&spec.output, vec![bad_sums]) {
+            if let Some(problem) = OutputProblem::offences(&spec.output, vec![found.bad_sums]) {
                 return fail(problem);
             }
-            Values::PerClass(columns)
         }
-    };
-    mem("output values");
-    let output_ids = Ids::from_series(output_ids);
-    drop(output);
-    release_freed_memory();
-    mem("output compact");
-
-    // Ids: every truth row answered exactly once, nothing else.
-    let alignment = align(truth_ids, output_ids).map_err(truth_error)?;
-    if let Some(problem) = OutputProblem::offences(&spec.output, alignment.offences) {
+    }
+    let (duplicate, missing) = truth.index.unmatched(&claims);
+    if let Some(problem) = OutputProblem::offences(&spec.output, vec![found.unknown, duplicate, missing]) {
         return fail(problem);
     }
     mem("aligned");
-    let predicted = output_values.permute(&alignment.output_rows);
-    mem("permuted");
+    let scored = score(spec, truth, aligned);
+    mem("scored");
+    scored
+}
 
-    match (truth_values, predicted) {
-        (Values::Classes(y_true), Values::Classes(y_pred)) => {
+/// The metric over the truth and the output's values in the truth's order.
+fn score(spec: &GradingSpec, truth: Truth, aligned: Aligned) -> Result<Accuracy, GradingError> {
+    let fail = |problem: OutputProblem| Ok(Accuracy::failed(spec.metric, problem));
+    let n_rows = truth.n_rows;
+    let known = truth.known;
+    let numbers = |columns: Vec<Vec<AtomicU64>>| -> Vec<Vec<f64>> {
+        columns.into_iter().map(|column| column.into_iter().map(|bits| f64::from_bits(bits.into_inner())).collect()).collect()
+    };
+    match (truth.values, aligned) {
+        (TruthValues::Classes(y_true), Aligned::Classes(y_pred)) => {
+            let y_pred: Vec<u32> = y_pred.into_iter().map(AtomicU32::into_inner).collect();
             // scikit-learn's classes are those that occur in the truth or the predictions.
             let mut present = vec![false; known.len()];
             for &i in y_true.iter().chain(&y_pred) {
@@ -278,7 +197,8 @@ pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path) -> Resul
             }
             Ok(accuracy)
         }
-        (Values::Numbers(y_true), Values::Numbers(y_pred)) => {
+        (TruthValues::Numbers(y_true), Aligned::Numbers(columns)) => {
+            let y_pred = numbers(columns).pop().expect("one column");
             if spec.metric == Metric::Rmsle && y_pred.iter().any(|&v| v < 0.0) {
                 let n_negative = y_pred.iter().filter(|&&v| v < 0.0).count();
                 return fail(OutputProblem::bad_format(format!("{}: {n_negative} negative predictions (rmsle needs values of at least 0)", spec.output)));
@@ -287,7 +207,8 @@ pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path) -> Resul
             accuracy.residuals = super::Histogram::of(y_true.iter().zip(&y_pred).map(|(t, p)| p - t), 24);
             Ok(accuracy)
         }
-        (Values::Classes(y_true), Values::Numbers(probability)) => {
+        (TruthValues::Classes(y_true), Aligned::Numbers(columns)) if spec.positive.is_some() => {
+            let probability = numbers(columns).pop().expect("one column");
             let positive = spec.positive.as_deref().and_then(|p| known.iter().position(|k| k == p)).map(|p| p as u32);
             let is_positive: Vec<bool> = y_true.iter().map(|&y| Some(y) == positive).collect();
             let value = match spec.metric {
@@ -296,9 +217,14 @@ pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path) -> Resul
             };
             Ok(Accuracy::scored(spec.metric, value, n_rows))
         }
-        (Values::Classes(y_true), Values::PerClass(columns)) => {
+        (TruthValues::Classes(y_true), Aligned::Numbers(columns)) => {
+            let columns = numbers(columns);
             // Classes absent from the truth have no ROC curve; AUC averages over those present.
-            let present: Vec<usize> = (0..known.len()).filter(|&c| y_true.iter().any(|&y| y as usize == c)).collect();
+            let mut seen = vec![false; known.len()];
+            for &y in &y_true {
+                seen[y as usize] = true;
+            }
+            let present: Vec<usize> = (0..known.len()).filter(|&c| seen[c]).collect();
             let value = if spec.metric == Metric::RocAuc && present.len() < known.len() {
                 let remap: HashMap<u32, u32> = present.iter().enumerate().map(|(new, &old)| (old as u32, new as u32)).collect();
                 let y: Vec<u32> = y_true.iter().map(|y| remap[y]).collect();
@@ -313,224 +239,684 @@ pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path) -> Resul
     }
 }
 
-impl OutputProblem {
-    fn prefixed(mut self, file: &str) -> OutputProblem {
-        self.message = format!("{file}: {}", self.message);
-        self
-    }
+// ---------------------------------------------------------------------------------------------
+// The truth.
+
+/// The truth, compacted: an index from id to row, and a class index or a number per row.
+struct Truth {
+    n_rows: usize,
+    index: IdIndex,
+    values: TruthValues,
+    /// The classes, in the task's order (or scikit-learn's, when the task does not list them).
+    known: Vec<String>,
 }
 
-/// The truth's numbers (a missing one is NaN); `Err(row)` at the first value that is not a number.
-fn truth_numbers(series: &Series) -> Result<Vec<f64>, usize> {
-    match series.dtype() {
-        DataType::String => series
-            .str()
-            .expect("a string column")
+enum TruthValues {
+    Classes(Vec<u32>),
+    Numbers(Vec<f64>),
+}
+
+impl Truth {
+    fn read(spec: &GradingSpec, path: &Path, id: &str, target: &str, input: MetricInput) -> Result<Truth, String> {
+        let labels = input != MetricInput::Numbers;
+        let wanted = [(id, Want::Id), (target, if labels { Want::Label } else { Want::Number })];
+        let parts = records::read(path, &wanted, u64::MAX, || TruthSink {
+            ids: Ids::Int(Vec::new()),
+            numbers: Vec::new(),
+            codes: Vec::new(),
+            labels: Interner::default(),
+            is_labels: labels,
+        })?;
+        mem("truth parsed");
+        let n_rows: usize = parts.iter().map(|(_, rows)| *rows as usize).sum();
+        if n_rows == 0 {
+            return Err("no rows".to_string());
+        }
+        let mut sinks: Vec<TruthSink> = parts.into_iter().map(|(sink, _)| sink).collect();
+        let ids = Ids::concat(sinks.iter_mut().map(|s| std::mem::replace(&mut s.ids, Ids::Int(Vec::new()))).collect());
+        mem("truth ids joined");
+        let index = IdIndex::build(ids)?;
+        mem("truth indexed");
+        if !labels {
+            let mut numbers = Vec::with_capacity(n_rows);
+            for sink in &mut sinks {
+                numbers.append(&mut sink.numbers);
+            }
+            return Ok(Truth { n_rows, index, values: TruthValues::Numbers(numbers), known: Vec::new() });
+        }
+        // Each part numbered its labels in its own order; give them one numbering, then classes.
+        let mut distinct: Vec<String> = Vec::new();
+        let mut part_maps: Vec<Vec<u32>> = Vec::new();
+        for sink in &sinks {
+            let map = sink
+                .labels
+                .names
+                .iter()
+                .map(|name| match distinct.iter().position(|d| d == name) {
+                    Some(i) => i as u32,
+                    None => {
+                        distinct.push(name.clone());
+                        (distinct.len() - 1) as u32
+                    }
+                })
+                .collect();
+            part_maps.push(map);
+        }
+        let known = match &spec.classes {
+            Some(classes) => classes.clone(),
+            None => Classes::from_labels(distinct.iter().map(String::as_str)).names,
+        };
+        let class_of: Vec<u32> = distinct
             .iter()
-            .enumerate()
-            .map(|(row, v)| match v.map(str::trim) {
-                None | Some("") => Ok(f64::NAN),
-                Some(text) => text.parse::<f64>().map_err(|_| row),
-            })
-            .collect(),
-        dtype if dtype.is_primitive_numeric() => {
-            let cast = series.cast(&DataType::Float64).map_err(|_| 0usize)?;
-            Ok(cast.f64().expect("a float column").iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+            .map(|label| known.iter().position(|k| k == label).map(|i| i as u32).ok_or_else(|| format!("label {label:?} is not among grading.classes")))
+            .collect::<Result<_, _>>()?;
+        let mut classes = Vec::with_capacity(n_rows);
+        for (sink, map) in sinks.iter().zip(&part_maps) {
+            classes.extend(sink.codes.iter().map(|&code| class_of[map[code as usize] as usize]));
         }
-        _ => Err(0),
+        Ok(Truth { n_rows, index, values: TruthValues::Classes(classes), known })
     }
 }
 
-/// Numbers where numbers are due: every one present, finite, and within `range` when given.
-fn checked_numbers(series: &Series, ids: &Series, column: &str, range: Option<(f64, f64)>) -> Result<Vec<f64>, OutputProblem> {
-    let mut not_numbers = Offence::new(format!("values in {column:?} that are not numbers"));
-    let mut empty = Offence::new(format!("empty values in {column:?}"));
-    let mut not_finite = Offence::new(format!("NaN or infinite values in {column:?}"));
-    let mut out_of_range = Offence::new(format!("values in {column:?} outside [0, 1]"));
-    let mut out = Vec::with_capacity(series.len());
-    let mut check = |row: usize, value: Option<f64>, out: &mut Vec<f64>| match value {
-        None => {
-            empty.add(|| id_text(ids, row));
-            out.push(f64::NAN);
+struct TruthSink {
+    ids: Ids,
+    numbers: Vec<f64>,
+    codes: Vec<u32>,
+    labels: Interner,
+    is_labels: bool,
+}
+
+impl Sink for TruthSink {
+    fn record(&mut self, _row: u64, fields: &[Field<'_>]) -> Result<(), Stop> {
+        match fields[0] {
+            Field::Int(id) => self.ids.push_int(id),
+            Field::Text(text) if !trim(text).is_empty() => self.ids.push_text(trim(text)),
+            Field::Float(x) => self.ids.push_text(&x.to_string()),
+            _ => return Err(Stop("no id".to_string())),
         }
-        Some(x) if !x.is_finite() => {
-            not_finite.add(|| id_text(ids, row));
-            out.push(x);
-        }
-        Some(x) => {
-            if let Some((low, high)) = range {
-                if !(low..=high).contains(&x) {
-                    out_of_range.add(|| format!("{x} (id {})", id_text(ids, row)));
+        if self.is_labels {
+            match fields[1] {
+                Field::Text(text) => {
+                    let code = self.labels.code(text, |_| 0);
+                    self.codes.push(code.0);
                 }
+                Field::Int(i) => self.codes.push(self.labels.code(&i.to_string(), |_| 0).0),
+                Field::Float(x) => self.codes.push(self.labels.code(&x.to_string(), |_| 0).0),
+                Field::Null => return Err(Stop("an empty label".to_string())),
             }
-            out.push(x);
+        } else {
+            let value = match fields[1] {
+                Field::Null => f64::NAN,
+                Field::Int(i) => i as f64,
+                Field::Float(x) => x,
+                Field::Text(text) => match trim(text) {
+                    "" => f64::NAN,
+                    text => parse_number(text).ok_or_else(|| Stop("not a number".to_string()))?,
+                },
+            };
+            self.numbers.push(value);
         }
-    };
-    match series.dtype() {
-        DataType::String => {
-            for (row, value) in series.str().expect("a string column").iter().enumerate() {
-                match value.map(str::trim) {
-                    None | Some("") => check(row, None, &mut out),
-                    Some(text) => match text.parse::<f64>() {
-                        Ok(x) => check(row, Some(x), &mut out),
-                        Err(_) => {
-                            not_numbers.add(|| format!("{text} (id {})", id_text(ids, row)));
-                            out.push(f64::NAN);
-                        }
-                    },
-                }
-            }
-        }
-        dtype if dtype.is_primitive_numeric() => {
-            let cast = series.cast(&DataType::Float64).map_err(|e| OutputProblem::bad_format(first_line(&e.to_string())))?;
-            for (row, value) in cast.f64().expect("a float column").iter().enumerate() {
-                check(row, value, &mut out);
-            }
-        }
-        other => return Err(OutputProblem::bad_format(format!("column {column:?} holds {other}, not numbers"))),
-    }
-    match OutputProblem::offences("", vec![not_numbers, empty, not_finite, out_of_range]) {
-        Some(mut problem) => {
-            problem.message = problem.message.trim_start_matches(": ").to_string();
-            Err(problem)
-        }
-        None => Ok(out),
+        Ok(())
     }
 }
 
-fn id_text(ids: &Series, row: usize) -> String {
-    match ids.get(row) {
-        Ok(AnyValue::String(s)) => s.to_string(),
-        Ok(AnyValue::Null) => String::new(),
-        Ok(value) => value.to_string(),
-        Err(_) => String::new(),
+/// Distinct labels numbered in the order they first appear, each with a value computed once.
+/// Few distinct labels are looked up by a linear scan (faster than hashing for a handful).
+#[derive(Default)]
+struct Interner {
+    names: Vec<String>,
+    values: Vec<u32>,
+    map: HashMap<String, u32>,
+}
+
+impl Interner {
+    /// The label's number and value.
+    fn code(&mut self, label: &str, value: impl FnOnce(&str) -> u32) -> (u32, u32) {
+        let found = if self.names.len() <= 16 { self.names.iter().position(|n| n == label).map(|i| i as u32) } else { self.map.get(label).copied() };
+        let code = match found {
+            Some(code) => code,
+            None => {
+                let code = self.names.len() as u32;
+                self.names.push(label.to_string());
+                self.values.push(value(label));
+                self.map.insert(label.to_string(), code);
+                code
+            }
+        };
+        (code, self.values[code as usize])
     }
 }
 
-/// Which output row answers each truth row, and what is wrong with the ids.
-struct Alignment {
-    output_rows: Vec<IdxSize>,
-    offences: Vec<Offence>,
-}
-
-/// An id column, compacted: integers as a plain vector (8 bytes a row), anything else as text.
+/// Ids as read: integers while every id is one, else text.
 enum Ids {
     Int(Vec<i64>),
-    Text(Series),
+    Text { bytes: Vec<u8>, ends: Vec<usize> },
 }
 
 impl Ids {
-    /// From a column without nulls.
-    fn from_series(series: Series) -> Ids {
-        if series.dtype().is_integer() {
-            if let Ok(cast) = series.cast(&DataType::Int64) {
-                let values: Vec<i64> = cast.i64().expect("cast to Int64").into_no_null_iter().collect();
-                return Ids::Int(values);
-            }
-        }
-        Ids::Text(series.cast(&DataType::String).unwrap_or(series))
-    }
-
-    fn into_text(self) -> Series {
+    fn push_int(&mut self, id: i64) {
         match self {
-            Ids::Int(values) => Series::new("id".into(), values).cast(&DataType::String).expect("integers print"),
-            Ids::Text(series) => series,
+            Ids::Int(values) => values.push(id),
+            Ids::Text { .. } => self.push_text(&id.to_string()),
         }
+    }
+
+    fn push_text(&mut self, id: &str) {
+        if let Ids::Int(values) = self {
+            if let Some(int) = parse_integer(id) {
+                values.push(int);
+                return;
+            }
+            self.make_text();
+        }
+        let Ids::Text { bytes, ends } = self else { unreachable!("made text") };
+        bytes.extend_from_slice(id.as_bytes());
+        ends.push(bytes.len());
+    }
+
+    fn make_text(&mut self) {
+        if let Ids::Int(values) = self {
+            let mut bytes = Vec::new();
+            let mut ends = Vec::with_capacity(values.len());
+            for value in values.iter() {
+                bytes.extend_from_slice(value.to_string().as_bytes());
+                ends.push(bytes.len());
+            }
+            *self = Ids::Text { bytes, ends };
+        }
+    }
+
+    fn concat(mut parts: Vec<Ids>) -> Ids {
+        if parts.iter().any(|p| matches!(p, Ids::Text { .. })) {
+            parts.iter_mut().for_each(Ids::make_text);
+        }
+        let mut parts = parts.into_iter();
+        let mut all = parts.next().unwrap_or(Ids::Int(Vec::new()));
+        for part in parts {
+            match (&mut all, part) {
+                (Ids::Int(a), Ids::Int(mut b)) => a.append(&mut b),
+                (Ids::Text { bytes, ends }, Ids::Text { bytes: more, ends: more_ends }) => {
+                    let base = bytes.len();
+                    bytes.extend_from_slice(&more);
+                    ends.extend(more_ends.iter().map(|e| e + base));
+                }
+                _ => unreachable!("made alike"),
+            }
+        }
+        all
     }
 }
 
-/// Matches ids by sorting both sides, never with a hash table: 10 million ids stay cheap. The
-/// common case (integer ids spanning less than 2^32) sorts one `u64` a row, id and row packed.
-fn align(truth: Ids, output: Ids) -> Result<Alignment, String> {
-    let (mut unknown, mut duplicate, mut missing) = (Offence::new("unknown ids"), Offence::new("duplicate ids"), Offence::new("missing ids"));
-    let n_truth = match &truth {
-        Ids::Int(v) => v.len(),
-        Ids::Text(s) => s.len(),
-    };
-    let mut output_rows = vec![IdxSize::MAX; n_truth];
-    match (truth, output) {
-        (Ids::Int(truth), Ids::Int(output)) if packable(&truth, &output) => {
-            let low = truth.iter().chain(&output).copied().min().unwrap_or(0);
-            let pack = |values: Vec<i64>| -> Vec<u64> {
-                let mut packed: Vec<u64> = values.into_iter().enumerate().map(|(row, id)| (((id - low) as u64) << 32) | row as u64).collect();
-                packed.sort_unstable();
-                packed
-            };
-            // The two sorts are independent: one thread each.
-            let (truth, output) = std::thread::scope(|scope| {
-                let truth = scope.spawn(|| pack(truth));
-                let output = pack(output);
-                (truth.join().expect("sorting does not panic"), output)
-            });
-            let key = |packed: u64| packed >> 32;
-            let row = |packed: u64| (packed & 0xFFFF_FFFF) as usize;
-            let text = |packed: u64| ((key(packed) as i64) + low).to_string();
-            let (mut i, mut j) = (0, 0);
-            while i < truth.len() {
-                if i + 1 < truth.len() && key(truth[i]) == key(truth[i + 1]) {
-                    return Err(format!("the id {} appears twice", text(truth[i])));
-                }
-                while j < output.len() && key(output[j]) < key(truth[i]) {
-                    unknown.add(|| text(output[j]));
-                    j += 1;
-                }
-                if j < output.len() && key(output[j]) == key(truth[i]) {
-                    output_rows[row(truth[i])] = row(output[j]) as IdxSize;
-                    j += 1;
-                    while j < output.len() && key(output[j]) == key(truth[i]) {
-                        duplicate.add(|| text(truth[i]));
-                        j += 1;
+/// From id to truth row.
+enum IdIndex {
+    /// Integer ids spanning a range a few times the row count: `slot[id - low]` is the row.
+    Dense { low: i64, slot: Vec<AtomicU32> },
+    /// Other integer ids, sorted with their rows.
+    Sorted(Vec<(i64, u32)>),
+    /// Text ids, with the rows in the order of their ids.
+    Text { bytes: Vec<u8>, ends: Vec<usize>, order: Vec<u32> },
+}
+
+impl IdIndex {
+    fn build(ids: Ids) -> Result<IdIndex, String> {
+        match ids {
+            Ids::Int(values) => {
+                let (low, high) = values.iter().fold((i64::MAX, i64::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+                let span = high as i128 - low as i128 + 1;
+                if span < NONE as i128 && span <= 4 * values.len() as i128 + (1 << 20) {
+                    // Scattered by both cores; a repeated id leaves fewer slots filled than rows.
+                    let slot: Vec<AtomicU32> = (0..span).map(|_| AtomicU32::new(NONE)).collect();
+                    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
+                    let chunk = values.len().div_ceil(threads).max(1);
+                    let filled: usize = std::thread::scope(|scope| {
+                        let slot = &slot;
+                        let handles: Vec<_> = values
+                            .chunks(chunk)
+                            .enumerate()
+                            .map(|(k, ids)| {
+                                scope.spawn(move || {
+                                    for (i, &id) in ids.iter().enumerate() {
+                                        slot[(id - low) as usize].store((k * chunk + i) as u32, Relaxed);
+                                    }
+                                })
+                            })
+                            .collect();
+                        handles.into_iter().for_each(|h| h.join().expect("scattering does not panic"));
+                        slot.iter().filter(|s| s.load(Relaxed) != NONE).count()
+                    });
+                    if filled < values.len() {
+                        let repeated =
+                            values.iter().enumerate().find(|&(row, &id)| slot[(id - low) as usize].load(Relaxed) != row as u32).map_or(low, |(_, &id)| id);
+                        return Err(format!("the id {repeated} appears twice"));
                     }
+                    Ok(IdIndex::Dense { low, slot })
                 } else {
-                    missing.add(|| text(truth[i]));
-                }
-                i += 1;
-            }
-            for &rest in &output[j..] {
-                unknown.add(|| text(rest));
-            }
-        }
-        (truth, output) => {
-            let (truth, output) = (truth.into_text(), output.into_text());
-            let (truth_text, output_text) = (truth.str().expect("text ids"), output.str().expect("text ids"));
-            let truth_keys: Vec<&str> = truth_text.iter().map(|v| v.unwrap_or("").trim()).collect();
-            let output_keys: Vec<&str> = output_text.iter().map(|v| v.unwrap_or("").trim()).collect();
-            let mut truth_order: Vec<u32> = (0..truth_keys.len() as u32).collect();
-            truth_order.sort_unstable_by_key(|&r| truth_keys[r as usize]);
-            let mut output_order: Vec<u32> = (0..output_keys.len() as u32).collect();
-            output_order.sort_unstable_by_key(|&r| output_keys[r as usize]);
-            let (mut i, mut j) = (0, 0);
-            while i < truth_order.len() {
-                let t = truth_order[i] as usize;
-                if i + 1 < truth_order.len() && truth_keys[truth_order[i + 1] as usize] == truth_keys[t] {
-                    return Err(format!("the id {} appears twice", truth_keys[t]));
-                }
-                while j < output_order.len() && output_keys[output_order[j] as usize] < truth_keys[t] {
-                    unknown.add(|| output_keys[output_order[j] as usize].to_string());
-                    j += 1;
-                }
-                if j < output_order.len() && output_keys[output_order[j] as usize] == truth_keys[t] {
-                    output_rows[t] = output_order[j] as IdxSize;
-                    j += 1;
-                    while j < output_order.len() && output_keys[output_order[j] as usize] == truth_keys[t] {
-                        duplicate.add(|| truth_keys[t].to_string());
-                        j += 1;
+                    let mut sorted: Vec<(i64, u32)> = values.iter().enumerate().map(|(row, &id)| (id, row as u32)).collect();
+                    drop(values);
+                    sorted.sort_unstable();
+                    if let Some(pair) = sorted.windows(2).find(|w| w[0].0 == w[1].0) {
+                        return Err(format!("the id {} appears twice", pair[0].0));
                     }
-                } else {
-                    missing.add(|| truth_keys[t].to_string());
+                    Ok(IdIndex::Sorted(sorted))
                 }
-                i += 1;
             }
-            for &rest in &output_order[j..] {
-                unknown.add(|| output_keys[rest as usize].to_string());
+            Ids::Text { bytes, ends } => {
+                let n = ends.len();
+                let text = |row: usize| -> &[u8] { &bytes[if row == 0 { 0 } else { ends[row - 1] }..ends[row]] };
+                let mut order: Vec<u32> = (0..n as u32).collect();
+                order.sort_unstable_by(|&a, &b| text(a as usize).cmp(text(b as usize)));
+                if let Some(pair) = order.windows(2).find(|w| text(w[0] as usize) == text(w[1] as usize)) {
+                    return Err(format!("the id {} appears twice", String::from_utf8_lossy(text(pair[0] as usize))));
+                }
+                Ok(IdIndex::Text { bytes, ends, order })
             }
         }
     }
-    Ok(Alignment { output_rows, offences: vec![unknown, duplicate, missing] })
+
+    /// The truth row of an output's id.
+    fn row(&self, id: &Field<'_>) -> Option<u32> {
+        match (self, id) {
+            (IdIndex::Dense { .. } | IdIndex::Sorted(_), Field::Int(id)) => self.int_row(*id),
+            (IdIndex::Dense { .. } | IdIndex::Sorted(_), Field::Text(text)) => parse_integer(trim(text)).and_then(|id| self.int_row(id)),
+            (IdIndex::Text { .. }, Field::Text(text)) => self.text_row(trim(text).as_bytes()),
+            (IdIndex::Text { .. }, Field::Int(id)) => self.text_row(id.to_string().as_bytes()),
+            (_, Field::Float(x)) => self.row(&Field::Text(&x.to_string())),
+            (_, Field::Null) => None,
+        }
+    }
+
+    fn int_row(&self, id: i64) -> Option<u32> {
+        match self {
+            IdIndex::Dense { low, slot } => {
+                let at = id.checked_sub(*low).filter(|&at| at >= 0)? as u64;
+                slot.get(at as usize).map(|row| row.load(Relaxed)).filter(|&row| row != NONE)
+            }
+            IdIndex::Sorted(sorted) => sorted.binary_search_by_key(&id, |&(id, _)| id).ok().map(|at| sorted[at].1),
+            IdIndex::Text { .. } => None,
+        }
+    }
+
+    fn text_row(&self, id: &[u8]) -> Option<u32> {
+        let IdIndex::Text { bytes, ends, order } = self else { return None };
+        let text = |row: usize| -> &[u8] { &bytes[if row == 0 { 0 } else { ends[row - 1] }..ends[row]] };
+        order.binary_search_by(|&row| text(row as usize).cmp(id)).ok().map(|at| order[at])
+    }
+
+    /// Every truth row with its id, in the order of the ids.
+    fn for_each_sorted(&self, mut each: impl FnMut(u32, &dyn Fn() -> String) -> bool) {
+        match self {
+            IdIndex::Dense { low, slot } => {
+                for (at, row) in slot.iter().enumerate() {
+                    let row = row.load(Relaxed);
+                    if row != NONE && !each(row, &|| (low + at as i64).to_string()) {
+                        return;
+                    }
+                }
+            }
+            IdIndex::Sorted(sorted) => {
+                for &(id, row) in sorted {
+                    if !each(row, &|| id.to_string()) {
+                        return;
+                    }
+                }
+            }
+            IdIndex::Text { bytes, ends, order } => {
+                for &row in order {
+                    let r = row as usize;
+                    let text = || String::from_utf8_lossy(&bytes[if r == 0 { 0 } else { ends[r - 1] }..ends[r]]).into_owned();
+                    if !each(row, &text) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ids the output gave more than once, and ids it did not give: counts, and the first
+    /// examples in the order of the ids.
+    fn unmatched(&self, claims: &[Claims]) -> (Offence, Offence) {
+        let (mut duplicate, mut missing) = (Offence::new("duplicate ids"), Offence::new("missing ids"));
+        let words = claims.first().map_or(0, |c| c.once.len());
+        // Per row: claimed by any part, and claimed twice (within a part, or by two parts).
+        let mut n_duplicate: u64 = claims.iter().map(|c| c.extra).sum();
+        let mut n_missing = 0u64;
+        let mut any = vec![0u64; words];
+        let mut twice = vec![0u64; words];
+        for w in 0..words {
+            let (mut seen, mut again) = (0u64, 0u64);
+            for part in claims {
+                again |= part.twice[w] | (seen & part.once[w]);
+                n_duplicate += u64::from((seen & part.once[w]).count_ones());
+                seen |= part.once[w];
+            }
+            any[w] = seen;
+            twice[w] = again;
+        }
+        let bit = |bits: &[u64], row: u32| bits[row as usize / 64] >> (row % 64) & 1 == 1;
+        for row in 0..claims.first().map_or(0, |c| c.rows) as u32 {
+            n_missing += u64::from(!bit(&any, row));
+        }
+        if n_duplicate + n_missing == 0 {
+            return (duplicate, missing);
+        }
+        let wanted = (n_duplicate.min(EXAMPLES as u64), n_missing.min(EXAMPLES as u64));
+        self.for_each_sorted(|row, id| {
+            if !bit(&any, row) && missing.examples.len() < EXAMPLES {
+                missing.examples.push(id());
+            } else if bit(&twice, row) && duplicate.examples.len() < EXAMPLES {
+                duplicate.examples.push(id());
+            }
+            (duplicate.examples.len() as u64) < wanted.0 || (missing.examples.len() as u64) < wanted.1
+        });
+        duplicate.count = n_duplicate;
+        missing.count = n_missing;
+        (duplicate, missing)
+    }
 }
 
-/// True when ids fit in 32 bits above their minimum and rows fit in 32 bits.
-fn packable(truth: &[i64], output: &[i64]) -> bool {
-    let (Some(low), Some(high)) = (truth.iter().chain(output).min(), truth.iter().chain(output).max()) else { return true };
-    (*high as i128 - *low as i128) < (1i128 << 32) && truth.len() < u32::MAX as usize && output.len() < u32::MAX as usize
+/// Which truth rows one part of the output answered: a bit per row, a second bit for rows it
+/// answered more than once, and how many answers beyond the first it gave.
+struct Claims {
+    rows: usize,
+    once: Vec<u64>,
+    twice: Vec<u64>,
+    extra: u64,
+}
+
+impl Claims {
+    fn new(rows: usize) -> Claims {
+        Claims { rows, once: vec![0; rows.div_ceil(64)], twice: vec![0; rows.div_ceil(64)], extra: 0 }
+    }
+
+    fn claim(&mut self, row: u32) {
+        let (word, bit) = (row as usize / 64, 1u64 << (row % 64));
+        if self.once[word] & bit != 0 {
+            self.twice[word] |= bit;
+            self.extra += 1;
+        }
+        self.once[word] |= bit;
+    }
+}
+
+/// A vector of `n` values made by `value`.
+fn large<T>(n: usize, value: impl Fn() -> T) -> Vec<T> {
+    let mut values: Vec<T> = Vec::with_capacity(n);
+    values.extend((0..n).map(|_| value()));
+    values
+}
+
+// ---------------------------------------------------------------------------------------------
+// The output.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ValueKind {
+    Label,
+    Number { probability: bool },
+    PerClass,
+}
+
+/// What the output's readers share: the truth's index, and the output's values placed in the
+/// truth's order.
+struct Shared<'t> {
+    index: &'t IdIndex,
+    n_rows: usize,
+    aligned: Aligned,
+    kind: ValueKind,
+    classes: HashMap<&'t str, u32>,
+    columns: Vec<&'t str>,
+}
+
+enum Aligned {
+    Classes(Vec<AtomicU32>),
+    /// One column (a number or a probability), or one per class; `f64` bits.
+    Numbers(Vec<Vec<AtomicU64>>),
+}
+
+/// Reads one part of the output.
+struct OutputSink<'s, 't> {
+    shared: &'s Shared<'t>,
+    found: Findings,
+    claims: Claims,
+    labels: Interner,
+    scratch: Vec<f64>,
+    /// Records whose integer ids are yet to be looked up, with their values (one per value
+    /// column, or a class index as `f64`): looked up a batch at a time, so that the random reads
+    /// of the index and writes of the values overlap instead of waiting on each other.
+    batch_ids: Vec<i64>,
+    batch_values: Vec<f64>,
+    batch_rows: Vec<u32>,
+}
+
+/// Records per batch.
+const BATCH: usize = 4096;
+
+/// What a part of the output has wrong, in the part's order.
+struct Findings {
+    no_id: Offence,
+    no_id_rows: Vec<u64>,
+    unknown: Offence,
+    empty: Offence,
+    strangers: Offence,
+    /// Per value column: not numbers, empty, not finite, out of range.
+    number_offences: Vec<Vec<Offence>>,
+    bad_sums: Offence,
+}
+
+impl Findings {
+    fn new(columns: &[&str]) -> Findings {
+        let number_offences = columns
+            .iter()
+            .map(|column| {
+                vec![
+                    Offence::new(format!("values in {column:?} that are not numbers")),
+                    Offence::new(format!("empty values in {column:?}")),
+                    Offence::new(format!("NaN or infinite values in {column:?}")),
+                    Offence::new(format!("values in {column:?} outside [0, 1]")),
+                ]
+            })
+            .collect();
+        Findings {
+            no_id: Offence::new("rows without an id"),
+            no_id_rows: Vec::new(),
+            unknown: Offence::new("unknown ids"),
+            empty: Offence::new("empty predictions"),
+            strangers: Offence::new("labels that are not classes of this task"),
+            number_offences,
+            bad_sums: Offence::new("rows whose probabilities do not sum to 1"),
+        }
+    }
+
+    /// Adds the next part's findings; its rows come after `rows_before`.
+    fn merge(&mut self, part: Findings, rows_before: u64) {
+        for row in part.no_id_rows {
+            if self.no_id_rows.len() < EXAMPLES {
+                self.no_id_rows.push(rows_before + row);
+            }
+        }
+        self.no_id.merge(part.no_id);
+        self.unknown.merge(part.unknown);
+        self.empty.merge(part.empty);
+        self.strangers.merge(part.strangers);
+        for (mine, theirs) in self.number_offences.iter_mut().zip(part.number_offences) {
+            for (a, b) in mine.iter_mut().zip(theirs) {
+                a.merge(b);
+            }
+        }
+        self.bad_sums.merge(part.bad_sums);
+    }
+}
+
+impl<'s, 't> OutputSink<'s, 't> {
+    fn new(shared: &'s Shared<'t>) -> OutputSink<'s, 't> {
+        OutputSink {
+            shared,
+            found: Findings::new(&shared.columns),
+            claims: Claims::new(shared.n_rows),
+            labels: Interner::default(),
+            scratch: Vec::new(),
+            batch_ids: Vec::with_capacity(BATCH),
+            batch_values: Vec::with_capacity(BATCH * shared.columns.len()),
+            batch_rows: Vec::with_capacity(BATCH),
+        }
+    }
+
+    /// A number where one is due; `None` (and an offence) when it is not a usable one.
+    fn number(&mut self, column: usize, field: &Field<'_>, id: &dyn Fn() -> String) -> Option<f64> {
+        let in_range = matches!(self.shared.kind, ValueKind::Number { probability: true } | ValueKind::PerClass);
+        let offences = &mut self.found.number_offences[column];
+        let value = match *field {
+            Field::Null => {
+                offences[1].add(id);
+                return None;
+            }
+            Field::Int(i) => i as f64,
+            Field::Float(x) => x,
+            Field::Text(text) => match trim(text) {
+                "" => {
+                    offences[1].add(id);
+                    return None;
+                }
+                trimmed => match parse_number(trimmed).ok_or(()) {
+                    Ok(x) => x,
+                    Err(_) => {
+                        offences[0].add(|| format!("{trimmed} (id {})", id()));
+                        return None;
+                    }
+                },
+            },
+        };
+        if !value.is_finite() {
+            offences[2].add(id);
+            return None;
+        }
+        if in_range && !(0.0..=1.0).contains(&value) {
+            offences[3].add(|| format!("{value} (id {})", id()));
+        }
+        Some(value)
+    }
+}
+
+impl Sink for OutputSink<'_, '_> {
+    fn record(&mut self, row: u64, fields: &[Field<'_>]) -> Result<(), Stop> {
+        let id_field = fields[0];
+        let blank = match id_field {
+            Field::Null => true,
+            Field::Text(text) => trim(text).is_empty(),
+            _ => false,
+        };
+        if blank {
+            self.found.no_id.count += 1;
+            if self.found.no_id_rows.len() < EXAMPLES {
+                self.found.no_id_rows.push(row);
+            }
+            return Ok(());
+        }
+        let id = || match id_field {
+            Field::Text(text) => trim(text).to_string(),
+            Field::Int(i) => i.to_string(),
+            Field::Float(x) => x.to_string(),
+            Field::Null => String::new(),
+        };
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        match self.shared.kind {
+            ValueKind::Label => {
+                let class = match fields[1] {
+                    Field::Null => {
+                        self.found.empty.add(id);
+                        NONE
+                    }
+                    Field::Text(text) => self.label(text, &id),
+                    Field::Int(i) => self.label(&i.to_string(), &id),
+                    Field::Float(x) => self.label(&x.to_string(), &id),
+                };
+                scratch.push(f64::from(class));
+            }
+            kind => {
+                for (column, field) in fields[1..].iter().enumerate() {
+                    scratch.push(self.number(column, field, &id).unwrap_or(f64::NAN));
+                }
+                if kind == ValueKind::PerClass && scratch.iter().all(|v| v.is_finite()) {
+                    let sum: f64 = scratch.iter().sum();
+                    if (sum - 1.0).abs() > SUM_TOLERANCE {
+                        self.found.bad_sums.add(|| format!("{} (sum {sum:.6})", id()));
+                    }
+                }
+            }
+        }
+        let integer = match (self.shared.index, id_field) {
+            (IdIndex::Text { .. }, _) => None,
+            (_, Field::Int(i)) => Some(Some(i)),
+            (_, Field::Text(text)) => Some(parse_integer(trim(text))),
+            (_, _) => Some(None),
+        };
+        match integer {
+            // Integer ids wait for their batch.
+            Some(Some(key)) => {
+                self.batch_ids.push(key);
+                self.batch_values.extend_from_slice(&scratch);
+                if self.batch_ids.len() == BATCH {
+                    self.flush();
+                }
+            }
+            Some(None) => self.found.unknown.add(id),
+            None => match self.shared.index.row(&id_field) {
+                Some(t) => self.place(t, &scratch),
+                None => self.found.unknown.add(id),
+            },
+        }
+        self.scratch = scratch;
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), Stop> {
+        self.flush();
+        Ok(())
+    }
+}
+
+impl OutputSink<'_, '_> {
+    /// Looks the batch's ids up, then places their values.
+    fn flush(&mut self) {
+        let index = self.shared.index;
+        self.batch_rows.clear();
+        self.batch_rows.extend(self.batch_ids.iter().map(|&key| index.int_row(key).unwrap_or(NONE)));
+        let width = self.shared.columns.len();
+        let (ids, values, rows) = (std::mem::take(&mut self.batch_ids), std::mem::take(&mut self.batch_values), std::mem::take(&mut self.batch_rows));
+        for ((&key, &t), values) in ids.iter().zip(&rows).zip(values.chunks_exact(width)) {
+            if t == NONE {
+                self.found.unknown.add(|| key.to_string());
+            } else {
+                self.place(t, values);
+            }
+        }
+        (self.batch_ids, self.batch_values, self.batch_rows) = (ids, values, rows);
+        self.batch_ids.clear();
+        self.batch_values.clear();
+    }
+
+    /// Stores a record's values at truth row `t` and counts the claim.
+    fn place(&mut self, t: u32, values: &[f64]) {
+        match &self.shared.aligned {
+            Aligned::Classes(aligned) => aligned[t as usize].store(values[0] as u32, Relaxed),
+            Aligned::Numbers(columns) => {
+                for (column, &value) in columns.iter().zip(values) {
+                    column[t as usize].store(value.to_bits(), Relaxed);
+                }
+            }
+        }
+        self.claims.claim(t);
+    }
+}
+
+impl OutputSink<'_, '_> {
+    /// The class index of a predicted label (spaces around it ignored), or an offence.
+    fn label(&mut self, text: &str, id: &dyn Fn() -> String) -> u32 {
+        let classes = &self.shared.classes;
+        let (_, class) = self.labels.code(text, |label| classes.get(label.trim()).copied().unwrap_or(STRANGER));
+        if class == STRANGER {
+            self.found.strangers.add(|| format!("{text} (id {})", id()));
+        }
+        class
+    }
 }

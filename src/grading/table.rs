@@ -78,12 +78,12 @@ pub fn extent(path: &Path) -> Result<Extent, String> {
                 if n == 0 {
                     break;
                 }
-                newlines += buffer[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+                newlines += memchr::memchr_iter(b'\n', &buffer[..n]).count() as u64;
                 bytes += n as u64;
                 last = buffer[n - 1];
             }
             let lines = newlines + u64::from(last != b'\n');
-            let columns = header(path).map(|names| names.len()).unwrap_or(0);
+            let columns = super::records::csv_header(path).map(|header| header.names.len()).unwrap_or(0);
             Ok(Extent { rows: lines.saturating_sub(1), uncompressed_bytes: bytes, columns })
         }
     }

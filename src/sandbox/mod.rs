@@ -291,7 +291,7 @@ impl Runtime {
 
 /// The narrow surface the rest of takehome uses; a Kubernetes backend would implement it too.
 pub trait Sandbox {
-    type Job: JobSandbox + Send + Sync;
+    type Job: JobSandbox + Send + Sync + 'static;
     fn open_job(&self, options: &JobOptions) -> impl Future<Output = Result<Self::Job, RunError>> + Send;
     /// A job with no volumes and no holder, for a step that needs only the submission (the lint):
     /// its steps get the same hardening; it has no `/workspace` or `/output`, nothing to collect.
@@ -504,7 +504,8 @@ impl DockerSandbox {
             job_id: options.job_id.clone(),
             image: options.image.clone(),
             holder,
-            guard,
+            guard: Arc::new(guard),
+            removals: std::sync::Mutex::new(Vec::new()),
         }
     }
 }
@@ -520,7 +521,9 @@ pub struct DockerJob {
     image: String,
     /// The container that keeps the volumes mounted; `None` for a bare job (no volumes).
     holder: Option<String>,
-    guard: CleanupGuard,
+    guard: Arc<CleanupGuard>,
+    /// Step containers being removed in the background; `close` waits for them.
+    removals: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl JobSandbox for DockerJob {
@@ -568,14 +571,25 @@ impl JobSandbox for DockerJob {
         let id = create_container(&self.docker, &name, config).await?;
         self.guard.track_container(&id);
         let result = self.run_created(&id, request, step_cgroup.as_ref(), cancel).await;
-        // The container goes on every path; a failure to remove it is logged, and the guard
-        // or the next start-up sweep takes it.
-        match remove_container(&self.docker, &id).await {
-            Ok(()) => self.guard.forget_container(&id),
-            Err(error) => warn!(container = %short(&id), error = %error, "could not remove a step container"),
-        }
-        if let Some(step_cgroup) = &step_cgroup {
-            step_cgroup.remove();
+        // The container goes on every path: after a step that ended, in the background (its
+        // results are read, and the next step need not wait; `close` waits for it). A failure to
+        // remove it is logged, and the guard or the next start-up sweep takes it.
+        // A step that did not end (cancelled, or our failure) is removed before this returns.
+        let (docker, guard) = (self.docker.clone(), self.guard.clone());
+        let removal = async move {
+            match remove_container(&docker, &id).await {
+                Ok(()) => guard.forget_container(&id),
+                Err(error) => warn!(container = %short(&id), error = %error, "could not remove a step container"),
+            }
+            if let Some(step_cgroup) = &step_cgroup {
+                step_cgroup.remove();
+            }
+        };
+        if result.is_ok() {
+            let removal = tokio::spawn(removal);
+            self.removals.lock().unwrap().push(removal);
+        } else {
+            removal.await;
         }
         result
     }
@@ -632,6 +646,10 @@ impl JobSandbox for DockerJob {
     }
 
     async fn close(self) -> Result<(), RunError> {
+        let removals = std::mem::take(&mut *self.removals.lock().unwrap());
+        for removal in removals {
+            let _ = removal.await;
+        }
         self.guard.clean().await;
         Ok(())
     }

@@ -242,3 +242,62 @@ fn parquet_predictions_score_like_csv() {
     assert!(accuracy.problem.is_none(), "{:?}", accuracy.problem);
     assert!(close(accuracy.value.unwrap(), 0.8333333333333334));
 }
+
+/// Large files are read in parts on several threads and matched by id as they stream: dense,
+/// sparse and text ids give the value a plain join gives, and every id problem is counted exactly
+/// however the file is cut.
+#[test]
+fn streamed_files_match_by_id_exactly_in_parts() {
+    let scratch = tempfile::tempdir().unwrap();
+    let n = 600_000usize;
+    let mut state = 42u64;
+    let mut next = || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state >> 11
+    };
+    let truth_values: Vec<f64> = (0..n).map(|_| (next() % 100_000) as f64 / 100.0).collect();
+    let predicted: Vec<f64> = truth_values.iter().map(|v| v + ((next() % 2001) as f64 - 1000.0) / 1000.0).collect();
+    // The output in another order: a fixed shuffle.
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        order.swap(i, (next() % (i as u64 + 1)) as usize);
+    }
+    let expected = (truth_values.iter().zip(&predicted).map(|(t, p)| (t - p).powi(2)).sum::<f64>() / n as f64).sqrt();
+    let id_kinds: [(&str, fn(usize) -> String); 3] =
+        [("dense", |i| (1_000 + i).to_string()), ("sparse", |i| (i as u64 * 7_919_993_111).to_string()), ("text", |i| format!("c-{i:07}"))];
+    for (kind, id) in id_kinds {
+        let truth = scratch.path().join(format!("{kind}-truth.csv"));
+        let mut text = String::from("id,label\n");
+        for (i, v) in truth_values.iter().enumerate() {
+            text.push_str(&format!("{},{v}\n", id(i)));
+        }
+        std::fs::write(&truth, &text).unwrap();
+        let output = scratch.path().join(format!("{kind}-output.csv"));
+        let mut text = String::from("id,label\r\n");
+        for &i in &order {
+            text.push_str(&format!("{},{}\r\n", id(i), predicted[i]));
+        }
+        assert!(text.len() > 9 << 20, "large enough to be read in parts");
+        std::fs::write(&output, &text).unwrap();
+        let accuracy = grade_output(&spec(Metric::Rmse, None), &output, &truth).unwrap();
+        assert!(accuracy.problem.is_none(), "{kind}: {:?}", accuracy.problem);
+        assert!(close(accuracy.value.unwrap(), expected), "{kind}: {:?} != {expected}", accuracy.value);
+
+        // 500 rows repeated at the start and 1,000 at the end (duplicates on both sides of every
+        // cut), the first 500 dropped, 3 ids that are not in the truth.
+        let broken = scratch.path().join(format!("{kind}-broken.csv"));
+        let mut text = String::from("id,label\n");
+        let rows: Vec<usize> = order[500..1000].iter().chain(&order[500..]).chain(&order[n - 1000..]).copied().collect();
+        for &i in &rows {
+            text.push_str(&format!("{},{}\n", id(i), predicted[i]));
+        }
+        for stranger in ["nope", "-5", "x y"] {
+            text.push_str(&format!("{stranger},1.0\n"));
+        }
+        std::fs::write(&broken, &text).unwrap();
+        let problem = grade_output(&spec(Metric::Rmse, None), &broken, &truth).unwrap().problem.expect("a problem");
+        for needle in ["3 unknown ids", "1500 duplicate ids", "500 missing ids"] {
+            assert!(problem.message.contains(needle), "{kind}: {:?} lacks {needle:?}", problem.message);
+        }
+    }
+}
