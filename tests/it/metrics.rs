@@ -263,7 +263,8 @@ fn streamed_files_match_by_id_exactly_in_parts() {
         order.swap(i, (next() % (i as u64 + 1)) as usize);
     }
     let expected = (truth_values.iter().zip(&predicted).map(|(t, p)| (t - p).powi(2)).sum::<f64>() / n as f64).sqrt();
-    let id_kinds: [(&str, fn(usize) -> String); 3] =
+    type IdOf = fn(usize) -> String;
+    let id_kinds: [(&str, IdOf); 3] =
         [("dense", |i| (1_000 + i).to_string()), ("sparse", |i| (i as u64 * 7_919_993_111).to_string()), ("text", |i| format!("c-{i:07}"))];
     for (kind, id) in id_kinds {
         let truth = scratch.path().join(format!("{kind}-truth.csv"));
