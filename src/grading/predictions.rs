@@ -105,9 +105,9 @@ pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path) -> Resul
         index: &truth.index,
         n_rows: n,
         aligned: match value_kind {
-            ValueKind::Label => Aligned::Classes(large(n, || AtomicU32::new(NONE))),
-            ValueKind::Number { .. } => Aligned::Numbers(vec![large(n, || AtomicU64::new(0))]),
-            ValueKind::PerClass => Aligned::Numbers((0..value_columns.len()).map(|_| large(n, || AtomicU64::new(0))).collect()),
+            ValueKind::Label => Aligned::Classes(zeroed_u32(n)),
+            ValueKind::Number { .. } => Aligned::Numbers(vec![zeroed_u64(n)]),
+            ValueKind::PerClass => Aligned::Numbers((0..value_columns.len()).map(|_| zeroed_u64(n)).collect()),
         },
         kind: value_kind,
         classes: truth.known.iter().enumerate().map(|(i, name)| (name.as_str(), i as u32)).collect(),
@@ -449,7 +449,7 @@ impl Ids {
 
 /// From id to truth row.
 enum IdIndex {
-    /// Integer ids spanning a range a few times the row count: `slot[id - low]` is the row.
+    /// Integer ids spanning a range a few times the row count: `slot[id - low]` is the row + 1.
     Dense { low: i64, slot: Vec<AtomicU32> },
     /// Other integer ids, sorted with their rows.
     Sorted(Vec<(i64, u32)>),
@@ -464,8 +464,9 @@ impl IdIndex {
                 let (low, high) = values.iter().fold((i64::MAX, i64::MIN), |(l, h), &v| (l.min(v), h.max(v)));
                 let span = high as i128 - low as i128 + 1;
                 if span < NONE as i128 && span <= 4 * values.len() as i128 + (1 << 20) {
-                    // Scattered by both cores; a repeated id leaves fewer slots filled than rows.
-                    let slot: Vec<AtomicU32> = (0..span).map(|_| AtomicU32::new(NONE)).collect();
+                    // Each slot holds its row + 1 (0: no row), scattered by both cores; a repeated
+                    // id leaves fewer slots filled than rows.
+                    let slot: Vec<AtomicU32> = zeroed_u32(span as usize);
                     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
                     let chunk = values.len().div_ceil(threads).max(1);
                     let filled: usize = std::thread::scope(|scope| {
@@ -476,17 +477,17 @@ impl IdIndex {
                             .map(|(k, ids)| {
                                 scope.spawn(move || {
                                     for (i, &id) in ids.iter().enumerate() {
-                                        slot[(id - low) as usize].store((k * chunk + i) as u32, Relaxed);
+                                        slot[(id - low) as usize].store((k * chunk + i) as u32 + 1, Relaxed);
                                     }
                                 })
                             })
                             .collect();
                         handles.into_iter().for_each(|h| h.join().expect("scattering does not panic"));
-                        slot.iter().filter(|s| s.load(Relaxed) != NONE).count()
+                        slot.iter().filter(|s| s.load(Relaxed) != 0).count()
                     });
                     if filled < values.len() {
                         let repeated =
-                            values.iter().enumerate().find(|&(row, &id)| slot[(id - low) as usize].load(Relaxed) != row as u32).map_or(low, |(_, &id)| id);
+                            values.iter().enumerate().find(|&(row, &id)| slot[(id - low) as usize].load(Relaxed) != row as u32 + 1).map_or(low, |(_, &id)| id);
                         return Err(format!("the id {repeated} appears twice"));
                     }
                     Ok(IdIndex::Dense { low, slot })
@@ -529,7 +530,7 @@ impl IdIndex {
         match self {
             IdIndex::Dense { low, slot } => {
                 let at = id.checked_sub(*low).filter(|&at| at >= 0)? as u64;
-                slot.get(at as usize).map(|row| row.load(Relaxed)).filter(|&row| row != NONE)
+                slot.get(at as usize).map(|row| row.load(Relaxed)).filter(|&row| row != 0).map(|row| row - 1)
             }
             IdIndex::Sorted(sorted) => sorted.binary_search_by_key(&id, |&(id, _)| id).ok().map(|at| sorted[at].1),
             IdIndex::Text { .. } => None,
@@ -548,7 +549,7 @@ impl IdIndex {
             IdIndex::Dense { low, slot } => {
                 for (at, row) in slot.iter().enumerate() {
                     let row = row.load(Relaxed);
-                    if row != NONE && !each(row, &|| (low + at as i64).to_string()) {
+                    if row != 0 && !each(row - 1, &|| (low + at as i64).to_string()) {
                         return;
                     }
                 }
@@ -638,11 +639,23 @@ impl Claims {
     }
 }
 
-/// A vector of `n` values made by `value`.
-fn large<T>(n: usize, value: impl Fn() -> T) -> Vec<T> {
-    let mut values: Vec<T> = Vec::with_capacity(n);
-    values.extend((0..n).map(|_| value()));
-    values
+/// `n` atomic zeros in memory the kernel zeroes as it is first touched (by the threads that
+/// place values, in parallel), instead of being filled here first.
+fn zeroed_u64(n: usize) -> Vec<AtomicU64> {
+    const _: () = assert!(std::mem::align_of::<AtomicU64>() == std::mem::align_of::<u64>());
+    let mut zeros = std::mem::ManuallyDrop::new(vec![0u64; n]);
+    // SAFETY: `AtomicU64` has the size and bit validity of `u64` (std documents it) and, as
+    // asserted above, its alignment, so the allocation is a valid `Vec<AtomicU64>` of the same
+    // length and capacity; `zeros` is never used again.
+    unsafe { Vec::from_raw_parts(zeros.as_mut_ptr().cast::<AtomicU64>(), zeros.len(), zeros.capacity()) }
+}
+
+/// [`zeroed_u64`] for `u32`.
+fn zeroed_u32(n: usize) -> Vec<AtomicU32> {
+    const _: () = assert!(std::mem::align_of::<AtomicU32>() == std::mem::align_of::<u32>());
+    let mut zeros = std::mem::ManuallyDrop::new(vec![0u32; n]);
+    // SAFETY: as in `zeroed_u64`.
+    unsafe { Vec::from_raw_parts(zeros.as_mut_ptr().cast::<AtomicU32>(), zeros.len(), zeros.capacity()) }
 }
 
 // ---------------------------------------------------------------------------------------------
