@@ -115,16 +115,27 @@ pub fn discover_tasks(root: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(found)
 }
 
+/// Which fixtures `check_task` grades, and how.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckOptions<'a> {
+    /// Only the fixtures whose name starts with this.
+    pub only_fixtures: Option<&'a str>,
+    /// The author's fast loop: no shared hostile fixtures, each fixture graded once.
+    pub quick: bool,
+    /// Fixtures graded at once.
+    pub jobs: usize,
+}
+
 /// Runs every check of one task, reporting each case through `report` as it finishes.
 pub async fn check_task<S: Sandbox>(
     sandbox: &S,
     task_dir: &Path,
     image: &ImageRef,
-    only_fixtures: Option<&str>,
-    jobs: usize,
+    options: &CheckOptions<'_>,
     cancel: &CancellationToken,
     report: &(dyn Fn(&CaseResult) + Sync),
 ) -> Vec<CaseResult> {
+    let CheckOptions { only_fixtures, quick, jobs } = *options;
     let task_name = task_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut results = Vec::new();
     let mut record = |name: &str, status: CaseStatus, message: String, started: Instant| {
@@ -136,7 +147,7 @@ pub async fn check_task<S: Sandbox>(
     let started = Instant::now();
     let spec = match task::load(task_dir) {
         Ok(spec) => {
-            record("task file", CaseStatus::Passed, format!("{}, {} steps", spec.kind.as_str(), spec.steps.len()), started);
+            record("task file", CaseStatus::Passed, format!("{}, {}", spec.kind.as_str(), crate::units::count(spec.steps.len(), "step")), started);
             spec
         }
         Err(error) => {
@@ -144,6 +155,15 @@ pub async fn check_task<S: Sandbox>(
             return results;
         }
     };
+    let started = Instant::now();
+    let problems = crate::grading::task_data::check(&spec);
+    if problems.is_empty() {
+        record("task data", CaseStatus::Passed, "the columns, labels and ids the task names are in its data".into(), started);
+    } else {
+        // Fixtures would only fail on the same mistake, further from its cause.
+        record("task data", CaseStatus::Failed, crate::grading::task_data::render(&spec, &problems), started);
+        return results;
+    }
 
     for (name, check) in
         [("data manifest", check_manifest as fn(&TaskSpec) -> Result<String, String>), ("hidden ids", check_hidden_ids), ("hidden files", check_hidden_files)]
@@ -162,20 +182,20 @@ pub async fn check_task<S: Sandbox>(
     }
 
     // Fixtures are graded `jobs` at a time; their results come back in the fixtures' order.
-    let chosen: Vec<Fixture> = fixtures(&spec).into_iter().filter(|f| only_fixtures.is_none_or(|prefix| f.name.starts_with(prefix))).collect();
+    let chosen: Vec<Fixture> = fixtures(&spec, quick).into_iter().filter(|f| only_fixtures.is_none_or(|prefix| f.name.starts_with(prefix))).collect();
     let spec_ref = &spec;
     let mut graded = futures_util::stream::iter(chosen.iter().map(|fixture| async move {
         let started = Instant::now();
         if cancel.is_cancelled() {
             return (fixture, Err("cancelled".to_string()), started);
         }
-        (fixture, run_fixture(sandbox, spec_ref, fixture, image, cancel).await, started)
+        (fixture, run_fixture(sandbox, spec_ref, fixture, image, quick, cancel).await, started)
     }))
     .buffered(jobs.max(1));
     while let Some((fixture, outcome, started)) = futures_util::StreamExt::next(&mut graded).await {
         let name = format!("fixture {}", fixture.name);
         match outcome {
-            Ok(message) => record(&name, CaseStatus::Passed, message, started),
+            Ok((status, message)) => record(&name, status, message, started),
             Err(message) => record(&name, CaseStatus::Failed, message, started),
         }
     }
@@ -189,11 +209,22 @@ struct Fixture {
     /// The submission folder (for shared fixtures, made for this task and kept alive here).
     dir: PathBuf,
     expect: Result<Expect, String>,
+    /// A submission that solves nothing (the untouched starter, a hostile payload): its score
+    /// should stay under the task's score floor, else a warning.
+    solves_nothing: bool,
     _made: Option<tempfile::TempDir>,
 }
 
-fn fixtures(spec: &TaskSpec) -> Vec<Fixture> {
-    let mut out = Vec::new();
+/// The starter as the candidate receives it, the task's own fixtures, then (unless `quick`) the
+/// shared hostile ones.
+fn fixtures(spec: &TaskSpec, quick: bool) -> Vec<Fixture> {
+    let mut out = vec![Fixture {
+        name: "starter".to_string(),
+        dir: spec.dir.join(&spec.starter),
+        expect: Ok(Expect { deterministic: Some(false), ..Default::default() }),
+        solves_nothing: true,
+        _made: None,
+    }];
     let own = spec.dir.join("fixtures");
     let mut own_dirs: Vec<PathBuf> =
         std::fs::read_dir(&own).map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()).collect()).unwrap_or_default();
@@ -206,7 +237,10 @@ fn fixtures(spec: &TaskSpec) -> Vec<Fixture> {
         } else {
             Err(format!("{}: missing (every fixture states what it must grade as)", expect_file.display()))
         };
-        out.push(Fixture { name, dir, expect, _made: None });
+        out.push(Fixture { name, dir, expect, solves_nothing: false, _made: None });
+    }
+    if quick {
+        return out;
     }
     let shared = spec.root.join("fixtures").join("hostile");
     let mut shared_dirs: Vec<PathBuf> =
@@ -217,9 +251,9 @@ fn fixtures(spec: &TaskSpec) -> Vec<Fixture> {
         match fit_shared_fixture(spec, &dir) {
             Ok(made) => {
                 let expect = load_expect(&dir.join("expect.yaml"));
-                out.push(Fixture { name, dir: made.path().to_path_buf(), expect, _made: Some(made) });
+                out.push(Fixture { name, dir: made.path().to_path_buf(), expect, solves_nothing: true, _made: Some(made) });
             }
-            Err(message) => out.push(Fixture { name, dir: dir.clone(), expect: Err(message), _made: None }),
+            Err(message) => out.push(Fixture { name, dir: dir.clone(), expect: Err(message), solves_nothing: true, _made: None }),
         }
     }
     out
@@ -297,7 +331,17 @@ fn plant_links(spec: &TaskSpec, list: &Path, dest: &Path) -> Result<(), String> 
     Ok(())
 }
 
-async fn run_fixture<S: Sandbox>(sandbox: &S, spec: &TaskSpec, fixture: &Fixture, image: &ImageRef, cancel: &CancellationToken) -> Result<String, String> {
+/// Grades a fixture (twice, unless `quick` or its expectation says otherwise) and compares the
+/// grade with its expectation: `Err` when it does not hold, a warning when a fixture that solves
+/// nothing scores above the task's floor.
+async fn run_fixture<S: Sandbox>(
+    sandbox: &S,
+    spec: &TaskSpec,
+    fixture: &Fixture,
+    image: &ImageRef,
+    quick: bool,
+    cancel: &CancellationToken,
+) -> Result<(CaseStatus, String), String> {
     let expect = fixture.expect.clone()?;
     let mut spec = spec.clone();
     if let Some(cap) = &expect.timeout {
@@ -313,6 +357,8 @@ async fn run_fixture<S: Sandbox>(sandbox: &S, spec: &TaskSpec, fixture: &Fixture
         async move {
             let report = job::grade(sandbox, spec, &fixture.dir, image, &job_id, cancel, &quiet).await.map_err(|error| match error {
                 JobError::Cancelled => "cancelled".to_string(),
+                // The truth could not be read as the task file says: the task's mistake.
+                JobError::Grading(error) => format!("the task's fault (not the fixture's): {}: {error}", spec.file().display()),
                 other => format!("our side failed (not the fixture's fault): {other}"),
             })?;
             Ok::<_, String>((job_id, report))
@@ -331,18 +377,30 @@ async fn run_fixture<S: Sandbox>(sandbox: &S, spec: &TaskSpec, fixture: &Fixture
             failures.push(format!("{path} exists on the host after grading"));
         }
     }
-    if expect.deterministic.unwrap_or(true) && failures.is_empty() {
+    if !quick && expect.deterministic.unwrap_or(true) && failures.is_empty() {
         let (_, second) = grade(2).await?;
         let (a, b) = (fingerprint(&first), fingerprint(&second));
         if a != b {
             failures.push(format!("two grades differ:\n  first:  {a}\n  second: {b}"));
         }
     }
-    if failures.is_empty() {
-        Ok(format!("{} {:.1}", first.status.as_str(), first.score))
-    } else {
-        Err(failures.join("; "))
+    if !failures.is_empty() {
+        return Err(failures.join("; "));
     }
+    let summary = format!("{} {:.1}", first.status.as_str(), first.score);
+    if fixture.solves_nothing && first.score > spec.score_floor {
+        let what = if fixture.name == "starter" { "the untouched starter" } else { "a submission that solves nothing" };
+        return Ok((
+            CaseStatus::Warning,
+            format!(
+                "{summary}: {what} scores {:.1}, above the score floor {} (check.score_floor); an assessor would read points for nothing (weights: {})",
+                first.score,
+                spec.score_floor,
+                first.formula.split(';').next().unwrap_or("")
+            ),
+        ));
+    }
+    Ok((CaseStatus::Passed, summary))
 }
 
 /// What must be equal between two grades of one fixture (wall times and the runtime score vary

@@ -88,8 +88,11 @@ enum Command {
     },
     /// Check task files without running anything.
     Validate {
-        /// Task folders (default: every folder under tasks/).
+        /// Task folders (default: every task under ROOT/tasks).
         tasks: Vec<PathBuf>,
+        /// The project folder that holds tasks/ and datasets/.
+        #[arg(long)]
+        root: Option<PathBuf>,
     },
     /// Score a predictions file against a truth file with one metric (CSV or Parquet; rows
     /// match by id, in any order). Prints {"metric": ..., "value": ...}.
@@ -130,6 +133,11 @@ enum Command {
         /// Fixtures graded at once (default: what the cores and memory allow for the task's steps).
         #[arg(long)]
         jobs: Option<usize>,
+        /// The author's fast loop: the static checks, the starter and the task's own fixtures,
+        /// each graded once (no shared hostile fixtures, no determinism re-grade). CI runs the
+        /// full check.
+        #[arg(long)]
+        quick: bool,
     },
     /// Run the daemon: git intake, the job queue and workers, the web UI and API.
     Serve {
@@ -315,8 +323,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Report { report, html, markdown, json, view } => render_report(&report, &Outputs { json, html, markdown }, view),
         Command::Images { command: ImagesCommand::Build { names, root, method, force } } => build_images(&root, names, method.into(), force).await,
-        Command::Validate { tasks } => validate(tasks),
-        Command::Check { tasks, root, junit, runtime, fixtures, jobs } => check(&root, tasks, junit.as_deref(), runtime, fixtures.as_deref(), jobs).await,
+        Command::Validate { tasks, root } => validate(tasks, root),
+        Command::Check { tasks, root, junit, runtime, fixtures, jobs, quick } => {
+            check(&root, tasks, junit.as_deref(), runtime, fixtures.as_deref(), jobs, quick).await
+        }
         Command::Score { metric, truth, predictions, id, target, positive } => score(&metric, &truth, &predictions, id, target, positive),
         Command::Serve { config } => {
             let config = config.load()?;
@@ -504,7 +514,7 @@ fn score(metric: &str, truth: &Path, predictions: &Path, id: String, target: Opt
         columns: Vec::new(),
         metric,
         scale: Scale { zero_at: 0.0, full_at: 1.0 },
-        weights: Weights { accuracy: 1.0, code_quality: 0.0, runtime: 0.0 },
+        weights: Weights { accuracy: 1.0, code_quality: 0.0, runtime: 0.0, gated: true },
         tolerance: crate::task::DEFAULT_TOLERANCE,
     };
     let accuracy = grading::grade_output(&spec, predictions, truth).map_err(usage)?;
@@ -539,6 +549,7 @@ async fn check(
     runtime: crate::sandbox::Runtime,
     only_fixtures: Option<&str>,
     jobs: Option<usize>,
+    quick: bool,
 ) -> Result<(), Failure> {
     use crate::check::{self, CaseResult, CaseStatus};
     let tasks = if tasks.is_empty() {
@@ -566,7 +577,7 @@ async fn check(
             None => ImageRef { tag: String::new(), id: String::new() },
         };
         let jobs = jobs.unwrap_or_else(|| default_jobs(loaded.as_ref())).max(1);
-        progress(&format!("checking {} ({jobs} fixture{} at a time)", task_dir.display(), if jobs == 1 { "" } else { "s" }));
+        progress(&format!("checking {} ({} at a time{})", task_dir.display(), crate::units::count(jobs, "fixture"), if quick { ", quick" } else { "" }));
         let print = |case: &CaseResult| {
             let status = match case.status {
                 CaseStatus::Passed => "passed",
@@ -574,9 +585,10 @@ async fn check(
                 CaseStatus::Warning => "warning",
             };
             let first = case.message.lines().next().unwrap_or("");
-            eprintln!("check: {:<18} {:<28} {status:<8} {:>6.1} s  {first}", case.task, case.name, case.seconds);
+            eprintln!("check: {:<20} {:<34} {status:<8} {:>6.1} s  {first}", case.task, case.name, case.seconds);
         };
-        results.extend(check::check_task(&sandbox, task_dir, &image, only_fixtures, jobs, &cancel, &print).await);
+        let options = check::CheckOptions { only_fixtures, quick, jobs };
+        results.extend(check::check_task(&sandbox, task_dir, &image, &options, &cancel, &print).await);
         if cancel.is_cancelled() {
             break;
         }
@@ -587,7 +599,12 @@ async fn check(
     }
     let failed: Vec<&CaseResult> = results.iter().filter(|r| r.status == CaseStatus::Failed).collect();
     let warnings = results.iter().filter(|r| r.status == CaseStatus::Warning).count();
-    println!("\ntakehome check: {} tasks, {} checks in {:.0} s\n", tasks.len(), results.len(), started.elapsed().as_secs_f64());
+    println!(
+        "\ntakehome check: {}, {} in {:.0} s\n",
+        crate::units::count(tasks.len(), "task"),
+        crate::units::count(results.len(), "check"),
+        started.elapsed().as_secs_f64()
+    );
     println!("{:<8} {:<20} {:<34} {:>8}  detail", "result", "task", "check", "seconds");
     for case in &results {
         let status = match case.status {
@@ -606,7 +623,7 @@ async fn check(
         println!("warning {} / {}: {}", case.task, case.name, case.message);
     }
     if warnings > 0 {
-        println!("{warnings} warnings");
+        println!("{}", crate::units::count(warnings, "warning"));
     }
     println!("{} passed, {} failed", results.len() - failed.len(), failed.len());
     if cancel.is_cancelled() {
@@ -663,24 +680,30 @@ fn assign(config: &crate::config::Config, task_id: &str, candidate: &str, time_b
     Ok(())
 }
 
-fn validate(tasks: Vec<PathBuf>) -> Result<(), Failure> {
+fn validate(tasks: Vec<PathBuf>, root: Option<PathBuf>) -> Result<(), Failure> {
     let tasks = if tasks.is_empty() {
-        let mut found: Vec<PathBuf> = std::fs::read_dir("tasks")
-            .context("tasks: cannot list task folders (run from the project folder or name the tasks)")
+        let root = root.unwrap_or_else(|| PathBuf::from("."));
+        crate::check::discover_tasks(&root)
+            .with_context(|| {
+                format!("{}: cannot list task folders (run from the project folder, pass --root, or name the tasks)", root.join("tasks").display())
+            })
             .map_err(usage)?
-            .filter_map(Result::ok)
-            .map(|entry| entry.path())
-            .filter(|path| path.join("task.yaml").is_file())
-            .collect();
-        found.sort();
-        found
     } else {
         tasks
     };
     let mut n_invalid = 0;
     for dir in &tasks {
         match task::load(dir) {
-            Ok(spec) => println!("{}: ok ({}, {} steps)", dir.display(), spec.kind.as_str(), spec.steps.len()),
+            Ok(spec) => {
+                // The task file holds; now its data: columns, labels, ids.
+                let problems = crate::grading::task_data::check(&spec);
+                if problems.is_empty() {
+                    println!("{}: ok ({}, {})", dir.display(), spec.kind.as_str(), crate::units::count(spec.steps.len(), "step"));
+                } else {
+                    n_invalid += 1;
+                    println!("{}", crate::grading::task_data::render(&spec, &problems));
+                }
+            }
             Err(error) => {
                 n_invalid += 1;
                 println!("{error}");
@@ -689,7 +712,7 @@ fn validate(tasks: Vec<PathBuf>) -> Result<(), Failure> {
     }
     println!("{} valid, {n_invalid} invalid", tasks.len() - n_invalid);
     if n_invalid > 0 {
-        return Err(usage(anyhow::anyhow!("{n_invalid} invalid task file(s)")));
+        return Err(usage(anyhow::anyhow!("{} invalid", crate::units::count(n_invalid, "task"))));
     }
     Ok(())
 }

@@ -377,7 +377,7 @@ async fn build_report(
     let runtime_score = if all_ok { grading::runtime_score(wall, task.runtime_full_under, task.total_timeout()) } else { 0.0 };
 
     let weights = spec.weights;
-    let score = grading::total_score(&[(weights.accuracy, accuracy_score), (weights.code_quality, code_score), (weights.runtime, runtime_score)]);
+    let score = weights.total(accuracy_score, code_score, runtime_score);
     let per_100 = if lines_of_code == 0 { 0.0 } else { findings.len() as f64 * 100.0 / lines_of_code as f64 };
     let formula = explain(
         &weights,
@@ -470,8 +470,10 @@ fn fmt1(value: f64) -> String {
 /// The score's formula with its inputs, so that an assessor can recompute it by hand.
 fn explain(weights: &crate::task::Weights, scores: (f64, f64, f64), total: f64, accuracy: &str, code: &str, runtime: &str) -> String {
     let sum = weights.accuracy + weights.code_quality + weights.runtime;
+    let (open, gate) = if weights.gated { ("(", format!(") x accuracy {}/100", fmt1(scores.0))) } else { ("", String::new()) };
+    let why = if weights.gated { " (code quality and runtime count in proportion to accuracy)" } else { "" };
     format!(
-        "score {} = ({} x accuracy {} + {} x code_quality {} + {} x runtime {}) / {sum}; accuracy {accuracy}; code_quality {code}; runtime {runtime}",
+        "score {} = ({} x accuracy {} + {open}{} x code_quality {} + {} x runtime {}{gate}) / {sum}{why}; accuracy {accuracy}; code_quality {code}; runtime {runtime}",
         fmt1(total),
         weights.accuracy,
         fmt1(scores.0),

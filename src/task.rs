@@ -25,6 +25,8 @@ pub const DEFAULT_LINT_SELECT: [&str; 3] = ["E", "F", "W"];
 /// Lint findings per 100 lines of code at which the code-quality score reaches zero.
 pub const DEFAULT_LINT_ZERO_AT: f64 = 10.0;
 pub const DEFAULT_TOLERANCE: f64 = 1e-6;
+/// `check` warns when the untouched starter or a hostile fixture scores above this (0–100).
+pub const DEFAULT_SCORE_FLOOR: f64 = 10.0;
 
 const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 const MIN_MEMORY: u64 = 32 << 20;
@@ -183,6 +185,21 @@ pub struct Weights {
     pub accuracy: f64,
     pub code_quality: f64,
     pub runtime: f64,
+    /// Code quality and runtime count in proportion to the accuracy score (default): a
+    /// submission that earns no accuracy earns nothing else. `weights: { gated: false }` opts out.
+    pub gated: bool,
+}
+
+impl Weights {
+    /// The total score, 0–100, from the three component scores.
+    pub fn total(&self, accuracy: f64, code_quality: f64, runtime: f64) -> f64 {
+        let sum = self.accuracy + self.code_quality + self.runtime;
+        if sum <= 0.0 {
+            return 0.0;
+        }
+        let gate = if self.gated { accuracy.clamp(0.0, 100.0) / 100.0 } else { 1.0 };
+        (self.accuracy * accuracy + (self.code_quality * code_quality + self.runtime * runtime) * gate) / sum
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -238,6 +255,8 @@ pub struct TaskSpec {
     pub output_cap_bytes: u64,
     /// The container runtime this task needs at least (`sandbox: { runtime: runsc }`).
     pub min_runtime: crate::sandbox::Runtime,
+    /// `check` warns when the untouched starter or a hostile fixture scores above this.
+    pub score_floor: f64,
     /// The folder that holds task.yaml.
     pub dir: PathBuf,
     /// The folder that holds `tasks/`, `datasets/` and `runner-images/`.
@@ -475,11 +494,48 @@ impl Reader {
         }
     }
 
+    /// A class label: a string, or a number written as YAML writes it (`3`, `0.5`).
+    fn label(&mut self, map: &Mapping, path: &str, key: &str) -> Option<String> {
+        match map.get(key) {
+            Some(Value::Number(number)) => Some(number.to_string()),
+            _ => self.string(map, path, key, false),
+        }
+    }
+
+    /// A list of class labels, strings or numbers (`classes: [3, 4, 5]`).
+    fn label_list(&mut self, map: &Mapping, path: &str, key: &str) -> Option<Vec<String>> {
+        let field = join(path, key);
+        match map.get(key)? {
+            Value::Sequence(items) => {
+                let mut out: Vec<String> = Vec::new();
+                for (index, item) in items.iter().enumerate() {
+                    let label = match item {
+                        Value::String(text) if !text.trim().is_empty() => text.clone(),
+                        Value::Number(number) => number.to_string(),
+                        other => {
+                            self.problem(&format!("{field}[{index}]"), format!("expected a label (a string or a number), got {}", describe(other)));
+                            continue;
+                        }
+                    };
+                    if out.contains(&label) {
+                        self.problem(&format!("{field}[{index}]"), format!("{label:?} is listed twice"));
+                    }
+                    out.push(label);
+                }
+                Some(out)
+            }
+            other => {
+                self.problem(&field, format!("expected a list of labels, got {}", describe(other)));
+                None
+            }
+        }
+    }
+
     fn task(&mut self, document: &Value, task_dir: &Path) -> Option<TaskSpec> {
         let top = self.mapping(
             document,
             "",
-            &["id", "title", "kind", "time_box", "image", "brief", "starter", "dataset", "steps", "grading", "lint", "runtime", "storage", "sandbox"],
+            &["id", "title", "kind", "time_box", "image", "brief", "starter", "dataset", "steps", "grading", "lint", "runtime", "storage", "sandbox", "check"],
         )?;
         let root = task_dir.parent().and_then(Path::parent).unwrap_or(Path::new(".")).to_path_buf();
 
@@ -566,6 +622,16 @@ impl Reader {
             }
         }
 
+        let mut score_floor = DEFAULT_SCORE_FLOOR;
+        if let Some(value) = top.get("check") {
+            if let Some(map) = self.mapping(value, "check", &["score_floor"]) {
+                score_floor = self.optional_number(map, "check", "score_floor", DEFAULT_SCORE_FLOOR);
+                if !(0.0..=100.0).contains(&score_floor) {
+                    self.problem("check.score_floor", format!("{score_floor} is out of range (expected 0 to 100)"));
+                }
+            }
+        }
+
         Some(TaskSpec {
             id: id?,
             title: title?,
@@ -582,6 +648,7 @@ impl Reader {
             workspace_cap_bytes,
             output_cap_bytes,
             min_runtime,
+            score_floor,
             dir: task_dir.to_path_buf(),
             root,
         })
@@ -742,8 +809,8 @@ impl Reader {
             self.string(map, path, "id", kind.is_some())
         };
         let target = self.string(map, path, "target", false);
-        let positive = self.string(map, path, "positive", false);
-        let classes = self.string_list(map, path, "classes");
+        let positive = self.label(map, path, "positive");
+        let classes = self.label_list(map, path, "classes");
         if let (Some(metric), Some(kind)) = (metric, kind) {
             let fits = match kind {
                 TaskKind::ModelTraining => metric.input() != MetricInput::Table,
@@ -787,7 +854,7 @@ impl Reader {
             }
         };
         let weights = match map.get("weights") {
-            Some(value) => self.mapping(value, "grading.weights", &["accuracy", "code_quality", "runtime"]).map(|weights_map| {
+            Some(value) => self.mapping(value, "grading.weights", &["accuracy", "code_quality", "runtime", "gated"]).map(|weights_map| {
                 let mut weight = |key: &str| {
                     let value = self.optional_number(weights_map, "grading.weights", key, 0.0);
                     if value < 0.0 {
@@ -795,13 +862,22 @@ impl Reader {
                     }
                     value
                 };
-                let weights = Weights { accuracy: weight("accuracy"), code_quality: weight("code_quality"), runtime: weight("runtime") };
+                let (accuracy, code_quality, runtime) = (weight("accuracy"), weight("code_quality"), weight("runtime"));
+                let gated = match weights_map.get("gated") {
+                    None => true,
+                    Some(Value::Bool(gated)) => *gated,
+                    Some(other) => {
+                        self.problem("grading.weights.gated", format!("expected true or false, got {}", describe(other)));
+                        true
+                    }
+                };
+                let weights = Weights { accuracy, code_quality, runtime, gated };
                 if weights.accuracy + weights.code_quality + weights.runtime <= 0.0 {
                     self.problem("grading.weights", "must add up to more than zero");
                 }
                 weights
             }),
-            None => Some(Weights { accuracy: 70.0, code_quality: 15.0, runtime: 15.0 }),
+            None => Some(Weights { accuracy: 70.0, code_quality: 15.0, runtime: 15.0, gated: true }),
         };
         let tolerance = self.optional_number(map, path, "tolerance", DEFAULT_TOLERANCE);
         if tolerance < 0.0 {

@@ -60,6 +60,15 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 /// Prints a byte count with a binary unit, for messages: `1.5 GiB`, `300 KiB`, `12 B`.
+/// `1 step`, `3 steps`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 pub fn format_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod predictions;
 pub mod records;
 pub mod table;
+pub mod task_data;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -253,15 +254,6 @@ pub fn runtime_score(wall: Duration, full_under: Duration, zero_at: Duration) ->
     100.0 * (1.0 - fraction).clamp(0.0, 1.0)
 }
 
-/// The weighted mean of the component scores.
-pub fn total_score(parts: &[(f64, f64)]) -> f64 {
-    let weight: f64 = parts.iter().map(|(w, _)| w).sum();
-    if weight <= 0.0 {
-        return 0.0;
-    }
-    parts.iter().map(|(w, s)| w * s).sum::<f64>() / weight
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,6 +267,13 @@ mod tests {
         assert_eq!(runtime_score(s(10), s(30), s(130)), 100.0);
         assert_eq!(runtime_score(s(80), s(30), s(130)), 50.0);
         assert_eq!(runtime_score(s(200), s(30), s(130)), 0.0);
-        assert_eq!(total_score(&[(70.0, 100.0), (30.0, 0.0)]), 70.0);
+        let weights = crate::task::Weights { accuracy: 70.0, code_quality: 15.0, runtime: 15.0, gated: false };
+        assert_eq!(weights.total(100.0, 0.0, 0.0), 70.0);
+        assert_eq!(weights.total(0.0, 100.0, 100.0), 30.0);
+        // Gated (the default): nothing but accuracy counts without accuracy, half of it at 50.
+        let gated = crate::task::Weights { gated: true, ..weights };
+        assert_eq!(gated.total(0.0, 100.0, 100.0), 0.0);
+        assert_eq!(gated.total(50.0, 100.0, 100.0), 50.0);
+        assert_eq!(gated.total(100.0, 100.0, 100.0), 100.0);
     }
 }

@@ -259,6 +259,13 @@ enum TruthValues {
 impl Truth {
     fn read(spec: &GradingSpec, path: &Path, id: &str, target: &str, input: MetricInput) -> Result<Truth, String> {
         let labels = input != MetricInput::Numbers;
+        // A column the task file names but the truth lacks is the task's mistake: say which field.
+        let names = records::header(path)?;
+        for (field, column) in [("grading.id", id), ("grading.target", target)] {
+            if !names.iter().any(|n| n == column) {
+                return Err(format!("no column {column:?} (named by {field}; the truth's columns: {})", names.join(", ")));
+            }
+        }
         let wanted = [(id, Want::Id), (target, if labels { Want::Label } else { Want::Number })];
         let parts = records::read(path, &wanted, u64::MAX, || TruthSink {
             ids: Ids::Int(Vec::new()),

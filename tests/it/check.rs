@@ -1,7 +1,8 @@
 //! `takehome check` finds every planted mistake of tests/fixtures/check-root: a manifest that
 //! does not match, hidden ids and a hidden file handed to candidates, a feature that gives the
-//! label away, a fixture that misses its expectation, one without expect.yaml, and one whose two
-//! grades differ. (The shipped tasks and the shared hostile fixtures are checked by .ci/run.)
+//! label away, a fixture that misses its expectation, one without expect.yaml, one whose two
+//! grades differ, and a task whose grading names a column its truth lacks. (The shipped tasks and
+//! the shared hostile fixtures are checked by .ci/run.)
 
 use std::time::Duration;
 
@@ -59,12 +60,17 @@ async fn check_reports_every_planted_mistake() {
         "FAILED leaky / fixture no-expect:",
         "FAILED leaky / fixture random:",
         "two grades differ",
-        "2 passed, 6 failed",
+        // A column the task file names but the truth lacks: the task's fault, with its field,
+        // found before any fixture runs.
+        "FAILED typo / task data:",
+        "grading.target: datasets/leaky/hidden/labels.csv has no column \"labl\"",
+        "5 passed, 7 failed",
     ] {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
     }
     // Progress went to stderr as the checks ran, one line each.
-    assert_eq!(stderr.lines().filter(|l| l.starts_with("check: leaky")).count(), 8, "{stderr}");
+    assert_eq!(stderr.lines().filter(|l| l.starts_with("check: leaky")).count(), 10, "{stderr}");
+    assert!(stdout.contains("passed   leaky                fixture starter"), "the starter is graded as a fixture: {stdout}");
     let xml = std::fs::read_to_string(junit.path()).unwrap();
-    assert!(xml.contains("<testsuite name=\"leaky\" tests=\"8\" failures=\"6\""), "{xml}");
+    assert!(xml.contains("<testsuite name=\"leaky\" tests=\"10\" failures=\"6\""), "{xml}");
 }

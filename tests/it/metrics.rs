@@ -77,7 +77,7 @@ fn spec(metric: Metric, positive: Option<&str>) -> GradingSpec {
         columns: Vec::new(),
         metric,
         scale: Scale { zero_at: 0.0, full_at: 1.0 },
-        weights: Weights { accuracy: 1.0, code_quality: 0.0, runtime: 0.0 },
+        weights: Weights { accuracy: 1.0, code_quality: 0.0, runtime: 0.0, gated: true },
         tolerance: 1e-6,
     }
 }
@@ -197,7 +197,7 @@ fn cleaning_spec(key: Option<&str>, columns: Vec<(String, takehome::task::CellCo
         columns,
         metric: Metric::CellAccuracy,
         scale: Scale { zero_at: 0.0, full_at: 1.0 },
-        weights: Weights { accuracy: 1.0, code_quality: 0.0, runtime: 0.0 },
+        weights: Weights { accuracy: 1.0, code_quality: 0.0, runtime: 0.0, gated: true },
         tolerance: 1e-6,
     }
 }

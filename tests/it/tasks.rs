@@ -1,34 +1,48 @@
-//! Task files: every bad fixture gives exactly its expected errors, all at once; the real tasks load.
+//! Task files: every bad fixture gives exactly its expected errors, all at once (those of the task
+//! file in expected.txt, those of its data in expected-data.txt); the shipped tasks load and their
+//! data holds.
 
 use super::common::repo_root;
 
 #[test]
 fn bad_task_files_give_every_error_with_file_and_field() {
     let root = repo_root().join("tests/fixtures/bad-tasks");
-    let mut n_checked = 0;
+    let (mut n_checked, mut n_data) = (0, 0);
     for entry in std::fs::read_dir(root.join("tasks")).unwrap() {
         let dir = entry.unwrap().path();
         let expected_file = dir.join("expected.txt");
         let result = takehome::task::load(&dir);
+        let prefix = format!("{}/", root.display());
         if !expected_file.exists() {
-            assert!(result.is_ok(), "{}: expected to be valid, got:\n{}", dir.display(), result.unwrap_err());
+            // The task file holds; its data must give exactly the expected problems (or none).
+            let spec = result.unwrap_or_else(|error| panic!("{}: expected to be valid, got:\n{error}", dir.display()));
+            let problems = takehome::grading::task_data::check(&spec);
+            let got = takehome::grading::task_data::render(&spec, &problems).replace(&prefix, "");
+            let expected = std::fs::read_to_string(dir.join("expected-data.txt")).unwrap_or_default();
+            assert_eq!(got.trim_end(), expected.trim_end(), "{}", dir.display());
+            n_data += usize::from(!expected.is_empty());
             continue;
         }
         let error = result.expect_err("an invalid task file must be refused");
-        let prefix = format!("{}/", root.display());
         let got = error.to_string().replace(&prefix, "");
         let expected = std::fs::read_to_string(&expected_file).unwrap();
         assert_eq!(got.trim_end(), expected.trim_end(), "{}", dir.display());
         n_checked += 1;
     }
     assert!(n_checked >= 6, "only {n_checked} bad task fixtures were checked");
+    assert!(n_data >= 4, "only {n_data} bad task data fixtures were checked");
 }
 
 #[test]
 fn shipped_tasks_are_valid() {
-    for id in ["diamond-cut", "penguins-cleaning"] {
-        let task = takehome::task::load(&repo_root().join("tasks").join(id)).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(task.id, id);
+    // Discovered, not listed: a new task is checked as soon as it has a task.yaml.
+    let shipped = takehome::check::discover_tasks(&repo_root()).unwrap();
+    assert!(shipped.len() >= 2, "{shipped:?}");
+    for dir in shipped {
+        let task = takehome::task::load(&dir).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(Some(task.id.as_str()), dir.file_name().and_then(|n| n.to_str()));
+        let problems = takehome::grading::task_data::check(&task);
+        assert!(problems.is_empty(), "{}", takehome::grading::task_data::render(&task, &problems));
         // The truth is never among a step's inputs.
         for step in &task.steps {
             for input in &step.inputs {
