@@ -74,3 +74,20 @@ async fn check_reports_every_planted_mistake() {
     let xml = std::fs::read_to_string(junit.path()).unwrap();
     assert!(xml.contains("<testsuite name=\"leaky\" tests=\"10\" failures=\"6\""), "{xml}");
 }
+
+/// No points for doing nothing: each shipped task's untouched starter scores under its floor
+/// (code quality and runtime count in proportion to accuracy, and the scale starts where the
+/// starter stands).
+#[tokio::test]
+async fn shipped_starters_score_under_their_floor() {
+    let Some(sandbox) = docker().await else { return };
+    let (tag, id) = python_image(&sandbox).await;
+    let image = takehome::job::ImageRef { tag, id };
+    for dir in takehome::check::discover_tasks(&repo_root()).unwrap() {
+        let task = takehome::task::load(&dir).unwrap();
+        let starter = task.dir.join(&task.starter);
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let report = takehome::job::grade(&sandbox, &task, &starter, &image, &takehome::job::new_job_id(), &cancel, &|_| {}).await.unwrap();
+        assert!(report.score <= task.score_floor, "{}: the starter scores {:.1} (floor {}): {}", task.id, report.score, task.score_floor, report.formula);
+    }
+}
