@@ -139,6 +139,29 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// Scaffold a model-training task from one CSV table: a deterministic public/hidden split
+    /// (datasets/ID with its manifest), task.yaml with a metric and scale drawn from the data, a
+    /// placeholder brief and starter, and a baseline fixture. Passes `check` as generated.
+    NewTask {
+        /// The new task's id (also its data set's).
+        id: String,
+        /// model-training (data-cleaning tasks need a dirty and a clean table: copy
+        /// tasks/penguins-cleaning instead).
+        #[arg(long, default_value = "model-training")]
+        kind: String,
+        /// The table to split.
+        #[arg(long)]
+        from_csv: PathBuf,
+        /// The column to predict.
+        #[arg(long)]
+        target: String,
+        /// The id column (default: a column `id` numbering the rows is added).
+        #[arg(long = "id")]
+        id_column: Option<String>,
+        /// The project folder that holds tasks/, datasets/ and runner-images/.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+    },
     /// Run the daemon: git intake, the job queue and workers, the web UI and API.
     Serve {
         #[command(flatten)]
@@ -328,6 +351,24 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             check(&root, tasks, junit.as_deref(), runtime, fixtures.as_deref(), jobs, quick).await
         }
         Command::Score { metric, truth, predictions, id, target, positive } => score(&metric, &truth, &predictions, id, target, positive),
+        Command::NewTask { id, kind, from_csv, target, id_column, root } => {
+            if kind != "model-training" {
+                return Err(usage(anyhow::anyhow!(
+                    "--kind {kind}: new-task scaffolds model-training tasks only (a data-cleaning task needs a dirty and a clean table: copy tasks/penguins-cleaning)"
+                )));
+            }
+            let made = crate::scaffold::new_task(&crate::scaffold::NewTask { id, from_csv, target, id_column, root }).map_err(|m| usage(anyhow::anyhow!(m)))?;
+            println!(
+                "made {} and {} ({} public rows, {} hidden; metric {})\nnext: edit the brief and the starter, add a reference fixture, then `takehome check --quick {}`",
+                made.task_dir.display(),
+                made.dataset_dir.display(),
+                made.public_rows,
+                made.hidden_rows,
+                made.metric,
+                made.task_dir.display()
+            );
+            Ok(())
+        }
         Command::Serve { config } => {
             let config = config.load()?;
             let shutdown = CancellationToken::new();

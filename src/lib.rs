@@ -11,6 +11,7 @@ pub mod intake;
 pub mod job;
 pub mod report;
 pub mod sandbox;
+pub mod scaffold;
 pub mod secret;
 pub mod store;
 pub mod submission;

@@ -91,3 +91,75 @@ async fn shipped_starters_score_under_their_floor() {
         assert!(report.score <= task.score_floor, "{}: the starter scores {:.1} (floor {}): {}", task.id, report.score, task.score_floor, report.formula);
     }
 }
+
+/// `new-task` from a CSV makes a task that `check` passes untouched (labels and numbers), and
+/// `check --quick` gives the same verdicts as `check` for the fixtures it grades.
+#[tokio::test]
+async fn a_new_task_from_a_csv_passes_check_untouched() {
+    let Some(sandbox) = docker().await else { return };
+    python_image(&sandbox).await;
+    let root = tempfile::tempdir().unwrap();
+    let recipe = root.path().join("runner-images/python");
+    std::fs::create_dir_all(&recipe).unwrap();
+    for entry in std::fs::read_dir(repo_root().join("runner-images/python")).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), recipe.join(entry.file_name())).unwrap();
+        }
+    }
+    let mut csv = String::from("x1,colour,grade,price\n");
+    for i in 0..150 {
+        let x = (i * 37 % 101) as f64 / 10.0;
+        let colour = ["red", "green", "blue, dark"][i % 3];
+        csv.push_str(&format!("{x},\"{colour}\",{},{:.2}\n", if x > 5.0 { 7 } else { 3 + i % 2 }, 2.0 * x + (i % 7) as f64));
+    }
+    let source = root.path().join("table.csv");
+    std::fs::write(&source, csv).unwrap();
+    let run = |args: Vec<String>| async move {
+        tokio::time::timeout(Duration::from_secs(300), tokio::process::Command::new(takehome_binary()).args(args).output()).await.expect("finishes").unwrap()
+    };
+    let root_arg = root.path().display().to_string();
+    for (id, target) in [("grades", "grade"), ("prices", "price")] {
+        let made = run(vec![
+            "new-task".into(),
+            id.into(),
+            "--from-csv".into(),
+            source.display().to_string(),
+            "--target".into(),
+            target.into(),
+            "--root".into(),
+            root_arg.clone(),
+        ])
+        .await;
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    }
+    let yaml = std::fs::read_to_string(root.path().join("tasks/prices/task.yaml")).unwrap();
+    assert!(yaml.contains("metric: rmse"), "{yaml}");
+    let yaml = std::fs::read_to_string(root.path().join("tasks/grades/task.yaml")).unwrap();
+    assert!(yaml.contains("metric: accuracy"), "{yaml}");
+    // The same table twice into one id is refused, naming what exists.
+    let again = run(vec![
+        "new-task".into(),
+        "grades".into(),
+        "--from-csv".into(),
+        source.display().to_string(),
+        "--target".into(),
+        "grade".into(),
+        "--root".into(),
+        root_arg.clone(),
+    ])
+    .await;
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+
+    let full = run(vec!["check".into(), "--root".into(), root_arg.clone()]).await;
+    let full_out = String::from_utf8_lossy(&full.stdout);
+    assert!(full.status.success(), "{full_out}\n{}", String::from_utf8_lossy(&full.stderr));
+    assert!(full_out.contains("16 passed, 0 failed"), "{full_out}");
+    let quick = run(vec!["check".into(), "--root".into(), root_arg, "--quick".into()]).await;
+    let quick_out = String::from_utf8_lossy(&quick.stdout);
+    assert!(quick.status.success(), "{quick_out}");
+    let verdicts = |out: &str| rows(out).into_iter().filter(|r| r.contains("fixture")).collect::<Vec<_>>();
+    assert_eq!(verdicts(&quick_out), verdicts(&full_out));
+    assert!(verdicts(&quick_out).len() >= 4, "{quick_out}");
+}

@@ -1,0 +1,309 @@
+//! `takehome new-task`: a model-training task scaffolded from one CSV table, ready for `check`.
+//!
+//! Writes `datasets/<id>/` (a deterministic public/hidden split: a row is hidden when a hash of
+//! its id says so, whatever the order of the rows; `public/train.csv` with the target,
+//! `hidden/features/test.csv` without it, `hidden/labels.csv` with the id and the target, and
+//! `MANIFEST.sha256`) and `tasks/<id>/` (task.yaml with a metric and a scale drawn from the data,
+//! a placeholder brief, a starter that predicts the most common label or the mean, and a
+//! `baseline` fixture that proves such a starter earns nothing). The author then edits the brief,
+//! the starter and the scale, and adds a reference solution.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::grading::records::{self, Field, Sink, Stop, Want};
+
+/// One row in this many is hidden (20 %).
+const HIDDEN_ONE_IN: u64 = 5;
+
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub id: String,
+    pub from_csv: PathBuf,
+    pub target: String,
+    /// The id column; `None`: a column `id` is added (the row's number).
+    pub id_column: Option<String>,
+    /// The project folder (holds tasks/, datasets/, runner-images/).
+    pub root: PathBuf,
+}
+
+/// What was made, for the author.
+#[derive(Debug, Clone)]
+pub struct Made {
+    pub task_dir: PathBuf,
+    pub dataset_dir: PathBuf,
+    pub public_rows: usize,
+    pub hidden_rows: usize,
+    pub metric: &'static str,
+}
+
+pub fn new_task(request: &NewTask) -> Result<Made, String> {
+    let id = &request.id;
+    if !crate::task::is_name(id) {
+        return Err(format!("{id:?} is not a valid task id (expected lowercase letters, digits and '-')"));
+    }
+    let task_dir = request.root.join("tasks").join(id);
+    let dataset_dir = request.root.join("datasets").join(id);
+    for dir in [&task_dir, &dataset_dir] {
+        if dir.exists() {
+            return Err(format!("{} exists already; choose another id or remove it", dir.display()));
+        }
+    }
+    if !request.root.join("runner-images/python").is_dir() {
+        return Err(format!("{}: no runner-images/python (run from the project folder or pass --root)", request.root.display()));
+    }
+    let source = &request.from_csv;
+    let header = records::header(source).map_err(|message| format!("{}: {message}", source.display()))?;
+    if !header.contains(&request.target) {
+        return Err(format!("{}: no column {:?} to predict (its columns: {})", source.display(), request.target, header.join(", ")));
+    }
+    if let Some(column) = &request.id_column {
+        if !header.contains(column) {
+            return Err(format!("{}: no id column {column:?} (its columns: {})", source.display(), header.join(", ")));
+        }
+    }
+    let wanted: Vec<(&str, Want)> = header.iter().map(|name| (name.as_str(), Want::Label)).collect();
+    let parts = records::read(source, &wanted, u64::MAX, Rows::default).map_err(|message| format!("{}: {message}", source.display()))?;
+    let rows: Vec<Vec<String>> = parts.into_iter().flat_map(|(part, _)| part.0).collect();
+    if rows.len() < 20 {
+        return Err(format!("{}: {} rows; a task needs at least 20 to split", source.display(), rows.len()));
+    }
+
+    // The id column: the table's own (unique, never empty), or the row's number.
+    let target_at = header.iter().position(|n| n == &request.target).expect("checked");
+    let (id_name, columns, rows) = match &request.id_column {
+        Some(column) => {
+            let at = header.iter().position(|n| n == column).expect("checked");
+            let mut seen = std::collections::HashSet::new();
+            for (number, row) in rows.iter().enumerate() {
+                if row[at].trim().is_empty() || !seen.insert(row[at].clone()) {
+                    return Err(format!("{}: row {}: the id {:?} is empty or repeated; ids must be unique", source.display(), number + 2, row[at]));
+                }
+            }
+            (column.clone(), header.clone(), rows)
+        }
+        None => {
+            if header.iter().any(|n| n == "id") {
+                return Err(format!("{}: has a column \"id\"; name it with --id", source.display()));
+            }
+            let mut columns = vec!["id".to_string()];
+            columns.extend(header.iter().cloned());
+            let rows = rows.into_iter().enumerate().map(|(n, row)| std::iter::once((n + 1).to_string()).chain(row).collect()).collect();
+            (String::from("id"), columns, rows)
+        }
+    };
+    let target_at = columns.iter().position(|n| n == &request.target).unwrap_or(target_at);
+    let id_at = columns.iter().position(|n| n == &id_name).expect("the id column");
+    if rows.iter().any(|row| row[target_at].trim().is_empty()) {
+        return Err(format!("{}: rows without a {:?}: drop or fill them first", source.display(), request.target));
+    }
+
+    let hidden = |row: &Vec<String>| {
+        let digest = Sha256::digest(format!("takehome-split\0{id}\0{}", row[id_at]).as_bytes());
+        u64::from_be_bytes(digest[..8].try_into().expect("eight bytes")) % HIDDEN_ONE_IN == 0
+    };
+    let (test, train): (Vec<&Vec<String>>, Vec<&Vec<String>>) = rows.iter().partition(|row| hidden(row));
+    if test.is_empty() || train.is_empty() {
+        return Err(format!("{}: the split left one side empty; add rows", source.display()));
+    }
+
+    // What to predict: numbers with many values are a regression, anything else labels.
+    let values: Vec<&str> = rows.iter().map(|row| row[target_at].trim()).collect();
+    let numbers: Option<Vec<f64>> = values.iter().map(|v| v.parse::<f64>().ok().filter(|x| x.is_finite())).collect();
+    let distinct: BTreeMap<&str, usize> = values.iter().fold(BTreeMap::new(), |mut counts, v| {
+        *counts.entry(*v).or_default() += 1;
+        counts
+    });
+    let regression = numbers.is_some() && distinct.len() > 20;
+    let truth_values: Vec<&str> = test.iter().map(|row| row[target_at].trim()).collect();
+    let (metric, scale, starter_guess) = if regression {
+        // Zero points for predicting the training mean; full points for a perfect prediction.
+        let train_numbers: Vec<f64> = train.iter().map(|row| row[target_at].trim().parse::<f64>().expect("numbers")).collect();
+        let mean = train_numbers.iter().sum::<f64>() / train_numbers.len() as f64;
+        let rmse = (truth_values.iter().map(|v| (v.parse::<f64>().expect("numbers") - mean).powi(2)).sum::<f64>() / truth_values.len() as f64).sqrt();
+        ("rmse", format!("{{ zero_at: {}, full_at: 0.0 }}", round_up(rmse)), "mean")
+    } else {
+        // Zero points for predicting the most common training label.
+        let mut train_counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for row in &train {
+            *train_counts.entry(row[target_at].trim()).or_default() += 1;
+        }
+        let most_common = train_counts.iter().max_by_key(|(label, n)| (**n, std::cmp::Reverse(**label))).map(|(l, _)| *l).unwrap_or("");
+        let baseline = truth_values.iter().filter(|v| **v == most_common).count() as f64 / truth_values.len() as f64;
+        ("accuracy", format!("{{ zero_at: {}, full_at: 1.0 }}", round_up(baseline).min(0.99)), "mode")
+    };
+
+    // The data set.
+    let features: Vec<usize> = (0..columns.len()).filter(|&i| i != target_at).collect();
+    let write = |path: PathBuf, header: Vec<&str>, lines: Vec<Vec<&str>>| -> Result<(), String> {
+        std::fs::create_dir_all(path.parent().expect("a parent")).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut text = csv_line(&header);
+        for line in lines {
+            text.push_str(&csv_line(&line));
+        }
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let all: Vec<&str> = columns.iter().map(String::as_str).collect();
+    write(dataset_dir.join("public/train.csv"), all.clone(), train.iter().map(|row| row.iter().map(String::as_str).collect()).collect())?;
+    write(
+        dataset_dir.join("hidden/features/test.csv"),
+        features.iter().map(|&i| columns[i].as_str()).collect(),
+        test.iter().map(|row| features.iter().map(|&i| row[i].as_str()).collect()).collect(),
+    )?;
+    write(
+        dataset_dir.join("hidden/labels.csv"),
+        vec![id_name.as_str(), request.target.as_str()],
+        test.iter().map(|row| vec![row[id_at].as_str(), row[target_at].trim()]).collect(),
+    )?;
+    write_manifest(&dataset_dir)?;
+
+    // The task.
+    let target = &request.target;
+    let title = format!("Predict {target} from {}", source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    let task_yaml = format!(
+        "id: {id}\n\
+         title: {title:?}\n\
+         kind: model-training\n\
+         time_box: 4h\n\
+         image: python\n\
+         brief: brief.md\n\
+         starter: starter\n\
+         dataset: {id}\n\
+         steps:\n  - name: train\n    run: python train.py\n    inputs: [public]\n    timeout: 5m\n    memory: 2GiB\n\
+         \x20 - name: predict\n    run: python predict.py\n    inputs: [hidden/features]\n    timeout: 2m\n    memory: 1GiB\n\
+         grading:\n  output: predictions.csv\n  truth: hidden/labels.csv\n  id: {id_name:?}\n  target: {target:?}\n  metric: {metric}\n\
+         \x20 # Drawn from the data: zero points for the starter's guess ({starter_guess} of the training {target}).\n\
+         \x20 scale: {scale}\n\
+         \x20 weights: {{ accuracy: 70, code_quality: 15, runtime: 15 }}\n\
+         runtime: {{ full_under: 60s }}\n\
+         storage: {{ workspace: 512MiB, output: 256MiB }}\n"
+    );
+    let brief = format!(
+        "# {title}\n\n\
+         TODO (author): say what the data is, what a good model is worth to the team, and what you\n\
+         will look at beyond the score.\n\n\
+         ## What you get\n\
+         - `data/public/train.csv`: {n_train} rows with the column `{target}` to learn.\n\
+         - Hidden: `test.csv` with the same columns but `{target}`, read by `predict.py` at\n  `/data/features/test.csv` when your push is graded.\n\n\
+         ## What to hand in\n\
+         `train.py` (reads `/data/public/train.csv`, saves what it learns under `/workspace`) and\n\
+         `predict.py` (reads `/data/features/test.csv` and `/workspace`, writes\n\
+         `/output/predictions.csv` with the columns `{id_name}` and `{target}`). The graded metric is\n\
+         `{metric}`. Add a short `NOTES.md`: your approach, the trade-offs, what you would do with more time.\n\n\
+         ## Run it locally\n\
+         The test features are hidden, so try `predict.py` on a slice of the training data:\n\n\
+         ```sh\n\
+         mkdir -p work out features && python - <<'EOF'\n\
+         import pandas as pd\n\
+         t = pd.read_csv('data/public/train.csv'); t.drop(columns=['{target}']).tail(200).to_csv('features/test.csv', index=False)\n\
+         EOF\n\
+         DATA=data WORKSPACE=work python train.py && DATA=. WORKSPACE=work OUTPUT=out python predict.py\n\
+         ```\n",
+        n_train = train.len(),
+    );
+    let train_py = format!(
+        "\"\"\"Learn {target} from /data/public/train.csv and save the model under /workspace.\"\"\"\n\n\
+         import os\nimport pickle\n\nimport pandas as pd\n\n\
+         DATA = os.environ.get(\"DATA\", \"/data\")\nWORKSPACE = os.environ.get(\"WORKSPACE\", \"/workspace\")\n\n\n\
+         def main() -> None:\n    train = pd.read_csv(f\"{{DATA}}/public/train.csv\")\n\
+         \x20   # TODO: build features and fit a real model. This one only remembers one value.\n\
+         \x20   guess = {guess}\n\
+         \x20   with open(f\"{{WORKSPACE}}/model.pkl\", \"wb\") as handle:\n        pickle.dump(guess, handle)\n\n\n\
+         if __name__ == \"__main__\":\n    main()\n",
+        guess = if regression { format!("float(train[{target:?}].mean())") } else { format!("train[{target:?}].mode()[0]") },
+    );
+    let predict_py = format!(
+        "\"\"\"Predict {target} for each row of /data/features/test.csv into /output/predictions.csv.\"\"\"\n\n\
+         import os\nimport pickle\n\nimport pandas as pd\n\n\
+         DATA = os.environ.get(\"DATA\", \"/data\")\nWORKSPACE = os.environ.get(\"WORKSPACE\", \"/workspace\")\nOUTPUT = os.environ.get(\"OUTPUT\", \"/output\")\n\n\n\
+         def main() -> None:\n    test = pd.read_csv(f\"{{DATA}}/features/test.csv\")\n\
+         \x20   with open(f\"{{WORKSPACE}}/model.pkl\", \"rb\") as handle:\n        guess = pickle.load(handle)\n\
+         \x20   predictions = pd.DataFrame({{{id_name:?}: test[{id_name:?}], {target:?}: guess}})\n\
+         \x20   predictions.to_csv(f\"{{OUTPUT}}/predictions.csv\", index=False)\n\n\n\
+         if __name__ == \"__main__\":\n    main()\n"
+    );
+    let files: Vec<(PathBuf, String)> = vec![
+        (task_dir.join("task.yaml"), task_yaml),
+        (task_dir.join("brief.md"), brief),
+        (task_dir.join("starter/train.py"), train_py.clone()),
+        (task_dir.join("starter/predict.py"), predict_py.clone()),
+        (task_dir.join("fixtures/baseline/train.py"), train_py),
+        (task_dir.join("fixtures/baseline/predict.py"), predict_py),
+        (
+            task_dir.join("fixtures/baseline/expect.yaml"),
+            "# The starter's guess: graded, and worth nothing (the scale starts there).\n\
+             status: graded\nsteps: { train: ok, predict: ok }\naccuracy: [0, 5]\nscore: [0, 5]\n"
+                .to_string(),
+        ),
+    ];
+    for (path, text) in files {
+        std::fs::create_dir_all(path.parent().expect("a parent")).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(Made { task_dir, dataset_dir, public_rows: train.len(), hidden_rows: test.len(), metric })
+}
+
+/// Every row of a table as text.
+#[derive(Default)]
+struct Rows(Vec<Vec<String>>);
+
+impl Sink for Rows {
+    fn record(&mut self, _row: u64, fields: &[Field<'_>]) -> Result<(), Stop> {
+        self.0.push(
+            fields
+                .iter()
+                .map(|field| match field {
+                    Field::Null => String::new(),
+                    Field::Text(text) => text.to_string(),
+                    Field::Int(i) => i.to_string(),
+                    Field::Float(x) => x.to_string(),
+                })
+                .collect(),
+        );
+        Ok(())
+    }
+}
+
+/// One CSV line, fields quoted where they need it.
+fn csv_line(fields: &[&str]) -> String {
+    let mut line = String::new();
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            line.push(',');
+        }
+        if field.contains([',', '"', '\n', '\r']) {
+            let _ = write!(line, "\"{}\"", field.replace('"', "\"\""));
+        } else {
+            line.push_str(field);
+        }
+    }
+    line.push('\n');
+    line
+}
+
+/// A scale bound a little above `value`, written short (three decimals).
+fn round_up(value: f64) -> f64 {
+    (value * 1000.0).ceil() / 1000.0
+}
+
+/// `MANIFEST.sha256`: every file of the data set with its sha256, as `sha256sum` writes it.
+fn write_manifest(dataset_dir: &Path) -> Result<(), String> {
+    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(dataset_dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_type().is_file())
+        .map(|entry| entry.into_path())
+        .filter(|path| path.file_name().is_some_and(|n| n != "MANIFEST.sha256"))
+        .collect();
+    files.sort();
+    let mut text = String::new();
+    for file in files {
+        let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let relative = file.strip_prefix(dataset_dir).expect("inside").to_string_lossy().into_owned();
+        let _ = writeln!(text, "{}  {relative}", hex::encode(Sha256::digest(&bytes)));
+    }
+    std::fs::write(dataset_dir.join("MANIFEST.sha256"), text).map_err(|e| format!("{}: {e}", dataset_dir.display()))
+}
