@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
-"""Makes the public and hidden splits of every data set under datasets/.
+"""Makes the public and hidden splits of the data sets under datasets/.
 
-    python3 datasets/make_splits.py
+    python3 datasets/make_splits.py [DATASET ...] [--wheels DIR]
+
+With no DATASET, every one it knows; name one (diamond-cut, penguins-cleaning) to rebuild only
+it (and download only its wheel). A new data set made from a local file needs no entry here:
+`takehome new-task ID --from-csv FILE --target COL` splits it (see docs/writing-a-task.md).
 
 Standard library only. The source files come from two pinned wheels on PyPI, fetched with
 `pip download` (or taken from --wheels DIR). The output is deterministic (fixed seeds), so running
@@ -145,15 +149,26 @@ def penguins_cleaning(wheels_dir):
     write_manifest(out)
 
 
+MAKERS = {
+    "diamond-cut": diamond_cut,
+    "penguins-cleaning": penguins_cleaning,
+}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("datasets", nargs="*", metavar="DATASET", help=f"data sets to make (default: all of {', '.join(MAKERS)})")
     parser.add_argument("--wheels", help="a folder that holds the wheels (else they are downloaded)")
     args = parser.parse_args()
+    unknown = [name for name in args.datasets if name not in MAKERS]
+    if unknown:
+        parser.error(f"unknown data set(s) {', '.join(unknown)} (known: {', '.join(MAKERS)})")
+    chosen = args.datasets or list(MAKERS)
     with tempfile.TemporaryDirectory() as scratch:
         wheels_dir = args.wheels or scratch
-        diamond_cut(wheels_dir)
-        penguins_cleaning(wheels_dir)
-    print("wrote", ", ".join(sorted(p.name for p in HERE.iterdir() if p.is_dir())))
+        for name in chosen:
+            MAKERS[name](wheels_dir)
+    print("wrote", ", ".join(chosen))
 
 
 if __name__ == "__main__":
