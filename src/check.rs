@@ -543,7 +543,7 @@ fn check_manifest(spec: &TaskSpec) -> Result<String, String> {
     }
     problems.extend(listed.keys().map(|missing| format!("{missing} is in the manifest but missing")));
     if problems.is_empty() {
-        Ok(format!("{n_files} files match {}", manifest_path.display()))
+        Ok(format!("{} match {}", crate::units::count(n_files, "file"), manifest_path.display()))
     } else {
         Err(format!("{}: {}", manifest_path.display(), problems.join("; ")))
     }
@@ -566,7 +566,7 @@ fn check_hidden_ids(spec: &TaskSpec) -> Result<String, String> {
         candidate_files(spec).into_iter().filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("csv") | Some("parquet"))).collect();
     let shared = leaks::shared_ids(&spec.truth_path(), id, &tables)?;
     if shared.is_empty() {
-        Ok(format!("no hidden {id:?} in {} public tables", tables.len()))
+        Ok(format!("no hidden {id:?} in {}", crate::units::count(tables.len(), "public table")))
     } else {
         Err(shared.iter().map(|s| format!("{}: {}", s.file.display(), s.shared.describe())).collect::<Vec<_>>().join("; "))
     }
@@ -584,7 +584,7 @@ fn check_hidden_files(spec: &TaskSpec) -> Result<String, String> {
         }
     }
     if copies.is_empty() {
-        Ok(format!("none of {} candidate files copies one of {} hidden files", candidates.len(), hidden.len()))
+        Ok(format!("none of {} copies one of {}", crate::units::count(candidates.len(), "candidate file"), crate::units::count(hidden.len(), "hidden file")))
     } else {
         Err(copies.join("; "))
     }
