@@ -139,23 +139,24 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
-    /// Scaffold a model-training task from one CSV table: a deterministic public/hidden split
-    /// (datasets/ID with its manifest), task.yaml with a metric and scale drawn from the data, a
-    /// placeholder brief and starter, and a baseline fixture. Passes `check` as generated.
+    /// Scaffold a task from one CSV table: a deterministic public/hidden split (datasets/ID with
+    /// its manifest; for data cleaning, a dirty copy of the table too), task.yaml with a metric
+    /// and scale drawn from the data, a placeholder brief and starter, and a baseline fixture.
+    /// Passes `check` as generated.
     NewTask {
         /// The new task's id (also its data set's).
         id: String,
-        /// model-training (data-cleaning tasks need a dirty and a clean table: copy
-        /// tasks/penguins-cleaning instead).
+        /// model-training, or data-cleaning (the table is the clean truth; a dirty copy is made).
         #[arg(long, default_value = "model-training")]
         kind: String,
         /// The table to split.
         #[arg(long)]
         from_csv: PathBuf,
-        /// The column to predict.
+        /// The column to predict (model training).
         #[arg(long)]
-        target: String,
-        /// The id column (default: a column `id` numbering the rows is added).
+        target: Option<String>,
+        /// The id (or, cleaning, key) column (default: a column `id` or `row_id` numbering the
+        /// rows is added).
         #[arg(long = "id")]
         id_column: Option<String>,
         /// The project folder that holds tasks/, datasets/ and runner-images/.
@@ -352,12 +353,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Score { metric, truth, predictions, id, target, positive } => score(&metric, &truth, &predictions, id, target, positive),
         Command::NewTask { id, kind, from_csv, target, id_column, root } => {
-            if kind != "model-training" {
-                return Err(usage(anyhow::anyhow!(
-                    "--kind {kind}: new-task scaffolds model-training tasks only (a data-cleaning task needs a dirty and a clean table: copy tasks/penguins-cleaning)"
-                )));
+            let kind = match kind.as_str() {
+                "model-training" => task::TaskKind::ModelTraining,
+                "data-cleaning" => task::TaskKind::DataCleaning,
+                other => return Err(usage(anyhow::anyhow!("--kind {other:?}: expected model-training or data-cleaning"))),
+            };
+            if kind == task::TaskKind::ModelTraining && target.is_none() {
+                return Err(usage(anyhow::anyhow!("a model-training task needs --target COL (the column to predict)")));
             }
-            let made = crate::scaffold::new_task(&crate::scaffold::NewTask { id, from_csv, target, id_column, root }).map_err(|m| usage(anyhow::anyhow!(m)))?;
+            let target = target.unwrap_or_default();
+            let made =
+                crate::scaffold::new_task(&crate::scaffold::NewTask { id, kind, from_csv, target, id_column, root }).map_err(|m| usage(anyhow::anyhow!(m)))?;
             println!(
                 "made {} and {} ({} public rows, {} hidden; metric {})\nnext: edit the brief and the starter, add a reference fixture, then `takehome check --quick {}`",
                 made.task_dir.display(),

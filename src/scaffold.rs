@@ -1,4 +1,10 @@
-//! `takehome new-task`: a model-training task scaffolded from one CSV table, ready for `check`.
+//! `takehome new-task`: a task scaffolded from one CSV table, ready for `check`.
+//!
+//! Data cleaning: the table is the clean truth; a dirty copy is made of it (deterministically:
+//! text in other case or padded with spaces, decimals written with a comma, a few rows twice), the
+//! rows split in halves by a hash of their key (`public/raw.csv` and `public/clean.csv`;
+//! `hidden/input/raw.csv` and `hidden/clean.csv`), the scale's zero where passing the dirty table
+//! through gets, the starter passes it through. Model training, below.
 //!
 //! Writes `datasets/<id>/` (a deterministic public/hidden split: a row is hidden when a hash of
 //! its id says so, whatever the order of the rows; `public/train.csv` with the target,
@@ -22,7 +28,9 @@ const HIDDEN_ONE_IN: u64 = 5;
 #[derive(Debug, Clone)]
 pub struct NewTask {
     pub id: String,
+    pub kind: crate::task::TaskKind,
     pub from_csv: PathBuf,
+    /// The column to predict (model training; unused for data cleaning).
     pub target: String,
     /// The id column; `None`: a column `id` is added (the row's number).
     pub id_column: Option<String>,
@@ -57,6 +65,9 @@ pub fn new_task(request: &NewTask) -> Result<Made, String> {
     }
     let source = &request.from_csv;
     let header = records::header(source).map_err(|message| format!("{}: {message}", source.display()))?;
+    if request.kind == crate::task::TaskKind::DataCleaning {
+        return new_cleaning_task(request, &header, &task_dir, &dataset_dir);
+    }
     if !header.contains(&request.target) {
         return Err(format!("{}: no column {:?} to predict (its columns: {})", source.display(), request.target, header.join(", ")));
     }
@@ -244,6 +255,182 @@ pub fn new_task(request: &NewTask) -> Result<Made, String> {
         std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(Made { task_dir, dataset_dir, public_rows: train.len(), hidden_rows: test.len(), metric })
+}
+
+/// The rows of a table as text, with its key column (the table's own, or `row_id` added).
+fn keyed_rows(request: &NewTask, header: &[String], key_default: &str) -> Result<(String, Vec<String>, Vec<Vec<String>>), String> {
+    let source = &request.from_csv;
+    let wanted: Vec<(&str, Want)> = header.iter().map(|name| (name.as_str(), Want::Label)).collect();
+    let parts = records::read(source, &wanted, u64::MAX, Rows::default).map_err(|message| format!("{}: {message}", source.display()))?;
+    let rows: Vec<Vec<String>> = parts.into_iter().flat_map(|(part, _)| part.0).collect();
+    if rows.len() < 20 {
+        return Err(format!("{}: {} rows; a task needs at least 20 to split", source.display(), rows.len()));
+    }
+    match &request.id_column {
+        Some(column) => {
+            let at = header
+                .iter()
+                .position(|n| n == column)
+                .ok_or_else(|| format!("{}: no id column {column:?} (its columns: {})", source.display(), header.join(", ")))?;
+            let mut seen = std::collections::HashSet::new();
+            for (number, row) in rows.iter().enumerate() {
+                if row[at].trim().is_empty() || !seen.insert(row[at].clone()) {
+                    return Err(format!("{}: row {}: the id {:?} is empty or repeated; ids must be unique", source.display(), number + 2, row[at]));
+                }
+            }
+            Ok((column.clone(), header.to_vec(), rows))
+        }
+        None => {
+            if header.iter().any(|n| n == key_default) {
+                return Err(format!("{}: has a column {key_default:?}; name it with --id", source.display()));
+            }
+            let columns = std::iter::once(key_default.to_string()).chain(header.iter().cloned()).collect();
+            let rows = rows.into_iter().enumerate().map(|(n, row)| std::iter::once((n + 1).to_string()).chain(row).collect()).collect();
+            Ok((key_default.to_string(), columns, rows))
+        }
+    }
+}
+
+/// A number from 0 to 999 drawn from the task, a row's key and a salt: the same every run.
+fn draw(task: &str, key: &str, salt: &str) -> u64 {
+    let digest = Sha256::digest(format!("takehome-mess\0{task}\0{key}\0{salt}").as_bytes());
+    u64::from_be_bytes(digest[..8].try_into().expect("eight bytes")) % 1000
+}
+
+/// A cell as a careless export might have written it (a third of them), or as it is.
+fn mess_cell(task: &str, key: &str, column: &str, value: &str) -> String {
+    let roll = draw(task, key, column);
+    if roll >= 333 || value.trim().is_empty() {
+        return value.to_string();
+    }
+    if value.parse::<f64>().is_ok() {
+        // Decimals with a comma; whole numbers are left alone (they would read back the same).
+        return if value.contains('.') { value.replace('.', ",") } else { value.to_string() };
+    }
+    if roll % 2 == 0 {
+        value.to_uppercase()
+    } else {
+        format!("  {value} ")
+    }
+}
+
+fn new_cleaning_task(request: &NewTask, header: &[String], task_dir: &Path, dataset_dir: &Path) -> Result<Made, String> {
+    let id = &request.id;
+    let (key, columns, rows) = keyed_rows(request, header, "row_id")?;
+    let key_at = columns.iter().position(|n| n == &key).expect("the key column");
+    let hidden = |row: &Vec<String>| {
+        let digest = Sha256::digest(format!("takehome-split\0{id}\0{}", row[key_at]).as_bytes());
+        u64::from_be_bytes(digest[..8].try_into().expect("eight bytes")) % 2 == 0
+    };
+    let (test, train): (Vec<&Vec<String>>, Vec<&Vec<String>>) = rows.iter().partition(|row| hidden(row));
+    if test.is_empty() || train.is_empty() {
+        return Err(format!("{}: the split left one side empty; add rows", request.from_csv.display()));
+    }
+    let mess = |rows: &[&Vec<String>]| -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        for row in rows {
+            let dirty: Vec<String> = row
+                .iter()
+                .zip(&columns)
+                .map(|(value, column)| if column == &key { value.clone() } else { mess_cell(id, &row[key_at], column, value) })
+                .collect();
+            // One row in thirty appears twice.
+            let twice = draw(id, &row[key_at], "\0twice") < 33;
+            out.push(dirty.clone());
+            if twice {
+                out.push(dirty);
+            }
+        }
+        out
+    };
+    let write = |path: PathBuf, lines: Vec<Vec<String>>| -> Result<(), String> {
+        std::fs::create_dir_all(path.parent().expect("a parent")).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut text = csv_line(&columns.iter().map(String::as_str).collect::<Vec<_>>());
+        for line in &lines {
+            text.push_str(&csv_line(&line.iter().map(String::as_str).collect::<Vec<_>>()));
+        }
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let clean = |rows: &[&Vec<String>]| rows.iter().map(|row| (*row).clone()).collect::<Vec<_>>();
+    write(dataset_dir.join("public/raw.csv"), mess(&train))?;
+    write(dataset_dir.join("public/clean.csv"), clean(&train))?;
+    write(dataset_dir.join("hidden/input/raw.csv"), mess(&test))?;
+    write(dataset_dir.join("hidden/clean.csv"), clean(&test))?;
+    write_manifest(dataset_dir)?;
+
+    // Zero points for handing the dirty table back: graded as the starter's output would be.
+    let spec = crate::task::GradingSpec {
+        output: "clean.csv".into(),
+        truth: "hidden/clean.csv".into(),
+        id: Some(key.clone()),
+        target: None,
+        positive: None,
+        classes: None,
+        columns: Vec::new(),
+        metric: crate::task::Metric::CellAccuracy,
+        scale: crate::task::Scale { zero_at: 0.0, full_at: 1.0 },
+        weights: crate::task::Weights { accuracy: 1.0, code_quality: 0.0, runtime: 0.0, gated: true },
+        tolerance: crate::task::DEFAULT_TOLERANCE,
+    };
+    let passed_through = crate::grading::grade_output(&spec, &dataset_dir.join("hidden/input/raw.csv"), &dataset_dir.join("hidden/clean.csv"))
+        .map_err(|e| e.to_string())?
+        .value
+        .ok_or("the dirty table could not be graded against the clean one")?;
+    let zero_at = round_up(passed_through).min(0.99);
+    let title = format!("Clean {}", request.from_csv.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    let task_yaml = format!(
+        "id: {id}\ntitle: {title:?}\nkind: data-cleaning\ntime_box: 2h\nimage: python\nbrief: brief.md\nstarter: starter\ndataset: {id}\n\
+         steps:\n  - name: clean\n    run: python clean.py\n    inputs: [hidden/input]\n    timeout: 2m\n    memory: 1GiB\n\
+         grading:\n  output: clean.csv\n  truth: hidden/clean.csv\n  key: {key:?}\n  metric: cell_accuracy\n  tolerance: 0.000001\n\
+         \x20 # Drawn from the data: zero points for handing the dirty table back ({passed_through:.3} of the cells).\n\
+         \x20 scale: {{ zero_at: {zero_at}, full_at: 1.0 }}\n\
+         \x20 weights: {{ accuracy: 70, code_quality: 15, runtime: 15 }}\n\
+         runtime: {{ full_under: 60s }}\nstorage: {{ workspace: 256MiB, output: 256MiB }}\n"
+    );
+    let brief = format!(
+        "# {title}\n\nTODO (author): say where the table comes from and what a clean table is for.\n\n\
+         ## What you get\n\
+         - `data/public/raw.csv`: {n} rows as they were exported, and `data/public/clean.csv`: the same rows cleaned.\n\
+         - Hidden: another `raw.csv` like it, read by `clean.py` at `/data/input/raw.csv` when your push is graded.\n\n\
+         ## What to hand in\n\
+         `clean.py`, writing `/output/clean.csv` with the same columns, one row per `{key}`. It is graded cell by cell\n\
+         against the hidden clean table. Add a short `NOTES.md`: your approach, the trade-offs, what you would do with more time.\n\n\
+         ## Run it locally\n\
+         `mkdir -p input out && cp data/public/raw.csv input/ && DATA=. OUTPUT=out python clean.py`, then compare\n\
+         `out/clean.csv` with `data/public/clean.csv`.\n",
+        n = train.len(),
+    );
+    let clean_py = "\"\"\"Clean /data/input/raw.csv into /output/clean.csv.\"\"\"\n\n\
+         import os\n\nimport pandas as pd\n\n\
+         DATA = os.environ.get(\"DATA\", \"/data\")\nOUTPUT = os.environ.get(\"OUTPUT\", \"/output\")\n\n\n\
+         def main() -> None:\n    raw = pd.read_csv(f\"{DATA}/input/raw.csv\", dtype=str, keep_default_na=False)\n\
+         \x20   # TODO: clean every column. This hands the table back as it came.\n\
+         \x20   raw.to_csv(f\"{OUTPUT}/clean.csv\", index=False)\n\n\n\
+         if __name__ == \"__main__\":\n    main()\n"
+        .to_string();
+    let files: Vec<(PathBuf, String)> = vec![
+        (task_dir.join("task.yaml"), task_yaml),
+        (task_dir.join("brief.md"), brief),
+        (task_dir.join("starter/clean.py"), clean_py.clone()),
+        (task_dir.join("fixtures/baseline/clean.py"), clean_py),
+        (
+            task_dir.join("fixtures/baseline/expect.yaml"),
+            "# The dirty table handed back: graded, and worth nothing (the scale starts there).\n\
+             status: graded\nsteps: { clean: ok }\naccuracy: [0, 5]\nscore: [0, 5]\n"
+                .to_string(),
+        ),
+    ];
+    for (path, text) in files {
+        std::fs::create_dir_all(path.parent().expect("a parent")).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(Made {
+        task_dir: task_dir.to_path_buf(),
+        dataset_dir: dataset_dir.to_path_buf(),
+        public_rows: train.len(),
+        hidden_rows: test.len(),
+        metric: "cell_accuracy",
+    })
 }
 
 /// Every row of a table as text.

@@ -92,7 +92,7 @@ async fn shipped_starters_score_under_their_floor() {
     }
 }
 
-/// `new-task` from a CSV makes a task that `check` passes untouched (labels and numbers), and
+/// `new-task` from a CSV makes a task that `check` passes untouched (labels, numbers, cleaning), and
 /// `check --quick` gives the same verdicts as `check` for the fixtures it grades.
 #[tokio::test]
 async fn a_new_task_from_a_csv_passes_check_untouched() {
@@ -133,6 +133,21 @@ async fn a_new_task_from_a_csv_passes_check_untouched() {
         .await;
         assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
     }
+    let cleaning = run(vec![
+        "new-task".into(),
+        "tidy".into(),
+        "--kind".into(),
+        "data-cleaning".into(),
+        "--from-csv".into(),
+        source.display().to_string(),
+        "--root".into(),
+        root_arg.clone(),
+    ])
+    .await;
+    assert!(cleaning.status.success(), "{}", String::from_utf8_lossy(&cleaning.stderr));
+    let raw = std::fs::read_to_string(root.path().join("datasets/tidy/hidden/input/raw.csv")).unwrap();
+    let clean = std::fs::read_to_string(root.path().join("datasets/tidy/hidden/clean.csv")).unwrap();
+    assert!(raw != clean && raw.lines().count() > clean.lines().count(), "the hidden input is a dirty copy with repeated rows");
     let yaml = std::fs::read_to_string(root.path().join("tasks/prices/task.yaml")).unwrap();
     assert!(yaml.contains("metric: rmse"), "{yaml}");
     let yaml = std::fs::read_to_string(root.path().join("tasks/grades/task.yaml")).unwrap();
@@ -155,11 +170,11 @@ async fn a_new_task_from_a_csv_passes_check_untouched() {
     let full = run(vec!["check".into(), "--root".into(), root_arg.clone()]).await;
     let full_out = String::from_utf8_lossy(&full.stdout);
     assert!(full.status.success(), "{full_out}\n{}", String::from_utf8_lossy(&full.stderr));
-    assert!(full_out.contains("16 passed, 0 failed"), "{full_out}");
+    assert!(full_out.contains("24 passed, 0 failed"), "{full_out}");
     let quick = run(vec!["check".into(), "--root".into(), root_arg, "--quick".into()]).await;
     let quick_out = String::from_utf8_lossy(&quick.stdout);
     assert!(quick.status.success(), "{quick_out}");
     let verdicts = |out: &str| rows(out).into_iter().filter(|r| r.contains("fixture")).collect::<Vec<_>>();
     assert_eq!(verdicts(&quick_out), verdicts(&full_out));
-    assert!(verdicts(&quick_out).len() >= 4, "{quick_out}");
+    assert!(verdicts(&quick_out).len() >= 6, "{quick_out}");
 }
