@@ -71,42 +71,8 @@ pub fn new_task(request: &NewTask) -> Result<Made, String> {
     if !header.contains(&request.target) {
         return Err(format!("{}: no column {:?} to predict (its columns: {})", source.display(), request.target, header.join(", ")));
     }
-    if let Some(column) = &request.id_column {
-        if !header.contains(column) {
-            return Err(format!("{}: no id column {column:?} (its columns: {})", source.display(), header.join(", ")));
-        }
-    }
-    let wanted: Vec<(&str, Want)> = header.iter().map(|name| (name.as_str(), Want::Label)).collect();
-    let parts = records::read(source, &wanted, u64::MAX, Rows::default).map_err(|message| format!("{}: {message}", source.display()))?;
-    let rows: Vec<Vec<String>> = parts.into_iter().flat_map(|(part, _)| part.0).collect();
-    if rows.len() < 20 {
-        return Err(format!("{}: {} rows; a task needs at least 20 to split", source.display(), rows.len()));
-    }
-
-    // The id column: the table's own (unique, never empty), or the row's number.
-    let target_at = header.iter().position(|n| n == &request.target).expect("checked");
-    let (id_name, columns, rows) = match &request.id_column {
-        Some(column) => {
-            let at = header.iter().position(|n| n == column).expect("checked");
-            let mut seen = std::collections::HashSet::new();
-            for (number, row) in rows.iter().enumerate() {
-                if row[at].trim().is_empty() || !seen.insert(row[at].clone()) {
-                    return Err(format!("{}: row {}: the id {:?} is empty or repeated; ids must be unique", source.display(), number + 2, row[at]));
-                }
-            }
-            (column.clone(), header.clone(), rows)
-        }
-        None => {
-            if header.iter().any(|n| n == "id") {
-                return Err(format!("{}: has a column \"id\"; name it with --id", source.display()));
-            }
-            let mut columns = vec!["id".to_string()];
-            columns.extend(header.iter().cloned());
-            let rows = rows.into_iter().enumerate().map(|(n, row)| std::iter::once((n + 1).to_string()).chain(row).collect()).collect();
-            (String::from("id"), columns, rows)
-        }
-    };
-    let target_at = columns.iter().position(|n| n == &request.target).unwrap_or(target_at);
+    let Keyed { key: id_name, columns, rows } = keyed_rows(request, &header, "id")?;
+    let target_at = columns.iter().position(|n| n == &request.target).expect("checked");
     let id_at = columns.iter().position(|n| n == &id_name).expect("the id column");
     if rows.iter().any(|row| row[target_at].trim().is_empty()) {
         return Err(format!("{}: rows without a {:?}: drop or fill them first", source.display(), request.target));
@@ -257,8 +223,16 @@ pub fn new_task(request: &NewTask) -> Result<Made, String> {
     Ok(Made { task_dir, dataset_dir, public_rows: train.len(), hidden_rows: test.len(), metric })
 }
 
-/// The rows of a table as text, with its key column (the table's own, or `row_id` added).
-fn keyed_rows(request: &NewTask, header: &[String], key_default: &str) -> Result<(String, Vec<String>, Vec<Vec<String>>), String> {
+/// A table as text, with its key column.
+struct Keyed {
+    key: String,
+    columns: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+/// The rows of a table as text, with its key column (the table's own, or `key_default` added,
+/// numbering the rows).
+fn keyed_rows(request: &NewTask, header: &[String], key_default: &str) -> Result<Keyed, String> {
     let source = &request.from_csv;
     let wanted: Vec<(&str, Want)> = header.iter().map(|name| (name.as_str(), Want::Label)).collect();
     let parts = records::read(source, &wanted, u64::MAX, Rows::default).map_err(|message| format!("{}: {message}", source.display()))?;
@@ -278,7 +252,7 @@ fn keyed_rows(request: &NewTask, header: &[String], key_default: &str) -> Result
                     return Err(format!("{}: row {}: the id {:?} is empty or repeated; ids must be unique", source.display(), number + 2, row[at]));
                 }
             }
-            Ok((column.clone(), header.to_vec(), rows))
+            Ok(Keyed { key: column.clone(), columns: header.to_vec(), rows })
         }
         None => {
             if header.iter().any(|n| n == key_default) {
@@ -286,7 +260,7 @@ fn keyed_rows(request: &NewTask, header: &[String], key_default: &str) -> Result
             }
             let columns = std::iter::once(key_default.to_string()).chain(header.iter().cloned()).collect();
             let rows = rows.into_iter().enumerate().map(|(n, row)| std::iter::once((n + 1).to_string()).chain(row).collect()).collect();
-            Ok((key_default.to_string(), columns, rows))
+            Ok(Keyed { key: key_default.to_string(), columns, rows })
         }
     }
 }
@@ -316,7 +290,7 @@ fn mess_cell(task: &str, key: &str, column: &str, value: &str) -> String {
 
 fn new_cleaning_task(request: &NewTask, header: &[String], task_dir: &Path, dataset_dir: &Path) -> Result<Made, String> {
     let id = &request.id;
-    let (key, columns, rows) = keyed_rows(request, header, "row_id")?;
+    let Keyed { key, columns, rows } = keyed_rows(request, header, "row_id")?;
     let key_at = columns.iter().position(|n| n == &key).expect("the key column");
     let hidden = |row: &Vec<String>| {
         let digest = Sha256::digest(format!("takehome-split\0{id}\0{}", row[key_at]).as_bytes());
