@@ -78,14 +78,7 @@ pub fn new_task(request: &NewTask) -> Result<Made, String> {
         return Err(format!("{}: rows without a {:?}: drop or fill them first", source.display(), request.target));
     }
 
-    let hidden = |row: &Vec<String>| {
-        let digest = Sha256::digest(format!("takehome-split\0{id}\0{}", row[id_at]).as_bytes());
-        u64::from_be_bytes(digest[..8].try_into().expect("eight bytes")) % HIDDEN_ONE_IN == 0
-    };
-    let (test, train): (Vec<&Vec<String>>, Vec<&Vec<String>>) = rows.iter().partition(|row| hidden(row));
-    if test.is_empty() || train.is_empty() {
-        return Err(format!("{}: the split left one side empty; add rows", source.display()));
-    }
+    let (test, train) = split(id, &rows, id_at, HIDDEN_ONE_IN, source)?;
 
     // What to predict: numbers with many values are a regression, anything else labels.
     let values: Vec<&str> = rows.iter().map(|row| row[target_at].trim()).collect();
@@ -216,10 +209,7 @@ pub fn new_task(request: &NewTask) -> Result<Made, String> {
                 .to_string(),
         ),
     ];
-    for (path, text) in files {
-        std::fs::create_dir_all(path.parent().expect("a parent")).map_err(|e| format!("{}: {e}", path.display()))?;
-        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-    }
+    write_files(files)?;
     Ok(Made { task_dir, dataset_dir, public_rows: train.len(), hidden_rows: test.len(), metric })
 }
 
@@ -292,14 +282,7 @@ fn new_cleaning_task(request: &NewTask, header: &[String], task_dir: &Path, data
     let id = &request.id;
     let Keyed { key, columns, rows } = keyed_rows(request, header, "row_id")?;
     let key_at = columns.iter().position(|n| n == &key).expect("the key column");
-    let hidden = |row: &Vec<String>| {
-        let digest = Sha256::digest(format!("takehome-split\0{id}\0{}", row[key_at]).as_bytes());
-        u64::from_be_bytes(digest[..8].try_into().expect("eight bytes")) % 2 == 0
-    };
-    let (test, train): (Vec<&Vec<String>>, Vec<&Vec<String>>) = rows.iter().partition(|row| hidden(row));
-    if test.is_empty() || train.is_empty() {
-        return Err(format!("{}: the split left one side empty; add rows", request.from_csv.display()));
-    }
+    let (test, train) = split(id, &rows, key_at, 2, &request.from_csv)?;
     let mess = |rows: &[&Vec<String>]| -> Vec<Vec<String>> {
         let mut out = Vec::new();
         for row in rows {
@@ -394,10 +377,7 @@ fn new_cleaning_task(request: &NewTask, header: &[String], task_dir: &Path, data
                 .to_string(),
         ),
     ];
-    for (path, text) in files {
-        std::fs::create_dir_all(path.parent().expect("a parent")).map_err(|e| format!("{}: {e}", path.display()))?;
-        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-    }
+    write_files(files)?;
     Ok(Made {
         task_dir: task_dir.to_path_buf(),
         dataset_dir: dataset_dir.to_path_buf(),
@@ -405,6 +385,32 @@ fn new_cleaning_task(request: &NewTask, header: &[String], task_dir: &Path, data
         hidden_rows: test.len(),
         metric: "cell_accuracy",
     })
+}
+
+/// Rows hidden and public: a row is hidden when a hash of the task and its key says so (one in
+/// `one_in`), whatever the order of the rows. Both sides must have rows.
+fn split<'r>(task: &str, rows: &'r [Vec<String>], key_at: usize, one_in: u64, source: &Path) -> Result<Split<'r>, String> {
+    let hidden = |row: &Vec<String>| {
+        let digest = Sha256::digest(format!("takehome-split\0{task}\0{}", row[key_at]).as_bytes());
+        u64::from_be_bytes(digest[..8].try_into().expect("eight bytes")) % one_in == 0
+    };
+    let (test, train): Split<'r> = rows.iter().partition(|row| hidden(row));
+    if test.is_empty() || train.is_empty() {
+        return Err(format!("{}: the split left one side empty; add rows", source.display()));
+    }
+    Ok((test, train))
+}
+
+/// The hidden rows, then the public ones.
+type Split<'r> = (Vec<&'r Vec<String>>, Vec<&'r Vec<String>>);
+
+/// Writes each file, making its folder.
+fn write_files(files: Vec<(PathBuf, String)>) -> Result<(), String> {
+    for (path, text) in files {
+        std::fs::create_dir_all(path.parent().expect("a parent")).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Every row of a table as text.

@@ -521,15 +521,14 @@ impl IdIndex {
         }
     }
 
-    /// The truth row of an output's id.
-    fn row(&self, id: &Field<'_>) -> Option<u32> {
-        match (self, id) {
-            (IdIndex::Dense { .. } | IdIndex::Sorted(_), Field::Int(id)) => self.int_row(*id),
-            (IdIndex::Dense { .. } | IdIndex::Sorted(_), Field::Text(text)) => parse_integer(trim(text)).and_then(|id| self.int_row(id)),
-            (IdIndex::Text { .. }, Field::Text(text)) => self.text_row(trim(text).as_bytes()),
-            (IdIndex::Text { .. }, Field::Int(id)) => self.text_row(id.to_string().as_bytes()),
-            (_, Field::Float(x)) => self.row(&Field::Text(&x.to_string())),
-            (_, Field::Null) => None,
+    /// The truth row of an output's id, when ids are text (integer ids are looked up a batch at
+    /// a time, through `int_row`).
+    fn text_row_of(&self, id: &Field<'_>) -> Option<u32> {
+        match id {
+            Field::Text(text) => self.text_row(trim(text).as_bytes()),
+            Field::Int(id) => self.text_row(id.to_string().as_bytes()),
+            Field::Float(x) => self.text_row(x.to_string().as_bytes()),
+            Field::Null => None,
         }
     }
 
@@ -880,7 +879,7 @@ impl Sink for OutputSink<'_, '_> {
                 }
             }
             Some(None) => self.found.unknown.add(id),
-            None => match self.shared.index.row(&id_field) {
+            None => match self.shared.index.text_row_of(&id_field) {
                 Some(t) => self.place(t, &scratch),
                 None => self.found.unknown.add(id),
             },

@@ -419,11 +419,7 @@ pub fn trim(text: &str) -> &str {
 pub fn parse_number(text: &str) -> Option<f64> {
     const POWERS: [f64; 23] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22];
     let bytes = text.as_bytes();
-    let (negative, start) = match bytes.first() {
-        Some(b'-') => (true, 1),
-        Some(b'+') => (false, 1),
-        _ => (false, 0),
-    };
+    let (negative, start) = sign(bytes);
     let (mantissa, whole_end) = digits(bytes, start, 0);
     let (mantissa, end) = match bytes.get(whole_end) {
         Some(b'.') => digits(bytes, whole_end + 1, mantissa),
@@ -436,6 +432,15 @@ pub fn parse_number(text: &str) -> Option<f64> {
     }
     let value = mantissa as f64 / POWERS[fraction];
     Some(if negative { -value } else { value })
+}
+
+/// Whether a number is negative, and where its digits start (after a `-` or `+`).
+fn sign(bytes: &[u8]) -> (bool, usize) {
+    match bytes.first() {
+        Some(b'-') => (true, 1),
+        Some(b'+') => (false, 1),
+        _ => (false, 0),
+    }
 }
 
 /// Reads decimal digits from `at` onward into `value`; where they end.
@@ -454,11 +459,7 @@ fn digits(bytes: &[u8], mut at: usize, mut value: u64) -> (u64, usize) {
 /// An integer as `str::parse::<i64>` reads it; up to 18 digits without a detour.
 pub fn parse_integer(text: &str) -> Option<i64> {
     let bytes = text.as_bytes();
-    let (negative, start) = match bytes.first() {
-        Some(b'-') => (true, 1),
-        Some(b'+') => (false, 1),
-        _ => (false, 0),
-    };
+    let (negative, start) = sign(bytes);
     let (value, end) = digits(bytes, start, 0);
     if end != bytes.len() || end == start || end - start > 18 {
         return text.parse().ok();

@@ -91,27 +91,25 @@ pub fn check(spec: &TaskSpec) -> Vec<Problem> {
     if empty_ids > 0 {
         problem(id_field, format!("{shown}: {} without an id in {id:?}", crate::units::count(empty_ids as usize, "row")));
     }
-    ids.sort_unstable_by(|a, b| match (a.parse::<i64>(), b.parse::<i64>()) {
-        (Ok(x), Ok(y)) => x.cmp(&y),
-        _ => a.cmp(b),
-    });
-    let mut repeated: Vec<&str> = Vec::new();
-    let mut n_repeated = 0u64;
-    for pair in ids.windows(2) {
-        if same_id(&pair[0], &pair[1]) {
-            n_repeated += 1;
-            if repeated.len() < EXAMPLES && repeated.last() != Some(&pair[0].as_str()) {
-                repeated.push(&pair[0]);
-            }
+    // As the grader matches them: as integers when every id is one, else as text.
+    let integers: Option<Vec<i64>> = ids.iter().map(|id| records::parse_integer(id)).collect();
+    let (n_repeated, repeated) = match integers {
+        Some(mut integers) => {
+            integers.sort_unstable();
+            repeats(&integers)
         }
-    }
+        None => {
+            ids.sort_unstable();
+            repeats(&ids)
+        }
+    };
     if n_repeated > 0 {
         problem(
             id_field,
             format!(
                 "{shown}: {} in {id:?} (for example {}); each truth row needs its own id",
                 crate::units::count(n_repeated as usize, "repeated id"),
-                quoted(&repeated)
+                repeated.join(", ")
             ),
         );
     }
@@ -189,12 +187,19 @@ impl Sink for Collect {
     }
 }
 
-/// Ids that the grader matches as the same: equal integers, else equal text.
-fn same_id(a: &str, b: &str) -> bool {
-    match (a.parse::<i64>(), b.parse::<i64>()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => a == b,
+/// How many values of a sorted list repeat an earlier one, and the first few of them (quoted).
+fn repeats<T: PartialEq + std::fmt::Display>(sorted: &[T]) -> (u64, Vec<String>) {
+    let (mut count, mut examples) = (0u64, Vec::new());
+    for (i, pair) in sorted.windows(2).enumerate() {
+        if pair[0] == pair[1] {
+            count += 1;
+            let first_of_run = i == 0 || sorted[i - 1] != pair[0];
+            if first_of_run && examples.len() < EXAMPLES {
+                examples.push(format!("\"{}\"", pair[0]));
+            }
+        }
     }
+    (count, examples)
 }
 
 fn same_number(a: &str, b: &str) -> bool {
@@ -220,10 +225,6 @@ fn tables_under(path: &Path) -> Vec<PathBuf> {
 
 fn shown_path(spec: &TaskSpec, path: &Path) -> String {
     path.strip_prefix(&spec.root).unwrap_or(path).display().to_string()
-}
-
-fn quoted(items: &[&str]) -> String {
-    items.iter().map(|i| format!("{i:?}")).collect::<Vec<_>>().join(", ")
 }
 
 fn quoted_all(items: &[&String]) -> String {
