@@ -186,6 +186,33 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Run only the grading loop on this host's Docker engine, for a server whose store is shared
+    /// (PostgreSQL): claims jobs that fit, fetches each commit from the server, stores the report.
+    Worker {
+        /// The server's base URL (commits are fetched from it with the worker token).
+        #[arg(long)]
+        server: String,
+        /// The worker token (its SHA-256 is the server's worker_token_sha256).
+        #[arg(long, env = "TAKEHOME_WORKER_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Jobs graded at once on this host.
+        #[arg(long, default_value_t = 1)]
+        slots: usize,
+        /// This worker's stable name (a new start with the same name replaces the old instance).
+        #[arg(long)]
+        name: Option<String>,
+        /// Memory this worker may promise to its jobs at once, e.g. 8GiB (default: the host's).
+        #[arg(long)]
+        memory: Option<String>,
+        /// Serve /healthz and /metrics here (for example 127.0.0.1:9464).
+        #[arg(long = "health-listen")]
+        health_listen: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Mint a worker token: prints the token (for each worker's TAKEHOME_WORKER_TOKEN) and its
+    /// SHA-256 (for the server's worker_token_sha256).
+    WorkerToken,
     /// Hash an assessor's password (read from standard input) for the config file.
     HashPassword,
     /// Remove every container and volume labelled takehome (leftovers of crashed runs).
@@ -228,8 +255,12 @@ struct ConfigArgs {
     data_dir: Option<PathBuf>,
     #[arg(long)]
     listen: Option<String>,
+    /// Jobs graded at once by this process (0: web and intake only, workers elsewhere).
     #[arg(long)]
     workers: Option<usize>,
+    /// The store: sqlite:PATH (default: under the data folder) or postgres://USER@HOST:PORT/DB.
+    #[arg(long)]
+    database: Option<String>,
 }
 
 impl ConfigArgs {
@@ -238,6 +269,7 @@ impl ConfigArgs {
             ("TAKEHOME_DATA_DIR", self.data_dir.as_ref().map(|p| p.display().to_string())),
             ("TAKEHOME_LISTEN", self.listen.clone()),
             ("TAKEHOME_WORKERS", self.workers.map(|n| n.to_string())),
+            ("TAKEHOME_DATABASE", self.database.clone()),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k, v)))
@@ -383,7 +415,33 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             watcher.abort();
             result.map_err(ours)
         }
-        Command::Assign { task, candidate, time_box, starts, config } => assign(&config.load()?, &task, &candidate, time_box.as_deref(), starts),
+        Command::Assign { task, candidate, time_box, starts, config } => assign(&config.load()?, &task, &candidate, time_box.as_deref(), starts).await,
+        Command::Worker { server, token, slots, name, memory, health_listen, config } => {
+            let config = config.load()?;
+            if !(server.starts_with("http://") || server.starts_with("https://")) {
+                return Err(usage(anyhow::anyhow!("--server: expected the server's URL, like http://10.0.0.1:8080")));
+            }
+            if token.len() < 16 {
+                return Err(usage(anyhow::anyhow!("--token (or TAKEHOME_WORKER_TOKEN): expected the worker token that `takehome worker-token` printed")));
+            }
+            let memory_bytes = memory.map(|m| crate::units::parse_size(&m).map_err(|e| usage(anyhow::anyhow!("--memory: {e}")))).transpose()?;
+            let listen = health_listen
+                .map(|a| a.parse().map_err(|_| usage(anyhow::anyhow!("--health-listen: {a:?} is not an address like 127.0.0.1:9464"))))
+                .transpose()?;
+            let name = name.unwrap_or_else(host_name);
+            let command = crate::daemon::WorkerCommand { server, token, name, slots: slots.max(1), memory_bytes, listen };
+            let shutdown = CancellationToken::new();
+            let watcher = tokio::spawn(cancel_on_signal(shutdown.clone()));
+            let result = crate::daemon::work(config, command, shutdown).await;
+            watcher.abort();
+            result.map_err(ours)
+        }
+        Command::WorkerToken => {
+            let token = crate::secret::new_token();
+            println!("token:               {token}");
+            println!("worker_token_sha256: {}", crate::secret::token_hash(&token));
+            Ok(())
+        }
         Command::HashPassword => {
             let mut password = String::new();
             std::io::stdin().read_line(&mut password).context("cannot read the password from standard input").map_err(usage)?;
@@ -682,8 +740,8 @@ async fn check(
     Ok(())
 }
 
-fn assign(config: &crate::config::Config, task_id: &str, candidate: &str, time_box: Option<&str>, starts: Starts) -> Result<(), Failure> {
-    use crate::store::{Assignment, SqliteStore, Store};
+async fn assign(config: &crate::config::Config, task_id: &str, candidate: &str, time_box: Option<&str>, starts: Starts) -> Result<(), Failure> {
+    use crate::store::Assignment;
     if !task::is_name(task_id) {
         return Err(usage(anyhow::anyhow!("{task_id:?} is not a task id (lowercase letters, digits and '-')")));
     }
@@ -697,7 +755,7 @@ fn assign(config: &crate::config::Config, task_id: &str, candidate: &str, time_b
         None => spec.time_box,
     };
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create {}", config.data_dir.display())).map_err(ours)?;
-    let store = SqliteStore::open(&config.database()).with_context(|| format!("cannot open {}", config.database().display())).map_err(ours)?;
+    let store = crate::store::open(&config.database).await.with_context(|| format!("cannot open the store {}", config.database.describe())).map_err(ours)?;
     let id = format!("a{}", &hex::encode(crate::secret::random_bytes::<6>()));
     let token = crate::secret::new_token();
     let now = crate::web::now();
@@ -712,7 +770,7 @@ fn assign(config: &crate::config::Config, task_id: &str, candidate: &str, time_b
         created_at: now,
     };
     crate::intake::Repos::new(config.repos_dir(), config.hooks_dir()).create(&id, &spec, config.max_push_bytes).map_err(ours)?;
-    store.create_assignment(&assignment).map_err(ours)?;
+    store.create_assignment(&assignment).await.map_err(ours)?;
     let url = format!("{}/git/{id}.git", config.public_url.trim_end_matches('/'));
     println!(
         "assignment {id}: {} for {candidate}, {} ({})",
@@ -773,4 +831,9 @@ mod tests {
         let error = anyhow::Error::new(inner).context("cannot grade");
         assert_eq!(super::describe_chain(&error), "cannot grade: read /x: No such file or directory (os error 2)");
     }
+}
+
+/// This host's name (the default worker name).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "worker".into())
 }

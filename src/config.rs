@@ -17,6 +17,8 @@ pub const DEFAULT_RETRIES: u32 = 3;
 pub const DEFAULT_REPO_QUOTA: &str = "1GiB";
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 pub const DEFAULT_MAX_GIT_PROCESSES: usize = 8;
+/// How long a worker's claim on a job lasts without a heartbeat (renewed every third of it).
+pub const DEFAULT_LEASE_SECONDS: i64 = 30;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -43,6 +45,13 @@ pub struct Config {
     pub metrics_token: Option<String>,
     /// The container runtime of every job (a task may ask for a stronger one).
     pub runtime: crate::sandbox::Runtime,
+    /// Where the store lives (default: `sqlite:<data_dir>/takehome.sqlite`).
+    pub database: crate::store::DatabaseUrl,
+    /// SHA-256 (hex) of the token workers on other hosts fetch commits with; without it the
+    /// server serves no worker.
+    pub worker_token_sha256: Option<String>,
+    /// Seconds a job's lease lasts without a heartbeat.
+    pub lease_seconds: i64,
 }
 
 /// An assessor's login; the password is stored as a PBKDF2 hash (`takehome hash-password`),
@@ -74,6 +83,9 @@ struct FileConfig {
     max_connections: Option<usize>,
     max_git_processes: Option<usize>,
     metrics_token: Option<String>,
+    database: Option<String>,
+    worker_token_sha256: Option<String>,
+    lease_seconds: Option<i64>,
     sandbox: Option<FileSandbox>,
     #[serde(default)]
     assessors: Vec<FileAssessor>,
@@ -115,12 +127,12 @@ impl Config {
             .parse()
             .map_err(|_| ConfigError::Value { key: "listen".into(), message: format!("{listen_text:?} is not an address like 127.0.0.1:8080") })?;
         let public_url = value("public_url", parsed.public_url).unwrap_or_else(|| format!("http://{listen}"));
+        // 0 workers: web and intake alone (workers on other hosts grade).
         let workers = match value("workers", parsed.workers.map(|w| w.to_string())) {
             Some(text) => text
                 .parse::<usize>()
                 .ok()
-                .filter(|&n| n > 0)
-                .ok_or_else(|| ConfigError::Value { key: "workers".into(), message: format!("{text:?} is not a positive number") })?,
+                .ok_or_else(|| ConfigError::Value { key: "workers".into(), message: format!("{text:?} is not a number (0 or more)") })?,
             None => default_workers(),
         };
         let max_push_text = value("max_push", parsed.max_push).unwrap_or_else(|| DEFAULT_MAX_PUSH.into());
@@ -175,6 +187,31 @@ impl Config {
             std::path::absolute(&path).map_err(|e| ConfigError::Value { key: key.into(), message: format!("{}: {e}", path.display()) })
         };
         let data_dir = absolute("data_dir", data_dir)?;
+        let database = match value("database", parsed.database) {
+            Some(text) => crate::store::DatabaseUrl::parse(&text).map_err(|message| ConfigError::Value { key: "database".into(), message })?,
+            None => crate::store::DatabaseUrl::Sqlite(data_dir.join("takehome.sqlite")),
+        };
+        let database = match database {
+            crate::store::DatabaseUrl::Sqlite(path) => crate::store::DatabaseUrl::Sqlite(absolute("database", path)?),
+            other => other,
+        };
+        let worker_token_sha256 = value("worker_token_sha256", parsed.worker_token_sha256).filter(|t| !t.is_empty());
+        if let Some(hash) = &worker_token_sha256 {
+            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ConfigError::Value {
+                    key: "worker_token_sha256".into(),
+                    message: "expected the SHA-256 of the worker token, 64 hex digits (takehome worker-token prints both)".into(),
+                });
+            }
+        }
+        let lease_seconds = match value("lease_seconds", parsed.lease_seconds.map(|n| n.to_string())) {
+            Some(text) => text
+                .parse::<i64>()
+                .ok()
+                .filter(|&n| (3..=3600).contains(&n))
+                .ok_or_else(|| ConfigError::Value { key: "lease_seconds".into(), message: format!("{text:?} is not a number of seconds from 3 to 3600") })?,
+            None => DEFAULT_LEASE_SECONDS,
+        };
         let tasks_root = absolute("tasks_root", tasks_root)?;
         Ok(Config {
             data_dir,
@@ -190,11 +227,10 @@ impl Config {
             max_git_processes,
             metrics_token,
             runtime,
+            database,
+            worker_token_sha256: worker_token_sha256.map(|h| h.to_ascii_lowercase()),
+            lease_seconds,
         })
-    }
-
-    pub fn database(&self) -> PathBuf {
-        self.data_dir.join("takehome.sqlite")
     }
 
     pub fn repos_dir(&self) -> PathBuf {
@@ -213,8 +249,9 @@ impl Config {
 
     pub fn describe(&self) -> String {
         format!(
-            "data {} · listen {} · {} workers · pushes up to {} · tasks from {}",
+            "data {} · {} · listen {} · {} workers · pushes up to {} · tasks from {}",
             self.data_dir.display(),
+            self.database.describe(),
             self.listen,
             self.workers,
             format_size(self.max_push_bytes),

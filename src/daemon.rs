@@ -1,24 +1,36 @@
-//! `takehome serve`: the daemon. Its task tree:
+//! `takehome serve` (the daemon) and `takehome worker` (grading alone, on another host).
 //!
 //! ```text
-//! daemon
+//! serve
 //! ├── web::serve: connection loop (cap, head timeout) → axum router: git intake, assessor UI
-//! │   and API, candidate status, /healthz, /metrics
-//! └── worker (N): claim a job → check out the commit (while a spare or fresh job sandbox opens)
-//!     → job::grade_opening → store the report → open a spare sandbox for the next job
-//!       (the finished job's sandbox is closed meanwhile by the worker's reaper)
+//! │   and API, candidate status, worker fetches, /healthz, /metrics
+//! └── Grader (unless --workers 0): one worker instance
+//!     ├── heartbeat: renews the instance's lease and its jobs' (every third of a lease), stops
+//!     │   jobs whose lease was lost, records health, removes dead instances' containers
+//!     └── slot (N): claim a job that fits → check out the commit (while a spare or fresh job
+//!         sandbox opens) → job::grade_opening → store the report under the claim's fence
+//!
+//! worker --database postgres://… --server URL
+//! ├── Grader, as above, fetching commits from the server over git's smart HTTP
+//! └── web::worker_serve: /healthz, /metrics
 //! ```
 //!
-//! Shutdown (SIGTERM or SIGINT) cancels one token: the web server stops accepting, running
-//! jobs are cancelled (their containers removed by the sandbox) and put back in the queue, and
-//! the process exits. At start-up, jobs left `running` by a crash are queued again and the dead
-//! process's containers removed. A failure on our side is retried with backoff and, after
+//! A worker instance is minted at each start ([`sandbox::instance_id`]): its containers carry
+//! that id, its leases are held under it, and a new instance with the same name replaces the old
+//! (whose jobs go back to the queue at once and whose containers it removes). A job's lease is
+//! renewed by heartbeats; when a heartbeat has not succeeded for a whole lease (a partition, a
+//! database down), the worker stops its jobs — another worker may have them by then, and a late
+//! result would be refused by the fence anyway. Shutdown (SIGTERM or SIGINT) cancels one token:
+//! the web server stops accepting, running jobs are cancelled (their containers removed by the
+//! sandbox) and given back untouched. A failure on our side is retried with backoff and, after
 //! `retries` attempts, stored as `infrastructure_error`: never charged to the candidate.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::sync::{Mutex, Notify};
@@ -27,25 +39,23 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::config::Config;
+use crate::intake::{RemoteRepos, Repos};
 use crate::job::{self, ImageRef, JobError};
 use crate::sandbox::image::{BuildMethod, Recipe};
-use crate::sandbox::{DockerJob, DockerSandbox, JobOptions, JobSandbox, Leftovers, Sandbox};
-use crate::store::{Claimed, SqliteStore, Store};
-use crate::web::{self, now, App};
+use crate::sandbox::{DockerJob, DockerSandbox, JobOptions, JobSandbox, Leftovers, Runtime, Sandbox};
+use crate::store::{ClaimRequest, Claimed, Store, StoreError, TaskCopy, WorkerInfo};
+use crate::web::{self, now, App, Metrics};
 
 /// Runs until `shutdown` is cancelled.
 pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create {}", config.data_dir.display()))?;
-    let store = Arc::new(SqliteStore::open(&config.database()).with_context(|| format!("cannot open {}", config.database().display()))?);
-    let requeued = store.requeue_running()?;
-    if requeued > 0 {
-        info!(requeued, "jobs that were running when the daemon stopped are queued again");
-    }
-    let sandbox = DockerSandbox::connect().await.context("the Docker engine")?.with_runtime(config.runtime);
-    sandbox.check_runtime(config.runtime).await.context("the sandbox runtime")?;
-    let removed = sandbox.remove_leftovers(Leftovers::OfDeadProcesses).await?;
-    if removed > 0 {
-        info!(removed, "removed containers left by a process that died");
+    let store = crate::store::open(&config.database).await.with_context(|| format!("cannot open the store {}", config.database.describe()))?;
+    if store.backend() == "sqlite" {
+        // One process owns a SQLite store: whatever ran when the last one stopped is gone.
+        let requeued = store.requeue_all_running().await?;
+        if requeued > 0 {
+            info!(requeued, "jobs that were running when the daemon stopped are queued again");
+        }
     }
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     info!(address = %listener.local_addr()?, "{}", config.describe());
@@ -54,45 +64,357 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     // Our pre-receive hook runs this very binary to check each pushed tree.
     let exe = std::env::current_exe().context("cannot find the takehome binary for the git hook")?;
     app.repos.install_hooks(&exe).context("cannot install the git hook")?;
-    let images: Arc<Mutex<HashMap<String, ImageRef>>> = Arc::new(Mutex::new(HashMap::new()));
 
     let mut tasks = JoinSet::new();
     tasks.spawn(web::serve(listener, app.clone(), shutdown.clone()));
-    for n in 0..config.workers {
-        let worker = Worker {
-            name: format!("worker-{n}"),
-            app: app.clone(),
-            sandbox: sandbox.clone(),
-            images: images.clone(),
-            shutdown: shutdown.clone(),
-            spare: Arc::default(),
-            last_options: std::sync::Mutex::new(None),
-            opener: std::sync::Mutex::new(None),
-            reaper: job::Reaper::default(),
-        };
-        tasks.spawn(async move { worker.run().await });
+    if config.workers > 0 {
+        let options = GraderOptions { name: "serve".into(), slots: config.workers, memory_bytes: None, source: Source::Local(app.repos.clone()) };
+        let grader = Grader::start(config.clone(), store.clone(), options, work.clone(), app.metrics.clone(), shutdown.clone()).await?;
+        tasks.spawn(grader.run());
+    } else {
+        info!("no workers here (--workers 0): workers on other hosts grade");
     }
     shutdown.cancelled().await;
     info!("shutting down: stopping running jobs and queueing them again");
     while tasks.join_next().await.is_some() {}
-    let requeued = store.requeue_running()?;
-    info!(requeued, "stopped");
+    info!("stopped");
     Ok(())
 }
 
-struct Worker {
+/// What `takehome worker` is told besides the config.
+pub struct WorkerCommand {
+    /// The server's base URL, which serves the candidates' commits to workers.
+    pub server: String,
+    /// The worker credential (its SHA-256 is the server's `worker_token_sha256`).
+    pub token: String,
+    /// The worker's stable name (default: the host's name).
+    pub name: String,
+    pub slots: usize,
+    /// Memory the worker may promise its jobs (default: the host's).
+    pub memory_bytes: Option<u64>,
+    /// Where `/healthz` and `/metrics` are served, if anywhere.
+    pub listen: Option<SocketAddr>,
+}
+
+/// `takehome worker`: the grading loop alone, against this host's Docker engine, with the store
+/// shared with the server (PostgreSQL) and commits fetched from the server.
+pub async fn work(config: Config, command: WorkerCommand, shutdown: CancellationToken) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+    let store = crate::store::open(&config.database).await.with_context(|| format!("cannot open the store {}", config.database.describe()))?;
+    let work = Arc::new(Notify::new());
+    let metrics: Arc<std::sync::Mutex<Metrics>> = Arc::default();
+    let source = Source::Remote(RemoteRepos::new(&command.server, &command.token, config.data_dir.join("worker-repos")));
+    let options = GraderOptions { name: command.name.clone(), slots: command.slots.max(1), memory_bytes: command.memory_bytes, source };
+    let grader = Grader::start(config.clone(), store.clone(), options, work, metrics.clone(), shutdown.clone()).await?;
+    let status = Arc::new(web::WorkerStatus {
+        instance: grader.instance.clone(),
+        name: command.name.clone(),
+        slots: command.slots,
+        metrics,
+        metrics_token: config.metrics_token.clone(),
+        store: store.clone(),
+        running: grader.running_count.clone(),
+    });
+    let mut tasks = JoinSet::new();
+    if let Some(address) = command.listen {
+        let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address}"))?;
+        info!(address = %listener.local_addr()?, "worker health and metrics");
+        tasks.spawn(web::worker_serve(listener, status, shutdown.clone()));
+    }
+    info!(name = %command.name, instance = %grader.instance, slots = command.slots, server = %command.server, store = %config.database.describe(), "worker started");
+    tasks.spawn(grader.run());
+    while tasks.join_next().await.is_some() {}
+    info!("worker stopped");
+    Ok(())
+}
+
+/// Where a worker gets a submission's commit.
+#[derive(Clone)]
+pub enum Source {
+    /// The server's own repositories (a worker inside `serve`).
+    Local(Repos),
+    /// Fetched from the server over git's smart HTTP (a worker on another host).
+    Remote(RemoteRepos),
+}
+
+impl Source {
+    fn checkout(&self, assignment: &str, commit: &str, dest: &Path) -> Result<(), crate::intake::IntakeError> {
+        match self {
+            Source::Local(repos) => repos.checkout(assignment, commit, dest),
+            Source::Remote(remote) => remote.checkout(assignment, commit, dest),
+        }
+    }
+}
+
+pub struct GraderOptions {
+    pub name: String,
+    pub slots: usize,
+    pub memory_bytes: Option<u64>,
+    pub source: Source,
+}
+
+/// One worker instance: its slots, its lease and what it holds.
+struct Grader {
+    instance: String,
     name: String,
-    app: Arc<App>,
+    config: Config,
+    store: Arc<dyn Store>,
     sandbox: DockerSandbox,
-    images: Arc<Mutex<HashMap<String, ImageRef>>>,
-    shutdown: CancellationToken,
+    source: Source,
+    work: Arc<Notify>,
+    /// This instance's end: the process's shutdown, or the store saying it was replaced.
+    stop: CancellationToken,
+    slots: usize,
+    memory_bytes: i64,
+    runtimes: Vec<String>,
+    images: Mutex<HashMap<String, ImageRef>>,
+    running: std::sync::Mutex<HashMap<i64, Running>>,
+    running_count: Arc<AtomicI64>,
+    copies: std::sync::Mutex<Vec<TaskCopy>>,
+    metrics: Arc<std::sync::Mutex<Metrics>>,
+}
+
+/// A job this instance runs now.
+struct Running {
+    attempt: i64,
+    memory_bytes: i64,
+    claimed: Instant,
+    /// Stops the job (its containers are removed by the sandbox).
+    cancel: CancellationToken,
+}
+
+/// The host's memory, from /proc/meminfo.
+fn host_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kib| kib * 1024)
+}
+
+impl Grader {
+    async fn start(
+        config: Config,
+        store: Arc<dyn Store>,
+        options: GraderOptions,
+        work: Arc<Notify>,
+        metrics: Arc<std::sync::Mutex<Metrics>>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Arc<Grader>> {
+        let sandbox = DockerSandbox::connect().await.context("the Docker engine")?.with_runtime(config.runtime);
+        sandbox.check_runtime(config.runtime).await.context("the sandbox runtime")?;
+        let mut runtimes = vec![Runtime::Runc.as_str().to_string()];
+        if sandbox.check_runtime(Runtime::Runsc).await.is_ok() {
+            runtimes.push(Runtime::Runsc.as_str().to_string());
+        }
+        let memory_bytes = options.memory_bytes.or_else(host_memory).unwrap_or(4 << 30).min(i64::MAX as u64) as i64;
+        let instance = crate::sandbox::instance_id().to_string();
+        let root = config.tasks_root.clone();
+        let copies = tokio::task::spawn_blocking(move || job::task_copies(&root)).await.unwrap_or_default();
+        let now = now();
+        let info = WorkerInfo {
+            instance: instance.clone(),
+            name: options.name.clone(),
+            version: crate::VERSION.to_string(),
+            slots: options.slots as i64,
+            memory_bytes,
+            runtimes: runtimes.clone(),
+            started_at: now,
+            heartbeat_at: now,
+            lease_until: now + config.lease_seconds,
+            stopped_at: None,
+            health: String::new(),
+            running: 0,
+        };
+        let replaced = store.register_worker(&info).await.context("cannot register the worker")?;
+        if !replaced.is_empty() {
+            info!(?replaced, "replaced instances of this worker that died; their jobs are queued again");
+        }
+        let grader = Arc::new(Grader {
+            instance,
+            name: options.name,
+            stop: shutdown.child_token(),
+            config,
+            store,
+            sandbox,
+            source: options.source,
+            work,
+            slots: options.slots,
+            memory_bytes,
+            runtimes,
+            images: Mutex::default(),
+            running: std::sync::Mutex::default(),
+            running_count: Arc::default(),
+            copies: std::sync::Mutex::new(copies),
+            metrics,
+        });
+        let removed = grader.sweep().await?;
+        if removed > 0 {
+            info!(removed, "removed containers left by instances that are gone");
+        }
+        Ok(grader)
+    }
+
+    /// Removes the containers and volumes that gone instances left on this engine.
+    async fn sweep(&self) -> anyhow::Result<usize> {
+        let now = now();
+        let lease = self.config.lease_seconds;
+        // A live instance whose heartbeat is late is given one more lease before its containers
+        // are taken from it (it stops them itself when its own lease runs out).
+        let known: HashMap<String, bool> = self
+            .store
+            .workers()
+            .await?
+            .into_iter()
+            .map(|w| {
+                let alive = w.stopped_at.is_none() && w.lease_until + lease >= now;
+                (w.instance, alive)
+            })
+            .collect();
+        Ok(self.sandbox.remove_leftovers(Leftovers::OfDeadInstances(known)).await?)
+    }
+
+    async fn run(self: Arc<Self>) {
+        if let Some(watcher) = self.store.watch(self.work.clone(), self.stop.clone()) {
+            // Ends with `stop`; nothing to wait for.
+            drop(watcher);
+        }
+        let mut tasks = JoinSet::new();
+        tasks.spawn(self.clone().heartbeats());
+        for n in 0..self.slots {
+            let slot = Slot {
+                name: format!("{}/{n}", self.name),
+                grader: self.clone(),
+                spare: Arc::default(),
+                last_options: std::sync::Mutex::new(None),
+                opener: std::sync::Mutex::new(None),
+                reaper: job::Reaper::default(),
+            };
+            tasks.spawn(async move { slot.run().await });
+        }
+        while tasks.join_next().await.is_some() {}
+        match self.store.stop_worker(&self.instance, now()).await {
+            Ok(released) if released > 0 => info!(released, "jobs given back to the queue"),
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "cannot mark the worker stopped; its lease will run out"),
+        }
+    }
+
+    fn claim_request(&self) -> ClaimRequest {
+        let promised: i64 = self.running.lock().unwrap().values().map(|r| r.memory_bytes).sum();
+        ClaimRequest {
+            instance: self.instance.clone(),
+            now: now(),
+            lease_seconds: self.config.lease_seconds,
+            free_memory_bytes: self.memory_bytes - promised,
+            runtimes: self.runtimes.clone(),
+            copies: self.copies.lock().unwrap().clone(),
+            max_attempts: self.config.retries.max(1) as i64,
+        }
+    }
+
+    /// Renews the lease every third of it; stops what was lost; records health; sweeps.
+    async fn heartbeats(self: Arc<Self>) {
+        let lease = Duration::from_secs(self.config.lease_seconds as u64);
+        let period = lease / 3;
+        let mut last_renewed = Instant::now();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = self.stop.cancelled() => return,
+            }
+            let root = self.config.tasks_root.clone();
+            if let Ok(copies) = tokio::task::spawn_blocking(move || job::task_copies(&root)).await {
+                *self.copies.lock().unwrap() = copies;
+            }
+            let health = self.health().await;
+            let started = Instant::now();
+            match self.store.heartbeat(&self.instance, now(), self.config.lease_seconds, &health).await {
+                Ok(Some(held)) => {
+                    last_renewed = started;
+                    self.stop_lost(|id, running| running.claimed < started && !held.contains(&id), "its lease was taken by another worker");
+                }
+                Ok(None) => {
+                    error!(instance = %self.instance, "this worker instance was replaced or stopped in the store: stopping");
+                    self.stop_lost(|_, _| true, "this worker instance was replaced");
+                    self.stop.cancel();
+                    return;
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot renew the lease");
+                    if last_renewed.elapsed() >= lease {
+                        self.stop_lost(|_, _| true, "the lease ran out (the store could not be reached)");
+                    }
+                }
+            }
+            if let Err(e) = self.sweep().await {
+                warn!(error = %e, "cannot look for containers of gone instances");
+            }
+        }
+    }
+
+    /// Cancels the running jobs that `lost` picks.
+    fn stop_lost(&self, lost: impl Fn(i64, &Running) -> bool, why: &str) {
+        let running = self.running.lock().unwrap();
+        for (&id, job) in running.iter() {
+            if lost(id, job) && !job.cancel.is_cancelled() {
+                warn!(submission = id, attempt = job.attempt, "stopping the job: {why}");
+                self.metrics.lock().unwrap().leases_lost += 1;
+                job.cancel.cancel();
+            }
+        }
+    }
+
+    /// What keeps this worker from grading queued jobs (copies that differ), or empty.
+    async fn health(&self) -> String {
+        let copies = self.copies.lock().unwrap().clone();
+        match self.store.unmatched_queued(&copies).await {
+            Ok(unmatched) => unmatched
+                .iter()
+                .map(|q| match copies.iter().find(|c| c.task == q.task) {
+                    Some(mine) => format!(
+                        "cannot grade queued jobs of task {}: they were queued with task digest {} and data set digest {}, this worker has {} and {}",
+                        q.task,
+                        short(&q.spec_digest),
+                        short(&q.data_digest),
+                        short(&mine.spec_digest),
+                        short(&mine.data_digest)
+                    ),
+                    None => format!("cannot grade queued jobs of task {}: this worker has no copy of it", q.task),
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            Err(e) => format!("cannot read the queue: {e}"),
+        }
+    }
+
+    /// The runner image of a task, built once if the engine lacks it.
+    async fn image(&self, root: &Path, name: &str) -> Result<ImageRef, JobError> {
+        let recipe = Recipe::load(root, name)?;
+        let mut images = self.images.lock().await;
+        if let Some(image) = images.get(&recipe.tag()) {
+            return Ok(image.clone());
+        }
+        let built = self.sandbox.ensure_image(&recipe, BuildMethod::Auto, &|line| info!("image: {line}")).await?;
+        let image = ImageRef { tag: built.tag, id: built.id };
+        images.insert(recipe.tag(), image.clone());
+        Ok(image)
+    }
+}
+
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(12)]
+}
+
+/// One job at a time of a worker instance.
+struct Slot {
+    name: String,
+    grader: Arc<Grader>,
     /// A fresh job sandbox (volumes and holder, never used by any job), opened after a job ends
     /// while its report is stored and the next job claimed; the next job with the same options
     /// takes it instead of waiting for its own. Never reused: one sandbox, one job.
     spare: Arc<Mutex<Option<Spare>>>,
     /// The options of the last job, for the next spare.
     last_options: std::sync::Mutex<Option<JobOptions>>,
-    /// The task opening a spare, awaited before the worker ends (so nothing outlives it).
+    /// The task opening a spare, awaited before the slot ends (so nothing outlives it).
     opener: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Closes finished jobs' sandboxes off the path from push to report; awaited at exit.
     reaper: job::Reaper,
@@ -108,33 +430,38 @@ fn same_sandbox(a: &JobOptions, b: &JobOptions) -> bool {
     a.image == b.image && a.workspace_bytes == b.workspace_bytes && a.output_bytes == b.output_bytes && a.runtime == b.runtime
 }
 
-impl Worker {
+impl Slot {
     async fn run(self) {
-        while !self.shutdown.is_cancelled() {
-            let store = self.app.store.clone();
-            let name = self.name.clone();
-            let claimed = tokio::task::spawn_blocking(move || store.claim(&name, now())).await;
-            match claimed {
-                Ok(Ok(Some(job))) => {
+        let grader = self.grader.clone();
+        while !grader.stop.is_cancelled() {
+            // Armed before the claim, so that a push announced while the claim runs still wakes us.
+            let notified = grader.work.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match grader.store.claim(&grader.claim_request()).await {
+                Ok(Some(job)) => {
                     self.grade(job).await;
                     self.open_spare();
                 }
-                Ok(Ok(None)) => {
-                    // Idle: wake on a push, or look again in a second (retries come due by time).
+                Ok(None) => {
+                    // Idle: woken by a push (in this process, or NOTIFY from the shared store), or
+                    // look again in a second (retries and expired leases come due by time).
                     tokio::select! {
-                        _ = self.app.work.notified() => {}
+                        _ = &mut notified => {}
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = self.shutdown.cancelled() => {}
+                        _ = grader.stop.cancelled() => {}
                     }
                 }
-                Ok(Err(e)) => {
-                    error!(worker = %self.name, error = %e, "cannot claim a job");
-                    tokio::time::sleep(Duration::from_secs(2)).await;
+                Err(e) => {
+                    error!(slot = %self.name, error = %e, "cannot claim a job");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                        _ = grader.stop.cancelled() => {}
+                    }
                 }
-                Err(e) => error!(worker = %self.name, error = %e, "claim panicked"),
             }
         }
-        // Nothing of ours outlives the worker: wait for a spare being opened, then close it.
+        // Nothing of ours outlives the slot: wait for a spare being opened, then close it.
         let opener = self.opener.lock().unwrap().take();
         if let Some(opener) = opener {
             let _ = tokio::time::timeout(Duration::from_secs(30), opener).await;
@@ -148,10 +475,10 @@ impl Worker {
     /// Opens a spare sandbox like the last job's in the background, unless one is there.
     fn open_spare(&self) {
         let Some(last) = self.last_options.lock().unwrap().clone() else { return };
-        if self.shutdown.is_cancelled() {
+        if self.grader.stop.is_cancelled() {
             return;
         }
-        let (sandbox, spare, shutdown) = (self.sandbox.clone(), self.spare.clone(), self.shutdown.clone());
+        let (sandbox, spare, stop) = (self.grader.sandbox.clone(), self.spare.clone(), self.grader.stop.clone());
         let mut opener = self.opener.lock().unwrap();
         if opener.as_ref().is_some_and(|task| !task.is_finished()) {
             return;
@@ -162,7 +489,7 @@ impl Worker {
             }
             let options = JobOptions { job_id: format!("w{}", job::new_job_id()), ..last };
             match sandbox.open_job(&options).await {
-                Ok(job) if !shutdown.is_cancelled() => {
+                Ok(job) if !stop.is_cancelled() => {
                     if let Some(old) = spare.lock().await.replace(Spare { options, job }) {
                         let _ = old.job.close().await;
                     }
@@ -176,34 +503,53 @@ impl Worker {
     }
 
     async fn grade(&self, job: Claimed) {
-        let span = info_span!("job", submission = job.submission, task = %job.task, assignment = %job.assignment, attempt = job.attempts);
+        let grader = &self.grader;
+        let span = info_span!("job", submission = job.submission(), task = %job.task, assignment = %job.assignment, attempt = job.attempts());
         async {
-            let store = self.app.store.clone();
-            match self.attempt(&job).await {
+            let cancel = grader.stop.child_token();
+            grader.running.lock().unwrap().insert(
+                job.submission(),
+                Running { attempt: job.attempts(), memory_bytes: job.needs.memory_bytes, claimed: Instant::now(), cancel: cancel.clone() },
+            );
+            grader.running_count.fetch_add(1, Ordering::Relaxed);
+            let result = self.attempt(&job, &cancel).await;
+            grader.running.lock().unwrap().remove(&job.submission());
+            grader.running_count.fetch_sub(1, Ordering::Relaxed);
+            let fence = &job.fence;
+            match result {
                 Ok(report) => {
                     let json = report.to_json();
-                    {
-                        let mut metrics = self.app.metrics.lock().unwrap();
-                        for step in &report.steps {
-                            let entry = metrics.step_seconds.entry(step.name.clone()).or_insert((0.0, 0));
-                            entry.0 += step.wall_seconds;
-                            entry.1 += 1;
+                    match grader.store.finish(fence, report.status, report.score, &json, now()).await {
+                        Ok(()) => {
+                            let mut metrics = grader.metrics.lock().unwrap();
+                            metrics.jobs_graded += 1;
+                            for step in &report.steps {
+                                let entry = metrics.step_seconds.entry(step.name.clone()).or_insert((0.0, 0));
+                                entry.0 += step.wall_seconds;
+                                entry.1 += 1;
+                            }
+                            info!(score = report.score, "graded");
                         }
-                    }
-                    let (status, score) = (report.status.as_str().to_string(), report.score);
-                    let id = job.submission;
-                    match tokio::task::spawn_blocking(move || store.finish(id, &status, score, &json, now())).await {
-                        Ok(Ok(())) => info!(score, "graded"),
-                        other => error!(?other, "cannot store a report"),
+                        Err(e @ StoreError::Fenced { .. }) => {
+                            grader.metrics.lock().unwrap().results_refused += 1;
+                            warn!(error = %e, "result not stored: the job is another worker's now");
+                        }
+                        Err(e) => error!(error = %e, "cannot store a report; the job's lease will run out and it will be graded again"),
                     }
                 }
-                Err(JobError::Cancelled) => info!("cancelled by shutdown; queued again at exit"),
+                Err(JobError::Cancelled) if grader.stop.is_cancelled() => match grader.store.release(fence).await {
+                    Ok(()) => info!("stopped by shutdown; given back to the queue"),
+                    Err(e) => warn!(error = %e, "stopped by shutdown; cannot give the job back (its lease will run out)"),
+                },
+                Err(JobError::Cancelled) => info!("stopped: the lease was lost"),
                 Err(e) => {
-                    let retry_at = (job.attempts < self.app.config.retries as i64).then(|| now() + 5 * (1 << job.attempts.clamp(0, 10)));
+                    grader.metrics.lock().unwrap().jobs_failed += 1;
+                    let attempts = job.attempts();
+                    let retry_at = (attempts < grader.config.retries as i64).then(|| now() + 5 * (1 << attempts.clamp(0, 10)));
                     warn!(error = %e, ?retry_at, "failed on our side");
-                    let message = format!("{e:#}");
-                    let id = job.submission;
-                    let _ = tokio::task::spawn_blocking(move || store.fail(id, &message, retry_at, now())).await;
+                    if let Err(e) = grader.store.fail(fence, &format!("{e:#}"), retry_at, now()).await {
+                        warn!(error = %e, "cannot record the failure");
+                    }
                 }
             }
         }
@@ -211,13 +557,30 @@ impl Worker {
         .await
     }
 
-    async fn attempt(&self, job: &Claimed) -> Result<crate::report::Report, JobError> {
-        let task_dir = self.app.config.tasks_root.join("tasks").join(&job.task);
+    async fn attempt(&self, job: &Claimed, cancel: &CancellationToken) -> Result<crate::report::Report, JobError> {
+        let grader = &self.grader;
+        let task_dir = grader.config.tasks_root.join("tasks").join(&job.task);
         let task = crate::task::load(&task_dir).map_err(|e| JobError::Internal(e.to_string()))?;
-        let image = self.image(&task.root, &task.image).await?;
+        if !job.needs.spec_digest.is_empty() {
+            // The claim matched this host's copies; they may have changed since.
+            let task_now = task.clone();
+            let mine =
+                tokio::task::spawn_blocking(move || job::needs(&task_now)).await.map_err(|e| JobError::Internal(e.to_string()))?.map_err(JobError::Internal)?;
+            if (mine.spec_digest.as_str(), mine.data_digest.as_str()) != (job.needs.spec_digest.as_str(), job.needs.data_digest.as_str()) {
+                return Err(JobError::Internal(format!(
+                    "this worker's copy of task {} or its data set changed after the job was queued (digests {} / {}, queued with {} / {})",
+                    job.task,
+                    short(&mine.spec_digest),
+                    short(&mine.data_digest),
+                    short(&job.needs.spec_digest),
+                    short(&job.needs.data_digest)
+                )));
+            }
+        }
+        let image = grader.image(&task.root, &task.image).await?;
         let checkout = tempfile::Builder::new().prefix("takehome-checkout-").tempdir().map_err(|e| JobError::Internal(e.to_string()))?;
-        let (repos, assignment, commit, dest) = (self.app.repos.clone(), job.assignment.clone(), job.commit.clone(), checkout.path().to_path_buf());
-        let mut job_id = format!("s{}{}", job.submission, crate::job::new_job_id());
+        let (source, assignment, commit, dest) = (grader.source.clone(), job.assignment.clone(), job.commit.clone(), checkout.path().to_path_buf());
+        let mut job_id = format!("s{}{}", job.submission(), crate::job::new_job_id());
         let options = job::job_options(&task, &image, &job_id);
         *self.last_options.lock().unwrap() = Some(options.clone());
         // A spare sandbox made after the last job serves at once; else the job's volumes and
@@ -237,11 +600,11 @@ impl Worker {
         let opening = async {
             match spare {
                 Some(spare) => Ok(spare.job),
-                None => self.sandbox.open_job(&options).await,
+                None => grader.sandbox.open_job(&options).await,
             }
         };
         let checking_out = async {
-            tokio::task::spawn_blocking(move || repos.checkout(&assignment, &commit, &dest))
+            tokio::task::spawn_blocking(move || source.checkout(&assignment, &commit, &dest))
                 .await
                 .map_err(|e| JobError::Internal(e.to_string()))?
                 .map_err(|e| JobError::Internal(e.to_string()))
@@ -254,23 +617,10 @@ impl Worker {
             return Err(error);
         }
         let mut report =
-            job::grade_opening(&self.sandbox, &task, checkout.path(), &image, &job_id, async { opened }, Some(&self.reaper), &self.shutdown, &|_| {}).await?;
+            job::grade_opening(&grader.sandbox, &task, checkout.path(), &image, &job_id, async { opened }, Some(&self.reaper), cancel, &|_| {}).await?;
         report.candidate = Some(job.candidate.clone());
         report.submission.commit = Some(job.commit.clone());
-        report.submission.path = format!("{}#{}", job.assignment, job.submission);
+        report.submission.path = format!("{}#{}", job.assignment, job.submission());
         Ok(report)
-    }
-
-    /// The runner image of a task, built once if the engine lacks it.
-    async fn image(&self, root: &Path, name: &str) -> Result<ImageRef, JobError> {
-        let recipe = Recipe::load(root, name)?;
-        let mut images = self.images.lock().await;
-        if let Some(image) = images.get(&recipe.tag()) {
-            return Ok(image.clone());
-        }
-        let built = self.sandbox.ensure_image(&recipe, BuildMethod::Auto, &|line| info!("image: {line}")).await?;
-        let image = ImageRef { tag: built.tag, id: built.id };
-        images.insert(recipe.tag(), image.clone());
-        Ok(image)
     }
 }

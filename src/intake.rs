@@ -374,6 +374,25 @@ pub enum PushOutcome {
     Refused { reason: String, reply: Vec<u8> },
 }
 
+/// Who a fetch is served to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    /// The candidate: `main` only; our refs stay hidden and objects are served only by ref.
+    Candidate,
+    /// A worker on another host (its own credential): may fetch any commit by its id (the
+    /// commits we keep under hidden refs); pushes are never served to it.
+    Worker,
+}
+
+impl Reader {
+    fn options(self) -> Vec<String> {
+        match self {
+            Reader::Candidate => Vec::new(),
+            Reader::Worker => vec!["-c".into(), "uploadpack.allowAnySHA1InWant=true".into()],
+        }
+    }
+}
+
 /// The candidates' bare repositories, one per assignment, under one folder.
 #[derive(Debug, Clone)]
 pub struct Repos {
@@ -551,8 +570,8 @@ impl Repos {
     }
 
     /// The ref advertisement of `service` (a few lines: buffered).
-    pub async fn advertise(&self, assignment: &str, service: Service) -> Result<Vec<u8>, IntakeError> {
-        let mut command = self.command(assignment, service, true, &[]);
+    pub async fn advertise(&self, assignment: &str, service: Service, reader: Reader) -> Result<Vec<u8>, IntakeError> {
+        let mut command = self.command(assignment, service, true, &reader.options());
         command.stdin(Stdio::null());
         let output = tokio::time::timeout(GIT_TIMEOUT, command.output())
             .await
@@ -568,9 +587,9 @@ impl Repos {
 
     /// Serves a fetch: streams `body` into `git upload-pack` and returns its output as a stream.
     /// `slot` (a permit of the caller's cap on git processes) is held until the stream ends.
-    pub async fn upload_pack<P: Send + 'static>(&self, assignment: &str, mut body: BodyReader, slot: P) -> Result<GitOutput, IntakeError> {
+    pub async fn upload_pack<P: Send + 'static>(&self, assignment: &str, reader: Reader, mut body: BodyReader, slot: P) -> Result<GitOutput, IntakeError> {
         let mut child = self
-            .command(assignment, Service::UploadPack, false, &[])
+            .command(assignment, Service::UploadPack, false, &reader.options())
             .spawn()
             .map_err(|source| IntakeError::Git { action: "upload-pack".into(), message: format!("cannot run git: {source}") })?;
         let mut stdin = child.stdin.take().expect("stdin is piped");
@@ -736,6 +755,64 @@ impl Repos {
     /// Bytes the repository holds on disk.
     pub fn size(&self, assignment: &str) -> u64 {
         folder_bytes(&self.path(assignment))
+    }
+}
+
+/// A worker's copies of the server's repositories: it fetches the one commit a job needs over
+/// git's smart HTTP with the worker credential (sent as a header through git's environment, never
+/// on a command line), into a bare repository of its own per assignment, and checks it out.
+#[derive(Debug, Clone)]
+pub struct RemoteRepos {
+    /// The server's base URL (`http://host:port`).
+    server: String,
+    token: String,
+    dir: PathBuf,
+}
+
+impl RemoteRepos {
+    pub fn new(server: &str, token: &str, dir: PathBuf) -> RemoteRepos {
+        RemoteRepos { server: server.trim_end_matches('/').to_string(), token: token.to_string(), dir }
+    }
+
+    fn command(&self, git_dir: &Path) -> std::process::Command {
+        let mut command = git_command(&self.dir);
+        command
+            .env("GIT_CONFIG_COUNT", "1")
+            .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+            .env("GIT_CONFIG_VALUE_0", format!("Authorization: Bearer {}", self.token))
+            .arg("--git-dir")
+            .arg(git_dir);
+        command
+    }
+
+    /// Writes the tree of `commit` of `assignment` into `dest`, fetching it first if this host
+    /// does not have it yet.
+    pub fn checkout(&self, assignment: &str, commit: &str, dest: &Path) -> Result<(), IntakeError> {
+        if !is_object_id(commit) || !crate::task::is_name(assignment) {
+            return Err(IntakeError::Git { action: "fetch".into(), message: format!("not a commit of ours: {assignment} {commit}") });
+        }
+        std::fs::create_dir_all(&self.dir).map_err(io_error("create", &self.dir))?;
+        let git_dir = self.dir.join(format!("{assignment}.git"));
+        if !git_dir.join("HEAD").exists() {
+            let mut init = git_command(&self.dir);
+            init.args(["init", "--quiet", "--bare"]).arg(&git_dir);
+            run(init, "init")?;
+        }
+        let mut has = self.command(&git_dir);
+        has.args(["cat-file", "-e", &format!("{commit}^{{commit}}")]);
+        if run(has, "cat-file").is_err() {
+            let mut fetch = self.command(&git_dir);
+            fetch
+                .args(["-c", "protocol.version=0", "fetch", "--quiet", "--no-tags", "--depth=1"])
+                .arg(format!("{}/worker/git/{assignment}.git", self.server))
+                .arg(commit);
+            run(fetch, "fetch")?;
+        }
+        let mut checkout = git_command(&self.dir);
+        checkout.arg("--git-dir").arg(&git_dir).arg("--work-tree").arg(dest).args(["-c", "core.symlinks=true", "checkout", "-f", commit, "--", "."]);
+        let index = tempfile::tempdir().map_err(io_error("create a temporary folder in", &std::env::temp_dir()))?;
+        checkout.env("GIT_INDEX_FILE", index.path().join("index"));
+        run(checkout, "checkout").map(|_| ())
     }
 }
 

@@ -61,6 +61,41 @@ pub fn job_options(task: &TaskSpec, image: &ImageRef, job_id: &str) -> JobOption
     }
 }
 
+/// What a job of `task` needs of the worker that grades it: the digests of the task folder and
+/// data set as they are now (a worker grades it only with the same copies), the most memory a
+/// step may use, and the runtime the task asks for. Reads are cached by file identity.
+pub fn needs(task: &TaskSpec) -> Result<crate::store::JobNeeds, String> {
+    let digest = |dir: &Path| crate::digest::tree_digest_cached(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()));
+    Ok(crate::store::JobNeeds {
+        spec_digest: digest(&task.dir)?,
+        data_digest: digest(&task.dataset_dir())?,
+        memory_bytes: task.steps.iter().map(|s| s.memory_bytes).max().unwrap_or(0).min(i64::MAX as u64) as i64,
+        runtime: task.min_runtime.as_str().to_string(),
+    })
+}
+
+/// [`needs`] of the task `task_id` under `tasks_root`, read on the blocking pool.
+pub async fn needs_of(tasks_root: &Path, task_id: &str) -> Result<crate::store::JobNeeds, String> {
+    if !crate::task::is_name(task_id) {
+        return Err(format!("{task_id:?} is not a task id"));
+    }
+    let dir = tasks_root.join("tasks").join(task_id);
+    tokio::task::spawn_blocking(move || needs(&crate::task::load(&dir).map_err(|e| e.to_string())?)).await.map_err(|e| e.to_string())?
+}
+
+/// Every task under `tasks_root` as this host's copy has it (a task that does not load is left
+/// out: no job of it can be graded here).
+pub fn task_copies(tasks_root: &Path) -> Vec<crate::store::TaskCopy> {
+    let Ok(dirs) = crate::check::discover_tasks(tasks_root) else { return Vec::new() };
+    dirs.iter()
+        .filter_map(|dir| {
+            let task = crate::task::load(dir).ok()?;
+            let needs = needs(&task).ok()?;
+            Some(crate::store::TaskCopy { task: task.id, spec_digest: needs.spec_digest, data_digest: needs.data_digest })
+        })
+        .collect()
+}
+
 /// Grades `submission_dir` for `task` in `sandbox`. `Err` only for our own failures and cancellation.
 pub async fn grade<S: Sandbox>(
     sandbox: &S,

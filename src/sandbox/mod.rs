@@ -52,6 +52,41 @@ pub const LABEL: &str = "takehome";
 pub const LABEL_JOB: &str = "takehome.job";
 pub const LABEL_PID: &str = "takehome.pid";
 pub const LABEL_ROLE: &str = "takehome.role";
+/// The process instance that owns it: an id minted at each start ([`instance_id`]).
+pub const LABEL_INSTANCE: &str = "takehome.instance";
+/// When the owning process started (clock ticks since boot, /proc/<pid>/stat field 22), so that
+/// a reused PID is not taken for the owner.
+pub const LABEL_PID_START: &str = "takehome.pid_start";
+
+/// This process's instance id, minted at first use: containers belong to it, and a daemon or
+/// worker holds its leases under it. Never reused across starts (unlike a PID).
+pub fn instance_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| format!("i{}", hex::encode(crate::secret::random_bytes::<8>())))
+}
+
+/// The state and start time of process `pid` (from /proc/<pid>/stat), if it exists.
+fn process_stat(pid: u32) -> Option<(char, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold anything: the fields start after the last ')'.
+    let rest = &text[text.rfind(')')? + 2..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // Field 22 overall is the 20th after the state (field 3).
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// Whether the process that labelled a container still runs: the PID exists, is not a zombie,
+/// and (when the label has it) started when the owner did.
+fn owner_alive(labels: &HashMap<String, String>) -> bool {
+    let Some(pid) = labels.get(LABEL_PID).and_then(|pid| pid.parse::<u32>().ok()) else { return false };
+    match process_stat(pid) {
+        None => false,
+        Some(('Z' | 'X' | 'x', _)) => false,
+        Some((_, start)) => labels.get(LABEL_PID_START).and_then(|s| s.parse::<u64>().ok()).is_none_or(|expected| expected == start),
+    }
+}
 /// The unprivileged user that steps run as (the runner images create it).
 pub const RUNNER_USER: &str = "10001:10001";
 pub const RUNNER_UID: u32 = 10001;
@@ -323,12 +358,33 @@ pub struct DockerSandbox {
 }
 
 /// Which leftovers to remove.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Leftovers {
     /// Everything labelled ours (a daemon that owns the engine, at start-up).
     All,
     /// Only what processes that no longer run left behind (safe beside other live takehome processes).
     OfDeadProcesses,
+    /// What instances the store knows are gone left behind (instance id → alive, as the store
+    /// says: stopped, replaced or lease run out is dead), and what unknown instances (a `grade`
+    /// or `check` beside us) left when their process no longer runs. This process's own are kept.
+    OfDeadInstances(HashMap<String, bool>),
+}
+
+impl Leftovers {
+    fn removes(&self, labels: &HashMap<String, String>) -> bool {
+        let instance = labels.get(LABEL_INSTANCE).map(String::as_str);
+        if instance == Some(instance_id()) {
+            return *self == Leftovers::All;
+        }
+        match self {
+            Leftovers::All => true,
+            Leftovers::OfDeadProcesses => !owner_alive(labels),
+            Leftovers::OfDeadInstances(known) => match instance.and_then(|i| known.get(i)) {
+                Some(alive) => !alive,
+                None => !owner_alive(labels),
+            },
+        }
+    }
 }
 
 impl DockerSandbox {
@@ -389,8 +445,7 @@ impl DockerSandbox {
         let mut removed = 0;
         for container in containers {
             let labels = container.labels.unwrap_or_default();
-            let owner_alive = labels.get(LABEL_PID).and_then(|pid| pid.parse::<u32>().ok()).is_some_and(process_alive);
-            if which == Leftovers::OfDeadProcesses && owner_alive {
+            if !which.removes(&labels) {
                 continue;
             }
             if let Some(id) = container.id {
@@ -402,8 +457,7 @@ impl DockerSandbox {
         }
         let volumes = api("list volumes", self.docker.list_volumes(Some(ListVolumesOptions { filters: Some(filters) }))).await?;
         for volume in volumes.volumes.unwrap_or_default() {
-            let owner_alive = volume.labels.get(LABEL_PID).and_then(|pid| pid.parse::<u32>().ok()).is_some_and(process_alive);
-            if which == Leftovers::OfDeadProcesses && owner_alive {
+            if !which.removes(&volume.labels) {
                 continue;
             }
             // A volume still held by a live container refuses removal; that is fine.
@@ -432,6 +486,8 @@ fn labels(job_id: &str, role: &str) -> HashMap<String, String> {
         (LABEL.to_string(), "1".to_string()),
         (LABEL_JOB.to_string(), job_id.to_string()),
         (LABEL_PID.to_string(), std::process::id().to_string()),
+        (LABEL_PID_START.to_string(), process_stat(std::process::id()).map(|(_, start)| start.to_string()).unwrap_or_default()),
+        (LABEL_INSTANCE.to_string(), instance_id().to_string()),
         (LABEL_ROLE.to_string(), role.to_string()),
     ])
 }
@@ -1000,10 +1056,6 @@ impl Drop for CleanupGuard {
         });
         let _ = cleaner.join();
     }
-}
-
-fn process_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
 }
 
 fn short(id: &str) -> &str {

@@ -10,9 +10,8 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::auth::{Assessor, Candidate};
-use super::{blocking, now, App, Failure};
+use super::{now, stored, App, Failure};
 use crate::report::{CandidateReport, Report};
-use crate::store::Store;
 
 /// One submission as its candidate sees it.
 #[derive(Debug, Serialize)]
@@ -27,20 +26,20 @@ pub struct CandidateSubmission {
 
 /// The candidate's view of every submission of an assignment, newest first.
 pub async fn candidate_view(app: &Arc<App>, assignment: &str) -> Result<Vec<CandidateSubmission>, Failure> {
-    let id = assignment.to_string();
-    let rows = blocking(app, move |store| {
-        let submissions = store.submissions(Some(&id), None)?;
-        submissions.into_iter().map(|s| Ok((s.clone(), store.submission(s.id)?.and_then(|(_, r)| r)))).collect::<crate::store::Result<Vec<_>>>()
-    })
-    .await?;
+    let submissions = stored(app.store.submissions(Some(assignment), None)).await?;
+    let mut rows = Vec::with_capacity(submissions.len());
+    for s in submissions {
+        let report = stored(app.store.submission(s.id)).await?.and_then(|(_, r)| r);
+        rows.push((s, report));
+    }
     Ok(rows
         .into_iter()
         .map(|(s, report)| CandidateSubmission {
             number: s.number,
             commit: s.commit,
             pushed_at: crate::report::rfc3339(s.pushed_at),
-            status: s.status,
-            grade_status: s.grade_status,
+            status: s.status.as_str().to_string(),
+            grade_status: s.grade_status.map(|g| g.as_str().to_string()),
             report: report.and_then(|r| serde_json::from_str::<Report>(&r).ok()).map(|r| CandidateReport::from_report(&r)),
         })
         .collect())
@@ -56,7 +55,7 @@ pub async fn status(State(app): State<Arc<App>>, Candidate(a): Candidate) -> Res
 }
 
 pub async fn assignments(State(app): State<Arc<App>>, _assessor: Assessor) -> Response {
-    match blocking(&app, |store| store.assignments()).await {
+    match stored(app.store.assignments()).await {
         Ok(rows) => axum::Json(rows).into_response(),
         Err(failure) => failure.into_response(),
     }
@@ -69,14 +68,14 @@ pub struct SubmissionFilter {
 }
 
 pub async fn submissions(State(app): State<Arc<App>>, _assessor: Assessor, Query(filter): Query<SubmissionFilter>) -> Response {
-    match blocking(&app, move |store| store.submissions(filter.assignment.as_deref(), filter.task.as_deref())).await {
+    match stored(app.store.submissions(filter.assignment.as_deref(), filter.task.as_deref())).await {
         Ok(rows) => axum::Json(rows).into_response(),
         Err(failure) => failure.into_response(),
     }
 }
 
 pub async fn submission(State(app): State<Arc<App>>, Path(id): Path<i64>, _assessor: Assessor) -> Response {
-    match blocking(&app, move |store| Ok((store.submission(id)?, store.notes(id)?))).await {
+    match stored(async { Ok((app.store.submission(id).await?, app.store.notes(id).await?)) }).await {
         Ok((Some((submission, report)), notes)) => {
             let report: Option<serde_json::Value> = report.and_then(|r| serde_json::from_str(&r).ok());
             axum::Json(serde_json::json!({ "submission": submission, "report": report, "notes": notes })).into_response()
@@ -94,21 +93,35 @@ pub async fn regrade_task(State(app): State<Arc<App>>, Path(task): Path<String>,
     regrade(&app, None, Some(task)).await
 }
 
-/// Queues graded submissions again and wakes the workers; answers how many were queued.
+/// Answers how many submissions were queued again.
 async fn regrade(app: &Arc<App>, submission: Option<i64>, task: Option<String>) -> Response {
-    match blocking(app, move |store| store.regrade(submission, task.as_deref())).await {
-        Ok(n) => {
-            app.work.notify_waiters();
-            axum::Json(serde_json::json!({ "queued": n })).into_response()
-        }
+    match queue_regrade(app, submission, task).await {
+        Ok(n) => axum::Json(serde_json::json!({ "queued": n })).into_response(),
         Err(failure) => failure.into_response(),
     }
 }
 
+/// Queues graded submissions again (one, or every one of a task) with the digests of the task
+/// and data set as they are now, and wakes the workers; returns how many were queued.
+pub async fn queue_regrade(app: &Arc<App>, submission: Option<i64>, task: Option<String>) -> Result<usize, Failure> {
+    let task_now = match (&task, submission) {
+        (Some(task), _) => Some(task.clone()),
+        (None, Some(id)) => stored(app.store.submission(id)).await?.map(|(s, _)| s.task),
+        (None, None) => None,
+    };
+    let mut needs = std::collections::HashMap::new();
+    if let Some(task_now) = task_now {
+        let found = crate::job::needs_of(&app.config.tasks_root, &task_now).await.map_err(|e| Failure::internal(format!("task {task_now}: {e}")))?;
+        needs.insert(task_now, found);
+    }
+    let n = stored(app.store.regrade(submission, task.as_deref(), &needs)).await?;
+    app.work.notify_waiters();
+    Ok(n)
+}
+
 /// The latest graded submission of each assignment of a task, best first.
 pub async fn comparison(app: &Arc<App>, task: &str) -> Result<Vec<crate::store::Submission>, Failure> {
-    let task = task.to_string();
-    let submissions = blocking(app, move |store| store.submissions(None, Some(&task))).await?;
+    let submissions = stored(app.store.submissions(None, Some(task))).await?;
     let mut latest: Vec<crate::store::Submission> = Vec::new();
     for s in submissions.into_iter().filter(|s| s.score.is_some()) {
         if !latest.iter().any(|l| l.assignment == s.assignment) {
@@ -126,6 +139,26 @@ pub async fn compare(State(app): State<Arc<App>>, Path(task): Path<String>, _ass
     }
 }
 
+/// Every worker instance the store knows, live ones first, with what each holds now.
+pub async fn workers(State(app): State<Arc<App>>, _assessor: Assessor) -> Response {
+    match stored(app.store.workers()).await {
+        Ok(workers) => {
+            let now = now();
+            let rows: Vec<serde_json::Value> = workers
+                .iter()
+                .map(|w| {
+                    let mut value = serde_json::to_value(w).unwrap_or_default();
+                    value["alive"] = serde_json::Value::Bool(w.alive(now));
+                    value["seconds_since_heartbeat"] = serde_json::Value::from(now - w.heartbeat_at);
+                    value
+                })
+                .collect();
+            axum::Json(serde_json::json!({ "backend": app.store.backend(), "workers": rows })).into_response()
+        }
+        Err(failure) => failure.into_response(),
+    }
+}
+
 /// Prometheus text, for a scraper holding `metrics_token` as a bearer token. Off without one.
 pub async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let Some(expected) = app.config.metrics_token.as_deref() else {
@@ -135,7 +168,7 @@ pub async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Respons
     if !crate::secret::same(given, expected) {
         return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], "a bearer token is required\n").into_response();
     }
-    let counts = blocking(&app, |store| store.counts()).await.unwrap_or_default();
+    let counts = app.store.counts().await.unwrap_or_default();
     let mut text = String::new();
     let queued: i64 = counts.iter().filter(|(s, _)| s == "queued").map(|(_, n)| n).sum();
     let running: i64 = counts.iter().filter(|(s, _)| s == "running").map(|(_, n)| n).sum();
@@ -147,7 +180,28 @@ pub async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Respons
     for (status, n) in &counts {
         text.push_str(&format!("takehome_jobs{{outcome=\"{status}\"}} {n}\n"));
     }
+    if let Ok(workers) = app.store.workers().await {
+        let now = now();
+        text.push_str("# HELP takehome_workers_alive Worker instances holding a current lease.\n# TYPE takehome_workers_alive gauge\n");
+        text.push_str(&format!("takehome_workers_alive {}\n", workers.iter().filter(|w| w.alive(now)).count()));
+    }
     let metrics = app.metrics.lock().unwrap();
+    text.push_str(&worker_counters(&metrics));
+    text.push_str(&format!(
+        "# TYPE takehome_pushes_total counter\ntakehome_pushes_total{{result=\"accepted\"}} {}\ntakehome_pushes_total{{result=\"refused\"}} {}\n",
+        metrics.pushes_accepted, metrics.pushes_refused
+    ));
+    text.push_str(&format!("# TYPE takehome_connections_refused_total counter\ntakehome_connections_refused_total {}\n", metrics.connections_refused));
+    text.push_str(&format!("# TYPE takehome_logins_limited_total counter\ntakehome_logins_limited_total {}\n", metrics.logins_limited));
+    if let Some(connections) = app.store.connections() {
+        text.push_str(&format!("# TYPE takehome_database_connections gauge\ntakehome_database_connections {connections}\n"));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// The counters of this process's grading: steps, jobs, refused results, lost leases.
+fn worker_counters(metrics: &super::Metrics) -> String {
+    let mut text = String::new();
     text.push_str("# HELP takehome_step_duration_seconds Wall time of grading steps.\n# TYPE takehome_step_duration_seconds summary\n");
     let mut steps: Vec<_> = metrics.step_seconds.iter().collect();
     steps.sort_by(|a, b| a.0.cmp(b.0));
@@ -157,11 +211,51 @@ pub async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Respons
             "takehome_step_duration_seconds_sum{{step=\"{step}\"}} {sum}\ntakehome_step_duration_seconds_count{{step=\"{step}\"}} {count}\n"
         ));
     }
+    for (name, help, value) in [
+        ("takehome_jobs_graded_total", "Reports stored by this process.", metrics.jobs_graded),
+        ("takehome_jobs_failed_total", "Attempts that failed on our side.", metrics.jobs_failed),
+        ("takehome_results_refused_total", "Results refused: the job's lease had gone to another worker.", metrics.results_refused),
+        ("takehome_leases_lost_total", "Jobs stopped because their lease ran out or was taken.", metrics.leases_lost),
+    ] {
+        text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));
+    }
+    text
+}
+
+/// A worker's health: who it is, what it runs, and what the store says of it.
+pub async fn worker_health(State(status): State<Arc<super::WorkerStatus>>) -> Response {
+    let me = status.store.workers().await.ok().and_then(|all| all.into_iter().find(|w| w.instance == status.instance));
+    let alive = me.as_ref().is_some_and(|w| w.alive(now()));
+    let body = serde_json::json!({
+        "name": status.name,
+        "instance": status.instance,
+        "slots": status.slots,
+        "running": status.running.load(std::sync::atomic::Ordering::Relaxed),
+        "alive": alive,
+        "health": me.as_ref().map(|w| w.health.clone()).unwrap_or_default(),
+        "store": status.store.backend(),
+    });
+    let code = if alive { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, axum::Json(body)).into_response()
+}
+
+/// A worker's Prometheus text (the same bearer token as the server's; off without one).
+pub async fn worker_metrics(State(status): State<Arc<super::WorkerStatus>>, headers: HeaderMap) -> Response {
+    let Some(expected) = status.metrics_token.as_deref() else {
+        return Failure::not_found("metrics here (set metrics_token in the config to turn them on)").into_response();
+    };
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+    if !crate::secret::same(given, expected) {
+        return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], "a bearer token is required\n").into_response();
+    }
+    let mut text = worker_counters(&status.metrics.lock().unwrap());
     text.push_str(&format!(
-        "# TYPE takehome_pushes_total counter\ntakehome_pushes_total{{result=\"accepted\"}} {}\ntakehome_pushes_total{{result=\"refused\"}} {}\n",
-        metrics.pushes_accepted, metrics.pushes_refused
+        "# TYPE takehome_worker_slots gauge\ntakehome_worker_slots {}\n# TYPE takehome_worker_jobs_running gauge\ntakehome_worker_jobs_running {}\n",
+        status.slots,
+        status.running.load(std::sync::atomic::Ordering::Relaxed)
     ));
-    text.push_str(&format!("# TYPE takehome_connections_refused_total counter\ntakehome_connections_refused_total {}\n", metrics.connections_refused));
-    text.push_str(&format!("# TYPE takehome_logins_limited_total counter\ntakehome_logins_limited_total {}\n", metrics.logins_limited));
+    if let Some(connections) = status.store.connections() {
+        text.push_str(&format!("# TYPE takehome_database_connections gauge\ntakehome_database_connections {connections}\n"));
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

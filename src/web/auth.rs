@@ -29,9 +29,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
-use super::{blocking, App, ClientAddr, Failure};
+use super::{stored, App, ClientAddr, Failure};
 use crate::secret::PasswordHash;
-use crate::store::Store;
 
 pub const MAX_FAILURES: u32 = 10;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
@@ -194,7 +193,7 @@ pub fn csrf_token(session: &str) -> String {
 
 async fn session_user(app: &Arc<App>, token: &str) -> Result<Option<String>, Failure> {
     let hash = crate::secret::token_hash(token);
-    blocking(app, move |store| store.session_user(&hash, super::now())).await
+    stored(app.store.session_user(&hash, super::now())).await
 }
 
 /// A new session for `user`: stored by hash, answered as a cookie.
@@ -202,7 +201,7 @@ pub async fn start_session(app: &Arc<App>, user: &str) -> Result<String, Failure
     let token = crate::secret::new_token();
     let (hash, user, now) = (crate::secret::token_hash(&token), user.to_string(), super::now());
     let expires = now + SESSION_LIFETIME.as_secs() as i64;
-    blocking(app, move |store| store.create_session(&hash, &user, now, expires)).await?;
+    stored(app.store.create_session(&hash, &user, now, expires)).await?;
     let secure = if app.config.is_https() { "; Secure" } else { "" };
     Ok(format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}", SESSION_LIFETIME.as_secs()))
 }
@@ -233,11 +232,30 @@ impl FromRequestParts<Arc<App>> for Candidate {
             .map(str::to_string);
         let Some(id) = id else { return Err(Failure::not_found("such assignment").into_response()) };
         let Some((_, token)) = basic(&parts.headers) else { return Err(ask_for_credentials("takehome")) };
-        let found = blocking(app, move |store| store.assignment(&id)).await.map_err(IntoResponse::into_response)?;
+        let found = stored(app.store.assignment(&id)).await.map_err(IntoResponse::into_response)?;
         match found {
             // The same answer for a wrong token and an unknown assignment: nothing to probe.
             Some(a) if crate::secret::token_matches(&token, &a.token_hash) => Ok(Candidate(a)),
             _ => Err(ask_for_credentials("takehome")),
+        }
+    }
+}
+
+/// A grading worker on another host: `Authorization: Bearer <worker token>`, checked against the
+/// hash in the config (`worker_token_sha256`). Without one configured, no request is a worker.
+/// A worker may fetch any candidate's commits and nothing else (no push, no page, no API).
+pub struct Worker;
+
+impl FromRequestParts<Arc<App>> for Worker {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
+        let Some(expected) = app.config.worker_token_sha256.as_deref() else { return Err(Failure::not_found("workers on this server").into_response()) };
+        let given = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+        if !given.is_empty() && given.len() <= 256 && crate::secret::token_matches(given, expected) {
+            Ok(Worker)
+        } else {
+            Err((StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], "a worker token is required\n").into_response())
         }
     }
 }

@@ -16,11 +16,10 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use tracing::info;
 
-use super::auth::Candidate;
-use super::{blocking, clock, now, App, Failure};
+use super::auth::{Candidate, Worker};
+use super::{clock, now, stored, App, Failure};
 use crate::intake::{self, BodyReader, PushOutcome, PushRules, Service};
 use crate::store::Assignment;
-use crate::store::Store;
 
 #[derive(Deserialize)]
 pub struct ServiceQuery {
@@ -32,8 +31,7 @@ async fn start_clock(app: &Arc<App>, assignment: Assignment) -> Result<Assignmen
     if assignment.started_at.is_some() {
         return Ok(assignment);
     }
-    let id = assignment.id;
-    blocking(app, move |store| store.start_clock(&id, now())).await
+    stored(app.store.start_clock(&assignment.id, now())).await
 }
 
 /// Git processes one assignment may run at once.
@@ -77,7 +75,7 @@ pub async fn info_refs(State(app): State<Arc<App>>, Candidate(assignment): Candi
         Ok(slot) => slot,
         Err(response) => return response,
     };
-    match app.repos.advertise(&assignment.id, service).await {
+    match app.repos.advertise(&assignment.id, service, intake::Reader::Candidate).await {
         Ok(body) => ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache".into())], body).into_response(),
         Err(e) => Failure::internal(e.to_string()).into_response(),
     }
@@ -108,7 +106,7 @@ pub async fn rpc(
     };
     if service == Service::UploadPack {
         let reader = body_reader(body, &headers, intake::MAX_FETCH_REQUEST);
-        return match app.repos.upload_pack(&assignment.id, reader, slot).await {
+        return match app.repos.upload_pack(&assignment.id, intake::Reader::Candidate, reader, slot).await {
             Ok(output) => (content_type, Body::from_stream(output.into_stream())).into_response(),
             Err(e) => Failure::internal(e.to_string()).into_response(),
         };
@@ -133,8 +131,13 @@ pub async fn rpc(
             (reply, sideband, "takehome: main did not change: nothing new to grade".to_string())
         }
         Ok(PushOutcome::Accepted { commit, reply, sideband }) => {
-            let (store_id, store_commit) = (assignment.id.clone(), commit.clone());
-            let (submission, number, position) = match blocking(&app, move |store| store.add_submission(&store_id, &store_commit, now)).await {
+            // What the job needs, with the digests of the task and data set as they are now: the
+            // worker that grades it must have the same copies.
+            let needs = match crate::job::needs_of(&app.config.tasks_root, &assignment.task).await {
+                Ok(needs) => needs,
+                Err(e) => return Failure::internal(format!("task {}: {e}", assignment.task)).into_response(),
+            };
+            let (submission, number, position) = match stored(app.store.add_submission(&assignment.id, &commit, &needs, now)).await {
                 Ok(recorded) => recorded,
                 Err(failure) => return failure.into_response(),
             };
@@ -165,4 +168,42 @@ pub async fn rpc(
     }
     body.extend(reply);
     (content_type, body).into_response()
+}
+
+/// The repository id in `{repo}` (`<assignment>.git`), checked as a name.
+fn repo_id(repo: &str) -> Option<&str> {
+    repo.strip_suffix(".git").filter(|id| crate::task::is_name(id))
+}
+
+/// A worker's fetch advertisement: upload-pack only (a worker never pushes).
+pub async fn worker_info_refs(State(app): State<Arc<App>>, Path(repo): Path<String>, _worker: Worker, Query(query): Query<ServiceQuery>) -> Response {
+    if query.service.as_deref().and_then(Service::parse) != Some(Service::UploadPack) {
+        return (StatusCode::FORBIDDEN, "a worker may only fetch\n").into_response();
+    }
+    let Some(id) = repo_id(&repo).filter(|id| app.repos.path(id).is_dir()) else { return Failure::not_found("such repository").into_response() };
+    let _slot = app.git_slots.clone().acquire_owned().await;
+    match app.repos.advertise(id, Service::UploadPack, intake::Reader::Worker).await {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/x-git-upload-pack-advertisement"), (header::CACHE_CONTROL, "no-cache")], body).into_response(),
+        Err(e) => Failure::internal(e.to_string()).into_response(),
+    }
+}
+
+/// A worker's fetch: any commit by its id (see [`intake::Reader::Worker`]).
+pub async fn worker_rpc(
+    State(app): State<Arc<App>>,
+    Path((repo, service)): Path<(String, String)>,
+    _worker: Worker,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if Service::parse(&service) != Some(Service::UploadPack) {
+        return (StatusCode::FORBIDDEN, "a worker may only fetch\n").into_response();
+    }
+    let Some(id) = repo_id(&repo).filter(|id| app.repos.path(id).is_dir()) else { return Failure::not_found("such repository").into_response() };
+    let Ok(slot) = app.git_slots.clone().acquire_owned().await else { return Failure::internal("git slots closed".into()).into_response() };
+    let reader = body_reader(body, &headers, intake::MAX_FETCH_REQUEST);
+    match app.repos.upload_pack(id, intake::Reader::Worker, reader, slot).await {
+        Ok(output) => ([(header::CONTENT_TYPE, "application/x-git-upload-pack-result")], Body::from_stream(output.into_stream())).into_response(),
+        Err(e) => Failure::internal(e.to_string()).into_response(),
+    }
 }

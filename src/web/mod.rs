@@ -37,7 +37,7 @@ use tracing::{debug, error, warn};
 use crate::config::Config;
 use crate::intake::Repos;
 use crate::report::html::esc;
-use crate::store::SqliteStore;
+use crate::store::Store;
 
 /// A request's head (request line and headers) must arrive within this.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,7 +47,7 @@ pub const MAX_FORM_BODY: usize = 64 << 10;
 /// What every handler shares.
 pub struct App {
     pub config: Config,
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn Store>,
     pub repos: Repos,
     /// Woken when a push queues a job.
     pub work: Arc<Notify>,
@@ -56,7 +56,7 @@ pub struct App {
     pub git_slots: Arc<Semaphore>,
     /// git processes at once per assignment, so that one candidate cannot take every slot.
     pub git_per_assignment: Mutex<HashMap<String, Arc<Semaphore>>>,
-    pub metrics: Mutex<Metrics>,
+    pub metrics: Arc<Mutex<Metrics>>,
 }
 
 /// Counters for `/metrics` that the store does not hold.
@@ -68,10 +68,18 @@ pub struct Metrics {
     pub pushes_refused: u64,
     pub connections_refused: u64,
     pub logins_limited: u64,
+    /// Reports stored by this process's workers.
+    pub jobs_graded: u64,
+    /// Failures on our side (each retried or, at the last attempt, `infrastructure_error`).
+    pub jobs_failed: u64,
+    /// Results refused because the job's lease had gone to another worker.
+    pub results_refused: u64,
+    /// Jobs stopped because their lease ran out (or was taken) while they ran.
+    pub leases_lost: u64,
 }
 
 impl App {
-    pub fn new(config: Config, store: Arc<SqliteStore>, work: Arc<Notify>) -> App {
+    pub fn new(config: Config, store: Arc<dyn Store>, work: Arc<Notify>) -> App {
         let repos = Repos::new(config.repos_dir(), config.hooks_dir());
         let git_slots = Arc::new(Semaphore::new(config.max_git_processes));
         App {
@@ -82,7 +90,7 @@ impl App {
             work,
             git_slots,
             git_per_assignment: Mutex::new(HashMap::new()),
-            metrics: Mutex::new(Metrics::default()),
+            metrics: Arc::default(),
         }
     }
 }
@@ -110,6 +118,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/tasks/{task}/compare", get(api::compare))
         .route("/api/tasks/{task}/regrade", post(api::regrade_task))
         .route("/api/status/{assignment}", get(api::status))
+        .route("/api/workers", get(api::workers))
         .layer(DefaultBodyLimit::max(MAX_FORM_BODY))
         .layer(axum::middleware::from_fn_with_state(app.clone(), auth::same_origin));
     Router::new()
@@ -117,6 +126,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(api::metrics))
         .route("/git/{repo}/info/refs", get(git::info_refs))
         .route("/git/{repo}/{service}", post(git::rpc))
+        .route("/worker/git/{repo}/info/refs", get(git::worker_info_refs))
+        .route("/worker/git/{repo}/{service}", post(git::worker_rpc))
         .merge(browser_routes)
         .with_state(app)
 }
@@ -182,17 +193,33 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Arc<App>, shutdown: C
     while tasks.join_next().await.is_some() {}
 }
 
+/// What a worker on another host shows at `/healthz` and `/metrics`.
+pub struct WorkerStatus {
+    pub instance: String,
+    pub name: String,
+    pub slots: usize,
+    pub metrics: Arc<Mutex<Metrics>>,
+    pub metrics_token: Option<String>,
+    pub store: Arc<dyn Store>,
+    pub running: Arc<std::sync::atomic::AtomicI64>,
+}
+
+/// Serves a worker's `/healthz` (JSON: instance, slots, running, the store's view of its health)
+/// and `/metrics` (the same bearer token as the server's) until `shutdown`.
+pub async fn worker_serve(listener: tokio::net::TcpListener, status: Arc<WorkerStatus>, shutdown: CancellationToken) {
+    let router = Router::new().route("/healthz", get(api::worker_health)).route("/metrics", get(api::worker_metrics)).with_state(status);
+    if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await {
+        warn!(error = %e, "the worker's health endpoint stopped");
+    }
+}
+
 pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
-/// Runs store work on a blocking thread (SQLite calls block).
-pub(crate) async fn blocking<T: Send + 'static>(
-    app: &Arc<App>,
-    f: impl FnOnce(&SqliteStore) -> crate::store::Result<T> + Send + 'static,
-) -> Result<T, Failure> {
-    let app = app.clone();
-    tokio::task::spawn_blocking(move || f(&app.store)).await.map_err(|e| Failure::internal(e.to_string()))?.map_err(|e| Failure::internal(e.to_string()))
+/// A store call's error as an answer (logged; the client sees "internal error").
+pub(crate) async fn stored<T>(call: impl std::future::Future<Output = crate::store::Result<T>>) -> Result<T, Failure> {
+    call.await.map_err(|e| Failure::internal(e.to_string()))
 }
 
 /// An error answer: status and message, as JSON.

@@ -11,10 +11,9 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::auth::{AssessorPage, Candidate, CsrfForm, PasswordCheck, SessionForm};
-use super::{api, blocking, clock, now, page, App, ClientAddr, Failure};
+use super::{api, clock, now, page, stored, App, ClientAddr, Failure};
 use crate::report::html::esc;
 use crate::report::{Report, View};
-use crate::store::Store;
 
 #[derive(Deserialize)]
 pub struct LoginForm {
@@ -86,7 +85,7 @@ pub async fn login(State(app): State<Arc<App>>, axum::Extension(client): axum::E
 
 pub async fn logout(State(app): State<Arc<App>>, form: SessionForm<PlainForm>) -> Response {
     let hash = crate::secret::token_hash(&form.session);
-    if let Err(failure) = blocking(&app, move |store| store.delete_session(&hash)).await {
+    if let Err(failure) = stored(app.store.delete_session(&hash)).await {
         return failure.into_response();
     }
     ([(header::SET_COOKIE, super::auth::end_session_cookie(&app))], Redirect::to("/login")).into_response()
@@ -95,14 +94,14 @@ pub async fn logout(State(app): State<Arc<App>>, form: SessionForm<PlainForm>) -
 /// Ends every session of the assessor, on every browser.
 pub async fn logout_everywhere(State(app): State<Arc<App>>, form: SessionForm<PlainForm>) -> Response {
     let user = form.user.clone();
-    if let Err(failure) = blocking(&app, move |store| store.delete_sessions_of(&user)).await {
+    if let Err(failure) = stored(app.store.delete_sessions_of(&user)).await {
         return failure.into_response();
     }
     ([(header::SET_COOKIE, super::auth::end_session_cookie(&app))], Redirect::to("/login")).into_response()
 }
 
 pub async fn dashboard(State(app): State<Arc<App>>, assessor: AssessorPage) -> Response {
-    let (assignments, submissions) = match blocking(&app, |store| Ok((store.assignments()?, store.submissions(None, None)?))).await {
+    let (assignments, submissions) = match stored(async { Ok((app.store.assignments().await?, app.store.submissions(None, None).await?)) }).await {
         Ok(both) => both,
         Err(failure) => return failure.into_response(),
     };
@@ -135,10 +134,7 @@ pub async fn dashboard(State(app): State<Arc<App>>, assessor: AssessorPage) -> R
     body.push_str("</table></section><section><h2>Submissions</h2><table><tr><th>#</th><th>candidate</th><th>task</th><th>commit</th><th>status</th><th class=\"num\">score</th></tr>");
     for s in &submissions {
         let score = s.score.map(|v| format!("{v:.1}")).unwrap_or_default();
-        let status = match (&s.status[..], &s.grade_status) {
-            ("graded", Some(g)) => g.clone(),
-            (other, _) => other.to_string(),
-        };
+        let status = s.status_text();
         let _ = write!(
             body,
             "<tr><td><a href=\"/submissions/{}\">{}</a></td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td class=\"num\">{score}</td></tr>",
@@ -147,7 +143,7 @@ pub async fn dashboard(State(app): State<Arc<App>>, assessor: AssessorPage) -> R
             esc(&s.candidate),
             esc(&s.task),
             esc(&s.commit[..s.commit.len().min(10)]),
-            esc(&status)
+            esc(status)
         );
     }
     body.push_str("</table></section>");
@@ -155,14 +151,14 @@ pub async fn dashboard(State(app): State<Arc<App>>, assessor: AssessorPage) -> R
 }
 
 pub async fn submission_page(State(app): State<Arc<App>>, Path(id): Path<i64>, assessor: AssessorPage) -> Response {
-    let found = match blocking(&app, move |store| Ok((store.submission(id)?, store.notes(id)?))).await {
+    let found = match stored(async { Ok((app.store.submission(id).await?, app.store.notes(id).await?)) }).await {
         Ok(found) => found,
         Err(failure) => return failure.into_response(),
     };
     let (Some((submission, report)), notes) = found else { return Failure::not_found("such submission").into_response() };
     let csrf = csrf_field(&assessor.csrf);
     let mut extra =
-        format!("<section><h2>Review</h2><p>Submission #{} of {} · status {}", submission.number, esc(&submission.candidate), esc(&submission.status));
+        format!("<section><h2>Review</h2><p>Submission #{} of {} · status {}", submission.number, esc(&submission.candidate), esc(submission.status.as_str()));
     if let (Some(previous), Some(score)) = (submission.previous_score, submission.score) {
         let _ = write!(extra, " · regraded: {previous:.1} → {score:.1} ({:+.1})", score - previous);
     }
@@ -177,22 +173,21 @@ pub async fn submission_page(State(app): State<Arc<App>>, Path(id): Path<i64>, a
     match report.map(|r| serde_json::from_str::<Report>(&r)) {
         Some(Ok(report)) => Html(report.to_html(View::Assessor).replacen("</main>", &format!("{extra}</main>"), 1)).into_response(),
         Some(Err(e)) => page("Submission", &format!("<p>The stored report cannot be read ({}).</p>{extra}", esc(&e.to_string()))).into_response(),
-        None => page("Submission", &format!("<p>Not graded yet ({}).</p>{extra}", esc(&submission.status))).into_response(),
+        None => page("Submission", &format!("<p>Not graded yet ({}).</p>{extra}", esc(submission.status.as_str()))).into_response(),
     }
 }
 
 pub async fn add_note(State(app): State<Arc<App>>, Path(id): Path<i64>, form: SessionForm<NoteForm>) -> Response {
     let text: String = form.form.text.chars().take(10_000).collect();
     let user = form.user;
-    match blocking(&app, move |store| store.add_note(id, &user, &text, now())).await {
+    match stored(app.store.add_note(id, &user, &text, now())).await {
         Ok(()) => Redirect::to(&format!("/submissions/{id}")).into_response(),
         Err(failure) => failure.into_response(),
     }
 }
 
 pub async fn regrade_one(State(app): State<Arc<App>>, Path(id): Path<i64>, _form: SessionForm<PlainForm>) -> Response {
-    let _ = blocking(&app, move |store| store.regrade(Some(id), None)).await;
-    app.work.notify_waiters();
+    let _ = api::queue_regrade(&app, Some(id), None).await;
     Redirect::to(&format!("/submissions/{id}")).into_response()
 }
 
@@ -200,9 +195,7 @@ pub async fn regrade_task(State(app): State<Arc<App>>, Path(task): Path<String>,
     if !crate::task::is_name(&task) {
         return Failure::not_found("such task").into_response();
     }
-    let target = task.clone();
-    let _ = blocking(&app, move |store| store.regrade(None, Some(&target))).await;
-    app.work.notify_waiters();
+    let _ = api::queue_regrade(&app, None, Some(task.clone())).await;
     Redirect::to(&format!("/tasks/{task}/compare")).into_response()
 }
 
@@ -233,7 +226,7 @@ pub async fn compare_page(State(app): State<Arc<App>>, Path(task): Path<String>,
             esc(&s.candidate),
             s.id,
             s.number,
-            esc(s.grade_status.as_deref().unwrap_or(&s.status)),
+            esc(s.status_text()),
             s.score.unwrap_or(0.0)
         );
     }

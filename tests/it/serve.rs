@@ -332,7 +332,7 @@ async fn sigterm_stops_a_running_job_and_queues_it_again() {
     assert_eq!(containers_with_label(&sandbox, &label).await, 0, "containers remain after SIGTERM");
     use takehome::store::Store;
     let store = takehome::store::SqliteStore::open(&data_path.join("takehome.sqlite")).unwrap();
-    let rows = store.submissions(None, None).unwrap();
+    let rows = store.submissions(None, None).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].status.as_str(), rows[0].attempts), ("queued", 0), "{rows:?}");
 }

@@ -1,0 +1,406 @@
+//! The durable store: assignments, submissions (which are also the job queue), workers, review
+//! notes and assessor sessions, behind one async trait with two backends:
+//!
+//! - [`sqlite`] — the embedded default: one file in WAL mode, one process (`takehome serve`).
+//! - [`postgres`] — the shared queue of a fleet: one server and workers on many Docker hosts.
+//!
+//! Invariants (both backends):
+//! - Only this module touches SQL. Every write is one statement or one transaction, so a crash at
+//!   any point leaves the old or the new state. Schemas are versioned migrations ([`MIGRATIONS`]
+//!   of each backend), applied in order at open and recorded.
+//! - A submission is recorded (`queued`) before the push is acknowledged: no accepted push is lost.
+//! - A job is claimed by one worker *instance* (an id minted at each start) under a **lease** that
+//!   the instance renews while it works. The attempt number is the **fencing token**: a result or
+//!   failure is written only while `(status running, instance, attempt)` still match, so a worker
+//!   that was cut off and comes back late cannot overwrite the worker that took over
+//!   ([`StoreError::Fenced`]). An expired lease puts the job back in the queue (counting the
+//!   attempt, as any failure on our side does).
+//! - Claim order is fair: fresh pushes before regrades, then the task and the assignment with the
+//!   fewest jobs running, then the oldest. A worker claims only jobs that fit it (memory, runtime)
+//!   and whose task spec and data set digests equal its own copies'.
+
+pub mod postgres;
+pub mod sqlite;
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+use crate::report::Status as GradeStatus;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("database: {0}")]
+    Postgres(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The claim this write relied on is no longer current (the lease ran out and the job went
+    /// to another worker, or it was released).
+    #[error("submission {submission}: attempt {attempt} is no longer this worker's (its lease ran out or another worker took the job over)")]
+    Fenced { submission: i64, attempt: i64 },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Where a submission is in the job queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Graded,
+    /// Our side failed on every attempt: never charged to the candidate.
+    InfrastructureError,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Graded => "graded",
+            JobStatus::InfrastructureError => "infrastructure_error",
+        }
+    }
+    pub fn parse(text: &str) -> Option<JobStatus> {
+        [JobStatus::Queued, JobStatus::Running, JobStatus::Graded, JobStatus::InfrastructureError].into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// Where an assignment's time box is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClockState {
+    /// An on-clone assignment nobody has cloned yet.
+    NotStarted,
+    Running,
+    Closed,
+}
+
+/// Why a job is in the queue: a candidate's push goes before a bulk regrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    Push = 0,
+    Regrade = 1,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Assignment {
+    pub id: String,
+    pub task: String,
+    pub candidate: String,
+    #[serde(skip)]
+    pub token_hash: String,
+    pub time_box_seconds: i64,
+    pub starts: String,
+    pub started_at: Option<i64>,
+    pub created_at: i64,
+}
+
+impl Assignment {
+    /// The deadline, once the clock has started.
+    pub fn deadline(&self) -> Option<i64> {
+        self.started_at.map(|start| start + self.time_box_seconds)
+    }
+    /// Seconds left at `now` (the full time box before the clock starts; 0 after the deadline).
+    pub fn seconds_left(&self, now: i64) -> i64 {
+        match self.deadline() {
+            Some(deadline) => (deadline - now).max(0),
+            None => self.time_box_seconds,
+        }
+    }
+    pub fn clock(&self, now: i64) -> ClockState {
+        match self.deadline() {
+            None => ClockState::NotStarted,
+            Some(deadline) if now > deadline => ClockState::Closed,
+            Some(_) => ClockState::Running,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Submission {
+    pub id: i64,
+    pub assignment: String,
+    pub task: String,
+    pub candidate: String,
+    pub number: i64,
+    pub commit: String,
+    pub pushed_at: i64,
+    pub status: JobStatus,
+    pub attempts: i64,
+    /// The grade's status once graded.
+    pub grade_status: Option<GradeStatus>,
+    pub score: Option<f64>,
+    pub previous_score: Option<f64>,
+    pub error: Option<String>,
+    pub finished_at: Option<i64>,
+    /// The worker instance that holds (or last held) the job.
+    pub worker: Option<String>,
+}
+
+impl Submission {
+    /// What a person reads in a status column: the grade's status once graded, else the job's.
+    pub fn status_text(&self) -> &'static str {
+        match (self.status, self.grade_status) {
+            (JobStatus::Graded, Some(grade)) => grade.as_str(),
+            (status, _) => status.as_str(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Note {
+    pub author: String,
+    pub text: String,
+    pub created_at: i64,
+}
+
+/// What a job needs of the worker that grades it and of its copies, recorded when it is queued.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobNeeds {
+    /// Digest of the task folder's spec (task.yaml and the files it names for the run).
+    pub spec_digest: String,
+    /// Digest of the task's data set folder.
+    pub data_digest: String,
+    /// The step memory limit: a worker claims only what fits in its free memory.
+    pub memory_bytes: i64,
+    /// The runtime the task asks for (`runc` or `runsc`).
+    pub runtime: String,
+}
+
+/// A claim's fencing token: the job, the instance that holds it and the attempt number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub submission: i64,
+    pub instance: String,
+    pub attempt: i64,
+}
+
+/// A job handed to a worker.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub fence: Fence,
+    pub assignment: String,
+    pub task: String,
+    pub candidate: String,
+    pub commit: String,
+    /// The submission's number within its assignment (its commit is kept at `refs/takehome/<number>`).
+    pub number: i64,
+    pub needs: JobNeeds,
+}
+
+impl Claimed {
+    pub fn submission(&self) -> i64 {
+        self.fence.submission
+    }
+    pub fn attempts(&self) -> i64 {
+        self.fence.attempt
+    }
+}
+
+/// What a worker asks for when it claims.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    pub instance: String,
+    pub now: i64,
+    pub lease_seconds: i64,
+    /// Memory not yet promised to the instance's running jobs.
+    pub free_memory_bytes: i64,
+    /// Runtimes the worker's engine has.
+    pub runtimes: Vec<String>,
+    /// The (task, spec digest, data digest) the worker's own copies have.
+    pub copies: Vec<TaskCopy>,
+    /// Jobs whose lease ran out this many times are stored as `infrastructure_error` instead.
+    pub max_attempts: i64,
+}
+
+/// One task as a worker's own copy has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskCopy {
+    pub task: String,
+    pub spec_digest: String,
+    pub data_digest: String,
+}
+
+impl TaskCopy {
+    /// One text key for the three (tab cannot appear in a task id or a hex digest).
+    pub fn key(&self) -> String {
+        format!("{}\t{}\t{}", self.task, self.spec_digest, self.data_digest)
+    }
+}
+
+/// A worker instance as it registers and as the store lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerInfo {
+    pub instance: String,
+    /// The worker's stable name (its host's, by default): a new instance with the same name
+    /// replaces the old one.
+    pub name: String,
+    pub version: String,
+    pub slots: i64,
+    pub memory_bytes: i64,
+    pub runtimes: Vec<String>,
+    pub started_at: i64,
+    pub heartbeat_at: i64,
+    pub lease_until: i64,
+    /// Set when it stopped cleanly or was replaced.
+    pub stopped_at: Option<i64>,
+    /// What keeps it from grading some jobs (for example a data set that differs), or empty.
+    pub health: String,
+    /// Jobs it holds now.
+    pub running: i64,
+}
+
+impl WorkerInfo {
+    pub fn alive(&self, now: i64) -> bool {
+        self.stopped_at.is_none() && self.lease_until >= now
+    }
+}
+
+/// The store's surface. Every call is async; the SQLite backend runs its statements on the
+/// blocking pool, the PostgreSQL backend on a connection pool.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend, for logs and health (`sqlite`, `postgres`).
+    fn backend(&self) -> &'static str;
+    /// Starts waking `wake` whenever another process queues a job (PostgreSQL's `LISTEN`); `None`
+    /// where jobs are queued only in this process (which wakes its workers itself).
+    fn watch(&self, _wake: std::sync::Arc<tokio::sync::Notify>, _shutdown: tokio_util::sync::CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
+        None
+    }
+    /// Database connections this process holds now, where that is a pool.
+    fn connections(&self) -> Option<usize> {
+        None
+    }
+    async fn create_assignment(&self, assignment: &Assignment) -> Result<()>;
+    async fn assignment(&self, id: &str) -> Result<Option<Assignment>>;
+    async fn assignments(&self) -> Result<Vec<Assignment>>;
+    /// Starts the clock if it has not started; returns the assignment as it now is.
+    async fn start_clock(&self, id: &str, now: i64) -> Result<Assignment>;
+    /// Records an accepted push as a queued submission; returns (submission id, number, queue position).
+    async fn add_submission(&self, assignment: &str, commit: &str, needs: &JobNeeds, now: i64) -> Result<(i64, i64, i64)>;
+    /// Claims the next job that fits (see the module's docs), if any.
+    async fn claim(&self, request: &ClaimRequest) -> Result<Option<Claimed>>;
+    /// Stores a report while `fence` is current.
+    async fn finish(&self, fence: &Fence, grade_status: GradeStatus, score: f64, report_json: &str, now: i64) -> Result<()>;
+    /// A failure on our side, while `fence` is current: back to the queue after `retry_at`, or
+    /// `infrastructure_error` when `None`.
+    async fn fail(&self, fence: &Fence, error: &str, retry_at: Option<i64>, now: i64) -> Result<()>;
+    /// Gives a job back untouched (the worker is stopping): queued again, the attempt not counted.
+    async fn release(&self, fence: &Fence) -> Result<()>;
+    /// Registers a worker instance (its lease starts now). Instances of the same name that were
+    /// not stopped are dead predecessors: they are marked stopped and their jobs queued again.
+    /// Returns the instance ids it replaced.
+    async fn register_worker(&self, worker: &WorkerInfo) -> Result<Vec<String>>;
+    /// Renews the instance's lease and the leases of the jobs it still holds, and records its
+    /// health; returns the ids of the jobs it still holds (any other it runs was taken from it),
+    /// or `None` when the instance was stopped or replaced (it must stop working).
+    async fn heartbeat(&self, instance: &str, now: i64, lease_seconds: i64, health: &str) -> Result<Option<Vec<i64>>>;
+    /// A clean stop: gives back the instance's jobs and marks it stopped.
+    async fn stop_worker(&self, instance: &str, now: i64) -> Result<usize>;
+    /// Every worker instance seen, the live ones first.
+    async fn workers(&self) -> Result<Vec<WorkerInfo>>;
+    /// The (task, spec, data) digests of queued jobs that no copy in `copies` matches (for health).
+    async fn unmatched_queued(&self, copies: &[TaskCopy]) -> Result<Vec<TaskCopy>>;
+    /// Puts every running job back in the queue and marks every instance stopped: only for a
+    /// single-process store at start-up (the one process that could hold them is gone).
+    async fn requeue_all_running(&self) -> Result<usize>;
+    async fn submission(&self, id: i64) -> Result<Option<(Submission, Option<String>)>>;
+    async fn submissions(&self, assignment: Option<&str>, task: Option<&str>) -> Result<Vec<Submission>>;
+    /// Queues graded submissions again (one, or every one of a task), keeping the old score; the
+    /// digests are those of the copies now (a regrade on changed data is this explicit act).
+    /// `needs` holds each task's needs now, by task id; a task not in it keeps what it had.
+    async fn regrade(&self, submission: Option<i64>, task: Option<&str>, needs: &HashMap<String, JobNeeds>) -> Result<usize>;
+    async fn add_note(&self, submission: i64, author: &str, text: &str, now: i64) -> Result<()>;
+    async fn notes(&self, submission: i64) -> Result<Vec<Note>>;
+    /// (status text, count) over all submissions.
+    async fn counts(&self) -> Result<Vec<(String, i64)>>;
+    /// Records an assessor's login session (only the token's hash is stored).
+    async fn create_session(&self, token_hash: &str, user: &str, now: i64, expires_at: i64) -> Result<()>;
+    /// The user of a session that has not expired (expired sessions are deleted on the way).
+    async fn session_user(&self, token_hash: &str, now: i64) -> Result<Option<String>>;
+    async fn delete_session(&self, token_hash: &str) -> Result<()>;
+    /// Ends every session of `user` ("log out everywhere"); returns how many.
+    async fn delete_sessions_of(&self, user: &str) -> Result<usize>;
+}
+
+/// A grade status as the store keeps it.
+pub(crate) fn parse_grade(text: &str) -> Option<GradeStatus> {
+    [GradeStatus::Graded, GradeStatus::StepFailed, GradeStatus::BadOutput, GradeStatus::Rejected].into_iter().find(|s| s.as_str() == text)
+}
+
+/// Where the store lives: `sqlite:PATH` (the default, under the data folder) or `postgres://…`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(std::path::PathBuf),
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    pub fn parse(text: &str) -> std::result::Result<DatabaseUrl, String> {
+        if let Some(path) = text.strip_prefix("sqlite:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            if path.is_empty() {
+                return Err("sqlite: needs a file path (sqlite:/var/lib/takehome/takehome.sqlite)".into());
+            }
+            return Ok(DatabaseUrl::Sqlite(path.into()));
+        }
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            return Ok(DatabaseUrl::Postgres(text.to_string()));
+        }
+        Err(format!("{:?} is not a database URL (expected sqlite:PATH or postgres://USER@HOST:PORT/DB)", redact(text)))
+    }
+
+    /// The URL with any password hidden, for logs and messages.
+    pub fn describe(&self) -> String {
+        match self {
+            DatabaseUrl::Sqlite(path) => format!("sqlite:{}", path.display()),
+            DatabaseUrl::Postgres(url) => redact(url),
+        }
+    }
+}
+
+/// `scheme://user:password@host` → `scheme://user:***@host`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let Some((credentials, host)) = rest.rsplit_once('@') else { return url.to_string() };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+/// Opens the store a URL names, applying migrations.
+pub async fn open(url: &DatabaseUrl) -> Result<std::sync::Arc<dyn Store>> {
+    Ok(match url {
+        DatabaseUrl::Sqlite(path) => {
+            let path = path.clone();
+            std::sync::Arc::new(tokio::task::spawn_blocking(move || SqliteStore::open(&path)).await.map_err(|e| StoreError::Invalid(e.to_string()))??)
+        }
+        DatabaseUrl::Postgres(url) => std::sync::Arc::new(PostgresStore::connect(url).await?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_parse_and_hide_passwords() {
+        assert_eq!(DatabaseUrl::parse("sqlite:/tmp/x.sqlite").unwrap(), DatabaseUrl::Sqlite("/tmp/x.sqlite".into()));
+        assert_eq!(DatabaseUrl::parse("sqlite://rel/x.sqlite").unwrap(), DatabaseUrl::Sqlite("rel/x.sqlite".into()));
+        let pg = DatabaseUrl::parse("postgres://takehome:s3cret@10.0.0.1:5432/takehome").unwrap();
+        assert_eq!(pg.describe(), "postgres://takehome:***@10.0.0.1:5432/takehome");
+        let error = DatabaseUrl::parse("mysql://u:pw@h/db").unwrap_err();
+        assert!(error.contains("sqlite:PATH") && !error.contains("pw"), "{error}");
+    }
+}

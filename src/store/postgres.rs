@@ -1,0 +1,702 @@
+//! The shared backend: PostgreSQL, for a server and workers on many hosts.
+//!
+//! tokio-postgres behind a deadpool pool; every call has a time limit ([`CALL_TIMEOUT`]), so a
+//! partitioned host fails fast instead of hanging, and a connection that broke (a restarted
+//! server) is dropped by the pool and a new one made on the next call: workers reconnect on their
+//! own. Claims lock their row with `FOR UPDATE SKIP LOCKED`, so workers never wait on each other
+//! or get the same job. A queued job sends `NOTIFY takehome_jobs` (delivered at commit); workers
+//! `LISTEN` on one connection of their own ([`PostgresStore::watch`]).
+//! Migrations are numbered, recorded in `takehome_schema`, and applied under an advisory lock so
+//! that processes starting together do not race.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::sync::Notify;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+
+/// The most one store call may take, connection included.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// The channel a queued job is announced on.
+pub const CHANNEL: &str = "takehome_jobs";
+/// Connections a process keeps at most (the listener's is one more).
+pub const POOL_SIZE: usize = 4;
+
+/// Entry `n` brings the schema from version `n` to `n + 1`. Never edit a shipped entry: add one.
+const MIGRATIONS: &[&str] = &["
+CREATE TABLE assignments (
+    id TEXT PRIMARY KEY,
+    task TEXT NOT NULL,
+    candidate TEXT NOT NULL,
+    token_hash TEXT NOT NULL,
+    time_box_seconds BIGINT NOT NULL,
+    starts TEXT NOT NULL,
+    started_at BIGINT,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE submissions (
+    id BIGSERIAL PRIMARY KEY,
+    assignment TEXT NOT NULL REFERENCES assignments(id),
+    task TEXT NOT NULL,
+    number BIGINT NOT NULL,
+    commit_sha TEXT NOT NULL,
+    pushed_at BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    kind INTEGER NOT NULL DEFAULT 0,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    run_after BIGINT NOT NULL DEFAULT 0,
+    worker TEXT,
+    lease_until BIGINT NOT NULL DEFAULT 0,
+    started_at BIGINT,
+    finished_at BIGINT,
+    grade_status TEXT,
+    score DOUBLE PRECISION,
+    previous_score DOUBLE PRECISION,
+    report TEXT,
+    error TEXT,
+    spec_digest TEXT NOT NULL DEFAULT '',
+    data_digest TEXT NOT NULL DEFAULT '',
+    memory_bytes BIGINT NOT NULL DEFAULT 0,
+    runtime TEXT NOT NULL DEFAULT 'runc',
+    UNIQUE (assignment, number)
+);
+CREATE INDEX submissions_queue ON submissions (status, run_after, id);
+CREATE INDEX submissions_worker ON submissions (worker, status);
+CREATE TABLE sessions (
+    token_hash TEXT PRIMARY KEY,
+    user_name TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX sessions_user ON sessions (user_name);
+CREATE TABLE notes (
+    id BIGSERIAL PRIMARY KEY,
+    submission BIGINT NOT NULL REFERENCES submissions(id),
+    author TEXT NOT NULL,
+    text TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE workers (
+    instance TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    slots BIGINT NOT NULL,
+    memory_bytes BIGINT NOT NULL,
+    runtimes TEXT NOT NULL,
+    started_at BIGINT NOT NULL,
+    heartbeat_at BIGINT NOT NULL,
+    lease_until BIGINT NOT NULL,
+    stopped_at BIGINT,
+    health TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX workers_name ON workers (name);
+"];
+
+pub struct PostgresStore {
+    pool: Pool,
+    config: tokio_postgres::Config,
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> StoreError {
+        StoreError::Postgres(match e.as_db_error() {
+            Some(db) => format!("{}: {}", db.code().code(), db.message()),
+            None => e.to_string(),
+        })
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> StoreError {
+        StoreError::Postgres(format!("no connection: {e}"))
+    }
+}
+
+/// Runs `f` within [`CALL_TIMEOUT`].
+async fn timed<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::time::timeout(CALL_TIMEOUT, f).await.map_err(|_| StoreError::Postgres(format!("no answer within {} s", CALL_TIMEOUT.as_secs())))?
+}
+
+const SUBMISSION_COLUMNS: &str = "s.id, s.assignment, s.task, a.candidate, s.number, s.commit_sha, s.pushed_at, s.status, s.attempts, \
+     s.grade_status, s.score, s.previous_score, s.error, s.finished_at, s.worker";
+
+fn submission_row(row: &Row) -> Result<Submission> {
+    let status: String = row.try_get(7)?;
+    let grade: Option<String> = row.try_get(9)?;
+    Ok(Submission {
+        id: row.try_get(0)?,
+        assignment: row.try_get(1)?,
+        task: row.try_get(2)?,
+        candidate: row.try_get(3)?,
+        number: row.try_get(4)?,
+        commit: row.try_get(5)?,
+        pushed_at: row.try_get(6)?,
+        status: JobStatus::parse(&status).ok_or_else(|| StoreError::Invalid(format!("unexpected job status {status:?}")))?,
+        attempts: row.try_get(8)?,
+        grade_status: grade.map(|g| super::parse_grade(&g).ok_or_else(|| StoreError::Invalid(format!("unexpected grade status {g:?}")))).transpose()?,
+        score: row.try_get(10)?,
+        previous_score: row.try_get(11)?,
+        error: row.try_get(12)?,
+        finished_at: row.try_get(13)?,
+        worker: row.try_get(14)?,
+    })
+}
+
+const ASSIGNMENT_COLUMNS: &str = "id, task, candidate, token_hash, time_box_seconds, starts, started_at, created_at";
+
+fn assignment_row(row: &Row) -> Result<Assignment> {
+    Ok(Assignment {
+        id: row.try_get(0)?,
+        task: row.try_get(1)?,
+        candidate: row.try_get(2)?,
+        token_hash: row.try_get(3)?,
+        time_box_seconds: row.try_get(4)?,
+        starts: row.try_get(5)?,
+        started_at: row.try_get(6)?,
+        created_at: row.try_get(7)?,
+    })
+}
+
+const WORKER_COLUMNS: &str = "w.instance, w.name, w.version, w.slots, w.memory_bytes, w.runtimes, w.started_at, w.heartbeat_at, w.lease_until, \
+     w.stopped_at, w.health, (SELECT COUNT(*) FROM submissions s WHERE s.status = 'running' AND s.worker = w.instance)";
+
+fn worker_row(row: &Row) -> Result<WorkerInfo> {
+    let runtimes: String = row.try_get(5)?;
+    Ok(WorkerInfo {
+        instance: row.try_get(0)?,
+        name: row.try_get(1)?,
+        version: row.try_get(2)?,
+        slots: row.try_get(3)?,
+        memory_bytes: row.try_get(4)?,
+        runtimes: runtimes.split(',').filter(|r| !r.is_empty()).map(str::to_string).collect(),
+        started_at: row.try_get(6)?,
+        heartbeat_at: row.try_get(7)?,
+        lease_until: row.try_get(8)?,
+        stopped_at: row.try_get(9)?,
+        health: row.try_get(10)?,
+        running: row.try_get(11)?,
+    })
+}
+
+/// The fencing condition: $1 submission, $2 instance, $3 attempt.
+const FENCED: &str = "id = $1 AND status = 'running' AND worker = $2 AND attempts = $3";
+
+fn fenced(changed: u64, fence: &Fence) -> Result<()> {
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Fenced { submission: fence.submission, attempt: fence.attempt })
+    }
+}
+
+impl PostgresStore {
+    /// Connects (a pool of [`POOL_SIZE`]) and brings the schema up to date.
+    pub async fn connect(url: &str) -> Result<PostgresStore> {
+        let mut config = tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Invalid(format!("the database URL: {e}")))?;
+        config.connect_timeout(Duration::from_secs(5));
+        config.keepalives_idle(Duration::from_secs(10));
+        if config.get_application_name().is_none() {
+            config.application_name("takehome");
+        }
+        let manager = Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(CALL_TIMEOUT))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .recycle_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| StoreError::Invalid(format!("connection pool: {e}")))?;
+        let store = PostgresStore { pool, config };
+        timed(store.migrate()).await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut client = self.pool.get().await?;
+        let transaction = client.transaction().await?;
+        // One process migrates at a time; the others wait here, then find nothing to do.
+        transaction.execute("SELECT pg_advisory_xact_lock(7263011)", &[]).await?;
+        transaction.batch_execute("CREATE TABLE IF NOT EXISTS takehome_schema (version BIGINT NOT NULL)").await?;
+        let version: i64 = transaction.query_one("SELECT COALESCE(MAX(version), 0) FROM takehome_schema", &[]).await?.try_get(0)?;
+        if version as usize > MIGRATIONS.len() {
+            return Err(StoreError::Invalid(format!(
+                "the database is at schema version {version}, newer than this takehome knows ({}): run a newer takehome",
+                MIGRATIONS.len()
+            )));
+        }
+        for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            transaction.batch_execute(migration).await?;
+            transaction.execute("INSERT INTO takehome_schema (version) VALUES ($1)", &[&((index + 1) as i64)]).await?;
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// The schema version the database is at.
+    pub async fn schema_version(&self) -> Result<i64> {
+        timed(async { Ok(self.pool.get().await?.query_one("SELECT MAX(version) FROM takehome_schema", &[]).await?.try_get(0)?) }).await
+    }
+
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        timed(async { Ok(self.pool.get().await?.execute(sql, params).await?) }).await
+    }
+
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        timed(async { Ok(self.pool.get().await?.query(sql, params).await?) }).await
+    }
+
+    async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
+        timed(async { Ok(self.pool.get().await?.query_opt(sql, params).await?) }).await
+    }
+
+    /// Connections open in the pool now (for `/metrics` and the benchmark).
+    pub fn connections(&self) -> usize {
+        self.pool.status().size
+    }
+}
+
+/// Announces queued jobs to listening workers (delivered when the transaction commits).
+const NOTIFY: &str = "NOTIFY takehome_jobs";
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn watch(&self, wake: Arc<Notify>, shutdown: CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
+        Some(tokio::spawn(listen(self.config.clone(), wake, shutdown)))
+    }
+
+    fn connections(&self) -> Option<usize> {
+        Some(PostgresStore::connections(self))
+    }
+
+    async fn create_assignment(&self, a: &Assignment) -> Result<()> {
+        self.execute(
+            &format!("INSERT INTO assignments ({ASSIGNMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
+            &[&a.id, &a.task, &a.candidate, &a.token_hash, &a.time_box_seconds, &a.starts, &a.started_at, &a.created_at],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn assignment(&self, id: &str) -> Result<Option<Assignment>> {
+        self.query_opt(&format!("SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE id = $1"), &[&id]).await?.as_ref().map(assignment_row).transpose()
+    }
+
+    async fn assignments(&self) -> Result<Vec<Assignment>> {
+        self.query(&format!("SELECT {ASSIGNMENT_COLUMNS} FROM assignments ORDER BY created_at DESC, id"), &[]).await?.iter().map(assignment_row).collect()
+    }
+
+    async fn start_clock(&self, id: &str, now: i64) -> Result<Assignment> {
+        self.execute("UPDATE assignments SET started_at = $2 WHERE id = $1 AND started_at IS NULL", &[&id, &now]).await?;
+        self.assignment(id).await?.ok_or_else(|| StoreError::NotFound(format!("no assignment {id}")))
+    }
+
+    async fn add_submission(&self, assignment: &str, commit: &str, needs: &JobNeeds, now: i64) -> Result<(i64, i64, i64)> {
+        timed(async {
+            let mut client = self.pool.get().await?;
+            let transaction = client.transaction().await?;
+            // Numbers are per assignment: lock the assignment's row so that two pushes number in turn.
+            let task: String = transaction.query_one("SELECT task FROM assignments WHERE id = $1 FOR UPDATE", &[&assignment]).await?.try_get(0)?;
+            let number: i64 =
+                transaction.query_one("SELECT COALESCE(MAX(number), 0) + 1 FROM submissions WHERE assignment = $1", &[&assignment]).await?.try_get(0)?;
+            let id: i64 = transaction
+                .query_one(
+                    "INSERT INTO submissions (assignment, task, number, commit_sha, pushed_at, status, kind, spec_digest, data_digest, memory_bytes, runtime) \
+                     VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $7, $8, $9) RETURNING id",
+                    &[&assignment, &task, &number, &commit, &now, &needs.spec_digest, &needs.data_digest, &needs.memory_bytes, &needs.runtime],
+                )
+                .await?
+                .try_get(0)?;
+            let position: i64 =
+                transaction.query_one("SELECT COUNT(*) FROM submissions WHERE status IN ('queued', 'running') AND id <= $1", &[&id]).await?.try_get(0)?;
+            transaction.batch_execute(NOTIFY).await?;
+            transaction.commit().await?;
+            Ok((id, number, position))
+        })
+        .await
+    }
+
+    async fn claim(&self, r: &ClaimRequest) -> Result<Option<Claimed>> {
+        let copies: Vec<String> = r.copies.iter().map(TaskCopy::key).collect();
+        timed(async {
+            let mut client = self.pool.get().await?;
+            let transaction = client.transaction().await?;
+            transaction
+                .execute(
+                    "UPDATE submissions SET status = 'infrastructure_error', finished_at = $1, worker = NULL, lease_until = 0, \
+                     error = 'its worker stopped answering on every attempt (' || attempts || ')' \
+                     WHERE attempts >= $2 AND ((status = 'running' AND lease_until < $1) OR status = 'queued')",
+                    &[&r.now, &r.max_attempts],
+                )
+                .await?;
+            let row = transaction
+                .query_opt(
+                    "WITH next AS (SELECT s.id FROM submissions s \
+                        WHERE ((s.status = 'queued' AND s.run_after <= $2) OR (s.status = 'running' AND s.lease_until < $2)) \
+                          AND s.memory_bytes <= $4 AND s.runtime = ANY($5) \
+                          AND (s.spec_digest = '' OR s.task || chr(9) || s.spec_digest || chr(9) || s.data_digest = ANY($6)) \
+                        ORDER BY s.kind, \
+                          (SELECT COUNT(*) FROM submissions r WHERE r.status = 'running' AND r.lease_until >= $2 AND r.task = s.task), \
+                          (SELECT COUNT(*) FROM submissions r WHERE r.status = 'running' AND r.lease_until >= $2 AND r.assignment = s.assignment), \
+                          s.id \
+                        LIMIT 1 FOR UPDATE SKIP LOCKED) \
+                     UPDATE submissions SET status = 'running', worker = $1, started_at = $2, lease_until = $2 + $3, attempts = attempts + 1 \
+                     FROM next WHERE submissions.id = next.id \
+                     RETURNING submissions.id, submissions.assignment, submissions.task, submissions.commit_sha, submissions.attempts, \
+                       submissions.number, submissions.spec_digest, submissions.data_digest, submissions.memory_bytes, submissions.runtime, \
+                       (SELECT candidate FROM assignments WHERE assignments.id = submissions.assignment)",
+                    &[&r.instance, &r.now, &r.lease_seconds, &r.free_memory_bytes, &r.runtimes, &copies],
+                )
+                .await?;
+            transaction.commit().await?;
+            row.map(|row| {
+                Ok(Claimed {
+                    fence: Fence { submission: row.try_get(0)?, instance: r.instance.clone(), attempt: row.try_get(4)? },
+                    assignment: row.try_get(1)?,
+                    task: row.try_get(2)?,
+                    commit: row.try_get(3)?,
+                    number: row.try_get(5)?,
+                    needs: JobNeeds { spec_digest: row.try_get(6)?, data_digest: row.try_get(7)?, memory_bytes: row.try_get(8)?, runtime: row.try_get(9)? },
+                    candidate: row.try_get(10)?,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn finish(&self, f: &Fence, grade_status: GradeStatus, score: f64, report_json: &str, now: i64) -> Result<()> {
+        let changed = self
+            .execute(
+                &format!(
+                    "UPDATE submissions SET status = 'graded', grade_status = $4, score = $5, report = $6, finished_at = $7, error = NULL, lease_until = 0 \
+                     WHERE {FENCED}"
+                ),
+                &[&f.submission, &f.instance, &f.attempt, &grade_status.as_str(), &score, &report_json, &now],
+            )
+            .await?;
+        fenced(changed, f)
+    }
+
+    async fn fail(&self, f: &Fence, error: &str, retry_at: Option<i64>, now: i64) -> Result<()> {
+        let changed = match retry_at {
+            Some(at) => {
+                self.execute(
+                    &format!("UPDATE submissions SET status = 'queued', run_after = $4, error = $5, worker = NULL, lease_until = 0 WHERE {FENCED}"),
+                    &[&f.submission, &f.instance, &f.attempt, &at, &error],
+                )
+                .await?
+            }
+            None => {
+                self.execute(
+                    &format!("UPDATE submissions SET status = 'infrastructure_error', error = $4, finished_at = $5, lease_until = 0 WHERE {FENCED}"),
+                    &[&f.submission, &f.instance, &f.attempt, &error, &now],
+                )
+                .await?
+            }
+        };
+        fenced(changed, f)
+    }
+
+    async fn release(&self, f: &Fence) -> Result<()> {
+        let changed = timed(async {
+            let client = self.pool.get().await?;
+            let changed = client
+                .execute(
+                    &format!(
+                        "UPDATE submissions SET status = 'queued', run_after = 0, attempts = GREATEST(attempts - 1, 0), worker = NULL, lease_until = 0 WHERE {FENCED}"
+                    ),
+                    &[&f.submission, &f.instance, &f.attempt],
+                )
+                .await?;
+            client.batch_execute(NOTIFY).await?;
+            Ok(changed)
+        })
+        .await?;
+        fenced(changed, f)
+    }
+
+    async fn register_worker(&self, w: &WorkerInfo) -> Result<Vec<String>> {
+        timed(async {
+            let mut client = self.pool.get().await?;
+            let transaction = client.transaction().await?;
+            let replaced: Vec<String> = transaction
+                .query(
+                    "UPDATE workers SET stopped_at = $3 WHERE name = $1 AND stopped_at IS NULL AND instance <> $2 RETURNING instance",
+                    &[&w.name, &w.instance, &w.started_at],
+                )
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<std::result::Result<_, _>>()?;
+            if !replaced.is_empty() {
+                transaction
+                    .execute(
+                        "UPDATE submissions SET status = 'queued', run_after = 0, worker = NULL, lease_until = 0 WHERE status = 'running' AND worker = ANY($1)",
+                        &[&replaced],
+                    )
+                    .await?;
+                transaction.batch_execute(NOTIFY).await?;
+            }
+            transaction
+                .execute(
+                    "INSERT INTO workers (instance, name, version, slots, memory_bytes, runtimes, started_at, heartbeat_at, lease_until, health) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    &[
+                        &w.instance,
+                        &w.name,
+                        &w.version,
+                        &w.slots,
+                        &w.memory_bytes,
+                        &w.runtimes.join(","),
+                        &w.started_at,
+                        &w.heartbeat_at,
+                        &w.lease_until,
+                        &w.health,
+                    ],
+                )
+                .await?;
+            transaction.commit().await?;
+            Ok(replaced)
+        })
+        .await
+    }
+
+    async fn heartbeat(&self, instance: &str, now: i64, lease_seconds: i64, health: &str) -> Result<Option<Vec<i64>>> {
+        timed(async {
+            let mut client = self.pool.get().await?;
+            let transaction = client.transaction().await?;
+            let alive = transaction
+                .execute(
+                    "UPDATE workers SET heartbeat_at = $2, lease_until = $2 + $3, health = $4 WHERE instance = $1 AND stopped_at IS NULL",
+                    &[&instance, &now, &lease_seconds, &health],
+                )
+                .await?;
+            let held = if alive == 0 {
+                None
+            } else {
+                Some(
+                    transaction
+                        .query(
+                            "UPDATE submissions SET lease_until = $2 + $3 WHERE status = 'running' AND worker = $1 RETURNING id",
+                            &[&instance, &now, &lease_seconds],
+                        )
+                        .await?
+                        .iter()
+                        .map(|r| r.try_get(0))
+                        .collect::<std::result::Result<_, _>>()?,
+                )
+            };
+            transaction.commit().await?;
+            Ok(held)
+        })
+        .await
+    }
+
+    async fn stop_worker(&self, instance: &str, now: i64) -> Result<usize> {
+        timed(async {
+            let mut client = self.pool.get().await?;
+            let transaction = client.transaction().await?;
+            let released = transaction
+                .execute(
+                    "UPDATE submissions SET status = 'queued', run_after = 0, attempts = GREATEST(attempts - 1, 0), worker = NULL, lease_until = 0 \
+                     WHERE status = 'running' AND worker = $1",
+                    &[&instance],
+                )
+                .await?;
+            transaction.execute("UPDATE workers SET stopped_at = $2, lease_until = $2 WHERE instance = $1", &[&instance, &now]).await?;
+            if released > 0 {
+                transaction.batch_execute(NOTIFY).await?;
+            }
+            transaction.commit().await?;
+            Ok(released as usize)
+        })
+        .await
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerInfo>> {
+        self.query(&format!("SELECT {WORKER_COLUMNS} FROM workers w ORDER BY w.stopped_at IS NOT NULL, w.heartbeat_at DESC LIMIT 500"), &[])
+            .await?
+            .iter()
+            .map(worker_row)
+            .collect()
+    }
+
+    async fn unmatched_queued(&self, copies: &[TaskCopy]) -> Result<Vec<TaskCopy>> {
+        let rows = self
+            .query("SELECT DISTINCT task, spec_digest, data_digest FROM submissions WHERE status = 'queued' AND spec_digest <> '' ORDER BY 1, 2, 3", &[])
+            .await?;
+        let queued =
+            rows.iter().map(|r| Ok(TaskCopy { task: r.try_get(0)?, spec_digest: r.try_get(1)?, data_digest: r.try_get(2)? })).collect::<Result<Vec<_>>>()?;
+        Ok(queued.into_iter().filter(|q| !copies.contains(q)).collect())
+    }
+
+    async fn requeue_all_running(&self) -> Result<usize> {
+        Err(StoreError::Invalid("a shared database is never swept whole: leases put the jobs of dead workers back".into()))
+    }
+
+    async fn submission(&self, id: i64) -> Result<Option<(Submission, Option<String>)>> {
+        let row = self
+            .query_opt(&format!("SELECT {SUBMISSION_COLUMNS}, s.report FROM submissions s JOIN assignments a ON a.id = s.assignment WHERE s.id = $1"), &[&id])
+            .await?;
+        row.map(|row| Ok((submission_row(&row)?, row.try_get(15)?))).transpose()
+    }
+
+    async fn submissions(&self, assignment: Option<&str>, task: Option<&str>) -> Result<Vec<Submission>> {
+        self.query(
+            &format!(
+                "SELECT {SUBMISSION_COLUMNS} FROM submissions s JOIN assignments a ON a.id = s.assignment \
+                 WHERE ($1::TEXT IS NULL OR s.assignment = $1) AND ($2::TEXT IS NULL OR s.task = $2) ORDER BY s.id DESC"
+            ),
+            &[&assignment, &task],
+        )
+        .await?
+        .iter()
+        .map(submission_row)
+        .collect()
+    }
+
+    async fn regrade(&self, submission: Option<i64>, task: Option<&str>, needs: &HashMap<String, JobNeeds>) -> Result<usize> {
+        timed(async {
+            let mut client = self.pool.get().await?;
+            let transaction = client.transaction().await?;
+            let n = transaction
+                .execute(
+                    "UPDATE submissions SET status = 'queued', kind = 1, run_after = 0, attempts = 0, previous_score = score, worker = NULL \
+                     WHERE status IN ('graded', 'infrastructure_error') AND ($1::BIGINT IS NULL OR id = $1) AND ($2::TEXT IS NULL OR task = $2)",
+                    &[&submission, &task],
+                )
+                .await?;
+            for (task, needs) in needs {
+                transaction
+                    .execute(
+                        "UPDATE submissions SET spec_digest = $2, data_digest = $3, memory_bytes = $4, runtime = $5 \
+                         WHERE status = 'queued' AND kind = 1 AND task = $1 AND ($6::BIGINT IS NULL OR id = $6)",
+                        &[task, &needs.spec_digest, &needs.data_digest, &needs.memory_bytes, &needs.runtime, &submission],
+                    )
+                    .await?;
+            }
+            if n > 0 {
+                transaction.batch_execute(NOTIFY).await?;
+            }
+            transaction.commit().await?;
+            Ok(n as usize)
+        })
+        .await
+    }
+
+    async fn add_note(&self, submission: i64, author: &str, text: &str, now: i64) -> Result<()> {
+        self.execute("INSERT INTO notes (submission, author, text, created_at) VALUES ($1, $2, $3, $4)", &[&submission, &author, &text, &now]).await.map(|_| ())
+    }
+
+    async fn notes(&self, submission: i64) -> Result<Vec<Note>> {
+        self.query("SELECT author, text, created_at FROM notes WHERE submission = $1 ORDER BY id", &[&submission])
+            .await?
+            .iter()
+            .map(|r| Ok(Note { author: r.try_get(0)?, text: r.try_get(1)?, created_at: r.try_get(2)? }))
+            .collect()
+    }
+
+    async fn counts(&self) -> Result<Vec<(String, i64)>> {
+        self.query("SELECT COALESCE(grade_status, status), COUNT(*) FROM submissions GROUP BY 1 ORDER BY 1", &[])
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    async fn create_session(&self, token_hash: &str, user: &str, now: i64, expires_at: i64) -> Result<()> {
+        self.execute("DELETE FROM sessions WHERE expires_at <= $1", &[&now]).await?;
+        self.execute("INSERT INTO sessions (token_hash, user_name, created_at, expires_at) VALUES ($1, $2, $3, $4)", &[&token_hash, &user, &now, &expires_at])
+            .await
+            .map(|_| ())
+    }
+
+    async fn session_user(&self, token_hash: &str, now: i64) -> Result<Option<String>> {
+        Ok(match self.query_opt("SELECT user_name FROM sessions WHERE token_hash = $1 AND expires_at > $2", &[&token_hash, &now]).await? {
+            Some(row) => Some(row.try_get(0)?),
+            None => None,
+        })
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> Result<()> {
+        self.execute("DELETE FROM sessions WHERE token_hash = $1", &[&token_hash]).await.map(|_| ())
+    }
+
+    async fn delete_sessions_of(&self, user: &str) -> Result<usize> {
+        Ok(self.execute("DELETE FROM sessions WHERE user_name = $1", &[&user]).await? as usize)
+    }
+}
+
+/// Holds one connection that `LISTEN`s on [`CHANNEL`] and wakes `wake` on each notification;
+/// reconnects (and wakes, since a notification may have been missed) whenever it breaks, and
+/// checks the connection every 15 s so that a partition shows up as a failure, not as silence.
+async fn listen(config: tokio_postgres::Config, wake: Arc<Notify>, shutdown: CancellationToken) {
+    use futures_util::StreamExt;
+    let mut backoff = Duration::from_millis(200);
+    while !shutdown.is_cancelled() {
+        let (client, mut connection) = match tokio::time::timeout(CALL_TIMEOUT, config.connect(NoTls)).await {
+            Ok(Ok(pair)) => pair,
+            failed => {
+                if let Ok(Err(e)) = failed {
+                    tracing::warn!(error = %e, "cannot connect to listen for new jobs; trying again");
+                }
+                tokio::select! { _ = tokio::time::sleep(backoff) => {}, _ = shutdown.cancelled() => return }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        // The connection is driven by a task of its own; notifications come out of a channel.
+        let (sender, mut notifications) = tokio::sync::mpsc::unbounded_channel();
+        let driver = tokio::spawn(async move {
+            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(message) = messages.next().await {
+                match message {
+                    Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
+                        let _ = sender.send(());
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        let listening = tokio::time::timeout(CALL_TIMEOUT, client.batch_execute(&format!("LISTEN {CHANNEL}"))).await;
+        if !matches!(listening, Ok(Ok(()))) {
+            driver.abort();
+            tokio::select! { _ = tokio::time::sleep(backoff) => {}, _ = shutdown.cancelled() => return }
+            continue;
+        }
+        backoff = Duration::from_millis(200);
+        wake.notify_waiters();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                notification = notifications.recv() => match notification {
+                    Some(()) => wake.notify_waiters(),
+                    None => {
+                        tracing::warn!("the connection that listens for new jobs broke; reconnecting");
+                        break;
+                    }
+                },
+                _ = tokio::time::sleep(Duration::from_secs(15)) => {
+                    if !matches!(tokio::time::timeout(CALL_TIMEOUT, client.simple_query("")).await, Ok(Ok(_))) {
+                        tracing::warn!("the connection that listens for new jobs stopped answering; reconnecting");
+                        break;
+                    }
+                }
+            }
+        }
+        driver.abort();
+    }
+}

@@ -1,0 +1,768 @@
+//! The embedded backend: one SQLite file in WAL mode, for one process (`takehome serve`).
+//!
+//! Statements run on tokio's blocking pool behind one connection (a `std` mutex: every call is
+//! short); a claim is one transaction on that connection, so two workers never get the same job.
+//! Migrations are numbered and recorded in `PRAGMA user_version`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::*;
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    connection: Arc<Mutex<Connection>>,
+}
+
+/// The schema, one migration per entry; entry `n` brings `user_version` from `n` to `n + 1`.
+/// Never edit a shipped entry: add one.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first wave's schema (written with IF NOT EXISTS, so files made before migrations
+    // were numbered take it as a no-op).
+    "
+CREATE TABLE IF NOT EXISTS assignments (
+    id TEXT PRIMARY KEY,
+    task TEXT NOT NULL,
+    candidate TEXT NOT NULL,
+    token_hash TEXT NOT NULL,
+    time_box_seconds INTEGER NOT NULL,
+    starts TEXT NOT NULL,
+    started_at INTEGER,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS submissions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    assignment TEXT NOT NULL REFERENCES assignments(id),
+    number INTEGER NOT NULL,
+    commit_sha TEXT NOT NULL,
+    pushed_at INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    run_after INTEGER NOT NULL DEFAULT 0,
+    worker TEXT,
+    started_at INTEGER,
+    finished_at INTEGER,
+    grade_status TEXT,
+    score REAL,
+    previous_score REAL,
+    report TEXT,
+    error TEXT,
+    UNIQUE (assignment, number)
+);
+CREATE INDEX IF NOT EXISTS submissions_queue ON submissions (status, run_after, id);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user);
+CREATE TABLE IF NOT EXISTS notes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    submission INTEGER NOT NULL REFERENCES submissions(id),
+    author TEXT NOT NULL,
+    text TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+",
+    // 2: leases held by worker instances, what a job needs, fair order, the workers.
+    "
+ALTER TABLE submissions ADD COLUMN task TEXT NOT NULL DEFAULT '';
+UPDATE submissions SET task = (SELECT task FROM assignments WHERE assignments.id = submissions.assignment);
+ALTER TABLE submissions ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE submissions ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE submissions ADD COLUMN spec_digest TEXT NOT NULL DEFAULT '';
+ALTER TABLE submissions ADD COLUMN data_digest TEXT NOT NULL DEFAULT '';
+ALTER TABLE submissions ADD COLUMN memory_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE submissions ADD COLUMN runtime TEXT NOT NULL DEFAULT 'runc';
+CREATE INDEX submissions_worker ON submissions (worker, status);
+CREATE TABLE workers (
+    instance TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    slots INTEGER NOT NULL,
+    memory_bytes INTEGER NOT NULL,
+    runtimes TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL,
+    lease_until INTEGER NOT NULL,
+    stopped_at INTEGER,
+    health TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX workers_name ON workers (name);
+",
+];
+
+const SUBMISSION_COLUMNS: &str = "s.id, s.assignment, s.task, a.candidate, s.number, s.commit_sha, s.pushed_at, s.status, s.attempts, \
+     s.grade_status, s.score, s.previous_score, s.error, s.finished_at, s.worker";
+
+fn bad_value(column: usize, text: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, format!("unexpected value {text:?}").into())
+}
+
+fn submission_row(row: &rusqlite::Row) -> rusqlite::Result<Submission> {
+    let status: String = row.get(7)?;
+    let grade: Option<String> = row.get(9)?;
+    Ok(Submission {
+        id: row.get(0)?,
+        assignment: row.get(1)?,
+        task: row.get(2)?,
+        candidate: row.get(3)?,
+        number: row.get(4)?,
+        commit: row.get(5)?,
+        pushed_at: row.get(6)?,
+        status: JobStatus::parse(&status).ok_or_else(|| bad_value(7, &status))?,
+        attempts: row.get(8)?,
+        grade_status: grade.map(|g| super::parse_grade(&g).ok_or_else(|| bad_value(9, &g))).transpose()?,
+        score: row.get(10)?,
+        previous_score: row.get(11)?,
+        error: row.get(12)?,
+        finished_at: row.get(13)?,
+        worker: row.get(14)?,
+    })
+}
+
+fn assignment_row(row: &rusqlite::Row) -> rusqlite::Result<Assignment> {
+    Ok(Assignment {
+        id: row.get(0)?,
+        task: row.get(1)?,
+        candidate: row.get(2)?,
+        token_hash: row.get(3)?,
+        time_box_seconds: row.get(4)?,
+        starts: row.get(5)?,
+        started_at: row.get(6)?,
+        created_at: row.get(7)?,
+    })
+}
+
+const ASSIGNMENT_COLUMNS: &str = "id, task, candidate, token_hash, time_box_seconds, starts, started_at, created_at";
+
+const WORKER_COLUMNS: &str = "w.instance, w.name, w.version, w.slots, w.memory_bytes, w.runtimes, w.started_at, w.heartbeat_at, w.lease_until, \
+     w.stopped_at, w.health, (SELECT COUNT(*) FROM submissions s WHERE s.status = 'running' AND s.worker = w.instance)";
+
+fn worker_row(row: &rusqlite::Row) -> rusqlite::Result<WorkerInfo> {
+    let runtimes: String = row.get(5)?;
+    Ok(WorkerInfo {
+        instance: row.get(0)?,
+        name: row.get(1)?,
+        version: row.get(2)?,
+        slots: row.get(3)?,
+        memory_bytes: row.get(4)?,
+        runtimes: runtimes.split(',').filter(|r| !r.is_empty()).map(str::to_string).collect(),
+        started_at: row.get(6)?,
+        heartbeat_at: row.get(7)?,
+        lease_until: row.get(8)?,
+        stopped_at: row.get(9)?,
+        health: row.get(10)?,
+        running: row.get(11)?,
+    })
+}
+
+/// Applies the migrations the file has not had, each in a transaction with its version.
+fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
+    let version: usize = connection.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    if version > MIGRATIONS.len() {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "the database is at schema version {version}, newer than this takehome knows ({}): run a newer takehome",
+            MIGRATIONS.len()
+        )));
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version) {
+        let transaction = connection.transaction()?;
+        transaction.execute_batch(migration)?;
+        transaction.pragma_update(None, "user_version", (index + 1) as i64)?;
+        transaction.commit()?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating) the file and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        let mut connection = Connection::open(path)?;
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        connection.pragma_update(None, "foreign_keys", "ON")?;
+        connection.busy_timeout(std::time::Duration::from_secs(10))?;
+        migrate(&mut connection)?;
+        Ok(SqliteStore { connection: Arc::new(Mutex::new(connection)) })
+    }
+
+    /// The schema version the file is at.
+    pub fn schema_version(&self) -> Result<i64> {
+        self.with_blocking(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
+    }
+
+    fn with_blocking<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let mut connection = self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Ok(f(&mut connection)?)
+    }
+
+    /// Runs `f` on the blocking pool with the connection.
+    async fn with<T: Send + 'static>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static) -> Result<T> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.with_blocking(f)).await.map_err(|e| StoreError::Invalid(format!("a store call panicked: {e}")))?
+    }
+}
+
+/// `json_each` reads a list passed as one JSON text parameter.
+fn json_list(items: impl IntoIterator<Item = String>) -> String {
+    serde_json::Value::Array(items.into_iter().map(serde_json::Value::String).collect()).to_string()
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn create_assignment(&self, a: &Assignment) -> Result<()> {
+        let a = a.clone();
+        self.with(move |c| {
+            c.execute(
+                &format!("INSERT INTO assignments ({ASSIGNMENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+                params![a.id, a.task, a.candidate, a.token_hash, a.time_box_seconds, a.starts, a.started_at, a.created_at],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn assignment(&self, id: &str) -> Result<Option<Assignment>> {
+        let id = id.to_string();
+        self.with(move |c| c.query_row(&format!("SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE id = ?1"), [id], assignment_row).optional()).await
+    }
+
+    async fn assignments(&self) -> Result<Vec<Assignment>> {
+        self.with(|c| {
+            let mut statement = c.prepare(&format!("SELECT {ASSIGNMENT_COLUMNS} FROM assignments ORDER BY created_at DESC, id"))?;
+            let rows = statement.query_map([], assignment_row)?.collect();
+            rows
+        })
+        .await
+    }
+
+    async fn start_clock(&self, id: &str, now: i64) -> Result<Assignment> {
+        let owned = id.to_string();
+        self.with(move |c| c.execute("UPDATE assignments SET started_at = ?2 WHERE id = ?1 AND started_at IS NULL", params![owned, now])).await?;
+        self.assignment(id).await?.ok_or_else(|| StoreError::NotFound(format!("no assignment {id}")))
+    }
+
+    async fn add_submission(&self, assignment: &str, commit: &str, needs: &JobNeeds, now: i64) -> Result<(i64, i64, i64)> {
+        let (assignment, commit, needs) = (assignment.to_string(), commit.to_string(), needs.clone());
+        self.with(move |c| {
+            let transaction = c.transaction()?;
+            let number: i64 =
+                transaction.query_row("SELECT COALESCE(MAX(number), 0) + 1 FROM submissions WHERE assignment = ?1", [&assignment], |r| r.get(0))?;
+            transaction.execute(
+                "INSERT INTO submissions (assignment, task, number, commit_sha, pushed_at, status, kind, spec_digest, data_digest, memory_bytes, runtime) \
+                 SELECT ?1, task, ?2, ?3, ?4, 'queued', 0, ?5, ?6, ?7, ?8 FROM assignments WHERE id = ?1",
+                params![assignment, number, commit, now, needs.spec_digest, needs.data_digest, needs.memory_bytes, needs.runtime],
+            )?;
+            let id = transaction.last_insert_rowid();
+            let position: i64 =
+                transaction.query_row("SELECT COUNT(*) FROM submissions WHERE status IN ('queued', 'running') AND id <= ?1", [id], |r| r.get(0))?;
+            transaction.commit()?;
+            Ok((id, number, position))
+        })
+        .await
+    }
+
+    async fn claim(&self, request: &ClaimRequest) -> Result<Option<Claimed>> {
+        let r = request.clone();
+        self.with(move |c| {
+            let transaction = c.transaction()?;
+            transaction.execute(EXPIRE, params![r.now, r.max_attempts])?;
+            let runtimes = json_list(r.runtimes.iter().cloned());
+            let copies = json_list(r.copies.iter().map(TaskCopy::key));
+            let claimed = transaction
+                .query_row(
+                    "UPDATE submissions SET status = 'running', worker = ?1, started_at = ?2, lease_until = ?2 + ?3, attempts = attempts + 1 \
+                     WHERE id = (SELECT s.id FROM submissions s \
+                        WHERE ((s.status = 'queued' AND s.run_after <= ?2) OR (s.status = 'running' AND s.lease_until < ?2)) \
+                          AND s.memory_bytes <= ?4 AND s.runtime IN (SELECT value FROM json_each(?5)) \
+                          AND (s.spec_digest = '' OR s.task || char(9) || s.spec_digest || char(9) || s.data_digest IN (SELECT value FROM json_each(?6))) \
+                        ORDER BY s.kind, \
+                          (SELECT COUNT(*) FROM submissions r WHERE r.status = 'running' AND r.lease_until >= ?2 AND r.task = s.task), \
+                          (SELECT COUNT(*) FROM submissions r WHERE r.status = 'running' AND r.lease_until >= ?2 AND r.assignment = s.assignment), \
+                          s.id LIMIT 1) \
+                     RETURNING id, assignment, task, commit_sha, attempts, number, spec_digest, data_digest, memory_bytes, runtime",
+                    params![r.instance, r.now, r.lease_seconds, r.free_memory_bytes, runtimes, copies],
+                    |row| {
+                        Ok(Claimed {
+                            fence: Fence { submission: row.get(0)?, instance: r.instance.clone(), attempt: row.get(4)? },
+                            assignment: row.get(1)?,
+                            task: row.get(2)?,
+                            candidate: String::new(),
+                            commit: row.get(3)?,
+                            number: row.get(5)?,
+                            needs: JobNeeds { spec_digest: row.get(6)?, data_digest: row.get(7)?, memory_bytes: row.get(8)?, runtime: row.get(9)? },
+                        })
+                    },
+                )
+                .optional()?;
+            let claimed = match claimed {
+                Some(mut job) => {
+                    job.candidate = transaction.query_row("SELECT candidate FROM assignments WHERE id = ?1", [&job.assignment], |r| r.get(0))?;
+                    Some(job)
+                }
+                None => None,
+            };
+            transaction.commit()?;
+            Ok(claimed)
+        })
+        .await
+    }
+
+    async fn finish(&self, fence: &Fence, grade_status: GradeStatus, score: f64, report_json: &str, now: i64) -> Result<()> {
+        let (f, report) = (fence.clone(), report_json.to_string());
+        let changed = self
+            .with(move |c| {
+                c.execute(
+                    &format!(
+                        "UPDATE submissions SET status = 'graded', grade_status = ?4, score = ?5, report = ?6, finished_at = ?7, error = NULL, lease_until = 0 \
+                         WHERE {FENCED}"
+                    ),
+                    params![f.submission, f.instance, f.attempt, grade_status.as_str(), score, report, now],
+                )
+            })
+            .await?;
+        fenced(changed, fence)
+    }
+
+    async fn fail(&self, fence: &Fence, error: &str, retry_at: Option<i64>, now: i64) -> Result<()> {
+        let (f, error) = (fence.clone(), error.to_string());
+        let changed = self
+            .with(move |c| match retry_at {
+                Some(at) => c.execute(
+                    &format!("UPDATE submissions SET status = 'queued', run_after = ?4, error = ?5, worker = NULL, lease_until = 0 WHERE {FENCED}"),
+                    params![f.submission, f.instance, f.attempt, at, error],
+                ),
+                None => c.execute(
+                    &format!("UPDATE submissions SET status = 'infrastructure_error', error = ?4, finished_at = ?5, lease_until = 0 WHERE {FENCED}"),
+                    params![f.submission, f.instance, f.attempt, error, now],
+                ),
+            })
+            .await?;
+        fenced(changed, fence)
+    }
+
+    async fn release(&self, fence: &Fence) -> Result<()> {
+        let f = fence.clone();
+        let changed = self
+            .with(move |c| {
+                c.execute(
+                    &format!("UPDATE submissions SET status = 'queued', run_after = 0, attempts = MAX(attempts - 1, 0), worker = NULL, lease_until = 0 WHERE {FENCED}"),
+                    params![f.submission, f.instance, f.attempt],
+                )
+            })
+            .await?;
+        fenced(changed, fence)
+    }
+
+    async fn register_worker(&self, w: &WorkerInfo) -> Result<Vec<String>> {
+        let w = w.clone();
+        self.with(move |c| {
+            let transaction = c.transaction()?;
+            let replaced: Vec<String> = {
+                let mut statement = transaction.prepare("SELECT instance FROM workers WHERE name = ?1 AND stopped_at IS NULL AND instance != ?2")?;
+                let rows = statement.query_map(params![w.name, w.instance], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+                rows
+            };
+            for old in &replaced {
+                transaction.execute("UPDATE workers SET stopped_at = ?2 WHERE instance = ?1", params![old, w.started_at])?;
+                transaction.execute(
+                    "UPDATE submissions SET status = 'queued', run_after = 0, worker = NULL, lease_until = 0 WHERE status = 'running' AND worker = ?1",
+                    [old],
+                )?;
+            }
+            transaction.execute(
+                "INSERT INTO workers (instance, name, version, slots, memory_bytes, runtimes, started_at, heartbeat_at, lease_until, health) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![w.instance, w.name, w.version, w.slots, w.memory_bytes, w.runtimes.join(","), w.started_at, w.heartbeat_at, w.lease_until, w.health],
+            )?;
+            transaction.commit()?;
+            Ok(replaced)
+        })
+        .await
+    }
+
+    async fn heartbeat(&self, instance: &str, now: i64, lease_seconds: i64, health: &str) -> Result<Option<Vec<i64>>> {
+        let (instance, health) = (instance.to_string(), health.to_string());
+        self.with(move |c| {
+            let transaction = c.transaction()?;
+            let alive = transaction.execute(
+                "UPDATE workers SET heartbeat_at = ?2, lease_until = ?2 + ?3, health = ?4 WHERE instance = ?1 AND stopped_at IS NULL",
+                params![instance, now, lease_seconds, health],
+            )?;
+            let held = if alive == 0 {
+                None
+            } else {
+                let mut statement =
+                    transaction.prepare("UPDATE submissions SET lease_until = ?2 + ?3 WHERE status = 'running' AND worker = ?1 RETURNING id")?;
+                let rows = statement.query_map(params![instance, now, lease_seconds], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+                Some(rows)
+            };
+            transaction.commit()?;
+            Ok(held)
+        })
+        .await
+    }
+
+    async fn stop_worker(&self, instance: &str, now: i64) -> Result<usize> {
+        let instance = instance.to_string();
+        self.with(move |c| {
+            let transaction = c.transaction()?;
+            let released = transaction.execute(
+                "UPDATE submissions SET status = 'queued', run_after = 0, attempts = MAX(attempts - 1, 0), worker = NULL, lease_until = 0 \
+                 WHERE status = 'running' AND worker = ?1",
+                [&instance],
+            )?;
+            transaction.execute("UPDATE workers SET stopped_at = ?2, lease_until = ?2 WHERE instance = ?1", params![instance, now])?;
+            transaction.commit()?;
+            Ok(released)
+        })
+        .await
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerInfo>> {
+        self.with(|c| {
+            let mut statement =
+                c.prepare(&format!("SELECT {WORKER_COLUMNS} FROM workers w ORDER BY w.stopped_at IS NOT NULL, w.heartbeat_at DESC LIMIT 500"))?;
+            let rows = statement.query_map([], worker_row)?.collect();
+            rows
+        })
+        .await
+    }
+
+    async fn unmatched_queued(&self, copies: &[TaskCopy]) -> Result<Vec<TaskCopy>> {
+        let queued: Vec<TaskCopy> = self
+            .with(|c| {
+                let mut statement = c.prepare(
+                    "SELECT DISTINCT task, spec_digest, data_digest FROM submissions WHERE status = 'queued' AND spec_digest != '' ORDER BY 1, 2, 3",
+                )?;
+                let rows = statement.query_map([], |r| Ok(TaskCopy { task: r.get(0)?, spec_digest: r.get(1)?, data_digest: r.get(2)? }))?.collect();
+                rows
+            })
+            .await?;
+        Ok(queued.into_iter().filter(|q| !copies.contains(q)).collect())
+    }
+
+    async fn requeue_all_running(&self) -> Result<usize> {
+        self.with(|c| {
+            let transaction = c.transaction()?;
+            // The attempt that was cut short is not the candidate's: give it back.
+            let n = transaction.execute(
+                "UPDATE submissions SET status = 'queued', run_after = 0, attempts = MAX(attempts - 1, 0), worker = NULL, lease_until = 0 WHERE status = 'running'",
+                [],
+            )?;
+            transaction.execute("UPDATE workers SET stopped_at = heartbeat_at WHERE stopped_at IS NULL", [])?;
+            transaction.commit()?;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn submission(&self, id: i64) -> Result<Option<(Submission, Option<String>)>> {
+        self.with(move |c| {
+            c.query_row(
+                &format!("SELECT {SUBMISSION_COLUMNS}, s.report FROM submissions s JOIN assignments a ON a.id = s.assignment WHERE s.id = ?1"),
+                [id],
+                |row| Ok((submission_row(row)?, row.get(15)?)),
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn submissions(&self, assignment: Option<&str>, task: Option<&str>) -> Result<Vec<Submission>> {
+        let (assignment, task) = (assignment.map(str::to_string), task.map(str::to_string));
+        self.with(move |c| {
+            let mut statement = c.prepare(&format!(
+                "SELECT {SUBMISSION_COLUMNS} FROM submissions s JOIN assignments a ON a.id = s.assignment \
+                 WHERE (?1 IS NULL OR s.assignment = ?1) AND (?2 IS NULL OR s.task = ?2) ORDER BY s.id DESC"
+            ))?;
+            let rows = statement.query_map(params![assignment, task], submission_row)?.collect();
+            rows
+        })
+        .await
+    }
+
+    async fn regrade(&self, submission: Option<i64>, task: Option<&str>, needs: &HashMap<String, JobNeeds>) -> Result<usize> {
+        let (task, needs) = (task.map(str::to_string), needs.clone());
+        self.with(move |c| {
+            let transaction = c.transaction()?;
+            let n = transaction.execute(
+                "UPDATE submissions SET status = 'queued', kind = 1, run_after = 0, attempts = 0, previous_score = score, worker = NULL \
+                 WHERE status IN ('graded', 'infrastructure_error') AND (?1 IS NULL OR id = ?1) AND (?2 IS NULL OR task = ?2)",
+                params![submission, task],
+            )?;
+            for (task, needs) in &needs {
+                transaction.execute(
+                    "UPDATE submissions SET spec_digest = ?2, data_digest = ?3, memory_bytes = ?4, runtime = ?5 \
+                     WHERE status = 'queued' AND kind = 1 AND task = ?1 AND (?6 IS NULL OR id = ?6)",
+                    params![task, needs.spec_digest, needs.data_digest, needs.memory_bytes, needs.runtime, submission],
+                )?;
+            }
+            transaction.commit()?;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn add_note(&self, submission: i64, author: &str, text: &str, now: i64) -> Result<()> {
+        let (author, text) = (author.to_string(), text.to_string());
+        self.with(move |c| {
+            c.execute("INSERT INTO notes (submission, author, text, created_at) VALUES (?1, ?2, ?3, ?4)", params![submission, author, text, now]).map(|_| ())
+        })
+        .await
+    }
+
+    async fn notes(&self, submission: i64) -> Result<Vec<Note>> {
+        self.with(move |c| {
+            let mut statement = c.prepare("SELECT author, text, created_at FROM notes WHERE submission = ?1 ORDER BY id")?;
+            let rows = statement.query_map([submission], |r| Ok(Note { author: r.get(0)?, text: r.get(1)?, created_at: r.get(2)? }))?.collect();
+            rows
+        })
+        .await
+    }
+
+    async fn counts(&self) -> Result<Vec<(String, i64)>> {
+        self.with(|c| {
+            let mut statement = c.prepare("SELECT COALESCE(grade_status, status), COUNT(*) FROM submissions GROUP BY 1 ORDER BY 1")?;
+            let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect();
+            rows
+        })
+        .await
+    }
+
+    async fn create_session(&self, token_hash: &str, user: &str, now: i64, expires_at: i64) -> Result<()> {
+        let (token_hash, user) = (token_hash.to_string(), user.to_string());
+        self.with(move |c| {
+            c.execute("DELETE FROM sessions WHERE expires_at <= ?1", [now])?;
+            c.execute("INSERT INTO sessions (token_hash, user, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)", params![token_hash, user, now, expires_at])
+                .map(|_| ())
+        })
+        .await
+    }
+
+    async fn session_user(&self, token_hash: &str, now: i64) -> Result<Option<String>> {
+        let token_hash = token_hash.to_string();
+        self.with(move |c| {
+            c.query_row("SELECT user FROM sessions WHERE token_hash = ?1 AND expires_at > ?2", params![token_hash, now], |r| r.get(0)).optional()
+        })
+        .await
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> Result<()> {
+        let token_hash = token_hash.to_string();
+        self.with(move |c| c.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash]).map(|_| ())).await
+    }
+
+    async fn delete_sessions_of(&self, user: &str) -> Result<usize> {
+        let user = user.to_string();
+        self.with(move |c| c.execute("DELETE FROM sessions WHERE user = ?1", [user])).await
+    }
+}
+
+/// The fencing condition: parameters ?1 submission, ?2 instance, ?3 attempt.
+const FENCED: &str = "id = ?1 AND status = 'running' AND worker = ?2 AND attempts = ?3";
+
+/// Jobs whose lease ran out too often, or that were given back after too many attempts, become
+/// `infrastructure_error` (?1 now, ?2 the most attempts).
+const EXPIRE: &str = "UPDATE submissions SET status = 'infrastructure_error', finished_at = ?1, worker = NULL, lease_until = 0, \
+     error = 'its worker stopped answering on every attempt (' || attempts || ')' \
+     WHERE attempts >= ?2 AND ((status = 'running' AND lease_until < ?1) OR status = 'queued')";
+
+fn fenced(changed: usize, fence: &Fence) -> Result<()> {
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Fenced { submission: fence.submission, attempt: fence.attempt })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assignment(id: &str) -> Assignment {
+        Assignment {
+            id: id.into(),
+            task: "t".into(),
+            candidate: "c@example.com".into(),
+            token_hash: "h".into(),
+            time_box_seconds: 3600,
+            starts: "now".into(),
+            started_at: Some(0),
+            created_at: 0,
+        }
+    }
+
+    fn needs() -> JobNeeds {
+        JobNeeds { spec_digest: "s1".into(), data_digest: "d1".into(), memory_bytes: 1 << 30, runtime: "runc".into() }
+    }
+
+    fn request(instance: &str, now: i64) -> ClaimRequest {
+        ClaimRequest {
+            instance: instance.into(),
+            now,
+            lease_seconds: 30,
+            free_memory_bytes: 4 << 30,
+            runtimes: vec!["runc".into()],
+            copies: vec![TaskCopy { task: "t".into(), spec_digest: "s1".into(), data_digest: "d1".into() }],
+            max_attempts: 3,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_job_is_claimed_once_fenced_and_requeued_after_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite")).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        store.create_assignment(&assignment("a1")).await.unwrap();
+        let (id, number, position) = store.add_submission("a1", "abc", &needs(), 10).await.unwrap();
+        assert_eq!((number, position), (1, 1));
+        assert_eq!(store.add_submission("a1", "def", &needs(), 11).await.unwrap().1, 2);
+        let first = store.claim(&request("w1", 12)).await.unwrap().unwrap();
+        assert_eq!((first.submission(), first.candidate.as_str(), first.number), (id, "c@example.com", 1));
+        let second = store.claim(&request("w2", 12)).await.unwrap().unwrap();
+        assert_ne!(second.submission(), id);
+        assert!(store.claim(&request("w3", 12)).await.unwrap().is_none());
+        // w1's lease runs out: w3 takes the job over with the next attempt, and w1's late result is refused.
+        let taken = store.claim(&request("w3", 43)).await.unwrap().unwrap();
+        assert_eq!((taken.submission(), taken.attempts()), (id, 2));
+        let late = store.finish(&first.fence, GradeStatus::Graded, 99.0, "{}", 44).await;
+        assert!(matches!(late, Err(StoreError::Fenced { attempt: 1, .. })), "{late:?}");
+        store.finish(&taken.fence, GradeStatus::Graded, 88.0, "{}", 45).await.unwrap();
+        assert_eq!(store.requeue_all_running().await.unwrap(), 1, "w2's job, as after a crash");
+        let again = store.claim(&request("w1", 50)).await.unwrap().unwrap();
+        assert_eq!((again.submission(), again.attempts()), (second.submission(), 1));
+        store.fail(&again.fence, "docker down", Some(100), 51).await.unwrap();
+        assert!(store.claim(&request("w1", 52)).await.unwrap().is_none(), "not before run_after");
+        assert_eq!(store.regrade(Some(id), None, &HashMap::new()).await.unwrap(), 1);
+        let (row, _) = store.submission(id).await.unwrap().unwrap();
+        assert_eq!((row.status, row.previous_score), (JobStatus::Queued, Some(88.0)));
+    }
+
+    #[tokio::test]
+    async fn claims_fit_the_worker_and_its_copies_and_are_fair() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite")).unwrap();
+        for (id, task) in [("a1", "t"), ("a2", "t"), ("b1", "u")] {
+            store.create_assignment(&Assignment { task: task.into(), ..assignment(id) }).await.unwrap();
+        }
+        let u_needs = JobNeeds { spec_digest: "s2".into(), data_digest: "d2".into(), ..needs() };
+        let (t1, ..) = store.add_submission("a1", "c1", &needs(), 1).await.unwrap();
+        let (t2, ..) = store.add_submission("a1", "c2", &needs(), 2).await.unwrap();
+        let (t3, ..) = store.add_submission("a2", "c3", &needs(), 3).await.unwrap();
+        let (u1, ..) = store.add_submission("b1", "c4", &u_needs, 4).await.unwrap();
+        let mut both = request("w1", 10);
+        both.copies.push(TaskCopy { task: "u".into(), spec_digest: "s2".into(), data_digest: "d2".into() });
+        // Oldest first, then the task with fewer running (u), then the assignment with fewer (a2).
+        assert_eq!(store.claim(&both).await.unwrap().unwrap().submission(), t1);
+        assert_eq!(store.claim(&both).await.unwrap().unwrap().submission(), u1);
+        assert_eq!(store.claim(&both).await.unwrap().unwrap().submission(), t3);
+        // A worker whose copy of t differs, or with too little memory or no runsc, takes nothing.
+        let stale = ClaimRequest { copies: vec![TaskCopy { task: "t".into(), spec_digest: "s1".into(), data_digest: "OLD".into() }], ..request("w2", 10) };
+        assert!(store.claim(&stale).await.unwrap().is_none());
+        assert_eq!(
+            store.unmatched_queued(&stale.copies).await.unwrap(),
+            vec![TaskCopy { task: "t".into(), spec_digest: "s1".into(), data_digest: "d1".into() }]
+        );
+        assert!(store.claim(&ClaimRequest { free_memory_bytes: 1 << 20, ..request("w2", 10) }).await.unwrap().is_none());
+        let (r1, ..) = store.add_submission("a2", "c5", &JobNeeds { runtime: "runsc".into(), ..needs() }, 11).await.unwrap();
+        assert_eq!(store.claim(&request("w2", 12)).await.unwrap().unwrap().submission(), t2);
+        assert!(store.claim(&request("w2", 12)).await.unwrap().is_none(), "runsc needed");
+        let runsc = ClaimRequest { runtimes: vec!["runc".into(), "runsc".into()], ..request("w2", 12) };
+        assert_eq!(store.claim(&runsc).await.unwrap().unwrap().submission(), r1);
+        // A fresh push goes before a regrade queued earlier.
+        for job in [t1, t3] {
+            let (row, _) = store.submission(job).await.unwrap().unwrap();
+            let fence = Fence { submission: job, instance: row.worker.unwrap(), attempt: 1 };
+            store.finish(&fence, GradeStatus::Graded, 50.0, "{}", 13).await.unwrap();
+        }
+        assert_eq!(store.regrade(None, Some("t"), &HashMap::new()).await.unwrap(), 2);
+        let (fresh, ..) = store.add_submission("a1", "c6", &needs(), 14).await.unwrap();
+        assert_eq!(store.claim(&request("w3", 15)).await.unwrap().unwrap().submission(), fresh);
+    }
+
+    #[tokio::test]
+    async fn workers_heartbeat_hold_their_jobs_and_replace_dead_predecessors() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite")).unwrap();
+        store.create_assignment(&assignment("a1")).await.unwrap();
+        let worker = |instance: &str, now: i64| WorkerInfo {
+            instance: instance.into(),
+            name: "host-a".into(),
+            version: "0".into(),
+            slots: 2,
+            memory_bytes: 4 << 30,
+            runtimes: vec!["runc".into()],
+            started_at: now,
+            heartbeat_at: now,
+            lease_until: now + 30,
+            stopped_at: None,
+            health: String::new(),
+            running: 0,
+        };
+        assert!(store.register_worker(&worker("i1", 0)).await.unwrap().is_empty());
+        let (id, ..) = store.add_submission("a1", "abc", &needs(), 1).await.unwrap();
+        let job = store.claim(&request("i1", 2)).await.unwrap().unwrap();
+        assert_eq!(store.heartbeat("i1", 20, 30, "").await.unwrap(), Some(vec![id]));
+        assert!(store.claim(&request("i9", 40)).await.unwrap().is_none(), "the renewed lease holds until 50");
+        // i1 dies (kill -9) and host-a starts again as i2: i1's job is queued again at once.
+        assert_eq!(store.register_worker(&worker("i2", 41)).await.unwrap(), vec!["i1".to_string()]);
+        assert_eq!(store.heartbeat("i1", 42, 30, "").await.unwrap(), None, "a replaced instance must stop");
+        let workers = store.workers().await.unwrap();
+        assert_eq!((workers[0].instance.as_str(), workers[0].alive(42)), ("i2", true));
+        assert!(!workers[1].alive(42));
+        let again = store.claim(&request("i2", 43)).await.unwrap().unwrap();
+        assert_eq!((again.submission(), again.attempts()), (id, 2), "the crash counts an attempt");
+        assert!(matches!(store.release(&job.fence).await, Err(StoreError::Fenced { .. })));
+        assert_eq!(store.stop_worker("i2", 44).await.unwrap(), 1);
+        let (row, _) = store.submission(id).await.unwrap().unwrap();
+        assert_eq!((row.status, row.attempts), (JobStatus::Queued, 1), "a clean stop gives the attempt back");
+    }
+
+    #[tokio::test]
+    async fn sessions_expire_and_log_out_everywhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite")).unwrap();
+        store.create_session("h1", "ada", 100, 200).await.unwrap();
+        store.create_session("h2", "ada", 100, 300).await.unwrap();
+        store.create_session("h3", "bob", 100, 300).await.unwrap();
+        assert_eq!(store.session_user("h1", 150).await.unwrap().as_deref(), Some("ada"));
+        assert_eq!(store.session_user("h1", 200).await.unwrap(), None, "expired");
+        assert_eq!(store.delete_sessions_of("ada").await.unwrap(), 2);
+        assert_eq!(store.session_user("h2", 150).await.unwrap(), None);
+        assert_eq!(store.session_user("h3", 150).await.unwrap().as_deref(), Some("bob"));
+        // A store opened again (a restart) keeps the sessions.
+        drop(store);
+        let store = SqliteStore::open(&dir.path().join("db.sqlite")).unwrap();
+        assert_eq!(store.session_user("h3", 150).await.unwrap().as_deref(), Some("bob"));
+    }
+
+    #[test]
+    fn a_file_from_before_numbered_migrations_is_brought_up_to_date() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        {
+            let connection = Connection::open(&path).unwrap();
+            connection.execute_batch(MIGRATIONS[0]).unwrap();
+            connection
+                .execute_batch(
+                    "INSERT INTO assignments VALUES ('a1', 't', 'c', 'h', 60, 'now', 0, 0); \
+                     INSERT INTO submissions (assignment, number, commit_sha, pushed_at, status) VALUES ('a1', 1, 'abc', 1, 'queued');",
+                )
+                .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let task: String = store.with_blocking(|c| c.query_row("SELECT task FROM submissions", [], |r| r.get(0))).unwrap();
+        assert_eq!(task, "t", "old rows learn their task");
+    }
+}
