@@ -327,7 +327,12 @@ impl Grader {
             }
             let health = self.health().await;
             let started = Instant::now();
-            match self.store.heartbeat(&self.instance, now(), self.config.lease_seconds, &health).await {
+            // Within one period: a store that hangs (a partition) is a failed heartbeat, so that the
+            // lease's end is seen in time.
+            let renewed = tokio::time::timeout(period, self.store.heartbeat(&self.instance, now(), self.config.lease_seconds, &health))
+                .await
+                .unwrap_or_else(|_| Err(StoreError::Postgres(format!("no answer within {} ms", period.as_millis()))));
+            match renewed {
                 Ok(Some(held)) => {
                     last_renewed = started;
                     self.stop_lost(|id, running| running.claimed < started && !held.contains(&id), "its lease was taken by another worker");
@@ -383,6 +388,26 @@ impl Grader {
                 .collect::<Vec<_>>()
                 .join("; "),
             Err(e) => format!("cannot read the queue: {e}"),
+        }
+    }
+
+    /// Runs a store write, trying again while the store cannot be reached, for up to one lease
+    /// (after that the job may be another worker's, and the fence decides). A refusal by the
+    /// fence is final.
+    async fn retrying<F, Fut>(&self, mut write: F) -> Result<(), StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<(), StoreError>>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(self.config.lease_seconds as u64);
+        loop {
+            match write().await {
+                Err(StoreError::Postgres(message)) if Instant::now() < deadline => {
+                    warn!(error = %message, "cannot reach the store; trying again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                other => return other,
+            }
         }
     }
 
@@ -519,7 +544,8 @@ impl Slot {
             match result {
                 Ok(report) => {
                     let json = report.to_json();
-                    match grader.store.finish(fence, report.status, report.score, &json, now()).await {
+                    let stored = grader.retrying(|| grader.store.finish(fence, report.status, report.score, &json, now())).await;
+                    match stored {
                         Ok(()) => {
                             let mut metrics = grader.metrics.lock().unwrap();
                             metrics.jobs_graded += 1;
@@ -547,7 +573,8 @@ impl Slot {
                     let attempts = job.attempts();
                     let retry_at = (attempts < grader.config.retries as i64).then(|| now() + 5 * (1 << attempts.clamp(0, 10)));
                     warn!(error = %e, ?retry_at, "failed on our side");
-                    if let Err(e) = grader.store.fail(fence, &format!("{e:#}"), retry_at, now()).await {
+                    let message = format!("{e:#}");
+                    if let Err(e) = grader.retrying(|| grader.store.fail(fence, &message, retry_at, now())).await {
                         warn!(error = %e, "cannot record the failure");
                     }
                 }

@@ -351,7 +351,7 @@ impl Store for PostgresStore {
                           (SELECT COUNT(*) FROM submissions r WHERE r.status = 'running' AND r.lease_until >= $2 AND r.assignment = s.assignment), \
                           s.id \
                         LIMIT 1 FOR UPDATE SKIP LOCKED) \
-                     UPDATE submissions SET status = 'running', worker = $1, started_at = $2, lease_until = $2 + $3, attempts = attempts + 1 \
+                     UPDATE submissions SET status = 'running', worker = $1, started_at = $2, lease_until = $2::BIGINT + $3::BIGINT, attempts = attempts + 1 \
                      FROM next WHERE submissions.id = next.id \
                      RETURNING submissions.id, submissions.assignment, submissions.task, submissions.commit_sha, submissions.attempts, \
                        submissions.number, submissions.spec_digest, submissions.data_digest, submissions.memory_bytes, submissions.runtime, \
@@ -479,7 +479,7 @@ impl Store for PostgresStore {
             let transaction = client.transaction().await?;
             let alive = transaction
                 .execute(
-                    "UPDATE workers SET heartbeat_at = $2, lease_until = $2 + $3, health = $4 WHERE instance = $1 AND stopped_at IS NULL",
+                    "UPDATE workers SET heartbeat_at = $2, lease_until = $2::BIGINT + $3::BIGINT, health = $4 WHERE instance = $1 AND stopped_at IS NULL",
                     &[&instance, &now, &lease_seconds, &health],
                 )
                 .await?;
@@ -489,7 +489,7 @@ impl Store for PostgresStore {
                 Some(
                     transaction
                         .query(
-                            "UPDATE submissions SET lease_until = $2 + $3 WHERE status = 'running' AND worker = $1 RETURNING id",
+                            "UPDATE submissions SET lease_until = $2::BIGINT + $3::BIGINT WHERE status = 'running' AND worker = $1 RETURNING id",
                             &[&instance, &now, &lease_seconds],
                         )
                         .await?

@@ -137,7 +137,9 @@ pub async fn rpc(
                 Ok(needs) => needs,
                 Err(e) => return Failure::internal(format!("task {}: {e}", assignment.task)).into_response(),
             };
-            let (submission, number, position) = match stored(app.store.add_submission(&assignment.id, &commit, &needs, now)).await {
+            // main has moved: the submission must be recorded before we answer, so a store that
+            // is briefly away (a database restarting) is waited for rather than losing the push.
+            let (submission, number, position) = match record_push(&app, &assignment.id, &commit, &needs, now).await {
                 Ok(recorded) => recorded,
                 Err(failure) => return failure.into_response(),
             };
@@ -205,5 +207,22 @@ pub async fn worker_rpc(
     match app.repos.upload_pack(id, intake::Reader::Worker, reader, slot).await {
         Ok(output) => ([(header::CONTENT_TYPE, "application/x-git-upload-pack-result")], Body::from_stream(output.into_stream())).into_response(),
         Err(e) => Failure::internal(e.to_string()).into_response(),
+    }
+}
+
+/// Records an accepted push, trying again for up to 60 s while the store cannot be reached.
+async fn record_push(app: &Arc<App>, assignment: &str, commit: &str, needs: &crate::store::JobNeeds, now: i64) -> Result<(i64, i64, i64), Failure> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut wait = std::time::Duration::from_millis(250);
+    loop {
+        match app.store.add_submission(assignment, commit, needs, now).await {
+            Ok(recorded) => return Ok(recorded),
+            Err(e) if std::time::Instant::now() + wait < deadline => {
+                tracing::warn!(error = %e, assignment, "cannot record an accepted push yet; trying again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(4));
+            }
+            Err(e) => return Err(Failure::internal(format!("cannot record the accepted push of {assignment} ({commit}): {e}"))),
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! print that they were skipped; they never pass silently.
 
 mod check;
+mod cluster;
 mod common;
 mod grade;
 mod job_logic;
