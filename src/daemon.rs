@@ -172,6 +172,9 @@ struct Grader {
     running_count: Arc<AtomicI64>,
     copies: std::sync::Mutex<Vec<TaskCopy>>,
     metrics: Arc<std::sync::Mutex<Metrics>>,
+    /// When the store last renewed this instance's leases (taken before the call was sent, so
+    /// that the worker's view of the lease ends no later than the store's).
+    renewed: std::sync::Mutex<Instant>,
 }
 
 /// A job this instance runs now.
@@ -245,6 +248,7 @@ impl Grader {
             running_count: Arc::default(),
             copies: std::sync::Mutex::new(copies),
             metrics,
+            renewed: std::sync::Mutex::new(Instant::now()),
         });
         let removed = grader.sweep().await?;
         if removed > 0 {
@@ -279,6 +283,7 @@ impl Grader {
         }
         let mut tasks = JoinSet::new();
         tasks.spawn(self.clone().heartbeats());
+        tasks.spawn(self.clone().watch_lease());
         for n in 0..self.slots {
             let slot = Slot {
                 name: format!("{}/{n}", self.name),
@@ -311,11 +316,28 @@ impl Grader {
         }
     }
 
-    /// Renews the lease every third of it; stops what was lost; records health; sweeps.
+    /// Stops every job once a whole lease has passed without a renewal: by then the store may
+    /// have given them to another worker (a partition, or the store down). Runs apart from the
+    /// heartbeats, so that a store call that hangs cannot delay it.
+    async fn watch_lease(self: Arc<Self>) {
+        let lease = Duration::from_secs(self.config.lease_seconds as u64);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = self.stop.cancelled() => return,
+            }
+            let renewed = *self.renewed.lock().unwrap();
+            if renewed.elapsed() >= lease {
+                self.stop_lost(|_, _| true, "the lease ran out (the store could not be reached)");
+            }
+        }
+    }
+
+    /// Renews the lease every third of it; stops what was lost; records health; sweeps. Every
+    /// store call here is bounded by the period.
     async fn heartbeats(self: Arc<Self>) {
         let lease = Duration::from_secs(self.config.lease_seconds as u64);
         let period = lease / 3;
-        let mut last_renewed = Instant::now();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(period) => {}
@@ -325,7 +347,7 @@ impl Grader {
             if let Ok(copies) = tokio::task::spawn_blocking(move || job::task_copies(&root)).await {
                 *self.copies.lock().unwrap() = copies;
             }
-            let health = self.health().await;
+            let health = tokio::time::timeout(period, self.health()).await.unwrap_or_else(|_| "cannot read the queue: no answer".into());
             let started = Instant::now();
             // Within one period: a store that hangs (a partition) is a failed heartbeat, so that the
             // lease's end is seen in time.
@@ -334,7 +356,7 @@ impl Grader {
                 .unwrap_or_else(|_| Err(StoreError::Postgres(format!("no answer within {} ms", period.as_millis()))));
             match renewed {
                 Ok(Some(held)) => {
-                    last_renewed = started;
+                    *self.renewed.lock().unwrap() = started;
                     self.stop_lost(|id, running| running.claimed < started && !held.contains(&id), "its lease was taken by another worker");
                 }
                 Ok(None) => {
@@ -343,15 +365,12 @@ impl Grader {
                     self.stop.cancel();
                     return;
                 }
-                Err(e) => {
-                    warn!(error = %e, "cannot renew the lease");
-                    if last_renewed.elapsed() >= lease {
-                        self.stop_lost(|_, _| true, "the lease ran out (the store could not be reached)");
-                    }
-                }
+                Err(e) => warn!(error = %e, "cannot renew the lease"),
             }
-            if let Err(e) = self.sweep().await {
-                warn!(error = %e, "cannot look for containers of gone instances");
+            match tokio::time::timeout(period, self.sweep()).await {
+                Ok(Err(e)) => warn!(error = %e, "cannot look for containers of gone instances"),
+                Err(_) => warn!("cannot look for containers of gone instances: no answer"),
+                Ok(Ok(_)) => {}
             }
         }
     }
