@@ -349,7 +349,13 @@ fn all_graded(server: &Server, expected: usize, limit: Duration) -> Vec<serde_js
 /// The instance id a worker named `name` runs as now.
 fn instance_of(server: &Server, name: &str) -> String {
     let workers = server.api("/api/workers");
-    workers["workers"].as_array().unwrap().iter().find(|w| w["name"] == name && w["alive"] == true).map(|w| w["instance"].as_str().unwrap().to_string()).unwrap()
+    workers["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == name && w["alive"] == true)
+        .map(|w| w["instance"].as_str().unwrap().to_string())
+        .unwrap()
 }
 
 async fn step_containers(sandbox: &takehome::sandbox::DockerSandbox, instance: &str) -> usize {
@@ -407,7 +413,10 @@ async fn a_burst_across_three_tasks_survives_a_killed_worker_and_a_database_rest
     let running = super::common::wait_until(Duration::from_secs(120), || step_containers(&sandbox, &first_a).map(|n| n > 0)).await;
     assert!(running, "worker a never ran a step");
     tokio::task::block_in_place(|| wa.kill_9());
-    assert!(step_containers(&sandbox, &first_a).await + sandbox.count_labelled(&format!("takehome.instance={first_a}")).await.unwrap() > 0, "the killed worker left nothing to clean");
+    assert!(
+        step_containers(&sandbox, &first_a).await + sandbox.count_labelled(&format!("takehome.instance={first_a}")).await.unwrap() > 0,
+        "the killed worker left nothing to clean"
+    );
     let server_for_a = server.clone();
     wa = tokio::task::block_in_place(|| Worker::start(&a, "wa", &pg, &server_for_a, root.path(), SLOTS));
     let second_a = tokio::task::block_in_place(|| instance_of(&server, "wa"));
