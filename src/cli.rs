@@ -822,6 +822,11 @@ fn validate(tasks: Vec<PathBuf>, root: Option<PathBuf>) -> Result<(), Failure> {
     Ok(())
 }
 
+/// This host's name (the default worker name).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "worker".into())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -831,9 +836,4 @@ mod tests {
         let error = anyhow::Error::new(inner).context("cannot grade");
         assert_eq!(super::describe_chain(&error), "cannot grade: read /x: No such file or directory (os error 2)");
     }
-}
-
-/// This host's name (the default worker name).
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "worker".into())
 }

@@ -1069,3 +1069,54 @@ pub fn fresh_suffix() -> String {
     hasher.write_u128(Instant::now().elapsed().as_nanos() ^ std::process::id() as u128);
     format!("{:08x}", hasher.finish() as u32)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owned_by(instance: &str, pid: u32, start: Option<u64>) -> HashMap<String, String> {
+        let mut labels = HashMap::from([(LABEL_INSTANCE.to_string(), instance.to_string()), (LABEL_PID.to_string(), pid.to_string())]);
+        if let Some(start) = start {
+            labels.insert(LABEL_PID_START.to_string(), start.to_string());
+        }
+        labels
+    }
+
+    #[test]
+    fn leftovers_are_judged_by_instance_never_by_a_pid_alone() {
+        let me = std::process::id();
+        let (_, my_start) = process_stat(me).expect("our own /proc entry");
+        let ours = owned_by(instance_id(), me, Some(my_start));
+        // A live process that really is the owner keeps its containers.
+        assert!(!Leftovers::OfDeadProcesses.removes(&owned_by("i-other", me, Some(my_start))));
+        assert!(!Leftovers::OfDeadProcesses.removes(&ours), "never our own");
+        assert!(Leftovers::All.removes(&ours));
+        // A reused PID: the process that runs under it started at another time.
+        assert!(Leftovers::OfDeadProcesses.removes(&owned_by("i-old", me, Some(my_start + 1))));
+        // A PID that no longer exists.
+        assert!(Leftovers::OfDeadProcesses.removes(&owned_by("i-gone", u32::MAX - 1, None)));
+        // The store's word wins over the PID: an instance it knows is gone loses its containers
+        // even though a live process has its old PID; one it knows is alive keeps them.
+        let known = HashMap::from([("i-dead".to_string(), false), ("i-live".to_string(), true)]);
+        let by_store = Leftovers::OfDeadInstances(known);
+        assert!(by_store.removes(&owned_by("i-dead", me, Some(my_start))));
+        assert!(!by_store.removes(&owned_by("i-live", u32::MAX - 1, None)));
+        // An instance the store does not know (a `grade` beside us) is judged by its process.
+        assert!(!by_store.removes(&owned_by("i-cli", me, Some(my_start))));
+        assert!(by_store.removes(&owned_by("i-cli", u32::MAX - 1, None)));
+    }
+
+    #[test]
+    fn a_zombie_is_not_alive() {
+        // A child that exited and was not waited for is a zombie: its /proc entry remains.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while process_stat(pid).is_some_and(|(state, _)| state != 'Z') && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(process_stat(pid).map(|(state, _)| state), Some('Z'));
+        assert!(!owner_alive(&HashMap::from([(LABEL_PID.to_string(), pid.to_string())])));
+        child.wait().unwrap();
+    }
+}

@@ -48,7 +48,11 @@ pub async fn candidate_view(app: &Arc<App>, assignment: &str) -> Result<Vec<Cand
 pub async fn status(State(app): State<Arc<App>>, Candidate(a): Candidate) -> Response {
     match candidate_view(&app, &a.id).await {
         Ok(rows) => {
-            axum::Json(serde_json::json!({ "assignment": a.id, "task": a.task, "seconds_left": a.seconds_left(now()), "submissions": rows })).into_response()
+            let now = now();
+            axum::Json(
+                serde_json::json!({ "assignment": a.id, "task": a.task, "clock": a.clock(now), "seconds_left": a.seconds_left(now), "submissions": rows }),
+            )
+            .into_response()
         }
         Err(failure) => failure.into_response(),
     }

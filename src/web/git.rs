@@ -19,7 +19,7 @@ use tracing::info;
 use super::auth::{Candidate, Worker};
 use super::{clock, now, stored, App, Failure};
 use crate::intake::{self, BodyReader, PushOutcome, PushRules, Service};
-use crate::store::Assignment;
+use crate::store::{Assignment, ClockState};
 
 #[derive(Deserialize)]
 pub struct ServiceQuery {
@@ -66,7 +66,7 @@ pub async fn info_refs(State(app): State<Arc<App>>, Candidate(assignment): Candi
     };
     let content_type = format!("application/x-{}-advertisement", service.name());
     if service == Service::ReceivePack {
-        if let Some(deadline) = assignment.deadline().filter(|&d| now() > d) {
+        if let (ClockState::Closed, Some(deadline)) = (assignment.clock(now()), assignment.deadline()) {
             app.metrics.lock().unwrap().pushes_refused += 1;
             return ([(header::CONTENT_TYPE, content_type)], intake::advertisement_error(service, &closed_message(deadline))).into_response();
         }

@@ -14,6 +14,7 @@ use super::auth::{AssessorPage, Candidate, CsrfForm, PasswordCheck, SessionForm}
 use super::{api, clock, now, page, stored, App, ClientAddr, Failure};
 use crate::report::html::esc;
 use crate::report::{Report, View};
+use crate::store::ClockState;
 
 #[derive(Deserialize)]
 pub struct LoginForm {
@@ -121,7 +122,10 @@ pub async fn dashboard(State(app): State<Arc<App>>, assessor: AssessorPage) -> R
     body.push_str("</table></section><section><h2>Assignments</h2><table><tr><th>candidate</th><th>task</th><th>time</th><th class=\"num\">submissions</th><th>status page</th></tr>");
     for a in &assignments {
         let count = submissions.iter().filter(|s| s.assignment == a.id).count();
-        let time = if a.started_at.is_none() { "not started".to_string() } else { clock(a.seconds_left(now)) };
+        let time = match a.clock(now) {
+            ClockState::NotStarted => "not started".to_string(),
+            ClockState::Running | ClockState::Closed => clock(a.seconds_left(now)),
+        };
         let _ = write!(
             body,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{count}</td><td><code>/status/{}</code></td></tr>",
@@ -131,7 +135,11 @@ pub async fn dashboard(State(app): State<Arc<App>>, assessor: AssessorPage) -> R
             esc(&a.id)
         );
     }
-    body.push_str("</table></section><section><h2>Submissions</h2><table><tr><th>#</th><th>candidate</th><th>task</th><th>commit</th><th>status</th><th class=\"num\">score</th></tr>");
+    body.push_str("</table></section>");
+    body.push_str(&workers_section(&app, now).await);
+    body.push_str(
+        "<section><h2>Submissions</h2><table><tr><th>#</th><th>candidate</th><th>task</th><th>commit</th><th>status</th><th class=\"num\">score</th></tr>",
+    );
     for s in &submissions {
         let score = s.score.map(|v| format!("{v:.1}")).unwrap_or_default();
         let status = s.status_text();
@@ -239,7 +247,10 @@ pub async fn status_page(State(app): State<Arc<App>>, Candidate(a): Candidate) -
         Ok(rows) => rows,
         Err(failure) => return failure.into_response(),
     };
-    let time = if a.started_at.is_none() { "the clock starts at your first clone".to_string() } else { clock(a.seconds_left(now())) };
+    let time = match a.clock(now()) {
+        ClockState::NotStarted => "the clock starts at your first clone".to_string(),
+        ClockState::Running | ClockState::Closed => clock(a.seconds_left(now())),
+    };
     let mut body = format!(
         "<meta http-equiv=\"refresh\" content=\"10\"><h1>{}</h1><p>{}</p><table><tr><th>#</th><th>commit</th><th>pushed</th><th>status</th><th>steps</th><th>output</th></tr>",
         esc(&a.task),
@@ -266,4 +277,41 @@ pub async fn status_page(State(app): State<Arc<App>>, Candidate(a): Candidate) -
     }
     body.push_str("</table>");
     page("Status", &body).into_response()
+}
+
+/// The worker instances the store knows: who grades, with what, when last heard from.
+async fn workers_section(app: &Arc<App>, now: i64) -> String {
+    let workers = match app.store.workers().await {
+        Ok(workers) => workers,
+        Err(e) => return format!("<section><h2>Workers</h2><p>Cannot read the workers: {}</p></section>", esc(&e.to_string())),
+    };
+    let mut body = String::from(
+        "<section><h2>Workers</h2><table><tr><th>name</th><th>instance</th><th>state</th><th>last heartbeat</th>\
+         <th class=\"num\">running / slots</th><th>memory</th><th>runtimes</th><th>version</th><th>health</th></tr>",
+    );
+    // Live instances, then the last few that stopped.
+    for w in workers.iter().filter(|w| w.alive(now)).chain(workers.iter().filter(|w| !w.alive(now)).take(5)) {
+        let state = if w.alive(now) {
+            "alive"
+        } else if w.stopped_at.is_some() {
+            "stopped"
+        } else {
+            "lease ran out"
+        };
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td><code>{}</code></td><td>{state}</td><td>{} s ago</td><td class=\"num\">{} / {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&w.name),
+            esc(&w.instance),
+            (now - w.heartbeat_at).max(0),
+            w.running,
+            w.slots,
+            crate::units::format_size(w.memory_bytes.max(0) as u64),
+            esc(&w.runtimes.join(", ")),
+            esc(&w.version),
+            esc(&w.health)
+        );
+    }
+    body.push_str("</table></section>");
+    body
 }

@@ -1,15 +1,12 @@
 //! Shared helpers: the Docker gate, the runner image, temporary project roots.
 
-use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use takehome::sandbox::image::{BuildMethod, Recipe};
 use takehome::sandbox::DockerSandbox;
 
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+pub use super::cluster_support::{repo_root, takehome_binary};
 
 /// Connects to Docker, or explains why not: a failure under TAKEHOME_REQUIRE_DOCKER=1, a printed
 /// skip otherwise.
@@ -72,8 +69,4 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     false
-}
-
-pub fn takehome_binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_takehome"))
 }

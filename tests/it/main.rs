@@ -6,6 +6,7 @@
 
 mod check;
 mod cluster;
+mod cluster_support;
 mod common;
 mod grade;
 mod job_logic;

@@ -10,34 +10,13 @@ use std::time::{Duration, Instant};
 
 use super::common::{containers_with_label, docker, python_image, repo_root, takehome_binary};
 
-pub(super) const PASSWORD: &str = "correct horse battery";
-pub(super) const METRICS_TOKEN: &str = "metrics-token-for-tests-0123";
+pub(super) use super::cluster_support::{base64, free_port, git, Assigned, METRICS_TOKEN, PASSWORD};
 
 /// Docker with the runner image, and fresh data and work folders (None: skipped, no Docker).
 pub(super) async fn setup() -> Option<(takehome::sandbox::DockerSandbox, tempfile::TempDir, tempfile::TempDir)> {
     let sandbox = docker().await?;
     python_image(&sandbox).await;
     Some((sandbox, tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()))
-}
-
-pub(super) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-pub(super) fn base64(bytes: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &b)| acc | (b as u32) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// A daemon on a free loopback port with its own data folder; killed when dropped.
@@ -149,11 +128,6 @@ impl Drop for Daemon {
     }
 }
 
-pub(super) struct Assigned {
-    pub(super) id: String,
-    pub(super) token: String,
-}
-
 pub(super) fn assign(data: &Path, task: &str, candidate: &str, extra: &[&str]) -> Assigned {
     let output = Command::new(takehome_binary())
         .args(["assign", "--task", task, "--candidate", candidate, "--data-dir"])
@@ -166,19 +140,6 @@ pub(super) fn assign(data: &Path, task: &str, candidate: &str, extra: &[&str]) -
     assert!(output.status.success(), "assign failed: {stdout}{}", String::from_utf8_lossy(&output.stderr));
     let field = |name: &str| stdout.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_string()).unwrap_or_else(|| panic!("no {name} in {stdout}"));
     Assigned { id: field("user:"), token: field("token:") }
-}
-
-/// Runs git with no prompts and a fixed identity; returns (success, stdout + stderr).
-pub(super) fn git(dir: &Path, args: &[&str]) -> (bool, String) {
-    let output = Command::new("git")
-        .args(["-c", "user.name=Candidate", "-c", "user.email=candidate@example.com", "-c", "init.defaultBranch=main"])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_ASKPASS", "/bin/false")
-        .output()
-        .unwrap();
-    (output.status.success(), format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
 }
 
 pub(super) fn clone(daemon: &Daemon, assignment: &Assigned, into: &Path) -> PathBuf {
