@@ -65,8 +65,9 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let exe = std::env::current_exe().context("cannot find the takehome binary for the git hook")?;
     app.repos.install_hooks(&exe).context("cannot install the git hook")?;
 
+    // The workers are ready (engine reached, dead instances swept) before the first request is
+    // answered: a daemon that answers /healthz grades at once.
     let mut tasks = JoinSet::new();
-    tasks.spawn(web::serve(listener, app.clone(), shutdown.clone()));
     if config.workers > 0 {
         let options = GraderOptions { name: "serve".into(), slots: config.workers, memory_bytes: None, source: Source::Local(app.repos.clone()) };
         let grader = Grader::start(config.clone(), store.clone(), options, work.clone(), app.metrics.clone(), shutdown.clone()).await?;
@@ -74,6 +75,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     } else {
         info!("no workers here (--workers 0): workers on other hosts grade");
     }
+    tasks.spawn(web::serve(listener, app.clone(), shutdown.clone()));
     shutdown.cancelled().await;
     info!("shutting down: stopping running jobs and queueing them again");
     while tasks.join_next().await.is_some() {}
