@@ -428,7 +428,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let listen = health_listen
                 .map(|a| a.parse().map_err(|_| usage(anyhow::anyhow!("--health-listen: {a:?} is not an address like 127.0.0.1:9464"))))
                 .transpose()?;
-            let name = name.unwrap_or_else(host_name);
+            let name = name.unwrap_or_else(crate::daemon::host_name);
             let command = crate::daemon::WorkerCommand { server, token, name, slots: slots.max(1), memory_bytes, listen };
             let shutdown = CancellationToken::new();
             let watcher = tokio::spawn(cancel_on_signal(shutdown.clone()));
@@ -820,11 +820,6 @@ fn validate(tasks: Vec<PathBuf>, root: Option<PathBuf>) -> Result<(), Failure> {
         return Err(usage(anyhow::anyhow!("{} invalid", crate::units::count(n_invalid, "task"))));
     }
     Ok(())
-}
-
-/// This host's name (the default worker name).
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "worker".into())
 }
 
 #[cfg(test)]

@@ -69,7 +69,9 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     // answered: a daemon that answers /healthz grades at once.
     let mut tasks = JoinSet::new();
     if config.workers > 0 {
-        let options = GraderOptions { name: "serve".into(), slots: config.workers, memory_bytes: None, source: Source::Local(app.repos.clone()) };
+        // Named after the host: a restarted server replaces its own dead instance.
+        let options =
+            GraderOptions { name: format!("serve@{}", host_name()), slots: config.workers, memory_bytes: None, source: Source::Local(app.repos.clone()) };
         let grader = Grader::start(config.clone(), store.clone(), options, work.clone(), app.metrics.clone(), shutdown.clone()).await?;
         tasks.spawn(grader.run());
     } else {
@@ -186,6 +188,11 @@ struct Running {
     claimed: Instant,
     /// Stops the job (its containers are removed by the sandbox).
     cancel: CancellationToken,
+}
+
+/// This host's name (the default worker name).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "worker".into())
 }
 
 /// The host's memory, from /proc/meminfo.

@@ -260,14 +260,18 @@ fn read_part<S: Sink>(file: &File, start: u64, end: u64, positions: &[usize], n_
         let bytes = text.as_bytes();
         let mut at = 0usize;
         if memchr::memchr(b'"', bytes).is_none() {
-            // No quote in the piece: every comma and newline is a delimiter.
+            // No quote in the piece: every comma and newline is a delimiter, and each field is
+            // handed over where it lies, as it is found (no ranges, no second pass).
             delimiters(bytes, &mut found);
-            let mut field_start = 0usize;
-            ranges.clear();
+            let mut fields = recycle(std::mem::take(&mut part.spare));
+            fields.clear();
+            fields.resize(part.scratch.len(), Field::Null);
+            let (mut field_start, mut column) = (0usize, 0usize);
             for &delimiter in &found {
                 let delimiter = delimiter as usize;
                 if bytes[delimiter] == b',' {
-                    ranges.push(FieldRange { start: field_start, end: delimiter, plain: true });
+                    part.put(&mut fields, column, &text[field_start..delimiter]);
+                    column += 1;
                     field_start = delimiter + 1;
                     continue;
                 }
@@ -276,11 +280,11 @@ fn read_part<S: Sink>(file: &File, start: u64, end: u64, positions: &[usize], n_
                     field_end -= 1;
                 }
                 // A blank line is no record.
-                if !(ranges.is_empty() && field_end == field_start) {
-                    ranges.push(FieldRange { start: field_start, end: field_end, plain: true });
-                    part.emit(text, 0, &ranges)?;
+                if !(column == 0 && field_end == field_start) {
+                    part.put(&mut fields, column, &text[field_start..field_end]);
+                    part.emit_fields(&mut fields, column + 1)?;
                 }
-                ranges.clear();
+                column = 0;
                 field_start = delimiter + 1;
                 at = field_start;
             }
@@ -289,12 +293,13 @@ fn read_part<S: Sink>(file: &File, start: u64, end: u64, positions: &[usize], n_
                 if bytes[field_end - 1] == b'\r' {
                     field_end -= 1;
                 }
-                if !(ranges.is_empty() && field_end == field_start) {
-                    ranges.push(FieldRange { start: field_start, end: field_end, plain: true });
-                    part.emit(text, 0, &ranges)?;
+                if !(column == 0 && field_end == field_start) {
+                    part.put(&mut fields, column, &text[field_start..field_end]);
+                    part.emit_fields(&mut fields, column + 1)?;
                 }
                 at = bytes.len();
             }
+            part.spare = recycle(fields);
         } else {
             loop {
                 ranges.clear();
@@ -362,6 +367,32 @@ struct Part<S> {
 }
 
 impl<S: Sink> Part<S> {
+    /// Puts the field of `column` into its wanted slot, if it is wanted.
+    #[inline]
+    fn put<'a>(&self, fields: &mut [Field<'a>], column: usize, value: &'a str) {
+        if let Some(&slot) = self.slot_of.get(column) {
+            if slot != usize::MAX {
+                fields[slot] = if value.is_empty() { Field::Null } else { Field::Text(value) };
+            }
+        }
+    }
+
+    /// Hands a record of `columns` fields, already in `fields`, to the sink, and empties them.
+    #[inline]
+    fn emit_fields(&mut self, fields: &mut [Field<'_>], columns: usize) -> Result<(), (u64, String)> {
+        let row = self.row;
+        if columns > self.n_columns {
+            return Err((row, format!("{columns} fields, but the header has {}", self.n_columns)));
+        }
+        if row >= self.max_rows {
+            return Err((row, format!("more than {} rows, far more than expected; not read", self.max_rows)));
+        }
+        self.sink.record(row, fields).map_err(|Stop(message)| (row, message))?;
+        fields.fill(Field::Null);
+        self.row += 1;
+        Ok(())
+    }
+
     /// Hands one record (its fields at `base + range` in `text`) to the sink.
     fn emit(&mut self, text: &str, base: usize, ranges: &[FieldRange]) -> Result<(), (u64, String)> {
         let row = self.row;

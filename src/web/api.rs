@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::{Assessor, Candidate};
 use super::{now, stored, App, Failure};
 use crate::report::{CandidateReport, Report};
+use crate::store::JobStatus;
 
 /// One submission as its candidate sees it.
 #[derive(Debug, Serialize)]
@@ -174,8 +175,8 @@ pub async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Respons
     }
     let counts = app.store.counts().await.unwrap_or_default();
     let mut text = String::new();
-    let queued: i64 = counts.iter().filter(|(s, _)| s == "queued").map(|(_, n)| n).sum();
-    let running: i64 = counts.iter().filter(|(s, _)| s == "running").map(|(_, n)| n).sum();
+    let count = |status: JobStatus| -> i64 { counts.iter().filter(|(s, _)| s == status.as_str()).map(|(_, n)| n).sum() };
+    let (queued, running) = (count(JobStatus::Queued), count(JobStatus::Running));
     text.push_str("# HELP takehome_queue_depth Submissions waiting to be graded.\n# TYPE takehome_queue_depth gauge\n");
     text.push_str(&format!("takehome_queue_depth {queued}\n"));
     text.push_str("# HELP takehome_jobs_running Submissions being graded.\n# TYPE takehome_jobs_running gauge\n");

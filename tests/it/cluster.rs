@@ -59,7 +59,7 @@ async fn a_burst_across_three_tasks_survives_a_killed_worker_and_a_database_rest
     for (i, assignment) in assignments.into_iter().enumerate() {
         let (server, work) = (server.clone(), work.path().to_path_buf());
         let pushes = if i < 4 { 9 } else { 8 };
-        pushers.push(std::thread::spawn(move || push_many(&server, &assignment, &work, pushes, 1.5)));
+        pushers.push(std::thread::spawn(move || push_many(&server, &assignment, &work, pushes, 0.5)));
     }
 
     // Mid-burst: kill -9 worker a while it runs a step, and start it again on the same host.
@@ -86,6 +86,7 @@ async fn a_burst_across_three_tasks_survives_a_killed_worker_and_a_database_rest
     // Then PostgreSQL restarts under everyone's feet.
     tokio::time::sleep(Duration::from_secs(3)).await;
     tokio::task::block_in_place(|| pg.restart(&listen));
+    let restarted = takehome::web::now();
 
     for pusher in pushers {
         tokio::task::block_in_place(|| pusher.join().unwrap());
@@ -98,6 +99,10 @@ async fn a_burst_across_three_tasks_survives_a_killed_worker_and_a_database_rest
     }
     let graders: std::collections::BTreeSet<&str> = rows.iter().filter_map(|r| r["worker"].as_str()).collect();
     assert!(graders.len() >= 2, "the burst was shared by the workers: {graders:?}");
+    // Both live workers reconnected on their own: each stored reports after the restart.
+    let after: std::collections::BTreeSet<&str> =
+        rows.iter().filter(|r| r["finished_at"].as_i64().is_some_and(|t| t > restarted)).filter_map(|r| r["worker"].as_str()).collect();
+    assert!(after.contains(second_a.as_str()) && after.contains(inst_b.as_str()), "after the restart only {after:?} graded");
     assert!(most.load(Ordering::Relaxed) as usize <= 2 * SLOTS, "{} steps ran at once on {} slots", most.load(Ordering::Relaxed), 2 * SLOTS);
     drop(wa);
     drop(wb);

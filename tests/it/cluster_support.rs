@@ -64,9 +64,15 @@ pub struct Assigned {
     pub token: String,
 }
 
-/// The servers' and workers' log filter (`CLUSTER_LOG`, default `takehome=info`).
-fn log_filter() -> String {
-    std::env::var("CLUSTER_LOG").unwrap_or_else(|_| "takehome=info".into())
+/// What the server and the workers share: the project root, short leases, the metrics token and
+/// the log filter (`CLUSTER_LOG`, default `takehome=info`).
+fn cluster_env(root: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("TAKEHOME_TASKS_ROOT", root.display().to_string()),
+        ("TAKEHOME_LEASE_SECONDS", LEASE_SECONDS.to_string()),
+        ("TAKEHOME_METRICS_TOKEN", METRICS_TOKEN.to_string()),
+        ("TAKEHOME_LOG", std::env::var("CLUSTER_LOG").unwrap_or_else(|_| "takehome=info".into())),
+    ]
 }
 
 pub fn postgres_available() -> bool {
@@ -226,14 +232,11 @@ impl Server {
         let child = Command::new(takehome_binary())
             .args(["serve", "--workers", &workers.to_string(), "--listen", &format!("0.0.0.0:{port}"), "--database", &database, "--data-dir"])
             .arg(data.path())
-            .env("TAKEHOME_TASKS_ROOT", root)
             .env("TAKEHOME_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
             .env("TAKEHOME_ASSESSOR_USER", "ada")
             .env("TAKEHOME_ASSESSOR_PASSWORD_HASH", takehome::secret::hash_password(PASSWORD))
             .env("TAKEHOME_WORKER_TOKEN_SHA256", takehome::secret::token_hash(WORKER_TOKEN))
-            .env("TAKEHOME_LEASE_SECONDS", LEASE_SECONDS)
-            .env("TAKEHOME_METRICS_TOKEN", METRICS_TOKEN)
-            .env("TAKEHOME_LOG", log_filter())
+            .envs(cluster_env(root))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -310,11 +313,8 @@ impl Worker {
             .args(["--health-listen", &format!("{}:{health_port}", host.address)])
             .arg("--data-dir")
             .arg(data.path())
-            .env("TAKEHOME_TASKS_ROOT", root)
             .env("TAKEHOME_WORKER_TOKEN", WORKER_TOKEN)
-            .env("TAKEHOME_LEASE_SECONDS", LEASE_SECONDS)
-            .env("TAKEHOME_METRICS_TOKEN", METRICS_TOKEN)
-            .env("TAKEHOME_LOG", log_filter())
+            .envs(cluster_env(root))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
