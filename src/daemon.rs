@@ -104,6 +104,12 @@ pub struct WorkerCommand {
 /// shared with the server (PostgreSQL) and commits fetched from the server.
 pub async fn work(config: Config, command: WorkerCommand, shutdown: CancellationToken) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+    if let crate::store::DatabaseUrl::Sqlite(_) = config.database {
+        anyhow::bail!(
+            "takehome worker needs the store it shares with the server in PostgreSQL (--database postgres://…); \
+             with SQLite, `takehome serve --workers N` grades on its own host"
+        );
+    }
     let store = crate::store::open(&config.database).await.with_context(|| format!("cannot open the store {}", config.database.describe()))?;
     let work = Arc::new(Notify::new());
     let metrics: Arc<std::sync::Mutex<Metrics>> = Arc::default();
