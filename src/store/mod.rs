@@ -84,14 +84,6 @@ pub enum ClockState {
     Closed,
 }
 
-/// Why a job is in the queue: a candidate's push goes before a bulk regrade.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobKind {
-    Push = 0,
-    Regrade = 1,
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct Assignment {
     pub id: String,
