@@ -52,6 +52,9 @@ pub struct Config {
     pub worker_token_sha256: Option<String>,
     /// Seconds a job's lease lasts without a heartbeat.
     pub lease_seconds: i64,
+    /// Where graded, reviewed and decided events are posted, signed (`webhook_url` and
+    /// `webhook_secret`); none by default.
+    pub webhook: Option<crate::webhook::Target>,
 }
 
 /// An assessor's login; the password is stored as a PBKDF2 hash (`takehome hash-password`),
@@ -86,6 +89,8 @@ struct FileConfig {
     database: Option<String>,
     worker_token_sha256: Option<String>,
     lease_seconds: Option<i64>,
+    webhook_url: Option<String>,
+    webhook_secret: Option<String>,
     sandbox: Option<FileSandbox>,
     #[serde(default)]
     assessors: Vec<FileAssessor>,
@@ -213,6 +218,13 @@ impl Config {
             None => DEFAULT_LEASE_SECONDS,
         };
         let tasks_root = absolute("tasks_root", tasks_root)?;
+        let webhook = match (value("webhook_url", parsed.webhook_url).filter(|u| !u.is_empty()), value("webhook_secret", parsed.webhook_secret)) {
+            (None, _) => None,
+            (Some(url), secret) => Some(
+                crate::webhook::Target::parse(&url, secret.as_deref().unwrap_or(""))
+                    .map_err(|message| ConfigError::Value { key: "webhook".into(), message })?,
+            ),
+        };
         Ok(Config {
             data_dir,
             listen,
@@ -230,6 +242,7 @@ impl Config {
             database,
             worker_token_sha256: worker_token_sha256.map(|h| h.to_ascii_lowercase()),
             lease_seconds,
+            webhook,
         })
     }
 

@@ -78,6 +78,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         info!("no workers here (--workers 0): workers on other hosts grade");
     }
     tasks.spawn(web::serve(listener, app.clone(), shutdown.clone()));
+    tasks.spawn(crate::webhook::deliver(store.clone(), config.webhook.clone(), app.webhooks.clone(), shutdown.clone()));
     shutdown.cancelled().await;
     info!("shutting down: stopping running jobs and queueing them again");
     while tasks.join_next().await.is_some() {}
@@ -581,14 +582,23 @@ impl Slot {
                     let stored = grader.retrying(|| grader.store.finish(fence, report.status, report.score, &json, now())).await;
                     match stored {
                         Ok(()) => {
-                            let mut metrics = grader.metrics.lock().unwrap();
-                            metrics.jobs_graded += 1;
-                            for step in &report.steps {
-                                let entry = metrics.step_seconds.entry(step.name.clone()).or_insert((0.0, 0));
-                                entry.0 += step.wall_seconds;
-                                entry.1 += 1;
+                            {
+                                let mut metrics = grader.metrics.lock().unwrap();
+                                metrics.jobs_graded += 1;
+                                for step in &report.steps {
+                                    let entry = metrics.step_seconds.entry(step.name.clone()).or_insert((0.0, 0));
+                                    entry.0 += step.wall_seconds;
+                                    entry.1 += 1;
+                                }
                             }
                             info!(score = report.score, "graded");
+                            // For an applicant tracking system: the server's deliverer sends it.
+                            let event = serde_json::json!({ "submission": job.submission(), "assignment": job.assignment, "task": job.task,
+                                "candidate": job.candidate, "number": job.number, "commit": job.commit, "status": report.status, "score": report.score });
+                            let body = crate::webhook::event_body("submission.graded", event, now());
+                            if let Err(e) = grader.store.queue_webhook("submission.graded", &body, now()).await {
+                                warn!(error = %e, "cannot queue the graded webhook");
+                            }
                         }
                         Err(e @ StoreError::Fenced { .. }) => {
                             grader.metrics.lock().unwrap().results_refused += 1;

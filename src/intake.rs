@@ -549,6 +549,72 @@ impl Repos {
         run(c, "update-ref").map(|_| ())
     }
 
+    /// Every entry of `commit`'s tree (files, links and submodules as git records them; nothing
+    /// is checked out and no link is followed).
+    pub fn tree(&self, assignment: &str, commit: &str) -> Result<Vec<TreeEntry>, IntakeError> {
+        if !is_object_id(commit) {
+            return Err(IntakeError::Git { action: "ls-tree".into(), message: format!("{commit:?} is not an object id") });
+        }
+        let mut c = git_command(&self.dir);
+        c.arg("--git-dir").arg(self.path(assignment)).args(["ls-tree", "-r", "-l", "-z", "--full-tree", commit]);
+        let output = c.output().map_err(|source| IntakeError::Git { action: "ls-tree".into(), message: format!("cannot run git: {source}") })?;
+        if !output.status.success() {
+            return Err(IntakeError::Git { action: "ls-tree".into(), message: String::from_utf8_lossy(&output.stderr).trim().to_string() });
+        }
+        let mut entries = Vec::new();
+        for record in output.stdout.split(|&b| b == 0).filter(|r| !r.is_empty()) {
+            let text = String::from_utf8_lossy(record);
+            let Some((meta, path)) = text.split_once('\t') else { continue };
+            let mut fields = meta.split_whitespace();
+            let (Some(mode), Some(kind), Some(object), size) = (fields.next(), fields.next(), fields.next(), fields.next()) else { continue };
+            entries.push(TreeEntry {
+                path: path.to_string(),
+                mode: mode.to_string(),
+                kind: kind.to_string(),
+                object: object.to_string(),
+                size: size.and_then(|s| s.parse().ok()),
+            });
+        }
+        Ok(entries)
+    }
+
+    /// The bytes of a blob (callers check its size from [`Repos::tree`] first).
+    pub fn blob(&self, assignment: &str, object: &str) -> Result<Vec<u8>, IntakeError> {
+        if !is_object_id(object) {
+            return Err(IntakeError::Git { action: "cat-file".into(), message: format!("{object:?} is not an object id") });
+        }
+        let mut c = git_command(&self.dir);
+        c.arg("--git-dir").arg(self.path(assignment)).args(["cat-file", "blob", object]);
+        let output = c.output().map_err(|source| IntakeError::Git { action: "cat-file".into(), message: format!("cannot run git: {source}") })?;
+        if !output.status.success() {
+            return Err(IntakeError::Git { action: "cat-file".into(), message: String::from_utf8_lossy(&output.stderr).trim().to_string() });
+        }
+        Ok(output.stdout)
+    }
+
+    /// Each commit's message and commit time, for the assignment's timeline (commits git does not
+    /// know are left out).
+    pub fn commit_messages(&self, assignment: &str, commits: &[String]) -> HashMap<String, (String, i64)> {
+        let mut found = HashMap::new();
+        let commits: Vec<&String> = commits.iter().filter(|c| is_object_id(c)).collect();
+        if commits.is_empty() {
+            return found;
+        }
+        let mut c = git_command(&self.dir);
+        c.arg("--git-dir").arg(self.path(assignment)).args(["show", "-s", "--no-walk=unsorted", "--format=%H%x00%ct%x00%B%x1e"]);
+        c.args(commits.iter().map(|c| c.as_str()));
+        let Ok(output) = c.output() else { return found };
+        for record in String::from_utf8_lossy(&output.stdout).split('\x1e') {
+            let mut parts = record.trim_start_matches('\n').splitn(3, '\0');
+            if let (Some(sha), Some(time), Some(message)) = (parts.next(), parts.next(), parts.next()) {
+                if is_object_id(sha) {
+                    found.insert(sha.to_string(), (message.trim().to_string(), time.parse().unwrap_or(0)));
+                }
+            }
+        }
+        found
+    }
+
     /// Writes the tree of `commit` into `dest` (git refuses to write through links it created).
     pub fn checkout(&self, assignment: &str, commit: &str, dest: &Path) -> Result<(), IntakeError> {
         let mut c = git_command(&self.dir);
@@ -814,6 +880,18 @@ impl RemoteRepos {
         checkout.env("GIT_INDEX_FILE", index.path().join("index"));
         run(checkout, "checkout").map(|_| ())
     }
+}
+
+/// One entry of a commit's tree as `git ls-tree -l` lists it.
+#[derive(Debug, Clone)]
+pub struct TreeEntry {
+    pub path: String,
+    /// `100644`, `100755` (files), `120000` (a link: its target is the blob), `160000` (a submodule).
+    pub mode: String,
+    /// `blob` or `commit`.
+    pub kind: String,
+    pub object: String,
+    pub size: Option<u64>,
 }
 
 fn refused(commands: &PushCommands, reason: String) -> PushOutcome {

@@ -10,6 +10,7 @@ pub mod grading;
 pub mod intake;
 pub mod job;
 pub mod report;
+pub mod review;
 pub mod sandbox;
 pub mod scaffold;
 pub mod secret;
@@ -18,6 +19,7 @@ pub mod submission;
 pub mod task;
 pub mod units;
 pub mod web;
+pub mod webhook;
 
 /// The version recorded in every report's provenance.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -257,6 +257,8 @@ pub struct TaskSpec {
     pub min_runtime: crate::sandbox::Runtime,
     /// `check` warns when the untouched starter or a hostile fixture scores above this.
     pub score_floor: f64,
+    /// How assessors review it: rubric, blind review, what feedback may tell the candidate.
+    pub review: ReviewSpec,
     /// The folder that holds task.yaml.
     pub dir: PathBuf,
     /// The folder that holds `tasks/`, `datasets/` and `runner-images/`.
@@ -279,6 +281,85 @@ impl TaskSpec {
     /// The sum of the steps' timeouts: the runtime score reaches zero there.
     pub fn total_timeout(&self) -> Duration {
         self.steps.iter().map(|step| step.timeout).sum()
+    }
+}
+
+/// `review:` — what assessors judge by hand and how it combines with the automatic score.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReviewSpec {
+    /// Reviewers see a stable alias instead of the candidate's name until a decision is recorded.
+    pub blind: bool,
+    /// Released feedback may include the total score (the rubric notes are always released).
+    pub release_score: bool,
+    /// Share of the automatic score and of the rubric in the overall score (both 0 when there is
+    /// no rubric: the overall score is the automatic one).
+    pub automatic_weight: f64,
+    pub rubric_weight: f64,
+    pub criteria: Vec<Criterion>,
+}
+
+/// One thing reviewers judge, with its levels from worst to best.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Criterion {
+    pub id: String,
+    pub title: String,
+    /// Weight among the criteria.
+    pub weight: f64,
+    /// (name, what this level looks like), worst first; level i of n is worth i/(n-1) of 100.
+    pub levels: Vec<(String, String)>,
+}
+
+impl Criterion {
+    /// 0–100 for a level index.
+    pub fn points(&self, level: usize) -> f64 {
+        if self.levels.len() < 2 {
+            return 0.0;
+        }
+        100.0 * level.min(self.levels.len() - 1) as f64 / (self.levels.len() - 1) as f64
+    }
+    pub fn level_index(&self, name: &str) -> Option<usize> {
+        self.levels.iter().position(|(level, _)| level == name)
+    }
+}
+
+impl ReviewSpec {
+    pub fn criterion(&self, id: &str) -> Option<&Criterion> {
+        self.criteria.iter().find(|c| c.id == id)
+    }
+    /// The rubric's score (0–100) from one level index per criterion (`None`: not scored); `None`
+    /// until every criterion has a level.
+    pub fn rubric_score(&self, levels: &[Option<usize>]) -> Option<f64> {
+        if self.criteria.is_empty() || levels.len() != self.criteria.len() || levels.iter().any(Option::is_none) {
+            return None;
+        }
+        let total: f64 = self.criteria.iter().map(|c| c.weight).sum();
+        let sum: f64 = self.criteria.iter().zip(levels).map(|(c, level)| c.weight * c.points(level.unwrap_or(0))).sum();
+        Some(if total > 0.0 { sum / total } else { 0.0 })
+    }
+    /// The overall score from the automatic score and the rubric's (the automatic one alone
+    /// while the rubric is not complete, or where there is none).
+    pub fn overall(&self, automatic: f64, rubric: Option<f64>) -> f64 {
+        match rubric {
+            Some(rubric) if self.automatic_weight + self.rubric_weight > 0.0 => {
+                (self.automatic_weight * automatic + self.rubric_weight * rubric) / (self.automatic_weight + self.rubric_weight)
+            }
+            _ => automatic,
+        }
+    }
+    /// The formula in words, for pages and exports.
+    pub fn formula(&self) -> String {
+        if self.criteria.is_empty() {
+            return "overall = automatic score (no rubric)".into();
+        }
+        let parts: Vec<String> = self.criteria.iter().map(|c| format!("{} × {}", c.weight, c.id)).collect();
+        format!(
+            "overall = ({} × automatic + {} × rubric) / {}; rubric = mean over reviewers of ({}) / {}, each criterion's level i of n worth 100·i/(n−1)",
+            self.automatic_weight,
+            self.rubric_weight,
+            self.automatic_weight + self.rubric_weight,
+            parts.join(" + "),
+            self.criteria.iter().map(|c| c.weight).sum::<f64>()
+        )
     }
 }
 
@@ -535,7 +616,10 @@ impl Reader {
         let top = self.mapping(
             document,
             "",
-            &["id", "title", "kind", "time_box", "image", "brief", "starter", "dataset", "steps", "grading", "lint", "runtime", "storage", "sandbox", "check"],
+            &[
+                "id", "title", "kind", "time_box", "image", "brief", "starter", "dataset", "steps", "grading", "lint", "runtime", "storage", "sandbox",
+                "check", "review",
+            ],
         )?;
         let root = task_dir.parent().and_then(Path::parent).unwrap_or(Path::new(".")).to_path_buf();
 
@@ -632,6 +716,11 @@ impl Reader {
             }
         }
 
+        let review = match top.get("review") {
+            Some(value) => self.review(value),
+            None => ReviewSpec::default(),
+        };
+
         Some(TaskSpec {
             id: id?,
             title: title?,
@@ -649,6 +738,7 @@ impl Reader {
             output_cap_bytes,
             min_runtime,
             score_floor,
+            review,
             dir: task_dir.to_path_buf(),
             root,
         })
@@ -946,6 +1036,129 @@ impl Reader {
             out.push((name.to_string(), compare));
         }
         out
+    }
+
+    fn boolean(&mut self, map: &Mapping, path: &str, key: &str, default: bool) -> bool {
+        match map.get(key) {
+            None | Some(Value::Null) => default,
+            Some(Value::Bool(value)) => *value,
+            Some(other) => {
+                self.problem(&join(path, key), format!("expected true or false, got {}", describe(other)));
+                default
+            }
+        }
+    }
+
+    /// `review: { blind, release_score, weights: { automatic, rubric }, criteria: [...] }`.
+    fn review(&mut self, value: &Value) -> ReviewSpec {
+        let mut spec = ReviewSpec::default();
+        let Some(map) = self.mapping(value, "review", &["blind", "release_score", "weights", "criteria"]) else {
+            return spec;
+        };
+        spec.blind = self.boolean(map, "review", "blind", false);
+        spec.release_score = self.boolean(map, "review", "release_score", false);
+        if let Some(value) = map.get("criteria") {
+            let Value::Sequence(items) = value else {
+                self.problem("review.criteria", format!("expected a list of criteria, got {}", describe(value)));
+                return spec;
+            };
+            for (index, item) in items.iter().enumerate() {
+                let path = format!("review.criteria[{index}]");
+                let Some(c) = self.mapping(item, &path, &["id", "title", "weight", "levels"]) else { continue };
+                let id = self.string(c, &path, "id", true);
+                if let Some(id) = &id {
+                    if !is_name(id) {
+                        self.problem(&join(&path, "id"), format!("{id:?} is not a valid id (expected lowercase letters, digits, '-' and '_')"));
+                    } else if spec.criteria.iter().any(|other| &other.id == id) {
+                        self.problem(&join(&path, "id"), format!("{id:?} is listed twice"));
+                    }
+                }
+                let title = self.string(c, &path, "title", true);
+                let weight = self.optional_number(c, &path, "weight", 1.0);
+                if weight <= 0.0 {
+                    self.problem(&join(&path, "weight"), format!("{weight} must be more than zero"));
+                }
+                let levels = self.levels(c, &path);
+                if let (Some(id), Some(title), Some(levels)) = (id, title, levels) {
+                    spec.criteria.push(Criterion { id, title, weight, levels });
+                }
+            }
+            if items.is_empty() {
+                self.problem("review.criteria", "is empty (expected at least one criterion, or leave criteria out)");
+            }
+        }
+        let has_rubric = !spec.criteria.is_empty();
+        match map.get("weights") {
+            Some(value) => {
+                if let Some(w) = self.mapping(value, "review.weights", &["automatic", "rubric"]) {
+                    spec.automatic_weight = self.number(w, "review.weights", "automatic").unwrap_or(0.0);
+                    spec.rubric_weight = self.number(w, "review.weights", "rubric").unwrap_or(0.0);
+                    for (key, weight) in [("automatic", spec.automatic_weight), ("rubric", spec.rubric_weight)] {
+                        if weight < 0.0 {
+                            self.problem(&format!("review.weights.{key}"), format!("{weight} must not be negative"));
+                        }
+                    }
+                    if spec.automatic_weight + spec.rubric_weight <= 0.0 {
+                        self.problem("review.weights", "the two weights sum to zero (expected, for example, { automatic: 70, rubric: 30 })");
+                    }
+                    if !has_rubric && spec.rubric_weight > 0.0 {
+                        self.problem("review.weights.rubric", "weighs a rubric that has no criteria (add review.criteria)");
+                    }
+                }
+            }
+            None if has_rubric => {
+                self.problem("review.weights", "missing (expected how the rubric combines with the automatic score, for example { automatic: 70, rubric: 30 })")
+            }
+            None => {}
+        }
+        spec
+    }
+
+    /// `levels:` — a list, worst first, of one-key mappings `name: what this level looks like`.
+    fn levels(&mut self, c: &Mapping, path: &str) -> Option<Vec<(String, String)>> {
+        let field = join(path, "levels");
+        let Some(value) = c.get("levels") else {
+            self.problem(&field, "missing (expected a list, worst first, of `name: what this level looks like`)");
+            return None;
+        };
+        let Value::Sequence(items) = value else {
+            self.problem(&field, format!("expected a list of `name: description`, got {}", describe(value)));
+            return None;
+        };
+        let mut levels: Vec<(String, String)> = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let at = format!("{field}[{index}]");
+            match item {
+                Value::Mapping(one) if one.len() == 1 => {
+                    let (key, text) = one.iter().next().expect("one entry");
+                    let name = match key {
+                        Value::String(name) if !name.trim().is_empty() => name.trim().to_string(),
+                        other => {
+                            self.problem(&at, format!("the level's name must be a string, got {}", describe(other)));
+                            continue;
+                        }
+                    };
+                    let description = match text {
+                        Value::String(text) if !text.trim().is_empty() => text.trim().to_string(),
+                        other => {
+                            self.problem(&join(&at, &name), format!("expected a sentence of what this level looks like, got {}", describe(other)));
+                            continue;
+                        }
+                    };
+                    if levels.iter().any(|(other, _)| other == &name) {
+                        self.problem(&at, format!("level {name:?} is listed twice"));
+                        continue;
+                    }
+                    levels.push((name, description));
+                }
+                other => self.problem(&at, format!("expected one `name: what this level looks like`, got {}", describe(other))),
+            }
+        }
+        if items.len() < 2 {
+            self.problem(&field, format!("has {} level(s) (expected at least 2, worst first)", items.len()));
+            return None;
+        }
+        (levels.len() == items.len()).then_some(levels)
     }
 
     fn lint(&mut self, top: &Mapping) -> Option<LintSpec> {

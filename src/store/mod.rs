@@ -156,6 +156,60 @@ pub struct Note {
     pub created_at: i64,
 }
 
+/// What kind of thing an assessor recorded about a candidate's work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewKind {
+    /// A comment on one line of one file of a submission (editable by its author).
+    Comment,
+    /// One reviewer's rubric scores for a submission (one item per reviewer, edited in place).
+    Scores,
+    /// A decision (advance, hold, reject) on the assignment; the latest counts, all are kept.
+    Decision,
+    /// Feedback released to the candidate.
+    Release,
+}
+
+impl ReviewKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewKind::Comment => "comment",
+            ReviewKind::Scores => "scores",
+            ReviewKind::Decision => "decision",
+            ReviewKind::Release => "release",
+        }
+    }
+    pub fn parse(text: &str) -> Option<ReviewKind> {
+        [ReviewKind::Comment, ReviewKind::Scores, ReviewKind::Decision, ReviewKind::Release].into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+/// One recorded review item; `body` is JSON whose shape is the kind's (see `crate::review`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ReviewItem {
+    pub id: i64,
+    pub assignment: String,
+    pub submission: i64,
+    pub kind: ReviewKind,
+    pub author: String,
+    pub body: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A webhook delivery waiting in the outbox (or retried).
+#[derive(Debug, Clone, Serialize)]
+pub struct Webhook {
+    pub id: i64,
+    pub event: String,
+    pub body: String,
+    pub attempts: i64,
+    pub next_at: i64,
+    pub delivered_at: Option<i64>,
+    pub failed_at: Option<i64>,
+    pub last_error: String,
+}
+
 /// What a job needs of the worker that grades it and of its copies, recorded when it is queued.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobNeeds {
@@ -314,6 +368,21 @@ pub trait Store: Send + Sync + 'static {
     async fn regrade(&self, submission: Option<i64>, task: Option<&str>, needs: &HashMap<String, JobNeeds>) -> Result<usize>;
     async fn add_note(&self, submission: i64, author: &str, text: &str, now: i64) -> Result<()>;
     async fn notes(&self, submission: i64) -> Result<Vec<Note>>;
+    /// Records a review item; returns its id.
+    async fn add_review(&self, assignment: &str, submission: i64, kind: ReviewKind, author: &str, body: &str, now: i64) -> Result<i64>;
+    /// Replaces an item's body, only where `author` wrote it; false when there is no such item of theirs.
+    async fn edit_review(&self, id: i64, author: &str, body: &str, now: i64) -> Result<bool>;
+    /// The review items of one assignment, or of all, oldest first.
+    async fn reviews(&self, assignment: Option<&str>) -> Result<Vec<ReviewItem>>;
+    /// Puts a webhook delivery in the outbox (sent by the server's deliverer, retried with backoff).
+    async fn queue_webhook(&self, event: &str, body: &str, now: i64) -> Result<i64>;
+    /// Deliveries due at `now` (neither delivered nor given up), oldest first.
+    async fn due_webhooks(&self, now: i64, limit: i64) -> Result<Vec<Webhook>>;
+    /// Records an attempt: delivered, or failed with `error` and tried again at `retry_at`
+    /// (`None`: given up).
+    async fn webhook_attempted(&self, id: i64, delivered: bool, retry_at: Option<i64>, error: &str, now: i64) -> Result<()>;
+    /// The latest deliveries, newest first.
+    async fn webhooks(&self, limit: i64) -> Result<Vec<Webhook>>;
     /// (status text, count) over all submissions.
     async fn counts(&self) -> Result<Vec<(String, i64)>>;
     /// Records an assessor's login session (only the token's hash is stored).

@@ -30,7 +30,8 @@ pub const CHANNEL: &str = "takehome_jobs";
 pub const POOL_SIZE: usize = 4;
 
 /// Entry `n` brings the schema from version `n` to `n + 1`. Never edit a shipped entry: add one.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE assignments (
     id TEXT PRIMARY KEY,
     task TEXT NOT NULL,
@@ -97,7 +98,33 @@ CREATE TABLE workers (
     health TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX workers_name ON workers (name);
-"];
+",
+    "
+CREATE TABLE reviews (
+    id BIGSERIAL PRIMARY KEY,
+    assignment TEXT NOT NULL REFERENCES assignments(id),
+    submission BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    author TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX reviews_assignment ON reviews (assignment, id);
+CREATE TABLE webhooks (
+    id BIGSERIAL PRIMARY KEY,
+    event TEXT NOT NULL,
+    body TEXT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    next_at BIGINT NOT NULL,
+    delivered_at BIGINT,
+    failed_at BIGINT,
+    last_error TEXT NOT NULL DEFAULT '',
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX webhooks_due ON webhooks (delivered_at, failed_at, next_at);
+",
+];
 
 pub struct PostgresStore {
     pool: Pool,
@@ -122,6 +149,21 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 /// Runs `f` within [`CALL_TIMEOUT`].
 async fn timed<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     tokio::time::timeout(CALL_TIMEOUT, f).await.map_err(|_| StoreError::Postgres(format!("no answer within {} s", CALL_TIMEOUT.as_secs())))?
+}
+
+const WEBHOOK_COLUMNS: &str = "id, event, body, attempts, next_at, delivered_at, failed_at, last_error";
+
+fn webhook_row(r: &Row) -> Result<Webhook> {
+    Ok(Webhook {
+        id: r.try_get(0)?,
+        event: r.try_get(1)?,
+        body: r.try_get(2)?,
+        attempts: r.try_get(3)?,
+        next_at: r.try_get(4)?,
+        delivered_at: r.try_get(5)?,
+        failed_at: r.try_get(6)?,
+        last_error: r.try_get(7)?,
+    })
 }
 
 const SUBMISSION_COLUMNS: &str = "s.id, s.assignment, s.task, a.candidate, s.number, s.commit_sha, s.pushed_at, s.status, s.attempts, \
@@ -606,6 +648,81 @@ impl Store for PostgresStore {
             .iter()
             .map(|r| Ok(Note { author: r.try_get(0)?, text: r.try_get(1)?, created_at: r.try_get(2)? }))
             .collect()
+    }
+
+    async fn add_review(&self, assignment: &str, submission: i64, kind: ReviewKind, author: &str, body: &str, now: i64) -> Result<i64> {
+        let row = self
+            .query_opt(
+                "INSERT INTO reviews (assignment, submission, kind, author, body, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id",
+                &[&assignment, &submission, &kind.as_str(), &author, &body, &now],
+            )
+            .await?
+            .ok_or_else(|| StoreError::Postgres("INSERT returned no row".into()))?;
+        Ok(row.try_get(0)?)
+    }
+
+    async fn edit_review(&self, id: i64, author: &str, body: &str, now: i64) -> Result<bool> {
+        Ok(self.execute("UPDATE reviews SET body = $3, updated_at = $4 WHERE id = $1 AND author = $2", &[&id, &author, &body, &now]).await? == 1)
+    }
+
+    async fn reviews(&self, assignment: Option<&str>) -> Result<Vec<ReviewItem>> {
+        self.query(
+            "SELECT id, assignment, submission, kind, author, body, created_at, updated_at FROM reviews WHERE ($1::TEXT IS NULL OR assignment = $1) ORDER BY id",
+            &[&assignment],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            let kind: String = r.try_get(3)?;
+            Ok(ReviewItem {
+                id: r.try_get(0)?,
+                assignment: r.try_get(1)?,
+                submission: r.try_get(2)?,
+                kind: ReviewKind::parse(&kind).ok_or_else(|| StoreError::Invalid(format!("reviews.kind: unexpected value {kind:?}")))?,
+                author: r.try_get(4)?,
+                body: r.try_get(5)?,
+                created_at: r.try_get(6)?,
+                updated_at: r.try_get(7)?,
+            })
+        })
+        .collect()
+    }
+
+    async fn queue_webhook(&self, event: &str, body: &str, now: i64) -> Result<i64> {
+        let row = self
+            .query_opt("INSERT INTO webhooks (event, body, next_at, created_at) VALUES ($1, $2, $3, $3) RETURNING id", &[&event, &body, &now])
+            .await?
+            .ok_or_else(|| StoreError::Postgres("INSERT returned no row".into()))?;
+        Ok(row.try_get(0)?)
+    }
+
+    async fn due_webhooks(&self, now: i64, limit: i64) -> Result<Vec<Webhook>> {
+        self.query(
+            &format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE delivered_at IS NULL AND failed_at IS NULL AND next_at <= $1 ORDER BY id LIMIT $2"),
+            &[&now, &limit],
+        )
+        .await?
+        .iter()
+        .map(webhook_row)
+        .collect()
+    }
+
+    async fn webhook_attempted(&self, id: i64, delivered: bool, retry_at: Option<i64>, error: &str, now: i64) -> Result<()> {
+        if delivered {
+            self.execute("UPDATE webhooks SET attempts = attempts + 1, delivered_at = $2, last_error = '' WHERE id = $1", &[&id, &now]).await?;
+        } else {
+            self.execute(
+                "UPDATE webhooks SET attempts = attempts + 1, last_error = $2, next_at = COALESCE($3::BIGINT, next_at), \
+                 failed_at = CASE WHEN $3::BIGINT IS NULL THEN $4::BIGINT ELSE NULL END WHERE id = $1",
+                &[&id, &error, &retry_at, &now],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn webhooks(&self, limit: i64) -> Result<Vec<Webhook>> {
+        self.query(&format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks ORDER BY id DESC LIMIT $1"), &[&limit]).await?.iter().map(webhook_row).collect()
     }
 
     async fn counts(&self) -> Result<Vec<(String, i64)>> {

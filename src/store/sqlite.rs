@@ -94,6 +94,33 @@ CREATE TABLE workers (
 );
 CREATE INDEX workers_name ON workers (name);
 ",
+    // 3: the assessors' review desk (comments, rubric scores, decisions, releases) and the
+    // webhook outbox.
+    "
+CREATE TABLE reviews (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    assignment TEXT NOT NULL REFERENCES assignments(id),
+    submission INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    author TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX reviews_assignment ON reviews (assignment, id);
+CREATE TABLE webhooks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event TEXT NOT NULL,
+    body TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at INTEGER NOT NULL,
+    delivered_at INTEGER,
+    failed_at INTEGER,
+    last_error TEXT NOT NULL DEFAULT '',
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX webhooks_due ON webhooks (delivered_at, failed_at, next_at);
+",
 ];
 
 const SUBMISSION_COLUMNS: &str = "s.id, s.assignment, s.task, a.candidate, s.number, s.commit_sha, s.pushed_at, s.status, s.attempts, \
@@ -158,6 +185,21 @@ fn worker_row(row: &rusqlite::Row) -> rusqlite::Result<WorkerInfo> {
         stopped_at: row.get(9)?,
         health: row.get(10)?,
         running: row.get(11)?,
+    })
+}
+
+const WEBHOOK_COLUMNS: &str = "id, event, body, attempts, next_at, delivered_at, failed_at, last_error";
+
+fn webhook_row(r: &rusqlite::Row) -> rusqlite::Result<Webhook> {
+    Ok(Webhook {
+        id: r.get(0)?,
+        event: r.get(1)?,
+        body: r.get(2)?,
+        attempts: r.get(3)?,
+        next_at: r.get(4)?,
+        delivered_at: r.get(5)?,
+        failed_at: r.get(6)?,
+        last_error: r.get(7)?,
     })
 }
 
@@ -525,6 +567,98 @@ impl Store for SqliteStore {
         self.with(move |c| {
             let mut statement = c.prepare("SELECT author, text, created_at FROM notes WHERE submission = ?1 ORDER BY id")?;
             let rows = statement.query_map([submission], |r| Ok(Note { author: r.get(0)?, text: r.get(1)?, created_at: r.get(2)? }))?.collect();
+            rows
+        })
+        .await
+    }
+
+    async fn add_review(&self, assignment: &str, submission: i64, kind: ReviewKind, author: &str, body: &str, now: i64) -> Result<i64> {
+        let (assignment, author, body) = (assignment.to_string(), author.to_string(), body.to_string());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO reviews (assignment, submission, kind, author, body, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                params![assignment, submission, kind.as_str(), author, body, now],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn edit_review(&self, id: i64, author: &str, body: &str, now: i64) -> Result<bool> {
+        let (author, body) = (author.to_string(), body.to_string());
+        self.with(move |c| {
+            c.execute("UPDATE reviews SET body = ?3, updated_at = ?4 WHERE id = ?1 AND author = ?2", params![id, author, body, now]).map(|n| n == 1)
+        })
+        .await
+    }
+
+    async fn reviews(&self, assignment: Option<&str>) -> Result<Vec<ReviewItem>> {
+        let assignment = assignment.map(str::to_string);
+        self.with(move |c| {
+            let mut statement = c.prepare(
+                "SELECT id, assignment, submission, kind, author, body, created_at, updated_at FROM reviews WHERE (?1 IS NULL OR assignment = ?1) ORDER BY id",
+            )?;
+            let rows = statement
+                .query_map([assignment], |r| {
+                    let kind: String = r.get(3)?;
+                    Ok(ReviewItem {
+                        id: r.get(0)?,
+                        assignment: r.get(1)?,
+                        submission: r.get(2)?,
+                        kind: ReviewKind::parse(&kind).ok_or_else(|| bad_value(3, &kind))?,
+                        author: r.get(4)?,
+                        body: r.get(5)?,
+                        created_at: r.get(6)?,
+                        updated_at: r.get(7)?,
+                    })
+                })?
+                .collect();
+            rows
+        })
+        .await
+    }
+
+    async fn queue_webhook(&self, event: &str, body: &str, now: i64) -> Result<i64> {
+        let (event, body) = (event.to_string(), body.to_string());
+        self.with(move |c| {
+            c.execute("INSERT INTO webhooks (event, body, next_at, created_at) VALUES (?1, ?2, ?3, ?3)", params![event, body, now])?;
+            Ok(c.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn due_webhooks(&self, now: i64, limit: i64) -> Result<Vec<Webhook>> {
+        self.with(move |c| {
+            let mut statement = c.prepare(&format!(
+                "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE delivered_at IS NULL AND failed_at IS NULL AND next_at <= ?1 ORDER BY id LIMIT ?2"
+            ))?;
+            let rows = statement.query_map(params![now, limit], webhook_row)?.collect();
+            rows
+        })
+        .await
+    }
+
+    async fn webhook_attempted(&self, id: i64, delivered: bool, retry_at: Option<i64>, error: &str, now: i64) -> Result<()> {
+        let error = error.to_string();
+        self.with(move |c| {
+            if delivered {
+                c.execute("UPDATE webhooks SET attempts = attempts + 1, delivered_at = ?2, last_error = '' WHERE id = ?1", params![id, now])?;
+            } else {
+                c.execute(
+                    "UPDATE webhooks SET attempts = attempts + 1, last_error = ?2, next_at = COALESCE(?3, next_at), \
+                     failed_at = CASE WHEN ?3 IS NULL THEN ?4 ELSE NULL END WHERE id = ?1",
+                    params![id, error, retry_at, now],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn webhooks(&self, limit: i64) -> Result<Vec<Webhook>> {
+        self.with(move |c| {
+            let mut statement = c.prepare(&format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks ORDER BY id DESC LIMIT ?1"))?;
+            let rows = statement.query_map(params![limit], webhook_row)?.collect();
             rows
         })
         .await

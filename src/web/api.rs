@@ -46,13 +46,18 @@ pub async fn candidate_view(app: &Arc<App>, assignment: &str) -> Result<Vec<Cand
         .collect())
 }
 
+/// Feedback the assessors released to the candidate (the latest release), if any.
+pub async fn released_feedback(app: &Arc<App>, assignment: &str) -> Result<Option<crate::review::ReleaseBody>, Failure> {
+    let items = stored(app.store.reviews(Some(assignment))).await?;
+    Ok(items.iter().rev().find(|i| i.kind == crate::store::ReviewKind::Release).and_then(|i| serde_json::from_str(&i.body).ok()))
+}
+
 pub async fn status(State(app): State<Arc<App>>, Candidate(a): Candidate) -> Response {
-    match candidate_view(&app, &a.id).await {
-        Ok(rows) => {
+    match async { Ok::<_, Failure>((candidate_view(&app, &a.id).await?, released_feedback(&app, &a.id).await?)) }.await {
+        Ok((rows, feedback)) => {
             let now = now();
-            axum::Json(
-                serde_json::json!({ "assignment": a.id, "task": a.task, "clock": a.clock(now), "seconds_left": a.seconds_left(now), "submissions": rows }),
-            )
+            axum::Json(serde_json::json!({ "assignment": a.id, "task": a.task, "clock": a.clock(now), "seconds_left": a.seconds_left(now),
+                "submissions": rows, "feedback": feedback }))
             .into_response()
         }
         Err(failure) => failure.into_response(),
@@ -60,8 +65,11 @@ pub async fn status(State(app): State<Arc<App>>, Candidate(a): Candidate) -> Res
 }
 
 pub async fn assignments(State(app): State<Arc<App>>, _assessor: Assessor) -> Response {
-    match stored(app.store.assignments()).await {
-        Ok(rows) => axum::Json(rows).into_response(),
+    match async { Ok::<_, Failure>((stored(app.store.assignments()).await?, super::review::Blinds::load(&app).await?)) }.await {
+        Ok((mut rows, blinds)) => {
+            rows.iter_mut().for_each(|a| blinds.assignment(a));
+            axum::Json(rows).into_response()
+        }
         Err(failure) => failure.into_response(),
     }
 }
@@ -73,16 +81,31 @@ pub struct SubmissionFilter {
 }
 
 pub async fn submissions(State(app): State<Arc<App>>, _assessor: Assessor, Query(filter): Query<SubmissionFilter>) -> Response {
-    match stored(app.store.submissions(filter.assignment.as_deref(), filter.task.as_deref())).await {
-        Ok(rows) => axum::Json(rows).into_response(),
+    match async {
+        Ok::<_, Failure>((stored(app.store.submissions(filter.assignment.as_deref(), filter.task.as_deref())).await?, super::review::Blinds::load(&app).await?))
+    }
+    .await
+    {
+        Ok((mut rows, blinds)) => {
+            rows.iter_mut().for_each(|s| blinds.submission(s));
+            axum::Json(rows).into_response()
+        }
         Err(failure) => failure.into_response(),
     }
 }
 
 pub async fn submission(State(app): State<Arc<App>>, Path(id): Path<i64>, _assessor: Assessor) -> Response {
+    let blinds = match super::review::Blinds::load(&app).await {
+        Ok(blinds) => blinds,
+        Err(failure) => return failure.into_response(),
+    };
     match stored(async { Ok((app.store.submission(id).await?, app.store.notes(id).await?)) }).await {
-        Ok((Some((submission, report)), notes)) => {
-            let report: Option<serde_json::Value> = report.and_then(|r| serde_json::from_str(&r).ok());
+        Ok((Some((mut submission, report)), notes)) => {
+            let mut report: Option<serde_json::Value> = report.and_then(|r| serde_json::from_str(&r).ok());
+            if let Some(report) = report.as_mut() {
+                blinds.report_json(&submission.assignment, &submission.task, report);
+            }
+            blinds.submission(&mut submission);
             axum::Json(serde_json::json!({ "submission": submission, "report": report, "notes": notes })).into_response()
         }
         Ok((None, _)) => Failure::not_found("such submission").into_response(),
@@ -134,6 +157,8 @@ pub async fn comparison(app: &Arc<App>, task: &str) -> Result<Vec<crate::store::
         }
     }
     latest.sort_by(|a, b| b.score.unwrap_or(0.0).total_cmp(&a.score.unwrap_or(0.0)));
+    let blinds = super::review::Blinds::load(app).await?;
+    latest.iter_mut().for_each(|s| blinds.submission(s));
     Ok(latest)
 }
 

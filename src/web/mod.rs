@@ -19,6 +19,7 @@ pub mod api;
 pub mod auth;
 pub mod git;
 pub mod pages;
+pub mod review;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -57,6 +58,8 @@ pub struct App {
     /// git processes at once per assignment, so that one candidate cannot take every slot.
     pub git_per_assignment: Mutex<HashMap<String, Arc<Semaphore>>>,
     pub metrics: Arc<Mutex<Metrics>>,
+    /// Woken when an event is put in the webhook outbox.
+    pub webhooks: Arc<Notify>,
 }
 
 /// Counters for `/metrics` that the store does not hold.
@@ -91,6 +94,7 @@ impl App {
             git_slots,
             git_per_assignment: Mutex::new(HashMap::new()),
             metrics: Arc::default(),
+            webhooks: Arc::default(),
         }
     }
 }
@@ -108,6 +112,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/submissions/{id}", get(pages::submission_page))
         .route("/submissions/{id}/regrade", post(pages::regrade_one))
         .route("/submissions/{id}/notes", post(pages::add_note))
+        .route("/submissions/{id}/code", get(review::code_page))
+        .route("/submissions/{id}/comments", post(review::comment_form))
+        .route("/comments/{id}/edit", post(review::edit_comment_form))
+        .route("/submissions/{id}/scores", post(review::scores_form))
+        .route("/submissions/{id}/decision", post(review::decision_form))
+        .route("/submissions/{id}/release", post(review::release_form))
         .route("/tasks/{task}/compare", get(pages::compare_page))
         .route("/tasks/{task}/regrade", post(pages::regrade_task))
         .route("/status/{assignment}", get(pages::status_page))
@@ -115,6 +125,15 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/submissions", get(api::submissions))
         .route("/api/submissions/{id}", get(api::submission))
         .route("/api/submissions/{id}/regrade", post(api::regrade_one))
+        .route("/api/submissions/{id}/files", get(review::files_api))
+        .route("/api/submissions/{id}/review", get(review::review_api))
+        .route("/api/submissions/{id}/comments", post(review::comment_api))
+        .route("/api/comments/{id}", post(review::edit_comment_api).put(review::edit_comment_api))
+        .route("/api/submissions/{id}/scores", post(review::scores_api).put(review::scores_api))
+        .route("/api/submissions/{id}/decision", post(review::decision_api))
+        .route("/api/submissions/{id}/release", post(review::release_api))
+        .route("/api/tasks/{task}/export", get(review::export_api))
+        .route("/api/webhooks", get(review::webhooks_api))
         .route("/api/tasks/{task}/compare", get(api::compare))
         .route("/api/tasks/{task}/regrade", post(api::regrade_task))
         .route("/api/status/{assignment}", get(api::status))

@@ -102,10 +102,16 @@ pub async fn logout_everywhere(State(app): State<Arc<App>>, form: SessionForm<Pl
 }
 
 pub async fn dashboard(State(app): State<Arc<App>>, assessor: AssessorPage) -> Response {
-    let (assignments, submissions) = match stored(async { Ok((app.store.assignments().await?, app.store.submissions(None, None).await?)) }).await {
+    let (mut assignments, mut submissions) = match stored(async { Ok((app.store.assignments().await?, app.store.submissions(None, None).await?)) }).await {
         Ok(both) => both,
         Err(failure) => return failure.into_response(),
     };
+    let blinds = match super::review::Blinds::load(&app).await {
+        Ok(blinds) => blinds,
+        Err(failure) => return failure.into_response(),
+    };
+    assignments.iter_mut().for_each(|a| blinds.assignment(a));
+    submissions.iter_mut().for_each(|s| blinds.submission(s));
     let tasks = crate::check::discover_tasks(&app.config.tasks_root).unwrap_or_default();
     let now = now();
     let csrf = csrf_field(&assessor.csrf);
@@ -164,22 +170,31 @@ pub async fn submission_page(State(app): State<Arc<App>>, Path(id): Path<i64>, a
         Err(failure) => return failure.into_response(),
     };
     let (Some((submission, report)), notes) = found else { return Failure::not_found("such submission").into_response() };
+    let (review, blinds, name) = match super::review::review_section(&app, id, &assessor.user, &assessor.csrf).await {
+        Ok(found) => found,
+        Err(failure) => return failure.into_response(),
+    };
     let csrf = csrf_field(&assessor.csrf);
-    let mut extra =
-        format!("<section><h2>Review</h2><p>Submission #{} of {} · status {}", submission.number, esc(&submission.candidate), esc(submission.status.as_str()));
+    let mut extra = format!("<section><h2>Grading</h2><p>Submission #{} of {} · status {}", submission.number, esc(&name), esc(submission.status.as_str()));
     if let (Some(previous), Some(score)) = (submission.previous_score, submission.score) {
         let _ = write!(extra, " · regraded: {previous:.1} → {score:.1} ({:+.1})", score - previous);
     }
-    let _ = write!(extra, "</p><form method=\"post\" action=\"/submissions/{id}/regrade\">{csrf}<button>Regrade</button></form><h3>Notes</h3><ul>");
+    let _ = write!(
+        extra,
+        "</p><form method=\"post\" action=\"/submissions/{id}/regrade\">{csrf}<button>Regrade</button></form></section>{review}<section><h3>Notes</h3><ul>"
+    );
     for note in &notes {
         let _ = write!(extra, "<li><b>{}</b> ({}): {}</li>", esc(&note.author), crate::report::rfc3339(note.created_at), esc(&note.text));
     }
     let _ = write!(
         extra,
-        "</ul><form method=\"post\" action=\"/submissions/{id}/notes\">{csrf}<textarea name=\"text\" rows=\"3\" cols=\"60\"></textarea><br><button>Add note</button></form><p><a href=\"/\">back</a></p></section>"
+        "</ul><form method=\"post\" action=\"/submissions/{id}/notes\">{csrf}<label for=\"note-text\">Note for other assessors</label><br><textarea id=\"note-text\" name=\"text\" rows=\"3\" cols=\"60\"></textarea><br><button>Add note</button></form><p><a href=\"/\">back</a></p></section>"
     );
     match report.map(|r| serde_json::from_str::<Report>(&r)) {
-        Some(Ok(report)) => Html(report.to_html(View::Assessor).replacen("</main>", &format!("{extra}</main>"), 1)).into_response(),
+        Some(Ok(mut report)) => {
+            blinds.report(&submission.assignment, &submission.task, &mut report);
+            Html(report.to_html(View::Assessor).replacen("</main>", &format!("{extra}</main>"), 1)).into_response()
+        }
         Some(Err(e)) => page("Submission", &format!("<p>The stored report cannot be read ({}).</p>{extra}", esc(&e.to_string()))).into_response(),
         None => page("Submission", &format!("<p>Not graded yet ({}).</p>{extra}", esc(submission.status.as_str()))).into_response(),
     }
@@ -215,7 +230,10 @@ pub async fn compare_page(State(app): State<Arc<App>>, Path(task): Path<String>,
         Ok(rows) => rows,
         Err(failure) => return failure.into_response(),
     };
-    let mut body = format!(
+    let mut body =
+        format!("<p><a href=\"/api/tasks/{0}/export?format=csv\">Export the cohort (CSV)</a> · <a href=\"/api/tasks/{0}/export\">JSON</a></p>", esc(&task));
+    let _ = write!(
+        body,
         "<h1>{}: candidates by score</h1><form method=\"post\" action=\"/tasks/{}/regrade\">{}<button>Regrade every submission</button></form>\
          <table><tr><th>rank</th><th>candidate</th><th>submission</th><th>status</th><th class=\"num\">score</th><th class=\"num\">change at regrade</th></tr>",
         esc(&task),
@@ -247,6 +265,10 @@ pub async fn status_page(State(app): State<Arc<App>>, Candidate(a): Candidate) -
         Ok(rows) => rows,
         Err(failure) => return failure.into_response(),
     };
+    let feedback = match api::released_feedback(&app, &a.id).await {
+        Ok(feedback) => feedback,
+        Err(failure) => return failure.into_response(),
+    };
     let time = match a.clock(now()) {
         ClockState::NotStarted => "the clock starts at your first clone".to_string(),
         ClockState::Running | ClockState::Closed => clock(a.seconds_left(now())),
@@ -276,6 +298,9 @@ pub async fn status_page(State(app): State<Arc<App>>, Candidate(a): Candidate) -
         );
     }
     body.push_str("</table>");
+    if let Some(feedback) = feedback {
+        let _ = write!(body, "<section id=\"feedback\"><h2>Feedback from the assessors</h2>{}</section>", super::review::feedback_html(&feedback));
+    }
     page("Status", &body).into_response()
 }
 

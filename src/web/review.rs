@@ -1,0 +1,1072 @@
+//! The assessors' review desk over HTTP: the code view, line comments, rubric scores from several
+//! reviewers, the decision, feedback released to the candidate, the cohort export, and blind
+//! review (a stable alias instead of the candidate's name in every page and answer until a
+//! decision is recorded). Pages take the session cookie and forms carry its CSRF token; the JSON
+//! API takes a session or Basic credentials ([`Assessor`]).
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::auth::{Assessor, AssessorPage, CsrfForm, SessionForm};
+use super::{now, page, stored, App, Failure};
+use crate::report::html::esc;
+use crate::report::{rfc3339, Report};
+use crate::review::code::{self, Change, CodeView, FileKind};
+use crate::review::{self, CommentBody, CriterionScore, Decision, DecisionBody, Desk, ScoresBody};
+use crate::store::{Assignment, ReviewKind, Submission};
+use crate::task::ReviewSpec;
+
+// ---------------------------------------------------------------- blind review
+
+/// Who may be named: the review settings of every task and the assignments that have a decision.
+pub struct Blinds {
+    blind_tasks: HashSet<String>,
+    decided: HashSet<String>,
+}
+
+impl Blinds {
+    pub async fn load(app: &Arc<App>) -> Result<Blinds, Failure> {
+        let root = app.config.tasks_root.clone();
+        let blind_tasks = tokio::task::spawn_blocking(move || {
+            crate::check::discover_tasks(&root)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|dir| crate::task::load(dir).ok())
+                .filter(|spec| spec.review.blind)
+                .map(|spec| spec.id)
+                .collect::<HashSet<_>>()
+        })
+        .await
+        .map_err(|e| Failure::internal(e.to_string()))?;
+        let decided = if blind_tasks.is_empty() {
+            HashSet::new()
+        } else {
+            stored(app.store.reviews(None)).await?.into_iter().filter(|i| i.kind == ReviewKind::Decision).map(|i| i.assignment).collect()
+        };
+        Ok(Blinds { blind_tasks, decided })
+    }
+
+    /// Whether this assignment's candidate is hidden from reviewers now.
+    pub fn hidden(&self, assignment: &str, task: &str) -> bool {
+        self.blind_tasks.contains(task) && !self.decided.contains(assignment)
+    }
+
+    /// The name to show for a candidate.
+    pub fn name(&self, assignment: &str, task: &str, candidate: &str) -> String {
+        if self.hidden(assignment, task) {
+            review::alias(assignment)
+        } else {
+            candidate.to_string()
+        }
+    }
+
+    pub fn assignment(&self, a: &mut Assignment) {
+        a.candidate = self.name(&a.id, &a.task, &a.candidate);
+    }
+
+    pub fn submission(&self, s: &mut Submission) {
+        s.candidate = self.name(&s.assignment, &s.task, &s.candidate);
+    }
+
+    /// A stored report's candidate field.
+    pub fn report(&self, assignment: &str, task: &str, report: &mut Report) {
+        if self.hidden(assignment, task) {
+            report.candidate = Some(review::alias(assignment));
+        }
+    }
+
+    pub fn report_json(&self, assignment: &str, task: &str, report: &mut serde_json::Value) {
+        if self.hidden(assignment, task) {
+            if let Some(object) = report.as_object_mut() {
+                object.insert("candidate".into(), serde_json::Value::String(review::alias(assignment)));
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- loading
+
+/// A submission with what its review needs.
+struct Loaded {
+    submission: Submission,
+    report: Option<Report>,
+    assignment: Assignment,
+    spec: Option<crate::task::TaskSpec>,
+    desk: Desk,
+    blinds: Blinds,
+}
+
+impl Loaded {
+    fn review_spec(&self) -> ReviewSpec {
+        self.spec.as_ref().map(|s| s.review.clone()).unwrap_or_default()
+    }
+    fn name(&self) -> String {
+        self.blinds.name(&self.assignment.id, &self.assignment.task, &self.assignment.candidate)
+    }
+}
+
+async fn load_task(app: &Arc<App>, task: &str) -> Option<crate::task::TaskSpec> {
+    if !crate::task::is_name(task) {
+        return None;
+    }
+    let dir = app.config.tasks_root.join("tasks").join(task);
+    tokio::task::spawn_blocking(move || crate::task::load(&dir).ok()).await.ok().flatten()
+}
+
+async fn load(app: &Arc<App>, id: i64) -> Result<Loaded, Failure> {
+    let Some((submission, report)) = stored(app.store.submission(id)).await? else { return Err(Failure::not_found("such submission")) };
+    let assignment = stored(app.store.assignment(&submission.assignment)).await?.ok_or_else(|| Failure::not_found("such assignment"))?;
+    let spec = load_task(app, &submission.task).await;
+    let items = stored(app.store.reviews(Some(&submission.assignment))).await?;
+    let review_spec = spec.as_ref().map(|s| s.review.clone()).unwrap_or_default();
+    let desk = Desk::build(&review_spec, &items);
+    let blinds = Blinds::load(app).await?;
+    let report = report.and_then(|r| serde_json::from_str::<Report>(&r).ok());
+    Ok(Loaded { submission, report, assignment, spec, desk, blinds })
+}
+
+/// The code view of a submission's commit (git on the blocking pool).
+async fn code_view(app: &Arc<App>, loaded: &Loaded) -> Result<CodeView, Failure> {
+    let repos = app.repos.clone();
+    let assignment = loaded.submission.assignment.clone();
+    let commit = loaded.submission.commit.clone();
+    let starter_dir = loaded.spec.as_ref().map(|s| s.dir.join(&s.starter));
+    tokio::task::spawn_blocking(move || {
+        let entries = repos.tree(&assignment, &commit).map_err(|e| Failure::internal(e.to_string()))?;
+        let starter = starter_dir.map(|d| code::starter_files(&d)).unwrap_or_default();
+        Ok(code::build(&commit, &entries, &starter, |entry| repos.blob(&assignment, &entry.object)))
+    })
+    .await
+    .map_err(|e| Failure::internal(e.to_string()))?
+}
+
+/// The candidate's NOTES.md (any case, at the top of the commit), if any.
+fn notes_of(view: &CodeView) -> Option<&str> {
+    view.files.iter().find(|f| f.path.eq_ignore_ascii_case("NOTES.md")).and_then(|f| f.text.as_deref())
+}
+
+// ---------------------------------------------------------------- timeline
+
+#[derive(Debug, Serialize)]
+pub struct TimelineEntry {
+    pub number: i64,
+    pub submission: i64,
+    pub commit: String,
+    pub message: String,
+    pub pushed_at: String,
+    /// Seconds after the clock started.
+    pub after_start: Option<i64>,
+    pub status: String,
+    pub score: Option<f64>,
+    pub after_deadline: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Timeline {
+    pub started_at: Option<String>,
+    pub deadline: Option<String>,
+    pub time_box_seconds: i64,
+    pub pushes: Vec<TimelineEntry>,
+}
+
+async fn timeline(app: &Arc<App>, assignment: &Assignment) -> Result<Timeline, Failure> {
+    let mut submissions = stored(app.store.submissions(Some(&assignment.id), None)).await?;
+    submissions.sort_by_key(|s| s.number);
+    let commits: Vec<String> = submissions.iter().map(|s| s.commit.clone()).collect();
+    let (repos, id) = (app.repos.clone(), assignment.id.clone());
+    let messages = tokio::task::spawn_blocking(move || repos.commit_messages(&id, &commits)).await.unwrap_or_default();
+    let deadline = assignment.deadline();
+    Ok(Timeline {
+        started_at: assignment.started_at.map(rfc3339),
+        deadline: deadline.map(rfc3339),
+        time_box_seconds: assignment.time_box_seconds,
+        pushes: submissions
+            .iter()
+            .map(|s| TimelineEntry {
+                number: s.number,
+                submission: s.id,
+                commit: s.commit.clone(),
+                message: messages.get(&s.commit).map(|(m, _)| m.clone()).unwrap_or_default(),
+                pushed_at: rfc3339(s.pushed_at),
+                after_start: assignment.started_at.map(|start| s.pushed_at - start),
+                status: s.status_text().to_string(),
+                score: s.score,
+                after_deadline: deadline.is_some_and(|d| s.pushed_at > d),
+            })
+            .collect(),
+    })
+}
+
+fn offset(seconds: i64) -> String {
+    let sign = if seconds < 0 { "−" } else { "+" };
+    let s = seconds.abs();
+    format!("{sign}{}h{:02}m{:02}s", s / 3600, s % 3600 / 60, s % 60)
+}
+
+fn timeline_html(t: &Timeline) -> String {
+    let mut out = format!(
+        "<section id=\"timeline\"><h2>How they worked</h2><p>Clock started {} · deadline {} · time box {}</p><table><tr><th>push</th><th>time</th><th>after start</th><th>message</th><th>status</th><th class=\"num\">score</th><th style=\"width:30%\">in the time box</th></tr>",
+        esc(t.started_at.as_deref().unwrap_or("not yet")),
+        esc(t.deadline.as_deref().unwrap_or("—")),
+        crate::units::format_duration(std::time::Duration::from_secs(t.time_box_seconds.max(0) as u64))
+    );
+    for p in &t.pushes {
+        let bar = match p.after_start {
+            Some(after) if t.time_box_seconds > 0 => {
+                let at = (after as f64 / t.time_box_seconds as f64 * 100.0).clamp(0.0, 100.0);
+                format!("<div style=\"background:#eceff3;height:10px;position:relative\" aria-hidden=\"true\"><div style=\"position:absolute;left:{at:.1}%;width:3px;height:10px;background:#1f4fbf\"></div></div>")
+            }
+            _ => String::new(),
+        };
+        let _ = write!(
+            out,
+            "<tr><td><a href=\"/submissions/{}\">#{}</a></td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{bar}</td></tr>",
+            p.submission,
+            p.number,
+            esc(&p.pushed_at),
+            p.after_start.map(offset).unwrap_or_default(),
+            if p.after_deadline { " (after the deadline)" } else { "" },
+            esc(&p.message),
+            esc(&p.status),
+            p.score.map(|v| format!("{v:.1}")).unwrap_or_default()
+        );
+    }
+    out.push_str("</table></section>");
+    out
+}
+
+// ---------------------------------------------------------------- actions (shared by forms and JSON)
+
+async fn record_webhook(app: &Arc<App>, event: &str, data: serde_json::Value) {
+    let body = crate::webhook::event_body(event, data, now());
+    if let Err(e) = app.store.queue_webhook(event, &body, now()).await {
+        tracing::warn!(error = %e, event, "cannot queue a webhook");
+    }
+    app.webhooks.notify_one();
+}
+
+async fn add_comment(app: &Arc<App>, user: &str, id: i64, body: CommentBody) -> Result<i64, Failure> {
+    let loaded = load(app, id).await?;
+    let text = review::clip(&body.text);
+    if text.is_empty() {
+        return Err(Failure { status: StatusCode::UNPROCESSABLE_ENTITY, message: "text: the comment is empty".into() });
+    }
+    if body.line == 0 || body.file.is_empty() || body.file.len() > 4096 {
+        return Err(Failure { status: StatusCode::UNPROCESSABLE_ENTITY, message: "file and line (from 1) name the line commented on".into() });
+    }
+    let view = code_view(app, &loaded).await?;
+    if !view.files.iter().any(|f| f.path == body.file) {
+        return Err(Failure { status: StatusCode::UNPROCESSABLE_ENTITY, message: format!("file: the commit has no file {:?}", body.file) });
+    }
+    let json = serde_json::to_string(&CommentBody { file: body.file, line: body.line, text }).expect("serialisable");
+    stored(app.store.add_review(&loaded.submission.assignment, id, ReviewKind::Comment, user, &json, now())).await
+}
+
+async fn edit_comment(app: &Arc<App>, user: &str, comment: i64, text: &str) -> Result<i64, Failure> {
+    let text = review::clip(text);
+    if text.is_empty() {
+        return Err(Failure { status: StatusCode::UNPROCESSABLE_ENTITY, message: "text: the comment is empty".into() });
+    }
+    let items = stored(app.store.reviews(None)).await?;
+    let Some(item) = items.iter().find(|i| i.id == comment && i.kind == ReviewKind::Comment) else { return Err(Failure::not_found("such comment")) };
+    if item.author != user {
+        return Err(Failure { status: StatusCode::FORBIDDEN, message: "only its author can edit a comment".into() });
+    }
+    let mut body: CommentBody = serde_json::from_str(&item.body).map_err(|e| Failure::internal(e.to_string()))?;
+    body.text = text;
+    let json = serde_json::to_string(&body).expect("serialisable");
+    if !stored(app.store.edit_review(comment, user, &json, now())).await? {
+        return Err(Failure::not_found("such comment of yours"));
+    }
+    Ok(item.submission)
+}
+
+async fn put_scores(app: &Arc<App>, user: &str, id: i64, scores: Vec<CriterionScore>) -> Result<(), Failure> {
+    let loaded = load(app, id).await?;
+    let spec = loaded.review_spec();
+    let scores: Vec<CriterionScore> =
+        scores.into_iter().filter(|s| !s.level.is_empty() || !s.note.trim().is_empty()).map(|s| CriterionScore { note: review::clip(&s.note), ..s }).collect();
+    review::check_scores(&spec, &scores).map_err(|message| Failure { status: StatusCode::UNPROCESSABLE_ENTITY, message })?;
+    let json = serde_json::to_string(&ScoresBody { scores: scores.clone() }).expect("serialisable");
+    let items = stored(app.store.reviews(Some(&loaded.submission.assignment))).await?;
+    let mine = items.iter().rev().find(|i| i.kind == ReviewKind::Scores && i.author == user && i.submission == id);
+    match mine {
+        Some(item) => {
+            stored(app.store.edit_review(item.id, user, &json, now())).await?;
+        }
+        None => {
+            stored(app.store.add_review(&loaded.submission.assignment, id, ReviewKind::Scores, user, &json, now())).await?;
+        }
+    }
+    let after = load(app, id).await?;
+    let rubric = after.desk.reviewers.iter().find(|r| r.author == user).and_then(|r| r.rubric);
+    record_webhook(
+        app,
+        "review.scored",
+        serde_json::json!({ "assignment": loaded.assignment.id, "task": loaded.assignment.task, "submission": id, "candidate": after.name(),
+            "reviewer": user, "scores": scores, "rubric": rubric, "rubric_mean": after.desk.rubric }),
+    )
+    .await;
+    Ok(())
+}
+
+async fn decide(app: &Arc<App>, user: &str, id: i64, decision: &str, reason: &str) -> Result<(), Failure> {
+    let Some(decision) = Decision::parse(decision) else {
+        return Err(Failure { status: StatusCode::UNPROCESSABLE_ENTITY, message: format!("decision: {decision:?} is not one of advance, hold, reject") });
+    };
+    let reason = review::clip(reason);
+    if reason.is_empty() {
+        return Err(Failure { status: StatusCode::UNPROCESSABLE_ENTITY, message: "reason: say why (it is recorded with the decision)".into() });
+    }
+    let loaded = load(app, id).await?;
+    let json = serde_json::to_string(&DecisionBody { decision, reason: reason.clone() }).expect("serialisable");
+    stored(app.store.add_review(&loaded.submission.assignment, id, ReviewKind::Decision, user, &json, now())).await?;
+    let spec = loaded.review_spec();
+    let automatic = loaded.submission.score;
+    record_webhook(
+        app,
+        "review.decided",
+        serde_json::json!({ "assignment": loaded.assignment.id, "task": loaded.assignment.task, "submission": id,
+            "candidate": loaded.assignment.candidate, "decision": decision, "reason": reason, "decided_by": user, "decided_at": rfc3339(now()),
+            "automatic_score": automatic, "rubric_score": loaded.desk.rubric, "overall_score": automatic.map(|a| spec.overall(a, loaded.desk.rubric)) }),
+    )
+    .await;
+    Ok(())
+}
+
+async fn release(app: &Arc<App>, user: &str, id: i64, message: &str) -> Result<review::ReleaseBody, Failure> {
+    let loaded = load(app, id).await?;
+    let spec = loaded.review_spec();
+    let overall = loaded.submission.score.map(|a| spec.overall(a, loaded.desk.rubric));
+    let body = loaded.desk.feedback(&spec, overall, &review::clip(message));
+    let json = serde_json::to_string(&body).expect("serialisable");
+    stored(app.store.add_review(&loaded.submission.assignment, id, ReviewKind::Release, user, &json, now())).await?;
+    Ok(body)
+}
+
+// ---------------------------------------------------------------- the review section of the submission page
+
+fn level_cell(levels: &Option<(usize, String)>) -> String {
+    levels.as_ref().map(|(_, name)| esc(name)).unwrap_or_else(|| "—".into())
+}
+
+/// The review section of a submission's page (rubric, reviewers side by side, decision, release,
+/// the candidate's notes, the timeline).
+pub async fn review_section(app: &Arc<App>, id: i64, user: &str, csrf: &str) -> Result<(String, Blinds, String), Failure> {
+    let loaded = load(app, id).await?;
+    let spec = loaded.review_spec();
+    let csrf_input = format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", esc(csrf));
+    let view = code_view(app, &loaded).await.ok();
+    let mut out = format!("<style>{}</style><section id=\"review\"><h2>Review of {}</h2>", code::CSS, esc(&loaded.name()));
+    let _ = write!(out, "<p><a href=\"/submissions/{id}/code\">Read the code</a> (every file, lint findings at their lines, diff against the starter)</p>");
+
+    // The candidate's own account.
+    out.push_str("<section id=\"notes-md\"><h3>The candidate's notes (NOTES.md)</h3>");
+    match view.as_ref().and_then(notes_of) {
+        Some(text) => {
+            let _ = write!(out, "<div class=\"candidate-notes\">{}</div>", review::markdown::render(text));
+        }
+        None => out.push_str("<p>No NOTES.md in this commit.</p>"),
+    }
+    out.push_str("</section>");
+
+    // Rubric.
+    let automatic = loaded.submission.score;
+    out.push_str("<section id=\"rubric\"><h3>Rubric</h3>");
+    if spec.criteria.is_empty() {
+        out.push_str("<p>This task has no rubric (<code>review.criteria</code> in its task.yaml).</p>");
+    } else {
+        out.push_str("<table><tr><th>criterion</th>");
+        for r in &loaded.desk.reviewers {
+            let _ = write!(out, "<th>{}</th>", esc(&r.author));
+        }
+        out.push_str("<th>agreement</th></tr>");
+        for (index, (criterion, summary)) in spec.criteria.iter().zip(&loaded.desk.criteria).enumerate() {
+            let _ = write!(out, "<tr><td>{} <small>(weight {})</small></td>", esc(&criterion.title), criterion.weight);
+            for r in &loaded.desk.reviewers {
+                let note = &r.notes[index];
+                let _ = write!(
+                    out,
+                    "<td{}><b>{}</b>{}</td>",
+                    if summary.disagreement { " class=\"disagree\" style=\"background:#fdecea\"" } else { "" },
+                    level_cell(&r.levels[index]),
+                    if note.is_empty() { String::new() } else { format!("<br><small>{}</small>", esc(note)) }
+                );
+            }
+            let _ = write!(
+                out,
+                "<td>{}</td></tr>",
+                if summary.disagreement {
+                    format!(
+                        "<strong class=\"disagreement\">⚠ reviewers disagree (by {} level{})</strong>",
+                        summary.spread,
+                        if summary.spread == 1 { "" } else { "s" }
+                    )
+                } else {
+                    "agree".into()
+                }
+            );
+        }
+        out.push_str("<tr><td>rubric score</td>");
+        for r in &loaded.desk.reviewers {
+            let _ = write!(out, "<td>{}</td>", r.rubric.map(|v| format!("{v:.1}")).unwrap_or_else(|| "incomplete".into()));
+        }
+        let _ = write!(out, "<td>mean {}</td></tr></table>", loaded.desk.rubric.map(|v| format!("{v:.1}")).unwrap_or_else(|| "—".into()));
+        let _ = write!(
+            out,
+            "<p>Automatic score {} · rubric {} · <b>overall {}</b><br><small>{}</small></p>",
+            automatic.map(|v| format!("{v:.1}")).unwrap_or_else(|| "not graded".into()),
+            loaded.desk.rubric.map(|v| format!("{v:.1}")).unwrap_or_else(|| "—".into()),
+            automatic.map(|a| format!("{:.1}", spec.overall(a, loaded.desk.rubric))).unwrap_or_else(|| "—".into()),
+            esc(&spec.formula())
+        );
+        // This reviewer's form, filled with what they gave before.
+        let mine = loaded.desk.reviewers.iter().find(|r| r.author == user);
+        let _ = write!(out, "<form method=\"post\" action=\"/submissions/{id}/scores\">{csrf_input}<fieldset><legend>Your scores</legend>");
+        for (index, criterion) in spec.criteria.iter().enumerate() {
+            let given = mine.and_then(|m| m.levels[index].as_ref().map(|(_, n)| n.clone()));
+            let _ = write!(
+                out,
+                "<p><label for=\"level-{0}\"><b>{1}</b></label> <select id=\"level-{0}\" name=\"level.{0}\"><option value=\"\">—</option>",
+                esc(&criterion.id),
+                esc(&criterion.title)
+            );
+            for (name, _) in &criterion.levels {
+                let selected = if given.as_deref() == Some(name.as_str()) { " selected" } else { "" };
+                let _ = write!(out, "<option value=\"{}\"{selected}>{}</option>", esc(name), esc(name));
+            }
+            out.push_str("</select></p><ul>");
+            for (name, description) in &criterion.levels {
+                let _ = write!(out, "<li><b>{}</b>: {}</li>", esc(name), esc(description));
+            }
+            let note = mine.map(|m| m.notes[index].clone()).unwrap_or_default();
+            let _ = write!(
+                out,
+                "</ul><p><label for=\"note-{0}\">Note on {1}</label><br><textarea id=\"note-{0}\" name=\"note.{0}\" rows=\"2\" cols=\"70\">{2}</textarea></p>",
+                esc(&criterion.id),
+                esc(&criterion.title),
+                esc(&note)
+            );
+        }
+        out.push_str("<button>Save my scores</button></fieldset></form>");
+    }
+    out.push_str("</section>");
+
+    // Decision.
+    out.push_str("<section id=\"decision\"><h3>Decision</h3>");
+    match &loaded.desk.decision {
+        Some(d) => {
+            let _ = write!(out, "<p class=\"decision\"><b>{}</b> by {} at {}: {}</p>", d.decision.as_str(), esc(&d.author), rfc3339(d.at), esc(&d.reason));
+        }
+        None => out.push_str("<p>No decision yet.</p>"),
+    }
+    if loaded.desk.decisions.len() > 1 {
+        out.push_str("<details><summary>Earlier decisions</summary><ul>");
+        for d in loaded.desk.decisions.iter().rev().skip(1) {
+            let _ = write!(out, "<li>{} by {} at {}: {}</li>", d.decision.as_str(), esc(&d.author), rfc3339(d.at), esc(&d.reason));
+        }
+        out.push_str("</ul></details>");
+    }
+    let _ = write!(
+        out,
+        "<form method=\"post\" action=\"/submissions/{id}/decision\">{csrf_input}<p><label for=\"decision-choice\">Decision</label> <select id=\"decision-choice\" name=\"decision\">\
+         <option value=\"advance\">advance</option><option value=\"hold\">hold</option><option value=\"reject\">reject</option></select> \
+         <label for=\"decision-reason\">Reason</label> <input id=\"decision-reason\" name=\"reason\" size=\"60\" required> <button>Record decision</button></p></form></section>"
+    );
+
+    // Feedback to the candidate.
+    out.push_str("<section id=\"feedback\"><h3>Feedback to the candidate</h3>");
+    match &loaded.desk.release {
+        Some(r) => {
+            let _ =
+                write!(out, "<p>Released by {} at {} (the candidate sees the snapshot below; release again to update it).</p>", esc(&r.author), rfc3339(r.at));
+            out.push_str(&feedback_html(&r.body));
+        }
+        None => out.push_str("<p>Nothing released: the candidate sees no feedback.</p>"),
+    }
+    let _ = write!(
+        out,
+        "<form method=\"post\" action=\"/submissions/{id}/release\">{csrf_input}<p><label for=\"release-message\">Message to the candidate (optional)</label><br>\
+         <textarea id=\"release-message\" name=\"message\" rows=\"2\" cols=\"70\"></textarea></p><p><button>Release feedback</button> \
+         <small>(the rubric notes{})</small></p></form></section>",
+        if spec.release_score { ", the levels and the score" } else { "; this task does not release scores" }
+    );
+
+    out.push_str(&timeline_html(&timeline(app, &loaded.assignment).await?));
+    out.push_str("</section>");
+    let name = loaded.name();
+    Ok((out, loaded.blinds, name))
+}
+
+/// Released feedback as HTML (for assessors and for the candidate's status page).
+pub fn feedback_html(body: &review::ReleaseBody) -> String {
+    let mut out = String::from("<div class=\"released-feedback\">");
+    if !body.message.is_empty() {
+        let _ = write!(out, "<p>{}</p>", esc(&body.message));
+    }
+    if let Some(score) = body.score {
+        let _ = write!(out, "<p>Score: <b>{score:.1}</b> of 100</p>");
+    }
+    out.push_str("<dl>");
+    for c in &body.criteria {
+        let _ =
+            write!(out, "<dt><b>{}</b>{}</dt>", esc(&c.title), if c.levels.is_empty() { String::new() } else { format!(" — {}", esc(&c.levels.join(", "))) });
+        if c.notes.is_empty() {
+            out.push_str("<dd>(no note)</dd>");
+        }
+        for note in &c.notes {
+            let _ = write!(out, "<dd>{}</dd>", esc(note));
+        }
+    }
+    out.push_str("</dl></div>");
+    out
+}
+
+// ---------------------------------------------------------------- the code page
+
+pub async fn code_page(State(app): State<Arc<App>>, Path(id): Path<i64>, assessor: AssessorPage) -> Response {
+    match render_code_page(&app, id, &assessor).await {
+        Ok(html) => Html(html).into_response(),
+        Err(failure) => failure.into_response(),
+    }
+}
+
+async fn render_code_page(app: &Arc<App>, id: i64, assessor: &AssessorPage) -> Result<String, Failure> {
+    let loaded = load(app, id).await?;
+    let view = code_view(app, &loaded).await?;
+    let findings: Vec<crate::grading::lint::Finding> = loaded.report.as_ref().map(|r| r.components.code_quality.findings.clone()).unwrap_or_default();
+    let csrf_input = format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", esc(&assessor.csrf));
+    let mut body = format!(
+        "<style>{}</style><h1>Code of submission #{} by {}</h1><p>Commit <code>{}</code> · task {} · <a href=\"/submissions/{id}\">back to the review</a></p>",
+        code::CSS,
+        loaded.submission.number,
+        esc(&loaded.name()),
+        esc(&view.commit),
+        esc(&loaded.submission.task)
+    );
+    body.push_str("<nav aria-label=\"files\"><h2>Files</h2><ul>");
+    for (index, f) in view.files.iter().enumerate() {
+        let change = match f.change {
+            Change::Added => "new",
+            Change::Modified => "changed from the starter",
+            Change::Unchanged => "as given in the starter",
+        };
+        let kind = match f.kind {
+            FileKind::Text | FileKind::Notebook => String::new(),
+            FileKind::Binary => ", binary: not shown".into(),
+            FileKind::TooLarge => format!(", {}: too large to show", crate::units::format_size(f.size)),
+            FileKind::Link => ", a symbolic link (not followed)".into(),
+            FileKind::Submodule => ", a submodule".into(),
+        };
+        let n = findings.iter().filter(|x| x.file == f.path).count();
+        let _ = write!(
+            body,
+            "<li><a href=\"#file-{index}\">{}</a> <small>({change}{kind}{})</small></li>",
+            esc(&f.path),
+            if n > 0 { format!(", {n} lint finding{}", if n == 1 { "" } else { "s" }) } else { String::new() }
+        );
+    }
+    for removed in &view.removed {
+        let _ = write!(body, "<li><s>{}</s> <small>(starter file removed)</small></li>", esc(removed));
+    }
+    body.push_str("</ul></nav>");
+    for (index, f) in view.files.iter().enumerate() {
+        let _ = write!(body, "<section class=\"file\" id=\"file-{index}\"><h2><code>{}</code></h2>", esc(&f.path));
+        let comments: Vec<&review::Comment> = loaded.desk.comments.iter().filter(|c| c.file == f.path && c.submission == id).collect();
+        let file_findings: Vec<&crate::grading::lint::Finding> = findings.iter().filter(|x| x.file == f.path).collect();
+        match (&f.kind, &f.text, &f.cells) {
+            (FileKind::Notebook, _, Some(cells)) => {
+                for (n, cell) in cells.iter().enumerate() {
+                    let _ = write!(body, "<div class=\"cell\"><h4>cell {} · {}</h4>", n + 1, esc(&cell.kind));
+                    if cell.kind == "markdown" {
+                        body.push_str(&review::markdown::render(&cell.source));
+                    } else {
+                        body.push_str("<table class=\"code\">");
+                        for (i, line) in code::highlight_lines(&cell.source, Some("python")).iter().enumerate() {
+                            let _ = write!(body, "<tr><td class=\"ln\">{}</td><td class=\"src\">{line}</td></tr>", i + 1);
+                        }
+                        body.push_str("</table>");
+                    }
+                    body.push_str("</div>");
+                }
+                for x in &file_findings {
+                    let _ = write!(body, "<p class=\"lint\">{} {}: {}</p>", esc(&x.rule), x.line, esc(&x.message));
+                }
+            }
+            (FileKind::Text, Some(text), _) => {
+                let added: HashSet<u32> = f.added_lines.iter().copied().collect();
+                body.push_str("<table class=\"code\">");
+                for (i, line) in code::highlight_lines(text, f.language).iter().enumerate() {
+                    let n = i as u32 + 1;
+                    let here: Vec<&&crate::grading::lint::Finding> = file_findings.iter().filter(|x| x.line == n as u64).collect();
+                    let mut class = Vec::new();
+                    if added.contains(&n) && f.change != Change::Added {
+                        class.push("added");
+                    }
+                    if !here.is_empty() {
+                        class.push("finding");
+                    }
+                    let _ = write!(
+                        body,
+                        "<tr id=\"file-{index}-L{n}\" class=\"{}\"><td class=\"ln\"><a href=\"#file-{index}-L{n}\">{n}</a></td><td class=\"src\">{line}</td></tr>",
+                        class.join(" ")
+                    );
+                    for x in here {
+                        let _ = write!(body, "<tr class=\"lint\"><td></td><td>⚑ <b>{}</b> {}</td></tr>", esc(&x.rule), esc(&x.message));
+                    }
+                    for c in comments.iter().filter(|c| c.line == n) {
+                        body.push_str(&comment_row(c, &assessor.user, &csrf_input));
+                    }
+                }
+                body.push_str("</table>");
+                for x in file_findings.iter().filter(|x| x.line == 0) {
+                    let _ = write!(body, "<p class=\"lint\">⚑ <b>{}</b> {}</p>", esc(&x.rule), esc(&x.message));
+                }
+            }
+            (FileKind::Link, Some(target), _) => {
+                let _ = write!(body, "<p>A symbolic link to <code>{}</code> (shown as text; never followed).</p>", esc(target));
+            }
+            _ => body.push_str("<p>Not shown.</p>"),
+        }
+        if let Some(diff) = &f.diff {
+            let _ = write!(body, "<details><summary>Diff against the starter</summary>{}</details>", code::diff_html(diff));
+        } else if f.change == Change::Unchanged {
+            body.push_str("<p><small>Exactly as the starter gave it.</small></p>");
+        }
+        if matches!(f.kind, FileKind::Text | FileKind::Notebook) {
+            let _ = write!(
+                body,
+                "<form method=\"post\" action=\"/submissions/{id}/comments\">{csrf_input}<input type=\"hidden\" name=\"file\" value=\"{}\">\
+                 <label>Comment on line <input name=\"line\" type=\"number\" min=\"1\" size=\"5\" required></label> \
+                 <label>Comment <input name=\"text\" size=\"60\" required></label> <button>Add comment</button></form>",
+                esc(&f.path)
+            );
+        }
+        body.push_str("</section>");
+    }
+    Ok(page("Code", &body).0)
+}
+
+fn comment_row(c: &review::Comment, user: &str, csrf_input: &str) -> String {
+    let mut out = format!(
+        "<tr class=\"note\" id=\"comment-{}\"><td></td><td>💬 <b>{}</b> <small>{}{}</small>: {}",
+        c.id,
+        esc(&c.author),
+        rfc3339(c.created_at),
+        if c.updated_at != c.created_at { format!(", edited {}", rfc3339(c.updated_at)) } else { String::new() },
+        esc(&c.text)
+    );
+    if c.author == user {
+        let _ = write!(
+            out,
+            "<details><summary>edit</summary><form method=\"post\" action=\"/comments/{}/edit\">{csrf_input}<input name=\"text\" size=\"60\" value=\"{}\" aria-label=\"comment text\"> <button>Save</button></form></details>",
+            c.id,
+            esc(&c.text)
+        );
+    }
+    out.push_str("</td></tr>");
+    out
+}
+
+// ---------------------------------------------------------------- forms
+
+#[derive(Deserialize)]
+pub struct CommentForm {
+    file: String,
+    line: u32,
+    text: String,
+    csrf: String,
+}
+
+impl CsrfForm for CommentForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+#[derive(Deserialize)]
+pub struct EditForm {
+    text: String,
+    csrf: String,
+}
+
+impl CsrfForm for EditForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// A form whose fields depend on the task (`level.<criterion>`, `note.<criterion>`).
+#[derive(Deserialize)]
+pub struct FieldsForm(HashMap<String, String>);
+
+impl CsrfForm for FieldsForm {
+    fn csrf(&self) -> &str {
+        self.0.get("csrf").map(String::as_str).unwrap_or("")
+    }
+}
+
+fn answer(result: Result<(), Failure>, back: String) -> Response {
+    match result {
+        Ok(()) => Redirect::to(&back).into_response(),
+        Err(failure) => {
+            (failure.status, page("Not saved", &format!("<p>{}</p><p><a href=\"{}\">Back</a></p>", esc(&failure.message), esc(&back)))).into_response()
+        }
+    }
+}
+
+pub async fn comment_form(State(app): State<Arc<App>>, Path(id): Path<i64>, form: SessionForm<CommentForm>) -> Response {
+    let f = form.form;
+    let result = add_comment(&app, &form.user, id, CommentBody { file: f.file, line: f.line, text: f.text }).await;
+    let back = match &result {
+        Ok(comment) => format!("/submissions/{id}/code#comment-{comment}"),
+        Err(_) => format!("/submissions/{id}/code"),
+    };
+    answer(result.map(|_| ()), back)
+}
+
+pub async fn edit_comment_form(State(app): State<Arc<App>>, Path(comment): Path<i64>, form: SessionForm<EditForm>) -> Response {
+    match edit_comment(&app, &form.user, comment, &form.form.text).await {
+        Ok(submission) => Redirect::to(&format!("/submissions/{submission}/code#comment-{comment}")).into_response(),
+        Err(failure) => answer(Err(failure), "/".into()),
+    }
+}
+
+pub async fn scores_form(State(app): State<Arc<App>>, Path(id): Path<i64>, form: SessionForm<FieldsForm>) -> Response {
+    let fields = form.form.0;
+    let mut ids: Vec<&str> = fields.keys().filter_map(|k| k.strip_prefix("level.").or_else(|| k.strip_prefix("note."))).collect();
+    ids.sort();
+    ids.dedup();
+    let scores = ids
+        .into_iter()
+        .map(|c| CriterionScore {
+            criterion: c.to_string(),
+            level: fields.get(&format!("level.{c}")).cloned().unwrap_or_default(),
+            note: fields.get(&format!("note.{c}")).cloned().unwrap_or_default(),
+        })
+        .collect();
+    answer(put_scores(&app, &form.user, id, scores).await, format!("/submissions/{id}#rubric"))
+}
+
+pub async fn decision_form(State(app): State<Arc<App>>, Path(id): Path<i64>, form: SessionForm<FieldsForm>) -> Response {
+    let f = &form.form.0;
+    let result = decide(&app, &form.user, id, f.get("decision").map(String::as_str).unwrap_or(""), f.get("reason").map(String::as_str).unwrap_or("")).await;
+    answer(result, format!("/submissions/{id}#decision"))
+}
+
+pub async fn release_form(State(app): State<Arc<App>>, Path(id): Path<i64>, form: SessionForm<FieldsForm>) -> Response {
+    let message = form.form.0.get("message").cloned().unwrap_or_default();
+    answer(release(&app, &form.user, id, &message).await.map(|_| ()), format!("/submissions/{id}#feedback"))
+}
+
+// ---------------------------------------------------------------- JSON API
+
+pub async fn files_api(State(app): State<Arc<App>>, Path(id): Path<i64>, _assessor: Assessor) -> Response {
+    let result = async {
+        let loaded = load(&app, id).await?;
+        let view = code_view(&app, &loaded).await?;
+        let findings = loaded.report.as_ref().map(|r| r.components.code_quality.findings.clone()).unwrap_or_default();
+        let comments: Vec<&review::Comment> = loaded.desk.comments.iter().filter(|c| c.submission == id).collect();
+        Ok::<_, Failure>(serde_json::json!({ "submission": id, "candidate": loaded.name(), "view": view, "lint_findings": findings, "comments": comments }))
+    }
+    .await;
+    match result {
+        Ok(json) => Json(json).into_response(),
+        Err(failure) => failure.into_response(),
+    }
+}
+
+pub async fn review_api(State(app): State<Arc<App>>, Path(id): Path<i64>, _assessor: Assessor) -> Response {
+    let result = async {
+        let loaded = load(&app, id).await?;
+        let spec = loaded.review_spec();
+        let view = code_view(&app, &loaded).await.ok();
+        let notes = view.as_ref().and_then(notes_of).map(str::to_string);
+        let timeline = timeline(&app, &loaded.assignment).await?;
+        let automatic = loaded.submission.score;
+        Ok::<_, Failure>(serde_json::json!({
+            "submission": id,
+            "assignment": loaded.assignment.id,
+            "candidate": loaded.name(),
+            "blind": loaded.blinds.hidden(&loaded.assignment.id, &loaded.assignment.task),
+            "criteria": spec.criteria.iter().map(|c| serde_json::json!({ "id": c.id, "title": c.title, "weight": c.weight, "levels": c.levels.iter().map(|(n, d)| serde_json::json!({ "name": n, "description": d })).collect::<Vec<_>>() })).collect::<Vec<_>>(),
+            "reviewers": loaded.desk.reviewers,
+            "agreement": loaded.desk.criteria,
+            "automatic_score": automatic,
+            "rubric_score": loaded.desk.rubric,
+            "overall_score": automatic.map(|a| spec.overall(a, loaded.desk.rubric)),
+            "formula": spec.formula(),
+            "decision": loaded.desk.decision,
+            "decisions": loaded.desk.decisions,
+            "release": loaded.desk.release,
+            "comments": loaded.desk.comments,
+            "notes_md": notes,
+            "timeline": timeline,
+        }))
+    }
+    .await;
+    match result {
+        Ok(json) => Json(json).into_response(),
+        Err(failure) => failure.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct TextBody {
+    text: String,
+}
+
+#[derive(Deserialize)]
+pub struct DecisionInput {
+    decision: String,
+    reason: String,
+}
+
+#[derive(Deserialize)]
+pub struct ReleaseInput {
+    #[serde(default)]
+    message: String,
+}
+
+fn json_or(result: Result<serde_json::Value, Failure>) -> Response {
+    match result {
+        Ok(json) => Json(json).into_response(),
+        Err(failure) => failure.into_response(),
+    }
+}
+
+/// A JSON body's rejection as our error shape.
+fn bad_json(rejection: axum::extract::rejection::JsonRejection) -> Response {
+    Failure { status: StatusCode::UNPROCESSABLE_ENTITY, message: rejection.body_text() }.into_response()
+}
+
+pub async fn comment_api(
+    State(app): State<Arc<App>>,
+    Path(id): Path<i64>,
+    assessor: Assessor,
+    body: Result<Json<CommentBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(rejection) => return bad_json(rejection),
+    };
+    json_or(add_comment(&app, &assessor.0, id, body).await.map(|comment| serde_json::json!({ "id": comment })))
+}
+
+pub async fn edit_comment_api(
+    State(app): State<Arc<App>>,
+    Path(comment): Path<i64>,
+    assessor: Assessor,
+    body: Result<Json<TextBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(rejection) => return bad_json(rejection),
+    };
+    json_or(edit_comment(&app, &assessor.0, comment, &body.text).await.map(|_| serde_json::json!({ "id": comment })))
+}
+
+pub async fn scores_api(
+    State(app): State<Arc<App>>,
+    Path(id): Path<i64>,
+    assessor: Assessor,
+    body: Result<Json<ScoresBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(rejection) => return bad_json(rejection),
+    };
+    json_or(put_scores(&app, &assessor.0, id, body.scores).await.map(|()| serde_json::json!({ "saved": true })))
+}
+
+pub async fn decision_api(
+    State(app): State<Arc<App>>,
+    Path(id): Path<i64>,
+    assessor: Assessor,
+    body: Result<Json<DecisionInput>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(rejection) => return bad_json(rejection),
+    };
+    json_or(decide(&app, &assessor.0, id, &body.decision, &body.reason).await.map(|()| serde_json::json!({ "recorded": true })))
+}
+
+pub async fn release_api(
+    State(app): State<Arc<App>>,
+    Path(id): Path<i64>,
+    assessor: Assessor,
+    body: Result<Json<ReleaseInput>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(rejection) => return bad_json(rejection),
+    };
+    json_or(release(&app, &assessor.0, id, &body.message).await.map(|released| serde_json::json!({ "released": released })))
+}
+
+// ---------------------------------------------------------------- export
+
+#[derive(Deserialize)]
+pub struct ExportQuery {
+    format: Option<String>,
+}
+
+/// One candidate of a task in the cohort export.
+#[derive(Debug, Serialize)]
+pub struct ExportRow {
+    pub candidate: String,
+    pub assignment: String,
+    pub submission: Option<i64>,
+    pub status: Option<String>,
+    pub accuracy: Option<f64>,
+    pub code_quality: Option<f64>,
+    pub runtime: Option<f64>,
+    pub automatic: Option<f64>,
+    /// Mean points (0–100) per criterion over the reviewers.
+    pub criteria: Vec<(String, Option<f64>)>,
+    pub rubric: Option<f64>,
+    pub overall: Option<f64>,
+    pub reviewers: usize,
+    pub decision: Option<String>,
+    pub decision_reason: Option<String>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<String>,
+}
+
+async fn export_rows(app: &Arc<App>, task: &str) -> Result<(Vec<ExportRow>, ReviewSpec), Failure> {
+    let spec = load_task(app, task).await.map(|s| s.review).unwrap_or_default();
+    let blinds = Blinds::load(app).await?;
+    let assignments: Vec<Assignment> = stored(app.store.assignments()).await?.into_iter().filter(|a| a.task == task).collect();
+    let submissions = stored(app.store.submissions(None, Some(task))).await?;
+    let items = stored(app.store.reviews(None)).await?;
+    let mut rows = Vec::new();
+    for a in &assignments {
+        // The latest graded submission (submissions come newest first).
+        let latest = submissions.iter().find(|s| s.assignment == a.id && s.score.is_some());
+        let report = match latest {
+            Some(s) => stored(app.store.submission(s.id)).await?.and_then(|(_, r)| r).and_then(|r| serde_json::from_str::<Report>(&r).ok()),
+            None => None,
+        };
+        let mine: Vec<_> = items.iter().filter(|i| i.assignment == a.id).cloned().collect();
+        let desk = Desk::build(&spec, &mine);
+        let automatic = latest.and_then(|s| s.score);
+        rows.push(ExportRow {
+            candidate: blinds.name(&a.id, &a.task, &a.candidate),
+            assignment: a.id.clone(),
+            submission: latest.map(|s| s.id),
+            status: latest.map(|s| s.status_text().to_string()),
+            accuracy: report.as_ref().map(|r| r.components.accuracy.score),
+            code_quality: report.as_ref().map(|r| r.components.code_quality.score),
+            runtime: report.as_ref().map(|r| r.components.runtime.score),
+            automatic,
+            criteria: desk.criteria.iter().map(|c| (c.id.clone(), c.mean)).collect(),
+            rubric: desk.rubric,
+            overall: automatic.map(|v| spec.overall(v, desk.rubric)),
+            reviewers: desk.reviewers.len(),
+            decision: desk.decision.as_ref().map(|d| d.decision.as_str().to_string()),
+            decision_reason: desk.decision.as_ref().map(|d| d.reason.clone()),
+            decided_by: desk.decision.as_ref().map(|d| d.author.clone()),
+            decided_at: desk.decision.as_ref().map(|d| rfc3339(d.at)),
+        });
+    }
+    rows.sort_by(|a, b| b.overall.unwrap_or(-1.0).total_cmp(&a.overall.unwrap_or(-1.0)).then(a.candidate.cmp(&b.candidate)));
+    Ok((rows, spec))
+}
+
+/// A CSV field: quoted when needed, and never read as a formula by a spreadsheet.
+fn csv_field(text: &str) -> String {
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text.to_string() };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
+fn number(value: Option<f64>) -> String {
+    value.map(|v| format!("{v:.2}")).unwrap_or_default()
+}
+
+pub async fn export_api(State(app): State<Arc<App>>, Path(task): Path<String>, _assessor: Assessor, Query(query): Query<ExportQuery>) -> Response {
+    if !crate::task::is_name(&task) {
+        return Failure::not_found("such task").into_response();
+    }
+    let (rows, spec) = match export_rows(&app, &task).await {
+        Ok(found) => found,
+        Err(failure) => return failure.into_response(),
+    };
+    match query.format.as_deref().unwrap_or("json") {
+        "json" => Json(serde_json::json!({ "task": task, "formula": spec.formula(), "candidates": rows })).into_response(),
+        "csv" => {
+            let mut out = String::from("candidate,assignment,submission,status,accuracy,code_quality,runtime,automatic");
+            for c in &spec.criteria {
+                out.push(',');
+                out.push_str(&csv_field(&format!("criterion:{}", c.id)));
+            }
+            out.push_str(",rubric,overall,reviewers,decision,decision_reason,decided_by,decided_at\n");
+            for r in &rows {
+                let mut fields = vec![
+                    csv_field(&r.candidate),
+                    csv_field(&r.assignment),
+                    r.submission.map(|s| s.to_string()).unwrap_or_default(),
+                    csv_field(r.status.as_deref().unwrap_or("")),
+                    number(r.accuracy),
+                    number(r.code_quality),
+                    number(r.runtime),
+                    number(r.automatic),
+                ];
+                fields.extend(r.criteria.iter().map(|(_, v)| number(*v)));
+                fields.extend([
+                    number(r.rubric),
+                    number(r.overall),
+                    r.reviewers.to_string(),
+                    csv_field(r.decision.as_deref().unwrap_or("")),
+                    csv_field(r.decision_reason.as_deref().unwrap_or("")),
+                    csv_field(r.decided_by.as_deref().unwrap_or("")),
+                    csv_field(r.decided_at.as_deref().unwrap_or("")),
+                ]);
+                out.push_str(&fields.join(","));
+                out.push('\n');
+            }
+            (
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                    (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{task}-cohort.csv\"")),
+                ],
+                out,
+            )
+                .into_response()
+        }
+        other => Failure { status: StatusCode::BAD_REQUEST, message: format!("format: {other:?} is not csv or json") }.into_response(),
+    }
+}
+
+pub async fn webhooks_api(State(app): State<Arc<App>>, _assessor: Assessor) -> Response {
+    match stored(app.store.webhooks(100)).await {
+        Ok(rows) => Json(serde_json::json!({ "configured": app.config.webhook.is_some(), "deliveries": rows.iter().map(|w| serde_json::json!({
+            "id": w.id, "event": w.event, "attempts": w.attempts, "delivered_at": w.delivered_at.map(rfc3339), "failed_at": w.failed_at.map(rfc3339),
+            "next_at": rfc3339(w.next_at), "last_error": w.last_error })).collect::<Vec<_>>() }))
+        .into_response(),
+        Err(failure) => failure.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn csv_fields_are_quoted_and_never_formulas() {
+        assert_eq!(super::csv_field("plain"), "plain");
+        assert_eq!(super::csv_field("a,b"), "\"a,b\"");
+        assert_eq!(super::csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(super::csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(super::csv_field("-1"), "'-1");
+    }
+}

@@ -1,0 +1,183 @@
+//! Signed webhooks, so that an applicant tracking system can follow a cohort: `submission.graded`,
+//! `review.scored` and `review.decided`.
+//!
+//! Whoever sees an event (a worker on any host, the server's review handlers) puts it in the
+//! store's outbox; the server's [`deliver`] loop posts each one as JSON to the configured URL with
+//! `X-Takehome-Signature: sha256=<hex HMAC-SHA256 of the exact body under the shared secret>`,
+//! `X-Takehome-Event` and `X-Takehome-Delivery` (the outbox id: a receiver de-duplicates on it).
+//! A delivery that fails (no answer, or an answer other than 2xx) is tried again after
+//! 5 s, 10 s, 20 s … (doubling, at most an hour apart), and given up after [`MAX_ATTEMPTS`];
+//! `GET /api/webhooks` shows each delivery's state. Plain `http://` only: put a TLS-terminating
+//! proxy in front of an `https://` receiver.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::store::Store;
+
+pub const MAX_ATTEMPTS: i64 = 10;
+const FIRST_RETRY_SECONDS: i64 = 5;
+const MAX_RETRY_SECONDS: i64 = 3600;
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where events go and the secret they are signed with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub path: String,
+    pub secret: String,
+}
+
+impl Target {
+    /// `http://host[:port]/path` and a secret of at least 16 characters.
+    pub fn parse(url: &str, secret: &str) -> Result<Target, String> {
+        if secret.len() < 16 {
+            return Err("webhook_secret: must be at least 16 characters (the receiver checks the signature with it)".into());
+        }
+        let rest = url.strip_prefix("http://").ok_or_else(|| {
+            if url.starts_with("https://") {
+                format!("webhook_url: {url:?}: only http:// is built in; put a TLS-terminating proxy in front of an https receiver")
+            } else {
+                format!("webhook_url: {url:?} is not an http:// URL")
+            }
+        })?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
+                (host, port.parse::<u16>().map_err(|_| format!("webhook_url: {port:?} is not a port"))?)
+            }
+            _ => (authority, 80),
+        };
+        if host.is_empty() || authority.contains('@') || path.contains([' ', '\r', '\n']) {
+            return Err(format!("webhook_url: {url:?} is not a URL like http://ats.internal:8080/hooks/takehome"));
+        }
+        Ok(Target { host: host.trim_start_matches('[').trim_end_matches(']').to_string(), port, path: path.to_string(), secret: secret.to_string() })
+    }
+}
+
+/// The JSON body of an event (what is signed and sent).
+pub fn event_body(event: &str, data: serde_json::Value, now: i64) -> String {
+    serde_json::json!({ "event": event, "at": crate::report::rfc3339(now), "data": data }).to_string()
+}
+
+/// `sha256=<hex>`: the signature header's value for `body`.
+pub fn signature(secret: &str, body: &str) -> String {
+    format!("sha256={}", crate::secret::hmac_hex(secret.as_bytes(), body.as_bytes()))
+}
+
+/// When to try again after `attempts` failed attempts, or `None` to give up.
+pub fn retry_after(attempts: i64) -> Option<i64> {
+    (attempts < MAX_ATTEMPTS).then(|| (FIRST_RETRY_SECONDS << (attempts - 1).clamp(0, 20)).min(MAX_RETRY_SECONDS))
+}
+
+/// One POST; Ok when the receiver answered 2xx.
+pub async fn post(target: &Target, event: &str, delivery: i64, body: &str) -> Result<(), String> {
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect((target.host.as_str(), target.port)).await.map_err(|e| format!("cannot connect: {e}"))?;
+        let host = if target.host.contains(':') { format!("[{}]:{}", target.host, target.port) } else { format!("{}:{}", target.host, target.port) };
+        let head = format!(
+            "POST {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: takehome/{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+             X-Takehome-Event: {event}\r\nX-Takehome-Delivery: {delivery}\r\nX-Takehome-Signature: {}\r\nConnection: close\r\n\r\n",
+            target.path,
+            env!("CARGO_PKG_VERSION"),
+            body.len(),
+            signature(&target.secret, body)
+        );
+        stream.write_all(head.as_bytes()).await.map_err(|e| format!("cannot send: {e}"))?;
+        stream.write_all(body.as_bytes()).await.map_err(|e| format!("cannot send: {e}"))?;
+        // The status line is all we need.
+        let mut answer = Vec::with_capacity(256);
+        let mut buffer = [0u8; 256];
+        while !answer.contains(&b'\n') && answer.len() < 4096 {
+            let n = stream.read(&mut buffer).await.map_err(|e| format!("no answer: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buffer[..n]);
+        }
+        let line = String::from_utf8_lossy(&answer);
+        let status = line.lines().next().unwrap_or("").split_whitespace().nth(1).and_then(|s| s.parse::<u16>().ok());
+        match status {
+            Some(code) if (200..300).contains(&code) => Ok(()),
+            Some(code) => Err(format!("the receiver answered {code}")),
+            None => Err("the receiver's answer is not HTTP".into()),
+        }
+    };
+    tokio::time::timeout(TIMEOUT, attempt).await.map_err(|_| format!("no answer within {} s", TIMEOUT.as_secs()))?
+}
+
+/// Delivers the outbox until `shutdown`: woken by `wake` (an event was queued here) and every
+/// few seconds (events queued by workers on other hosts, retries coming due).
+pub async fn deliver(store: Arc<dyn Store>, target: Option<Target>, wake: Arc<Notify>, shutdown: CancellationToken) {
+    loop {
+        let now = crate::web::now();
+        match store.due_webhooks(now, 20).await {
+            Ok(due) => {
+                for hook in due {
+                    let (delivered, retry, error) = match &target {
+                        None => (false, None, "no webhook_url was configured when it came due".to_string()),
+                        Some(target) => match post(target, &hook.event, hook.id, &hook.body).await {
+                            Ok(()) => (true, None, String::new()),
+                            Err(error) => (false, retry_after(hook.attempts + 1).map(|after| now + after), error),
+                        },
+                    };
+                    if !delivered && target.is_some() {
+                        warn!(delivery = hook.id, event = %hook.event, error = %error, retry = retry.is_some(), "webhook not delivered");
+                    }
+                    if let Err(e) = store.webhook_attempted(hook.id, delivered, retry, &error, crate::web::now()).await {
+                        warn!(error = %e, "cannot record a webhook attempt");
+                    }
+                    if shutdown.is_cancelled() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => debug!(error = %e, "cannot read the webhook outbox"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse() {
+        let t = Target::parse("http://127.0.0.1:9000/hooks/th", "0123456789abcdef").unwrap();
+        assert_eq!((t.host.as_str(), t.port, t.path.as_str()), ("127.0.0.1", 9000, "/hooks/th"));
+        assert_eq!(Target::parse("http://ats.internal", "0123456789abcdef").unwrap().path, "/");
+        assert_eq!(Target::parse("http://[::1]:81/x", "0123456789abcdef").unwrap().host, "::1");
+        assert!(Target::parse("https://ats.example/x", "0123456789abcdef").unwrap_err().contains("TLS"));
+        assert!(Target::parse("http://a/x", "short").unwrap_err().contains("16"));
+        assert!(Target::parse("http://user:pw@a/x", "0123456789abcdef").is_err());
+    }
+
+    #[test]
+    fn retries_double_then_give_up() {
+        assert_eq!(retry_after(1), Some(5));
+        assert_eq!(retry_after(2), Some(10));
+        assert_eq!(retry_after(9), Some(1280));
+        assert_eq!(retry_after(MAX_ATTEMPTS), None);
+    }
+
+    #[test]
+    fn signature_is_hmac_sha256_of_the_body() {
+        // RFC 4231 test case 2.
+        assert_eq!(crate::secret::hmac_hex(b"Jefe", b"what do ya want for nothing?"), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        assert!(signature("k", "{}").starts_with("sha256="));
+    }
+}
