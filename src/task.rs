@@ -1057,11 +1057,14 @@ impl Reader {
         };
         spec.blind = self.boolean(map, "review", "blind", false);
         spec.release_score = self.boolean(map, "review", "release_score", false);
+        let mut has_rubric = false;
         if let Some(value) = map.get("criteria") {
             let Value::Sequence(items) = value else {
                 self.problem("review.criteria", format!("expected a list of criteria, got {}", describe(value)));
                 return spec;
             };
+            has_rubric = !items.is_empty();
+            let mut seen: Vec<String> = Vec::new();
             for (index, item) in items.iter().enumerate() {
                 let path = format!("review.criteria[{index}]");
                 let Some(c) = self.mapping(item, &path, &["id", "title", "weight", "levels"]) else { continue };
@@ -1069,9 +1072,10 @@ impl Reader {
                 if let Some(id) = &id {
                     if !is_name(id) {
                         self.problem(&join(&path, "id"), format!("{id:?} is not a valid id (expected lowercase letters, digits, '-' and '_')"));
-                    } else if spec.criteria.iter().any(|other| &other.id == id) {
+                    } else if seen.contains(id) {
                         self.problem(&join(&path, "id"), format!("{id:?} is listed twice"));
                     }
+                    seen.push(id.clone());
                 }
                 let title = self.string(c, &path, "title", true);
                 let weight = self.optional_number(c, &path, "weight", 1.0);
@@ -1087,7 +1091,6 @@ impl Reader {
                 self.problem("review.criteria", "is empty (expected at least one criterion, or leave criteria out)");
             }
         }
-        let has_rubric = !spec.criteria.is_empty();
         match map.get("weights") {
             Some(value) => {
                 if let Some(w) = self.mapping(value, "review.weights", &["automatic", "rubric"]) {
