@@ -249,7 +249,7 @@ fn parse_runtime(text: &str) -> Result<crate::sandbox::Runtime, String> {
 #[derive(clap::Args, Debug)]
 struct ConfigArgs {
     /// A YAML config file (README lists every key).
-    #[arg(long)]
+    #[arg(long, env = "TAKEHOME_CONFIG")]
     config: Option<PathBuf>,
     #[arg(long)]
     data_dir: Option<PathBuf>,

@@ -578,6 +578,23 @@ impl Repos {
         Ok(entries)
     }
 
+    /// The commit we seeded the repository with (brief, starter, public data): the root of
+    /// `commit`'s history (pushes cannot rewrite history, so it is ours).
+    pub fn given_commit(&self, assignment: &str, commit: &str) -> Result<String, IntakeError> {
+        if !is_object_id(commit) {
+            return Err(IntakeError::Git { action: "rev-list".into(), message: format!("{commit:?} is not an object id") });
+        }
+        let mut c = git_command(&self.dir);
+        c.arg("--git-dir").arg(self.path(assignment)).args(["rev-list", "--max-parents=0", commit]);
+        let roots = run(c, "rev-list")?;
+        roots
+            .lines()
+            .last()
+            .map(str::to_string)
+            .filter(|r| is_object_id(r))
+            .ok_or_else(|| IntakeError::Git { action: "rev-list".into(), message: "no root commit".into() })
+    }
+
     /// The bytes of a blob (callers check its size from [`Repos::tree`] first).
     pub fn blob(&self, assignment: &str, object: &str) -> Result<Vec<u8>, IntakeError> {
         if !is_object_id(object) {

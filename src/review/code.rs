@@ -1,13 +1,13 @@
 //! The code view: every file of a submitted commit as git recorded it (nothing is checked out, no
-//! link is followed: a link is listed with its target as text), each compared with the task's
-//! starter (what the candidate wrote, not what we gave), Python highlighted on the server with
-//! tree-sitter, notebooks split into cells. Binary and huge files are listed, not inlined.
+//! link is followed: a link is listed with its target as text), each compared with what we gave
+//! the candidate (the repository's first commit: brief, starter code, public data), so that the
+//! reader sees what the candidate wrote; Python highlighted on the server with tree-sitter,
+//! notebooks split into cells. Binary and huge files are listed, not inlined.
 //!
 //! Everything here is candidate-made: the HTML it produces escapes every byte of it (tree-sitter's
 //! renderer escapes the source; the rest goes through [`esc`]).
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::OnceLock;
 
 use serde::Serialize;
@@ -20,8 +20,6 @@ use crate::report::html::esc;
 pub const MAX_INLINE: u64 = 512 << 10;
 /// Files shown in full per submission; the rest are listed.
 pub const MAX_SHOWN: usize = 200;
-/// Starter files read for the diff, at most this large each.
-const MAX_STARTER_FILE: u64 = 4 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -78,23 +76,8 @@ pub struct CodeFile {
 pub struct CodeView {
     pub commit: String,
     pub files: Vec<CodeFile>,
-    /// Starter files the submission no longer has.
+    /// Files we gave that the submission no longer has.
     pub removed: Vec<String>,
-}
-
-/// The starter's files (path → bytes), regular files only, read without following links.
-pub fn starter_files(dir: &Path) -> HashMap<String, Vec<u8>> {
-    let mut files = HashMap::new();
-    for entry in walkdir::WalkDir::new(dir).follow_links(false).into_iter().filter_map(Result::ok) {
-        if !entry.file_type().is_file() || entry.metadata().map(|m| m.len() > MAX_STARTER_FILE).unwrap_or(true) {
-            continue;
-        }
-        let Ok(relative) = entry.path().strip_prefix(dir) else { continue };
-        if let Ok(bytes) = std::fs::read(entry.path()) {
-            files.insert(relative.to_string_lossy().into_owned(), bytes);
-        }
-    }
-    files
 }
 
 fn language(path: &str) -> Option<&'static str> {
@@ -117,14 +100,15 @@ fn looks_binary(bytes: &[u8]) -> bool {
 pub fn build<E: std::fmt::Display>(
     commit: &str,
     entries: &[TreeEntry],
-    starter: &HashMap<String, Vec<u8>>,
+    given: &[TreeEntry],
     mut read: impl FnMut(&TreeEntry) -> Result<Vec<u8>, E>,
 ) -> CodeView {
+    let given_by_path: HashMap<&str, &TreeEntry> = given.iter().map(|e| (e.path.as_str(), e)).collect();
     let mut files = Vec::new();
     let mut shown = 0;
     for entry in entries {
         let size = entry.size.unwrap_or(0);
-        let given = starter.get(&entry.path);
+        let given = given_by_path.get(entry.path.as_str()).copied();
         let mut file = CodeFile {
             path: entry.path.clone(),
             size,
@@ -141,7 +125,11 @@ pub fn build<E: std::fmt::Display>(
             files.push(file);
             continue;
         }
-        if size > MAX_INLINE || shown >= MAX_SHOWN {
+        if given.is_some_and(|g| g.object == entry.object && g.mode == entry.mode) {
+            file.change = Change::Unchanged;
+        }
+        if size > MAX_INLINE || shown >= MAX_SHOWN || (file.change == Change::Unchanged && entry.path.starts_with("data/")) {
+            // Large files, and the data we gave, are listed only.
             file.kind = FileKind::TooLarge;
             files.push(file);
             continue;
@@ -156,9 +144,6 @@ pub fn build<E: std::fmt::Display>(
                 continue;
             }
         };
-        if given.is_some_and(|g| g == &bytes) {
-            file.change = Change::Unchanged;
-        }
         if entry.mode == "120000" {
             file.kind = FileKind::Link;
             file.language = None;
@@ -180,7 +165,10 @@ pub fn build<E: std::fmt::Display>(
             }
         }
         if file.change == Change::Modified && file.kind == FileKind::Text {
-            let old = given.map(|g| String::from_utf8_lossy(g).into_owned()).unwrap_or_default();
+            let old = match given {
+                Some(g) if g.size.unwrap_or(0) <= MAX_INLINE => read(g).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default(),
+                _ => String::new(),
+            };
             let diff = TextDiff::from_lines(&old, &text);
             let mut new_line = 0u32;
             for change in diff.iter_all_changes() {
@@ -204,7 +192,7 @@ pub fn build<E: std::fmt::Display>(
         files.push(file);
     }
     let present: std::collections::HashSet<&str> = entries.iter().map(|e| e.path.as_str()).collect();
-    let mut removed: Vec<String> = starter.keys().filter(|p| !present.contains(p.as_str())).cloned().collect();
+    let mut removed: Vec<String> = given.iter().map(|g| g.path.clone()).filter(|p| !present.contains(p.as_str())).collect();
     removed.sort();
     CodeView { commit: commit.to_string(), files, removed }
 }
@@ -291,7 +279,7 @@ pub fn highlight_lines(source: &str, language: Option<&str>) -> Vec<String> {
 
 /// The stylesheet for highlighted code, diffs and findings.
 pub const CSS: &str = ".code{border-collapse:collapse;width:100%;background:#fff;font:12.5px/1.5 ui-monospace,Menlo,Consolas,monospace}\
-.code td{padding:0 8px;border:0;vertical-align:top;white-space:pre-wrap;word-break:break-all}.code td.ln{color:#6b7280;text-align:right;width:1%;user-select:none}\
+.code td{padding:0 8px;border:0;vertical-align:top;white-space:pre-wrap;word-break:break-all}.code td.ln{color:#6b7280;text-align:right;width:1%;white-space:nowrap;word-break:normal;user-select:none}.files{background:#fff;padding:8px 16px;border:1px solid #eceff3}\
 .code td.ln a{color:inherit;text-decoration:none}.code tr.added td.src{background:#e9f7ee}.code tr.finding td.src{background:#fff4e5}\
 .code tr.note td{background:#fffbea;font:13px system-ui,sans-serif;white-space:normal}.code tr.lint td{background:#fdecea;font:13px system-ui,sans-serif;white-space:normal}\
 .hl-keyword{color:#a0198a}.hl-string{color:#0a6b2b}.hl-comment{color:#6b7280;font-style:italic}.hl-number,.hl-constant,.hl-constant-builtin{color:#a04900}\
@@ -328,7 +316,11 @@ mod tests {
     use super::*;
 
     fn entry(path: &str, mode: &str, size: u64) -> TreeEntry {
-        TreeEntry { path: path.into(), mode: mode.into(), kind: "blob".into(), object: "0".repeat(40), size: Some(size) }
+        TreeEntry { path: path.into(), mode: mode.into(), kind: "blob".into(), object: format!("new:{path}"), size: Some(size) }
+    }
+
+    fn given(path: &str, size: u64) -> TreeEntry {
+        TreeEntry { path: path.into(), mode: "100644".into(), kind: "blob".into(), object: format!("old:{path}"), size: Some(size) }
     }
 
     #[test]
@@ -342,34 +334,37 @@ mod tests {
 
     #[test]
     fn files_compare_with_the_starter() {
-        let starter: HashMap<String, Vec<u8>> = [
-            ("clean.py".to_string(), b"import pandas\n\nprint(1)\n".to_vec()),
-            ("README.md".to_string(), b"read me\n".to_vec()),
-            ("gone.txt".to_string(), b"x".to_vec()),
-        ]
-        .into();
+        let mut readme = given("README.md", 8);
+        let starter = vec![given("clean.py", 20), readme.clone(), given("gone.txt", 1), given("data/public/big.csv", 10)];
         let blobs: HashMap<&str, &[u8]> = [
-            ("clean.py", &b"import pandas\n\nprint(2)\nprint(3)\n"[..]),
-            ("README.md", &b"read me\n"[..]),
-            ("NOTES.md", &b"# Notes\n"[..]),
-            ("data.bin", &b"\x00\x01\x02"[..]),
-            ("link", &b"/etc/passwd"[..]),
+            ("old:clean.py", &b"import pandas\n\nprint(1)\n"[..]),
+            ("new:clean.py", &b"import pandas\n\nprint(2)\nprint(3)\n"[..]),
+            ("old:README.md", &b"read me\n"[..]),
+            ("new:NOTES.md", &b"# Notes\n"[..]),
+            ("new:data.bin", &b"\x00\x01\x02"[..]),
+            ("new:link", &b"/etc/passwd"[..]),
         ]
         .into();
+        readme.path = "README.md".into();
+        let mut data = given("data/public/big.csv", 10);
+        data.mode = "100644".into();
         let entries = vec![
             entry("clean.py", "100644", 30),
-            entry("README.md", "100644", 8),
+            readme,
+            data,
             entry("NOTES.md", "100644", 8),
             entry("data.bin", "100644", 3),
             entry("link", "120000", 11),
             entry("big.csv", "100644", MAX_INLINE + 1),
         ];
-        let view = build("c", &entries, &starter, |e| Ok::<_, String>(blobs[e.path.as_str()].to_vec()));
+        let view = build("c", &entries, &starter, |e| Ok::<_, String>(blobs[e.object.as_str()].to_vec()));
         let by = |p: &str| view.files.iter().find(|f| f.path == p).unwrap();
         assert_eq!(by("clean.py").change, Change::Modified);
         assert_eq!(by("clean.py").added_lines, vec![3, 4]);
         assert!(by("clean.py").diff.as_ref().unwrap().contains("+print(2)"));
         assert_eq!(by("README.md").change, Change::Unchanged);
+        assert_eq!(by("data/public/big.csv").change, Change::Unchanged);
+        assert!(by("data/public/big.csv").text.is_none(), "the data we gave is listed, not shown");
         assert_eq!(by("NOTES.md").change, Change::Added);
         assert_eq!(by("data.bin").kind, FileKind::Binary);
         assert_eq!(by("link").kind, FileKind::Link);

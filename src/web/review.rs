@@ -137,11 +137,14 @@ async fn code_view(app: &Arc<App>, loaded: &Loaded) -> Result<CodeView, Failure>
     let repos = app.repos.clone();
     let assignment = loaded.submission.assignment.clone();
     let commit = loaded.submission.commit.clone();
-    let starter_dir = loaded.spec.as_ref().map(|s| s.dir.join(&s.starter));
     tokio::task::spawn_blocking(move || {
         let entries = repos.tree(&assignment, &commit).map_err(|e| Failure::internal(e.to_string()))?;
-        let starter = starter_dir.map(|d| code::starter_files(&d)).unwrap_or_default();
-        Ok(code::build(&commit, &entries, &starter, |entry| repos.blob(&assignment, &entry.object)))
+        // What we gave: the repository's first commit (brief, starter, public data).
+        let given = match repos.given_commit(&assignment, &commit) {
+            Ok(root) if root != commit => repos.tree(&assignment, &root).map_err(|e| Failure::internal(e.to_string()))?,
+            _ => Vec::new(),
+        };
+        Ok(code::build(&commit, &entries, &given, |entry| repos.blob(&assignment, &entry.object)))
     })
     .await
     .map_err(|e| Failure::internal(e.to_string()))?
@@ -551,12 +554,12 @@ async fn render_code_page(app: &Arc<App>, id: i64, assessor: &AssessorPage) -> R
         esc(&view.commit),
         esc(&loaded.submission.task)
     );
-    body.push_str("<nav aria-label=\"files\"><h2>Files</h2><ul>");
+    body.push_str("<section class=\"files\" aria-label=\"files\"><h2>Files</h2><ul>");
     for (index, f) in view.files.iter().enumerate() {
         let change = match f.change {
             Change::Added => "new",
-            Change::Modified => "changed from the starter",
-            Change::Unchanged => "as given in the starter",
+            Change::Modified => "changed from what we gave",
+            Change::Unchanged => "as we gave it",
         };
         let kind = match f.kind {
             FileKind::Text | FileKind::Notebook => String::new(),
@@ -574,9 +577,9 @@ async fn render_code_page(app: &Arc<App>, id: i64, assessor: &AssessorPage) -> R
         );
     }
     for removed in &view.removed {
-        let _ = write!(body, "<li><s>{}</s> <small>(starter file removed)</small></li>", esc(removed));
+        let _ = write!(body, "<li><s>{}</s> <small>(given, removed by the candidate)</small></li>", esc(removed));
     }
-    body.push_str("</ul></nav>");
+    body.push_str("</ul></section>");
     for (index, f) in view.files.iter().enumerate() {
         let _ = write!(body, "<section class=\"file\" id=\"file-{index}\"><h2><code>{}</code></h2>", esc(&f.path));
         let comments: Vec<&review::Comment> = loaded.desk.comments.iter().filter(|c| c.file == f.path && c.submission == id).collect();
@@ -638,7 +641,7 @@ async fn render_code_page(app: &Arc<App>, id: i64, assessor: &AssessorPage) -> R
         if let Some(diff) = &f.diff {
             let _ = write!(body, "<details><summary>Diff against the starter</summary>{}</details>", code::diff_html(diff));
         } else if f.change == Change::Unchanged {
-            body.push_str("<p><small>Exactly as the starter gave it.</small></p>");
+            body.push_str("<p><small>Exactly as we gave it (starter, brief or public data).</small></p>");
         }
         if matches!(f.kind, FileKind::Text | FileKind::Notebook) {
             let _ = write!(
@@ -705,6 +708,7 @@ impl CsrfForm for EditForm {
 
 /// A form whose fields depend on the task (`level.<criterion>`, `note.<criterion>`).
 #[derive(Deserialize)]
+#[serde(transparent)]
 pub struct FieldsForm(HashMap<String, String>);
 
 impl CsrfForm for FieldsForm {

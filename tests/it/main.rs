@@ -12,6 +12,7 @@ mod grade;
 mod job_logic;
 mod metrics;
 mod report;
+mod review;
 mod sandbox;
 mod serve;
 mod tasks;
