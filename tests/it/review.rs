@@ -359,3 +359,61 @@ async fn review_a_submission_blind_with_two_reviewers_then_decide_release_and_ex
     .await
     .unwrap();
 }
+
+/// The review items and the webhook outbox behave the same in both stores.
+async fn review_items_and_outbox(store: &dyn takehome::store::Store) {
+    use takehome::store::{Assignment, ReviewKind};
+    let assignment = Assignment {
+        id: "a1".into(),
+        task: "penguins-cleaning".into(),
+        candidate: "c@example.com".into(),
+        token_hash: "h".into(),
+        time_box_seconds: 3600,
+        starts: "now".into(),
+        started_at: Some(1),
+        created_at: 1,
+    };
+    store.create_assignment(&assignment).await.unwrap();
+    let first = store.add_review("a1", 7, ReviewKind::Comment, "ada", r#"{"file":"a.py","line":1,"text":"x"}"#, 10).await.unwrap();
+    let second = store.add_review("a1", 7, ReviewKind::Decision, "bob", r#"{"decision":"hold","reason":"r"}"#, 11).await.unwrap();
+    assert!(second > first);
+    assert!(!store.edit_review(first, "bob", "{}", 12).await.unwrap(), "only the author edits");
+    assert!(store.edit_review(first, "ada", r#"{"file":"a.py","line":1,"text":"y"}"#, 12).await.unwrap());
+    let items = store.reviews(Some("a1")).await.unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!((items[0].kind, items[0].updated_at, items[0].created_at), (ReviewKind::Comment, 12, 10));
+    assert!(items[0].body.contains("\"y\""));
+    assert_eq!(items[1].kind, ReviewKind::Decision);
+    assert!(store.reviews(Some("other")).await.unwrap().is_empty());
+    assert_eq!(store.reviews(None).await.unwrap().len(), 2);
+
+    let hook = store.queue_webhook("review.decided", "{}", 100).await.unwrap();
+    assert_eq!(store.due_webhooks(99, 10).await.unwrap().len(), 0);
+    assert_eq!(store.due_webhooks(100, 10).await.unwrap()[0].id, hook);
+    store.webhook_attempted(hook, false, Some(105), "the receiver answered 500", 100).await.unwrap();
+    assert!(store.due_webhooks(104, 10).await.unwrap().is_empty());
+    let due = store.due_webhooks(105, 10).await.unwrap();
+    assert_eq!((due[0].attempts, due[0].last_error.as_str()), (1, "the receiver answered 500"));
+    store.webhook_attempted(hook, true, None, "", 106).await.unwrap();
+    assert!(store.due_webhooks(1000, 10).await.unwrap().is_empty());
+    assert_eq!(store.webhooks(10).await.unwrap()[0].delivered_at, Some(106));
+    let given_up = store.queue_webhook("submission.graded", "{}", 200).await.unwrap();
+    store.webhook_attempted(given_up, false, None, "gone", 201).await.unwrap();
+    assert!(store.due_webhooks(10_000, 10).await.unwrap().is_empty());
+    assert_eq!(store.webhooks(10).await.unwrap()[0].failed_at, Some(201));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn review_items_and_the_webhook_outbox_in_sqlite_and_postgresql() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = takehome::store::open(&takehome::store::DatabaseUrl::Sqlite(dir.path().join("s.sqlite"))).await.unwrap();
+    review_items_and_outbox(sqlite.as_ref()).await;
+    if !super::cluster_support::postgres_available() {
+        return;
+    }
+    let pg = tokio::task::spawn_blocking(|| super::cluster_support::Postgres::start(&[])).await.unwrap();
+    let postgres = takehome::store::open(&takehome::store::DatabaseUrl::Postgres(pg.url("127.0.0.1"))).await.unwrap();
+    review_items_and_outbox(postgres.as_ref()).await;
+    drop(postgres);
+    tokio::task::spawn_blocking(move || drop(pg)).await.unwrap();
+}
