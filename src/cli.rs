@@ -112,6 +112,18 @@ enum Command {
         /// The positive label, for binary precision, recall, f1, roc_auc and log_loss.
         #[arg(long)]
         positive: Option<String>,
+        /// cell_accuracy: the row key of both tables (leave it out to match whole rows).
+        #[arg(long)]
+        key: Option<String>,
+        /// cell_accuracy: numbers equal within TOL x max(|truth|, 1).
+        #[arg(long)]
+        tolerance: Option<f64>,
+        /// cell_accuracy: a spelling of "missing" (repeat it; default: empty and NA).
+        #[arg(long)]
+        missing: Vec<String>,
+        /// Grade as this task does (its metric's options, columns rules, key, tolerance, missing).
+        #[arg(long)]
+        task: Option<PathBuf>,
     },
     /// Prove that tasks grade as intended: task files, data sets, fixtures (graded twice) and the
     /// shared hostile fixtures. Exit 1 when any check fails.
@@ -383,7 +395,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Check { tasks, root, junit, runtime, fixtures, jobs, quick } => {
             check(&root, tasks, junit.as_deref(), runtime, fixtures.as_deref(), jobs, quick).await
         }
-        Command::Score { metric, truth, predictions, id, target, positive } => score(&metric, &truth, &predictions, id, target, positive),
+        Command::Score { metric, truth, predictions, id, target, positive, key, tolerance, missing, task } => {
+            score(&metric, &truth, &predictions, ScoreOptions { id, target, positive, key, tolerance, missing, task })
+        }
         Command::NewTask { id, kind, from_csv, target, id_column, root } => {
             let kind = match kind.as_str() {
                 "model-training" => task::TaskKind::ModelTraining,
@@ -585,20 +599,89 @@ async fn build_images(root: &Path, names: Vec<String>, method: BuildMethod, forc
     Ok(())
 }
 
-fn score(metric: &str, truth: &Path, predictions: &Path, id: String, target: Option<String>, positive: Option<String>) -> Result<(), Failure> {
+/// `takehome score`'s options beside the metric and the two files.
+struct ScoreOptions {
+    id: String,
+    target: Option<String>,
+    positive: Option<String>,
+    key: Option<String>,
+    tolerance: Option<f64>,
+    missing: Vec<String>,
+    task: Option<PathBuf>,
+}
+
+fn score(metric: &str, truth: &Path, predictions: &Path, options: ScoreOptions) -> Result<(), Failure> {
     use crate::grading;
     use crate::task::{GradingSpec, Metric, MetricInput, Scale, Weights};
     let metric = Metric::from_name(metric).ok_or_else(|| {
         let known: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
         usage(anyhow::anyhow!("unknown metric {metric:?} (expected one of {})", known.join(", ")))
     })?;
+    let ScoreOptions { id, target, positive, key, tolerance, missing, task } = options;
+    let output = predictions.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut spec = match &task {
+        Some(dir) => {
+            let spec = task::load(dir).map_err(usage)?;
+            if spec.grading.metric != metric {
+                return Err(usage(anyhow::anyhow!("{} grades with {}, not {}", dir.display(), spec.grading.metric.name(), metric.name())));
+            }
+            spec.grading
+        }
+        None => GradingSpec {
+            output: output.clone(),
+            truth: truth.display().to_string(),
+            id: None,
+            target: None,
+            positive: None,
+            classes: None,
+            columns: Vec::new(),
+            metric,
+            scale: Scale { zero_at: 0.0, full_at: 1.0 },
+            weights: Weights { accuracy: 1.0, code_quality: 0.0, runtime: 0.0, gated: true },
+            tolerance: crate::task::DEFAULT_TOLERANCE,
+            missing: GradingSpec::default_missing(),
+        },
+    };
+    spec.output = output;
     if metric.input() == MetricInput::Table {
-        return Err(usage(anyhow::anyhow!("{} compares cleaned tables; grade a data-cleaning task instead", metric.name())));
+        if key.is_some() {
+            spec.id = key;
+        }
+        if let Some(tolerance) = tolerance {
+            if !(tolerance >= 0.0) {
+                return Err(usage(anyhow::anyhow!("--tolerance {tolerance}: expected a number of at least 0")));
+            }
+            spec.tolerance = tolerance;
+        }
+        if !missing.is_empty() {
+            spec.missing = missing;
+            if !spec.missing.iter().any(String::is_empty) {
+                spec.missing.insert(0, String::new());
+            }
+        }
+        let accuracy = grading::grade_output(&spec, predictions, truth).map_err(usage)?;
+        return match (accuracy.value, accuracy.problem, accuracy.cleaning) {
+            (_, Some(problem), _) => Err(ours(anyhow::anyhow!("{}: {}", problem.kind.as_str(), problem.message))),
+            (Some(value), None, details) => {
+                println!(
+                    "{}",
+                    serde_json::json!({ "metric": metric.name(), "value": value, "n_rows": accuracy.n_rows, "key": spec.id, "tolerance": spec.tolerance,
+                        "missing": spec.missing, "details": details })
+                );
+                Ok(())
+            }
+            (None, None, _) => Err(ours(anyhow::anyhow!("no value"))),
+        };
     }
+    if key.is_some() || tolerance.is_some() || !missing.is_empty() {
+        return Err(usage(anyhow::anyhow!("--key, --tolerance and --missing are for cell_accuracy (a cleaned table); {} uses --id", metric.name())));
+    }
+    let positive = positive.or(spec.positive.take());
     if metric.needs_positive() && positive.is_none() {
         return Err(usage(anyhow::anyhow!("{} is binary: name the positive label with --positive", metric.name())));
     }
-    let target = match target {
+    let id = if task.is_some() && id == "id" { spec.id.take().unwrap_or(id) } else { id };
+    let target = match target.or(spec.target.take()) {
         Some(target) => target,
         None => {
             let names = grading::table::header(truth).map_err(|message| usage(anyhow::anyhow!("{}: {message}", truth.display())))?;
@@ -609,19 +692,9 @@ fn score(metric: &str, truth: &Path, predictions: &Path, id: String, target: Opt
             }
         }
     };
-    let spec = GradingSpec {
-        output: predictions.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-        truth: truth.display().to_string(),
-        id: Some(id),
-        target: Some(target),
-        positive,
-        classes: None,
-        columns: Vec::new(),
-        metric,
-        scale: Scale { zero_at: 0.0, full_at: 1.0 },
-        weights: Weights { accuracy: 1.0, code_quality: 0.0, runtime: 0.0, gated: true },
-        tolerance: crate::task::DEFAULT_TOLERANCE,
-    };
+    spec.id = Some(id);
+    spec.target = Some(target);
+    spec.positive = positive;
     let accuracy = grading::grade_output(&spec, predictions, truth).map_err(usage)?;
     match (accuracy.value, accuracy.problem) {
         (_, Some(problem)) => Err(ours(anyhow::anyhow!("{}: {}", problem.kind.as_str(), problem.message))),

@@ -419,13 +419,22 @@ async fn build_report(
         (accuracy_score, code_score, runtime_score),
         score,
         &format!(
-            "{} = 100 x clamp(({} {} - {}) / ({} - {}), 0, 1)",
+            "{} = 100 x clamp(({} {} - {}) / ({} - {}), 0, 1){}",
             fmt1(accuracy_score),
             spec.metric.name(),
             accuracy.value.map(|v| format!("{v:.6}")).unwrap_or_else(|| "(not scored: 0)".into()),
             spec.scale.zero_at,
             spec.scale.full_at,
-            spec.scale.zero_at
+            spec.scale.zero_at,
+            if spec.metric.input() == crate::task::MetricInput::Table {
+                format!(
+                    " (cells equal by their column's rule; numbers within {} x max(|truth|, 1); missing cells: {}, equal only to each other)",
+                    spec.tolerance,
+                    spec.missing_text()
+                )
+            } else {
+                String::new()
+            }
         ),
         &format!("{} = 100 x clamp(1 - {per_100:.2} findings per 100 lines / {}, 0, 1)", fmt1(code_score), task.lint.zero_at),
         &format!(

@@ -328,6 +328,7 @@ fn new_cleaning_task(request: &NewTask, header: &[String], task_dir: &Path, data
         scale: crate::task::Scale { zero_at: 0.0, full_at: 1.0 },
         weights: crate::task::Weights { accuracy: 1.0, code_quality: 0.0, runtime: 0.0, gated: true },
         tolerance: crate::task::DEFAULT_TOLERANCE,
+        missing: crate::task::GradingSpec::default_missing(),
     };
     let passed_through = crate::grading::grade_output(&spec, &dataset_dir.join("hidden/input/raw.csv"), &dataset_dir.join("hidden/clean.csv"))
         .map_err(|e| e.to_string())?

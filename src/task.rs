@@ -25,6 +25,9 @@ pub const DEFAULT_LINT_SELECT: [&str; 3] = ["E", "F", "W"];
 /// Lint findings per 100 lines of code at which the code-quality score reaches zero.
 pub const DEFAULT_LINT_ZERO_AT: f64 = 10.0;
 pub const DEFAULT_TOLERANCE: f64 = 1e-6;
+/// Cell spellings that mean "no value" in a cleaned table unless the task says otherwise
+/// (`grading.missing`): the empty cell and `NA`. Every other spelling is a value.
+pub const DEFAULT_MISSING: [&str; 2] = ["", "NA"];
 /// `check` warns when the untouched starter or a hostile fixture scores above this (0–100).
 pub const DEFAULT_SCORE_FLOOR: f64 = 10.0;
 
@@ -221,8 +224,23 @@ pub struct GradingSpec {
     pub metric: Metric,
     pub scale: Scale,
     pub weights: Weights,
-    /// Numbers compare equal within this relative tolerance (data cleaning).
+    /// Numbers compare equal within this tolerance (data cleaning): |expected − got| ≤
+    /// tolerance × max(|expected|, 1), so relative above 1 and absolute below.
     pub tolerance: f64,
+    /// Data cleaning: the exact cell spellings that mean "no value" (an empty cell always does).
+    pub missing: Vec<String>,
+}
+
+impl GradingSpec {
+    /// The default `missing` list.
+    pub fn default_missing() -> Vec<String> {
+        DEFAULT_MISSING.iter().map(|s| s.to_string()).collect()
+    }
+    /// The missing spellings in words: `empty or "NA"`.
+    pub fn missing_text(&self) -> String {
+        let words: Vec<String> = self.missing.iter().map(|m| if m.is_empty() { "empty".to_string() } else { format!("{m:?}") }).collect();
+        words.join(" or ")
+    }
 }
 
 impl GradingSpec {
@@ -857,7 +875,7 @@ impl Reader {
         let map = self.mapping(
             value,
             path,
-            &["output", "truth", "id", "key", "target", "positive", "classes", "columns", "metric", "scale", "weights", "tolerance"],
+            &["output", "truth", "id", "key", "target", "positive", "classes", "columns", "metric", "scale", "weights", "tolerance", "missing"],
         )?;
         let output = self.string(map, path, "output", true);
         if let Some(output) = &output {
@@ -973,6 +991,29 @@ impl Reader {
         if tolerance < 0.0 {
             self.problem("grading.tolerance", "must not be negative");
         }
+        let mut missing = GradingSpec::default_missing();
+        if let Some(value) = map.get("missing") {
+            if kind != Some(TaskKind::DataCleaning) {
+                self.problem("grading.missing", "only a data-cleaning task compares missing cells (leave it out)");
+            }
+            match value {
+                Value::Sequence(items) => {
+                    missing.clear();
+                    for (index, item) in items.iter().enumerate() {
+                        match item {
+                            Value::String(text) if !missing.contains(text) => missing.push(text.clone()),
+                            Value::String(text) => self.problem(&format!("grading.missing[{index}]"), format!("{text:?} is listed twice")),
+                            other => self.problem(&format!("grading.missing[{index}]"), format!("expected a spelling of missing as a string (\"NA\", \"\"), got {}", describe(other))),
+                        }
+                    }
+                    if !missing.iter().any(String::is_empty) {
+                        // A CSV cannot tell an empty string from no value: an empty cell is always missing.
+                        missing.insert(0, String::new());
+                    }
+                }
+                other => self.problem("grading.missing", format!("expected a list of spellings like [\"\", \"NA\"], got {}", describe(other))),
+            }
+        }
         Some(GradingSpec {
             output: output?,
             truth: truth?,
@@ -985,6 +1026,7 @@ impl Reader {
             scale: scale?,
             weights: weights?,
             tolerance,
+            missing,
         })
     }
 

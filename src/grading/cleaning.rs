@@ -3,8 +3,11 @@
 //! Rows match by the task's key column, or, with no key, as whole rows (each output row may
 //! claim one equal truth row). Every truth column but the key is compared with the rule the task
 //! declares for it (`grading.columns`), by default `auto`: numbers when both cells parse as
-//! numbers (within the relative tolerance), other text exactly; every spelling of "missing"
-//! equals every other. The value is
+//! numbers (within the tolerance: |expected − got| ≤ tolerance × max(|expected|, 1)), other text
+//! exactly. A cell is missing when it is empty or spelled exactly as one of the task's `missing`
+//! spellings (default: empty and `NA`), and a missing cell equals only another missing cell: `?`,
+//! `null` or `n/a` are values unless the task lists them, so a cleaner that leaves them as they
+//! came loses the cell. The value is
 //! `correct cells / ((truth rows + extra rows) × compared columns)`, so dropped rows, duplicated
 //! rows and invented rows all cost. Tables are read as text: nothing is guessed about types.
 
@@ -17,9 +20,6 @@ use serde::{Deserialize, Serialize};
 use super::table::{self, column_names};
 use super::{Accuracy, GradingError, Offence, OutputProblem, EXAMPLES};
 use crate::task::{CellCompare, GradingSpec};
-
-/// Cell spellings that mean "no value" (compared case-insensitively, trimmed).
-const MISSING: [&str; 9] = ["", "na", "nan", "null", "none", "n/a", "<na>", "nat", "?"];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Mismatch {
@@ -67,10 +67,11 @@ pub struct CleaningDetails {
     pub row_recall: f64,
 }
 
-fn is_missing(cell: Option<&str>) -> bool {
+/// Whether a cell means "no value": empty, or exactly one of `missing`.
+fn is_missing(cell: Option<&str>, missing: &[String]) -> bool {
     match cell {
         None => true,
-        Some(text) => MISSING.contains(&text.trim().to_ascii_lowercase().as_str()),
+        Some(text) => text.is_empty() || missing.iter().any(|m| m == text),
     }
 }
 
@@ -101,9 +102,9 @@ fn numbers_equal(expected: f64, got: f64, tolerance: f64) -> bool {
     (expected - got).abs() <= tolerance * expected.abs().max(1.0)
 }
 
-/// Whether two cells are equal under `rule`.
-pub fn cells_equal(expected: Option<&str>, got: Option<&str>, rule: &CellCompare) -> bool {
-    match (is_missing(expected), is_missing(got)) {
+/// Whether two cells are equal under `rule`, with `missing` the task's spellings of no value.
+pub fn cells_equal(expected: Option<&str>, got: Option<&str>, rule: &CellCompare, missing: &[String]) -> bool {
+    match (is_missing(expected, missing), is_missing(got, missing)) {
         (true, true) => return true,
         (true, false) | (false, true) => return false,
         _ => {}
@@ -134,8 +135,8 @@ pub fn cells_equal(expected: Option<&str>, got: Option<&str>, rule: &CellCompare
 }
 
 /// A canonical form of a cell under `rule`, for matching whole rows by hash.
-fn canonical(cell: Option<&str>, rule: &CellCompare) -> String {
-    if is_missing(cell) {
+fn canonical(cell: Option<&str>, rule: &CellCompare, missing: &[String]) -> String {
+    if is_missing(cell, missing) {
         return "\u{0}NA".to_string();
     }
     let text = cell.unwrap_or("");
@@ -158,8 +159,8 @@ fn canonical(cell: Option<&str>, rule: &CellCompare) -> String {
 
 fn compare_name(rule: &CellCompare) -> String {
     match rule {
-        CellCompare::Auto { tolerance } => format!("auto (numbers within {tolerance} relative)"),
-        CellCompare::Number { tolerance } => format!("number (within {tolerance} relative)"),
+        CellCompare::Auto { tolerance } => format!("auto (numbers within {tolerance} x max(|truth|, 1))"),
+        CellCompare::Number { tolerance } => format!("number (within {tolerance} x max(|truth|, 1))"),
         CellCompare::Text { trim, case_sensitive } => {
             format!("text{}{}", if *trim { ", trimmed" } else { "" }, if *case_sensitive { "" } else { ", case-insensitive" })
         }
@@ -168,8 +169,8 @@ fn compare_name(rule: &CellCompare) -> String {
 }
 
 /// What a column holds: every present cell a number, every one a date, or text.
-fn column_type(cells: &[Option<&str>]) -> &'static str {
-    let present: Vec<&str> = cells.iter().filter(|c| !is_missing(**c)).map(|c| c.unwrap_or("")).collect();
+fn column_type(cells: &[Option<&str>], missing: &[String]) -> &'static str {
+    let present: Vec<&str> = cells.iter().filter(|c| !is_missing(**c, missing)).map(|c| c.unwrap_or("")).collect();
     if present.is_empty() {
         "empty"
     } else if present.iter().all(|c| c.trim().parse::<f64>().is_ok_and(f64::is_finite)) {
@@ -242,7 +243,7 @@ pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path) -> Resul
         }
         None => {
             let signature = |columns: &HashMap<String, Vec<Option<&str>>>, row: usize| -> String {
-                truth_names.iter().zip(&rules).map(|(name, rule)| canonical(columns.get(name).and_then(|c| c[row]), rule)).collect::<Vec<_>>().join("\u{1}")
+                truth_names.iter().zip(&rules).map(|(name, rule)| canonical(columns.get(name).and_then(|c| c[row]), rule, &spec.missing)).collect::<Vec<_>>().join("\u{1}")
             };
             let mut free: HashMap<String, Vec<usize>> = HashMap::new();
             for row in (0..n_truth).rev() {
@@ -286,7 +287,7 @@ pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path) -> Resul
         let expected = &truth[name];
         let got = output.get(name);
         if let Some(got) = got {
-            let (expected_type, got_type) = (column_type(expected), column_type(got));
+            let (expected_type, got_type) = (column_type(expected, &spec.missing), column_type(got, &spec.missing));
             if expected_type != got_type && expected_type != "empty" && !(expected_type == "number" && *rule == CellCompare::Date) {
                 schema_mismatches.push(SchemaMismatch { column: name.clone(), expected: expected_type.into(), got: got_type.into() });
             }
@@ -297,7 +298,7 @@ pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path) -> Resul
                 (Some(values), Some(row)) => Some(values[*row]),
                 _ => None,
             };
-            if matches!(got_cell, Some(cell) if cells_equal(expected[truth_row], cell, rule)) {
+            if matches!(got_cell, Some(cell) if cells_equal(expected[truth_row], cell, rule, &spec.missing)) {
                 result.n_correct += 1;
             } else if result.mismatches.len() < EXAMPLES && got.is_some() {
                 result.mismatches.push(Mismatch {
@@ -343,19 +344,37 @@ mod tests {
 
     const AUTO: CellCompare = CellCompare::Auto { tolerance: 1e-6 };
 
+    fn eq(expected: Option<&str>, got: Option<&str>, rule: &CellCompare) -> bool {
+        cells_equal(expected, got, rule, &GradingSpec::default_missing())
+    }
+
     #[test]
     fn cell_equality() {
-        assert!(cells_equal(Some("3750"), Some("3750.0"), &AUTO));
-        assert!(cells_equal(Some("NA"), Some(""), &AUTO));
-        assert!(cells_equal(Some("NA"), None, &AUTO));
-        assert!(!cells_equal(Some("Biscoe"), Some(" Biscoe"), &AUTO));
-        assert!(!cells_equal(Some("male"), Some("MALE"), &AUTO));
-        assert!(!cells_equal(Some("39.1"), Some("39.2"), &AUTO));
-        assert!(!cells_equal(Some("39.1"), Some("NA"), &AUTO));
+        assert!(eq(Some("3750"), Some("3750.0"), &AUTO));
+        assert!(eq(Some("NA"), Some(""), &AUTO));
+        assert!(eq(Some("NA"), None, &AUTO));
+        assert!(!eq(Some("Biscoe"), Some(" Biscoe"), &AUTO));
+        assert!(!eq(Some("male"), Some("MALE"), &AUTO));
+        assert!(!eq(Some("39.1"), Some("39.2"), &AUTO));
+        assert!(!eq(Some("39.1"), Some("NA"), &AUTO));
         let loose = CellCompare::Text { trim: true, case_sensitive: false };
-        assert!(cells_equal(Some("Biscoe"), Some(" biscoe "), &loose));
-        assert!(cells_equal(Some("2007-11-11"), Some("2007/11/11 00:00:00"), &CellCompare::Date));
-        assert!(!cells_equal(Some("2007-11-11"), Some("2007-11-12"), &CellCompare::Date));
-        assert!(cells_equal(Some("39.1"), Some("39.15"), &CellCompare::Number { tolerance: 0.01 }));
+        assert!(eq(Some("Biscoe"), Some(" biscoe "), &loose));
+        assert!(eq(Some("2007-11-11"), Some("2007/11/11 00:00:00"), &CellCompare::Date));
+        assert!(!eq(Some("2007-11-11"), Some("2007-11-12"), &CellCompare::Date));
+        assert!(eq(Some("39.1"), Some("39.15"), &CellCompare::Number { tolerance: 0.01 }));
+        // Below 1 the tolerance is absolute: 0.001 and 0.0015 are within 1e-3.
+        assert!(eq(Some("0.001"), Some("0.0015"), &CellCompare::Number { tolerance: 1e-3 }));
+    }
+
+    #[test]
+    fn only_the_tasks_spellings_are_missing() {
+        // The dirt a raw file carries is not "missing" unless the task says so.
+        for dirt in ["?", "null", "n/a", "nan", "None", "<NA>", "na", " NA"] {
+            assert!(!eq(Some("NA"), Some(dirt), &AUTO), "{dirt:?} counted as missing");
+            assert!(!eq(Some(""), Some(dirt), &AUTO), "{dirt:?} counted as missing");
+        }
+        let listed = vec![String::new(), "NA".to_string(), "?".to_string()];
+        assert!(cells_equal(Some("NA"), Some("?"), &AUTO, &listed));
+        assert!(!cells_equal(Some("NA"), Some("null"), &AUTO, &listed));
     }
 }

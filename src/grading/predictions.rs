@@ -166,6 +166,21 @@ pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path) -> Resul
     scored
 }
 
+/// The confusion matrix as the report shows it: in the task's `classes` order where it gives one
+/// (an ordinal grade reads best in its own order), else in the metric's (numpy's sorted) order.
+/// The metric's value does not depend on the order.
+fn confusion_report(used: &[String], confusion: &Confusion, classes: Option<&[String]>) -> ConfusionReport {
+    let mut order: Vec<usize> = (0..used.len()).collect();
+    if let Some(classes) = classes {
+        // Stable: labels the task does not list keep their order, after the listed ones.
+        order.sort_by_key(|&i| classes.iter().position(|c| c == &used[i]).unwrap_or(usize::MAX));
+    }
+    ConfusionReport {
+        labels: order.iter().map(|&i| used[i].clone()).collect(),
+        matrix: order.iter().map(|&t| order.iter().map(|&p| confusion.get(t, p)).collect()).collect(),
+    }
+}
+
 /// The metric over the truth and the output's values in the truth's order.
 fn score(spec: &GradingSpec, truth: Truth, aligned: Aligned) -> Result<Accuracy, GradingError> {
     let fail = |problem: OutputProblem| Ok(Accuracy::failed(spec.metric, problem));
@@ -192,8 +207,7 @@ fn score(spec: &GradingSpec, truth: Truth, aligned: Aligned) -> Result<Accuracy,
             let value = metrics::label_metric(spec.metric, &confusion, positive);
             let mut accuracy = Accuracy::scored(spec.metric, value, n_rows);
             if used.len() <= MAX_REPORTED_CLASSES {
-                let matrix = (0..used.len()).map(|t| (0..used.len()).map(|p| confusion.get(t, p)).collect()).collect();
-                accuracy.confusion = Some(ConfusionReport { labels: used, matrix });
+                accuracy.confusion = Some(confusion_report(&used, &confusion, spec.classes.as_deref()));
             }
             Ok(accuracy)
         }
@@ -937,5 +951,23 @@ impl OutputSink<'_, '_> {
             self.found.strangers.add(|| format!("{text} (id {})", id()));
         }
         class
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_confusion_matrix_follows_the_tasks_classes() {
+        let used: Vec<String> = ["Fair", "Good", "Ideal", "Premium"].iter().map(|s| s.to_string()).collect();
+        // Truth Ideal predicted Premium twice; truth Fair predicted Fair once.
+        let confusion = Confusion::new(4, &[2, 2, 0], &[3, 3, 0]);
+        let classes: Vec<String> = ["Fair", "Good", "Very Good", "Premium", "Ideal"].iter().map(|s| s.to_string()).collect();
+        let report = confusion_report(&used, &confusion, Some(&classes));
+        assert_eq!(report.labels, vec!["Fair", "Good", "Premium", "Ideal"]);
+        assert_eq!(report.matrix[3][2], 2, "truth Ideal, predicted Premium");
+        assert_eq!(report.matrix[0][0], 1);
+        assert_eq!(confusion_report(&used, &confusion, None).labels, used);
     }
 }

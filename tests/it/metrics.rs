@@ -79,6 +79,7 @@ fn spec(metric: Metric, positive: Option<&str>) -> GradingSpec {
         scale: Scale { zero_at: 0.0, full_at: 1.0 },
         weights: Weights { accuracy: 1.0, code_quality: 0.0, runtime: 0.0, gated: true },
         tolerance: 1e-6,
+        missing: GradingSpec::default_missing(),
     }
 }
 
@@ -199,6 +200,7 @@ fn cleaning_spec(key: Option<&str>, columns: Vec<(String, takehome::task::CellCo
         scale: Scale { zero_at: 0.0, full_at: 1.0 },
         weights: Weights { accuracy: 1.0, code_quality: 0.0, runtime: 0.0, gated: true },
         tolerance: 1e-6,
+        missing: GradingSpec::default_missing(),
     }
 }
 
