@@ -14,6 +14,7 @@ pub mod review;
 pub mod sandbox;
 pub mod scaffold;
 pub mod secret;
+pub mod similarity;
 pub mod store;
 pub mod submission;
 pub mod task;

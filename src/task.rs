@@ -1003,7 +1003,10 @@ impl Reader {
                         match item {
                             Value::String(text) if !missing.contains(text) => missing.push(text.clone()),
                             Value::String(text) => self.problem(&format!("grading.missing[{index}]"), format!("{text:?} is listed twice")),
-                            other => self.problem(&format!("grading.missing[{index}]"), format!("expected a spelling of missing as a string (\"NA\", \"\"), got {}", describe(other))),
+                            other => self.problem(
+                                &format!("grading.missing[{index}]"),
+                                format!("expected a spelling of missing as a string (\"NA\", \"\"), got {}", describe(other)),
+                            ),
                         }
                     }
                     if !missing.iter().any(String::is_empty) {

@@ -243,7 +243,12 @@ pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path) -> Resul
         }
         None => {
             let signature = |columns: &HashMap<String, Vec<Option<&str>>>, row: usize| -> String {
-                truth_names.iter().zip(&rules).map(|(name, rule)| canonical(columns.get(name).and_then(|c| c[row]), rule, &spec.missing)).collect::<Vec<_>>().join("\u{1}")
+                truth_names
+                    .iter()
+                    .zip(&rules)
+                    .map(|(name, rule)| canonical(columns.get(name).and_then(|c| c[row]), rule, &spec.missing))
+                    .collect::<Vec<_>>()
+                    .join("\u{1}")
             };
             let mut free: HashMap<String, Vec<usize>> = HashMap::new();
             for row in (0..n_truth).rev() {

@@ -20,6 +20,7 @@ pub mod auth;
 pub mod git;
 pub mod pages;
 pub mod review;
+pub mod signals;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -119,6 +120,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/submissions/{id}/decision", post(review::decision_form))
         .route("/submissions/{id}/release", post(review::release_form))
         .route("/tasks/{task}/compare", get(pages::compare_page))
+        .route("/tasks/{task}/similarity", get(signals::similarity_page))
         .route("/tasks/{task}/regrade", post(pages::regrade_task))
         .route("/status/{assignment}", get(pages::status_page))
         .route("/api/assignments", get(api::assignments))
@@ -133,6 +135,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/submissions/{id}/decision", post(review::decision_api))
         .route("/api/submissions/{id}/release", post(review::release_api))
         .route("/api/tasks/{task}/export", get(review::export_api))
+        .route("/api/tasks/{task}/similarity", get(signals::similarity_api))
         .route("/api/webhooks", get(review::webhooks_api))
         .route("/api/tasks/{task}/compare", get(api::compare))
         .route("/api/tasks/{task}/regrade", post(api::regrade_task))

@@ -231,7 +231,7 @@ pub async fn compare_page(State(app): State<Arc<App>>, Path(task): Path<String>,
         Err(failure) => return failure.into_response(),
     };
     let mut body =
-        format!("<p><a href=\"/api/tasks/{0}/export?format=csv\">Export the cohort (CSV)</a> · <a href=\"/api/tasks/{0}/export\">JSON</a></p>", esc(&task));
+        format!("<p><a href=\"/api/tasks/{0}/export?format=csv\">Export the cohort (CSV)</a> · <a href=\"/api/tasks/{0}/export\">JSON</a> · <a href=\"/tasks/{0}/similarity\">Similar submissions</a></p>", esc(&task));
     let _ = write!(
         body,
         "<h1>{}: candidates by score</h1><form method=\"post\" action=\"/tasks/{}/regrade\">{}<button>Regrade every submission</button></form>\

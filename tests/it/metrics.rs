@@ -304,3 +304,26 @@ fn streamed_files_match_by_id_exactly_in_parts() {
         }
     }
 }
+
+#[test]
+fn cleaning_counts_only_the_tasks_spellings_as_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let truth = dir.path().join("truth.csv");
+    let output = dir.path().join("clean.csv");
+    std::fs::write(&truth, "row_id,sex,mass\n1,NA,3750\n2,male,\n3,female,4200\n4,,3800\n").unwrap();
+    // The raw data's own spellings, left as they came: "?", "null", "n/a" are not missing.
+    std::fs::write(&output, "row_id,sex,mass\n1,?,3750\n2,male,null\n3,female,4200\n4,n/a,3800\n").unwrap();
+    let accuracy = grade_output(&cleaning_spec(Some("row_id"), vec![]), &output, &truth).unwrap();
+    assert!(close(accuracy.value.unwrap(), 5.0 / 8.0), "{:?}", accuracy.value);
+    let details = accuracy.cleaning.as_ref().unwrap();
+    let sex = details.columns.iter().find(|c| c.column == "sex").unwrap();
+    let got: Vec<&str> = sex.mismatches.iter().map(|m| m.got.as_str()).collect();
+    assert_eq!(got, vec!["?", "n/a"], "the mismatch list shows the unnormalised spellings");
+    // A task that lists them as missing counts them so.
+    let mut spec = cleaning_spec(Some("row_id"), vec![]);
+    spec.missing = ["", "NA", "?", "null", "n/a"].iter().map(|s| s.to_string()).collect();
+    assert!(close(grade_output(&spec, &output, &truth).unwrap().value.unwrap(), 1.0));
+    // Normalised to the default spellings, every cell is right.
+    std::fs::write(&output, "row_id,sex,mass\n1,NA,3750\n2,male,\n3,female,4200\n4,,3800\n").unwrap();
+    assert!(close(grade_output(&cleaning_spec(Some("row_id"), vec![]), &output, &truth).unwrap().value.unwrap(), 1.0));
+}
