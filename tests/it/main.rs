@@ -15,5 +15,6 @@ mod report;
 mod review;
 mod sandbox;
 mod serve;
+mod similarity;
 mod tasks;
 mod trust;
