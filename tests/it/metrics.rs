@@ -327,3 +327,30 @@ fn cleaning_counts_only_the_tasks_spellings_as_missing() {
     std::fs::write(&output, "row_id,sex,mass\n1,NA,3750\n2,male,\n3,female,4200\n4,,3800\n").unwrap();
     assert!(close(grade_output(&cleaning_spec(Some("row_id"), vec![]), &output, &truth).unwrap().value.unwrap(), 1.0));
 }
+
+#[test]
+fn score_grades_a_cleaned_table_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (truth, output) = (dir.path().join("clean.csv"), dir.path().join("mine.csv"));
+    std::fs::write(&truth, "row_id,sex,mass\n1,NA,3750\n2,male,3800\n").unwrap();
+    std::fs::write(&output, "row_id,sex,mass\n2,male,3800.0\n1,?,3750\n").unwrap();
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(super::common::takehome_binary())
+            .args(["score", "--metric", "cell_accuracy", "--truth"])
+            .arg(&truth)
+            .arg("--predictions")
+            .arg(&output)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let keyed = run(&["--key", "row_id"]);
+    assert!(close(keyed["value"].as_f64().unwrap(), 3.0 / 4.0), "{keyed}");
+    assert_eq!(keyed["details"]["columns"][0]["mismatches"][0]["got"], "?");
+    let lenient = run(&["--key", "row_id", "--missing", "NA", "--missing", "?"]);
+    assert!(close(lenient["value"].as_f64().unwrap(), 1.0), "{lenient}");
+    let task = run(&["--task", super::common::repo_root().join("tasks/penguins-cleaning").to_str().unwrap(), "--key", "row_id"]);
+    assert_eq!(task["key"], "row_id");
+}
