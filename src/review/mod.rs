@@ -94,6 +94,53 @@ pub fn alias(assignment: &str) -> String {
     format!("Candidate {}", digest[..6].to_ascii_uppercase())
 }
 
+/// Where a score stands in its cohort: the share of the cohort's scores at or below it (0–100).
+pub fn percentile(score: f64, cohort: &[f64]) -> Option<f64> {
+    (!cohort.is_empty()).then(|| 100.0 * cohort.iter().filter(|&&s| s <= score).count() as f64 / cohort.len() as f64)
+}
+
+/// An SVG histogram of the cohort's scores (ten bins of 10 points), the candidate's bin and score
+/// marked.
+pub fn cohort_histogram(cohort: &[f64], mark: Option<f64>) -> String {
+    let mut bins = [0usize; 10];
+    for &s in cohort {
+        bins[((s / 10.0).floor().clamp(0.0, 9.0)) as usize] += 1;
+    }
+    let most = bins.iter().copied().max().unwrap_or(0).max(1);
+    let (width, height, left, bottom) = (420.0, 140.0, 30.0, 20.0);
+    let bar = (width - left) / 10.0;
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" role=\"img\" aria-label=\"cohort score histogram\" font-size=\"10\">"
+    );
+    let marked = mark.map(|m| ((m / 10.0).floor().clamp(0.0, 9.0)) as usize);
+    for (i, &n) in bins.iter().enumerate() {
+        let h = (height - bottom - 10.0) * n as f64 / most as f64;
+        let x = left + i as f64 * bar;
+        let fill = if marked == Some(i) { "#1f4fbf" } else { "#b9c3d3" };
+        out.push_str(&format!(
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"{fill}\"><title>{}–{}: {n}</title></rect><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+            x + 1.0,
+            height - bottom - h,
+            bar - 2.0,
+            i * 10,
+            i * 10 + 10,
+            x + bar / 2.0,
+            height - 6.0,
+            i * 10
+        ));
+    }
+    if let Some(m) = mark {
+        let x = left + (m.clamp(0.0, 100.0) / 100.0) * (width - left);
+        out.push_str(&format!(
+            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"4\" y2=\"{:.1}\" stroke=\"#b3261e\" stroke-width=\"2\"/><text x=\"{:.1}\" y=\"12\" fill=\"#b3261e\">{m:.1}</text>",
+            height - bottom,
+            (x + 3.0).min(width - 30.0)
+        ));
+    }
+    out.push_str(&format!("<text x=\"2\" y=\"12\">{most}</text></svg>"));
+    out
+}
+
 /// Longest note, comment or reason kept.
 pub const MAX_TEXT: usize = 10_000;
 
@@ -369,6 +416,15 @@ mod tests {
         assert!(check_scores(&spec, &bad).unwrap_err().contains("weak, fair, strong"));
         let unknown = [CriterionScore { criterion: "speed".into(), level: "fair".into(), note: String::new() }];
         assert!(check_scores(&spec, &unknown).unwrap_err().contains("design, notes"));
+    }
+
+    #[test]
+    fn percentiles_and_histograms() {
+        assert_eq!(percentile(50.0, &[10.0, 50.0, 90.0, 95.0]), Some(50.0));
+        assert_eq!(percentile(50.0, &[]), None);
+        let svg = cohort_histogram(&[5.0, 55.0, 57.0, 100.0], Some(57.0));
+        assert!(svg.contains("#1f4fbf") && svg.contains(">57.0<"), "{svg}");
+        assert_eq!(svg.matches("<rect").count(), 10);
     }
 
     #[test]

@@ -235,11 +235,13 @@ pub async fn compare_page(State(app): State<Arc<App>>, Path(task): Path<String>,
     let _ = write!(
         body,
         "<h1>{}: candidates by score</h1><form method=\"post\" action=\"/tasks/{}/regrade\">{}<button>Regrade every submission</button></form>\
-         <table><tr><th>rank</th><th>candidate</th><th>submission</th><th>status</th><th class=\"num\">score</th><th class=\"num\">change at regrade</th></tr>",
+         <table><tr><th>rank</th><th>candidate</th><th>submission</th><th>status</th><th class=\"num\">score</th><th class=\"num\">percentile</th><th class=\"num\">change at regrade</th></tr>",
         esc(&task),
         esc(&task),
         csrf_field(&assessor.csrf)
     );
+    let scores: Vec<f64> = rows.iter().filter_map(|s| s.score).collect();
+    let _ = write!(body, "<section><h2>Distribution</h2>{}</section>", crate::review::cohort_histogram(&scores, None));
     for (rank, s) in rows.iter().enumerate() {
         let change = match (s.previous_score, s.score) {
             (Some(p), Some(n)) => format!("{:+.1}", n - p),
@@ -247,13 +249,14 @@ pub async fn compare_page(State(app): State<Arc<App>>, Path(task): Path<String>,
         };
         let _ = write!(
             body,
-            "<tr><td>{}</td><td>{}</td><td><a href=\"/submissions/{}\">#{}</a></td><td>{}</td><td class=\"num\">{:.1}</td><td class=\"num\">{change}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td><a href=\"/submissions/{}\">#{}</a></td><td>{}</td><td class=\"num\">{:.1}</td><td class=\"num\">{:.0}</td><td class=\"num\">{change}</td></tr>",
             rank + 1,
             esc(&s.candidate),
             s.id,
             s.number,
             esc(s.status_text()),
-            s.score.unwrap_or(0.0)
+            s.score.unwrap_or(0.0),
+            crate::review::percentile(s.score.unwrap_or(0.0), &scores).unwrap_or(0.0)
         );
     }
     body.push_str("</table>");

@@ -370,6 +370,22 @@ pub async fn review_section(app: &Arc<App>, id: i64, user: &str, csrf: &str) -> 
     let mut out = format!("<style>{}</style><section id=\"review\"><h2>Review of {}</h2>", code::CSS, esc(&loaded.name()));
     let _ = write!(out, "<p><a href=\"/submissions/{id}/code\">Read the code</a> (every file, lint findings at their lines, diff against the starter)</p>");
 
+    // Where the score stands in the cohort (each candidate's latest graded submission).
+    let cohort: Vec<f64> = {
+        let all = stored(app.store.submissions(None, Some(&loaded.submission.task))).await?;
+        let mut seen = HashSet::new();
+        all.into_iter().filter(|s| s.score.is_some() && seen.insert(s.assignment.clone())).filter_map(|s| s.score).collect()
+    };
+    if let Some(score) = loaded.submission.score {
+        let _ = write!(
+            out,
+            "<section id=\"standing\"><h3>Where the score stands</h3><p>{score:.1}: at or above {:.0}% of the {} candidates graded on this task (their latest graded push).</p>{}</section>",
+            review::percentile(score, &cohort).unwrap_or(0.0),
+            cohort.len(),
+            review::cohort_histogram(&cohort, Some(score))
+        );
+    }
+
     // The candidate's own account.
     out.push_str("<section id=\"notes-md\"><h3>The candidate's notes (NOTES.md)</h3>");
     match view.as_ref().and_then(notes_of) {
