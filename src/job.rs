@@ -447,11 +447,13 @@ async fn build_report(
         ),
     );
     let steps = runs.iter().zip(&task.steps).map(|(run, step)| step_report(run, step)).collect();
-    let dataset_dir = task.dataset_dir();
-    let dataset_digest = tokio::task::spawn_blocking(move || crate::digest::tree_digest_cached(&dataset_dir))
-        .await
-        .map_err(|error| JobError::Internal(error.to_string()))?
-        .map_err(|error| JobError::Internal(format!("cannot read the data set: {error}")))?;
+    let (dataset_dir, task_dir) = (task.dataset_dir(), task.dir.clone());
+    let (dataset_digest, task_digest) =
+        tokio::task::spawn_blocking(move || (crate::digest::tree_digest_cached(&dataset_dir), crate::digest::tree_digest_cached(&task_dir)))
+            .await
+            .map_err(|error| JobError::Internal(error.to_string()))?;
+    let dataset_digest = dataset_digest.map_err(|error| JobError::Internal(format!("cannot read the data set: {error}")))?;
+    let task_digest = task_digest.map_err(|error| JobError::Internal(format!("cannot read the task folder: {error}")))?;
     Ok(Report {
         schema_version: SCHEMA_VERSION,
         candidate: None,
@@ -501,6 +503,7 @@ async fn build_report(
             runtime,
             dataset: task.dataset.clone(),
             dataset_digest,
+            task_digest,
             takehome_version: crate::VERSION.to_string(),
             graded_at: now_rfc3339(),
         },
@@ -617,6 +620,7 @@ async fn rejected_report(task: &TaskSpec, submission_dir: &Path, image: &ImageRe
             runtime: task.min_runtime,
             dataset: task.dataset.clone(),
             dataset_digest: String::new(),
+            task_digest: String::new(),
             takehome_version: crate::VERSION.to_string(),
             graded_at: now_rfc3339(),
         },

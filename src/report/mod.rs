@@ -143,6 +143,9 @@ pub struct Provenance {
     pub runtime: crate::sandbox::Runtime,
     pub dataset: String,
     pub dataset_digest: String,
+    /// Digest of the task folder (task.yaml, brief, starter, fixtures) when it was graded.
+    #[serde(default)]
+    pub task_digest: String,
     pub takehome_version: String,
     pub graded_at: String,
 }

@@ -197,6 +197,19 @@ pub struct ReviewItem {
     pub updated_at: i64,
 }
 
+/// A report that a regrade replaced, kept as history.
+#[derive(Debug, Clone, Serialize)]
+pub struct PastReport {
+    pub id: i64,
+    pub submission: i64,
+    pub grade_status: Option<GradeStatus>,
+    pub score: Option<f64>,
+    pub report: Option<String>,
+    /// When it was graded, and when the next grade replaced it.
+    pub graded_at: Option<i64>,
+    pub replaced_at: i64,
+}
+
 /// A webhook delivery waiting in the outbox (or retried).
 #[derive(Debug, Clone, Serialize)]
 pub struct Webhook {
@@ -336,7 +349,8 @@ pub trait Store: Send + Sync + 'static {
     async fn add_submission(&self, assignment: &str, commit: &str, needs: &JobNeeds, now: i64) -> Result<(i64, i64, i64)>;
     /// Claims the next job that fits (see the module's docs), if any.
     async fn claim(&self, request: &ClaimRequest) -> Result<Option<Claimed>>;
-    /// Stores a report while `fence` is current.
+    /// Stores a report while `fence` is current; a report it replaces (a regrade) is kept in
+    /// the history.
     async fn finish(&self, fence: &Fence, grade_status: GradeStatus, score: f64, report_json: &str, now: i64) -> Result<()>;
     /// A failure on our side, while `fence` is current: back to the queue after `retry_at`, or
     /// `infrastructure_error` when `None`.
@@ -368,6 +382,8 @@ pub trait Store: Send + Sync + 'static {
     async fn regrade(&self, submission: Option<i64>, task: Option<&str>, needs: &HashMap<String, JobNeeds>) -> Result<usize>;
     async fn add_note(&self, submission: i64, author: &str, text: &str, now: i64) -> Result<()>;
     async fn notes(&self, submission: i64) -> Result<Vec<Note>>;
+    /// The reports that regrades replaced, oldest first (the current one is the submission's).
+    async fn report_history(&self, submission: i64) -> Result<Vec<PastReport>>;
     /// Records a review item; returns its id.
     async fn add_review(&self, assignment: &str, submission: i64, kind: ReviewKind, author: &str, body: &str, now: i64) -> Result<i64>;
     /// Replaces an item's body, only where `author` wrote it; false when there is no such item of theirs.

@@ -422,7 +422,9 @@ impl Store for PostgresStore {
         let changed = self
             .execute(
                 &format!(
-                    "UPDATE submissions SET status = 'graded', grade_status = $4, score = $5, report = $6, finished_at = $7, error = NULL, lease_until = 0 \
+                    "WITH kept AS (INSERT INTO report_history (submission, grade_status, score, report, graded_at, replaced_at) \
+                     SELECT id, grade_status, score, report, finished_at, $7 FROM submissions WHERE {FENCED} AND report IS NOT NULL) \
+                     UPDATE submissions SET status = 'graded', grade_status = $4, score = $5, report = $6, finished_at = $7, error = NULL, lease_until = 0 \
                      WHERE {FENCED}"
                 ),
                 &[&f.submission, &f.instance, &f.attempt, &grade_status.as_str(), &score, &report_json, &now],
@@ -648,6 +650,30 @@ impl Store for PostgresStore {
             .iter()
             .map(|r| Ok(Note { author: r.try_get(0)?, text: r.try_get(1)?, created_at: r.try_get(2)? }))
             .collect()
+    }
+
+    async fn report_history(&self, submission: i64) -> Result<Vec<PastReport>> {
+        self.query(
+            "SELECT id, submission, grade_status, score, report, graded_at, replaced_at FROM report_history WHERE submission = $1 ORDER BY id",
+            &[&submission],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            let grade: Option<String> = r.try_get(2)?;
+            Ok(PastReport {
+                id: r.try_get(0)?,
+                submission: r.try_get(1)?,
+                grade_status: grade
+                    .map(|g| super::parse_grade(&g).ok_or_else(|| StoreError::Invalid(format!("report_history.grade_status: unexpected value {g:?}"))))
+                    .transpose()?,
+                score: r.try_get(3)?,
+                report: r.try_get(4)?,
+                graded_at: r.try_get(5)?,
+                replaced_at: r.try_get(6)?,
+            })
+        })
+        .collect()
     }
 
     async fn add_review(&self, assignment: &str, submission: i64, kind: ReviewKind, author: &str, body: &str, now: i64) -> Result<i64> {

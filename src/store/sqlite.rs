@@ -121,6 +121,19 @@ CREATE TABLE webhooks (
 );
 CREATE INDEX webhooks_due ON webhooks (delivered_at, failed_at, next_at);
 ",
+    // 4: reports replaced by regrades, kept.
+    "
+CREATE TABLE report_history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    submission INTEGER NOT NULL REFERENCES submissions(id),
+    grade_status TEXT,
+    score REAL,
+    report TEXT,
+    graded_at INTEGER,
+    replaced_at INTEGER NOT NULL
+);
+CREATE INDEX report_history_submission ON report_history (submission, id);
+",
 ];
 
 const SUBMISSION_COLUMNS: &str = "s.id, s.assignment, s.task, a.candidate, s.number, s.commit_sha, s.pushed_at, s.status, s.attempts, \
@@ -363,13 +376,23 @@ impl Store for SqliteStore {
         let (f, report) = (fence.clone(), report_json.to_string());
         let changed = self
             .with(move |c| {
-                c.execute(
+                let transaction = c.transaction()?;
+                transaction.execute(
+                    &format!(
+                        "INSERT INTO report_history (submission, grade_status, score, report, graded_at, replaced_at) \
+                         SELECT id, grade_status, score, report, finished_at, ?4 FROM submissions WHERE {FENCED} AND report IS NOT NULL"
+                    ),
+                    params![f.submission, f.instance, f.attempt, now],
+                )?;
+                let changed = transaction.execute(
                     &format!(
                         "UPDATE submissions SET status = 'graded', grade_status = ?4, score = ?5, report = ?6, finished_at = ?7, error = NULL, lease_until = 0 \
                          WHERE {FENCED}"
                     ),
                     params![f.submission, f.instance, f.attempt, grade_status.as_str(), score, report, now],
-                )
+                )?;
+                transaction.commit()?;
+                Ok(changed)
             })
             .await?;
         fenced(changed, fence)
@@ -567,6 +590,29 @@ impl Store for SqliteStore {
         self.with(move |c| {
             let mut statement = c.prepare("SELECT author, text, created_at FROM notes WHERE submission = ?1 ORDER BY id")?;
             let rows = statement.query_map([submission], |r| Ok(Note { author: r.get(0)?, text: r.get(1)?, created_at: r.get(2)? }))?.collect();
+            rows
+        })
+        .await
+    }
+
+    async fn report_history(&self, submission: i64) -> Result<Vec<PastReport>> {
+        self.with(move |c| {
+            let mut statement =
+                c.prepare("SELECT id, submission, grade_status, score, report, graded_at, replaced_at FROM report_history WHERE submission = ?1 ORDER BY id")?;
+            let rows = statement
+                .query_map([submission], |r| {
+                    let grade: Option<String> = r.get(2)?;
+                    Ok(PastReport {
+                        id: r.get(0)?,
+                        submission: r.get(1)?,
+                        grade_status: grade.map(|g| super::parse_grade(&g).ok_or_else(|| bad_value(2, &g))).transpose()?,
+                        score: r.get(3)?,
+                        report: r.get(4)?,
+                        graded_at: r.get(5)?,
+                        replaced_at: r.get(6)?,
+                    })
+                })?
+                .collect();
             rows
         })
         .await

@@ -25,7 +25,7 @@ pub struct LoginForm {
 /// A form with nothing but its CSRF token (logout, regrade).
 #[derive(Deserialize)]
 pub struct PlainForm {
-    csrf: String,
+    pub(crate) csrf: String,
 }
 
 impl CsrfForm for PlainForm {
@@ -174,6 +174,10 @@ pub async fn submission_page(State(app): State<Arc<App>>, Path(id): Path<i64>, a
         Ok(found) => found,
         Err(failure) => return failure.into_response(),
     };
+    let history = match super::signals::grades(&app, id).await {
+        Ok(grades) => super::signals::grades_html(&grades),
+        Err(failure) => return failure.into_response(),
+    };
     let csrf = csrf_field(&assessor.csrf);
     let mut extra = format!("<section><h2>Grading</h2><p>Submission #{} of {} · status {}", submission.number, esc(&name), esc(submission.status.as_str()));
     if let (Some(previous), Some(score)) = (submission.previous_score, submission.score) {
@@ -181,7 +185,7 @@ pub async fn submission_page(State(app): State<Arc<App>>, Path(id): Path<i64>, a
     }
     let _ = write!(
         extra,
-        "</p><form method=\"post\" action=\"/submissions/{id}/regrade\">{csrf}<button>Regrade</button></form></section>{review}<section><h3>Notes</h3><ul>"
+        "</p><form method=\"post\" action=\"/submissions/{id}/regrade\">{csrf}<button>Regrade</button></form>{history}</section>{review}<section><h3>Notes</h3><ul>"
     );
     for note in &notes {
         let _ = write!(extra, "<li><b>{}</b> ({}): {}</li>", esc(&note.author), crate::report::rfc3339(note.created_at), esc(&note.text));
@@ -240,6 +244,32 @@ pub async fn compare_page(State(app): State<Arc<App>>, Path(task): Path<String>,
         esc(&task),
         csrf_field(&assessor.csrf)
     );
+    match super::signals::affected(&app, &task).await {
+        Ok(affected) if !affected.is_empty() => {
+            let _ = write!(
+                body,
+                "<section id=\"affected\"><h2>Graded with an older task, data set or image</h2><p>{} submission(s) were graded before the task changed. \
+                 <form class=\"inline\" method=\"post\" action=\"/tasks/{}/regrade-affected\">{}<button>Regrade affected</button></form> \
+                 (each keeps its old grade in its history).</p><ul>",
+                affected.len(),
+                esc(&task),
+                csrf_field(&assessor.csrf)
+            );
+            for a in &affected {
+                let _ = write!(
+                    body,
+                    "<li><a href=\"/submissions/{}\">#{}</a> {}: {} changed</li>",
+                    a.submission,
+                    a.submission,
+                    esc(&a.candidate),
+                    a.changed.join(", ")
+                );
+            }
+            body.push_str("</ul></section>");
+        }
+        Ok(_) => {}
+        Err(failure) => return failure.into_response(),
+    }
     let scores: Vec<f64> = rows.iter().filter_map(|s| s.score).collect();
     let _ = write!(body, "<section><h2>Distribution</h2>{}</section>", crate::review::cohort_histogram(&scores, None));
     for (rank, s) in rows.iter().enumerate() {

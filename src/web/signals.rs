@@ -296,3 +296,202 @@ pub async fn similarity_page(
     body.push_str(&pairs_html);
     page("Similarity", &body).into_response()
 }
+
+// ---------------------------------------------------------------- regrades with a diff
+
+/// What a graded submission was graded with, against what the task has now.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Affected {
+    pub submission: i64,
+    pub candidate: String,
+    pub score: Option<f64>,
+    /// What changed since it was graded: `task` (the task folder), `data` (the data set),
+    /// `image` (the runner image's recipe).
+    pub changed: Vec<&'static str>,
+}
+
+/// The digests a task has now: (task folder, data set, runner image tag).
+async fn current_digests(app: &Arc<App>, task: &str) -> Result<(String, String, String), Failure> {
+    let needs = crate::job::needs_of(&app.config.tasks_root, task).await.map_err(|e| Failure::internal(format!("task {task}: {e}")))?;
+    let (root, dir) = (app.config.tasks_root.clone(), app.config.tasks_root.join("tasks").join(task));
+    let tag = tokio::task::spawn_blocking(move || {
+        let spec = crate::task::load(&dir).ok()?;
+        crate::sandbox::image::Recipe::load(&root, &spec.image).ok().map(|r| r.tag())
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or_default();
+    Ok((needs.spec_digest, needs.data_digest, tag))
+}
+
+/// Graded submissions of `task` whose report was made with another task folder, data set or image.
+pub async fn affected(app: &Arc<App>, task: &str) -> Result<Vec<Affected>, Failure> {
+    if !crate::task::is_name(task) {
+        return Err(Failure::not_found("such task"));
+    }
+    let (task_digest, data_digest, image) = current_digests(app, task).await?;
+    let blinds = Blinds::load(app).await?;
+    let mut out = Vec::new();
+    for s in stored(app.store.submissions(None, Some(task))).await? {
+        if s.status != crate::store::JobStatus::Graded {
+            continue;
+        }
+        let Some((_, Some(report))) = stored(app.store.submission(s.id)).await? else { continue };
+        let Ok(report) = serde_json::from_str::<crate::report::Report>(&report) else { continue };
+        let p = &report.provenance;
+        let mut changed = Vec::new();
+        if p.task_digest != task_digest {
+            changed.push("task");
+        }
+        if !p.dataset_digest.is_empty() && p.dataset_digest != data_digest {
+            changed.push("data");
+        }
+        if !image.is_empty() && p.image != image {
+            changed.push("image");
+        }
+        if !changed.is_empty() {
+            out.push(Affected { submission: s.id, candidate: blinds.name(&s.assignment, &s.task, &s.candidate), score: s.score, changed });
+        }
+    }
+    Ok(out)
+}
+
+pub async fn affected_api(State(app): State<Arc<App>>, UrlPath(task): UrlPath<String>, _assessor: Assessor) -> Response {
+    match affected(&app, &task).await {
+        Ok(rows) => Json(serde_json::json!({ "task": task, "affected": rows })).into_response(),
+        Err(failure) => failure.into_response(),
+    }
+}
+
+/// Queues every affected submission again; answers how many.
+pub async fn regrade_affected(app: &Arc<App>, task: &str) -> Result<usize, Failure> {
+    let mut n = 0;
+    for a in affected(app, task).await? {
+        n += super::api::queue_regrade(app, Some(a.submission), None).await?;
+    }
+    Ok(n)
+}
+
+pub async fn regrade_affected_api(State(app): State<Arc<App>>, UrlPath(task): UrlPath<String>, _assessor: Assessor) -> Response {
+    match regrade_affected(&app, &task).await {
+        Ok(n) => Json(serde_json::json!({ "queued": n })).into_response(),
+        Err(failure) => failure.into_response(),
+    }
+}
+
+pub async fn regrade_affected_form(
+    State(app): State<Arc<App>>,
+    UrlPath(task): UrlPath<String>,
+    _form: super::auth::SessionForm<super::pages::PlainForm>,
+) -> Response {
+    let _ = regrade_affected(&app, &task).await;
+    axum::response::Redirect::to(&format!("/tasks/{task}/compare")).into_response()
+}
+
+/// One grade of a submission, old or current, as the history shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Grade {
+    pub graded_at: Option<String>,
+    pub status: Option<String>,
+    pub score: Option<f64>,
+    pub accuracy: Option<f64>,
+    pub code_quality: Option<f64>,
+    pub runtime: Option<f64>,
+    pub task_digest: String,
+    pub dataset_digest: String,
+    pub image: String,
+}
+
+fn grade_of(report: Option<&str>, status: Option<&str>, score: Option<f64>, graded_at: Option<i64>) -> Grade {
+    let report = report.and_then(|r| serde_json::from_str::<crate::report::Report>(r).ok());
+    Grade {
+        graded_at: graded_at.map(crate::report::rfc3339),
+        status: status.map(str::to_string),
+        score,
+        accuracy: report.as_ref().map(|r| r.components.accuracy.score),
+        code_quality: report.as_ref().map(|r| r.components.code_quality.score),
+        runtime: report.as_ref().map(|r| r.components.runtime.score),
+        task_digest: report.as_ref().map(|r| r.provenance.task_digest.clone()).unwrap_or_default(),
+        dataset_digest: report.as_ref().map(|r| r.provenance.dataset_digest.clone()).unwrap_or_default(),
+        image: report.as_ref().map(|r| r.provenance.image.clone()).unwrap_or_default(),
+    }
+}
+
+/// Every grade of a submission, oldest first, the current one last.
+pub async fn grades(app: &Arc<App>, id: i64) -> Result<Vec<Grade>, Failure> {
+    let Some((submission, report)) = stored(app.store.submission(id)).await? else { return Err(Failure::not_found("such submission")) };
+    let mut out: Vec<Grade> = stored(app.store.report_history(id))
+        .await?
+        .iter()
+        .map(|p| grade_of(p.report.as_deref(), p.grade_status.map(|g| g.as_str()), p.score, p.graded_at))
+        .collect();
+    if report.is_some() {
+        out.push(grade_of(report.as_deref(), submission.grade_status.map(|g| g.as_str()), submission.score, submission.finished_at));
+    }
+    Ok(out)
+}
+
+/// The history as HTML: each regrade with what changed per component and which digest moved.
+pub fn grades_html(grades: &[Grade]) -> String {
+    if grades.len() < 2 {
+        return String::new();
+    }
+    let mut out = String::from(
+        "<section id=\"history\"><h3>Regrades</h3><table><tr><th>graded</th><th>status</th><th class=\"num\">score</th><th class=\"num\">accuracy</th>\
+         <th class=\"num\">code quality</th><th class=\"num\">runtime</th><th>what changed</th></tr>",
+    );
+    let cell = |old: Option<f64>, new: Option<f64>| match (old, new) {
+        (Some(o), Some(n)) if (o - n).abs() >= 0.05 => format!("{o:.1} → <b>{n:.1}</b> ({:+.1})", n - o),
+        (_, Some(n)) => format!("{n:.1}"),
+        _ => String::new(),
+    };
+    for (i, g) in grades.iter().enumerate() {
+        let previous = i.checked_sub(1).map(|p| &grades[p]);
+        let mut changed = Vec::new();
+        if let Some(p) = previous {
+            if p.task_digest != g.task_digest {
+                changed.push(format!("task folder {} → {}", short(&p.task_digest), short(&g.task_digest)));
+            }
+            if p.dataset_digest != g.dataset_digest {
+                changed.push(format!("data set {} → {}", short(&p.dataset_digest), short(&g.dataset_digest)));
+            }
+            if p.image != g.image {
+                changed.push(format!("image {} → {}", esc(&p.image), esc(&g.image)));
+            }
+            if changed.is_empty() {
+                changed.push("nothing recorded (regraded as it was)".into());
+            }
+        } else {
+            changed.push("first grade".into());
+        }
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            esc(g.graded_at.as_deref().unwrap_or("")),
+            esc(g.status.as_deref().unwrap_or("")),
+            cell(previous.and_then(|p| p.score), g.score),
+            cell(previous.and_then(|p| p.accuracy), g.accuracy),
+            cell(previous.and_then(|p| p.code_quality), g.code_quality),
+            cell(previous.and_then(|p| p.runtime), g.runtime),
+            changed.join("; ")
+        );
+    }
+    out.push_str("</table></section>");
+    out
+}
+
+fn short(digest: &str) -> String {
+    if digest.is_empty() {
+        "(unknown)".into()
+    } else {
+        esc(&digest[..digest.len().min(12)])
+    }
+}
+
+pub async fn grades_api(State(app): State<Arc<App>>, UrlPath(id): UrlPath<i64>, _assessor: Assessor) -> Response {
+    match grades(&app, id).await {
+        Ok(rows) => Json(serde_json::json!({ "submission": id, "grades": rows })).into_response(),
+        Err(failure) => failure.into_response(),
+    }
+}

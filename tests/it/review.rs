@@ -417,3 +417,62 @@ async fn review_items_and_the_webhook_outbox_in_sqlite_and_postgresql() {
     drop(postgres);
     tokio::task::spawn_blocking(move || drop(pg)).await.unwrap();
 }
+
+/// A data set changes after a push was graded: the task lists the submission as affected (the
+/// data set's digest moved), "regrade affected" grades it again, and its page and API show the
+/// old grade beside the new one per component, with the digest that changed; the old report is kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_regrade_after_the_data_changed_shows_the_diff_and_keeps_the_old_grade() {
+    use super::cluster_support::{clone_into, project_root, push_body, wait_for, Server};
+    let Some((_sandbox, _data, work)) = setup().await else { return };
+    let work_path = work.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let root = project_root(&[]);
+        let server = Server::start_with(None, 1, root.path());
+        let a = server.assign("penguins-cleaning", "dana@example.com");
+        let dest = clone_into(&server, &a, &work_path);
+        push_body(&dest, &std::fs::read_to_string(repo_root().join("tasks/penguins-cleaning/fixtures/reference/clean.py")).unwrap(), 0);
+        let graded = |server: &Server, n: usize| {
+            let rows = server.api(&format!("/api/submissions?assignment={}", a.id));
+            rows.as_array().unwrap().len() == 1
+                && rows[0]["status"] == "graded"
+                && server.api(&format!("/api/submissions/{}/grades", rows[0]["id"]))["grades"].as_array().unwrap().len() == n
+        };
+        assert!(wait_for(Duration::from_secs(180), || graded(&server, 1)), "not graded");
+        let id = server.api(&format!("/api/submissions?assignment={}", a.id))[0]["id"].as_i64().unwrap();
+        assert!(server.api("/api/tasks/penguins-cleaning/affected")["affected"].as_array().unwrap().is_empty());
+
+        // The hidden clean table changes: one species corrected the other way.
+        let truth = root.path().join("datasets/penguins-cleaning/hidden/clean.csv");
+        let text = std::fs::read_to_string(&truth).unwrap();
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        lines[1] = lines[1].replacen("Gentoo", "Adelie", 1).replacen("Chinstrap", "Gentoo", 1);
+        std::fs::write(&truth, lines.join("\n") + "\n").unwrap();
+        let affected = server.api("/api/tasks/penguins-cleaning/affected");
+        let rows = affected["affected"].as_array().unwrap();
+        assert_eq!(rows.len(), 1, "{affected:#}");
+        assert_eq!(rows[0]["submission"].as_i64(), Some(id));
+        assert_eq!(rows[0]["changed"], serde_json::json!(["data"]), "{affected:#}");
+
+        let auth = format!("Authorization: Basic {}\r\n", super::serve::base64(format!("ada:{PASSWORD}").as_bytes()));
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        write!(stream, "POST /api/tasks/penguins-cleaning/regrade-affected HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n{auth}\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.contains("\"queued\":1"), "{answer}");
+        assert!(wait_for(Duration::from_secs(180), || graded(&server, 2)), "not regraded");
+
+        let grades = server.api(&format!("/api/submissions/{id}/grades"));
+        let (old, new) = (&grades["grades"][0], &grades["grades"][1]);
+        assert_ne!(old["dataset_digest"], new["dataset_digest"], "{grades:#}");
+        assert_eq!(old["task_digest"], new["task_digest"]);
+        assert!(old["accuracy"].as_f64().unwrap() > new["accuracy"].as_f64().unwrap(), "{grades:#}");
+        assert!(server.api("/api/tasks/penguins-cleaning/affected")["affected"].as_array().unwrap().is_empty());
+        // The old report itself is kept, not overwritten.
+        let current = server.api(&format!("/api/submissions/{id}"));
+        assert_eq!(current["report"]["provenance"]["dataset_digest"], new["dataset_digest"]);
+    })
+    .await
+    .unwrap();
+}
