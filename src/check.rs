@@ -40,6 +40,87 @@ pub struct CaseResult {
     pub status: CaseStatus,
     pub message: String,
     pub seconds: f64,
+    /// A task fixture's grade, kept as the task's baseline.
+    pub baseline: Option<Baseline>,
+}
+
+/// How a task's own fixture (reference, weak, starter, …) grades: stored by `check` in
+/// `<root>/baselines/<task>.json`, so that assessors see where a candidate's score stands against
+/// known solutions and authors see a shift when the task, data or image changes.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
+pub struct Baseline {
+    pub fixture: String,
+    pub status: String,
+    pub score: f64,
+    pub accuracy: f64,
+    pub code_quality: f64,
+    pub runtime: f64,
+    pub metric_value: Option<f64>,
+    pub task_digest: String,
+    pub dataset_digest: String,
+    pub image: String,
+    pub graded_at: String,
+}
+
+impl Baseline {
+    fn of(fixture: &str, report: &Report) -> Baseline {
+        Baseline {
+            fixture: fixture.to_string(),
+            status: report.status.as_str().to_string(),
+            score: report.score,
+            accuracy: report.components.accuracy.score,
+            code_quality: report.components.code_quality.score,
+            runtime: report.components.runtime.score,
+            metric_value: report.components.accuracy.accuracy.value,
+            task_digest: report.provenance.task_digest.clone(),
+            dataset_digest: report.provenance.dataset_digest.clone(),
+            image: report.provenance.image.clone(),
+            graded_at: report.provenance.graded_at.clone(),
+        }
+    }
+}
+
+/// The file that holds a task's baselines.
+pub fn baselines_path(root: &Path, task: &str) -> PathBuf {
+    root.join("baselines").join(format!("{task}.json"))
+}
+
+/// A task's stored baselines (empty when none were stored or the file cannot be read).
+pub fn load_baselines(root: &Path, task: &str) -> Vec<Baseline> {
+    std::fs::read_to_string(baselines_path(root, task)).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
+}
+
+/// How each baseline moved against the stored ones: one line per fixture whose score or digests
+/// changed, saying what changed.
+pub fn baseline_shifts(old: &[Baseline], new: &[Baseline]) -> Vec<String> {
+    let mut out = Vec::new();
+    for n in new {
+        let Some(o) = old.iter().find(|o| o.fixture == n.fixture) else {
+            out.push(format!("{}: new baseline {:.1}", n.fixture, n.score));
+            continue;
+        };
+        let mut moved = Vec::new();
+        for (what, a, b) in [("score", o.score, n.score), ("accuracy", o.accuracy, n.accuracy), ("code quality", o.code_quality, n.code_quality)] {
+            if (a - b).abs() >= 0.05 {
+                moved.push(format!("{what} {a:.1} -> {b:.1}"));
+            }
+        }
+        if moved.is_empty() {
+            continue;
+        }
+        let mut why = Vec::new();
+        if o.task_digest != n.task_digest {
+            why.push("the task folder changed");
+        }
+        if o.dataset_digest != n.dataset_digest {
+            why.push("the data set changed");
+        }
+        if o.image != n.image {
+            why.push("the runner image changed");
+        }
+        out.push(format!("{}: {} ({})", n.fixture, moved.join(", "), if why.is_empty() { "no digest changed".to_string() } else { why.join(", ") }));
+    }
+    out
 }
 
 /// What a fixture must grade as (`expect.yaml`). Every field is optional; ranges are inclusive.
@@ -138,8 +219,9 @@ pub async fn check_task<S: Sandbox>(
     let CheckOptions { only_fixtures, quick, jobs } = *options;
     let task_name = task_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut results = Vec::new();
+    let mut baselines: Vec<(String, Baseline)> = Vec::new();
     let mut record = |name: &str, status: CaseStatus, message: String, started: Instant| {
-        let result = CaseResult { task: task_name.clone(), name: name.to_string(), status, message, seconds: started.elapsed().as_secs_f64() };
+        let result = CaseResult { task: task_name.clone(), name: name.to_string(), status, message, seconds: started.elapsed().as_secs_f64(), baseline: None };
         report(&result);
         results.push(result);
     };
@@ -195,11 +277,21 @@ pub async fn check_task<S: Sandbox>(
     while let Some((fixture, outcome, started)) = futures_util::StreamExt::next(&mut graded).await {
         let name = format!("fixture {}", fixture.name);
         match outcome {
-            Ok((status, message)) => record(&name, status, message, started),
+            Ok((status, message, report)) => {
+                if let Some(report) = report.filter(|_| !fixture.name.starts_with("hostile/")) {
+                    baselines.push((name.clone(), Baseline::of(&fixture.name, &report)));
+                }
+                record(&name, status, message, started)
+            }
             Err(message) => record(&name, CaseStatus::Failed, message, started),
         }
     }
     drop(graded);
+    for (name, baseline) in baselines {
+        if let Some(result) = results.iter_mut().find(|r| r.name == name) {
+            result.baseline = Some(baseline);
+        }
+    }
     results
 }
 
@@ -341,7 +433,7 @@ async fn run_fixture<S: Sandbox>(
     image: &ImageRef,
     quick: bool,
     cancel: &CancellationToken,
-) -> Result<(CaseStatus, String), String> {
+) -> Result<(CaseStatus, String, Option<Box<Report>>), String> {
     let expect = fixture.expect.clone()?;
     let mut spec = spec.clone();
     if let Some(cap) = &expect.timeout {
@@ -390,17 +482,15 @@ async fn run_fixture<S: Sandbox>(
     let summary = format!("{} {:.1}", first.status.as_str(), first.score);
     if fixture.solves_nothing && first.score > spec.score_floor {
         let what = if fixture.name == "starter" { "the untouched starter" } else { "a submission that solves nothing" };
-        return Ok((
-            CaseStatus::Warning,
-            format!(
-                "{summary}: {what} scores {:.1}, above the score floor {} (check.score_floor); an assessor would read points for nothing (weights: {})",
-                first.score,
-                spec.score_floor,
-                first.formula.split(';').next().unwrap_or("")
-            ),
-        ));
+        let message = format!(
+            "{summary}: {what} scores {:.1}, above the score floor {} (check.score_floor); an assessor would read points for nothing (weights: {})",
+            first.score,
+            spec.score_floor,
+            first.formula.split(';').next().unwrap_or("")
+        );
+        return Ok((CaseStatus::Warning, message, Some(Box::new(first))));
     }
-    Ok((CaseStatus::Passed, summary))
+    Ok((CaseStatus::Passed, summary, Some(Box::new(first))))
 }
 
 /// What must be equal between two grades of one fixture (wall times and the runtime score vary

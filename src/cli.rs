@@ -766,10 +766,28 @@ async fn check(
             eprintln!("check: {:<20} {:<34} {status:<8} {:>6.1} s  {first}", case.task, case.name, case.seconds);
         };
         let options = check::CheckOptions { only_fixtures, quick, jobs };
-        results.extend(check::check_task(&sandbox, task_dir, &image, &options, &cancel, &print).await);
+        let task_results = check::check_task(&sandbox, task_dir, &image, &options, &cancel, &print).await;
         if cancel.is_cancelled() {
+            results.extend(task_results);
             break;
         }
+        // A full check stores the task's fixtures' grades as its baselines and says how they moved.
+        if let Some(spec) = loaded.as_ref().filter(|_| only_fixtures.is_none()) {
+            let new: Vec<check::Baseline> = task_results.iter().filter_map(|r| r.baseline.clone()).collect();
+            if !new.is_empty() {
+                let old = check::load_baselines(&spec.root, &spec.id);
+                for shift in check::baseline_shifts(&old, &new) {
+                    eprintln!("check: {:<20} baseline shift: {shift}", spec.id);
+                }
+                let path = check::baselines_path(&spec.root, &spec.id);
+                let written = std::fs::create_dir_all(path.parent().unwrap_or(&spec.root))
+                    .and_then(|()| std::fs::write(&path, serde_json::to_string_pretty(&new).unwrap_or_default() + "\n"));
+                if let Err(e) = written {
+                    eprintln!("check: {:<20} cannot store the baselines in {}: {e}", spec.id, path.display());
+                }
+            }
+        }
+        results.extend(task_results);
     }
     watcher.abort();
     if let Some(path) = junit {

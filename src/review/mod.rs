@@ -100,8 +100,8 @@ pub fn percentile(score: f64, cohort: &[f64]) -> Option<f64> {
 }
 
 /// An SVG histogram of the cohort's scores (ten bins of 10 points), the candidate's bin and score
-/// marked.
-pub fn cohort_histogram(cohort: &[f64], mark: Option<f64>) -> String {
+/// marked, and the task's baselines (reference, weak … as `check` graded them) as dashed lines.
+pub fn cohort_histogram(cohort: &[f64], mark: Option<f64>, baselines: &[(String, f64)]) -> String {
     let mut bins = [0usize; 10];
     for &s in cohort {
         bins[((s / 10.0).floor().clamp(0.0, 9.0)) as usize] += 1;
@@ -127,6 +127,16 @@ pub fn cohort_histogram(cohort: &[f64], mark: Option<f64>) -> String {
             x + bar / 2.0,
             height - 6.0,
             i * 10
+        ));
+    }
+    for (i, (name, score)) in baselines.iter().enumerate() {
+        let x = left + (score.clamp(0.0, 100.0) / 100.0) * (width - left);
+        out.push_str(&format!(
+            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"20\" y2=\"{:.1}\" stroke=\"#6b7280\" stroke-dasharray=\"3 2\"/><text x=\"{:.1}\" y=\"{}\" fill=\"#6b7280\">{}</text>",
+            height - bottom,
+            (x + 2.0).min(width - 60.0),
+            30 + 11 * (i % 6),
+            crate::report::html::esc(name)
         ));
     }
     if let Some(m) = mark {
@@ -422,8 +432,8 @@ mod tests {
     fn percentiles_and_histograms() {
         assert_eq!(percentile(50.0, &[10.0, 50.0, 90.0, 95.0]), Some(50.0));
         assert_eq!(percentile(50.0, &[]), None);
-        let svg = cohort_histogram(&[5.0, 55.0, 57.0, 100.0], Some(57.0));
-        assert!(svg.contains("#1f4fbf") && svg.contains(">57.0<"), "{svg}");
+        let svg = cohort_histogram(&[5.0, 55.0, 57.0, 100.0], Some(57.0), &[("reference".into(), 97.0)]);
+        assert!(svg.contains("#1f4fbf") && svg.contains(">57.0<") && svg.contains(">reference<"), "{svg}");
         assert_eq!(svg.matches("<rect").count(), 10);
     }
 

@@ -376,13 +376,24 @@ pub async fn review_section(app: &Arc<App>, id: i64, user: &str, csrf: &str) -> 
         let mut seen = HashSet::new();
         all.into_iter().filter(|s| s.score.is_some() && seen.insert(s.assignment.clone())).filter_map(|s| s.score).collect()
     };
+    let baselines = crate::check::load_baselines(&app.config.tasks_root, &loaded.submission.task);
     if let Some(score) = loaded.submission.score {
+        let known: Vec<String> = baselines.iter().map(|b| format!("{} {:.1}", esc(&b.fixture), b.score)).collect();
         let _ = write!(
             out,
-            "<section id=\"standing\"><h3>Where the score stands</h3><p>{score:.1}: at or above {:.0}% of the {} candidates graded on this task (their latest graded push).</p>{}</section>",
+            "<section id=\"standing\"><h3>Where the score stands</h3><p>{score:.1}: at or above {:.0}% of the {} candidates graded on this task (their latest graded push).{}</p>{}</section>",
             review::percentile(score, &cohort).unwrap_or(0.0),
             cohort.len(),
-            review::cohort_histogram(&cohort, Some(score))
+            if known.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " The task's own solutions, as <code>takehome check</code> graded them{}: {}.",
+                    baselines.first().map(|b| format!(" ({})", esc(&b.graded_at))).unwrap_or_default(),
+                    known.join(" · ")
+                )
+            },
+            review::cohort_histogram(&cohort, Some(score), &baselines.iter().map(|b| (b.fixture.clone(), b.score)).collect::<Vec<_>>())
         );
     }
 
@@ -811,8 +822,17 @@ pub async fn review_api(State(app): State<Arc<App>>, Path(id): Path<i64>, _asses
         let notes = view.as_ref().and_then(notes_of).map(str::to_string);
         let timeline = timeline(&app, &loaded.assignment).await?;
         let automatic = loaded.submission.score;
+        let cohort: Vec<f64> = {
+            let all = stored(app.store.submissions(None, Some(&loaded.submission.task))).await?;
+            let mut seen = HashSet::new();
+            all.into_iter().filter(|s| s.score.is_some() && seen.insert(s.assignment.clone())).filter_map(|s| s.score).collect()
+        };
+        let baselines = crate::check::load_baselines(&app.config.tasks_root, &loaded.submission.task);
         Ok::<_, Failure>(serde_json::json!({
             "submission": id,
+            "percentile": automatic.and_then(|a| review::percentile(a, &cohort)),
+            "cohort_size": cohort.len(),
+            "baselines": baselines,
             "assignment": loaded.assignment.id,
             "candidate": loaded.name(),
             "blind": loaded.blinds.hidden(&loaded.assignment.id, &loaded.assignment.task),
