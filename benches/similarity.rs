@@ -27,6 +27,7 @@ fn main() {
         .filter(|p| p.extension().is_some_and(|e| e == "py"))
         .map(|p| std::fs::read_to_string(p).unwrap())
         .collect();
+    originals.push(std::fs::read_to_string(root.join("tasks/penguins-cleaning/fixtures/reference/clean.py")).unwrap());
     originals.sort();
     // N sources: each original under a different mix of the copiers' transforms, with a
     // different dead-code tail per submission so that no two are byte-equal.

@@ -124,6 +124,18 @@ CREATE TABLE webhooks (
 );
 CREATE INDEX webhooks_due ON webhooks (delivered_at, failed_at, next_at);
 ",
+    "
+CREATE TABLE report_history (
+    id BIGSERIAL PRIMARY KEY,
+    submission BIGINT NOT NULL REFERENCES submissions(id),
+    grade_status TEXT,
+    score DOUBLE PRECISION,
+    report TEXT,
+    graded_at BIGINT,
+    replaced_at BIGINT NOT NULL
+);
+CREATE INDEX report_history_submission ON report_history (submission, id);
+",
 ];
 
 pub struct PostgresStore {

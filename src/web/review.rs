@@ -882,73 +882,38 @@ fn json_or(result: Result<serde_json::Value, Failure>) -> Response {
     }
 }
 
-/// A JSON body's rejection as our error shape.
-fn bad_json(rejection: axum::extract::rejection::JsonRejection) -> Response {
-    Failure { status: StatusCode::UNPROCESSABLE_ENTITY, message: rejection.body_text() }.into_response()
+/// A JSON body whose rejection is our error shape (`{"error": ...}`, 422). Used after an
+/// extractor that authenticates from the head, so no body is read before its sender is known.
+pub struct ApiJson<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for ApiJson<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(Failure { status: StatusCode::UNPROCESSABLE_ENTITY, message: rejection.body_text() }.into_response()),
+        }
+    }
 }
 
-pub async fn comment_api(
-    State(app): State<Arc<App>>,
-    Path(id): Path<i64>,
-    assessor: Assessor,
-    body: Result<Json<CommentBody>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(body) = match body {
-        Ok(body) => body,
-        Err(rejection) => return bad_json(rejection),
-    };
+pub async fn comment_api(State(app): State<Arc<App>>, Path(id): Path<i64>, assessor: Assessor, ApiJson(body): ApiJson<CommentBody>) -> Response {
     json_or(add_comment(&app, &assessor.0, id, body).await.map(|comment| serde_json::json!({ "id": comment })))
 }
 
-pub async fn edit_comment_api(
-    State(app): State<Arc<App>>,
-    Path(comment): Path<i64>,
-    assessor: Assessor,
-    body: Result<Json<TextBody>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(body) = match body {
-        Ok(body) => body,
-        Err(rejection) => return bad_json(rejection),
-    };
+pub async fn edit_comment_api(State(app): State<Arc<App>>, Path(comment): Path<i64>, assessor: Assessor, ApiJson(body): ApiJson<TextBody>) -> Response {
     json_or(edit_comment(&app, &assessor.0, comment, &body.text).await.map(|_| serde_json::json!({ "id": comment })))
 }
 
-pub async fn scores_api(
-    State(app): State<Arc<App>>,
-    Path(id): Path<i64>,
-    assessor: Assessor,
-    body: Result<Json<ScoresBody>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(body) = match body {
-        Ok(body) => body,
-        Err(rejection) => return bad_json(rejection),
-    };
+pub async fn scores_api(State(app): State<Arc<App>>, Path(id): Path<i64>, assessor: Assessor, ApiJson(body): ApiJson<ScoresBody>) -> Response {
     json_or(put_scores(&app, &assessor.0, id, body.scores).await.map(|()| serde_json::json!({ "saved": true })))
 }
 
-pub async fn decision_api(
-    State(app): State<Arc<App>>,
-    Path(id): Path<i64>,
-    assessor: Assessor,
-    body: Result<Json<DecisionInput>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(body) = match body {
-        Ok(body) => body,
-        Err(rejection) => return bad_json(rejection),
-    };
+pub async fn decision_api(State(app): State<Arc<App>>, Path(id): Path<i64>, assessor: Assessor, ApiJson(body): ApiJson<DecisionInput>) -> Response {
     json_or(decide(&app, &assessor.0, id, &body.decision, &body.reason).await.map(|()| serde_json::json!({ "recorded": true })))
 }
 
-pub async fn release_api(
-    State(app): State<Arc<App>>,
-    Path(id): Path<i64>,
-    assessor: Assessor,
-    body: Result<Json<ReleaseInput>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(body) = match body {
-        Ok(body) => body,
-        Err(rejection) => return bad_json(rejection),
-    };
+pub async fn release_api(State(app): State<Arc<App>>, Path(id): Path<i64>, assessor: Assessor, ApiJson(body): ApiJson<ReleaseInput>) -> Response {
     json_or(release(&app, &assessor.0, id, &body.message).await.map(|released| serde_json::json!({ "released": released })))
 }
 

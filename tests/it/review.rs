@@ -401,6 +401,33 @@ async fn review_items_and_outbox(store: &dyn takehome::store::Store) {
     store.webhook_attempted(given_up, false, None, "gone", 201).await.unwrap();
     assert!(store.due_webhooks(10_000, 10).await.unwrap().is_empty());
     assert_eq!(store.webhooks(10).await.unwrap()[0].failed_at, Some(201));
+
+    // A regrade keeps the report it replaces.
+    use takehome::store::{ClaimRequest, JobNeeds, TaskCopy};
+    let needs = JobNeeds { spec_digest: "s".into(), data_digest: "d".into(), memory_bytes: 1 << 20, runtime: "runc".into() };
+    let request = |now| ClaimRequest {
+        instance: "w".into(),
+        now,
+        lease_seconds: 30,
+        free_memory_bytes: 1 << 30,
+        runtimes: vec!["runc".into()],
+        copies: vec![TaskCopy { task: "penguins-cleaning".into(), spec_digest: "s".into(), data_digest: "d".into() }],
+        max_attempts: 3,
+    };
+    let (id, ..) = store.add_submission("a1", &"c".repeat(40), &needs, 300).await.unwrap();
+    let first = store.claim(&request(301)).await.unwrap().expect("claimed");
+    store.finish(&first.fence, takehome::report::Status::Graded, 50.0, r#"{"v":1}"#, 302).await.unwrap();
+    assert!(store.report_history(id).await.unwrap().is_empty(), "a first grade replaces nothing");
+    assert_eq!(store.regrade(Some(id), None, &std::collections::HashMap::new()).await.unwrap(), 1);
+    let second = store.claim(&request(303)).await.unwrap().expect("claimed again");
+    store.finish(&second.fence, takehome::report::Status::Graded, 60.0, r#"{"v":2}"#, 304).await.unwrap();
+    let history = store.report_history(id).await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(
+        (history[0].score, history[0].report.as_deref(), history[0].graded_at, history[0].replaced_at),
+        (Some(50.0), Some(r#"{"v":1}"#), Some(302), 304)
+    );
+    assert_eq!(store.submission(id).await.unwrap().unwrap().1.as_deref(), Some(r#"{"v":2}"#));
 }
 
 #[tokio::test(flavor = "multi_thread")]

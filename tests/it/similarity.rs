@@ -1,5 +1,6 @@
-//! Cohort similarity on a planted set: six independent cleaners of the penguins task
-//! (`tests/fixtures/similarity/independent/`, written apart, in different styles) and, for each,
+//! Cohort similarity on a planted set: six independent cleaners of the penguins task (five in
+//! `tests/fixtures/similarity/independent/`, written apart in different styles, and the task's
+//! reference) and, for each,
 //! near-copies a candidate might hand in — names renamed, functions reordered, comments and
 //! literals changed, dead code added, and all of these at once. Copies must be found; independent
 //! solutions must not be paired. Also: the similarity page and API of a real daemon, with the
@@ -199,6 +200,8 @@ pub fn planted() -> Vec<(String, String, Fingerprints)> {
         .filter(|p| p.extension().is_some_and(|e| e == "py"))
         .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap()))
         .collect();
+    // The task's own reference solution is the sixth.
+    originals.push(("reference".into(), std::fs::read_to_string(repo_root().join("tasks/penguins-cleaning/fixtures/reference/clean.py")).unwrap()));
     originals.sort();
     let mut set = Vec::new();
     for (name, text) in &originals {
@@ -287,7 +290,12 @@ async fn the_similarity_page_finds_a_copied_push_and_a_copied_known_solution() {
         let independent = std::fs::read_to_string(root.join("tests/fixtures/similarity/independent/cleaner_class.py")).unwrap();
         let submissions = [
             ("first@example.com", reference.clone()),
-            ("copier@example.com", pad(&relabel(&rename(&reference))).replacen("\n    ", "\n    # </pre><script>alert('copied')</script>\n    ", 2)),
+            ("copier@example.com", {
+                // Hostile text inside the copied lines, so that the fragment shows it.
+                let copy = pad(&relabel(&rename(&reference)));
+                let at = copy.find("drop_duplicates").map(|i| copy[..i].rfind('\n').unwrap() + 1).unwrap();
+                format!("{}    # </pre><script>alert('copied')</script>\n{}", &copy[..at], &copy[at..])
+            }),
             ("honest@example.com", independent),
             ("notebook@example.com", rename(&known)),
         ];
@@ -348,10 +356,11 @@ async fn the_similarity_page_finds_a_copied_push_and_a_copied_known_solution() {
         let cookie = cookie.split(';').next().unwrap();
         let (status, _, html) = daemon.raw("GET", "/tasks/penguins-cleaning/similarity", &format!("Cookie: {cookie}\r\n"), "");
         assert_eq!(status, 200, "{html}");
+        let _ = std::fs::create_dir_all(root.join("target/test-artifacts"));
+        std::fs::write(root.join("target/test-artifacts/similarity.html"), &html).ok();
         assert!(html.contains("A signal to read, never a verdict") && html.contains("Matched fragments") && html.contains(&alias(1)));
         assert!(!html.contains("<script>alert") && !html.contains("@example.com"), "unescaped or named: {html}");
         assert!(html.contains("&lt;script&gt;alert"), "the copied lines are not shown");
-        std::fs::write(root.join("target/test-artifacts/similarity.html"), &html).ok();
     })
     .await
     .unwrap();
