@@ -648,7 +648,7 @@ fn score(metric: &str, truth: &Path, predictions: &Path, options: ScoreOptions) 
             spec.id = key;
         }
         if let Some(tolerance) = tolerance {
-            if !(tolerance >= 0.0) {
+            if tolerance.is_nan() || tolerance < 0.0 {
                 return Err(usage(anyhow::anyhow!("--tolerance {tolerance}: expected a number of at least 0")));
             }
             spec.tolerance = tolerance;

@@ -6,7 +6,6 @@
 //! solutions must not be paired. Also: the similarity page and API of a real daemon, with the
 //! starter subtracted, a known solution, and every candidate-made line escaped.
 
-use std::collections::HashSet;
 use std::path::Path;
 
 use takehome::similarity::{compare, fingerprint, Cohort, Fingerprints};
@@ -122,7 +121,7 @@ pub fn reorder(text: &str) -> String {
     let mut blocks: Vec<String> = vec![String::new()];
     for line in text.lines() {
         let starts = line.starts_with("def ") || line.starts_with("class ") || line.starts_with('@') || line.starts_with("if __name__");
-        if starts && !blocks.last().unwrap().trim_end().ends_with(|c: char| c == '@') && !blocks.last().unwrap().lines().last().unwrap_or("").starts_with('@') {
+        if starts && !blocks.last().unwrap().trim_end().ends_with('@') && !blocks.last().unwrap().lines().last().unwrap_or("").starts_with('@') {
             blocks.push(String::new());
         }
         let last = blocks.last_mut().unwrap();
@@ -188,7 +187,10 @@ pub fn pad(text: &str) -> String {
     format!("{}\n\n{first}\n\n{}\n\n{second}", &text[..split], &text[split..])
 }
 
-pub const TRANSFORMS: &[(&str, fn(&str) -> String)] =
+/// A copier's transform of a source.
+pub type Transform = fn(&str) -> String;
+
+pub const TRANSFORMS: &[(&str, Transform)] =
     &[("renamed", rename), ("reordered", reorder), ("relabelled", relabel), ("padded", pad), ("all four", |t| pad(&relabel(&reorder(&rename(t)))))];
 
 /// The planted set: (name, original it derives from, fingerprints).
@@ -248,7 +250,7 @@ fn planted_copies_are_found_and_independent_solutions_are_not() {
     assert!(precision >= 0.95, "precision {precision:.3}: independent solutions paired");
     // No two independent originals are paired at any listed threshold.
     let originals: Vec<(String, String, Fingerprints)> = set.iter().filter(|(n, o, _)| n == o).cloned().collect();
-    let cohort = Cohort { entries: originals.iter().map(|(n, _, f)| (n.clone(), f)).collect(), given: HashSet::new(), candidates: originals.len() };
+    let cohort = Cohort { entries: originals.iter().map(|(n, _, f)| (n.clone(), f)).collect(), given: Default::default(), candidates: originals.len() };
     let pairs = compare(&cohort, 0.3, 8, 0.5);
     assert!(pairs.is_empty(), "independent solutions paired: {:?}", pairs.iter().map(|p| (&p.a, &p.b, p.similarity)).collect::<Vec<_>>());
 }
@@ -267,7 +269,7 @@ fn explain_planted() {
             eprintln!("{} {:.2} shared {} : {} | {}", if related { "MISS" } else { "FALSE" }, p.similarity, p.shared, p.a, p.b);
         }
     }
-    let found: HashSet<(String, String)> = all.iter().map(|p| (p.a.clone(), p.b.clone())).collect();
+    let found: std::collections::HashSet<(String, String)> = all.iter().map(|p| (p.a.clone(), p.b.clone())).collect();
     for i in 0..set.len() {
         for j in i + 1..set.len() {
             if set[i].1 == set[j].1 && !found.contains(&(set[i].0.clone(), set[j].0.clone())) && !found.contains(&(set[j].0.clone(), set[i].0.clone())) {
