@@ -85,6 +85,12 @@ pub fn baselines_path(root: &Path, task: &str) -> PathBuf {
     root.join("baselines").join(format!("{task}.json"))
 }
 
+/// A task's stored baselines that produced a grade (broken fixtures are left out: they place
+/// nothing), for pages.
+pub fn graded_baselines(root: &Path, task: &str) -> Vec<Baseline> {
+    load_baselines(root, task).into_iter().filter(|b| b.status == "graded").collect()
+}
+
 /// A task's stored baselines (empty when none were stored or the file cannot be read).
 pub fn load_baselines(root: &Path, task: &str) -> Vec<Baseline> {
     std::fs::read_to_string(baselines_path(root, task)).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
@@ -743,4 +749,35 @@ pub fn junit(results: &[CaseResult]) -> String {
     }
     xml.push_str("</testsuites>\n");
     xml
+}
+
+#[cfg(test)]
+mod baseline_tests {
+    use super::*;
+
+    fn baseline(fixture: &str, score: f64, data: &str) -> Baseline {
+        Baseline {
+            fixture: fixture.into(),
+            status: "graded".into(),
+            score,
+            accuracy: score,
+            code_quality: 100.0,
+            runtime: 100.0,
+            metric_value: None,
+            task_digest: "t".into(),
+            dataset_digest: data.into(),
+            image: "i".into(),
+            graded_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn shifts_name_what_moved_and_why() {
+        let old = vec![baseline("reference", 97.0, "d1"), baseline("weak", 20.0, "d1")];
+        let new = vec![baseline("reference", 91.5, "d2"), baseline("weak", 20.0, "d2"), baseline("extra", 50.0, "d2")];
+        let shifts = baseline_shifts(&old, &new);
+        assert_eq!(shifts.len(), 2, "{shifts:?}");
+        assert!(shifts[0].starts_with("reference: score 97.0 -> 91.5") && shifts[0].contains("the data set changed"), "{shifts:?}");
+        assert_eq!(shifts[1], "extra: new baseline 50.0");
+    }
 }

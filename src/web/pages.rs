@@ -271,7 +271,7 @@ pub async fn compare_page(State(app): State<Arc<App>>, Path(task): Path<String>,
         Err(failure) => return failure.into_response(),
     }
     let scores: Vec<f64> = rows.iter().filter_map(|s| s.score).collect();
-    let baselines: Vec<(String, f64)> = crate::check::load_baselines(&app.config.tasks_root, &task).into_iter().map(|b| (b.fixture, b.score)).collect();
+    let baselines: Vec<(String, f64)> = crate::check::graded_baselines(&app.config.tasks_root, &task).into_iter().map(|b| (b.fixture, b.score)).collect();
     let _ = write!(
         body,
         "<section><h2>Distribution</h2>{}<p><small>Dashed: the task's own fixtures as <code>takehome check</code> last graded them.</small></p></section>",

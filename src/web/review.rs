@@ -376,7 +376,7 @@ pub async fn review_section(app: &Arc<App>, id: i64, user: &str, csrf: &str) -> 
         let mut seen = HashSet::new();
         all.into_iter().filter(|s| s.score.is_some() && seen.insert(s.assignment.clone())).filter_map(|s| s.score).collect()
     };
-    let baselines = crate::check::load_baselines(&app.config.tasks_root, &loaded.submission.task);
+    let baselines = crate::check::graded_baselines(&app.config.tasks_root, &loaded.submission.task);
     if let Some(score) = loaded.submission.score {
         let known: Vec<String> = baselines.iter().map(|b| format!("{} {:.1}", esc(&b.fixture), b.score)).collect();
         let _ = write!(
@@ -827,7 +827,7 @@ pub async fn review_api(State(app): State<Arc<App>>, Path(id): Path<i64>, _asses
             let mut seen = HashSet::new();
             all.into_iter().filter(|s| s.score.is_some() && seen.insert(s.assignment.clone())).filter_map(|s| s.score).collect()
         };
-        let baselines = crate::check::load_baselines(&app.config.tasks_root, &loaded.submission.task);
+        let baselines = crate::check::graded_baselines(&app.config.tasks_root, &loaded.submission.task);
         Ok::<_, Failure>(serde_json::json!({
             "submission": id,
             "percentile": automatic.and_then(|a| review::percentile(a, &cohort)),
