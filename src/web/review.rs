@@ -155,6 +155,11 @@ fn notes_of(view: &CodeView) -> Option<&str> {
     view.files.iter().find(|f| f.path.eq_ignore_ascii_case("NOTES.md")).and_then(|f| f.text.as_deref())
 }
 
+/// The cohort's scores: each candidate's latest graded submission, as the comparison ranks them.
+async fn cohort_scores(app: &Arc<App>, task: &str) -> Result<Vec<f64>, Failure> {
+    Ok(super::api::comparison(app, task).await?.iter().filter_map(|s| s.score).collect())
+}
+
 // ---------------------------------------------------------------- timeline
 
 #[derive(Debug, Serialize)]
@@ -264,8 +269,13 @@ async fn add_comment(app: &Arc<App>, user: &str, id: i64, body: CommentBody) -> 
     if body.line == 0 || body.file.is_empty() || body.file.len() > 4096 {
         return Err(Failure { status: StatusCode::UNPROCESSABLE_ENTITY, message: "file and line (from 1) name the line commented on".into() });
     }
-    let view = code_view(app, &loaded).await?;
-    if !view.files.iter().any(|f| f.path == body.file) {
+    // git's listing says whether the file exists; no blob needs reading.
+    let (repos, assignment, commit) = (app.repos.clone(), loaded.submission.assignment.clone(), loaded.submission.commit.clone());
+    let entries = tokio::task::spawn_blocking(move || repos.tree(&assignment, &commit))
+        .await
+        .map_err(|e| Failure::internal(e.to_string()))?
+        .map_err(|e| Failure::internal(e.to_string()))?;
+    if !entries.iter().any(|e| e.path == body.file) {
         return Err(Failure { status: StatusCode::UNPROCESSABLE_ENTITY, message: format!("file: the commit has no file {:?}", body.file) });
     }
     let json = serde_json::to_string(&CommentBody { file: body.file, line: body.line, text }).expect("serialisable");
@@ -308,13 +318,13 @@ async fn put_scores(app: &Arc<App>, user: &str, id: i64, scores: Vec<CriterionSc
             stored(app.store.add_review(&loaded.submission.assignment, id, ReviewKind::Scores, user, &json, now())).await?;
         }
     }
-    let after = load(app, id).await?;
-    let rubric = after.desk.reviewers.iter().find(|r| r.author == user).and_then(|r| r.rubric);
+    let after = Desk::build(&spec, &stored(app.store.reviews(Some(&loaded.submission.assignment))).await?);
+    let rubric = after.reviewers.iter().find(|r| r.author == user).and_then(|r| r.rubric);
     record_webhook(
         app,
         "review.scored",
-        serde_json::json!({ "assignment": loaded.assignment.id, "task": loaded.assignment.task, "submission": id, "candidate": after.name(),
-            "reviewer": user, "scores": scores, "rubric": rubric, "rubric_mean": after.desk.rubric }),
+        serde_json::json!({ "assignment": loaded.assignment.id, "task": loaded.assignment.task, "submission": id, "candidate": loaded.name(),
+            "reviewer": user, "scores": scores, "rubric": rubric, "rubric_mean": after.rubric }),
     )
     .await;
     Ok(())
@@ -371,11 +381,7 @@ pub async fn review_section(app: &Arc<App>, id: i64, user: &str, csrf: &str) -> 
     let _ = write!(out, "<p><a href=\"/submissions/{id}/code\">Read the code</a> (every file, lint findings at their lines, diff against the starter)</p>");
 
     // Where the score stands in the cohort (each candidate's latest graded submission).
-    let cohort: Vec<f64> = {
-        let all = stored(app.store.submissions(None, Some(&loaded.submission.task))).await?;
-        let mut seen = HashSet::new();
-        all.into_iter().filter(|s| s.score.is_some() && seen.insert(s.assignment.clone())).filter_map(|s| s.score).collect()
-    };
+    let cohort = cohort_scores(app, &loaded.submission.task).await?;
     let baselines = crate::check::graded_baselines(&app.config.tasks_root, &loaded.submission.task);
     if let Some(score) = loaded.submission.score {
         let known: Vec<String> = baselines.iter().map(|b| format!("{} {:.1}", esc(&b.fixture), b.score)).collect();
@@ -822,11 +828,7 @@ pub async fn review_api(State(app): State<Arc<App>>, Path(id): Path<i64>, _asses
         let notes = view.as_ref().and_then(notes_of).map(str::to_string);
         let timeline = timeline(&app, &loaded.assignment).await?;
         let automatic = loaded.submission.score;
-        let cohort: Vec<f64> = {
-            let all = stored(app.store.submissions(None, Some(&loaded.submission.task))).await?;
-            let mut seen = HashSet::new();
-            all.into_iter().filter(|s| s.score.is_some() && seen.insert(s.assignment.clone())).filter_map(|s| s.score).collect()
-        };
+        let cohort = cohort_scores(&app, &loaded.submission.task).await?;
         let baselines = crate::check::graded_baselines(&app.config.tasks_root, &loaded.submission.task);
         Ok::<_, Failure>(serde_json::json!({
             "submission": id,

@@ -198,24 +198,27 @@ pub async fn similarity_api(
     }
 }
 
-/// The lines of a span, escaped, for the side-by-side view.
-fn span_text(app: &App, entry: &Entry, span: &Span) -> String {
+/// The text of one of an entry's files (git for a push, the folder for a known solution).
+fn file_text(app: &App, entry: &Entry, file: &str) -> Option<String> {
     let text = match &entry.source {
         Source::Git { assignment, commit } => app
             .repos
             .tree(assignment, commit)
             .ok()
-            .and_then(|entries| entries.into_iter().find(|e| e.path == span.file && e.size.unwrap_or(0) <= MAX_SOURCE))
+            .and_then(|entries| entries.into_iter().find(|e| e.path == file && e.size.unwrap_or(0) <= MAX_SOURCE))
             .and_then(|e| app.repos.blob(assignment, &e.object).ok())
             .map(|b| String::from_utf8_lossy(&b).into_owned()),
         Source::Folder(dir) => {
-            let path = dir.join(&span.file);
+            let path = dir.join(file);
             // Known solutions are the author's files; still, never follow a link.
             (!path.is_symlink()).then(|| std::fs::read_to_string(&path).ok()).flatten()
         }
-    };
-    let Some(text) = text else { return String::new() };
-    let source = if span.file.to_ascii_lowercase().ends_with(".ipynb") { crate::grading::lint::notebook_code(&text) } else { text };
+    }?;
+    Some(if file.to_ascii_lowercase().ends_with(".ipynb") { crate::grading::lint::notebook_code(&text) } else { text })
+}
+
+/// The lines of a span of `source`, escaped, for the side-by-side view.
+fn span_lines(source: &str, span: &Span) -> String {
     let mut out = String::new();
     for (i, line) in
         source.lines().enumerate().skip(span.first_line.saturating_sub(1) as usize).take((span.last_line + 1 - span.first_line.min(span.last_line)) as usize)
@@ -252,6 +255,7 @@ pub async fn similarity_page(
     let app_ref = app.clone();
     let pairs_html = tokio::task::spawn_blocking(move || {
         let mut out = String::new();
+        let mut texts: std::collections::HashMap<(String, String), Option<String>> = std::collections::HashMap::new();
         let link = |name: &str| match entries.iter().find(|e| e.name == name).and_then(|e| e.submission) {
             Some(id) => format!("<a href=\"/submissions/{id}\">{}</a>", esc(name)),
             None => esc(name),
@@ -271,10 +275,13 @@ pub async fn similarity_page(
             );
             let (ea, eb) = (entries.iter().find(|e| e.name == p.a), entries.iter().find(|e| e.name == p.b));
             for (sa, sb) in p.fragments.iter().take(12) {
-                let (ta, tb) = match (ea, eb) {
-                    (Some(ea), Some(eb)) => (span_text(&app_ref, ea, sa), span_text(&app_ref, eb, sb)),
-                    _ => (String::new(), String::new()),
+                // Each file is read once per page, however many fragments show it.
+                let mut text = |entry: Option<&Entry>, span: &Span| -> String {
+                    let Some(entry) = entry else { return String::new() };
+                    let source = texts.entry((entry.name.clone(), span.file.clone())).or_insert_with(|| file_text(&app_ref, entry, &span.file));
+                    source.as_deref().map(|s| span_lines(s, span)).unwrap_or_default()
                 };
+                let (ta, tb) = (text(ea, sa), text(eb, sb));
                 let _ = write!(
                     out,
                     "<table class=\"fragment\"><tr><th>{} lines {}–{}</th><th>{} lines {}–{}</th></tr><tr><td><pre>{ta}</pre></td><td><pre>{tb}</pre></td></tr></table>",
