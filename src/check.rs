@@ -20,7 +20,7 @@ use crate::grading::leaks;
 use crate::job::{self, ImageRef, JobError};
 use crate::report::Report;
 use crate::sandbox::Sandbox;
-use crate::task::{self, MetricInput, TaskKind, TaskSpec};
+use crate::task::{self, MetricInput, TaskSpec};
 
 /// A feature that predicts the hidden label at least this well draws a warning.
 pub const GIVEAWAY_THRESHOLD: f64 = 0.98;
@@ -143,6 +143,9 @@ pub struct Expect {
     pub accuracy: Option<[f64; 2]>,
     pub code_quality: Option<[f64; 2]>,
     pub runtime: Option<[f64; 2]>,
+    /// A task with several outputs: each output's own score (0–100 on its scale), by file name.
+    #[serde(default)]
+    pub outputs: BTreeMap<String, [f64; 2]>,
     /// missing_output or bad_format.
     pub problem: Option<String>,
     /// Text the problem's message must contain.
@@ -378,17 +381,27 @@ fn fit_shared_fixture(spec: &TaskSpec, shared: &Path) -> Result<tempfile::TempDi
         let body = format!("import payload\n\npayload.main({:?})\n", step.name);
         std::fs::write(made.path().join(script), body).map_err(|e| e.to_string())?;
     }
-    let truth_line = std::fs::read_to_string(spec.truth_path()).ok().and_then(|t| t.lines().nth(1).map(String::from)).unwrap_or_default();
-    let info = serde_json::json!({
-        "output": spec.grading.output,
-        "id": spec.grading.id,
-        "target": spec.grading.target,
-        "truth_name": Path::new(&spec.grading.truth).file_name().map(|n| n.to_string_lossy().into_owned()),
-        "truth_fields": truth_line.split(',').collect::<Vec<_>>(),
-        "steps": spec.steps.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
-        "hidden_steps": spec.steps.iter().filter(|s| s.reads_hidden()).map(|s| s.name.clone()).collect::<Vec<_>>(),
-        "truth_rows": crate::grading::table::extent(&spec.truth_path()).map(|e| e.rows).unwrap_or(0),
-    });
+    // Each graded output with a line of its truth; the first output's also at the top level.
+    let outputs: Vec<serde_json::Value> = spec
+        .outputs
+        .iter()
+        .map(|output| {
+            let truth = spec.truth_path(output);
+            let truth_line = std::fs::read_to_string(&truth).ok().and_then(|t| t.lines().nth(1).map(String::from)).unwrap_or_default();
+            serde_json::json!({
+                "output": output.output,
+                "id": output.id,
+                "target": output.target,
+                "truth_name": Path::new(&output.truth).file_name().map(|n| n.to_string_lossy().into_owned()),
+                "truth_fields": truth_line.split(',').collect::<Vec<_>>(),
+                "truth_rows": crate::grading::table::extent(&truth).map(|e| e.rows).unwrap_or(0),
+            })
+        })
+        .collect();
+    let mut info = outputs[0].clone();
+    info["steps"] = serde_json::json!(spec.steps.iter().map(|s| s.name.clone()).collect::<Vec<_>>());
+    info["hidden_steps"] = serde_json::json!(spec.steps.iter().filter(|s| s.reads_hidden()).map(|s| s.name.clone()).collect::<Vec<_>>());
+    info["outputs"] = serde_json::Value::Array(outputs);
     std::fs::write(made.path().join("takehome_check.json"), info.to_string()).map_err(|e| e.to_string())?;
     Ok(made)
 }
@@ -400,7 +413,7 @@ fn fit_shared_fixture(spec: &TaskSpec, shared: &Path) -> Result<tempfile::TempDi
 /// `/`. The links are made, never followed.
 fn plant_links(spec: &TaskSpec, list: &Path, dest: &Path) -> Result<(), String> {
     let Ok(text) = std::fs::read_to_string(list) else { return Ok(()) };
-    let truth = std::path::absolute(spec.truth_path()).map_err(|e| e.to_string())?;
+    let truth = std::path::absolute(spec.truth_path(spec.primary())).map_err(|e| e.to_string())?;
     let cwd = std::env::current_dir().map_err(|e| e.to_string())?;
     let from_cwd = truth.strip_prefix(&cwd).unwrap_or(&truth).to_string_lossy().trim_start_matches('/').to_string();
     let absolute = truth.to_string_lossy().trim_start_matches('/').to_string();
@@ -503,16 +516,14 @@ async fn run_fixture<S: Sandbox>(
 /// by nature and are left out).
 fn fingerprint(report: &Report) -> String {
     let steps: Vec<String> = report.steps.iter().map(|s| format!("{}={}", s.name, s.outcome.as_str())).collect();
-    let accuracy = &report.components.accuracy.accuracy;
-    format!(
-        "status={} steps=[{}] {}={:?} problem={:?} findings={}",
-        report.status.as_str(),
-        steps.join(","),
-        accuracy.metric,
-        accuracy.value,
-        accuracy.problem.as_ref().map(|p| (p.kind.as_str(), p.message.clone())),
-        report.components.code_quality.n_findings,
-    )
+    let outputs: Vec<String> = report
+        .components
+        .accuracy
+        .each(&report.output.file)
+        .into_iter()
+        .map(|o| format!("{}: {}={:?} problem={:?}", o.file, o.accuracy.metric, o.accuracy.value, o.accuracy.problem.as_ref().map(|p| (p.kind.as_str(), p.message.clone()))))
+        .collect();
+    format!("status={} steps=[{}] {} findings={}", report.status.as_str(), steps.join(","), outputs.join(" "), report.components.code_quality.n_findings)
 }
 
 fn compare(expect: &Expect, spec: &TaskSpec, report: &Report) -> Vec<String> {
@@ -551,6 +562,17 @@ fn compare(expect: &Expect, spec: &TaskSpec, report: &Report) -> Vec<String> {
             }
         }
     }
+    let each = c.accuracy.each(&report.output.file);
+    for (file, [low, high]) in &expect.outputs {
+        match each.iter().find(|o| o.file == file) {
+            None => failures.push(format!(
+                "expect.yaml names an output {file:?} that the task does not grade (it grades {})",
+                each.iter().map(|o| o.file).collect::<Vec<_>>().join(", ")
+            )),
+            Some(o) if !(*low..=*high).contains(&o.score) => failures.push(format!("{file} score {:.1} (expected {low} to {high})", o.score)),
+            Some(_) => {}
+        }
+    }
     let problem = c.accuracy.accuracy.problem.as_ref();
     if let Some(kind) = &expect.problem {
         match problem {
@@ -583,8 +605,9 @@ fn compare(expect: &Expect, spec: &TaskSpec, report: &Report) -> Vec<String> {
     }
     if expect.report_lacks_truth {
         let full = report.to_json();
-        let truth = std::fs::read_to_string(spec.truth_path()).unwrap_or_default();
-        let leaked = truth.lines().skip(1).filter(|l| l.len() >= 6).take(500).find(|line| full.contains(line) || candidate_view.contains(line));
+        let truths: Vec<String> = spec.outputs.iter().map(|o| std::fs::read_to_string(spec.truth_path(o)).unwrap_or_default()).collect();
+        let leaked =
+            truths.iter().flat_map(|t| t.lines().skip(1).filter(|l| l.len() >= 6).take(500)).find(|line| full.contains(line) || candidate_view.contains(line));
         if let Some(line) = leaked {
             failures.push(format!("the report holds a line of the hidden truth ({line:?})"));
         }
@@ -655,16 +678,22 @@ fn candidate_files(spec: &TaskSpec) -> Vec<PathBuf> {
 
 /// No hidden id appears in a public table's id column (or a starter file's).
 fn check_hidden_ids(spec: &TaskSpec) -> Result<String, String> {
-    let Some(id) = spec.grading.id.as_deref() else {
-        return Ok("the task has no id column (rows match whole)".to_string());
-    };
     let tables: Vec<PathBuf> =
         candidate_files(spec).into_iter().filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("csv") | Some("parquet"))).collect();
-    let shared = leaks::shared_ids(&spec.truth_path(), id, &tables)?;
-    if shared.is_empty() {
-        Ok(format!("no hidden {id:?} in {}", crate::units::count(tables.len(), "public table")))
+    let mut found = Vec::new();
+    let mut checked = Vec::new();
+    for output in &spec.outputs {
+        let Some(id) = output.id.as_deref() else { continue };
+        let shared = leaks::shared_ids(&spec.truth_path(output), id, &tables)?;
+        found.extend(shared.iter().map(|s| format!("{}: {}", s.file.display(), s.shared.describe())));
+        checked.push(format!("{id:?} of {}", output.truth));
+    }
+    if checked.is_empty() {
+        Ok("the task has no id column (rows match whole)".to_string())
+    } else if found.is_empty() {
+        Ok(format!("no hidden {} in {}", checked.join(" or "), crate::units::count(tables.len(), "public table")))
     } else {
-        Err(shared.iter().map(|s| format!("{}: {}", s.file.display(), s.shared.describe())).collect::<Vec<_>>().join("; "))
+        Err(found.join("; "))
     }
 }
 
@@ -688,11 +717,6 @@ fn check_hidden_files(spec: &TaskSpec) -> Result<String, String> {
 
 /// Warns when one feature of the hidden inputs gives the hidden label away.
 fn check_giveaways(spec: &TaskSpec) -> Result<Option<String>, String> {
-    let (TaskKind::ModelTraining, MetricInput::Labels | MetricInput::Probabilities, Some(id), Some(target)) =
-        (spec.kind, spec.grading.metric.input(), spec.grading.id.as_deref(), spec.grading.target.as_deref())
-    else {
-        return Ok(None);
-    };
     let inputs: Vec<PathBuf> = spec
         .steps
         .iter()
@@ -708,19 +732,18 @@ fn check_giveaways(spec: &TaskSpec) -> Result<Option<String>, String> {
         })
         .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("csv") | Some("parquet")))
         .collect();
-    let found = leaks::label_giveaways(&spec.truth_path(), id, target, &inputs, GIVEAWAY_THRESHOLD)?;
-    if found.is_empty() {
-        return Ok(None);
+    let mut warnings = Vec::new();
+    for output in &spec.outputs {
+        let (MetricInput::Labels | MetricInput::Probabilities, Some(id), Some(target)) = (output.metric.input(), output.id.as_deref(), output.target.as_deref())
+        else {
+            continue;
+        };
+        let found = leaks::label_giveaways(&spec.truth_path(output), id, target, &inputs, GIVEAWAY_THRESHOLD)?;
+        warnings.extend(found.iter().map(|g| {
+            format!("{} column {:?} predicts the hidden {target:?} with accuracy {:.3} from {} values", g.file.display(), g.column, g.purity, g.n_values)
+        }));
     }
-    Ok(Some(
-        found
-            .iter()
-            .map(|g| {
-                format!("{} column {:?} predicts the hidden {target:?} with accuracy {:.3} from {} values", g.file.display(), g.column, g.purity, g.n_values)
-            })
-            .collect::<Vec<_>>()
-            .join("; "),
-    ))
+    Ok((!warnings.is_empty()).then(|| warnings.join("; ")))
 }
 
 /// JUnit XML for CI: a test suite per task, a test case per check.

@@ -612,7 +612,7 @@ struct ScoreOptions {
 
 fn score(metric: &str, truth: &Path, predictions: &Path, options: ScoreOptions) -> Result<(), Failure> {
     use crate::grading;
-    use crate::task::{GradingSpec, Metric, MetricInput, Scale, Weights};
+    use crate::task::{GradingSpec, Metric, MetricInput, Scale};
     let metric = Metric::from_name(metric).ok_or_else(|| {
         let known: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
         usage(anyhow::anyhow!("unknown metric {metric:?} (expected one of {})", known.join(", ")))
@@ -622,10 +622,20 @@ fn score(metric: &str, truth: &Path, predictions: &Path, options: ScoreOptions) 
     let mut spec = match &task {
         Some(dir) => {
             let spec = task::load(dir).map_err(usage)?;
-            if spec.grading.metric != metric {
-                return Err(usage(anyhow::anyhow!("{} grades with {}, not {}", dir.display(), spec.grading.metric.name(), metric.name())));
-            }
-            spec.grading
+            // The task's output graded with this metric; of several, the one with this file name.
+            let matching: Vec<&GradingSpec> = spec.outputs.iter().filter(|o| o.metric == metric).collect();
+            let chosen = match matching.as_slice() {
+                [] => {
+                    let theirs: Vec<String> = spec.outputs.iter().map(|o| format!("{} with {}", o.output, o.metric.name())).collect();
+                    return Err(usage(anyhow::anyhow!("{} grades {}, not with {}", dir.display(), theirs.join(" and "), metric.name())));
+                }
+                [one] => *one,
+                several => several.iter().find(|o| o.output == output).copied().ok_or_else(|| {
+                    let names: Vec<&str> = several.iter().map(|o| o.output.as_str()).collect();
+                    usage(anyhow::anyhow!("{} grades {} with {}: name the file as one of them", dir.display(), names.join(", "), metric.name()))
+                })?,
+            };
+            chosen.clone()
         }
         None => GradingSpec {
             output: output.clone(),
@@ -637,7 +647,7 @@ fn score(metric: &str, truth: &Path, predictions: &Path, options: ScoreOptions) 
             columns: Vec::new(),
             metric,
             scale: Scale { zero_at: 0.0, full_at: 1.0 },
-            weights: Weights { accuracy: 1.0, code_quality: 0.0, runtime: 0.0, gated: true },
+            weight: 1.0,
             tolerance: crate::task::DEFAULT_TOLERANCE,
             missing: GradingSpec::default_missing(),
         },

@@ -249,7 +249,7 @@ async fn run_job<J: JobSandbox>(
     prepared: &PreparedSubmission,
     cancel: &CancellationToken,
     progress: Progress<'_>,
-) -> Result<(Vec<StepRun>, Option<CollectedOutput>), RunError> {
+) -> Result<(Vec<StepRun>, Option<Vec<CollectedOutput>>), RunError> {
     let dataset_dir = task.dataset_dir();
     let mut runs = Vec::new();
     for step in &task.steps {
@@ -282,7 +282,15 @@ async fn run_job<J: JobSandbox>(
     }
 
     let all_ok = runs.len() == task.steps.len() && runs.iter().all(|r| r.outcome == Outcome::Ok);
-    let output = if all_ok { Some(collect(job, task).await?) } else { None };
+    let output = if all_ok {
+        let mut collected = Vec::new();
+        for spec in &task.outputs {
+            collected.push(collect(job, task, &spec.output).await?);
+        }
+        Some(collected)
+    } else {
+        None
+    };
     Ok((runs, output))
 }
 
@@ -305,8 +313,7 @@ async fn run_lint<J: JobSandbox>(job: &J, task: &TaskSpec, prepared: &PreparedSu
     job.run_step(&lint_request, cancel).await
 }
 
-async fn collect<J: JobSandbox>(job: &J, task: &TaskSpec) -> Result<CollectedOutput, RunError> {
-    let name = &task.grading.output;
+async fn collect<J: JobSandbox>(job: &J, task: &TaskSpec, name: &str) -> Result<CollectedOutput, RunError> {
     let dir =
         tempfile::Builder::new().prefix("takehome-output-").tempdir().map_err(|source| RunError::Io { action: "create an output folder".into(), source })?;
     // An honest output fits its volume; a larger apparent size is a sparse file.
@@ -375,31 +382,36 @@ async fn build_report(
     runtime: crate::sandbox::Runtime,
     runs: Vec<StepRun>,
     lint_run: StepRun,
-    output: Option<CollectedOutput>,
+    output: Option<Vec<CollectedOutput>>,
 ) -> Result<Report, JobError> {
-    let spec = &task.grading;
     let all_ok = runs.len() == task.steps.len() && runs.iter().all(|r| r.outcome == Outcome::Ok);
-    let accuracy = match &output {
-        None => {
-            let failed = runs.iter().find(|r| r.outcome != Outcome::Ok).map(|r| r.outcome.as_str()).unwrap_or("failed");
-            Accuracy::failed(spec.metric, OutputProblem::missing(format!("not scored: a step ended {failed}")))
-        }
-        Some(CollectedOutput { accuracy_input: Err(problem), .. }) => Accuracy::failed(spec.metric, problem.clone()),
-        Some(CollectedOutput { accuracy_input: Ok(path), .. }) => {
-            let (spec_owned, path, truth) = (spec.clone(), path.clone(), task.truth_path());
-            tokio::task::spawn_blocking(move || grading::grade_output(&spec_owned, &path, &truth))
-                .await
-                .map_err(|error| JobError::Internal(format!("grading panicked: {error}")))??
-        }
-    };
+    let mut graded = Vec::new();
+    for (index, spec) in task.outputs.iter().enumerate() {
+        let collected = output.as_ref().and_then(|o| o.get(index));
+        let accuracy = match collected {
+            None => {
+                let failed = runs.iter().find(|r| r.outcome != Outcome::Ok).map(|r| r.outcome.as_str()).unwrap_or("failed");
+                Accuracy::failed(spec.metric, OutputProblem::missing(format!("not scored: a step ended {failed}")))
+            }
+            Some(CollectedOutput { accuracy_input: Err(problem), .. }) => Accuracy::failed(spec.metric, problem.clone()),
+            Some(CollectedOutput { accuracy_input: Ok(path), .. }) => {
+                let (spec_owned, path, truth) = (spec.clone(), path.clone(), task.truth_path(spec));
+                tokio::task::spawn_blocking(move || grading::grade_output(&spec_owned, &path, &truth))
+                    .await
+                    .map_err(|error| JobError::Internal(format!("grading panicked: {error}")))??
+            }
+        };
+        graded.push((accuracy, collected.and_then(|c| c.bytes)));
+    }
+    let accuracy_component = combine_outputs(task, graded);
     let status = if !all_ok {
         Status::StepFailed
-    } else if accuracy.problem.is_some() {
+    } else if accuracy_component.accuracy.problem.is_some() {
         Status::BadOutput
     } else {
         Status::Graded
     };
-    let accuracy_score = accuracy.value.map(|v| spec.scale.score(v)).unwrap_or(0.0);
+    let accuracy_score = accuracy_component.score;
 
     let mut findings = lint_findings(&lint_run);
     add_context(prepared, &mut findings);
@@ -411,31 +423,14 @@ async fn build_report(
     let peak_memory_bytes = runs.iter().filter_map(|r| r.peak_memory_bytes).max();
     let runtime_score = if all_ok { grading::runtime_score(wall, task.runtime_full_under, task.total_timeout()) } else { 0.0 };
 
-    let weights = spec.weights;
+    let weights = task.weights;
     let score = weights.total(accuracy_score, code_score, runtime_score);
     let per_100 = if lines_of_code == 0 { 0.0 } else { findings.len() as f64 * 100.0 / lines_of_code as f64 };
     let formula = explain(
         &weights,
         (accuracy_score, code_score, runtime_score),
         score,
-        &format!(
-            "{} = 100 x clamp(({} {} - {}) / ({} - {}), 0, 1){}",
-            fmt1(accuracy_score),
-            spec.metric.name(),
-            accuracy.value.map(|v| format!("{v:.6}")).unwrap_or_else(|| "(not scored: 0)".into()),
-            spec.scale.zero_at,
-            spec.scale.full_at,
-            spec.scale.zero_at,
-            if spec.metric.input() == crate::task::MetricInput::Table {
-                format!(
-                    " (cells equal by their column's rule; numbers within {} x max(|truth|, 1); missing cells: {}, equal only to each other)",
-                    spec.tolerance,
-                    spec.missing_text()
-                )
-            } else {
-                String::new()
-            }
-        ),
+        &accuracy_formula(task, &accuracy_component),
         &format!("{} = 100 x clamp(1 - {per_100:.2} findings per 100 lines / {}, 0, 1)", fmt1(code_score), task.lint.zero_at),
         &format!(
             "{} = 100 if {:.2} s <= {} s, falling linearly to 0 at {} s{}",
@@ -469,7 +464,7 @@ async fn build_report(
         score,
         formula,
         components: Components {
-            accuracy: AccuracyComponent { accuracy, zero_at: spec.scale.zero_at, full_at: spec.scale.full_at, score: accuracy_score, weight: weights.accuracy },
+            accuracy: AccuracyComponent { weight: weights.accuracy, ..accuracy_component },
             code_quality: CodeQualityComponent {
                 tool: "ruff".to_string(),
                 rules: task.lint.select.clone(),
@@ -493,9 +488,9 @@ async fn build_report(
         },
         steps,
         output: OutputReport {
-            file: spec.output.clone(),
-            bytes: output.as_ref().and_then(|o| o.bytes),
-            rejected: output.map(|o| o.rejected).unwrap_or_default(),
+            file: output_files(task),
+            bytes: output.as_ref().and_then(|o| o.iter().map(|c| c.bytes).sum::<Option<u64>>()),
+            rejected: output.map(|o| o.into_iter().flat_map(|c| c.rejected).collect()).unwrap_or_default(),
         },
         provenance: Provenance {
             image: image.tag.clone(),
@@ -508,6 +503,91 @@ async fn build_report(
             graded_at: now_rfc3339(),
         },
     })
+}
+
+/// The graded files' names, as the report's `output.file` shows them.
+fn output_files(task: &TaskSpec) -> String {
+    task.outputs.iter().map(|o| o.output.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// The accuracy component from each output's grade: for one output, that output's; for several,
+/// each in `outputs` and their weighted mean above, with the first problem (named by its file).
+fn combine_outputs(task: &TaskSpec, graded: Vec<(Accuracy, Option<u64>)>) -> AccuracyComponent {
+    let scored: Vec<OutputGrade> = task
+        .outputs
+        .iter()
+        .zip(graded)
+        .map(|(spec, (accuracy, bytes))| OutputGrade {
+            file: spec.output.clone(),
+            score: accuracy.value.map(|v| spec.scale.score(v)).unwrap_or(0.0),
+            accuracy,
+            zero_at: spec.scale.zero_at,
+            full_at: spec.scale.full_at,
+            weight: spec.weight,
+            bytes,
+        })
+        .collect();
+    if scored.len() == 1 {
+        let only = scored.into_iter().next().expect("one output");
+        return AccuracyComponent { accuracy: only.accuracy, zero_at: only.zero_at, full_at: only.full_at, score: only.score, weight: 0.0, outputs: Vec::new() };
+    }
+    let total_weight: f64 = scored.iter().map(|o| o.weight).sum();
+    let score = scored.iter().map(|o| o.weight * o.score).sum::<f64>() / total_weight.max(f64::MIN_POSITIVE);
+    let problem = scored.iter().find_map(|o| {
+        o.accuracy.problem.as_ref().map(|p| {
+            let message = if p.message.contains(&o.file) { p.message.clone() } else { format!("{}: {}", o.file, p.message) };
+            OutputProblem { message, ..p.clone() }
+        })
+    });
+    let metric = scored.iter().map(|o| o.accuracy.metric.as_str()).collect::<Vec<_>>().join(" + ");
+    let accuracy = Accuracy {
+        metric,
+        value: None,
+        problem,
+        n_rows: scored.iter().map(|o| o.accuracy.n_rows).sum(),
+        confusion: None,
+        cleaning: None,
+        residuals: None,
+    };
+    AccuracyComponent { accuracy, zero_at: 0.0, full_at: 100.0, score, weight: 0.0, outputs: scored }
+}
+
+/// How one output's score follows from its metric.
+fn output_formula(spec: &crate::task::GradingSpec, value: Option<f64>, score: f64) -> String {
+    format!(
+        "{} = 100 x clamp(({} {} - {}) / ({} - {}), 0, 1){}",
+        fmt1(score),
+        spec.metric.name(),
+        value.map(|v| format!("{v:.6}")).unwrap_or_else(|| "(not scored: 0)".into()),
+        spec.scale.zero_at,
+        spec.scale.full_at,
+        spec.scale.zero_at,
+        if spec.metric.input() == crate::task::MetricInput::Table {
+            format!(
+                " (cells equal by their column's rule; numbers within {} x max(|truth|, 1); missing cells: {}, equal only to each other)",
+                spec.tolerance,
+                spec.missing_text()
+            )
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// The accuracy part of the formula: one output's, or the weighted mean of several.
+fn accuracy_formula(task: &TaskSpec, component: &AccuracyComponent) -> String {
+    if component.outputs.is_empty() {
+        return output_formula(task.primary(), component.accuracy.value, component.score);
+    }
+    let total: f64 = component.outputs.iter().map(|o| o.weight).sum();
+    let terms: Vec<String> = component.outputs.iter().map(|o| format!("{} x {} {}", o.weight, o.file, fmt1(o.score))).collect();
+    let parts: Vec<String> = task
+        .outputs
+        .iter()
+        .zip(&component.outputs)
+        .map(|(spec, o)| format!("{} {}", o.file, output_formula(spec, o.accuracy.value, o.score)))
+        .collect();
+    format!("{} = ({}) / {total}, where {}", fmt1(component.score), terms.join(" + "), parts.join("; "))
 }
 
 fn fmt1(value: f64) -> String {
@@ -579,8 +659,8 @@ fn add_context(prepared: &PreparedSubmission, findings: &mut [lint::Finding]) {
 
 /// The report of a submission refused before anything ran.
 async fn rejected_report(task: &TaskSpec, submission_dir: &Path, image: &ImageRef, reason: String) -> Result<Report, JobError> {
-    let spec = &task.grading;
-    let accuracy = Accuracy::failed(spec.metric, OutputProblem::missing(format!("not run: {reason}")));
+    let graded = task.outputs.iter().map(|spec| (Accuracy::failed(spec.metric, OutputProblem::missing(format!("not run: {reason}"))), None)).collect();
+    let weights = task.weights;
     Ok(Report {
         schema_version: SCHEMA_VERSION,
         candidate: None,
@@ -590,7 +670,7 @@ async fn rejected_report(task: &TaskSpec, submission_dir: &Path, image: &ImageRe
         score: 0.0,
         formula: "the submission was refused before it ran".to_string(),
         components: Components {
-            accuracy: AccuracyComponent { accuracy, zero_at: spec.scale.zero_at, full_at: spec.scale.full_at, score: 0.0, weight: spec.weights.accuracy },
+            accuracy: AccuracyComponent { weight: weights.accuracy, ..combine_outputs(task, graded) },
             code_quality: CodeQualityComponent {
                 tool: "ruff".to_string(),
                 rules: task.lint.select.clone(),
@@ -600,7 +680,7 @@ async fn rejected_report(task: &TaskSpec, submission_dir: &Path, image: &ImageRe
                 zero_at: task.lint.zero_at,
                 findings: Vec::new(),
                 score: 0.0,
-                weight: spec.weights.code_quality,
+                weight: weights.code_quality,
             },
             runtime: RuntimeComponent {
                 wall_seconds: 0.0,
@@ -609,11 +689,11 @@ async fn rejected_report(task: &TaskSpec, submission_dir: &Path, image: &ImageRe
                 full_under_seconds: task.runtime_full_under.as_secs_f64(),
                 zero_at_seconds: task.total_timeout().as_secs_f64(),
                 score: 0.0,
-                weight: spec.weights.runtime,
+                weight: weights.runtime,
             },
         },
         steps: Vec::new(),
-        output: OutputReport { file: spec.output.clone(), bytes: None, rejected: Vec::new() },
+        output: OutputReport { file: output_files(task), bytes: None, rejected: Vec::new() },
         provenance: Provenance {
             image: image.tag.clone(),
             image_id: image.id.clone(),

@@ -326,7 +326,7 @@ fn new_cleaning_task(request: &NewTask, header: &[String], task_dir: &Path, data
         columns: Vec::new(),
         metric: crate::task::Metric::CellAccuracy,
         scale: crate::task::Scale { zero_at: 0.0, full_at: 1.0 },
-        weights: crate::task::Weights { accuracy: 1.0, code_quality: 0.0, runtime: 0.0, gated: true },
+        weight: 1.0,
         tolerance: crate::task::DEFAULT_TOLERANCE,
         missing: crate::task::GradingSpec::default_missing(),
     };

@@ -38,6 +38,8 @@ const MIN_MEMORY: u64 = 32 << 20;
 pub enum TaskKind {
     ModelTraining,
     DataCleaning,
+    /// A cleaned table and a model's outputs, graded as several outputs (`grading:` a list).
+    CleaningThenTraining,
 }
 
 impl TaskKind {
@@ -45,6 +47,7 @@ impl TaskKind {
         match self {
             TaskKind::ModelTraining => "model-training",
             TaskKind::DataCleaning => "data-cleaning",
+            TaskKind::CleaningThenTraining => "cleaning-then-training",
         }
     }
 }
@@ -223,7 +226,8 @@ pub struct GradingSpec {
     pub columns: Vec<(String, CellCompare)>,
     pub metric: Metric,
     pub scale: Scale,
-    pub weights: Weights,
+    /// This output's share of the accuracy score (1 unless a list of outputs says otherwise).
+    pub weight: f64,
     /// Numbers compare equal within this tolerance (data cleaning): |expected − got| ≤
     /// tolerance × max(|expected|, 1), so relative above 1 and absolute below.
     pub tolerance: f64,
@@ -266,7 +270,11 @@ pub struct TaskSpec {
     pub starter: String,
     pub dataset: String,
     pub steps: Vec<StepSpec>,
-    pub grading: GradingSpec,
+    /// What is graded: one output or several (`grading:` a list), each scored on its own scale;
+    /// the accuracy score is their weighted mean.
+    pub outputs: Vec<GradingSpec>,
+    /// How accuracy, code quality and runtime combine into the total.
+    pub weights: Weights,
     pub lint: LintSpec,
     pub runtime_full_under: Duration,
     pub workspace_cap_bytes: u64,
@@ -293,8 +301,17 @@ impl TaskSpec {
     pub fn image_dir(&self) -> PathBuf {
         self.root.join("runner-images").join(&self.image)
     }
-    pub fn truth_path(&self) -> PathBuf {
-        self.dataset_dir().join(&self.grading.truth)
+    /// Where an output's hidden truth lies.
+    pub fn truth_path(&self, output: &GradingSpec) -> PathBuf {
+        self.dataset_dir().join(&output.truth)
+    }
+    /// The first (for most tasks, the only) graded output.
+    pub fn primary(&self) -> &GradingSpec {
+        &self.outputs[0]
+    }
+    /// The output graded from the file `name`.
+    pub fn output_named(&self, name: &str) -> Option<&GradingSpec> {
+        self.outputs.iter().find(|o| o.output == name)
     }
     /// The sum of the steps' timeouts: the runtime score reaches zero there.
     pub fn total_timeout(&self) -> Duration {
@@ -635,8 +652,8 @@ impl Reader {
             document,
             "",
             &[
-                "id", "title", "kind", "time_box", "image", "brief", "starter", "dataset", "steps", "grading", "lint", "runtime", "storage", "sandbox",
-                "check", "review",
+                "id", "title", "kind", "time_box", "image", "brief", "starter", "dataset", "steps", "grading", "weights", "lint", "runtime", "storage",
+                "sandbox", "check", "review",
             ],
         )?;
         let root = task_dir.parent().and_then(Path::parent).unwrap_or(Path::new(".")).to_path_buf();
@@ -653,8 +670,9 @@ impl Reader {
         let kind = match self.string(top, "", "kind", true).as_deref() {
             Some("model-training") => Some(TaskKind::ModelTraining),
             Some("data-cleaning") => Some(TaskKind::DataCleaning),
+            Some("cleaning-then-training") => Some(TaskKind::CleaningThenTraining),
             Some(other) => {
-                self.problem("kind", format!("unknown kind {other:?} (expected model-training or data-cleaning)"));
+                self.problem("kind", format!("unknown kind {other:?} (expected model-training, data-cleaning or cleaning-then-training)"));
                 None
             }
             None => None,
@@ -688,15 +706,9 @@ impl Reader {
         }
         let dataset_dir = dataset_dir.filter(|dir| dir.is_dir());
 
-        let grading = match top.get("grading") {
-            Some(value) => self.grading(value, kind, dataset_dir.as_deref()),
-            None => {
-                self.problem("grading", "missing (expected a mapping)");
-                None
-            }
-        };
-        let truth = grading.as_ref().map(|g| g.truth.clone());
-        let steps = self.steps(top, dataset_dir.as_deref(), truth.as_deref());
+        let (outputs, weights) = self.outputs(top, kind, dataset_dir.as_deref());
+        let truths: Vec<String> = outputs.iter().flatten().map(|g| g.truth.clone()).collect();
+        let steps = self.steps(top, dataset_dir.as_deref(), &truths);
         let lint = self.lint(top);
 
         let mut runtime_full_under = Some(Duration::from_secs(30));
@@ -749,7 +761,8 @@ impl Reader {
             starter,
             dataset: dataset?,
             steps: steps?,
-            grading: grading?,
+            outputs: outputs?,
+            weights: weights?,
             lint: lint?,
             runtime_full_under: runtime_full_under?,
             workspace_cap_bytes,
@@ -776,7 +789,7 @@ impl Reader {
         }
     }
 
-    fn steps(&mut self, top: &Mapping, dataset_dir: Option<&Path>, truth: Option<&str>) -> Option<Vec<StepSpec>> {
+    fn steps(&mut self, top: &Mapping, dataset_dir: Option<&Path>, truths: &[String]) -> Option<Vec<StepSpec>> {
         let Some(value) = top.get("steps") else {
             self.problem("steps", "missing (expected a list of steps)");
             return None;
@@ -793,7 +806,7 @@ impl Reader {
         let mut complete = true;
         for (index, item) in items.iter().enumerate() {
             let path = format!("steps[{index}]");
-            match self.step(item, &path, dataset_dir, truth) {
+            match self.step(item, &path, dataset_dir, truths) {
                 Some(step) => {
                     if steps.iter().any(|s: &StepSpec| s.name == step.name) {
                         self.problem(&join(&path, "name"), format!("{:?} is used by an earlier step (names must be unique)", step.name));
@@ -806,7 +819,7 @@ impl Reader {
         complete.then_some(steps)
     }
 
-    fn step(&mut self, value: &Value, path: &str, dataset_dir: Option<&Path>, truth: Option<&str>) -> Option<StepSpec> {
+    fn step(&mut self, value: &Value, path: &str, dataset_dir: Option<&Path>, truths: &[String]) -> Option<StepSpec> {
         let map = self.mapping(value, path, &["name", "run", "inputs", "timeout", "memory", "cpus", "candidate_logs"])?;
         let name = self.string(map, path, "name", true);
         if let Some(name) = &name {
@@ -831,7 +844,7 @@ impl Reader {
             if !(input == "public" || input.starts_with("public/") || input == "hidden" || input.starts_with("hidden/")) {
                 self.problem(&field, format!("{input:?} must lie under public/ or hidden/"));
             }
-            if let Some(truth) = truth {
+            for truth in truths {
                 let input_trimmed = input.trim_end_matches('/');
                 if truth == input_trimmed || truth.starts_with(&format!("{input_trimmed}/")) {
                     self.problem(&field, format!("{input:?} would hand the hidden truth {truth:?} to the container"));
@@ -870,26 +883,112 @@ impl Reader {
         Some(step)
     }
 
-    fn grading(&mut self, value: &Value, kind: Option<TaskKind>, dataset_dir: Option<&Path>) -> Option<GradingSpec> {
-        let path = "grading";
+    /// `grading:` — one output (a mapping, as tasks have always written it) or a list of outputs,
+    /// each with its own file, truth, metric, scale and `weight` (its share of the accuracy score).
+    /// Returns the outputs and the component weights (`grading.weights` in the single form, the
+    /// top-level `weights:` in either).
+    fn outputs(&mut self, top: &Mapping, kind: Option<TaskKind>, dataset_dir: Option<&Path>) -> (Option<Vec<GradingSpec>>, Option<Weights>) {
+        let top_weights = top.get("weights").map(|value| self.weights(value, "weights"));
+        let Some(value) = top.get("grading") else {
+            self.problem("grading", "missing (expected a mapping, or a list of outputs)");
+            return (None, top_weights.flatten());
+        };
+        let (outputs, inner_weights) = match value {
+            Value::Sequence(items) => {
+                if items.is_empty() {
+                    self.problem("grading", "is empty (expected at least one output)");
+                    return (None, top_weights.flatten());
+                }
+                let mut outputs = Vec::new();
+                let mut complete = true;
+                for (index, item) in items.iter().enumerate() {
+                    let path = format!("grading[{index}]");
+                    match self.grading(item, &path, true, kind, dataset_dir) {
+                        Some((output, _)) => {
+                            if outputs.iter().any(|o: &GradingSpec| o.output == output.output) {
+                                self.problem(&join(&path, "output"), format!("{:?} is graded by an earlier output (file names must be unique)", output.output));
+                            }
+                            outputs.push(output);
+                        }
+                        None => complete = false,
+                    }
+                }
+                (complete.then_some(outputs), None)
+            }
+            single => match self.grading(single, "grading", false, kind, dataset_dir) {
+                Some((output, weights)) => (Some(vec![output]), weights),
+                None => (None, None),
+            },
+        };
+        if let (Some(outputs), Some(TaskKind::CleaningThenTraining)) = (&outputs, kind) {
+            let tables = outputs.iter().filter(|o| o.metric.input() == MetricInput::Table).count();
+            if tables == 0 || tables == outputs.len() {
+                self.problem("grading", "a cleaning-then-training task grades a cleaned table (cell_accuracy) and at least one model output (a list of outputs)");
+            }
+        }
+        let weights = match (top_weights, inner_weights) {
+            (Some(_), Some(_)) => {
+                self.problem("weights", "given twice (here and under grading.weights): keep one");
+                None
+            }
+            (Some(weights), None) | (None, Some(weights)) => weights,
+            (None, None) => Some(Weights { accuracy: 70.0, code_quality: 15.0, runtime: 15.0, gated: true }),
+        };
+        (outputs, weights)
+    }
+
+    /// `{ accuracy, code_quality, runtime, gated }` at `path`; `None` when it is not a mapping.
+    fn weights(&mut self, value: &Value, path: &str) -> Option<Weights> {
+        self.mapping(value, path, &["accuracy", "code_quality", "runtime", "gated"]).map(|weights_map| {
+            let mut weight = |key: &str| {
+                let value = self.optional_number(weights_map, path, key, 0.0);
+                if value < 0.0 {
+                    self.problem(&join(path, key), "must not be negative");
+                }
+                value
+            };
+            let (accuracy, code_quality, runtime) = (weight("accuracy"), weight("code_quality"), weight("runtime"));
+            let gated = match weights_map.get("gated") {
+                None => true,
+                Some(Value::Bool(gated)) => *gated,
+                Some(other) => {
+                    self.problem(&join(path, "gated"), format!("expected true or false, got {}", describe(other)));
+                    true
+                }
+            };
+            let weights = Weights { accuracy, code_quality, runtime, gated };
+            if weights.accuracy + weights.code_quality + weights.runtime <= 0.0 {
+                self.problem(path, "must add up to more than zero");
+            }
+            weights
+        })
+    }
+
+    /// One output at `path`; `in_list` when it is an entry of a list (it may carry a `weight`,
+    /// not the component `weights`). Returns the output and, in the single form, its `weights`.
+    fn grading(&mut self, value: &Value, path: &str, in_list: bool, kind: Option<TaskKind>, dataset_dir: Option<&Path>) -> Option<(GradingSpec, Option<Option<Weights>>)> {
         let map = self.mapping(
             value,
             path,
-            &["output", "truth", "id", "key", "target", "positive", "classes", "columns", "metric", "scale", "weights", "tolerance", "missing"],
+            if in_list {
+                &["output", "truth", "id", "key", "target", "positive", "classes", "columns", "metric", "scale", "weight", "tolerance", "missing"]
+            } else {
+                &["output", "truth", "id", "key", "target", "positive", "classes", "columns", "metric", "scale", "weights", "tolerance", "missing"]
+            },
         )?;
         let output = self.string(map, path, "output", true);
         if let Some(output) = &output {
             if output.contains('/') || output == "." || output == ".." {
-                self.problem("grading.output", format!("{output:?} must be a plain file name (it is read from /output)"));
+                self.problem(&join(path, "output"), format!("{output:?} must be a plain file name (it is read from /output)"));
             }
         }
         let truth = self.string(map, path, "truth", true);
         if let Some(truth) = &truth {
             if !is_plain_relative(truth) || !truth.starts_with("hidden/") {
-                self.problem("grading.truth", format!("{truth:?} must be a relative path under hidden/ in the data set"));
+                self.problem(&join(path, "truth"), format!("{truth:?} must be a relative path under hidden/ in the data set"));
             } else if let Some(dir) = dataset_dir {
                 if !dir.join(truth).is_file() {
-                    self.problem("grading.truth", format!("{truth:?}: no such file in {}", dir.display()));
+                    self.problem(&join(path, "truth"), format!("{truth:?}: no such file in {}", dir.display()));
                 }
             }
         }
@@ -898,21 +997,31 @@ impl Reader {
                 Some(metric) => Some(metric),
                 None => {
                     let known: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
-                    self.problem("grading.metric", format!("unknown metric {name:?} (expected one of {})", known.join(", ")));
+                    self.problem(&join(path, "metric"), format!("unknown metric {name:?} (expected one of {})", known.join(", ")));
                     None
                 }
             },
             None => None,
         };
+        // In a cleaning-then-training task each output is one or the other, as its metric says.
+        let chained = kind == Some(TaskKind::CleaningThenTraining);
+        let kind = match kind {
+            Some(TaskKind::CleaningThenTraining) => {
+                metric.map(|m| if m.input() == MetricInput::Table { TaskKind::DataCleaning } else { TaskKind::ModelTraining })
+            }
+            other => other,
+        };
         let cleaning = kind == Some(TaskKind::DataCleaning);
         let id = if cleaning {
             if map.contains_key("id") {
-                self.problem("grading.id", "a data-cleaning task names its row key with `key` (or none, to match whole rows)");
+                let who = if chained { "a cleaned table" } else { "a data-cleaning task" };
+                self.problem(&join(path, "id"), format!("{who} names its row key with `key` (or none, to match whole rows)"));
             }
             self.string(map, path, "key", false)
         } else {
             if map.contains_key("key") {
-                self.problem("grading.key", "a model-training task names its id column with `id`");
+                let who = if chained { "a model's output" } else { "a model-training task" };
+                self.problem(&join(path, "key"), format!("{who} names its id column with `id`"));
             }
             self.string(map, path, "id", kind.is_some())
         };
@@ -923,78 +1032,59 @@ impl Reader {
             let fits = match kind {
                 TaskKind::ModelTraining => metric.input() != MetricInput::Table,
                 TaskKind::DataCleaning => metric.input() == MetricInput::Table,
+                TaskKind::CleaningThenTraining => true,
             };
             if !fits {
-                self.problem("grading.metric", format!("{} does not fit a {} task", metric.name(), kind.as_str()));
+                self.problem(&join(path, "metric"), format!("{} does not fit a {} task", metric.name(), kind.as_str()));
             }
             if kind == TaskKind::ModelTraining && target.is_none() {
-                self.problem("grading.target", "missing (a model-training task names the predicted column)");
+                let who = if chained { "a model's output" } else { "a model-training task" };
+                self.problem(&join(path, "target"), format!("missing ({who} names the predicted column)"));
             }
             if metric.needs_positive() && positive.is_none() {
-                self.problem("grading.positive", format!("missing ({} is binary: name the positive label)", metric.name()));
+                self.problem(&join(path, "positive"), format!("missing ({} is binary: name the positive label)", metric.name()));
             }
             if cleaning && target.is_some() {
-                self.problem("grading.target", "a data-cleaning task compares whole tables; it has no target column");
+                self.problem(&join(path, "target"), "a data-cleaning task compares whole tables; it has no target column");
             }
         }
         let columns = match map.get("columns") {
             None => Vec::new(),
-            Some(value) => self.columns(value),
+            Some(value) => self.columns(value, &join(path, "columns")),
         };
         let scale = match map.get("scale") {
-            Some(value) => self.mapping(value, "grading.scale", &["zero_at", "full_at"]).and_then(|scale_map| {
-                let zero_at = self.number(scale_map, "grading.scale", "zero_at");
-                let full_at = self.number(scale_map, "grading.scale", "full_at");
+            Some(value) => self.mapping(value, &join(path, "scale"), &["zero_at", "full_at"]).and_then(|scale_map| {
+                let zero_at = self.number(scale_map, &join(path, "scale"), "zero_at");
+                let full_at = self.number(scale_map, &join(path, "scale"), "full_at");
                 let scale = Scale { zero_at: zero_at?, full_at: full_at? };
                 if scale.zero_at == scale.full_at {
-                    self.problem("grading.scale", "zero_at and full_at must differ");
+                    self.problem(&join(path, "scale"), "zero_at and full_at must differ");
                 } else if let Some(metric) = metric {
                     if metric.higher_is_better() != (scale.full_at > scale.zero_at) {
                         let direction = if metric.higher_is_better() { "higher" } else { "lower" };
-                        self.problem("grading.scale", format!("{direction} {} is better, so full_at must be {direction} than zero_at", metric.name()));
+                        self.problem(&join(path, "scale"), format!("{direction} {} is better, so full_at must be {direction} than zero_at", metric.name()));
                     }
                 }
                 Some(scale)
             }),
             None => {
-                self.problem("grading.scale", "missing (expected { zero_at: N, full_at: N })");
+                self.problem(&join(path, "scale"), "missing (expected { zero_at: N, full_at: N })");
                 None
             }
         };
-        let weights = match map.get("weights") {
-            Some(value) => self.mapping(value, "grading.weights", &["accuracy", "code_quality", "runtime", "gated"]).map(|weights_map| {
-                let mut weight = |key: &str| {
-                    let value = self.optional_number(weights_map, "grading.weights", key, 0.0);
-                    if value < 0.0 {
-                        self.problem(&format!("grading.weights.{key}"), "must not be negative");
-                    }
-                    value
-                };
-                let (accuracy, code_quality, runtime) = (weight("accuracy"), weight("code_quality"), weight("runtime"));
-                let gated = match weights_map.get("gated") {
-                    None => true,
-                    Some(Value::Bool(gated)) => *gated,
-                    Some(other) => {
-                        self.problem("grading.weights.gated", format!("expected true or false, got {}", describe(other)));
-                        true
-                    }
-                };
-                let weights = Weights { accuracy, code_quality, runtime, gated };
-                if weights.accuracy + weights.code_quality + weights.runtime <= 0.0 {
-                    self.problem("grading.weights", "must add up to more than zero");
-                }
-                weights
-            }),
-            None => Some(Weights { accuracy: 70.0, code_quality: 15.0, runtime: 15.0, gated: true }),
-        };
+        let weights = if in_list { None } else { map.get("weights").map(|value| self.weights(value, &join(path, "weights"))) };
+        let weight = if in_list { self.optional_number(map, path, "weight", 1.0) } else { 1.0 };
+        if weight <= 0.0 {
+            self.problem(&join(path, "weight"), format!("{weight} must be more than zero (an output that does not count has no place here)"));
+        }
         let tolerance = self.optional_number(map, path, "tolerance", DEFAULT_TOLERANCE);
         if tolerance < 0.0 {
-            self.problem("grading.tolerance", "must not be negative");
+            self.problem(&join(path, "tolerance"), "must not be negative");
         }
         let mut missing = GradingSpec::default_missing();
         if let Some(value) = map.get("missing") {
             if kind != Some(TaskKind::DataCleaning) {
-                self.problem("grading.missing", "only a data-cleaning task compares missing cells (leave it out)");
+                self.problem(&join(path, "missing"), "only a cleaned table (cell_accuracy) compares missing cells (leave it out)");
             }
             match value {
                 Value::Sequence(items) => {
@@ -1002,9 +1092,9 @@ impl Reader {
                     for (index, item) in items.iter().enumerate() {
                         match item {
                             Value::String(text) if !missing.contains(text) => missing.push(text.clone()),
-                            Value::String(text) => self.problem(&format!("grading.missing[{index}]"), format!("{text:?} is listed twice")),
+                            Value::String(text) => self.problem(&format!("{path}.missing[{index}]"), format!("{text:?} is listed twice")),
                             other => self.problem(
-                                &format!("grading.missing[{index}]"),
+                                &format!("{path}.missing[{index}]"),
                                 format!("expected a spelling of missing as a string (\"NA\", \"\"), got {}", describe(other)),
                             ),
                         }
@@ -1014,10 +1104,10 @@ impl Reader {
                         missing.insert(0, String::new());
                     }
                 }
-                other => self.problem("grading.missing", format!("expected a list of spellings like [\"\", \"NA\"], got {}", describe(other))),
+                other => self.problem(&join(path, "missing"), format!("expected a list of spellings like [\"\", \"NA\"], got {}", describe(other))),
             }
         }
-        Some(GradingSpec {
+        let spec = GradingSpec {
             output: output?,
             truth: truth?,
             id,
@@ -1027,25 +1117,26 @@ impl Reader {
             columns,
             metric: metric?,
             scale: scale?,
-            weights: weights?,
+            weight,
             tolerance,
             missing,
-        })
+        };
+        Some((spec, weights))
     }
 
     /// `columns: { name: { compare: number, tolerance: 0.01 } | { compare: text, trim: true, case: insensitive } | { compare: date } }`
-    fn columns(&mut self, value: &Value) -> Vec<(String, CellCompare)> {
+    fn columns(&mut self, value: &Value, columns_path: &str) -> Vec<(String, CellCompare)> {
         let Value::Mapping(map) = value else {
-            self.problem("grading.columns", format!("expected a mapping of column names, got {}", describe(value)));
+            self.problem(columns_path, format!("expected a mapping of column names, got {}", describe(value)));
             return Vec::new();
         };
         let mut out = Vec::new();
         for (name, rule) in map {
             let Some(name) = name.as_str() else {
-                self.problem("grading.columns", "column names must be strings");
+                self.problem(columns_path, "column names must be strings");
                 continue;
             };
-            let path = format!("grading.columns.{name}");
+            let path = format!("{columns_path}.{name}");
             let Some(rule) = self.mapping(rule, &path, &["compare", "tolerance", "trim", "case"]) else { continue };
             let compare = self.string(rule, &path, "compare", true).unwrap_or_default();
             let flag = |reader: &mut Reader, key: &str, default: bool| match rule.get(key) {

@@ -15,8 +15,19 @@ const EXAMPLES: usize = 5;
 /// Every problem of the task's data, at once; empty when all holds.
 pub fn check(spec: &TaskSpec) -> Vec<Problem> {
     let mut problems = Vec::new();
-    let mut problem = |field: &str, message: String| problems.push(Problem { field: field.to_string(), message });
-    let truth = spec.truth_path();
+    for (index, output) in spec.outputs.iter().enumerate() {
+        let prefix = if spec.outputs.len() == 1 { "grading".to_string() } else { format!("grading[{index}]") };
+        problems.extend(check_output(spec, output, &prefix));
+    }
+    problems
+}
+
+/// The problems of one graded output's data; fields are named under `prefix`.
+fn check_output(spec: &TaskSpec, grading: &crate::task::GradingSpec, prefix: &str) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut problem = |field: &str, message: String| problems.push(Problem { field: field.replacen("grading", prefix, 1), message });
+    let kind = if grading.metric.input() == MetricInput::Table { TaskKind::DataCleaning } else { TaskKind::ModelTraining };
+    let truth = spec.truth_path(grading);
     let shown = shown_path(spec, &truth);
     let names = match records::header(&truth) {
         Ok(names) => names,
@@ -26,8 +37,7 @@ pub fn check(spec: &TaskSpec) -> Vec<Problem> {
         }
     };
     let columns = || names.join(", ");
-    let grading = &spec.grading;
-    let id_field = if spec.kind == TaskKind::DataCleaning { "grading.key" } else { "grading.id" };
+    let id_field = if kind == TaskKind::DataCleaning { "grading.key" } else { "grading.id" };
     let id = grading.id.as_deref().filter(|id| {
         let present = names.iter().any(|n| n == id);
         if !present {
@@ -57,14 +67,14 @@ pub fn check(spec: &TaskSpec) -> Vec<Problem> {
             problem(id_field, format!("no table the steps read has a column {id:?}, so no output can carry it"));
         }
     }
-    if let (Some(target), TaskKind::ModelTraining) = (target, spec.kind) {
+    if let (Some(target), TaskKind::ModelTraining) = (target, kind) {
         if !has_column(&public, target) {
             problem("grading.target", format!("no table under public/ has a column {target:?}, so a candidate has nothing to learn it from"));
         }
     }
 
     // The truth's rows: ids unique, labels as the task says.
-    let labels = spec.kind == TaskKind::ModelTraining && grading.metric.input() != MetricInput::Numbers;
+    let labels = kind == TaskKind::ModelTraining && grading.metric.input() != MetricInput::Numbers;
     let Some(id) = id else { return problems };
     let label_column = target.filter(|_| labels);
     let mut wanted = vec![(id, Want::Id)];

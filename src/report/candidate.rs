@@ -26,7 +26,10 @@ pub struct CandidateReport {
     pub submission: CandidateSubmission,
     pub status: Status,
     pub steps: Vec<CandidateStep>,
-    pub output: CandidateOutput,
+    /// Each graded output's format feedback (one for most tasks). Never a score or a metric.
+    pub outputs: Vec<CandidateOutput>,
+    /// Files under /output that were refused (links, devices, …).
+    pub rejected: Vec<Rejected>,
     pub lint: CandidateLint,
     pub graded_at: String,
     pub image: String,
@@ -77,7 +80,6 @@ pub struct CandidateOutput {
     pub file: String,
     /// `None` when the output had the expected format (or was not reached).
     pub problem: Option<CandidateProblem>,
-    pub rejected: Vec<Rejected>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -136,20 +138,30 @@ impl CandidateReport {
             .collect();
         // The output was written by the steps: its details are open only if every step's are.
         let output_open = !report.steps.is_empty() && report.steps.iter().all(|s| s.candidate_logs);
-        let problem = report.components.accuracy.accuracy.problem.as_ref().map(|problem| {
-            let message = if output_open || report.steps.is_empty() {
-                problem.message.clone()
-            } else if problem.offences.is_empty() {
-                match problem.kind {
-                    ProblemKind::MissingOutput => format!("{}: not written, or not reached", report.output.file),
-                    ProblemKind::BadFormat => format!("{}: not in the expected format (see the brief)", report.output.file),
-                }
-            } else {
-                let kinds: Vec<&str> = problem.offences.iter().map(|o| o.what.as_str()).collect();
-                format!("{}: {}", report.output.file, kinds.join("; "))
-            };
-            CandidateProblem { kind: problem.kind, message }
-        });
+        let outputs = report
+            .components
+            .accuracy
+            .each(&report.output.file)
+            .into_iter()
+            .map(|output| {
+                let file = output.file;
+                let problem = output.accuracy.problem.as_ref().map(|problem| {
+                    let message = if output_open || report.steps.is_empty() {
+                        problem.message.clone()
+                    } else if problem.offences.is_empty() {
+                        match problem.kind {
+                            ProblemKind::MissingOutput => format!("{file}: not written, or not reached"),
+                            ProblemKind::BadFormat => format!("{file}: not in the expected format (see the brief)"),
+                        }
+                    } else {
+                        let kinds: Vec<&str> = problem.offences.iter().map(|o| o.what.as_str()).collect();
+                        format!("{file}: {}", kinds.join("; "))
+                    };
+                    CandidateProblem { kind: problem.kind, message }
+                });
+                CandidateOutput { file: file.to_string(), problem }
+            })
+            .collect();
         let quality = &report.components.code_quality;
         CandidateReport {
             view: "candidate",
@@ -163,7 +175,8 @@ impl CandidateReport {
             },
             status: report.status,
             steps,
-            output: CandidateOutput { file: report.output.file.clone(), problem, rejected: report.output.rejected.clone() },
+            outputs,
+            rejected: report.output.rejected.clone(),
             lint: CandidateLint {
                 tool: quality.tool.clone(),
                 rules: quality.rules.clone(),

@@ -48,6 +48,7 @@ pre{background:#f3f4f6;padding:8px;border-radius:6px;overflow:auto;max-height:42
 .context .hit{background:#fff1d6}
 details summary{cursor:pointer;font-weight:600;margin:6px 0}
 .problem{border-left:4px solid #c53030;padding-left:12px}
+tr.sub td:first-child{padding-left:22px;color:#4a5465}
 ";
 
 fn badge(text: &str, good: bool) -> String {
@@ -86,9 +87,11 @@ pub fn render(report: &Report) -> String {
         badge(report.status.as_str(), report.status == super::Status::Graded)
     );
 
-    let accuracy = &report.components.accuracy;
-    if let Some(problem) = &accuracy.accuracy.problem {
-        let _ = write!(page, "<section class=\"problem\"><h2>Output: {}</h2><p>{}</p>", esc(problem.kind.as_str()), esc(&problem.message));
+    let outputs = report.components.accuracy.each(&report.output.file);
+    for output in &outputs {
+        let Some(problem) = &output.accuracy.problem else { continue };
+        let named = if outputs.len() > 1 { format!(" {}", output.file) } else { String::new() };
+        let _ = write!(page, "<section class=\"problem\"><h2>Output{}: {}</h2><p>{}</p>", esc(&named), esc(problem.kind.as_str()), esc(&problem.message));
         if !problem.offences.is_empty() {
             page.push_str("<table><tr><th>what</th><th class=\"num\">count</th><th>first offending values</th></tr>");
             for offence in &problem.offences {
@@ -136,8 +139,16 @@ pub fn render_candidate(report: &CandidateReport) -> String {
         esc(&report.graded_at),
         badge(report.status.as_str(), report.status == super::Status::Graded)
     );
-    if let Some(problem) = &report.output.problem {
-        let _ = writeln!(page, "<section class=\"problem\"><h2>Output: {}</h2><p>{}</p></section>", esc(problem.kind.as_str()), esc(&problem.message));
+    for output in &report.outputs {
+        if let Some(problem) = &output.problem {
+            let _ = writeln!(
+                page,
+                "<section class=\"problem\"><h2>Output {}: {}</h2><p>{}</p></section>",
+                esc(&output.file),
+                esc(problem.kind.as_str()),
+                esc(&problem.message)
+            );
+        }
     }
     lint_section(&mut page, &report.lint.findings, report.lint.lines_of_code, &report.lint.rules);
     page.push_str("<section><h2>Steps</h2><table><tr><th>step</th><th>outcome</th><th class=\"num\">wall</th><th class=\"num\">CPU</th><th class=\"num\">peak memory</th></tr>");
@@ -183,7 +194,7 @@ pub fn render_candidate(report: &CandidateReport) -> String {
     for link in &report.submission.skipped_links {
         let _ = write!(page, "<tr><th>link not copied</th><td><code>{} → {}</code></td></tr>", esc(&link.path), esc(&link.target));
     }
-    for rejected in &report.output.rejected {
+    for rejected in &report.rejected {
         let _ = write!(page, "<tr><th>output refused</th><td><code>{}</code>: {}</td></tr>", esc(&rejected.path), esc(&rejected.reason));
     }
     page.push_str("</table></section>\n</main></body></html>\n");
@@ -193,12 +204,29 @@ pub fn render_candidate(report: &CandidateReport) -> String {
 fn score_section(page: &mut String, report: &Report) {
     let c = &report.components;
     page.push_str("<section><h2>Score</h2><table><tr><th>component</th><th>input</th><th class=\"num\">score</th><th class=\"num\">weight</th></tr>");
-    let metric = match c.accuracy.accuracy.value {
-        Some(value) => format!("{} = {value:.4} (0 at {}, full at {})", c.accuracy.accuracy.metric, c.accuracy.zero_at, c.accuracy.full_at),
-        None => format!("{}: not scored", c.accuracy.accuracy.metric),
+    let outputs = c.accuracy.each(&report.output.file);
+    let metric_of = |o: &super::OutputView| match o.accuracy.value {
+        Some(value) => format!("{} = {value:.4} (0 at {}, full at {})", o.accuracy.metric, o.zero_at, o.full_at),
+        None => format!("{}: not scored", o.accuracy.metric),
     };
+    let (metric, per_output) = if outputs.len() > 1 {
+        let rows: Vec<(String, String, f64, String)> =
+            outputs.iter().map(|o| (format!("↳ {}", o.file), metric_of(o), o.score, format!("{} of accuracy", o.weight))).collect();
+        (format!("weighted mean of {} outputs", outputs.len()), rows)
+    } else {
+        (metric_of(&outputs[0]), Vec::new())
+    };
+    let _ = write!(
+        page,
+        "<tr><td>accuracy</td><td>{}</td><td class=\"num\">{:.1}</td><td class=\"num\">{}</td></tr>",
+        esc(&metric),
+        c.accuracy.score,
+        c.accuracy.weight
+    );
+    for (name, input, score, weight) in per_output {
+        let _ = write!(page, "<tr class=\"sub\"><td>{}</td><td>{}</td><td class=\"num\">{score:.1}</td><td class=\"num\">{}</td></tr>", esc(&name), esc(&input), esc(&weight));
+    }
     let rows = [
-        ("accuracy", metric, c.accuracy.score, c.accuracy.weight),
         (
             "code quality",
             format!(
@@ -227,19 +255,23 @@ fn score_section(page: &mut String, report: &Report) {
 }
 
 fn metric_section(page: &mut String, report: &Report) {
-    let accuracy = &report.components.accuracy.accuracy;
-    if let Some(confusion) = &accuracy.confusion {
-        page.push_str("<section><h2>Confusion matrix</h2>");
-        page.push_str(&confusion_svg(confusion));
-        page.push_str("</section>\n");
-    }
-    if let Some(histogram) = &accuracy.residuals {
-        page.push_str("<section><h2>Residuals (prediction − truth)</h2>");
-        page.push_str(&histogram_svg(histogram));
-        page.push_str("</section>\n");
-    }
-    if let Some(cleaning) = &accuracy.cleaning {
-        cleaning_section(page, cleaning);
+    let outputs = report.components.accuracy.each(&report.output.file);
+    for output in &outputs {
+        let of = if outputs.len() > 1 { format!(" of {}", esc(output.file)) } else { String::new() };
+        let accuracy = output.accuracy;
+        if let Some(confusion) = &accuracy.confusion {
+            let _ = write!(page, "<section><h2>Confusion matrix{of}</h2>");
+            page.push_str(&confusion_svg(confusion));
+            page.push_str("</section>\n");
+        }
+        if let Some(histogram) = &accuracy.residuals {
+            let _ = write!(page, "<section><h2>Residuals (prediction − truth){of}</h2>");
+            page.push_str(&histogram_svg(histogram));
+            page.push_str("</section>\n");
+        }
+        if let Some(cleaning) = &accuracy.cleaning {
+            cleaning_section(page, cleaning, &of);
+        }
     }
 }
 
@@ -327,8 +359,9 @@ fn histogram_svg(histogram: &Histogram) -> String {
     svg
 }
 
-fn cleaning_section(page: &mut String, cleaning: &CleaningDetails) {
-    page.push_str("<section><h2>Cleaning: per-column accuracy</h2>");
+/// `of` names the output (already escaped) when the task grades several.
+fn cleaning_section(page: &mut String, cleaning: &CleaningDetails, of: &str) {
+    let _ = write!(page, "<section><h2>Cleaning{of}: per-column accuracy</h2>");
     let (width, row) = (640usize, 24usize);
     let height = row * cleaning.columns.len() + 8;
     let _ = write!(

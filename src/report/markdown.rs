@@ -50,16 +50,28 @@ pub fn render(report: &Report) -> String {
     md.push('\n');
 
     let c = &report.components;
-    if let Some(problem) = &c.accuracy.accuracy.problem {
-        let _ = writeln!(md, "## Output: {}\n\n{}\n", problem.kind.as_str(), esc(&problem.message));
+    let outputs = c.accuracy.each(&report.output.file);
+    let several = outputs.len() > 1;
+    for output in &outputs {
+        if let Some(problem) = &output.accuracy.problem {
+            let named = if several { format!(" {}", output.file) } else { String::new() };
+            let _ = writeln!(md, "## Output{}: {}\n\n{}\n", esc(&named), problem.kind.as_str(), esc(&problem.message));
+        }
     }
     {
         md.push_str("## Score\n\n| component | input | score | weight |\n|---|---|---:|---:|\n");
-        let metric = match c.accuracy.accuracy.value {
-            Some(value) => format!("{} = {value:.4} (0 at {}, full at {})", c.accuracy.accuracy.metric, c.accuracy.zero_at, c.accuracy.full_at),
-            None => format!("{}: not scored", c.accuracy.accuracy.metric),
+        let metric_of = |o: &crate::report::OutputView| match o.accuracy.value {
+            Some(value) => format!("{} = {value:.4} (0 at {}, full at {})", o.accuracy.metric, o.zero_at, o.full_at),
+            None => format!("{}: not scored", o.accuracy.metric),
         };
-        let _ = writeln!(md, "| accuracy | {} | {:.1} | {} |", esc(&metric), c.accuracy.score, c.accuracy.weight);
+        if several {
+            let _ = writeln!(md, "| accuracy | weighted mean of {} outputs | {:.1} | {} |", outputs.len(), c.accuracy.score, c.accuracy.weight);
+            for output in &outputs {
+                let _ = writeln!(md, "| ↳ {} | {} | {:.1} | {} of accuracy |", esc(output.file), esc(&metric_of(output)), output.score, output.weight);
+            }
+        } else {
+            let _ = writeln!(md, "| accuracy | {} | {:.1} | {} |", esc(&metric_of(&outputs[0])), c.accuracy.score, c.accuracy.weight);
+        }
         let _ = writeln!(
             md,
             "| code quality | {} findings in {} lines ({:.1} per 100) | {:.1} | {} |",
@@ -71,8 +83,11 @@ pub fn render(report: &Report) -> String {
             c.runtime.wall_seconds, c.runtime.full_under_seconds, c.runtime.score, c.runtime.weight
         );
         let _ = writeln!(md, "| **total** | | **{:.1}** | |\n\n{}\n", report.score, esc(&report.formula));
-        if let Some(confusion) = &c.accuracy.accuracy.confusion {
-            md.push_str("### Confusion matrix (rows: true, columns: predicted)\n\n| |");
+    }
+    for output in &outputs {
+        let of = if several { format!(" of {}", esc(output.file)) } else { String::new() };
+        if let Some(confusion) = &output.accuracy.confusion {
+            let _ = write!(md, "### Confusion matrix{of} (rows: true, columns: predicted)\n\n| |");
             for label in &confusion.labels {
                 let _ = write!(md, " {} |", esc(label));
             }
@@ -88,8 +103,8 @@ pub fn render(report: &Report) -> String {
             }
             md.push('\n');
         }
-        if let Some(cleaning) = &c.accuracy.accuracy.cleaning {
-            md.push_str("### Cleaning\n\n| column | accuracy | first mismatch (key: expected → got) |\n|---|---:|---|\n");
+        if let Some(cleaning) = &output.accuracy.cleaning {
+            let _ = write!(md, "### Cleaning{of}\n\n| column | accuracy | first mismatch (key: expected → got) |\n|---|---:|---|\n");
             for column in &cleaning.columns {
                 let first = column.mismatches.first().map(|m| format!("{}: {} → {}", m.key, m.expected, m.got)).unwrap_or_default();
                 let _ = writeln!(md, "| {} | {:.1}% | {} |", esc(&column.column), column.accuracy * 100.0, esc(&first));
@@ -143,8 +158,10 @@ pub fn render_candidate(report: &CandidateReport) -> String {
     }
     let _ = writeln!(md, "- graded: {}", esc(&report.graded_at));
     let _ = writeln!(md, "- status: **{}**\n", report.status.as_str());
-    if let Some(problem) = &report.output.problem {
-        let _ = writeln!(md, "## Output: {}\n\n{}\n", problem.kind.as_str(), esc(&problem.message));
+    for output in &report.outputs {
+        if let Some(problem) = &output.problem {
+            let _ = writeln!(md, "## Output {}: {}\n\n{}\n", esc(&output.file), problem.kind.as_str(), esc(&problem.message));
+        }
     }
     let _ = writeln!(md, "## Code quality ({} findings)\n", report.lint.findings.len());
     for finding in &report.lint.findings {

@@ -66,6 +66,53 @@ pub struct AccuracyComponent {
     pub full_at: f64,
     pub score: f64,
     pub weight: f64,
+    /// A task that grades several outputs: each one's grade, and above, their weighted mean
+    /// (`score`), the first problem (named by its file) and the metrics' names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<OutputGrade>,
+}
+
+/// One graded output of a task that grades several.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutputGrade {
+    /// The file read from `/output`.
+    pub file: String,
+    #[serde(flatten)]
+    pub accuracy: Accuracy,
+    pub zero_at: f64,
+    pub full_at: f64,
+    /// 0–100 on this output's scale.
+    pub score: f64,
+    /// Its share of the accuracy score.
+    pub weight: f64,
+    pub bytes: Option<u64>,
+}
+
+/// One graded output as renderings show it.
+pub struct OutputView<'a> {
+    pub file: &'a str,
+    pub accuracy: &'a Accuracy,
+    pub zero_at: f64,
+    pub full_at: f64,
+    /// 0–100 on the output's scale.
+    pub score: f64,
+    /// Its share of the accuracy score (1 for a task's only output).
+    pub weight: f64,
+}
+
+impl AccuracyComponent {
+    /// Each graded output: the one output of most tasks (whose file is `single_file`, the
+    /// report's `output.file`), or each of several.
+    pub fn each<'a>(&'a self, single_file: &'a str) -> Vec<OutputView<'a>> {
+        if self.outputs.is_empty() {
+            vec![OutputView { file: single_file, accuracy: &self.accuracy, zero_at: self.zero_at, full_at: self.full_at, score: self.score, weight: 1.0 }]
+        } else {
+            self.outputs
+                .iter()
+                .map(|o| OutputView { file: &o.file, accuracy: &o.accuracy, zero_at: o.zero_at, full_at: o.full_at, score: o.score, weight: o.weight })
+                .collect()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -235,14 +282,18 @@ impl Report {
             push(&mut out, format!("output      refused {}: {}", rejected.path, rejected.reason));
         }
         let c = &self.components;
-        match (&c.accuracy.accuracy.value, &c.accuracy.accuracy.problem) {
-            (_, Some(problem)) => {
-                push(&mut out, format!("accuracy    {} ({})  score {:>5.1} x {}", problem.kind.as_str(), problem.message, c.accuracy.score, c.accuracy.weight))
+        let describe = |accuracy: &Accuracy| match (&accuracy.value, &accuracy.problem) {
+            (_, Some(problem)) => format!("{} ({})", problem.kind.as_str(), problem.message),
+            (Some(value), None) => format!("{} = {value:.4}", accuracy.metric),
+            (None, None) => "not scored".to_string(),
+        };
+        if c.accuracy.outputs.is_empty() {
+            push(&mut out, format!("accuracy    {}  score {:>5.1} x {}", describe(&c.accuracy.accuracy), c.accuracy.score, c.accuracy.weight));
+        } else {
+            push(&mut out, format!("accuracy    weighted mean of {} outputs  score {:>5.1} x {}", c.accuracy.outputs.len(), c.accuracy.score, c.accuracy.weight));
+            for output in &c.accuracy.outputs {
+                push(&mut out, format!("  {:<18} {}  score {:>5.1} x {}", output.file, describe(&output.accuracy), output.score, output.weight));
             }
-            (Some(value), None) => {
-                push(&mut out, format!("accuracy    {} = {value:.4}  score {:>5.1} x {}", c.accuracy.accuracy.metric, c.accuracy.score, c.accuracy.weight))
-            }
-            (None, None) => push(&mut out, format!("accuracy    not scored  score {:>5.1} x {}", c.accuracy.score, c.accuracy.weight)),
         }
         push(
             &mut out,

@@ -321,7 +321,14 @@ pub async fn status_page(State(app): State<Arc<App>>, Candidate(a): Candidate) -
             None => (String::new(), String::new()),
             Some(report) => (
                 report.steps.iter().map(|s| format!("{}: {}", s.name, s.outcome.as_str())).collect::<Vec<_>>().join(", "),
-                report.output.problem.as_ref().map(|p| p.message.clone()).unwrap_or_else(|| "format ok".into()),
+                {
+                    let problems: Vec<String> = report.outputs.iter().filter_map(|o| o.problem.as_ref().map(|p| p.message.clone())).collect();
+                    if problems.is_empty() {
+                        "format ok".into()
+                    } else {
+                        problems.join("; ")
+                    }
+                },
             ),
         };
         let _ = write!(

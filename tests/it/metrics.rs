@@ -5,7 +5,7 @@ use std::path::Path;
 use serde_json::Value;
 use takehome::grading::metrics::{self, Classes, Confusion};
 use takehome::grading::{grade_output, ProblemKind};
-use takehome::task::{GradingSpec, Metric, Scale, Weights};
+use takehome::task::{GradingSpec, Metric, Scale};
 
 use super::common::repo_root;
 
@@ -77,7 +77,7 @@ fn spec(metric: Metric, positive: Option<&str>) -> GradingSpec {
         columns: Vec::new(),
         metric,
         scale: Scale { zero_at: 0.0, full_at: 1.0 },
-        weights: Weights { accuracy: 1.0, code_quality: 0.0, runtime: 0.0, gated: true },
+        weight: 1.0,
         tolerance: 1e-6,
         missing: GradingSpec::default_missing(),
     }
@@ -198,7 +198,7 @@ fn cleaning_spec(key: Option<&str>, columns: Vec<(String, takehome::task::CellCo
         columns,
         metric: Metric::CellAccuracy,
         scale: Scale { zero_at: 0.0, full_at: 1.0 },
-        weights: Weights { accuracy: 1.0, code_quality: 0.0, runtime: 0.0, gated: true },
+        weight: 1.0,
         tolerance: 1e-6,
         missing: GradingSpec::default_missing(),
     }
