@@ -149,9 +149,58 @@ def penguins_cleaning(wheels_dir):
     write_manifest(out)
 
 
+def penguins_pipeline(wheels_dir):
+    """Clean the raw penguin records, then predict the sex of birds whose record lacks it."""
+    wheel = fetch_wheel("palmerpenguins", wheels_dir)
+    raw_reader = csv.reader(io.StringIO(read_member(wheel, "palmerpenguins/data/penguins-raw.csv")))
+    clean_reader = csv.reader(io.StringIO(read_member(wheel, "palmerpenguins/data/penguins.csv")))
+    raw_header, clean_header = next(raw_reader), next(clean_reader)
+    raw_rows, clean_rows = list(raw_reader), list(clean_reader)
+    assert len(raw_rows) == len(clean_rows) == 344
+    sex = clean_header.index("sex")
+    rng = random.Random(20261128)
+    ids = rng.sample(range(10000, 100000), len(raw_rows))
+    # The birds to predict all have a known sex; the rest are split between the public records
+    # and the hidden records the clean step reads.
+    sexed = [i for i, row in enumerate(clean_rows) if row[sex] in ("male", "female")]
+    rng.shuffle(sexed)
+    predict = sorted(sexed[:110])
+    rest = [i for i in range(len(raw_rows)) if i not in set(predict)]
+    rng.shuffle(rest)
+    public, hidden = sorted(rest[:120]), sorted(rest[120:])
+    out = HERE / "penguins-pipeline"
+
+    def dirty(indices, header, drop=None):
+        records = []
+        for index in indices:
+            record = [ids[index]] + mess_up(rng, raw_rows[index], raw_header)
+            records.append(record)
+            if rng.random() < 0.04:  # an exact duplicate, as a double data entry
+                records.append(list(record))
+        rng.shuffle(records)
+        if drop is not None:
+            column = 1 + raw_header.index(drop)
+            records = [r[:column] + r[column + 1:] for r in records]
+        return records
+
+    def clean(indices):
+        return [[ids[i]] + clean_rows[i] for i in sorted(indices, key=lambda i: ids[i])]
+
+    write_csv(out / "public" / "penguins_raw.csv", ["row_id"] + raw_header, dirty(public, raw_header))
+    write_csv(out / "public" / "penguins_clean.csv", ["row_id"] + clean_header, clean(public))
+    write_csv(out / "hidden" / "raw" / "penguins_raw.csv", ["row_id"] + raw_header, dirty(hidden, raw_header))
+    write_csv(out / "hidden" / "clean.csv", ["row_id"] + clean_header, clean(hidden))
+    unsexed_header = ["row_id"] + [name for name in raw_header if name != "Sex"]
+    write_csv(out / "hidden" / "unsexed" / "penguins_raw.csv", unsexed_header, dirty(predict, raw_header, drop="Sex"))
+    write_csv(out / "hidden" / "sex.csv", ["row_id", "sex"],
+              [[ids[i], clean_rows[i][sex]] for i in sorted(predict, key=lambda i: ids[i])])
+    write_manifest(out)
+
+
 MAKERS = {
     "diamond-cut": diamond_cut,
     "penguins-cleaning": penguins_cleaning,
+    "penguins-pipeline": penguins_pipeline,
 }
 
 

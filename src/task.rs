@@ -156,8 +156,10 @@ pub struct StepSpec {
     pub timeout: Duration,
     pub memory_bytes: u64,
     pub cpus: f64,
-    /// Whether the candidate's view shows this step's logs. Default: only when the step reads no
-    /// hidden input (what a step prints while hidden data is mounted stays with the assessors).
+    /// Whether the candidate's view shows this step's logs. Default: only when neither this step
+    /// nor any step before it reads hidden input (what a step prints while hidden data is mounted,
+    /// or after an earlier step could leave hidden data in /workspace or /output, stays with the
+    /// assessors).
     pub candidate_logs: bool,
 }
 
@@ -804,10 +806,18 @@ impl Reader {
         }
         let mut steps = Vec::new();
         let mut complete = true;
+        let mut tainted = false;
         for (index, item) in items.iter().enumerate() {
             let path = format!("steps[{index}]");
             match self.step(item, &path, dataset_dir, truths) {
-                Some(step) => {
+                Some((mut step, explicit)) => {
+                    // Steps share /workspace and /output: what one step read of hidden data, every
+                    // later step can read back and print. So by default a step's logs are the
+                    // candidate's only while neither it nor any step before it read hidden input.
+                    tainted |= step.reads_hidden();
+                    if !explicit {
+                        step.candidate_logs = !tainted;
+                    }
                     if steps.iter().any(|s: &StepSpec| s.name == step.name) {
                         self.problem(&join(&path, "name"), format!("{:?} is used by an earlier step (names must be unique)", step.name));
                     }
@@ -819,7 +829,8 @@ impl Reader {
         complete.then_some(steps)
     }
 
-    fn step(&mut self, value: &Value, path: &str, dataset_dir: Option<&Path>, truths: &[String]) -> Option<StepSpec> {
+    /// One step, and whether it said `candidate_logs` itself (else [`Reader::steps`] decides).
+    fn step(&mut self, value: &Value, path: &str, dataset_dir: Option<&Path>, truths: &[String]) -> Option<(StepSpec, bool)> {
         let map = self.mapping(value, path, &["name", "run", "inputs", "timeout", "memory", "cpus", "candidate_logs"])?;
         let name = self.string(map, path, "name", true);
         if let Some(name) = &name {
@@ -878,9 +889,8 @@ impl Reader {
                 Some(false)
             }
         };
-        let mut step = StepSpec { name: name?, run: run?, inputs, timeout: timeout?, memory_bytes, cpus, candidate_logs: false };
-        step.candidate_logs = candidate_logs.unwrap_or(!step.reads_hidden());
-        Some(step)
+        let step = StepSpec { name: name?, run: run?, inputs, timeout: timeout?, memory_bytes, cpus, candidate_logs: candidate_logs.unwrap_or(false) };
+        Some((step, candidate_logs.is_some()))
     }
 
     /// `grading:` — one output (a mapping, as tasks have always written it) or a list of outputs,

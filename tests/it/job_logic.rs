@@ -19,6 +19,8 @@ struct Script {
     outcomes: Vec<(&'static str, Outcome, f64)>,
     lint_stdout: String,
     output: Option<Vec<u8>>,
+    /// Files by name, for a task that grades several (`output` answers any other name).
+    files: Vec<(&'static str, Vec<u8>)>,
 }
 
 #[derive(Clone)]
@@ -74,7 +76,9 @@ impl JobSandbox for FakeJob {
         })
     }
     async fn collect_output(&self, name: &str, dest: &Path, _max_bytes: u64) -> Result<Extracted, RunError> {
-        match &self.sandbox.script.output {
+        let named = self.sandbox.script.files.iter().find(|(file, _)| *file == name).map(|(_, bytes)| bytes);
+        let found = if self.sandbox.script.files.is_empty() { self.sandbox.script.output.as_ref() } else { named };
+        match found {
             None => Ok(Extracted::missing()),
             Some(bytes) => {
                 std::fs::write(dest.join(name), bytes).unwrap();
@@ -94,7 +98,11 @@ impl JobSandbox for FakeJob {
 /// Grades a tiny submission of diamond-cut through the fake; returns the report, the steps that
 /// ran and whether the job was closed.
 async fn grade(script: Script) -> (takehome::report::Report, Vec<String>, usize) {
-    let task = takehome::task::load(&repo_root().join("tasks/diamond-cut")).unwrap();
+    grade_task("diamond-cut", script).await
+}
+
+async fn grade_task(task: &str, script: Script) -> (takehome::report::Report, Vec<String>, usize) {
+    let task = takehome::task::load(&repo_root().join("tasks").join(task)).unwrap();
     let submission = folder_with(&[("train.py", "import os\nx = 1\n"), ("predict.py", "print('p')\n")]);
     let fake = FakeSandbox { script, ran: Arc::default(), closed: Arc::default() };
     let image = ImageRef { tag: "takehome/python:fake".into(), id: "sha256:fake".into() };
@@ -113,7 +121,7 @@ fn perfect_predictions() -> Vec<u8> {
 async fn a_perfect_output_scores_full_accuracy_with_every_step_run_in_order() {
     let started = Instant::now();
     let script =
-        Script { outcomes: vec![("train", Outcome::Ok, 2.0), ("predict", Outcome::Ok, 1.0)], lint_stdout: "[]".into(), output: Some(perfect_predictions()) };
+        Script { outcomes: vec![("train", Outcome::Ok, 2.0), ("predict", Outcome::Ok, 1.0)], lint_stdout: "[]".into(), output: Some(perfect_predictions()), ..Default::default() };
     let (report, ran, closed) = grade(script).await;
     // The lint runs beside the steps, in a job of its own; the steps run in order.
     assert_eq!(ran.iter().filter(|s| *s != "lint").collect::<Vec<_>>(), ["train", "predict"]);
@@ -132,7 +140,7 @@ async fn a_perfect_output_scores_full_accuracy_with_every_step_run_in_order() {
 
 #[tokio::test]
 async fn the_steps_stop_at_the_first_that_is_not_ok() {
-    let script = Script { outcomes: vec![("train", Outcome::OutOfMemory, 4.0)], lint_stdout: "[]".into(), output: Some(perfect_predictions()) };
+    let script = Script { outcomes: vec![("train", Outcome::OutOfMemory, 4.0)], lint_stdout: "[]".into(), output: Some(perfect_predictions()), ..Default::default() };
     let (report, ran, closed) = grade(script).await;
     assert!(!ran.contains(&"predict".to_string()), "predict must not run after a failed train: {ran:?}");
     assert_eq!(closed, 2);
@@ -146,7 +154,7 @@ async fn the_steps_stop_at_the_first_that_is_not_ok() {
 #[tokio::test]
 async fn a_missing_output_is_the_candidates_problem_and_lint_findings_count() {
     let lint = r#"[{"code":"F401","filename":"/submission/train.py","location":{"row":1,"column":8},"message":"`os` imported but unused"}]"#;
-    let script = Script { outcomes: vec![], lint_stdout: lint.into(), output: None };
+    let script = Script { outcomes: vec![], lint_stdout: lint.into(), output: None, ..Default::default() };
     let (report, _, _) = grade(script).await;
     assert_eq!(report.status.as_str(), "bad_output");
     assert_eq!(report.components.accuracy.accuracy.problem.as_ref().unwrap().kind.as_str(), "missing_output");
@@ -154,4 +162,82 @@ async fn a_missing_output_is_the_candidates_problem_and_lint_findings_count() {
     assert_eq!(quality.n_findings, 1);
     assert_eq!(quality.findings[0].context[0], (1, "import os".to_string()), "context comes from the host's copy");
     assert!(quality.score < 100.0);
+}
+
+/// penguins-pipeline's hidden truths, turned into outputs: the clean table as is, and the sex of
+/// every bird with the first `wrong` of them flipped.
+fn pipeline_outputs(wrong: usize) -> (Vec<u8>, Vec<u8>) {
+    let dataset = repo_root().join("datasets/penguins-pipeline/hidden");
+    let clean = std::fs::read(dataset.join("clean.csv")).unwrap();
+    let truth = std::fs::read_to_string(dataset.join("sex.csv")).unwrap();
+    let mut lines: Vec<String> = truth.lines().map(String::from).collect();
+    for line in lines.iter_mut().skip(1).take(wrong) {
+        let (id, sex) = line.split_once(',').unwrap();
+        *line = format!("{id},{}", if sex == "male" { "female" } else { "male" });
+    }
+    (clean, (lines.join("\n") + "\n").into_bytes())
+}
+
+#[tokio::test]
+async fn several_outputs_are_graded_each_on_its_own_scale_and_averaged_by_weight() {
+    let (clean, predictions) = pipeline_outputs(22); // 22 of 110 wrong: accuracy 0.8
+    let script = Script {
+        outcomes: vec![],
+        lint_stdout: "[]".into(),
+        output: None,
+        files: vec![("penguins_clean.csv", clean), ("predictions.csv", predictions)],
+    };
+    let (report, ran, _) = grade_task("penguins-pipeline", script).await;
+    assert_eq!(ran.iter().filter(|s| *s != "lint").collect::<Vec<_>>(), ["clean", "train", "predict"]);
+    assert_eq!(report.status.as_str(), "graded");
+    let accuracy = &report.components.accuracy;
+    assert_eq!(accuracy.outputs.len(), 2);
+    let (clean, sex) = (&accuracy.outputs[0], &accuracy.outputs[1]);
+    assert_eq!((clean.file.as_str(), clean.accuracy.value, clean.score), ("penguins_clean.csv", Some(1.0), 100.0));
+    assert_eq!(sex.file, "predictions.csv");
+    assert!((sex.accuracy.value.unwrap() - 0.8).abs() < 1e-12, "{:?}", sex.accuracy.value);
+    assert!((sex.score - 75.0).abs() < 1e-9, "0.8 on a scale from 0.5 to 0.9: {}", sex.score);
+    assert!((accuracy.score - 87.5).abs() < 1e-9, "the mean of 100 and 75: {}", accuracy.score);
+    assert!(sex.accuracy.confusion.is_some() && clean.accuracy.cleaning.is_some());
+    assert!(report.formula.contains("1 x penguins_clean.csv 100.0 + 1 x predictions.csv 75.0"), "{}", report.formula);
+
+    // Every rendering for assessors shows each output; the candidate's shows neither score.
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(json["components"]["accuracy"]["outputs"][1]["metric"], "accuracy");
+    assert!((json["components"]["accuracy"]["outputs"][1]["score"].as_f64().unwrap() - 75.0).abs() < 1e-9);
+    let markdown = report.to_markdown(takehome::report::View::Assessor);
+    assert!(markdown.contains("| ↳ predictions.csv | accuracy = 0.8000 (0 at 0.5, full at 0.9) | 75.0 |"), "{markdown}");
+    assert!(markdown.contains("| ↳ penguins\\_clean.csv | cell\\_accuracy = 1.0000"), "{markdown}");
+    assert!(markdown.contains("### Confusion matrix of predictions.csv") && markdown.contains("### Cleaning of penguins\\_clean.csv"), "{markdown}");
+    let html = report.to_html(takehome::report::View::Assessor);
+    assert!(html.contains("↳ predictions.csv") && html.contains("Cleaning of penguins_clean.csv"), "{html}");
+    assert!(report.summary().contains("predictions.csv") && report.summary().contains("weighted mean of 2 outputs"));
+    for view in [
+        report.to_json_view(takehome::report::View::Candidate),
+        report.to_markdown(takehome::report::View::Candidate),
+        report.to_html(takehome::report::View::Candidate),
+    ] {
+        for hidden in ["0.8000", "75.0", "87.5", "cell_accuracy", "\"score\"", "metric"] {
+            assert!(!view.contains(hidden), "the candidate's view shows {hidden:?}:\n{view}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn one_missing_output_of_several_costs_only_its_share_and_is_named() {
+    let (clean, _) = pipeline_outputs(0);
+    let script = Script { outcomes: vec![], lint_stdout: "[]".into(), output: None, files: vec![("penguins_clean.csv", clean)] };
+    let (report, _, _) = grade_task("penguins-pipeline", script).await;
+    assert_eq!(report.status.as_str(), "bad_output");
+    let accuracy = &report.components.accuracy;
+    assert_eq!(accuracy.outputs[0].score, 100.0);
+    assert_eq!(accuracy.outputs[1].accuracy.problem.as_ref().unwrap().kind.as_str(), "missing_output");
+    assert_eq!(accuracy.score, 50.0);
+    assert!(accuracy.accuracy.problem.as_ref().unwrap().message.contains("predictions.csv"));
+    let candidate: serde_json::Value = serde_json::from_str(&report.to_json_view(takehome::report::View::Candidate)).unwrap();
+    let outputs = candidate["outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), 2);
+    assert!(outputs[0]["problem"].is_null());
+    assert_eq!(outputs[1]["file"], "predictions.csv");
+    assert!(outputs[1]["problem"]["message"].as_str().unwrap().contains("predictions.csv"), "{candidate}");
 }

@@ -53,3 +53,15 @@ fn shipped_tasks_are_valid() {
         }
     }
 }
+
+#[test]
+fn a_step_after_one_that_read_hidden_data_keeps_its_logs_from_the_candidate() {
+    // Steps share /workspace and /output: train reads only public data, but it runs after clean,
+    // which read the hidden raw records, and could print what clean left in /output.
+    let task = takehome::task::load(&super::common::repo_root().join("tasks/penguins-pipeline")).unwrap();
+    let logs: Vec<(&str, bool, bool)> = task.steps.iter().map(|s| (s.name.as_str(), s.reads_hidden(), s.candidate_logs)).collect();
+    assert_eq!(logs, [("clean", true, false), ("train", false, false), ("predict", true, false)]);
+    // A public step before any hidden one still shows its logs.
+    let task = takehome::task::load(&super::common::repo_root().join("tasks/diamond-cut")).unwrap();
+    assert!(task.steps[0].candidate_logs && !task.steps[1].candidate_logs);
+}
