@@ -521,7 +521,15 @@ fn fingerprint(report: &Report) -> String {
         .accuracy
         .each(&report.output.file)
         .into_iter()
-        .map(|o| format!("{}: {}={:?} problem={:?}", o.file, o.accuracy.metric, o.accuracy.value, o.accuracy.problem.as_ref().map(|p| (p.kind.as_str(), p.message.clone()))))
+        .map(|o| {
+            format!(
+                "{}: {}={:?} problem={:?}",
+                o.file,
+                o.accuracy.metric,
+                o.accuracy.value,
+                o.accuracy.problem.as_ref().map(|p| (p.kind.as_str(), p.message.clone()))
+            )
+        })
         .collect();
     format!("status={} steps=[{}] {} findings={}", report.status.as_str(), steps.join(","), outputs.join(" "), report.components.code_quality.n_findings)
 }
@@ -734,7 +742,8 @@ fn check_giveaways(spec: &TaskSpec) -> Result<Option<String>, String> {
         .collect();
     let mut warnings = Vec::new();
     for output in &spec.outputs {
-        let (MetricInput::Labels | MetricInput::Probabilities, Some(id), Some(target)) = (output.metric.input(), output.id.as_deref(), output.target.as_deref())
+        let (MetricInput::Labels | MetricInput::Probabilities, Some(id), Some(target)) =
+            (output.metric.input(), output.id.as_deref(), output.target.as_deref())
         else {
             continue;
         };

@@ -529,7 +529,14 @@ fn combine_outputs(task: &TaskSpec, graded: Vec<(Accuracy, Option<u64>)>) -> Acc
         .collect();
     if scored.len() == 1 {
         let only = scored.into_iter().next().expect("one output");
-        return AccuracyComponent { accuracy: only.accuracy, zero_at: only.zero_at, full_at: only.full_at, score: only.score, weight: 0.0, outputs: Vec::new() };
+        return AccuracyComponent {
+            accuracy: only.accuracy,
+            zero_at: only.zero_at,
+            full_at: only.full_at,
+            score: only.score,
+            weight: 0.0,
+            outputs: Vec::new(),
+        };
     }
     let total_weight: f64 = scored.iter().map(|o| o.weight).sum();
     let score = scored.iter().map(|o| o.weight * o.score).sum::<f64>() / total_weight.max(f64::MIN_POSITIVE);
@@ -540,15 +547,8 @@ fn combine_outputs(task: &TaskSpec, graded: Vec<(Accuracy, Option<u64>)>) -> Acc
         })
     });
     let metric = scored.iter().map(|o| o.accuracy.metric.as_str()).collect::<Vec<_>>().join(" + ");
-    let accuracy = Accuracy {
-        metric,
-        value: None,
-        problem,
-        n_rows: scored.iter().map(|o| o.accuracy.n_rows).sum(),
-        confusion: None,
-        cleaning: None,
-        residuals: None,
-    };
+    let accuracy =
+        Accuracy { metric, value: None, problem, n_rows: scored.iter().map(|o| o.accuracy.n_rows).sum(), confusion: None, cleaning: None, residuals: None };
     AccuracyComponent { accuracy, zero_at: 0.0, full_at: 100.0, score, weight: 0.0, outputs: scored }
 }
 
@@ -581,12 +581,8 @@ fn accuracy_formula(task: &TaskSpec, component: &AccuracyComponent) -> String {
     }
     let total: f64 = component.outputs.iter().map(|o| o.weight).sum();
     let terms: Vec<String> = component.outputs.iter().map(|o| format!("{} x {} {}", o.weight, o.file, fmt1(o.score))).collect();
-    let parts: Vec<String> = task
-        .outputs
-        .iter()
-        .zip(&component.outputs)
-        .map(|(spec, o)| format!("{} {}", o.file, output_formula(spec, o.accuracy.value, o.score)))
-        .collect();
+    let parts: Vec<String> =
+        task.outputs.iter().zip(&component.outputs).map(|(spec, o)| format!("{} {}", o.file, output_formula(spec, o.accuracy.value, o.score))).collect();
     format!("{} = ({}) / {total}, where {}", fmt1(component.score), terms.join(" + "), parts.join("; "))
 }
 

@@ -933,7 +933,10 @@ impl Reader {
         if let (Some(outputs), Some(TaskKind::CleaningThenTraining)) = (&outputs, kind) {
             let tables = outputs.iter().filter(|o| o.metric.input() == MetricInput::Table).count();
             if tables == 0 || tables == outputs.len() {
-                self.problem("grading", "a cleaning-then-training task grades a cleaned table (cell_accuracy) and at least one model output (a list of outputs)");
+                self.problem(
+                    "grading",
+                    "a cleaning-then-training task grades a cleaned table (cell_accuracy) and at least one model output (a list of outputs)",
+                );
             }
         }
         let weights = match (top_weights, inner_weights) {
@@ -976,7 +979,14 @@ impl Reader {
 
     /// One output at `path`; `in_list` when it is an entry of a list (it may carry a `weight`,
     /// not the component `weights`). Returns the output and, in the single form, its `weights`.
-    fn grading(&mut self, value: &Value, path: &str, in_list: bool, kind: Option<TaskKind>, dataset_dir: Option<&Path>) -> Option<(GradingSpec, Option<Option<Weights>>)> {
+    fn grading(
+        &mut self,
+        value: &Value,
+        path: &str,
+        in_list: bool,
+        kind: Option<TaskKind>,
+        dataset_dir: Option<&Path>,
+    ) -> Option<(GradingSpec, Option<Option<Weights>>)> {
         let map = self.mapping(
             value,
             path,
@@ -1117,20 +1127,8 @@ impl Reader {
                 other => self.problem(&join(path, "missing"), format!("expected a list of spellings like [\"\", \"NA\"], got {}", describe(other))),
             }
         }
-        let spec = GradingSpec {
-            output: output?,
-            truth: truth?,
-            id,
-            target,
-            positive,
-            classes,
-            columns,
-            metric: metric?,
-            scale: scale?,
-            weight,
-            tolerance,
-            missing,
-        };
+        let spec =
+            GradingSpec { output: output?, truth: truth?, id, target, positive, classes, columns, metric: metric?, scale: scale?, weight, tolerance, missing };
         Some((spec, weights))
     }
 

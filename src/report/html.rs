@@ -224,7 +224,13 @@ fn score_section(page: &mut String, report: &Report) {
         c.accuracy.weight
     );
     for (name, input, score, weight) in per_output {
-        let _ = write!(page, "<tr class=\"sub\"><td>{}</td><td>{}</td><td class=\"num\">{score:.1}</td><td class=\"num\">{}</td></tr>", esc(&name), esc(&input), esc(&weight));
+        let _ = write!(
+            page,
+            "<tr class=\"sub\"><td>{}</td><td>{}</td><td class=\"num\">{score:.1}</td><td class=\"num\">{}</td></tr>",
+            esc(&name),
+            esc(&input),
+            esc(&weight)
+        );
     }
     let rows = [
         (

@@ -290,7 +290,10 @@ impl Report {
         if c.accuracy.outputs.is_empty() {
             push(&mut out, format!("accuracy    {}  score {:>5.1} x {}", describe(&c.accuracy.accuracy), c.accuracy.score, c.accuracy.weight));
         } else {
-            push(&mut out, format!("accuracy    weighted mean of {} outputs  score {:>5.1} x {}", c.accuracy.outputs.len(), c.accuracy.score, c.accuracy.weight));
+            push(
+                &mut out,
+                format!("accuracy    weighted mean of {} outputs  score {:>5.1} x {}", c.accuracy.outputs.len(), c.accuracy.score, c.accuracy.weight),
+            );
             for output in &c.accuracy.outputs {
                 push(&mut out, format!("  {:<18} {}  score {:>5.1} x {}", output.file, describe(&output.accuracy), output.score, output.weight));
             }

@@ -319,17 +319,14 @@ pub async fn status_page(State(app): State<Arc<App>>, Candidate(a): Candidate) -
     for row in rows {
         let (steps, output) = match &row.report {
             None => (String::new(), String::new()),
-            Some(report) => (
-                report.steps.iter().map(|s| format!("{}: {}", s.name, s.outcome.as_str())).collect::<Vec<_>>().join(", "),
-                {
-                    let problems: Vec<String> = report.outputs.iter().filter_map(|o| o.problem.as_ref().map(|p| p.message.clone())).collect();
-                    if problems.is_empty() {
-                        "format ok".into()
-                    } else {
-                        problems.join("; ")
-                    }
-                },
-            ),
+            Some(report) => (report.steps.iter().map(|s| format!("{}: {}", s.name, s.outcome.as_str())).collect::<Vec<_>>().join(", "), {
+                let problems: Vec<String> = report.outputs.iter().filter_map(|o| o.problem.as_ref().map(|p| p.message.clone())).collect();
+                if problems.is_empty() {
+                    "format ok".into()
+                } else {
+                    problems.join("; ")
+                }
+            }),
         };
         let _ = write!(
             body,

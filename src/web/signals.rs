@@ -405,6 +405,9 @@ pub struct Grade {
     pub accuracy: Option<f64>,
     pub code_quality: Option<f64>,
     pub runtime: Option<f64>,
+    /// A task that grades several outputs: each output's score, by file.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<(String, f64)>,
     pub task_digest: String,
     pub dataset_digest: String,
     pub image: String,
@@ -419,6 +422,7 @@ fn grade_of(report: Option<&str>, status: Option<&str>, score: Option<f64>, grad
         accuracy: report.as_ref().map(|r| r.components.accuracy.score),
         code_quality: report.as_ref().map(|r| r.components.code_quality.score),
         runtime: report.as_ref().map(|r| r.components.runtime.score),
+        outputs: report.as_ref().map(|r| r.components.accuracy.outputs.iter().map(|o| (o.file.clone(), o.score)).collect()).unwrap_or_default(),
         task_digest: report.as_ref().map(|r| r.provenance.task_digest.clone()).unwrap_or_default(),
         dataset_digest: report.as_ref().map(|r| r.provenance.dataset_digest.clone()).unwrap_or_default(),
         image: report.as_ref().map(|r| r.provenance.image.clone()).unwrap_or_default(),
@@ -468,6 +472,11 @@ pub fn grades_html(grades: &[Grade]) -> String {
             }
             if changed.is_empty() {
                 changed.push("nothing recorded (regraded as it was)".into());
+            }
+            for (file, new) in &g.outputs {
+                if let Some((_, old)) = p.outputs.iter().find(|(f, _)| f == file).filter(|(_, old)| (old - new).abs() >= 0.05) {
+                    changed.push(format!("{} {old:.1} → {new:.1}", esc(file)));
+                }
             }
         } else {
             changed.push("first grade".into());

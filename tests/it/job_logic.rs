@@ -120,8 +120,12 @@ fn perfect_predictions() -> Vec<u8> {
 #[tokio::test]
 async fn a_perfect_output_scores_full_accuracy_with_every_step_run_in_order() {
     let started = Instant::now();
-    let script =
-        Script { outcomes: vec![("train", Outcome::Ok, 2.0), ("predict", Outcome::Ok, 1.0)], lint_stdout: "[]".into(), output: Some(perfect_predictions()), ..Default::default() };
+    let script = Script {
+        outcomes: vec![("train", Outcome::Ok, 2.0), ("predict", Outcome::Ok, 1.0)],
+        lint_stdout: "[]".into(),
+        output: Some(perfect_predictions()),
+        ..Default::default()
+    };
     let (report, ran, closed) = grade(script).await;
     // The lint runs beside the steps, in a job of its own; the steps run in order.
     assert_eq!(ran.iter().filter(|s| *s != "lint").collect::<Vec<_>>(), ["train", "predict"]);
@@ -140,7 +144,8 @@ async fn a_perfect_output_scores_full_accuracy_with_every_step_run_in_order() {
 
 #[tokio::test]
 async fn the_steps_stop_at_the_first_that_is_not_ok() {
-    let script = Script { outcomes: vec![("train", Outcome::OutOfMemory, 4.0)], lint_stdout: "[]".into(), output: Some(perfect_predictions()), ..Default::default() };
+    let script =
+        Script { outcomes: vec![("train", Outcome::OutOfMemory, 4.0)], lint_stdout: "[]".into(), output: Some(perfect_predictions()), ..Default::default() };
     let (report, ran, closed) = grade(script).await;
     assert!(!ran.contains(&"predict".to_string()), "predict must not run after a failed train: {ran:?}");
     assert_eq!(closed, 2);
@@ -181,12 +186,8 @@ fn pipeline_outputs(wrong: usize) -> (Vec<u8>, Vec<u8>) {
 #[tokio::test]
 async fn several_outputs_are_graded_each_on_its_own_scale_and_averaged_by_weight() {
     let (clean, predictions) = pipeline_outputs(22); // 22 of 110 wrong: accuracy 0.8
-    let script = Script {
-        outcomes: vec![],
-        lint_stdout: "[]".into(),
-        output: None,
-        files: vec![("penguins_clean.csv", clean), ("predictions.csv", predictions)],
-    };
+    let script =
+        Script { outcomes: vec![], lint_stdout: "[]".into(), output: None, files: vec![("penguins_clean.csv", clean), ("predictions.csv", predictions)] };
     let (report, ran, _) = grade_task("penguins-pipeline", script).await;
     assert_eq!(ran.iter().filter(|s| *s != "lint").collect::<Vec<_>>(), ["clean", "train", "predict"]);
     assert_eq!(report.status.as_str(), "graded");
