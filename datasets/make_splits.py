@@ -90,6 +90,11 @@ def diamond_cut(wheels_dir):
               [feature_row(i) for i in sorted(hidden, key=lambda i: ids[i])])
     write_csv(out / "hidden" / "labels.csv", ["id", "cut"],
               [[ids[i], rows[i][target]] for i in sorted(hidden, key=lambda i: ids[i])])
+    # The public dry run: 2,000 public diamonds stand in for the hidden ones (a check that the
+    # steps run and the predictions have the right form; the model has seen these rows).
+    dry = sorted(public, key=lambda i: ids[i])[:2000]
+    write_csv(out / "public" / "dry-run" / "features" / "test.csv", ["id"] + features, [feature_row(i) for i in dry])
+    write_csv(out / "public" / "dry-run" / "labels.csv", ["id", "cut"], [[ids[i], rows[i][target]] for i in dry])
     write_manifest(out)
 
 
@@ -146,6 +151,8 @@ def penguins_cleaning(wheels_dir):
         clean_path = out / "public" / "penguins_clean.csv" if split == "public" else out / "hidden" / "clean.csv"
         write_csv(raw_path, ["row_id"] + raw_header, dirty)
         write_csv(clean_path, ["row_id"] + clean_header, clean)
+        if split == "public":  # the public dry run reads the public records where the hidden ones would be
+            write_csv(out / "public" / "dry-run" / "input" / "penguins_raw.csv", ["row_id"] + raw_header, dirty)
     write_manifest(out)
 
 
@@ -186,7 +193,8 @@ def penguins_pipeline(wheels_dir):
     def clean(indices):
         return [[ids[i]] + clean_rows[i] for i in sorted(indices, key=lambda i: ids[i])]
 
-    write_csv(out / "public" / "penguins_raw.csv", ["row_id"] + raw_header, dirty(public, raw_header))
+    public_raw = dirty(public, raw_header)
+    write_csv(out / "public" / "penguins_raw.csv", ["row_id"] + raw_header, public_raw)
     write_csv(out / "public" / "penguins_clean.csv", ["row_id"] + clean_header, clean(public))
     write_csv(out / "hidden" / "raw" / "penguins_raw.csv", ["row_id"] + raw_header, dirty(hidden, raw_header))
     write_csv(out / "hidden" / "clean.csv", ["row_id"] + clean_header, clean(hidden))
@@ -194,6 +202,16 @@ def penguins_pipeline(wheels_dir):
     write_csv(out / "hidden" / "unsexed" / "penguins_raw.csv", unsexed_header, dirty(predict, raw_header, drop="Sex"))
     write_csv(out / "hidden" / "sex.csv", ["row_id", "sex"],
               [[ids[i], clean_rows[i][sex]] for i in sorted(predict, key=lambda i: ids[i])])
+    # The public dry run: the public records stand in for both hidden files (without their Sex
+    # for the predict step), the public birds' sexes for the truth.
+    write_csv(out / "public" / "dry-run" / "raw" / "penguins_raw.csv", ["row_id"] + raw_header, public_raw)
+    column = 1 + raw_header.index("Sex")
+    public_sexed = [i for i in public if clean_rows[i][sex] in ("male", "female")]
+    sexed_ids = {ids[i] for i in public_sexed}
+    write_csv(out / "public" / "dry-run" / "unsexed" / "penguins_raw.csv", unsexed_header,
+              [r[:column] + r[column + 1:] for r in public_raw if r[0] in sexed_ids])
+    write_csv(out / "public" / "dry-run" / "sex.csv", ["row_id", "sex"],
+              [[ids[i], clean_rows[i][sex]] for i in sorted(public_sexed, key=lambda i: ids[i])])
     write_manifest(out)
 
 

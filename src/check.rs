@@ -296,12 +296,46 @@ pub async fn check_task<S: Sandbox>(
         }
     }
     drop(graded);
+    // The public dry run that every push gets: the reference passes it (the steps run on the
+    // public stand-ins and every output has the expected form), so a candidate's failure there
+    // is the candidate's.
+    if spec.public_run.is_some() && only_fixtures.is_none_or(|prefix| "public run".starts_with(prefix)) && !cancel.is_cancelled() {
+        let started = Instant::now();
+        let (status, message) = match check_public_run(sandbox, &spec, image, cancel).await {
+            Ok(message) => (CaseStatus::Passed, message),
+            Err(message) => (CaseStatus::Failed, message),
+        };
+        record("public run", status, message, started);
+    }
     for (name, baseline) in baselines {
         if let Some(result) = results.iter_mut().find(|r| r.name == name) {
             result.baseline = Some(baseline);
         }
     }
     results
+}
+
+/// Grades the reference fixture through the task's public run; Ok when it grades cleanly.
+async fn check_public_run<S: Sandbox>(sandbox: &S, spec: &TaskSpec, image: &ImageRef, cancel: &CancellationToken) -> Result<String, String> {
+    let public = spec.public_variant().ok_or("public_run leaves a step with a hidden input or an output with a hidden truth")?;
+    let reference = spec.dir.join("fixtures").join("reference");
+    if !reference.is_dir() {
+        return Err(format!("{}: no reference fixture to prove the public run with", reference.display()));
+    }
+    let job_id = format!("{}p", job::new_job_id());
+    let report = job::grade(sandbox, &public, &reference, image, &job_id, cancel, &|_| {})
+        .await
+        .map_err(|e| format!("the reference's public run failed on our side: {e}"))?;
+    if report.status != crate::report::Status::Graded {
+        let steps: Vec<String> = report.steps.iter().map(|s| format!("{} {}", s.name, s.outcome.as_str())).collect();
+        let problem = report.components.accuracy.accuracy.problem.as_ref().map(|p| format!("; {}", p.message)).unwrap_or_default();
+        return Err(format!("the reference's public run ended {} (steps: {}){problem}", report.status.as_str(), steps.join(", ")));
+    }
+    Ok(format!(
+        "the reference passes it: {} ok, accuracy {:.1} on public data",
+        crate::units::count(report.steps.len(), "step"),
+        report.components.accuracy.score
+    ))
 }
 
 /// A fixture to grade: a folder of the task's, or a shared hostile payload fitted to the task.

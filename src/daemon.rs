@@ -486,6 +486,14 @@ struct Spare {
 }
 
 /// Whether a spare opened with `a` can serve a job that needs `b` (everything but the job id).
+/// What a submission's public dry run needs once its grade is stored: the task, its image and the
+/// checkout the graded run used.
+struct DryRun {
+    task: crate::task::TaskSpec,
+    image: ImageRef,
+    checkout: tempfile::TempDir,
+}
+
 fn same_sandbox(a: &JobOptions, b: &JobOptions) -> bool {
     a.image == b.image && a.workspace_bytes == b.workspace_bytes && a.output_bytes == b.output_bytes && a.runtime == b.runtime
 }
@@ -576,12 +584,14 @@ impl Slot {
             grader.running.lock().unwrap().remove(&job.submission());
             grader.running_count.fetch_sub(1, Ordering::Relaxed);
             let fence = &job.fence;
+            let mut dry_run = None;
             match result {
-                Ok(report) => {
+                Ok((report, public)) => {
                     let json = report.to_json();
                     let stored = grader.retrying(|| grader.store.finish(fence, report.status, report.score, &json, now())).await;
                     match stored {
                         Ok(()) => {
+                            dry_run = public;
                             {
                                 let mut metrics = grader.metrics.lock().unwrap();
                                 metrics.jobs_graded += 1;
@@ -623,12 +633,35 @@ impl Slot {
                     }
                 }
             }
+            // The grade is stored: the candidate's dry run on public data runs in this slot now.
+            if let Some(plan) = dry_run {
+                self.public_dry_run(&job, plan, &grader.stop.child_token()).await;
+            }
         }
         .instrument(span)
         .await
     }
 
-    async fn attempt(&self, job: &Claimed, cancel: &CancellationToken) -> Result<crate::report::Report, JobError> {
+    /// The submission's public dry run, after its graded report is stored (so it never delays the
+    /// grade), on the same checkout; its result goes to the candidate's page.
+    async fn public_dry_run(&self, job: &Claimed, plan: DryRun, cancel: &CancellationToken) {
+        let grader = &self.grader;
+        let job_id = format!("s{}p{}", job.submission(), crate::job::new_job_id());
+        let Some(result) = job::public_run(&grader.sandbox, &plan.task, plan.checkout.path(), &plan.image, &job_id, cancel).await else { return };
+        if cancel.is_cancelled() {
+            return;
+        }
+        if let Some(error) = &result.error {
+            warn!(error = %error, "the public dry run failed on our side");
+        }
+        let body = serde_json::to_string(&result).expect("a dry run serialises");
+        match grader.retrying(|| grader.store.set_public_run(job.submission(), &body, now())).await {
+            Ok(()) => info!(status = result.report.as_ref().map(|r| r.status.as_str()).unwrap_or("not run"), "public dry run"),
+            Err(e) => warn!(error = %e, "cannot store the public dry run"),
+        }
+    }
+
+    async fn attempt(&self, job: &Claimed, cancel: &CancellationToken) -> Result<(crate::report::Report, Option<DryRun>), JobError> {
         let grader = &self.grader;
         let task_dir = grader.config.tasks_root.join("tasks").join(&job.task);
         let task = crate::task::load(&task_dir).map_err(|e| JobError::Internal(e.to_string()))?;
@@ -692,6 +725,7 @@ impl Slot {
         report.candidate = Some(job.candidate.clone());
         report.submission.commit = Some(job.commit.clone());
         report.submission.path = format!("{}#{}", job.assignment, job.submission());
-        Ok(report)
+        let dry_run = task.public_run.is_some().then(|| DryRun { task, image, checkout });
+        Ok((report, dry_run))
     }
 }

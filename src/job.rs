@@ -97,6 +97,37 @@ pub fn task_copies(tasks_root: &Path) -> Vec<crate::store::TaskCopy> {
 }
 
 /// Grades `submission_dir` for `task` in `sandbox`. `Err` only for our own failures and cancellation.
+/// The result of a submission's public dry run, as stored for its candidate: the report of the
+/// steps run on the task's public stand-ins (nothing hidden mounted), or why it could not run.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PublicRun {
+    pub report: Option<Report>,
+    /// Our failure (never the candidate's): the dry run could not be done.
+    pub error: Option<String>,
+    /// Whether the task lets the candidate see the dry run's score.
+    pub show_score: bool,
+}
+
+/// Runs the task's public dry run of a submission (the task's `public_variant`); `None` when the
+/// task declares none. It never fails: our errors are kept in the result.
+pub async fn public_run<S: Sandbox>(
+    sandbox: &S,
+    task: &TaskSpec,
+    submission_dir: &Path,
+    image: &ImageRef,
+    job_id: &str,
+    cancel: &CancellationToken,
+) -> Option<PublicRun> {
+    let show_score = task.public_run.as_ref()?.show_score;
+    let Some(public) = task.public_variant() else {
+        return Some(PublicRun { report: None, error: Some("the task's public run still mounts hidden data; it was not run".into()), show_score });
+    };
+    match grade(sandbox, &public, submission_dir, image, job_id, cancel, &|_| {}).await {
+        Ok(report) => Some(PublicRun { report: Some(report), error: None, show_score }),
+        Err(error) => Some(PublicRun { report: None, error: Some(format!("{error:#}")), show_score }),
+    }
+}
+
 pub async fn grade<S: Sandbox>(
     sandbox: &S,
     task: &TaskSpec,

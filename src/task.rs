@@ -287,6 +287,8 @@ pub struct TaskSpec {
     pub score_floor: f64,
     /// How assessors review it: rubric, blind review, what feedback may tell the candidate.
     pub review: ReviewSpec,
+    /// The dry run on public data (`None`: the task declares none).
+    pub public_run: Option<PublicRunSpec>,
     /// The folder that holds task.yaml.
     pub dir: PathBuf,
     /// The folder that holds `tasks/`, `datasets/` and `runner-images/`.
@@ -315,10 +317,46 @@ impl TaskSpec {
     pub fn output_named(&self, name: &str) -> Option<&GradingSpec> {
         self.outputs.iter().find(|o| o.output == name)
     }
+    /// The task as its dry run on public data runs it: each hidden input replaced by its public
+    /// stand-in, each truth by its public one, every step's logs the candidate's (nothing hidden
+    /// is mounted). `None` when the task declares no public run.
+    pub fn public_variant(&self) -> Option<TaskSpec> {
+        let run = self.public_run.as_ref()?;
+        let mut task = self.clone();
+        for step in &mut task.steps {
+            for input in &mut step.inputs {
+                if let Some((_, public)) = run.inputs.iter().find(|(hidden, _)| hidden == input) {
+                    *input = public.clone();
+                }
+            }
+            step.candidate_logs = !step.reads_hidden();
+        }
+        for output in &mut task.outputs {
+            if let Some((_, public)) = run.truths.iter().find(|(name, _)| *name == output.output) {
+                output.truth = public.clone();
+            }
+        }
+        // Every step must have lost its hidden inputs, and every truth must be public.
+        let all_public = task.steps.iter().all(|s| !s.reads_hidden()) && task.outputs.iter().all(|o| o.truth.starts_with("public/"));
+        all_public.then_some(task)
+    }
+
     /// The sum of the steps' timeouts: the runtime score reaches zero there.
     pub fn total_timeout(&self) -> Duration {
         self.steps.iter().map(|step| step.timeout).sum()
     }
+}
+
+/// `public_run:` — the dry run on public data that every push also gets, shown to the candidate
+/// in full (logs, resource use, the outputs' format check).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublicRunSpec {
+    /// Each hidden input a step reads, and the public path that stands in for it (same last name).
+    pub inputs: Vec<(String, String)>,
+    /// Each graded output's public truth.
+    pub truths: Vec<(String, String)>,
+    /// Whether the candidate sees the dry run's score (the metric on public data).
+    pub show_score: bool,
 }
 
 /// `review:` — what assessors judge by hand and how it combines with the automatic score.
@@ -654,8 +692,24 @@ impl Reader {
             document,
             "",
             &[
-                "id", "title", "kind", "time_box", "image", "brief", "starter", "dataset", "steps", "grading", "weights", "lint", "runtime", "storage",
-                "sandbox", "check", "review",
+                "id",
+                "title",
+                "kind",
+                "time_box",
+                "image",
+                "brief",
+                "starter",
+                "dataset",
+                "steps",
+                "grading",
+                "weights",
+                "lint",
+                "runtime",
+                "storage",
+                "sandbox",
+                "check",
+                "review",
+                "public_run",
             ],
         )?;
         let root = task_dir.parent().and_then(Path::parent).unwrap_or(Path::new(".")).to_path_buf();
@@ -748,6 +802,7 @@ impl Reader {
             }
         }
 
+        let public_run = top.get("public_run").and_then(|value| self.public_run(value, steps.as_deref(), outputs.as_deref(), dataset_dir.as_deref()));
         let review = match top.get("review") {
             Some(value) => self.review(value),
             None => ReviewSpec::default(),
@@ -772,6 +827,7 @@ impl Reader {
             min_runtime,
             score_floor,
             review,
+            public_run,
             dir: task_dir.to_path_buf(),
             root,
         })
@@ -1306,6 +1362,96 @@ impl Reader {
             return None;
         }
         (levels.len() == items.len()).then_some(levels)
+    }
+
+    /// `public_run: { inputs: { hidden/x: public/…/x }, truths: { output: public/… }, show_score }`:
+    /// every hidden input a step reads has a public stand-in with the same last name (so that it
+    /// appears at the same `/data/<name>`), and every graded output a public truth.
+    fn public_run(&mut self, value: &Value, steps: Option<&[StepSpec]>, outputs: Option<&[GradingSpec]>, dataset_dir: Option<&Path>) -> Option<PublicRunSpec> {
+        let path = "public_run";
+        let map = self.mapping(value, path, &["inputs", "truths", "show_score"])?;
+        let show_score = self.boolean(map, path, "show_score", false);
+        let read = |reader: &mut Reader, key: &str| -> Vec<(String, String)> {
+            let field = join(path, key);
+            match map.get(key) {
+                None => {
+                    reader.problem(&field, "missing (expected a mapping)");
+                    Vec::new()
+                }
+                Some(Value::Mapping(entries)) => entries
+                    .iter()
+                    .filter_map(|(k, v)| match (k.as_str(), v.as_str()) {
+                        (Some(k), Some(v)) => Some((k.to_string(), v.to_string())),
+                        (Some(k), None) => {
+                            reader.problem(&join(&field, k), format!("expected a path under public/, got {}", describe(v)));
+                            None
+                        }
+                        _ => {
+                            reader.problem(&field, "keys must be strings");
+                            None
+                        }
+                    })
+                    .collect(),
+                Some(other) => {
+                    reader.problem(&field, format!("expected a mapping, got {}", describe(other)));
+                    Vec::new()
+                }
+            }
+        };
+        let inputs = read(self, "inputs");
+        let truths = read(self, "truths");
+        let public_path = |reader: &mut Reader, field: &str, target: &str, want_file: bool| {
+            if !is_plain_relative(target) || !target.starts_with("public/") {
+                reader.problem(field, format!("{target:?} must be a relative path under public/ in the data set"));
+            } else if let Some(dir) = dataset_dir {
+                let path = dir.join(target);
+                let exists = if want_file { path.is_file() } else { path.exists() };
+                if !exists {
+                    reader.problem(field, format!("{target:?}: no such {} in {}", if want_file { "file" } else { "file or folder" }, dir.display()));
+                }
+            }
+        };
+        let hidden: Vec<&String> = steps.unwrap_or_default().iter().flat_map(|s| s.inputs.iter()).filter(|i| i.starts_with("hidden")).collect();
+        for (from, to) in &inputs {
+            let field = join(&join(path, "inputs"), from);
+            if !hidden.contains(&from) {
+                self.problem(
+                    &field,
+                    format!("no step reads {from:?} (the hidden inputs are: {})", hidden.iter().map(|h| h.as_str()).collect::<Vec<_>>().join(", ")),
+                );
+                continue;
+            }
+            public_path(self, &field, to, false);
+            if last_component(to) != last_component(from) {
+                self.problem(
+                    &field,
+                    format!("{to:?} must end in {:?}, so that it appears at /data/{} as {from:?} does", last_component(from), last_component(from)),
+                );
+            }
+        }
+        for input in &hidden {
+            if !inputs.iter().any(|(from, _)| from == *input) {
+                self.problem(&join(path, "inputs"), format!("no public stand-in for {input:?} (a step reads it)"));
+            }
+        }
+        let outputs = outputs.unwrap_or_default();
+        for (output, truth) in &truths {
+            let field = join(&join(path, "truths"), output);
+            if !outputs.iter().any(|o| &o.output == output) {
+                self.problem(
+                    &field,
+                    format!("{output:?} is not a graded output (they are: {})", outputs.iter().map(|o| o.output.as_str()).collect::<Vec<_>>().join(", ")),
+                );
+                continue;
+            }
+            public_path(self, &field, truth, true);
+        }
+        for output in outputs {
+            if !truths.iter().any(|(o, _)| *o == output.output) {
+                self.problem(&join(path, "truths"), format!("no public truth for {:?}", output.output));
+            }
+        }
+        Some(PublicRunSpec { inputs, truths, show_score })
     }
 
     fn lint(&mut self, top: &Mapping) -> Option<LintSpec> {

@@ -384,6 +384,10 @@ pub trait Store: Send + Sync + 'static {
     async fn notes(&self, submission: i64) -> Result<Vec<Note>>;
     /// The reports that regrades replaced, oldest first (the current one is the submission's).
     async fn report_history(&self, submission: i64) -> Result<Vec<PastReport>>;
+    /// Stores (or replaces) the result of a submission's public dry run (JSON, `job::PublicRun`).
+    async fn set_public_run(&self, submission: i64, body: &str, now: i64) -> Result<()>;
+    /// A submission's public dry run, if one ran.
+    async fn public_run(&self, submission: i64) -> Result<Option<String>>;
     /// Records a review item; returns its id.
     async fn add_review(&self, assignment: &str, submission: i64, kind: ReviewKind, author: &str, body: &str, now: i64) -> Result<i64>;
     /// Replaces an item's body, only where `author` wrote it; false when there is no such item of theirs.

@@ -136,6 +136,13 @@ CREATE TABLE report_history (
 );
 CREATE INDEX report_history_submission ON report_history (submission, id);
 ",
+    "
+CREATE TABLE public_runs (
+    submission BIGINT PRIMARY KEY REFERENCES submissions(id),
+    body TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+",
 ];
 
 pub struct PostgresStore {
@@ -662,6 +669,20 @@ impl Store for PostgresStore {
             .iter()
             .map(|r| Ok(Note { author: r.try_get(0)?, text: r.try_get(1)?, created_at: r.try_get(2)? }))
             .collect()
+    }
+
+    async fn set_public_run(&self, submission: i64, body: &str, now: i64) -> Result<()> {
+        self.execute(
+            "INSERT INTO public_runs (submission, body, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (submission) DO UPDATE SET body = excluded.body, created_at = excluded.created_at",
+            &[&submission, &body, &now],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn public_run(&self, submission: i64) -> Result<Option<String>> {
+        Ok(self.query_opt("SELECT body FROM public_runs WHERE submission = $1", &[&submission]).await?.map(|r| r.try_get(0)).transpose()?)
     }
 
     async fn report_history(&self, submission: i64) -> Result<Vec<PastReport>> {

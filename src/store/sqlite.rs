@@ -134,6 +134,14 @@ CREATE TABLE report_history (
 );
 CREATE INDEX report_history_submission ON report_history (submission, id);
 ",
+    // 5: each submission's public dry run, shown to its candidate.
+    "
+CREATE TABLE public_runs (
+    submission INTEGER PRIMARY KEY REFERENCES submissions(id),
+    body TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+",
 ];
 
 const SUBMISSION_COLUMNS: &str = "s.id, s.assignment, s.task, a.candidate, s.number, s.commit_sha, s.pushed_at, s.status, s.attempts, \
@@ -593,6 +601,23 @@ impl Store for SqliteStore {
             rows
         })
         .await
+    }
+
+    async fn set_public_run(&self, submission: i64, body: &str, now: i64) -> Result<()> {
+        let body = body.to_string();
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO public_runs (submission, body, created_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (submission) DO UPDATE SET body = excluded.body, created_at = excluded.created_at",
+                params![submission, body, now],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn public_run(&self, submission: i64) -> Result<Option<String>> {
+        self.with(move |c| c.query_row("SELECT body FROM public_runs WHERE submission = ?1", [submission], |r| r.get(0)).optional()).await
     }
 
     async fn report_history(&self, submission: i64) -> Result<Vec<PastReport>> {

@@ -22,7 +22,46 @@ pub struct CandidateSubmission {
     pub pushed_at: String,
     pub status: String,
     pub grade_status: Option<String>,
+    /// The graded run on hidden data, as far as the candidate may see it.
     pub report: Option<CandidateReport>,
+    /// The dry run on public data: every step's logs, exit code, time and memory, the outputs'
+    /// format check, and a public score where the task allows it. `None` until it has run.
+    pub public_run: Option<PublicRunView>,
+}
+
+/// A submission's public dry run as its candidate sees it.
+#[derive(Debug, Serialize)]
+pub struct PublicRunView {
+    /// Built from a report of steps that read public data only: every detail is the candidate's.
+    pub report: Option<CandidateReport>,
+    /// Set when the dry run could not be done on our side (never counted against the candidate).
+    pub not_run: Option<String>,
+    /// The dry run's accuracy per output, where the task shows it (`public_run.show_score`).
+    pub public_score: Option<Vec<PublicScore>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PublicScore {
+    pub file: String,
+    pub metric: String,
+    pub value: Option<f64>,
+}
+
+impl PublicRunView {
+    pub fn of(run: crate::job::PublicRun) -> PublicRunView {
+        let not_run = run.error.as_ref().map(|_| "the public run could not be done on our side; it is not counted against you".to_string());
+        let public_score = run.report.as_ref().filter(|_| run.show_score).map(|r| {
+            r.components
+                .accuracy
+                .each(&r.output.file)
+                .into_iter()
+                .map(|o| PublicScore { file: o.file.to_string(), metric: o.accuracy.metric.clone(), value: o.accuracy.value })
+                .collect()
+        });
+        // Only a report whose every step read public data is shown whole.
+        let report = run.report.filter(|r| r.steps.iter().all(|s| s.candidate_logs)).map(|r| CandidateReport::from_report(&r));
+        PublicRunView { report, not_run, public_score }
+    }
 }
 
 /// The candidate's view of every submission of an assignment, newest first.
@@ -31,11 +70,13 @@ pub async fn candidate_view(app: &Arc<App>, assignment: &str) -> Result<Vec<Cand
     let mut rows = Vec::with_capacity(submissions.len());
     for s in submissions {
         let report = stored(app.store.submission(s.id)).await?.and_then(|(_, r)| r);
-        rows.push((s, report));
+        let public = stored(app.store.public_run(s.id)).await?.and_then(|body| serde_json::from_str::<crate::job::PublicRun>(&body).ok());
+        rows.push((s, report, public));
     }
     Ok(rows
         .into_iter()
-        .map(|(s, report)| CandidateSubmission {
+        .map(|(s, report, public)| CandidateSubmission {
+            public_run: public.map(PublicRunView::of),
             number: s.number,
             commit: s.commit,
             pushed_at: crate::report::rfc3339(s.pushed_at),

@@ -307,43 +307,20 @@ pub async fn status_page(State(app): State<Arc<App>>, Candidate(a): Candidate) -
         Ok(feedback) => feedback,
         Err(failure) => return failure.into_response(),
     };
-    let time = match a.clock(now()) {
-        ClockState::NotStarted => "the clock starts at your first clone".to_string(),
-        ClockState::Running | ClockState::Closed => clock(a.seconds_left(now())),
-    };
-    let mut body = format!(
-        "<meta http-equiv=\"refresh\" content=\"10\"><h1>{}</h1><p>{}</p><table><tr><th>#</th><th>commit</th><th>pushed</th><th>status</th><th>steps</th><th>output</th></tr>",
-        esc(&a.task),
-        esc(&time)
-    );
-    for row in rows {
-        let (steps, output) = match &row.report {
-            None => (String::new(), String::new()),
-            Some(report) => (report.steps.iter().map(|s| format!("{}: {}", s.name, s.outcome.as_str())).collect::<Vec<_>>().join(", "), {
-                let problems: Vec<String> = report.outputs.iter().filter_map(|o| o.problem.as_ref().map(|p| p.message.clone())).collect();
-                if problems.is_empty() {
-                    "format ok".into()
-                } else {
-                    problems.join("; ")
-                }
-            }),
-        };
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            row.number,
-            esc(&row.commit[..row.commit.len().min(10)]),
-            esc(&row.pushed_at),
-            esc(row.grade_status.as_deref().unwrap_or(&row.status)),
-            esc(&steps),
-            esc(&output)
-        );
-    }
-    body.push_str("</table>");
-    if let Some(feedback) = feedback {
-        let _ = write!(body, "<section id=\"feedback\"><h2>Feedback from the assessors</h2>{}</section>", super::review::feedback_html(&feedback));
-    }
-    page("Status", &body).into_response()
+    // The task's title and brief, from the task folder (the brief is the candidate's own).
+    let task = crate::task::load(&app.config.tasks_root.join("tasks").join(&a.task)).ok();
+    let brief_html = task.as_ref().and_then(|t| std::fs::read_to_string(t.dir.join(&t.brief)).ok()).map(|text| crate::review::markdown::render(&text));
+    let title = task.as_ref().map(|t| t.title.clone()).unwrap_or_else(|| a.task.clone());
+    let html = super::candidate::render(&super::candidate::StatusPage {
+        assignment: &a,
+        title: &title,
+        brief_html,
+        clone_url: format!("{}/git/{}.git", app.config.public_url.trim_end_matches('/'), a.id),
+        now: now(),
+        submissions: &rows,
+        feedback_html: feedback.as_ref().map(super::review::feedback_html),
+    });
+    Html(html).into_response()
 }
 
 /// The worker instances the store knows: who grades, with what, when last heard from.

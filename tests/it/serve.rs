@@ -434,12 +434,20 @@ pub(super) fn browse(binary: &Path, url: &str, screenshot: &Path) -> (String, Ve
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "chromium hung on {url}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        child.wait_with_output().unwrap()
+        // Read both pipes while it runs (a large DOM fills a pipe); a watchdog ends a hung browser.
+        let pid = child.id();
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || {
+            if finished.recv_timeout(Duration::from_secs(90)).is_err() {
+                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+                return true;
+            }
+            false
+        });
+        let output = child.wait_with_output().unwrap();
+        let _ = done.send(());
+        assert!(!watchdog.join().unwrap(), "chromium hung on {url}");
+        output
     };
     let dom = run("--dump-dom");
     let console = String::from_utf8_lossy(&dom.stderr).lines().filter(|l| l.contains("CONSOLE")).map(String::from).collect();

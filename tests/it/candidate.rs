@@ -1,0 +1,127 @@
+//! The candidate's side, as a candidate uses it: real git pushes to a real daemon, the status page
+//! and API read with the candidate's token, rendered in headless chromium (screenshots kept in
+//! target/test-artifacts/candidate-*.png). A push that fails shows its traceback from the public
+//! run; nothing the graded run printed over hidden data, and no hidden value, reaches the candidate.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::common::repo_root;
+use super::serve::{assign, browse, chromium, clone, push_solution, setup, Daemon};
+
+/// Every data line of every file under `dir` (long enough to be telling).
+fn lines_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).into_iter().filter_map(Result::ok).filter(|e| e.file_type().is_file()) {
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        out.extend(text.lines().skip(1).filter(|l| l.len() >= 12).map(String::from));
+    }
+    out
+}
+
+/// Waits until the candidate's API shows the public run of `number` pushes.
+fn wait_public(daemon: &Daemon, id: &str, token: &str, number: usize) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let (status, body) = daemon.get(&format!("/api/status/{id}"), Some((id, token)));
+        assert_eq!(status, 200, "{body}");
+        let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let rows = view["submissions"].as_array().unwrap();
+        if rows.len() >= number && rows.iter().all(|r| !r["public_run"].is_null()) {
+            return view;
+        }
+        assert!(Instant::now() < deadline, "no public run within 4 minutes: {view:#}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_push_shows_its_traceback_from_the_public_run_and_nothing_hidden() {
+    let browser = chromium();
+    if browser.is_none() && std::env::var("TAKEHOME_REQUIRE_BROWSER").as_deref() == Ok("1") {
+        panic!("chromium is required (TAKEHOME_REQUIRE_BROWSER=1) but not installed");
+    }
+    let Some((_sandbox, data, work)) = setup().await else { return };
+    let (data_path, work_path) = (data.path().to_path_buf(), work.path().to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let artefacts = repo_root().join("target/test-artifacts");
+        std::fs::create_dir_all(&artefacts).unwrap();
+        let daemon = Daemon::start(&data_path, 1);
+        let cand = assign(&data_path, "penguins-cleaning", "casey@example.com", &[]);
+        let repo = clone(&daemon, &cand, &work_path);
+        let hidden = lines_under(&repo_root().join("datasets/penguins-cleaning/hidden"));
+
+        // Push 1: a module that does not exist. The step prints every hidden row before it fails.
+        let broken = "import sys\nfrom pathlib import Path\n\nfor p in Path('/data').rglob('*.csv'):\n    print(p.read_text())\n    print(p.read_text(), file=sys.stderr)\n\nimport nonexistent_cleaning_helpers  # noqa\n";
+        let (ok, out) = push_solution(&repo, Some(broken), "a missing module");
+        assert!(ok, "{out}");
+        // Push 2: a table without its key column and with a row twice: a format problem.
+        let format = "import pandas as pd\n\nraw = pd.read_csv('/data/input/penguins_raw.csv', dtype=str, keep_default_na=False)\nout = raw[['Species', 'Island']]\npd.concat([out, out.head(1)]).to_csv('/output/penguins_clean.csv', index=False)\n";
+        let (ok, out) = push_solution(&repo, Some(format), "no key column");
+        assert!(ok, "{out}");
+        daemon.wait_graded(&cand.id, 2, Duration::from_secs(240));
+        let view = wait_public(&daemon, &cand.id, &cand.token, 2);
+        let rows = view["submissions"].as_array().unwrap();
+        let (second, first) = (&rows[0], &rows[1]);
+
+        // The graded run: step_failed, the step named, but its logs, exit code and time withheld.
+        assert_eq!(first["grade_status"], "step_failed", "{first:#}");
+        let graded = &first["report"]["steps"][0];
+        assert_eq!((graded["name"].as_str(), graded["outcome"].as_str()), (Some("clean"), Some("failed")));
+        assert!(graded["details"].is_null(), "{graded:#}");
+        // The public run: the traceback, the exit code, time and memory against the limits.
+        let public = &first["public_run"]["report"]["steps"][0];
+        assert_eq!(public["outcome"], "failed", "{first:#}");
+        let details = &public["details"];
+        assert_eq!(details["exit_code"], 1);
+        let stderr = details["stderr_tail"].as_str().unwrap();
+        assert!(stderr.contains("ModuleNotFoundError: No module named 'nonexistent_cleaning_helpers'"), "{stderr}");
+        assert!(stderr.contains("Traceback"), "{stderr}");
+        assert_eq!(details["memory_limit_bytes"], 1u64 << 30);
+        assert!(details["peak_memory_bytes"].as_u64().unwrap() > 0 && details["wall_seconds"].as_f64().unwrap() > 0.0);
+        // What the public run printed is public data; no hidden line is anywhere.
+        let public_raw = std::fs::read_to_string(repo_root().join("datasets/penguins-cleaning/public/penguins_raw.csv")).unwrap();
+        assert!(details["stdout_tail"].as_str().unwrap().contains(public_raw.lines().nth(1).unwrap()));
+
+        // Push 2: the format problem, named with its counts, from the public run (which shows a
+        // public score: the task allows it); the graded run names the problem's kinds.
+        let problem = second["public_run"]["report"]["outputs"][0]["problem"]["message"].as_str().unwrap().to_string();
+        assert!(problem.contains("row_id"), "{problem}");
+        assert!(second["public_run"]["public_score"].is_array(), "{second:#}");
+        assert_eq!(second["grade_status"], "bad_output");
+        assert!(second["report"]["outputs"][0]["problem"]["message"].as_str().unwrap().contains("penguins_clean.csv"), "{second:#}");
+
+        // The page: the traceback, the deadline, how to push, the brief; no assessor link.
+        let (status, page) = daemon.get(&format!("/status/{}", cand.id), Some((&cand.id, &cand.token)));
+        assert_eq!(status, 200);
+        for needle in [
+            "ModuleNotFoundError: No module named &#39;nonexistent_cleaning_helpers&#39;",
+            "Deadline: ",
+            "How to push",
+            &format!("/git/{}.git", cand.id),
+            "Clean the Palmer penguins field records",
+            "Graded run (hidden data)",
+            "Public run",
+            " of 1 GiB</td>",
+        ] {
+            assert!(page.contains(needle), "the status page lacks {needle:?}");
+        }
+        for assessor in ["href=\"/\"", "/submissions", "/tasks/", "/login", "dashboard"] {
+            assert!(!page.contains(assessor), "the status page links to assessors' pages ({assessor})");
+        }
+        let api = serde_json::to_string(&view).unwrap();
+        for line in &hidden {
+            assert!(!page.contains(line.as_str()) && !api.contains(line.as_str()), "a hidden line reached the candidate: {line:?}");
+        }
+
+        if let Some(binary) = browser {
+            let file = artefacts.join("candidate-status.html");
+            std::fs::write(&file, &page).unwrap();
+            let (dom, console) = browse(&binary, &format!("file://{}", file.display()), &artefacts.join("candidate-status.png"));
+            assert!(dom.contains("nonexistent_cleaning_helpers") && dom.contains("How to push"), "the rendered page lacks the traceback");
+            assert!(console.is_empty(), "{console:?}");
+        }
+    })
+    .await
+    .unwrap();
+}
