@@ -416,7 +416,7 @@ pub(super) fn chromium() -> Option<PathBuf> {
 pub(super) fn browse(binary: &Path, url: &str, screenshot: &Path) -> (String, Vec<String>) {
     let profile = tempfile::tempdir().unwrap();
     let run = |extra: &str| {
-        let mut child = Command::new(binary)
+        let child = Command::new(binary)
             .args([
                 "--headless",
                 "--no-sandbox",
