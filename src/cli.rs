@@ -869,6 +869,7 @@ async fn assign(config: &crate::config::Config, task_id: &str, candidate: &str, 
         starts: if starts == Starts::Now { "now" } else { "on-clone" }.to_string(),
         started_at: (starts == Starts::Now).then_some(now),
         created_at: now,
+        extra_seconds: 0,
     };
     crate::intake::Repos::new(config.repos_dir(), config.hooks_dir()).create(&id, &spec, config.max_push_bytes).map_err(ours)?;
     store.create_assignment(&assignment).await.map_err(ours)?;

@@ -289,6 +289,9 @@ pub struct TaskSpec {
     pub review: ReviewSpec,
     /// The dry run on public data (`None`: the task declares none).
     pub public_run: Option<PublicRunSpec>,
+    /// Which push counts: the last before the deadline (default), or the one the candidate
+    /// chooses on their status page (`final_submission: chosen`, as Kaggle lets them).
+    pub candidate_chooses_final: bool,
     /// The folder that holds task.yaml.
     pub dir: PathBuf,
     /// The folder that holds `tasks/`, `datasets/` and `runner-images/`.
@@ -710,6 +713,7 @@ impl Reader {
                 "check",
                 "review",
                 "public_run",
+                "final_submission",
             ],
         )?;
         let root = task_dir.parent().and_then(Path::parent).unwrap_or(Path::new(".")).to_path_buf();
@@ -802,6 +806,14 @@ impl Reader {
             }
         }
 
+        let candidate_chooses_final = match self.string(top, "", "final_submission", false).as_deref() {
+            None | Some("last") => false,
+            Some("chosen") => true,
+            Some(other) => {
+                self.problem("final_submission", format!("{other:?} (expected last or chosen)"));
+                false
+            }
+        };
         let public_run = top.get("public_run").and_then(|value| self.public_run(value, steps.as_deref(), outputs.as_deref(), dataset_dir.as_deref()));
         let review = match top.get("review") {
             Some(value) => self.review(value),
@@ -828,6 +840,7 @@ impl Reader {
             score_floor,
             review,
             public_run,
+            candidate_chooses_final,
             dir: task_dir.to_path_buf(),
             root,
         })

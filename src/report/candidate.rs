@@ -5,9 +5,11 @@
 //! mounted, reaches this type unless the task says so (`candidate_logs: true` on the step). A step
 //! that read hidden data could encode what it read in anything it controls: its logs, its exit
 //! code, its duration, its memory, the values and even the counts of rows it wrote. So for such a
-//! step the candidate sees its name and outcome only (the outcome is the residual channel of a few
-//! bits per push, documented in docs/security.md), and the output's format feedback names the kinds
-//! of problems without counts or examples. No score, no metric, no data set digest, ever.
+//! step the candidate sees its name, its outcome, and its time and peak memory in four bands of
+//! their limits (the residual channel: a few bits per step and push, documented in
+//! docs/security.md), and the output's format feedback names the kinds of problems with their
+//! counts in four bands, without examples. No score, no metric, no data set digest, ever. The
+//! public dry run (steps over public data only) is where a candidate sees everything.
 
 use serde::Serialize;
 
@@ -59,6 +61,44 @@ pub struct CandidateStep {
     pub message: String,
     /// Present only when the step's logs and measurements may be shown (see the module's docs).
     pub details: Option<CandidateStepDetails>,
+    /// When `details` are withheld: the time and peak memory as a coarse share of the limits
+    /// (four bands each), enough to see a step near its limit, too coarse to carry data out.
+    pub usage: Option<CoarseUsage>,
+}
+
+/// A step's resource use in bands of its limits: `under 25 %`, `25–50 %`, `50–90 %`, `over 90 %`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CoarseUsage {
+    pub time: &'static str,
+    pub memory: &'static str,
+    pub timeout_seconds: f64,
+    pub memory_limit_bytes: u64,
+}
+
+/// The band of `used` in `limit`.
+pub fn band(used: f64, limit: f64) -> &'static str {
+    let share = if limit > 0.0 { used / limit } else { 1.0 };
+    if share < 0.25 {
+        "under 25 %"
+    } else if share < 0.5 {
+        "25–50 %"
+    } else if share < 0.9 {
+        "50–90 %"
+    } else {
+        "over 90 %"
+    }
+}
+
+/// A count as a band (`1`, `2–9`, `10–99`, `100 or more`): a format problem's size without the
+/// bits of an exact count, for outputs written while hidden data was mounted.
+pub fn count_band(count: u64) -> &'static str {
+    match count {
+        0 => "0",
+        1 => "1",
+        2..=9 => "2–9",
+        10..=99 => "10–99",
+        _ => "100 or more",
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -121,6 +161,12 @@ impl CandidateReport {
                     name: step.name.clone(),
                     outcome: step.outcome,
                     message: if open { step.message.clone() } else { generic_message(step.outcome).to_string() },
+                    usage: (!open).then(|| CoarseUsage {
+                        time: band(step.wall_seconds, step.timeout_seconds),
+                        memory: band(step.peak_memory_bytes.unwrap_or(0) as f64, step.memory_limit_bytes as f64),
+                        timeout_seconds: step.timeout_seconds,
+                        memory_limit_bytes: step.memory_limit_bytes,
+                    }),
                     details: open.then(|| CandidateStepDetails {
                         exit_code: step.exit_code,
                         wall_seconds: step.wall_seconds,
@@ -154,7 +200,7 @@ impl CandidateReport {
                             ProblemKind::BadFormat => format!("{file}: not in the expected format (see the brief)"),
                         }
                     } else {
-                        let kinds: Vec<&str> = problem.offences.iter().map(|o| o.what.as_str()).collect();
+                        let kinds: Vec<String> = problem.offences.iter().map(|o| format!("{} ({})", o.what, count_band(o.count))).collect();
                         format!("{file}: {}", kinds.join("; "))
                     };
                     CandidateProblem { kind: problem.kind, message }

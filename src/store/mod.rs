@@ -84,6 +84,17 @@ pub enum ClockState {
     Closed,
 }
 
+/// Extra time given to one candidate, with why and by whom.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Extension {
+    pub id: i64,
+    pub assignment: String,
+    pub seconds: i64,
+    pub reason: String,
+    pub author: String,
+    pub created_at: i64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Assignment {
     pub id: String,
@@ -95,18 +106,25 @@ pub struct Assignment {
     pub starts: String,
     pub started_at: Option<i64>,
     pub created_at: i64,
+    /// Extra time assessors gave this candidate (the sum of its extensions).
+    #[serde(default)]
+    pub extra_seconds: i64,
 }
 
 impl Assignment {
-    /// The deadline, once the clock has started.
+    /// The time box with every extension.
+    pub fn total_seconds(&self) -> i64 {
+        self.time_box_seconds + self.extra_seconds
+    }
+    /// The deadline, once the clock has started (extensions included).
     pub fn deadline(&self) -> Option<i64> {
-        self.started_at.map(|start| start + self.time_box_seconds)
+        self.started_at.map(|start| start + self.total_seconds())
     }
     /// Seconds left at `now` (the full time box before the clock starts; 0 after the deadline).
     pub fn seconds_left(&self, now: i64) -> i64 {
         match self.deadline() {
             Some(deadline) => (deadline - now).max(0),
-            None => self.time_box_seconds,
+            None => self.total_seconds(),
         }
     }
     pub fn clock(&self, now: i64) -> ClockState {
@@ -388,6 +406,14 @@ pub trait Store: Send + Sync + 'static {
     async fn set_public_run(&self, submission: i64, body: &str, now: i64) -> Result<()>;
     /// A submission's public dry run, if one ran.
     async fn public_run(&self, submission: i64) -> Result<Option<String>>;
+    /// Records an extension of a candidate's time box; returns its id.
+    async fn add_extension(&self, assignment: &str, seconds: i64, reason: &str, author: &str, now: i64) -> Result<i64>;
+    /// An assignment's extensions, oldest first.
+    async fn extensions(&self, assignment: &str) -> Result<Vec<Extension>>;
+    /// Records which push the candidate chose as final (replacing an earlier choice).
+    async fn choose_final(&self, assignment: &str, submission: i64, now: i64) -> Result<()>;
+    /// The candidate's choice of final push and when it was made, if any.
+    async fn final_choice(&self, assignment: &str) -> Result<Option<(i64, i64)>>;
     /// Records a review item; returns its id.
     async fn add_review(&self, assignment: &str, submission: i64, kind: ReviewKind, author: &str, body: &str, now: i64) -> Result<i64>;
     /// Replaces an item's body, only where `author` wrote it; false when there is no such item of theirs.

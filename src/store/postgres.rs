@@ -142,6 +142,20 @@ CREATE TABLE public_runs (
     body TEXT NOT NULL,
     created_at BIGINT NOT NULL
 );
+CREATE TABLE extensions (
+    id BIGSERIAL PRIMARY KEY,
+    assignment TEXT NOT NULL REFERENCES assignments(id),
+    seconds BIGINT NOT NULL,
+    reason TEXT NOT NULL,
+    author TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX extensions_assignment ON extensions (assignment, id);
+CREATE TABLE final_choices (
+    assignment TEXT PRIMARY KEY REFERENCES assignments(id),
+    submission BIGINT NOT NULL REFERENCES submissions(id),
+    chosen_at BIGINT NOT NULL
+);
 ",
 ];
 
@@ -211,6 +225,9 @@ fn submission_row(row: &Row) -> Result<Submission> {
 }
 
 const ASSIGNMENT_COLUMNS: &str = "id, task, candidate, token_hash, time_box_seconds, starts, started_at, created_at";
+/// The columns read back: the stored ones and the sum of the assignment's extensions.
+const ASSIGNMENT_SELECT: &str = "id, task, candidate, token_hash, time_box_seconds, starts, started_at, created_at, \
+     (SELECT COALESCE(SUM(e.seconds), 0)::BIGINT FROM extensions e WHERE e.assignment = assignments.id)";
 
 fn assignment_row(row: &Row) -> Result<Assignment> {
     Ok(Assignment {
@@ -222,6 +239,7 @@ fn assignment_row(row: &Row) -> Result<Assignment> {
         starts: row.try_get(5)?,
         started_at: row.try_get(6)?,
         created_at: row.try_get(7)?,
+        extra_seconds: row.try_get(8)?,
     })
 }
 
@@ -351,11 +369,11 @@ impl Store for PostgresStore {
     }
 
     async fn assignment(&self, id: &str) -> Result<Option<Assignment>> {
-        self.query_opt(&format!("SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE id = $1"), &[&id]).await?.as_ref().map(assignment_row).transpose()
+        self.query_opt(&format!("SELECT {ASSIGNMENT_SELECT} FROM assignments WHERE id = $1"), &[&id]).await?.as_ref().map(assignment_row).transpose()
     }
 
     async fn assignments(&self) -> Result<Vec<Assignment>> {
-        self.query(&format!("SELECT {ASSIGNMENT_COLUMNS} FROM assignments ORDER BY created_at DESC, id"), &[]).await?.iter().map(assignment_row).collect()
+        self.query(&format!("SELECT {ASSIGNMENT_SELECT} FROM assignments ORDER BY created_at DESC, id"), &[]).await?.iter().map(assignment_row).collect()
     }
 
     async fn start_clock(&self, id: &str, now: i64) -> Result<Assignment> {
@@ -669,6 +687,52 @@ impl Store for PostgresStore {
             .iter()
             .map(|r| Ok(Note { author: r.try_get(0)?, text: r.try_get(1)?, created_at: r.try_get(2)? }))
             .collect()
+    }
+
+    async fn add_extension(&self, assignment: &str, seconds: i64, reason: &str, author: &str, now: i64) -> Result<i64> {
+        let row = self
+            .query_opt(
+                "INSERT INTO extensions (assignment, seconds, reason, author, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                &[&assignment, &seconds, &reason, &author, &now],
+            )
+            .await?
+            .ok_or_else(|| StoreError::Postgres("INSERT returned no row".into()))?;
+        Ok(row.try_get(0)?)
+    }
+
+    async fn extensions(&self, assignment: &str) -> Result<Vec<Extension>> {
+        self.query("SELECT id, assignment, seconds, reason, author, created_at FROM extensions WHERE assignment = $1 ORDER BY id", &[&assignment])
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(Extension {
+                    id: r.try_get(0)?,
+                    assignment: r.try_get(1)?,
+                    seconds: r.try_get(2)?,
+                    reason: r.try_get(3)?,
+                    author: r.try_get(4)?,
+                    created_at: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn choose_final(&self, assignment: &str, submission: i64, now: i64) -> Result<()> {
+        self.execute(
+            "INSERT INTO final_choices (assignment, submission, chosen_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (assignment) DO UPDATE SET submission = excluded.submission, chosen_at = excluded.chosen_at",
+            &[&assignment, &submission, &now],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn final_choice(&self, assignment: &str) -> Result<Option<(i64, i64)>> {
+        Ok(self
+            .query_opt("SELECT submission, chosen_at FROM final_choices WHERE assignment = $1", &[&assignment])
+            .await?
+            .map(|r| Ok::<_, StoreError>((r.try_get(0)?, r.try_get(1)?)))
+            .transpose()?)
     }
 
     async fn set_public_run(&self, submission: i64, body: &str, now: i64) -> Result<()> {

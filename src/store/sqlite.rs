@@ -141,6 +141,20 @@ CREATE TABLE public_runs (
     body TEXT NOT NULL,
     created_at INTEGER NOT NULL
 );
+CREATE TABLE extensions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    assignment TEXT NOT NULL REFERENCES assignments(id),
+    seconds INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    author TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX extensions_assignment ON extensions (assignment, id);
+CREATE TABLE final_choices (
+    assignment TEXT PRIMARY KEY REFERENCES assignments(id),
+    submission INTEGER NOT NULL REFERENCES submissions(id),
+    chosen_at INTEGER NOT NULL
+);
 ",
 ];
 
@@ -183,10 +197,14 @@ fn assignment_row(row: &rusqlite::Row) -> rusqlite::Result<Assignment> {
         starts: row.get(5)?,
         started_at: row.get(6)?,
         created_at: row.get(7)?,
+        extra_seconds: row.get(8)?,
     })
 }
 
 const ASSIGNMENT_COLUMNS: &str = "id, task, candidate, token_hash, time_box_seconds, starts, started_at, created_at";
+/// The columns read back: the stored ones and the sum of the assignment's extensions.
+const ASSIGNMENT_SELECT: &str = "id, task, candidate, token_hash, time_box_seconds, starts, started_at, created_at, \
+     (SELECT COALESCE(SUM(e.seconds), 0) FROM extensions e WHERE e.assignment = assignments.id)";
 
 const WORKER_COLUMNS: &str = "w.instance, w.name, w.version, w.slots, w.memory_bytes, w.runtimes, w.started_at, w.heartbeat_at, w.lease_until, \
      w.stopped_at, w.health, (SELECT COUNT(*) FROM submissions s WHERE s.status = 'running' AND s.worker = w.instance)";
@@ -296,12 +314,12 @@ impl Store for SqliteStore {
 
     async fn assignment(&self, id: &str) -> Result<Option<Assignment>> {
         let id = id.to_string();
-        self.with(move |c| c.query_row(&format!("SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE id = ?1"), [id], assignment_row).optional()).await
+        self.with(move |c| c.query_row(&format!("SELECT {ASSIGNMENT_SELECT} FROM assignments WHERE id = ?1"), [id], assignment_row).optional()).await
     }
 
     async fn assignments(&self) -> Result<Vec<Assignment>> {
         self.with(|c| {
-            let mut statement = c.prepare(&format!("SELECT {ASSIGNMENT_COLUMNS} FROM assignments ORDER BY created_at DESC, id"))?;
+            let mut statement = c.prepare(&format!("SELECT {ASSIGNMENT_SELECT} FROM assignments ORDER BY created_at DESC, id"))?;
             let rows = statement.query_map([], assignment_row)?.collect();
             rows
         })
@@ -603,6 +621,53 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn add_extension(&self, assignment: &str, seconds: i64, reason: &str, author: &str, now: i64) -> Result<i64> {
+        let (assignment, reason, author) = (assignment.to_string(), reason.to_string(), author.to_string());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO extensions (assignment, seconds, reason, author, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![assignment, seconds, reason, author, now],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn extensions(&self, assignment: &str) -> Result<Vec<Extension>> {
+        let assignment = assignment.to_string();
+        self.with(move |c| {
+            let mut statement = c.prepare("SELECT id, assignment, seconds, reason, author, created_at FROM extensions WHERE assignment = ?1 ORDER BY id")?;
+            let rows = statement
+                .query_map([assignment], |r| {
+                    Ok(Extension { id: r.get(0)?, assignment: r.get(1)?, seconds: r.get(2)?, reason: r.get(3)?, author: r.get(4)?, created_at: r.get(5)? })
+                })?
+                .collect();
+            rows
+        })
+        .await
+    }
+
+    async fn choose_final(&self, assignment: &str, submission: i64, now: i64) -> Result<()> {
+        let assignment = assignment.to_string();
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO final_choices (assignment, submission, chosen_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (assignment) DO UPDATE SET submission = excluded.submission, chosen_at = excluded.chosen_at",
+                params![assignment, submission, now],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn final_choice(&self, assignment: &str) -> Result<Option<(i64, i64)>> {
+        let assignment = assignment.to_string();
+        self.with(move |c| {
+            c.query_row("SELECT submission, chosen_at FROM final_choices WHERE assignment = ?1", [assignment], |r| Ok((r.get(0)?, r.get(1)?))).optional()
+        })
+        .await
+    }
+
     async fn set_public_run(&self, submission: i64, body: &str, now: i64) -> Result<()> {
         let body = body.to_string();
         self.with(move |c| {
@@ -804,6 +869,7 @@ mod tests {
             starts: "now".into(),
             started_at: Some(0),
             created_at: 0,
+            extra_seconds: 0,
         }
     }
 

@@ -93,11 +93,53 @@ pub async fn released_feedback(app: &Arc<App>, assignment: &str) -> Result<Optio
     Ok(items.iter().rev().find(|i| i.kind == crate::store::ReviewKind::Release).and_then(|i| serde_json::from_str(&i.body).ok()))
 }
 
+/// What the status page shows beside the pushes: deadline, extensions, the push that counts.
+#[derive(Debug, Serialize)]
+pub struct CandidateTime {
+    pub deadline: Option<String>,
+    pub time_box_seconds: i64,
+    /// Extra time given, with the assessors' reasons (their names stay with them).
+    pub extensions: Vec<CandidateExtension>,
+    /// The push that counts (its number), and when it was chosen if the candidate chose it.
+    pub final_push: Option<i64>,
+    pub final_chosen_at: Option<String>,
+    /// Whether the task lets the candidate choose the final push.
+    pub can_choose_final: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CandidateExtension {
+    pub minutes: i64,
+    pub reason: String,
+    pub at: String,
+}
+
+pub async fn candidate_time(app: &Arc<App>, a: &crate::store::Assignment) -> Result<CandidateTime, Failure> {
+    let extensions = stored(app.store.extensions(&a.id)).await?;
+    let submissions = stored(app.store.submissions(Some(&a.id), None)).await?;
+    let counting = super::candidate::counting(app, a, &submissions).await?;
+    let can_choose_final = crate::task::load(&app.config.tasks_root.join("tasks").join(&a.task)).map(|t| t.candidate_chooses_final).unwrap_or(false);
+    Ok(CandidateTime {
+        deadline: a.deadline().map(crate::report::rfc3339),
+        time_box_seconds: a.total_seconds(),
+        extensions: extensions
+            .into_iter()
+            .map(|e| CandidateExtension { minutes: e.seconds / 60, reason: e.reason, at: crate::report::rfc3339(e.created_at) })
+            .collect(),
+        final_push: counting.as_ref().map(|c| c.number),
+        final_chosen_at: counting.and_then(|c| c.chosen_at).map(crate::report::rfc3339),
+        can_choose_final,
+    })
+}
+
 pub async fn status(State(app): State<Arc<App>>, Candidate(a): Candidate) -> Response {
-    match async { Ok::<_, Failure>((candidate_view(&app, &a.id).await?, released_feedback(&app, &a.id).await?)) }.await {
-        Ok((rows, feedback)) => {
+    let gathered = async { Ok::<_, Failure>((candidate_view(&app, &a.id).await?, released_feedback(&app, &a.id).await?, candidate_time(&app, &a).await?)) };
+    match gathered.await {
+        Ok((rows, feedback, time)) => {
             let now = now();
             axum::Json(serde_json::json!({ "assignment": a.id, "task": a.task, "clock": a.clock(now), "seconds_left": a.seconds_left(now),
+                "deadline": time.deadline, "time_box_seconds": time.time_box_seconds, "extensions": time.extensions,
+                "final_push": time.final_push, "final_chosen_at": time.final_chosen_at, "can_choose_final": time.can_choose_final,
                 "submissions": rows, "feedback": feedback }))
             .into_response()
         }
@@ -188,14 +230,31 @@ pub async fn queue_regrade(app: &Arc<App>, submission: Option<i64>, task: Option
     Ok(n)
 }
 
-/// The latest graded submission of each assignment of a task, best first.
+/// The graded submission that counts for each assignment of a task (the candidate's chosen
+/// final push where the task allows a choice, else the latest graded), best first.
 pub async fn comparison(app: &Arc<App>, task: &str) -> Result<Vec<crate::store::Submission>, Failure> {
     let submissions = stored(app.store.submissions(None, Some(task))).await?;
-    let mut latest: Vec<crate::store::Submission> = Vec::new();
-    for s in submissions.into_iter().filter(|s| s.score.is_some()) {
-        if !latest.iter().any(|l| l.assignment == s.assignment) {
-            latest.push(s);
+    let chooses = crate::task::load(&app.config.tasks_root.join("tasks").join(task)).map(|t| t.candidate_chooses_final).unwrap_or(false);
+    let mut chosen: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    if chooses {
+        let mut assignments: Vec<&str> = submissions.iter().map(|s| s.assignment.as_str()).collect();
+        assignments.sort_unstable();
+        assignments.dedup();
+        for a in assignments {
+            if let Some((submission, _)) = stored(app.store.final_choice(a)).await? {
+                chosen.insert(a.to_string(), submission);
+            }
         }
+    }
+    let mut latest: Vec<crate::store::Submission> = Vec::new();
+    let graded: Vec<crate::store::Submission> = submissions.into_iter().filter(|s| s.score.is_some()).collect();
+    for s in &graded {
+        if latest.iter().any(|l| l.assignment == s.assignment) {
+            continue;
+        }
+        // The chosen push if it is graded, else the newest graded one (submissions come newest first).
+        let pick = chosen.get(&s.assignment).and_then(|id| graded.iter().find(|g| g.id == *id)).unwrap_or(s);
+        latest.push(pick.clone());
     }
     latest.sort_by(|a, b| b.score.unwrap_or(0.0).total_cmp(&a.score.unwrap_or(0.0)));
     let blinds = super::review::Blinds::load(app).await?;

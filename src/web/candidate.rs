@@ -4,11 +4,21 @@
 //! headings in order, labelled tables, colours with enough contrast.
 
 use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::extract::{Form, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Json;
+use serde::Deserialize;
 
 use super::api::{CandidateSubmission, PublicRunView};
+use super::auth::{Assessor, Candidate, SessionForm};
+use super::review::ApiJson;
+use super::{now, stored, App, Failure};
 use crate::report::candidate::{CandidateOutput, CandidateReport, CandidateStep};
 use crate::report::html::esc;
-use crate::store::Assignment;
+use crate::store::{Assignment, ClockState, Submission};
 use crate::units::format_size;
 
 const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;margin:0;background:#fff;color:#111}\
@@ -28,6 +38,9 @@ pub struct StatusPage<'a> {
     pub now: i64,
     pub submissions: &'a [CandidateSubmission],
     pub feedback_html: Option<String>,
+    pub time: &'a super::api::CandidateTime,
+    /// The form token for the final-submission choice.
+    pub csrf: String,
 }
 
 pub fn render(p: &StatusPage) -> String {
@@ -46,6 +59,9 @@ pub fn render(p: &StatusPage) -> String {
         page,
         "<nav aria-label=\"On this page\"><a href=\"#pushes\">Your pushes</a> · <a href=\"#push\">How to push</a> · <a href=\"#brief\">The brief</a></nav>"
     );
+    for e in &p.time.extensions {
+        let _ = write!(page, "<p class=\"ok\">Your time was extended by {} minutes ({}): {}</p>", e.minutes, esc(&e.at), esc(&e.reason));
+    }
     if let Some(feedback) = &p.feedback_html {
         let _ =
             write!(page, "<section id=\"feedback\" aria-labelledby=\"feedback-h\"><h2 id=\"feedback-h\">Feedback from the assessors</h2>{feedback}</section>");
@@ -56,10 +72,27 @@ pub fn render(p: &StatusPage) -> String {
             "<p>No push yet. Each push is run twice: on the public data you have, with everything shown here, and on hidden data, which decides the grade.</p>",
         );
     } else {
-        page.push_str("<p>The <strong>public run</strong> runs your steps on the public data you have and shows everything: logs, exit codes, time and memory against the limits, and the format check of your outputs. The <strong>graded run</strong> runs them on hidden data; it decides the grade, and only what cannot reveal the hidden data is shown. The last push before the deadline counts.</p>");
-        page.push_str(&pushes_table(p.submissions));
+        page.push_str("<p>The <strong>public run</strong> runs your steps on the public data you have and shows everything: logs, exit codes, time and memory against the limits, and the format check of your outputs. The <strong>graded run</strong> runs them on hidden data; it decides the grade, and only what cannot reveal the hidden data is shown.</p>");
+        let open = a.clock(p.now) != ClockState::Closed;
+        match (p.time.final_push, &p.time.final_chosen_at) {
+            (Some(n), Some(at)) => {
+                let _ = write!(page, "<p><strong>Your final submission: push {n}</strong>, chosen at {}.</p>", esc(at));
+            }
+            (Some(n), None) if p.time.can_choose_final => {
+                let _ = write!(
+                    page,
+                    "<p><strong>Your final submission: push {n}</strong> (the last push). You may choose another one below until the deadline.</p>"
+                );
+            }
+            (Some(n), None) => {
+                let _ = write!(page, "<p><strong>Your final submission: push {n}</strong> (the last push before the deadline counts).</p>");
+            }
+            _ => {}
+        }
+        page.push_str(&pushes_table(p.submissions, p.time.final_push));
         for s in p.submissions {
-            page.push_str(&push_section(s));
+            let choose = (p.time.can_choose_final && open && p.time.final_push != Some(s.number)).then_some(p.csrf.as_str());
+            page.push_str(&push_section(s, &a.id, choose));
         }
     }
     page.push_str("</section>");
@@ -99,10 +132,10 @@ fn hours(seconds: i64) -> String {
     format!("{}h{:02}m", seconds / 3600, seconds % 3600 / 60)
 }
 
-fn pushes_table(submissions: &[CandidateSubmission]) -> String {
+fn pushes_table(submissions: &[CandidateSubmission], final_push: Option<i64>) -> String {
     let mut out = String::from(
         "<table><caption>Every push, newest first</caption><tr><th scope=\"col\">#</th><th scope=\"col\">commit</th><th scope=\"col\">pushed</th>\
-         <th scope=\"col\">graded run</th><th scope=\"col\">public run</th></tr>",
+         <th scope=\"col\">graded run</th><th scope=\"col\">public run</th><th scope=\"col\">counts</th></tr>",
     );
     for s in submissions {
         let graded = s.grade_status.clone().unwrap_or_else(|| s.status.clone());
@@ -113,11 +146,12 @@ fn pushes_table(submissions: &[CandidateSubmission]) -> String {
         };
         let _ = write!(
             out,
-            "<tr><td><a href=\"#push-{n}\">{n}</a></td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td><a href=\"#push-{n}\">{n}</a></td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&s.commit[..s.commit.len().min(10)]),
             esc(&s.pushed_at),
             status_word(&graded),
             status_word(&public),
+            if final_push == Some(s.number) { "<strong>final</strong>" } else { "" },
             n = s.number
         );
     }
@@ -136,13 +170,23 @@ fn status_word(status: &str) -> String {
     format!("<span class=\"{class}\">{}</span>", esc(&status.replace('_', " ")))
 }
 
-fn push_section(s: &CandidateSubmission) -> String {
+fn push_section(s: &CandidateSubmission, assignment: &str, choose: Option<&str>) -> String {
     let mut out = format!(
         "<section id=\"push-{n}\" aria-labelledby=\"push-{n}-h\"><h3 id=\"push-{n}-h\">Push {n} <small>(<code>{}</code>, {})</small></h3>",
         esc(&s.commit[..s.commit.len().min(10)]),
         esc(&s.pushed_at),
         n = s.number
     );
+    if let Some(csrf) = choose {
+        let _ = write!(
+            out,
+            "<form method=\"post\" action=\"/status/{}/final\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"number\" value=\"{n}\">\
+             <button>Make push {n} my final submission</button></form>",
+            esc(assignment),
+            esc(csrf),
+            n = s.number
+        );
+    }
     out.push_str("<h4>Public run</h4>");
     match &s.public_run {
         None => out.push_str("<p>Not run yet: it runs after the graded run.</p>"),
@@ -240,7 +284,17 @@ fn step_row(step: &CandidateStep) -> String {
                 None => format!("— of {}", format_size(d.memory_limit_bytes)),
             }
         ),
-        None => format!("<tr><td>{}</td><td>{outcome}</td><td>withheld</td><td>withheld</td><td>withheld</td></tr>", esc(&step.name)),
+        None => match &step.usage {
+            Some(u) => format!(
+                "<tr><td>{}</td><td>{outcome}</td><td>withheld</td><td>{} of {:.0} s</td><td>{} of {}</td></tr>",
+                esc(&step.name),
+                u.time,
+                u.timeout_seconds,
+                u.memory,
+                format_size(u.memory_limit_bytes)
+            ),
+            None => format!("<tr><td>{}</td><td>{outcome}</td><td>withheld</td><td>withheld</td><td>withheld</td></tr>", esc(&step.name)),
+        },
     }
 }
 
@@ -255,4 +309,154 @@ fn outputs_html(outputs: &[CandidateOutput]) -> String {
     }
     out.push_str("</table>");
     out
+}
+
+// ---------------------------------------------------------------- which push counts; extensions
+
+/// The push that counts for an assignment.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Counting {
+    pub submission: i64,
+    pub number: i64,
+    /// When the candidate chose it; `None` when it counts as the last push.
+    pub chosen_at: Option<i64>,
+}
+
+/// Which push counts: the candidate's choice where the task lets them choose, else the last push
+/// (pushes after the deadline are refused at the door, so the last is the last before it).
+pub async fn counting(app: &Arc<App>, a: &Assignment, submissions: &[Submission]) -> Result<Option<Counting>, Failure> {
+    let chooses = crate::task::load(&app.config.tasks_root.join("tasks").join(&a.task)).map(|t| t.candidate_chooses_final).unwrap_or(false);
+    if chooses {
+        if let Some((submission, at)) = stored(app.store.final_choice(&a.id)).await? {
+            if let Some(s) = submissions.iter().find(|s| s.id == submission) {
+                return Ok(Some(Counting { submission, number: s.number, chosen_at: Some(at) }));
+            }
+        }
+    }
+    let deadline = a.deadline();
+    Ok(submissions.iter().filter(|s| deadline.is_none_or(|d| s.pushed_at <= d)).max_by_key(|s| s.number).map(|s| Counting {
+        submission: s.id,
+        number: s.number,
+        chosen_at: None,
+    }))
+}
+
+/// The candidate's form token: their token's digest under a key of its own (a form posted from
+/// another site carries the browser's credentials, never this).
+pub fn candidate_csrf(a: &Assignment) -> String {
+    crate::secret::hmac_hex(a.token_hash.as_bytes(), b"takehome candidate csrf v1")
+}
+
+/// Records the candidate's choice of final push (push `number` of theirs), while the clock runs.
+async fn choose(app: &Arc<App>, a: &Assignment, number: i64) -> Result<Counting, Failure> {
+    let bad = |message: String| Failure { status: StatusCode::UNPROCESSABLE_ENTITY, message };
+    let task = crate::task::load(&app.config.tasks_root.join("tasks").join(&a.task)).map_err(|e| bad(e.to_string()))?;
+    if !task.candidate_chooses_final {
+        return Err(bad(format!("task {} counts the last push before the deadline; there is nothing to choose", a.task)));
+    }
+    if a.clock(now()) == ClockState::Closed {
+        return Err(bad("the deadline has passed: the final submission can no longer change".into()));
+    }
+    let submissions = stored(app.store.submissions(Some(&a.id), None)).await?;
+    let Some(s) = submissions.iter().find(|s| s.number == number) else {
+        return Err(bad(format!(
+            "you have no push {number} (your pushes: {})",
+            submissions.iter().map(|s| s.number.to_string()).collect::<Vec<_>>().join(", ")
+        )));
+    };
+    let at = now();
+    stored(app.store.choose_final(&a.id, s.id, at)).await?;
+    Ok(Counting { submission: s.id, number: s.number, chosen_at: Some(at) })
+}
+
+#[derive(Deserialize)]
+pub struct FinalForm {
+    number: i64,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /status/<assignment>/final` from the status page's form.
+pub async fn choose_form(State(app): State<Arc<App>>, Candidate(a): Candidate, Form(form): Form<FinalForm>) -> Response {
+    if !crate::secret::same(&form.csrf, &candidate_csrf(&a)) {
+        return Failure { status: StatusCode::FORBIDDEN, message: "the form's token does not match (reload the page and try again)".into() }.into_response();
+    }
+    match choose(&app, &a, form.number).await {
+        Ok(_) => Redirect::to(&format!("/status/{}#pushes", a.id)).into_response(),
+        Err(failure) => failure.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct FinalInput {
+    number: i64,
+}
+
+/// `POST /api/status/<assignment>/final` `{number}`.
+pub async fn choose_api(State(app): State<Arc<App>>, Candidate(a): Candidate, ApiJson(input): ApiJson<FinalInput>) -> Response {
+    match choose(&app, &a, input.number).await {
+        Ok(counting) => Json(counting).into_response(),
+        Err(failure) => failure.into_response(),
+    }
+}
+
+/// Gives one candidate extra time, with a reason (recorded with who gave it).
+async fn extend(app: &Arc<App>, user: &str, assignment: &str, minutes: i64, reason: &str) -> Result<crate::store::Extension, Failure> {
+    let bad = |message: &str| Failure { status: StatusCode::UNPROCESSABLE_ENTITY, message: message.to_string() };
+    if !(1..=7 * 24 * 60).contains(&minutes) {
+        return Err(bad("minutes: expected a whole number from 1 to 10080 (a week)"));
+    }
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(bad("reason: say why, in at most 500 characters (the candidate reads it)"));
+    }
+    if stored(app.store.assignment(assignment)).await?.is_none() {
+        return Err(Failure::not_found("such assignment"));
+    }
+    let at = now();
+    let id = stored(app.store.add_extension(assignment, minutes * 60, reason, user, at)).await?;
+    Ok(crate::store::Extension {
+        id,
+        assignment: assignment.to_string(),
+        seconds: minutes * 60,
+        reason: reason.to_string(),
+        author: user.to_string(),
+        created_at: at,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct ExtendInput {
+    minutes: i64,
+    reason: String,
+}
+
+/// `POST /api/assignments/<id>/extensions` `{minutes, reason}`.
+pub async fn extend_api(State(app): State<Arc<App>>, Path(id): Path<String>, assessor: Assessor, ApiJson(input): ApiJson<ExtendInput>) -> Response {
+    match extend(&app, &assessor.0, &id, input.minutes, &input.reason).await {
+        Ok(extension) => (StatusCode::CREATED, Json(extension)).into_response(),
+        Err(failure) => failure.into_response(),
+    }
+}
+
+/// `GET /api/assignments/<id>/extensions`.
+pub async fn extensions_api(State(app): State<Arc<App>>, Path(id): Path<String>, _assessor: Assessor) -> Response {
+    match stored(app.store.extensions(&id)).await {
+        Ok(rows) => Json(serde_json::json!({ "assignment": id, "extensions": rows })).into_response(),
+        Err(failure) => failure.into_response(),
+    }
+}
+
+/// `POST /assignments/<id>/extend` from the submission page's timeline.
+pub async fn extend_form(State(app): State<Arc<App>>, Path(id): Path<String>, form: SessionForm<super::review::FieldsForm>) -> Response {
+    let fields = form.form.fields();
+    let minutes = fields.get("minutes").and_then(|m| m.trim().parse::<i64>().ok()).unwrap_or(0);
+    let reason = fields.get("reason").cloned().unwrap_or_default();
+    match extend(&app, &form.user, &id, minutes, &reason).await {
+        Ok(_) => {
+            let back = stored(app.store.submissions(Some(&id), None)).await.ok().and_then(|s| s.first().map(|s| format!("/submissions/{}#timeline", s.id)));
+            Redirect::to(&back.unwrap_or_else(|| "/".into())).into_response()
+        }
+        Err(failure) => failure.into_response(),
+    }
 }

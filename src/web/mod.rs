@@ -125,6 +125,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/tasks/{task}/regrade-affected", post(signals::regrade_affected_form))
         .route("/tasks/{task}/regrade", post(pages::regrade_task))
         .route("/status/{assignment}", get(pages::status_page))
+        .route("/status/{assignment}/final", post(candidate::choose_form))
+        .route("/assignments/{id}/extend", post(candidate::extend_form))
         .route("/api/assignments", get(api::assignments))
         .route("/api/submissions", get(api::submissions))
         .route("/api/submissions/{id}", get(api::submission))
@@ -145,6 +147,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/tasks/{task}/compare", get(api::compare))
         .route("/api/tasks/{task}/regrade", post(api::regrade_task))
         .route("/api/status/{assignment}", get(api::status))
+        .route("/api/status/{assignment}/final", post(candidate::choose_api))
+        .route("/api/assignments/{id}/extensions", get(candidate::extensions_api).post(candidate::extend_api))
         .route("/api/workers", get(api::workers))
         .layer(DefaultBodyLimit::max(MAX_FORM_BODY))
         .layer(axum::middleware::from_fn_with_state(app.clone(), auth::same_origin));

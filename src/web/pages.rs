@@ -307,6 +307,10 @@ pub async fn status_page(State(app): State<Arc<App>>, Candidate(a): Candidate) -
         Ok(feedback) => feedback,
         Err(failure) => return failure.into_response(),
     };
+    let time = match api::candidate_time(&app, &a).await {
+        Ok(time) => time,
+        Err(failure) => return failure.into_response(),
+    };
     // The task's title and brief, from the task folder (the brief is the candidate's own).
     let task = crate::task::load(&app.config.tasks_root.join("tasks").join(&a.task)).ok();
     let brief_html = task.as_ref().and_then(|t| std::fs::read_to_string(t.dir.join(&t.brief)).ok()).map(|text| crate::review::markdown::render(&text));
@@ -319,6 +323,8 @@ pub async fn status_page(State(app): State<Arc<App>>, Candidate(a): Candidate) -
         now: now(),
         submissions: &rows,
         feedback_html: feedback.as_ref().map(super::review::feedback_html),
+        time: &time,
+        csrf: super::candidate::candidate_csrf(&a),
     });
     Html(html).into_response()
 }

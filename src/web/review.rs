@@ -181,6 +181,11 @@ pub struct Timeline {
     pub started_at: Option<String>,
     pub deadline: Option<String>,
     pub time_box_seconds: i64,
+    /// Extra time given to this candidate, with reasons (the deadline above includes it).
+    pub extensions: Vec<crate::store::Extension>,
+    /// The push that counts, and when the candidate chose it (`None`: the last push counts).
+    pub counts: Option<i64>,
+    pub chosen_at: Option<String>,
     pub pushes: Vec<TimelineEntry>,
 }
 
@@ -191,10 +196,15 @@ async fn timeline(app: &Arc<App>, assignment: &Assignment) -> Result<Timeline, F
     let (repos, id) = (app.repos.clone(), assignment.id.clone());
     let messages = tokio::task::spawn_blocking(move || repos.commit_messages(&id, &commits)).await.unwrap_or_default();
     let deadline = assignment.deadline();
+    let extensions = stored(app.store.extensions(&assignment.id)).await?;
+    let counting = super::candidate::counting(app, assignment, &submissions).await?;
     Ok(Timeline {
         started_at: assignment.started_at.map(rfc3339),
         deadline: deadline.map(rfc3339),
-        time_box_seconds: assignment.time_box_seconds,
+        time_box_seconds: assignment.total_seconds(),
+        extensions,
+        counts: counting.as_ref().map(|c| c.number),
+        chosen_at: counting.and_then(|c| c.chosen_at).map(rfc3339),
         pushes: submissions
             .iter()
             .map(|s| TimelineEntry {
@@ -218,12 +228,43 @@ fn offset(seconds: i64) -> String {
     format!("{sign}{}h{:02}m{:02}s", s / 3600, s % 3600 / 60, s % 60)
 }
 
-fn timeline_html(t: &Timeline) -> String {
+fn timeline_html(t: &Timeline, assignment: &str, csrf: &str) -> String {
     let mut out = format!(
-        "<section id=\"timeline\"><h2>How they worked</h2><p>Clock started {} · deadline {} · time box {}</p><table><tr><th>push</th><th>time</th><th>after start</th><th>message</th><th>status</th><th class=\"num\">score</th><th style=\"width:30%\">in the time box</th></tr>",
+        "<section id=\"timeline\"><h2>How they worked</h2><p>Clock started {} · deadline {} · time box {}</p>",
         esc(t.started_at.as_deref().unwrap_or("not yet")),
         esc(t.deadline.as_deref().unwrap_or("—")),
         crate::units::format_duration(std::time::Duration::from_secs(t.time_box_seconds.max(0) as u64))
+    );
+    for e in &t.extensions {
+        let _ = write!(
+            out,
+            "<p class=\"extension\">Extended by {} at {} by {}: {}</p>",
+            crate::units::format_duration(std::time::Duration::from_secs(e.seconds.max(0) as u64)),
+            esc(&rfc3339(e.created_at)),
+            esc(&e.author),
+            esc(&e.reason)
+        );
+    }
+    match (t.counts, &t.chosen_at) {
+        (Some(n), Some(at)) => {
+            let _ = write!(out, "<p><strong>Final submission: push #{n}</strong>, chosen by the candidate at {}.</p>", esc(at));
+        }
+        (Some(n), None) => {
+            let _ = write!(out, "<p>Final submission: push #{n} (the last push).</p>");
+        }
+        _ => {}
+    }
+    let _ = write!(
+        out,
+        "<form method=\"post\" action=\"/assignments/{a}/extend\"><input type=\"hidden\" name=\"csrf\" value=\"{c}\"><label for=\"extend-minutes\">Give extra time (minutes)</label> \
+         <input id=\"extend-minutes\" name=\"minutes\" type=\"number\" min=\"1\" max=\"10080\" required> <label for=\"extend-reason\">reason</label> \
+         <input id=\"extend-reason\" name=\"reason\" size=\"40\" required> <button>Extend</button> <small>(the candidate sees the new deadline and the reason)</small></form>",
+        a = esc(assignment),
+        c = esc(csrf)
+    );
+    let _ = write!(
+        out,
+        "<table><tr><th>push</th><th>time</th><th>after start</th><th>message</th><th>status</th><th class=\"num\">score</th><th style=\"width:30%\">in the time box</th></tr>"
     );
     for p in &t.pushes {
         let bar = match p.after_start {
@@ -235,9 +276,10 @@ fn timeline_html(t: &Timeline) -> String {
         };
         let _ = write!(
             out,
-            "<tr><td><a href=\"/submissions/{}\">#{}</a></td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{bar}</td></tr>",
+            "<tr><td><a href=\"/submissions/{}\">#{}</a>{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{bar}</td></tr>",
             p.submission,
             p.number,
+            if t.counts == Some(p.number) { " (final)" } else { "" },
             esc(&p.pushed_at),
             p.after_start.map(offset).unwrap_or_default(),
             if p.after_deadline { " (after the deadline)" } else { "" },
@@ -535,7 +577,7 @@ pub async fn review_section(app: &Arc<App>, id: i64, user: &str, csrf: &str) -> 
         if spec.release_score { ", the levels and the score" } else { "; this task does not release scores" }
     );
 
-    out.push_str(&timeline_html(&timeline(app, &loaded.assignment).await?));
+    out.push_str(&timeline_html(&timeline(app, &loaded.assignment).await?, &loaded.assignment.id, csrf));
     out.push_str("</section>");
     let name = loaded.name();
     Ok((out, loaded.blinds, name))
@@ -743,6 +785,12 @@ impl CsrfForm for EditForm {
 #[derive(Deserialize)]
 #[serde(transparent)]
 pub struct FieldsForm(HashMap<String, String>);
+
+impl FieldsForm {
+    pub fn fields(&self) -> &HashMap<String, String> {
+        &self.0
+    }
+}
 
 impl CsrfForm for FieldsForm {
     fn csrf(&self) -> &str {

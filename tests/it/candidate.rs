@@ -7,7 +7,15 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::common::repo_root;
-use super::serve::{assign, browse, chromium, clone, push_solution, setup, Daemon};
+use super::serve::{assign, base64, browse, chromium, clone, push_solution, setup, Daemon, PASSWORD};
+
+/// `2026-11-28T07:26:00Z` as seconds since the epoch (enough for differences).
+fn rfc_seconds(text: &str) -> i64 {
+    let (date, time) = text.trim_end_matches('Z').split_once('T').unwrap();
+    let d: Vec<i64> = date.split('-').map(|p| p.parse().unwrap()).collect();
+    let t: Vec<i64> = time.split(':').map(|p| p.parse().unwrap()).collect();
+    ((d[0] * 400 + d[1]) * 40 + d[2]) * 86400 + t[0] * 3600 + t[1] * 60 + t[2]
+}
 
 /// Every data line of every file under `dir` (long enough to be telling).
 fn lines_under(dir: &Path) -> Vec<String> {
@@ -113,6 +121,48 @@ async fn a_failing_push_shows_its_traceback_from_the_public_run_and_nothing_hidd
         for line in &hidden {
             assert!(!page.contains(line.as_str()) && !api.contains(line.as_str()), "a hidden line reached the candidate: {line:?}");
         }
+
+        // An extension with a reason: the deadline moves for the candidate, who reads the reason.
+        let before = view["deadline"].as_str().unwrap().to_string();
+        let ada = format!("Authorization: Basic {}\r\nContent-Type: application/json\r\n", base64(format!("ada:{PASSWORD}").as_bytes()));
+        let (status, _, text) =
+            daemon.raw("POST", &format!("/api/assignments/{}/extensions", cand.id), &ada, r#"{"minutes": 30, "reason": "A power cut in the first hour"}"#);
+        assert_eq!(status, 201, "{text}");
+        let (status, _, text) = daemon.raw("POST", &format!("/api/assignments/{}/extensions", cand.id), &ada, r#"{"minutes": 0, "reason": "x"}"#);
+        assert_eq!(status, 422, "{text}");
+        assert!(text.contains("minutes"), "{text}");
+        let me = format!("Authorization: Basic {}\r\nContent-Type: application/json\r\n", base64(format!("{}:{}", cand.id, cand.token).as_bytes()));
+        let after: serde_json::Value = serde_json::from_str(&daemon.get(&format!("/api/status/{}", cand.id), Some((&cand.id, &cand.token))).1).unwrap();
+        let moved = rfc_seconds(after["deadline"].as_str().unwrap()) - rfc_seconds(&before);
+        assert_eq!(moved, 1800, "{before} -> {}", after["deadline"]);
+        assert_eq!(after["extensions"][0]["reason"], "A power cut in the first hour");
+        assert!(after["extensions"][0].get("author").is_none(), "the assessor's name stays with the assessors");
+
+        // The final-submission choice (penguins-cleaning lets the candidate choose): push 1.
+        assert_eq!(after["final_push"], 2, "the last push counts until a choice: {after:#}");
+        assert_eq!(after["can_choose_final"], true);
+        let (status, _, text) = daemon.raw("POST", &format!("/api/status/{}/final", cand.id), &me, r#"{"number": 9}"#);
+        assert_eq!(status, 422, "{text}");
+        assert!(text.contains("no push 9"), "{text}");
+        let form = format!("Authorization: Basic {}\r\nContent-Type: application/x-www-form-urlencoded\r\n", base64(format!("{}:{}", cand.id, cand.token).as_bytes()));
+        let (status, _, _) = daemon.raw("POST", &format!("/status/{}/final", cand.id), &form, "number=1&csrf=forged");
+        assert_eq!(status, 403, "a form without the page's token was accepted");
+        let (status, _, text) = daemon.raw("POST", &format!("/api/status/{}/final", cand.id), &me, r#"{"number": 1}"#);
+        assert_eq!(status, 200, "{text}");
+        let chosen: serde_json::Value = serde_json::from_str(&daemon.get(&format!("/api/status/{}", cand.id), Some((&cand.id, &cand.token))).1).unwrap();
+        assert_eq!(chosen["final_push"], 1);
+        assert!(chosen["final_chosen_at"].is_string());
+        // The assessors see which push and when, the extension with its reason, and the comparison ranks the chosen push.
+        let first_id = daemon.api(&format!("/api/submissions?assignment={}", cand.id)).as_array().unwrap().iter().find(|r| r["number"] == 1).unwrap()["id"].clone();
+        let review = daemon.api(&format!("/api/submissions/{first_id}/review"));
+        assert_eq!(review["timeline"]["counts"], 1, "{:#}", review["timeline"]);
+        assert!(review["timeline"]["chosen_at"].is_string());
+        assert_eq!(review["timeline"]["extensions"][0]["author"], "ada");
+        let compare = daemon.api("/api/tasks/penguins-cleaning/compare");
+        assert_eq!(compare[0]["id"], first_id, "{compare:#}");
+        let (_, page) = daemon.get(&format!("/status/{}", cand.id), Some((&cand.id, &cand.token)));
+        assert!(page.contains("Your final submission: push 1") && page.contains("A power cut in the first hour"), "{page}");
+        assert!(page.contains("Make push 2 my final submission"), "the page offers the other push");
 
         if let Some(binary) = browser {
             let file = artefacts.join("candidate-status.html");

@@ -372,6 +372,7 @@ async fn review_items_and_outbox(store: &dyn takehome::store::Store) {
         starts: "now".into(),
         started_at: Some(1),
         created_at: 1,
+        extra_seconds: 0,
     };
     store.create_assignment(&assignment).await.unwrap();
     let first = store.add_review("a1", 7, ReviewKind::Comment, "ada", r#"{"file":"a.py","line":1,"text":"x"}"#, 10).await.unwrap();
