@@ -94,7 +94,7 @@ def diamond_cut(wheels_dir):
     # steps run and the predictions have the right form; the model has seen these rows).
     dry = sorted(public, key=lambda i: ids[i])[:2000]
     write_csv(out / "public" / "dry-run" / "features" / "test.csv", ["id"] + features, [feature_row(i) for i in dry])
-    write_csv(out / "public" / "dry-run" / "labels.csv", ["id", "cut"], [[ids[i], rows[i][target]] for i in dry])
+    write_csv(out / "public" / "dry-run" / "answers.csv", ["id", "cut"], [[ids[i], rows[i][target]] for i in dry])
     write_manifest(out)
 
 
@@ -210,7 +210,7 @@ def penguins_pipeline(wheels_dir):
     sexed_ids = {ids[i] for i in public_sexed}
     write_csv(out / "public" / "dry-run" / "unsexed" / "penguins_raw.csv", unsexed_header,
               [r[:column] + r[column + 1:] for r in public_raw if r[0] in sexed_ids])
-    write_csv(out / "public" / "dry-run" / "sex.csv", ["row_id", "sex"],
+    write_csv(out / "public" / "dry-run" / "answers.csv", ["row_id", "sex"],
               [[ids[i], clean_rows[i][sex]] for i in sorted(public_sexed, key=lambda i: ids[i])])
     write_manifest(out)
 

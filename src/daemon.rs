@@ -186,7 +186,14 @@ struct Grader {
     /// When the store last renewed this instance's leases (taken before the call was sent, so
     /// that the worker's view of the lease ends no later than the store's).
     renewed: std::sync::Mutex<Instant>,
+    /// Public dry runs of graded submissions, waiting for a slot with no graded job to claim:
+    /// a dry run never holds up anyone's grade. Kept in memory (a restart loses them; the
+    /// candidate's page then says the public run did not run).
+    dry_runs: std::sync::Mutex<std::collections::VecDeque<(i64, DryRun)>>,
 }
+
+/// The most dry runs kept waiting; beyond it the oldest is dropped.
+const MAX_WAITING_DRY_RUNS: usize = 500;
 
 /// A job this instance runs now.
 struct Running {
@@ -265,6 +272,7 @@ impl Grader {
             copies: std::sync::Mutex::new(copies),
             metrics,
             renewed: std::sync::Mutex::new(Instant::now()),
+            dry_runs: std::sync::Mutex::default(),
         });
         let removed = grader.sweep().await?;
         if removed > 0 {
@@ -512,6 +520,12 @@ impl Slot {
                     self.open_spare();
                 }
                 Ok(None) => {
+                    // No graded job waits: run a waiting public dry run, if any.
+                    let waiting = grader.dry_runs.lock().unwrap().pop_front();
+                    if let Some((submission, plan)) = waiting {
+                        self.public_dry_run(submission, plan, &grader.stop.child_token()).await;
+                        continue;
+                    }
                     // Idle: woken by a push (in this process, or NOTIFY from the shared store), or
                     // look again in a second (retries and expired leases come due by time).
                     tokio::select! {
@@ -633,9 +647,16 @@ impl Slot {
                     }
                 }
             }
-            // The grade is stored: the candidate's dry run on public data runs in this slot now.
+            // The grade is stored: the candidate's dry run on public data waits for a slot with no
+            // graded job to claim.
             if let Some(plan) = dry_run {
-                self.public_dry_run(&job, plan, &grader.stop.child_token()).await;
+                let mut waiting = grader.dry_runs.lock().unwrap();
+                if waiting.len() >= MAX_WAITING_DRY_RUNS {
+                    if let Some((dropped, _)) = waiting.pop_front() {
+                        warn!(submission = dropped, "too many public dry runs waiting; the oldest is dropped");
+                    }
+                }
+                waiting.push_back((job.submission(), plan));
             }
         }
         .instrument(span)
@@ -644,21 +665,26 @@ impl Slot {
 
     /// The submission's public dry run, after its graded report is stored (so it never delays the
     /// grade), on the same checkout; its result goes to the candidate's page.
-    async fn public_dry_run(&self, job: &Claimed, plan: DryRun, cancel: &CancellationToken) {
+    async fn public_dry_run(&self, submission: i64, plan: DryRun, cancel: &CancellationToken) {
         let grader = &self.grader;
-        let job_id = format!("s{}p{}", job.submission(), crate::job::new_job_id());
-        let Some(result) = job::public_run(&grader.sandbox, &plan.task, plan.checkout.path(), &plan.image, &job_id, cancel).await else { return };
-        if cancel.is_cancelled() {
-            return;
+        let span = info_span!("dry_run", submission, task = %plan.task.id);
+        async {
+            let job_id = format!("s{submission}p{}", crate::job::new_job_id());
+            let Some(result) = job::public_run(&grader.sandbox, &plan.task, plan.checkout.path(), &plan.image, &job_id, cancel).await else { return };
+            if cancel.is_cancelled() {
+                return;
+            }
+            if let Some(error) = &result.error {
+                warn!(error = %error, "the public dry run failed on our side");
+            }
+            let body = serde_json::to_string(&result).expect("a dry run serialises");
+            match grader.retrying(|| grader.store.set_public_run(submission, &body, now())).await {
+                Ok(()) => info!(status = result.report.as_ref().map(|r| r.status.as_str()).unwrap_or("not run"), "public dry run"),
+                Err(e) => warn!(error = %e, "cannot store the public dry run"),
+            }
         }
-        if let Some(error) = &result.error {
-            warn!(error = %error, "the public dry run failed on our side");
-        }
-        let body = serde_json::to_string(&result).expect("a dry run serialises");
-        match grader.retrying(|| grader.store.set_public_run(job.submission(), &body, now())).await {
-            Ok(()) => info!(status = result.report.as_ref().map(|r| r.status.as_str()).unwrap_or("not run"), "public dry run"),
-            Err(e) => warn!(error = %e, "cannot store the public dry run"),
-        }
+        .instrument(span)
+        .await
     }
 
     async fn attempt(&self, job: &Claimed, cancel: &CancellationToken) -> Result<(crate::report::Report, Option<DryRun>), JobError> {

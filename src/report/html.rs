@@ -159,7 +159,10 @@ pub fn render_candidate(report: &CandidateReport) -> String {
                 d.cpu_seconds.map(seconds).unwrap_or_else(|| "—".into()),
                 d.peak_memory_bytes.map(format_size).unwrap_or_else(|| "—".into()),
             ),
-            None => ("—".into(), "—".into(), "—".into()),
+            None => match &step.usage {
+                Some(u) => (format!("{} of {:.0} s", u.time, u.timeout_seconds), "—".into(), format!("{} of {}", u.memory, format_size(u.memory_limit_bytes))),
+                None => ("—".into(), "—".into(), "—".into()),
+            },
         };
         let _ = write!(
             page,

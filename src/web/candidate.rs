@@ -41,12 +41,14 @@ pub struct StatusPage<'a> {
     pub time: &'a super::api::CandidateTime,
     /// The form token for the final-submission choice.
     pub csrf: String,
+    /// Whether the task declares a public run (else none is waited for).
+    pub has_public_run: bool,
 }
 
 pub fn render(p: &StatusPage) -> String {
     let a = p.assignment;
     // Refresh only while something is still to come, so a screen reader is not interrupted.
-    let pending = p.submissions.iter().any(|s| s.report.is_none() || s.public_run.is_none());
+    let pending = p.submissions.iter().any(|s| s.report.is_none() || (p.has_public_run && s.public_run.is_none()));
     let mut page = format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">{}\
          <title>{} · your submissions</title><style>{STYLE}</style></head><body><header><h1>{}</h1><p>{}</p></header><main>",
@@ -92,7 +94,7 @@ pub fn render(p: &StatusPage) -> String {
         page.push_str(&pushes_table(p.submissions, p.time.final_push));
         for s in p.submissions {
             let choose = (p.time.can_choose_final && open && p.time.final_push != Some(s.number)).then_some(p.csrf.as_str());
-            page.push_str(&push_section(s, &a.id, choose));
+            page.push_str(&push_section(s, &a.id, choose, p.has_public_run));
         }
     }
     page.push_str("</section>");
@@ -112,6 +114,17 @@ pub fn render(p: &StatusPage) -> String {
     }
     page.push_str("</main></body></html>");
     page
+}
+
+/// Moves every heading of rendered HTML `by` levels down (at most to h6), so that a document
+/// placed under a page's h2 keeps the page's outline (`<h1>` of the brief becomes `<h3>`).
+pub fn demote_headings(html: &str, by: usize) -> String {
+    let mut out = html.to_string();
+    for level in (1..=6).rev() {
+        let to = (level + by).min(6);
+        out = out.replace(&format!("<h{level}>"), &format!("<h{to}>")).replace(&format!("</h{level}>"), &format!("</h{to}>"));
+    }
+    out
 }
 
 /// `Deadline: 2026-11-28 07:45 UTC (1h02m left)`, or when the clock starts.
@@ -170,7 +183,7 @@ fn status_word(status: &str) -> String {
     format!("<span class=\"{class}\">{}</span>", esc(&status.replace('_', " ")))
 }
 
-fn push_section(s: &CandidateSubmission, assignment: &str, choose: Option<&str>) -> String {
+fn push_section(s: &CandidateSubmission, assignment: &str, choose: Option<&str>, has_public_run: bool) -> String {
     let mut out = format!(
         "<section id=\"push-{n}\" aria-labelledby=\"push-{n}-h\"><h3 id=\"push-{n}-h\">Push {n} <small>(<code>{}</code>, {})</small></h3>",
         esc(&s.commit[..s.commit.len().min(10)]),
@@ -189,7 +202,8 @@ fn push_section(s: &CandidateSubmission, assignment: &str, choose: Option<&str>)
     }
     out.push_str("<h4>Public run</h4>");
     match &s.public_run {
-        None => out.push_str("<p>Not run yet: it runs after the graded run.</p>"),
+        None if !has_public_run => out.push_str("<p>This task has no public run.</p>"),
+        None => out.push_str("<p>Not run yet: it runs once no graded run is waiting (this page refreshes until then).</p>"),
         Some(PublicRunView { not_run: Some(why), .. }) => {
             let _ = write!(out, "<p>{}</p>", esc(why));
         }
@@ -458,5 +472,25 @@ pub async fn extend_form(State(app): State<Arc<App>>, Path(id): Path<String>, fo
             Redirect::to(&back.unwrap_or_else(|| "/".into())).into_response()
         }
         Err(failure) => failure.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headings_move_down_once_each() {
+        assert_eq!(demote_headings("<h1>A</h1><h2>B</h2><h3>C</h3><h5>E</h5>", 2), "<h3>A</h3><h4>B</h4><h5>C</h5><h6>E</h6>");
+    }
+
+    #[test]
+    fn bands_of_limits_and_counts() {
+        use crate::report::candidate::{band, count_band};
+        assert_eq!(band(10.0, 120.0), "under 25 %");
+        assert_eq!(band(100.0, 120.0), "50–90 %");
+        assert_eq!(band(119.0, 120.0), "over 90 %");
+        assert_eq!(band(5.0, 0.0), "over 90 %");
+        assert_eq!([count_band(1), count_band(7), count_band(42), count_band(4000)], ["1", "2–9", "10–99", "100 or more"]);
     }
 }

@@ -313,7 +313,10 @@ pub async fn status_page(State(app): State<Arc<App>>, Candidate(a): Candidate) -
     };
     // The task's title and brief, from the task folder (the brief is the candidate's own).
     let task = crate::task::load(&app.config.tasks_root.join("tasks").join(&a.task)).ok();
-    let brief_html = task.as_ref().and_then(|t| std::fs::read_to_string(t.dir.join(&t.brief)).ok()).map(|text| crate::review::markdown::render(&text));
+    let brief_html = task
+        .as_ref()
+        .and_then(|t| std::fs::read_to_string(t.dir.join(&t.brief)).ok())
+        .map(|text| super::candidate::demote_headings(&crate::review::markdown::render(&text), 2));
     let title = task.as_ref().map(|t| t.title.clone()).unwrap_or_else(|| a.task.clone());
     let html = super::candidate::render(&super::candidate::StatusPage {
         assignment: &a,
@@ -325,6 +328,7 @@ pub async fn status_page(State(app): State<Arc<App>>, Candidate(a): Candidate) -
         feedback_html: feedback.as_ref().map(super::review::feedback_html),
         time: &time,
         csrf: super::candidate::candidate_csrf(&a),
+        has_public_run: task.as_ref().is_some_and(|t| t.public_run.is_some()),
     });
     Html(html).into_response()
 }
