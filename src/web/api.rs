@@ -105,6 +105,9 @@ pub struct CandidateTime {
     pub final_chosen_at: Option<String>,
     /// Whether the task lets the candidate choose the final push.
     pub can_choose_final: bool,
+    /// The brief (Markdown) and where to push.
+    pub brief: Option<String>,
+    pub clone_url: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -118,7 +121,9 @@ pub async fn candidate_time(app: &Arc<App>, a: &crate::store::Assignment) -> Res
     let extensions = stored(app.store.extensions(&a.id)).await?;
     let submissions = stored(app.store.submissions(Some(&a.id), None)).await?;
     let counting = super::candidate::counting(app, a, &submissions).await?;
-    let can_choose_final = crate::task::load(&app.config.tasks_root.join("tasks").join(&a.task)).map(|t| t.candidate_chooses_final).unwrap_or(false);
+    let task = crate::task::load(&app.config.tasks_root.join("tasks").join(&a.task)).ok();
+    let can_choose_final = task.as_ref().is_some_and(|t| t.candidate_chooses_final);
+    let brief = task.as_ref().and_then(|t| std::fs::read_to_string(t.dir.join(&t.brief)).ok());
     Ok(CandidateTime {
         deadline: a.deadline().map(crate::report::rfc3339),
         time_box_seconds: a.total_seconds(),
@@ -129,6 +134,8 @@ pub async fn candidate_time(app: &Arc<App>, a: &crate::store::Assignment) -> Res
         final_push: counting.as_ref().map(|c| c.number),
         final_chosen_at: counting.and_then(|c| c.chosen_at).map(crate::report::rfc3339),
         can_choose_final,
+        brief,
+        clone_url: format!("{}/git/{}.git", app.config.public_url.trim_end_matches('/'), a.id),
     })
 }
 
@@ -140,6 +147,7 @@ pub async fn status(State(app): State<Arc<App>>, Candidate(a): Candidate) -> Res
             axum::Json(serde_json::json!({ "assignment": a.id, "task": a.task, "clock": a.clock(now), "seconds_left": a.seconds_left(now),
                 "deadline": time.deadline, "time_box_seconds": time.time_box_seconds, "extensions": time.extensions,
                 "final_push": time.final_push, "final_chosen_at": time.final_chosen_at, "can_choose_final": time.can_choose_final,
+                "brief": time.brief, "clone_url": time.clone_url,
                 "submissions": rows, "feedback": feedback }))
             .into_response()
         }

@@ -164,6 +164,46 @@ async fn a_failing_push_shows_its_traceback_from_the_public_run_and_nothing_hidd
         assert!(page.contains("Your final submission: push 1") && page.contains("A power cut in the first hour"), "{page}");
         assert!(page.contains("Make push 2 my final submission"), "the page offers the other push");
 
+        // A model task's format error: counts and examples from the public run (public ids), the
+        // kind with a banded count from the graded run (never a hidden id).
+        let dee = assign(&data_path, "diamond-cut", "dee@example.com", &[]);
+        let repo = clone(&daemon, &dee, &work_path);
+        std::fs::write(repo.join("train.py"), "print('nothing to train')\n").unwrap();
+        std::fs::write(
+            repo.join("predict.py"),
+            std::fs::read_to_string(repo_root().join("tasks/diamond-cut/fixtures/duplicate-ids/predict.py")).unwrap(),
+        )
+        .unwrap();
+        let (ok, out) = super::serve::git(&repo, &["add", "-A"]);
+        assert!(ok, "{out}");
+        let (ok, out) = super::serve::git(&repo, &["commit", "-q", "-m", "every prediction twice"]);
+        assert!(ok, "{out}");
+        let (ok, out) = super::serve::git(&repo, &["push", "-q", "origin", "main"]);
+        assert!(ok, "{out}");
+        daemon.wait_graded(&dee.id, 1, Duration::from_secs(240));
+        let view = wait_public(&daemon, &dee.id, &dee.token, 1);
+        let row = &view["submissions"][0];
+        let public = row["public_run"]["report"]["outputs"][0]["problem"]["message"].as_str().unwrap();
+        assert!(public.contains("2000 duplicate ids"), "{public}");
+        let graded = row["report"]["outputs"][0]["problem"]["message"].as_str().unwrap();
+        assert!(graded.contains("duplicate ids (100 or more)"), "{graded}");
+        let hidden_ids: Vec<String> = std::fs::read_to_string(repo_root().join("datasets/diamond-cut/hidden/labels.csv"))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| format!("\"{}\"", l.split(',').next().unwrap()))
+            .collect();
+        let (_, dee_page) = daemon.get(&format!("/status/{}", dee.id), Some((&dee.id, &dee.token)));
+        let dee_api = view.to_string();
+        for id in &hidden_ids {
+            assert!(!dee_api.contains(id.as_str()), "a hidden id reached the candidate: {id}");
+        }
+        assert!(dee_page.contains("2000 duplicate ids") && dee_page.contains("(100 or more)"), "{dee_page}");
+        // The graded steps' time and memory in bands of their limits.
+        let usage = &row["report"]["steps"][1]["usage"];
+        assert!(usage["time"].as_str().unwrap().contains('%') && usage["memory_limit_bytes"] == 1u64 << 30, "{usage:#}");
+        assert!(view["brief"].as_str().unwrap().contains("Predict the cut"), "the API carries the brief");
+
         if let Some(binary) = browser {
             let file = artefacts.join("candidate-status.html");
             std::fs::write(&file, &page).unwrap();
