@@ -429,6 +429,25 @@ async fn review_items_and_outbox(store: &dyn takehome::store::Store) {
         (Some(50.0), Some(r#"{"v":1}"#), Some(302), 304)
     );
     assert_eq!(store.submission(id).await.unwrap().unwrap().1.as_deref(), Some(r#"{"v":2}"#));
+
+    // The candidate's side: extensions move the deadline, a final choice is replaced by the
+    // next, a public dry run is stored and replaced by a regrade's.
+    assert!(store.extensions("a1").await.unwrap().is_empty());
+    store.add_extension("a1", 1800, "a power cut", "ada", 400).await.unwrap();
+    store.add_extension("a1", 600, "a slow machine", "bob", 401).await.unwrap();
+    let extensions = store.extensions("a1").await.unwrap();
+    assert_eq!(extensions.iter().map(|e| (e.seconds, e.author.as_str())).collect::<Vec<_>>(), [(1800, "ada"), (600, "bob")]);
+    let a1 = store.assignment("a1").await.unwrap().unwrap();
+    assert_eq!((a1.extra_seconds, a1.deadline()), (2400, Some(1 + 3600 + 2400)));
+    assert_eq!(store.assignments().await.unwrap()[0].extra_seconds, 2400);
+    assert_eq!(store.final_choice("a1").await.unwrap(), None);
+    store.choose_final("a1", id, 500).await.unwrap();
+    store.choose_final("a1", id, 501).await.unwrap();
+    assert_eq!(store.final_choice("a1").await.unwrap(), Some((id, 501)));
+    assert_eq!(store.public_run(id).await.unwrap(), None);
+    store.set_public_run(id, r#"{"run":1}"#, 600).await.unwrap();
+    store.set_public_run(id, r#"{"run":2}"#, 601).await.unwrap();
+    assert_eq!(store.public_run(id).await.unwrap().as_deref(), Some(r#"{"run":2}"#));
 }
 
 #[tokio::test(flavor = "multi_thread")]
