@@ -207,12 +207,12 @@ pub fn label_metric(metric: Metric, c: &Confusion, positive: Option<usize>) -> f
 /// Sorts the positives' and the negatives' scores apart and counts, for each positive, the
 /// negatives below it: no index array, no ranks.
 pub fn roc_auc_binary(positive: &[bool], scores: &[f64]) -> f64 {
-    let pos: Vec<f64> = positive.iter().zip(scores).filter(|(p, _)| **p).map(|(_, s)| *s).collect();
-    let neg: Vec<f64> = positive.iter().zip(scores).filter(|(p, _)| !**p).map(|(_, s)| *s).collect();
+    let pos: Vec<u64> = positive.iter().zip(scores).filter(|(p, _)| **p).map(|(_, s)| order_key(*s)).collect();
+    let neg: Vec<u64> = positive.iter().zip(scores).filter(|(p, _)| !**p).map(|(_, s)| order_key(*s)).collect();
     if pos.is_empty() || neg.is_empty() {
         return f64::NAN;
     }
-    let (pos, neg) = (sort_in_halves(pos), sort_in_halves(neg));
+    let (pos, neg) = sort_both(pos, neg);
     // For each run of equal positive scores: negatives strictly below, and negatives equal.
     let (mut below, mut area, mut i) = (0usize, 0.0f64, 0usize);
     while i < pos.len() {
@@ -234,33 +234,30 @@ pub fn roc_auc_binary(positive: &[bool], scores: &[f64]) -> f64 {
     area / (pos.len() as f64 * neg.len() as f64)
 }
 
-/// Sorts numbers in `f64::total_cmp`'s order on two threads: each half sorted apart (pdqsort;
-/// an LSD radix sort measured no faster on 7 million scores here), then the halves merged.
-fn sort_in_halves(mut values: Vec<f64>) -> Vec<f64> {
-    if values.len() < 1 << 16 {
-        values.sort_unstable_by(f64::total_cmp);
-        return values;
+/// A key whose unsigned order is the numbers' order (`f64::total_cmp`'s, with -0 taken as 0 so
+/// that the two zeros tie, as they do for scikit-learn): integer comparisons sort faster than a
+/// float comparator.
+fn order_key(value: f64) -> u64 {
+    let bits = (value + 0.0).to_bits();
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
     }
-    let mut second = values.split_off(values.len() / 2);
+}
+
+/// Sorts the two key lists, each on a thread of its own when they are large.
+fn sort_both(mut a: Vec<u64>, mut b: Vec<u64>) -> (Vec<u64>, Vec<u64>) {
+    if a.len() + b.len() < 1 << 16 {
+        a.sort_unstable();
+        b.sort_unstable();
+        return (a, b);
+    }
     std::thread::scope(|scope| {
-        scope.spawn(|| values.sort_unstable_by(f64::total_cmp));
-        second.sort_unstable_by(f64::total_cmp);
+        scope.spawn(|| a.sort_unstable());
+        b.sort_unstable();
     });
-    let first = values;
-    let mut merged = Vec::with_capacity(first.len() + second.len());
-    let (mut i, mut j) = (0, 0);
-    while i < first.len() && j < second.len() {
-        if first[i].total_cmp(&second[j]).is_le() {
-            merged.push(first[i]);
-            i += 1;
-        } else {
-            merged.push(second[j]);
-            j += 1;
-        }
-    }
-    merged.extend_from_slice(&first[i..]);
-    merged.extend_from_slice(&second[j..]);
-    merged
+    (a, b)
 }
 
 const EPS: f64 = f64::EPSILON;
@@ -338,23 +335,31 @@ mod tests {
     }
 
     #[test]
-    fn halves_merge_in_total_cmp_order() {
+    fn keys_sort_in_number_order_with_the_zeros_tied() {
         let mut state = 12345u64;
         let values: Vec<f64> = (0..200_000)
             .map(|i| {
                 state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                match i % 5 {
+                match i % 6 {
                     0 => -((state >> 11) as f64) / 1e6,
                     1 => 0.0,
                     2 => -0.0,
+                    3 => f64::INFINITY,
                     _ => ((state >> 20) % 1000) as f64 / 1000.0,
                 }
             })
             .collect();
-        let mut expected = values.clone();
+        let mut keys: Vec<u64> = values.iter().map(|v| order_key(*v)).collect();
+        keys.sort_unstable();
+        let mut expected: Vec<f64> = values.iter().map(|v| v + 0.0).collect();
         expected.sort_by(f64::total_cmp);
-        let sorted = sort_in_halves(values);
-        assert_eq!(sorted.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), expected.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        let back: Vec<f64> =
+            keys.iter().map(|k| if k >> 63 == 1 { f64::from_bits(k & !(1 << 63)) } else { f64::from_bits(!k) }).collect();
+        assert_eq!(back.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), expected.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        assert_eq!(order_key(0.0), order_key(-0.0));
+        assert!(order_key(-1.0) < order_key(-0.5) && order_key(0.5) < order_key(1.0) && order_key(1.0) < order_key(f64::INFINITY));
+        // The zeros tie in the area too, as scikit-learn counts them.
+        assert_eq!(roc_auc_binary(&[true, false], &[0.0, -0.0]), 0.5);
     }
 
     #[test]
