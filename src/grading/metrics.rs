@@ -353,8 +353,7 @@ mod tests {
         keys.sort_unstable();
         let mut expected: Vec<f64> = values.iter().map(|v| v + 0.0).collect();
         expected.sort_by(f64::total_cmp);
-        let back: Vec<f64> =
-            keys.iter().map(|k| if k >> 63 == 1 { f64::from_bits(k & !(1 << 63)) } else { f64::from_bits(!k) }).collect();
+        let back: Vec<f64> = keys.iter().map(|k| if k >> 63 == 1 { f64::from_bits(k & !(1 << 63)) } else { f64::from_bits(!k) }).collect();
         assert_eq!(back.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), expected.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
         assert_eq!(order_key(0.0), order_key(-0.0));
         assert!(order_key(-1.0) < order_key(-0.5) && order_key(0.5) < order_key(1.0) && order_key(1.0) < order_key(f64::INFINITY));
