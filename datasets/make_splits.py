@@ -121,8 +121,8 @@ def mess_up(rng, row, header):
     return [row[name] for name in header]
 
 
-def penguins_cleaning(wheels_dir):
-    """Clean the Palmer penguins raw records into the tidy table (palmerpenguins, 344 rows)."""
+def read_penguins(wheels_dir):
+    """The raw and the clean penguin records (header and rows of each), the same 344 birds in order."""
     wheel = fetch_wheel("palmerpenguins", wheels_dir)
     raw_reader = csv.reader(io.StringIO(read_member(wheel, "palmerpenguins/data/penguins-raw.csv")))
     clean_reader = csv.reader(io.StringIO(read_member(wheel, "palmerpenguins/data/penguins.csv")))
@@ -132,6 +132,12 @@ def penguins_cleaning(wheels_dir):
     # The two files list the same birds in the same order; check it on the shared measurements.
     for raw, clean in zip(raw_rows, clean_rows):
         assert raw[raw_header.index("Flipper Length (mm)")] == clean[clean_header.index("flipper_length_mm")]
+    return raw_header, raw_rows, clean_header, clean_rows
+
+
+def penguins_cleaning(wheels_dir):
+    """Clean the Palmer penguins raw records into the tidy table (palmerpenguins, 344 rows)."""
+    raw_header, raw_rows, clean_header, clean_rows = read_penguins(wheels_dir)
     rng = random.Random(20261127)
     ids = rng.sample(range(1000, 10000), len(raw_rows))
     order = list(range(len(raw_rows)))
@@ -158,12 +164,7 @@ def penguins_cleaning(wheels_dir):
 
 def penguins_pipeline(wheels_dir):
     """Clean the raw penguin records, then predict the sex of birds whose record lacks it."""
-    wheel = fetch_wheel("palmerpenguins", wheels_dir)
-    raw_reader = csv.reader(io.StringIO(read_member(wheel, "palmerpenguins/data/penguins-raw.csv")))
-    clean_reader = csv.reader(io.StringIO(read_member(wheel, "palmerpenguins/data/penguins.csv")))
-    raw_header, clean_header = next(raw_reader), next(clean_reader)
-    raw_rows, clean_rows = list(raw_reader), list(clean_reader)
-    assert len(raw_rows) == len(clean_rows) == 344
+    raw_header, raw_rows, clean_header, clean_rows = read_penguins(wheels_dir)
     sex = clean_header.index("sex")
     rng = random.Random(20261128)
     ids = rng.sample(range(10000, 100000), len(raw_rows))

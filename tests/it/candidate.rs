@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::common::repo_root;
-use super::serve::{assign, base64, browse, chromium, clone, push_solution, setup, Daemon, PASSWORD};
+use super::serve::{assign, base64, browse, clone, push_solution, setup, Daemon, PASSWORD};
 
 /// `2026-11-28T07:26:00Z` as seconds since the epoch (enough for differences).
 fn rfc_seconds(text: &str) -> i64 {
@@ -45,10 +45,7 @@ fn wait_public(daemon: &Daemon, id: &str, token: &str, number: usize) -> serde_j
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_push_shows_its_traceback_from_the_public_run_and_nothing_hidden() {
-    let browser = chromium();
-    if browser.is_none() && std::env::var("TAKEHOME_REQUIRE_BROWSER").as_deref() == Ok("1") {
-        panic!("chromium is required (TAKEHOME_REQUIRE_BROWSER=1) but not installed");
-    }
+    let browser = super::serve::browser();
     let Some((_sandbox, data, work)) = setup().await else { return };
     let (data_path, work_path) = (data.path().to_path_buf(), work.path().to_path_buf());
     tokio::task::spawn_blocking(move || {

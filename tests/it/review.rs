@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::common::repo_root;
-use super::serve::{assign, browse, chromium, clone, git, setup, Daemon, PASSWORD};
+use super::serve::{assign, browse, clone, git, setup, Daemon, PASSWORD};
 
 const SECRET: &str = "webhook-secret-0123456789";
 const BOB_PASSWORD: &str = "bob's long review password";
@@ -116,10 +116,7 @@ fn post_json(daemon: &Daemon, path: &str, user: (&str, &str), body: serde_json::
 
 #[tokio::test(flavor = "multi_thread")]
 async fn review_a_submission_blind_with_two_reviewers_then_decide_release_and_export() {
-    let browser = chromium();
-    if browser.is_none() && std::env::var("TAKEHOME_REQUIRE_BROWSER").as_deref() == Ok("1") {
-        panic!("chromium is required (TAKEHOME_REQUIRE_BROWSER=1) but not installed");
-    }
+    let browser = super::serve::browser();
     let Some((_sandbox, data, work)) = setup().await else { return };
     let (data_path, work_path) = (data.path().to_path_buf(), work.path().to_path_buf());
     tokio::task::spawn_blocking(move || {

@@ -412,6 +412,15 @@ pub(super) fn chromium() -> Option<PathBuf> {
         .find_map(|name| std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join(name)).find(|p| p.is_file())))
 }
 
+/// Chromium, where installed; a missing one fails the run under TAKEHOME_REQUIRE_BROWSER=1.
+pub(super) fn browser() -> Option<PathBuf> {
+    let found = chromium();
+    if found.is_none() && std::env::var("TAKEHOME_REQUIRE_BROWSER").as_deref() == Ok("1") {
+        panic!("chromium is required (TAKEHOME_REQUIRE_BROWSER=1) but not installed");
+    }
+    found
+}
+
 /// Loads `url` in headless chromium: (DOM, console lines). A screenshot goes to `screenshot`.
 pub(super) fn browse(binary: &Path, url: &str, screenshot: &Path) -> (String, Vec<String>) {
     let profile = tempfile::tempdir().unwrap();
@@ -457,10 +466,7 @@ pub(super) fn browse(binary: &Path, url: &str, screenshot: &Path) -> (String, Ve
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_web_ui_renders_in_a_headless_browser() {
-    let Some(binary) = chromium() else {
-        if std::env::var("TAKEHOME_REQUIRE_BROWSER").as_deref() == Ok("1") {
-            panic!("chromium is required (TAKEHOME_REQUIRE_BROWSER=1) but not installed");
-        }
+    let Some(binary) = browser() else {
         eprintln!("SKIPPED: no chromium on this machine");
         return;
     };
