@@ -20,6 +20,8 @@ pub struct CandidateSubmission {
     pub number: i64,
     pub commit: String,
     pub pushed_at: String,
+    #[serde(skip)]
+    pub pushed_at_seconds: i64,
     pub status: String,
     pub grade_status: Option<String>,
     /// The graded run on hidden data, as far as the candidate may see it.
@@ -80,6 +82,7 @@ pub async fn candidate_view(app: &Arc<App>, assignment: &str) -> Result<Vec<Cand
             number: s.number,
             commit: s.commit,
             pushed_at: crate::report::rfc3339(s.pushed_at),
+            pushed_at_seconds: s.pushed_at,
             status: s.status.as_str().to_string(),
             grade_status: s.grade_status.map(|g| g.as_str().to_string()),
             report: report.and_then(|r| serde_json::from_str::<Report>(&r).ok()).map(|r| CandidateReport::from_report(&r)),

@@ -48,7 +48,9 @@ pub struct StatusPage<'a> {
 pub fn render(p: &StatusPage) -> String {
     let a = p.assignment;
     // Refresh only while something is still to come, so a screen reader is not interrupted.
-    let pending = p.submissions.iter().any(|s| s.report.is_none() || (p.has_public_run && s.public_run.is_none()));
+    // A dry run waits for an idle slot; one still missing an hour after its push will not come
+    // (the worker that held it stopped), so the page stops asking.
+    let pending = p.submissions.iter().any(|s| s.report.is_none() || (p.has_public_run && s.public_run.is_none() && p.now - s.pushed_at_seconds < 3600));
     let mut page = format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">{}\
          <title>{} · your submissions</title><style>{STYLE}</style></head><body><header><h1>{}</h1><p>{}</p></header><main>",
