@@ -315,6 +315,7 @@ impl Grader {
                 spare: Arc::default(),
                 last_options: std::sync::Mutex::new(None),
                 opener: std::sync::Mutex::new(None),
+                dry_run: std::sync::Mutex::new(None),
                 reaper: job::Reaper::default(),
             };
             tasks.spawn(async move { slot.run().await });
@@ -486,6 +487,9 @@ struct Slot {
     opener: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Closes finished jobs' sandboxes off the path from push to report; awaited at exit.
     reaper: job::Reaper,
+    /// The public dry run this slot runs or last ran (a task of its own, so that a graded job can
+    /// stop it and go first without waiting for its clean-up); awaited before the slot ends.
+    dry_run: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 struct Spare {
@@ -493,7 +497,35 @@ struct Spare {
     job: DockerJob,
 }
 
-/// Whether a spare opened with `a` can serve a job that needs `b` (everything but the job id).
+/// The submission's public dry run, after its graded report is stored (so it never delays the
+/// grade), on the same checkout; its result goes to the candidate's page. Stopped by `cancel`
+/// when graded work arrives: it then waits again, first in line.
+async fn public_dry_run(grader: Arc<Grader>, submission: i64, plan: DryRun, cancel: CancellationToken) {
+    let span = info_span!("dry_run", submission, task = %plan.task.id);
+    async {
+        let job_id = format!("s{submission}p{}", crate::job::new_job_id());
+        let result = job::public_run(&grader.sandbox, &plan.task, plan.checkout.path(), &plan.image, &job_id, &cancel).await;
+        if cancel.is_cancelled() {
+            if !grader.stop.is_cancelled() {
+                info!("public dry run stopped for graded work; it waits again");
+                grader.dry_runs.lock().unwrap().push_front((submission, plan));
+            }
+            return;
+        }
+        let Some(result) = result else { return };
+        if let Some(error) = &result.error {
+            warn!(error = %error, "the public dry run failed on our side");
+        }
+        let body = serde_json::to_string(&result).expect("a dry run serialises");
+        match grader.retrying(|| grader.store.set_public_run(submission, &body, now())).await {
+            Ok(()) => info!(status = result.report.as_ref().map(|r| r.status.as_str()).unwrap_or("not run"), "public dry run"),
+            Err(e) => warn!(error = %e, "cannot store the public dry run"),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
 /// What a submission's public dry run needs once its grade is stored: the task, its image and the
 /// checkout the graded run used.
 struct DryRun {
@@ -502,6 +534,7 @@ struct DryRun {
     checkout: tempfile::TempDir,
 }
 
+/// Whether a spare opened with `a` can serve a job that needs `b` (everything but the job id).
 fn same_sandbox(a: &JobOptions, b: &JobOptions) -> bool {
     a.image == b.image && a.workspace_bytes == b.workspace_bytes && a.output_bytes == b.output_bytes && a.runtime == b.runtime
 }
@@ -520,10 +553,39 @@ impl Slot {
                     self.open_spare();
                 }
                 Ok(None) => {
-                    // No graded job waits: run a waiting public dry run, if any.
+                    // No graded job waits: run a waiting public dry run, if any — until a graded
+                    // job is there to claim, which goes first: the dry run is stopped and waits
+                    // again, first in line (its clean-up runs beside the graded job).
+                    let previous = self.dry_run.lock().unwrap().take();
+                    if let Some(previous) = previous {
+                        let _ = previous.await;
+                    }
                     let waiting = grader.dry_runs.lock().unwrap().pop_front();
                     if let Some((submission, plan)) = waiting {
-                        self.public_dry_run(submission, plan, &grader.stop.child_token()).await;
+                        let cancel = grader.stop.child_token();
+                        let mut task = tokio::spawn(public_dry_run(grader.clone(), submission, plan, cancel.clone()));
+                        let graded = loop {
+                            tokio::select! {
+                                _ = &mut task => break None,
+                                _ = &mut notified => {
+                                    // Announced work may be for another slot or instance: claim
+                                    // first, and stop the dry run only for a job of our own.
+                                    notified.set(grader.work.notified());
+                                    notified.as_mut().enable();
+                                    match grader.store.claim(&grader.claim_request()).await {
+                                        Ok(Some(job)) => break Some(job),
+                                        Ok(None) => {}
+                                        Err(e) => error!(slot = %self.name, error = %e, "cannot claim a job"),
+                                    }
+                                }
+                            }
+                        };
+                        if let Some(job) = graded {
+                            cancel.cancel();
+                            *self.dry_run.lock().unwrap() = Some(task);
+                            self.grade(job).await;
+                            self.open_spare();
+                        }
                         continue;
                     }
                     // Idle: woken by a push (in this process, or NOTIFY from the shared store), or
@@ -543,7 +605,12 @@ impl Slot {
                 }
             }
         }
-        // Nothing of ours outlives the slot: wait for a spare being opened, then close it.
+        // Nothing of ours outlives the slot: wait for a stopped dry run and a spare being opened,
+        // then close the spare.
+        let dry_run = self.dry_run.lock().unwrap().take();
+        if let Some(dry_run) = dry_run {
+            let _ = dry_run.await;
+        }
         let opener = self.opener.lock().unwrap().take();
         if let Some(opener) = opener {
             let _ = tokio::time::timeout(Duration::from_secs(30), opener).await;
@@ -657,30 +724,6 @@ impl Slot {
                     }
                 }
                 waiting.push_back((job.submission(), plan));
-            }
-        }
-        .instrument(span)
-        .await
-    }
-
-    /// The submission's public dry run, after its graded report is stored (so it never delays the
-    /// grade), on the same checkout; its result goes to the candidate's page.
-    async fn public_dry_run(&self, submission: i64, plan: DryRun, cancel: &CancellationToken) {
-        let grader = &self.grader;
-        let span = info_span!("dry_run", submission, task = %plan.task.id);
-        async {
-            let job_id = format!("s{submission}p{}", crate::job::new_job_id());
-            let Some(result) = job::public_run(&grader.sandbox, &plan.task, plan.checkout.path(), &plan.image, &job_id, cancel).await else { return };
-            if cancel.is_cancelled() {
-                return;
-            }
-            if let Some(error) = &result.error {
-                warn!(error = %error, "the public dry run failed on our side");
-            }
-            let body = serde_json::to_string(&result).expect("a dry run serialises");
-            match grader.retrying(|| grader.store.set_public_run(submission, &body, now())).await {
-                Ok(()) => info!(status = result.report.as_ref().map(|r| r.status.as_str()).unwrap_or("not run"), "public dry run"),
-                Err(e) => warn!(error = %e, "cannot store the public dry run"),
             }
         }
         .instrument(span)

@@ -5,6 +5,7 @@
 //! imports polars. A candidate's malformed output is an [`OutputProblem`] in the result, never an
 //! `Err` and never a panic; `Err(GradingError)` means our own data (the truth) is unreadable.
 
+mod atomics;
 pub mod cleaning;
 pub mod leaks;
 pub mod lint;

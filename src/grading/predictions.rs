@@ -6,20 +6,24 @@
 //! non-numbers (NaN, inf, text) where numbers are due, probabilities outside [0, 1] or (one
 //! column per class) rows that do not sum to 1.
 //!
-//! Both files stream through [`records`]: the truth into compact columns (ids, class indices or
-//! numbers) and an index from id to truth row; then the output, each record matched to its truth
-//! row as it is parsed and its value stored in the truth's order. No table of either file is
-//! built, no hash table of ids either (dense integer ids index an array; others are sorted), and
-//! the output's ids are never stored.
+//! Both files stream through [`records`]. The truth becomes compact columns: with dense integer
+//! ids (a range not much wider than their count), its class (a byte) or number is placed at the
+//! id's slot, `id - low`, so that an id finds its truth in one read; other ids are sorted (no hash
+//! table either way). Then the output: each record, as it is parsed, claims its truth row (a bit,
+//! for the duplicate and missing ids) and is tallied against that row's truth at once — a
+//! confusion matrix, a compensated sum of a number metric's terms, the positives' and negatives'
+//! scores for ROC AUC. Neither file's table is built, the output's ids and values are never
+//! stored in the truth's order, and the metric is ready when the last record is read.
 //!
 //! Ids compare as integers when every truth id is an integer (`007` is `7`; an output id that is
 //! not an integer is unknown), else as text with spaces around them trimmed.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 
-use super::metrics::{self, Classes, Confusion};
+use super::atomics::{atomic_u64, zeroed_u32, zeroed_u64, zeroed_u8};
+use super::metrics::{self, Classes, Confusion, Ranked, Sum};
 use super::records::{self, parse_integer, parse_number, trim, Field, Sink, Stop, Want};
 use super::{Accuracy, ConfusionReport, GradingError, Offence, OutputProblem, EXAMPLES};
 use crate::task::{GradingSpec, Metric, MetricInput};
@@ -102,18 +106,13 @@ pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path) -> Resul
 
     let n = truth.n_rows;
     let shared = Shared {
-        index: &truth.index,
-        n_rows: n,
-        aligned: match value_kind {
-            ValueKind::Label => Aligned::Classes(zeroed_u32(n)),
-            ValueKind::Number { .. } => Aligned::Numbers(vec![zeroed_u64(n)]),
-            ValueKind::PerClass => Aligned::Numbers((0..value_columns.len()).map(|_| zeroed_u64(n)).collect()),
-        },
+        truth: &truth,
         kind: value_kind,
+        metric: spec.metric,
+        positive: spec.positive.as_deref().and_then(|p| truth.known.iter().position(|k| k == p)).map(|p| p as u32),
         classes: truth.known.iter().enumerate().map(|(i, name)| (name.as_str(), i as u32)).collect(),
         columns: value_columns.clone(),
     };
-    mem("output allocated");
     let parts = match records::read(output_path, &wanted, super::max_output_rows(n as u64), || OutputSink::new(&shared)) {
         Ok(parts) => parts,
         Err(message) => return fail(OutputProblem::bad_format(format!("{} cannot be read: {message}", spec.output))),
@@ -124,12 +123,13 @@ pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path) -> Resul
     let mut found = Findings::new(&value_columns);
     let mut rows_before = 0u64;
     let mut claims = Vec::with_capacity(parts.len());
+    let mut tallies = Vec::with_capacity(parts.len());
     for (part, rows) in parts {
         found.merge(part.found, rows_before);
         claims.push(part.claims);
+        tallies.push(part.tally);
         rows_before += rows;
     }
-    let aligned = shared.aligned;
 
     // Rows without an id first; then the values; then the ids.
     if found.no_id.count > 0 {
@@ -160,8 +160,8 @@ pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path) -> Resul
     if let Some(problem) = OutputProblem::offences(&spec.output, vec![found.unknown, duplicate, missing]) {
         return fail(problem);
     }
-    mem("aligned");
-    let scored = score(spec, truth, aligned);
+    mem("matched");
+    let scored = score(spec, &truth, tallies);
     mem("scored");
     scored
 }
@@ -181,28 +181,34 @@ fn confusion_report(used: &[String], confusion: &Confusion, classes: Option<&[St
     }
 }
 
-/// The metric over the truth and the output's values in the truth's order.
-fn score(spec: &GradingSpec, truth: Truth, aligned: Aligned) -> Result<Accuracy, GradingError> {
+/// The metric from the parts' tallies (every truth row answered once: the checks passed).
+fn score(spec: &GradingSpec, truth: &Truth, tallies: Vec<Tally>) -> Result<Accuracy, GradingError> {
     let fail = |problem: OutputProblem| Ok(Accuracy::failed(spec.metric, problem));
     let n_rows = truth.n_rows;
-    let known = truth.known;
-    let numbers = |columns: Vec<Vec<AtomicU64>>| -> Vec<Vec<f64>> {
-        columns.into_iter().map(|column| column.into_iter().map(|bits| f64::from_bits(bits.into_inner())).collect()).collect()
-    };
-    match (truth.values, aligned) {
-        (TruthValues::Classes(y_true), Aligned::Classes(y_pred)) => {
-            let y_pred: Vec<u32> = y_pred.into_iter().map(AtomicU32::into_inner).collect();
-            // scikit-learn's classes are those that occur in the truth or the predictions.
-            let mut present = vec![false; known.len()];
-            for &i in y_true.iter().chain(&y_pred) {
-                present[i as usize] = true;
+    let known = &truth.known;
+    let first = tallies.first().map(Tally::kind_name);
+    debug_assert!(tallies.iter().all(|t| Some(t.kind_name()) == first), "every part tallies alike");
+    let mut tallies = tallies.into_iter();
+    let Some(mut tally) = tallies.next() else { unreachable!("a file has at least one part") };
+    let rest: Vec<Tally> = tallies.collect();
+    match &mut tally {
+        Tally::Confusion(counts) => {
+            let k = known.len();
+            for part in &rest {
+                let Tally::Confusion(more) = part else { unreachable!("alike") };
+                counts.iter_mut().zip(more).for_each(|(a, b)| *a += b);
             }
+            // scikit-learn's classes are those that occur in the truth or the predictions.
+            let present: Vec<bool> = (0..k).map(|c| (0..k).any(|o| counts[c * k + o] > 0 || counts[o * k + c] > 0)).collect();
             let mut used: Vec<String> = known.iter().zip(&present).filter(|(_, &p)| p).map(|(n, _)| n.clone()).collect();
             metrics::sort_labels(&mut used);
-            let remap: Vec<u32> = known.iter().map(|name| used.iter().position(|u| u == name).unwrap_or(0) as u32).collect();
-            let y_true: Vec<u32> = y_true.iter().map(|&i| remap[i as usize]).collect();
-            let y_pred: Vec<u32> = y_pred.iter().map(|&i| remap[i as usize]).collect();
-            let confusion = Confusion::new(used.len(), &y_true, &y_pred);
+            let remap: Vec<usize> = known.iter().map(|name| used.iter().position(|u| u == name).unwrap_or(0)).collect();
+            let mut confusion = Confusion { k: used.len(), counts: vec![0; used.len() * used.len()] };
+            for t in (0..k).filter(|&t| present[t]) {
+                for p in (0..k).filter(|&p| present[p]) {
+                    confusion.counts[remap[t] * used.len() + remap[p]] += counts[t * k + p];
+                }
+            }
             let positive = spec.positive.as_ref().and_then(|p| used.iter().position(|u| u == p));
             let value = metrics::label_metric(spec.metric, &confusion, positive);
             let mut accuracy = Accuracy::scored(spec.metric, value, n_rows);
@@ -211,63 +217,85 @@ fn score(spec: &GradingSpec, truth: Truth, aligned: Aligned) -> Result<Accuracy,
             }
             Ok(accuracy)
         }
-        (TruthValues::Numbers(y_true), Aligned::Numbers(columns)) => {
-            let y_pred = numbers(columns).pop().expect("one column");
-            if spec.metric == Metric::Rmsle && y_pred.iter().any(|&v| v < 0.0) {
-                let n_negative = y_pred.iter().filter(|&&v| v < 0.0).count();
-                return fail(OutputProblem::bad_format(format!("{}: {n_negative} negative predictions (rmsle needs values of at least 0)", spec.output)));
+        Tally::Numbers { terms, negative } => {
+            for part in rest {
+                let Tally::Numbers { terms: more, negative: more_negative } = part else { unreachable!("alike") };
+                terms.merge(more);
+                *negative += more_negative;
             }
-            let mut accuracy = Accuracy::scored(spec.metric, metrics::number_metric(spec.metric, &y_true, &y_pred), n_rows);
-            accuracy.residuals = super::Histogram::of(y_true.iter().zip(&y_pred).map(|(t, p)| p - t), 24);
+            if spec.metric == Metric::Rmsle && *negative > 0 {
+                return fail(OutputProblem::bad_format(format!("{}: {negative} negative predictions (rmsle needs values of at least 0)", spec.output)));
+            }
+            let mut accuracy = Accuracy::scored(spec.metric, metrics::number_finish(spec.metric, *terms, n_rows, truth.sum_of_squares), n_rows);
+            accuracy.residuals = super::Histogram::of(truth.numbers(), 24);
             Ok(accuracy)
         }
-        (TruthValues::Classes(y_true), Aligned::Numbers(columns)) if spec.positive.is_some() => {
-            let probability = numbers(columns).pop().expect("one column");
-            let positive = spec.positive.as_deref().and_then(|p| known.iter().position(|k| k == p)).map(|p| p as u32);
-            let is_positive: Vec<bool> = y_true.iter().map(|&y| Some(y) == positive).collect();
-            let value = match spec.metric {
-                Metric::RocAuc => metrics::roc_auc_binary(&is_positive, &probability),
-                _ => metrics::log_loss_binary(&is_positive, &probability),
-            };
-            Ok(Accuracy::scored(spec.metric, value, n_rows))
-        }
-        (TruthValues::Classes(y_true), Aligned::Numbers(columns)) => {
-            let columns = numbers(columns);
-            // Classes absent from the truth have no ROC curve; AUC averages over those present.
-            let mut seen = vec![false; known.len()];
-            for &y in &y_true {
-                seen[y as usize] = true;
+        Tally::Loss(sum) => {
+            for part in rest {
+                let Tally::Loss(more) = part else { unreachable!("alike") };
+                sum.merge(more);
             }
-            let present: Vec<usize> = (0..known.len()).filter(|&c| seen[c]).collect();
-            let value = if spec.metric == Metric::RocAuc && present.len() < known.len() {
-                let remap: HashMap<u32, u32> = present.iter().enumerate().map(|(new, &old)| (old as u32, new as u32)).collect();
-                let y: Vec<u32> = y_true.iter().map(|y| remap[y]).collect();
-                let kept: Vec<Vec<f64>> = present.iter().map(|&c| columns[c].clone()).collect();
-                metrics::multiclass_score_metric(spec.metric, &y, &kept)
-            } else {
-                metrics::multiclass_score_metric(spec.metric, &y_true, &columns)
-            };
-            Ok(Accuracy::scored(spec.metric, value, n_rows))
+            Ok(Accuracy::scored(spec.metric, sum.value() / n_rows as f64, n_rows))
         }
-        _ => unreachable!("the truth and the output are read for the same metric"),
+        Tally::Ranked(_) => {
+            let mut all = vec![tally];
+            all.extend(rest);
+            let parts: Vec<Ranked> = all.into_iter().map(|t| if let Tally::Ranked(r) = t { r } else { unreachable!("alike") }).collect();
+            Ok(Accuracy::scored(spec.metric, Ranked::join(parts).auc(), n_rows))
+        }
+        Tally::PerClassRanked(_) => {
+            let mut all = vec![tally];
+            all.extend(rest);
+            let mut per_class: Vec<Vec<Ranked>> = (0..known.len()).map(|_| Vec::new()).collect();
+            for t in all {
+                let Tally::PerClassRanked(classes) = t else { unreachable!("alike") };
+                for (class, ranked) in classes.into_iter().enumerate() {
+                    per_class[class].push(ranked);
+                }
+            }
+            Ok(Accuracy::scored(spec.metric, metrics::multiclass_auc(per_class.into_iter().map(Ranked::join).collect()), n_rows))
+        }
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // The truth.
 
-/// The truth, compacted: an index from id to row, and a class index or a number per row.
+/// The truth, compacted: an index from id to row, and a class index or a number per row. With
+/// dense integer ids the rows are the ids' slots (`id - low`), so that an output's id finds its
+/// truth value in one read.
 struct Truth {
+    /// The truth's records (ids).
     n_rows: usize,
     index: IdIndex,
+    /// By row: `index.rows()` of them (slots of a dense index without an id are unspecified).
     values: TruthValues,
     /// The classes, in the task's order (or scikit-learn's, when the task does not list them).
     known: Vec<String>,
+    /// r2's denominator: the truth's sum of squares about its mean (taken before the output's
+    /// residuals replace the numbers).
+    sum_of_squares: Option<f64>,
 }
 
 enum TruthValues {
-    Classes(Vec<u32>),
-    Numbers(Vec<f64>),
+    /// Class indices of up to 256 classes, a byte each (a tenth of the memory of the numbers,
+    /// so that the output's random reads mostly hit the cache).
+    Classes(Vec<u8>),
+    ManyClasses(Vec<u32>),
+    /// Numbers (`f64` bits). Once an output record is tallied against a row, the row holds the
+    /// record's residual (prediction - truth) instead, for the report's histogram: a grade whose
+    /// rows are not each answered once fails before it is scored, so each number is read once.
+    Numbers(Vec<AtomicU64>),
+}
+
+impl TruthValues {
+    fn classes(classes: Vec<u32>, k: usize) -> TruthValues {
+        if k <= 256 {
+            TruthValues::Classes(classes.into_iter().map(|c| c as u8).collect())
+        } else {
+            TruthValues::ManyClasses(classes)
+        }
+    }
 }
 
 impl Truth {
@@ -283,6 +311,8 @@ impl Truth {
         let wanted = [(id, Want::Id), (target, if labels { Want::Label } else { Want::Number })];
         let parts = records::read(path, &wanted, u64::MAX, || TruthSink {
             ids: Ids::Int(Vec::new()),
+            low: i64::MAX,
+            high: i64::MIN,
             numbers: Vec::new(),
             codes: Vec::new(),
             labels: Interner::default(),
@@ -294,53 +324,185 @@ impl Truth {
             return Err("no rows".to_string());
         }
         let mut sinks: Vec<TruthSink> = parts.into_iter().map(|(sink, _)| sink).collect();
+
+        // Each part numbered its labels in its own order; give them one numbering, then classes.
+        let mut known = Vec::new();
+        let mut class_of: Vec<Vec<u32>> = Vec::new();
+        if labels {
+            let mut distinct: Vec<String> = Vec::new();
+            let mut part_maps: Vec<Vec<usize>> = Vec::new();
+            for sink in &sinks {
+                let map = sink
+                    .labels
+                    .names
+                    .iter()
+                    .map(|name| match distinct.iter().position(|d| d == name) {
+                        Some(i) => i,
+                        None => {
+                            distinct.push(name.clone());
+                            distinct.len() - 1
+                        }
+                    })
+                    .collect();
+                part_maps.push(map);
+            }
+            known = match &spec.classes {
+                Some(classes) => classes.clone(),
+                None => Classes::from_labels(distinct.iter().map(String::as_str)).names,
+            };
+            let class_of_distinct: Vec<u32> = distinct
+                .iter()
+                .map(|label| known.iter().position(|k| k == label).map(|i| i as u32).ok_or_else(|| format!("label {label:?} is not among grading.classes")))
+                .collect::<Result<_, _>>()?;
+            class_of = part_maps.iter().map(|map| map.iter().map(|&d| class_of_distinct[d]).collect()).collect();
+        }
+
+        // Dense integer ids: values straight into their slots.
+        if sinks.iter().all(|s| matches!(s.ids, Ids::Int(_))) {
+            let (low, high) = sinks.iter().fold((i64::MAX, i64::MIN), |(l, h), s| (l.min(s.low), h.max(s.high)));
+            let span = high as i128 - low as i128 + 1;
+            if span < NONE as i128 && span <= 2 * n_rows as i128 + (1 << 20) {
+                let (index, values) = dense(&sinks, &class_of, low, span as usize)?;
+                mem("truth placed");
+                return Ok(Truth::new(spec, n_rows, index, values, known));
+            }
+        }
+
         let ids = Ids::concat(sinks.iter_mut().map(|s| std::mem::replace(&mut s.ids, Ids::Int(Vec::new()))).collect());
-        mem("truth ids joined");
         let index = IdIndex::build(ids)?;
         mem("truth indexed");
-        if !labels {
-            let mut numbers = Vec::with_capacity(n_rows);
-            for sink in &mut sinks {
-                numbers.append(&mut sink.numbers);
+        let values = if labels {
+            let mut classes = Vec::with_capacity(n_rows);
+            for (sink, map) in sinks.iter().zip(&class_of) {
+                classes.extend(sink.codes.iter().map(|&code| map[code as usize]));
             }
-            return Ok(Truth { n_rows, index, values: TruthValues::Numbers(numbers), known: Vec::new() });
-        }
-        // Each part numbered its labels in its own order; give them one numbering, then classes.
-        let mut distinct: Vec<String> = Vec::new();
-        let mut part_maps: Vec<Vec<u32>> = Vec::new();
-        for sink in &sinks {
-            let map = sink
-                .labels
-                .names
-                .iter()
-                .map(|name| match distinct.iter().position(|d| d == name) {
-                    Some(i) => i as u32,
-                    None => {
-                        distinct.push(name.clone());
-                        (distinct.len() - 1) as u32
-                    }
-                })
-                .collect();
-            part_maps.push(map);
-        }
-        let known = match &spec.classes {
-            Some(classes) => classes.clone(),
-            None => Classes::from_labels(distinct.iter().map(String::as_str)).names,
+            TruthValues::classes(classes, known.len())
+        } else {
+            let mut numbers = Vec::with_capacity(n_rows);
+            for sink in &sinks {
+                numbers.extend(sink.numbers.iter().map(|v| v.to_bits()));
+            }
+            TruthValues::Numbers(atomic_u64(numbers))
         };
-        let class_of: Vec<u32> = distinct
-            .iter()
-            .map(|label| known.iter().position(|k| k == label).map(|i| i as u32).ok_or_else(|| format!("label {label:?} is not among grading.classes")))
-            .collect::<Result<_, _>>()?;
-        let mut classes = Vec::with_capacity(n_rows);
-        for (sink, map) in sinks.iter().zip(&part_maps) {
-            classes.extend(sink.codes.iter().map(|&code| class_of[map[code as usize] as usize]));
-        }
-        Ok(Truth { n_rows, index, values: TruthValues::Classes(classes), known })
+        Ok(Truth::new(spec, n_rows, index, values, known))
     }
+
+    fn new(spec: &GradingSpec, n_rows: usize, index: IdIndex, values: TruthValues, known: Vec<String>) -> Truth {
+        let mut truth = Truth { n_rows, index, values, known, sum_of_squares: None };
+        if spec.metric == Metric::R2 {
+            truth.sum_of_squares = Some(metrics::sum_of_squares(truth.numbers()));
+        }
+        truth
+    }
+
+    /// The truth's numbers (or, once the output is tallied, its residuals), one per truth row.
+    fn numbers(&self) -> impl Iterator<Item = f64> + Clone + '_ {
+        let TruthValues::Numbers(numbers) = &self.values else { panic!("the truth holds classes") };
+        numbers.iter().enumerate().filter(|&(row, _)| self.index.holds(row)).map(|(_, v)| f64::from_bits(v.load(Relaxed)))
+    }
+
+    /// The class of truth row `row`.
+    #[inline]
+    fn class(&self, row: usize) -> u32 {
+        match &self.values {
+            TruthValues::Classes(classes) => u32::from(classes[row]),
+            TruthValues::ManyClasses(classes) => classes[row],
+            TruthValues::Numbers(_) => unreachable!("the truth holds numbers"),
+        }
+    }
+
+    /// Asks the processor to bring a row's value into the cache: the output's records meet their
+    /// rows in random order, and a batch's reads overlap this way instead of waiting in turn.
+    #[inline]
+    fn prefetch(&self, row: u32) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let address = match &self.values {
+                TruthValues::Classes(classes) => classes.as_ptr().wrapping_add(row as usize).cast::<i8>(),
+                TruthValues::ManyClasses(classes) => classes.as_ptr().wrapping_add(row as usize).cast::<i8>(),
+                TruthValues::Numbers(numbers) => numbers.as_ptr().wrapping_add(row as usize).cast::<i8>(),
+            };
+            // SAFETY: a prefetch is a hint; it never faults, whatever the address.
+            unsafe { _mm_prefetch(address, _MM_HINT_T0) };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = row;
+    }
+}
+
+/// Places dense integer ids' values in their slots (`id - low`), each part's on a thread of its
+/// own, and marks the slots that hold an id; an id met twice is an error. Each thread marks a
+/// bit set of its own (a locked instruction per record would wait for every store before it);
+/// the sets are joined after.
+fn dense(sinks: &[TruthSink], class_of: &[Vec<u32>], low: i64, span: usize) -> Result<(IdIndex, TruthValues), String> {
+    let words = span.div_ceil(64);
+    let is_labels = sinks.first().is_some_and(|s| s.is_labels);
+    let small = class_of.iter().flatten().all(|&c| c < 256);
+    let classes: Vec<AtomicU32> = if is_labels && !small { zeroed_u32(span) } else { Vec::new() };
+    let bytes: Vec<AtomicU8> = if is_labels && small { zeroed_u8(span) } else { Vec::new() };
+    let numbers: Vec<AtomicU64> = if is_labels { Vec::new() } else { zeroed_u64(span) };
+    let marked: Vec<(Vec<u64>, Option<i64>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = sinks
+            .iter()
+            .enumerate()
+            .map(|(part, sink)| {
+                let (classes, bytes, numbers) = (&classes, &bytes, &numbers);
+                let map = class_of.get(part);
+                scope.spawn(move || {
+                    let Ids::Int(ids) = &sink.ids else { unreachable!("checked: integer ids") };
+                    let mut present = vec![0u64; words];
+                    let mut repeated = None;
+                    for (i, &id) in ids.iter().enumerate() {
+                        let at = (id - low) as usize;
+                        let (word, bit) = (at / 64, 1u64 << (at % 64));
+                        if present[word] & bit != 0 {
+                            repeated.get_or_insert(id);
+                        }
+                        present[word] |= bit;
+                        match map {
+                            Some(map) if small => bytes[at].store(map[sink.codes[i] as usize] as u8, Relaxed),
+                            Some(map) => classes[at].store(map[sink.codes[i] as usize], Relaxed),
+                            None => numbers[at].store(sink.numbers[i].to_bits(), Relaxed),
+                        }
+                    }
+                    (present, repeated)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("placing does not panic")).collect()
+    });
+    let mut repeated: Option<i64> = marked.iter().filter_map(|(_, r)| *r).min();
+    let mut marked = marked.into_iter().map(|(bits, _)| bits);
+    let mut present = marked.next().unwrap_or_else(|| vec![0; words]);
+    for other in marked {
+        for (w, (mine, theirs)) in present.iter_mut().zip(&other).enumerate() {
+            let both = *mine & theirs;
+            if both != 0 {
+                let id = low + (w * 64) as i64 + i64::from(both.trailing_zeros());
+                repeated = Some(repeated.map_or(id, |r| r.min(id)));
+            }
+            *mine |= theirs;
+        }
+    }
+    if let Some(id) = repeated {
+        return Err(format!("the id {id} appears twice"));
+    }
+    let filled: u64 = present.iter().map(|w| u64::from(w.count_ones())).sum();
+    let index = IdIndex::Dense { low, slots: span, present: (filled < span as u64).then_some(present) };
+    let values = match (is_labels, small) {
+        (true, true) => TruthValues::Classes(bytes.into_iter().map(AtomicU8::into_inner).collect()),
+        (true, false) => TruthValues::ManyClasses(classes.into_iter().map(AtomicU32::into_inner).collect()),
+        (false, _) => TruthValues::Numbers(numbers),
+    };
+    Ok((index, values))
 }
 
 struct TruthSink {
     ids: Ids,
+    /// The least and the greatest integer id.
+    low: i64,
+    high: i64,
     numbers: Vec<f64>,
     codes: Vec<u32>,
     labels: Interner,
@@ -349,11 +511,28 @@ struct TruthSink {
 
 impl Sink for TruthSink {
     fn record(&mut self, _row: u64, fields: &[Field<'_>]) -> Result<(), Stop> {
-        match fields[0] {
-            Field::Int(id) => self.ids.push_int(id),
-            Field::Text(text) if !trim(text).is_empty() => self.ids.push_text(trim(text)),
-            Field::Float(x) => self.ids.push_text(&x.to_string()),
+        let integer = match fields[0] {
+            Field::Int(id) => Some(id),
+            Field::Text(text) if !trim(text).is_empty() => {
+                let text = trim(text);
+                match (&self.ids, parse_integer(text)) {
+                    (Ids::Int(_), Some(id)) => Some(id),
+                    _ => {
+                        self.ids.push_text(text);
+                        None
+                    }
+                }
+            }
+            Field::Float(x) => {
+                self.ids.push_text(&x.to_string());
+                None
+            }
             _ => return Err(Stop("no id".to_string())),
+        };
+        if let Some(id) = integer {
+            self.ids.push_int(id);
+            self.low = self.low.min(id);
+            self.high = self.high.max(id);
         }
         if self.is_labels {
             match fields[1] {
@@ -470,8 +649,9 @@ impl Ids {
 
 /// From id to truth row.
 enum IdIndex {
-    /// Integer ids spanning a range a few times the row count: `slot[id - low]` is the row + 1.
-    Dense { low: i64, slot: Vec<AtomicU32> },
+    /// Integer ids spanning a range not much wider than their count: the row is the slot
+    /// `id - low`; `present` marks the slots that hold an id (`None`: every one does).
+    Dense { low: i64, slots: usize, present: Option<Vec<u64>> },
     /// Other integer ids, sorted with their rows.
     Sorted(Vec<(i64, u32)>),
     /// Text ids, with the rows in the order of their ids.
@@ -479,48 +659,17 @@ enum IdIndex {
 }
 
 impl IdIndex {
+    /// An index of ids that are not dense integers.
     fn build(ids: Ids) -> Result<IdIndex, String> {
         match ids {
             Ids::Int(values) => {
-                let (low, high) = values.iter().fold((i64::MAX, i64::MIN), |(l, h), &v| (l.min(v), h.max(v)));
-                let span = high as i128 - low as i128 + 1;
-                if span < NONE as i128 && span <= 4 * values.len() as i128 + (1 << 20) {
-                    // Each slot holds its row + 1 (0: no row), scattered by both cores; a repeated
-                    // id leaves fewer slots filled than rows.
-                    let slot: Vec<AtomicU32> = zeroed_u32(span as usize);
-                    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
-                    let chunk = values.len().div_ceil(threads).max(1);
-                    let filled: usize = std::thread::scope(|scope| {
-                        let slot = &slot;
-                        let handles: Vec<_> = values
-                            .chunks(chunk)
-                            .enumerate()
-                            .map(|(k, ids)| {
-                                scope.spawn(move || {
-                                    for (i, &id) in ids.iter().enumerate() {
-                                        slot[(id - low) as usize].store((k * chunk + i) as u32 + 1, Relaxed);
-                                    }
-                                })
-                            })
-                            .collect();
-                        handles.into_iter().for_each(|h| h.join().expect("scattering does not panic"));
-                        slot.iter().filter(|s| s.load(Relaxed) != 0).count()
-                    });
-                    if filled < values.len() {
-                        let repeated =
-                            values.iter().enumerate().find(|&(row, &id)| slot[(id - low) as usize].load(Relaxed) != row as u32 + 1).map_or(low, |(_, &id)| id);
-                        return Err(format!("the id {repeated} appears twice"));
-                    }
-                    Ok(IdIndex::Dense { low, slot })
-                } else {
-                    let mut sorted: Vec<(i64, u32)> = values.iter().enumerate().map(|(row, &id)| (id, row as u32)).collect();
-                    drop(values);
-                    sorted.sort_unstable();
-                    if let Some(pair) = sorted.windows(2).find(|w| w[0].0 == w[1].0) {
-                        return Err(format!("the id {} appears twice", pair[0].0));
-                    }
-                    Ok(IdIndex::Sorted(sorted))
+                let mut sorted: Vec<(i64, u32)> = values.iter().enumerate().map(|(row, &id)| (id, row as u32)).collect();
+                drop(values);
+                sorted.sort_unstable();
+                if let Some(pair) = sorted.windows(2).find(|w| w[0].0 == w[1].0) {
+                    return Err(format!("the id {} appears twice", pair[0].0));
                 }
+                Ok(IdIndex::Sorted(sorted))
             }
             Ids::Text { bytes, ends } => {
                 let n = ends.len();
@@ -531,6 +680,40 @@ impl IdIndex {
                     return Err(format!("the id {} appears twice", String::from_utf8_lossy(text(pair[0] as usize))));
                 }
                 Ok(IdIndex::Text { bytes, ends, order })
+            }
+        }
+    }
+
+    /// How many row positions there are (a dense index's slots, holes included).
+    fn rows(&self) -> usize {
+        match self {
+            IdIndex::Dense { slots, .. } => *slots,
+            IdIndex::Sorted(sorted) => sorted.len(),
+            IdIndex::Text { order, .. } => order.len(),
+        }
+    }
+
+    /// Whether row position `row` holds a truth row.
+    fn holds(&self, row: usize) -> bool {
+        match self {
+            IdIndex::Dense { present: Some(present), .. } => present[row / 64] >> (row % 64) & 1 == 1,
+            _ => row < self.rows(),
+        }
+    }
+
+    /// Word `w` of the bit set of row positions that hold a truth row.
+    fn held_word(&self, w: usize) -> u64 {
+        match self {
+            IdIndex::Dense { present: Some(present), .. } => present[w],
+            _ => {
+                let rows = self.rows();
+                if (w + 1) * 64 <= rows {
+                    u64::MAX
+                } else if w * 64 >= rows {
+                    0
+                } else {
+                    (1u64 << (rows % 64)) - 1
+                }
             }
         }
     }
@@ -546,11 +729,15 @@ impl IdIndex {
         }
     }
 
+    #[inline]
     fn int_row(&self, id: i64) -> Option<u32> {
         match self {
-            IdIndex::Dense { low, slot } => {
-                let at = id.checked_sub(*low).filter(|&at| at >= 0)? as u64;
-                slot.get(at as usize).map(|row| row.load(Relaxed)).filter(|&row| row != 0).map(|row| row - 1)
+            IdIndex::Dense { low, slots, present } => {
+                let at = id.checked_sub(*low).filter(|&at| at >= 0 && (at as u64) < *slots as u64)? as usize;
+                match present {
+                    Some(present) if present[at / 64] >> (at % 64) & 1 == 0 => None,
+                    _ => Some(at as u32),
+                }
             }
             IdIndex::Sorted(sorted) => sorted.binary_search_by_key(&id, |&(id, _)| id).ok().map(|at| sorted[at].1),
             IdIndex::Text { .. } => None,
@@ -566,10 +753,9 @@ impl IdIndex {
     /// Every truth row with its id, in the order of the ids.
     fn for_each_sorted(&self, mut each: impl FnMut(u32, &dyn Fn() -> String) -> bool) {
         match self {
-            IdIndex::Dense { low, slot } => {
-                for (at, row) in slot.iter().enumerate() {
-                    let row = row.load(Relaxed);
-                    if row != 0 && !each(row - 1, &|| (low + at as i64).to_string()) {
+            IdIndex::Dense { low, slots, .. } => {
+                for at in (0..*slots).filter(|&at| self.holds(at)) {
+                    if !each(at as u32, &|| (low + at as i64).to_string()) {
                         return;
                     }
                 }
@@ -614,8 +800,8 @@ impl IdIndex {
             twice[w] = again;
         }
         let bit = |bits: &[u64], row: u32| bits[row as usize / 64] >> (row % 64) & 1 == 1;
-        for row in 0..claims.first().map_or(0, |c| c.rows) as u32 {
-            n_missing += u64::from(!bit(&any, row));
+        for (w, &claimed) in any.iter().enumerate() {
+            n_missing += u64::from((self.held_word(w) & !claimed).count_ones());
         }
         if n_duplicate + n_missing == 0 {
             return (duplicate, missing);
@@ -638,7 +824,6 @@ impl IdIndex {
 /// Which truth rows one part of the output answered: a bit per row, a second bit for rows it
 /// answered more than once, and how many answers beyond the first it gave.
 struct Claims {
-    rows: usize,
     once: Vec<u64>,
     twice: Vec<u64>,
     extra: u64,
@@ -646,7 +831,7 @@ struct Claims {
 
 impl Claims {
     fn new(rows: usize) -> Claims {
-        Claims { rows, once: vec![0; rows.div_ceil(64)], twice: vec![0; rows.div_ceil(64)], extra: 0 }
+        Claims { once: vec![0; rows.div_ceil(64)], twice: vec![0; rows.div_ceil(64)], extra: 0 }
     }
 
     fn claim(&mut self, row: u32) {
@@ -659,25 +844,6 @@ impl Claims {
     }
 }
 
-/// `n` atomic zeros in memory the kernel zeroes as it is first touched (by the threads that
-/// place values, in parallel), instead of being filled here first.
-fn zeroed_u64(n: usize) -> Vec<AtomicU64> {
-    const _: () = assert!(std::mem::align_of::<AtomicU64>() == std::mem::align_of::<u64>());
-    let mut zeros = std::mem::ManuallyDrop::new(vec![0u64; n]);
-    // SAFETY: `AtomicU64` has the size and bit validity of `u64` (std documents it) and, as
-    // asserted above, its alignment, so the allocation is a valid `Vec<AtomicU64>` of the same
-    // length and capacity; `zeros` is never used again.
-    unsafe { Vec::from_raw_parts(zeros.as_mut_ptr().cast::<AtomicU64>(), zeros.len(), zeros.capacity()) }
-}
-
-/// [`zeroed_u64`] for `u32`.
-fn zeroed_u32(n: usize) -> Vec<AtomicU32> {
-    const _: () = assert!(std::mem::align_of::<AtomicU32>() == std::mem::align_of::<u32>());
-    let mut zeros = std::mem::ManuallyDrop::new(vec![0u32; n]);
-    // SAFETY: as in `zeroed_u64`.
-    unsafe { Vec::from_raw_parts(zeros.as_mut_ptr().cast::<AtomicU32>(), zeros.len(), zeros.capacity()) }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The output.
 
@@ -688,21 +854,54 @@ enum ValueKind {
     PerClass,
 }
 
-/// What the output's readers share: the truth's index, and the output's values placed in the
-/// truth's order.
+/// What the output's readers share: the truth, and how to read and tally the output's values.
 struct Shared<'t> {
-    index: &'t IdIndex,
-    n_rows: usize,
-    aligned: Aligned,
+    truth: &'t Truth,
     kind: ValueKind,
+    metric: Metric,
+    /// The positive class of a binary probability.
+    positive: Option<u32>,
     classes: HashMap<&'t str, u32>,
     columns: Vec<&'t str>,
 }
 
-enum Aligned {
-    Classes(Vec<AtomicU32>),
-    /// One column (a number or a probability), or one per class; `f64` bits.
-    Numbers(Vec<Vec<AtomicU64>>),
+/// What one part of the output adds up toward the metric, record by record as each meets its
+/// truth row: no copy of the output's values is kept in the truth's order.
+enum Tally {
+    /// Truth class × predicted class counts (`k × k`).
+    Confusion(Vec<u64>),
+    /// A number metric's terms, and the negative predictions (rmsle refuses them). The residuals
+    /// take the truth's place (see [`TruthValues::Numbers`]).
+    Numbers { terms: Sum, negative: u64 },
+    /// Log loss: the sum of the records' terms.
+    Loss(Sum),
+    /// Binary ROC AUC: the positives' and negatives' scores.
+    Ranked(Ranked),
+    /// One-vs-rest ROC AUC: per class, its positives' and negatives' scores.
+    PerClassRanked(Vec<Ranked>),
+}
+
+impl Tally {
+    fn new(shared: &Shared<'_>) -> Tally {
+        let k = shared.truth.known.len();
+        match (shared.kind, shared.metric) {
+            (ValueKind::Label, _) => Tally::Confusion(vec![0; k * k]),
+            (ValueKind::Number { probability: false }, _) => Tally::Numbers { terms: Sum::default(), negative: 0 },
+            (_, Metric::RocAuc) if shared.kind == ValueKind::PerClass => Tally::PerClassRanked((0..k).map(|_| Ranked::default()).collect()),
+            (_, Metric::RocAuc) => Tally::Ranked(Ranked::default()),
+            _ => Tally::Loss(Sum::default()),
+        }
+    }
+
+    fn kind_name(&self) -> &'static str {
+        match self {
+            Tally::Confusion(_) => "confusion",
+            Tally::Numbers { .. } => "numbers",
+            Tally::Loss(_) => "loss",
+            Tally::Ranked(_) => "ranked",
+            Tally::PerClassRanked(_) => "per class",
+        }
+    }
 }
 
 /// Reads one part of the output.
@@ -710,18 +909,19 @@ struct OutputSink<'s, 't> {
     shared: &'s Shared<'t>,
     found: Findings,
     claims: Claims,
+    tally: Tally,
     labels: Interner,
     scratch: Vec<f64>,
     /// Records whose integer ids are yet to be looked up, with their values (one per value
-    /// column, or a class index as `f64`): looked up a batch at a time, so that the random reads
-    /// of the index and writes of the values overlap instead of waiting on each other.
+    /// column, or a class index as `f64`): looked up a batch at a time, each truth row fetched a
+    /// few records ahead of its use, so that the random reads overlap instead of waiting in turn.
     batch_ids: Vec<i64>,
     batch_values: Vec<f64>,
     batch_rows: Vec<u32>,
 }
 
 /// Records per batch.
-const BATCH: usize = 4096;
+const BATCH: usize = 1024;
 
 /// What a part of the output has wrong, in the part's order.
 struct Findings {
@@ -784,7 +984,8 @@ impl<'s, 't> OutputSink<'s, 't> {
         OutputSink {
             shared,
             found: Findings::new(&shared.columns),
-            claims: Claims::new(shared.n_rows),
+            claims: Claims::new(shared.truth.index.rows()),
+            tally: Tally::new(shared),
             labels: Interner::default(),
             scratch: Vec::new(),
             batch_ids: Vec::with_capacity(BATCH),
@@ -877,7 +1078,7 @@ impl Sink for OutputSink<'_, '_> {
                 }
             }
         }
-        let integer = match (self.shared.index, id_field) {
+        let integer = match (&self.shared.truth.index, id_field) {
             (IdIndex::Text { .. }, _) => None,
             (_, Field::Int(i)) => Some(Some(i)),
             (_, Field::Text(text)) => Some(parse_integer(trim(text))),
@@ -893,8 +1094,11 @@ impl Sink for OutputSink<'_, '_> {
                 }
             }
             Some(None) => self.found.unknown.add(id),
-            None => match self.shared.index.text_row_of(&id_field) {
-                Some(t) => self.place(t, &scratch),
+            None => match self.shared.truth.index.text_row_of(&id_field) {
+                Some(t) => {
+                    self.claims.claim(t);
+                    self.tally(t, &scratch);
+                }
                 None => self.found.unknown.add(id),
             },
         }
@@ -909,18 +1113,26 @@ impl Sink for OutputSink<'_, '_> {
 }
 
 impl OutputSink<'_, '_> {
-    /// Looks the batch's ids up, then places their values.
+    /// Looks the batch's ids up and counts their claims, asking for every row's truth on the
+    /// way (a tight loop, so that many of these random reads are under way at once); then
+    /// tallies their values, the truths by then at hand.
     fn flush(&mut self) {
-        let index = self.shared.index;
+        let truth = self.shared.truth;
         self.batch_rows.clear();
-        self.batch_rows.extend(self.batch_ids.iter().map(|&key| index.int_row(key).unwrap_or(NONE)));
+        self.batch_rows.extend(self.batch_ids.iter().map(|&key| truth.index.int_row(key).unwrap_or(NONE)));
         let width = self.shared.columns.len();
         let (ids, values, rows) = (std::mem::take(&mut self.batch_ids), std::mem::take(&mut self.batch_values), std::mem::take(&mut self.batch_rows));
+        for &t in &rows {
+            if t != NONE {
+                truth.prefetch(t);
+                self.claims.claim(t);
+            }
+        }
         for ((&key, &t), values) in ids.iter().zip(&rows).zip(values.chunks_exact(width)) {
             if t == NONE {
                 self.found.unknown.add(|| key.to_string());
             } else {
-                self.place(t, values);
+                self.tally(t, values);
             }
         }
         (self.batch_ids, self.batch_values, self.batch_rows) = (ids, values, rows);
@@ -928,17 +1140,47 @@ impl OutputSink<'_, '_> {
         self.batch_values.clear();
     }
 
-    /// Stores a record's values at truth row `t` and counts the claim.
-    fn place(&mut self, t: u32, values: &[f64]) {
-        match &self.shared.aligned {
-            Aligned::Classes(aligned) => aligned[t as usize].store(values[0] as u32, Relaxed),
-            Aligned::Numbers(columns) => {
-                for (column, &value) in columns.iter().zip(values) {
-                    column[t as usize].store(value.to_bits(), Relaxed);
+    /// Tallies a record's values against the truth of row `t` (its claim is counted apart).
+    #[inline]
+    fn tally(&mut self, t: u32, values: &[f64]) {
+        let row = t as usize;
+        let shared = self.shared;
+        let truth = shared.truth;
+        match (&mut self.tally, &truth.values) {
+            (Tally::Confusion(counts), _) => {
+                let (k, predicted) = (truth.known.len(), values[0] as usize);
+                // A label that is no class (or none) is an offence already: the grade fails.
+                if predicted < k {
+                    counts[truth.class(row) as usize * k + predicted] += 1;
                 }
             }
+            (Tally::Numbers { terms, negative }, TruthValues::Numbers(truth)) => {
+                let (t, p) = (f64::from_bits(truth[row].load(Relaxed)), values[0]);
+                if p.is_nan() {
+                    return; // not a usable number: an offence already
+                }
+                *negative += u64::from(p < 0.0);
+                terms.add(metrics::number_term(shared.metric, t, p));
+                truth[row].store((p - t).to_bits(), Relaxed);
+            }
+            (Tally::Loss(sum), _) => {
+                let class = truth.class(row);
+                let q = match shared.kind {
+                    ValueKind::PerClass => values[class as usize],
+                    _ if Some(class) == shared.positive => values[0],
+                    _ => 1.0 - values[0],
+                };
+                sum.add(metrics::log_loss_term(q));
+            }
+            (Tally::Ranked(ranked), _) => ranked.push(Some(truth.class(row)) == shared.positive, values[0]),
+            (Tally::PerClassRanked(per_class), _) => {
+                let class = truth.class(row) as usize;
+                for (c, (ranked, &score)) in per_class.iter_mut().zip(values).enumerate() {
+                    ranked.push(c == class, score);
+                }
+            }
+            _ => unreachable!("the truth and the output are read for the same metric"),
         }
-        self.claims.claim(t);
     }
 }
 

@@ -266,8 +266,12 @@ fn streamed_files_match_by_id_exactly_in_parts() {
     }
     let expected = (truth_values.iter().zip(&predicted).map(|(t, p)| (t - p).powi(2)).sum::<f64>() / n as f64).sqrt();
     type IdOf = fn(usize) -> String;
-    let id_kinds: [(&str, IdOf); 3] =
-        [("dense", |i| (1_000 + i).to_string()), ("sparse", |i| (i as u64 * 7_919_993_111).to_string()), ("text", |i| format!("c-{i:07}"))];
+    let id_kinds: [(&str, IdOf); 4] = [
+        ("dense", |i| (1_000 + i).to_string()),
+        ("dense with gaps", |i| (1_000 + i + i / 2).to_string()),
+        ("sparse", |i| (i as u64 * 7_919_993_111).to_string()),
+        ("text", |i| format!("c-{i:07}")),
+    ];
     for (kind, id) in id_kinds {
         let truth = scratch.path().join(format!("{kind}-truth.csv"));
         let mut text = String::from("id,label\n");
@@ -302,6 +306,59 @@ fn streamed_files_match_by_id_exactly_in_parts() {
         for needle in ["3 unknown ids", "1500 duplicate ids", "500 missing ids"] {
             assert!(problem.message.contains(needle), "{kind}: {:?} lacks {needle:?}", problem.message);
         }
+    }
+}
+
+/// Classes tallied record by record across the parts of a large file (a confusion matrix, the
+/// positives' and negatives' scores) give what the metric gives on the aligned columns.
+#[test]
+fn streamed_classes_score_as_the_aligned_columns_do() {
+    let scratch = tempfile::tempdir().unwrap();
+    let n = 1_000_000usize;
+    let mut state = 9u64;
+    let mut next = || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state >> 11
+    };
+    let classes = ["a", "b", "c"];
+    let truth: Vec<usize> = (0..n).map(|_| (next() % 3) as usize).collect();
+    let predicted: Vec<usize> = truth.iter().map(|&t| if next() % 10 < 7 { t } else { (next() % 3) as usize }).collect();
+    let score: Vec<f64> = truth.iter().map(|&t| ((next() % 1000) as f64 / 1000.0 + if t == 1 { 0.3 } else { 0.0 }).min(1.0)).collect();
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        order.swap(i, (next() % (i as u64 + 1)) as usize);
+    }
+    let write = |name: &str, rows: &mut dyn Iterator<Item = String>| {
+        let path = scratch.path().join(name);
+        let mut text = String::from("id,label\n");
+        for row in rows {
+            text.push_str(&row);
+            text.push('\n');
+        }
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let truth_path = write("truth.csv", &mut (0..n).map(|i| format!("{},{}", 5 + 2 * i, classes[truth[i]])));
+    let labels = write("labels.csv", &mut order.iter().map(|&i| format!("{},{}", 5 + 2 * i, classes[predicted[i]])));
+    let scores = write("scores.csv", &mut order.iter().map(|&i| format!("{},{}", 5 + 2 * i, score[i])));
+    assert!(std::fs::metadata(&labels).unwrap().len() > 8 << 20, "large enough to be read in parts");
+
+    let y_true: Vec<u32> = truth.iter().map(|&t| t as u32).collect();
+    let y_pred: Vec<u32> = predicted.iter().map(|&p| p as u32).collect();
+    let confusion = Confusion::new(3, &y_true, &y_pred);
+    for metric in [Metric::Accuracy, Metric::F1Macro, Metric::CohenKappa] {
+        let accuracy = grade_output(&spec(metric, None), &labels, &truth_path).unwrap();
+        assert!(accuracy.problem.is_none(), "{:?}", accuracy.problem);
+        let expected = metrics::label_metric(metric, &confusion, None);
+        assert!(close(accuracy.value.unwrap(), expected), "{}: {:?} != {expected}", metric.name(), accuracy.value);
+        assert_eq!(accuracy.confusion.as_ref().unwrap().matrix[1][2], confusion.get(1, 2));
+    }
+    let is_b: Vec<bool> = truth.iter().map(|&t| t == 1).collect();
+    for metric in [Metric::RocAuc, Metric::LogLoss] {
+        let accuracy = grade_output(&spec(metric, Some("b")), &scores, &truth_path).unwrap();
+        assert!(accuracy.problem.is_none(), "{:?}", accuracy.problem);
+        let expected = if metric == Metric::RocAuc { metrics::roc_auc_binary(&is_b, &score) } else { metrics::log_loss_binary(&is_b, &score) };
+        assert!(close(accuracy.value.unwrap(), expected), "{}: {:?} != {expected}", metric.name(), accuracy.value);
     }
 }
 
