@@ -212,3 +212,44 @@ async fn a_failing_push_shows_its_traceback_from_the_public_run_and_nothing_hidd
     .await
     .unwrap();
 }
+
+/// A public dry run gives way to graded work: a push made while an earlier push's dry run is
+/// running is graded at once, not after it, and the stopped dry run runs again afterwards.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_graded_push_goes_before_a_running_public_dry_run() {
+    let Some((_sandbox, data, work)) = setup().await else { return };
+    let (data_path, work_path) = (data.path().to_path_buf(), work.path().to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let daemon = Daemon::start(&data_path, 1);
+        let cand = assign(&data_path, "penguins-cleaning", "dana@example.com", &[]);
+        let repo = clone(&daemon, &cand, &work_path);
+        // The reference cleaner, slowed by 8 s when it cleans the public stand-in (its dry run).
+        let stand_in = std::fs::metadata(repo_root().join("datasets/penguins-cleaning/public/dry-run/input/penguins_raw.csv")).unwrap().len();
+        let reference = std::fs::read_to_string(repo_root().join("tasks/penguins-cleaning/fixtures/reference/clean.py")).unwrap();
+        let slow_in_public = |n: usize| {
+            format!("import os\nimport time\n\nif os.path.getsize('/data/input/penguins_raw.csv') == {stand_in}:\n    time.sleep(8)  # {n}\n\n{reference}")
+        };
+        let (ok, out) = push_solution(&repo, Some(&slow_in_public(1)), "first");
+        assert!(ok, "{out}");
+        daemon.wait_graded(&cand.id, 1, Duration::from_secs(120));
+        std::thread::sleep(Duration::from_secs(1)); // the first push's dry run is under way
+
+        let pushed = Instant::now();
+        let (ok, out) = push_solution(&repo, Some(&slow_in_public(2)), "second");
+        assert!(ok, "{out}");
+        let rows = daemon.wait_graded(&cand.id, 2, Duration::from_secs(60));
+        let waited = pushed.elapsed();
+        assert!(waited < Duration::from_secs(6), "the second push waited {waited:?} for its grade (the dry run sleeps 8 s)");
+        assert!(rows.iter().all(|r| r["status"] == "graded"), "{rows:?}");
+
+        // Both dry runs end, the stopped one included, each having slept its 8 s.
+        let view = wait_public(&daemon, &cand.id, &cand.token, 2);
+        for row in view["submissions"].as_array().unwrap() {
+            let step = &row["public_run"]["report"]["steps"][0]["details"];
+            assert_eq!(step["exit_code"], 0, "{row:#}");
+            assert!(step["wall_seconds"].as_f64().unwrap() >= 8.0, "{row:#}");
+        }
+    })
+    .await
+    .unwrap();
+}
