@@ -316,6 +316,7 @@ impl Grader {
                 last_options: std::sync::Mutex::new(None),
                 opener: std::sync::Mutex::new(None),
                 dry_run: std::sync::Mutex::new(None),
+                graded_at: std::sync::Mutex::new(Instant::now()),
                 reaper: job::Reaper::default(),
             };
             tasks.spawn(async move { slot.run().await });
@@ -490,7 +491,14 @@ struct Slot {
     /// The public dry run this slot runs or last ran (a task of its own, so that a graded job can
     /// stop it and go first without waiting for its clean-up); awaited before the slot ends.
     dry_run: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// When this slot last finished a graded job (dry runs wait for a moment of quiet after it).
+    graded_at: std::sync::Mutex<Instant>,
 }
+
+/// How long a slot stays quiet after a graded job before it starts a public dry run: a push often
+/// follows another within moments, and a dry run started and stopped for it would cost the graded
+/// job the engine's time for two containers' start and removal.
+const DRY_RUN_QUIET: Duration = Duration::from_secs(1);
 
 struct Spare {
     options: JobOptions,
@@ -550,6 +558,7 @@ impl Slot {
             match grader.store.claim(&grader.claim_request()).await {
                 Ok(Some(job)) => {
                     self.grade(job).await;
+                    *self.graded_at.lock().unwrap() = Instant::now();
                     self.open_spare();
                 }
                 Ok(None) => {
@@ -559,6 +568,15 @@ impl Slot {
                     let previous = self.dry_run.lock().unwrap().take();
                     if let Some(previous) = previous {
                         let _ = previous.await;
+                    }
+                    let quiet = self.graded_at.lock().unwrap().elapsed();
+                    if quiet < DRY_RUN_QUIET && !grader.dry_runs.lock().unwrap().is_empty() {
+                        tokio::select! {
+                            _ = &mut notified => {}
+                            _ = tokio::time::sleep(DRY_RUN_QUIET - quiet) => {}
+                            _ = grader.stop.cancelled() => {}
+                        }
+                        continue;
                     }
                     let waiting = grader.dry_runs.lock().unwrap().pop_front();
                     if let Some((submission, plan)) = waiting {
@@ -584,6 +602,7 @@ impl Slot {
                             cancel.cancel();
                             *self.dry_run.lock().unwrap() = Some(task);
                             self.grade(job).await;
+                            *self.graded_at.lock().unwrap() = Instant::now();
                             self.open_spare();
                         }
                         continue;

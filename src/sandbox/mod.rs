@@ -372,6 +372,9 @@ pub enum Leftovers {
 
 impl Leftovers {
     fn removes(&self, labels: &HashMap<String, String>) -> bool {
+        if !labels.contains_key(LABEL_JOB) {
+            return false; // not made by us (an image's labels are inherited by its containers)
+        }
         let instance = labels.get(LABEL_INSTANCE).map(String::as_str);
         if instance == Some(instance_id()) {
             return *self == Leftovers::All;
@@ -436,7 +439,9 @@ impl DockerSandbox {
                 layout.sweep();
             }
         }
-        let filters = HashMap::from([("label".to_string(), vec![LABEL.to_string()])]);
+        // Containers made from our runner images inherit the images' `takehome` label (someone's
+        // own `docker run` of one, say): ours are those that carry a job, which only we set.
+        let filters = HashMap::from([("label".to_string(), vec![LABEL_JOB.to_string()])]);
         let containers = api(
             "list containers",
             self.docker.list_containers(Some(ListContainersOptions { all: true, filters: Some(filters.clone()), ..Default::default() })),
@@ -1075,7 +1080,11 @@ mod tests {
     use super::*;
 
     fn owned_by(instance: &str, pid: u32, start: Option<u64>) -> HashMap<String, String> {
-        let mut labels = HashMap::from([(LABEL_INSTANCE.to_string(), instance.to_string()), (LABEL_PID.to_string(), pid.to_string())]);
+        let mut labels = HashMap::from([
+            (LABEL_JOB.to_string(), "j".to_string()),
+            (LABEL_INSTANCE.to_string(), instance.to_string()),
+            (LABEL_PID.to_string(), pid.to_string()),
+        ]);
         if let Some(start) = start {
             labels.insert(LABEL_PID_START.to_string(), start.to_string());
         }
@@ -1104,6 +1113,9 @@ mod tests {
         // An instance the store does not know (a `grade` beside us) is judged by its process.
         assert!(!by_store.removes(&owned_by("i-cli", me, Some(my_start))));
         assert!(by_store.removes(&owned_by("i-cli", u32::MAX - 1, None)));
+        // Someone's own container of our runner image carries the image's labels only: never ours.
+        let image_only = HashMap::from([(LABEL.to_string(), "1".to_string()), (image::RECIPE_LABEL.to_string(), "abc".to_string())]);
+        assert!(!Leftovers::All.removes(&image_only) && !by_store.removes(&image_only) && !Leftovers::OfDeadProcesses.removes(&image_only));
     }
 
     #[test]

@@ -232,7 +232,7 @@ async fn a_graded_push_goes_before_a_running_public_dry_run() {
         let (ok, out) = push_solution(&repo, Some(&slow_in_public(1)), "first");
         assert!(ok, "{out}");
         daemon.wait_graded(&cand.id, 1, Duration::from_secs(120));
-        std::thread::sleep(Duration::from_secs(1)); // the first push's dry run is under way
+        std::thread::sleep(Duration::from_secs(3)); // the first push's dry run is under way
 
         let pushed = Instant::now();
         let (ok, out) = push_solution(&repo, Some(&slow_in_public(2)), "second");
