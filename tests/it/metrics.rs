@@ -245,6 +245,24 @@ fn parquet_predictions_score_like_csv() {
     assert!(close(accuracy.value.unwrap(), 0.8333333333333334));
 }
 
+/// A fixed stream of pseudo-random numbers (53 bits each).
+fn numbers(seed: u64) -> impl FnMut() -> u64 {
+    let mut state = seed;
+    move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state >> 11
+    }
+}
+
+/// `0..n` in a fixed shuffled order.
+fn shuffled(n: usize, next: &mut impl FnMut() -> u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        order.swap(i, (next() % (i as u64 + 1)) as usize);
+    }
+    order
+}
+
 /// Large files are read in parts on several threads and matched by id as they stream: dense,
 /// sparse and text ids give the value a plain join gives, and every id problem is counted exactly
 /// however the file is cut.
@@ -252,18 +270,11 @@ fn parquet_predictions_score_like_csv() {
 fn streamed_files_match_by_id_exactly_in_parts() {
     let scratch = tempfile::tempdir().unwrap();
     let n = 600_000usize;
-    let mut state = 42u64;
-    let mut next = || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        state >> 11
-    };
+    let mut next = numbers(42);
     let truth_values: Vec<f64> = (0..n).map(|_| (next() % 100_000) as f64 / 100.0).collect();
     let predicted: Vec<f64> = truth_values.iter().map(|v| v + ((next() % 2001) as f64 - 1000.0) / 1000.0).collect();
     // The output in another order: a fixed shuffle.
-    let mut order: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        order.swap(i, (next() % (i as u64 + 1)) as usize);
-    }
+    let order = shuffled(n, &mut next);
     let expected = (truth_values.iter().zip(&predicted).map(|(t, p)| (t - p).powi(2)).sum::<f64>() / n as f64).sqrt();
     type IdOf = fn(usize) -> String;
     let id_kinds: [(&str, IdOf); 4] = [
@@ -315,19 +326,12 @@ fn streamed_files_match_by_id_exactly_in_parts() {
 fn streamed_classes_score_as_the_aligned_columns_do() {
     let scratch = tempfile::tempdir().unwrap();
     let n = 1_000_000usize;
-    let mut state = 9u64;
-    let mut next = || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        state >> 11
-    };
+    let mut next = numbers(9);
     let classes = ["a", "b", "c"];
     let truth: Vec<usize> = (0..n).map(|_| (next() % 3) as usize).collect();
     let predicted: Vec<usize> = truth.iter().map(|&t| if next() % 10 < 7 { t } else { (next() % 3) as usize }).collect();
     let score: Vec<f64> = truth.iter().map(|&t| ((next() % 1000) as f64 / 1000.0 + if t == 1 { 0.3 } else { 0.0 }).min(1.0)).collect();
-    let mut order: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        order.swap(i, (next() % (i as u64 + 1)) as usize);
-    }
+    let order = shuffled(n, &mut next);
     let write = |name: &str, rows: &mut dyn Iterator<Item = String>| {
         let path = scratch.path().join(name);
         let mut text = String::from("id,label\n");
