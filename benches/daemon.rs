@@ -98,7 +98,7 @@ fn main() {
     let work = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let password = "bench password";
-    let mut daemon = Command::new(binary())
+    let daemon = Command::new(binary())
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--workers", &workers.to_string(), "--data-dir"])
         .arg(data.path())
         .env("TAKEHOME_TASKS_ROOT", root())
