@@ -485,6 +485,11 @@ impl DockerSandbox {
     }
 }
 
+/// Whether a step's peak memory came within a tenth of its limit.
+fn at_memory_limit(peak: Option<u64>, limit: u64) -> bool {
+    peak.is_some_and(|peak| limit > 0 && peak + limit / 10 >= limit)
+}
+
 /// The labels of every container and volume of ours: ours, which job, which process, what role.
 fn labels(job_id: &str, role: &str) -> HashMap<String, String> {
     HashMap::from([
@@ -805,6 +810,12 @@ impl DockerJob {
             _ if oom_killed => {
                 (Outcome::OutOfMemory, format!("killed for using more than its memory limit of {}", crate::units::format_size(limits.memory_bytes)))
             }
+            // Under gVisor an allocation past the limit may fail (Python's MemoryError, exit 1)
+            // instead of drawing the kernel's OOM kill: a failure at the limit is the same outcome.
+            _ if at_memory_limit(peak_memory_bytes, limits.memory_bytes) => (
+                Outcome::OutOfMemory,
+                format!("failed at its memory limit of {} (exit code {})", crate::units::format_size(limits.memory_bytes), exit_code.unwrap_or(-1)),
+            ),
             // 128 + SIGXFSZ: a file grew past the size limit.
             _ if exit_code == Some(153) => (Outcome::DiskLimit, "a file grew past the file size limit".to_string()),
             _ => match self.full_volumes().await {
@@ -1116,6 +1127,15 @@ mod tests {
         // Someone's own container of our runner image carries the image's labels only: never ours.
         let image_only = HashMap::from([(LABEL.to_string(), "1".to_string()), (image::RECIPE_LABEL.to_string(), "abc".to_string())]);
         assert!(!Leftovers::All.removes(&image_only) && !by_store.removes(&image_only) && !Leftovers::OfDeadProcesses.removes(&image_only));
+    }
+
+    #[test]
+    fn a_failure_at_the_memory_limit_is_out_of_memory() {
+        let gib = 1u64 << 30;
+        assert!(at_memory_limit(Some(gib - (50 << 20)), gib), "a MemoryError 50 MiB short of 1 GiB");
+        assert!(!at_memory_limit(Some(gib / 2), gib));
+        assert!(!at_memory_limit(None, gib));
+        assert!(!at_memory_limit(Some(0), 0));
     }
 
     #[test]
