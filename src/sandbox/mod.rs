@@ -810,16 +810,16 @@ impl DockerJob {
             _ if oom_killed => {
                 (Outcome::OutOfMemory, format!("killed for using more than its memory limit of {}", crate::units::format_size(limits.memory_bytes)))
             }
-            // Under gVisor an allocation past the limit may fail (Python's MemoryError, exit 1)
-            // instead of drawing the kernel's OOM kill: a failure at the limit is the same outcome.
-            _ if at_memory_limit(peak_memory_bytes, limits.memory_bytes) => (
-                Outcome::OutOfMemory,
-                format!("failed at its memory limit of {} (exit code {})", crate::units::format_size(limits.memory_bytes), exit_code.unwrap_or(-1)),
-            ),
             // 128 + SIGXFSZ: a file grew past the size limit.
             _ if exit_code == Some(153) => (Outcome::DiskLimit, "a file grew past the file size limit".to_string()),
             _ => match self.full_volumes().await {
                 Some(full) if !full.is_empty() => (Outcome::DiskLimit, format!("{} is full", full.join(" and "))),
+                // Under gVisor an allocation past the limit may fail (Python's MemoryError, exit
+                // 1) instead of drawing the kernel's OOM kill: a failure at the limit is the same.
+                _ if at_memory_limit(peak_memory_bytes, limits.memory_bytes) => (
+                    Outcome::OutOfMemory,
+                    format!("failed at its memory limit of {} (exit code {})", crate::units::format_size(limits.memory_bytes), exit_code.unwrap_or(-1)),
+                ),
                 _ => (Outcome::Failed, format!("exited with code {}", exit_code.unwrap_or(-1))),
             },
         };
