@@ -1,11 +1,12 @@
 //! The daemon under load, against a peer measured in the same run:
 //! - push-to-report latency of a trivial submission against the sum of its steps' own container
 //!   time (from the report);
-//! - jobs per minute for a burst at N workers against the same step run one by one with
-//!   `docker run` (same image, same hardening flags, same input);
+//! - jobs per minute for bursts at N workers against the same step run one by one with
+//!   `docker run` (same image, same hardening flags, same input), in ROUNDS rounds that alternate
+//!   which side goes first (ABBA), with each side's busy CPU per job;
 //! - the daemon's resident memory idle and at its peak under the burst.
 //!
-//!     cargo bench --profile dev --bench daemon -- [PUSHES] [WORKERS]
+//!     cargo bench --profile dev --bench daemon -- [PUSHES] [WORKERS] [ROUNDS]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -17,13 +18,30 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The release binary when there is one (what ships), else the debug one.
 fn binary() -> PathBuf {
-    let debug = root().join("target/debug/takehome");
-    if debug.exists() {
-        debug
+    let release = root().join("target/release/takehome");
+    if release.exists() {
+        release
     } else {
-        root().join("target/release/takehome")
+        root().join("target/debug/takehome")
     }
+}
+
+/// CPU seconds of process `pid` and of its children it has waited for (`/proc/<pid>/stat`).
+fn process_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default().split_whitespace().collect();
+    // After the name, from field 3 (state): utime, stime, cutime, cstime are fields 14 to 17.
+    fields.get(11..15).map(|t| t.iter().filter_map(|f| f.parse::<f64>().ok()).sum::<f64>() / 100.0).unwrap_or(0.0)
+}
+
+/// The first process whose command name is `name`.
+fn pid_of(name: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        (std::fs::read_to_string(entry.path().join("comm")).ok()?.trim() == name).then_some(pid)
+    })
 }
 
 fn get(port: u16, path: &str, auth: &str) -> String {
@@ -86,6 +104,64 @@ fn git(dir: &Path, args: &[&str]) {
     assert!(status.success(), "git {args:?}");
 }
 
+/// The machine's busy CPU time so far, all processes and cores (from `/proc/stat`).
+fn busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<f64> = stat.lines().next().unwrap_or_default().split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal: all but idle and iowait.
+    let busy: f64 = fields.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum();
+    busy / 100.0
+}
+
+/// The peer: the graded step of `penguins-cleaning` with a bare `docker run`, the same image,
+/// input and hardening flags as the daemon's step.
+fn docker_run(image: &str) {
+    let input = root().join("datasets/penguins-cleaning/hidden/input");
+    let submission = root().join("tasks/penguins-cleaning/fixtures/reference");
+    let status = Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--read-only",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "--user",
+            "10001:10001",
+            "--memory",
+            "1g",
+            "--memory-swap",
+            "1g",
+            "--cpus",
+            "1",
+            "--pids-limit",
+            "256",
+            "--tmpfs",
+            "/tmp:size=256m",
+            "--tmpfs",
+            "/output:size=128m,uid=10001",
+            "--init",
+            "-w",
+            "/submission",
+        ])
+        .arg(format!("--volume={}:/submission:ro", submission.display()))
+        .arg(format!("--volume={}:/data/input:ro", input.display()))
+        .args([image, "python", "clean.py"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "docker run: {status}");
+}
+
+/// Busy CPU seconds so far: the whole machine, the daemon (with the git processes it waited
+/// for), dockerd and containerd.
+fn cpu_snapshot(daemon: u32, dockerd: Option<u32>, containerd: Option<u32>) -> [f64; 4] {
+    [busy_seconds(), process_seconds(daemon), dockerd.map_or(0.0, process_seconds), containerd.map_or(0.0, process_seconds)]
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -94,6 +170,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let pushes: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(20);
     let workers: usize = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(1);
+    let rounds: usize = std::env::args().nth(3).and_then(|a| a.parse().ok()).unwrap_or(4);
     let data = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -157,89 +234,80 @@ fn main() {
         container.push(detail["report"]["steps"].as_array().unwrap().iter().map(|s| s["wall_seconds"].as_f64().unwrap()).sum::<f64>());
     }
 
-    // 2. Throughput: a burst of pushes, then wait for all; sample the daemon's memory meanwhile.
-    let before = graded().len();
-    let t = Instant::now();
-    let mut peak_kib = idle_kib;
-    for n in 0..pushes {
-        push(100 + n);
-        peak_kib = peak_kib.max(rss_kib(daemon.id()));
-    }
-    loop {
-        peak_kib = peak_kib.max(rss_kib(daemon.id()));
-        let rows = graded();
-        if rows.len() == before + pushes && rows.iter().all(|r| r["status"] == "graded") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let burst = t.elapsed().as_secs_f64();
-
-    // Each push also has a public dry run, run when the slot is quiet (after the burst). Wait for
-    // them, so that the peer below has the machine to itself.
+    // Each push also has a public dry run on the task's public data, run when the worker is quiet.
     let candidate = basic(&id, &token);
-    let t_public = Instant::now();
-    loop {
-        let body = get(port, &format!("/api/status/{id}"), &candidate);
-        let view: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        let rows = view["submissions"].as_array().cloned().unwrap_or_default();
-        if rows.len() == before + pushes && rows.iter().all(|r| !r["public_run"].is_null()) {
-            break;
+    let dry_runs_done = |submissions: usize| {
+        let t = Instant::now();
+        loop {
+            let body = get(port, &format!("/api/status/{id}"), &candidate);
+            let view: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let rows = view["submissions"].as_array().cloned().unwrap_or_default();
+            if rows.len() == submissions && rows.iter().all(|r| !r["public_run"].is_null()) {
+                return;
+            }
+            assert!(t.elapsed() < Duration::from_secs(900), "the public dry runs did not end: {view}");
+            std::thread::sleep(Duration::from_millis(200));
         }
-        assert!(t_public.elapsed() < Duration::from_secs(900), "the public dry runs did not end: {view}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let public = t_public.elapsed().as_secs_f64();
+    };
+    // The latency pushes' dry runs end before the bursts start.
+    dry_runs_done(10);
 
-    // The peer: the same step, one `docker run` after another.
+    // 2. Throughput, in rounds: a burst of pushes through the daemon and the same step run one by
+    // one with `docker run`, alternating which goes first (ABBA), so that the machine's drift over
+    // the run falls on both sides alike. Each side's busy CPU time (all processes, /proc/stat) is
+    // taken too, per job.
     let image =
         String::from_utf8_lossy(&Command::new("docker").args(["images", "--format", "{{.Repository}}:{{.Tag}}", "takehome/python"]).output().unwrap().stdout)
             .lines()
             .next()
             .unwrap()
             .to_string();
-    let input = root().join("datasets/penguins-cleaning/hidden/input");
-    let submission = root().join("tasks/penguins-cleaning/fixtures/reference");
-    let t = Instant::now();
-    for _ in 0..pushes {
-        let status = Command::new("docker")
-            .args([
-                "run",
-                "--rm",
-                "--network",
-                "none",
-                "--read-only",
-                "--cap-drop",
-                "ALL",
-                "--security-opt",
-                "no-new-privileges",
-                "--user",
-                "10001:10001",
-                "--memory",
-                "1g",
-                "--memory-swap",
-                "1g",
-                "--cpus",
-                "1",
-                "--pids-limit",
-                "256",
-                "--tmpfs",
-                "/tmp:size=256m",
-                "--tmpfs",
-                "/output:size=128m,uid=10001",
-                "--init",
-                "-w",
-                "/submission",
-            ])
-            .arg(format!("--volume={}:/submission:ro", submission.display()))
-            .arg(format!("--volume={}:/data/input:ro", input.display()))
-            .args([&image, "python", "clean.py"])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "docker run: {status}");
+    let mut peak_kib = idle_kib;
+    let (mut bursts, mut peers, mut burst_cpu, mut peer_cpu, mut public) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (dockerd, containerd) = (pid_of("dockerd"), pid_of("containerd"));
+    let snapshot = || cpu_snapshot(daemon.id(), dockerd, containerd);
+    let per_job = |before: [f64; 4]| -> [f64; 4] {
+        let after = snapshot();
+        std::array::from_fn(|i| (after[i] - before[i]) / pushes as f64)
+    };
+    let mut pushed = 0;
+    for round in 0..rounds {
+        let daemon_first = round % 4 == 0 || round % 4 == 3;
+        for side in [daemon_first, !daemon_first] {
+            if side {
+                let before = graded().len();
+                let (t, cpu) = (Instant::now(), snapshot());
+                for _ in 0..pushes {
+                    push(100 + pushed);
+                    pushed += 1;
+                    peak_kib = peak_kib.max(rss_kib(daemon.id()));
+                }
+                loop {
+                    peak_kib = peak_kib.max(rss_kib(daemon.id()));
+                    let rows = graded();
+                    if rows.len() == before + pushes && rows.iter().all(|r| r["status"] == "graded") {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                bursts.push(t.elapsed().as_secs_f64());
+                burst_cpu.push(per_job(cpu));
+                // Each push also has a public dry run, run when the slot is quiet (after the
+                // burst). Wait for them, so that the peer has the machine to itself.
+                let t_public = Instant::now();
+                dry_runs_done(before + pushes);
+                public.push(t_public.elapsed().as_secs_f64());
+            } else {
+                let (t, cpu) = (Instant::now(), snapshot());
+                for _ in 0..pushes {
+                    docker_run(&image);
+                }
+                peers.push(t.elapsed().as_secs_f64());
+                peer_cpu.push(per_job(cpu));
+            }
+        }
+        eprintln!("round {}: daemon {:.1} s, docker run {:.1} s, ratio {:.2}", round + 1, bursts[round], peers[round], peers[round] / bursts[round]);
     }
-    let peer = t.elapsed().as_secs_f64();
     drop(daemon);
 
     println!(
@@ -248,8 +316,32 @@ fn main() {
         median(container.clone()),
         median(latency) / median(container)
     );
-    println!("burst of {pushes} pushes at {workers} worker(s): {:.1} s = {:.1} jobs/min", burst, pushes as f64 * 60.0 / burst);
-    println!("then the {} public dry runs (the slot quiet): {:.1} s more", before + pushes, public);
-    println!("the same step with docker run, one by one: {:.1} s = {:.1} jobs/min; ratio {:.2}", peer, pushes as f64 * 60.0 / peer, peer / burst);
+    let jobs_per_min = |seconds: &[f64]| seconds.iter().map(|s| pushes as f64 * 60.0 / s).map(|j| format!("{j:.1}")).collect::<Vec<_>>().join(", ");
+    let ratios: Vec<f64> = peers.iter().zip(&bursts).map(|(p, b)| p / b).collect();
+    println!("{rounds} rounds of {pushes} jobs at {workers} worker(s), daemon and docker run alternating (ABBA):");
+    println!("  daemon, jobs/min: {} (then the public dry runs: {:.0} s median)", jobs_per_min(&bursts), median(public));
+    println!("  docker run one by one, jobs/min: {}", jobs_per_min(&peers));
+    println!(
+        "  throughput daemon / docker run per round: {}; median {:.2}; all rounds together {:.2}",
+        ratios.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(", "),
+        median(ratios.clone()),
+        peers.iter().sum::<f64>() / bursts.iter().sum::<f64>()
+    );
+    let part = |cpu: &[[f64; 4]], i: usize| median(cpu.iter().map(|c| c[i]).collect());
+    println!(
+        "  busy CPU per job (medians): daemon side {:.2} s (takehome and its git {:.2}, dockerd {:.2}, containerd {:.2}, the rest {:.2}; the pushes' client included)",
+        part(&burst_cpu, 0),
+        part(&burst_cpu, 1),
+        part(&burst_cpu, 2),
+        part(&burst_cpu, 3),
+        part(&burst_cpu, 0) - part(&burst_cpu, 1) - part(&burst_cpu, 2) - part(&burst_cpu, 3)
+    );
+    println!(
+        "                              docker run side {:.2} s (dockerd {:.2}, containerd {:.2}, the rest {:.2})",
+        part(&peer_cpu, 0),
+        part(&peer_cpu, 2),
+        part(&peer_cpu, 3),
+        part(&peer_cpu, 0) - part(&peer_cpu, 2) - part(&peer_cpu, 3)
+    );
     println!("daemon memory: idle {:.1} MiB, peak under the burst {:.1} MiB", idle_kib as f64 / 1024.0, peak_kib as f64 / 1024.0);
 }

@@ -478,9 +478,9 @@ fn short(digest: &str) -> &str {
 struct Slot {
     name: String,
     grader: Arc<Grader>,
-    /// A fresh job sandbox (volumes and holder, never used by any job), opened after a job ends
-    /// while its report is stored and the next job claimed; the next job with the same options
-    /// takes it instead of waiting for its own. Never reused: one sandbox, one job.
+    /// A fresh job sandbox (volumes and holder, never used by any job), opened while a job runs
+    /// (and after it, if that one was not like it); the next job with the same options takes it
+    /// instead of waiting for its own. Never reused: one sandbox, one job.
     spare: Arc<Mutex<Option<Spare>>>,
     /// The options of the last job, for the next spare.
     last_options: std::sync::Mutex<Option<JobOptions>>,
@@ -774,9 +774,16 @@ impl Slot {
         let (source, assignment, commit, dest) = (grader.source.clone(), job.assignment.clone(), job.commit.clone(), checkout.path().to_path_buf());
         let mut job_id = format!("s{}{}", job.submission(), crate::job::new_job_id());
         let options = job::job_options(&task, &image, &job_id);
-        *self.last_options.lock().unwrap() = Some(options.clone());
-        // A spare sandbox made after the last job serves at once; else the job's volumes and
-        // holder are made while git checks the commit out.
+        let previous = self.last_options.lock().unwrap().replace(options.clone());
+        // A spare sandbox made during or after the last job serves at once (one being opened
+        // is waited for: it is further along than a fresh one would be); else the job's volumes
+        // and holder are made while git checks the commit out.
+        if previous.is_some_and(|previous| same_sandbox(&previous, &options)) {
+            let opener = self.opener.lock().unwrap().take();
+            if let Some(opener) = opener {
+                let _ = opener.await;
+            }
+        }
         let spare = self.spare.lock().await.take();
         let spare = match spare {
             Some(spare) if same_sandbox(&spare.options, &options) => Some(spare),
@@ -802,6 +809,9 @@ impl Slot {
                 .map_err(|e| JobError::Internal(e.to_string()))
         };
         let (checked_out, opened) = tokio::join!(checking_out, opening);
+        // The next job's sandbox is made while this one's steps run (on the core they leave
+        // free), so that a queue of pushes never waits for a holder.
+        self.open_spare();
         if let Err(error) = checked_out {
             if let Ok(opened) = opened {
                 let _ = opened.close().await;

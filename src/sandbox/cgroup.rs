@@ -21,6 +21,15 @@ pub struct Layout {
     pub systemd: bool,
 }
 
+/// A step parent younger than this is never swept (its job may have started after the sweep
+/// listed the live ones).
+pub const SWEEP_MIN_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The letters and digits of a job id: how it appears in a cgroup's name.
+fn alphanumeric(job_id: &str) -> String {
+    job_id.chars().filter(|c| c.is_ascii_alphanumeric()).collect()
+}
+
 /// What a finished step cost, as the kernel counted it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Usage {
@@ -36,7 +45,7 @@ impl Layout {
 
     /// The parent cgroup of one step, named from a job id and a step number (letters and digits only).
     pub fn step(&self, job_id: &str, n: usize) -> StepCgroup {
-        let name: String = format!("{job_id}s{n}").chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+        let name = format!("{}s{n}", alphanumeric(job_id));
         let (parent, relative) = if self.systemd {
             (format!("takehome-{name}.slice"), PathBuf::from("takehome.slice").join(format!("takehome-{name}.slice")))
         } else {
@@ -46,14 +55,23 @@ impl Layout {
     }
 
     /// Removes the empty step parents left under `takehome/` (by a process that died between a
-    /// step and its clean-up). Live ones hold a container's cgroup and refuse to go.
-    pub fn sweep(&self) {
+    /// step and its clean-up), except those of the jobs in `live` (whose containers still exist:
+    /// a step that has just ended is read before its container goes) and those made in the last
+    /// [`SWEEP_MIN_AGE`] (a job that started after its caller listed the live ones). Running
+    /// steps' parents hold a container's cgroup and refuse to go.
+    pub fn sweep(&self, live: &[String]) {
+        let prefixes: Vec<String> = live.iter().map(|job| format!("{}s", alphanumeric(job))).collect();
+        let is_live = |name: &str| {
+            prefixes.iter().any(|prefix| name.strip_prefix(prefix.as_str()).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
+        };
         for dir in self.controller_dirs(Path::new(if self.systemd { "takehome.slice" } else { "takehome" })) {
-            if let Ok(entries) = std::fs::read_dir(&dir) {
-                for entry in entries.flatten() {
-                    if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                        let _ = std::fs::remove_dir(entry.path());
-                    }
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let step = name.strip_prefix("takehome-").and_then(|n| n.strip_suffix(".slice")).unwrap_or(&name);
+                let young = entry.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok()).is_none_or(|age| age < SWEEP_MIN_AGE);
+                if entry.file_type().is_ok_and(|t| t.is_dir()) && !young && !is_live(step) {
+                    let _ = std::fs::remove_dir(entry.path());
                 }
             }
         }
@@ -146,5 +164,26 @@ mod tests {
         std::fs::remove_file(dir.join("memory.peak")).unwrap();
         step.remove();
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn the_sweep_keeps_live_jobs_and_young_parents() {
+        let root = tempfile::tempdir().unwrap();
+        let layout = Layout { root: root.path().to_path_buf(), version: 2, systemd: false };
+        let old = std::time::SystemTime::now() - SWEEP_MIN_AGE * 2;
+        let make = |name: &str, aged: bool| {
+            let dir = root.path().join("takehome").join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            if aged {
+                std::fs::File::open(&dir).unwrap().set_modified(old).unwrap();
+            }
+            dir
+        };
+        let (gone, live, young, other) = (make("deads0", true), make("s12abcs1", true), make("news0", false), make("s12abcds0", true));
+        layout.sweep(&["s12-abc".to_string()]);
+        assert!(!gone.exists(), "an old parent of no live job goes");
+        assert!(live.exists(), "a live job's parent stays");
+        assert!(young.exists(), "a parent made in the last minute stays");
+        assert!(!other.exists(), "a job whose id only starts like a live one's is not live");
     }
 }

@@ -431,14 +431,9 @@ impl DockerSandbox {
         })
     }
 
-    /// Removes containers and volumes labelled ours; returns how many containers went.
+    /// Removes containers and volumes labelled ours, and the empty step cgroups of jobs that no
+    /// longer have a container; returns how many containers went.
     pub async fn remove_leftovers(&self, which: Leftovers) -> Result<usize, RunError> {
-        if which == Leftovers::All {
-            // Empty step cgroups of a process that died between a step and its clean-up.
-            if let Some(layout) = &self.cgroups {
-                layout.sweep();
-            }
-        }
         // Containers made from our runner images inherit the images' `takehome` label (someone's
         // own `docker run` of one, say): ours are those that carry a job, which only we set.
         let filters = HashMap::from([("label".to_string(), vec![LABEL_JOB.to_string()])]);
@@ -448,17 +443,26 @@ impl DockerSandbox {
         )
         .await?;
         let mut removed = 0;
+        let mut live_jobs = Vec::new();
         for container in containers {
             let labels = container.labels.unwrap_or_default();
             if !which.removes(&labels) {
+                live_jobs.extend(labels.get(LABEL_JOB).cloned());
                 continue;
             }
             if let Some(id) = container.id {
                 info!(container = %short(&id), "removing a leftover container");
                 if remove_container(&self.docker, &id).await.is_ok() {
                     removed += 1;
+                } else {
+                    live_jobs.extend(labels.get(LABEL_JOB).cloned());
                 }
             }
+        }
+        // Empty step cgroups of a process that died between a step and its clean-up; a step that
+        // has just ended is read before its container goes, so the jobs listed live keep theirs.
+        if let Some(layout) = self.cgroups.clone() {
+            let _ = tokio::task::spawn_blocking(move || layout.sweep(&live_jobs)).await;
         }
         let volumes = api("list volumes", self.docker.list_volumes(Some(ListVolumesOptions { filters: Some(filters) }))).await?;
         for volume in volumes.volumes.unwrap_or_default() {
@@ -664,8 +668,14 @@ impl JobSandbox for DockerJob {
         if !archive::is_plain_name(name) {
             return Err(RunError::Io { action: format!("collect {name:?}"), source: std::io::Error::other("not a plain file name") });
         }
-        // Ask the size first, so that a huge or sparse file is refused without a byte moved.
-        match self.output_size(name).await {
+        let Some(holder) = &self.holder else {
+            return Err(RunError::Io { action: format!("collect {name:?}"), source: std::io::Error::other("a bare job has no /output") });
+        };
+        // The file's size is asked beside the download (the steps have ended: nothing changes
+        // it), so that a huge or sparse file is refused. The download stops at the cap whatever
+        // the file claims, so asking first would only add a round trip to every job.
+        let (size, downloaded) = tokio::join!(self.output_size(name), self.download(holder, name, max_bytes));
+        match size {
             Some((size, allocated)) if size > allocated.saturating_add(1 << 20) => {
                 let reason = format!("a sparse file ({} apparent, {} written)", crate::units::format_size(size), crate::units::format_size(allocated));
                 return Ok(Extracted { rejected: vec![Rejected { path: name.to_string(), reason }], ..Default::default() });
@@ -673,33 +683,11 @@ impl JobSandbox for DockerJob {
             Some((size, _)) if size > max_bytes => return Ok(Extracted::too_large(max_bytes)),
             _ => {}
         }
-        let options = DownloadFromContainerOptions { path: format!("/output/{name}") };
-        let Some(holder) = &self.holder else {
-            return Err(RunError::Io { action: format!("collect {name:?}"), source: std::io::Error::other("a bare job has no /output") });
+        let mut spool = match downloaded? {
+            Downloaded::Spool(spool) => spool,
+            Downloaded::Missing => return Ok(Extracted::missing()),
+            Downloaded::TooLarge => return Ok(Extracted::too_large(max_bytes)),
         };
-        let mut stream = self.docker.download_from_container(holder, Some(options));
-        let spool = tempfile::tempfile().map_err(|source| RunError::Io { action: "create a spool file".into(), source })?;
-        let mut spool = tokio::fs::File::from_std(spool);
-        // Tar adds a header and padding; allow for them beyond the cap.
-        let limit = max_bytes + (64 << 10);
-        let mut received: u64 = 0;
-        loop {
-            let chunk = match tokio::time::timeout(API_TIMEOUT, stream.next()).await {
-                Err(_) => return Err(RunError::Timeout("download from /output")),
-                Ok(None) => break,
-                Ok(Some(Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }))) => {
-                    return Ok(Extracted::missing());
-                }
-                Ok(Some(chunk)) => chunk.map_err(docker_error("download from /output"))?,
-            };
-            received += chunk.len() as u64;
-            if received > limit {
-                return Ok(Extracted::too_large(max_bytes));
-            }
-            spool.write_all(&chunk).await.map_err(|source| RunError::Io { action: "spool /output".into(), source })?;
-        }
-        spool.flush().await.map_err(|source| RunError::Io { action: "spool /output".into(), source })?;
-        let mut spool = spool.into_std().await;
         let dest = dest.to_path_buf();
         tokio::task::spawn_blocking(move || {
             use std::io::Seek;
@@ -723,6 +711,13 @@ impl JobSandbox for DockerJob {
     fn runtime(&self) -> Runtime {
         self.runtime
     }
+}
+
+/// What a download from `/output` brought.
+enum Downloaded {
+    Spool(std::fs::File),
+    Missing,
+    TooLarge,
 }
 
 /// How the wait for a step's container ended.
@@ -824,6 +819,32 @@ impl DockerJob {
             },
         };
         Ok(StepRun { outcome, exit_code, wall, cpu_seconds, peak_memory_bytes, accounting, stdout, stderr, message })
+    }
+
+    /// `/output/<name>` as a tar stream from the holder into a spool file, cut off past the cap.
+    async fn download(&self, holder: &str, name: &str, max_bytes: u64) -> Result<Downloaded, RunError> {
+        let options = DownloadFromContainerOptions { path: format!("/output/{name}") };
+        let mut stream = self.docker.download_from_container(holder, Some(options));
+        let spool = tempfile::tempfile().map_err(|source| RunError::Io { action: "create a spool file".into(), source })?;
+        let mut spool = tokio::fs::File::from_std(spool);
+        // Tar adds a header and padding; allow for them beyond the cap.
+        let limit = max_bytes + (64 << 10);
+        let mut received: u64 = 0;
+        loop {
+            let chunk = match tokio::time::timeout(API_TIMEOUT, stream.next()).await {
+                Err(_) => return Err(RunError::Timeout("download from /output")),
+                Ok(None) => break,
+                Ok(Some(Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }))) => return Ok(Downloaded::Missing),
+                Ok(Some(chunk)) => chunk.map_err(docker_error("download from /output"))?,
+            };
+            received += chunk.len() as u64;
+            if received > limit {
+                return Ok(Downloaded::TooLarge);
+            }
+            spool.write_all(&chunk).await.map_err(|source| RunError::Io { action: "spool /output".into(), source })?;
+        }
+        spool.flush().await.map_err(|source| RunError::Io { action: "spool /output".into(), source })?;
+        Ok(Downloaded::Spool(spool.into_std().await))
     }
 
     /// Runs one of our own commands in the holder (never a candidate's) and returns its stdout.
