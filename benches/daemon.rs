@@ -7,6 +7,8 @@
 //! - the daemon's resident memory idle and at its peak under the burst.
 //!
 //!     cargo bench --profile dev --bench daemon -- [PUSHES] [WORKERS] [ROUNDS]
+//!
+//! The daemon is `TAKEHOME_BIN`, else `target/release/takehome` if built, else the debug build.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -18,8 +20,11 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The release binary when there is one (what ships), else the debug one.
+/// `TAKEHOME_BIN`, else the release binary when there is one (what ships), else the debug one.
 fn binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("TAKEHOME_BIN") {
+        return PathBuf::from(path);
+    }
     let release = root().join("target/release/takehome");
     if release.exists() {
         release
@@ -175,6 +180,7 @@ fn main() {
     let work = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let password = "bench password";
+    eprintln!("daemon: {}", binary().display());
     let daemon = Command::new(binary())
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--workers", &workers.to_string(), "--data-dir"])
         .arg(data.path())

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use super::atomics::{atomic_u64, plain_u64, zeroed_u64};
+use super::atomics::{atomic, plain, zeroed};
 
 use crate::task::Metric;
 
@@ -337,8 +337,8 @@ pub fn radix_sort(keys: &mut Vec<u64>) {
     });
     let needed: Vec<usize> = (0..PASSES).filter(|&pass| !(0..BUCKETS).any(|b| per_thread.iter().map(|c| c[pass][b]).sum::<usize>() == n)).collect();
 
-    let mut from: Vec<AtomicU64> = atomic_u64(std::mem::take(keys));
-    let mut to: Vec<AtomicU64> = zeroed_u64(n);
+    let mut from: Vec<AtomicU64> = atomic(std::mem::take(keys));
+    let mut to: Vec<AtomicU64> = zeroed::<u64>(n);
     for &pass in &needed {
         // Each stretch's counts of this digit (the first pass's are known already).
         let counts: Vec<[usize; BUCKETS]> = if pass == needed[0] {
@@ -384,7 +384,7 @@ pub fn radix_sort(keys: &mut Vec<u64>) {
         });
         std::mem::swap(&mut from, &mut to);
     }
-    *keys = plain_u64(from);
+    *keys = plain(from);
 }
 
 /// A sum of many terms with Neumaier's compensation: the rounding error of each addition is

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 
-use super::atomics::{atomic_u64, zeroed_u32, zeroed_u64, zeroed_u8};
+use super::atomics::{atomic, zeroed};
 use super::metrics::{self, Classes, Confusion, Ranked, Sum};
 use super::records::{self, parse_integer, parse_number, trim, Field, Sink, Stop, Want};
 use super::{Accuracy, ConfusionReport, GradingError, Offence, OutputProblem, EXAMPLES};
@@ -382,7 +382,7 @@ impl Truth {
             for sink in &sinks {
                 numbers.extend(sink.numbers.iter().map(|v| v.to_bits()));
             }
-            TruthValues::Numbers(atomic_u64(numbers))
+            TruthValues::Numbers(atomic(numbers))
         };
         Ok(Truth::new(spec, n_rows, index, values, known))
     }
@@ -439,9 +439,9 @@ fn dense(sinks: &[TruthSink], class_of: &[Vec<u32>], low: i64, span: usize) -> R
     let words = span.div_ceil(64);
     let is_labels = sinks.first().is_some_and(|s| s.is_labels);
     let small = class_of.iter().flatten().all(|&c| c < 256);
-    let classes: Vec<AtomicU32> = if is_labels && !small { zeroed_u32(span) } else { Vec::new() };
-    let bytes: Vec<AtomicU8> = if is_labels && small { zeroed_u8(span) } else { Vec::new() };
-    let numbers: Vec<AtomicU64> = if is_labels { Vec::new() } else { zeroed_u64(span) };
+    let classes: Vec<AtomicU32> = if is_labels && !small { zeroed::<u32>(span) } else { Vec::new() };
+    let bytes: Vec<AtomicU8> = if is_labels && small { zeroed::<u8>(span) } else { Vec::new() };
+    let numbers: Vec<AtomicU64> = if is_labels { Vec::new() } else { zeroed::<u64>(span) };
     let marked: Vec<(Vec<u64>, Option<i64>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = sinks
             .iter()
