@@ -332,7 +332,10 @@ fn ours(error: impl Into<anyhow::Error>) -> Failure {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    // A daemon says where it listens, what it grades and what it stores; a one-shot command
+    // prints only its progress and warnings.
+    let daemon = matches!(cli.command, Command::Serve { .. } | Command::Worker { .. });
+    init_tracing(cli.log_format, if daemon { "warn,takehome=info" } else { "warn" });
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -367,8 +370,8 @@ pub fn describe_chain(error: &anyhow::Error) -> String {
     text
 }
 
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TAKEHOME_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+fn init_tracing(format: LogFormat, default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TAKEHOME_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
@@ -850,7 +853,16 @@ async fn assign(config: &crate::config::Config, task_id: &str, candidate: &str, 
     if candidate.is_empty() || candidate.len() > 200 || candidate.chars().any(char::is_control) {
         return Err(usage(anyhow::anyhow!("--candidate: expected an e-mail address or a name")));
     }
-    let spec = task::load(&config.tasks_root.join("tasks").join(task_id)).map_err(usage)?;
+    let task_dir = config.tasks_root.join("tasks").join(task_id);
+    if !task_dir.is_dir() {
+        return Err(usage(anyhow::anyhow!(
+            "no task {task_id:?} in {}: tasks are read from `tasks_root` ({}), which is the current folder unless the config or \
+             TAKEHOME_TASKS_ROOT names another; run from the folder that holds tasks/, or set tasks_root",
+            config.tasks_root.join("tasks").display(),
+            config.tasks_root.display()
+        )));
+    }
+    let spec = task::load(&task_dir).map_err(usage)?;
     let time_box = match time_box {
         Some(text) => crate::units::parse_duration(text).map_err(|m| usage(anyhow::anyhow!("--time-box: {m}")))?,
         None => spec.time_box,

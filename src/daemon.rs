@@ -59,6 +59,12 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     }
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     info!(address = %listener.local_addr()?, "{}", config.describe());
+    if !config.tasks_root.join("tasks").is_dir() {
+        warn!(
+            tasks_root = %config.tasks_root.display(),
+            "no tasks/ folder in tasks_root: no task can be assigned or graded (run from the folder that holds tasks/, or set tasks_root)"
+        );
+    }
     let work = Arc::new(Notify::new());
     let app = Arc::new(App::new(config.clone(), store.clone(), work.clone()));
     // Our pre-receive hook runs this very binary to check each pushed tree.
