@@ -96,6 +96,14 @@ pub fn load_baselines(root: &Path, task: &str) -> Vec<Baseline> {
     std::fs::read_to_string(baselines_path(root, task)).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
 }
 
+/// Whether `new` says nothing `old` does not: the same fixtures with the same grades, digests and
+/// image, only graded again (then the stored file is left as it is, so that a check does not
+/// leave a change to commit for a timestamp).
+pub fn baselines_same(old: &[Baseline], new: &[Baseline]) -> bool {
+    let timeless = |b: &Baseline| Baseline { graded_at: String::new(), ..b.clone() };
+    old.len() == new.len() && old.iter().zip(new).all(|(a, b)| timeless(a) == timeless(b))
+}
+
 /// How each baseline moved against the stored ones: one line per fixture whose score or digests
 /// changed, saying what changed.
 pub fn baseline_shifts(old: &[Baseline], new: &[Baseline]) -> Vec<String> {
@@ -845,5 +853,16 @@ mod baseline_tests {
         assert_eq!(shifts.len(), 2, "{shifts:?}");
         assert!(shifts[0].starts_with("reference: score 97.0 -> 91.5") && shifts[0].contains("the data set changed"), "{shifts:?}");
         assert_eq!(shifts[1], "extra: new baseline 50.0");
+    }
+
+    #[test]
+    fn a_regrade_with_only_a_new_time_is_the_same() {
+        let old = vec![baseline("reference", 97.0, "d1"), baseline("weak", 20.0, "d1")];
+        let mut again = old.clone();
+        again[0].graded_at = "2026-11-28T10:00:00Z".into();
+        assert!(baselines_same(&old, &again));
+        again[1].runtime = 99.0;
+        assert!(!baselines_same(&old, &again), "a moved component is a change");
+        assert!(!baselines_same(&old, &old[..1]), "a fixture gone is a change");
     }
 }
