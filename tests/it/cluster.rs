@@ -99,6 +99,13 @@ async fn a_burst_across_three_tasks_survives_a_killed_worker_and_a_database_rest
     }
     let graders: std::collections::BTreeSet<&str> = rows.iter().filter_map(|r| r["worker"].as_str()).collect();
     assert!(graders.len() >= 2, "the burst was shared by the workers: {graders:?}");
+    // Workers on other hosts take their steps' CPU and memory from the kernel, as one host does.
+    for row in rows.iter().step_by(10) {
+        let detail = tokio::task::block_in_place(|| server.api(&format!("/api/submissions/{}", row["id"])));
+        for step in detail["report"]["steps"].as_array().unwrap() {
+            assert_eq!(step["accounting"], "kernel", "submission {}: {step}", row["id"]);
+        }
+    }
     // Both live workers reconnected on their own: each stored reports after the restart.
     let after: std::collections::BTreeSet<&str> =
         rows.iter().filter(|r| r["finished_at"].as_i64().is_some_and(|t| t > restarted)).filter_map(|r| r["worker"].as_str()).collect();

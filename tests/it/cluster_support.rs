@@ -304,8 +304,10 @@ impl Worker {
     pub fn start(host: &Host, name: &str, pg: &Postgres, server: &Server, root: &Path, slots: usize) -> Worker {
         let data = tempfile::tempdir().unwrap();
         let health_port = free_port();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &host.name])
+        // Only the network namespace is entered (`ip netns exec` would also remount /sys, hiding
+        // the cgroup files a worker reads its steps' exact CPU and memory from).
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", host.name))
             .arg(takehome_binary())
             .args(["worker", "--name", name, "--slots", &slots.to_string(), "--memory", "8GiB"])
             .args(["--server", &format!("http://{}:{}", host.gateway, server.port)])
