@@ -406,7 +406,7 @@ fn fixtures(spec: &TaskSpec, quick: bool) -> Vec<Fixture> {
 /// `payload.main("<step>")`), plus `takehome_check.json` with what the payload may need to know:
 /// the output file, the id and target columns, and a line of the truth (split into its fields,
 /// so that the file does not contain the line itself).
-fn fit_shared_fixture(spec: &TaskSpec, shared: &Path) -> Result<tempfile::TempDir, String> {
+pub fn fit_shared_fixture(spec: &TaskSpec, shared: &Path) -> Result<tempfile::TempDir, String> {
     let made = tempfile::Builder::new().prefix("takehome-fixture-").tempdir().map_err(|e| e.to_string())?;
     for entry in std::fs::read_dir(shared).map_err(|e| format!("{}: {e}", shared.display()))? {
         let entry = entry.map_err(|e| e.to_string())?;
@@ -436,6 +436,7 @@ fn fit_shared_fixture(spec: &TaskSpec, shared: &Path) -> Result<tempfile::TempDi
                 "target": output.target,
                 "truth_name": Path::new(&output.truth).file_name().map(|n| n.to_string_lossy().into_owned()),
                 "truth_fields": truth_line.split(',').collect::<Vec<_>>(),
+                "truth_columns": std::fs::read_to_string(&truth).ok().and_then(|t| t.lines().next().map(|h| h.split(',').map(String::from).collect::<Vec<_>>())).unwrap_or_default(),
                 "truth_rows": crate::grading::table::extent(&truth).map(|e| e.rows).unwrap_or(0),
             })
         })

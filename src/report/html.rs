@@ -150,7 +150,7 @@ pub fn render_candidate(report: &CandidateReport) -> String {
             );
         }
     }
-    lint_section(&mut page, &report.lint.findings, report.lint.lines_of_code, &report.lint.rules);
+    lint_section(&mut page, &report.lint.findings, *report.lint.lines_of_code, &report.lint.rules);
     page.push_str("<section><h2>Steps</h2><table><tr><th>step</th><th>outcome</th><th class=\"num\">wall</th><th class=\"num\">CPU</th><th class=\"num\">peak memory</th></tr>");
     for step in &report.steps {
         let (wall, cpu, memory) = match &step.details {
@@ -160,7 +160,7 @@ pub fn render_candidate(report: &CandidateReport) -> String {
                 d.peak_memory_bytes.map(format_size).unwrap_or_else(|| "—".into()),
             ),
             None => match &step.usage {
-                Some(u) => (format!("{} of {:.0} s", u.time, u.timeout_seconds), "—".into(), format!("{} of {}", u.memory, format_size(u.memory_limit_bytes))),
+                Some(u) => (format!("{} of {:.0} s", u.time, u.timeout_seconds), "—".into(), format!("{} of {}", u.memory, format_size(*u.memory_limit_bytes))),
                 None => ("—".into(), "—".into(), "—".into()),
             },
         };
@@ -194,11 +194,15 @@ pub fn render_candidate(report: &CandidateReport) -> String {
         esc(&report.image),
         esc(&report.takehome_version)
     );
-    for link in &report.submission.skipped_links {
+    for link in report.submission.skipped_links.iter() {
         let _ = write!(page, "<tr><th>link not copied</th><td><code>{} → {}</code></td></tr>", esc(&link.path), esc(&link.target));
     }
-    for rejected in &report.rejected {
-        let _ = write!(page, "<tr><th>output refused</th><td><code>{}</code>: {}</td></tr>", esc(&rejected.path), esc(&rejected.reason));
+    for refusal in &report.rejected {
+        let examples = match &refusal.examples {
+            Some(examples) => examples.iter().map(|e| format!(" <code>{}</code>: {}", esc(&e.path), esc(&e.reason))).collect::<Vec<_>>().join(";"),
+            None => String::new(),
+        };
+        let _ = write!(page, "<tr><th>output refused</th><td>{} ({}){examples}</td></tr>", esc(refusal.what), refusal.count);
     }
     page.push_str("</table></section>\n</main></body></html>\n");
     page
@@ -535,7 +539,7 @@ fn provenance_section(page: &mut String, report: &Report) {
     for (key, value) in rows {
         let _ = write!(page, "<tr><th>{key}</th><td><code>{}</code></td></tr>", esc(&value));
     }
-    for link in &report.submission.skipped_links {
+    for link in report.submission.skipped_links.iter() {
         let _ = write!(page, "<tr><th>link not copied</th><td><code>{} → {}</code></td></tr>", esc(&link.path), esc(&link.target));
     }
     for rejected in &report.output.rejected {

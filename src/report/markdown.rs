@@ -164,7 +164,7 @@ pub fn render_candidate(report: &CandidateReport) -> String {
         }
     }
     let _ = writeln!(md, "## Code quality ({} findings)\n", report.lint.findings.len());
-    for finding in &report.lint.findings {
+    for finding in report.lint.findings.iter() {
         let _ = writeln!(md, "- {}:{} **{}** {}", esc(&finding.file), finding.line, esc(&finding.rule), esc(&finding.message));
     }
     md.push_str("\n## Steps\n\n| step | outcome | wall | CPU | peak memory |\n|---|---|---:|---:|---:|\n");
@@ -176,7 +176,7 @@ pub fn render_candidate(report: &CandidateReport) -> String {
                 d.peak_memory_bytes.map(format_size).unwrap_or_else(|| "—".into()),
             ),
             None => match &step.usage {
-                Some(u) => (format!("{} of {:.0} s", u.time, u.timeout_seconds), "—".into(), format!("{} of {}", u.memory, format_size(u.memory_limit_bytes))),
+                Some(u) => (format!("{} of {:.0} s", u.time, u.timeout_seconds), "—".into(), format!("{} of {}", u.memory, format_size(*u.memory_limit_bytes))),
                 None => ("—".into(), "—".into(), "—".into()),
             },
         };

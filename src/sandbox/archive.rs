@@ -17,7 +17,50 @@ const MAX_ENTRIES: usize = 10_000;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rejected {
     pub path: String,
+    /// What was wrong, as a kind: the one part of a refusal that a candidate may see of a run that
+    /// read hidden data (the path and the reason are the step's choice, so they can carry data).
+    #[serde(default)]
+    pub kind: RefusalKind,
     pub reason: String,
+}
+
+/// Why an entry that came out of a container was refused, as a closed set of kinds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalKind {
+    /// An absolute path or a `..` component.
+    Escape,
+    SymbolicLink,
+    HardLink,
+    Device,
+    Fifo,
+    UnsupportedType,
+    /// Past the byte cap that grading reads.
+    TooLarge,
+    /// Past the entry cap of one archive.
+    TooManyEntries,
+    /// A file whose apparent size is far above what was written.
+    Sparse,
+    /// A report written before kinds existed.
+    #[default]
+    Other,
+}
+
+impl RefusalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalKind::Escape => "an absolute path or a '..' component",
+            RefusalKind::SymbolicLink => "symbolic links",
+            RefusalKind::HardLink => "hard links",
+            RefusalKind::Device => "device files",
+            RefusalKind::Fifo => "FIFOs",
+            RefusalKind::UnsupportedType => "unsupported file types",
+            RefusalKind::TooLarge => "files larger than grading reads",
+            RefusalKind::TooManyEntries => "more entries than grading reads",
+            RefusalKind::Sparse => "sparse files",
+            RefusalKind::Other => "refused entries",
+        }
+    }
 }
 
 /// What came out of the container.
@@ -55,24 +98,28 @@ pub fn extract_safely(reader: impl Read, dest: &Path, max_bytes: u64) -> io::Res
         let mut entry = entry?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         if index >= MAX_ENTRIES {
-            out.rejected.push(Rejected { path: raw, reason: format!("more than {MAX_ENTRIES} entries; the rest were ignored") });
+            out.rejected.push(Rejected {
+                path: raw,
+                kind: RefusalKind::TooManyEntries,
+                reason: format!("more than {MAX_ENTRIES} entries; the rest were ignored"),
+            });
             break;
         }
         let Some(relative) = plain_relative(&raw) else {
-            out.rejected.push(Rejected { path: raw, reason: "an absolute path or a '..' component".to_string() });
+            out.rejected.push(Rejected { path: raw, kind: RefusalKind::Escape, reason: "an absolute path or a '..' component".to_string() });
             continue;
         };
         let kind = entry.header().entry_type();
-        let reason = match kind {
+        let refusal = match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::Directory => None,
-            tar::EntryType::Symlink => Some("a symbolic link (outputs must be regular files)".to_string()),
-            tar::EntryType::Link => Some("a hard link (outputs must be regular files)".to_string()),
-            tar::EntryType::Char | tar::EntryType::Block => Some("a device file".to_string()),
-            tar::EntryType::Fifo => Some("a FIFO".to_string()),
-            other => Some(format!("an unsupported file type ({other:?})")),
+            tar::EntryType::Symlink => Some((RefusalKind::SymbolicLink, "a symbolic link (outputs must be regular files)".to_string())),
+            tar::EntryType::Link => Some((RefusalKind::HardLink, "a hard link (outputs must be regular files)".to_string())),
+            tar::EntryType::Char | tar::EntryType::Block => Some((RefusalKind::Device, "a device file".to_string())),
+            tar::EntryType::Fifo => Some((RefusalKind::Fifo, "a FIFO".to_string())),
+            other => Some((RefusalKind::UnsupportedType, format!("an unsupported file type ({other:?})"))),
         };
-        if let Some(reason) = reason {
-            out.rejected.push(Rejected { path: raw, reason });
+        if let Some((kind, reason)) = refusal {
+            out.rejected.push(Rejected { path: raw, kind, reason });
             continue;
         }
         if relative.as_os_str().is_empty() {
@@ -85,7 +132,11 @@ pub fn extract_safely(reader: impl Read, dest: &Path, max_bytes: u64) -> io::Res
         }
         let size = entry.header().size()?;
         if written + size > max_bytes {
-            out.rejected.push(Rejected { path: raw, reason: format!("larger than the {} that grading reads", crate::units::format_size(max_bytes)) });
+            out.rejected.push(Rejected {
+                path: raw,
+                kind: RefusalKind::TooLarge,
+                reason: format!("larger than the {} that grading reads", crate::units::format_size(max_bytes)),
+            });
             continue;
         }
         if let Some(parent) = relative.parent() {

@@ -45,7 +45,7 @@ use tracing::{debug, info, warn};
 pub mod cgroup;
 pub mod seccomp;
 
-pub use archive::{Extracted, Rejected};
+pub use archive::{Extracted, RefusalKind, Rejected};
 
 /// Every container and volume of ours carries this label (value `1`).
 pub const LABEL: &str = "takehome";
@@ -678,7 +678,7 @@ impl JobSandbox for DockerJob {
         match size {
             Some((size, allocated)) if size > allocated.saturating_add(1 << 20) => {
                 let reason = format!("a sparse file ({} apparent, {} written)", crate::units::format_size(size), crate::units::format_size(allocated));
-                return Ok(Extracted { rejected: vec![Rejected { path: name.to_string(), reason }], ..Default::default() });
+                return Ok(Extracted { rejected: vec![Rejected { path: name.to_string(), kind: RefusalKind::Sparse, reason }], ..Default::default() });
             }
             Some((size, _)) if size > max_bytes => return Ok(Extracted::too_large(max_bytes)),
             _ => {}

@@ -235,7 +235,7 @@ fn push_section(s: &CandidateSubmission, assignment: &str, choose: Option<&str>,
 }
 
 /// One run's steps, outputs and lint findings.
-fn run_html(report: &CandidateReport, number: i64, which: &str) -> String {
+pub fn run_html(report: &CandidateReport, number: i64, which: &str) -> String {
     let mut out = format!(
         "<table><caption>Steps of the {which} run: {}</caption><tr><th scope=\"col\">step</th><th scope=\"col\">outcome</th><th scope=\"col\">exit code</th>\
          <th scope=\"col\">time</th><th scope=\"col\">peak memory</th></tr>",
@@ -272,12 +272,22 @@ fn run_html(report: &CandidateReport, number: i64, which: &str) -> String {
         }
     }
     out.push_str(&outputs_html(&report.outputs));
-    for rejected in &report.rejected {
-        let _ = write!(out, "<p class=\"bad\">Refused in /output: <code>{}</code> ({})</p>", esc(&rejected.path), esc(&rejected.reason));
+    for refusal in &report.rejected {
+        let _ = write!(out, "<p class=\"bad\">Refused in /output: {} ({})", esc(refusal.what), refusal.count);
+        match &refusal.examples {
+            Some(examples) => {
+                out.push_str(", for example");
+                for example in examples.iter() {
+                    let _ = write!(out, " <code>{}</code> ({})", esc(&example.path), esc(&example.reason));
+                }
+            }
+            None => out.push_str("; their names stay with the assessors, since the steps read hidden data"),
+        }
+        out.push_str("</p>");
     }
     if !report.lint.findings.is_empty() {
         let _ = write!(out, "<details><summary>{} lint findings (ruff)</summary><ul>", report.lint.findings.len());
-        for f in &report.lint.findings {
+        for f in report.lint.findings.iter() {
             let _ = write!(out, "<li><code>{}:{}</code> {} {}</li>", esc(&f.file), f.line, esc(&f.rule), esc(&f.message));
         }
         out.push_str("</ul></details>");
@@ -307,7 +317,7 @@ fn step_row(step: &CandidateStep) -> String {
                 u.time,
                 u.timeout_seconds,
                 u.memory,
-                format_size(u.memory_limit_bytes)
+                format_size(*u.memory_limit_bytes)
             ),
             None => format!("<tr><td>{}</td><td>{outcome}</td><td>withheld</td><td>withheld</td><td>withheld</td></tr>", esc(&step.name)),
         },
@@ -489,10 +499,10 @@ mod tests {
     #[test]
     fn bands_of_limits_and_counts() {
         use crate::report::candidate::{band, count_band};
-        assert_eq!(band(10.0, 120.0), "under 25 %");
-        assert_eq!(band(100.0, 120.0), "50–90 %");
-        assert_eq!(band(119.0, 120.0), "over 90 %");
-        assert_eq!(band(5.0, 0.0), "over 90 %");
-        assert_eq!([count_band(1), count_band(7), count_band(42), count_band(4000)], ["1", "2–9", "10–99", "100 or more"]);
+        assert_eq!(band(10.0, 120.0).as_str(), "under 25 %");
+        assert_eq!(band(100.0, 120.0).as_str(), "50–90 %");
+        assert_eq!(band(119.0, 120.0).as_str(), "over 90 %");
+        assert_eq!(band(5.0, 0.0).as_str(), "over 90 %");
+        assert_eq!([count_band(1), count_band(7), count_band(42), count_band(4000)].map(|b| b.as_str()), ["1", "2–9", "10–99", "100 or more"]);
     }
 }

@@ -12,6 +12,7 @@ mod common;
 mod grade;
 mod job_logic;
 mod metrics;
+mod noninterference;
 mod report;
 mod review;
 mod sandbox;
