@@ -423,6 +423,70 @@ fn run(mut command: std::process::Command, action: &str) -> Result<String, Intak
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
+/// git's empty tree: as the attribute source, it means "the tree has no `.gitattributes`".
+const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
+
+/// Our attributes for every checkout: no conversion of any kind (`info/attributes` overrides any
+/// `.gitattributes` a candidate commits).
+const NEUTRAL_ATTRIBUTES: &str = "* -text -eol -ident -filter -working-tree-encoding -export-subst\n";
+
+/// Writes the tree of `commit` into `dest` byte for byte as it was pushed, and checks what was
+/// written against the tree cap.
+///
+/// The candidate's `.gitattributes` is never honoured: `working-tree-encoding=UTF-32LE` with
+/// `eol=crlf` turns a 100 MB blob into 763 MiB, and filters, `ident` and `eol` all change what
+/// the steps would see from what the pre-receive hook measured. The attribute source is the empty
+/// tree (git 2.40 and later), and the repository's `info/attributes` unsets every converting
+/// attribute (every git), so the checkout is exactly the blobs the hook counted; the bytes written
+/// are counted again anyway (regular files, no link followed). git refuses to write through links
+/// it created; a private index leaves the repository's own untouched.
+pub fn checkout_exactly(cwd: &Path, git_dir: &Path, commit: &str, dest: &Path) -> Result<(), IntakeError> {
+    let info = git_dir.join("info");
+    std::fs::create_dir_all(&info).map_err(io_error("create", &info))?;
+    let attributes = info.join("attributes");
+    if std::fs::read_to_string(&attributes).ok().as_deref() != Some(NEUTRAL_ATTRIBUTES) {
+        std::fs::write(&attributes, NEUTRAL_ATTRIBUTES).map_err(io_error("write", &attributes))?;
+    }
+    let mut checkout = git_command(cwd);
+    checkout
+        .arg("--git-dir")
+        .arg(git_dir)
+        .arg("--work-tree")
+        .arg(dest)
+        .args(["-c", "core.symlinks=true", "-c", "core.autocrlf=false", "-c", "core.eol=lf", "-c", "core.safecrlf=false"])
+        .args(["checkout", "-f", commit, "--", "."])
+        .env("GIT_ATTR_SOURCE", EMPTY_TREE);
+    let index = tempfile::tempdir().map_err(io_error("create a temporary folder in", &std::env::temp_dir()))?;
+    checkout.env("GIT_INDEX_FILE", index.path().join("index"));
+    run(checkout, "checkout")?;
+    let written = bytes_below(dest).map_err(io_error("measure the checkout in", dest))?;
+    if written > crate::submission::MAX_BYTES {
+        return Err(IntakeError::Git {
+            action: "checkout".into(),
+            message: format!("the checkout of {commit} holds {written} bytes, over the {} bytes a submission may hold", crate::submission::MAX_BYTES),
+        });
+    }
+    Ok(())
+}
+
+/// The bytes of the regular files below `dir`, walked without following a link.
+fn bytes_below(dir: &Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(&folder)? {
+            let entry = entry?;
+            let meta = entry.path().symlink_metadata()?;
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else if meta.is_file() {
+                total += meta.len();
+            }
+        }
+    }
+    Ok(total)
+}
+
 /// Options given on every git command line, so that they hold for repositories made by an older
 /// takehome too.
 fn serving_options(service: Service, hooks: &Path) -> Vec<String> {
@@ -634,12 +698,7 @@ impl Repos {
 
     /// Writes the tree of `commit` into `dest` (git refuses to write through links it created).
     pub fn checkout(&self, assignment: &str, commit: &str, dest: &Path) -> Result<(), IntakeError> {
-        let mut c = git_command(&self.dir);
-        c.arg("--git-dir").arg(self.path(assignment)).arg("--work-tree").arg(dest).args(["-c", "core.symlinks=true", "checkout", "-f", commit, "--", "."]);
-        // A checkout must not move the bare repository's index forever: use a private index.
-        let index = tempfile::tempdir().map_err(io_error("create a temporary folder in", &std::env::temp_dir()))?;
-        c.env("GIT_INDEX_FILE", index.path().join("index"));
-        run(c, "checkout").map(|_| ())
+        checkout_exactly(&self.dir, &self.path(assignment), commit, dest)
     }
 
     fn command(&self, assignment: &str, service: Service, advertise: bool, extra_options: &[String]) -> tokio::process::Command {
@@ -891,11 +950,7 @@ impl RemoteRepos {
                 .arg(commit);
             run(fetch, "fetch")?;
         }
-        let mut checkout = git_command(&self.dir);
-        checkout.arg("--git-dir").arg(&git_dir).arg("--work-tree").arg(dest).args(["-c", "core.symlinks=true", "checkout", "-f", commit, "--", "."]);
-        let index = tempfile::tempdir().map_err(io_error("create a temporary folder in", &std::env::temp_dir()))?;
-        checkout.env("GIT_INDEX_FILE", index.path().join("index"));
-        run(checkout, "checkout").map(|_| ())
+        checkout_exactly(&self.dir, &git_dir, commit, dest)
     }
 }
 

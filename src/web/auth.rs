@@ -241,6 +241,30 @@ impl FromRequestParts<Arc<App>> for Candidate {
     }
 }
 
+/// A candidate's git client: a [`Candidate`] whose request did not come from a browser. A web page
+/// of anyone's can make the candidate's browser send its cached Basic credentials with a
+/// cross-site `GET /git/<a>.git/info/refs`, which would start an on-clone clock; git never sends
+/// `Origin` or `Sec-Fetch-*`, browsers always send one of them, so such a request is refused
+/// before anything is looked up.
+pub struct GitClient(pub crate::store::Assignment);
+
+/// True when the head carries what only browsers send.
+pub fn from_a_browser(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::ORIGIN) || headers.keys().any(|name| name.as_str().starts_with("sec-fetch-"))
+}
+
+impl FromRequestParts<Arc<App>> for GitClient {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
+        if from_a_browser(&parts.headers) {
+            return Err((StatusCode::FORBIDDEN, "git routes answer git clients only (a browser sent this request)\n").into_response());
+        }
+        let Candidate(assignment) = Candidate::from_request_parts(parts, app).await?;
+        Ok(GitClient(assignment))
+    }
+}
+
 /// A grading worker on another host: `Authorization: Bearer <worker token>`, checked against the
 /// hash in the config (`worker_token_sha256`). Without one configured, no request is a worker.
 /// A worker may fetch any candidate's commits and nothing else (no push, no page, no API).

@@ -1,6 +1,8 @@
 //! git's smart HTTP protocol for candidates: `GET info/refs` and `POST git-upload-pack` /
-//! `git-receive-pack`. The [`Candidate`] extractor authenticates from the head before any body
-//! is read; bodies stream into git through [`intake`]; upload-pack's output streams back.
+//! `git-receive-pack`. The [`GitClient`] extractor refuses what a browser sent (`Origin`,
+//! `Sec-Fetch-*`: no web page can start a clock), then authenticates the candidate from the head
+//! before any body is read; bodies stream into git through [`intake`]; upload-pack's output
+//! streams back.
 //!
 //! The clock of an on-clone assignment starts at the first authenticated request of *any* of
 //! these routes, before a byte of the repository (or an object id) is answered: a fetch that skips
@@ -16,7 +18,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use tracing::info;
 
-use super::auth::{Candidate, Worker};
+use super::auth::{GitClient, Worker};
 use super::{clock, now, stored, App, Failure};
 use crate::intake::{self, BodyReader, PushOutcome, PushRules, Service};
 use crate::store::{Assignment, ClockState};
@@ -56,7 +58,7 @@ fn closed_message(deadline: i64) -> String {
     format!("takehome: the time box closed at {} (server time); pushes are no longer accepted", crate::report::rfc3339(deadline))
 }
 
-pub async fn info_refs(State(app): State<Arc<App>>, Candidate(assignment): Candidate, Query(query): Query<ServiceQuery>) -> Response {
+pub async fn info_refs(State(app): State<Arc<App>>, GitClient(assignment): GitClient, Query(query): Query<ServiceQuery>) -> Response {
     let Some(service) = query.service.as_deref().and_then(Service::parse) else {
         return (StatusCode::FORBIDDEN, "only git's smart protocol is served\n").into_response();
     };
@@ -90,7 +92,7 @@ fn body_reader(body: Body, headers: &HeaderMap, cap: u64) -> BodyReader {
 pub async fn rpc(
     State(app): State<Arc<App>>,
     Path((_repo, service)): Path<(String, String)>,
-    Candidate(assignment): Candidate,
+    GitClient(assignment): GitClient,
     headers: HeaderMap,
     body: Body,
 ) -> Response {

@@ -205,6 +205,78 @@ async fn any_authenticated_read_of_the_repository_starts_the_clock() {
     .unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cross_site_page_cannot_start_a_clock_with_cached_credentials() {
+    let Some((_sandbox, data, _work)) = setup().await else { return };
+    let data_path = data.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let daemon = Daemon::start(&data_path, 1);
+        let target = assign(&data_path, "penguins-cleaning", "browsing@example.com", &[]);
+        let credentials = format!("Authorization: Basic {}\r\n", base64(format!("{}:{}", target.id, target.token).as_bytes()));
+        // What a browser sends for <img src> or fetch() from another site, with the Basic
+        // credentials it cached for this origin.
+        for browser in [
+            "Sec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: no-cors\r\nSec-Fetch-Dest: image\r\n",
+            "Origin: https://evil.example\r\n",
+            "Sec-Fetch-Site: same-origin\r\n",
+        ] {
+            for (method, path) in [
+                ("GET", format!("/git/{}.git/info/refs?service=git-upload-pack", target.id)),
+                ("GET", format!("/git/{}.git/info/refs?service=git-receive-pack", target.id)),
+                ("POST", format!("/git/{}.git/git-upload-pack", target.id)),
+            ] {
+                let (status, _, reply) = daemon.raw(method, &path, &format!("{credentials}{browser}"), "");
+                assert_eq!(status, 403, "{method} {path} with {browser:?}: {reply}");
+                assert!(reply.contains("git clients only"), "{reply}");
+            }
+        }
+        assert!(started_at(&daemon, &target.id).is_null(), "a request from a browser started the clock");
+        // git itself (no Origin, no Sec-Fetch-*) still clones, and that starts the clock.
+        let (status, _, _) = daemon.raw("GET", &format!("/git/{}.git/info/refs?service=git-upload-pack", target.id), &credentials, "");
+        assert_eq!(status, 200);
+        assert!(started_at(&daemon, &target.id).is_i64());
+    })
+    .await
+    .unwrap();
+}
+
+#[test]
+fn a_candidates_gitattributes_cannot_inflate_the_checkout() {
+    // A 4 MiB blob of "a\n" that .gitattributes asks to check out as UTF-32LE with CRLF: 24 MiB
+    // if honoured (six bytes per byte), and filters, ident and eol beside it.
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("source");
+    std::fs::create_dir(&source).unwrap();
+    let run = |dir: &Path, args: &[&str]| {
+        let out = Command::new("git")
+            .args(["-c", "user.name=Candidate", "-c", "user.email=c@example.com", "-c", "init.defaultBranch=main"])
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&source, &["init", "-q"]);
+    let body = "a\n".repeat(2 << 20);
+    std::fs::write(source.join("data.txt"), &body).unwrap();
+    std::fs::write(source.join("keyword.py"), "# $Id$\nx = 1\n").unwrap();
+    run(&source, &["add", "."]);
+    run(&source, &["commit", "-q", "-m", "data"]);
+    std::fs::write(source.join(".gitattributes"), "*.txt working-tree-encoding=UTF-32LE eol=crlf\n*.py ident filter=evil text eol=crlf\n").unwrap();
+    run(&source, &["add", ".gitattributes"]);
+    run(&source, &["commit", "-q", "-m", "attributes"]);
+    run(work.path(), &["clone", "-q", "--bare", "source", "bare.git"]);
+    let commit = String::from_utf8(Command::new("git").args(["--git-dir", "bare.git", "rev-parse", "main"]).current_dir(work.path()).output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let dest = work.path().join("checkout");
+    std::fs::create_dir(&dest).unwrap();
+    takehome::intake::checkout_exactly(work.path(), &work.path().join("bare.git"), &commit, &dest).expect("the checkout");
+    assert_eq!(std::fs::metadata(dest.join("data.txt")).unwrap().len(), body.len() as u64, "the checkout is the blob, byte for byte");
+    assert_eq!(std::fs::read_to_string(dest.join("keyword.py")).unwrap(), "# $Id$\nx = 1\n", "no ident, no eol conversion");
+}
+
 /// Resident and peak memory of a process, from /proc (kB).
 fn memory_kb(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
