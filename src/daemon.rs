@@ -192,14 +192,7 @@ struct Grader {
     /// When the store last renewed this instance's leases (taken before the call was sent, so
     /// that the worker's view of the lease ends no later than the store's).
     renewed: std::sync::Mutex<Instant>,
-    /// Public dry runs of graded submissions, waiting for a slot with no graded job to claim:
-    /// a dry run never holds up anyone's grade. Kept in memory (a restart loses them; the
-    /// candidate's page then says the public run did not run).
-    dry_runs: std::sync::Mutex<std::collections::VecDeque<(i64, DryRun)>>,
 }
-
-/// The most dry runs kept waiting; beyond it the oldest is dropped.
-const MAX_WAITING_DRY_RUNS: usize = 500;
 
 /// A job this instance runs now.
 struct Running {
@@ -278,7 +271,6 @@ impl Grader {
             copies: std::sync::Mutex::new(copies),
             metrics,
             renewed: std::sync::Mutex::new(Instant::now()),
-            dry_runs: std::sync::Mutex::default(),
         });
         let removed = grader.sweep().await?;
         if removed > 0 {
@@ -511,41 +503,53 @@ struct Spare {
     job: DockerJob,
 }
 
-/// The submission's public dry run, after its graded report is stored (so it never delays the
-/// grade), on the same checkout; its result goes to the candidate's page. Stopped by `cancel`
-/// when graded work arrives: it then waits again, first in line.
-async fn public_dry_run(grader: Arc<Grader>, submission: i64, plan: DryRun, cancel: CancellationToken) {
-    let span = info_span!("dry_run", submission, task = %plan.task.id);
+/// A submission's public dry run, taken from the store's queue once no graded job waits (so it
+/// never delays a grade): the task and image as this host has them, a fresh checkout of the
+/// commit (none is held while a dry run waits), the public variant graded; its result goes to
+/// the candidate's page. Stopped by `cancel` when graded work arrives or the worker stops: it is
+/// then given back to the queue, first in line again.
+async fn public_dry_run(grader: Arc<Grader>, claim: crate::store::DryRunClaim, cancel: CancellationToken) {
+    let span = info_span!("dry_run", submission = claim.submission, task = %claim.task);
     async {
-        let job_id = format!("s{submission}p{}", crate::job::new_job_id());
-        let result = job::public_run(&grader.sandbox, &plan.task, plan.checkout.path(), &plan.image, &job_id, &cancel).await;
+        let submission = claim.submission;
+        let result = async {
+            let task_dir = grader.config.tasks_root.join("tasks").join(&claim.task);
+            let task = crate::task::load(&task_dir).map_err(|e| JobError::Internal(e.to_string()))?;
+            let image = grader.image(&task.root, &task.image).await?;
+            let checkout = tempfile::Builder::new().prefix("takehome-checkout-").tempdir().map_err(|e| JobError::Internal(e.to_string()))?;
+            let (source, assignment, commit, dest) = (grader.source.clone(), claim.assignment.clone(), claim.commit.clone(), checkout.path().to_path_buf());
+            tokio::task::spawn_blocking(move || source.checkout(&assignment, &commit, &dest))
+                .await
+                .map_err(|e| JobError::Internal(e.to_string()))?
+                .map_err(|e| JobError::Internal(e.to_string()))?;
+            let job_id = format!("s{submission}p{}", crate::job::new_job_id());
+            Ok::<_, JobError>(job::public_run(&grader.sandbox, &task, checkout.path(), &image, &job_id, &cancel).await)
+        }
+        .await;
         if cancel.is_cancelled() {
-            if !grader.stop.is_cancelled() {
-                info!("public dry run stopped for graded work; it waits again");
-                grader.dry_runs.lock().unwrap().push_front((submission, plan));
+            info!("public dry run stopped (graded work, or the worker stops); it waits again, first in line");
+            if let Err(e) = grader.store.release_dry_run(submission, &grader.instance).await {
+                warn!(error = %e, "cannot give the public dry run back (its lease will run out)");
             }
             return;
         }
-        let Some(result) = result else { return };
+        let result = match result {
+            Ok(Some(result)) => result,
+            // The task no longer declares a public run: the queue forgets it.
+            Ok(None) => job::PublicRun { report: None, error: Some("the task no longer declares a public run".into()), show_score: false },
+            Err(error) => job::PublicRun { report: None, error: Some(format!("{error:#}")), show_score: false },
+        };
         if let Some(error) = &result.error {
             warn!(error = %error, "the public dry run failed on our side");
         }
         let body = serde_json::to_string(&result).expect("a dry run serialises");
         match grader.retrying(|| grader.store.set_public_run(submission, &body, now())).await {
             Ok(()) => info!(status = result.report.as_ref().map(|r| r.status.as_str()).unwrap_or("not run"), "public dry run"),
-            Err(e) => warn!(error = %e, "cannot store the public dry run"),
+            Err(e) => warn!(error = %e, "cannot store the public dry run (it waits again once its lease runs out)"),
         }
     }
     .instrument(span)
     .await
-}
-
-/// What a submission's public dry run needs once its grade is stored: the task, its image and the
-/// checkout the graded run used.
-struct DryRun {
-    task: crate::task::TaskSpec,
-    image: ImageRef,
-    checkout: tempfile::TempDir,
 }
 
 /// Whether a spare opened with `a` can serve a job that needs `b` (everything but the job id).
@@ -576,7 +580,7 @@ impl Slot {
                         let _ = previous.await;
                     }
                     let quiet = self.graded_at.lock().unwrap().elapsed();
-                    if quiet < DRY_RUN_QUIET && !grader.dry_runs.lock().unwrap().is_empty() {
+                    if quiet < DRY_RUN_QUIET {
                         tokio::select! {
                             _ = &mut notified => {}
                             _ = tokio::time::sleep(DRY_RUN_QUIET - quiet) => {}
@@ -584,10 +588,17 @@ impl Slot {
                         }
                         continue;
                     }
-                    let waiting = grader.dry_runs.lock().unwrap().pop_front();
-                    if let Some((submission, plan)) = waiting {
+                    let tasks: Vec<String> = grader.copies.lock().unwrap().iter().map(|c| c.task.clone()).collect();
+                    let waiting = match grader.store.claim_dry_run(&grader.instance, &tasks, now(), grader.config.lease_seconds).await {
+                        Ok(waiting) => waiting,
+                        Err(e) => {
+                            error!(slot = %self.name, error = %e, "cannot claim a public dry run");
+                            None
+                        }
+                    };
+                    if let Some(claim) = waiting {
                         let cancel = grader.stop.child_token();
-                        let mut task = tokio::spawn(public_dry_run(grader.clone(), submission, plan, cancel.clone()));
+                        let mut task = tokio::spawn(public_dry_run(grader.clone(), claim, cancel.clone()));
                         let graded = loop {
                             tokio::select! {
                                 _ = &mut task => break None,
@@ -690,14 +701,13 @@ impl Slot {
             grader.running.lock().unwrap().remove(&job.submission());
             grader.running_count.fetch_sub(1, Ordering::Relaxed);
             let fence = &job.fence;
-            let mut dry_run = None;
             match result {
-                Ok((report, public)) => {
+                Ok((report, public_run)) => {
                     let json = report.to_json();
-                    let stored = grader.retrying(|| grader.store.finish(fence, report.status, report.score, &json, now())).await;
+                    // The dry run is queued with the report, in the store: a restart loses none.
+                    let stored = grader.retrying(|| grader.store.finish(fence, report.status, report.score, &json, now(), public_run)).await;
                     match stored {
                         Ok(()) => {
-                            dry_run = public;
                             {
                                 let mut metrics = grader.metrics.lock().unwrap();
                                 metrics.jobs_graded += 1;
@@ -739,23 +749,13 @@ impl Slot {
                     }
                 }
             }
-            // The grade is stored: the candidate's dry run on public data waits for a slot with no
-            // graded job to claim.
-            if let Some(plan) = dry_run {
-                let mut waiting = grader.dry_runs.lock().unwrap();
-                if waiting.len() >= MAX_WAITING_DRY_RUNS {
-                    if let Some((dropped, _)) = waiting.pop_front() {
-                        warn!(submission = dropped, "too many public dry runs waiting; the oldest is dropped");
-                    }
-                }
-                waiting.push_back((job.submission(), plan));
-            }
         }
         .instrument(span)
         .await
     }
 
-    async fn attempt(&self, job: &Claimed, cancel: &CancellationToken) -> Result<(crate::report::Report, Option<DryRun>), JobError> {
+    /// Grades a claimed job; also says whether the task declares a public dry run.
+    async fn attempt(&self, job: &Claimed, cancel: &CancellationToken) -> Result<(crate::report::Report, bool), JobError> {
         let grader = &self.grader;
         let task_dir = grader.config.tasks_root.join("tasks").join(&job.task);
         let task = crate::task::load(&task_dir).map_err(|e| JobError::Internal(e.to_string()))?;
@@ -829,7 +829,6 @@ impl Slot {
         report.candidate = Some(job.candidate.clone());
         report.submission.commit = Some(job.commit.clone());
         report.submission.path = format!("{}#{}", job.assignment, job.submission());
-        let dry_run = task.public_run.is_some().then(|| DryRun { task, image, checkout });
-        Ok((report, dry_run))
+        Ok((report, task.public_run.is_some()))
     }
 }

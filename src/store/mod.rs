@@ -300,6 +300,15 @@ pub struct ClaimRequest {
     pub max_attempts: i64,
 }
 
+/// A public dry run taken from the queue: what a worker needs to check the commit out again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DryRunClaim {
+    pub submission: i64,
+    pub assignment: String,
+    pub task: String,
+    pub commit: String,
+}
+
 /// One task as a worker's own copy has it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TaskCopy {
@@ -369,7 +378,19 @@ pub trait Store: Send + Sync + 'static {
     async fn claim(&self, request: &ClaimRequest) -> Result<Option<Claimed>>;
     /// Stores a report while `fence` is current; a report it replaces (a regrade) is kept in
     /// the history.
-    async fn finish(&self, fence: &Fence, grade_status: GradeStatus, score: f64, report_json: &str, now: i64) -> Result<()>;
+    /// With `queue_dry_run`, the submission's public dry run is queued in the same transaction
+    /// (a low-priority queue of its own: a graded report never exists without its dry run waiting
+    /// or done, whatever stops when).
+    async fn finish(&self, fence: &Fence, grade_status: GradeStatus, score: f64, report_json: &str, now: i64, queue_dry_run: bool) -> Result<()>;
+    /// Takes the oldest waiting public dry run of a task in `tasks` under a lease of
+    /// `lease_seconds` (renewed by [`Store::heartbeat`] like a job's); one whose lease ran out is
+    /// waiting again. Dry runs go only where no graded job waits: the caller asks when its claim
+    /// for graded work found none.
+    async fn claim_dry_run(&self, instance: &str, tasks: &[String], now: i64, lease_seconds: i64) -> Result<Option<DryRunClaim>>;
+    /// Gives a dry run back, first in line again (stopped for graded work, or by shutdown).
+    async fn release_dry_run(&self, submission: i64, instance: &str) -> Result<()>;
+    /// How many public dry runs wait or run.
+    async fn dry_runs_waiting(&self) -> Result<i64>;
     /// A failure on our side, while `fence` is current: back to the queue after `retry_at`, or
     /// `infrastructure_error` when `None`.
     async fn fail(&self, fence: &Fence, error: &str, retry_at: Option<i64>, now: i64) -> Result<()>;
@@ -402,7 +423,8 @@ pub trait Store: Send + Sync + 'static {
     async fn notes(&self, submission: i64) -> Result<Vec<Note>>;
     /// The reports that regrades replaced, oldest first (the current one is the submission's).
     async fn report_history(&self, submission: i64) -> Result<Vec<PastReport>>;
-    /// Stores (or replaces) the result of a submission's public dry run (JSON, `job::PublicRun`).
+    /// Stores (or replaces) the result of a submission's public dry run (JSON, `job::PublicRun`)
+    /// and takes it off the dry-run queue.
     async fn set_public_run(&self, submission: i64, body: &str, now: i64) -> Result<()>;
     /// A submission's public dry run, if one ran.
     async fn public_run(&self, submission: i64) -> Result<Option<String>>;

@@ -157,6 +157,15 @@ CREATE TABLE final_choices (
     chosen_at BIGINT NOT NULL
 );
 ",
+    "
+CREATE TABLE dry_runs (
+    submission BIGINT PRIMARY KEY REFERENCES submissions(id),
+    queued_at BIGINT NOT NULL,
+    worker TEXT,
+    lease_until BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX dry_runs_order ON dry_runs (queued_at, submission);
+",
 ];
 
 pub struct PostgresStore {
@@ -455,19 +464,24 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn finish(&self, f: &Fence, grade_status: GradeStatus, score: f64, report_json: &str, now: i64) -> Result<()> {
-        let changed = self
-            .execute(
+    async fn finish(&self, f: &Fence, grade_status: GradeStatus, score: f64, report_json: &str, now: i64, queue_dry_run: bool) -> Result<()> {
+        // One statement: the old report kept, the new one stored (fenced), the dry run queued.
+        let row = self
+            .query_opt(
                 &format!(
                     "WITH kept AS (INSERT INTO report_history (submission, grade_status, score, report, graded_at, replaced_at) \
-                     SELECT id, grade_status, score, report, finished_at, $7 FROM submissions WHERE {FENCED} AND report IS NOT NULL) \
-                     UPDATE submissions SET status = 'graded', grade_status = $4, score = $5, report = $6, finished_at = $7, error = NULL, lease_until = 0 \
-                     WHERE {FENCED}"
+                     SELECT id, grade_status, score, report, finished_at, $7 FROM submissions WHERE {FENCED} AND report IS NOT NULL), \
+                     updated AS (UPDATE submissions SET status = 'graded', grade_status = $4, score = $5, report = $6, finished_at = $7, error = NULL, lease_until = 0 \
+                     WHERE {FENCED} RETURNING id), \
+                     queued AS (INSERT INTO dry_runs (submission, queued_at) SELECT id, $7 FROM updated WHERE $8 \
+                     ON CONFLICT (submission) DO UPDATE SET queued_at = excluded.queued_at, worker = NULL, lease_until = 0) \
+                     SELECT count(*) FROM updated"
                 ),
-                &[&f.submission, &f.instance, &f.attempt, &grade_status.as_str(), &score, &report_json, &now],
+                &[&f.submission, &f.instance, &f.attempt, &grade_status.as_str(), &score, &report_json, &now, &queue_dry_run],
             )
             .await?;
-        fenced(changed, f)
+        let changed: i64 = row.map(|r| r.try_get(0)).transpose()?.unwrap_or(0);
+        fenced(changed as u64, f)
     }
 
     async fn fail(&self, f: &Fence, error: &str, retry_at: Option<i64>, now: i64) -> Result<()> {
@@ -528,6 +542,7 @@ impl Store for PostgresStore {
                         &[&replaced],
                     )
                     .await?;
+                transaction.execute("UPDATE dry_runs SET worker = NULL, lease_until = 0 WHERE worker = ANY($1)", &[&replaced]).await?;
                 transaction.batch_execute(NOTIFY).await?;
             }
             transaction
@@ -564,6 +579,9 @@ impl Store for PostgresStore {
                     &[&instance, &now, &lease_seconds, &health],
                 )
                 .await?;
+            if alive > 0 {
+                transaction.execute("UPDATE dry_runs SET lease_until = $2::BIGINT + $3::BIGINT WHERE worker = $1", &[&instance, &now, &lease_seconds]).await?;
+            }
             let held = if alive == 0 {
                 None
             } else {
@@ -596,6 +614,7 @@ impl Store for PostgresStore {
                     &[&instance],
                 )
                 .await?;
+            transaction.execute("UPDATE dry_runs SET worker = NULL, lease_until = 0 WHERE worker = $1", &[&instance]).await?;
             transaction.execute("UPDATE workers SET stopped_at = $2, lease_until = $2 WHERE instance = $1", &[&instance, &now]).await?;
             if released > 0 {
                 transaction.batch_execute(NOTIFY).await?;
@@ -737,12 +756,41 @@ impl Store for PostgresStore {
 
     async fn set_public_run(&self, submission: i64, body: &str, now: i64) -> Result<()> {
         self.execute(
-            "INSERT INTO public_runs (submission, body, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (submission) DO UPDATE SET body = excluded.body, created_at = excluded.created_at",
+            "WITH stored AS (INSERT INTO public_runs (submission, body, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (submission) DO UPDATE SET body = excluded.body, created_at = excluded.created_at) \
+             DELETE FROM dry_runs WHERE submission = $1",
             &[&submission, &body, &now],
         )
         .await?;
         Ok(())
+    }
+
+    async fn claim_dry_run(&self, instance: &str, tasks: &[String], now: i64, lease_seconds: i64) -> Result<Option<DryRunClaim>> {
+        let tasks: Vec<String> = tasks.to_vec();
+        let row = self
+            .query_opt(
+                "WITH taken AS (UPDATE dry_runs SET worker = $1, lease_until = $2::BIGINT + $3::BIGINT \
+                 WHERE submission = (SELECT d.submission FROM dry_runs d JOIN submissions s ON s.id = d.submission \
+                    WHERE d.lease_until < $2 AND s.task = ANY($4) ORDER BY d.queued_at, d.submission LIMIT 1 FOR UPDATE OF d SKIP LOCKED) \
+                 RETURNING submission) \
+                 SELECT s.id, s.assignment, s.task, s.commit_sha FROM taken JOIN submissions s ON s.id = taken.submission",
+                &[&instance, &now, &lease_seconds, &tasks],
+            )
+            .await?;
+        Ok(row
+            .map(|r| -> std::result::Result<DryRunClaim, tokio_postgres::Error> {
+                Ok(DryRunClaim { submission: r.try_get(0)?, assignment: r.try_get(1)?, task: r.try_get(2)?, commit: r.try_get(3)? })
+            })
+            .transpose()?)
+    }
+
+    async fn release_dry_run(&self, submission: i64, instance: &str) -> Result<()> {
+        self.execute("UPDATE dry_runs SET worker = NULL, lease_until = 0 WHERE submission = $1 AND worker = $2", &[&submission, &instance]).await?;
+        Ok(())
+    }
+
+    async fn dry_runs_waiting(&self) -> Result<i64> {
+        Ok(self.query_opt("SELECT count(*) FROM dry_runs", &[]).await?.map(|r| r.try_get(0)).transpose()?.unwrap_or(0))
     }
 
     async fn public_run(&self, submission: i64) -> Result<Option<String>> {

@@ -156,6 +156,16 @@ CREATE TABLE final_choices (
     chosen_at INTEGER NOT NULL
 );
 ",
+    // 6: public dry runs wait in the store, not in a worker's memory (a restart loses none).
+    "
+CREATE TABLE dry_runs (
+    submission INTEGER PRIMARY KEY REFERENCES submissions(id),
+    queued_at INTEGER NOT NULL,
+    worker TEXT,
+    lease_until INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX dry_runs_order ON dry_runs (queued_at, submission);
+",
 ];
 
 const SUBMISSION_COLUMNS: &str = "s.id, s.assignment, s.task, a.candidate, s.number, s.commit_sha, s.pushed_at, s.status, s.attempts, \
@@ -398,7 +408,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn finish(&self, fence: &Fence, grade_status: GradeStatus, score: f64, report_json: &str, now: i64) -> Result<()> {
+    async fn finish(&self, fence: &Fence, grade_status: GradeStatus, score: f64, report_json: &str, now: i64, queue_dry_run: bool) -> Result<()> {
         let (f, report) = (fence.clone(), report_json.to_string());
         let changed = self
             .with(move |c| {
@@ -417,6 +427,13 @@ impl Store for SqliteStore {
                     ),
                     params![f.submission, f.instance, f.attempt, grade_status.as_str(), score, report, now],
                 )?;
+                if changed == 1 && queue_dry_run {
+                    transaction.execute(
+                        "INSERT INTO dry_runs (submission, queued_at) VALUES (?1, ?2) \
+                         ON CONFLICT (submission) DO UPDATE SET queued_at = excluded.queued_at, worker = NULL, lease_until = 0",
+                        params![f.submission, now],
+                    )?;
+                }
                 transaction.commit()?;
                 Ok(changed)
             })
@@ -469,6 +486,7 @@ impl Store for SqliteStore {
                     "UPDATE submissions SET status = 'queued', run_after = 0, worker = NULL, lease_until = 0 WHERE status = 'running' AND worker = ?1",
                     [old],
                 )?;
+                transaction.execute("UPDATE dry_runs SET worker = NULL, lease_until = 0 WHERE worker = ?1", [old])?;
             }
             transaction.execute(
                 "INSERT INTO workers (instance, name, version, slots, memory_bytes, runtimes, started_at, heartbeat_at, lease_until, health) \
@@ -495,6 +513,7 @@ impl Store for SqliteStore {
                 let mut statement =
                     transaction.prepare("UPDATE submissions SET lease_until = ?2 + ?3 WHERE status = 'running' AND worker = ?1 RETURNING id")?;
                 let rows = statement.query_map(params![instance, now, lease_seconds], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+                transaction.execute("UPDATE dry_runs SET lease_until = ?2 + ?3 WHERE worker = ?1", params![instance, now, lease_seconds])?;
                 Some(rows)
             };
             transaction.commit()?;
@@ -512,6 +531,7 @@ impl Store for SqliteStore {
                  WHERE status = 'running' AND worker = ?1",
                 [&instance],
             )?;
+            transaction.execute("UPDATE dry_runs SET worker = NULL, lease_until = 0 WHERE worker = ?1", [&instance])?;
             transaction.execute("UPDATE workers SET stopped_at = ?2, lease_until = ?2 WHERE instance = ?1", params![instance, now])?;
             transaction.commit()?;
             Ok(released)
@@ -550,6 +570,7 @@ impl Store for SqliteStore {
                 "UPDATE submissions SET status = 'queued', run_after = 0, attempts = MAX(attempts - 1, 0), worker = NULL, lease_until = 0 WHERE status = 'running'",
                 [],
             )?;
+            transaction.execute("UPDATE dry_runs SET worker = NULL, lease_until = 0", [])?;
             transaction.execute("UPDATE workers SET stopped_at = heartbeat_at WHERE stopped_at IS NULL", [])?;
             transaction.commit()?;
             Ok(n)
@@ -671,14 +692,54 @@ impl Store for SqliteStore {
     async fn set_public_run(&self, submission: i64, body: &str, now: i64) -> Result<()> {
         let body = body.to_string();
         self.with(move |c| {
-            c.execute(
+            let transaction = c.transaction()?;
+            transaction.execute(
                 "INSERT INTO public_runs (submission, body, created_at) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (submission) DO UPDATE SET body = excluded.body, created_at = excluded.created_at",
                 params![submission, body, now],
             )?;
+            transaction.execute("DELETE FROM dry_runs WHERE submission = ?1", [submission])?;
+            transaction.commit()?;
             Ok(())
         })
         .await
+    }
+
+    async fn claim_dry_run(&self, instance: &str, tasks: &[String], now: i64, lease_seconds: i64) -> Result<Option<DryRunClaim>> {
+        let (instance, tasks) = (instance.to_string(), json_list(tasks.iter().cloned()));
+        self.with(move |c| {
+            let transaction = c.transaction()?;
+            let claim = transaction
+                .query_row(
+                    "SELECT d.submission, s.assignment, s.task, s.commit_sha FROM dry_runs d JOIN submissions s ON s.id = d.submission \
+                     WHERE d.lease_until < ?1 AND s.task IN (SELECT value FROM json_each(?2)) ORDER BY d.queued_at, d.submission LIMIT 1",
+                    params![now, tasks],
+                    |row| Ok(DryRunClaim { submission: row.get(0)?, assignment: row.get(1)?, task: row.get(2)?, commit: row.get(3)? }),
+                )
+                .optional()?;
+            if let Some(claim) = &claim {
+                transaction.execute(
+                    "UPDATE dry_runs SET worker = ?2, lease_until = ?3 + ?4 WHERE submission = ?1",
+                    params![claim.submission, instance, now, lease_seconds],
+                )?;
+            }
+            transaction.commit()?;
+            Ok(claim)
+        })
+        .await
+    }
+
+    async fn release_dry_run(&self, submission: i64, instance: &str) -> Result<()> {
+        let instance = instance.to_string();
+        self.with(move |c| {
+            c.execute("UPDATE dry_runs SET worker = NULL, lease_until = 0 WHERE submission = ?1 AND worker = ?2", params![submission, instance])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn dry_runs_waiting(&self) -> Result<i64> {
+        self.with(|c| c.query_row("SELECT COUNT(*) FROM dry_runs", [], |r| r.get(0))).await
     }
 
     async fn public_run(&self, submission: i64) -> Result<Option<String>> {
@@ -906,9 +967,9 @@ mod tests {
         // w1's lease runs out: w3 takes the job over with the next attempt, and w1's late result is refused.
         let taken = store.claim(&request("w3", 43)).await.unwrap().unwrap();
         assert_eq!((taken.submission(), taken.attempts()), (id, 2));
-        let late = store.finish(&first.fence, GradeStatus::Graded, 99.0, "{}", 44).await;
+        let late = store.finish(&first.fence, GradeStatus::Graded, 99.0, "{}", 44, false).await;
         assert!(matches!(late, Err(StoreError::Fenced { attempt: 1, .. })), "{late:?}");
-        store.finish(&taken.fence, GradeStatus::Graded, 88.0, "{}", 45).await.unwrap();
+        store.finish(&taken.fence, GradeStatus::Graded, 88.0, "{}", 45, false).await.unwrap();
         assert_eq!(store.requeue_all_running().await.unwrap(), 1, "w2's job, as after a crash");
         let again = store.claim(&request("w1", 50)).await.unwrap().unwrap();
         assert_eq!((again.submission(), again.attempts()), (second.submission(), 1));
@@ -917,6 +978,38 @@ mod tests {
         assert_eq!(store.regrade(Some(id), None, &HashMap::new()).await.unwrap(), 1);
         let (row, _) = store.submission(id).await.unwrap().unwrap();
         assert_eq!((row.status, row.previous_score), (JobStatus::Queued, Some(88.0)));
+    }
+
+    #[tokio::test]
+    async fn public_dry_runs_wait_in_the_store_in_order_under_a_lease() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite")).unwrap();
+        store.create_assignment(&assignment("a1")).await.unwrap();
+        let (first, _, _) = store.add_submission("a1", "abc", &needs(), 10).await.unwrap();
+        let (second, _, _) = store.add_submission("a1", "def", &needs(), 11).await.unwrap();
+        let tasks = vec!["t".to_string()];
+        for (id, at) in [(first, 12), (second, 13)] {
+            let job = store.claim(&request("w1", at)).await.unwrap().unwrap();
+            assert_eq!(job.submission(), id);
+            store.finish(&job.fence, GradeStatus::Graded, 50.0, "{}", at, true).await.unwrap();
+        }
+        assert_eq!(store.dry_runs_waiting().await.unwrap(), 2);
+        assert!(store.claim_dry_run("w1", &["other".to_string()], 14, 30).await.unwrap().is_none(), "only tasks the worker has");
+        let taken = store.claim_dry_run("w1", &tasks, 14, 30).await.unwrap().unwrap();
+        assert_eq!((taken.submission, taken.commit.as_str()), (first, "abc"));
+        // Given back (graded work came first): first in line again.
+        store.release_dry_run(first, "w1").await.unwrap();
+        assert_eq!(store.claim_dry_run("w2", &tasks, 15, 30).await.unwrap().unwrap().submission, first);
+        assert_eq!(store.claim_dry_run("w2", &tasks, 15, 30).await.unwrap().unwrap().submission, second);
+        assert!(store.claim_dry_run("w3", &tasks, 16, 30).await.unwrap().is_none(), "both are held");
+        // w2 dies: after its lease, another takes them; a stored result takes one off the queue.
+        store.set_public_run(second, "{}", 20).await.unwrap();
+        assert_eq!(store.claim_dry_run("w3", &tasks, 46, 30).await.unwrap().unwrap().submission, first);
+        assert!(store.claim_dry_run("w3", &tasks, 46, 30).await.unwrap().is_none());
+        // A crash of the one process: every dry run waits again.
+        store.requeue_all_running().await.unwrap();
+        assert_eq!(store.claim_dry_run("w4", &tasks, 47, 30).await.unwrap().unwrap().submission, first);
+        assert_eq!(store.dry_runs_waiting().await.unwrap(), 1);
     }
 
     #[tokio::test]
@@ -954,7 +1047,7 @@ mod tests {
         for job in [t1, t3] {
             let (row, _) = store.submission(job).await.unwrap().unwrap();
             let fence = Fence { submission: job, instance: row.worker.unwrap(), attempt: 1 };
-            store.finish(&fence, GradeStatus::Graded, 50.0, "{}", 13).await.unwrap();
+            store.finish(&fence, GradeStatus::Graded, 50.0, "{}", 13, false).await.unwrap();
         }
         assert_eq!(store.regrade(None, Some("t"), &HashMap::new()).await.unwrap(), 2);
         let (fresh, ..) = store.add_submission("a1", "c6", &needs(), 14).await.unwrap();

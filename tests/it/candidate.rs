@@ -253,3 +253,36 @@ async fn a_graded_push_goes_before_a_running_public_dry_run() {
     .await
     .unwrap();
 }
+
+/// A public dry run waits in the store, not in a worker's memory: a daemon killed while the dry
+/// run is under way (SIGKILL, no clean-up) and started again runs it to the end.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_public_dry_run_survives_a_killed_daemon() {
+    let Some((_sandbox, data, work)) = setup().await else { return };
+    let (data_path, work_path) = (data.path().to_path_buf(), work.path().to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let daemon = Daemon::start(&data_path, 1);
+        let cand = assign(&data_path, "penguins-cleaning", "erin@example.com", &[]);
+        let repo = clone(&daemon, &cand, &work_path);
+        let stand_in = std::fs::metadata(repo_root().join("datasets/penguins-cleaning/public/dry-run/input/penguins_raw.csv")).unwrap().len();
+        let reference = std::fs::read_to_string(repo_root().join("tasks/penguins-cleaning/fixtures/reference/clean.py")).unwrap();
+        let slow = format!("import os\nimport time\n\nif os.path.getsize('/data/input/penguins_raw.csv') == {stand_in}:\n    time.sleep(6)\n\n{reference}");
+        let (ok, out) = push_solution(&repo, Some(&slow), "slow in public");
+        assert!(ok, "{out}");
+        daemon.wait_graded(&cand.id, 1, Duration::from_secs(120));
+        std::thread::sleep(Duration::from_secs(3)); // the dry run is under way
+        let (_, body) = daemon.get(&format!("/api/status/{}", cand.id), Some((&cand.id, &cand.token)));
+        assert!(body.contains("\"public_run\": null") || body.contains("\"public_run\":null"), "the dry run ended too soon to test: {body}");
+        let status = std::process::Command::new("kill").args(["-KILL", &daemon.pid().to_string()]).status().unwrap();
+        assert!(status.success());
+        drop(daemon);
+
+        let daemon = Daemon::start(&data_path, 1);
+        let view = wait_public(&daemon, &cand.id, &cand.token, 1);
+        let step = &view["submissions"][0]["public_run"]["report"]["steps"][0]["details"];
+        assert_eq!(step["exit_code"], 0, "{view:#}");
+        assert!(step["wall_seconds"].as_f64().unwrap() >= 6.0, "{view:#}");
+    })
+    .await
+    .unwrap();
+}

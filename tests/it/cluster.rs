@@ -167,7 +167,7 @@ async fn a_cut_off_worker_loses_its_job_and_a_stale_copy_never_grades() {
     let id = rows[0]["id"].as_i64().unwrap();
     let late = takehome::store::Fence { submission: id, instance: inst_a.clone(), attempt: 1 };
     use takehome::store::Store;
-    let refused = store.finish(&late, takehome::report::Status::Graded, 100.0, "{}", 0).await;
+    let refused = store.finish(&late, takehome::report::Status::Graded, 100.0, "{}", 0, false).await;
     assert!(matches!(refused, Err(takehome::store::StoreError::Fenced { .. })), "{refused:?}");
     let (row, _) = store.submission(id).await.unwrap().unwrap();
     assert_eq!(row.worker.as_deref(), Some(inst_b.as_str()), "b's result stands");

@@ -414,11 +414,11 @@ async fn review_items_and_outbox(store: &dyn takehome::store::Store) {
     };
     let (id, ..) = store.add_submission("a1", &"c".repeat(40), &needs, 300).await.unwrap();
     let first = store.claim(&request(301)).await.unwrap().expect("claimed");
-    store.finish(&first.fence, takehome::report::Status::Graded, 50.0, r#"{"v":1}"#, 302).await.unwrap();
+    store.finish(&first.fence, takehome::report::Status::Graded, 50.0, r#"{"v":1}"#, 302, false).await.unwrap();
     assert!(store.report_history(id).await.unwrap().is_empty(), "a first grade replaces nothing");
     assert_eq!(store.regrade(Some(id), None, &std::collections::HashMap::new()).await.unwrap(), 1);
     let second = store.claim(&request(303)).await.unwrap().expect("claimed again");
-    store.finish(&second.fence, takehome::report::Status::Graded, 60.0, r#"{"v":2}"#, 304).await.unwrap();
+    store.finish(&second.fence, takehome::report::Status::Graded, 60.0, r#"{"v":2}"#, 304, false).await.unwrap();
     let history = store.report_history(id).await.unwrap();
     assert_eq!(history.len(), 1);
     assert_eq!(
