@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod bounded;
 pub mod candidate;
 pub mod git;
 pub mod pages;

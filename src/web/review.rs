@@ -7,6 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -15,10 +16,11 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::auth::{Assessor, AssessorPage, CsrfForm, SessionForm};
+use super::bounded::{self, CancelOnDrop};
 use super::{now, page, stored, App, Failure};
 use crate::report::html::esc;
 use crate::report::{rfc3339, Report};
-use crate::review::code::{self, Change, CodeView, FileKind};
+use crate::review::code::{self, Change, CodeView, DiffStatus, FileKind};
 use crate::review::{self, CommentBody, CriterionScore, Decision, DecisionBody, Desk, ScoresBody};
 use crate::store::{Assignment, ReviewKind, Submission};
 use crate::task::ReviewSpec;
@@ -132,27 +134,68 @@ async fn load(app: &Arc<App>, id: i64) -> Result<Loaded, Failure> {
     Ok(Loaded { submission, report, assignment, spec, desk, blinds })
 }
 
-/// The code view of a submission's commit (git on the blocking pool).
+/// The code view of a submission's commit (git on the blocking pool), within the code view's
+/// bounds and [`code::PAGE_TIME`]; if this future is dropped (the client went away), the reading
+/// stops at the next file.
 async fn code_view(app: &Arc<App>, loaded: &Loaded) -> Result<CodeView, Failure> {
     let repos = app.repos.clone();
     let assignment = loaded.submission.assignment.clone();
     let commit = loaded.submission.commit.clone();
-    tokio::task::spawn_blocking(move || {
+    let guard = CancelOnDrop::default();
+    let cancelled = guard.flag();
+    let deadline = Instant::now() + code::PAGE_TIME;
+    let view = tokio::task::spawn_blocking(move || {
         let entries = repos.tree(&assignment, &commit).map_err(|e| Failure::internal(e.to_string()))?;
         // What we gave: the repository's first commit (brief, starter, public data).
         let given = match repos.given_commit(&assignment, &commit) {
             Ok(root) if root != commit => repos.tree(&assignment, &root).map_err(|e| Failure::internal(e.to_string()))?,
             _ => Vec::new(),
         };
-        Ok(code::build(&commit, &entries, &given, |entry| repos.blob(&assignment, &entry.object)))
+        Ok(code::build(&commit, &entries, &given, deadline, &|| cancelled.is_set(), |entry, cap, count_to| {
+            bounded::blob_prefix(&repos, &assignment, &entry.object, cap, count_to)
+        }))
+    })
+    .await
+    .map_err(|e| Failure::internal(e.to_string()))?;
+    drop(guard);
+    view
+}
+
+/// The candidate's NOTES.md as shown: its first part within one file's bounds of the code view,
+/// and what was cut.
+pub struct Notes {
+    pub text: String,
+    pub cut: Option<code::Cut>,
+}
+
+/// The candidate's NOTES.md (any case, at the top of the commit), if any: only that blob is read,
+/// up to what is rendered ([`review::markdown::MAX_NOTES`], [`code::MAX_FILE_LINES`]).
+async fn notes_of(app: &Arc<App>, loaded: &Loaded) -> Result<Option<Notes>, Failure> {
+    let repos = app.repos.clone();
+    let assignment = loaded.submission.assignment.clone();
+    let commit = loaded.submission.commit.clone();
+    tokio::task::spawn_blocking(move || {
+        let entries = repos.tree(&assignment, &commit).map_err(|e| Failure::internal(e.to_string()))?;
+        let Some(entry) = entries.iter().find(|e| e.path.eq_ignore_ascii_case("NOTES.md") && e.kind == "blob" && e.mode.starts_with("100")) else {
+            return Ok(None);
+        };
+        let size = entry.size.unwrap_or(0);
+        let count_to = if size <= code::MAX_COUNTED { size } else { 0 };
+        let max = review::markdown::MAX_NOTES;
+        let Ok(prefix) = bounded::blob_prefix(&repos, &assignment, &entry.object, max as u64, count_to) else { return Ok(None) };
+        let text = bounded::utf8_prefix(&prefix.bytes).map(str::to_string).unwrap_or_else(|| String::from_utf8_lossy(&prefix.bytes).into_owned());
+        let piece = code::cut(&text, code::MAX_FILE_LINES, max);
+        let reason = match piece.bound {
+            Some(code::Bound::Lines) => Some(code::CutReason::FileLines),
+            Some(code::Bound::Cost) => Some(code::CutReason::Notes),
+            None if !prefix.whole => Some(code::CutReason::Notes),
+            None => None,
+        };
+        let cut = reason.map(|reason| code::Cut::part(reason, piece.lines as u64, piece.end as u64, prefix.lines, size));
+        Ok(Some(Notes { text: text[..piece.end].to_string(), cut }))
     })
     .await
     .map_err(|e| Failure::internal(e.to_string()))?
-}
-
-/// The candidate's NOTES.md (any case, at the top of the commit), if any.
-fn notes_of(view: &CodeView) -> Option<&str> {
-    view.files.iter().find(|f| f.path.eq_ignore_ascii_case("NOTES.md")).and_then(|f| f.text.as_deref())
 }
 
 /// The cohort's scores: each candidate's latest graded submission, as the comparison ranks them.
@@ -167,7 +210,10 @@ pub struct TimelineEntry {
     pub number: i64,
     pub submission: i64,
     pub commit: String,
+    /// The commit message, up to [`bounded::MAX_MESSAGE`] bytes (then `… (cut: N bytes)`).
     pub message: String,
+    /// Bytes of the message not shown.
+    pub message_cut_bytes: u64,
     pub pushed_at: String,
     /// Seconds after the clock started.
     pub after_start: Option<i64>,
@@ -189,12 +235,17 @@ pub struct Timeline {
     pub pushes: Vec<TimelineEntry>,
 }
 
+/// The time to read an assignment's commit messages.
+const MESSAGES_TIME: Duration = Duration::from_secs(1);
+
 async fn timeline(app: &Arc<App>, assignment: &Assignment) -> Result<Timeline, Failure> {
     let mut submissions = stored(app.store.submissions(Some(&assignment.id), None)).await?;
     submissions.sort_by_key(|s| s.number);
     let commits: Vec<String> = submissions.iter().map(|s| s.commit.clone()).collect();
     let (repos, id) = (app.repos.clone(), assignment.id.clone());
-    let messages = tokio::task::spawn_blocking(move || repos.commit_messages(&id, &commits)).await.unwrap_or_default();
+    // Each message up to a few KiB, read with a cap (never whole), within a second.
+    let deadline = Instant::now() + MESSAGES_TIME;
+    let messages = tokio::task::spawn_blocking(move || bounded::commit_messages(&repos, &id, &commits, deadline)).await.unwrap_or_default();
     let deadline = assignment.deadline();
     let extensions = stored(app.store.extensions(&assignment.id)).await?;
     let counting = super::candidate::counting(app, assignment, &submissions).await?;
@@ -211,7 +262,8 @@ async fn timeline(app: &Arc<App>, assignment: &Assignment) -> Result<Timeline, F
                 number: s.number,
                 submission: s.id,
                 commit: s.commit.clone(),
-                message: messages.get(&s.commit).map(|(m, _)| m.clone()).unwrap_or_default(),
+                message: messages.get(&s.commit).map(bounded::Message::shown).unwrap_or_default(),
+                message_cut_bytes: messages.get(&s.commit).map(|m| m.cut_bytes).unwrap_or(0),
                 pushed_at: rfc3339(s.pushed_at),
                 after_start: assignment.started_at.map(|start| s.pushed_at - start),
                 status: s.status_text().to_string(),
@@ -418,7 +470,7 @@ pub async fn review_section(app: &Arc<App>, id: i64, user: &str, csrf: &str) -> 
     let loaded = load(app, id).await?;
     let spec = loaded.review_spec();
     let csrf_input = format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", esc(csrf));
-    let view = code_view(app, &loaded).await.ok();
+    let notes = notes_of(app, &loaded).await.ok().flatten();
     let mut out = format!("<style>{}</style><section id=\"review\"><h2>Review of {}</h2>", code::CSS, esc(&loaded.name()));
     let _ = write!(out, "<p><a href=\"/submissions/{id}/code\">Read the code</a> (every file, lint findings at their lines, diff against the starter)</p>");
 
@@ -447,9 +499,12 @@ pub async fn review_section(app: &Arc<App>, id: i64, user: &str, csrf: &str) -> 
 
     // The candidate's own account.
     out.push_str("<section id=\"notes-md\"><h3>The candidate's notes (NOTES.md)</h3>");
-    match view.as_ref().and_then(notes_of) {
-        Some(text) => {
-            let _ = write!(out, "<div class=\"candidate-notes\">{}</div>", review::markdown::render(text));
+    match &notes {
+        Some(notes) => {
+            let _ = write!(out, "<div class=\"candidate-notes\">{}</div>", review::markdown::render(&notes.text));
+            if let Some(cut) = &notes.cut {
+                let _ = write!(out, "<p class=\"cut\"><small>NOTES.md {}.</small></p>", esc(&cut.note));
+            }
         }
         None => out.push_str("<p>No NOTES.md in this commit.</p>"),
     }
@@ -616,6 +671,22 @@ pub async fn code_page(State(app): State<Arc<App>>, Path(id): Path<i64>, assesso
     }
 }
 
+/// The code page's HTML past which no more file content is rendered (the files are still
+/// listed, each section says why it is empty): with the code view's own bounds, a page stays
+/// under 5 MB whatever was pushed.
+const PAGE_HTML: usize = 3 << 20;
+
+/// A file's lines as HTML: highlighted when that fits in `room`, else escaped only (tree-sitter
+/// wraps each token in a span: text of one-letter tokens grows thirty-fold).
+fn lines_html(text: &str, language: Option<&str>, room: usize) -> Vec<String> {
+    let lines = code::highlight_lines(text, language);
+    if lines.iter().map(String::len).sum::<usize>() <= room {
+        lines
+    } else {
+        code::highlight_lines(text, None)
+    }
+}
+
 async fn render_code_page(app: &Arc<App>, id: i64, assessor: &AssessorPage) -> Result<String, Failure> {
     let loaded = load(app, id).await?;
     let view = code_view(app, &loaded).await?;
@@ -629,6 +700,9 @@ async fn render_code_page(app: &Arc<App>, id: i64, assessor: &AssessorPage) -> R
         esc(&view.commit),
         esc(&loaded.submission.task)
     );
+    if let Some(cut) = &view.cut {
+        let _ = write!(body, "<p class=\"cut\"><strong>Not everything is shown:</strong> {}.</p>", esc(cut));
+    }
     body.push_str("<section class=\"files\" aria-label=\"files\"><h2>Files</h2><ul>");
     for (index, f) in view.files.iter().enumerate() {
         let change = match f.change {
@@ -636,12 +710,14 @@ async fn render_code_page(app: &Arc<App>, id: i64, assessor: &AssessorPage) -> R
             Change::Modified => "changed from what we gave",
             Change::Unchanged => "as we gave it",
         };
-        let kind = match f.kind {
-            FileKind::Text | FileKind::Notebook => String::new(),
-            FileKind::Binary => ", binary: not shown".into(),
-            FileKind::TooLarge => format!(", {}: too large to show", crate::units::format_size(f.size)),
-            FileKind::Link => ", a symbolic link (not followed)".into(),
-            FileKind::Submodule => ", a submodule".into(),
+        let kind = match (f.kind, &f.cut) {
+            (_, Some(cut)) => format!(", {}: {}", crate::units::format_size(f.size), esc(&cut.note)),
+            (FileKind::Text | FileKind::Notebook, None) => String::new(),
+            (FileKind::Binary, None) => ", binary: not shown".into(),
+            (FileKind::TooLarge, None) => format!(", {}: too large to show", crate::units::format_size(f.size)),
+            (FileKind::Link, None) => ", a symbolic link (not followed)".into(),
+            (FileKind::Submodule, None) => ", a submodule".into(),
+            (FileKind::Listed, None) => ", not shown".into(),
         };
         let n = findings.iter().filter(|x| x.file == f.path).count();
         let _ = write!(
@@ -651,23 +727,36 @@ async fn render_code_page(app: &Arc<App>, id: i64, assessor: &AssessorPage) -> R
             if n > 0 { format!(", {n} lint finding{}", if n == 1 { "" } else { "s" }) } else { String::new() }
         );
     }
+    if view.not_listed > 0 {
+        let _ = write!(body, "<li><small>… and {} more files, not listed</small></li>", code::thousands(view.not_listed as u64));
+    }
     for removed in &view.removed {
         let _ = write!(body, "<li><s>{}</s> <small>(given, removed by the candidate)</small></li>", esc(removed));
     }
     body.push_str("</ul></section>");
     for (index, f) in view.files.iter().enumerate() {
         let _ = write!(body, "<section class=\"file\" id=\"file-{index}\"><h2><code>{}</code></h2>", esc(&f.path));
+        if body.len() > PAGE_HTML {
+            body.push_str("<p class=\"cut\">Not shown: this page has reached its size (see the files API for what the view holds).</p></section>");
+            continue;
+        }
         let comments: Vec<&review::Comment> = loaded.desk.comments.iter().filter(|c| c.file == f.path && c.submission == id).collect();
         let file_findings: Vec<&crate::grading::lint::Finding> = findings.iter().filter(|x| x.file == f.path).collect();
+        // Lines shown (findings and comments past them are listed after the file).
+        let mut shown_lines = 0u32;
         match (&f.kind, &f.text, &f.cells) {
             (FileKind::Notebook, _, Some(cells)) => {
                 for (n, cell) in cells.iter().enumerate() {
+                    if body.len() > PAGE_HTML {
+                        body.push_str("<p class=\"cut\">The remaining cells are not shown: this page has reached its size.</p>");
+                        break;
+                    }
                     let _ = write!(body, "<div class=\"cell\"><h4>cell {} · {}</h4>", n + 1, esc(&cell.kind));
                     if cell.kind == "markdown" {
                         body.push_str(&review::markdown::render(&cell.source));
                     } else {
                         body.push_str("<table class=\"code\">");
-                        for (i, line) in code::highlight_lines(&cell.source, Some("python")).iter().enumerate() {
+                        for (i, line) in lines_html(&cell.source, Some("python"), PAGE_HTML.saturating_sub(body.len())).iter().enumerate() {
                             let _ = write!(body, "<tr><td class=\"ln\">{}</td><td class=\"src\">{line}</td></tr>", i + 1);
                         }
                         body.push_str("</table>");
@@ -681,8 +770,9 @@ async fn render_code_page(app: &Arc<App>, id: i64, assessor: &AssessorPage) -> R
             (FileKind::Text, Some(text), _) => {
                 let added: HashSet<u32> = f.added_lines.iter().copied().collect();
                 body.push_str("<table class=\"code\">");
-                for (i, line) in code::highlight_lines(text, f.language).iter().enumerate() {
+                for (i, line) in lines_html(text, f.language, PAGE_HTML.saturating_sub(body.len())).iter().enumerate() {
                     let n = i as u32 + 1;
+                    shown_lines = n;
                     let here: Vec<&&crate::grading::lint::Finding> = file_findings.iter().filter(|x| x.line == n as u64).collect();
                     let mut class = Vec::new();
                     if added.contains(&n) && f.change != Change::Added {
@@ -707,16 +797,34 @@ async fn render_code_page(app: &Arc<App>, id: i64, assessor: &AssessorPage) -> R
                 for x in file_findings.iter().filter(|x| x.line == 0) {
                     let _ = write!(body, "<p class=\"lint\">⚑ <b>{}</b> {}</p>", esc(&x.rule), esc(&x.message));
                 }
+                // What is about lines not shown.
+                let later: Vec<&&crate::grading::lint::Finding> = file_findings.iter().filter(|x| x.line > shown_lines as u64).collect();
+                if !later.is_empty() || comments.iter().any(|c| c.line > shown_lines) {
+                    body.push_str("<table class=\"code\"><tr class=\"note\"><td></td><td>On lines not shown:</td></tr>");
+                    for x in later {
+                        let _ = write!(body, "<tr class=\"lint\"><td>{}</td><td>⚑ <b>{}</b> {}</td></tr>", x.line, esc(&x.rule), esc(&x.message));
+                    }
+                    for c in comments.iter().filter(|c| c.line > shown_lines) {
+                        body.push_str(&comment_row(c, &assessor.user, &csrf_input));
+                    }
+                    body.push_str("</table>");
+                }
             }
             (FileKind::Link, Some(target), _) => {
                 let _ = write!(body, "<p>A symbolic link to <code>{}</code> (shown as text; never followed).</p>", esc(target));
             }
             _ => body.push_str("<p>Not shown.</p>"),
         }
+        if let Some(cut) = &f.cut {
+            let _ = write!(body, "<p class=\"cut\"><small>{}.</small></p>", esc(&cut.note));
+        }
         if let Some(diff) = &f.diff {
             let _ = write!(body, "<details><summary>Diff against the starter</summary>{}</details>", code::diff_html(diff));
         } else if f.change == Change::Unchanged {
             body.push_str("<p><small>Exactly as we gave it (starter, brief or public data).</small></p>");
+        }
+        if let Some(note) = f.diff_status.and_then(DiffStatus::note) {
+            let _ = write!(body, "<p class=\"cut\"><small>Diff against the starter: {}.</small></p>", esc(&note));
         }
         if matches!(f.kind, FileKind::Text | FileKind::Notebook) {
             let _ = write!(
@@ -872,8 +980,9 @@ pub async fn review_api(State(app): State<Arc<App>>, Path(id): Path<i64>, _asses
     let result = async {
         let loaded = load(&app, id).await?;
         let spec = loaded.review_spec();
-        let view = code_view(&app, &loaded).await.ok();
-        let notes = view.as_ref().and_then(notes_of).map(str::to_string);
+        let notes = notes_of(&app, &loaded).await.ok().flatten();
+        let notes_cut = notes.as_ref().and_then(|n| n.cut.clone());
+        let notes = notes.map(|n| n.text);
         let timeline = timeline(&app, &loaded.assignment).await?;
         let automatic = loaded.submission.score;
         let cohort = cohort_scores(&app, &loaded.submission.task).await?;
@@ -898,6 +1007,7 @@ pub async fn review_api(State(app): State<Arc<App>>, Path(id): Path<i64>, _asses
             "release": loaded.desk.release,
             "comments": loaded.desk.comments,
             "notes_md": notes,
+            "notes_md_cut": notes_cut,
             "timeline": timeline,
         }))
     }
