@@ -10,6 +10,11 @@
 //!
 //! Pure functions: no I/O. Fingerprints are stable across runs and versions (FNV-1a over token
 //! names), so they can be stored and compared incrementally.
+//!
+//! *Bounded whatever was pushed*: at most [`MAX_FILE_SOURCE`] of a file and [`MAX_SOURCE`] of a
+//! submission are tokenised, at most [`MAX_FILE_PRINTS`] fingerprints are kept per file and
+//! [`MAX_PRINTS`] per submission; what was left out is counted in [`Fingerprints::cut`], so that
+//! the page can say so.
 
 use std::collections::{HashMap, HashSet};
 
@@ -20,7 +25,23 @@ pub const K: usize = 12;
 /// k-grams per winnowing window.
 pub const W: usize = 8;
 /// Bump when tokens or hashing change: stored fingerprints of another version are recomputed.
-pub const VERSION: u32 = 1;
+/// (2: sources and fingerprints capped.)
+pub const VERSION: u32 = 2;
+/// Source tokenised per file (a file is cut at its last line that fits).
+pub const MAX_FILE_SOURCE: usize = 256 << 10;
+/// Source tokenised per submission, over its files in order.
+pub const MAX_SOURCE: usize = 2 << 20;
+/// Tokens (as [`head_within`] estimates them) tokenised per file: tree-sitter's time grows with
+/// the tokens, not the bytes (512 KiB of `x\n` is 262,144 statements).
+pub const MAX_FILE_TOKENS: usize = 40_000;
+/// Tokens tokenised per submission.
+pub const MAX_TOKENS: usize = 100_000;
+/// Fingerprints kept per file.
+pub const MAX_FILE_PRINTS: usize = 10_000;
+/// Fingerprints kept per submission.
+pub const MAX_PRINTS: usize = 20_000;
+/// Notebooks are parsed when at most this large (their code cells are then cut as any source).
+pub const MAX_NOTEBOOK: usize = 2 << 20;
 
 /// One normalised token and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +67,47 @@ pub struct Fingerprints {
     pub version: u32,
     pub files: Vec<String>,
     pub prints: Vec<Print>,
+    /// What of the sources was left out.
+    #[serde(default)]
+    pub cut: Cuts,
+}
+
+/// What of a submission's sources its fingerprints leave out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cuts {
+    /// Files tokenised in part (over [`MAX_FILE_SOURCE`], or the rest of [`MAX_SOURCE`]).
+    pub files_cut: usize,
+    /// Files not tokenised (past [`MAX_SOURCE`], notebooks over [`MAX_NOTEBOOK`], or files past
+    /// the reader's own count).
+    pub files_left_out: usize,
+    /// Fingerprints dropped past [`MAX_FILE_PRINTS`] or [`MAX_PRINTS`].
+    pub prints_dropped: usize,
+}
+
+impl Cuts {
+    pub fn is_empty(&self) -> bool {
+        *self == Cuts::default()
+    }
+
+    /// For people: `2 files read in part, 12 not read, 41,000 fingerprints dropped`.
+    pub fn note(&self) -> String {
+        let mut parts = Vec::new();
+        if self.files_cut > 0 {
+            parts.push(format!("{} file{} read in part", self.files_cut, if self.files_cut == 1 { "" } else { "s" }));
+        }
+        if self.files_left_out > 0 {
+            parts.push(format!("{} not read", self.files_left_out));
+        }
+        if self.prints_dropped > 0 {
+            parts.push(format!("{} fingerprints dropped", self.prints_dropped));
+        }
+        format!(
+            "{} (at most {} KiB and about {MAX_FILE_TOKENS} tokens of a file, {} MiB and {MAX_TOKENS} tokens of a submission, {MAX_FILE_PRINTS} fingerprints of a file and {MAX_PRINTS} of a submission)",
+            parts.join(", "),
+            MAX_FILE_SOURCE >> 10,
+            MAX_SOURCE >> 20
+        )
+    }
 }
 
 impl Fingerprints {
@@ -149,18 +211,109 @@ pub fn winnow(tokens: &[Token]) -> Vec<Print> {
     prints
 }
 
-/// The fingerprints of a set of files (path, text): `.py` files, and notebooks' code cells.
+/// The code cells of a notebook, joined (at most [`MAX_NOTEBOOK`] of JSON is parsed, and no more
+/// than [`MAX_FILE_SOURCE`] of each cell kept).
+pub fn notebook_code(text: &str) -> Option<String> {
+    if text.len() > MAX_NOTEBOOK {
+        return None;
+    }
+    let (cells, _) = crate::review::code::notebook_cells(text, crate::review::code::MAX_CELLS, MAX_FILE_SOURCE)?;
+    let mut code = String::new();
+    for cell in cells.iter().filter(|c| c.kind == "code") {
+        if code.len() >= MAX_FILE_SOURCE {
+            break;
+        }
+        code.push_str(&cell.source);
+        code.push('\n');
+    }
+    Some(code)
+}
+
+/// The first part of `source` of at most `max` bytes: cut after its last newline that fits (or
+/// at a character boundary when the first line alone is longer).
+pub fn head(source: &str, max: usize) -> &str {
+    head_within(source, max, usize::MAX).0
+}
+
+/// The first part of `source` within `max_bytes` and `max_tokens`, cut after its last newline
+/// that fits (or at a character boundary when the first line alone is longer), and its tokens.
+/// Tokens are estimated in one pass, never fewer than tree-sitter makes: a run of word
+/// characters, each other visible character, each newline.
+pub fn head_within(source: &str, max_bytes: usize, max_tokens: usize) -> (&str, usize) {
+    let bytes = source.as_bytes();
+    let (mut tokens, mut in_word) = (0usize, false);
+    let (mut line_end, mut line_tokens) = (0usize, 0usize);
+    for (i, &b) in bytes.iter().enumerate() {
+        let word = b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80;
+        if word {
+            tokens += usize::from(!in_word);
+        } else if b == b'\n' || !b.is_ascii_whitespace() {
+            tokens += 1;
+        }
+        in_word = word;
+        if i >= max_bytes || tokens > max_tokens {
+            if line_end > 0 {
+                return (&source[..line_end], line_tokens);
+            }
+            let mut end = i;
+            while !source.is_char_boundary(end) {
+                end -= 1;
+            }
+            return (&source[..end], tokens.min(max_tokens));
+        }
+        if b == b'\n' {
+            (line_end, line_tokens) = (i + 1, tokens);
+        }
+    }
+    (source, tokens)
+}
+
+/// The fingerprints of a set of files (path, text): `.py` files, and notebooks' code cells;
+/// within the bounds of this module (a file's text may come already cut by its reader, one byte
+/// past [`MAX_FILE_SOURCE`] so that it counts as cut here).
 pub fn fingerprint(files: &[(String, String)]) -> Fingerprints {
     let mut names = Vec::new();
     let mut prints = Vec::new();
+    let mut cut = Cuts::default();
+    let (mut source_left, mut tokens_left) = (MAX_SOURCE, MAX_TOKENS);
     for (path, text) in files {
-        let source = if path.to_ascii_lowercase().ends_with(".ipynb") { crate::grading::lint::notebook_code(text) } else { text.clone() };
+        let notebook;
+        let source = if path.to_ascii_lowercase().ends_with(".ipynb") {
+            match notebook_code(text) {
+                Some(code) => {
+                    notebook = code;
+                    notebook.as_str()
+                }
+                None => {
+                    cut.files_left_out += 1;
+                    continue;
+                }
+            }
+        } else {
+            text.as_str()
+        };
+        if source_left == 0 || tokens_left == 0 {
+            cut.files_left_out += 1;
+            continue;
+        }
+        let (kept, estimated) = head_within(source, MAX_FILE_SOURCE.min(source_left), MAX_FILE_TOKENS.min(tokens_left));
+        if kept.len() < source.len() {
+            cut.files_cut += 1;
+        }
+        source_left -= kept.len().min(source_left);
+        tokens_left -= estimated.min(tokens_left);
         let mut toks = Vec::new();
-        tokens(&source, names.len(), &mut toks);
-        prints.extend(winnow(&toks));
+        tokens(kept, names.len(), &mut toks);
+        let mut mine = winnow(&toks);
+        let room = MAX_FILE_PRINTS.min(MAX_PRINTS - prints.len());
+        if mine.len() > room {
+            cut.prints_dropped += mine.len() - room;
+            mine.truncate(room);
+        }
+        prints.extend(mine);
         names.push(path.clone());
     }
-    Fingerprints { version: VERSION, files: names, prints }
+    Fingerprints { version: VERSION, files: names, prints, cut }
 }
 
 /// Whether a path is source this module fingerprints.
@@ -358,6 +511,51 @@ if __name__ == "__main__":
         let (fa, fb) = (prints(BASE), prints(BASE));
         let cohort = Cohort { entries: vec![("a".into(), &fa), ("b".into(), &fb)], given: fa.hashes(), candidates: 2 };
         assert!(compare(&cohort, 0.0, 1, 1.0).is_empty());
+    }
+
+    #[test]
+    fn huge_sources_are_cut_and_say_so() {
+        let huge = "x\n".repeat(256 << 10);
+        let files: Vec<(String, String)> = (0..20).map(|i| (format!("f{i}.py"), huge.clone())).collect();
+        let started = std::time::Instant::now();
+        let found = fingerprint(&files);
+        eprintln!("20 files of 512 KiB fingerprinted in {:?}", started.elapsed());
+        assert!(found.prints.len() <= MAX_PRINTS);
+        // 40,000 tokens (20,000 lines) of each of the first files, 100,000 in all.
+        let read = MAX_TOKENS.div_ceil(MAX_FILE_TOKENS);
+        assert_eq!(found.cut.files_cut, read);
+        assert_eq!(found.cut.files_left_out, 20 - read);
+        assert!(found.cut.prints_dropped > 0);
+        assert!(found.cut.note().starts_with(&format!("{read} files read in part, {} not read, ", 20 - read)), "{}", found.cut.note());
+        assert!(started.elapsed() < std::time::Duration::from_secs(3), "{:?}", started.elapsed());
+        assert!(serde_json::to_string(&found).unwrap().len() < 4 << 20);
+        // A small submission is whole.
+        assert!(prints(BASE).cut.is_empty());
+        // A cut falls after a whole line.
+        assert_eq!(head("ab\ncd\nef", 7), "ab\ncd\n");
+        assert_eq!(head("abcdef", 3), "abc");
+        assert_eq!(head("é", 1), "");
+        assert_eq!(head_within("a = b\nc = d\n", 100, 4), ("a = b\n", 4));
+        assert_eq!(head_within("x\n".repeat(10).as_str(), 100, 6).0, "x\nx\nx\n");
+        // Real code is far from the token bound per byte.
+        let (kept, tokens) = head_within(BASE, usize::MAX, usize::MAX);
+        assert_eq!(kept, BASE);
+        let mut real = Vec::new();
+        tokens_of(BASE, &mut real);
+        assert!(tokens >= real.len(), "{tokens} estimated, {} made", real.len());
+    }
+
+    fn tokens_of(source: &str, out: &mut Vec<Token>) {
+        super::tokens(source, 0, out);
+    }
+
+    #[test]
+    fn notebook_code_is_bounded() {
+        let cells: Vec<String> = (0..2000).map(|_| r#"{"cell_type": "code", "source": ["x = 1\n"], "outputs": [{"text": "noise"}]}"#.to_string()).collect();
+        let text = format!("{{\"cells\": [{}]}}", cells.join(","));
+        let code = notebook_code(&text).unwrap();
+        assert_eq!(code.lines().filter(|l| !l.is_empty()).count(), crate::review::code::MAX_CELLS);
+        assert!(notebook_code(&" ".repeat(MAX_NOTEBOOK + 1)).is_none());
     }
 
     #[test]

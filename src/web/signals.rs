@@ -4,11 +4,19 @@
 //! compared with the others' stored fingerprints and with the task's known solutions
 //! (`tasks/<id>/known/`, never part of a candidate's repository). The starter's fingerprints are
 //! subtracted. A signal for a reader: nothing is refused or scored on it.
+//!
+//! Bounded whatever was pushed: sources are read with a cap per file and per submission (git's
+//! output read up to the cap, [`super::bounded`]) and fingerprinted within
+//! [`similarity`]'s caps; the page says whose sources were cut. New fingerprints are computed for
+//! at most [`COMPUTE_TIME`] per view (the rest on the next view; each is stored once made), and not
+//! at all once the request is gone. At most [`MAX_PAIRS`] pairs are listed, each fragment at most
+//! [`MAX_FRAGMENT_LINES`] lines a side.
 
 use std::collections::HashSet;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::response::{IntoResponse, Response};
@@ -16,10 +24,11 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::auth::{Assessor, AssessorPage};
+use super::bounded::{self, CancelOnDrop};
 use super::review::Blinds;
 use super::{page, stored, App, Failure};
 use crate::report::html::esc;
-use crate::similarity::{self, Cohort, Fingerprints, Pair, Span};
+use crate::similarity::{self, Cohort, Cuts, Fingerprints, Pair, Span};
 
 /// Pairs at or above this share are listed by default.
 pub const DEFAULT_THRESHOLD: f64 = 0.5;
@@ -27,8 +36,18 @@ pub const DEFAULT_THRESHOLD: f64 = 0.5;
 const MIN_SHARED: usize = 8;
 /// Fingerprints held by more than this share of the cohort are boilerplate.
 const COMMON: f64 = 0.5;
-const MAX_SOURCE: u64 = 512 << 10;
+/// Source files read per submission (the rest are counted as left out).
 const MAX_FILES: usize = 200;
+/// The time one view may spend fingerprinting pushes it has not seen yet.
+pub const COMPUTE_TIME: Duration = Duration::from_secs(5);
+/// Pairs listed per page and answer.
+pub const MAX_PAIRS: usize = 200;
+/// Lines shown per side of a matched fragment.
+pub const MAX_FRAGMENT_LINES: usize = 200;
+/// The page's HTML past which fragments are no longer shown.
+const PAGE_HTML: usize = 3 << 20;
+/// A stored fingerprint file larger than this is not ours to parse (it is made again).
+const MAX_CACHED: u64 = 8 << 20;
 
 #[derive(Deserialize)]
 pub struct SimilarityQuery {
@@ -53,7 +72,7 @@ enum Source {
 fn folder_sources(dir: &Path) -> Vec<(String, String)> {
     let mut files = Vec::new();
     for entry in walkdir::WalkDir::new(dir).follow_links(false).sort_by_file_name().into_iter().filter_map(Result::ok) {
-        if !entry.file_type().is_file() || entry.metadata().map(|m| m.len() > MAX_SOURCE).unwrap_or(true) {
+        if !entry.file_type().is_file() || entry.metadata().map(|m| m.len() > similarity::MAX_NOTEBOOK as u64).unwrap_or(true) {
             continue;
         }
         let Ok(relative) = entry.path().strip_prefix(dir) else { continue };
@@ -70,50 +89,98 @@ fn folder_sources(dir: &Path) -> Vec<(String, String)> {
     files
 }
 
-/// The source files of a commit, from git (no checkout, links skipped).
-fn commit_sources(repos: &crate::intake::Repos, assignment: &str, commit: &str) -> Result<Vec<(String, String)>, String> {
+/// What is read of one source file: a notebook whole (up to [`similarity::MAX_NOTEBOOK`]), other
+/// files a little past [`similarity::MAX_FILE_SOURCE`] (so that a longer one counts as cut).
+fn read_cap(path: &str) -> u64 {
+    if path.to_ascii_lowercase().ends_with(".ipynb") {
+        similarity::MAX_NOTEBOOK as u64
+    } else {
+        similarity::MAX_FILE_SOURCE as u64 + 4
+    }
+}
+
+/// The source files of a commit, from git (no checkout, links skipped), each read up to
+/// [`read_cap`] and no more once [`similarity::MAX_SOURCE`] has been read; with the count of
+/// source files not read.
+fn commit_sources(repos: &crate::intake::Repos, assignment: &str, commit: &str) -> Result<(Vec<(String, String)>, usize), String> {
     let entries = repos.tree(assignment, commit).map_err(|e| e.to_string())?;
-    let mut files = Vec::new();
+    let (mut files, mut read, mut left_out) = (Vec::new(), 0usize, 0usize);
     for entry in entries.iter().filter(|e| e.kind == "blob" && e.mode.starts_with("100") && similarity::is_source(&e.path)) {
-        if entry.size.unwrap_or(0) > MAX_SOURCE || files.len() >= MAX_FILES {
+        let cap = read_cap(&entry.path);
+        let notebook_too_large = entry.path.to_ascii_lowercase().ends_with(".ipynb") && entry.size.unwrap_or(0) > cap;
+        if files.len() >= MAX_FILES || read >= similarity::MAX_SOURCE || notebook_too_large {
+            left_out += 1;
             continue;
         }
-        let bytes = repos.blob(assignment, &entry.object).map_err(|e| e.to_string())?;
-        if let Ok(text) = String::from_utf8(bytes) {
-            files.push((entry.path.clone(), text));
+        let prefix = bounded::blob_prefix(repos, assignment, &entry.object, cap, 0).map_err(|e| e.to_string())?;
+        read += prefix.bytes.len();
+        match bounded::utf8_prefix(&prefix.bytes) {
+            Some(text) => files.push((entry.path.clone(), text.to_string())),
+            None => left_out += 1,
         }
     }
-    Ok(files)
+    Ok((files, left_out))
 }
 
 /// A submission's fingerprints: from the cache when it holds this commit at this version,
-/// else computed once and stored.
-fn submission_prints(cache: &Path, repos: &crate::intake::Repos, submission: i64, assignment: &str, commit: &str) -> Result<Fingerprints, String> {
+/// else (when `compute`) computed once and stored; `None` when not cached and not computed.
+fn submission_prints(
+    cache: &Path,
+    repos: &crate::intake::Repos,
+    submission: i64,
+    assignment: &str,
+    commit: &str,
+    compute: bool,
+) -> Result<Option<Fingerprints>, String> {
     #[derive(serde::Serialize, Deserialize)]
     struct Cached {
         commit: String,
         prints: Fingerprints,
     }
     let file = cache.join(format!("{submission}.json"));
-    if let Ok(text) = std::fs::read_to_string(&file) {
-        if let Ok(cached) = serde_json::from_str::<Cached>(&text) {
-            if cached.commit == commit && cached.prints.version == similarity::VERSION {
-                return Ok(cached.prints);
+    // A stored file is ours, but one of an older version may be huge: size it before reading.
+    if std::fs::metadata(&file).is_ok_and(|m| m.len() <= MAX_CACHED) {
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            if let Ok(cached) = serde_json::from_str::<Cached>(&text) {
+                if cached.commit == commit && cached.prints.version == similarity::VERSION {
+                    return Ok(Some(cached.prints));
+                }
             }
         }
     }
-    let prints = similarity::fingerprint(&commit_sources(repos, assignment, commit)?);
+    if !compute {
+        return Ok(None);
+    }
+    let (sources, left_out) = commit_sources(repos, assignment, commit)?;
+    let mut prints = similarity::fingerprint(&sources);
+    prints.cut.files_left_out += left_out;
     let _ = std::fs::create_dir_all(cache);
     let temporary = cache.join(format!(".{submission}.json.tmp"));
     let json = serde_json::to_string(&Cached { commit: commit.to_string(), prints: prints.clone() }).map_err(|e| e.to_string())?;
     if std::fs::write(&temporary, json).is_ok() {
         let _ = std::fs::rename(&temporary, &file);
     }
-    Ok(prints)
+    Ok(Some(prints))
+}
+
+/// A compared cohort: the pairs above the threshold, the entries, how many are candidates, and
+/// the candidates not fingerprinted yet (this view ran out of [`COMPUTE_TIME`]).
+struct Compared {
+    pairs: Vec<Pair>,
+    entries: Vec<Entry>,
+    candidates: usize,
+    pending: Vec<String>,
+}
+
+impl Compared {
+    /// The candidates whose sources were cut, with what was left out.
+    fn cut(&self) -> Vec<(&Entry, &Cuts)> {
+        self.entries[..self.candidates].iter().filter(|e| !e.prints.cut.is_empty()).map(|e| (e, &e.prints.cut)).collect()
+    }
 }
 
 /// The cohort of a task and its pairs above `threshold`, with the texts of the fragments' files.
-async fn cohort_pairs(app: &Arc<App>, task: &str, threshold: f64) -> Result<(Vec<Pair>, Vec<Entry>, usize), Failure> {
+async fn cohort_pairs(app: &Arc<App>, task: &str, threshold: f64) -> Result<Compared, Failure> {
     if !crate::task::is_name(task) {
         return Err(Failure::not_found("such task"));
     }
@@ -131,16 +198,23 @@ async fn cohort_pairs(app: &Arc<App>, task: &str, threshold: f64) -> Result<(Vec
     let cache = app.config.data_dir.join("similarity");
     let starter_dir = spec.as_ref().map(|s| s.dir.join(&s.starter));
     let known_dir = task_dir.join("known");
-    let (entries, given, candidates) = tokio::task::spawn_blocking(move || {
-        let mut entries = Vec::new();
+    // New fingerprints are made until the deadline, or until this request is gone.
+    let guard = CancelOnDrop::default();
+    let cancelled = guard.flag();
+    let deadline = Instant::now() + COMPUTE_TIME;
+    let (entries, given, candidates, pending) = tokio::task::spawn_blocking(move || {
+        let (mut entries, mut pending) = (Vec::new(), Vec::new());
         for s in &latest {
-            match submission_prints(&cache, &repos, s.id, &s.assignment, &s.commit) {
-                Ok(prints) => entries.push(Entry {
-                    name: format!("{} (#{})", blinds.name(&s.assignment, &s.task, &s.candidate), s.number),
+            let name = format!("{} (#{})", blinds.name(&s.assignment, &s.task, &s.candidate), s.number);
+            let compute = !cancelled.is_set() && Instant::now() < deadline;
+            match submission_prints(&cache, &repos, s.id, &s.assignment, &s.commit, compute) {
+                Ok(Some(prints)) => entries.push(Entry {
+                    name,
                     submission: Some(s.id),
                     prints,
                     source: Source::Git { assignment: s.assignment.clone(), commit: s.commit.clone() },
                 }),
+                Ok(None) => pending.push(name),
                 Err(e) => tracing::warn!(submission = s.id, error = %e, "cannot fingerprint a submission"),
             }
         }
@@ -163,13 +237,14 @@ async fn cohort_pairs(app: &Arc<App>, task: &str, threshold: f64) -> Result<(Vec
             }
         }
         let given = starter_dir.map(|d| similarity::fingerprint(&folder_sources(&d)).hashes()).unwrap_or_default();
-        (entries, given, candidates)
+        (entries, given, candidates, pending)
     })
     .await
     .map_err(|e| Failure::internal(e.to_string()))?;
+    drop(guard);
     let cohort = Cohort { entries: entries.iter().map(|e| (e.name.clone(), &e.prints)).collect(), given, candidates };
     let pairs = similarity::compare(&cohort, threshold, MIN_SHARED, COMMON);
-    Ok((pairs, entries, candidates))
+    Ok(Compared { pairs, entries, candidates, pending })
 }
 
 pub async fn similarity_api(
@@ -180,10 +255,18 @@ pub async fn similarity_api(
 ) -> Response {
     let threshold = query.threshold.unwrap_or(DEFAULT_THRESHOLD).clamp(0.0, 1.0);
     match cohort_pairs(&app, &task, threshold).await {
-        Ok((pairs, entries, candidates)) => {
+        Ok(compared) => {
+            let Compared { pairs, entries, candidates, pending } = &compared;
+            let candidates = *candidates;
             let id_of = |name: &str| entries.iter().find(|e| e.name == name).and_then(|e| e.submission);
+            let cut: Vec<serde_json::Value> = compared
+                .cut()
+                .iter()
+                .map(|(e, cut)| serde_json::json!({ "name": e.name, "submission": e.submission, "files_cut": cut.files_cut, "files_left_out": cut.files_left_out, "prints_dropped": cut.prints_dropped, "note": cut.note() }))
+                .collect();
             let rows: Vec<serde_json::Value> = pairs
                 .iter()
+                .take(MAX_PAIRS)
                 .map(|p| {
                     serde_json::json!({ "a": p.a, "a_submission": id_of(&p.a), "b": p.b, "b_submission": id_of(&p.b), "similarity": p.similarity,
                     "a_covered": p.a_covered, "b_covered": p.b_covered, "shared_fingerprints": p.shared, "fragments": p.fragments })
@@ -191,42 +274,56 @@ pub async fn similarity_api(
                 .collect();
             Json(serde_json::json!({ "task": task, "threshold": threshold, "submissions": candidates, "known_solutions": entries.len() - candidates,
                 "method": format!("winnowed {}-grams of normalised Python tokens (window {}), starter subtracted; similarity = shared fingerprints / the smaller side's", similarity::K, similarity::W),
-                "pairs": rows }))
+                "pairs": rows, "pairs_not_listed": pairs.len().saturating_sub(MAX_PAIRS), "sources_cut": cut, "not_fingerprinted_yet": pending }))
             .into_response()
         }
         Err(failure) => failure.into_response(),
     }
 }
 
-/// The text of one of an entry's files (git for a push, the folder for a known solution).
+/// The text of one of an entry's files (git for a push, the folder for a known solution), as
+/// far as it was fingerprinted (the spans' lines are within it).
 fn file_text(app: &App, entry: &Entry, file: &str) -> Option<String> {
     let text = match &entry.source {
-        Source::Git { assignment, commit } => app
-            .repos
-            .tree(assignment, commit)
-            .ok()
-            .and_then(|entries| entries.into_iter().find(|e| e.path == file && e.size.unwrap_or(0) <= MAX_SOURCE))
-            .and_then(|e| app.repos.blob(assignment, &e.object).ok())
-            .map(|b| String::from_utf8_lossy(&b).into_owned()),
+        Source::Git { assignment, commit } => {
+            let found = app.repos.tree(assignment, commit).ok()?.into_iter().find(|e| e.path == file && e.kind == "blob" && e.mode.starts_with("100"))?;
+            let prefix = bounded::blob_prefix(&app.repos, assignment, &found.object, read_cap(file), 0).ok()?;
+            bounded::utf8_prefix(&prefix.bytes)?.to_string()
+        }
         Source::Folder(dir) => {
             let path = dir.join(file);
             // Known solutions are the author's files; still, never follow a link.
-            (!path.is_symlink()).then(|| std::fs::read_to_string(&path).ok()).flatten()
+            if path.is_symlink() || std::fs::metadata(&path).map(|m| m.len() > similarity::MAX_NOTEBOOK as u64).unwrap_or(true) {
+                return None;
+            }
+            std::fs::read_to_string(&path).ok()?
         }
-    }?;
-    Some(if file.to_ascii_lowercase().ends_with(".ipynb") { crate::grading::lint::notebook_code(&text) } else { text })
+    };
+    Some(if file.to_ascii_lowercase().ends_with(".ipynb") {
+        similarity::notebook_code(&text).unwrap_or_default()
+    } else {
+        similarity::head(&text, similarity::MAX_FILE_SOURCE).to_string()
+    })
 }
 
-/// The lines of a span of `source`, escaped, for the side-by-side view.
+/// The lines of a span of `source` (at most [`MAX_FRAGMENT_LINES`]), escaped, for the
+/// side-by-side view.
 fn span_lines(source: &str, span: &Span) -> String {
     let mut out = String::new();
-    for (i, line) in
-        source.lines().enumerate().skip(span.first_line.saturating_sub(1) as usize).take((span.last_line + 1 - span.first_line.min(span.last_line)) as usize)
-    {
+    let wanted = (span.last_line + 1 - span.first_line.min(span.last_line)) as usize;
+    for (i, line) in source.lines().enumerate().skip(span.first_line.saturating_sub(1) as usize).take(wanted.min(MAX_FRAGMENT_LINES)) {
         let _ = writeln!(out, "{:>4} {}", i + 1, esc(line));
+    }
+    if wanted > MAX_FRAGMENT_LINES {
+        let _ = writeln!(out, "     … {} more lines", wanted - MAX_FRAGMENT_LINES);
     }
     out
 }
+
+/// The time the page may spend reading the fragments' files.
+const FRAGMENTS_TIME: Duration = Duration::from_secs(2);
+/// File texts kept while a page is made (read once however many fragments show them).
+const MAX_TEXTS: usize = 32 << 20;
 
 pub async fn similarity_page(
     State(app): State<Arc<App>>,
@@ -235,32 +332,61 @@ pub async fn similarity_page(
     Query(query): Query<SimilarityQuery>,
 ) -> Response {
     let threshold = query.threshold.unwrap_or(DEFAULT_THRESHOLD).clamp(0.0, 1.0);
-    let (pairs, entries, candidates) = match cohort_pairs(&app, &task, threshold).await {
+    let compared = match cohort_pairs(&app, &task, threshold).await {
         Ok(found) => found,
         Err(failure) => return failure.into_response(),
     };
+    let candidates = compared.candidates;
     let mut body = format!(
         "<h1>{}: similar submissions</h1><p>{candidates} candidates' latest pushes and {} known solution(s), compared as MOSS and Dolos do: winnowed {}-grams of \
          normalised Python tokens (names and literals ignored, comments dropped), what the starter gives subtracted, code shared by most of the cohort ignored. \
          <b>A signal to read, never a verdict.</b> Listed: pairs sharing at least {:.0}% of the smaller side (<a href=\"?threshold=0.3\">30%</a> · \
          <a href=\"?threshold=0.5\">50%</a> · <a href=\"?threshold=0.8\">80%</a>).</p>",
         esc(&task),
-        entries.len() - candidates,
+        compared.entries.len() - candidates,
         similarity::K,
         threshold * 100.0
     );
-    if pairs.is_empty() {
+    let cut = compared.cut();
+    if !cut.is_empty() {
+        body.push_str("<section id=\"sources-cut\"><h2>Sources cut</h2><p>These pushes were compared on part of their sources only:</p><ul>");
+        for (entry, cut) in cut.iter().take(MAX_PAIRS) {
+            let name = match entry.submission {
+                Some(id) => format!("<a href=\"/submissions/{id}\">{}</a>", esc(&entry.name)),
+                None => esc(&entry.name),
+            };
+            let _ = write!(body, "<li>{name}: {}</li>", esc(&cut.note()));
+        }
+        body.push_str("</ul></section>");
+    }
+    if !compared.pending.is_empty() {
+        let _ = write!(
+            body,
+            "<p class=\"pending\">{} push(es) not fingerprinted yet (this view's {} s were spent): reload to compare them.</p>",
+            compared.pending.len(),
+            COMPUTE_TIME.as_secs()
+        );
+    }
+    if compared.pairs.is_empty() {
         body.push_str("<p>No pair at or above the threshold.</p>");
     }
+    if compared.pairs.len() > MAX_PAIRS {
+        let _ = write!(body, "<p>The {MAX_PAIRS} most similar pairs are listed; {} more are above the threshold.</p>", compared.pairs.len() - MAX_PAIRS);
+    }
     let app_ref = app.clone();
+    let guard = CancelOnDrop::default();
+    let cancelled = guard.flag();
+    let deadline = Instant::now() + FRAGMENTS_TIME;
+    let Compared { pairs, entries, .. } = compared;
     let pairs_html = tokio::task::spawn_blocking(move || {
         let mut out = String::new();
         let mut texts: std::collections::HashMap<(String, String), Option<String>> = std::collections::HashMap::new();
+        let mut kept = 0usize;
         let link = |name: &str| match entries.iter().find(|e| e.name == name).and_then(|e| e.submission) {
             Some(id) => format!("<a href=\"/submissions/{id}\">{}</a>", esc(name)),
             None => esc(name),
         };
-        for (n, p) in pairs.iter().enumerate() {
+        for (n, p) in pairs.iter().take(MAX_PAIRS).enumerate() {
             let _ = write!(
                 out,
                 "<section class=\"pair\"><h2>{:.0}% · {} and {}</h2><p>{} shared fingerprints: {:.0}% of the first, {:.0}% of the second.</p><details{}><summary>Matched fragments ({})</summary>",
@@ -275,11 +401,24 @@ pub async fn similarity_page(
             );
             let (ea, eb) = (entries.iter().find(|e| e.name == p.a), entries.iter().find(|e| e.name == p.b));
             for (sa, sb) in p.fragments.iter().take(12) {
+                if out.len() > PAGE_HTML || Instant::now() >= deadline || cancelled.is_set() {
+                    out.push_str("<p class=\"cut\">Fragments not shown: this page's size or time to read files is spent.</p>");
+                    break;
+                }
                 // Each file is read once per page, however many fragments show it.
                 let mut text = |entry: Option<&Entry>, span: &Span| -> String {
                     let Some(entry) = entry else { return String::new() };
-                    let source = texts.entry((entry.name.clone(), span.file.clone())).or_insert_with(|| file_text(&app_ref, entry, &span.file));
-                    source.as_deref().map(|s| span_lines(s, span)).unwrap_or_default()
+                    let key = (entry.name.clone(), span.file.clone());
+                    if !texts.contains_key(&key) {
+                        let read = file_text(&app_ref, entry, &span.file);
+                        kept += read.as_ref().map_or(0, String::len);
+                        if kept > MAX_TEXTS {
+                            texts.clear();
+                            kept = read.as_ref().map_or(0, String::len);
+                        }
+                        texts.insert(key.clone(), read);
+                    }
+                    texts[&key].as_deref().map(|s| span_lines(s, span)).unwrap_or_default()
                 };
                 let (ta, tb) = (text(ea, sa), text(eb, sb));
                 let _ = write!(
@@ -299,6 +438,7 @@ pub async fn similarity_page(
     })
     .await
     .unwrap_or_default();
+    drop(guard);
     body.push_str("<style>.fragment td{vertical-align:top;width:50%}.fragment pre{margin:0;font-size:12px;white-space:pre-wrap}</style>");
     body.push_str(&pairs_html);
     page("Similarity", &body).into_response()
