@@ -676,9 +676,18 @@ pub async fn code_page(State(app): State<Arc<App>>, Path(id): Path<i64>, assesso
 /// under 5 MB whatever was pushed.
 const PAGE_HTML: usize = 3 << 20;
 
-/// A file's lines as HTML: highlighted when that fits in `room`, else escaped only (tree-sitter
-/// wraps each token in a span: text of one-letter tokens grows thirty-fold).
-fn lines_html(text: &str, language: Option<&str>, room: usize) -> Vec<String> {
+/// The time a code page may spend highlighting; files reached later are shown escaped only.
+const HIGHLIGHT_TIME: Duration = Duration::from_millis(500);
+/// Shown text larger than this is not highlighted (escaped only).
+const MAX_HIGHLIGHTED: usize = 128 << 10;
+
+/// A file's lines as HTML: highlighted when there is time left before `until` and the markup fits
+/// in `room`, else escaped only (tree-sitter wraps each token in a span: text of one-letter
+/// tokens grows thirty-fold).
+fn lines_html(text: &str, language: Option<&str>, room: usize, until: Instant) -> Vec<String> {
+    if language.is_none() || text.len() > MAX_HIGHLIGHTED || Instant::now() >= until {
+        return code::highlight_lines(text, None);
+    }
     let lines = code::highlight_lines(text, language);
     if lines.iter().map(String::len).sum::<usize>() <= room {
         lines
@@ -690,8 +699,15 @@ fn lines_html(text: &str, language: Option<&str>, room: usize) -> Vec<String> {
 async fn render_code_page(app: &Arc<App>, id: i64, assessor: &AssessorPage) -> Result<String, Failure> {
     let loaded = load(app, id).await?;
     let view = code_view(app, &loaded).await?;
+    let (user, csrf) = (assessor.user.clone(), assessor.csrf.clone());
+    // Highlighting and escaping are CPU work: on the blocking pool, within HIGHLIGHT_TIME.
+    tokio::task::spawn_blocking(move || code_page_html(id, &loaded, &view, &user, &csrf)).await.map_err(|e| Failure::internal(e.to_string()))
+}
+
+fn code_page_html(id: i64, loaded: &Loaded, view: &CodeView, user: &str, csrf: &str) -> String {
+    let highlight_until = Instant::now() + HIGHLIGHT_TIME;
     let findings: Vec<crate::grading::lint::Finding> = loaded.report.as_ref().map(|r| r.components.code_quality.findings.clone()).unwrap_or_default();
-    let csrf_input = format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", esc(&assessor.csrf));
+    let csrf_input = format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", esc(csrf));
     let mut body = format!(
         "<style>{}</style><h1>Code of submission #{} by {}</h1><p>Commit <code>{}</code> · task {} · <a href=\"/submissions/{id}\">back to the review</a></p>",
         code::CSS,
@@ -756,7 +772,7 @@ async fn render_code_page(app: &Arc<App>, id: i64, assessor: &AssessorPage) -> R
                         body.push_str(&review::markdown::render(&cell.source));
                     } else {
                         body.push_str("<table class=\"code\">");
-                        for (i, line) in lines_html(&cell.source, Some("python"), PAGE_HTML.saturating_sub(body.len())).iter().enumerate() {
+                        for (i, line) in lines_html(&cell.source, Some("python"), PAGE_HTML.saturating_sub(body.len()), highlight_until).iter().enumerate() {
                             let _ = write!(body, "<tr><td class=\"ln\">{}</td><td class=\"src\">{line}</td></tr>", i + 1);
                         }
                         body.push_str("</table>");
@@ -770,7 +786,7 @@ async fn render_code_page(app: &Arc<App>, id: i64, assessor: &AssessorPage) -> R
             (FileKind::Text, Some(text), _) => {
                 let added: HashSet<u32> = f.added_lines.iter().copied().collect();
                 body.push_str("<table class=\"code\">");
-                for (i, line) in lines_html(text, f.language, PAGE_HTML.saturating_sub(body.len())).iter().enumerate() {
+                for (i, line) in lines_html(text, f.language, PAGE_HTML.saturating_sub(body.len()), highlight_until).iter().enumerate() {
                     let n = i as u32 + 1;
                     shown_lines = n;
                     let here: Vec<&&crate::grading::lint::Finding> = file_findings.iter().filter(|x| x.line == n as u64).collect();
@@ -790,7 +806,7 @@ async fn render_code_page(app: &Arc<App>, id: i64, assessor: &AssessorPage) -> R
                         let _ = write!(body, "<tr class=\"lint\"><td></td><td>⚑ <b>{}</b> {}</td></tr>", esc(&x.rule), esc(&x.message));
                     }
                     for c in comments.iter().filter(|c| c.line == n) {
-                        body.push_str(&comment_row(c, &assessor.user, &csrf_input));
+                        body.push_str(&comment_row(c, user, &csrf_input));
                     }
                 }
                 body.push_str("</table>");
@@ -805,7 +821,7 @@ async fn render_code_page(app: &Arc<App>, id: i64, assessor: &AssessorPage) -> R
                         let _ = write!(body, "<tr class=\"lint\"><td>{}</td><td>⚑ <b>{}</b> {}</td></tr>", x.line, esc(&x.rule), esc(&x.message));
                     }
                     for c in comments.iter().filter(|c| c.line > shown_lines) {
-                        body.push_str(&comment_row(c, &assessor.user, &csrf_input));
+                        body.push_str(&comment_row(c, user, &csrf_input));
                     }
                     body.push_str("</table>");
                 }
@@ -837,7 +853,7 @@ async fn render_code_page(app: &Arc<App>, id: i64, assessor: &AssessorPage) -> R
         }
         body.push_str("</section>");
     }
-    Ok(page("Code", &body).0)
+    page("Code", &body).0
 }
 
 fn comment_row(c: &review::Comment, user: &str, csrf_input: &str) -> String {

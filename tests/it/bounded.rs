@@ -122,6 +122,24 @@ fn twenty_files_of_half_a_mebibyte_of_newlines_make_a_bounded_code_view() {
 }
 
 #[test]
+fn twenty_files_of_dense_python_make_a_bounded_code_view() {
+    let (data, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (daemon, assigned, repo) = start(data.path(), work.path(), "dense@example.com");
+    // One token in two bytes: tree-sitter's markup would be thirty times the text.
+    let dense = format!("{}a\n", "a+".repeat(60)).repeat(2_100);
+    for i in 0..20 {
+        std::fs::write(repo.join(format!("dense{i:02}.py")), &dense).unwrap();
+    }
+    commit_and_push(&repo, "dense");
+    let id = submission_ids(&daemon, &assigned.id)[0];
+    let cookie = format!("Cookie: {}\r\n", log_in(&daemon));
+    let code = bounded_get(&daemon, &format!("/submissions/{id}/code"), &cookie);
+    assert!(code.contains("shown 2,000 of 2,100 lines"), "the page does not say what was cut");
+    bounded_get(&daemon, &format!("/api/submissions/{id}/files"), &basic());
+    assert_peak(&daemon, "the code view of 20 files of dense Python");
+}
+
+#[test]
 fn a_readme_replaced_by_half_a_mebibyte_of_lines_is_not_diffed_and_a_stop_is_prompt() {
     let (data, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (mut daemon, assigned, repo) = start(data.path(), work.path(), "readme@example.com");
