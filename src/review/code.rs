@@ -60,6 +60,8 @@ pub const MAX_NOTEBOOK: u64 = 2 << 20;
 pub const MAX_CELLS: usize = 500;
 /// A link's target shown.
 pub const MAX_LINK: u64 = 4 << 10;
+/// Text outputs shown per notebook cell.
+pub const MAX_OUTPUT: usize = 4 << 10;
 /// Lines counted per page (past the part shown) to say how many a file has.
 pub const PAGE_COUNTED: u64 = 64 << 20;
 /// Less of the page's budget than this left, no more file is read.
@@ -193,6 +195,20 @@ pub struct Cell {
     /// `code`, `markdown` or `raw`.
     pub kind: String,
     pub source: String,
+    /// Bytes of the source past what was kept (as the cell was parsed).
+    #[serde(skip)]
+    pub source_dropped: u64,
+    /// A code cell's text outputs (streams, `text/plain` results, errors), at most
+    /// [`MAX_OUTPUT`]; images and other data are skipped as they are parsed, never held.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub output: String,
+    /// Bytes of text outputs not shown.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub output_cut_bytes: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -588,10 +604,24 @@ fn shown_cells(page: &mut Page, cells: Vec<Cell>, max_lines: usize, max_cost: us
         page.spend(&piece);
         lines_left -= piece.lines.max(1).min(lines_left);
         cost_left = cost_left.saturating_sub(piece.cost + LISTED_MARKUP);
-        let whole = piece.bound.is_none();
-        shown.push(Cell { kind: cell.kind, source: cell.source[..piece.end].to_string() });
-        if !whole {
-            return (shown, piece.bound);
+        let bound = piece.bound.or((cell.source_dropped > 0).then_some(Bound::Cost));
+        // Outputs count against the same budget; what does not fit is cut.
+        let (mut output, mut output_cut_bytes) = (cell.output, cell.output_cut_bytes);
+        if bound.is_none() {
+            let out = cut(&output, usize::MAX, cost_left);
+            page.spend(&Piece { lines: 0, ..out });
+            cost_left = cost_left.saturating_sub(out.cost);
+            output_cut_bytes += (output.len() - out.end) as u64;
+            output.truncate(out.end);
+        } else {
+            output_cut_bytes += output.len() as u64;
+            output.clear();
+        }
+        let mut source = cell.source;
+        source.truncate(piece.end);
+        shown.push(Cell { kind: cell.kind, source, source_dropped: 0, output, output_cut_bytes });
+        if bound.is_some() {
+            return (shown, bound);
         }
     }
     (shown, None)
@@ -723,6 +753,12 @@ mod notebook {
         Cells,
         CellType,
         Source,
+        Outputs,
+        Text,
+        Data,
+        TextPlain,
+        Ename,
+        Evalue,
         Other,
     }
 
@@ -739,6 +775,12 @@ mod notebook {
                         "cells" => Key::Cells,
                         "cell_type" => Key::CellType,
                         "source" => Key::Source,
+                        "outputs" => Key::Outputs,
+                        "text" => Key::Text,
+                        "data" => Key::Data,
+                        "text/plain" => Key::TextPlain,
+                        "ename" => Key::Ename,
+                        "evalue" => Key::Evalue,
                         _ => Key::Other,
                     })
                 }
@@ -798,89 +840,229 @@ mod notebook {
             f.write_str("a cell")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Cell, A::Error> {
-            let mut cell = Cell { kind: "raw".into(), source: String::new() };
+            let mut cell = Cell { kind: "raw".into(), source: String::new(), source_dropped: 0, output: String::new(), output_cut_bytes: 0 };
+            let mut outputs = Text::new(super::MAX_OUTPUT);
             while let Some(key) = map.next_key::<Key>()? {
                 match key {
                     Key::CellType => {
-                        let kind = map.next_value_seed(Source { max_bytes: 16 })?;
-                        if matches!(kind.as_str(), "code" | "markdown" | "raw") {
-                            cell.kind = kind;
+                        let mut kind = Text::new(16);
+                        map.next_value_seed(TextSeed(&mut kind))?;
+                        if matches!(kind.text.as_str(), "code" | "markdown" | "raw") {
+                            cell.kind = kind.text;
                         }
                     }
-                    Key::Source => cell.source = map.next_value_seed(Source { max_bytes: self.max_bytes })?,
+                    Key::Source => {
+                        let mut source = Text::new(self.max_bytes);
+                        map.next_value_seed(TextSeed(&mut source))?;
+                        (cell.source, cell.source_dropped) = (source.text, source.dropped);
+                    }
+                    Key::Outputs => map.next_value_seed(Outputs(&mut outputs))?,
                     _ => {
                         map.next_value::<IgnoredAny>()?;
                     }
                 }
             }
+            (cell.output, cell.output_cut_bytes) = (outputs.text, outputs.dropped);
             Ok(cell)
         }
     }
 
-    /// A string, or a list of strings joined, kept up to `max_bytes` (at a character boundary);
-    /// anything else is empty.
-    struct Source {
-        max_bytes: usize,
+    /// Text gathered up to `max` bytes (at a character boundary), with the bytes left out.
+    struct Text {
+        text: String,
+        dropped: u64,
+        max: usize,
     }
 
-    impl Source {
-        fn push(&self, out: &mut String, piece: &str) {
-            let room = self.max_bytes.saturating_sub(out.len());
+    impl Text {
+        fn new(max: usize) -> Text {
+            Text { text: String::new(), dropped: 0, max }
+        }
+
+        fn push(&mut self, piece: &str) {
+            let room = self.max.saturating_sub(self.text.len());
             let mut end = piece.len().min(room);
             while !piece.is_char_boundary(end) {
                 end -= 1;
             }
-            out.push_str(&piece[..end]);
+            self.text.push_str(&piece[..end]);
+            self.dropped += (piece.len() - end) as u64;
+        }
+
+        /// Starts a new piece on a line of its own.
+        fn new_line(&mut self) {
+            if !self.text.is_empty() && !self.text.ends_with('\n') {
+                self.push("\n");
+            }
         }
     }
 
-    impl<'de> DeserializeSeed<'de> for Source {
-        type Value = String;
-        fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
+    /// Ignores what it is given: the visitor methods of values we skip.
+    macro_rules! ignore_scalars {
+        () => {
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+                Ok(())
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+                Ok(())
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+                Ok(())
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+                Ok(())
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+                Ok(())
+            }
+        };
+    }
+
+    /// A string, or a list of strings joined, added to a [`Text`]; anything else adds nothing.
+    struct TextSeed<'a>(&'a mut Text);
+
+    impl<'de> DeserializeSeed<'de> for TextSeed<'_> {
+        type Value = ();
+        fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
             deserializer.deserialize_any(self)
         }
     }
 
-    impl<'de> Visitor<'de> for Source {
-        type Value = String;
+    impl<'de> Visitor<'de> for TextSeed<'_> {
+        type Value = ();
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
             f.write_str("a string or a list of strings")
         }
-        fn visit_str<E: de::Error>(self, text: &str) -> Result<String, E> {
-            let mut out = String::new();
-            self.push(&mut out, text);
-            Ok(out)
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<(), E> {
+            self.0.push(text);
+            Ok(())
         }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<String, A::Error> {
-            let mut out = String::new();
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
             while let Some(line) = seq.next_element::<Line>()? {
                 if let Line::Text(text) = line {
-                    if out.len() < self.max_bytes {
-                        self.push(&mut out, &text);
+                    self.0.push(&text);
+                }
+            }
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(())
+        }
+        ignore_scalars!();
+    }
+
+    /// A cell's `outputs`: streams' `text`, results' `data["text/plain"]`, errors' `ename: evalue`.
+    struct Outputs<'a>(&'a mut Text);
+
+    impl<'de> DeserializeSeed<'de> for Outputs<'_> {
+        type Value = ();
+        fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Outputs<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of outputs")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element_seed(OneOutput(&mut *self.0))?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(())
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        ignore_scalars!();
+    }
+
+    /// One output: its `text`, its `data`'s `text/plain`, or its `ename: evalue`.
+    struct OneOutput<'a>(&'a mut Text);
+
+    impl<'de> DeserializeSeed<'de> for OneOutput<'_> {
+        type Value = ();
+        fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for OneOutput<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an output")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<Key>()? {
+                match key {
+                    Key::Text => {
+                        self.0.new_line();
+                        map.next_value_seed(TextSeed(&mut *self.0))?;
+                    }
+                    Key::Data => map.next_value_seed(Data(&mut *self.0))?,
+                    Key::Ename => {
+                        self.0.new_line();
+                        map.next_value_seed(TextSeed(&mut *self.0))?;
+                    }
+                    Key::Evalue => {
+                        self.0.push(": ");
+                        map.next_value_seed(TextSeed(&mut *self.0))?;
+                    }
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
                     }
                 }
             }
-            Ok(out)
+            Ok(())
         }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<String, A::Error> {
-            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-            Ok(String::new())
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(())
         }
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<String, E> {
-            Ok(String::new())
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+            Ok(())
         }
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<String, E> {
-            Ok(String::new())
+        ignore_scalars!();
+    }
+
+    /// An output's `data`: only `text/plain` is read; images and the rest are skipped.
+    struct Data<'a>(&'a mut Text);
+
+    impl<'de> DeserializeSeed<'de> for Data<'_> {
+        type Value = ();
+        fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_any(self)
         }
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<String, E> {
-            Ok(String::new())
+    }
+
+    impl<'de> Visitor<'de> for Data<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an output's data")
         }
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<String, E> {
-            Ok(String::new())
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<Key>()? {
+                if matches!(key, Key::TextPlain) {
+                    self.0.new_line();
+                    map.next_value_seed(TextSeed(&mut *self.0))?;
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(())
         }
-        fn visit_unit<E: de::Error>(self) -> Result<String, E> {
-            Ok(String::new())
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(())
         }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        ignore_scalars!();
     }
 
     /// One line of a list: a string, or anything else (not kept).
@@ -997,7 +1179,8 @@ pub const CSS: &str = ".code{border-collapse:collapse;width:100%;background:#fff
 .hl-keyword{color:#a0198a}.hl-string{color:#0a6b2b}.hl-comment{color:#6b7280;font-style:italic}.hl-number,.hl-constant,.hl-constant-builtin{color:#a04900}\
 .hl-function,.hl-function-method{color:#1f4fbf}.hl-function-builtin{color:#0f6f85}.hl-type,.hl-constructor{color:#8a4b00}.hl-escape{color:#b3261e}\
 .hl-operator{color:#444}pre.diff{background:#fff;padding:8px;overflow:auto}pre.diff .add{background:#e9f7ee;display:block}pre.diff .del{background:#fdecea;display:block}\
-pre.diff .hunk{color:#6b7280;display:block}.cell{margin:10px 0;border-left:3px solid #c9d1dc;padding-left:8px}.cell h4{margin:4px 0;color:#6b7280;font-weight:normal}";
+pre.diff .hunk{color:#6b7280;display:block}.cell{margin:10px 0;border-left:3px solid #c9d1dc;padding-left:8px}.cell h4{margin:4px 0;color:#6b7280;font-weight:normal}\
+.cell pre.output{background:#f6f8fa;margin:4px 0;padding:6px;white-space:pre-wrap;word-break:break-all}";
 
 /// A unified diff as HTML (every line escaped; added and removed lines marked).
 pub fn diff_html(diff: &str) -> String {
@@ -1209,6 +1392,26 @@ mod tests {
         assert_eq!(cells[1].kind, "code");
         assert!(notebook_cells("[1, 2]", 10, 10).is_none());
         assert!(notebook_cells("{\"metadata\": {}}", 10, 10).is_none());
+    }
+
+    #[test]
+    fn notebook_outputs_are_text_only_and_cut() {
+        let image = "A".repeat(1 << 20);
+        let text = format!(
+            r#"{{"cells": [{{"cell_type": "code", "source": "print(1)", "outputs": [
+                {{"output_type": "stream", "name": "stdout", "text": ["1\n", "2\n"]}},
+                {{"output_type": "display_data", "data": {{"image/png": "{image}", "text/plain": ["<Figure>"]}}}},
+                {{"output_type": "error", "ename": "ValueError", "evalue": "bad", "traceback": ["\u001b[31m..."]}}]}},
+              {{"cell_type": "code", "source": "x", "outputs": [{{"output_type": "stream", "text": "{}"}}]}}]}}"#,
+            "y".repeat(10_000)
+        );
+        let (cells, _) = notebook_cells(&text, 10, 1000).unwrap();
+        assert_eq!(cells[0].output, "1\n2\n<Figure>\nValueError: bad");
+        assert_eq!(cells[0].output_cut_bytes, 0);
+        assert_eq!(cells[1].output.len(), MAX_OUTPUT);
+        assert_eq!(cells[1].output_cut_bytes, 10_000 - MAX_OUTPUT as u64);
+        let json = serde_json::to_string(&cells).unwrap();
+        assert!(json.len() < 2 * MAX_OUTPUT, "{}", json.len());
     }
 
     #[test]

@@ -777,6 +777,13 @@ fn code_page_html(id: i64, loaded: &Loaded, view: &CodeView, user: &str, csrf: &
                         }
                         body.push_str("</table>");
                     }
+                    if !cell.output.is_empty() || cell.output_cut_bytes > 0 {
+                        let _ = write!(body, "<pre class=\"output\">{}", esc(&cell.output));
+                        if cell.output_cut_bytes > 0 {
+                            let _ = write!(body, "… (cut: {} bytes)", cell.output_cut_bytes);
+                        }
+                        body.push_str("</pre>");
+                    }
                     body.push_str("</div>");
                 }
                 for x in &file_findings {

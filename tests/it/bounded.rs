@@ -140,10 +140,19 @@ fn twenty_files_of_dense_python_make_a_bounded_code_view() {
 }
 
 #[test]
-fn a_readme_replaced_by_half_a_mebibyte_of_lines_is_not_diffed_and_a_stop_is_prompt() {
+fn a_readme_replaced_by_half_a_mebibyte_of_lines_is_not_diffed_a_long_output_is_cut_and_a_stop_is_prompt() {
     let (data, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (mut daemon, assigned, repo) = start(data.path(), work.path(), "readme@example.com");
     std::fs::write(repo.join("README.md"), "a\n".repeat(256 << 10)).unwrap();
+    // And a notebook whose one cell printed 1.5 MB.
+    let printed = "o".repeat(1_500_000);
+    std::fs::write(
+        repo.join("explore.ipynb"),
+        format!(
+            r#"{{"cells": [{{"cell_type": "code", "source": ["print('o' * 1_500_000)"], "outputs": [{{"output_type": "stream", "text": ["{printed}"]}}]}}]}}"#
+        ),
+    )
+    .unwrap();
     commit_and_push(&repo, "a new readme");
     let id = submission_ids(&daemon, &assigned.id)[0];
     let cookie = format!("Cookie: {}\r\n", log_in(&daemon));
@@ -154,8 +163,12 @@ fn a_readme_replaced_by_half_a_mebibyte_of_lines_is_not_diffed_and_a_stop_is_pro
     assert_eq!(readme["change"], "modified");
     assert_eq!(readme["diff_status"], "too_large", "{readme:#}");
     assert!(readme.get("diff").is_none());
+    let notebook = json["view"]["files"].as_array().unwrap().iter().find(|f| f["path"] == "explore.ipynb").cloned().unwrap();
+    assert_eq!(notebook["cells"][0]["output"].as_str().unwrap().len(), 4096, "{notebook:#}");
+    assert_eq!(notebook["cells"][0]["output_cut_bytes"], 1_500_000 - 4096);
     let code = bounded_get(&daemon, &format!("/submissions/{id}/code"), &cookie);
     assert!(code.contains("too large to show as a diff"), "the page does not say why there is no diff");
+    assert!(code.contains(&format!("… (cut: {} bytes)", 1_500_000 - 4096)), "the page does not say the output was cut");
     bounded_get(&daemon, &format!("/submissions/{id}"), &cookie);
     bounded_get(&daemon, &format!("/api/submissions/{id}/review"), &basic());
     assert_peak(&daemon, "the code view of a replaced README");
