@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::{Assessor, AssessorPage, CsrfForm, SessionForm};
 use super::bounded::{self, CancelOnDrop};
 use super::{now, page, stored, App, Failure};
+use crate::grading::lint::Finding;
 use crate::report::html::esc;
 use crate::report::{rfc3339, Report};
 use crate::review::code::{self, Change, CodeView, DiffStatus, FileKind};
@@ -676,6 +677,18 @@ pub async fn code_page(State(app): State<Arc<App>>, Path(id): Path<i64>, assesso
 /// under 5 MB whatever was pushed.
 const PAGE_HTML: usize = 3 << 20;
 
+/// Lint findings listed per file outside its shown lines (on a shown line each is at its line).
+const MAX_FINDINGS_LISTED: usize = 100;
+/// Lint findings in the files API.
+const MAX_FINDINGS_API: usize = 2_000;
+
+/// Says how many findings were not listed.
+fn more_findings(body: &mut String, total: usize) {
+    if total > MAX_FINDINGS_LISTED {
+        let _ = write!(body, "<p class=\"lint\">… and {} more findings</p>", total - MAX_FINDINGS_LISTED);
+    }
+}
+
 /// The time a code page may spend highlighting; files reached later are shown escaped only.
 const HIGHLIGHT_TIME: Duration = Duration::from_millis(500);
 /// Shown text larger than this is not highlighted (escaped only).
@@ -706,7 +719,11 @@ async fn render_code_page(app: &Arc<App>, id: i64, assessor: &AssessorPage) -> R
 
 fn code_page_html(id: i64, loaded: &Loaded, view: &CodeView, user: &str, csrf: &str) -> String {
     let highlight_until = Instant::now() + HIGHLIGHT_TIME;
-    let findings: Vec<crate::grading::lint::Finding> = loaded.report.as_ref().map(|r| r.components.code_quality.findings.clone()).unwrap_or_default();
+    // Lint findings by file, then by line: looked up, never scanned per line.
+    let mut findings: HashMap<&str, Vec<&Finding>> = HashMap::new();
+    for finding in loaded.report.iter().flat_map(|r| &r.components.code_quality.findings) {
+        findings.entry(finding.file.as_str()).or_default().push(finding);
+    }
     let csrf_input = format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", esc(csrf));
     let mut body = format!(
         "<style>{}</style><h1>Code of submission #{} by {}</h1><p>Commit <code>{}</code> · task {} · <a href=\"/submissions/{id}\">back to the review</a></p>",
@@ -735,7 +752,7 @@ fn code_page_html(id: i64, loaded: &Loaded, view: &CodeView, user: &str, csrf: &
             (FileKind::Submodule, None) => ", a submodule".into(),
             (FileKind::Listed, None) => ", not shown".into(),
         };
-        let n = findings.iter().filter(|x| x.file == f.path).count();
+        let n = findings.get(f.path.as_str()).map_or(0, Vec::len);
         let _ = write!(
             body,
             "<li><a href=\"#file-{index}\">{}</a> <small>({change}{kind}{})</small></li>",
@@ -757,7 +774,11 @@ fn code_page_html(id: i64, loaded: &Loaded, view: &CodeView, user: &str, csrf: &
             continue;
         }
         let comments: Vec<&review::Comment> = loaded.desk.comments.iter().filter(|c| c.file == f.path && c.submission == id).collect();
-        let file_findings: Vec<&crate::grading::lint::Finding> = findings.iter().filter(|x| x.file == f.path).collect();
+        let file_findings: &[&Finding] = findings.get(f.path.as_str()).map_or(&[], Vec::as_slice);
+        let mut by_line: HashMap<u64, Vec<&Finding>> = HashMap::new();
+        for x in file_findings {
+            by_line.entry(x.line).or_default().push(x);
+        }
         // Lines shown (findings and comments past them are listed after the file).
         let mut shown_lines = 0u32;
         match (&f.kind, &f.text, &f.cells) {
@@ -786,9 +807,10 @@ fn code_page_html(id: i64, loaded: &Loaded, view: &CodeView, user: &str, csrf: &
                     }
                     body.push_str("</div>");
                 }
-                for x in &file_findings {
+                for x in file_findings.iter().take(MAX_FINDINGS_LISTED) {
                     let _ = write!(body, "<p class=\"lint\">{} {}: {}</p>", esc(&x.rule), x.line, esc(&x.message));
                 }
+                more_findings(&mut body, file_findings.len());
             }
             (FileKind::Text, Some(text), _) => {
                 let added: HashSet<u32> = f.added_lines.iter().copied().collect();
@@ -796,7 +818,7 @@ fn code_page_html(id: i64, loaded: &Loaded, view: &CodeView, user: &str, csrf: &
                 for (i, line) in lines_html(text, f.language, PAGE_HTML.saturating_sub(body.len()), highlight_until).iter().enumerate() {
                     let n = i as u32 + 1;
                     shown_lines = n;
-                    let here: Vec<&&crate::grading::lint::Finding> = file_findings.iter().filter(|x| x.line == n as u64).collect();
+                    let here: &[&Finding] = by_line.get(&(n as u64)).map_or(&[], Vec::as_slice);
                     let mut class = Vec::new();
                     if added.contains(&n) && f.change != Change::Added {
                         class.push("added");
@@ -817,15 +839,20 @@ fn code_page_html(id: i64, loaded: &Loaded, view: &CodeView, user: &str, csrf: &
                     }
                 }
                 body.push_str("</table>");
-                for x in file_findings.iter().filter(|x| x.line == 0) {
+                let whole_file = by_line.get(&0).map_or(&[][..], Vec::as_slice);
+                for x in whole_file.iter().take(MAX_FINDINGS_LISTED) {
                     let _ = write!(body, "<p class=\"lint\">⚑ <b>{}</b> {}</p>", esc(&x.rule), esc(&x.message));
                 }
+                more_findings(&mut body, whole_file.len());
                 // What is about lines not shown.
-                let later: Vec<&&crate::grading::lint::Finding> = file_findings.iter().filter(|x| x.line > shown_lines as u64).collect();
+                let later: Vec<&&Finding> = file_findings.iter().filter(|x| x.line > shown_lines as u64).collect();
                 if !later.is_empty() || comments.iter().any(|c| c.line > shown_lines) {
                     body.push_str("<table class=\"code\"><tr class=\"note\"><td></td><td>On lines not shown:</td></tr>");
-                    for x in later {
+                    for x in later.iter().take(MAX_FINDINGS_LISTED) {
                         let _ = write!(body, "<tr class=\"lint\"><td>{}</td><td>⚑ <b>{}</b> {}</td></tr>", x.line, esc(&x.rule), esc(&x.message));
+                    }
+                    if later.len() > MAX_FINDINGS_LISTED {
+                        let _ = write!(body, "<tr class=\"lint\"><td></td><td>… and {} more findings</td></tr>", later.len() - MAX_FINDINGS_LISTED);
                     }
                     for c in comments.iter().filter(|c| c.line > shown_lines) {
                         body.push_str(&comment_row(c, user, &csrf_input));
@@ -988,9 +1015,10 @@ pub async fn files_api(State(app): State<Arc<App>>, Path(id): Path<i64>, _assess
     let result = async {
         let loaded = load(&app, id).await?;
         let view = code_view(&app, &loaded).await?;
-        let findings = loaded.report.as_ref().map(|r| r.components.code_quality.findings.clone()).unwrap_or_default();
+        let all: &[Finding] = loaded.report.as_ref().map_or(&[], |r| r.components.code_quality.findings.as_slice());
+        let findings = &all[..all.len().min(MAX_FINDINGS_API)];
         let comments: Vec<&review::Comment> = loaded.desk.comments.iter().filter(|c| c.submission == id).collect();
-        Ok::<_, Failure>(serde_json::json!({ "submission": id, "candidate": loaded.name(), "view": view, "lint_findings": findings, "comments": comments }))
+        Ok::<_, Failure>(serde_json::json!({ "submission": id, "candidate": loaded.name(), "view": view, "lint_findings": findings, "lint_findings_total": all.len(), "comments": comments }))
     }
     .await;
     match result {
