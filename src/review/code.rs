@@ -517,6 +517,8 @@ pub fn build<E: std::fmt::Display>(
                 };
                 if let Some(reason) = reason {
                     let mut cut = Cut::listed(reason, size);
+                    cut.shown_lines = shown.iter().map(|c| c.source.lines().count() as u64).sum();
+                    cut.shown_bytes = shown.iter().map(|c| c.source.len() as u64).sum();
                     cut.note = format!("shown {} of {} cells: {}", shown.len(), thousands(total as u64), reason.why());
                     if reason == CutReason::PageBudget {
                         page.cut_files += 1;
@@ -547,7 +549,8 @@ pub fn build<E: std::fmt::Display>(
         match file.change {
             Change::Added => file.added_lines = (1..=piece.lines as u32).collect(),
             Change::Modified => {
-                let old = given.filter(|g| g.size.unwrap_or(0) <= DIFF_MAX_BYTES).map(|g| read(g, DIFF_MAX_BYTES, 0));
+                // The starter's side is read only when the submission's side can be diffed.
+                let old = given.filter(|g| prefix.whole && g.size.unwrap_or(0) <= DIFF_MAX_BYTES).map(|g| read(g, DIFF_MAX_BYTES, 0));
                 let old = match old {
                     Some(Ok(old)) if old.whole => Some(String::from_utf8_lossy(&old.bytes).into_owned()),
                     Some(Err(_)) => Some(String::new()),
