@@ -39,7 +39,7 @@ const COMMON: f64 = 0.5;
 /// Source files read per submission (the rest are counted as left out).
 const MAX_FILES: usize = 200;
 /// The time one view may spend fingerprinting pushes it has not seen yet.
-pub const COMPUTE_TIME: Duration = Duration::from_secs(5);
+pub const COMPUTE_TIME: Duration = Duration::from_millis(1500);
 /// Pairs listed per page and answer.
 pub const MAX_PAIRS: usize = 200;
 /// Lines shown per side of a matched fragment.
@@ -364,7 +364,7 @@ pub async fn similarity_page(
             body,
             "<p class=\"pending\">{} push(es) not fingerprinted yet (this view's {} s were spent): reload to compare them.</p>",
             compared.pending.len(),
-            COMPUTE_TIME.as_secs()
+            COMPUTE_TIME.as_secs_f64()
         );
     }
     if compared.pairs.is_empty() {
