@@ -15,6 +15,7 @@ See datasets/README.md for sources, licences and how each split is made.
 import argparse
 import csv
 import hashlib
+import json
 import io
 import os
 import random
@@ -63,6 +64,18 @@ def write_manifest(dataset_dir):
     (dataset_dir / "MANIFEST.sha256").write_text("".join(lines), encoding="utf-8")
 
 
+def write_public_source(out, name, files):
+    """The data set's public source (what a candidate could download and join to the hidden rows),
+    kept beside it for `takehome check`'s look-up fixture, never given to candidates."""
+    lines = [f"# Where these rows come from in public; `takehome check` joins the hidden rows to it.\n", f"name: {json.dumps(name)}\n", "files:\n"]
+    for file_name, text in files:
+        path = out / "public-source" / file_name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        lines.append(f"  - public-source/{file_name}\n")
+    (out / "public-source.yaml").write_text("".join(lines), encoding="utf-8")
+
+
 def diamond_cut(wheels_dir):
     """Classify the cut of a diamond from its other attributes (ggplot2's diamonds, 53,940 rows)."""
     text = read_member(fetch_wheel("plotnine", wheels_dir), "plotnine/data/diamonds.csv")
@@ -80,6 +93,24 @@ def diamond_cut(wheels_dir):
     n_hidden = 13940
     hidden, public = order[:n_hidden], order[n_hidden:]
     out = HERE / "diamond-cut"
+    write_public_source(out, "ggplot2's diamonds, as shipped in the plotnine 0.15.9 wheel (plotnine/data/diamonds.csv)", [("diamonds.csv", text)])
+    # The hidden diamonds are not the source's: each one's size (carat, and x, y, z by the same
+    # factor, so depth and the proportions that decide the cut stay) and price move by a random
+    # few per cent (never less than 2 and 1), so that no hidden row can be looked up in the public
+    # source; the cut, depth, table, colour and clarity stay, and with them what a model learns.
+    shift = random.Random(20261203)
+    column = {name: i for i, name in enumerate(header)}
+    for index in hidden:
+        row = list(rows[index])
+        # At least 2 % (so that rounding never gives the source's value back), 4 % typically.
+        factor = 1 + shift.choice((-1, 1)) * (0.02 + abs(shift.gauss(0, 0.02)))
+        row[column["carat"]] = f"{max(0.2, round(float(row[column['carat']]) * factor, 2)):g}"
+        for name in ("x", "y", "z"):
+            row[column[name]] = f"{round(float(row[column[name]]) * factor ** (1 / 3), 2):g}"
+        # The price follows the size (about carat ** 1.7 at this scale), give or take 1-3 %.
+        noise = 1 + shift.choice((-1, 1)) * (0.01 + abs(shift.gauss(0, 0.01)))
+        row[column["price"]] = str(max(300, round(float(row[column["price"]]) * factor**1.7 * noise)))
+        rows[index] = row
 
     def feature_row(index):
         return [ids[index]] + [value for i, value in enumerate(rows[index]) if i != target]
@@ -135,15 +166,57 @@ def read_penguins(wheels_dir):
     return raw_header, raw_rows, clean_header, clean_rows
 
 
+def penguin_source(out, wheels_dir):
+    wheel = fetch_wheel("palmerpenguins", wheels_dir)
+    write_public_source(out, "palmerpenguins 0.1.6 (penguins-raw.csv and penguins.csv: the same 344 birds in order)", [
+        ("penguins-raw.csv", read_member(wheel, "palmerpenguins/data/penguins-raw.csv")),
+        ("penguins.csv", read_member(wheel, "palmerpenguins/data/penguins.csv")),
+    ])
+
+
+def synthesise(rng, indices, raw_header, raw_rows, clean_header, clean_rows, first_sample):
+    """New birds in place of the source's, so that no hidden record can be looked up in public:
+    each keeps its species, island, sex, year and dates (what cleaning and prediction work from),
+    and gets measurements moved by a random amount within what separates birds of its kind, a new
+    sample number and individual id, and isotope readings moved likewise. The raw and the clean
+    record change together."""
+    raw_at = {name: i for i, name in enumerate(raw_header)}
+    clean_at = {name: i for i, name in enumerate(clean_header)}
+    moves = [  # raw column, clean column, standard deviation of the move, rounding step
+        ("Culmen Length (mm)", "bill_length_mm", 0.6, 0.1),
+        ("Culmen Depth (mm)", "bill_depth_mm", 0.25, 0.1),
+        ("Flipper Length (mm)", "flipper_length_mm", 2.0, 1),
+        ("Body Mass (g)", "body_mass_g", 90.0, 25),
+    ]
+    for number, index in enumerate(indices):
+        raw, clean = list(raw_rows[index]), list(clean_rows[index])
+        for raw_name, clean_name, deviation, step in moves:
+            if raw[raw_at[raw_name]] in ("", "NA"):
+                continue
+            value = round((float(raw[raw_at[raw_name]]) + rng.gauss(0, deviation)) / step) * step
+            text = f"{value:.1f}" if step < 1 else str(int(value))
+            raw[raw_at[raw_name]] = text
+            clean[clean_at[clean_name]] = text
+        for name, deviation in (("Delta 15 N (o/oo)", 0.25), ("Delta 13 C (o/oo)", 0.25)):
+            if raw[raw_at[name]] not in ("", "NA"):
+                raw[raw_at[name]] = f"{float(raw[raw_at[name]]) + rng.gauss(0, deviation):.5f}"
+        sample = first_sample + number
+        raw[raw_at["Sample Number"]] = str(sample)
+        raw[raw_at["Individual ID"]] = f"S{sample}A{rng.choice('12')}"
+        raw_rows[index], clean_rows[index] = raw, clean
+
+
 def penguins_cleaning(wheels_dir):
     """Clean the Palmer penguins raw records into the tidy table (palmerpenguins, 344 rows)."""
     raw_header, raw_rows, clean_header, clean_rows = read_penguins(wheels_dir)
+    penguin_source(HERE / "penguins-cleaning", wheels_dir)
     rng = random.Random(20261127)
     ids = rng.sample(range(1000, 10000), len(raw_rows))
     order = list(range(len(raw_rows)))
     rng.shuffle(order)
     halves = {"public": sorted(order[:172]), "hidden": sorted(order[172:])}
     out = HERE / "penguins-cleaning"
+    synthesise(random.Random(20261203), halves["hidden"], raw_header, raw_rows, clean_header, clean_rows, 500)
     for split, indices in halves.items():
         dirty = []
         for index in indices:
@@ -165,6 +238,7 @@ def penguins_cleaning(wheels_dir):
 def penguins_pipeline(wheels_dir):
     """Clean the raw penguin records, then predict the sex of birds whose record lacks it."""
     raw_header, raw_rows, clean_header, clean_rows = read_penguins(wheels_dir)
+    penguin_source(HERE / "penguins-pipeline", wheels_dir)
     sex = clean_header.index("sex")
     rng = random.Random(20261128)
     ids = rng.sample(range(10000, 100000), len(raw_rows))
@@ -177,6 +251,7 @@ def penguins_pipeline(wheels_dir):
     rng.shuffle(rest)
     public, hidden = sorted(rest[:120]), sorted(rest[120:])
     out = HERE / "penguins-pipeline"
+    synthesise(random.Random(20261204), hidden + predict, raw_header, raw_rows, clean_header, clean_rows, 500)
 
     def dirty(indices, header, drop=None):
         records = []

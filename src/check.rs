@@ -295,7 +295,7 @@ pub async fn check_task<S: Sandbox>(
         let name = format!("fixture {}", fixture.name);
         match outcome {
             Ok((status, message, report)) => {
-                if let Some(report) = report.filter(|_| !fixture.name.starts_with("hostile/")) {
+                if let Some(report) = report.filter(|_| !fixture.name.starts_with("hostile/") && !fixture.answer_key) {
                     baselines.push((name.clone(), Baseline::of(&fixture.name, &report)));
                 }
                 record(&name, status, message, started)
@@ -355,6 +355,8 @@ struct Fixture {
     /// A submission that solves nothing (the untouched starter, a hostile payload): its score
     /// should stay under the task's score floor, else a warning.
     solves_nothing: bool,
+    /// The look-up fixture (`fixtures/lookup/`): its accuracy must stay under the score floor.
+    answer_key: bool,
     _made: Option<tempfile::TempDir>,
 }
 
@@ -366,6 +368,7 @@ fn fixtures(spec: &TaskSpec, quick: bool) -> Vec<Fixture> {
         dir: spec.dir.join(&spec.starter),
         expect: Ok(Expect { deterministic: Some(false), ..Default::default() }),
         solves_nothing: true,
+        answer_key: false,
         _made: None,
     }];
     let own = spec.dir.join("fixtures");
@@ -380,7 +383,7 @@ fn fixtures(spec: &TaskSpec, quick: bool) -> Vec<Fixture> {
         } else {
             Err(format!("{}: missing (every fixture states what it must grade as)", expect_file.display()))
         };
-        out.push(Fixture { name, dir, expect, solves_nothing: false, _made: None });
+        out.push(Fixture { name, dir, expect, solves_nothing: false, answer_key: false, _made: None });
     }
     if quick {
         return out;
@@ -394,12 +397,83 @@ fn fixtures(spec: &TaskSpec, quick: bool) -> Vec<Fixture> {
         match fit_shared_fixture(spec, &dir) {
             Ok(made) => {
                 let expect = load_expect(&dir.join("expect.yaml"));
-                out.push(Fixture { name, dir: made.path().to_path_buf(), expect, solves_nothing: true, _made: Some(made) });
+                out.push(Fixture { name, dir: made.path().to_path_buf(), expect, solves_nothing: true, answer_key: false, _made: Some(made) });
             }
-            Err(message) => out.push(Fixture { name, dir: dir.clone(), expect: Err(message), solves_nothing: true, _made: None }),
+            Err(message) => out.push(Fixture { name, dir: dir.clone(), expect: Err(message), solves_nothing: true, answer_key: false, _made: None }),
+        }
+    }
+    // Where the data set names its public source, a look-up that joins the hidden rows to it.
+    let lookup = spec.root.join("fixtures").join("lookup");
+    let fitted = public_source(spec).and_then(|source| source.map(|source| fit_lookup(spec, &lookup, &source)).transpose());
+    let expect = Ok(Expect { deterministic: Some(false), ..Default::default() });
+    match fitted {
+        Ok(None) => {}
+        Ok(Some(made)) => out.push(Fixture {
+            name: "lookup/public-source".into(),
+            dir: made.path().to_path_buf(),
+            expect,
+            solves_nothing: false,
+            answer_key: true,
+            _made: Some(made),
+        }),
+        Err(message) => {
+            out.push(Fixture { name: "lookup/public-source".into(), dir: lookup, expect: Err(message), solves_nothing: false, answer_key: true, _made: None })
         }
     }
     out
+}
+
+/// Where a data set's rows come from in public (`datasets/<id>/public-source.yaml`): files a
+/// candidate could download and join to the hidden rows. Kept in the data set folder, outside
+/// `public/` (which candidates receive) and `hidden/`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicSource {
+    /// What the source is, for people (its name, version, where it is published).
+    pub name: String,
+    /// CSV files relative to the data set folder; several are parallel (row i is one record).
+    pub files: Vec<String>,
+}
+
+/// The data set's declared public source, if it declares one.
+pub fn public_source(spec: &TaskSpec) -> Result<Option<PublicSource>, String> {
+    let path = spec.dataset_dir().join("public-source.yaml");
+    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(None) };
+    let source: PublicSource = serde_yaml::from_str(&text).map_err(|error| format!("{}: {error}", path.display()))?;
+    if source.files.is_empty() {
+        return Err(format!("{}: files: empty (expected the source's CSV files)", path.display()));
+    }
+    for (index, file) in source.files.iter().enumerate() {
+        let relative = Path::new(file);
+        let plain = relative.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+        let first = relative.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned()).unwrap_or_default();
+        if !plain || first == "public" || first == "hidden" {
+            return Err(format!(
+                "{}: files[{index}]: {file:?} (expected a path inside the data set folder, outside public/ and hidden/: candidates must never receive it)",
+                path.display()
+            ));
+        }
+        if !spec.dataset_dir().join(relative).is_file() {
+            return Err(format!("{}: files[{index}]: {file:?} does not exist", path.display()));
+        }
+    }
+    Ok(Some(source))
+}
+
+/// The look-up payload fitted to the task like a shared fixture, with the source's files under
+/// `public_source/` (as a candidate would commit them) and their order in `files.json`.
+fn fit_lookup(spec: &TaskSpec, lookup: &Path, source: &PublicSource) -> Result<tempfile::TempDir, String> {
+    let made = fit_shared_fixture(spec, lookup)?;
+    let dest = made.path().join("public_source");
+    std::fs::create_dir(&dest).map_err(|e| e.to_string())?;
+    let mut names = Vec::new();
+    for (index, file) in source.files.iter().enumerate() {
+        let name = format!("{index}-{}", Path::new(file).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        std::fs::copy(spec.dataset_dir().join(file), dest.join(&name)).map_err(|e| format!("{file}: {e}"))?;
+        names.push(name);
+    }
+    std::fs::write(dest.join("files.json"), serde_json::to_string(&names).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    Ok(made)
 }
 
 /// Copies a shared payload and writes one entry script per step (`python X.py` runs
@@ -438,6 +512,7 @@ pub fn fit_shared_fixture(spec: &TaskSpec, shared: &Path) -> Result<tempfile::Te
                 "truth_fields": truth_line.split(',').collect::<Vec<_>>(),
                 "truth_columns": std::fs::read_to_string(&truth).ok().and_then(|t| t.lines().next().map(|h| h.split(',').map(String::from).collect::<Vec<_>>())).unwrap_or_default(),
                 "truth_rows": crate::grading::table::extent(&truth).map(|e| e.rows).unwrap_or(0),
+                "classes": output.classes,
             })
         })
         .collect();
@@ -542,6 +617,23 @@ async fn run_fixture<S: Sandbox>(
         return Err(failures.join("; "));
     }
     let summary = format!("{} {:.1}", first.status.as_str(), first.score);
+    if fixture.answer_key {
+        let accuracy = first.components.accuracy.score;
+        let source = public_source(&spec).ok().flatten().map(|s| s.name).unwrap_or_default();
+        if accuracy > spec.score_floor {
+            return Err(format!(
+                "the public source ({source}) answers the hidden rows: a look-up that joins them to it scores {accuracy:.1} on accuracy, \
+                 above the score floor {} (check.score_floor); make the hidden rows records the source does not hold \
+                 (docs/writing-a-task.md, \"Answer keys in public\")",
+                spec.score_floor
+            ));
+        }
+        return Ok((
+            CaseStatus::Passed,
+            format!("{summary}: the public source ({source}) answers the hidden rows no better than the floor: accuracy {accuracy:.1}"),
+            Some(Box::new(first)),
+        ));
+    }
     if fixture.solves_nothing && first.score > spec.score_floor {
         let what = if fixture.name == "starter" { "the untouched starter" } else { "a submission that solves nothing" };
         let message = format!(

@@ -178,3 +178,67 @@ async fn a_new_task_from_a_csv_passes_check_untouched() {
     assert_eq!(verdicts(&quick_out), verdicts(&full_out));
     assert!(verdicts(&quick_out).len() >= 6, "{quick_out}");
 }
+
+/// Copies `from` into `to`, folders and regular files only.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// The line of `check`'s summary for the look-up fixture, and all it printed.
+async fn lookup_line(root: &std::path::Path) -> (String, String) {
+    let output = tokio::time::timeout(
+        Duration::from_secs(300),
+        tokio::process::Command::new(takehome_binary()).current_dir(root).args(["check", "--fixtures", "lookup", "tasks/penguins-cleaning"]).output(),
+    )
+    .await
+    .expect("check finishes")
+    .unwrap();
+    let stdout = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("lookup/public-source") && (l.starts_with("passed") || l.starts_with("FAILED")))
+        .map(String::from)
+        .unwrap_or_else(|| panic!("no look-up line in:\n{stdout}"));
+    (line, stdout)
+}
+
+/// Answer keys in public: with the hidden birds' own records in the declared public source (as
+/// the shipped data were before they were synthesised), the look-up answers the hidden rows and
+/// `check` fails the task; with the shipped data (birds the source does not hold) it passes.
+#[tokio::test]
+async fn the_lookup_fixture_fails_a_task_whose_hidden_rows_are_in_its_public_source() {
+    let Some(sandbox) = docker().await else { return };
+    python_image(&sandbox).await;
+    let repo = repo_root();
+    let root = tempfile::tempdir().unwrap();
+    for part in ["tasks/penguins-cleaning", "datasets/penguins-cleaning", "runner-images", "fixtures/lookup"] {
+        copy_tree(&repo.join(part), &root.path().join(part));
+    }
+    let (shipped, _) = lookup_line(root.path()).await;
+    assert!(shipped.starts_with("passed"), "the shipped data: {shipped}");
+
+    // The public source made of the hidden records themselves, raw and clean in the same order.
+    let data = root.path().join("datasets/penguins-cleaning");
+    let raw = std::fs::read_to_string(data.join("hidden/input/penguins_raw.csv")).unwrap();
+    let clean = std::fs::read_to_string(data.join("hidden/clean.csv")).unwrap();
+    let split = |line: &str| line.split_once(',').map(|(id, rest)| (id.to_string(), rest.to_string())).unwrap();
+    let raw_by_id: std::collections::HashMap<String, String> = raw.lines().skip(1).map(split).collect();
+    let (mut source_raw, mut source_clean) = (vec![split(raw.lines().next().unwrap()).1], vec![split(clean.lines().next().unwrap()).1]);
+    for (id, rest) in clean.lines().skip(1).map(split) {
+        source_raw.push(raw_by_id[&id].clone());
+        source_clean.push(rest);
+    }
+    std::fs::write(data.join("public-source/penguins-raw.csv"), source_raw.join("\n") + "\n").unwrap();
+    std::fs::write(data.join("public-source/penguins.csv"), source_clean.join("\n") + "\n").unwrap();
+    let (leaky, printed) = lookup_line(root.path()).await;
+    assert!(leaky.starts_with("FAILED"), "hidden rows in the public source: {leaky}");
+    assert!(printed.contains("answers the hidden rows: a look-up that joins them to it scores 100.0"), "{printed}");
+}
