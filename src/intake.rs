@@ -179,7 +179,7 @@ fn parse_commands(request: &[u8]) -> Result<Option<(PushCommands, usize)>, Strin
     }
 }
 
-fn is_object_id(text: &str) -> bool {
+pub(crate) fn is_object_id(text: &str) -> bool {
     text.len() == 40 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
@@ -402,7 +402,9 @@ pub struct Repos {
     locks: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
-fn git_command(dir: &Path) -> std::process::Command {
+/// git with a cleared environment, no system or global config and no prompt, in `dir`: every
+/// git this crate runs on our repositories (`web::bounded` reads blobs with it too).
+pub(crate) fn git_command(dir: &Path) -> std::process::Command {
     let mut command = std::process::Command::new("git");
     command
         .env_clear()
@@ -657,43 +659,6 @@ impl Repos {
             .map(str::to_string)
             .filter(|r| is_object_id(r))
             .ok_or_else(|| IntakeError::Git { action: "rev-list".into(), message: "no root commit".into() })
-    }
-
-    /// The bytes of a blob (callers check its size from [`Repos::tree`] first).
-    pub fn blob(&self, assignment: &str, object: &str) -> Result<Vec<u8>, IntakeError> {
-        if !is_object_id(object) {
-            return Err(IntakeError::Git { action: "cat-file".into(), message: format!("{object:?} is not an object id") });
-        }
-        let mut c = git_command(&self.dir);
-        c.arg("--git-dir").arg(self.path(assignment)).args(["cat-file", "blob", object]);
-        let output = c.output().map_err(|source| IntakeError::Git { action: "cat-file".into(), message: format!("cannot run git: {source}") })?;
-        if !output.status.success() {
-            return Err(IntakeError::Git { action: "cat-file".into(), message: String::from_utf8_lossy(&output.stderr).trim().to_string() });
-        }
-        Ok(output.stdout)
-    }
-
-    /// Each commit's message and commit time, for the assignment's timeline (commits git does not
-    /// know are left out).
-    pub fn commit_messages(&self, assignment: &str, commits: &[String]) -> HashMap<String, (String, i64)> {
-        let mut found = HashMap::new();
-        let commits: Vec<&String> = commits.iter().filter(|c| is_object_id(c)).collect();
-        if commits.is_empty() {
-            return found;
-        }
-        let mut c = git_command(&self.dir);
-        c.arg("--git-dir").arg(self.path(assignment)).args(["show", "-s", "--no-walk=unsorted", "--format=%H%x00%ct%x00%B%x1e"]);
-        c.args(commits.iter().map(|c| c.as_str()));
-        let Ok(output) = c.output() else { return found };
-        for record in String::from_utf8_lossy(&output.stdout).split('\x1e') {
-            let mut parts = record.trim_start_matches('\n').splitn(3, '\0');
-            if let (Some(sha), Some(time), Some(message)) = (parts.next(), parts.next(), parts.next()) {
-                if is_object_id(sha) {
-                    found.insert(sha.to_string(), (message.trim().to_string(), time.parse().unwrap_or(0)));
-                }
-            }
-        }
-        found
     }
 
     /// Writes the tree of `commit` into `dest` (git refuses to write through links it created).

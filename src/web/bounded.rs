@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::intake::Repos;
+use crate::intake::{is_object_id, Repos};
 pub use crate::review::code::Prefix;
 
 /// Commit message bytes shown per commit.
@@ -41,24 +41,10 @@ pub enum ReadError {
     Git { object: String, message: String },
 }
 
-fn is_object_id(text: &str) -> bool {
-    text.len() == 40 && text.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// git as intake runs it (`intake::git_command`): a cleared environment, no system or global
-/// config, no prompt.
+/// git as intake runs it ([`crate::intake::git_command`]), on the assignment's repository.
 fn git(repos: &Repos, assignment: &str) -> Command {
-    let mut command = Command::new("git");
-    command
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", "/nonexistent")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .current_dir(repos.path(assignment).parent().unwrap_or(Path::new("/")))
-        .arg("--git-dir")
-        .arg(repos.path(assignment));
+    let mut command = crate::intake::git_command(repos.path(assignment).parent().unwrap_or(Path::new("/")));
+    command.arg("--git-dir").arg(repos.path(assignment));
     command
 }
 
