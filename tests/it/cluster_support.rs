@@ -22,8 +22,14 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The binary the tests run: this build's, or `TAKEHOME_BIN` (to measure a release build with the
+/// same tests, e.g. `TAKEHOME_BIN=target/release/takehome cargo test --test it noninterference`).
 pub fn takehome_binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_takehome"))
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY.get_or_init(|| match std::env::var_os("TAKEHOME_BIN") {
+        Some(path) => std::path::absolute(path).expect("TAKEHOME_BIN names a path"),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_takehome")),
+    })
 }
 
 pub fn free_port() -> u16 {
