@@ -19,6 +19,9 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 pub const DEFAULT_MAX_GIT_PROCESSES: usize = 8;
 /// How long a worker's claim on a job lasts without a heartbeat (renewed every third of it).
 pub const DEFAULT_LEASE_SECONDS: i64 = 30;
+/// At most this many of one assignment's pushes are graded in any hour (the rest wait their turn):
+/// what a candidate can learn of the hidden data per hour is bounded by it (docs/security.md §7).
+pub const DEFAULT_GRADED_PUSHES_PER_HOUR: i64 = 20;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -52,6 +55,8 @@ pub struct Config {
     pub worker_token_sha256: Option<String>,
     /// Seconds a job's lease lasts without a heartbeat.
     pub lease_seconds: i64,
+    /// At most this many of one assignment's pushes graded in any hour; 0: no limit.
+    pub graded_pushes_per_hour: i64,
     /// Where graded, reviewed and decided events are posted, signed (`webhook_url` and
     /// `webhook_secret`); none by default.
     pub webhook: Option<crate::webhook::Target>,
@@ -89,6 +94,7 @@ struct FileConfig {
     database: Option<String>,
     worker_token_sha256: Option<String>,
     lease_seconds: Option<i64>,
+    graded_pushes_per_hour: Option<i64>,
     webhook_url: Option<String>,
     webhook_secret: Option<String>,
     sandbox: Option<FileSandbox>,
@@ -217,6 +223,13 @@ impl Config {
                 .ok_or_else(|| ConfigError::Value { key: "lease_seconds".into(), message: format!("{text:?} is not a number of seconds from 3 to 3600") })?,
             None => DEFAULT_LEASE_SECONDS,
         };
+        let graded_pushes_per_hour = match value("graded_pushes_per_hour", parsed.graded_pushes_per_hour.map(|n| n.to_string())) {
+            Some(text) => text.parse::<i64>().ok().filter(|&n| (0..=3600).contains(&n)).ok_or_else(|| ConfigError::Value {
+                key: "graded_pushes_per_hour".into(),
+                message: format!("{text:?} is not a number of pushes from 0 (no limit) to 3600"),
+            })?,
+            None => DEFAULT_GRADED_PUSHES_PER_HOUR,
+        };
         let tasks_root = absolute("tasks_root", tasks_root)?;
         let webhook = match (value("webhook_url", parsed.webhook_url).filter(|u| !u.is_empty()), value("webhook_secret", parsed.webhook_secret)) {
             (None, _) => None,
@@ -242,6 +255,7 @@ impl Config {
             database,
             worker_token_sha256: worker_token_sha256.map(|h| h.to_ascii_lowercase()),
             lease_seconds,
+            graded_pushes_per_hour,
             webhook,
         })
     }

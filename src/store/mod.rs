@@ -372,8 +372,12 @@ pub trait Store: Send + Sync + 'static {
     async fn assignments(&self) -> Result<Vec<Assignment>>;
     /// Starts the clock if it has not started; returns the assignment as it now is.
     async fn start_clock(&self, id: &str, now: i64) -> Result<Assignment>;
-    /// Records an accepted push as a queued submission; returns (submission id, number, queue position).
-    async fn add_submission(&self, assignment: &str, commit: &str, needs: &JobNeeds, now: i64) -> Result<(i64, i64, i64)>;
+    /// Records an accepted push as a queued submission; returns (submission id, number, queue
+    /// position, graded from). With `per_hour` above 0, at most that many of the assignment's pushes
+    /// are graded in any hour: a push past it is kept, queued, and graded from the time its turn
+    /// comes (returned; 0 when at once). What a candidate can learn per hour is bounded so
+    /// (docs/security.md, section 7).
+    async fn add_submission(&self, assignment: &str, commit: &str, needs: &JobNeeds, now: i64, per_hour: i64) -> Result<(i64, i64, i64, i64)>;
     /// Claims the next job that fits (see the module's docs), if any.
     async fn claim(&self, request: &ClaimRequest) -> Result<Option<Claimed>>;
     /// Stores a report while `fence` is current; a report it replaces (a regrade) is kept in

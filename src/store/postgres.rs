@@ -390,7 +390,7 @@ impl Store for PostgresStore {
         self.assignment(id).await?.ok_or_else(|| StoreError::NotFound(format!("no assignment {id}")))
     }
 
-    async fn add_submission(&self, assignment: &str, commit: &str, needs: &JobNeeds, now: i64) -> Result<(i64, i64, i64)> {
+    async fn add_submission(&self, assignment: &str, commit: &str, needs: &JobNeeds, now: i64, per_hour: i64) -> Result<(i64, i64, i64, i64)> {
         timed(async {
             let mut client = self.pool.get().await?;
             let transaction = client.transaction().await?;
@@ -398,11 +398,26 @@ impl Store for PostgresStore {
             let task: String = transaction.query_one("SELECT task FROM assignments WHERE id = $1 FOR UPDATE", &[&assignment]).await?.try_get(0)?;
             let number: i64 =
                 transaction.query_one("SELECT COALESCE(MAX(number), 0) + 1 FROM submissions WHERE assignment = $1", &[&assignment]).await?.try_get(0)?;
+            // The per_hour-th latest time a push of this assignment is graded from (the row lock
+            // above keeps two pushes from taking the same turn): one hour after it, the next may be.
+            let turn: Option<i64> = if per_hour > 0 {
+                transaction
+                    .query_opt(
+                        "SELECT GREATEST(pushed_at, run_after) AS at FROM submissions WHERE assignment = $1 AND kind = 0 ORDER BY at DESC LIMIT 1 OFFSET $2",
+                        &[&assignment, &(per_hour - 1)],
+                    )
+                    .await?
+                    .map(|r| r.try_get(0))
+                    .transpose()?
+            } else {
+                None
+            };
+            let graded_from = turn.map(|at| at + 3600).filter(|&at| at > now).unwrap_or(0);
             let id: i64 = transaction
                 .query_one(
-                    "INSERT INTO submissions (assignment, task, number, commit_sha, pushed_at, status, kind, spec_digest, data_digest, memory_bytes, runtime) \
-                     VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $7, $8, $9) RETURNING id",
-                    &[&assignment, &task, &number, &commit, &now, &needs.spec_digest, &needs.data_digest, &needs.memory_bytes, &needs.runtime],
+                    "INSERT INTO submissions (assignment, task, number, commit_sha, pushed_at, status, kind, spec_digest, data_digest, memory_bytes, runtime, run_after) \
+                     VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $7, $8, $9, $10) RETURNING id",
+                    &[&assignment, &task, &number, &commit, &now, &needs.spec_digest, &needs.data_digest, &needs.memory_bytes, &needs.runtime, &graded_from],
                 )
                 .await?
                 .try_get(0)?;
@@ -410,7 +425,7 @@ impl Store for PostgresStore {
                 transaction.query_one("SELECT COUNT(*) FROM submissions WHERE status IN ('queued', 'running') AND id <= $1", &[&id]).await?.try_get(0)?;
             transaction.batch_execute(NOTIFY).await?;
             transaction.commit().await?;
-            Ok((id, number, position))
+            Ok((id, number, position, graded_from))
         })
         .await
     }

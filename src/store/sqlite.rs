@@ -342,22 +342,36 @@ impl Store for SqliteStore {
         self.assignment(id).await?.ok_or_else(|| StoreError::NotFound(format!("no assignment {id}")))
     }
 
-    async fn add_submission(&self, assignment: &str, commit: &str, needs: &JobNeeds, now: i64) -> Result<(i64, i64, i64)> {
+    async fn add_submission(&self, assignment: &str, commit: &str, needs: &JobNeeds, now: i64, per_hour: i64) -> Result<(i64, i64, i64, i64)> {
         let (assignment, commit, needs) = (assignment.to_string(), commit.to_string(), needs.clone());
         self.with(move |c| {
             let transaction = c.transaction()?;
             let number: i64 =
                 transaction.query_row("SELECT COALESCE(MAX(number), 0) + 1 FROM submissions WHERE assignment = ?1", [&assignment], |r| r.get(0))?;
+            // The per_hour-th latest time a push of this assignment is graded from: one hour after
+            // it, the next may be.
+            let turn: Option<i64> = if per_hour > 0 {
+                transaction
+                    .query_row(
+                        "SELECT MAX(pushed_at, run_after) AS at FROM submissions WHERE assignment = ?1 AND kind = 0 ORDER BY at DESC LIMIT 1 OFFSET ?2",
+                        params![assignment, per_hour - 1],
+                        |r| r.get(0),
+                    )
+                    .optional()?
+            } else {
+                None
+            };
+            let graded_from = turn.map(|at| at + 3600).filter(|&at| at > now).unwrap_or(0);
             transaction.execute(
-                "INSERT INTO submissions (assignment, task, number, commit_sha, pushed_at, status, kind, spec_digest, data_digest, memory_bytes, runtime) \
-                 SELECT ?1, task, ?2, ?3, ?4, 'queued', 0, ?5, ?6, ?7, ?8 FROM assignments WHERE id = ?1",
-                params![assignment, number, commit, now, needs.spec_digest, needs.data_digest, needs.memory_bytes, needs.runtime],
+                "INSERT INTO submissions (assignment, task, number, commit_sha, pushed_at, status, kind, spec_digest, data_digest, memory_bytes, runtime, run_after) \
+                 SELECT ?1, task, ?2, ?3, ?4, 'queued', 0, ?5, ?6, ?7, ?8, ?9 FROM assignments WHERE id = ?1",
+                params![assignment, number, commit, now, needs.spec_digest, needs.data_digest, needs.memory_bytes, needs.runtime, graded_from],
             )?;
             let id = transaction.last_insert_rowid();
             let position: i64 =
                 transaction.query_row("SELECT COUNT(*) FROM submissions WHERE status IN ('queued', 'running') AND id <= ?1", [id], |r| r.get(0))?;
             transaction.commit()?;
-            Ok((id, number, position))
+            Ok((id, number, position, graded_from))
         })
         .await
     }
@@ -956,9 +970,9 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("db.sqlite")).unwrap();
         assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
         store.create_assignment(&assignment("a1")).await.unwrap();
-        let (id, number, position) = store.add_submission("a1", "abc", &needs(), 10).await.unwrap();
+        let (id, number, position, _) = store.add_submission("a1", "abc", &needs(), 10, 0).await.unwrap();
         assert_eq!((number, position), (1, 1));
-        assert_eq!(store.add_submission("a1", "def", &needs(), 11).await.unwrap().1, 2);
+        assert_eq!(store.add_submission("a1", "def", &needs(), 11, 0).await.unwrap().1, 2);
         let first = store.claim(&request("w1", 12)).await.unwrap().unwrap();
         assert_eq!((first.submission(), first.candidate.as_str(), first.number), (id, "c@example.com", 1));
         let second = store.claim(&request("w2", 12)).await.unwrap().unwrap();
@@ -981,12 +995,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn at_most_so_many_pushes_an_hour_are_graded_the_rest_wait_their_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite")).unwrap();
+        store.create_assignment(&assignment("a1")).await.unwrap();
+        store.create_assignment(&assignment("a2")).await.unwrap();
+        // Three an hour: pushes at 0, 10 and 20 s go at once; the fourth (30 s) waits for 3600 s,
+        // the fifth (40 s) for 3610 s; the sixth, pushed after the first's hour, at once.
+        let mut from = Vec::new();
+        for at in [0, 10, 20, 30, 40] {
+            from.push(store.add_submission("a1", "c", &needs(), at, 3).await.unwrap().3);
+        }
+        assert_eq!(from, [0, 0, 0, 3600, 3610]);
+        // A waiting push is not claimed before its turn (each claimed one is graded at once).
+        let mut graded = Vec::new();
+        for at in [100, 100, 100, 100, 3600, 3605, 3610] {
+            match store.claim(&request("w1", at)).await.unwrap() {
+                Some(job) => {
+                    store.finish(&job.fence, GradeStatus::Graded, 1.0, "{}", at, false).await.unwrap();
+                    graded.push((job.number, at));
+                }
+                None => graded.push((0, at)),
+            }
+        }
+        assert_eq!(graded, [(1, 100), (2, 100), (3, 100), (0, 100), (4, 3600), (0, 3605), (5, 3610)]);
+        // At 3700 s the hour before holds two (3600, 3610): at once; at 3705 s the third of the
+        // hour from 3600 s is taken, so it waits until 7200 s.
+        assert_eq!(store.add_submission("a1", "c", &needs(), 3700, 3).await.unwrap().3, 0);
+        assert_eq!(store.add_submission("a1", "c", &needs(), 3705, 3).await.unwrap().3, 7200);
+        // Another assignment has its own hours; 0 is no limit.
+        assert_eq!(store.add_submission("a2", "c", &needs(), 41, 3).await.unwrap().3, 0);
+        for at in 50..60 {
+            assert_eq!(store.add_submission("a2", "c", &needs(), at, 0).await.unwrap().3, 0);
+        }
+    }
+
+    #[tokio::test]
     async fn public_dry_runs_wait_in_the_store_in_order_under_a_lease() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("db.sqlite")).unwrap();
         store.create_assignment(&assignment("a1")).await.unwrap();
-        let (first, _, _) = store.add_submission("a1", "abc", &needs(), 10).await.unwrap();
-        let (second, _, _) = store.add_submission("a1", "def", &needs(), 11).await.unwrap();
+        let (first, ..) = store.add_submission("a1", "abc", &needs(), 10, 0).await.unwrap();
+        let (second, ..) = store.add_submission("a1", "def", &needs(), 11, 0).await.unwrap();
         let tasks = vec!["t".to_string()];
         for (id, at) in [(first, 12), (second, 13)] {
             let job = store.claim(&request("w1", at)).await.unwrap().unwrap();
@@ -1020,10 +1070,10 @@ mod tests {
             store.create_assignment(&Assignment { task: task.into(), ..assignment(id) }).await.unwrap();
         }
         let u_needs = JobNeeds { spec_digest: "s2".into(), data_digest: "d2".into(), ..needs() };
-        let (t1, ..) = store.add_submission("a1", "c1", &needs(), 1).await.unwrap();
-        let (t2, ..) = store.add_submission("a1", "c2", &needs(), 2).await.unwrap();
-        let (t3, ..) = store.add_submission("a2", "c3", &needs(), 3).await.unwrap();
-        let (u1, ..) = store.add_submission("b1", "c4", &u_needs, 4).await.unwrap();
+        let (t1, ..) = store.add_submission("a1", "c1", &needs(), 1, 0).await.unwrap();
+        let (t2, ..) = store.add_submission("a1", "c2", &needs(), 2, 0).await.unwrap();
+        let (t3, ..) = store.add_submission("a2", "c3", &needs(), 3, 0).await.unwrap();
+        let (u1, ..) = store.add_submission("b1", "c4", &u_needs, 4, 0).await.unwrap();
         let mut both = request("w1", 10);
         both.copies.push(TaskCopy { task: "u".into(), spec_digest: "s2".into(), data_digest: "d2".into() });
         // Oldest first, then the task with fewer running (u), then the assignment with fewer (a2).
@@ -1038,7 +1088,7 @@ mod tests {
             vec![TaskCopy { task: "t".into(), spec_digest: "s1".into(), data_digest: "d1".into() }]
         );
         assert!(store.claim(&ClaimRequest { free_memory_bytes: 1 << 20, ..request("w2", 10) }).await.unwrap().is_none());
-        let (r1, ..) = store.add_submission("a2", "c5", &JobNeeds { runtime: "runsc".into(), ..needs() }, 11).await.unwrap();
+        let (r1, ..) = store.add_submission("a2", "c5", &JobNeeds { runtime: "runsc".into(), ..needs() }, 11, 0).await.unwrap();
         assert_eq!(store.claim(&request("w2", 12)).await.unwrap().unwrap().submission(), t2);
         assert!(store.claim(&request("w2", 12)).await.unwrap().is_none(), "runsc needed");
         let runsc = ClaimRequest { runtimes: vec!["runc".into(), "runsc".into()], ..request("w2", 12) };
@@ -1050,7 +1100,7 @@ mod tests {
             store.finish(&fence, GradeStatus::Graded, 50.0, "{}", 13, false).await.unwrap();
         }
         assert_eq!(store.regrade(None, Some("t"), &HashMap::new()).await.unwrap(), 2);
-        let (fresh, ..) = store.add_submission("a1", "c6", &needs(), 14).await.unwrap();
+        let (fresh, ..) = store.add_submission("a1", "c6", &needs(), 14, 0).await.unwrap();
         assert_eq!(store.claim(&request("w3", 15)).await.unwrap().unwrap().submission(), fresh);
     }
 
@@ -1074,7 +1124,7 @@ mod tests {
             running: 0,
         };
         assert!(store.register_worker(&worker("i1", 0)).await.unwrap().is_empty());
-        let (id, ..) = store.add_submission("a1", "abc", &needs(), 1).await.unwrap();
+        let (id, ..) = store.add_submission("a1", "abc", &needs(), 1, 0).await.unwrap();
         let job = store.claim(&request("i1", 2)).await.unwrap().unwrap();
         assert_eq!(store.heartbeat("i1", 20, 30, "").await.unwrap(), Some(vec![id]));
         assert!(store.claim(&request("i9", 40)).await.unwrap().is_none(), "the renewed lease holds until 50");

@@ -141,7 +141,7 @@ pub async fn rpc(
             };
             // main has moved: the submission must be recorded before we answer, so a store that
             // is briefly away (a database restarting) is waited for rather than losing the push.
-            let (submission, number, position) = match record_push(&app, &assignment.id, &commit, &needs, now).await {
+            let (submission, number, position, graded_from) = match record_push(&app, &assignment.id, &commit, &needs, now).await {
                 Ok(recorded) => recorded,
                 Err(failure) => return failure.into_response(),
             };
@@ -155,8 +155,17 @@ pub async fn rpc(
             app.metrics.lock().unwrap().pushes_accepted += 1;
             app.work.notify_one();
             info!(assignment = %assignment.id, submission, number, commit = %commit, "push accepted");
+            let turn = if graded_from > now {
+                format!(
+                    "graded from {} (server time): at most {} pushes are graded an hour; this one is kept and waits its turn",
+                    crate::report::rfc3339(graded_from),
+                    app.config.graded_pushes_per_hour
+                )
+            } else {
+                format!("queue position {position}")
+            };
             let message = format!(
-                "takehome: submission #{number} accepted (commit {})\ntakehome: queue position {position}\ntakehome: {} (deadline {})\ntakehome: status: {}/status/{}",
+                "takehome: submission #{number} accepted (commit {})\ntakehome: {turn}\ntakehome: {} (deadline {})\ntakehome: status: {}/status/{}",
                 &commit[..commit.len().min(12)],
                 clock(assignment.seconds_left(now)),
                 assignment.deadline().map(crate::report::rfc3339).unwrap_or_default(),
@@ -213,11 +222,11 @@ pub async fn worker_rpc(
 }
 
 /// Records an accepted push, trying again for up to 60 s while the store cannot be reached.
-async fn record_push(app: &Arc<App>, assignment: &str, commit: &str, needs: &crate::store::JobNeeds, now: i64) -> Result<(i64, i64, i64), Failure> {
+async fn record_push(app: &Arc<App>, assignment: &str, commit: &str, needs: &crate::store::JobNeeds, now: i64) -> Result<(i64, i64, i64, i64), Failure> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let mut wait = std::time::Duration::from_millis(250);
     loop {
-        match app.store.add_submission(assignment, commit, needs, now).await {
+        match app.store.add_submission(assignment, commit, needs, now, app.config.graded_pushes_per_hour).await {
             Ok(recorded) => return Ok(recorded),
             Err(e) if std::time::Instant::now() + wait < deadline => {
                 tracing::warn!(error = %e, assignment, "cannot record an accepted push yet; trying again");

@@ -412,7 +412,7 @@ async fn review_items_and_outbox(store: &dyn takehome::store::Store) {
         copies: vec![TaskCopy { task: "penguins-cleaning".into(), spec_digest: "s".into(), data_digest: "d".into() }],
         max_attempts: 3,
     };
-    let (id, ..) = store.add_submission("a1", &"c".repeat(40), &needs, 300).await.unwrap();
+    let (id, ..) = store.add_submission("a1", &"c".repeat(40), &needs, 300, 0).await.unwrap();
     let first = store.claim(&request(301)).await.unwrap().expect("claimed");
     store.finish(&first.fence, takehome::report::Status::Graded, 50.0, r#"{"v":1}"#, 302, false).await.unwrap();
     assert!(store.report_history(id).await.unwrap().is_empty(), "a first grade replaces nothing");

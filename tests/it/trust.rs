@@ -762,3 +762,28 @@ async fn one_candidate_cannot_take_every_git_slot() {
     .await
     .unwrap();
 }
+
+/// What a candidate learns per hour is bounded: past `graded_pushes_per_hour`, a push is kept and
+/// queued, and the reply says from when it is graded.
+#[tokio::test(flavor = "multi_thread")]
+async fn pushes_past_the_hourly_cap_are_kept_and_wait_their_turn() {
+    let Some((_sandbox, data, work)) = setup().await else { return };
+    let (data_path, work_path) = (data.path().to_path_buf(), work.path().to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let daemon = Daemon::start_with(&data_path, 0, &[("TAKEHOME_GRADED_PUSHES_PER_HOUR", "2")]);
+        let cand = assign(&data_path, "penguins-cleaning", "pacer@example.com", &[]);
+        let repo = clone(&daemon, &cand, &work_path);
+        let mut replies = Vec::new();
+        for n in 0..3 {
+            let (ok, out) = push_solution(&repo, Some(&format!("print({n})\n")), &format!("push {n}"));
+            assert!(ok, "{out}");
+            replies.push(out);
+        }
+        assert!(replies[0].contains("queue position") && replies[1].contains("queue position"), "{replies:?}");
+        assert!(replies[2].contains("at most 2 pushes are graded an hour; this one is kept and waits its turn"), "{}", replies[2]);
+        let rows = daemon.api(&format!("/api/submissions?assignment={}", cand.id));
+        assert_eq!(rows.as_array().unwrap().len(), 3, "every push is kept: {rows}");
+    })
+    .await
+    .unwrap();
+}
