@@ -503,14 +503,17 @@ pub fn fit_shared_fixture(spec: &TaskSpec, shared: &Path) -> Result<tempfile::Te
         .iter()
         .map(|output| {
             let truth = spec.truth_path(output);
-            let truth_line = std::fs::read_to_string(&truth).ok().and_then(|t| t.lines().nth(1).map(String::from)).unwrap_or_default();
+            let truth_text = std::fs::read_to_string(&truth).unwrap_or_default();
+            let mut truth_lines = truth_text.lines();
+            let truth_columns: Vec<&str> = truth_lines.next().map(|h| h.split(',').collect()).unwrap_or_default();
+            let truth_line = truth_lines.next().unwrap_or_default();
             serde_json::json!({
                 "output": output.output,
                 "id": output.id,
                 "target": output.target,
                 "truth_name": Path::new(&output.truth).file_name().map(|n| n.to_string_lossy().into_owned()),
                 "truth_fields": truth_line.split(',').collect::<Vec<_>>(),
-                "truth_columns": std::fs::read_to_string(&truth).ok().and_then(|t| t.lines().next().map(|h| h.split(',').map(String::from).collect::<Vec<_>>())).unwrap_or_default(),
+                "truth_columns": truth_columns,
                 "truth_rows": crate::grading::table::extent(&truth).map(|e| e.rows).unwrap_or(0),
                 "classes": output.classes,
             })

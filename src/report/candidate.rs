@@ -255,12 +255,16 @@ pub struct CoarseUsage {
 }
 disclosable!(CoarseUsage { time, memory, timeout_seconds, memory_limit_bytes });
 
-/// A share of a limit in four bands (two bits).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A share of a limit in four bands (two bits), serialised as its words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Band {
+    #[serde(rename = "under 25 %")]
     Under25,
+    #[serde(rename = "25–50 %")]
     From25To50,
+    #[serde(rename = "50–90 %")]
     From50To90,
+    #[serde(rename = "over 90 %")]
     Over90,
 }
 
@@ -283,12 +287,6 @@ impl std::fmt::Display for Band {
     }
 }
 
-impl Serialize for Band {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-
 /// The band of `used` in `limit`.
 pub fn band(used: f64, limit: f64) -> Band {
     let share = if limit > 0.0 { used / limit } else { 1.0 };
@@ -304,13 +302,18 @@ pub fn band(used: f64, limit: f64) -> Band {
 }
 
 /// A count in five bands (`0`, `1`, `2–9`, `10–99`, `100 or more`): a size without the bits of
-/// an exact count, for what a step wrote while hidden data was mounted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// an exact count, for what a step wrote while hidden data was mounted. Serialised as its words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum CountBand {
+    #[serde(rename = "0")]
     None,
+    #[serde(rename = "1")]
     One,
+    #[serde(rename = "2–9")]
     Few,
+    #[serde(rename = "10–99")]
     Tens,
+    #[serde(rename = "100 or more")]
     Many,
 }
 
@@ -331,12 +334,6 @@ impl CountBand {
 impl std::fmt::Display for CountBand {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for CountBand {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
     }
 }
 
@@ -553,6 +550,16 @@ mod tests {
         // The same names of another content give the same answer.
         let other: Vec<Rejected> = (0..150).map(|n| rejected(&format!("x/{n}"), RefusalKind::SymbolicLink)).collect();
         assert_eq!(serde_json::to_string(&refusals(&other, Exposure { open: false })).unwrap(), json);
+    }
+
+    #[test]
+    fn bands_serialise_as_their_words() {
+        for band in [Band::Under25, Band::From25To50, Band::From50To90, Band::Over90] {
+            assert_eq!(serde_json::to_value(band).unwrap(), band.as_str());
+        }
+        for band in [CountBand::None, CountBand::One, CountBand::Few, CountBand::Tens, CountBand::Many] {
+            assert_eq!(serde_json::to_value(band).unwrap(), band.as_str());
+        }
     }
 
     #[test]

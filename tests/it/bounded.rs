@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use super::review::login;
 use super::serve::{assign, clone, git, Assigned, Daemon, PASSWORD};
 
 const MAX_ANSWER_BYTES: usize = 5_000_000;
@@ -18,29 +19,6 @@ const MAX_PEAK_KB: u64 = 300 * 1024;
 fn peak_kb(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
-fn form(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// A session cookie for ada.
-fn log_in(daemon: &Daemon) -> String {
-    let (status, head, _) =
-        daemon.raw("POST", "/login", "Content-Type: application/x-www-form-urlencoded\r\n", &format!("user=ada&password={}", form(PASSWORD)));
-    assert_eq!(status, 303, "{head}");
-    head.lines()
-        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie")).map(|(_, v)| v.trim().to_string()))
-        .expect("a session cookie")
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string()
 }
 
 /// One answer, timed and measured: its body. Asserts 200, [`MAX_ANSWER_TIME`] and
@@ -102,7 +80,7 @@ fn twenty_files_of_half_a_mebibyte_of_newlines_make_a_bounded_code_view() {
     }
     commit_and_push(&repo, "twenty blank files");
     let id = submission_ids(&daemon, &assigned.id)[0];
-    let cookie = format!("Cookie: {}\r\n", log_in(&daemon));
+    let cookie = format!("Cookie: {}\r\n", login(&daemon, "ada", PASSWORD));
 
     let code = bounded_get(&daemon, &format!("/submissions/{id}/code"), &cookie);
     assert!(code.contains("shown 2,000 of 524,288 lines"), "the page does not say what was cut");
@@ -132,7 +110,7 @@ fn twenty_files_of_dense_python_make_a_bounded_code_view() {
     }
     commit_and_push(&repo, "dense");
     let id = submission_ids(&daemon, &assigned.id)[0];
-    let cookie = format!("Cookie: {}\r\n", log_in(&daemon));
+    let cookie = format!("Cookie: {}\r\n", login(&daemon, "ada", PASSWORD));
     let code = bounded_get(&daemon, &format!("/submissions/{id}/code"), &cookie);
     assert!(code.contains("shown 2,000 of 2,100 lines"), "the page does not say what was cut");
     bounded_get(&daemon, &format!("/api/submissions/{id}/files"), &basic());
@@ -155,7 +133,7 @@ fn a_readme_replaced_by_half_a_mebibyte_of_lines_is_not_diffed_a_long_output_is_
     .unwrap();
     commit_and_push(&repo, "a new readme");
     let id = submission_ids(&daemon, &assigned.id)[0];
-    let cookie = format!("Cookie: {}\r\n", log_in(&daemon));
+    let cookie = format!("Cookie: {}\r\n", login(&daemon, "ada", PASSWORD));
 
     let files = bounded_get(&daemon, &format!("/api/submissions/{id}/files"), &basic());
     let json: serde_json::Value = serde_json::from_str(&files).unwrap();
@@ -204,7 +182,7 @@ fn twenty_python_files_of_half_a_mebibyte_make_a_bounded_similarity_view() {
     }
     commit_and_push(&repo, "twenty files of x");
     let id = submission_ids(&daemon, &assigned.id)[0];
-    let cookie = format!("Cookie: {}\r\n", log_in(&daemon));
+    let cookie = format!("Cookie: {}\r\n", login(&daemon, "ada", PASSWORD));
 
     let page = bounded_get(&daemon, "/tasks/penguins-cleaning/similarity", &cookie);
     assert!(page.contains("Sources cut") && page.contains("files read in part"), "the page does not say the sources were cut");
@@ -233,7 +211,7 @@ fn commit_messages_of_twenty_megabytes_are_shown_cut() {
     }
     let ids = submission_ids(&daemon, &assigned.id);
     assert_eq!(ids.len(), 3);
-    let cookie = format!("Cookie: {}\r\n", log_in(&daemon));
+    let cookie = format!("Cookie: {}\r\n", login(&daemon, "ada", PASSWORD));
 
     let page = bounded_get(&daemon, &format!("/submissions/{}", ids[0]), &cookie);
     assert_eq!(page.matches("… (cut: ").count(), 3, "each push's message is cut and says so");

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::common::{docker, python_image, repo_root, takehome_binary};
+use super::common::{copy_tree, docker, python_image, repo_root, takehome_binary};
 
 /// Runs `takehome check` on the planted-mistakes root with `jobs` fixtures at a time.
 async fn check_root(jobs: &str, junit: &std::path::Path) -> std::process::Output {
@@ -177,19 +177,6 @@ async fn a_new_task_from_a_csv_passes_check_untouched() {
     let verdicts = |out: &str| rows(out).into_iter().filter(|r| r.contains("fixture")).collect::<Vec<_>>();
     assert_eq!(verdicts(&quick_out), verdicts(&full_out));
     assert!(verdicts(&quick_out).len() >= 6, "{quick_out}");
-}
-
-/// Copies `from` into `to`, folders and regular files only.
-fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &to.join(entry.file_name()));
-        } else {
-            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-        }
-    }
 }
 
 /// The line of `check`'s summary for the look-up fixture, and all it printed.

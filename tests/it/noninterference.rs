@@ -15,21 +15,7 @@ use std::time::Duration;
 use serde_json::Value;
 use takehome::report::{CandidateReport, Report, View};
 
-use super::common::{docker, python_image, repo_root, takehome_binary};
-
-/// Copies `from` into `to`, folders and regular files only.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let kind = entry.file_type().unwrap();
-        if kind.is_dir() {
-            copy_tree(&entry.path(), &to.join(entry.file_name()));
-        } else if kind.is_file() {
-            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-        }
-    }
-}
+use super::common::{copy_tree, docker, python_image, repo_root, takehome_binary};
 
 /// The second hidden input: each data line keeps its id (the first field) and takes the rest of
 /// the next line, so the file has the same header, ids, rows, values and bytes, in other places.

@@ -63,7 +63,8 @@ fn receiver() -> (u16, Arc<Mutex<Vec<Received>>>) {
     (port, got)
 }
 
-fn login(daemon: &Daemon, user: &str, password: &str) -> String {
+/// A session cookie for `user` (the login form, as a browser sends it).
+pub(super) fn login(daemon: &Daemon, user: &str, password: &str) -> String {
     let (status, head, _) =
         daemon.raw("POST", "/login", "Content-Type: application/x-www-form-urlencoded\r\n", &format!("user={user}&password={}", form(password)));
     assert_eq!(status, 303, "{head}");
