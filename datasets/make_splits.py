@@ -15,8 +15,9 @@ See datasets/README.md for sources, licences and how each split is made.
 import argparse
 import csv
 import hashlib
-import json
 import io
+import json
+import math
 import os
 import random
 import subprocess
@@ -94,23 +95,39 @@ def diamond_cut(wheels_dir):
     hidden, public = order[:n_hidden], order[n_hidden:]
     out = HERE / "diamond-cut"
     write_public_source(out, "ggplot2's diamonds, as shipped in the plotnine 0.15.9 wheel (plotnine/data/diamonds.csv)", [("diamonds.csv", text)])
-    # The hidden diamonds are not the source's: each one's size (carat, and x, y, z by the same
-    # factor, so depth and the proportions that decide the cut stay) and price move by a random
-    # few per cent (never less than 2 and 1), so that no hidden row can be looked up in the public
-    # source; the cut, depth, table, colour and clarity stay, and with them what a model learns.
-    shift = random.Random(20261203)
+    # The hidden diamonds are not the source's. Each keeps its cut and proportions (depth, table),
+    # what decides a cut, and is set in a new stone: the colour and clarity of another hidden
+    # diamond of the same cut, drawn at random, with that diamond's carat moved by a random
+    # factor (log-normal, 8 %), its price by the same factor to the power 1.7 (price follows size
+    # so at this scale) and 8 % more noise, and its x and y by the factor's cube root; z follows
+    # from x, y and the depth. Many diamonds share a depth, a table, a colour and a clarity, and
+    # no stone is any one diamond's, so joining a hidden row to the public source is worth about
+    # what joining it to the public training rows is (measured by `takehome check`'s look-ups:
+    # docs/writing-a-task.md, "Answer keys in public"), and what goes with a cut in a stone
+    # (smaller, dearer stones cut Ideal) stays learnable.
+    swap = random.Random(20261203)
     column = {name: i for i, name in enumerate(header)}
+    original = {index: list(rows[index]) for index in hidden}
+    by_cut = {}
     for index in hidden:
-        row = list(rows[index])
-        # At least 2 % (so that rounding never gives the source's value back), 4 % typically.
-        factor = 1 + shift.choice((-1, 1)) * (0.02 + abs(shift.gauss(0, 0.02)))
-        row[column["carat"]] = f"{max(0.2, round(float(row[column['carat']]) * factor, 2)):g}"
-        for name in ("x", "y", "z"):
-            row[column[name]] = f"{round(float(row[column[name]]) * factor ** (1 / 3), 2):g}"
-        # The price follows the size (about carat ** 1.7 at this scale), give or take 1-3 %.
-        noise = 1 + shift.choice((-1, 1)) * (0.01 + abs(shift.gauss(0, 0.01)))
-        row[column["price"]] = str(max(300, round(float(row[column["price"]]) * factor**1.7 * noise)))
-        rows[index] = row
+        by_cut.setdefault(original[index][target], []).append(index)
+    for cut in sorted(by_cut):
+        donors = list(by_cut[cut])
+        swap.shuffle(donors)
+        for index, donor in zip(by_cut[cut], donors):
+            row, stone = list(original[index]), original[donor]
+            carat = float(stone[column["carat"]])
+            moved = max(0.2, round(carat * math.exp(swap.gauss(0, 0.08)), 2))
+            factor = moved / carat
+            row[column["carat"]] = f"{moved:g}"
+            for name in ("color", "clarity"):
+                row[column[name]] = stone[column[name]]
+            price = float(stone[column["price"]]) * factor**1.7 * math.exp(swap.gauss(0, 0.08))
+            row[column["price"]] = str(max(300, round(price)))
+            x, y = (round(float(stone[column[name]]) * factor ** (1 / 3), 2) for name in ("x", "y"))
+            row[column["x"]], row[column["y"]] = f"{x:g}", f"{y:g}"
+            row[column["z"]] = f"{round((x + y) / 2 * float(row[column['depth']]) / 100, 2):g}"
+            rows[index] = row
 
     def feature_row(index):
         return [ids[index]] + [value for i, value in enumerate(rows[index]) if i != target]
@@ -206,6 +223,71 @@ def synthesise(rng, indices, raw_header, raw_rows, clean_header, clean_rows, fir
         raw_rows[index], clean_rows[index] = raw, clean
 
 
+def cholesky(matrix):
+    """The lower triangle L with L L^T = matrix (a small symmetric positive definite one)."""
+    n = len(matrix)
+    lower = [[0.0] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(i + 1):
+            total = matrix[i][j] - sum(lower[i][k] * lower[j][k] for k in range(j))
+            lower[i][j] = math.sqrt(max(total, 1e-12)) if i == j else total / lower[j][j]
+    return lower
+
+
+def fresh_birds(rng, indices, raw_header, raw_rows, clean_header, clean_rows, first_sample):
+    """New birds in place of the source's, drawn afresh rather than moved from one: each keeps its
+    species, island, sex and year (what the prediction is of and from), and gets measurements and
+    isotope readings drawn from a normal distribution fitted to all the source's birds of its
+    species and sex (their means and covariances), and the egg date, clutch and comments of another
+    bird of its species, island and year chosen at random whatever its sex. No hidden bird is then
+    nearer one of the source's than a new bird of its kind would be: the source is worth no more
+    than the public records to a look-up (`takehome check`'s lift), and a model learns the same."""
+    raw_at = {name: i for i, name in enumerate(raw_header)}
+    clean_at = {name: i for i, name in enumerate(clean_header)}
+    measured = [  # raw column, clean column (or None), rounding step
+        ("Culmen Length (mm)", "bill_length_mm", 0.1),
+        ("Culmen Depth (mm)", "bill_depth_mm", 0.1),
+        ("Flipper Length (mm)", "flipper_length_mm", 1),
+        ("Body Mass (g)", "body_mass_g", 25),
+        ("Delta 15 N (o/oo)", None, 0.00001),
+        ("Delta 13 C (o/oo)", None, 0.00001),
+    ]
+    original = [list(row) for row in raw_rows]
+    sex_at, species_at = clean_at["sex"], clean_at["species"]
+    kinds = {}
+    for index, clean in enumerate(clean_rows):
+        values = [original[index][raw_at[name]] for name, _, _ in measured]
+        if clean[sex_at] in ("male", "female") and all(v not in ("", "NA") for v in values):
+            kinds.setdefault((clean[species_at], clean[sex_at]), []).append([float(v) for v in values])
+    fitted = {}
+    for kind, samples in kinds.items():
+        n, width = len(samples), len(measured)
+        mean = [sum(s[j] for s in samples) / n for j in range(width)]
+        covariance = [[sum((s[a] - mean[a]) * (s[b] - mean[b]) for s in samples) / (n - 1) for b in range(width)] for a in range(width)]
+        fitted[kind] = (mean, cholesky(covariance))
+    donors = {}
+    for index, raw in enumerate(original):
+        donors.setdefault((raw[raw_at["Species"]], raw[raw_at["Island"]], raw[raw_at["Date Egg"]][:4]), []).append(index)
+    for number, index in enumerate(indices):
+        raw, clean = list(original[index]), list(clean_rows[index])
+        mean, lower = fitted[(clean[species_at], clean[sex_at])]
+        normal = [rng.gauss(0, 1) for _ in measured]
+        draw = [mean[i] + sum(lower[i][k] * normal[k] for k in range(i + 1)) for i in range(len(measured))]
+        for (raw_name, clean_name, step), value in zip(measured, draw):
+            value = round(value / step) * step
+            text = f"{value:.5f}" if step < 0.001 else f"{value:.1f}" if step < 1 else str(int(value))
+            raw[raw_at[raw_name]] = text
+            if clean_name is not None:
+                clean[clean_at[clean_name]] = text
+        donor = original[rng.choice(donors[(raw[raw_at["Species"]], raw[raw_at["Island"]], raw[raw_at["Date Egg"]][:4])])]
+        for name in ("Date Egg", "Clutch Completion", "Comments"):
+            raw[raw_at[name]] = donor[raw_at[name]]
+        sample = first_sample + number
+        raw[raw_at["Sample Number"]] = str(sample)
+        raw[raw_at["Individual ID"]] = f"S{sample}A{rng.choice('12')}"
+        raw_rows[index], clean_rows[index] = raw, clean
+
+
 def penguins_cleaning(wheels_dir):
     """Clean the Palmer penguins raw records into the tidy table (palmerpenguins, 344 rows)."""
     raw_header, raw_rows, clean_header, clean_rows = read_penguins(wheels_dir)
@@ -251,7 +333,8 @@ def penguins_pipeline(wheels_dir):
     rng.shuffle(rest)
     public, hidden = sorted(rest[:120]), sorted(rest[120:])
     out = HERE / "penguins-pipeline"
-    synthesise(random.Random(20261204), hidden + predict, raw_header, raw_rows, clean_header, clean_rows, 500)
+    synthesise(random.Random(20261204), hidden, raw_header, raw_rows, clean_header, clean_rows, 500)
+    fresh_birds(random.Random(20261205), predict, raw_header, raw_rows, clean_header, clean_rows, 700)
 
     def dirty(indices, header, drop=None):
         records = []

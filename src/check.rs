@@ -281,6 +281,7 @@ pub async fn check_task<S: Sandbox>(
     }
 
     // Fixtures are graded `jobs` at a time; their results come back in the fixtures' order.
+    let mut nearest: Vec<(Lookup, f64)> = Vec::new();
     let chosen: Vec<Fixture> = fixtures(&spec, quick).into_iter().filter(|f| only_fixtures.is_none_or(|prefix| f.name.starts_with(prefix))).collect();
     let spec_ref = &spec;
     let mut graded = futures_util::stream::iter(chosen.iter().map(|fixture| async move {
@@ -295,8 +296,11 @@ pub async fn check_task<S: Sandbox>(
         let name = format!("fixture {}", fixture.name);
         match outcome {
             Ok((status, message, report)) => {
-                if let Some(report) = report.filter(|_| !fixture.name.starts_with("hostile/") && !fixture.answer_key) {
-                    baselines.push((name.clone(), Baseline::of(&fixture.name, &report)));
+                if let Some(report) = report.as_ref().filter(|_| !fixture.name.starts_with("hostile/") && fixture.lookup.is_none()) {
+                    baselines.push((name.clone(), Baseline::of(&fixture.name, report)));
+                }
+                if let (Some(kind @ (Lookup::NearestSource | Lookup::NearestPublic)), Some(report)) = (fixture.lookup, &report) {
+                    nearest.push((kind, report.components.accuracy.score));
                 }
                 record(&name, status, message, started)
             }
@@ -304,6 +308,30 @@ pub async fn check_task<S: Sandbox>(
         }
     }
     drop(graded);
+    // What the public source is worth beyond the public data: the same nearest-neighbour join
+    // against each, side by side.
+    let worth = |kind| nearest.iter().find(|(k, _)| *k == kind).map(|(_, score)| *score);
+    if let (Some(source), Some(public)) = (worth(Lookup::NearestSource), worth(Lookup::NearestPublic)) {
+        let started = Instant::now();
+        let lift = source - public;
+        let allowed = lookup_allowance(&spec);
+        let (status, message) = if lift > allowed {
+            (
+                CaseStatus::Failed,
+                format!(
+                    "the public source holds the hidden rows: a nearest-neighbour join to it scores {source:.1} on accuracy, \
+                     {lift:.1} above the same join to the public data the candidate is given ({public:.1}; at most {allowed:.1} allowed on this many rows); \
+                     make the hidden rows records that are no nearer the source's than new draws would be (docs/writing-a-task.md, \"Answer keys in public\")"
+                ),
+            )
+        } else {
+            (
+                CaseStatus::Passed,
+                format!("the public source is worth {lift:+.1} beyond the public data to a nearest-neighbour join ({source:.1} against {public:.1}; at most {allowed:.1} on this many rows)"),
+            )
+        };
+        record("public source lift", status, message, started);
+    }
     // The public dry run that every push gets: the reference passes it (the steps run on the
     // public stand-ins and every output has the expected form), so a candidate's failure there
     // is the candidate's.
@@ -355,8 +383,8 @@ struct Fixture {
     /// A submission that solves nothing (the untouched starter, a hostile payload): its score
     /// should stay under the task's score floor, else a warning.
     solves_nothing: bool,
-    /// The look-up fixture (`fixtures/lookup/`): its accuracy must stay under the score floor.
-    answer_key: bool,
+    /// One of the look-ups of `fixtures/lookup/`.
+    lookup: Option<Lookup>,
     _made: Option<tempfile::TempDir>,
 }
 
@@ -368,7 +396,7 @@ fn fixtures(spec: &TaskSpec, quick: bool) -> Vec<Fixture> {
         dir: spec.dir.join(&spec.starter),
         expect: Ok(Expect { deterministic: Some(false), ..Default::default() }),
         solves_nothing: true,
-        answer_key: false,
+        lookup: None,
         _made: None,
     }];
     let own = spec.dir.join("fixtures");
@@ -383,7 +411,7 @@ fn fixtures(spec: &TaskSpec, quick: bool) -> Vec<Fixture> {
         } else {
             Err(format!("{}: missing (every fixture states what it must grade as)", expect_file.display()))
         };
-        out.push(Fixture { name, dir, expect, solves_nothing: false, answer_key: false, _made: None });
+        out.push(Fixture { name, dir, expect, solves_nothing: false, lookup: None, _made: None });
     }
     if quick {
         return out;
@@ -397,28 +425,39 @@ fn fixtures(spec: &TaskSpec, quick: bool) -> Vec<Fixture> {
         match fit_shared_fixture(spec, &dir) {
             Ok(made) => {
                 let expect = load_expect(&dir.join("expect.yaml"));
-                out.push(Fixture { name, dir: made.path().to_path_buf(), expect, solves_nothing: true, answer_key: false, _made: Some(made) });
+                out.push(Fixture { name, dir: made.path().to_path_buf(), expect, solves_nothing: true, lookup: None, _made: Some(made) });
             }
-            Err(message) => out.push(Fixture { name, dir: dir.clone(), expect: Err(message), solves_nothing: true, answer_key: false, _made: None }),
+            Err(message) => out.push(Fixture { name, dir: dir.clone(), expect: Err(message), solves_nothing: true, lookup: None, _made: None }),
         }
     }
-    // Where the data set names its public source, a look-up that joins the hidden rows to it.
+    // Where the data set names its public source, the look-ups that join the hidden rows to it
+    // (and, for the nearest-neighbour join, to the public data beside it).
     let lookup = spec.root.join("fixtures").join("lookup");
-    let fitted = public_source(spec).and_then(|source| source.map(|source| fit_lookup(spec, &lookup, &source)).transpose());
-    let expect = Ok(Expect { deterministic: Some(false), ..Default::default() });
-    match fitted {
-        Ok(None) => {}
-        Ok(Some(made)) => out.push(Fixture {
-            name: "lookup/public-source".into(),
-            dir: made.path().to_path_buf(),
-            expect,
-            solves_nothing: false,
-            answer_key: true,
-            _made: Some(made),
-        }),
+    let source = match public_source(spec) {
+        Ok(None) => return out,
+        Ok(Some(source)) => source,
         Err(message) => {
-            out.push(Fixture { name: "lookup/public-source".into(), dir: lookup, expect: Err(message), solves_nothing: false, answer_key: true, _made: None })
+            out.push(Fixture {
+                name: "lookup/public-source".into(),
+                dir: lookup,
+                expect: Err(message),
+                solves_nothing: false,
+                lookup: Some(Lookup::AnswerKey),
+                _made: None,
+            });
+            return out;
         }
+    };
+    let source_files: Vec<PathBuf> = source.files.iter().map(|file| spec.dataset_dir().join(file)).collect();
+    let public_files = public_tables(spec);
+    for kind in [Lookup::AnswerKey, Lookup::NearestSource, Lookup::NearestPublic] {
+        let files = if kind == Lookup::NearestPublic { &public_files } else { &source_files };
+        let fitted = fit_lookup(spec, &lookup, files, kind);
+        let (dir, expect, made) = match fitted {
+            Ok(made) => (made.path().to_path_buf(), Ok(Expect { deterministic: Some(false), ..Default::default() }), Some(made)),
+            Err(message) => (lookup.clone(), Err(message), None),
+        };
+        out.push(Fixture { name: kind.name().into(), dir, expect, solves_nothing: false, lookup: Some(kind), _made: made });
     }
     out
 }
@@ -460,19 +499,87 @@ pub fn public_source(spec: &TaskSpec) -> Result<Option<PublicSource>, String> {
     Ok(Some(source))
 }
 
-/// The look-up payload fitted to the task like a shared fixture, with the source's files under
-/// `public_source/` (as a candidate would commit them) and their order in `files.json`.
-fn fit_lookup(spec: &TaskSpec, lookup: &Path, source: &PublicSource) -> Result<tempfile::TempDir, String> {
+/// How far (in points of the accuracy score) a nearest-neighbour join to the public source may
+/// do better than the same join to the public data, at the least. Measured on diamond-cut:
+/// 14,000 more real diamonds that hold none of the test rows are worth +1.1 to a
+/// one-nearest-neighbour join.
+pub const LOOKUP_LIFT: f64 = 3.0;
+
+/// The lift allowed on this task: `LOOKUP_LIFT`, or twice the sampling noise of the difference
+/// of two scores on this many hidden rows where that is larger (few rows cannot tell a few points
+/// from chance: 110 birds, one output of two, give about 8.8 points of noise). The noise of a
+/// score in [0, 1] on n rows is at most sqrt(0.25 / n), twice that for a difference of two
+/// independent ones, in points of the output's scale, weighted as the outputs are; a metric
+/// without bounds (errors, losses) counts as having none.
+fn lookup_allowance(spec: &TaskSpec) -> f64 {
+    let total: f64 = spec.outputs.iter().map(|o| o.weight).sum();
+    let variance: f64 = spec
+        .outputs
+        .iter()
+        .filter(|o| o.metric.higher_is_better() && o.metric != crate::task::Metric::R2)
+        .map(|output| {
+            let extent = crate::grading::table::extent(&spec.truth_path(output)).ok();
+            let rows = extent.map(|e| if output.metric == crate::task::Metric::CellAccuracy { e.rows * e.columns.saturating_sub(1) as u64 } else { e.rows });
+            let rows = rows.unwrap_or(0).max(1) as f64;
+            let width = (output.scale.full_at - output.scale.zero_at).abs().max(1e-9);
+            let points = 100.0 * (2.0 * 0.25 / rows).sqrt() / width;
+            (output.weight / total * points).powi(2)
+        })
+        .sum();
+    LOOKUP_LIFT.max(2.0 * variance.sqrt())
+}
+
+/// The look-ups `check` runs where a data set declares its public source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lookup {
+    /// Exact and near-duplicate joins to the source: must stay under the score floor.
+    AnswerKey,
+    /// A nearest-neighbour join to the source, which answers every row ...
+    NearestSource,
+    /// ... and the same join to the public data (the CSV files at the top of `public/`): the
+    /// source may do at most `LOOKUP_LIFT` better.
+    NearestPublic,
+}
+
+impl Lookup {
+    fn name(self) -> &'static str {
+        match self {
+            Lookup::AnswerKey => "lookup/public-source",
+            Lookup::NearestSource => "lookup/nearest-source",
+            Lookup::NearestPublic => "lookup/nearest-public",
+        }
+    }
+}
+
+/// The CSV files at the top of the data set's `public/` (what every candidate is given).
+fn public_tables(spec: &TaskSpec) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(spec.dataset_dir().join("public"))
+        .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "csv")).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// The look-up payload fitted to the task like a shared fixture, with the files to join against
+/// under `public_source/` (as a candidate would commit them) and their order in `files.json`.
+fn fit_lookup(spec: &TaskSpec, lookup: &Path, files: &[PathBuf], kind: Lookup) -> Result<tempfile::TempDir, String> {
+    if files.is_empty() {
+        return Err(format!("{}: no CSV files to join against", spec.dataset_dir().join("public").display()));
+    }
     let made = fit_shared_fixture(spec, lookup)?;
     let dest = made.path().join("public_source");
     std::fs::create_dir(&dest).map_err(|e| e.to_string())?;
     let mut names = Vec::new();
-    for (index, file) in source.files.iter().enumerate() {
-        let name = format!("{index}-{}", Path::new(file).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-        std::fs::copy(spec.dataset_dir().join(file), dest.join(&name)).map_err(|e| format!("{file}: {e}"))?;
+    for (index, file) in files.iter().enumerate() {
+        let name = format!("{index}-{}", file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        std::fs::copy(file, dest.join(&name)).map_err(|e| format!("{}: {e}", file.display()))?;
         names.push(name);
     }
     std::fs::write(dest.join("files.json"), serde_json::to_string(&names).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let info_path = made.path().join("takehome_check.json");
+    let mut info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&info_path).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    info["lookup"] = serde_json::json!(if kind == Lookup::AnswerKey { "answer-key" } else { "nearest" });
+    std::fs::write(&info_path, info.to_string()).map_err(|e| e.to_string())?;
     Ok(made)
 }
 
@@ -620,7 +727,11 @@ async fn run_fixture<S: Sandbox>(
         return Err(failures.join("; "));
     }
     let summary = format!("{} {:.1}", first.status.as_str(), first.score);
-    if fixture.answer_key {
+    if matches!(fixture.lookup, Some(Lookup::NearestSource | Lookup::NearestPublic)) {
+        let accuracy = first.components.accuracy.score;
+        return Ok((CaseStatus::Passed, format!("{summary}: a nearest-neighbour join scores {accuracy:.1} on accuracy"), Some(Box::new(first))));
+    }
+    if fixture.lookup == Some(Lookup::AnswerKey) {
         let accuracy = first.components.accuracy.score;
         let source = public_source(&spec).ok().flatten().map(|s| s.name).unwrap_or_default();
         if accuracy > spec.score_floor {

@@ -199,7 +199,8 @@ async fn lookup_line(root: &std::path::Path) -> (String, String) {
 
 /// Answer keys in public: with the hidden birds' own records in the declared public source (as
 /// the shipped data were before they were synthesised), the look-up answers the hidden rows and
-/// `check` fails the task; with the shipped data (birds the source does not hold) it passes.
+/// `check` fails the task (the exact look-up, and the nearest-neighbour join that does better
+/// against the source than against the public data); with the shipped data it passes.
 #[tokio::test]
 async fn the_lookup_fixture_fails_a_task_whose_hidden_rows_are_in_its_public_source() {
     let Some(sandbox) = docker().await else { return };
@@ -209,8 +210,9 @@ async fn the_lookup_fixture_fails_a_task_whose_hidden_rows_are_in_its_public_sou
     for part in ["tasks/penguins-cleaning", "datasets/penguins-cleaning", "runner-images", "fixtures/lookup"] {
         copy_tree(&repo.join(part), &root.path().join(part));
     }
-    let (shipped, _) = lookup_line(root.path()).await;
+    let (shipped, printed) = lookup_line(root.path()).await;
     assert!(shipped.starts_with("passed"), "the shipped data: {shipped}");
+    assert!(printed.lines().any(|l| l.starts_with("passed") && l.contains("public source lift")), "{printed}");
 
     // The public source made of the hidden records themselves, raw and clean in the same order.
     let data = root.path().join("datasets/penguins-cleaning");
@@ -228,4 +230,7 @@ async fn the_lookup_fixture_fails_a_task_whose_hidden_rows_are_in_its_public_sou
     let (leaky, printed) = lookup_line(root.path()).await;
     assert!(leaky.starts_with("FAILED"), "hidden rows in the public source: {leaky}");
     assert!(printed.contains("answers the hidden rows: a look-up that joins them to it scores 100.0"), "{printed}");
+    // The nearest-neighbour join does better against the source than against the public data.
+    assert!(printed.lines().any(|l| l.starts_with("FAILED") && l.contains("public source lift")), "{printed}");
+    assert!(printed.contains("the public source holds the hidden rows"), "{printed}");
 }
