@@ -245,6 +245,13 @@ enum ImagesCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Print every package an image holds, with its version (default: every image's).
+    List {
+        names: Vec<String>,
+        /// The project folder that holds runner-images/.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -394,6 +401,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Report { report, html, markdown, json, view } => render_report(&report, &Outputs { json, html, markdown }, view),
         Command::Images { command: ImagesCommand::Build { names, root, method, force } } => build_images(&root, names, method.into(), force).await,
+        Command::Images { command: ImagesCommand::List { names, root } } => list_images(&root, names).await,
         Command::Validate { tasks, root } => validate(tasks, root),
         Command::Check { tasks, root, junit, runtime, fixtures, jobs, quick } => {
             check(&root, tasks, junit.as_deref(), runtime, fixtures.as_deref(), jobs, quick).await
@@ -576,8 +584,39 @@ async fn cancel_on_signal(cancel: CancellationToken) {
     cancel.cancel();
 }
 
-async fn build_images(root: &Path, names: Vec<String>, method: BuildMethod, force: bool) -> Result<(), Failure> {
-    let names = if names.is_empty() {
+/// `takehome images list`: from the built image where the engine has it, else from the recipe.
+async fn list_images(root: &Path, names: Vec<String>) -> Result<(), Failure> {
+    let names = recipe_names(root, names)?;
+    let sandbox = DockerSandbox::connect().await.ok();
+    for name in names {
+        let recipe = Recipe::load(root, &name).map_err(usage)?;
+        let tag = recipe.tag();
+        let built = match &sandbox {
+            Some(sandbox) => sandbox.image_id(&tag).await.ok().flatten(),
+            None => None,
+        };
+        let (installed, source) = match (&sandbox, built) {
+            (Some(sandbox), Some(_)) => {
+                let bytes = sandbox.image_file(&tag, crate::environment::IMAGE_LIST, 1 << 20).await.map_err(ours)?;
+                let text = String::from_utf8_lossy(&bytes);
+                let installed = crate::environment::Installed::of_image_list(&name, &text)
+                    .map_err(|e| usage(anyhow::anyhow!("{tag}: {}: {e}", crate::environment::IMAGE_LIST)))?;
+                (installed, tag.clone())
+            }
+            _ => {
+                let installed = crate::environment::Installed::of_recipe(root, &name).map_err(|e| usage(anyhow::anyhow!(e)))?;
+                (installed, format!("{tag} is not built: from its recipe, {}", recipe.dir.display()))
+            }
+        };
+        println!("# {name} ({source}): {}", crate::units::count(installed.packages.len(), "package"));
+        print!("{}", installed.listing());
+    }
+    Ok(())
+}
+
+/// The recipes named, or every recipe under `runner-images/`.
+fn recipe_names(root: &Path, names: Vec<String>) -> Result<Vec<String>, Failure> {
+    Ok(if names.is_empty() {
         let dir = root.join("runner-images");
         let mut found: Vec<String> = std::fs::read_dir(&dir)
             .with_context(|| format!("{}: cannot list runner images", dir.display()))
@@ -590,7 +629,11 @@ async fn build_images(root: &Path, names: Vec<String>, method: BuildMethod, forc
         found
     } else {
         names
-    };
+    })
+}
+
+async fn build_images(root: &Path, names: Vec<String>, method: BuildMethod, force: bool) -> Result<(), Failure> {
+    let names = recipe_names(root, names)?;
     let sandbox = DockerSandbox::connect().await.map_err(ours)?;
     for name in names {
         let recipe = Recipe::load(root, &name).map_err(usage)?;

@@ -583,6 +583,14 @@ impl Repos {
         std::fs::copy(&brief, seed.path().join("README.md")).map_err(io_error("copy", &brief))?;
         copy_tree(&task.dir.join(&task.starter), seed.path())?;
         copy_tree(&task.dataset_dir().join("public"), &seed.path().join("data").join("public"))?;
+        // What the steps run with (unless the starter says it itself).
+        let environment = seed.path().join("ENVIRONMENT.md");
+        if !environment.exists() {
+            match crate::environment::Installed::of_recipe(&task.root, &task.image) {
+                Ok(installed) => std::fs::write(&environment, installed.environment_md(&task.title)).map_err(io_error("write", &environment))?,
+                Err(error) => tracing::warn!(task = %task.id, %error, "no ENVIRONMENT.md for the candidate: the image's package list cannot be read"),
+            }
+        }
         let git = |args: &[&str], action: &str| -> Result<String, IntakeError> {
             let mut c = git_command(seed.path());
             c.arg("--git-dir").arg(&bare).arg("--work-tree").arg(seed.path());

@@ -295,14 +295,15 @@ async fn run_job<J: JobSandbox>(
         }
         let mut limits = Limits::new(step.timeout, step.memory_bytes, step.cpus);
         limits.file_bytes = task.workspace_cap_bytes.max(task.output_cap_bytes);
+        let command = step.command_for(prepared.path()).to_string();
         let request = StepRequest {
             name: step.name.clone(),
-            command: vec!["/bin/sh".to_string(), "-c".to_string(), step.run.clone()],
+            command: vec!["/bin/sh".to_string(), "-c".to_string(), command.clone()],
             submission: prepared.path().to_path_buf(),
             inputs,
             limits,
         };
-        progress(&format!("step {}: running `{}`", step.name, step.run));
+        progress(&format!("step {}: running `{command}`", step.name));
         let run = job.run_step(&request, cancel).await?;
         progress(&format!("step {}: {} in {:.2} s", step.name, run.outcome.as_str(), run.wall.as_secs_f64()));
         let ok = run.outcome == Outcome::Ok;

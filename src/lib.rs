@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod digest;
+pub mod environment;
 pub mod grading;
 pub mod intake;
 pub mod job;

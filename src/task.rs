@@ -149,8 +149,12 @@ pub enum CellCompare {
 #[derive(Debug, Clone)]
 pub struct StepSpec {
     pub name: String,
-    /// A shell command, run by `/bin/sh -c` in `/submission`.
+    /// A shell command, run by `/bin/sh -c` in `/submission`: the first of `choices` where the
+    /// task offers several.
     pub run: String,
+    /// Ways to run the step, chosen by which file the submission holds (`train.py` → `python
+    /// train.py`, `train.ipynb` → `takehome-notebook train.ipynb`); empty for a single `run`.
+    pub choices: Vec<RunChoice>,
     /// Paths relative to the data set folder; each appears read-only at `/data/<last component>`.
     pub inputs: Vec<String>,
     pub timeout: Duration,
@@ -163,7 +167,23 @@ pub struct StepSpec {
     pub candidate_logs: bool,
 }
 
+/// One way to run a step: `run` when the submission holds the file `when`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunChoice {
+    pub when: String,
+    pub run: String,
+}
+
 impl StepSpec {
+    /// The command for a submission (its folder on this host): the first choice whose file it
+    /// holds as a regular file (a link is not followed, nor taken), else `run`.
+    pub fn command_for(&self, submission: &Path) -> &str {
+        self.choices
+            .iter()
+            .find(|choice| std::fs::symlink_metadata(submission.join(&choice.when)).is_ok_and(|m| m.file_type().is_file()))
+            .map_or(self.run.as_str(), |choice| choice.run.as_str())
+    }
+
     /// True when any input of the step lies under `hidden/`.
     pub fn reads_hidden(&self) -> bool {
         self.inputs.iter().any(|input| input == "hidden" || input.starts_with("hidden/"))
@@ -898,6 +918,35 @@ impl Reader {
         complete.then_some(steps)
     }
 
+    /// `run:` — a command, or a list of `{when: FILE, run: COMMAND}` choices (the first whose
+    /// file the submission holds is run; the first when none is).
+    fn run_choices(&mut self, map: &Mapping, path: &str) -> (Option<String>, Vec<RunChoice>) {
+        let Some(Value::Sequence(items)) = map.get("run") else { return (self.string(map, path, "run", true), Vec::new()) };
+        let field = join(path, "run");
+        if items.is_empty() {
+            self.problem(&field, "is empty (expected a command, or a list of {when: FILE, run: COMMAND})");
+            return (None, Vec::new());
+        }
+        let mut choices = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let at = format!("{field}[{index}]");
+            let Some(choice) = self.mapping(item, &at, &["when", "run"]) else { continue };
+            let (when, run) = (self.string(choice, &at, "when", true), self.string(choice, &at, "run", true));
+            if let Some(when) = &when {
+                if !is_plain_relative(when) {
+                    self.problem(&join(&at, "when"), format!("{when:?} must be a relative path inside the submission (no '..', not absolute)"));
+                }
+                if choices.iter().any(|c: &RunChoice| &c.when == when) {
+                    self.problem(&join(&at, "when"), format!("{when:?} is chosen by an earlier entry already"));
+                }
+            }
+            if let (Some(when), Some(run)) = (when, run) {
+                choices.push(RunChoice { when, run });
+            }
+        }
+        (choices.first().map(|c| c.run.clone()), choices)
+    }
+
     /// One step, and whether it said `candidate_logs` itself (else [`Reader::steps`] decides).
     fn step(&mut self, value: &Value, path: &str, dataset_dir: Option<&Path>, truths: &[String]) -> Option<(StepSpec, bool)> {
         let map = self.mapping(value, path, &["name", "run", "inputs", "timeout", "memory", "cpus", "candidate_logs"])?;
@@ -907,7 +956,7 @@ impl Reader {
                 self.problem(&join(path, "name"), format!("{name:?} is not a valid step name (expected lowercase letters, digits and '-')"));
             }
         }
-        let run = self.string(map, path, "run", true);
+        let (run, choices) = self.run_choices(map, path);
         let inputs = self.string_list(map, path, "inputs").unwrap_or_default();
         let mut seen = Vec::new();
         for (index, input) in inputs.iter().enumerate() {
@@ -958,7 +1007,7 @@ impl Reader {
                 Some(false)
             }
         };
-        let step = StepSpec { name: name?, run: run?, inputs, timeout: timeout?, memory_bytes, cpus, candidate_logs: candidate_logs.unwrap_or(false) };
+        let step = StepSpec { name: name?, run: run?, choices, inputs, timeout: timeout?, memory_bytes, cpus, candidate_logs: candidate_logs.unwrap_or(false) };
         Some((step, candidate_logs.is_some()))
     }
 

@@ -36,7 +36,7 @@ cleanup() {
 trap cleanup EXIT
 
 say "step 1/4: debootstrap $suite (minbase) from the configured mirror"
-debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,libgomp1 \
   "$suite" "$root" "$mirror" >"$root.debootstrap.log" 2>&1 || {
   tail -n 30 "$root.debootstrap.log" >&2; rm -f "$root.debootstrap.log"; exit 1; }
 rm -f "$root.debootstrap.log"
@@ -45,6 +45,7 @@ say "step 2/4: pip install the pinned packages into /opt/venv"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 mount -t proc proc "$root/proc"
 cp "$here/requirements.txt" "$root/tmp/requirements.txt"
+install -m 0755 "$here/takehome-notebook" "$root/tmp/takehome-notebook"
 # pip inside the chroot trusts what this machine trusts (a TLS-inspecting proxy's CA, for one).
 host_ca=${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}
 [ -f "$host_ca" ] && cp "$host_ca" "$root/tmp/host-ca.crt"
@@ -55,8 +56,12 @@ env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
     set -e
     python3 -m venv /opt/venv
     /opt/venv/bin/pip install --no-cache-dir --only-binary=:all: -q -r /tmp/requirements.txt
-    /opt/venv/bin/python -c "import numpy, pandas, sklearn, scipy, pyarrow"
+    /opt/venv/bin/python -c "import numpy, pandas, sklearn, scipy, pyarrow, matplotlib, xgboost, nbclient"
     /opt/venv/bin/ruff --version
+    install -m 0755 /tmp/takehome-notebook /opt/venv/bin/takehome-notebook
+    # What is installed, for `takehome images list` and the candidates ENVIRONMENT.md.
+    mkdir -p /opt/takehome
+    { echo "python $(/opt/venv/bin/python -c "import platform; print(platform.python_version())")"; /opt/venv/bin/pip list --format=freeze --disable-pip-version-check | sed "s/==/ /"; } >/opt/takehome/packages.txt
   ' >&2
 umount -l "$root/proc"
 

@@ -71,6 +71,53 @@ impl DockerSandbox {
         }
     }
 
+    /// A file of an image, at most `cap` bytes, read without running anything: a container is
+    /// created from the image (never started), the file copied out of it, the container removed.
+    pub async fn image_file(&self, tag: &str, path: &str, cap: u64) -> Result<Vec<u8>, RunError> {
+        let name = format!("takehome-read-{}-{}", std::process::id(), crate::job::new_job_id());
+        let config = bollard::models::ContainerCreateBody {
+            image: Some(tag.to_string()),
+            cmd: Some(vec!["true".to_string()]),
+            network_disabled: Some(true),
+            labels: Some(std::collections::HashMap::from([(super::LABEL.to_string(), "1".to_string())])),
+            ..Default::default()
+        };
+        let id = super::create_container(&self.docker, &name, config).await?;
+        let options = bollard::query_parameters::DownloadFromContainerOptions { path: path.to_string() };
+        let mut stream = self.docker.download_from_container(&id, Some(options));
+        let mut archive = Vec::new();
+        let mut failed = None;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(chunk) if (archive.len() + chunk.len()) as u64 <= cap + 64 * 1024 => archive.extend_from_slice(&chunk),
+                Ok(_) => {
+                    failed = Some(RunError::Image(format!("{tag}: {path} is larger than {}", crate::units::format_size(cap))));
+                    break;
+                }
+                Err(source) => {
+                    failed = Some(RunError::Docker { action: "copy from container", source });
+                    break;
+                }
+            }
+        }
+        drop(stream);
+        super::remove_container(&self.docker, &id).await?;
+        if let Some(error) = failed {
+            return Err(error);
+        }
+        let mut entries = tar::Archive::new(archive.as_slice());
+        let mut entry = entries
+            .entries()
+            .ok()
+            .and_then(|mut e| e.next())
+            .and_then(Result::ok)
+            .ok_or_else(|| RunError::Image(format!("{tag}: {path}: not in the image")))?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(&mut entry, cap), &mut bytes)
+            .map_err(|error| RunError::Image(format!("{tag}: {path}: {error}")))?;
+        Ok(bytes)
+    }
+
     /// Builds the recipe's image unless the engine already has it. `progress` gets one line per stage.
     pub async fn ensure_image(&self, recipe: &Recipe, method: BuildMethod, progress: &(dyn Fn(&str) + Sync)) -> Result<BuiltImage, RunError> {
         let tag = recipe.tag();

@@ -277,6 +277,57 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// What a commit asks of its image that the image lacks: its top-level `requirements.txt`,
+/// `environment.yml` and R scripts (at most `REQUIREMENT_FILES_READ` of them, 256 KiB of each)
+/// read against the image's package list. At most `REQUIREMENT_WARNINGS` lines, the last saying
+/// how many more there were. Candidate content only (the candidate's own push): no hidden data.
+pub fn requirement_warnings(repos: &Repos, assignment: &str, commit: &str, installed: &crate::environment::Installed) -> Vec<String> {
+    use crate::environment::{from_environment_yml, from_r_script, from_requirements, warnings, REQUIREMENT_FILES};
+    if !is_object_id(commit) {
+        return Vec::new();
+    }
+    let mut command = git(repos, assignment);
+    command.args(["ls-tree", "-z", commit]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+    let Ok(mut child) = command.spawn() else { return Vec::new() };
+    let listing = child.stdout.take().map(|out| read_prefix(out, 1 << 20, 0));
+    stop(&mut child);
+    let Some(Ok(listing)) = listing else { return Vec::new() };
+    let mut wanted = Vec::new();
+    let mut read = 0;
+    for record in listing.bytes.split(|&b| b == 0).filter(|r| !r.is_empty()) {
+        let text = String::from_utf8_lossy(record);
+        let Some((meta, name)) = text.split_once('\t') else { continue };
+        let mut fields = meta.split_whitespace();
+        let (Some(mode), Some(_), Some(object)) = (fields.next(), fields.next(), fields.next()) else { continue };
+        let r_script = name.ends_with(".R") || name.ends_with(".r") || name.ends_with(".Rmd");
+        if !mode.starts_with("1006") && !mode.starts_with("1007") || !(REQUIREMENT_FILES.contains(&name) || r_script) {
+            continue;
+        }
+        if read == REQUIREMENT_FILES_READ {
+            break;
+        }
+        read += 1;
+        let Ok(prefix) = blob_prefix(repos, assignment, object, 256 * 1024, 0) else { continue };
+        let text = String::from_utf8_lossy(&prefix.bytes);
+        wanted.extend(match name {
+            "requirements.txt" => from_requirements(name, &text),
+            "environment.yml" | "environment.yaml" => from_environment_yml(name, &text),
+            _ => from_r_script(name, &text),
+        });
+    }
+    let mut said = warnings(installed, &wanted);
+    if said.len() > REQUIREMENT_WARNINGS {
+        let more = said.len() - (REQUIREMENT_WARNINGS - 1);
+        said.truncate(REQUIREMENT_WARNINGS - 1);
+        said.push(format!("and {more} more"));
+    }
+    said
+}
+
+/// How many requirement files and R scripts a push's warnings read, and how many lines they say.
+pub const REQUIREMENT_FILES_READ: usize = 20;
+pub const REQUIREMENT_WARNINGS: usize = 30;
+
 #[cfg(test)]
 mod tests {
     use super::*;

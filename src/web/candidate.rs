@@ -26,7 +26,7 @@ header{background:#14213d;color:#fff;padding:14px 24px}header p{margin:4px 0 0}m
 table{border-collapse:collapse;width:100%;margin:8px 0}caption{text-align:left;font-weight:600;padding:4px 0}\
 th,td{text-align:left;padding:6px 8px;border-bottom:1px solid #ccc;vertical-align:top}.num{text-align:right}\
 section{margin:22px 0}pre{background:#f2f2f2;padding:8px;overflow:auto;max-height:420px;white-space:pre-wrap;word-break:break-all}\
-.bad{color:#8b0000;font-weight:600}.ok{color:#0b5d1e;font-weight:600}a{color:#0645ad}details summary{cursor:pointer}\
+.bad{color:#8b0000;font-weight:600}.ok{color:#0b5d1e;font-weight:600}.warn{color:#7a4b00;font-weight:600}a{color:#0645ad}details summary{cursor:pointer}\
 a:focus,summary:focus{outline:3px solid #f9a825}";
 
 /// Everything the page shows, gathered by the handler.
@@ -43,6 +43,10 @@ pub struct StatusPage<'a> {
     pub csrf: String,
     /// Whether the task declares a public run (else none is waited for).
     pub has_public_run: bool,
+    /// The task's runner image and how many packages it holds, if its list can be read.
+    pub image: Option<(String, usize)>,
+    /// The latest push's number and what its requirement files ask that the image lacks.
+    pub requirement_warnings: Option<(i64, Vec<String>)>,
 }
 
 pub fn render(p: &StatusPage) -> String {
@@ -61,7 +65,7 @@ pub fn render(p: &StatusPage) -> String {
     );
     let _ = write!(
         page,
-        "<nav aria-label=\"On this page\"><a href=\"#pushes\">Your pushes</a> · <a href=\"#push\">How to push</a> · <a href=\"#brief\">The brief</a></nav>"
+        "<nav aria-label=\"On this page\"><a href=\"#pushes\">Your pushes</a> · <a href=\"#environment\">What your code runs with</a> · <a href=\"#push\">How to push</a> · <a href=\"#brief\">The brief</a></nav>"
     );
     for e in &p.time.extensions {
         let _ = write!(page, "<p class=\"ok\">Your time was extended by {} minutes ({}): {}</p>", e.minutes, esc(&e.at), esc(&e.reason));
@@ -100,6 +104,7 @@ pub fn render(p: &StatusPage) -> String {
         }
     }
     page.push_str("</section>");
+    page.push_str(&environment_section(p));
     let _ = write!(
         page,
         "<section id=\"push\" aria-labelledby=\"push-h\"><h2 id=\"push-h\">How to push</h2><p>Commit your work and push it to your repository; each push is graded.</p>\
@@ -116,6 +121,37 @@ pub fn render(p: &StatusPage) -> String {
     }
     page.push_str("</main></body></html>");
     page
+}
+
+/// The image the steps run in, and what the latest push asks of it that it lacks.
+fn environment_section(p: &StatusPage) -> String {
+    let mut out = String::from("<section id=\"environment\" aria-labelledby=\"environment-h\"><h2 id=\"environment-h\">What your code runs with</h2>");
+    match &p.image {
+        Some((image, count)) => {
+            let _ = write!(
+                out,
+                "<p>Your steps run in the <code>{}</code> image, with {count} packages listed with their versions in <code>ENVIRONMENT.md</code> in your repository, and no network: nothing can be installed while they run.</p>",
+                esc(image)
+            );
+        }
+        None => out.push_str("<p>Your steps run with no network: nothing can be installed while they run.</p>"),
+    }
+    if let Some((number, warnings)) = &p.requirement_warnings {
+        if warnings.is_empty() {
+            let _ = write!(out, "<p class=\"ok\">Push {number}: everything its requirement files name is installed.</p>");
+        } else {
+            let _ = write!(
+                out,
+                "<p class=\"warn\"><strong>Push {number} asks for what the image lacks</strong> (your code may fail where it imports them):</p><ul>"
+            );
+            for warning in warnings {
+                let _ = write!(out, "<li><code>{}</code></li>", esc(warning));
+            }
+            out.push_str("</ul>");
+        }
+    }
+    out.push_str("</section>");
+    out
 }
 
 /// Moves every heading of rendered HTML `by` levels down (at most to h6), so that a document

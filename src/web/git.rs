@@ -164,7 +164,7 @@ pub async fn rpc(
             } else {
                 format!("queue position {position}")
             };
-            let message = format!(
+            let mut message = format!(
                 "takehome: submission #{number} accepted (commit {})\ntakehome: {turn}\ntakehome: {} (deadline {})\ntakehome: status: {}/status/{}",
                 &commit[..commit.len().min(12)],
                 clock(assignment.seconds_left(now)),
@@ -172,6 +172,9 @@ pub async fn rpc(
                 app.config.public_url,
                 assignment.id
             );
+            for warning in requirement_warnings(&app, &assignment.id, &assignment.task, &commit).await {
+                message.push_str(&format!("\ntakehome: warning: {warning}"));
+            }
             (reply, sideband, message)
         }
     };
@@ -236,4 +239,23 @@ async fn record_push(app: &Arc<App>, assignment: &str, commit: &str, needs: &cra
             Err(e) => return Err(Failure::internal(format!("cannot record the accepted push of {assignment} ({commit}): {e}"))),
         }
     }
+}
+
+/// What a pushed commit's requirement files ask of the task's image that it lacks (empty when
+/// the task or its image's list cannot be read: a warning is a courtesy, never a refusal).
+pub async fn requirement_warnings(app: &Arc<App>, assignment: &str, task: &str, commit: &str) -> Vec<String> {
+    if !crate::task::is_name(task) {
+        return Vec::new();
+    }
+    let (repos, root, assignment, task, commit) =
+        (app.repos.clone(), app.config.tasks_root.clone(), assignment.to_string(), task.to_string(), commit.to_string());
+    tokio::task::spawn_blocking(move || {
+        let spec = crate::task::load(&root.join("tasks").join(&task)).ok()?;
+        let installed = crate::environment::Installed::of_recipe(&spec.root, &spec.image).ok()?;
+        Some(crate::web::bounded::requirement_warnings(&repos, &assignment, &commit, &installed))
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or_default()
 }

@@ -318,6 +318,12 @@ pub async fn status_page(State(app): State<Arc<App>>, Candidate(a): Candidate) -
         .and_then(|t| std::fs::read_to_string(t.dir.join(&t.brief)).ok())
         .map(|text| super::candidate::demote_headings(&crate::review::markdown::render(&text), 2));
     let title = task.as_ref().map(|t| t.title.clone()).unwrap_or_else(|| a.task.clone());
+    let installed = task.as_ref().and_then(|t| crate::environment::Installed::of_recipe(&t.root, &t.image).ok());
+    let latest = rows.iter().max_by_key(|s| s.number);
+    let requirement_warnings = match (latest, &installed) {
+        (Some(latest), Some(_)) => Some((latest.number, super::git::requirement_warnings(&app, &a.id, &a.task, &latest.commit).await)),
+        _ => None,
+    };
     let html = super::candidate::render(&super::candidate::StatusPage {
         assignment: &a,
         title: &title,
@@ -329,6 +335,8 @@ pub async fn status_page(State(app): State<Arc<App>>, Candidate(a): Candidate) -
         time: &time,
         csrf: super::candidate::candidate_csrf(&a),
         has_public_run: task.as_ref().is_some_and(|t| t.public_run.is_some()),
+        image: installed.as_ref().map(|i| (i.image.clone(), i.packages.len())),
+        requirement_warnings,
     });
     Html(html).into_response()
 }

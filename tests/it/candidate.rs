@@ -286,3 +286,37 @@ async fn a_public_dry_run_survives_a_killed_daemon() {
     .await
     .unwrap();
 }
+
+/// Real candidates' environments: the repository says what is installed (ENVIRONMENT.md, from
+/// the image's pins), and a push whose requirements.txt names a package the image lacks, or a
+/// version it does not hold, is warned in the push reply and on the status page, before grading.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_asking_for_packages_the_image_lacks_is_warned_in_the_reply_and_on_the_status_page() {
+    let Some((_sandbox, data, work)) = setup().await else { return };
+    let (data_path, work_path) = (data.path().to_path_buf(), work.path().to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let daemon = Daemon::start(&data_path, 1);
+        let cand = assign(&data_path, "penguins-cleaning", "robin@example.com", &[]);
+        let repo = clone(&daemon, &cand, &work_path);
+        let environment = std::fs::read_to_string(repo.join("ENVIRONMENT.md")).expect("the repository says what is installed");
+        assert!(environment.contains("| scikit-learn | 1.6.1 |") && environment.contains("| matplotlib |"), "{environment}");
+        assert!(environment.contains("no network"), "{environment}");
+
+        std::fs::write(repo.join("requirements.txt"), "pandas==2.2.3\ntorch==2.3.0\nlightgbm<4\nseaborn\n").unwrap();
+        let (ok, out) = super::cluster_support::git(&repo, &["add", "requirements.txt"]);
+        assert!(ok, "{out}");
+        let (ok, out) = push_solution(&repo, None, "with requirements");
+        assert!(ok, "{out}");
+        assert!(out.contains("warning: requirements.txt: line 2: torch==2.3.0: not installed in the python image"), "{out}");
+        assert!(out.contains("warning: requirements.txt: line 3: lightgbm<4: the python image has lightgbm 4."), "{out}");
+        assert!(!out.contains("line 1:") && !out.contains("line 4:"), "pandas 2.2.3 and seaborn are installed: {out}");
+
+        let (status, page) = daemon.get(&format!("/status/{}", cand.id), Some((&cand.id, &cand.token)));
+        assert_eq!(status, 200, "{page}");
+        assert!(page.contains("What your code runs with") && page.contains("ENVIRONMENT.md"), "{page}");
+        assert!(page.contains("Push 1 asks for what the image lacks"), "{page}");
+        assert!(page.contains("requirements.txt: line 2: torch==2.3.0: not installed in the python image"), "{page}");
+    })
+    .await
+    .unwrap();
+}

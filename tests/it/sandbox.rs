@@ -379,3 +379,73 @@ async fn cpu_and_peak_memory_come_exact_from_the_kernel() {
         }
     }
 }
+
+/// The python image covers what candidates import (the list of runner-images/python/
+/// requirements.in, by import name) and renders a figure headless (Agg, `plt.show()` harmless).
+#[tokio::test]
+async fn the_python_image_imports_its_whole_list_and_renders_a_figure() {
+    let (sandbox, image) = needs_docker!();
+    let smoke = r#"
+import importlib, os
+names = ["numpy", "pandas", "sklearn", "scipy", "pyarrow", "matplotlib", "seaborn", "xgboost", "lightgbm",
+         "catboost", "statsmodels", "plotly", "optuna", "imblearn", "polars", "yaml", "tqdm", "IPython",
+         "requests", "joblib", "nbclient", "nbformat", "ipykernel", "shap", "missingno", "category_encoders",
+         "nltk", "psutil", "networkx", "sqlalchemy", "openpyxl", "xlrd", "tabulate", "bs4", "lxml", "geopy",
+         "geopandas", "folium", "fpdf", "wordcloud", "yellowbrick", "klib", "janitor", "lifetimes",
+         "skmultilearn", "sparse", "geodatasets", "datasets"]
+failed = []
+for name in names:
+    try:
+        importlib.import_module(name)
+    except Exception as error:
+        failed.append(f"{name}: {type(error).__name__}: {error}")
+print("failed:", failed)
+import matplotlib.pyplot as plt
+plt.plot([1, 2, 3], [2, 1, 3])
+plt.show()
+plt.savefig("/tmp/figure.png")
+print("backend", plt.get_backend(), "figure bytes", os.path.getsize("/tmp/figure.png"))
+"#;
+    let run = run_step(&sandbox, &image, &[("smoke.py", smoke)], "python smoke.py", limits(300, 2048 * MIB), vec![]).await;
+    let out = run.step.stdout.text();
+    assert_eq!(run.step.outcome, Outcome::Ok, "{out}\n{}", run.step.stderr.text());
+    assert!(out.contains("failed: []"), "{out}");
+    assert!(out.to_lowercase().contains("backend agg figure bytes"), "{out}");
+}
+
+/// A notebook as a step: `takehome-notebook` runs it headless (display magics and figures work,
+/// a `%pip install` of what is installed is skipped with a note); one that installs a package
+/// the image lacks stops before any cell, saying there is no network and where the list is.
+#[tokio::test]
+async fn a_notebook_runs_headless_and_a_pip_install_of_a_missing_package_says_why() {
+    let (sandbox, image) = needs_docker!();
+    let cell = |source: &str| serde_json::json!({"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": null, "source": source});
+    let notebook = |cells: Vec<serde_json::Value>| {
+        serde_json::json!({"cells": cells, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}, "nbformat": 4, "nbformat_minor": 5})
+            .to_string()
+    };
+    let good = notebook(vec![
+        cell("%matplotlib inline\n%pip install pandas seaborn\nimport matplotlib.pyplot as plt\nimport pandas as pd"),
+        cell("frame = pd.DataFrame({'a': [1, 2, 3]})\nprint('rows', len(frame))\nframe.plot()\nplt.show()"),
+        cell("int(frame['a'].sum())"),
+    ]);
+    let run = run_step(&sandbox, &image, &[("work.ipynb", &good)], "takehome-notebook work.ipynb", limits(180, 1024 * MIB), vec![]).await;
+    let (out, err) = (run.step.stdout.text(), run.step.stderr.text());
+    assert_eq!(run.step.outcome, Outcome::Ok, "{out}\n{err}");
+    assert!(out.contains("`%pip install pandas seaborn` skipped: no network here, and pandas, seaborn are installed already"), "{out}");
+    assert!(out.contains("rows 3") && out.contains("[figure]") && out.contains("\n6\n"), "{out}");
+    assert!(out.contains("3 code cells") && out.contains(", ok"), "{out}");
+
+    let missing = notebook(vec![cell("print('never runs')"), cell("!pip install nosuchpackage==1.0")]);
+    let run = run_step(&sandbox, &image, &[("work.ipynb", &missing)], "takehome-notebook work.ipynb", limits(180, 1024 * MIB), vec![]).await;
+    let (out, err) = (run.step.stdout.text(), run.step.stderr.text());
+    assert_ne!(run.step.outcome, Outcome::Ok, "{out}\n{err}");
+    assert!(err.contains("cell 2: `!pip install nosuchpackage==1.0`: there is no network here, and nosuchpackage is not installed"), "{err}");
+    assert!(err.contains("ENVIRONMENT.md") && !out.contains("never runs"), "{out}\n{err}");
+
+    let raising = notebook(vec![cell("x = 1"), cell("raise ValueError('the data is odd')")]);
+    let run = run_step(&sandbox, &image, &[("work.ipynb", &raising)], "takehome-notebook work.ipynb", limits(180, 1024 * MIB), vec![]).await;
+    let err = run.step.stderr.text();
+    assert_ne!(run.step.outcome, Outcome::Ok, "{err}");
+    assert!(err.contains("ValueError: the data is odd") && !err.contains("\u{1b}["), "the traceback, without colour codes: {err}");
+}

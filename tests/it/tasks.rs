@@ -65,3 +65,31 @@ fn a_step_after_one_that_read_hidden_data_keeps_its_logs_from_the_candidate() {
     let task = takehome::task::load(&super::common::repo_root().join("tasks/diamond-cut")).unwrap();
     assert!(task.steps[0].candidate_logs && !task.steps[1].candidate_logs);
 }
+
+#[test]
+fn a_step_runs_the_script_or_the_notebook_the_submission_holds() {
+    let task = takehome::task::load(&repo_root().join("tasks/diamond-cut")).unwrap();
+    let train = &task.steps[0];
+    assert_eq!(train.run, "python train.py", "the first choice is the default");
+    let folder = super::common::folder_with(&[("train.ipynb", "{}"), ("predict.py", "")]);
+    assert_eq!(train.command_for(folder.path()), "takehome-notebook train.ipynb");
+    assert_eq!(task.steps[1].command_for(folder.path()), "python predict.py");
+    // Neither file: the first choice (which then fails, saying the script is missing).
+    let empty = tempfile::tempdir().unwrap();
+    assert_eq!(train.command_for(empty.path()), "python train.py");
+    // A link named train.py is not taken for the script (nor followed).
+    let linked = super::common::folder_with(&[("train.ipynb", "{}")]);
+    std::os::unix::fs::symlink("/etc/passwd", linked.path().join("train.py")).unwrap();
+    assert_eq!(train.command_for(linked.path()), "takehome-notebook train.ipynb");
+
+    // Bad choices are named by field.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo_root().join("tasks/diamond-cut/task.yaml")).unwrap().replace(
+        "- { when: predict.ipynb, run: takehome-notebook predict.ipynb }",
+        "- { when: ../predict.ipynb, run: takehome-notebook x }\n      - { when: predict.py }",
+    );
+    let problems = takehome::task::parse(&text, dir.path()).expect_err("bad choices are refused");
+    let said: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    assert!(said.iter().any(|p| p.contains("steps[1].run[1].when") && p.contains("relative path")), "{said:?}");
+    assert!(said.iter().any(|p| p.contains("steps[1].run[2].run") && p.contains("missing")), "{said:?}");
+}

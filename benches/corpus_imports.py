@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""How many files of the corpus of public solutions would load in a runner image: every
+third-party module a file imports must import inside the image (network none, as a step runs).
+
+    python3 benches/corpus_imports.py IMAGE [--corpus corpus/python-solutions.tsv] [--exclude-dl]
+
+Prints each module that fails with its error, the files that fail and why, and the figure
+(files whose imports all load / files). --exclude-dl leaves out files that import a deep
+learning framework (torch, tensorflow, keras, transformers, ...), which the python-torch image
+is for. Standard library only on the host; Docker must be running.
+"""
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+DEEP_LEARNING = {"torch", "torchvision", "tensorflow", "keras", "transformers", "sentence_transformers", "spacy", "ultralytics", "keybert", "faiss"}
+
+INSIDE = r"""
+import json, subprocess, sys
+modules = json.loads(sys.argv[1])
+result = {}
+for module in modules:
+    run = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=300)
+    lines = run.stderr.strip().splitlines()
+    result[module] = None if run.returncode == 0 else (lines[-1] if lines else f"exit {run.returncode}")
+print(json.dumps(result))
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("image")
+    parser.add_argument("--corpus", default=str(Path(__file__).resolve().parent.parent / "corpus" / "python-solutions.tsv"))
+    parser.add_argument("--exclude-dl", action="store_true")
+    args = parser.parse_args()
+    with open(args.corpus, newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    if args.exclude_dl:
+        rows = [r for r in rows if not DEEP_LEARNING & set(r["imports"].split())]
+    modules = sorted({m for r in rows for m in r["imports"].split()})
+    run = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", "--user", "10001:10001", args.image, "python", "-c", INSIDE, json.dumps(modules)],
+        capture_output=True, text=True, check=False,
+    )
+    if run.returncode != 0:
+        print(run.stderr, file=sys.stderr)
+        return 1
+    failed = {m: e for m, e in json.loads(run.stdout.strip().splitlines()[-1]).items() if e}
+    for module, error in sorted(failed.items()):
+        print(f"module {module}: {error}")
+    loading = 0
+    for row in rows:
+        missing = sorted(set(row["imports"].split()) & failed.keys())
+        if missing:
+            print(f"file {row['repo']}/{row['path']}: {' '.join(missing)}")
+        else:
+            loading += 1
+    repos = len({r["repo"] for r in rows})
+    print(f"{args.image}: {loading} of {len(rows)} files load ({100 * loading / len(rows):.1f} %), {len(modules) - len(failed)} of {len(modules)} modules, {repos} repositories")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
