@@ -254,6 +254,22 @@ pub async fn check_task<S: Sandbox>(
             return results;
         }
     };
+    // Steps that ask for GPUs run only where the engine can hand them over.
+    let (wanted, here) = (spec.gpus(), crate::daemon::host_gpus());
+    if wanted > here {
+        let steps: Vec<&str> = spec.steps.iter().filter(|s| s.gpus > 0).map(|s| s.name.as_str()).collect();
+        let message = format!(
+            "step{} {} ask{} for {} and this host has {}: run `takehome check` on a GPU host (NVIDIA driver and container toolkit, \
+             /dev/nvidia0...), where GPU workers grade this task (docs/scaling.md, \"GPU workers\")",
+            if steps.len() == 1 { "" } else { "s" },
+            steps.join(", "),
+            if steps.len() == 1 { "s" } else { "" },
+            crate::units::count(wanted as usize, "GPU"),
+            if here == 0 { "none".to_string() } else { here.to_string() }
+        );
+        record("gpus", CaseStatus::Failed, message, Instant::now());
+        return results;
+    }
     let started = Instant::now();
     let problems = crate::grading::task_data::check(&spec);
     if problems.is_empty() {

@@ -216,6 +216,10 @@ enum Command {
         /// Memory this worker may promise to its jobs at once, e.g. 8GiB (default: the host's).
         #[arg(long)]
         memory: Option<String>,
+        /// GPUs this worker gives its jobs' steps (default: the host's, counted from
+        /// /dev/nvidia0, /dev/nvidia1, ...; 0 claims no job that asks for one).
+        #[arg(long)]
+        gpus: Option<u32>,
         /// Serve /healthz and /metrics here (for example 127.0.0.1:9464).
         #[arg(long = "health-listen")]
         health_listen: Option<String>,
@@ -441,7 +445,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             result.map_err(ours)
         }
         Command::Assign { task, candidate, time_box, starts, config } => assign(&config.load()?, &task, &candidate, time_box.as_deref(), starts).await,
-        Command::Worker { server, token, slots, name, memory, health_listen, config } => {
+        Command::Worker { server, token, slots, name, memory, gpus, health_listen, config } => {
             let config = config.load()?;
             if !(server.starts_with("http://") || server.starts_with("https://")) {
                 return Err(usage(anyhow::anyhow!("--server: expected the server's URL, like http://10.0.0.1:8080")));
@@ -454,7 +458,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .map(|a| a.parse().map_err(|_| usage(anyhow::anyhow!("--health-listen: {a:?} is not an address like 127.0.0.1:9464"))))
                 .transpose()?;
             let name = name.unwrap_or_else(crate::daemon::host_name);
-            let command = crate::daemon::WorkerCommand { server, token, name, slots: slots.max(1), memory_bytes, listen };
+            let command = crate::daemon::WorkerCommand { server, token, name, slots: slots.max(1), memory_bytes, gpus, listen };
             let shutdown = CancellationToken::new();
             let watcher = tokio::spawn(cancel_on_signal(shutdown.clone()));
             let result = crate::daemon::work(config, command, shutdown).await;

@@ -76,8 +76,13 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let mut tasks = JoinSet::new();
     if config.workers > 0 {
         // Named after the host: a restarted server replaces its own dead instance.
-        let options =
-            GraderOptions { name: format!("serve@{}", host_name()), slots: config.workers, memory_bytes: None, source: Source::Local(app.repos.clone()) };
+        let options = GraderOptions {
+            name: format!("serve@{}", host_name()),
+            slots: config.workers,
+            memory_bytes: None,
+            gpus: None,
+            source: Source::Local(app.repos.clone()),
+        };
         let grader = Grader::start(config.clone(), store.clone(), options, work.clone(), app.metrics.clone(), shutdown.clone()).await?;
         tasks.spawn(grader.run());
     } else {
@@ -103,6 +108,8 @@ pub struct WorkerCommand {
     pub slots: usize,
     /// Memory the worker may promise its jobs (default: the host's).
     pub memory_bytes: Option<u64>,
+    /// GPUs the worker gives its jobs (default: the host's, [`host_gpus`]).
+    pub gpus: Option<u32>,
     /// Where `/healthz` and `/metrics` are served, if anywhere.
     pub listen: Option<SocketAddr>,
 }
@@ -121,7 +128,7 @@ pub async fn work(config: Config, command: WorkerCommand, shutdown: Cancellation
     let work = Arc::new(Notify::new());
     let metrics: Arc<std::sync::Mutex<Metrics>> = Arc::default();
     let source = Source::Remote(RemoteRepos::new(&command.server, &command.token, config.data_dir.join("worker-repos")));
-    let options = GraderOptions { name: command.name.clone(), slots: command.slots.max(1), memory_bytes: command.memory_bytes, source };
+    let options = GraderOptions { name: command.name.clone(), slots: command.slots.max(1), memory_bytes: command.memory_bytes, gpus: command.gpus, source };
     let grader = Grader::start(config.clone(), store.clone(), options, work, metrics.clone(), shutdown.clone()).await?;
     let status = Arc::new(web::WorkerStatus {
         instance: grader.instance.clone(),
@@ -167,6 +174,7 @@ pub struct GraderOptions {
     pub name: String,
     pub slots: usize,
     pub memory_bytes: Option<u64>,
+    pub gpus: Option<u32>,
     pub source: Source,
 }
 
@@ -183,6 +191,7 @@ struct Grader {
     stop: CancellationToken,
     slots: usize,
     memory_bytes: i64,
+    gpus: i64,
     runtimes: Vec<String>,
     images: Mutex<HashMap<String, ImageRef>>,
     running: std::sync::Mutex<HashMap<i64, Running>>,
@@ -198,6 +207,7 @@ struct Grader {
 struct Running {
     attempt: i64,
     memory_bytes: i64,
+    gpus: i64,
     claimed: Instant,
     /// Stops the job (its containers are removed by the sandbox).
     cancel: CancellationToken,
@@ -206,6 +216,16 @@ struct Running {
 /// This host's name (the default worker name).
 pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "worker".into())
+}
+
+/// The GPUs of this host that containers can be given: NVIDIA's device files `/dev/nvidia0`,
+/// `/dev/nvidia1`, ... (the engine hands them over through the NVIDIA container toolkit).
+pub fn host_gpus() -> u32 {
+    let Ok(entries) = std::fs::read_dir("/dev") else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_str().and_then(|n| n.strip_prefix("nvidia")).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
+        .count() as u32
 }
 
 /// The host's memory, from /proc/meminfo.
@@ -231,6 +251,7 @@ impl Grader {
             runtimes.push(Runtime::Runsc.as_str().to_string());
         }
         let memory_bytes = options.memory_bytes.or_else(host_memory).unwrap_or(4 << 30).min(i64::MAX as u64) as i64;
+        let gpus = i64::from(options.gpus.unwrap_or_else(host_gpus));
         let instance = crate::sandbox::instance_id().to_string();
         let root = config.tasks_root.clone();
         let copies = tokio::task::spawn_blocking(move || job::task_copies(&root)).await.unwrap_or_default();
@@ -248,6 +269,7 @@ impl Grader {
             stopped_at: None,
             health: String::new(),
             running: 0,
+            gpus,
         };
         let replaced = store.register_worker(&info).await.context("cannot register the worker")?;
         if !replaced.is_empty() {
@@ -264,6 +286,7 @@ impl Grader {
             work,
             slots: options.slots,
             memory_bytes,
+            gpus,
             runtimes,
             images: Mutex::default(),
             running: std::sync::Mutex::default(),
@@ -328,13 +351,14 @@ impl Grader {
     }
 
     fn claim_request(&self) -> ClaimRequest {
-        let promised: i64 = self.running.lock().unwrap().values().map(|r| r.memory_bytes).sum();
+        let (promised, promised_gpus) = self.running.lock().unwrap().values().fold((0i64, 0i64), |(memory, gpus), r| (memory + r.memory_bytes, gpus + r.gpus));
         ClaimRequest {
             instance: self.instance.clone(),
             now: now(),
             lease_seconds: self.config.lease_seconds,
             free_memory_bytes: self.memory_bytes - promised,
             runtimes: self.runtimes.clone(),
+            free_gpus: self.gpus - promised_gpus,
             copies: self.copies.lock().unwrap().clone(),
             max_attempts: self.config.retries.max(1) as i64,
         }
@@ -694,7 +718,13 @@ impl Slot {
             let cancel = grader.stop.child_token();
             grader.running.lock().unwrap().insert(
                 job.submission(),
-                Running { attempt: job.attempts(), memory_bytes: job.needs.memory_bytes, claimed: Instant::now(), cancel: cancel.clone() },
+                Running {
+                    attempt: job.attempts(),
+                    memory_bytes: job.needs.memory_bytes,
+                    gpus: job.needs.gpus,
+                    claimed: Instant::now(),
+                    cancel: cancel.clone(),
+                },
             );
             grader.running_count.fetch_add(1, Ordering::Relaxed);
             let result = self.attempt(&job, &cancel).await;

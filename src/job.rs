@@ -71,6 +71,7 @@ pub fn needs(task: &TaskSpec) -> Result<crate::store::JobNeeds, String> {
         data_digest: digest(&task.dataset_dir())?,
         memory_bytes: task.steps.iter().map(|s| s.memory_bytes).max().unwrap_or(0).min(i64::MAX as u64) as i64,
         runtime: task.min_runtime.as_str().to_string(),
+        gpus: i64::from(task.gpus()),
     })
 }
 
@@ -295,6 +296,7 @@ async fn run_job<J: JobSandbox>(
         }
         let mut limits = Limits::new(step.timeout, step.memory_bytes, step.cpus);
         limits.file_bytes = task.workspace_cap_bytes.max(task.output_cap_bytes);
+        limits.gpus = step.gpus;
         let command = step.command_for(prepared.path()).to_string();
         let request = StepRequest {
             name: step.name.clone(),

@@ -33,6 +33,8 @@ pub const DEFAULT_SCORE_FLOOR: f64 = 10.0;
 
 const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 const MIN_MEMORY: u64 = 32 << 20;
+/// The most GPUs a step may ask for.
+const MAX_GPUS: u64 = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskKind {
@@ -160,6 +162,8 @@ pub struct StepSpec {
     pub timeout: Duration,
     pub memory_bytes: u64,
     pub cpus: f64,
+    /// GPUs the step needs (0: none). Only a worker with as many claims the task's jobs.
+    pub gpus: u32,
     /// Whether the candidate's view shows this step's logs. Default: only when neither this step
     /// nor any step before it reads hidden input (what a step prints while hidden data is mounted,
     /// or after an earlier step could leave hidden data in /workspace or /output, stays with the
@@ -333,6 +337,11 @@ impl TaskSpec {
         self.dataset_dir().join(&output.truth)
     }
     /// The first (for most tasks, the only) graded output.
+    /// The most GPUs any step asks for: what a worker must have to grade the task.
+    pub fn gpus(&self) -> u32 {
+        self.steps.iter().map(|s| s.gpus).max().unwrap_or(0)
+    }
+
     pub fn primary(&self) -> &GradingSpec {
         &self.outputs[0]
     }
@@ -949,7 +958,7 @@ impl Reader {
 
     /// One step, and whether it said `candidate_logs` itself (else [`Reader::steps`] decides).
     fn step(&mut self, value: &Value, path: &str, dataset_dir: Option<&Path>, truths: &[String]) -> Option<(StepSpec, bool)> {
-        let map = self.mapping(value, path, &["name", "run", "inputs", "timeout", "memory", "cpus", "candidate_logs"])?;
+        let map = self.mapping(value, path, &["name", "run", "inputs", "timeout", "memory", "cpus", "gpus", "candidate_logs"])?;
         let name = self.string(map, path, "name", true);
         if let Some(name) = &name {
             if !is_name(name) {
@@ -999,6 +1008,14 @@ impl Reader {
         if !(cpus > 0.0 && cpus <= 64.0) {
             self.problem(&join(path, "cpus"), format!("{cpus} is out of range (expected more than 0 and at most 64)"));
         }
+        let gpus = match map.get("gpus") {
+            None | Some(Value::Null) => 0,
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n <= MAX_GPUS) => n.as_u64().unwrap_or(0) as u32,
+            Some(other) => {
+                self.problem(&join(path, "gpus"), format!("expected a whole number from 0 to {MAX_GPUS}, got {}", describe(other)));
+                0
+            }
+        };
         let candidate_logs = match map.get("candidate_logs") {
             None => None,
             Some(Value::Bool(b)) => Some(*b),
@@ -1007,7 +1024,8 @@ impl Reader {
                 Some(false)
             }
         };
-        let step = StepSpec { name: name?, run: run?, choices, inputs, timeout: timeout?, memory_bytes, cpus, candidate_logs: candidate_logs.unwrap_or(false) };
+        let step =
+            StepSpec { name: name?, run: run?, choices, inputs, timeout: timeout?, memory_bytes, cpus, gpus, candidate_logs: candidate_logs.unwrap_or(false) };
         Some((step, candidate_logs.is_some()))
     }
 

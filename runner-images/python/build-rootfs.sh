@@ -12,7 +12,9 @@
 set -euo pipefail
 
 out=${1:?usage: build-rootfs.sh OUT.tar}
-here=$(cd "$(dirname "$0")" && pwd)
+# The recipe built: this folder, or one that extends it (python-torch) and names itself here.
+script_dir=$(cd "$(dirname "$0")" && pwd)
+here=${TAKEHOME_RECIPE_DIR:-$script_dir}
 suite=bookworm
 
 say() { printf 'build-rootfs: %s\n' "$*" >&2; }
@@ -45,7 +47,7 @@ say "step 2/4: pip install the pinned packages into /opt/venv"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 mount -t proc proc "$root/proc"
 cp "$here/requirements.txt" "$root/tmp/requirements.txt"
-install -m 0755 "$here/takehome-notebook" "$root/tmp/takehome-notebook"
+install -m 0755 "$script_dir/takehome-notebook" "$root/tmp/takehome-notebook"
 # pip inside the chroot trusts what this machine trusts (a TLS-inspecting proxy's CA, for one).
 host_ca=${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}
 [ -f "$host_ca" ] && cp "$host_ca" "$root/tmp/host-ca.crt"

@@ -12,6 +12,7 @@ use std::process::Stdio;
 
 use bollard::query_parameters::{BuildImageOptions, CreateImageOptions};
 use futures_util::StreamExt;
+use sha2::Digest as _;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 
 use super::{api, DockerSandbox, RunError};
@@ -32,19 +33,39 @@ pub enum BuildMethod {
 pub struct Recipe {
     pub name: String,
     pub dir: PathBuf,
+    /// The folder of the recipe it extends, if any (its `import.changes` serve where this one
+    /// has none).
+    pub base_dir: Option<PathBuf>,
     /// sha256 over the recipe's file names and contents.
     pub digest: String,
 }
 
 impl Recipe {
-    /// Reads `runner-images/<name>/` under `root`.
+    /// Reads `runner-images/<name>/` under `root`. A recipe that builds on another (its
+    /// `extends` file names it, as python-torch names python) has a digest over both, so that a
+    /// change to the base rebuilds it too.
     pub fn load(root: &Path, name: &str) -> Result<Recipe, RunError> {
+        Self::load_within(root, name, 0)
+    }
+
+    fn load_within(root: &Path, name: &str, depth: usize) -> Result<Recipe, RunError> {
         let dir = root.join("runner-images").join(name);
-        if !dir.is_dir() {
+        if !crate::task::is_name(name) || !dir.is_dir() {
             return Err(RunError::Image(format!("no runner image recipe {name:?} (expected a folder {})", dir.display())));
         }
-        let digest = crate::digest::tree_digest(&dir).map_err(|error| RunError::Image(format!("{}: {error}", dir.display())))?;
-        Ok(Recipe { name: name.to_string(), dir, digest })
+        let mut digest = crate::digest::tree_digest(&dir).map_err(|error| RunError::Image(format!("{}: {error}", dir.display())))?;
+        let mut base_dir = None;
+        if let Ok(base) = std::fs::read_to_string(dir.join("extends")) {
+            let base = base.trim();
+            if depth > 3 {
+                return Err(RunError::Image(format!("{}: recipes extend each other more than 4 deep", dir.join("extends").display())));
+            }
+            let base = Self::load_within(root, base, depth + 1)
+                .map_err(|error| RunError::Image(format!("{}: names {base:?}: {error}", dir.join("extends").display())))?;
+            digest = hex::encode(sha2::Sha256::digest(format!("{digest}\n{}", base.digest).as_bytes()));
+            base_dir = Some(base.dir);
+        }
+        Ok(Recipe { name: name.to_string(), dir, base_dir, digest })
     }
 
     /// `takehome/python:1a2b3c4d5e6f7a8b`: the tag changes whenever the recipe does.
@@ -195,7 +216,11 @@ impl DockerSandbox {
             return Err(RunError::Image(format!("{} failed ({status}); its last lines:\n{}", script.display(), last_lines.join("\n"))));
         }
 
-        let changes_file = recipe.dir.join("import.changes");
+        let own = recipe.dir.join("import.changes");
+        let changes_file = match &recipe.base_dir {
+            Some(base) if !own.is_file() => base.join("import.changes"),
+            _ => own,
+        };
         let mut changes: Vec<String> = std::fs::read_to_string(&changes_file)
             .unwrap_or_default()
             .lines()

@@ -183,6 +183,8 @@ pub struct Limits {
     pub log_flood: u64,
     /// The largest file a process may write (RLIMIT_FSIZE), anywhere.
     pub file_bytes: u64,
+    /// GPUs the step asks for: a device request to the engine (`--gpus N`), none by default.
+    pub gpus: u32,
 }
 
 impl Limits {
@@ -197,6 +199,7 @@ impl Limits {
             log_cap: DEFAULT_LOG_CAP,
             log_flood: DEFAULT_LOG_FLOOD,
             file_bytes: DEFAULT_FILE_BYTES,
+            gpus: 0,
         }
     }
 }
@@ -933,6 +936,15 @@ fn hardened_host_config(limits: &Limits, runtime: Runtime) -> HostConfig {
         blkio_weight: Some(100),
         ipc_mode: Some("private".to_string()),
         init: Some(true),
+        // As `docker run --gpus N`: the engine's GPU driver (the NVIDIA container toolkit) hands
+        // the step N devices; with none asked for, none is requested.
+        device_requests: (limits.gpus > 0).then(|| {
+            vec![bollard::models::DeviceRequest {
+                count: Some(i64::from(limits.gpus)),
+                capabilities: Some(vec![vec!["gpu".to_string()]]),
+                ..Default::default()
+            }]
+        }),
         // Logs are read through attach; the engine's own copy is capped so a flood cannot fill the host.
         log_config: Some(HostConfigLogConfig {
             typ: Some("json-file".to_string()),
@@ -1110,6 +1122,17 @@ pub fn fresh_suffix() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gpus_are_a_device_request_and_none_are_asked_for_by_default() {
+        let mut limits = Limits::new(Duration::from_secs(1), 64 << 20, 1.0);
+        assert!(hardened_host_config(&limits, Runtime::Runc).device_requests.is_none());
+        limits.gpus = 2;
+        let requests = hardened_host_config(&limits, Runtime::Runc).device_requests.expect("a device request");
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0].count, Some(2));
+        assert_eq!(requests[0].capabilities, Some(vec![vec!["gpu".to_string()]]));
+    }
 
     fn owned_by(instance: &str, pid: u32, start: Option<u64>) -> HashMap<String, String> {
         let mut labels = HashMap::from([

@@ -252,6 +252,8 @@ pub struct JobNeeds {
     pub memory_bytes: i64,
     /// The runtime the task asks for (`runc` or `runsc`).
     pub runtime: String,
+    /// The GPUs its steps ask for at most: a worker claims only what its free GPUs fit.
+    pub gpus: i64,
 }
 
 /// A claim's fencing token: the job, the instance that holds it and the attempt number.
@@ -294,6 +296,8 @@ pub struct ClaimRequest {
     pub free_memory_bytes: i64,
     /// Runtimes the worker's engine has.
     pub runtimes: Vec<String>,
+    /// GPUs not yet promised to the instance's running jobs.
+    pub free_gpus: i64,
     /// The (task, spec digest, data digest) the worker's own copies have.
     pub copies: Vec<TaskCopy>,
     /// Jobs whose lease ran out this many times are stored as `infrastructure_error` instead.
@@ -335,6 +339,8 @@ pub struct WorkerInfo {
     pub slots: i64,
     pub memory_bytes: i64,
     pub runtimes: Vec<String>,
+    /// GPUs the worker's host has for steps (0 on most hosts).
+    pub gpus: i64,
     pub started_at: i64,
     pub heartbeat_at: i64,
     pub lease_until: i64,

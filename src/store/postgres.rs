@@ -166,6 +166,10 @@ CREATE TABLE dry_runs (
 );
 CREATE INDEX dry_runs_order ON dry_runs (queued_at, submission);
 ",
+    "
+ALTER TABLE submissions ADD COLUMN gpus BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE workers ADD COLUMN gpus BIGINT NOT NULL DEFAULT 0;
+",
 ];
 
 pub struct PostgresStore {
@@ -253,7 +257,7 @@ fn assignment_row(row: &Row) -> Result<Assignment> {
 }
 
 const WORKER_COLUMNS: &str = "w.instance, w.name, w.version, w.slots, w.memory_bytes, w.runtimes, w.started_at, w.heartbeat_at, w.lease_until, \
-     w.stopped_at, w.health, (SELECT COUNT(*) FROM submissions s WHERE s.status = 'running' AND s.worker = w.instance)";
+     w.stopped_at, w.health, (SELECT COUNT(*) FROM submissions s WHERE s.status = 'running' AND s.worker = w.instance), w.gpus";
 
 fn worker_row(row: &Row) -> Result<WorkerInfo> {
     let runtimes: String = row.try_get(5)?;
@@ -270,6 +274,7 @@ fn worker_row(row: &Row) -> Result<WorkerInfo> {
         stopped_at: row.try_get(9)?,
         health: row.try_get(10)?,
         running: row.try_get(11)?,
+        gpus: row.try_get(12)?,
     })
 }
 
@@ -415,9 +420,9 @@ impl Store for PostgresStore {
             let graded_from = turn.map(|at| at + 3600).filter(|&at| at > now).unwrap_or(0);
             let id: i64 = transaction
                 .query_one(
-                    "INSERT INTO submissions (assignment, task, number, commit_sha, pushed_at, status, kind, spec_digest, data_digest, memory_bytes, runtime, run_after) \
-                     VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $7, $8, $9, $10) RETURNING id",
-                    &[&assignment, &task, &number, &commit, &now, &needs.spec_digest, &needs.data_digest, &needs.memory_bytes, &needs.runtime, &graded_from],
+                    "INSERT INTO submissions (assignment, task, number, commit_sha, pushed_at, status, kind, spec_digest, data_digest, memory_bytes, runtime, run_after, gpus) \
+                     VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $7, $8, $9, $10, $11) RETURNING id",
+                    &[&assignment, &task, &number, &commit, &now, &needs.spec_digest, &needs.data_digest, &needs.memory_bytes, &needs.runtime, &graded_from, &needs.gpus],
                 )
                 .await?
                 .try_get(0)?;
@@ -447,7 +452,7 @@ impl Store for PostgresStore {
                 .query_opt(
                     "WITH next AS (SELECT s.id FROM submissions s \
                         WHERE ((s.status = 'queued' AND s.run_after <= $2) OR (s.status = 'running' AND s.lease_until < $2)) \
-                          AND s.memory_bytes <= $4 AND s.runtime = ANY($5) \
+                          AND s.memory_bytes <= $4 AND s.gpus <= $7 AND s.runtime = ANY($5) \
                           AND (s.spec_digest = '' OR s.task || chr(9) || s.spec_digest || chr(9) || s.data_digest = ANY($6)) \
                         ORDER BY s.kind, \
                           (SELECT COUNT(*) FROM submissions r WHERE r.status = 'running' AND r.lease_until >= $2 AND r.task = s.task), \
@@ -458,8 +463,8 @@ impl Store for PostgresStore {
                      FROM next WHERE submissions.id = next.id \
                      RETURNING submissions.id, submissions.assignment, submissions.task, submissions.commit_sha, submissions.attempts, \
                        submissions.number, submissions.spec_digest, submissions.data_digest, submissions.memory_bytes, submissions.runtime, \
-                       (SELECT candidate FROM assignments WHERE assignments.id = submissions.assignment)",
-                    &[&r.instance, &r.now, &r.lease_seconds, &r.free_memory_bytes, &r.runtimes, &copies],
+                       (SELECT candidate FROM assignments WHERE assignments.id = submissions.assignment), submissions.gpus",
+                    &[&r.instance, &r.now, &r.lease_seconds, &r.free_memory_bytes, &r.runtimes, &copies, &r.free_gpus],
                 )
                 .await?;
             transaction.commit().await?;
@@ -470,7 +475,13 @@ impl Store for PostgresStore {
                     task: row.try_get(2)?,
                     commit: row.try_get(3)?,
                     number: row.try_get(5)?,
-                    needs: JobNeeds { spec_digest: row.try_get(6)?, data_digest: row.try_get(7)?, memory_bytes: row.try_get(8)?, runtime: row.try_get(9)? },
+                    needs: JobNeeds {
+                        spec_digest: row.try_get(6)?,
+                        data_digest: row.try_get(7)?,
+                        memory_bytes: row.try_get(8)?,
+                        runtime: row.try_get(9)?,
+                        gpus: row.try_get(11)?,
+                    },
                     candidate: row.try_get(10)?,
                 })
             })
@@ -562,8 +573,8 @@ impl Store for PostgresStore {
             }
             transaction
                 .execute(
-                    "INSERT INTO workers (instance, name, version, slots, memory_bytes, runtimes, started_at, heartbeat_at, lease_until, health) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    "INSERT INTO workers (instance, name, version, slots, memory_bytes, runtimes, started_at, heartbeat_at, lease_until, health, gpus) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                     &[
                         &w.instance,
                         &w.name,
@@ -575,6 +586,7 @@ impl Store for PostgresStore {
                         &w.heartbeat_at,
                         &w.lease_until,
                         &w.health,
+                        &w.gpus,
                     ],
                 )
                 .await?;
@@ -696,9 +708,9 @@ impl Store for PostgresStore {
             for (task, needs) in needs {
                 transaction
                     .execute(
-                        "UPDATE submissions SET spec_digest = $2, data_digest = $3, memory_bytes = $4, runtime = $5 \
+                        "UPDATE submissions SET spec_digest = $2, data_digest = $3, memory_bytes = $4, runtime = $5, gpus = $7 \
                          WHERE status = 'queued' AND kind = 1 AND task = $1 AND ($6::BIGINT IS NULL OR id = $6)",
-                        &[task, &needs.spec_digest, &needs.data_digest, &needs.memory_bytes, &needs.runtime, &submission],
+                        &[task, &needs.spec_digest, &needs.data_digest, &needs.memory_bytes, &needs.runtime, &submission, &needs.gpus],
                     )
                     .await?;
             }

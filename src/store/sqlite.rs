@@ -166,6 +166,11 @@ CREATE TABLE dry_runs (
 );
 CREATE INDEX dry_runs_order ON dry_runs (queued_at, submission);
 ",
+    // 7: GPUs: what a job's steps ask for, what a worker has.
+    "
+ALTER TABLE submissions ADD COLUMN gpus INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE workers ADD COLUMN gpus INTEGER NOT NULL DEFAULT 0;
+",
 ];
 
 const SUBMISSION_COLUMNS: &str = "s.id, s.assignment, s.task, a.candidate, s.number, s.commit_sha, s.pushed_at, s.status, s.attempts, \
@@ -217,7 +222,7 @@ const ASSIGNMENT_SELECT: &str = "id, task, candidate, token_hash, time_box_secon
      (SELECT COALESCE(SUM(e.seconds), 0) FROM extensions e WHERE e.assignment = assignments.id)";
 
 const WORKER_COLUMNS: &str = "w.instance, w.name, w.version, w.slots, w.memory_bytes, w.runtimes, w.started_at, w.heartbeat_at, w.lease_until, \
-     w.stopped_at, w.health, (SELECT COUNT(*) FROM submissions s WHERE s.status = 'running' AND s.worker = w.instance)";
+     w.stopped_at, w.health, (SELECT COUNT(*) FROM submissions s WHERE s.status = 'running' AND s.worker = w.instance), w.gpus";
 
 fn worker_row(row: &rusqlite::Row) -> rusqlite::Result<WorkerInfo> {
     let runtimes: String = row.get(5)?;
@@ -234,6 +239,7 @@ fn worker_row(row: &rusqlite::Row) -> rusqlite::Result<WorkerInfo> {
         stopped_at: row.get(9)?,
         health: row.get(10)?,
         running: row.get(11)?,
+        gpus: row.get(12)?,
     })
 }
 
@@ -363,9 +369,9 @@ impl Store for SqliteStore {
             };
             let graded_from = turn.map(|at| at + 3600).filter(|&at| at > now).unwrap_or(0);
             transaction.execute(
-                "INSERT INTO submissions (assignment, task, number, commit_sha, pushed_at, status, kind, spec_digest, data_digest, memory_bytes, runtime, run_after) \
-                 SELECT ?1, task, ?2, ?3, ?4, 'queued', 0, ?5, ?6, ?7, ?8, ?9 FROM assignments WHERE id = ?1",
-                params![assignment, number, commit, now, needs.spec_digest, needs.data_digest, needs.memory_bytes, needs.runtime, graded_from],
+                "INSERT INTO submissions (assignment, task, number, commit_sha, pushed_at, status, kind, spec_digest, data_digest, memory_bytes, runtime, run_after, gpus) \
+                 SELECT ?1, task, ?2, ?3, ?4, 'queued', 0, ?5, ?6, ?7, ?8, ?9, ?10 FROM assignments WHERE id = ?1",
+                params![assignment, number, commit, now, needs.spec_digest, needs.data_digest, needs.memory_bytes, needs.runtime, graded_from, needs.gpus],
             )?;
             let id = transaction.last_insert_rowid();
             let position: i64 =
@@ -388,14 +394,14 @@ impl Store for SqliteStore {
                     "UPDATE submissions SET status = 'running', worker = ?1, started_at = ?2, lease_until = ?2 + ?3, attempts = attempts + 1 \
                      WHERE id = (SELECT s.id FROM submissions s \
                         WHERE ((s.status = 'queued' AND s.run_after <= ?2) OR (s.status = 'running' AND s.lease_until < ?2)) \
-                          AND s.memory_bytes <= ?4 AND s.runtime IN (SELECT value FROM json_each(?5)) \
+                          AND s.memory_bytes <= ?4 AND s.gpus <= ?7 AND s.runtime IN (SELECT value FROM json_each(?5)) \
                           AND (s.spec_digest = '' OR s.task || char(9) || s.spec_digest || char(9) || s.data_digest IN (SELECT value FROM json_each(?6))) \
                         ORDER BY s.kind, \
                           (SELECT COUNT(*) FROM submissions r WHERE r.status = 'running' AND r.lease_until >= ?2 AND r.task = s.task), \
                           (SELECT COUNT(*) FROM submissions r WHERE r.status = 'running' AND r.lease_until >= ?2 AND r.assignment = s.assignment), \
                           s.id LIMIT 1) \
-                     RETURNING id, assignment, task, commit_sha, attempts, number, spec_digest, data_digest, memory_bytes, runtime",
-                    params![r.instance, r.now, r.lease_seconds, r.free_memory_bytes, runtimes, copies],
+                     RETURNING id, assignment, task, commit_sha, attempts, number, spec_digest, data_digest, memory_bytes, runtime, gpus",
+                    params![r.instance, r.now, r.lease_seconds, r.free_memory_bytes, runtimes, copies, r.free_gpus],
                     |row| {
                         Ok(Claimed {
                             fence: Fence { submission: row.get(0)?, instance: r.instance.clone(), attempt: row.get(4)? },
@@ -404,7 +410,13 @@ impl Store for SqliteStore {
                             candidate: String::new(),
                             commit: row.get(3)?,
                             number: row.get(5)?,
-                            needs: JobNeeds { spec_digest: row.get(6)?, data_digest: row.get(7)?, memory_bytes: row.get(8)?, runtime: row.get(9)? },
+                            needs: JobNeeds {
+                                spec_digest: row.get(6)?,
+                                data_digest: row.get(7)?,
+                                memory_bytes: row.get(8)?,
+                                runtime: row.get(9)?,
+                                gpus: row.get(10)?,
+                            },
                         })
                     },
                 )
@@ -503,9 +515,21 @@ impl Store for SqliteStore {
                 transaction.execute("UPDATE dry_runs SET worker = NULL, lease_until = 0 WHERE worker = ?1", [old])?;
             }
             transaction.execute(
-                "INSERT INTO workers (instance, name, version, slots, memory_bytes, runtimes, started_at, heartbeat_at, lease_until, health) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![w.instance, w.name, w.version, w.slots, w.memory_bytes, w.runtimes.join(","), w.started_at, w.heartbeat_at, w.lease_until, w.health],
+                "INSERT INTO workers (instance, name, version, slots, memory_bytes, runtimes, started_at, heartbeat_at, lease_until, health, gpus) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    w.instance,
+                    w.name,
+                    w.version,
+                    w.slots,
+                    w.memory_bytes,
+                    w.runtimes.join(","),
+                    w.started_at,
+                    w.heartbeat_at,
+                    w.lease_until,
+                    w.health,
+                    w.gpus
+                ],
             )?;
             transaction.commit()?;
             Ok(replaced)
@@ -628,9 +652,9 @@ impl Store for SqliteStore {
             )?;
             for (task, needs) in &needs {
                 transaction.execute(
-                    "UPDATE submissions SET spec_digest = ?2, data_digest = ?3, memory_bytes = ?4, runtime = ?5 \
+                    "UPDATE submissions SET spec_digest = ?2, data_digest = ?3, memory_bytes = ?4, runtime = ?5, gpus = ?7 \
                      WHERE status = 'queued' AND kind = 1 AND task = ?1 AND (?6 IS NULL OR id = ?6)",
-                    params![task, needs.spec_digest, needs.data_digest, needs.memory_bytes, needs.runtime, submission],
+                    params![task, needs.spec_digest, needs.data_digest, needs.memory_bytes, needs.runtime, submission, needs.gpus],
                 )?;
             }
             transaction.commit()?;
@@ -949,7 +973,7 @@ mod tests {
     }
 
     fn needs() -> JobNeeds {
-        JobNeeds { spec_digest: "s1".into(), data_digest: "d1".into(), memory_bytes: 1 << 30, runtime: "runc".into() }
+        JobNeeds { spec_digest: "s1".into(), data_digest: "d1".into(), memory_bytes: 1 << 30, runtime: "runc".into(), gpus: 0 }
     }
 
     fn request(instance: &str, now: i64) -> ClaimRequest {
@@ -959,6 +983,7 @@ mod tests {
             lease_seconds: 30,
             free_memory_bytes: 4 << 30,
             runtimes: vec!["runc".into()],
+            free_gpus: 0,
             copies: vec![TaskCopy { task: "t".into(), spec_digest: "s1".into(), data_digest: "d1".into() }],
             max_attempts: 3,
         }
@@ -1093,6 +1118,12 @@ mod tests {
         assert!(store.claim(&request("w2", 12)).await.unwrap().is_none(), "runsc needed");
         let runsc = ClaimRequest { runtimes: vec!["runc".into(), "runsc".into()], ..request("w2", 12) };
         assert_eq!(store.claim(&runsc).await.unwrap().unwrap().submission(), r1);
+        // A job whose steps ask for a GPU goes only to a worker with one free.
+        let (g1, ..) = store.add_submission("a2", "c7", &JobNeeds { gpus: 1, ..needs() }, 12, 0).await.unwrap();
+        assert!(store.claim(&request("w2", 12)).await.unwrap().is_none(), "no GPU free on w2");
+        let gpu = ClaimRequest { free_gpus: 2, ..request("w4", 12) };
+        let claimed = store.claim(&gpu).await.unwrap().unwrap();
+        assert_eq!((claimed.submission(), claimed.needs.gpus), (g1, 1));
         // A fresh push goes before a regrade queued earlier.
         for job in [t1, t3] {
             let (row, _) = store.submission(job).await.unwrap().unwrap();
@@ -1122,6 +1153,7 @@ mod tests {
             stopped_at: None,
             health: String::new(),
             running: 0,
+            gpus: 0,
         };
         assert!(store.register_worker(&worker("i1", 0)).await.unwrap().is_empty());
         let (id, ..) = store.add_submission("a1", "abc", &needs(), 1, 0).await.unwrap();

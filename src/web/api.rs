@@ -374,6 +374,7 @@ pub async fn worker_health(State(status): State<Arc<super::WorkerStatus>>) -> Re
         "running": status.running.load(std::sync::atomic::Ordering::Relaxed),
         "alive": alive,
         "health": me.as_ref().map(|w| w.health.clone()).unwrap_or_default(),
+        "gpus": me.as_ref().map(|w| w.gpus).unwrap_or(0),
         "store": status.store.backend(),
     });
     let code = if alive { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

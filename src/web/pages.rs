@@ -349,7 +349,7 @@ async fn workers_section(app: &Arc<App>, now: i64) -> String {
     };
     let mut body = String::from(
         "<section><h2>Workers</h2><table><tr><th>name</th><th>instance</th><th>state</th><th>last heartbeat</th>\
-         <th class=\"num\">running / slots</th><th>memory</th><th>runtimes</th><th>version</th><th>health</th></tr>",
+         <th class=\"num\">running / slots</th><th>memory</th><th class=\"num\">GPUs</th><th>runtimes</th><th>version</th><th>health</th></tr>",
     );
     // Live instances, then the last few that stopped.
     for w in workers.iter().filter(|w| w.alive(now)).chain(workers.iter().filter(|w| !w.alive(now)).take(5)) {
@@ -362,13 +362,14 @@ async fn workers_section(app: &Arc<App>, now: i64) -> String {
         };
         let _ = write!(
             body,
-            "<tr><td>{}</td><td><code>{}</code></td><td>{state}</td><td>{} s ago</td><td class=\"num\">{} / {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td><code>{}</code></td><td>{state}</td><td>{} s ago</td><td class=\"num\">{} / {}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&w.name),
             esc(&w.instance),
             (now - w.heartbeat_at).max(0),
             w.running,
             w.slots,
             crate::units::format_size(w.memory_bytes.max(0) as u64),
+            w.gpus,
             esc(&w.runtimes.join(", ")),
             esc(&w.version),
             esc(&w.health)

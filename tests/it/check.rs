@@ -234,3 +234,25 @@ async fn the_lookup_fixture_fails_a_task_whose_hidden_rows_are_in_its_public_sou
     assert!(printed.lines().any(|l| l.starts_with("FAILED") && l.contains("public source lift")), "{printed}");
     assert!(printed.contains("the public source holds the hidden rows"), "{printed}");
 }
+
+/// A task whose steps ask for GPUs is refused by `check` on a host without them, saying which
+/// steps and where to check it instead, before anything is graded.
+#[tokio::test]
+async fn a_task_asking_for_gpus_is_refused_on_a_host_without_them() {
+    if takehome::daemon::host_gpus() > 0 {
+        eprintln!("SKIPPED: this host has GPUs");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    for part in ["tasks/diamond-cut", "datasets/diamond-cut", "runner-images"] {
+        copy_tree(&repo_root().join(part), &root.path().join(part));
+    }
+    let file = root.path().join("tasks/diamond-cut/task.yaml");
+    let text = std::fs::read_to_string(&file).unwrap().replacen("    timeout: 5m\n", "    timeout: 5m\n    gpus: 1\n", 1);
+    std::fs::write(&file, text).unwrap();
+    let output = tokio::process::Command::new(takehome_binary()).current_dir(root.path()).args(["check", "tasks/diamond-cut"]).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "{stdout}");
+    assert!(stdout.contains("step train asks for 1 GPU and this host has none: run `takehome check` on a GPU host"), "{stdout}");
+    assert!(!stdout.contains("fixture"), "nothing is graded: {stdout}");
+}

@@ -39,6 +39,15 @@ pub async fn python_image(sandbox: &DockerSandbox) -> (String, String) {
     IMAGE.get_or_init(|| (built.tag, built.id)).clone()
 }
 
+/// A runner image other than `python` (tag), built if the engine lacks it (python-torch: a few
+/// GB from PyPI, minutes).
+pub async fn runner_image(sandbox: &DockerSandbox, name: &str) -> String {
+    static BUILD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _building = BUILD.lock().await;
+    let recipe = Recipe::load(&repo_root(), name).expect("the recipe");
+    sandbox.ensure_image(&recipe, BuildMethod::Auto, &|line| eprintln!("image {name}: {line}")).await.expect("the runner image builds").tag
+}
+
 /// Writes `files` (relative path, contents) under a fresh folder.
 pub fn folder_with(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

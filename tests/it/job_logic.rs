@@ -29,6 +29,8 @@ struct FakeSandbox {
     /// Step names in the order they ran, and whether the job was closed.
     ran: Arc<Mutex<Vec<String>>>,
     closed: Arc<Mutex<usize>>,
+    /// Each step's name with the GPUs it asked the engine for.
+    gpus: Arc<Mutex<Vec<(String, u32)>>>,
 }
 
 struct FakeJob {
@@ -57,6 +59,7 @@ impl Sandbox for FakeSandbox {
 impl JobSandbox for FakeJob {
     async fn run_step(&self, request: &StepRequest, _cancel: &CancellationToken) -> Result<StepRun, RunError> {
         self.sandbox.ran.lock().unwrap().push(request.name.clone());
+        self.sandbox.gpus.lock().unwrap().push((request.name.clone(), request.limits.gpus));
         let (outcome, wall, stdout) = if request.name == "lint" {
             (Outcome::Ok, 0.1, self.sandbox.script.lint_stdout.clone())
         } else {
@@ -104,7 +107,7 @@ async fn grade(script: Script) -> (takehome::report::Report, Vec<String>, usize)
 async fn grade_task(task: &str, script: Script) -> (takehome::report::Report, Vec<String>, usize) {
     let task = takehome::task::load(&repo_root().join("tasks").join(task)).unwrap();
     let submission = folder_with(&[("train.py", "import os\nx = 1\n"), ("predict.py", "print('p')\n")]);
-    let fake = FakeSandbox { script, ran: Arc::default(), closed: Arc::default() };
+    let fake = FakeSandbox { script, ran: Arc::default(), closed: Arc::default(), gpus: Arc::default() };
     let image = ImageRef { tag: "takehome/python:fake".into(), id: "sha256:fake".into() };
     let report = job::grade(&fake, &task, submission.path(), &image, "fakejob", &CancellationToken::new(), &|_| {}).await.unwrap();
     let ran = fake.ran.lock().unwrap().clone();
@@ -241,4 +244,30 @@ async fn one_missing_output_of_several_costs_only_its_share_and_is_named() {
     assert!(outputs[0]["problem"].is_null());
     assert_eq!(outputs[1]["file"], "predictions.csv");
     assert!(outputs[1]["problem"]["message"].as_str().unwrap().contains("predictions.csv"), "{candidate}");
+}
+
+/// A step that asks for GPUs gets a device request for that many (and the others none); the job
+/// needs as many as its greediest step, which is what a worker must have free to claim it.
+#[tokio::test]
+async fn a_step_asking_for_gpus_gets_them_and_its_job_needs_them() {
+    let mut task = takehome::task::load(&repo_root().join("tasks/diamond-cut")).unwrap();
+    assert_eq!((task.gpus(), job::needs(&task).unwrap().gpus), (0, 0));
+    task.steps[0].gpus = 2;
+    assert_eq!((task.gpus(), job::needs(&task).unwrap().gpus), (2, 2));
+    let submission = folder_with(&[("train.py", "x = 1\n"), ("predict.py", "x = 1\n")]);
+    let script = Script { output: Some(perfect_predictions()), ..Default::default() };
+    let fake = FakeSandbox { script, ran: Arc::default(), closed: Arc::default(), gpus: Arc::default() };
+    let image = ImageRef { tag: "takehome/python:fake".into(), id: "sha256:fake".into() };
+    job::grade(&fake, &task, submission.path(), &image, "gpujob", &CancellationToken::new(), &|_| {}).await.unwrap();
+    let asked: Vec<(String, u32)> = fake.gpus.lock().unwrap().iter().filter(|(name, _)| name != "lint").cloned().collect();
+    assert_eq!(asked, [("train".to_string(), 2), ("predict".to_string(), 0)]);
+
+    // The task file says it, and refuses what is not a small whole number.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo_root().join("tasks/diamond-cut/task.yaml")).unwrap();
+    let with = text.replacen("    timeout: 5m\n", "    timeout: 5m\n    gpus: 1\n", 1);
+    assert_eq!(takehome::task::parse(&with, &repo_root().join("tasks/diamond-cut")).unwrap().steps[0].gpus, 1);
+    let bad = text.replacen("    timeout: 5m\n", "    timeout: 5m\n    gpus: -1\n", 1);
+    let said: Vec<String> = takehome::task::parse(&bad, dir.path()).unwrap_err().iter().map(|p| p.to_string()).collect();
+    assert!(said.iter().any(|p| p.contains("steps[0].gpus") && p.contains("whole number from 0 to 16")), "{said:?}");
 }

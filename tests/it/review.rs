@@ -403,13 +403,14 @@ async fn review_items_and_outbox(store: &dyn takehome::store::Store) {
 
     // A regrade keeps the report it replaces.
     use takehome::store::{ClaimRequest, JobNeeds, TaskCopy};
-    let needs = JobNeeds { spec_digest: "s".into(), data_digest: "d".into(), memory_bytes: 1 << 20, runtime: "runc".into() };
+    let needs = JobNeeds { spec_digest: "s".into(), data_digest: "d".into(), memory_bytes: 1 << 20, runtime: "runc".into(), gpus: 0 };
     let request = |now| ClaimRequest {
         instance: "w".into(),
         now,
         lease_seconds: 30,
         free_memory_bytes: 1 << 30,
         runtimes: vec!["runc".into()],
+        free_gpus: 0,
         copies: vec![TaskCopy { task: "penguins-cleaning".into(), spec_digest: "s".into(), data_digest: "d".into() }],
         max_attempts: 3,
     };

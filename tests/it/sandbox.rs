@@ -449,3 +449,35 @@ async fn a_notebook_runs_headless_and_a_pip_install_of_a_missing_package_says_wh
     assert_ne!(run.step.outcome, Outcome::Ok, "{err}");
     assert!(err.contains("ValueError: the data is odd") && !err.contains("\u{1b}["), "the traceback, without colour codes: {err}");
 }
+
+/// The python-torch image: everything of python, and torch and torchvision, which run on the CPU
+/// here (the same image uses a GPU where the step is given one).
+#[tokio::test]
+async fn the_python_torch_image_trains_on_the_cpu_and_has_the_python_list() {
+    let Some(sandbox) = docker().await else { return };
+    let image = super::common::runner_image(&sandbox, "python-torch").await;
+    let smoke = r#"
+import importlib
+for name in ["numpy", "pandas", "sklearn", "matplotlib", "xgboost", "lightgbm", "nbclient", "torchvision"]:
+    importlib.import_module(name)
+import torch
+torch.manual_seed(0)
+x = torch.randn(256, 4)
+y = (x.sum(dim=1) > 0).float()
+model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+optimiser = torch.optim.SGD(model.parameters(), lr=0.5)
+for _ in range(200):
+    optimiser.zero_grad()
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x).squeeze(1), y)
+    loss.backward()
+    optimiser.step()
+accuracy = ((model(x).squeeze(1) > 0).float() == y).float().mean().item()
+print("torch", torch.__version__, "cuda available", torch.cuda.is_available(), "accuracy", round(accuracy, 2))
+"#;
+    let run = run_step(&sandbox, &image, &[("smoke.py", smoke)], "python smoke.py", limits(300, 2048 * MIB), vec![]).await;
+    let out = run.step.stdout.text();
+    assert_eq!(run.step.outcome, Outcome::Ok, "{out}\n{}", run.step.stderr.text());
+    assert!(out.contains("cuda available False"), "no GPU here: {out}");
+    let accuracy: f64 = out.rsplit("accuracy ").next().unwrap().trim().parse().unwrap();
+    assert!(accuracy > 0.9, "a tiny network learns a sum's sign: {out}");
+}
