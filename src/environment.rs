@@ -143,6 +143,9 @@ pub const REQUIREMENT_FILES: [&str; 3] = ["requirements.txt", "environment.yml",
 pub fn from_requirements(file: &str, text: &str) -> Vec<Wanted> {
     let mut out = Vec::new();
     for (index, raw) in text.lines().enumerate() {
+        if out.len() == MAX_WANTED {
+            break;
+        }
         let line = raw.split(" #").next().unwrap_or("").trim();
         if line.is_empty() || line.starts_with('#') || line.starts_with('-') || line.contains("://") {
             continue;
@@ -177,6 +180,9 @@ pub fn from_environment_yml(file: &str, text: &str) -> Vec<Wanted> {
     let mut out = Vec::new();
     let mut in_dependencies = false;
     for (index, raw) in text.lines().enumerate() {
+        if out.len() == MAX_WANTED {
+            break;
+        }
         let line = raw.split('#').next().unwrap_or("").trim_end();
         if line.trim().is_empty() {
             continue;
@@ -208,14 +214,16 @@ pub fn from_environment_yml(file: &str, text: &str) -> Vec<Wanted> {
 }
 
 /// The packages an R script loads: `library(x)`, `require(x)`, `requireNamespace("x")` and
-/// `x::f`, each once, in the order first seen.
+/// `x::f`, each once, in the order first seen. Linear in the text: a name is at most
+/// `MAX_NAME` characters read forwards or backwards from its call, and at most `MAX_WANTED`
+/// names are kept.
 pub fn from_r_script(file: &str, text: &str) -> Vec<Wanted> {
     let mut out: Vec<Wanted> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let name_char = |b: u8| b.is_ascii_alphanumeric() || b == b'.';
     let mut add = |line: usize, name: &str| {
-        let name = name.trim().trim_matches(|c| c == '"' || c == '\'');
-        let plain =
-            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.') && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
-        if plain && !out.iter().any(|w| w.name == name) {
+        let plain = !name.is_empty() && name.len() <= MAX_NAME && name.as_bytes()[0].is_ascii_alphabetic();
+        if plain && out.len() < MAX_WANTED && seen.insert(name.to_string()) {
             out.push(Wanted { file: file.to_string(), line, name: name.to_string(), constraint: String::new() });
         }
     };
@@ -224,21 +232,36 @@ pub fn from_r_script(file: &str, text: &str) -> Vec<Wanted> {
         for call in ["library(", "require(", "requireNamespace("] {
             let mut rest = line;
             while let Some(at) = rest.find(call) {
-                let preceded = rest[..at].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
-                let after = &rest[at + call.len()..];
+                let preceded = rest.as_bytes()[..at].last().is_some_and(|&b| name_char(b) || b == b'_');
+                let after = rest[at + call.len()..].trim_start_matches([' ', '\t', '"', '\'']);
                 if !preceded {
-                    add(index + 1, after.split([',', ')']).next().unwrap_or(""));
+                    let end = after.bytes().take(MAX_NAME + 1).take_while(|&b| name_char(b)).count();
+                    add(index + 1, &after[..end]);
                 }
-                rest = after;
+                rest = &rest[at + call.len()..];
             }
         }
         let mut rest = line;
         while let Some(at) = rest.find("::") {
-            let before = &rest[..at];
-            let start = before.rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '.')).map(|i| i + 1).unwrap_or(0);
-            add(index + 1, &before[start..]);
+            let before = &rest.as_bytes()[..at];
+            let length = before.iter().rev().take(MAX_NAME + 1).take_while(|&&b| name_char(b)).count();
+            add(index + 1, &rest[at - length..at]);
             rest = rest[at + 2..].trim_start_matches(':');
         }
+    }
+    out
+}
+
+/// The longest package name read, and the most packages read from one push.
+const MAX_NAME: usize = 64;
+pub const MAX_WANTED: usize = 200;
+
+/// At most `limit` characters of a candidate's text, control characters dropped (a warning is
+/// shown in their terminal and on their page).
+fn shown(text: &str, limit: usize) -> String {
+    let mut out: String = text.chars().filter(|c| !c.is_control()).take(limit).collect();
+    if text.chars().filter(|c| !c.is_control()).nth(limit).is_some() {
+        out.push('…');
     }
     out
 }
@@ -254,8 +277,8 @@ pub fn warnings(installed: &Installed, wanted: &[Wanted]) -> Vec<String> {
         if R_BASE.contains(&want.name.as_str()) {
             continue;
         }
-        let asked = if want.constraint.is_empty() { want.name.clone() } else { format!("{}{}", want.name, want.constraint) };
-        let at = format!("{}: line {}: {asked}", want.file, want.line);
+        let asked = if want.constraint.is_empty() { shown(&want.name, 100) } else { format!("{}{}", shown(&want.name, 100), shown(&want.constraint, 60)) };
+        let at = format!("{}: line {}: {asked}", shown(&want.file, 100), want.line);
         match installed.version(&want.name) {
             None => out.push(format!("{at}: not installed in the {} image (there is no network to install it)", installed.image)),
             Some(version) if !satisfies(version, &want.constraint) => out.push(format!("{at}: the {} image has {} {version}", installed.image, want.name)),
@@ -341,6 +364,24 @@ mod tests {
         let r = "library(dplyr)\nsuppressPackageStartupMessages(library(\"ggplot2\"))\nx <- readr::read_csv(f)  # library(commented)\nrequire(stats)\nmylibrary(no)\n";
         let names: Vec<String> = from_r_script("clean.R", r).into_iter().map(|w| w.name).collect();
         assert_eq!(names, ["dplyr", "ggplot2", "readr", "stats"]);
+    }
+
+    #[test]
+    fn hostile_requirement_files_cost_a_bounded_effort_and_show_bounded_lines() {
+        // Tens of thousands of distinct names on one line, and calls that never close.
+        let names: String = (0..60_000).map(|i| format!("A{i}::")).collect();
+        let unclosed = "library(".repeat(30_000);
+        let started = std::time::Instant::now();
+        let wanted = from_r_script("x.R", &format!("{names}\n{unclosed}\n"));
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+        assert_eq!(wanted.len(), MAX_WANTED);
+        let lines: String = (0..100_000).map(|i| format!("p{i}\n")).collect();
+        assert_eq!(from_requirements("requirements.txt", &lines).len(), MAX_WANTED);
+        // A constraint of 200 KiB and control characters are cut and dropped in what is shown.
+        let long = format!("torch=={}\x1b[31m", "9".repeat(200 * 1024));
+        let said = warnings(&installed(), &from_requirements("requirements.txt", &long));
+        assert_eq!(said.len(), 1);
+        assert!(said[0].len() < 400 && !said[0].contains('\x1b'), "{}", &said[0][..said[0].len().min(400)]);
     }
 
     #[test]

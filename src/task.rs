@@ -171,6 +171,22 @@ pub struct StepSpec {
     pub candidate_logs: bool,
 }
 
+/// Whether `relative` under `dir` is a regular file reached through real folders only: no
+/// component of the path is a link (none is followed).
+fn holds_file(dir: &Path, relative: &str) -> bool {
+    let mut at = dir.to_path_buf();
+    let parts: Vec<&str> = relative.split('/').filter(|p| !p.is_empty()).collect();
+    for (index, part) in parts.iter().enumerate() {
+        at.push(part);
+        let Ok(meta) = std::fs::symlink_metadata(&at) else { return false };
+        let last = index + 1 == parts.len();
+        if (last && !meta.file_type().is_file()) || (!last && !meta.file_type().is_dir()) {
+            return false;
+        }
+    }
+    !parts.is_empty()
+}
+
 /// One way to run a step: `run` when the submission holds the file `when`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunChoice {
@@ -182,10 +198,7 @@ impl StepSpec {
     /// The command for a submission (its folder on this host): the first choice whose file it
     /// holds as a regular file (a link is not followed, nor taken), else `run`.
     pub fn command_for(&self, submission: &Path) -> &str {
-        self.choices
-            .iter()
-            .find(|choice| std::fs::symlink_metadata(submission.join(&choice.when)).is_ok_and(|m| m.file_type().is_file()))
-            .map_or(self.run.as_str(), |choice| choice.run.as_str())
+        self.choices.iter().find(|choice| holds_file(submission, &choice.when)).map_or(self.run.as_str(), |choice| choice.run.as_str())
     }
 
     /// True when any input of the step lies under `hidden/`.

@@ -314,6 +314,10 @@ pub fn requirement_warnings(repos: &Repos, assignment: &str, commit: &str, insta
             "environment.yml" | "environment.yaml" => from_environment_yml(name, &text),
             _ => from_r_script(name, &text),
         });
+        if wanted.len() >= crate::environment::MAX_WANTED {
+            wanted.truncate(crate::environment::MAX_WANTED);
+            break;
+        }
     }
     let mut said = warnings(installed, &wanted);
     if said.len() > REQUIREMENT_WARNINGS {

@@ -243,19 +243,34 @@ async fn record_push(app: &Arc<App>, assignment: &str, commit: &str, needs: &cra
 
 /// What a pushed commit's requirement files ask of the task's image that it lacks (empty when
 /// the task or its image's list cannot be read: a warning is a courtesy, never a refusal).
+/// Worked out once per commit (the cache), under one of the git slots.
 pub async fn requirement_warnings(app: &Arc<App>, assignment: &str, task: &str, commit: &str) -> Vec<String> {
     if !crate::task::is_name(task) {
         return Vec::new();
     }
+    let key = format!("{assignment}/{commit}");
+    if let Some(known) = app.requirement_warnings.lock().unwrap().get(&key) {
+        return known.as_ref().clone();
+    }
+    let Ok(_slot) = app.git_slots.clone().acquire_owned().await else { return Vec::new() };
     let (repos, root, assignment, task, commit) =
         (app.repos.clone(), app.config.tasks_root.clone(), assignment.to_string(), task.to_string(), commit.to_string());
-    tokio::task::spawn_blocking(move || {
+    let said = tokio::task::spawn_blocking(move || {
         let spec = crate::task::load(&root.join("tasks").join(&task)).ok()?;
         let installed = crate::environment::Installed::of_recipe(&spec.root, &spec.image).ok()?;
         Some(crate::web::bounded::requirement_warnings(&repos, &assignment, &commit, &installed))
     })
     .await
     .ok()
-    .flatten()
-    .unwrap_or_default()
+    .flatten();
+    let Some(said) = said else { return Vec::new() };
+    let mut cache = app.requirement_warnings.lock().unwrap();
+    if cache.len() >= REQUIREMENT_CACHE {
+        cache.clear();
+    }
+    cache.insert(key, Arc::new(said.clone()));
+    said
 }
+
+/// Commits whose requirement warnings are kept in memory (a few KiB each at most).
+const REQUIREMENT_CACHE: usize = 4096;

@@ -60,6 +60,9 @@ pub struct App {
     pub git_slots: Arc<Semaphore>,
     /// git processes at once per assignment, so that one candidate cannot take every slot.
     pub git_per_assignment: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// What each pushed commit asks of its image that it lacks, worked out once (at the push, or
+    /// at the first status page after a restart); at most `REQUIREMENT_CACHE` commits.
+    pub requirement_warnings: Mutex<HashMap<String, Arc<Vec<String>>>>,
     pub metrics: Arc<Mutex<Metrics>>,
     /// Woken when an event is put in the webhook outbox.
     pub webhooks: Arc<Notify>,
@@ -96,6 +99,7 @@ impl App {
             work,
             git_slots,
             git_per_assignment: Mutex::new(HashMap::new()),
+            requirement_warnings: Mutex::new(HashMap::new()),
             metrics: Arc::default(),
             webhooks: Arc::default(),
         }

@@ -82,6 +82,16 @@ fn a_step_runs_the_script_or_the_notebook_the_submission_holds() {
     std::os::unix::fs::symlink("/etc/passwd", linked.path().join("train.py")).unwrap();
     assert_eq!(train.command_for(linked.path()), "takehome-notebook train.ipynb");
 
+    // Nor a file reached through a linked folder: `src` -> a folder that holds train.py.
+    let text = std::fs::read_to_string(repo_root().join("tasks/diamond-cut/task.yaml")).unwrap().replace("when: train.py", "when: src/train.py");
+    let nested = takehome::task::parse(&text, &repo_root().join("tasks/diamond-cut")).unwrap();
+    let elsewhere = super::common::folder_with(&[("train.py", "")]);
+    let linked = super::common::folder_with(&[("train.ipynb", "{}")]);
+    std::os::unix::fs::symlink(elsewhere.path(), linked.path().join("src")).unwrap();
+    assert_eq!(nested.steps[0].command_for(linked.path()), "takehome-notebook train.ipynb");
+    let real = super::common::folder_with(&[("src/train.py", ""), ("train.ipynb", "{}")]);
+    assert_eq!(nested.steps[0].command_for(real.path()), "python train.py");
+
     // Bad choices are named by field.
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(repo_root().join("tasks/diamond-cut/task.yaml")).unwrap().replace(
