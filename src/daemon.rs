@@ -197,6 +197,8 @@ struct Grader {
     running: std::sync::Mutex<HashMap<i64, Running>>,
     running_count: Arc<AtomicI64>,
     copies: std::sync::Mutex<Vec<TaskCopy>>,
+    /// The GPUs each task of `copies` needs (a dry run of one is claimed only where they fit).
+    task_gpus: std::sync::Mutex<HashMap<String, i64>>,
     metrics: Arc<std::sync::Mutex<Metrics>>,
     /// When the store last renewed this instance's leases (taken before the call was sent, so
     /// that the worker's view of the lease ends no later than the store's).
@@ -254,7 +256,9 @@ impl Grader {
         let gpus = i64::from(options.gpus.unwrap_or_else(host_gpus));
         let instance = crate::sandbox::instance_id().to_string();
         let root = config.tasks_root.clone();
-        let copies = tokio::task::spawn_blocking(move || job::task_copies(&root)).await.unwrap_or_default();
+        let known = tokio::task::spawn_blocking(move || job::task_copies_and_gpus(&root)).await.unwrap_or_default();
+        let task_gpus: HashMap<String, i64> = known.iter().map(|(copy, gpus)| (copy.task.clone(), *gpus)).collect();
+        let copies: Vec<TaskCopy> = known.into_iter().map(|(copy, _)| copy).collect();
         let now = now();
         let info = WorkerInfo {
             instance: instance.clone(),
@@ -292,6 +296,7 @@ impl Grader {
             running: std::sync::Mutex::default(),
             running_count: Arc::default(),
             copies: std::sync::Mutex::new(copies),
+            task_gpus: std::sync::Mutex::new(task_gpus),
             metrics,
             renewed: std::sync::Mutex::new(Instant::now()),
         });
@@ -392,8 +397,9 @@ impl Grader {
                 _ = self.stop.cancelled() => return,
             }
             let root = self.config.tasks_root.clone();
-            if let Ok(copies) = tokio::task::spawn_blocking(move || job::task_copies(&root)).await {
-                *self.copies.lock().unwrap() = copies;
+            if let Ok(known) = tokio::task::spawn_blocking(move || job::task_copies_and_gpus(&root)).await {
+                *self.task_gpus.lock().unwrap() = known.iter().map(|(copy, gpus)| (copy.task.clone(), *gpus)).collect();
+                *self.copies.lock().unwrap() = known.into_iter().map(|(copy, _)| copy).collect();
             }
             let health = tokio::time::timeout(period, self.health()).await.unwrap_or_else(|_| "cannot read the queue: no answer".into());
             let started = Instant::now();
@@ -612,7 +618,17 @@ impl Slot {
                         }
                         continue;
                     }
-                    let tasks: Vec<String> = grader.copies.lock().unwrap().iter().map(|c| c.task.clone()).collect();
+                    // Tasks whose steps need more GPUs than this worker has free are left to others.
+                    let free_gpus = grader.gpus - grader.running.lock().unwrap().values().map(|r| r.gpus).sum::<i64>();
+                    let task_gpus = grader.task_gpus.lock().unwrap().clone();
+                    let tasks: Vec<String> = grader
+                        .copies
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .filter(|c| task_gpus.get(&c.task).copied().unwrap_or(0) <= free_gpus)
+                        .map(|c| c.task.clone())
+                        .collect();
                     let waiting = match grader.store.claim_dry_run(&grader.instance, &tasks, now(), grader.config.lease_seconds).await {
                         Ok(waiting) => waiting,
                         Err(e) => {
