@@ -86,11 +86,7 @@ pub async fn needs_of(tasks_root: &Path, task_id: &str) -> Result<crate::store::
 
 /// Every task under `tasks_root` as this host's copy has it (a task that does not load is left
 /// out: no job of it can be graded here).
-pub fn task_copies(tasks_root: &Path) -> Vec<crate::store::TaskCopy> {
-    task_copies_and_gpus(tasks_root).into_iter().map(|(copy, _)| copy).collect()
-}
-
-/// [`task_copies`], each with the GPUs its jobs need.
+/// Each with the GPUs its jobs need.
 pub fn task_copies_and_gpus(tasks_root: &Path) -> Vec<(crate::store::TaskCopy, i64)> {
     let Ok(dirs) = crate::check::discover_tasks(tasks_root) else { return Vec::new() };
     dirs.iter()
