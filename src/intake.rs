@@ -624,32 +624,106 @@ impl Repos {
     }
 
     /// Every entry of `commit`'s tree (files, links and submodules as git records them; nothing
-    /// is checked out and no link is followed).
+    /// is checked out and no link is followed). Holds the whole listing: for trees of ours (the
+    /// given commit); a push's tree is read with [`Repos::walk_tree`].
     pub fn tree(&self, assignment: &str, commit: &str) -> Result<Vec<TreeEntry>, IntakeError> {
+        let mut entries = Vec::new();
+        self.walk_tree(assignment, commit, |entry| {
+            entries.push(entry);
+            true
+        })?;
+        Ok(entries)
+    }
+
+    /// Streams `commit`'s tree to `visit`, one entry at a time, until it answers false: memory
+    /// stays one entry whatever the tree's size (a push may hold 20,000 paths of 1 KiB).
+    pub fn walk_tree(&self, assignment: &str, commit: &str, mut visit: impl FnMut(TreeEntry) -> bool) -> Result<(), IntakeError> {
+        use std::io::BufRead;
+        const MAX_RECORD: usize = 8 << 10;
+        let failed = |message: String| IntakeError::Git { action: "ls-tree".into(), message };
         if !is_object_id(commit) {
-            return Err(IntakeError::Git { action: "ls-tree".into(), message: format!("{commit:?} is not an object id") });
+            return Err(failed(format!("{commit:?} is not an object id")));
         }
         let mut c = git_command(&self.dir);
         c.arg("--git-dir").arg(self.path(assignment)).args(["ls-tree", "-r", "-l", "-z", "--full-tree", commit]);
-        let output = c.output().map_err(|source| IntakeError::Git { action: "ls-tree".into(), message: format!("cannot run git: {source}") })?;
-        if !output.status.success() {
-            return Err(IntakeError::Git { action: "ls-tree".into(), message: String::from_utf8_lossy(&output.stderr).trim().to_string() });
-        }
-        let mut entries = Vec::new();
-        for record in output.stdout.split(|&b| b == 0).filter(|r| !r.is_empty()) {
-            let text = String::from_utf8_lossy(record);
+        c.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().map_err(|source| failed(format!("cannot run git: {source}")))?;
+        let mut reader = std::io::BufReader::new(child.stdout.take().expect("piped"));
+        let mut record = Vec::new();
+        let mut stopped = false;
+        loop {
+            record.clear();
+            // Read one NUL-ended record, keeping at most MAX_RECORD bytes of it.
+            let mut long = false;
+            loop {
+                let buffer = reader.fill_buf().map_err(|error| failed(format!("cannot read git's listing: {error}")))?;
+                if buffer.is_empty() {
+                    break;
+                }
+                let (taken, ended) = match buffer.iter().position(|&b| b == 0) {
+                    Some(at) => (at + 1, true),
+                    None => (buffer.len(), false),
+                };
+                let room = MAX_RECORD.saturating_sub(record.len());
+                record.extend_from_slice(&buffer[..taken.min(room)]);
+                long |= taken > room;
+                reader.consume(taken);
+                if ended {
+                    break;
+                }
+            }
+            if record.is_empty() {
+                break;
+            }
+            if long {
+                continue;
+            }
+            let text = String::from_utf8_lossy(record.strip_suffix(&[0]).unwrap_or(&record));
             let Some((meta, path)) = text.split_once('\t') else { continue };
             let mut fields = meta.split_whitespace();
             let (Some(mode), Some(kind), Some(object), size) = (fields.next(), fields.next(), fields.next(), fields.next()) else { continue };
-            entries.push(TreeEntry {
+            let entry = TreeEntry {
                 path: path.to_string(),
                 mode: mode.to_string(),
                 kind: kind.to_string(),
                 object: object.to_string(),
                 size: size.and_then(|s| s.parse().ok()),
-            });
+            };
+            if !visit(entry) {
+                stopped = true;
+                break;
+            }
         }
-        Ok(entries)
+        drop(reader);
+        if stopped {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(());
+        }
+        let mut stderr = String::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            use std::io::Read;
+            let _ = pipe.by_ref().take(4096).read_to_string(&mut stderr);
+        }
+        let status = child.wait().map_err(|source| failed(format!("cannot run git: {source}")))?;
+        if !status.success() {
+            return Err(failed(stderr.trim().to_string()));
+        }
+        Ok(())
+    }
+
+    /// The entry at `path` in `commit`'s tree (compared with `same`), streaming the listing.
+    pub fn find_entry(&self, assignment: &str, commit: &str, same: impl Fn(&str) -> bool) -> Result<Option<TreeEntry>, IntakeError> {
+        let mut found = None;
+        self.walk_tree(assignment, commit, |entry| {
+            if same(&entry.path) {
+                found = Some(entry);
+                false
+            } else {
+                true
+            }
+        })?;
+        Ok(found)
     }
 
     /// The commit we seeded the repository with (brief, starter, public data): the root of

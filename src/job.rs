@@ -20,6 +20,11 @@ use crate::task::TaskSpec;
 const LINT_TIMEOUT: Duration = Duration::from_secs(120);
 const LINT_MEMORY: u64 = 1 << 30;
 const LINT_LOG_CAP: usize = 16 << 20;
+/// Lint findings a report lists (each with its message and up to three lines of context); the
+/// count and the score take every finding, so a push of 30,000 findings makes no 30 MB report.
+pub const MAX_REPORTED_FINDINGS: usize = 1_000;
+/// Characters of a finding's message kept (ruff's messages quote the candidate's names).
+const MAX_FINDING_MESSAGE: usize = 400;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -449,9 +454,16 @@ async fn build_report(
     let accuracy_score = accuracy_component.score;
 
     let mut findings = lint_findings(&lint_run);
+    let n_findings = findings.len();
+    findings.truncate(MAX_REPORTED_FINDINGS);
+    for finding in &mut findings {
+        if finding.message.chars().count() > MAX_FINDING_MESSAGE {
+            finding.message = finding.message.chars().take(MAX_FINDING_MESSAGE).chain("…".chars()).collect();
+        }
+    }
     add_context(prepared, &mut findings);
     let lines_of_code = count_lines(prepared);
-    let code_score = grading::code_quality_score(findings.len(), lines_of_code, task.lint.zero_at);
+    let code_score = grading::code_quality_score(n_findings, lines_of_code, task.lint.zero_at);
 
     let wall: Duration = runs.iter().map(|r| r.wall).sum();
     let cpu_seconds = runs.iter().map(|r| r.cpu_seconds).sum::<Option<f64>>();
@@ -460,7 +472,7 @@ async fn build_report(
 
     let weights = task.weights;
     let score = weights.total(accuracy_score, code_score, runtime_score);
-    let per_100 = if lines_of_code == 0 { 0.0 } else { findings.len() as f64 * 100.0 / lines_of_code as f64 };
+    let per_100 = if lines_of_code == 0 { 0.0 } else { n_findings as f64 * 100.0 / lines_of_code as f64 };
     let formula = explain(
         &weights,
         (accuracy_score, code_score, runtime_score),
@@ -503,7 +515,7 @@ async fn build_report(
             code_quality: CodeQualityComponent {
                 tool: "ruff".to_string(),
                 rules: task.lint.select.clone(),
-                n_findings: findings.len(),
+                n_findings,
                 lines_of_code,
                 findings_per_100_lines: per_100,
                 zero_at: task.lint.zero_at,

@@ -398,10 +398,25 @@ pub struct CandidateLint {
     pub tool: Public<String>,
     pub rules: Public<Vec<String>>,
     pub lines_of_code: Public<usize>,
+    /// Every finding, counted; `findings` lists the first [`crate::job::MAX_REPORTED_FINDINGS`].
+    pub n_findings: Public<usize>,
     /// Findings in the candidate's own code (ruff ran on the submission alone, no data mounted).
     pub findings: Public<Vec<Finding>>,
 }
-disclosable!(CandidateLint { tool, rules, lines_of_code, findings });
+disclosable!(CandidateLint { tool, rules, lines_of_code, n_findings, findings });
+
+/// Keeps the last `bytes` of `text` (from a character boundary); whether anything was cut.
+fn keep_tail(text: &mut String, bytes: usize) -> bool {
+    if text.len() <= bytes {
+        return false;
+    }
+    let mut start = text.len() - bytes;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text.drain(..start);
+    true
+}
 
 /// Words for an outcome that carry nothing the step chose (no exit code, no sizes).
 fn generic_message(outcome: Outcome) -> &'static str {
@@ -519,12 +534,31 @@ impl CandidateReport {
                 tool: Public::task(quality.tool.clone()),
                 rules: Public::task(quality.rules.clone()),
                 lines_of_code: Public::push(quality.lines_of_code),
+                n_findings: Public::push(quality.n_findings.max(quality.findings.len())),
                 findings: Public::push(quality.findings.clone()),
             },
             graded_at: Public::clock(report.provenance.graded_at.clone()),
             image: Public::ours(report.provenance.image.clone()),
             takehome_version: Public::ours(report.provenance.takehome_version.clone()),
         }
+    }
+
+    /// The same report made to fit a page's budget: each shown log cut to its last `log_bytes`
+    /// (marked truncated), and at most `findings` lint findings listed (`n_findings` still counts
+    /// them all). Cutting by constants adds nothing a candidate could not already see.
+    pub fn trimmed(mut self, log_bytes: usize, findings: usize) -> CandidateReport {
+        for step in &mut self.steps {
+            if let Some(Open(details)) = &mut step.details {
+                if keep_tail(&mut details.stdout_tail, log_bytes) {
+                    details.stdout_truncated = true;
+                }
+                if keep_tail(&mut details.stderr_tail, log_bytes) {
+                    details.stderr_truncated = true;
+                }
+            }
+        }
+        self.lint.findings.0.truncate(findings);
+        self
     }
 
     pub fn to_json(&self) -> String {
@@ -534,6 +568,16 @@ impl CandidateReport {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_tail_is_kept_from_a_character_boundary() {
+        let mut text = "ééé abc".to_string();
+        assert!(super::keep_tail(&mut text, 5));
+        assert_eq!(text, " abc");
+        let mut short = "abc".to_string();
+        assert!(!super::keep_tail(&mut short, 5));
+        assert_eq!(short, "abc");
+    }
+
     use super::*;
 
     fn rejected(path: &str, kind: RefusalKind) -> Rejected {

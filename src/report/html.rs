@@ -111,7 +111,7 @@ pub fn render(report: &Report) -> String {
     score_section(&mut page, report);
     metric_section(&mut page, report);
     let quality = &report.components.code_quality;
-    lint_section(&mut page, &quality.findings, quality.lines_of_code, &quality.rules);
+    lint_section(&mut page, &quality.findings, quality.n_findings, quality.lines_of_code, &quality.rules);
     steps_section(&mut page, report);
     provenance_section(&mut page, report);
     page.push_str("</main></body></html>\n");
@@ -150,7 +150,7 @@ pub fn render_candidate(report: &CandidateReport) -> String {
             );
         }
     }
-    lint_section(&mut page, &report.lint.findings, *report.lint.lines_of_code, &report.lint.rules);
+    lint_section(&mut page, &report.lint.findings, *report.lint.n_findings, *report.lint.lines_of_code, &report.lint.rules);
     page.push_str("<section><h2>Steps</h2><table><tr><th>step</th><th>outcome</th><th class=\"num\">wall</th><th class=\"num\">CPU</th><th class=\"num\">peak memory</th></tr>");
     for step in &report.steps {
         let (wall, cpu, memory) = match &step.details {
@@ -438,8 +438,12 @@ fn cleaning_section(page: &mut String, cleaning: &CleaningDetails, of: &str) {
     page.push_str("</section>\n");
 }
 
-fn lint_section(page: &mut String, findings: &[Finding], lines_of_code: usize, rules: &[String]) {
-    let _ = write!(page, "<section><h2>Code quality: {} findings ({} lines of code; rules {})</h2>", findings.len(), lines_of_code, esc(&rules.join(", ")));
+fn lint_section(page: &mut String, findings: &[Finding], total: usize, lines_of_code: usize, rules: &[String]) {
+    let total = total.max(findings.len());
+    let _ = write!(page, "<section><h2>Code quality: {total} findings ({} lines of code; rules {})</h2>", lines_of_code, esc(&rules.join(", ")));
+    if findings.len() < total {
+        let _ = write!(page, "<p>The first {} of {total} findings are listed; all count in the score.</p>", findings.len());
+    }
     let mut files: Vec<&str> = findings.iter().map(|f| f.file.as_str()).collect();
     files.sort_unstable();
     files.dedup();

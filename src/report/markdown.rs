@@ -163,7 +163,7 @@ pub fn render_candidate(report: &CandidateReport) -> String {
             let _ = writeln!(md, "## Output {}: {}\n\n{}\n", esc(&output.file), problem.kind.as_str(), esc(&problem.message));
         }
     }
-    let _ = writeln!(md, "## Code quality ({} findings)\n", report.lint.findings.len());
+    let _ = writeln!(md, "## Code quality ({} findings)\n", report.lint.n_findings);
     for finding in report.lint.findings.iter() {
         let _ = writeln!(md, "- {}:{} **{}** {}", esc(&finding.file), finding.line, esc(&finding.rule), esc(&finding.message));
     }

@@ -404,6 +404,33 @@ impl Page<'_> {
     }
 }
 
+impl CodeView {
+    /// Counts `more` files of the commit that were not even read from its tree (past what the
+    /// page could list), and says so.
+    pub fn count_not_listed(&mut self, more: usize) {
+        if more == 0 {
+            return;
+        }
+        let before = self.not_listed;
+        self.not_listed += more;
+        let said = format!(
+            "{} more file{} not listed (at most {} are)",
+            thousands(self.not_listed as u64),
+            if self.not_listed == 1 { "" } else { "s" },
+            thousands(MAX_LISTED as u64)
+        );
+        let notes: Vec<String> = self
+            .cut
+            .iter()
+            .flat_map(|c| c.split("; "))
+            .filter(|n| before == 0 || !n.ends_with(&format!("not listed (at most {} are)", thousands(MAX_LISTED as u64))))
+            .map(str::to_string)
+            .chain(std::iter::once(said))
+            .collect();
+        self.cut = Some(notes.join("; "));
+    }
+}
+
 /// Builds the view of a commit's `entries` within the bounds above; `read(entry, cap, count_to)`
 /// gives a blob's first `cap` bytes (and its lines when it is at most `count_to` bytes). Files
 /// not reached by `deadline`, or once `stop` says so, are listed only.

@@ -155,6 +155,9 @@ pub struct Submission {
     pub finished_at: Option<i64>,
     /// The worker instance that holds (or last held) the job.
     pub worker: Option<String>,
+    /// Not graded before this time (seconds; 0: as soon as a slot is free): a push beyond the
+    /// assignment's graded pushes per hour waits its turn.
+    pub run_after: i64,
 }
 
 impl Submission {

@@ -213,7 +213,7 @@ fn webhook_row(r: &Row) -> Result<Webhook> {
 }
 
 const SUBMISSION_COLUMNS: &str = "s.id, s.assignment, s.task, a.candidate, s.number, s.commit_sha, s.pushed_at, s.status, s.attempts, \
-     s.grade_status, s.score, s.previous_score, s.error, s.finished_at, s.worker";
+     s.grade_status, s.score, s.previous_score, s.error, s.finished_at, s.worker, s.run_after";
 
 fn submission_row(row: &Row) -> Result<Submission> {
     let status: String = row.try_get(7)?;
@@ -234,6 +234,7 @@ fn submission_row(row: &Row) -> Result<Submission> {
         error: row.try_get(12)?,
         finished_at: row.try_get(13)?,
         worker: row.try_get(14)?,
+        run_after: row.try_get(15)?,
     })
 }
 
@@ -677,7 +678,7 @@ impl Store for PostgresStore {
         let row = self
             .query_opt(&format!("SELECT {SUBMISSION_COLUMNS}, s.report FROM submissions s JOIN assignments a ON a.id = s.assignment WHERE s.id = $1"), &[&id])
             .await?;
-        row.map(|row| Ok((submission_row(&row)?, row.try_get(15)?))).transpose()
+        row.map(|row| Ok((submission_row(&row)?, row.try_get(16)?))).transpose()
     }
 
     async fn submissions(&self, assignment: Option<&str>, task: Option<&str>) -> Result<Vec<Submission>> {

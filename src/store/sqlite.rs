@@ -174,7 +174,7 @@ ALTER TABLE workers ADD COLUMN gpus INTEGER NOT NULL DEFAULT 0;
 ];
 
 const SUBMISSION_COLUMNS: &str = "s.id, s.assignment, s.task, a.candidate, s.number, s.commit_sha, s.pushed_at, s.status, s.attempts, \
-     s.grade_status, s.score, s.previous_score, s.error, s.finished_at, s.worker";
+     s.grade_status, s.score, s.previous_score, s.error, s.finished_at, s.worker, s.run_after";
 
 fn bad_value(column: usize, text: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, format!("unexpected value {text:?}").into())
@@ -199,6 +199,7 @@ fn submission_row(row: &rusqlite::Row) -> rusqlite::Result<Submission> {
         error: row.get(12)?,
         finished_at: row.get(13)?,
         worker: row.get(14)?,
+        run_after: row.get(15)?,
     })
 }
 
@@ -621,7 +622,7 @@ impl Store for SqliteStore {
             c.query_row(
                 &format!("SELECT {SUBMISSION_COLUMNS}, s.report FROM submissions s JOIN assignments a ON a.id = s.assignment WHERE s.id = ?1"),
                 [id],
-                |row| Ok((submission_row(row)?, row.get(15)?)),
+                |row| Ok((submission_row(row)?, row.get(16)?)),
             )
             .optional()
         })

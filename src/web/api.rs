@@ -24,6 +24,12 @@ pub struct CandidateSubmission {
     pub pushed_at_seconds: i64,
     pub status: String,
     pub grade_status: Option<String>,
+    /// When a queued push is graded at the earliest (a push beyond the graded pushes per hour
+    /// waits its turn); `None` once it may run.
+    pub graded_from: Option<String>,
+    /// Whether this answer carries the push's runs (`report`, `public_run`): only for the newest
+    /// [`RUNS_SHOWN`] pushes and the push that counts.
+    pub runs_shown: bool,
     /// The graded run on hidden data, as far as the candidate may see it.
     pub report: Option<CandidateReport>,
     /// The dry run on public data: every step's logs, exit code, time and memory, the outputs'
@@ -50,6 +56,12 @@ pub struct PublicScore {
 }
 
 impl PublicRunView {
+    /// See [`CandidateReport::trimmed`].
+    pub fn trimmed(mut self, log_bytes: usize, findings: usize) -> PublicRunView {
+        self.report = self.report.map(|r| r.trimmed(log_bytes, findings));
+        self
+    }
+
     pub fn of(run: crate::job::PublicRun) -> PublicRunView {
         let not_run = run.error.as_ref().map(|_| "the public run could not be done on our side; it is not counted against you".to_string());
         let public_score = run.report.as_ref().filter(|_| run.show_score).map(|r| {
@@ -66,28 +78,65 @@ impl PublicRunView {
     }
 }
 
-/// The candidate's view of every submission of an assignment, newest first.
-pub async fn candidate_view(app: &Arc<App>, assignment: &str) -> Result<Vec<CandidateSubmission>, Failure> {
-    let submissions = stored(app.store.submissions(Some(assignment), None)).await?;
-    let mut rows = Vec::with_capacity(submissions.len());
-    for s in submissions {
-        let report = stored(app.store.submission(s.id)).await?.and_then(|(_, r)| r);
-        let public = stored(app.store.public_run(s.id)).await?.and_then(|body| serde_json::from_str::<crate::job::PublicRun>(&body).ok());
-        rows.push((s, report, public));
-    }
-    Ok(rows
-        .into_iter()
-        .map(|(s, report, public)| CandidateSubmission {
-            public_run: public.map(PublicRunView::of),
+/// Pushes whose runs (reports and logs) the status page and its API carry: the newest ones, and
+/// the push that counts. However many pushes an assignment has, an answer stays this size.
+pub const RUNS_SHOWN: usize = 10;
+/// Pushes listed (number, commit, time, status) in the status page and its API, newest first.
+pub const PUSHES_LISTED: usize = 200;
+/// Per shown run, the bytes of each log's tail and the lint findings an answer carries: more for
+/// the newest push (the one being fixed), less for the others, so that a status answer stays near
+/// 2 MB at most whatever was pushed (each stream's tail is kept up to 1 MiB in the report).
+const NEWEST_LOG_BYTES: usize = 64 << 10;
+const OLDER_LOG_BYTES: usize = 8 << 10;
+const NEWEST_FINDINGS: usize = 200;
+const OLDER_FINDINGS: usize = 20;
+
+/// The candidate's pushes, as far as a status answer carries them.
+#[derive(Debug, Serialize)]
+pub struct CandidatePushes {
+    /// Every push of the assignment.
+    pub total: usize,
+    /// The newest [`PUSHES_LISTED`], newest first; the runs of [`RUNS_SHOWN`] of them (and of the
+    /// push that counts) are filled in.
+    pub listed: Vec<CandidateSubmission>,
+}
+
+/// The candidate's view of an assignment's pushes, newest first, bounded whatever their number:
+/// reports are read for the newest [`RUNS_SHOWN`] pushes and for `final_push`.
+pub async fn candidate_view(app: &Arc<App>, assignment: &str, final_push: Option<i64>) -> Result<CandidatePushes, Failure> {
+    let mut submissions = stored(app.store.submissions(Some(assignment), None)).await?;
+    submissions.sort_by_key(|s| std::cmp::Reverse(s.number));
+    let total = submissions.len();
+    let now = super::now();
+    let mut listed = Vec::with_capacity(total.min(PUSHES_LISTED));
+    for (index, s) in submissions.into_iter().enumerate() {
+        let final_one = final_push == Some(s.number);
+        if index >= PUSHES_LISTED && !final_one {
+            continue;
+        }
+        let runs_shown = index < RUNS_SHOWN || final_one;
+        let (log_bytes, findings) = if index == 0 { (NEWEST_LOG_BYTES, NEWEST_FINDINGS) } else { (OLDER_LOG_BYTES, OLDER_FINDINGS) };
+        let (report, public) = if runs_shown {
+            let report = stored(app.store.submission(s.id)).await?.and_then(|(_, r)| r);
+            let public = stored(app.store.public_run(s.id)).await?.and_then(|body| serde_json::from_str::<crate::job::PublicRun>(&body).ok());
+            (report, public)
+        } else {
+            (None, None)
+        };
+        listed.push(CandidateSubmission {
+            public_run: public.map(|run| PublicRunView::of(run).trimmed(log_bytes, findings)),
             number: s.number,
+            graded_from: (s.status == JobStatus::Queued && s.run_after > now).then(|| crate::report::rfc3339(s.run_after)),
             commit: s.commit,
             pushed_at: crate::report::rfc3339(s.pushed_at),
             pushed_at_seconds: s.pushed_at,
             status: s.status.as_str().to_string(),
             grade_status: s.grade_status.map(|g| g.as_str().to_string()),
-            report: report.and_then(|r| serde_json::from_str::<Report>(&r).ok()).map(|r| CandidateReport::from_report(&r)),
-        })
-        .collect())
+            runs_shown,
+            report: report.and_then(|r| serde_json::from_str::<Report>(&r).ok()).map(|r| CandidateReport::from_report(&r).trimmed(log_bytes, findings)),
+        });
+    }
+    Ok(CandidatePushes { total, listed })
 }
 
 /// Feedback the assessors released to the candidate (the latest release), if any.
@@ -143,15 +192,18 @@ pub async fn candidate_time(app: &Arc<App>, a: &crate::store::Assignment) -> Res
 }
 
 pub async fn status(State(app): State<Arc<App>>, Candidate(a): Candidate) -> Response {
-    let gathered = async { Ok::<_, Failure>((candidate_view(&app, &a.id).await?, released_feedback(&app, &a.id).await?, candidate_time(&app, &a).await?)) };
+    let gathered = async {
+        let time = candidate_time(&app, &a).await?;
+        Ok::<_, Failure>((candidate_view(&app, &a.id, time.final_push).await?, released_feedback(&app, &a.id).await?, time))
+    };
     match gathered.await {
-        Ok((rows, feedback, time)) => {
+        Ok((pushes, feedback, time)) => {
             let now = now();
             axum::Json(serde_json::json!({ "assignment": a.id, "task": a.task, "clock": a.clock(now), "seconds_left": a.seconds_left(now),
                 "deadline": time.deadline, "time_box_seconds": time.time_box_seconds, "extensions": time.extensions,
                 "final_push": time.final_push, "final_chosen_at": time.final_chosen_at, "can_choose_final": time.can_choose_final,
                 "brief": time.brief, "clone_url": time.clone_url,
-                "submissions": rows, "feedback": feedback }))
+                "pushes_total": pushes.total, "runs_shown": RUNS_SHOWN, "submissions": pushes.listed, "feedback": feedback }))
             .into_response()
         }
         Err(failure) => failure.into_response(),

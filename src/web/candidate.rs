@@ -36,7 +36,10 @@ pub struct StatusPage<'a> {
     pub brief_html: Option<String>,
     pub clone_url: String,
     pub now: i64,
+    /// The listed pushes, newest first (see [`super::api::candidate_view`]).
     pub submissions: &'a [CandidateSubmission],
+    /// Every push of the assignment, listed or not.
+    pub pushes_total: usize,
     pub feedback_html: Option<String>,
     pub time: &'a super::api::CandidateTime,
     /// The form token for the final-submission choice.
@@ -54,7 +57,11 @@ pub fn render(p: &StatusPage) -> String {
     // Refresh only while something is still to come, so a screen reader is not interrupted.
     // A dry run waits for an idle slot; one still missing an hour after its push will not come
     // (the worker that held it stopped), so the page stops asking.
-    let pending = p.submissions.iter().any(|s| s.report.is_none() || (p.has_public_run && s.public_run.is_none() && p.now - s.pushed_at_seconds < 3600));
+    let pending = p
+        .submissions
+        .iter()
+        .filter(|s| s.runs_shown)
+        .any(|s| s.report.is_none() || (p.has_public_run && s.public_run.is_none() && p.now - s.pushed_at_seconds < 3600));
     let mut page = format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">{}\
          <title>{} · your submissions</title><style>{STYLE}</style></head><body><header><h1>{}</h1><p>{}</p></header><main>",
@@ -97,8 +104,17 @@ pub fn render(p: &StatusPage) -> String {
             }
             _ => {}
         }
-        page.push_str(&pushes_table(p.submissions, p.time.final_push));
-        for s in p.submissions {
+        page.push_str(&pushes_table(p.submissions, p.pushes_total, p.time.final_push));
+        let shown = p.submissions.iter().filter(|s| s.runs_shown).count();
+        if shown < p.pushes_total {
+            let _ = write!(
+                page,
+                "<p>The runs of your newest {} pushes{} are shown below; the others are kept and still count if you choose them.</p>",
+                super::api::RUNS_SHOWN.min(p.pushes_total),
+                if p.time.final_push.is_some() { " and of your final submission" } else { "" }
+            );
+        }
+        for s in p.submissions.iter().filter(|s| s.runs_shown) {
             let choose = (p.time.can_choose_final && open && p.time.final_push != Some(s.number)).then_some(p.csrf.as_str());
             page.push_str(&push_section(s, &a.id, choose, p.has_public_run));
         }
@@ -175,21 +191,36 @@ fn deadline_text(a: &Assignment, now: i64) -> String {
 }
 
 fn when(seconds: i64) -> String {
-    let text = crate::report::rfc3339(seconds);
-    format!("{} {} UTC", &text[..10], &text[11..16])
+    when_text(&crate::report::rfc3339(seconds))
+}
+
+/// `2026-11-28T07:45:00Z` as `2026-11-28 07:45 UTC`.
+fn when_text(rfc3339: &str) -> String {
+    match (rfc3339.get(..10), rfc3339.get(11..16)) {
+        (Some(day), Some(time)) => format!("{day} {time} UTC"),
+        _ => rfc3339.to_string(),
+    }
 }
 
 fn hours(seconds: i64) -> String {
     format!("{}h{:02}m", seconds / 3600, seconds % 3600 / 60)
 }
 
-fn pushes_table(submissions: &[CandidateSubmission], final_push: Option<i64>) -> String {
-    let mut out = String::from(
-        "<table><caption>Every push, newest first</caption><tr><th scope=\"col\">#</th><th scope=\"col\">commit</th><th scope=\"col\">pushed</th>\
+fn pushes_table(submissions: &[CandidateSubmission], total: usize, final_push: Option<i64>) -> String {
+    let caption = if submissions.len() < total {
+        format!("Your newest {} of {total} pushes, newest first", submissions.len())
+    } else {
+        "Every push, newest first".to_string()
+    };
+    let mut out = format!(
+        "<table><caption>{caption}</caption><tr><th scope=\"col\">#</th><th scope=\"col\">commit</th><th scope=\"col\">pushed</th>\
          <th scope=\"col\">graded run</th><th scope=\"col\">public run</th><th scope=\"col\">counts</th></tr>",
     );
     for s in submissions {
-        let graded = s.grade_status.clone().unwrap_or_else(|| s.status.clone());
+        let graded = match &s.graded_from {
+            Some(at) => format!("{} (graded from {})", status_word("queued"), esc(&when_text(at))),
+            None => status_word(&s.grade_status.clone().unwrap_or_else(|| s.status.clone())),
+        };
         let public = match &s.public_run {
             None => "not run yet".to_string(),
             Some(PublicRunView { report: Some(r), .. }) => r.status.as_str().to_string(),
@@ -197,13 +228,13 @@ fn pushes_table(submissions: &[CandidateSubmission], final_push: Option<i64>) ->
         };
         let _ = write!(
             out,
-            "<tr><td><a href=\"#push-{n}\">{n}</a></td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{link}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&s.commit[..s.commit.len().min(10)]),
             esc(&s.pushed_at),
-            status_word(&graded),
+            graded,
             status_word(&public),
             if final_push == Some(s.number) { "<strong>final</strong>" } else { "" },
-            n = s.number
+            link = if s.runs_shown { format!("<a href=\"#push-{n}\">{n}</a>", n = s.number) } else { s.number.to_string() }
         );
     }
     out.push_str("</table>");
@@ -261,9 +292,18 @@ fn push_section(s: &CandidateSubmission, assignment: &str, choose: Option<&str>,
     }
     out.push_str("<h4>Graded run (hidden data)</h4>");
     match &s.report {
-        None => {
-            let _ = write!(out, "<p>{}.</p>", esc(&s.status.replace('_', " ")));
-        }
+        None => match &s.graded_from {
+            Some(at) => {
+                let _ = write!(
+                    out,
+                    "<p>Queued: graded from {} at the earliest. Only so many pushes are graded an hour; this one is kept and waits its turn.</p>",
+                    esc(&when_text(at))
+                );
+            }
+            None => {
+                let _ = write!(out, "<p>{}.</p>", esc(&s.status.replace('_', " ")));
+            }
+        },
         Some(report) => out.push_str(&run_html(report, s.number, "graded")),
     }
     out.push_str("</section>");
@@ -322,7 +362,9 @@ pub fn run_html(report: &CandidateReport, number: i64, which: &str) -> String {
         out.push_str("</p>");
     }
     if !report.lint.findings.is_empty() {
-        let _ = write!(out, "<details><summary>{} lint findings (ruff)</summary><ul>", report.lint.findings.len());
+        let listed =
+            if report.lint.findings.len() < *report.lint.n_findings { format!(", the first {} listed", report.lint.findings.len()) } else { String::new() };
+        let _ = write!(out, "<details><summary>{} lint findings (ruff){listed}</summary><ul>", report.lint.n_findings);
         for f in report.lint.findings.iter() {
             let _ = write!(out, "<li><code>{}:{}</code> {} {}</li>", esc(&f.file), f.line, esc(&f.rule), esc(&f.message));
         }

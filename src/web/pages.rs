@@ -299,16 +299,16 @@ pub async fn compare_page(State(app): State<Arc<App>>, Path(task): Path<String>,
 }
 
 pub async fn status_page(State(app): State<Arc<App>>, Candidate(a): Candidate) -> Response {
-    let rows = match api::candidate_view(&app, &a.id).await {
-        Ok(rows) => rows,
+    let time = match api::candidate_time(&app, &a).await {
+        Ok(time) => time,
+        Err(failure) => return failure.into_response(),
+    };
+    let pushes = match api::candidate_view(&app, &a.id, time.final_push).await {
+        Ok(pushes) => pushes,
         Err(failure) => return failure.into_response(),
     };
     let feedback = match api::released_feedback(&app, &a.id).await {
         Ok(feedback) => feedback,
-        Err(failure) => return failure.into_response(),
-    };
-    let time = match api::candidate_time(&app, &a).await {
-        Ok(time) => time,
         Err(failure) => return failure.into_response(),
     };
     // The task's title and brief, from the task folder (the brief is the candidate's own).
@@ -319,7 +319,7 @@ pub async fn status_page(State(app): State<Arc<App>>, Candidate(a): Candidate) -
         .map(|text| super::candidate::demote_headings(&crate::review::markdown::render(&text), 2));
     let title = task.as_ref().map(|t| t.title.clone()).unwrap_or_else(|| a.task.clone());
     let installed = task.as_ref().and_then(|t| crate::environment::Installed::of_recipe(&t.root, &t.image).ok());
-    let latest = rows.iter().max_by_key(|s| s.number);
+    let latest = pushes.listed.iter().max_by_key(|s| s.number);
     let requirement_warnings = match (latest, &installed) {
         (Some(latest), Some(_)) => Some((latest.number, super::git::requirement_warnings(&app, &a.id, &a.task, &latest.commit).await)),
         _ => None,
@@ -330,7 +330,8 @@ pub async fn status_page(State(app): State<Arc<App>>, Candidate(a): Candidate) -
         brief_html,
         clone_url: format!("{}/git/{}.git", app.config.public_url.trim_end_matches('/'), a.id),
         now: now(),
-        submissions: &rows,
+        submissions: &pushes.listed,
+        pushes_total: pushes.total,
         feedback_html: feedback.as_ref().map(super::review::feedback_html),
         time: &time,
         csrf: super::candidate::candidate_csrf(&a),

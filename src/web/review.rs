@@ -146,15 +146,30 @@ async fn code_view(app: &Arc<App>, loaded: &Loaded) -> Result<CodeView, Failure>
     let cancelled = guard.flag();
     let deadline = Instant::now() + code::PAGE_TIME;
     let view = tokio::task::spawn_blocking(move || {
-        let entries = repos.tree(&assignment, &commit).map_err(|e| Failure::internal(e.to_string()))?;
         // What we gave: the repository's first commit (brief, starter, public data).
         let given = match repos.given_commit(&assignment, &commit) {
             Ok(root) if root != commit => repos.tree(&assignment, &root).map_err(|e| Failure::internal(e.to_string()))?,
             _ => Vec::new(),
         };
-        Ok(code::build(&commit, &entries, &given, deadline, &|| cancelled.is_set(), |entry, cap, count_to| {
+        // The push's tree, streamed: the entries the page may list, those of our files further
+        // on (so that a file we gave is not called removed), and a count of the rest.
+        let given_paths: std::collections::HashSet<&str> = given.iter().map(|e| e.path.as_str()).collect();
+        let (mut entries, mut beyond) = (Vec::new(), 0usize);
+        repos
+            .walk_tree(&assignment, &commit, |entry| {
+                if entries.len() < code::MAX_LISTED || given_paths.contains(entry.path.as_str()) {
+                    entries.push(entry);
+                } else {
+                    beyond += 1;
+                }
+                !cancelled.is_set()
+            })
+            .map_err(|e| Failure::internal(e.to_string()))?;
+        let mut view = code::build(&commit, &entries, &given, deadline, &|| cancelled.is_set(), |entry, cap, count_to| {
             bounded::blob_prefix(&repos, &assignment, &entry.object, cap, count_to)
-        }))
+        });
+        view.count_not_listed(beyond);
+        Ok(view)
     })
     .await
     .map_err(|e| Failure::internal(e.to_string()))?;
@@ -176,8 +191,8 @@ async fn notes_of(app: &Arc<App>, loaded: &Loaded) -> Result<Option<Notes>, Fail
     let assignment = loaded.submission.assignment.clone();
     let commit = loaded.submission.commit.clone();
     tokio::task::spawn_blocking(move || {
-        let entries = repos.tree(&assignment, &commit).map_err(|e| Failure::internal(e.to_string()))?;
-        let Some(entry) = entries.iter().find(|e| e.path.eq_ignore_ascii_case("NOTES.md") && e.kind == "blob" && e.mode.starts_with("100")) else {
+        let found = repos.find_entry(&assignment, &commit, |path| path.eq_ignore_ascii_case("NOTES.md")).map_err(|e| Failure::internal(e.to_string()))?;
+        let Some(entry) = found.filter(|e| e.kind == "blob" && e.mode.starts_with("100")) else {
             return Ok(None);
         };
         let size = entry.size.unwrap_or(0);
@@ -234,7 +249,14 @@ pub struct Timeline {
     pub counts: Option<i64>,
     pub chosen_at: Option<String>,
     pub pushes: Vec<TimelineEntry>,
+    /// Pushes between the first [`TIMELINE_FIRST`] and the last [`TIMELINE_LAST`] that are
+    /// counted but not listed.
+    pub pushes_not_listed: usize,
 }
+
+/// Pushes a timeline lists from the start and from the end (and the push that counts).
+const TIMELINE_FIRST: usize = 50;
+const TIMELINE_LAST: usize = 250;
 
 /// The time to read an assignment's commit messages.
 const MESSAGES_TIME: Duration = Duration::from_secs(1);
@@ -242,6 +264,19 @@ const MESSAGES_TIME: Duration = Duration::from_secs(1);
 async fn timeline(app: &Arc<App>, assignment: &Assignment) -> Result<Timeline, Failure> {
     let mut submissions = stored(app.store.submissions(Some(&assignment.id), None)).await?;
     submissions.sort_by_key(|s| s.number);
+    let counting = super::candidate::counting(app, assignment, &submissions).await?;
+    // The first pushes (how they began), the newest ones and the one that counts; the rest are
+    // counted, not listed, so that the page stays its size however often they pushed.
+    let total = submissions.len();
+    let counted = counting.as_ref().map(|c| c.number);
+    let listed: Vec<_> = submissions
+        .into_iter()
+        .enumerate()
+        .filter(|(index, s)| *index < TIMELINE_FIRST || *index + TIMELINE_LAST >= total || Some(s.number) == counted)
+        .map(|(_, s)| s)
+        .collect();
+    let not_listed = total - listed.len();
+    let submissions = listed;
     let commits: Vec<String> = submissions.iter().map(|s| s.commit.clone()).collect();
     let (repos, id) = (app.repos.clone(), assignment.id.clone());
     // Each message up to a few KiB, read with a cap (never whole), within a second.
@@ -249,8 +284,8 @@ async fn timeline(app: &Arc<App>, assignment: &Assignment) -> Result<Timeline, F
     let messages = tokio::task::spawn_blocking(move || bounded::commit_messages(&repos, &id, &commits, deadline)).await.unwrap_or_default();
     let deadline = assignment.deadline();
     let extensions = stored(app.store.extensions(&assignment.id)).await?;
-    let counting = super::candidate::counting(app, assignment, &submissions).await?;
     Ok(Timeline {
+        pushes_not_listed: not_listed,
         started_at: assignment.started_at.map(rfc3339),
         deadline: deadline.map(rfc3339),
         time_box_seconds: assignment.total_seconds(),
@@ -319,7 +354,12 @@ fn timeline_html(t: &Timeline, assignment: &str, csrf: &str) -> String {
         out,
         "<table><tr><th>push</th><th>time</th><th>after start</th><th>message</th><th>status</th><th class=\"num\">score</th><th style=\"width:30%\">in the time box</th></tr>"
     );
+    let mut previous: Option<i64> = None;
     for p in &t.pushes {
+        if let Some(gap) = previous.map(|n| p.number - n - 1).filter(|&gap| gap > 0) {
+            let _ = write!(out, "<tr><td colspan=\"7\"><em>… {gap} pushes not listed (of {} not listed in all) …</em></td></tr>", t.pushes_not_listed);
+        }
+        previous = Some(p.number);
         let bar = match p.after_start {
             Some(after) if t.time_box_seconds > 0 => {
                 let at = (after as f64 / t.time_box_seconds as f64 * 100.0).clamp(0.0, 100.0);
@@ -366,11 +406,12 @@ async fn add_comment(app: &Arc<App>, user: &str, id: i64, body: CommentBody) -> 
     }
     // git's listing says whether the file exists; no blob needs reading.
     let (repos, assignment, commit) = (app.repos.clone(), loaded.submission.assignment.clone(), loaded.submission.commit.clone());
-    let entries = tokio::task::spawn_blocking(move || repos.tree(&assignment, &commit))
+    let file = body.file.clone();
+    let found = tokio::task::spawn_blocking(move || repos.find_entry(&assignment, &commit, |path| path == file))
         .await
         .map_err(|e| Failure::internal(e.to_string()))?
         .map_err(|e| Failure::internal(e.to_string()))?;
-    if !entries.iter().any(|e| e.path == body.file) {
+    if found.is_none() {
         return Err(Failure { status: StatusCode::UNPROCESSABLE_ENTITY, message: format!("file: the commit has no file {:?}", body.file) });
     }
     let json = serde_json::to_string(&CommentBody { file: body.file, line: body.line, text }).expect("serialisable");

@@ -103,12 +103,25 @@ fn read_cap(path: &str) -> u64 {
 /// [`read_cap`] and no more once [`similarity::MAX_SOURCE`] has been read; with the count of
 /// source files not read.
 fn commit_sources(repos: &crate::intake::Repos, assignment: &str, commit: &str) -> Result<(Vec<(String, String)>, usize), String> {
-    let entries = repos.tree(assignment, commit).map_err(|e| e.to_string())?;
-    let (mut files, mut read, mut left_out) = (Vec::new(), 0usize, 0usize);
-    for entry in entries.iter().filter(|e| e.kind == "blob" && e.mode.starts_with("100") && similarity::is_source(&e.path)) {
+    // The tree is streamed; at most MAX_FILES source entries are held, the rest counted.
+    let (mut entries, mut left_out) = (Vec::new(), 0usize);
+    repos
+        .walk_tree(assignment, commit, |entry| {
+            if entry.kind == "blob" && entry.mode.starts_with("100") && similarity::is_source(&entry.path) {
+                let notebook_too_large = entry.path.to_ascii_lowercase().ends_with(".ipynb") && entry.size.unwrap_or(0) > read_cap(&entry.path);
+                if entries.len() >= MAX_FILES || notebook_too_large {
+                    left_out += 1;
+                } else {
+                    entries.push(entry);
+                }
+            }
+            true
+        })
+        .map_err(|e| e.to_string())?;
+    let (mut files, mut read) = (Vec::new(), 0usize);
+    for entry in &entries {
         let cap = read_cap(&entry.path);
-        let notebook_too_large = entry.path.to_ascii_lowercase().ends_with(".ipynb") && entry.size.unwrap_or(0) > cap;
-        if files.len() >= MAX_FILES || read >= similarity::MAX_SOURCE || notebook_too_large {
+        if read >= similarity::MAX_SOURCE {
             left_out += 1;
             continue;
         }
@@ -286,7 +299,10 @@ pub async fn similarity_api(
 fn file_text(app: &App, entry: &Entry, file: &str) -> Option<String> {
     let text = match &entry.source {
         Source::Git { assignment, commit } => {
-            let found = app.repos.tree(assignment, commit).ok()?.into_iter().find(|e| e.path == file && e.kind == "blob" && e.mode.starts_with("100"))?;
+            let found = app.repos.find_entry(assignment, commit, |path| path == file).ok()??;
+            if found.kind != "blob" || !found.mode.starts_with("100") {
+                return None;
+            }
             let prefix = bounded::blob_prefix(&app.repos, assignment, &found.object, read_cap(file), 0).ok()?;
             bounded::utf8_prefix(&prefix.bytes)?.to_string()
         }

@@ -226,3 +226,28 @@ fn commit_messages_of_twenty_megabytes_are_shown_cut() {
     }
     assert_peak(&daemon, "pages with three commit messages of 20 MB");
 }
+
+/// However often a candidate pushes, the status page and its API carry the runs of the newest
+/// pushes only (and list the rest, up to a bound), and say so.
+#[test]
+fn many_pushes_make_a_bounded_status_answer() {
+    let (data, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (daemon, assigned, repo) = start(data.path(), work.path(), "pusher@example.com");
+    for n in 0..12 {
+        std::fs::write(repo.join("clean.py"), format!("print({n})\n")).unwrap();
+        commit_and_push(&repo, &format!("push {n}"));
+    }
+    let (status, body) = daemon.get(&format!("/api/status/{}", assigned.id), Some((&assigned.id, &assigned.token)));
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["pushes_total"], 12);
+    let listed = json["submissions"].as_array().unwrap();
+    assert_eq!(listed.len(), 12);
+    let shown: Vec<i64> = listed.iter().filter(|s| s["runs_shown"] == true).map(|s| s["number"].as_i64().unwrap()).collect();
+    assert_eq!(shown, (3..=12).rev().collect::<Vec<_>>(), "the newest ten pushes carry their runs");
+    let extra = format!("Authorization: Basic {}\r\n", super::serve::base64(format!("{}:{}", assigned.id, assigned.token).as_bytes()));
+    let page = bounded_get(&daemon, &format!("/status/{}", assigned.id), &extra);
+    assert!(page.contains("The runs of your newest 10 pushes"), "the page says what it leaves out");
+    assert_eq!(page.matches("<section id=\"push-").count(), 10);
+    assert!(page.contains("<td>1</td>") && page.contains("<td>2</td>"), "older pushes are still listed");
+}

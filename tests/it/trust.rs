@@ -783,6 +783,16 @@ async fn pushes_past_the_hourly_cap_are_kept_and_wait_their_turn() {
         assert!(replies[2].contains("at most 2 pushes are graded an hour; this one is kept and waits its turn"), "{}", replies[2]);
         let rows = daemon.api(&format!("/api/submissions?assignment={}", cand.id));
         assert_eq!(rows.as_array().unwrap().len(), 3, "every push is kept: {rows}");
+        // The candidate's page and API say from when the waiting push is graded.
+        let (status, body) = daemon.get(&format!("/api/status/{}", cand.id), Some((&cand.id, &cand.token)));
+        assert_eq!(status, 200, "{body}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let third = json["submissions"].as_array().unwrap().iter().find(|s| s["number"] == 3).unwrap().clone();
+        assert!(third["graded_from"].as_str().is_some_and(|t| t.ends_with('Z')), "{third}");
+        let first = json["submissions"].as_array().unwrap().iter().find(|s| s["number"] == 1).unwrap().clone();
+        assert!(first["graded_from"].is_null(), "{first}");
+        let (_, page) = daemon.get(&format!("/status/{}", cand.id), Some((&cand.id, &cand.token)));
+        assert!(page.contains("Queued: graded from ") && page.contains("(graded from "), "the page says when push 3 is graded");
     })
     .await
     .unwrap();
