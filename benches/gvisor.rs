@@ -34,6 +34,7 @@ async fn main() {
         submission: prepared.path().to_path_buf(),
         inputs: vec![],
         limits: Limits::new(Duration::from_secs(120), 1 << 30, 1.0),
+        image: None,
     };
     let steps = [("noop", request("noop", "true")), ("import sklearn, pandas", request("imports", "python3 -c 'import sklearn, pandas'"))];
     let cancel = CancellationToken::new();

@@ -27,8 +27,14 @@ async fn main() {
     let submission = tempfile::tempdir().unwrap();
     let prepared = takehome::submission::prepare(submission.path()).unwrap();
     let limits = Limits::new(Duration::from_secs(60), 256 << 20, 1.0);
-    let request =
-        StepRequest { name: "noop".into(), command: vec!["true".into()], submission: prepared.path().to_path_buf(), inputs: vec![], limits: limits.clone() };
+    let request = StepRequest {
+        name: "noop".into(),
+        command: vec!["true".into()],
+        submission: prepared.path().to_path_buf(),
+        inputs: vec![],
+        limits: limits.clone(),
+        image: None,
+    };
     let cancel = CancellationToken::new();
     let docker_args = |image: &str| -> Vec<String> {
         [

@@ -553,6 +553,13 @@ async fn grade(
     let sandbox = DockerSandbox::connect().await.map_err(ours)?.with_runtime(runtime);
     sandbox.check_runtime(runtime.max(task.min_runtime)).await.map_err(ours)?;
     sandbox.remove_leftovers(Leftovers::OfDeadProcesses).await.map_err(ours)?;
+    for other in task.images().iter().skip(1) {
+        let recipe = Recipe::load(&task.root, other).map_err(ours)?;
+        if sandbox.image_id(&recipe.tag()).await.map_err(ours)?.is_none() {
+            progress(&format!("runner image {} (for a run choice) is missing; building it first (a few minutes, once)", recipe.tag()));
+        }
+        sandbox.ensure_image(&recipe, method, &progress).await.map_err(ours)?;
+    }
     let recipe = Recipe::load(&task.root, &task.image).map_err(ours)?;
     if sandbox.image_id(&recipe.tag()).await.map_err(ours)?.is_none() {
         progress(&format!("runner image {} is missing; building it first (a few minutes, once)", recipe.tag()));
@@ -808,6 +815,9 @@ async fn check(
         let loaded = task::load(task_dir).ok();
         let image = match &loaded {
             Some(spec) => {
+                for other in spec.images().iter().skip(1) {
+                    sandbox.ensure_image(&Recipe::load(&spec.root, other).map_err(ours)?, BuildMethod::Auto, &progress).await.map_err(ours)?;
+                }
                 let recipe = Recipe::load(&spec.root, &spec.image).map_err(ours)?;
                 let built = sandbox.ensure_image(&recipe, BuildMethod::Auto, &progress).await.map_err(ours)?;
                 ImageRef { tag: built.tag, id: built.id }

@@ -484,6 +484,15 @@ impl Grader {
         }
     }
 
+    /// The runner image of a task, with the images of its other run choices (an R script's),
+    /// each built once if the engine lacks it.
+    async fn task_image(&self, task: &crate::task::TaskSpec) -> Result<ImageRef, JobError> {
+        for other in task.images().iter().skip(1) {
+            self.image(&task.root, other).await?;
+        }
+        self.image(&task.root, &task.image).await
+    }
+
     /// The runner image of a task, built once if the engine lacks it.
     async fn image(&self, root: &Path, name: &str) -> Result<ImageRef, JobError> {
         let recipe = Recipe::load(root, name)?;
@@ -545,7 +554,7 @@ async fn public_dry_run(grader: Arc<Grader>, claim: crate::store::DryRunClaim, c
         let result = async {
             let task_dir = grader.config.tasks_root.join("tasks").join(&claim.task);
             let task = crate::task::load(&task_dir).map_err(|e| JobError::Internal(e.to_string()))?;
-            let image = grader.image(&task.root, &task.image).await?;
+            let image = grader.task_image(&task).await?;
             let checkout = tempfile::Builder::new().prefix("takehome-checkout-").tempdir().map_err(|e| JobError::Internal(e.to_string()))?;
             let (source, assignment, commit, dest) = (grader.source.clone(), claim.assignment.clone(), claim.commit.clone(), checkout.path().to_path_buf());
             tokio::task::spawn_blocking(move || source.checkout(&assignment, &commit, &dest))
@@ -821,7 +830,7 @@ impl Slot {
                 )));
             }
         }
-        let image = grader.image(&task.root, &task.image).await?;
+        let image = grader.task_image(&task).await?;
         let checkout = tempfile::Builder::new().prefix("takehome-checkout-").tempdir().map_err(|e| JobError::Internal(e.to_string()))?;
         let (source, assignment, commit, dest) = (grader.source.clone(), job.assignment.clone(), job.commit.clone(), checkout.path().to_path_buf());
         let mut job_id = format!("s{}{}", job.submission(), crate::job::new_job_id());

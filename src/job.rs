@@ -246,7 +246,7 @@ pub async fn grade_opening<S: Sandbox>(
         let lint_options = JobOptions { job_id: format!("{job_id}l"), ..options };
         let lint = async {
             let lint_job = sandbox.open_bare_job(&lint_options).await?;
-            let run = run_lint(&lint_job, task, &prepared, cancel).await;
+            let run = run_lints(&lint_job, task, &prepared, cancel).await;
             let closed = close_job(lint_job, reaper).await;
             let run = run?;
             closed.map(|_| run)
@@ -304,12 +304,18 @@ async fn run_job<J: JobSandbox>(
         limits.file_bytes = task.workspace_cap_bytes.max(task.output_cap_bytes);
         limits.gpus = step.gpus;
         let command = step.command_for(prepared.path()).to_string();
+        // A choice in another language runs in its own image (built beside the task's).
+        let image = match step.image_for(prepared.path()) {
+            Some(name) if name != task.image => Some(crate::sandbox::image::Recipe::load(&task.root, name)?.tag()),
+            _ => None,
+        };
         let request = StepRequest {
             name: step.name.clone(),
             command: vec!["/bin/sh".to_string(), "-c".to_string(), command.clone()],
             submission: prepared.path().to_path_buf(),
             inputs,
             limits,
+            image,
         };
         progress(&format!("step {}: running `{command}`", step.name));
         let run = job.run_step(&request, cancel).await?;
@@ -334,7 +340,49 @@ async fn run_job<J: JobSandbox>(
     Ok((runs, output))
 }
 
-/// ruff over the submission, in a job of its own (no data, no volumes).
+/// The lints of a submission, in a job of its own (no data, no volumes): ruff, and lintr where
+/// the submission holds R scripts and the task runs them (an R run choice names its image).
+async fn run_lints<J: JobSandbox>(job: &J, task: &TaskSpec, prepared: &PreparedSubmission, cancel: &CancellationToken) -> Result<LintRuns, RunError> {
+    let ruff = run_lint(job, task, prepared, cancel).await?;
+    let lintr = match task.r_image() {
+        Some(name) if !prepared.r_files.is_empty() => {
+            let tag = crate::sandbox::image::Recipe::load(&task.root, name)?.tag();
+            Some(run_lintr(job, prepared, tag, cancel).await?)
+        }
+        _ => None,
+    };
+    Ok(LintRuns { ruff, lintr })
+}
+
+/// What the lints printed.
+struct LintRuns {
+    ruff: StepRun,
+    lintr: Option<StepRun>,
+}
+
+/// lintr's default linters over the submission's R scripts, one finding a line (`file`, `line`,
+/// `linter`, `message`, tab-separated) for [`lint::parse_lintr_lines`].
+async fn run_lintr<J: JobSandbox>(job: &J, prepared: &PreparedSubmission, image: String, cancel: &CancellationToken) -> Result<StepRun, RunError> {
+    // R's own escapes (`\t`, `\n`): Rscript -e cuts an expression at a real newline.
+    let script = r"for (f in list.files('/submission', pattern = '[.][Rr]$', recursive = TRUE)) { \
+         l <- tryCatch(lintr::lint(file.path('/submission', f), parse_settings = FALSE), \
+           error = function(e) { cat(f, 0, 'lintr', gsub('[\t\r\n]', ' ', conditionMessage(e)), sep = '\t'); cat('\n'); NULL }); \
+         for (x in l) { cat(f, x$line_number, x$linter, gsub('[\t\r\n]', ' ', x$message), sep = '\t'); cat('\n') } }"
+        .replace("\\\n", " ");
+    let mut limits = Limits::new(LINT_TIMEOUT, LINT_MEMORY, 1.0);
+    limits.log_cap = LINT_LOG_CAP;
+    let request = StepRequest {
+        name: "lintr".to_string(),
+        command: vec!["Rscript".to_string(), "-e".to_string(), script.to_string()],
+        submission: prepared.path().to_path_buf(),
+        inputs: Vec::new(),
+        limits,
+        image: Some(image),
+    };
+    job.run_step(&request, cancel).await
+}
+
+/// ruff over the submission.
 async fn run_lint<J: JobSandbox>(job: &J, task: &TaskSpec, prepared: &PreparedSubmission, cancel: &CancellationToken) -> Result<StepRun, RunError> {
     let select = task.lint.select.join(",");
     let script = format!(
@@ -349,6 +397,7 @@ async fn run_lint<J: JobSandbox>(job: &J, task: &TaskSpec, prepared: &PreparedSu
         submission: prepared.path().to_path_buf(),
         inputs: Vec::new(),
         limits,
+        image: None,
     };
     job.run_step(&lint_request, cancel).await
 }
@@ -415,13 +464,25 @@ fn lint_findings(run: &StepRun) -> Vec<lint::Finding> {
     findings
 }
 
+fn lintr_findings(run: &StepRun) -> Vec<lint::Finding> {
+    if run.outcome != Outcome::Ok {
+        // The lint reads the candidate's code alone (no data mounted): its errors are theirs to see.
+        let stderr = run.stderr.text();
+        let last: String = stderr.trim().lines().last().unwrap_or("").chars().take(300).collect();
+        let message =
+            if last.is_empty() { format!("lintr did not finish: {}", run.message) } else { format!("lintr did not finish: {} ({last})", run.message) };
+        return vec![lint::Finding { file: String::new(), line: 0, rule: "lintr".into(), message, context: vec![] }];
+    }
+    lint::parse_lintr_lines(&run.stdout.text())
+}
+
 async fn build_report(
     task: &TaskSpec,
     prepared: &PreparedSubmission,
     image: &ImageRef,
     runtime: crate::sandbox::Runtime,
     runs: Vec<StepRun>,
-    lint_run: StepRun,
+    lint_run: LintRuns,
     output: Option<Vec<CollectedOutput>>,
 ) -> Result<Report, JobError> {
     let all_ok = runs.len() == task.steps.len() && runs.iter().all(|r| r.outcome == Outcome::Ok);
@@ -453,7 +514,10 @@ async fn build_report(
     };
     let accuracy_score = accuracy_component.score;
 
-    let mut findings = lint_findings(&lint_run);
+    let mut findings = lint_findings(&lint_run.ruff);
+    if let Some(lintr) = &lint_run.lintr {
+        findings.extend(lintr_findings(lintr));
+    }
     let n_findings = findings.len();
     findings.truncate(MAX_REPORTED_FINDINGS);
     for finding in &mut findings {
@@ -462,7 +526,7 @@ async fn build_report(
         }
     }
     add_context(prepared, &mut findings);
-    let lines_of_code = count_lines(prepared);
+    let lines_of_code = count_lines(prepared, lint_run.lintr.is_some());
     let code_score = grading::code_quality_score(n_findings, lines_of_code, task.lint.zero_at);
 
     let wall: Duration = runs.iter().map(|r| r.wall).sum();
@@ -660,7 +724,7 @@ fn explain(weights: &crate::task::Weights, scores: (f64, f64, f64), total: f64, 
 /// name — whatever ruff or a candidate's file name says — is never opened.
 fn read_linted(prepared: &PreparedSubmission, relative: &str) -> Option<String> {
     const MAX_READ: u64 = 4 << 20;
-    let relative = prepared.python_files.iter().find(|known| known.as_os_str() == std::ffi::OsStr::new(relative))?;
+    let relative = prepared.python_files.iter().chain(&prepared.r_files).find(|known| known.as_os_str() == std::ffi::OsStr::new(relative))?;
     let file = submission::open_no_follow(&prepared.path().join(relative)).ok()?;
     if !file.metadata().ok()?.is_file() {
         return None;
@@ -670,11 +734,15 @@ fn read_linted(prepared: &PreparedSubmission, relative: &str) -> Option<String> 
     Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// Lines of code over the submission's Python files and notebooks, read from the host's own copy.
-fn count_lines(prepared: &PreparedSubmission) -> usize {
+/// Lines of code over the submission's Python files and notebooks (and R scripts, `with_r`: when
+/// lintr linted them, so that files nothing lints cannot dilute the findings), read from the
+/// host's own copy.
+fn count_lines(prepared: &PreparedSubmission, with_r: bool) -> usize {
+    let r_files: &[std::path::PathBuf] = if with_r { &prepared.r_files } else { &[] };
     prepared
         .python_files
         .iter()
+        .chain(r_files)
         .filter_map(|relative| {
             let text = read_linted(prepared, relative.to_str()?)?;
             Some(if relative.extension().is_some_and(|e| e == "ipynb") { lint::notebook_code(&text) } else { text })

@@ -60,6 +60,8 @@ pub struct PreparedSubmission {
     pub skipped_links: Vec<SkippedLink>,
     /// Python files and notebooks (relative paths), for the lint's line counts.
     pub python_files: Vec<PathBuf>,
+    /// The R scripts (`.R`, `.r`), for lintr and the count of lines of code.
+    pub r_files: Vec<PathBuf>,
     dir: tempfile::TempDir,
 }
 
@@ -89,6 +91,7 @@ pub fn prepare(source: &Path) -> Result<PreparedSubmission, SubmissionError> {
         n_bytes: 0,
         skipped_links: Vec::new(),
         python_files: Vec::new(),
+        r_files: Vec::new(),
         dir,
     };
     let walker = walkdir::WalkDir::new(source).follow_links(false).sort_by_file_name().into_iter();
@@ -123,6 +126,8 @@ pub fn prepare(source: &Path) -> Result<PreparedSubmission, SubmissionError> {
             fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(io_error("set permissions on", &target))?;
             if relative.extension().is_some_and(|ext| ext == "py" || ext == "ipynb") {
                 prepared.python_files.push(relative.to_path_buf());
+            } else if relative.extension().is_some_and(|ext| ext == "R" || ext == "r") {
+                prepared.r_files.push(relative.to_path_buf());
             }
         } else if kind.is_symlink() {
             // Only the link's text is read (readlink never follows); the link itself is not copied.

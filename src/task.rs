@@ -192,13 +192,25 @@ fn holds_file(dir: &Path, relative: &str) -> bool {
 pub struct RunChoice {
     pub when: String,
     pub run: String,
+    /// The runner image this choice runs in (`r` for `Rscript clean.R`); `None`: the task's.
+    pub image: Option<String>,
 }
 
 impl StepSpec {
     /// The command for a submission (its folder on this host): the first choice whose file it
     /// holds as a regular file (a link is not followed, nor taken), else `run`.
     pub fn command_for(&self, submission: &Path) -> &str {
-        self.choices.iter().find(|choice| holds_file(submission, &choice.when)).map_or(self.run.as_str(), |choice| choice.run.as_str())
+        self.choice_for(submission).map_or(self.run.as_str(), |choice| choice.run.as_str())
+    }
+
+    /// The choice a submission makes (see [`StepSpec::command_for`]), if the step offers any.
+    pub fn choice_for(&self, submission: &Path) -> Option<&RunChoice> {
+        self.choices.iter().find(|choice| holds_file(submission, &choice.when))
+    }
+
+    /// The runner image a submission's run of this step needs, when not the task's.
+    pub fn image_for(&self, submission: &Path) -> Option<&str> {
+        self.choice_for(submission).and_then(|choice| choice.image.as_deref())
     }
 
     /// True when any input of the step lies under `hidden/`.
@@ -342,6 +354,22 @@ impl TaskSpec {
     pub fn dataset_dir(&self) -> PathBuf {
         self.root.join("datasets").join(&self.dataset)
     }
+    /// Every runner image the task's steps may run in: the task's, then each run choice's.
+    pub fn images(&self) -> Vec<String> {
+        let mut images = vec![self.image.clone()];
+        for image in self.steps.iter().flat_map(|s| &s.choices).filter_map(|c| c.image.clone()) {
+            if !images.contains(&image) {
+                images.push(image);
+            }
+        }
+        images
+    }
+
+    /// The image R scripts run in: that of the first run choice of an R script that names one.
+    pub fn r_image(&self) -> Option<&str> {
+        self.steps.iter().flat_map(|s| &s.choices).find(|c| c.when.ends_with(".R") || c.when.ends_with(".r")).and_then(|c| c.image.as_deref())
+    }
+
     pub fn image_dir(&self) -> PathBuf {
         self.root.join("runner-images").join(&self.image)
     }
@@ -811,6 +839,17 @@ impl Reader {
         let (outputs, weights) = self.outputs(top, kind, dataset_dir.as_deref());
         let truths: Vec<String> = outputs.iter().flatten().map(|g| g.truth.clone()).collect();
         let steps = self.steps(top, dataset_dir.as_deref(), &truths);
+        for (index, step) in steps.iter().flatten().enumerate() {
+            for (at, choice) in step.choices.iter().enumerate() {
+                let Some(image) = &choice.image else { continue };
+                let field = format!("steps[{index}].run[{at}].image");
+                if !is_name(image) {
+                    self.problem(&field, format!("{image:?} is not a valid image name (expected lowercase letters, digits and '-')"));
+                } else if !root.join("runner-images").join(image).is_dir() {
+                    self.problem(&field, format!("no runner image {image:?} (expected a folder {})", root.join("runner-images").join(image).display()));
+                }
+            }
+        }
         let lint = self.lint(top);
 
         let mut runtime_full_under = Some(Duration::from_secs(30));
@@ -952,8 +991,9 @@ impl Reader {
         let mut choices = Vec::new();
         for (index, item) in items.iter().enumerate() {
             let at = format!("{field}[{index}]");
-            let Some(choice) = self.mapping(item, &at, &["when", "run"]) else { continue };
+            let Some(choice) = self.mapping(item, &at, &["when", "run", "image"]) else { continue };
             let (when, run) = (self.string(choice, &at, "when", true), self.string(choice, &at, "run", true));
+            let image = self.string(choice, &at, "image", false);
             if let Some(when) = &when {
                 if !is_plain_relative(when) {
                     self.problem(&join(&at, "when"), format!("{when:?} must be a relative path inside the submission (no '..', not absolute)"));
@@ -963,7 +1003,7 @@ impl Reader {
                 }
             }
             if let (Some(when), Some(run)) = (when, run) {
-                choices.push(RunChoice { when, run });
+                choices.push(RunChoice { when, run, image });
             }
         }
         (choices.first().map(|c| c.run.clone()), choices)

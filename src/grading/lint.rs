@@ -77,9 +77,32 @@ pub fn count_code_lines(text: &str) -> usize {
     text.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#')).count()
 }
 
+/// Findings from lintr, one a line: `file`, `line`, `linter`, `message`, tab-separated (what
+/// the lint job's R snippet prints). Lines of another shape are skipped.
+pub fn parse_lintr_lines(text: &str) -> Vec<Finding> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.splitn(4, '\t');
+            let (file, number, linter, message) = (fields.next()?, fields.next()?, fields.next()?, fields.next()?);
+            let line = number.trim().parse().ok()?;
+            let rule = if linter.is_empty() { "lintr".to_string() } else { linter.trim_end_matches("_linter").to_string() };
+            Some(Finding { file: file.trim_start_matches("./").to_string(), line, rule, message: message.trim().to_string(), context: vec![] })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lintr_lines() {
+        let text = "clean.R\t3\tobject_name_linter\tVariable and function name style should be snake_case.\nnoise\nsub/a.R\t0\tlintr\tparse error\n";
+        let findings = parse_lintr_lines(text);
+        assert_eq!(findings.len(), 2);
+        assert_eq!((findings[0].file.as_str(), findings[0].line, findings[0].rule.as_str()), ("clean.R", 3, "object_name"));
+        assert_eq!((findings[1].file.as_str(), findings[1].line), ("sub/a.R", 0));
+    }
 
     #[test]
     fn ruff_report() {

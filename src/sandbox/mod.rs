@@ -221,6 +221,9 @@ pub struct StepRequest {
     /// Mounted under `/data`.
     pub inputs: Vec<Bind>,
     pub limits: Limits,
+    /// The image to run in (a tag the engine has), when not the job's: a run choice of another
+    /// language (`Rscript clean.R` in the `r` image). `/workspace` and `/output` are shared.
+    pub image: Option<String>,
 }
 
 /// What a stream printed: the last `cap` bytes and how many there were in all.
@@ -628,7 +631,7 @@ impl JobSandbox for DockerJob {
             ("MKL_NUM_THREADS", threads.as_str()),
         ];
         let config = ContainerCreateBody {
-            image: Some(self.image.clone()),
+            image: Some(request.image.clone().unwrap_or_else(|| self.image.clone())),
             cmd: Some(request.command.clone()),
             user: Some(RUNNER_USER.to_string()),
             working_dir: Some("/submission".to_string()),

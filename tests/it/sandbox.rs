@@ -33,6 +33,7 @@ async fn run_step(sandbox: &DockerSandbox, image: &str, files: &[(&str, &str)], 
         submission: prepared.path().to_path_buf(),
         inputs,
         limits,
+        image: None,
     };
     let step = job.run_step(&request, &CancellationToken::new()).await.expect("the step runs");
     job.close().await.unwrap();
@@ -171,6 +172,7 @@ async fn symlinked_and_hard_linked_outputs_are_refused() {
         submission: prepared.path().to_path_buf(),
         inputs: vec![],
         limits: limits(30, 128 * MIB),
+        image: None,
     };
     let run = job.run_step(&request, &CancellationToken::new()).await.unwrap();
     assert_eq!(run.outcome, Outcome::Ok, "{run:?}");
@@ -211,6 +213,7 @@ async fn a_symlink_in_the_submission_does_not_bring_a_host_file_in() {
         submission: prepared.path().to_path_buf(),
         inputs: vec![],
         limits: limits(30, 128 * MIB),
+        image: None,
     };
     let run = job.run_step(&request, &CancellationToken::new()).await.unwrap();
     job.close().await.unwrap();
@@ -234,6 +237,7 @@ async fn cancelling_a_step_removes_its_containers() {
         submission: prepared.path().to_path_buf(),
         inputs: vec![],
         limits: limits(300, 128 * MIB),
+        image: None,
     };
     let cancel = CancellationToken::new();
     let trigger = cancel.clone();
