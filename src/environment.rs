@@ -124,6 +124,26 @@ impl Installed {
         }
         out
     }
+
+    /// [`Installed::environment_md`], then a section for each other image the task's run
+    /// choices use (R scripts run in the `r` image).
+    pub fn environment_md_with(&self, task_title: &str, others: &[Installed]) -> String {
+        let mut out = self.environment_md(task_title);
+        for other in others {
+            let _ = write!(
+                out,
+                "\n## Steps run as R scripts: the `{}` image\n\n\
+                 An R script handed in for a step (`Rscript clean.R` and the like) runs in the `{}` image instead, with the \
+                 same limits, paths and no network; `library()` calls of packages not below are named in the reply to your push. \
+                 Its code quality is judged by lintr's default linters.\n\n| package | version |\n|---|---|\n",
+                other.image, other.image
+            );
+            for (name, version) in other.packages.values() {
+                let _ = writeln!(out, "| {name} | {version} |");
+            }
+        }
+        out
+    }
 }
 
 /// A package a submission asks for: where, which and which versions.

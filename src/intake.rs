@@ -587,7 +587,11 @@ impl Repos {
         let environment = seed.path().join("ENVIRONMENT.md");
         if !environment.exists() {
             match crate::environment::Installed::of_recipe(&task.root, &task.image) {
-                Ok(installed) => std::fs::write(&environment, installed.environment_md(&task.title)).map_err(io_error("write", &environment))?,
+                Ok(installed) => {
+                    let others: Vec<_> =
+                        task.images().iter().skip(1).filter_map(|image| crate::environment::Installed::of_recipe(&task.root, image).ok()).collect();
+                    std::fs::write(&environment, installed.environment_md_with(&task.title, &others)).map_err(io_error("write", &environment))?
+                }
                 Err(error) => tracing::warn!(task = %task.id, %error, "no ENVIRONMENT.md for the candidate: the image's package list cannot be read"),
             }
         }

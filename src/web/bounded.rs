@@ -281,7 +281,13 @@ impl Drop for CancelOnDrop {
 /// `environment.yml` and R scripts (at most `REQUIREMENT_FILES_READ` of them, 256 KiB of each)
 /// read against the image's package list. At most `REQUIREMENT_WARNINGS` lines, the last saying
 /// how many more there were. Candidate content only (the candidate's own push): no hidden data.
-pub fn requirement_warnings(repos: &Repos, assignment: &str, commit: &str, installed: &crate::environment::Installed) -> Vec<String> {
+pub fn requirement_warnings(
+    repos: &Repos,
+    assignment: &str,
+    commit: &str,
+    installed: &crate::environment::Installed,
+    r: Option<&crate::environment::Installed>,
+) -> Vec<String> {
     use crate::environment::{from_environment_yml, from_r_script, from_requirements, warnings, REQUIREMENT_FILES};
     if !is_object_id(commit) {
         return Vec::new();
@@ -292,7 +298,7 @@ pub fn requirement_warnings(repos: &Repos, assignment: &str, commit: &str, insta
     let listing = child.stdout.take().map(|out| read_prefix(out, 1 << 20, 0));
     stop(&mut child);
     let Some(Ok(listing)) = listing else { return Vec::new() };
-    let mut wanted = Vec::new();
+    let (mut wanted, mut wanted_r) = (Vec::new(), Vec::new());
     let mut read = 0;
     for record in listing.bytes.split(|&b| b == 0).filter(|r| !r.is_empty()) {
         let text = String::from_utf8_lossy(record);
@@ -309,17 +315,23 @@ pub fn requirement_warnings(repos: &Repos, assignment: &str, commit: &str, insta
         read += 1;
         let Ok(prefix) = blob_prefix(repos, assignment, object, 256 * 1024, 0) else { continue };
         let text = String::from_utf8_lossy(&prefix.bytes);
-        wanted.extend(match name {
-            "requirements.txt" => from_requirements(name, &text),
-            "environment.yml" | "environment.yaml" => from_environment_yml(name, &text),
-            _ => from_r_script(name, &text),
-        });
-        if wanted.len() >= crate::environment::MAX_WANTED {
+        match name {
+            "requirements.txt" => wanted.extend(from_requirements(name, &text)),
+            "environment.yml" | "environment.yaml" => wanted.extend(from_environment_yml(name, &text)),
+            // R scripts ask the R image, where the task has one (else the task's, which lacks them).
+            _ if r.is_some() => wanted_r.extend(from_r_script(name, &text)),
+            _ => wanted.extend(from_r_script(name, &text)),
+        }
+        if wanted.len() + wanted_r.len() >= crate::environment::MAX_WANTED {
             wanted.truncate(crate::environment::MAX_WANTED);
+            wanted_r.truncate(crate::environment::MAX_WANTED - wanted.len());
             break;
         }
     }
     let mut said = warnings(installed, &wanted);
+    if let Some(r) = r {
+        said.extend(warnings(r, &wanted_r));
+    }
     if said.len() > REQUIREMENT_WARNINGS {
         let more = said.len() - (REQUIREMENT_WARNINGS - 1);
         said.truncate(REQUIREMENT_WARNINGS - 1);

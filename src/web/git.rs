@@ -258,7 +258,8 @@ pub async fn requirement_warnings(app: &Arc<App>, assignment: &str, task: &str, 
     let said = tokio::task::spawn_blocking(move || {
         let spec = crate::task::load(&root.join("tasks").join(&task)).ok()?;
         let installed = crate::environment::Installed::of_recipe(&spec.root, &spec.image).ok()?;
-        Some(crate::web::bounded::requirement_warnings(&repos, &assignment, &commit, &installed))
+        let r = spec.r_image().and_then(|image| crate::environment::Installed::of_recipe(&spec.root, image).ok());
+        Some(crate::web::bounded::requirement_warnings(&repos, &assignment, &commit, &installed, r.as_ref()))
     })
     .await
     .ok()

@@ -316,6 +316,17 @@ async fn a_push_asking_for_packages_the_image_lacks_is_warned_in_the_reply_and_o
         assert!(page.contains("What your code runs with") && page.contains("ENVIRONMENT.md"), "{page}");
         assert!(page.contains("Push 1 asks for what the image lacks"), "{page}");
         assert!(page.contains("requirements.txt: line 2: torch==2.3.0: not installed in the python image"), "{page}");
+
+        // The task runs R scripts in the r image: ENVIRONMENT.md lists it, and an R script's
+        // library() calls are read against it.
+        assert!(environment.contains("the `r` image") && environment.contains("| dplyr |") && environment.contains("| lintr |"), "{environment}");
+        std::fs::write(repo.join("clean.R"), "library(dplyr)\nlibrary(xgboost)\nsuppressMessages(require(ranger))\n").unwrap();
+        let (ok, out) = super::cluster_support::git(&repo, &["add", "clean.R"]);
+        assert!(ok, "{out}");
+        let (ok, out) = push_solution(&repo, None, "in R");
+        assert!(ok, "{out}");
+        assert!(out.contains("xgboost") && out.contains("not installed in the r image"), "{out}");
+        assert!(!out.contains("dplyr") && !out.contains("ranger"), "dplyr and ranger are in the r image: {out}");
     })
     .await
     .unwrap();

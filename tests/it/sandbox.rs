@@ -485,3 +485,32 @@ print("torch", torch.__version__, "cuda available", torch.cuda.is_available(), "
     let accuracy: f64 = out.rsplit("accuracy ").next().unwrap().trim().parse().unwrap();
     assert!(accuracy > 0.9, "a tiny network learns a sum's sign: {out}");
 }
+
+/// The r image: every R package of its list loads (with the network off, as a step runs), ggplot2
+/// draws a figure to a file, and lintr lints.
+#[tokio::test]
+async fn the_r_image_loads_its_whole_list_draws_a_figure_and_lints() {
+    let Some(sandbox) = docker().await else { return };
+    let image = super::common::runner_image(&sandbox, "r").await;
+    let smoke = r#"
+listed <- read.table("/opt/takehome/packages.txt", col.names = c("name", "version"))$name[-1]
+failed <- listed[!vapply(listed, function(p) suppressWarnings(suppressMessages(requireNamespace(p, quietly = TRUE))), logical(1))]
+cat("packages", length(listed), "\n")
+cat(sprintf("failed: [%s]\n", paste(failed, collapse = ", ")))
+suppressPackageStartupMessages({ library(ggplot2); library(dplyr); library(data.table); library(recipes); library(ranger) })
+plot <- ggplot(data.frame(x = 1:3, y = c(2, 1, 3)), aes(x, y)) + geom_line()
+ggsave("/tmp/figure.png", plot, width = 3, height = 2)
+cat("figure bytes", file.size("/tmp/figure.png"), "\n")
+writeLines("x = 1", "/tmp/style.R")
+cat("lints", length(lintr::lint("/tmp/style.R", parse_settings = FALSE)), "\n")
+"#;
+    let run = run_step(&sandbox, &image, &[("smoke.R", smoke)], "Rscript smoke.R", limits(300, 2048 * MIB), vec![]).await;
+    let out = run.step.stdout.text();
+    assert_eq!(run.step.outcome, Outcome::Ok, "{out}\n{}", run.step.stderr.text());
+    assert!(out.contains("failed: []"), "{out}");
+    let count: usize = out.split("packages ").nth(1).and_then(|t| t.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(count > 250, "{out}");
+    let bytes: u64 = out.split("figure bytes ").nth(1).and_then(|t| t.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(bytes > 1000, "{out}");
+    assert!(out.contains("lints 1"), "{out}");
+}

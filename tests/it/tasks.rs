@@ -103,3 +103,22 @@ fn a_step_runs_the_script_or_the_notebook_the_submission_holds() {
     assert!(said.iter().any(|p| p.contains("steps[1].run[1].when") && p.contains("relative path")), "{said:?}");
     assert!(said.iter().any(|p| p.contains("steps[1].run[2].run") && p.contains("missing")), "{said:?}");
 }
+
+#[test]
+fn an_r_script_runs_in_the_r_image_and_a_choice_names_only_a_known_image() {
+    let task = takehome::task::load(&repo_root().join("tasks/penguins-pipeline")).unwrap();
+    assert_eq!(task.images(), ["python", "r"]);
+    assert_eq!(task.r_image(), Some("r"));
+    let folder = super::common::folder_with(&[("clean.R", ""), ("train.py", ""), ("predict.R", "")]);
+    let commands: Vec<(&str, Option<&str>)> = task.steps.iter().map(|s| (s.command_for(folder.path()), s.image_for(folder.path()))).collect();
+    assert_eq!(commands, [("Rscript clean.R", Some("r")), ("python train.py", None), ("Rscript predict.R", Some("r"))]);
+
+    let text = std::fs::read_to_string(repo_root().join("tasks/penguins-pipeline/task.yaml"))
+        .unwrap()
+        .replace("{ when: clean.R, run: Rscript clean.R, image: r }", "{ when: clean.R, run: Rscript clean.R, image: no-such-image }")
+        .replace("{ when: train.R, run: Rscript train.R, image: r }", "{ when: train.R, run: Rscript train.R, image: ../r }");
+    let problems = takehome::task::parse(&text, &repo_root().join("tasks/penguins-pipeline")).expect_err("unknown images are refused");
+    let said: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    assert!(said.iter().any(|p| p.contains("steps[0].run[2].image") && p.contains("no runner image \"no-such-image\"")), "{said:?}");
+    assert!(said.iter().any(|p| p.contains("steps[1].run[2].image") && p.contains("not a valid image name")), "{said:?}");
+}
