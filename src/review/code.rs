@@ -345,6 +345,8 @@ fn language(path: &str) -> Option<&'static str> {
     let lower = path.to_ascii_lowercase();
     if lower.ends_with(".py") || lower.ends_with(".pyi") {
         Some("python")
+    } else if lower.ends_with(".r") {
+        Some("r")
     } else if lower.ends_with(".md") || lower.ends_with(".markdown") {
         Some("markdown")
     } else {
@@ -1141,10 +1143,13 @@ mod notebook {
     }
 }
 
-/// Capture names the code view colours (tree-sitter-python's highlight queries use these).
+/// Capture names the code view colours (tree-sitter-python's and tree-sitter-r's highlight
+/// queries use these).
 const HIGHLIGHTS: &[&str] = &[
     "attribute",
+    "boolean",
     "comment",
+    "conditional",
     "constant",
     "constant.builtin",
     "constructor",
@@ -1158,32 +1163,35 @@ const HIGHLIGHTS: &[&str] = &[
     "operator",
     "property",
     "punctuation",
+    "repeat",
     "string",
     "type",
     "variable",
 ];
 
-fn python_config() -> Option<&'static tree_sitter_highlight::HighlightConfiguration> {
-    static CONFIG: OnceLock<Option<tree_sitter_highlight::HighlightConfiguration>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let mut config =
-                tree_sitter_highlight::HighlightConfiguration::new(tree_sitter_python::LANGUAGE.into(), "python", tree_sitter_python::HIGHLIGHTS_QUERY, "", "")
-                    .ok()?;
-            config.configure(HIGHLIGHTS);
-            Some(config)
-        })
-        .as_ref()
+/// The highlighter of a language the code view colours (Python, R), made once.
+fn highlight_config(language: &str) -> Option<&'static tree_sitter_highlight::HighlightConfiguration> {
+    type Config = Option<tree_sitter_highlight::HighlightConfiguration>;
+    static PYTHON: OnceLock<Config> = OnceLock::new();
+    static R: OnceLock<Config> = OnceLock::new();
+    let (cell, grammar, query) = match language {
+        "python" => (&PYTHON, tree_sitter_python::LANGUAGE, tree_sitter_python::HIGHLIGHTS_QUERY),
+        "r" => (&R, tree_sitter_r::LANGUAGE, tree_sitter_r::HIGHLIGHTS_QUERY),
+        _ => return None,
+    };
+    cell.get_or_init(|| {
+        let mut config = tree_sitter_highlight::HighlightConfiguration::new(grammar.into(), language, query, "", "").ok()?;
+        config.configure(HIGHLIGHTS);
+        Some(config)
+    })
+    .as_ref()
 }
 
-/// The HTML of each line of `source`: Python highlighted with `<span class="hl-…">`, other text
+/// The HTML of each line of `source`: Python and R highlighted with `<span class="hl-…">`, other text
 /// escaped. Lines are those of [`str::lines`] (a final newline makes no empty last line).
 pub fn highlight_lines(source: &str, language: Option<&str>) -> Vec<String> {
     let plain = || source.lines().map(esc).collect::<Vec<_>>();
-    if language != Some("python") {
-        return plain();
-    }
-    let Some(config) = python_config() else { return plain() };
+    let Some(config) = language.and_then(highlight_config) else { return plain() };
     let mut highlighter = tree_sitter_highlight::Highlighter::new();
     let Ok(events) = highlighter.highlight(config, source.as_bytes(), None, |_| None) else { return plain() };
     let mut renderer = tree_sitter_highlight::HtmlRenderer::new();
@@ -1206,7 +1214,7 @@ pub const CSS: &str = ".code{border-collapse:collapse;width:100%;background:#fff
 .code td{padding:0 8px;border:0;vertical-align:top;white-space:pre-wrap;word-break:break-all}.code td.ln{color:#6b7280;text-align:right;width:1%;white-space:nowrap;word-break:normal;user-select:none}.files{background:#fff;padding:8px 16px;border:1px solid #eceff3}\
 .code td.ln a{color:inherit;text-decoration:none}.code tr.added td.src{background:#e9f7ee}.code tr.finding td.src{background:#fff4e5}\
 .code tr.note td{background:#fffbea;font:13px system-ui,sans-serif;white-space:normal}.code tr.lint td{background:#fdecea;font:13px system-ui,sans-serif;white-space:normal}\
-.hl-keyword{color:#a0198a}.hl-string{color:#0a6b2b}.hl-comment{color:#6b7280;font-style:italic}.hl-number,.hl-constant,.hl-constant-builtin{color:#a04900}\
+.hl-keyword,.hl-conditional,.hl-repeat{color:#a0198a}.hl-string{color:#0a6b2b}.hl-comment{color:#6b7280;font-style:italic}.hl-number,.hl-constant,.hl-constant-builtin,.hl-boolean{color:#a04900}\
 .hl-function,.hl-function-method{color:#1f4fbf}.hl-function-builtin{color:#0f6f85}.hl-type,.hl-constructor{color:#8a4b00}.hl-escape{color:#b3261e}\
 .hl-operator{color:#444}pre.diff{background:#fff;padding:8px;overflow:auto}pre.diff .add{background:#e9f7ee;display:block}pre.diff .del{background:#fdecea;display:block}\
 pre.diff .hunk{color:#6b7280;display:block}.cell{margin:10px 0;border-left:3px solid #c9d1dc;padding-left:8px}.cell h4{margin:4px 0;color:#6b7280;font-weight:normal}\
@@ -1264,6 +1272,18 @@ mod tests {
     fn view(entries: &[TreeEntry], starter: &[TreeEntry], blobs: &HashMap<String, Vec<u8>>) -> CodeView {
         let handed = std::cell::Cell::new(0);
         build("c", entries, starter, Instant::now() + Duration::from_secs(60), &|| false, reader(blobs, &handed))
+    }
+
+    #[test]
+    fn r_is_highlighted_and_escaped() {
+        let lines = highlight_lines("f <- function(x) {\n  if (x > 1) \"<b>\" else TRUE # </td>\n}\n", Some("r"));
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].contains("hl-operator\">&lt;-"), "{lines:?}");
+        assert!(
+            lines[1].contains("hl-boolean") && lines[1].contains("hl-conditional") && lines[1].contains("&lt;b&gt;") && lines[1].contains("&lt;/td&gt;"),
+            "{lines:?}"
+        );
+        assert!(!lines.concat().contains("<b>"), "{lines:?}");
     }
 
     #[test]
