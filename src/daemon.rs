@@ -210,9 +210,27 @@ struct Running {
     attempt: i64,
     memory_bytes: i64,
     gpus: i64,
+    /// The host's GPUs this job was given (indexes), none shared with another running job.
+    devices: Vec<u32>,
     claimed: Instant,
     /// Stops the job (its containers are removed by the sandbox).
     cancel: CancellationToken,
+}
+
+/// `wanted` of the host's `gpus` devices (indexes) that no running job holds, lowest first; empty
+/// when none is wanted (or, should the count ever disagree, fewer than wanted are free: the
+/// engine then picks by count, as before).
+fn free_devices(gpus: i64, held: impl Iterator<Item = u32>, wanted: i64) -> Vec<u32> {
+    if wanted <= 0 {
+        return Vec::new();
+    }
+    let held: std::collections::HashSet<u32> = held.collect();
+    let free: Vec<u32> = (0..gpus.max(0) as u32).filter(|d| !held.contains(d)).take(wanted as usize).collect();
+    if free.len() == wanted as usize {
+        free
+    } else {
+        Vec::new()
+    }
 }
 
 /// This host's name (the default worker name).
@@ -741,18 +759,24 @@ impl Slot {
         let span = info_span!("job", submission = job.submission(), task = %job.task, assignment = %job.assignment, attempt = job.attempts());
         async {
             let cancel = grader.stop.child_token();
-            grader.running.lock().unwrap().insert(
-                job.submission(),
-                Running {
-                    attempt: job.attempts(),
-                    memory_bytes: job.needs.memory_bytes,
-                    gpus: job.needs.gpus,
-                    claimed: Instant::now(),
-                    cancel: cancel.clone(),
-                },
-            );
+            let devices = {
+                let mut running = grader.running.lock().unwrap();
+                let devices = free_devices(grader.gpus, running.values().flat_map(|r| r.devices.iter().copied()), job.needs.gpus);
+                running.insert(
+                    job.submission(),
+                    Running {
+                        attempt: job.attempts(),
+                        memory_bytes: job.needs.memory_bytes,
+                        gpus: job.needs.gpus,
+                        devices: devices.clone(),
+                        claimed: Instant::now(),
+                        cancel: cancel.clone(),
+                    },
+                );
+                devices
+            };
             grader.running_count.fetch_add(1, Ordering::Relaxed);
-            let result = self.attempt(&job, &cancel).await;
+            let result = self.attempt(&job, &devices, &cancel).await;
             grader.running.lock().unwrap().remove(&job.submission());
             grader.running_count.fetch_sub(1, Ordering::Relaxed);
             let fence = &job.fence;
@@ -810,10 +834,11 @@ impl Slot {
     }
 
     /// Grades a claimed job; also says whether the task declares a public dry run.
-    async fn attempt(&self, job: &Claimed, cancel: &CancellationToken) -> Result<(crate::report::Report, bool), JobError> {
+    async fn attempt(&self, job: &Claimed, devices: &[u32], cancel: &CancellationToken) -> Result<(crate::report::Report, bool), JobError> {
         let grader = &self.grader;
         let task_dir = grader.config.tasks_root.join("tasks").join(&job.task);
-        let task = crate::task::load(&task_dir).map_err(|e| JobError::Internal(e.to_string()))?;
+        let mut task = crate::task::load(&task_dir).map_err(|e| JobError::Internal(e.to_string()))?;
+        task.gpu_devices = devices.to_vec();
         if !job.needs.spec_digest.is_empty() {
             // The claim matched this host's copies; they may have changed since.
             let task_now = task.clone();
@@ -885,5 +910,16 @@ impl Slot {
         report.submission.commit = Some(job.commit.clone());
         report.submission.path = format!("{}#{}", job.assignment, job.submission());
         Ok((report, task.public_run.is_some()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn jobs_on_one_host_are_given_devices_no_other_job_holds() {
+        assert_eq!(super::free_devices(4, [0, 2].into_iter(), 2), [1, 3]);
+        assert_eq!(super::free_devices(4, std::iter::empty(), 1), [0]);
+        assert!(super::free_devices(4, [0].into_iter(), 0).is_empty(), "a job without GPU steps gets none");
+        assert!(super::free_devices(2, [0, 1].into_iter(), 1).is_empty(), "none free: the engine picks by count");
     }
 }

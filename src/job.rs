@@ -303,6 +303,7 @@ async fn run_job<J: JobSandbox>(
         let mut limits = Limits::new(step.timeout, step.memory_bytes, step.cpus);
         limits.file_bytes = task.workspace_cap_bytes.max(task.output_cap_bytes);
         limits.gpus = step.gpus;
+        limits.gpu_devices = task.gpu_devices.clone();
         let command = step.command_for(prepared.path()).to_string();
         // A choice in another language runs in its own image (built beside the task's).
         let image = match step.image_for(prepared.path()) {

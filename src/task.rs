@@ -312,6 +312,9 @@ pub struct LintSpec {
 
 #[derive(Debug, Clone)]
 pub struct TaskSpec {
+    /// The host's GPUs (indexes) a worker gave the job being graded: never from task.yaml, set
+    /// on the job's copy of the spec so that its GPU steps use those devices alone.
+    pub gpu_devices: Vec<u32>,
     pub id: String,
     pub title: String,
     pub kind: TaskKind,
@@ -902,6 +905,7 @@ impl Reader {
         };
 
         Some(TaskSpec {
+            gpu_devices: Vec::new(),
             id: id?,
             title: title?,
             kind: kind?,

@@ -185,6 +185,9 @@ pub struct Limits {
     pub file_bytes: u64,
     /// GPUs the step asks for: a device request to the engine (`--gpus N`), none by default.
     pub gpus: u32,
+    /// Which of the host's GPUs (their indexes), when the worker assigned them: two jobs on one
+    /// host then never share a device. Empty: the engine picks `gpus` of them.
+    pub gpu_devices: Vec<u32>,
 }
 
 impl Limits {
@@ -200,6 +203,7 @@ impl Limits {
             log_flood: DEFAULT_LOG_FLOOD,
             file_bytes: DEFAULT_FILE_BYTES,
             gpus: 0,
+            gpu_devices: Vec::new(),
         }
     }
 }
@@ -942,8 +946,11 @@ fn hardened_host_config(limits: &Limits, runtime: Runtime) -> HostConfig {
         // As `docker run --gpus N`: the engine's GPU driver (the NVIDIA container toolkit) hands
         // the step N devices; with none asked for, none is requested.
         device_requests: (limits.gpus > 0).then(|| {
+            let assigned = limits.gpu_devices.len() >= limits.gpus as usize;
             vec![bollard::models::DeviceRequest {
-                count: Some(i64::from(limits.gpus)),
+                // As `--gpus '"device=1,3"'` when the worker chose them, else `--gpus N`.
+                count: (!assigned).then_some(i64::from(limits.gpus)),
+                device_ids: assigned.then(|| limits.gpu_devices.iter().take(limits.gpus as usize).map(u32::to_string).collect()),
                 capabilities: Some(vec![vec!["gpu".to_string()]]),
                 ..Default::default()
             }]
@@ -1135,6 +1142,10 @@ mod tests {
         assert_eq!(requests.len(), 1);
         assert_eq!(requests[0].count, Some(2));
         assert_eq!(requests[0].capabilities, Some(vec![vec!["gpu".to_string()]]));
+        // Devices the worker assigned are asked for by index, not by count.
+        limits.gpu_devices = vec![1, 3];
+        let requests = hardened_host_config(&limits, Runtime::Runc).device_requests.expect("a device request");
+        assert_eq!((requests[0].count, requests[0].device_ids.clone()), (None, Some(vec!["1".to_string(), "3".to_string()])));
     }
 
     fn owned_by(instance: &str, pid: u32, start: Option<u64>) -> HashMap<String, String> {

@@ -29,8 +29,8 @@ struct FakeSandbox {
     /// Step names in the order they ran, and whether the job was closed.
     ran: Arc<Mutex<Vec<String>>>,
     closed: Arc<Mutex<usize>>,
-    /// Each step's name with the GPUs it asked the engine for.
-    gpus: Arc<Mutex<Vec<(String, u32)>>>,
+    /// Each step's name with the GPUs it asked the engine for, and which devices.
+    gpus: Arc<Mutex<Vec<(String, u32, Vec<u32>)>>>,
 }
 
 struct FakeJob {
@@ -59,7 +59,7 @@ impl Sandbox for FakeSandbox {
 impl JobSandbox for FakeJob {
     async fn run_step(&self, request: &StepRequest, _cancel: &CancellationToken) -> Result<StepRun, RunError> {
         self.sandbox.ran.lock().unwrap().push(request.name.clone());
-        self.sandbox.gpus.lock().unwrap().push((request.name.clone(), request.limits.gpus));
+        self.sandbox.gpus.lock().unwrap().push((request.name.clone(), request.limits.gpus, request.limits.gpu_devices.clone()));
         let (outcome, wall, stdout) = if request.name == "lint" {
             (Outcome::Ok, 0.1, self.sandbox.script.lint_stdout.clone())
         } else {
@@ -254,13 +254,15 @@ async fn a_step_asking_for_gpus_gets_them_and_its_job_needs_them() {
     assert_eq!((task.gpus(), job::needs(&task).unwrap().gpus), (0, 0));
     task.steps[0].gpus = 2;
     assert_eq!((task.gpus(), job::needs(&task).unwrap().gpus), (2, 2));
+    // The devices the worker gave the job (see daemon::free_devices) reach its steps.
+    task.gpu_devices = vec![1, 2];
     let submission = folder_with(&[("train.py", "x = 1\n"), ("predict.py", "x = 1\n")]);
     let script = Script { output: Some(perfect_predictions()), ..Default::default() };
     let fake = FakeSandbox { script, ran: Arc::default(), closed: Arc::default(), gpus: Arc::default() };
     let image = ImageRef { tag: "takehome/python:fake".into(), id: "sha256:fake".into() };
     job::grade(&fake, &task, submission.path(), &image, "gpujob", &CancellationToken::new(), &|_| {}).await.unwrap();
-    let asked: Vec<(String, u32)> = fake.gpus.lock().unwrap().iter().filter(|(name, _)| name != "lint").cloned().collect();
-    assert_eq!(asked, [("train".to_string(), 2), ("predict".to_string(), 0)]);
+    let asked: Vec<(String, u32, Vec<u32>)> = fake.gpus.lock().unwrap().iter().filter(|(name, _, _)| name != "lint").cloned().collect();
+    assert_eq!(asked, [("train".to_string(), 2, vec![1, 2]), ("predict".to_string(), 0, vec![1, 2])]);
 
     // The task file says it, and refuses what is not a small whole number.
     let dir = tempfile::tempdir().unwrap();
