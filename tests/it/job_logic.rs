@@ -30,8 +30,11 @@ struct FakeSandbox {
     ran: Arc<Mutex<Vec<String>>>,
     closed: Arc<Mutex<usize>>,
     /// Each step's name with the GPUs it asked the engine for, and which devices.
-    gpus: Arc<Mutex<Vec<(String, u32, Vec<u32>)>>>,
+    gpus: Arc<Mutex<Vec<GpuAsk>>>,
 }
+
+/// A step's name, the GPUs it asked for and the devices it was given.
+type GpuAsk = (String, u32, Vec<u32>);
 
 struct FakeJob {
     sandbox: FakeSandbox,
@@ -261,7 +264,7 @@ async fn a_step_asking_for_gpus_gets_them_and_its_job_needs_them() {
     let fake = FakeSandbox { script, ran: Arc::default(), closed: Arc::default(), gpus: Arc::default() };
     let image = ImageRef { tag: "takehome/python:fake".into(), id: "sha256:fake".into() };
     job::grade(&fake, &task, submission.path(), &image, "gpujob", &CancellationToken::new(), &|_| {}).await.unwrap();
-    let asked: Vec<(String, u32, Vec<u32>)> = fake.gpus.lock().unwrap().iter().filter(|(name, _, _)| name != "lint").cloned().collect();
+    let asked: Vec<GpuAsk> = fake.gpus.lock().unwrap().iter().filter(|(name, _, _)| name != "lint").cloned().collect();
     assert_eq!(asked, [("train".to_string(), 2, vec![1, 2]), ("predict".to_string(), 0, vec![1, 2])]);
 
     // The task file says it, and refuses what is not a small whole number.
