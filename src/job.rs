@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, Instrument};
 
 use crate::grading::{self, lint, Accuracy, OutputProblem, MAX_OUTPUT_BYTES};
+use crate::report::artifacts::Artifacts;
 use crate::report::*;
 use crate::sandbox::{Bind, JobOptions, JobSandbox, Limits, Outcome, RunError, Sandbox, StepRequest, StepRun};
 use crate::submission::{self, PreparedSubmission, SubmissionError};
@@ -256,16 +257,17 @@ pub async fn grade_opening<S: Sandbox>(
             let result = run_job(&job, task, &prepared, cancel, progress).await;
             // Close on every path; the sandbox's guard covers a panic or a dropped future.
             let closed = close_job(job, reaper).await;
-            let (runs, output) = result?;
-            closed.map(|_| (runtime, runs, output))
+            let (runs, output, artifacts) = result?;
+            closed.map(|_| (runtime, runs, output, artifacts))
         };
         let (lint_run, stepped) = tokio::join!(lint, steps);
-        let ((runtime, runs, output), lint_run) = match (stepped, lint_run) {
+        let ((runtime, runs, output, artifacts), lint_run) = match (stepped, lint_run) {
             (Err(RunError::Cancelled), _) | (_, Err(RunError::Cancelled)) => return Err(JobError::Cancelled),
             (Err(error), _) | (_, Err(error)) => return Err(error.into()),
             (Ok(stepped), Ok(lint_run)) => (stepped, lint_run),
         };
-        let report = build_report(task, &prepared, image, runtime, runs, lint_run, output).await?;
+        let mut report = build_report(task, &prepared, image, runtime, runs, lint_run, output).await?;
+        report.artifacts = artifacts;
         info!(status = report.status.as_str(), score = report.score, "graded");
         Ok(report)
     }
@@ -287,7 +289,7 @@ async fn run_job<J: JobSandbox>(
     prepared: &PreparedSubmission,
     cancel: &CancellationToken,
     progress: Progress<'_>,
-) -> Result<(Vec<StepRun>, Option<Vec<CollectedOutput>>), RunError> {
+) -> Result<(Vec<StepRun>, Option<Vec<CollectedOutput>>, Artifacts), RunError> {
     let dataset_dir = task.dataset_dir();
     let mut runs = Vec::new();
     for step in &task.steps {
@@ -338,7 +340,50 @@ async fn run_job<J: JobSandbox>(
     } else {
         None
     };
-    Ok((runs, output))
+    // Notebooks as they ran and saved figures, whether or not every step ended well (a notebook
+    // that stopped at an error shows where).
+    let artifacts = collect_artifacts(job).await?;
+    Ok((runs, output, artifacts))
+}
+
+/// Bytes collected of `/output/.takehome-executed` and of `/output/figures` (each as a whole:
+/// over the cap, nothing of it is kept).
+const ARTIFACTS_CAP: u64 = 16 << 20;
+
+/// The executed notebooks and the figures a run left under `/output` (see `report::artifacts`).
+async fn collect_artifacts<J: JobSandbox>(job: &J) -> Result<Artifacts, RunError> {
+    use crate::sandbox::{EXECUTED_NAME, FIGURES_NAME};
+    let mut gathered = Vec::new();
+    let mut cut = Vec::new();
+    for name in [EXECUTED_NAME, FIGURES_NAME] {
+        let dir = tempfile::Builder::new()
+            .prefix("takehome-artifacts-")
+            .tempdir()
+            .map_err(|source| RunError::Io { action: "create an artifacts folder".into(), source })?;
+        let extracted = job.collect_output(name, dir.path(), ARTIFACTS_CAP).await?;
+        if extracted.too_large.is_some() {
+            cut.push(format!("/output/{name} is over {} and is not shown", crate::units::format_size(ARTIFACTS_CAP)));
+        }
+        let root = dir.path().join(name);
+        let mut files = Vec::new();
+        for (path, _) in &extracted.files {
+            // extract_safely wrote regular files only, below the folder; read them back capped.
+            let Ok(relative) = path.strip_prefix(name) else { continue };
+            let Ok(file) = crate::submission::open_no_follow(&root.join(relative)) else { continue };
+            let mut bytes = Vec::new();
+            if std::io::Read::read_to_end(&mut std::io::Read::take(file, ARTIFACTS_CAP), &mut bytes).is_ok() {
+                files.push((relative.to_string_lossy().into_owned(), bytes));
+            }
+        }
+        gathered.push(files);
+    }
+    let figures = gathered.pop().unwrap_or_default();
+    let executed = gathered.pop().unwrap_or_default();
+    let mut artifacts = tokio::task::spawn_blocking(move || crate::report::artifacts::gather(executed, figures))
+        .await
+        .map_err(|error| RunError::Io { action: "read the run's notebooks and figures".into(), source: std::io::Error::other(error) })?;
+    artifacts.cut.extend(cut);
+    Ok(artifacts)
 }
 
 /// The lints of a submission, in a job of its own (no data, no volumes): ruff, and lintr where
@@ -604,6 +649,7 @@ async fn build_report(
             bytes: output.as_ref().and_then(|o| o.iter().map(|c| c.bytes).sum::<Option<u64>>()),
             rejected: output.map(|o| o.into_iter().flat_map(|c| c.rejected).collect()).unwrap_or_default(),
         },
+        artifacts: Artifacts::default(),
         provenance: Provenance {
             image: image.tag.clone(),
             image_id: image.id.clone(),
@@ -806,6 +852,7 @@ async fn rejected_report(task: &TaskSpec, submission_dir: &Path, image: &ImageRe
         },
         steps: Vec::new(),
         output: OutputReport { file: output_files(task), bytes: None, rejected: Vec::new() },
+        artifacts: Artifacts::default(),
         provenance: Provenance {
             image: image.tag.clone(),
             image_id: image.id.clone(),

@@ -113,9 +113,53 @@ pub fn render(report: &Report) -> String {
     let quality = &report.components.code_quality;
     lint_section(&mut page, &quality.findings, quality.n_findings, quality.lines_of_code, &quality.rules);
     steps_section(&mut page, report);
+    artifacts_section(&mut page, &report.artifacts);
     provenance_section(&mut page, report);
     page.push_str("</main></body></html>\n");
     page
+}
+
+/// The figures the steps saved and each notebook as it ran (assessors only: `report::artifacts`).
+fn artifacts_section(page: &mut String, artifacts: &crate::report::artifacts::Artifacts) {
+    use crate::report::artifacts::CellOutput;
+    if artifacts.is_empty() {
+        return;
+    }
+    page.push_str("<section><h2>What the run left: figures and notebooks</h2>");
+    for figure in &artifacts.figures {
+        let _ = write!(
+            page,
+            "<figure><img alt=\"{name}\" style=\"max-width:100%\" src=\"data:{};base64,{}\"><figcaption>figures/{name}</figcaption></figure>",
+            esc(&figure.mime),
+            esc(&figure.data),
+            name = esc(&figure.name)
+        );
+    }
+    for notebook in &artifacts.notebooks {
+        let _ = write!(page, "<details><summary>{} as it ran ({} cells)</summary>", esc(&notebook.file), notebook.cells.len());
+        for (n, cell) in notebook.cells.iter().enumerate().filter(|(_, c)| c.kind == "code") {
+            let _ = write!(page, "<pre class=\"context\">[{}] {}</pre>", cell.count.map(|c| c.to_string()).unwrap_or_else(|| " ".into()), esc(&cell.source));
+            for output in &cell.outputs {
+                match output {
+                    CellOutput::Text { text, .. } => {
+                        let _ = write!(page, "<pre>{}</pre>", esc(text));
+                    }
+                    CellOutput::Image { mime, data } if mime != "image/svg+xml" => {
+                        let _ = write!(page, "<img alt=\"figure of cell {}\" style=\"max-width:100%\" src=\"data:{};base64,{}\">", n + 1, esc(mime), esc(data));
+                    }
+                    CellOutput::Image { .. } => page.push_str("<p>(an SVG figure: see the code view)</p>"),
+                    CellOutput::Omitted { what } => {
+                        let _ = write!(page, "<p>Not shown: {}.</p>", esc(what));
+                    }
+                }
+            }
+        }
+        page.push_str("</details>");
+    }
+    for cut in &artifacts.cut {
+        let _ = write!(page, "<p>{}</p>", esc(cut));
+    }
+    page.push_str("</section>\n");
 }
 
 /// Renders the candidate's page from the allow-listed [`CandidateReport`] only.

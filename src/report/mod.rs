@@ -8,6 +8,7 @@ use crate::sandbox::{Outcome, Rejected};
 use crate::submission::SkippedLink;
 use crate::units::format_size;
 
+pub mod artifacts;
 pub mod candidate;
 pub mod html;
 pub mod markdown;
@@ -213,6 +214,10 @@ pub struct Report {
     pub steps: Vec<StepReport>,
     pub output: OutputReport,
     pub provenance: Provenance,
+    /// Each notebook as it ran and the figures the steps saved (`report::artifacts`): for the
+    /// assessors only, since in a graded run they may show hidden data.
+    #[serde(default, skip_serializing_if = "artifacts::Artifacts::is_empty")]
+    pub artifacts: artifacts::Artifacts,
 }
 
 /// Who reads a rendering: assessors see everything; candidates see their steps, logs, format

@@ -93,6 +93,12 @@ pub const RUNNER_UID: u32 = 10001;
 
 /// Bytes of stdout and of stderr kept per step (the tail); the rest is dropped and flagged.
 pub const DEFAULT_LOG_CAP: usize = 1 << 20;
+/// The folder under `/output` where `takehome-notebook` keeps each notebook it ran, outputs
+/// and figures included ([`EXECUTED_NAME`] is its name there).
+pub const EXECUTED_DIR: &str = "/output/.takehome-executed";
+pub const EXECUTED_NAME: &str = ".takehome-executed";
+/// The folder under `/output` whose images a step saves for the report (`figures/*.png`).
+pub const FIGURES_NAME: &str = "figures";
 /// A step that prints more than this on one stream is stopped as `output_limit`.
 pub const DEFAULT_LOG_FLOOD: u64 = 64 << 20;
 pub const DEFAULT_PIDS_LIMIT: i64 = 256;
@@ -624,7 +630,7 @@ impl JobSandbox for DockerJob {
             ]);
         }
         let threads = (limits.cpus.ceil() as u64).max(1).to_string();
-        let env = [
+        let mut env = vec![
             ("HOME", "/tmp"),
             ("TMPDIR", "/tmp"),
             ("MPLCONFIGDIR", "/tmp"),
@@ -634,6 +640,10 @@ impl JobSandbox for DockerJob {
             ("OPENBLAS_NUM_THREADS", threads.as_str()),
             ("MKL_NUM_THREADS", threads.as_str()),
         ];
+        if self.holder.is_some() {
+            // Where the notebook runner keeps each executed notebook (collected for assessors).
+            env.push(("TAKEHOME_EXECUTED", EXECUTED_DIR));
+        }
         let config = ContainerCreateBody {
             image: Some(request.image.clone().unwrap_or_else(|| self.image.clone())),
             cmd: Some(request.command.clone()),

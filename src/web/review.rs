@@ -758,6 +758,57 @@ async fn render_code_page(app: &Arc<App>, id: i64, assessor: &AssessorPage) -> R
     tokio::task::spawn_blocking(move || code_page_html(id, &loaded, &view, &user, &csrf)).await.map_err(|e| Failure::internal(e.to_string()))
 }
 
+/// A notebook as it ran in the graded run (`report::artifacts`): each cell's source with what it
+/// printed, returned, raised and drew, within the page's budget.
+fn executed_html(body: &mut String, notebook: &crate::report::artifacts::ExecutedNotebook, highlight_until: Instant) {
+    use crate::report::artifacts::CellOutput;
+    body.push_str(
+        "<p class=\"note\">As it ran in the graded run: the outputs, errors and figures below are the run's (the pushed file's own outputs are not shown).</p>",
+    );
+    for (n, cell) in notebook.cells.iter().enumerate() {
+        if body.len() > PAGE_HTML {
+            body.push_str("<p class=\"cut\">The remaining cells are not shown: this page has reached its size.</p>");
+            return;
+        }
+        let count = cell.count.map(|c| format!(" · [{c}]")).unwrap_or_default();
+        let _ = write!(body, "<div class=\"cell\"><h4>cell {} · {}{count}</h4>", n + 1, esc(&cell.kind));
+        if cell.kind == "markdown" {
+            body.push_str(&review::markdown::render(&cell.source));
+        } else {
+            body.push_str("<table class=\"code\">");
+            for (i, line) in lines_html(&cell.source, Some("python"), PAGE_HTML.saturating_sub(body.len()), highlight_until).iter().enumerate() {
+                let _ = write!(body, "<tr><td class=\"ln\">{}</td><td class=\"src\">{line}</td></tr>", i + 1);
+            }
+            body.push_str("</table>");
+        }
+        for output in &cell.outputs {
+            match output {
+                CellOutput::Text { text, error } => {
+                    let _ = write!(body, "<pre class=\"output{}\">{}</pre>", if *error { " error" } else { "" }, esc(text));
+                }
+                CellOutput::Image { mime, data } if body.len() + data.len() < PAGE_HTML && matches!(mime.as_str(), "image/png" | "image/jpeg") => {
+                    let _ = write!(body, "<img class=\"figure\" alt=\"figure of cell {}\" src=\"data:{mime};base64,{}\">", n + 1, esc(data));
+                }
+                CellOutput::Image { mime, data } if body.len() + data.len() < PAGE_HTML => {
+                    // SVG as an image only (never inline): a script in it does not run.
+                    let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, data.as_bytes());
+                    let _ = write!(body, "<img class=\"figure\" alt=\"figure of cell {}\" src=\"data:{};base64,{encoded}\">", n + 1, esc(mime));
+                }
+                CellOutput::Image { mime, .. } => {
+                    let _ = write!(body, "<p class=\"cut\">A {} figure is not shown: this page has reached its size.</p>", esc(mime));
+                }
+                CellOutput::Omitted { what } => {
+                    let _ = write!(body, "<p class=\"cut\">Not shown: {}.</p>", esc(what));
+                }
+            }
+        }
+        body.push_str("</div>");
+    }
+    if notebook.cells_cut > 0 {
+        let _ = write!(body, "<p class=\"cut\">{} more cells not kept.</p>", notebook.cells_cut);
+    }
+}
+
 fn code_page_html(id: i64, loaded: &Loaded, view: &CodeView, user: &str, csrf: &str) -> String {
     let highlight_until = Instant::now() + HIGHLIGHT_TIME;
     // Lint findings by file, then by line: looked up, never scanned per line.
@@ -822,7 +873,15 @@ fn code_page_html(id: i64, loaded: &Loaded, view: &CodeView, user: &str, csrf: &
         }
         // Lines shown (findings and comments past them are listed after the file).
         let mut shown_lines = 0u32;
+        let executed = loaded.report.as_ref().and_then(|r| r.artifacts.notebook(&f.path)).filter(|_| f.kind == FileKind::Notebook);
         match (&f.kind, &f.text, &f.cells) {
+            (FileKind::Notebook, _, Some(_)) if executed.is_some() => {
+                executed_html(&mut body, executed.expect("checked"), highlight_until);
+                for x in file_findings.iter().take(MAX_FINDINGS_LISTED) {
+                    let _ = write!(body, "<p class=\"lint\">{} {}: {}</p>", esc(&x.rule), x.line, esc(&x.message));
+                }
+                more_findings(&mut body, file_findings.len());
+            }
             (FileKind::Notebook, _, Some(cells)) => {
                 for (n, cell) in cells.iter().enumerate() {
                     if body.len() > PAGE_HTML {

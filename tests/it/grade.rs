@@ -206,3 +206,38 @@ async fn lints_use_our_rules_only_and_count_syntax_errors_and_notebooks() {
     assert!(quality["lines_of_code"].as_u64().unwrap() >= 6, "{quality:#}");
     assert!(quality["score"].as_f64().unwrap() < 100.0);
 }
+
+/// What a run leaves for the assessors: a notebook as it ran (printed output, the figure it drew)
+/// and the figures a step saved under /output/figures, in the report and its HTML; none of it in
+/// the candidate's view, since the graded run read hidden data.
+#[tokio::test]
+async fn a_notebook_as_it_ran_and_saved_figures_reach_the_report_for_assessors_only() {
+    let Some(sandbox) = docker().await else { return };
+    python_image(&sandbox).await;
+    let fixture = repo_root().join("tasks/penguins-cleaning/fixtures/notebook");
+    let (code, stdout, report) = grade("penguins-cleaning", &fixture).await;
+    assert_eq!(code, 0, "{stdout}");
+    let report = report.unwrap();
+    let notebooks = report["artifacts"]["notebooks"].as_array().expect("the executed notebook is in the report");
+    assert_eq!(notebooks[0]["file"], "clean.ipynb");
+    let outputs: Vec<&Value> = notebooks[0]["cells"].as_array().unwrap().iter().flat_map(|c| c["outputs"].as_array().unwrap()).collect();
+    assert!(outputs.iter().any(|o| o["kind"] == "image" && o["mime"] == "image/png"), "the figure the notebook drew: {outputs:?}");
+    assert!(outputs.iter().any(|o| o["kind"] == "text" && o["text"].as_str().is_some_and(|t| t.contains(", 18)"))), "what it printed: {outputs:?}");
+
+    let script = std::fs::read_to_string(repo_root().join("tasks/penguins-cleaning/fixtures/reference/clean.py")).unwrap().replace(
+        "if __name__ == \"__main__\":\n    main()",
+        "if __name__ == \"__main__\":\n    main()\n    import matplotlib.pyplot as plt\n    os.makedirs(f\"{OUTPUT}/figures\", exist_ok=True)\n    plt.plot([1, 2, 3])\n    plt.savefig(f\"{OUTPUT}/figures/trend.png\")\n",
+    );
+    let submission = folder_with(&[("clean.py", &script)]);
+    let (code, stdout, report) = grade("penguins-cleaning", submission.path()).await;
+    assert_eq!(code, 0, "{stdout}");
+    let report = report.unwrap();
+    assert_eq!(report["status"], "graded", "{report:#}");
+    let figures = report["artifacts"]["figures"].as_array().expect("the saved figure is in the report");
+    assert_eq!(figures[0]["name"], "trend.png");
+    let typed: takehome::report::Report = serde_json::from_value(report.clone()).unwrap();
+    let html = typed.to_html(takehome::report::View::Assessor);
+    assert!(html.contains("figures/trend.png") && html.contains("data:image/png;base64,"), "the report page shows it");
+    let candidate = typed.to_json_view(takehome::report::View::Candidate);
+    assert!(!candidate.contains("artifacts") && !candidate.contains("trend.png"), "the candidate's view carries none of it");
+}

@@ -429,7 +429,7 @@ async fn a_notebook_runs_headless_and_a_pip_install_of_a_missing_package_says_wh
             .to_string()
     };
     let good = notebook(vec![
-        cell("%matplotlib inline\n%pip install pandas seaborn\nimport matplotlib.pyplot as plt\nimport pandas as pd"),
+        cell("%matplotlib inline\n%pip install pandas seaborn\n!pip install -q numpy==1.0\nimport matplotlib.pyplot as plt\nimport pandas as pd"),
         cell("frame = pd.DataFrame({'a': [1, 2, 3]})\nprint('rows', len(frame))\nframe.plot()\nplt.show()"),
         cell("int(frame['a'].sum())"),
     ]);
@@ -437,6 +437,10 @@ async fn a_notebook_runs_headless_and_a_pip_install_of_a_missing_package_says_wh
     let (out, err) = (run.step.stdout.text(), run.step.stderr.text());
     assert_eq!(run.step.outcome, Outcome::Ok, "{out}\n{err}");
     assert!(out.contains("`%pip install pandas seaborn` skipped: no network here, and pandas, seaborn are installed already"), "{out}");
+    assert!(
+        out.contains("`!pip install -q numpy==1.0` skipped: no network here; numpy 2.2.6 is installed, not ==1.0: your code runs with the installed version"),
+        "{out}"
+    );
     assert!(out.contains("rows 3") && out.contains("[figure]") && out.contains("\n6\n"), "{out}");
     assert!(out.contains("3 code cells") && out.contains(", ok"), "{out}");
 
