@@ -131,7 +131,9 @@ pub async fn public_run<S: Sandbox>(
         return Some(PublicRun { report: None, error: Some("the task's public run still mounts hidden data; it was not run".into()), show_score });
     };
     match grade(sandbox, &public, submission_dir, image, job_id, cancel, &|_| {}).await {
-        Ok(report) => Some(PublicRun { report: Some(report), error: None, show_score }),
+        // The dry run's notebooks and figures are not kept: no page shows them, and the stored
+        // run stays small (the status page reads ten of them).
+        Ok(report) => Some(PublicRun { report: Some(Report { artifacts: Artifacts::default(), ..report }), error: None, show_score }),
         Err(error) => Some(PublicRun { report: None, error: Some(format!("{error:#}")), show_score }),
     }
 }

@@ -20,10 +20,11 @@ pub const MAX_CELLS: usize = 500;
 /// Bytes of a cell's source and of one cell's text output kept.
 pub const MAX_TEXT: usize = 4 << 10;
 /// Bytes of text kept over one notebook's outputs.
-pub const MAX_NOTEBOOK_TEXT: usize = 256 << 10;
-/// Bytes of one image kept (PNG or SVG, as the file holds it), and of all images of a run.
-pub const MAX_IMAGE: usize = 512 << 10;
-pub const MAX_IMAGES_BYTES: usize = 3 << 20;
+pub const MAX_NOTEBOOK_TEXT: usize = 128 << 10;
+/// Bytes of one image kept (PNG or SVG, as the file holds it), and of all images of a run: a
+/// report stays near 1.5 MB at most, however much a run drew (pages read up to ten reports).
+pub const MAX_IMAGE: usize = 256 << 10;
+pub const MAX_IMAGES_BYTES: usize = 1 << 20;
 /// Figures (files under `/output/figures`) kept per run.
 pub const MAX_FIGURES: usize = 12;
 
@@ -334,7 +335,7 @@ mod tests {
 
     #[test]
     fn a_flood_of_figures_is_cut_and_said() {
-        let big = [PNG, &vec![0u8; 400 << 10]].concat();
+        let big = [PNG, &vec![0u8; 200 << 10]].concat();
         let figures: Vec<(String, Vec<u8>)> = (0..20).map(|n| (format!("f{n:02}.png"), big.clone())).collect();
         let artifacts = gather(vec![("bad.ipynb".into(), b"not json".to_vec())], figures);
         let kept: usize = artifacts.figures.iter().map(|f| f.data.len() * 3 / 4).sum();

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use bollard::query_parameters::{BuildImageOptions, CreateImageOptions};
+use bollard::query_parameters::{BuildImageOptions, CreateImageOptions, ListImagesOptions, RemoveImageOptions};
 use futures_util::StreamExt;
 use sha2::Digest as _;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt};
@@ -82,7 +82,41 @@ pub struct BuiltImage {
     pub built_now: bool,
 }
 
+/// An image of ours that `images prune` removed or kept, and why.
+#[derive(Debug, Clone)]
+pub struct Pruned {
+    pub tag: String,
+    pub bytes: u64,
+    /// `None`: removed; else why it stays (in use by a container, the engine refused).
+    pub kept: Option<String>,
+}
+
 impl DockerSandbox {
+    /// Removes the images of ours (`takehome/<recipe>:<digest>`) that no current recipe builds:
+    /// those of `names` whose tag is not `current` (the recipes' tags now). An image a container
+    /// still uses is kept (the engine refuses without force; none is forced). Images of recipes
+    /// not named are left alone.
+    pub async fn prune_images(&self, current: &[String], names: &[String]) -> Result<Vec<Pruned>, RunError> {
+        let options = ListImagesOptions { all: false, ..Default::default() };
+        let images = api("list images", self.docker.list_images(Some(options))).await?;
+        let mut out = Vec::new();
+        for image in images {
+            for tag in &image.repo_tags {
+                let Some(rest) = tag.strip_prefix(REPOSITORY_PREFIX) else { continue };
+                let Some((name, _)) = rest.split_once(':') else { continue };
+                if !names.iter().any(|n| n == name) || current.contains(tag) {
+                    continue;
+                }
+                let bytes = u64::try_from(image.size).unwrap_or(0);
+                let removed =
+                    api("remove image", self.docker.remove_image(tag, Some(RemoveImageOptions { force: false, noprune: false, ..Default::default() }), None))
+                        .await;
+                out.push(Pruned { tag: tag.clone(), bytes, kept: removed.err().map(|e| e.to_string()) });
+            }
+        }
+        Ok(out)
+    }
+
     /// The id of the image with this tag, if the engine has it.
     pub async fn image_id(&self, tag: &str) -> Result<Option<String>, RunError> {
         match api("inspect image", self.docker.inspect_image(tag)).await {

@@ -518,3 +518,21 @@ cat("lints", length(lintr::lint("/tmp/style.R", parse_settings = FALSE)), "\n")
     assert!(bytes > 1000, "{out}");
     assert!(out.contains("lints 1"), "{out}");
 }
+
+/// `takehome images prune` removes an image of ours that no current recipe builds, and keeps the
+/// current one.
+#[tokio::test]
+async fn prune_removes_images_no_recipe_builds_and_keeps_the_current_one() {
+    let Some(sandbox) = docker().await else { return };
+    let current = super::common::runner_image(&sandbox, "r").await;
+    let old = "takehome/r:0000000000000000";
+    let tagged = std::process::Command::new("docker").args(["tag", &current, old]).status().unwrap();
+    assert!(tagged.success());
+    let output =
+        std::process::Command::new(super::common::takehome_binary()).current_dir(super::common::repo_root()).args(["images", "prune", "r"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains(&format!("removed {old}")), "{stdout}");
+    assert!(sandbox.image_id(old).await.unwrap().is_none(), "the old tag is gone");
+    assert!(sandbox.image_id(&current).await.unwrap().is_some(), "the current image stays");
+}
