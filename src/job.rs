@@ -362,7 +362,17 @@ async fn collect_artifacts<J: JobSandbox>(job: &J) -> Result<Artifacts, RunError
             .prefix("takehome-artifacts-")
             .tempdir()
             .map_err(|source| RunError::Io { action: "create an artifacts folder".into(), source })?;
-        let extracted = job.collect_output(name, dir.path(), ARTIFACTS_CAP).await?;
+        // Auxiliary: what cannot be collected is said, never a reason to fail the job.
+        let extracted = match job.collect_output(name, dir.path(), ARTIFACTS_CAP).await {
+            Ok(extracted) => extracted,
+            Err(RunError::Cancelled) => return Err(RunError::Cancelled),
+            Err(error) => {
+                tracing::warn!(%error, "cannot collect /output/{name}");
+                cut.push(format!("/output/{name} could not be collected"));
+                gathered.push(Vec::new());
+                continue;
+            }
+        };
         if extracted.too_large.is_some() {
             cut.push(format!("/output/{name} is over {} and is not shown", crate::units::format_size(ARTIFACTS_CAP)));
         }
