@@ -758,6 +758,21 @@ async fn render_code_page(app: &Arc<App>, id: i64, assessor: &AssessorPage) -> R
     tokio::task::spawn_blocking(move || code_page_html(id, &loaded, &view, &user, &csrf)).await.map_err(|e| Failure::internal(e.to_string()))
 }
 
+/// A notebook cell's opening and source (Markdown rendered, code highlighted as Python), within
+/// the page's budget; the caller adds its outputs and closes the `div`.
+fn cell_html(body: &mut String, n: usize, kind: &str, count: &str, source: &str, highlight_until: Instant) {
+    let _ = write!(body, "<div class=\"cell\"><h4>cell {} · {}{count}</h4>", n + 1, esc(kind));
+    if kind == "markdown" {
+        body.push_str(&review::markdown::render(source));
+    } else {
+        body.push_str("<table class=\"code\">");
+        for (i, line) in lines_html(source, Some("python"), PAGE_HTML.saturating_sub(body.len()), highlight_until).iter().enumerate() {
+            let _ = write!(body, "<tr><td class=\"ln\">{}</td><td class=\"src\">{line}</td></tr>", i + 1);
+        }
+        body.push_str("</table>");
+    }
+}
+
 /// A notebook as it ran in the graded run (`report::artifacts`): each cell's source with what it
 /// printed, returned, raised and drew, within the page's budget.
 fn executed_html(body: &mut String, notebook: &crate::report::artifacts::ExecutedNotebook, highlight_until: Instant) {
@@ -771,16 +786,7 @@ fn executed_html(body: &mut String, notebook: &crate::report::artifacts::Execute
             return;
         }
         let count = cell.count.map(|c| format!(" · [{c}]")).unwrap_or_default();
-        let _ = write!(body, "<div class=\"cell\"><h4>cell {} · {}{count}</h4>", n + 1, esc(&cell.kind));
-        if cell.kind == "markdown" {
-            body.push_str(&review::markdown::render(&cell.source));
-        } else {
-            body.push_str("<table class=\"code\">");
-            for (i, line) in lines_html(&cell.source, Some("python"), PAGE_HTML.saturating_sub(body.len()), highlight_until).iter().enumerate() {
-                let _ = write!(body, "<tr><td class=\"ln\">{}</td><td class=\"src\">{line}</td></tr>", i + 1);
-            }
-            body.push_str("</table>");
-        }
+        cell_html(body, n, &cell.kind, &count, &cell.source, highlight_until);
         for output in &cell.outputs {
             match output {
                 CellOutput::Text { text, error } => {
@@ -888,16 +894,7 @@ fn code_page_html(id: i64, loaded: &Loaded, view: &CodeView, user: &str, csrf: &
                         body.push_str("<p class=\"cut\">The remaining cells are not shown: this page has reached its size.</p>");
                         break;
                     }
-                    let _ = write!(body, "<div class=\"cell\"><h4>cell {} · {}</h4>", n + 1, esc(&cell.kind));
-                    if cell.kind == "markdown" {
-                        body.push_str(&review::markdown::render(&cell.source));
-                    } else {
-                        body.push_str("<table class=\"code\">");
-                        for (i, line) in lines_html(&cell.source, Some("python"), PAGE_HTML.saturating_sub(body.len()), highlight_until).iter().enumerate() {
-                            let _ = write!(body, "<tr><td class=\"ln\">{}</td><td class=\"src\">{line}</td></tr>", i + 1);
-                        }
-                        body.push_str("</table>");
-                    }
+                    cell_html(&mut body, n, &cell.kind, "", &cell.source, highlight_until);
                     if !cell.output.is_empty() || cell.output_cut_bytes > 0 {
                         let _ = write!(body, "<pre class=\"output\">{}", esc(&cell.output));
                         if cell.output_cut_bytes > 0 {
