@@ -316,7 +316,10 @@ pub async fn check_task<S: Sandbox>(
                     baselines.push((name.clone(), Baseline::of(&fixture.name, report)));
                 }
                 if let (Some(kind @ (Lookup::NearestSource | Lookup::NearestPublic)), Some(report)) = (fixture.lookup, &report) {
-                    nearest.push((kind, unclamped_accuracy(report)));
+                    // In points of the grade, clamped as the grade is: what the source can be worth
+                    // to a candidate. Below `zero_at` or past `full_at` on both sides, a join
+                    // gains nothing from the source, whatever its metric says.
+                    nearest.push((kind, report.components.accuracy.score));
                 }
                 record(&name, status, message, started)
             }
@@ -521,28 +524,6 @@ pub fn public_source(spec: &TaskSpec) -> Result<Option<PublicSource>, String> {
         }
     }
     Ok(Some(source))
-}
-
-/// The accuracy score without its clamp to 0–100: the outputs' metrics on their scales, weighted
-/// as the task weighs them, so that two joins that both pass `full_at` (or both fall under
-/// `zero_at`) still differ by what they are worth; an output not scored counts as `zero_at`.
-fn unclamped_accuracy(report: &crate::report::Report) -> f64 {
-    let outputs = report.components.accuracy.each(&report.output.file);
-    let total: f64 = outputs.iter().map(|o| o.weight).sum();
-    if total <= 0.0 {
-        return report.components.accuracy.score;
-    }
-    outputs
-        .iter()
-        .map(|o| {
-            let width = o.full_at - o.zero_at;
-            let points = match o.accuracy.value {
-                Some(value) if value.is_finite() && width != 0.0 => 100.0 * (value - o.zero_at) / width,
-                _ => 0.0,
-            };
-            o.weight / total * points
-        })
-        .sum()
 }
 
 /// How far (in points of the accuracy score) a nearest-neighbour join to the public source may
