@@ -95,17 +95,19 @@ enum Command {
         root: Option<PathBuf>,
     },
     /// Score a predictions file against a truth file with one metric (CSV or Parquet; rows
-    /// match by id, in any order). Prints {"metric": ..., "value": ...}.
+    /// match by id, in any order). Prints {"metric": ..., "value": ...}. With --task, the
+    /// metric and the truth default to the task's.
     Score {
-        #[arg(long)]
-        metric: String,
-        #[arg(long)]
-        truth: PathBuf,
+        #[arg(long, required_unless_present = "task")]
+        metric: Option<String>,
+        #[arg(long, required_unless_present = "task")]
+        truth: Option<PathBuf>,
         #[arg(long)]
         predictions: PathBuf,
-        /// The id column of both files.
-        #[arg(long, default_value = "id")]
-        id: String,
+        /// The id column of both files (default: the task's, else `id`); for cell_accuracy, the
+        /// row key (as --key).
+        #[arg(long)]
+        id: Option<String>,
         /// The predicted column (default: the truth's only column besides the id).
         #[arg(long)]
         target: Option<String>,
@@ -420,7 +422,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             check(&root, tasks, junit.as_deref(), runtime, fixtures.as_deref(), jobs, quick).await
         }
         Command::Score { metric, truth, predictions, id, target, positive, key, tolerance, missing, task } => {
-            score(&metric, &truth, &predictions, ScoreOptions { id, target, positive, key, tolerance, missing, task })
+            score(metric.as_deref(), truth.as_deref(), &predictions, ScoreOptions { id, target, positive, key, tolerance, missing, task })
         }
         Command::NewTask { id, kind, from_csv, target, id_column, root } => {
             let kind = match kind.as_str() {
@@ -448,7 +450,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Serve { config } => {
             let config = config.load()?;
             let shutdown = CancellationToken::new();
-            let watcher = tokio::spawn(cancel_on_signal(shutdown.clone()));
+            let watcher = tokio::spawn(cancel_on_signal(shutdown.clone(), Stopping::Service("server")));
             let result = crate::daemon::serve(config, shutdown).await;
             watcher.abort();
             result.map_err(ours)
@@ -469,7 +471,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let name = name.unwrap_or_else(crate::daemon::host_name);
             let command = crate::daemon::WorkerCommand { server, token, name, slots: slots.max(1), memory_bytes, gpus, listen };
             let shutdown = CancellationToken::new();
-            let watcher = tokio::spawn(cancel_on_signal(shutdown.clone()));
+            let watcher = tokio::spawn(cancel_on_signal(shutdown.clone(), Stopping::Service("worker")));
             let result = crate::daemon::work(config, command, shutdown).await;
             watcher.abort();
             result.map_err(ours)
@@ -576,7 +578,7 @@ async fn grade(
     let image = sandbox.ensure_image(&recipe, method, &progress).await.map_err(ours)?;
 
     let cancel = CancellationToken::new();
-    let watcher = tokio::spawn(cancel_on_signal(cancel.clone()));
+    let watcher = tokio::spawn(cancel_on_signal(cancel.clone(), Stopping::Job));
     let job_id = job::new_job_id();
     progress(&format!("grading {} with {} (job {job_id})", submission.display(), task.id));
     let result = job::grade(&sandbox, &task, submission, &ImageRef { tag: image.tag, id: image.id }, &job_id, &cancel, &progress).await;
@@ -591,16 +593,27 @@ async fn grade(
     outputs.write(&report, crate::report::View::Assessor)
 }
 
-async fn cancel_on_signal(cancel: CancellationToken) {
+/// What a signal stops: one grading job (`grade`, `check`), or a long-running service (`serve`,
+/// `worker`), which says so in its own words.
+#[derive(Clone, Copy)]
+enum Stopping {
+    Job,
+    Service(&'static str),
+}
+
+async fn cancel_on_signal(cancel: CancellationToken, stopping: Stopping) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
         return;
     };
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
+    let name = tokio::select! {
+        _ = interrupt.recv() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
+    };
+    match stopping {
+        Stopping::Job => progress("interrupted: stopping the running step and removing its containers"),
+        Stopping::Service(what) => progress(&format!("{name}: the {what} is shutting down (running jobs are stopped and handed back to the queue)")),
     }
-    progress("interrupted: stopping the running step and removing its containers");
     cancel.cancel();
 }
 
@@ -692,7 +705,7 @@ async fn build_images(root: &Path, names: Vec<String>, method: BuildMethod, forc
 
 /// `takehome score`'s options beside the metric and the two files.
 struct ScoreOptions {
-    id: String,
+    id: Option<String>,
     target: Option<String>,
     positive: Option<String>,
     key: Option<String>,
@@ -701,52 +714,70 @@ struct ScoreOptions {
     task: Option<PathBuf>,
 }
 
-fn score(metric: &str, truth: &Path, predictions: &Path, options: ScoreOptions) -> Result<(), Failure> {
+fn score(metric: Option<&str>, truth: Option<&Path>, predictions: &Path, options: ScoreOptions) -> Result<(), Failure> {
     use crate::grading;
     use crate::task::{GradingSpec, Metric, MetricInput, Scale};
-    let metric = Metric::from_name(metric).ok_or_else(|| {
-        let known: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
-        usage(anyhow::anyhow!("unknown metric {metric:?} (expected one of {})", known.join(", ")))
-    })?;
+    let metric = match metric {
+        Some(name) => Some(Metric::from_name(name).ok_or_else(|| {
+            let known: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+            usage(anyhow::anyhow!("unknown metric {name:?} (expected one of {})", known.join(", ")))
+        })?),
+        None => None,
+    };
     let ScoreOptions { id, target, positive, key, tolerance, missing, task } = options;
     let output = predictions.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut spec = match &task {
-        Some(dir) => {
+    let (mut spec, truth) = match (&task, metric, truth) {
+        (Some(dir), metric, truth) => {
             let spec = task::load(dir).map_err(usage)?;
-            // The task's output graded with this metric; of several, the one with this file name.
-            let matching: Vec<&GradingSpec> = spec.outputs.iter().filter(|o| o.metric == metric).collect();
+            // The task's output graded with this metric (any, when none is named); of several,
+            // the one with this file name.
+            let matching: Vec<&GradingSpec> = spec.outputs.iter().filter(|o| metric.is_none_or(|m| o.metric == m)).collect();
             let chosen = match matching.as_slice() {
                 [] => {
                     let theirs: Vec<String> = spec.outputs.iter().map(|o| format!("{} with {}", o.output, o.metric.name())).collect();
-                    return Err(usage(anyhow::anyhow!("{} grades {}, not with {}", dir.display(), theirs.join(" and "), metric.name())));
+                    let metric = metric.map_or("", |m| m.name());
+                    return Err(usage(anyhow::anyhow!("{} grades {}, not with {metric}", dir.display(), theirs.join(" and "))));
                 }
                 [one] => *one,
                 several => several.iter().find(|o| o.output == output).copied().ok_or_else(|| {
                     let names: Vec<&str> = several.iter().map(|o| o.output.as_str()).collect();
-                    usage(anyhow::anyhow!("{} grades {} with {}: name the file as one of them", dir.display(), names.join(", "), metric.name()))
+                    usage(anyhow::anyhow!("{} grades {}: name the predictions file as one of them", dir.display(), names.join(", ")))
                 })?,
             };
-            chosen.clone()
+            let truth = truth.map_or_else(|| spec.truth_path(chosen), Path::to_path_buf);
+            (chosen.clone(), truth)
         }
-        None => GradingSpec {
-            output: output.clone(),
-            truth: truth.display().to_string(),
-            id: None,
-            target: None,
-            positive: None,
-            classes: None,
-            columns: Vec::new(),
-            metric,
-            scale: Scale { zero_at: 0.0, full_at: 1.0 },
-            weight: 1.0,
-            tolerance: crate::task::DEFAULT_TOLERANCE,
-            missing: GradingSpec::default_missing(),
-        },
+        (None, Some(metric), Some(truth)) => (
+            GradingSpec {
+                output: output.clone(),
+                truth: truth.display().to_string(),
+                id: None,
+                target: None,
+                positive: None,
+                classes: None,
+                columns: Vec::new(),
+                metric,
+                scale: Scale { zero_at: 0.0, full_at: 1.0 },
+                weight: 1.0,
+                tolerance: crate::task::DEFAULT_TOLERANCE,
+                missing: GradingSpec::default_missing(),
+            },
+            truth.to_path_buf(),
+        ),
+        (None, _, _) => return Err(usage(anyhow::anyhow!("name the metric and the truth (--metric, --truth), or a task (--task)"))),
     };
+    let truth = truth.as_path();
+    let metric = spec.metric;
     spec.output = output;
     if metric.input() == MetricInput::Table {
-        if key.is_some() {
-            spec.id = key;
+        // The row key: --key, or --id, which names the same thing for a table.
+        if let (Some(key), Some(id)) = (&key, &id) {
+            if key != id {
+                return Err(usage(anyhow::anyhow!("--key {key:?} and --id {id:?}: a cleaned table has one row key (give one of them)")));
+            }
+        }
+        if let Some(key) = key.or(id) {
+            spec.id = Some(key);
         }
         if let Some(tolerance) = tolerance {
             if tolerance.is_nan() || tolerance < 0.0 {
@@ -781,7 +812,7 @@ fn score(metric: &str, truth: &Path, predictions: &Path, options: ScoreOptions) 
     if metric.needs_positive() && positive.is_none() {
         return Err(usage(anyhow::anyhow!("{} is binary: name the positive label with --positive", metric.name())));
     }
-    let id = if task.is_some() && id == "id" { spec.id.take().unwrap_or(id) } else { id };
+    let id = id.or(spec.id.take()).unwrap_or_else(|| "id".to_string());
     let target = match target.or(spec.target.take()) {
         Some(target) => target,
         None => {
@@ -841,7 +872,7 @@ async fn check(
     eprintln!("takehome: check: containers run under {}", runtime.as_str());
     sandbox.remove_leftovers(Leftovers::OfDeadProcesses).await.map_err(ours)?;
     let cancel = CancellationToken::new();
-    let watcher = tokio::spawn(cancel_on_signal(cancel.clone()));
+    let watcher = tokio::spawn(cancel_on_signal(cancel.clone(), Stopping::Job));
     let mut results: Vec<CaseResult> = Vec::new();
     let started = std::time::Instant::now();
     for task_dir in &tasks {

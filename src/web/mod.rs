@@ -1,6 +1,9 @@
 //! HTTP, by audience: `git` (candidates' clones and pushes), `pages` (the assessor web UI and the
-//! candidate's status page), `api` (JSON for assessors and candidates), and `auth` (who is asking),
-//! plus the connection loop that every request comes through.
+//! candidate's status page), `review` (the review desk: comments, rubric, decisions, the code
+//! view), `candidate` (what a candidate may see of their pushes), `signals` (the integrity
+//! signals on a submission), `api` (JSON for assessors and candidates), `bounded` (git reads with
+//! byte and time budgets) and `auth` (who is asking), plus the connection loop that every request
+//! comes through.
 //!
 //! Invariants:
 //! - Only this module knows routes. Every handler names who may call it with an extractor from

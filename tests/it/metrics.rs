@@ -412,6 +412,24 @@ fn score_grades_a_cleaned_table_from_the_command_line() {
     assert_eq!(keyed["details"]["columns"][0]["mismatches"][0]["got"], "?");
     let lenient = run(&["--key", "row_id", "--missing", "NA", "--missing", "?"]);
     assert!(close(lenient["value"].as_f64().unwrap(), 1.0), "{lenient}");
+    let by_id = run(&["--id", "row_id"]);
+    assert_eq!(by_id["value"], keyed["value"], "--id names the row key of a table as --key does: {by_id}");
     let task = run(&["--task", super::common::repo_root().join("tasks/penguins-cleaning").to_str().unwrap(), "--key", "row_id"]);
     assert_eq!(task["key"], "row_id");
+
+    // With a task, the metric and the truth are the task's.
+    let root = super::common::repo_root();
+    let out = std::process::Command::new(super::common::takehome_binary())
+        .args(["score", "--task"])
+        .arg(root.join("tasks/penguins-cleaning"))
+        .arg("--predictions")
+        .arg(root.join("datasets/penguins-cleaning/hidden/clean.csv"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let own = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap();
+    assert_eq!((own["metric"].as_str(), own["value"].as_f64()), (Some("cell_accuracy"), Some(1.0)), "{own}");
+    let out = std::process::Command::new(super::common::takehome_binary()).args(["score", "--predictions"]).arg(&output).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--metric"), "{}", String::from_utf8_lossy(&out.stderr));
 }
