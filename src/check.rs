@@ -176,6 +176,9 @@ pub struct Expect {
     pub candidate_lacks: Option<String>,
     /// How many links the submission copy must have left out.
     pub skipped_links: Option<usize>,
+    /// The extended image the submission's imports must have chosen (`python-torch`), or `task`
+    /// for the task's own.
+    pub ran_in: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -205,13 +208,7 @@ pub fn load_expect(path: &Path) -> Result<Expect, String> {
     serde_yaml::from_str(&text).map_err(|error| format!("{}: {error}", path.display()))
 }
 
-/// Task folders under `root/tasks` (those with a task.yaml), sorted.
-pub fn discover_tasks(root: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut found: Vec<PathBuf> =
-        std::fs::read_dir(root.join("tasks"))?.filter_map(Result::ok).map(|entry| entry.path()).filter(|path| path.join("task.yaml").is_file()).collect();
-    found.sort();
-    Ok(found)
-}
+pub use crate::task::discover_tasks;
 
 /// Which fixtures `check_task` grades, and how.
 #[derive(Debug, Clone, Copy)]
@@ -255,7 +252,7 @@ pub async fn check_task<S: Sandbox>(
         }
     };
     // Steps that ask for GPUs run only where the engine can hand them over.
-    let (wanted, here) = (spec.gpus(), crate::daemon::host_gpus());
+    let (wanted, here) = (spec.gpus(), crate::sandbox::host_gpus());
     if wanted > here {
         let steps: Vec<&str> = spec.steps.iter().filter(|s| s.gpus > 0).map(|s| s.name.as_str()).collect();
         let message = format!(
@@ -902,6 +899,12 @@ fn compare(expect: &Expect, spec: &TaskSpec, report: &Report) -> Vec<String> {
             truths.iter().flat_map(|t| t.lines().skip(1).filter(|l| l.len() >= 6).take(500)).find(|line| full.contains(line) || candidate_view.contains(line));
         if let Some(line) = leaked {
             failures.push(format!("the report holds a line of the hidden truth ({line:?})"));
+        }
+    }
+    if let Some(wanted) = &expect.ran_in {
+        let ran_in = report.provenance.extended_image.as_ref().map_or("task", |extended| extended.image.as_str());
+        if ran_in != wanted {
+            failures.push(format!("ran in {ran_in} (expected {wanted})"));
         }
     }
     if let Some(n) = expect.skipped_links {

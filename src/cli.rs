@@ -998,7 +998,7 @@ async fn assign(config: &crate::config::Config, task_id: &str, candidate: &str, 
     let store = crate::store::open(&config.database).await.with_context(|| format!("cannot open the store {}", config.database.describe())).map_err(ours)?;
     let id = format!("a{}", &hex::encode(crate::secret::random_bytes::<6>()));
     let token = crate::secret::new_token();
-    let now = crate::web::now();
+    let now = crate::units::now();
     let assignment = Assignment {
         id: id.clone(),
         task: task_id.to_string(),

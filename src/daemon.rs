@@ -238,15 +238,7 @@ pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "worker".into())
 }
 
-/// The GPUs of this host that containers can be given: NVIDIA's device files `/dev/nvidia0`,
-/// `/dev/nvidia1`, ... (the engine hands them over through the NVIDIA container toolkit).
-pub fn host_gpus() -> u32 {
-    let Ok(entries) = std::fs::read_dir("/dev") else { return 0 };
-    entries
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_str().and_then(|n| n.strip_prefix("nvidia")).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
-        .count() as u32
-}
+pub use crate::sandbox::host_gpus;
 
 /// The host's memory, from /proc/meminfo.
 fn host_memory() -> Option<u64> {

@@ -9,10 +9,116 @@
 //! lists what else it holds (`name version` per line: the interpreter, Debian's R packages). A
 //! built image carries the same list as `/opt/takehome/packages.txt`, which `images list` reads
 //! when the engine has the image.
+//!
+//! It also reads which modules a submission's Python imports ([`submission_imports`]): a task
+//! whose image is extended by a larger one (python by python-torch) runs a submission that
+//! imports what only the larger image has in that image ([`extended_image`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
+
+/// What the import scan of one submission reads at most: bytes of one file, bytes in all.
+pub const IMPORT_SCAN_FILE_BYTES: u64 = 2 << 20;
+pub const IMPORT_SCAN_BYTES: u64 = 16 << 20;
+
+/// The top-level modules a Python source imports (`import a.b as c` and `from a.b import c` give
+/// `a`), wherever the statement stands (in a function, under `try`); relative imports (`from .x
+/// import y`) are the submission's own and are left out.
+pub fn python_imports(source: &str, out: &mut BTreeSet<String>) {
+    let mut parser = tree_sitter::Parser::new();
+    if parser.set_language(&tree_sitter_python::LANGUAGE.into()).is_err() {
+        return;
+    }
+    let Some(tree) = parser.parse(source, None) else { return };
+    let top = |node: tree_sitter::Node| -> Option<String> {
+        let dotted = if node.kind() == "aliased_import" { node.child_by_field_name("name")? } else { node };
+        (dotted.kind() == "dotted_name").then(|| dotted.named_child(0)).flatten().and_then(|first| first.utf8_text(source.as_bytes()).ok()).map(str::to_string)
+    };
+    let mut cursor = tree.walk();
+    loop {
+        let node = cursor.node();
+        match node.kind() {
+            "import_statement" => {
+                let mut names = node.walk();
+                out.extend(node.children_by_field_name("name", &mut names).filter_map(top));
+            }
+            "import_from_statement" => out.extend(node.child_by_field_name("module_name").and_then(top)),
+            _ => {}
+        }
+        let descend = !matches!(node.kind(), "import_statement" | "import_from_statement" | "string");
+        if descend && cursor.goto_first_child() {
+            continue;
+        }
+        while !cursor.goto_next_sibling() {
+            if !cursor.goto_parent() {
+                return;
+            }
+        }
+    }
+}
+
+/// The Python of a notebook's code cells, in order, with IPython's magics and shell escapes
+/// (`%matplotlib inline`, `!pip install x`, a `%%bash` cell) blanked so that the rest parses.
+pub fn notebook_python(text: &str) -> Option<String> {
+    let (cells, _) = crate::notebook::notebook_cells(text, usize::MAX, IMPORT_SCAN_FILE_BYTES as usize)?;
+    let mut out = String::new();
+    for cell in cells.iter().filter(|cell| cell.kind == "code") {
+        let trimmed = cell.source.trim_start();
+        if trimmed.starts_with("%%") && !trimmed.starts_with("%%time") && !trimmed.starts_with("%%capture") {
+            continue;
+        }
+        for line in cell.source.lines() {
+            let code = line.trim_start();
+            out.push_str(if code.starts_with('%') || code.starts_with('!') { "" } else { line });
+            out.push('\n');
+        }
+    }
+    Some(out)
+}
+
+/// The top-level modules a submission's Python files and notebooks import (paths relative to
+/// `dir`; none is a link: the prepared copy holds regular files only), less the submission's own
+/// (a `name.py` or folder `name/` at its top). Reads at most [`IMPORT_SCAN_FILE_BYTES`] of a file
+/// and [`IMPORT_SCAN_BYTES`] in all; a file past either is left out.
+pub fn submission_imports(dir: &Path, files: &[std::path::PathBuf]) -> BTreeSet<String> {
+    let mut modules = BTreeSet::new();
+    let mut budget = IMPORT_SCAN_BYTES;
+    for relative in files {
+        let path = dir.join(relative);
+        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        if !meta.is_file() || meta.len() > IMPORT_SCAN_FILE_BYTES || meta.len() > budget {
+            continue;
+        }
+        budget -= meta.len();
+        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        if relative.extension().is_some_and(|e| e == "ipynb") {
+            if let Some(code) = notebook_python(&text) {
+                python_imports(&code, &mut modules);
+            }
+        } else {
+            python_imports(&text, &mut modules);
+        }
+    }
+    modules.retain(|module| !dir.join(format!("{module}.py")).exists() && !dir.join(module).is_dir());
+    modules
+}
+
+/// The modules an extended image adds over the one it extends: its recipe's `modules` file (one
+/// per line, `#` comments), empty where it has none.
+pub fn image_modules(root: &Path, image: &str) -> BTreeSet<String> {
+    let text = std::fs::read_to_string(root.join("runner-images").join(image).join("modules")).unwrap_or_default();
+    text.lines().map(|line| line.split('#').next().unwrap_or("").trim()).filter(|m| !m.is_empty()).map(str::to_string).collect()
+}
+
+/// The first of a task's extended images that has a module the submission imports, with those
+/// modules (sorted): the image its Python steps run in. `None`: the task's own image serves.
+pub fn extended_image(root: &Path, extended: &[String], imports: &BTreeSet<String>) -> Option<(String, Vec<String>)> {
+    extended.iter().find_map(|image| {
+        let wanted: Vec<String> = image_modules(root, image).intersection(imports).cloned().collect();
+        (!wanted.is_empty()).then(|| (image.clone(), wanted))
+    })
+}
 
 /// Where a built image keeps its list (`name version` per line).
 pub const IMAGE_LIST: &str = "/opt/takehome/packages.txt";
@@ -125,11 +231,29 @@ impl Installed {
         out
     }
 
-    /// [`Installed::environment_md`], then a section for each other image the task's run
-    /// choices use (R scripts run in the `r` image).
-    pub fn environment_md_with(&self, task_title: &str, others: &[Installed]) -> String {
+    /// [`Installed::environment_md`], then a section for the image R scripts run in, where the
+    /// task has one, and one for each extended image (what it adds, and the imports that choose it).
+    pub fn environment_md_with(&self, task_title: &str, r: Option<&Installed>, extended: &[(Installed, BTreeSet<String>)]) -> String {
         let mut out = self.environment_md(task_title);
-        for other in others {
+        for (other, modules) in extended {
+            let modules: Vec<String> = modules.iter().map(|m| format!("`{m}`")).collect();
+            let _ = write!(
+                out,
+                "\n## Deep learning: the `{}` image\n\n\
+                 When your Python imports any of {} (in a script or a notebook), your Python steps run in the `{}` image \
+                 instead, with the same limits, paths and no network. It holds every package above at the same version, \
+                 and these besides:\n\n| package | version |\n|---|---|\n",
+                other.image,
+                modules.join(", "),
+                other.image
+            );
+            for (key, (name, version)) in &other.packages {
+                if self.packages.get(key).map(|(_, v)| v) != Some(version) {
+                    let _ = writeln!(out, "| {name} | {version} |");
+                }
+            }
+        }
+        if let Some(other) = r {
             let _ = write!(
                 out,
                 "\n## Steps run as R scripts: the `{}` image\n\n\
@@ -354,6 +478,41 @@ mod tests {
         i.add_list("numpy==2.2.6\nscikit-learn==1.6.1\nxgboost-cpu==2.1.4\nPyYAML==6.0.2\n", true).unwrap();
         i.add_list("python 3.11.2\nr-base 4.2.2\n", false).unwrap();
         i
+    }
+
+    #[test]
+    fn imports_are_read_from_scripts_and_notebooks_wherever_they_stand() {
+        let mut found = BTreeSet::new();
+        let source = "import numpy as np, torch.nn as nn\nfrom sklearn.model_selection import train_test_split\nfrom . import helpers\nfrom .x import y\ntry:\n    import tensorflow\nexcept ImportError:\n    pass\ndef f():\n    from transformers import AutoModel\ns = 'import faiss'\n# import spacy\n";
+        python_imports(source, &mut found);
+        assert_eq!(found.into_iter().collect::<Vec<_>>(), ["numpy", "sklearn", "tensorflow", "torch", "transformers"]);
+
+        let notebook = r##"{"cells": [{"cell_type": "code", "source": ["%matplotlib inline\n", "!pip install torch\n", "import pandas as pd\n"]},
+            {"cell_type": "markdown", "source": "import keras"}, {"cell_type": "code", "source": "%%bash\nimport spacy"},
+            {"cell_type": "code", "source": "  %time x = 1\nfrom torchvision import models"}], "nbformat": 4}"##;
+        let mut found = BTreeSet::new();
+        python_imports(&notebook_python(notebook).unwrap(), &mut found);
+        assert_eq!(found.into_iter().collect::<Vec<_>>(), ["pandas", "torchvision"], "magic lines and other languages' cells are not Python");
+    }
+
+    #[test]
+    fn a_submission_runs_in_the_first_extended_image_that_has_what_it_imports() {
+        let root = tempfile::tempdir().unwrap();
+        let recipe = root.path().join("runner-images/python-torch");
+        std::fs::create_dir_all(&recipe).unwrap();
+        std::fs::write(recipe.join("modules"), "# deep learning\ntorch\ntensorflow  # cpu\n").unwrap();
+        let sub = root.path().join("sub");
+        std::fs::create_dir_all(sub.join("nets")).unwrap();
+        std::fs::write(sub.join("train.py"), "import pandas\nimport nets\nimport tensorflow as tf\n").unwrap();
+        std::fs::write(sub.join("torch.py"), "x = 1\n").unwrap();
+        std::fs::write(sub.join("big.py"), format!("import torch\n{}", "#".repeat(IMPORT_SCAN_FILE_BYTES as usize))).unwrap();
+        let files = ["train.py", "torch.py", "big.py"].map(std::path::PathBuf::from);
+        let imports = submission_imports(&sub, &files);
+        assert_eq!(imports.iter().map(String::as_str).collect::<Vec<_>>(), ["pandas", "tensorflow"], "its own modules and a file past the budget are left out");
+        let extended = ["python-torch".to_string()];
+        assert_eq!(extended_image(root.path(), &extended, &imports), Some(("python-torch".to_string(), vec!["tensorflow".to_string()])));
+        assert_eq!(extended_image(root.path(), &extended, &BTreeSet::from(["pandas".to_string()])), None);
+        assert_eq!(extended_image(root.path(), &[], &imports), None);
     }
 
     #[test]

@@ -588,9 +588,11 @@ impl Repos {
         if !environment.exists() {
             match crate::environment::Installed::of_recipe(&task.root, &task.image) {
                 Ok(installed) => {
-                    let others: Vec<_> =
-                        task.images().iter().skip(1).filter_map(|image| crate::environment::Installed::of_recipe(&task.root, image).ok()).collect();
-                    std::fs::write(&environment, installed.environment_md_with(&task.title, &others)).map_err(io_error("write", &environment))?
+                    let of = |image: &str| crate::environment::Installed::of_recipe(&task.root, image).ok();
+                    let r = task.r_image().and_then(of);
+                    let extended: Vec<_> =
+                        task.extended_images.iter().filter_map(|image| Some((of(image)?, crate::environment::image_modules(&task.root, image)))).collect();
+                    std::fs::write(&environment, installed.environment_md_with(&task.title, r.as_ref(), &extended)).map_err(io_error("write", &environment))?
                 }
                 Err(error) => tracing::warn!(task = %task.id, %error, "no ENVIRONMENT.md for the candidate: the image's package list cannot be read"),
             }

@@ -2,7 +2,7 @@
 //!
 //! Owns the order of things: copy the submission (host side, links never followed), open a job
 //! sandbox, run the task's steps in order until one does not end `ok`, lint the code in a container
-//! of its own, bring the one graded output file out, grade it, score, close the sandbox. Knows
+//! of its own, bring each graded output file out, grade it, score, close the sandbox. Knows
 //! nothing of Docker (it speaks to the [`Sandbox`] trait) nor of how metrics are computed.
 
 use std::path::{Path, PathBuf};
@@ -94,7 +94,7 @@ pub async fn needs_of(tasks_root: &Path, task_id: &str) -> Result<crate::store::
 /// out: no job of it can be graded here).
 /// Each with the GPUs its jobs need.
 pub fn task_copies_and_gpus(tasks_root: &Path) -> Vec<(crate::store::TaskCopy, i64)> {
-    let Ok(dirs) = crate::check::discover_tasks(tasks_root) else { return Vec::new() };
+    let Ok(dirs) = crate::task::discover_tasks(tasks_root) else { return Vec::new() };
     dirs.iter()
         .filter_map(|dir| {
             let task = crate::task::load(dir).ok()?;
@@ -254,9 +254,18 @@ pub async fn grade_opening<S: Sandbox>(
             let run = run?;
             closed.map(|_| run)
         };
+        // A task with an extended image (python-torch) runs a submission that imports what only
+        // that image has (torch) in it: the scan reads the candidate's files, never runs them.
+        let extended = if task.extended_images.is_empty() {
+            None
+        } else {
+            let imports = crate::environment::submission_imports(prepared.path(), &prepared.python_files);
+            crate::environment::extended_image(&task.root, &task.extended_images, &imports)
+        };
+        let extended_ref = extended.as_ref();
         let steps = async {
             let runtime = job.runtime();
-            let result = run_job(&job, task, &prepared, cancel, progress).await;
+            let result = run_job(&job, task, &prepared, extended_ref, cancel, progress).await;
             // Close on every path; the sandbox's guard covers a panic or a dropped future.
             let closed = close_job(job, reaper).await;
             let (runs, output, artifacts) = result?;
@@ -270,6 +279,7 @@ pub async fn grade_opening<S: Sandbox>(
         };
         let mut report = build_report(task, &prepared, image, runtime, runs, lint_run, output).await?;
         report.artifacts = artifacts;
+        report.provenance.extended_image = extended.map(|(image, modules)| ExtendedImage { image, modules });
         info!(status = report.status.as_str(), score = report.score, "graded");
         Ok(report)
     }
@@ -289,10 +299,19 @@ async fn run_job<J: JobSandbox>(
     job: &J,
     task: &TaskSpec,
     prepared: &PreparedSubmission,
+    extended: Option<&(String, Vec<String>)>,
     cancel: &CancellationToken,
     progress: Progress<'_>,
 ) -> Result<(Vec<StepRun>, Option<Vec<CollectedOutput>>, Artifacts), RunError> {
     let dataset_dir = task.dataset_dir();
+    let image_tag = |name: &str| crate::sandbox::image::Recipe::load(&task.root, name).map(|recipe| recipe.tag());
+    let extended_tag = match extended {
+        Some((name, modules)) => {
+            progress(&format!("the submission imports {}: its Python steps run in the {name} image", modules.join(", ")));
+            Some(image_tag(name)?)
+        }
+        None => None,
+    };
     let mut runs = Vec::new();
     for step in &task.steps {
         let mut inputs = Vec::new();
@@ -309,10 +328,11 @@ async fn run_job<J: JobSandbox>(
         limits.gpus = step.gpus;
         limits.gpu_devices = task.gpu_devices.clone();
         let command = step.command_for(prepared.path()).to_string();
-        // A choice in another language runs in its own image (built beside the task's).
+        // A choice in another language runs in its own image (built beside the task's); one in
+        // the task's own image, in the extended image the submission's imports asked for.
         let image = match step.image_for(prepared.path()) {
-            Some(name) if name != task.image => Some(crate::sandbox::image::Recipe::load(&task.root, name)?.tag()),
-            _ => None,
+            Some(name) if name != task.image => Some(image_tag(name)?),
+            _ => extended_tag.clone(),
         };
         let request = StepRequest {
             name: step.name.clone(),
@@ -671,6 +691,7 @@ async fn build_report(
             task_digest,
             takehome_version: crate::VERSION.to_string(),
             graded_at: now_rfc3339(),
+            extended_image: None,
         },
     })
 }
@@ -874,6 +895,7 @@ async fn rejected_report(task: &TaskSpec, submission_dir: &Path, image: &ImageRe
             task_digest: String::new(),
             takehome_version: crate::VERSION.to_string(),
             graded_at: now_rfc3339(),
+            extended_image: None,
         },
     })
 }

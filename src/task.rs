@@ -171,6 +171,14 @@ pub struct StepSpec {
     pub candidate_logs: bool,
 }
 
+/// Task folders under `root/tasks` (those with a task.yaml), sorted.
+pub fn discover_tasks(root: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut found: Vec<PathBuf> =
+        std::fs::read_dir(root.join("tasks"))?.filter_map(Result::ok).map(|entry| entry.path()).filter(|path| path.join("task.yaml").is_file()).collect();
+    found.sort();
+    Ok(found)
+}
+
 /// Whether `relative` under `dir` is a regular file reached through real folders only: no
 /// component of the path is a link (none is followed).
 fn holds_file(dir: &Path, relative: &str) -> bool {
@@ -320,6 +328,9 @@ pub struct TaskSpec {
     pub kind: TaskKind,
     pub time_box: Duration,
     pub image: String,
+    /// Images that extend `image` (as python-torch extends python) and that a Python step runs in
+    /// when the submission imports a module only they have (`extended_images: [python-torch]`).
+    pub extended_images: Vec<String>,
     pub brief: String,
     pub starter: String,
     pub dataset: String,
@@ -357,10 +368,12 @@ impl TaskSpec {
     pub fn dataset_dir(&self) -> PathBuf {
         self.root.join("datasets").join(&self.dataset)
     }
-    /// Every runner image the task's steps may run in: the task's, then each run choice's.
+    /// Every runner image the task's steps may run in: the task's, then each run choice's, then
+    /// the extended ones.
     pub fn images(&self) -> Vec<String> {
         let mut images = vec![self.image.clone()];
-        for image in self.steps.iter().flat_map(|s| &s.choices).filter_map(|c| c.image.clone()) {
+        let choices = self.steps.iter().flat_map(|s| &s.choices).filter_map(|c| c.image.clone());
+        for image in choices.chain(self.extended_images.iter().cloned()) {
             if !images.contains(&image) {
                 images.push(image);
             }
@@ -773,6 +786,7 @@ impl Reader {
                 "kind",
                 "time_box",
                 "image",
+                "extended_images",
                 "brief",
                 "starter",
                 "dataset",
@@ -819,6 +833,23 @@ impl Reader {
                 self.problem("image", format!("{image:?} is not a valid image name (expected lowercase letters, digits and '-')"));
             } else if !dir.is_dir() {
                 self.problem("image", format!("no runner image {image:?} (expected a folder {})", dir.display()));
+            }
+        }
+        let extended_images = self.string_list(top, "", "extended_images").unwrap_or_default();
+        for (index, name) in extended_images.iter().enumerate() {
+            let field = format!("extended_images[{index}]");
+            let dir = root.join("runner-images").join(name);
+            if !is_name(name) {
+                self.problem(&field, format!("{name:?} is not a valid image name (expected lowercase letters, digits and '-')"));
+            } else if !dir.is_dir() {
+                self.problem(&field, format!("no runner image {name:?} (expected a folder {})", dir.display()));
+            } else if let Some(image) = &image {
+                let extends = std::fs::read_to_string(dir.join("extends")).unwrap_or_default();
+                if extends.trim() != image {
+                    self.problem(&field, format!("{name:?} does not extend the task's image {image:?} (its `extends` file must name it)"));
+                } else if !dir.join("modules").is_file() {
+                    self.problem(&field, format!("{name:?} has no `modules` file (the modules a submission imports to run in it)"));
+                }
             }
         }
         let brief = self.string(top, "", "brief", true);
@@ -911,6 +942,7 @@ impl Reader {
             kind: kind?,
             time_box: time_box?,
             image: image?,
+            extended_images,
             brief: brief?,
             starter,
             dataset: dataset?,

@@ -1,7 +1,13 @@
 //! Parsing and printing of the human units that task files use: durations (`90s`, `10m`, `4h`,
-//! `1h30m`) and byte sizes (`512MiB`, `2GiB`, `1GB`). Pure functions; no I/O.
+//! `1h30m`) and byte sizes (`512MiB`, `2GiB`, `1GB`), and the clock every module stamps times
+//! with ([`now`], Unix seconds). Pure functions otherwise; no I/O.
 
 use std::time::Duration;
+
+/// Seconds since the Unix epoch: what the store and the pages keep times in.
+pub fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
 
 /// Parses `30s`, `10m`, `4h`, `1h30m`, `500ms`, `2d`. A bare number is refused: its unit would be a guess.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -119,7 +119,7 @@ pub async fn post(target: &Target, event: &str, delivery: i64, body: &str) -> Re
 /// few seconds (events queued by workers on other hosts, retries coming due).
 pub async fn deliver(store: Arc<dyn Store>, target: Option<Target>, wake: Arc<Notify>, shutdown: CancellationToken) {
     loop {
-        let now = crate::web::now();
+        let now = crate::units::now();
         match store.due_webhooks(now, 20).await {
             Ok(due) => {
                 for hook in due {
@@ -133,7 +133,7 @@ pub async fn deliver(store: Arc<dyn Store>, target: Option<Target>, wake: Arc<No
                     if !delivered && target.is_some() {
                         warn!(delivery = hook.id, event = %hook.event, error = %error, retry = retry.is_some(), "webhook not delivered");
                     }
-                    if let Err(e) = store.webhook_attempted(hook.id, delivered, retry, &error, crate::web::now()).await {
+                    if let Err(e) = store.webhook_attempted(hook.id, delivered, retry, &error, crate::units::now()).await {
                         warn!(error = %e, "cannot record a webhook attempt");
                     }
                     if shutdown.is_cancelled() {

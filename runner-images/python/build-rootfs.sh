@@ -38,7 +38,7 @@ cleanup() {
 trap cleanup EXIT
 
 say "step 1/4: debootstrap $suite (minbase) from the configured mirror"
-debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,libgomp1 \
+debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,libgomp1,openjdk-17-jre-headless \
   "$suite" "$root" "$mirror" >"$root.debootstrap.log" 2>&1 || {
   tail -n 30 "$root.debootstrap.log" >&2; rm -f "$root.debootstrap.log"; exit 1; }
 rm -f "$root.debootstrap.log"

@@ -19,8 +19,6 @@ use std::path::Path;
 
 use polars::prelude::*;
 
-use super::table::{first_line, Format};
-
 /// One field of a record, as a sink receives it. CSV gives `Null` (an empty field) or `Text`;
 /// Parquet gives typed values.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -121,8 +119,33 @@ pub fn csv_header(path: &Path) -> Result<Header, String> {
 pub fn header(path: &Path) -> Result<Vec<String>, String> {
     match Format::of(path) {
         Format::Csv => csv_header(path).map(|header| header.names),
-        Format::Parquet => super::table::header(path),
+        Format::Parquet => {
+            let file = File::open(path).map_err(|error| error.to_string())?;
+            let schema = ParquetReader::new(file).schema().map_err(|error| format!("not a readable Parquet file: {}", first_line(&error.to_string())))?;
+            Ok(schema.iter_names().map(|n| n.to_string()).collect())
+        }
     }
+}
+
+/// A table's file format, by its extension (`.parquet`, `.pq`; anything else is CSV).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Parquet,
+}
+
+impl Format {
+    pub fn of(path: &Path) -> Format {
+        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("parquet") | Some("pq") => Format::Parquet,
+            _ => Format::Csv,
+        }
+    }
+}
+
+/// The first line of an error's text (polars' messages go on for pages).
+pub(crate) fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or("").to_string()
 }
 
 /// How a wanted column is handed to a sink from a Parquet file (CSV hands text).
@@ -617,7 +640,7 @@ fn field_text<'a>(bytes: &'a [u8], range: &FieldRange, scratch: &'a mut Vec<u8>)
 
 /// Parquet: the wanted columns through polars, cast for the sink, handed over row by row.
 fn read_parquet<S: Sink>(path: &Path, wanted: &[(&str, Want)], max_rows: u64, mut sink: S) -> Result<(S, u64), String> {
-    let names = super::table::header(path)?;
+    let names = header(path)?;
     let header = Header { names, data_start: 0 };
     let plain: Vec<&str> = wanted.iter().map(|(name, _)| *name).collect();
     header.positions(&plain)?;

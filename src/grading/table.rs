@@ -6,20 +6,8 @@ use std::path::Path;
 
 use polars::prelude::*;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Csv,
-    Parquet,
-}
-
-impl Format {
-    pub fn of(path: &Path) -> Format {
-        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-            Some("parquet") | Some("pq") => Format::Parquet,
-            _ => Format::Csv,
-        }
-    }
-}
+pub(crate) use super::records::first_line;
+pub use super::records::{header, Format};
 
 /// Reads a table with its column types inferred (ids and numbers as numbers). If a value later
 /// in the file does not fit the inferred type, reads again with every column as text.
@@ -89,27 +77,6 @@ pub fn extent(path: &Path) -> Result<Extent, String> {
     }
 }
 
-/// The column names of a table, read from its header (CSV) or schema (Parquet).
-pub fn header(path: &Path) -> Result<Vec<String>, String> {
-    match Format::of(path) {
-        Format::Parquet => {
-            let file = std::fs::File::open(path).map_err(|error| error.to_string())?;
-            let schema = ParquetReader::new(file).schema().map_err(|error| format!("not a readable Parquet file: {}", first_line(&error.to_string())))?;
-            Ok(schema.iter_names().map(|n| n.to_string()).collect())
-        }
-        Format::Csv => {
-            let table = CsvReadOptions::default()
-                .with_has_header(true)
-                .with_infer_schema_length(Some(0))
-                .with_n_rows(Some(0))
-                .try_into_reader_with_file_path(Some(path.to_path_buf()))
-                .and_then(|reader| reader.finish())
-                .map_err(|error| describe_csv_error(&error.to_string()))?;
-            Ok(column_names(&table))
-        }
-    }
-}
-
 /// Reads a table with every column as text (CSV), or as stored and then cast to text (Parquet).
 pub fn read_text(path: &Path) -> Result<DataFrame, String> {
     let table = match Format::of(path) {
@@ -149,10 +116,6 @@ fn describe_csv_error(message: &str) -> String {
     } else {
         line
     }
-}
-
-pub(crate) fn first_line(text: &str) -> String {
-    text.lines().next().unwrap_or("").to_string()
 }
 
 /// The names of a table's columns.

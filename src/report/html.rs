@@ -584,6 +584,9 @@ fn provenance_section(page: &mut String, report: &Report) {
         ("graded at", p.graded_at.clone()),
     ];
     rows.insert(3, ("data set", format!("{} (sha256 {})", p.dataset, p.dataset_digest)));
+    if let Some(extended) = &p.extended_image {
+        rows.insert(3, ("ran in", format!("{} (the submission imports {})", extended.image, extended.modules.join(", "))));
+    }
     for (key, value) in rows {
         let _ = write!(page, "<tr><th>{key}</th><td><code>{}</code></td></tr>", esc(&value));
     }

@@ -145,6 +145,9 @@ pub fn render(report: &Report) -> String {
     let p = &report.provenance;
     let _ = writeln!(md, "\n## Provenance\n\n- image: {} ({})\n- takehome: {}", esc(&p.image), esc(&p.image_id), esc(&p.takehome_version));
     let _ = writeln!(md, "- data set: {} (sha256 {})", esc(&p.dataset), esc(&p.dataset_digest));
+    if let Some(extended) = &p.extended_image {
+        let _ = writeln!(md, "- ran in: {} (the submission imports {})", esc(&extended.image), esc(&extended.modules.join(", ")));
+    }
     md
 }
 

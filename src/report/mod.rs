@@ -196,6 +196,17 @@ pub struct Provenance {
     pub task_digest: String,
     pub takehome_version: String,
     pub graded_at: String,
+    /// The image the task's Python steps ran in instead of its own, when the submission imports
+    /// what only that one has (`extended_images` in task.yaml).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extended_image: Option<ExtendedImage>,
+}
+
+/// A larger image a submission ran in, and the modules it imports that asked for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtendedImage {
+    pub image: String,
+    pub modules: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -129,7 +129,7 @@ impl DockerSandbox {
     /// A file of an image, at most `cap` bytes, read without running anything: a container is
     /// created from the image (never started), the file copied out of it, the container removed.
     pub async fn image_file(&self, tag: &str, path: &str, cap: u64) -> Result<Vec<u8>, RunError> {
-        let name = format!("takehome-read-{}-{}", std::process::id(), crate::job::new_job_id());
+        let name = format!("takehome-read-{}-{}", std::process::id(), super::fresh_suffix());
         let config = bollard::models::ContainerCreateBody {
             image: Some(tag.to_string()),
             cmd: Some(vec!["true".to_string()]),

@@ -270,6 +270,16 @@ impl CapturedLog {
     }
 }
 
+/// The GPUs of this host that containers can be given: NVIDIA's device files `/dev/nvidia0`,
+/// `/dev/nvidia1`, ... (the engine hands them over through the NVIDIA container toolkit).
+pub fn host_gpus() -> u32 {
+    let Ok(entries) = std::fs::read_dir("/dev") else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_str().and_then(|n| n.strip_prefix("nvidia")).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
+        .count() as u32
+}
+
 /// The record of one step's container.
 #[derive(Debug, Clone)]
 pub struct StepRun {

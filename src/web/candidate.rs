@@ -10,15 +10,17 @@ use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::api::{CandidateSubmission, PublicRunView};
 use super::auth::{Assessor, Candidate, SessionForm};
-use super::review::ApiJson;
+use super::forms::ApiJson;
+use super::queries::{counting, Counting};
 use super::{now, stored, App, Failure};
 use crate::report::candidate::{CandidateOutput, CandidateReport, CandidateStep};
 use crate::report::html::esc;
-use crate::store::{Assignment, ClockState, Submission};
+use crate::report::Report;
+use crate::store::JobStatus;
+use crate::store::{Assignment, ClockState};
 use crate::units::format_size;
 
 const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;margin:0;background:#fff;color:#111}\
@@ -36,12 +38,12 @@ pub struct StatusPage<'a> {
     pub brief_html: Option<String>,
     pub clone_url: String,
     pub now: i64,
-    /// The listed pushes, newest first (see [`super::api::candidate_view`]).
+    /// The listed pushes, newest first (see [`candidate_view`]).
     pub submissions: &'a [CandidateSubmission],
     /// Every push of the assignment, listed or not.
     pub pushes_total: usize,
     pub feedback_html: Option<String>,
-    pub time: &'a super::api::CandidateTime,
+    pub time: &'a CandidateTime,
     /// The form token for the final-submission choice.
     pub csrf: String,
     /// Whether the task declares a public run (else none is waited for).
@@ -110,7 +112,7 @@ pub fn render(p: &StatusPage) -> String {
             let _ = write!(
                 page,
                 "<p>The runs of your newest {} pushes{} are shown below; the others are kept and still count if you choose them.</p>",
-                super::api::RUNS_SHOWN.min(p.pushes_total),
+                RUNS_SHOWN.min(p.pushes_total),
                 if p.time.final_push.is_some() { " and of your final submission" } else { "" }
             );
         }
@@ -417,34 +419,6 @@ fn outputs_html(outputs: &[CandidateOutput]) -> String {
 
 // ---------------------------------------------------------------- which push counts; extensions
 
-/// The push that counts for an assignment.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Counting {
-    pub submission: i64,
-    pub number: i64,
-    /// When the candidate chose it; `None` when it counts as the last push.
-    pub chosen_at: Option<i64>,
-}
-
-/// Which push counts: the candidate's choice where the task lets them choose, else the last push
-/// (pushes after the deadline are refused at the door, so the last is the last before it).
-pub async fn counting(app: &Arc<App>, a: &Assignment, submissions: &[Submission]) -> Result<Option<Counting>, Failure> {
-    let chooses = crate::task::load(&app.config.tasks_root.join("tasks").join(&a.task)).map(|t| t.candidate_chooses_final).unwrap_or(false);
-    if chooses {
-        if let Some((submission, at)) = stored(app.store.final_choice(&a.id)).await? {
-            if let Some(s) = submissions.iter().find(|s| s.id == submission) {
-                return Ok(Some(Counting { submission, number: s.number, chosen_at: Some(at) }));
-            }
-        }
-    }
-    let deadline = a.deadline();
-    Ok(submissions.iter().filter(|s| deadline.is_none_or(|d| s.pushed_at <= d)).max_by_key(|s| s.number).map(|s| Counting {
-        submission: s.id,
-        number: s.number,
-        chosen_at: None,
-    }))
-}
-
 /// The candidate's form token: their token's digest under a key of its own (a form posted from
 /// another site carries the browser's credentials, never this).
 pub fn candidate_csrf(a: &Assignment) -> String {
@@ -552,7 +526,7 @@ pub async fn extensions_api(State(app): State<Arc<App>>, Path(id): Path<String>,
 }
 
 /// `POST /assignments/<id>/extend` from the submission page's timeline.
-pub async fn extend_form(State(app): State<Arc<App>>, Path(id): Path<String>, form: SessionForm<super::review::FieldsForm>) -> Response {
+pub async fn extend_form(State(app): State<Arc<App>>, Path(id): Path<String>, form: SessionForm<super::forms::FieldsForm>) -> Response {
     let fields = form.form.fields();
     let minutes = fields.get("minutes").and_then(|m| m.trim().parse::<i64>().ok()).unwrap_or(0);
     let reason = fields.get("reason").cloned().unwrap_or_default();
@@ -583,4 +557,183 @@ mod tests {
         assert_eq!(band(5.0, 0.0).as_str(), "over 90 %");
         assert_eq!([count_band(1), count_band(7), count_band(42), count_band(4000)].map(|b| b.as_str()), ["1", "2–9", "10–99", "100 or more"]);
     }
+}
+
+// ---------------------------------------------------------------- the candidate's view
+
+/// One submission as its candidate sees it.
+#[derive(Debug, Serialize)]
+pub struct CandidateSubmission {
+    pub number: i64,
+    pub commit: String,
+    pub pushed_at: String,
+    #[serde(skip)]
+    pub pushed_at_seconds: i64,
+    pub status: String,
+    pub grade_status: Option<String>,
+    /// When a queued push is graded at the earliest (a push beyond the graded pushes per hour
+    /// waits its turn); `None` once it may run.
+    pub graded_from: Option<String>,
+    /// Whether this answer carries the push's runs (`report`, `public_run`): only for the newest
+    /// [`RUNS_SHOWN`] pushes and the push that counts.
+    pub runs_shown: bool,
+    /// The graded run on hidden data, as far as the candidate may see it.
+    pub report: Option<CandidateReport>,
+    /// The dry run on public data: every step's logs, exit code, time and memory, the outputs'
+    /// format check, and a public score where the task allows it. `None` until it has run.
+    pub public_run: Option<PublicRunView>,
+}
+
+/// A submission's public dry run as its candidate sees it.
+#[derive(Debug, Serialize)]
+pub struct PublicRunView {
+    /// Built from a report of steps that read public data only: every detail is the candidate's.
+    pub report: Option<CandidateReport>,
+    /// Set when the dry run could not be done on our side (never counted against the candidate).
+    pub not_run: Option<String>,
+    /// The dry run's accuracy per output, where the task shows it (`public_run.show_score`).
+    pub public_score: Option<Vec<PublicScore>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PublicScore {
+    pub file: String,
+    pub metric: String,
+    pub value: Option<f64>,
+}
+
+impl PublicRunView {
+    /// See [`CandidateReport::trimmed`].
+    pub fn trimmed(mut self, log_bytes: usize, findings: usize) -> PublicRunView {
+        self.report = self.report.map(|r| r.trimmed(log_bytes, findings));
+        self
+    }
+
+    pub fn of(run: crate::job::PublicRun) -> PublicRunView {
+        let not_run = run.error.as_ref().map(|_| "the public run could not be done on our side; it is not counted against you".to_string());
+        let public_score = run.report.as_ref().filter(|_| run.show_score).map(|r| {
+            r.components
+                .accuracy
+                .each(&r.output.file)
+                .into_iter()
+                .map(|o| PublicScore { file: o.file.to_string(), metric: o.accuracy.metric.clone(), value: o.accuracy.value })
+                .collect()
+        });
+        // Only a report whose every step read public data is shown whole.
+        let report = run.report.filter(|r| r.steps.iter().all(|s| s.candidate_logs)).map(|r| CandidateReport::from_report(&r));
+        PublicRunView { report, not_run, public_score }
+    }
+}
+
+/// Pushes whose runs (reports and logs) the status page and its API carry: the newest ones, and
+/// the push that counts. However many pushes an assignment has, an answer stays this size.
+pub const RUNS_SHOWN: usize = 10;
+/// Pushes listed (number, commit, time, status) in the status page and its API, newest first.
+pub const PUSHES_LISTED: usize = 200;
+/// Per shown run, the bytes of each log's tail and the lint findings an answer carries: more for
+/// the newest push (the one being fixed), less for the others, so that a status answer stays near
+/// 2 MB at most whatever was pushed (each stream's tail is kept up to 1 MiB in the report).
+const NEWEST_LOG_BYTES: usize = 64 << 10;
+const OLDER_LOG_BYTES: usize = 8 << 10;
+const NEWEST_FINDINGS: usize = 200;
+const OLDER_FINDINGS: usize = 20;
+
+/// The candidate's pushes, as far as a status answer carries them.
+#[derive(Debug, Serialize)]
+pub struct CandidatePushes {
+    /// Every push of the assignment.
+    pub total: usize,
+    /// The newest [`PUSHES_LISTED`], newest first; the runs of [`RUNS_SHOWN`] of them (and of the
+    /// push that counts) are filled in.
+    pub listed: Vec<CandidateSubmission>,
+}
+
+/// The candidate's view of an assignment's pushes, newest first, bounded whatever their number:
+/// reports are read for the newest [`RUNS_SHOWN`] pushes and for `final_push`.
+pub async fn candidate_view(app: &Arc<App>, assignment: &str, final_push: Option<i64>) -> Result<CandidatePushes, Failure> {
+    let mut submissions = stored(app.store.submissions(Some(assignment), None)).await?;
+    submissions.sort_by_key(|s| std::cmp::Reverse(s.number));
+    let total = submissions.len();
+    let now = super::now();
+    let mut listed = Vec::with_capacity(total.min(PUSHES_LISTED));
+    for (index, s) in submissions.into_iter().enumerate() {
+        let final_one = final_push == Some(s.number);
+        if index >= PUSHES_LISTED && !final_one {
+            continue;
+        }
+        let runs_shown = index < RUNS_SHOWN || final_one;
+        let (log_bytes, findings) = if index == 0 { (NEWEST_LOG_BYTES, NEWEST_FINDINGS) } else { (OLDER_LOG_BYTES, OLDER_FINDINGS) };
+        let (report, public) = if runs_shown {
+            let report = stored(app.store.submission(s.id)).await?.and_then(|(_, r)| r);
+            let public = stored(app.store.public_run(s.id)).await?.and_then(|body| serde_json::from_str::<crate::job::PublicRun>(&body).ok());
+            (report, public)
+        } else {
+            (None, None)
+        };
+        listed.push(CandidateSubmission {
+            public_run: public.map(|run| PublicRunView::of(run).trimmed(log_bytes, findings)),
+            number: s.number,
+            graded_from: (s.status == JobStatus::Queued && s.run_after > now).then(|| crate::report::rfc3339(s.run_after)),
+            commit: s.commit,
+            pushed_at: crate::report::rfc3339(s.pushed_at),
+            pushed_at_seconds: s.pushed_at,
+            status: s.status.as_str().to_string(),
+            grade_status: s.grade_status.map(|g| g.as_str().to_string()),
+            runs_shown,
+            report: report.and_then(|r| serde_json::from_str::<Report>(&r).ok()).map(|r| CandidateReport::from_report(&r).trimmed(log_bytes, findings)),
+        });
+    }
+    Ok(CandidatePushes { total, listed })
+}
+
+/// Feedback the assessors released to the candidate (the latest release), if any.
+pub async fn released_feedback(app: &Arc<App>, assignment: &str) -> Result<Option<crate::review::ReleaseBody>, Failure> {
+    let items = stored(app.store.reviews(Some(assignment))).await?;
+    Ok(items.iter().rev().find(|i| i.kind == crate::store::ReviewKind::Release).and_then(|i| serde_json::from_str(&i.body).ok()))
+}
+
+/// What the status page shows beside the pushes: deadline, extensions, the push that counts.
+#[derive(Debug, Serialize)]
+pub struct CandidateTime {
+    pub deadline: Option<String>,
+    pub time_box_seconds: i64,
+    /// Extra time given, with the assessors' reasons (their names stay with them).
+    pub extensions: Vec<CandidateExtension>,
+    /// The push that counts (its number), and when it was chosen if the candidate chose it.
+    pub final_push: Option<i64>,
+    pub final_chosen_at: Option<String>,
+    /// Whether the task lets the candidate choose the final push.
+    pub can_choose_final: bool,
+    /// The brief (Markdown) and where to push.
+    pub brief: Option<String>,
+    pub clone_url: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CandidateExtension {
+    pub minutes: i64,
+    pub reason: String,
+    pub at: String,
+}
+
+pub async fn candidate_time(app: &Arc<App>, a: &crate::store::Assignment) -> Result<CandidateTime, Failure> {
+    let extensions = stored(app.store.extensions(&a.id)).await?;
+    let submissions = stored(app.store.submissions(Some(&a.id), None)).await?;
+    let counting = counting(app, a, &submissions).await?;
+    let task = crate::task::load(&app.config.tasks_root.join("tasks").join(&a.task)).ok();
+    let can_choose_final = task.as_ref().is_some_and(|t| t.candidate_chooses_final);
+    let brief = task.as_ref().and_then(|t| std::fs::read_to_string(t.dir.join(&t.brief)).ok());
+    Ok(CandidateTime {
+        deadline: a.deadline().map(crate::report::rfc3339),
+        time_box_seconds: a.total_seconds(),
+        extensions: extensions
+            .into_iter()
+            .map(|e| CandidateExtension { minutes: e.seconds / 60, reason: e.reason, at: crate::report::rfc3339(e.created_at) })
+            .collect(),
+        final_push: counting.as_ref().map(|c| c.number),
+        final_chosen_at: counting.and_then(|c| c.chosen_at).map(crate::report::rfc3339),
+        can_choose_final,
+        brief,
+        clone_url: format!("{}/git/{}.git", app.config.public_url.trim_end_matches('/'), a.id),
+    })
 }

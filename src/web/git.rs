@@ -257,7 +257,9 @@ pub async fn requirement_warnings(app: &Arc<App>, assignment: &str, task: &str, 
         (app.repos.clone(), app.config.tasks_root.clone(), assignment.to_string(), task.to_string(), commit.to_string());
     let said = tokio::task::spawn_blocking(move || {
         let spec = crate::task::load(&root.join("tasks").join(&task)).ok()?;
-        let installed = crate::environment::Installed::of_recipe(&spec.root, &spec.image).ok()?;
+        // An extended image holds all of the task's and more: a package only it has is no miss.
+        let image = spec.extended_images.last().unwrap_or(&spec.image);
+        let installed = crate::environment::Installed::of_recipe(&spec.root, image).ok()?;
         let r = spec.r_image().and_then(|image| crate::environment::Installed::of_recipe(&spec.root, image).ok());
         Some(crate::web::bounded::requirement_warnings(&repos, &assignment, &commit, &installed, r.as_ref()))
     })

@@ -22,8 +22,10 @@ pub mod api;
 pub mod auth;
 pub mod bounded;
 pub mod candidate;
+pub mod forms;
 pub mod git;
 pub mod pages;
+pub mod queries;
 pub mod review;
 pub mod signals;
 
@@ -252,9 +254,7 @@ pub async fn worker_serve(listener: tokio::net::TcpListener, status: Arc<WorkerS
     }
 }
 
-pub fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-}
+pub use crate::units::now;
 
 /// A store call's error as an answer (logged; the client sees "internal error").
 pub(crate) async fn stored<T>(call: impl std::future::Future<Output = crate::store::Result<T>>) -> Result<T, Failure> {
@@ -277,6 +277,10 @@ impl Failure {
         Failure { status: StatusCode::NOT_FOUND, message: format!("no {what}") }
     }
 }
+
+/// What a handler answers: its value, or a [`Failure`] (JSON `{"error": ...}` with its status),
+/// so that a handler's body is its happy path with `?`.
+pub type AppResult<T> = Result<T, Failure>;
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {

@@ -11,7 +11,8 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::auth::{AssessorPage, Candidate, CsrfForm, PasswordCheck, SessionForm};
-use super::{api, clock, now, page, stored, App, ClientAddr, Failure};
+use super::forms::PlainForm;
+use super::{clock, now, page, stored, App, AppResult, ClientAddr, Failure};
 use crate::report::html::esc;
 use crate::report::{Report, View};
 use crate::store::ClockState;
@@ -20,18 +21,6 @@ use crate::store::ClockState;
 pub struct LoginForm {
     user: String,
     password: String,
-}
-
-/// A form with nothing but its CSRF token (logout, regrade).
-#[derive(Deserialize)]
-pub struct PlainForm {
-    pub(crate) csrf: String,
-}
-
-impl CsrfForm for PlainForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
 }
 
 #[derive(Deserialize)]
@@ -84,32 +73,22 @@ pub async fn login(State(app): State<Arc<App>>, axum::Extension(client): axum::E
     }
 }
 
-pub async fn logout(State(app): State<Arc<App>>, form: SessionForm<PlainForm>) -> Response {
+pub async fn logout(State(app): State<Arc<App>>, form: SessionForm<PlainForm>) -> AppResult<Response> {
     let hash = crate::secret::token_hash(&form.session);
-    if let Err(failure) = stored(app.store.delete_session(&hash)).await {
-        return failure.into_response();
-    }
-    ([(header::SET_COOKIE, super::auth::end_session_cookie(&app))], Redirect::to("/login")).into_response()
+    stored(app.store.delete_session(&hash)).await?;
+    Ok(([(header::SET_COOKIE, super::auth::end_session_cookie(&app))], Redirect::to("/login")).into_response())
 }
 
 /// Ends every session of the assessor, on every browser.
-pub async fn logout_everywhere(State(app): State<Arc<App>>, form: SessionForm<PlainForm>) -> Response {
+pub async fn logout_everywhere(State(app): State<Arc<App>>, form: SessionForm<PlainForm>) -> AppResult<Response> {
     let user = form.user.clone();
-    if let Err(failure) = stored(app.store.delete_sessions_of(&user)).await {
-        return failure.into_response();
-    }
-    ([(header::SET_COOKIE, super::auth::end_session_cookie(&app))], Redirect::to("/login")).into_response()
+    stored(app.store.delete_sessions_of(&user)).await?;
+    Ok(([(header::SET_COOKIE, super::auth::end_session_cookie(&app))], Redirect::to("/login")).into_response())
 }
 
-pub async fn dashboard(State(app): State<Arc<App>>, assessor: AssessorPage) -> Response {
-    let (mut assignments, mut submissions) = match stored(async { Ok((app.store.assignments().await?, app.store.submissions(None, None).await?)) }).await {
-        Ok(both) => both,
-        Err(failure) => return failure.into_response(),
-    };
-    let blinds = match super::review::Blinds::load(&app).await {
-        Ok(blinds) => blinds,
-        Err(failure) => return failure.into_response(),
-    };
+pub async fn dashboard(State(app): State<Arc<App>>, assessor: AssessorPage) -> AppResult<Response> {
+    let (mut assignments, mut submissions) = stored(async { Ok((app.store.assignments().await?, app.store.submissions(None, None).await?)) }).await?;
+    let blinds = super::queries::Blinds::load(&app).await?;
     assignments.iter_mut().for_each(|a| blinds.assignment(a));
     submissions.iter_mut().for_each(|s| blinds.submission(s));
     let tasks = crate::check::discover_tasks(&app.config.tasks_root).unwrap_or_default();
@@ -161,22 +140,16 @@ pub async fn dashboard(State(app): State<Arc<App>>, assessor: AssessorPage) -> R
         );
     }
     body.push_str("</table></section>");
-    page("Dashboard", &body).into_response()
+    Ok(page("Dashboard", &body).into_response())
 }
 
-pub async fn submission_page(State(app): State<Arc<App>>, Path(id): Path<i64>, assessor: AssessorPage) -> Response {
-    let found = match stored(async { Ok((app.store.submission(id).await?, app.store.notes(id).await?)) }).await {
-        Ok(found) => found,
-        Err(failure) => return failure.into_response(),
-    };
-    let (Some((submission, report)), notes) = found else { return Failure::not_found("such submission").into_response() };
-    let (review, blinds, name) = match super::review::review_section(&app, id, &assessor.user, &assessor.csrf).await {
-        Ok(found) => found,
-        Err(failure) => return failure.into_response(),
-    };
+pub async fn submission_page(State(app): State<Arc<App>>, Path(id): Path<i64>, assessor: AssessorPage) -> AppResult<Response> {
+    let found = stored(async { Ok((app.store.submission(id).await?, app.store.notes(id).await?)) }).await?;
+    let (Some((submission, report)), notes) = found else { return Err(Failure::not_found("such submission")) };
+    let (review, blinds, name) = super::review::review_section(&app, id, &assessor.user, &assessor.csrf).await?;
     let history = match super::signals::grades(&app, id).await {
         Ok(grades) => super::signals::grades_html(&grades),
-        Err(failure) => return failure.into_response(),
+        Err(failure) => return Err(failure),
     };
     let csrf = csrf_field(&assessor.csrf);
     let mut extra = format!("<section><h2>Grading</h2><p>Submission #{} of {} · status {}", submission.number, esc(&name), esc(submission.status.as_str()));
@@ -197,43 +170,38 @@ pub async fn submission_page(State(app): State<Arc<App>>, Path(id): Path<i64>, a
     match report.map(|r| serde_json::from_str::<Report>(&r)) {
         Some(Ok(mut report)) => {
             blinds.report(&submission.assignment, &submission.task, &mut report);
-            Html(report.to_html(View::Assessor).replacen("</main>", &format!("{extra}</main>"), 1)).into_response()
+            Ok(Html(report.to_html(View::Assessor).replacen("</main>", &format!("{extra}</main>"), 1)).into_response())
         }
-        Some(Err(e)) => page("Submission", &format!("<p>The stored report cannot be read ({}).</p>{extra}", esc(&e.to_string()))).into_response(),
-        None => page("Submission", &format!("<p>Not graded yet ({}).</p>{extra}", esc(submission.status.as_str()))).into_response(),
+        Some(Err(e)) => Ok(page("Submission", &format!("<p>The stored report cannot be read ({}).</p>{extra}", esc(&e.to_string()))).into_response()),
+        None => Ok(page("Submission", &format!("<p>Not graded yet ({}).</p>{extra}", esc(submission.status.as_str()))).into_response()),
     }
 }
 
-pub async fn add_note(State(app): State<Arc<App>>, Path(id): Path<i64>, form: SessionForm<NoteForm>) -> Response {
+pub async fn add_note(State(app): State<Arc<App>>, Path(id): Path<i64>, form: SessionForm<NoteForm>) -> AppResult<Response> {
     let text: String = form.form.text.chars().take(10_000).collect();
     let user = form.user;
-    match stored(app.store.add_note(id, &user, &text, now())).await {
-        Ok(()) => Redirect::to(&format!("/submissions/{id}")).into_response(),
-        Err(failure) => failure.into_response(),
-    }
+    stored(app.store.add_note(id, &user, &text, now())).await?;
+    Ok(Redirect::to(&format!("/submissions/{id}")).into_response())
 }
 
-pub async fn regrade_one(State(app): State<Arc<App>>, Path(id): Path<i64>, _form: SessionForm<PlainForm>) -> Response {
-    let _ = api::queue_regrade(&app, Some(id), None).await;
-    Redirect::to(&format!("/submissions/{id}")).into_response()
+pub async fn regrade_one(State(app): State<Arc<App>>, Path(id): Path<i64>, _form: SessionForm<PlainForm>) -> AppResult<Response> {
+    let _ = super::queries::queue_regrade(&app, Some(id), None).await;
+    Ok(Redirect::to(&format!("/submissions/{id}")).into_response())
 }
 
-pub async fn regrade_task(State(app): State<Arc<App>>, Path(task): Path<String>, _form: SessionForm<PlainForm>) -> Response {
+pub async fn regrade_task(State(app): State<Arc<App>>, Path(task): Path<String>, _form: SessionForm<PlainForm>) -> AppResult<Response> {
     if !crate::task::is_name(&task) {
-        return Failure::not_found("such task").into_response();
+        return Err(Failure::not_found("such task"));
     }
-    let _ = api::queue_regrade(&app, None, Some(task.clone())).await;
-    Redirect::to(&format!("/tasks/{task}/compare")).into_response()
+    let _ = super::queries::queue_regrade(&app, None, Some(task.clone())).await;
+    Ok(Redirect::to(&format!("/tasks/{task}/compare")).into_response())
 }
 
-pub async fn compare_page(State(app): State<Arc<App>>, Path(task): Path<String>, assessor: AssessorPage) -> Response {
+pub async fn compare_page(State(app): State<Arc<App>>, Path(task): Path<String>, assessor: AssessorPage) -> AppResult<Response> {
     if !crate::task::is_name(&task) {
-        return Failure::not_found("such task").into_response();
+        return Err(Failure::not_found("such task"));
     }
-    let rows = match api::comparison(&app, &task).await {
-        Ok(rows) => rows,
-        Err(failure) => return failure.into_response(),
-    };
+    let rows = super::queries::comparison(&app, &task).await?;
     let mut body =
         format!("<p><a href=\"/api/tasks/{0}/export?format=csv\">Export the cohort (CSV)</a> · <a href=\"/api/tasks/{0}/export\">JSON</a> · <a href=\"/tasks/{0}/similarity\">Similar submissions</a></p>", esc(&task));
     let _ = write!(
@@ -268,7 +236,7 @@ pub async fn compare_page(State(app): State<Arc<App>>, Path(task): Path<String>,
             body.push_str("</ul></section>");
         }
         Ok(_) => {}
-        Err(failure) => return failure.into_response(),
+        Err(failure) => return Err(failure),
     }
     let scores: Vec<f64> = rows.iter().filter_map(|s| s.score).collect();
     let baselines: Vec<(String, f64)> = crate::check::graded_baselines(&app.config.tasks_root, &task).into_iter().map(|b| (b.fixture, b.score)).collect();
@@ -295,22 +263,13 @@ pub async fn compare_page(State(app): State<Arc<App>>, Path(task): Path<String>,
         );
     }
     body.push_str("</table>");
-    page("Compare", &body).into_response()
+    Ok(page("Compare", &body).into_response())
 }
 
-pub async fn status_page(State(app): State<Arc<App>>, Candidate(a): Candidate) -> Response {
-    let time = match api::candidate_time(&app, &a).await {
-        Ok(time) => time,
-        Err(failure) => return failure.into_response(),
-    };
-    let pushes = match api::candidate_view(&app, &a.id, time.final_push).await {
-        Ok(pushes) => pushes,
-        Err(failure) => return failure.into_response(),
-    };
-    let feedback = match api::released_feedback(&app, &a.id).await {
-        Ok(feedback) => feedback,
-        Err(failure) => return failure.into_response(),
-    };
+pub async fn status_page(State(app): State<Arc<App>>, Candidate(a): Candidate) -> AppResult<Response> {
+    let time = super::candidate::candidate_time(&app, &a).await?;
+    let pushes = super::candidate::candidate_view(&app, &a.id, time.final_push).await?;
+    let feedback = super::candidate::released_feedback(&app, &a.id).await?;
     // The task's title and brief, from the task folder (the brief is the candidate's own).
     let task = crate::task::load(&app.config.tasks_root.join("tasks").join(&a.task)).ok();
     let brief_html = task
@@ -339,7 +298,7 @@ pub async fn status_page(State(app): State<Arc<App>>, Candidate(a): Candidate) -
         image: installed.as_ref().map(|i| (i.image.clone(), i.packages.len())),
         requirement_warnings,
     });
-    Html(html).into_response()
+    Ok(Html(html).into_response())
 }
 
 /// The worker instances the store knows: who grades, with what, when last heard from.

@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::{Assessor, AssessorPage, CsrfForm, SessionForm};
 use super::bounded::{self, CancelOnDrop};
-use super::{now, page, stored, App, Failure};
+use super::forms::{ApiJson, FieldsForm};
+use super::queries::Blinds;
+use super::{now, page, stored, App, AppResult, Failure};
 use crate::grading::lint::Finding;
 use crate::report::html::esc;
 use crate::report::{rfc3339, Report};
@@ -25,74 +27,6 @@ use crate::review::code::{self, Change, CodeView, DiffStatus, FileKind};
 use crate::review::{self, CommentBody, CriterionScore, Decision, DecisionBody, Desk, ScoresBody};
 use crate::store::{Assignment, ReviewKind, Submission};
 use crate::task::ReviewSpec;
-
-// ---------------------------------------------------------------- blind review
-
-/// Who may be named: the review settings of every task and the assignments that have a decision.
-pub struct Blinds {
-    blind_tasks: HashSet<String>,
-    decided: HashSet<String>,
-}
-
-impl Blinds {
-    pub async fn load(app: &Arc<App>) -> Result<Blinds, Failure> {
-        let root = app.config.tasks_root.clone();
-        let blind_tasks = tokio::task::spawn_blocking(move || {
-            crate::check::discover_tasks(&root)
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|dir| crate::task::load(dir).ok())
-                .filter(|spec| spec.review.blind)
-                .map(|spec| spec.id)
-                .collect::<HashSet<_>>()
-        })
-        .await
-        .map_err(|e| Failure::internal(e.to_string()))?;
-        let decided = if blind_tasks.is_empty() {
-            HashSet::new()
-        } else {
-            stored(app.store.reviews(None)).await?.into_iter().filter(|i| i.kind == ReviewKind::Decision).map(|i| i.assignment).collect()
-        };
-        Ok(Blinds { blind_tasks, decided })
-    }
-
-    /// Whether this assignment's candidate is hidden from reviewers now.
-    pub fn hidden(&self, assignment: &str, task: &str) -> bool {
-        self.blind_tasks.contains(task) && !self.decided.contains(assignment)
-    }
-
-    /// The name to show for a candidate.
-    pub fn name(&self, assignment: &str, task: &str, candidate: &str) -> String {
-        if self.hidden(assignment, task) {
-            review::alias(assignment)
-        } else {
-            candidate.to_string()
-        }
-    }
-
-    pub fn assignment(&self, a: &mut Assignment) {
-        a.candidate = self.name(&a.id, &a.task, &a.candidate);
-    }
-
-    pub fn submission(&self, s: &mut Submission) {
-        s.candidate = self.name(&s.assignment, &s.task, &s.candidate);
-    }
-
-    /// A stored report's candidate field.
-    pub fn report(&self, assignment: &str, task: &str, report: &mut Report) {
-        if self.hidden(assignment, task) {
-            report.candidate = Some(review::alias(assignment));
-        }
-    }
-
-    pub fn report_json(&self, assignment: &str, task: &str, report: &mut serde_json::Value) {
-        if self.hidden(assignment, task) {
-            if let Some(object) = report.as_object_mut() {
-                object.insert("candidate".into(), serde_json::Value::String(review::alias(assignment)));
-            }
-        }
-    }
-}
 
 // ---------------------------------------------------------------- loading
 
@@ -216,7 +150,7 @@ async fn notes_of(app: &Arc<App>, loaded: &Loaded) -> Result<Option<Notes>, Fail
 
 /// The cohort's scores: each candidate's latest graded submission, as the comparison ranks them.
 async fn cohort_scores(app: &Arc<App>, task: &str) -> Result<Vec<f64>, Failure> {
-    Ok(super::api::comparison(app, task).await?.iter().filter_map(|s| s.score).collect())
+    Ok(super::queries::comparison(app, task).await?.iter().filter_map(|s| s.score).collect())
 }
 
 // ---------------------------------------------------------------- timeline
@@ -264,7 +198,7 @@ const MESSAGES_TIME: Duration = Duration::from_secs(1);
 async fn timeline(app: &Arc<App>, assignment: &Assignment) -> Result<Timeline, Failure> {
     let mut submissions = stored(app.store.submissions(Some(&assignment.id), None)).await?;
     submissions.sort_by_key(|s| s.number);
-    let counting = super::candidate::counting(app, assignment, &submissions).await?;
+    let counting = super::queries::counting(app, assignment, &submissions).await?;
     // The first pushes (how they began), the newest ones and the one that counts; the rest are
     // counted, not listed, so that the page stays its size however often they pushed.
     let total = submissions.len();
@@ -1036,23 +970,6 @@ impl CsrfForm for EditForm {
     }
 }
 
-/// A form whose fields depend on the task (`level.<criterion>`, `note.<criterion>`).
-#[derive(Deserialize)]
-#[serde(transparent)]
-pub struct FieldsForm(HashMap<String, String>);
-
-impl FieldsForm {
-    pub fn fields(&self) -> &HashMap<String, String> {
-        &self.0
-    }
-}
-
-impl CsrfForm for FieldsForm {
-    fn csrf(&self) -> &str {
-        self.0.get("csrf").map(String::as_str).unwrap_or("")
-    }
-}
-
 fn answer(result: Result<(), Failure>, back: String) -> Response {
     match result {
         Ok(()) => Redirect::to(&back).into_response(),
@@ -1183,46 +1100,54 @@ pub struct ReleaseInput {
     message: String,
 }
 
-fn json_or(result: Result<serde_json::Value, Failure>) -> Response {
-    match result {
-        Ok(json) => Json(json).into_response(),
-        Err(failure) => failure.into_response(),
-    }
+pub async fn comment_api(
+    State(app): State<Arc<App>>,
+    Path(id): Path<i64>,
+    assessor: Assessor,
+    ApiJson(body): ApiJson<CommentBody>,
+) -> AppResult<Json<serde_json::Value>> {
+    let comment = add_comment(&app, &assessor.0, id, body).await?;
+    Ok(Json(serde_json::json!({ "id": comment })))
 }
 
-/// A JSON body whose rejection is our error shape (`{"error": ...}`, 422). Used after an
-/// extractor that authenticates from the head, so no body is read before its sender is known.
-pub struct ApiJson<T>(pub T);
-
-impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for ApiJson<T> {
-    type Rejection = Response;
-
-    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(request, state).await {
-            Ok(Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(Failure { status: StatusCode::UNPROCESSABLE_ENTITY, message: rejection.body_text() }.into_response()),
-        }
-    }
+pub async fn edit_comment_api(
+    State(app): State<Arc<App>>,
+    Path(comment): Path<i64>,
+    assessor: Assessor,
+    ApiJson(body): ApiJson<TextBody>,
+) -> AppResult<Json<serde_json::Value>> {
+    edit_comment(&app, &assessor.0, comment, &body.text).await?;
+    Ok(Json(serde_json::json!({ "id": comment })))
 }
 
-pub async fn comment_api(State(app): State<Arc<App>>, Path(id): Path<i64>, assessor: Assessor, ApiJson(body): ApiJson<CommentBody>) -> Response {
-    json_or(add_comment(&app, &assessor.0, id, body).await.map(|comment| serde_json::json!({ "id": comment })))
+pub async fn scores_api(
+    State(app): State<Arc<App>>,
+    Path(id): Path<i64>,
+    assessor: Assessor,
+    ApiJson(body): ApiJson<ScoresBody>,
+) -> AppResult<Json<serde_json::Value>> {
+    put_scores(&app, &assessor.0, id, body.scores).await?;
+    Ok(Json(serde_json::json!({ "saved": true })))
 }
 
-pub async fn edit_comment_api(State(app): State<Arc<App>>, Path(comment): Path<i64>, assessor: Assessor, ApiJson(body): ApiJson<TextBody>) -> Response {
-    json_or(edit_comment(&app, &assessor.0, comment, &body.text).await.map(|_| serde_json::json!({ "id": comment })))
+pub async fn decision_api(
+    State(app): State<Arc<App>>,
+    Path(id): Path<i64>,
+    assessor: Assessor,
+    ApiJson(body): ApiJson<DecisionInput>,
+) -> AppResult<Json<serde_json::Value>> {
+    decide(&app, &assessor.0, id, &body.decision, &body.reason).await?;
+    Ok(Json(serde_json::json!({ "recorded": true })))
 }
 
-pub async fn scores_api(State(app): State<Arc<App>>, Path(id): Path<i64>, assessor: Assessor, ApiJson(body): ApiJson<ScoresBody>) -> Response {
-    json_or(put_scores(&app, &assessor.0, id, body.scores).await.map(|()| serde_json::json!({ "saved": true })))
-}
-
-pub async fn decision_api(State(app): State<Arc<App>>, Path(id): Path<i64>, assessor: Assessor, ApiJson(body): ApiJson<DecisionInput>) -> Response {
-    json_or(decide(&app, &assessor.0, id, &body.decision, &body.reason).await.map(|()| serde_json::json!({ "recorded": true })))
-}
-
-pub async fn release_api(State(app): State<Arc<App>>, Path(id): Path<i64>, assessor: Assessor, ApiJson(body): ApiJson<ReleaseInput>) -> Response {
-    json_or(release(&app, &assessor.0, id, &body.message).await.map(|released| serde_json::json!({ "released": released })))
+pub async fn release_api(
+    State(app): State<Arc<App>>,
+    Path(id): Path<i64>,
+    assessor: Assessor,
+    ApiJson(body): ApiJson<ReleaseInput>,
+) -> AppResult<Json<serde_json::Value>> {
+    let released = release(&app, &assessor.0, id, &body.message).await?;
+    Ok(Json(serde_json::json!({ "released": released })))
 }
 
 // ---------------------------------------------------------------- export
@@ -1308,15 +1233,12 @@ fn number(value: Option<f64>) -> String {
     value.map(|v| format!("{v:.2}")).unwrap_or_default()
 }
 
-pub async fn export_api(State(app): State<Arc<App>>, Path(task): Path<String>, _assessor: Assessor, Query(query): Query<ExportQuery>) -> Response {
+pub async fn export_api(State(app): State<Arc<App>>, Path(task): Path<String>, _assessor: Assessor, Query(query): Query<ExportQuery>) -> AppResult<Response> {
     if !crate::task::is_name(&task) {
-        return Failure::not_found("such task").into_response();
+        return Err(Failure::not_found("such task"));
     }
-    let (rows, spec) = match export_rows(&app, &task).await {
-        Ok(found) => found,
-        Err(failure) => return failure.into_response(),
-    };
-    match query.format.as_deref().unwrap_or("json") {
+    let (rows, spec) = export_rows(&app, &task).await?;
+    Ok(match query.format.as_deref().unwrap_or("json") {
         "json" => Json(serde_json::json!({ "task": task, "formula": spec.formula(), "candidates": rows })).into_response(),
         "csv" => {
             let mut out = String::from("candidate,assignment,submission,status,accuracy,code_quality,runtime,automatic");
@@ -1359,7 +1281,7 @@ pub async fn export_api(State(app): State<Arc<App>>, Path(task): Path<String>, _
                 .into_response()
         }
         other => Failure { status: StatusCode::BAD_REQUEST, message: format!("format: {other:?} is not csv or json") }.into_response(),
-    }
+    })
 }
 
 pub async fn webhooks_api(State(app): State<Arc<App>>, _assessor: Assessor) -> Response {

@@ -25,8 +25,8 @@ use serde::Deserialize;
 
 use super::auth::{Assessor, AssessorPage};
 use super::bounded::{self, CancelOnDrop};
-use super::review::Blinds;
-use super::{page, stored, App, Failure};
+use super::queries::Blinds;
+use super::{page, stored, App, AppResult, Failure};
 use crate::report::html::esc;
 use crate::similarity::{self, Cohort, Cuts, Fingerprints, Pair, Span};
 
@@ -346,12 +346,9 @@ pub async fn similarity_page(
     UrlPath(task): UrlPath<String>,
     _assessor: AssessorPage,
     Query(query): Query<SimilarityQuery>,
-) -> Response {
+) -> AppResult<Response> {
     let threshold = query.threshold.unwrap_or(DEFAULT_THRESHOLD).clamp(0.0, 1.0);
-    let compared = match cohort_pairs(&app, &task, threshold).await {
-        Ok(found) => found,
-        Err(failure) => return failure.into_response(),
-    };
+    let compared = cohort_pairs(&app, &task, threshold).await?;
     let candidates = compared.candidates;
     let mut body = format!(
         "<h1>{}: similar submissions</h1><p>{candidates} candidates' latest pushes and {} known solution(s), compared as MOSS and Dolos do: winnowed {}-grams of \
@@ -457,7 +454,7 @@ pub async fn similarity_page(
     drop(guard);
     body.push_str("<style>.fragment td{vertical-align:top;width:50%}.fragment pre{margin:0;font-size:12px;white-space:pre-wrap}</style>");
     body.push_str(&pairs_html);
-    page("Similarity", &body).into_response()
+    Ok(page("Similarity", &body).into_response())
 }
 
 // ---------------------------------------------------------------- regrades with a diff
@@ -531,7 +528,7 @@ pub async fn affected_api(State(app): State<Arc<App>>, UrlPath(task): UrlPath<St
 pub async fn regrade_affected(app: &Arc<App>, task: &str) -> Result<usize, Failure> {
     let mut n = 0;
     for a in affected(app, task).await? {
-        n += super::api::queue_regrade(app, Some(a.submission), None).await?;
+        n += super::queries::queue_regrade(app, Some(a.submission), None).await?;
     }
     Ok(n)
 }
@@ -546,7 +543,7 @@ pub async fn regrade_affected_api(State(app): State<Arc<App>>, UrlPath(task): Ur
 pub async fn regrade_affected_form(
     State(app): State<Arc<App>>,
     UrlPath(task): UrlPath<String>,
-    _form: super::auth::SessionForm<super::pages::PlainForm>,
+    _form: super::auth::SessionForm<super::forms::PlainForm>,
 ) -> Response {
     let _ = regrade_affected(&app, &task).await;
     axum::response::Redirect::to(&format!("/tasks/{task}/compare")).into_response()

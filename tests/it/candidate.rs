@@ -294,6 +294,33 @@ async fn a_public_dry_run_survives_a_killed_daemon() {
     .unwrap();
 }
 
+/// A task with an extended image (diamond-cut: python-torch) says so in ENVIRONMENT.md, with
+/// what that image adds, and reads a push's requirements.txt against it: torch is no miss there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_with_a_deep_learning_image_lists_it_and_reads_requirements_against_it() {
+    let Some((_sandbox, data, work)) = setup().await else { return };
+    let (data_path, work_path) = (data.path().to_path_buf(), work.path().to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let daemon = Daemon::start(&data_path, 1);
+        let cand = assign(&data_path, "diamond-cut", "kim@example.com", &[]);
+        let repo = clone(&daemon, &cand, &work_path);
+        let environment = std::fs::read_to_string(repo.join("ENVIRONMENT.md")).expect("the repository says what is installed");
+        assert!(environment.contains("the `python-torch` image") && environment.contains("`torch`"), "{environment}");
+        let extra = &environment[environment.find("the `python-torch` image").unwrap()..];
+        assert!(extra.contains("| torch | 2.15.0 |") && extra.contains("| tensorflow_cpu |") && !extra.contains("| pandas |"), "only what it adds: {extra}");
+
+        std::fs::write(repo.join("requirements.txt"), "torch==2.15.0\ntensorflow-cpu\ntorchvision==0.1\n").unwrap();
+        let (ok, out) = super::cluster_support::git(&repo, &["add", "requirements.txt"]);
+        assert!(ok, "{out}");
+        let (ok, out) = push_solution(&repo, None, "with torch");
+        assert!(ok, "{out}");
+        assert!(out.contains("warning: requirements.txt: line 3: torchvision==0.1: the python-torch image has torchvision 0.29.2"), "{out}");
+        assert!(!out.contains("line 1:") && !out.contains("line 2:"), "torch and tensorflow-cpu are in the task's images: {out}");
+    })
+    .await
+    .unwrap();
+}
+
 /// Real candidates' environments: the repository says what is installed (ENVIRONMENT.md, from
 /// the image's pins), and a push whose requirements.txt names a package the image lacks, or a
 /// version it does not hold, is warned in the push reply and on the status page, before grading.

@@ -31,7 +31,12 @@ struct FakeSandbox {
     closed: Arc<Mutex<usize>>,
     /// Each step's name with the GPUs it asked the engine for, and which devices.
     gpus: Arc<Mutex<Vec<GpuAsk>>>,
+    /// Each step's name with the image it asked for, where not the job's.
+    images: Arc<Mutex<Vec<ImageAsk>>>,
 }
+
+/// A step's name and the image it asked for (`None`: the job's).
+type ImageAsk = (String, Option<String>);
 
 /// A step's name, the GPUs it asked for and the devices it was given.
 type GpuAsk = (String, u32, Vec<u32>);
@@ -63,6 +68,7 @@ impl JobSandbox for FakeJob {
     async fn run_step(&self, request: &StepRequest, _cancel: &CancellationToken) -> Result<StepRun, RunError> {
         self.sandbox.ran.lock().unwrap().push(request.name.clone());
         self.sandbox.gpus.lock().unwrap().push((request.name.clone(), request.limits.gpus, request.limits.gpu_devices.clone()));
+        self.sandbox.images.lock().unwrap().push((request.name.clone(), request.image.clone()));
         let (outcome, wall, stdout) = if request.name == "lint" {
             (Outcome::Ok, 0.1, self.sandbox.script.lint_stdout.clone())
         } else {
@@ -110,7 +116,7 @@ async fn grade(script: Script) -> (takehome::report::Report, Vec<String>, usize)
 async fn grade_task(task: &str, script: Script) -> (takehome::report::Report, Vec<String>, usize) {
     let task = takehome::task::load(&repo_root().join("tasks").join(task)).unwrap();
     let submission = folder_with(&[("train.py", "import os\nx = 1\n"), ("predict.py", "print('p')\n")]);
-    let fake = FakeSandbox { script, ran: Arc::default(), closed: Arc::default(), gpus: Arc::default() };
+    let fake = FakeSandbox { script, ran: Arc::default(), closed: Arc::default(), gpus: Arc::default(), images: Arc::default() };
     let image = ImageRef { tag: "takehome/python:fake".into(), id: "sha256:fake".into() };
     let report = job::grade(&fake, &task, submission.path(), &image, "fakejob", &CancellationToken::new(), &|_| {}).await.unwrap();
     let ran = fake.ran.lock().unwrap().clone();
@@ -261,7 +267,7 @@ async fn a_step_asking_for_gpus_gets_them_and_its_job_needs_them() {
     task.gpu_devices = vec![1, 2];
     let submission = folder_with(&[("train.py", "x = 1\n"), ("predict.py", "x = 1\n")]);
     let script = Script { output: Some(perfect_predictions()), ..Default::default() };
-    let fake = FakeSandbox { script, ran: Arc::default(), closed: Arc::default(), gpus: Arc::default() };
+    let fake = FakeSandbox { script, ran: Arc::default(), closed: Arc::default(), gpus: Arc::default(), images: Arc::default() };
     let image = ImageRef { tag: "takehome/python:fake".into(), id: "sha256:fake".into() };
     job::grade(&fake, &task, submission.path(), &image, "gpujob", &CancellationToken::new(), &|_| {}).await.unwrap();
     let asked: Vec<GpuAsk> = fake.gpus.lock().unwrap().iter().filter(|(name, _, _)| name != "lint").cloned().collect();
@@ -275,4 +281,29 @@ async fn a_step_asking_for_gpus_gets_them_and_its_job_needs_them() {
     let bad = text.replacen("    timeout: 5m\n", "    timeout: 5m\n    gpus: -1\n", 1);
     let said: Vec<String> = takehome::task::parse(&bad, dir.path()).unwrap_err().iter().map(|p| p.to_string()).collect();
     assert!(said.iter().any(|p| p.contains("steps[0].gpus") && p.contains("whole number from 0 to 16")), "{said:?}");
+}
+
+#[tokio::test]
+async fn a_submission_that_imports_torch_runs_its_python_steps_in_the_extended_image() {
+    let task = takehome::task::load(&repo_root().join("tasks/diamond-cut")).unwrap();
+    assert_eq!(task.extended_images, ["python-torch"]);
+    assert_eq!(task.images(), ["python", "python-torch"]);
+    let torch_tag = takehome::sandbox::image::Recipe::load(&repo_root(), "python-torch").unwrap().tag();
+    let image = ImageRef { tag: "takehome/python:fake".into(), id: "sha256:fake".into() };
+    let notebook = r#"{"cells": [{"cell_type": "code", "source": ["%matplotlib inline\n", "import torch.nn as nn\n"]}], "nbformat": 4}"#;
+    for (files, wanted) in [
+        (vec![("train.py", "import pandas\n"), ("predict.py", "import sklearn\n")], None),
+        (vec![("train.ipynb", notebook), ("predict.py", "from model import Net\n"), ("model.py", "from torch import nn\n")], Some(torch_tag.clone())),
+        // The submission's own torch.py is not PyTorch.
+        (vec![("train.py", "import torch\n"), ("predict.py", "x = 1\n"), ("torch.py", "x = 1\n")], None),
+    ] {
+        let submission = folder_with(&files);
+        let script = Script { output: Some(perfect_predictions()), ..Default::default() };
+        let fake = FakeSandbox { script, ran: Arc::default(), closed: Arc::default(), gpus: Arc::default(), images: Arc::default() };
+        let report = job::grade(&fake, &task, submission.path(), &image, "dljob", &CancellationToken::new(), &|_| {}).await.unwrap();
+        let asked: Vec<ImageAsk> = fake.images.lock().unwrap().iter().filter(|(name, _)| name != "lint").cloned().collect();
+        assert_eq!(asked, [("train".to_string(), wanted.clone()), ("predict".to_string(), wanted.clone())], "{files:?}");
+        let ran_in = report.provenance.extended_image.as_ref().map(|e| (e.image.as_str(), e.modules.clone()));
+        assert_eq!(ran_in, wanted.as_ref().map(|_| ("python-torch", vec!["torch".to_string()])), "{files:?}");
+    }
 }

@@ -12,6 +12,7 @@ mod cluster_support;
 mod common;
 mod grade;
 mod job_logic;
+mod layers;
 mod metrics;
 mod noninterference;
 mod report;
