@@ -564,10 +564,23 @@ async fn grade(
     let sandbox = DockerSandbox::connect().await.map_err(ours)?.with_runtime(runtime);
     sandbox.check_runtime(runtime.max(task.min_runtime)).await.map_err(ours)?;
     sandbox.remove_leftovers(Leftovers::OfDeadProcesses).await.map_err(ours)?;
-    for other in task.images().iter().skip(1) {
-        let recipe = Recipe::load(&task.root, other).map_err(ours)?;
+    // An extended image (python-torch, 10 GB) is built only for a submission that imports what
+    // it adds; a run choice's image (r) always.
+    let extended = if task.extended_images.is_empty() {
+        None
+    } else {
+        let prepared = crate::submission::prepare(&submission).map_err(usage)?;
+        let imports = crate::environment::submission_imports(prepared.path(), &prepared.python_files);
+        crate::environment::extended_image(&task.root, &task.extended_images, &imports).map(|(image, _)| image)
+    };
+    let wanted = task.images().into_iter().skip(1).filter(|image| !task.extended_images.contains(image) || extended.as_ref() == Some(image));
+    for other in wanted {
+        let recipe = Recipe::load(&task.root, &other).map_err(ours)?;
         if sandbox.image_id(&recipe.tag()).await.map_err(ours)?.is_none() {
-            progress(&format!("runner image {} (for a run choice) is missing; building it first (a few minutes, once)", recipe.tag()));
+            progress(&format!(
+                "runner image {} (for a run choice or what the submission imports) is missing; building it first (a few minutes, once)",
+                recipe.tag()
+            ));
         }
         sandbox.ensure_image(&recipe, method, &progress).await.map_err(ours)?;
     }
