@@ -569,7 +569,7 @@ async fn grade(
     let extended = if task.extended_images.is_empty() {
         None
     } else {
-        let prepared = crate::submission::prepare(&submission).map_err(usage)?;
+        let prepared = crate::submission::prepare(submission).map_err(usage)?;
         let imports = crate::environment::submission_imports(prepared.path(), &prepared.python_files);
         crate::environment::extended_image(&task.root, &task.extended_images, &imports).map(|(image, _)| image)
     };
