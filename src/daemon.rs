@@ -43,7 +43,7 @@ use crate::intake::{RemoteRepos, Repos};
 use crate::job::{self, ImageRef, JobError};
 use crate::sandbox::image::{BuildMethod, Recipe};
 use crate::sandbox::{DockerJob, DockerSandbox, JobOptions, JobSandbox, Leftovers, Runtime, Sandbox};
-use crate::store::{ClaimRequest, Claimed, Store, StoreError, TaskCopy, WorkerInfo};
+use crate::store::{ClaimRequest, Claimed, Holding, Store, StoreError, TaskCopy, WorkerInfo};
 use crate::web::{self, now, App, Metrics};
 
 /// Runs until `shutdown` is cancelled.
@@ -195,6 +195,8 @@ struct Grader {
     runtimes: Vec<String>,
     images: Mutex<HashMap<String, ImageRef>>,
     running: std::sync::Mutex<HashMap<i64, Running>>,
+    /// The jobs and dry runs this instance answers for (see [`Hold`]): the only ones renewed.
+    holding: std::sync::Mutex<Holding>,
     running_count: Arc<AtomicI64>,
     copies: std::sync::Mutex<Vec<TaskCopy>>,
     /// The GPUs each task of `copies` needs (a dry run of one is claimed only where they fit).
@@ -203,6 +205,35 @@ struct Grader {
     /// When the store last renewed this instance's leases (taken before the call was sent, so
     /// that the worker's view of the lease ends no later than the store's).
     renewed: std::sync::Mutex<Instant>,
+}
+
+/// One job or dry run this instance answers for, from the claim's answer until its result is
+/// stored or given up; dropped, it is no longer renewed. A job the store holds for this instance
+/// without a `Hold` (a claim whose answer was lost, a report that could not be stored) is left to
+/// run out its lease and be claimed again, instead of being renewed for ever.
+struct Hold<'a> {
+    grader: &'a Grader,
+    submission: i64,
+    dry_run: bool,
+}
+
+impl Grader {
+    fn hold(&self, submission: i64, dry_run: bool) -> Hold<'_> {
+        let mut holding = self.holding.lock().unwrap();
+        let list = if dry_run { &mut holding.dry_runs } else { &mut holding.jobs };
+        list.push(submission);
+        Hold { grader: self, submission, dry_run }
+    }
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        let mut holding = self.grader.holding.lock().unwrap();
+        let list = if self.dry_run { &mut holding.dry_runs } else { &mut holding.jobs };
+        if let Some(at) = list.iter().position(|&id| id == self.submission) {
+            list.swap_remove(at);
+        }
+    }
 }
 
 /// A job this instance runs now.
@@ -304,6 +335,7 @@ impl Grader {
             runtimes,
             images: Mutex::default(),
             running: std::sync::Mutex::default(),
+            holding: std::sync::Mutex::default(),
             running_count: Arc::default(),
             copies: std::sync::Mutex::new(copies),
             task_gpus: std::sync::Mutex::new(task_gpus),
@@ -415,7 +447,8 @@ impl Grader {
             let started = Instant::now();
             // Within one period: a store that hangs (a partition) is a failed heartbeat, so that the
             // lease's end is seen in time.
-            let renewed = tokio::time::timeout(period, self.store.heartbeat(&self.instance, now(), self.config.lease_seconds, &health))
+            let holding = self.holding.lock().unwrap().clone();
+            let renewed = tokio::time::timeout(period, self.store.heartbeat(&self.instance, now(), self.config.lease_seconds, &health, &holding))
                 .await
                 .unwrap_or_else(|_| Err(StoreError::Postgres(format!("no answer within {} ms", period.as_millis()))));
             match renewed {
@@ -559,6 +592,7 @@ struct Spare {
 /// then given back to the queue, first in line again.
 async fn public_dry_run(grader: Arc<Grader>, claim: crate::store::DryRunClaim, cancel: CancellationToken) {
     let span = info_span!("dry_run", submission = claim.submission, task = %claim.task);
+    let _hold = grader.hold(claim.submission, true);
     async {
         let submission = claim.submission;
         let result = async {
@@ -749,6 +783,7 @@ impl Slot {
     async fn grade(&self, job: Claimed) {
         let grader = &self.grader;
         let span = info_span!("job", submission = job.submission(), task = %job.task, assignment = %job.assignment, attempt = job.attempts());
+        let _hold = grader.hold(job.submission(), false);
         async {
             let cancel = grader.stop.child_token();
             let devices = {

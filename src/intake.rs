@@ -972,9 +972,15 @@ impl RemoteRepos {
     fn command(&self, git_dir: &Path) -> std::process::Command {
         let mut command = git_command(&self.dir);
         command
-            .env("GIT_CONFIG_COUNT", "1")
+            .env("GIT_CONFIG_COUNT", "3")
             .env("GIT_CONFIG_KEY_0", "http.extraHeader")
             .env("GIT_CONFIG_VALUE_0", format!("Authorization: Bearer {}", self.token))
+            // A fetch that stalls (under 1 KiB/s for 60 s) fails and the job is retried, instead
+            // of holding its slot for ever.
+            .env("GIT_CONFIG_KEY_1", "http.lowSpeedLimit")
+            .env("GIT_CONFIG_VALUE_1", "1024")
+            .env("GIT_CONFIG_KEY_2", "http.lowSpeedTime")
+            .env("GIT_CONFIG_VALUE_2", "60")
             .arg("--git-dir")
             .arg(git_dir);
         command

@@ -363,6 +363,15 @@ impl WorkerInfo {
 
 /// The store's surface. Every call is async; the SQLite backend runs its statements on the
 /// blocking pool, the PostgreSQL backend on a connection pool.
+/// What a worker instance answers for now: the graded jobs (submission ids) from the claim's
+/// answer until their result is stored or given up, and the public dry runs (submission ids)
+/// while they run. Only these are renewed by a heartbeat.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Holding {
+    pub jobs: Vec<i64>,
+    pub dry_runs: Vec<i64>,
+}
+
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Which backend, for logs and health (`sqlite`, `postgres`).
@@ -413,10 +422,13 @@ pub trait Store: Send + Sync + 'static {
     /// not stopped are dead predecessors: they are marked stopped and their jobs queued again.
     /// Returns the instance ids it replaced.
     async fn register_worker(&self, worker: &WorkerInfo) -> Result<Vec<String>>;
-    /// Renews the instance's lease and the leases of the jobs it still holds, and records its
-    /// health; returns the ids of the jobs it still holds (any other it runs was taken from it),
-    /// or `None` when the instance was stopped or replaced (it must stop working).
-    async fn heartbeat(&self, instance: &str, now: i64, lease_seconds: i64, health: &str) -> Result<Option<Vec<i64>>>;
+    /// Renews the instance's lease and the leases of the jobs and dry runs in `holding` that it
+    /// still holds, and records its health; returns the ids of the jobs it still holds (any other
+    /// it runs was taken from it), or `None` when the instance was stopped or replaced (it must
+    /// stop working). A job the store gives this instance but `holding` lacks (a claim whose
+    /// answer was lost, a result that could not be stored) is not renewed: its lease runs out and
+    /// it is claimed again, as a dead worker's is.
+    async fn heartbeat(&self, instance: &str, now: i64, lease_seconds: i64, health: &str, holding: &Holding) -> Result<Option<Vec<i64>>>;
     /// A clean stop: gives back the instance's jobs and marks it stopped.
     async fn stop_worker(&self, instance: &str, now: i64) -> Result<usize>;
     /// Every worker instance seen, the live ones first.

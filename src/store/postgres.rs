@@ -597,7 +597,7 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn heartbeat(&self, instance: &str, now: i64, lease_seconds: i64, health: &str) -> Result<Option<Vec<i64>>> {
+    async fn heartbeat(&self, instance: &str, now: i64, lease_seconds: i64, health: &str, holding: &Holding) -> Result<Option<Vec<i64>>> {
         timed(async {
             let mut client = self.pool.get().await?;
             let transaction = client.transaction().await?;
@@ -608,7 +608,12 @@ impl Store for PostgresStore {
                 )
                 .await?;
             if alive > 0 {
-                transaction.execute("UPDATE dry_runs SET lease_until = $2::BIGINT + $3::BIGINT WHERE worker = $1", &[&instance, &now, &lease_seconds]).await?;
+                transaction
+                    .execute(
+                        "UPDATE dry_runs SET lease_until = $2::BIGINT + $3::BIGINT WHERE worker = $1 AND submission = ANY($4)",
+                        &[&instance, &now, &lease_seconds, &holding.dry_runs],
+                    )
+                    .await?;
             }
             let held = if alive == 0 {
                 None
@@ -616,8 +621,8 @@ impl Store for PostgresStore {
                 Some(
                     transaction
                         .query(
-                            "UPDATE submissions SET lease_until = $2::BIGINT + $3::BIGINT WHERE status = 'running' AND worker = $1 RETURNING id",
-                            &[&instance, &now, &lease_seconds],
+                            "UPDATE submissions SET lease_until = $2::BIGINT + $3::BIGINT WHERE status = 'running' AND worker = $1 AND id = ANY($4) RETURNING id",
+                            &[&instance, &now, &lease_seconds, &holding.jobs],
                         )
                         .await?
                         .iter()

@@ -538,8 +538,10 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn heartbeat(&self, instance: &str, now: i64, lease_seconds: i64, health: &str) -> Result<Option<Vec<i64>>> {
+    async fn heartbeat(&self, instance: &str, now: i64, lease_seconds: i64, health: &str, holding: &Holding) -> Result<Option<Vec<i64>>> {
         let (instance, health) = (instance.to_string(), health.to_string());
+        let jobs = serde_json::to_string(&holding.jobs).expect("ids serialise");
+        let dry_runs = serde_json::to_string(&holding.dry_runs).expect("ids serialise");
         self.with(move |c| {
             let transaction = c.transaction()?;
             let alive = transaction.execute(
@@ -549,10 +551,15 @@ impl Store for SqliteStore {
             let held = if alive == 0 {
                 None
             } else {
-                let mut statement =
-                    transaction.prepare("UPDATE submissions SET lease_until = ?2 + ?3 WHERE status = 'running' AND worker = ?1 RETURNING id")?;
-                let rows = statement.query_map(params![instance, now, lease_seconds], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
-                transaction.execute("UPDATE dry_runs SET lease_until = ?2 + ?3 WHERE worker = ?1", params![instance, now, lease_seconds])?;
+                let mut statement = transaction.prepare(
+                    "UPDATE submissions SET lease_until = ?2 + ?3 WHERE status = 'running' AND worker = ?1 \
+                     AND id IN (SELECT value FROM json_each(?4)) RETURNING id",
+                )?;
+                let rows = statement.query_map(params![instance, now, lease_seconds, jobs], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+                transaction.execute(
+                    "UPDATE dry_runs SET lease_until = ?2 + ?3 WHERE worker = ?1 AND submission IN (SELECT value FROM json_each(?4))",
+                    params![instance, now, lease_seconds, dry_runs],
+                )?;
                 Some(rows)
             };
             transaction.commit()?;
@@ -1159,11 +1166,12 @@ mod tests {
         assert!(store.register_worker(&worker("i1", 0)).await.unwrap().is_empty());
         let (id, ..) = store.add_submission("a1", "abc", &needs(), 1, 0).await.unwrap();
         let job = store.claim(&request("i1", 2)).await.unwrap().unwrap();
-        assert_eq!(store.heartbeat("i1", 20, 30, "").await.unwrap(), Some(vec![id]));
+        let holding = Holding { jobs: vec![id], dry_runs: vec![] };
+        assert_eq!(store.heartbeat("i1", 20, 30, "", &holding).await.unwrap(), Some(vec![id]));
         assert!(store.claim(&request("i9", 40)).await.unwrap().is_none(), "the renewed lease holds until 50");
         // i1 dies (kill -9) and host-a starts again as i2: i1's job is queued again at once.
         assert_eq!(store.register_worker(&worker("i2", 41)).await.unwrap(), vec!["i1".to_string()]);
-        assert_eq!(store.heartbeat("i1", 42, 30, "").await.unwrap(), None, "a replaced instance must stop");
+        assert_eq!(store.heartbeat("i1", 42, 30, "", &holding).await.unwrap(), None, "a replaced instance must stop");
         let workers = store.workers().await.unwrap();
         assert_eq!((workers[0].instance.as_str(), workers[0].alive(42)), ("i2", true));
         assert!(!workers[1].alive(42));
@@ -1173,6 +1181,43 @@ mod tests {
         assert_eq!(store.stop_worker("i2", 44).await.unwrap(), 1);
         let (row, _) = store.submission(id).await.unwrap().unwrap();
         assert_eq!((row.status, row.attempts), (JobStatus::Queued, 1), "a clean stop gives the attempt back");
+    }
+
+    #[tokio::test]
+    async fn a_job_the_worker_does_not_hold_is_not_renewed_and_is_claimed_again() {
+        // The claim's answer was lost (or the report could not be stored): the store says i1 runs
+        // the job, the worker does not. Its lease must run out, not be renewed for ever.
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite")).unwrap();
+        store.create_assignment(&assignment("a1")).await.unwrap();
+        let info = WorkerInfo {
+            instance: "i1".into(),
+            name: "host-a".into(),
+            version: "0".into(),
+            slots: 2,
+            memory_bytes: 4 << 30,
+            runtimes: vec!["runc".into()],
+            started_at: 0,
+            heartbeat_at: 0,
+            lease_until: 30,
+            stopped_at: None,
+            health: String::new(),
+            running: 0,
+            gpus: 0,
+        };
+        store.register_worker(&info).await.unwrap();
+        let (lost, ..) = store.add_submission("a1", "abc", &needs(), 1, 0).await.unwrap();
+        let (kept, ..) = store.add_submission("a1", "def", &needs(), 2, 0).await.unwrap();
+        let first = store.claim(&request("i1", 1)).await.unwrap().unwrap();
+        let second = store.claim(&request("i1", 1)).await.unwrap().unwrap();
+        assert_eq!([first.submission(), second.submission()], [lost, kept]);
+        let holding = Holding { jobs: vec![kept], dry_runs: vec![] };
+        for now in [10, 20, 30] {
+            assert_eq!(store.heartbeat("i1", now, 30, "", &holding).await.unwrap(), Some(vec![kept]), "only what the worker holds");
+        }
+        let again = store.claim(&request("i1", 32)).await.unwrap().expect("the unheld job's lease ran out at 31");
+        assert_eq!((again.submission(), again.attempts()), (lost, 2));
+        assert!(store.claim(&request("i1", 32)).await.unwrap().is_none(), "the held job is renewed until 60");
     }
 
     #[tokio::test]
