@@ -566,16 +566,7 @@ async fn grade(
     sandbox.remove_leftovers(Leftovers::OfDeadProcesses).await.map_err(ours)?;
     // An extended image (python-torch, 10 GB) is built only for a submission that imports what
     // it adds; a run choice's image (r) always.
-    // A copy the job would refuse (too large, say) chooses nothing here: the job reports it.
-    let extended = if task.extended_images.is_empty() {
-        None
-    } else {
-        crate::submission::prepare(submission).ok().and_then(|prepared| {
-            let imports = crate::environment::submission_imports(prepared.path(), &prepared.python_files);
-            crate::environment::extended_image(&task.root, &task.extended_images, &imports).map(|(image, _)| image)
-        })
-    };
-    let wanted = task.images().into_iter().skip(1).filter(|image| !task.extended_images.contains(image) || extended.as_ref() == Some(image));
+    let wanted = job::other_images(&task, submission);
     for other in wanted {
         let recipe = Recipe::load(&task.root, &other).map_err(ours)?;
         if sandbox.image_id(&recipe.tag()).await.map_err(ours)?.is_none() {

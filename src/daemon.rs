@@ -527,13 +527,21 @@ impl Grader {
         }
     }
 
-    /// The runner image of a task, with the images of its other run choices (an R script's),
-    /// each built once if the engine lacks it.
+    /// The runner image of a task, built once if the engine lacks it.
     async fn task_image(&self, task: &crate::task::TaskSpec) -> Result<ImageRef, JobError> {
-        for other in task.images().iter().skip(1) {
+        self.image(&task.root, &task.image).await
+    }
+
+    /// The images the checked-out submission's steps run in beside the task's own (a run
+    /// choice's, an extended image its imports ask for), each built once if the engine lacks
+    /// it: python-torch's 10 GB only on the first submission that imports torch.
+    async fn other_images(&self, task: &crate::task::TaskSpec, checkout: &Path) -> Result<(), JobError> {
+        let (task_now, checkout) = (task.clone(), checkout.to_path_buf());
+        let wanted = tokio::task::spawn_blocking(move || job::other_images(&task_now, &checkout)).await.map_err(|e| JobError::Internal(e.to_string()))?;
+        for other in &wanted {
             self.image(&task.root, other).await?;
         }
-        self.image(&task.root, &task.image).await
+        Ok(())
     }
 
     /// The runner image of a task, built once if the engine lacks it.
@@ -605,6 +613,7 @@ async fn public_dry_run(grader: Arc<Grader>, claim: crate::store::DryRunClaim, c
                 .await
                 .map_err(|e| JobError::Internal(e.to_string()))?
                 .map_err(|e| JobError::Internal(e.to_string()))?;
+            grader.other_images(&task, checkout.path()).await?;
             let job_id = format!("s{submission}p{}", crate::job::new_job_id());
             Ok::<_, JobError>(job::public_run(&grader.sandbox, &task, checkout.path(), &image, &job_id, &cancel).await)
         }
@@ -926,6 +935,12 @@ impl Slot {
         // free), so that a queue of pushes never waits for a holder.
         self.open_spare();
         if let Err(error) = checked_out {
+            if let Ok(opened) = opened {
+                let _ = opened.close().await;
+            }
+            return Err(error);
+        }
+        if let Err(error) = grader.other_images(&task, checkout.path()).await {
             if let Ok(opened) = opened {
                 let _ = opened.close().await;
             }

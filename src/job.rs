@@ -92,6 +92,22 @@ pub async fn needs_of(tasks_root: &Path, task_id: &str) -> Result<crate::store::
 
 /// Every task under `tasks_root` as this host's copy has it (a task that does not load is left
 /// out: no job of it can be graded here).
+/// The images a job of `task` on `submission` runs steps in beside the task's own: its run
+/// choices' (an R script's), and an extended image (python-torch, 10 GB) only when the
+/// submission imports what it adds. The scan reads the candidate's files, never runs them; a copy
+/// the job would refuse (too large, say) chooses no extended image (the job reports it).
+pub fn other_images(task: &TaskSpec, submission: &Path) -> Vec<String> {
+    let extended = if task.extended_images.is_empty() {
+        None
+    } else {
+        crate::submission::prepare(submission).ok().and_then(|prepared| {
+            let imports = crate::environment::submission_imports(prepared.path(), &prepared.python_files);
+            crate::environment::extended_image(&task.root, &task.extended_images, &imports).map(|(image, _)| image)
+        })
+    };
+    task.images().into_iter().skip(1).filter(|image| !task.extended_images.contains(image) || extended.as_ref() == Some(image)).collect()
+}
+
 /// Each with the GPUs its jobs need.
 pub fn task_copies_and_gpus(tasks_root: &Path) -> Vec<(crate::store::TaskCopy, i64)> {
     let Ok(dirs) = crate::task::discover_tasks(tasks_root) else { return Vec::new() };

@@ -305,5 +305,8 @@ async fn a_submission_that_imports_torch_runs_its_python_steps_in_the_extended_i
         assert_eq!(asked, [("train".to_string(), wanted.clone()), ("predict".to_string(), wanted.clone())], "{files:?}");
         let ran_in = report.provenance.extended_image.as_ref().map(|e| (e.image.as_str(), e.modules.clone()));
         assert_eq!(ran_in, wanted.as_ref().map(|_| ("python-torch", vec!["torch".to_string()])), "{files:?}");
+        // The daemon and `grade` build the 10 GB image only for a submission that needs it.
+        let built = job::other_images(&task, submission.path());
+        assert_eq!(built, wanted.as_ref().map(|_| vec!["python-torch".to_string()]).unwrap_or_default(), "{files:?}");
     }
 }
