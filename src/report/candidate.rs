@@ -185,6 +185,12 @@ impl<T> Deref for Said<T> {
     }
 }
 
+impl<T: std::fmt::Display> std::fmt::Display for Said<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
 impl<T: Serialize> Serialize for Said<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         (**self).serialize(serializer)

@@ -1,8 +1,9 @@
 //! The report as one self-contained HTML page: inline CSS and SVG, no script, no external asset,
-//! readable offline. Every piece of text that came from a candidate (file names, logs, lint
-//! messages, labels, cell values) goes through [`esc`], so it can never become markup.
+//! readable offline. The page is a maud template: every piece of text (file names, logs, lint
+//! messages, labels, cell values) is escaped by the template engine, so none can become markup;
+//! only our own constant CSS is inserted as is.
 
-use std::fmt::Write;
+use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use super::{CandidateReport, Report};
 use crate::grading::lint::Finding;
@@ -10,7 +11,8 @@ use crate::grading::{cleaning::CleaningDetails, ConfusionReport, Histogram};
 use crate::sandbox::Outcome;
 use crate::units::format_size;
 
-/// Escapes text for HTML element content and attribute values.
+/// Escapes text for HTML element content and attribute values: for the pages not yet written
+/// as templates (`web::*`); a template escapes by itself.
 pub fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -25,6 +27,16 @@ pub fn esc(text: &str) -> String {
         }
     }
     out
+}
+
+/// Text as it may be shown: control characters (a log's terminal colour codes, a NUL) become
+/// U+FFFD. Escaping is the template's.
+pub fn visible(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        text.chars().map(|c| if c.is_control() && c != '\n' && c != '\t' { '\u{fffd}' } else { c }).collect::<String>().into()
+    } else {
+        text.into()
+    }
 }
 
 const STYLE: &str = "
@@ -51,210 +63,199 @@ details summary{cursor:pointer;font-weight:600;margin:6px 0}
 tr.sub td:first-child{padding-left:22px;color:#4a5465}
 ";
 
-fn badge(text: &str, good: bool) -> String {
-    format!("<span class=\"badge {}\">{}</span>", if good { "ok" } else { "bad" }, esc(text))
+fn badge(text: &str, good: bool) -> Markup {
+    html! { span.badge.ok[good].bad[!good] { (text) } }
 }
 
 fn seconds(value: f64) -> String {
     format!("{value:.2} s")
 }
 
-/// Renders the assessor's page: everything in the report.
-pub fn render(report: &Report) -> String {
-    let mut page = String::new();
-    let title = format!("{} — {}", report.task.title, report.candidate.as_deref().unwrap_or(&report.submission.path));
-    let _ = write!(
-        page,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
-         <title>{}</title><style>{STYLE}</style></head><body>\n",
-        esc(&title)
-    );
-    // Header.
-    page.push_str("<header>");
-    let _ = write!(page, "<div class=\"total\">{:.1}<small>/100</small></div>", report.score);
-    let _ = write!(page, "<h1>{}</h1><div class=\"meta\">", esc(&report.task.title));
-    if let Some(candidate) = &report.candidate {
-        let _ = write!(page, "Candidate <b>{}</b> · ", esc(candidate));
-    }
-    let _ = write!(page, "task {} ({}) · ", esc(&report.task.id), esc(&report.task.kind));
-    if let Some(commit) = &report.submission.commit {
-        let _ = write!(page, "commit <code>{}</code> · ", esc(&commit[..commit.len().min(12)]));
-    }
-    let _ = write!(
-        page,
-        "graded {} · status {}</div></header>\n<main>\n",
-        esc(&report.provenance.graded_at),
-        badge(report.status.as_str(), report.status == super::Status::Graded)
-    );
-
-    let outputs = report.components.accuracy.each(&report.output.file);
-    for output in &outputs {
-        let Some(problem) = &output.accuracy.problem else { continue };
-        let named = if outputs.len() > 1 { format!(" {}", output.file) } else { String::new() };
-        let _ = write!(page, "<section class=\"problem\"><h2>Output{}: {}</h2><p>{}</p>", esc(&named), esc(problem.kind.as_str()), esc(&problem.message));
-        if !problem.offences.is_empty() {
-            page.push_str("<table><tr><th>what</th><th class=\"num\">count</th><th>first offending values</th></tr>");
-            for offence in &problem.offences {
-                let _ = write!(
-                    page,
-                    "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
-                    esc(&offence.what),
-                    offence.count,
-                    esc(&offence.examples.join(", "))
-                );
+/// The page around `main`: head, style and the dark header.
+fn page(title: &str, header: Markup, main: Markup) -> String {
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width";
+                title { (title) }
+                style { (PreEscaped(STYLE)) }
             }
-            page.push_str("</table>");
+            body {
+                header { (header) }
+                main { (main) }
+            }
         }
-        page.push_str("</section>\n");
-    }
-
-    score_section(&mut page, report);
-    metric_section(&mut page, report);
-    let quality = &report.components.code_quality;
-    lint_section(&mut page, &quality.findings, quality.n_findings, quality.lines_of_code, &quality.rules);
-    steps_section(&mut page, report);
-    artifacts_section(&mut page, &report.artifacts);
-    provenance_section(&mut page, report);
-    page.push_str("</main></body></html>\n");
-    page
+    };
+    let mut text = page.into_string();
+    text.push('\n');
+    text
 }
 
-/// The figures the steps saved and each notebook as it ran (assessors only: `report::artifacts`).
-fn artifacts_section(page: &mut String, artifacts: &crate::report::artifacts::Artifacts) {
-    use crate::report::artifacts::CellOutput;
-    if artifacts.is_empty() {
-        return;
-    }
-    page.push_str("<section><h2>What the run left: figures and notebooks</h2>");
-    for figure in &artifacts.figures {
-        let _ = write!(
-            page,
-            "<figure><img alt=\"{name}\" style=\"max-width:100%\" src=\"data:{};base64,{}\"><figcaption>figures/{name}</figcaption></figure>",
-            esc(&figure.mime),
-            esc(&figure.data),
-            name = esc(&figure.name)
-        );
-    }
-    for notebook in &artifacts.notebooks {
-        let _ = write!(page, "<details><summary>{} as it ran ({} cells)</summary>", esc(&notebook.file), notebook.cells.len());
-        for (n, cell) in notebook.cells.iter().enumerate().filter(|(_, c)| c.kind == "code") {
-            let _ = write!(page, "<pre class=\"context\">[{}] {}</pre>", cell.count.map(|c| c.to_string()).unwrap_or_else(|| " ".into()), esc(&cell.source));
-            for output in &cell.outputs {
-                match output {
-                    CellOutput::Text { text, .. } => {
-                        let _ = write!(page, "<pre>{}</pre>", esc(text));
-                    }
-                    CellOutput::Image { mime, data } if mime != "image/svg+xml" => {
-                        let _ = write!(page, "<img alt=\"figure of cell {}\" style=\"max-width:100%\" src=\"data:{};base64,{}\">", n + 1, esc(mime), esc(data));
-                    }
-                    CellOutput::Image { .. } => page.push_str("<p>(an SVG figure: see the code view)</p>"),
-                    CellOutput::Omitted { what } => {
-                        let _ = write!(page, "<p>Not shown: {}.</p>", esc(what));
+/// Renders the assessor's page: everything in the report.
+pub fn render(report: &Report) -> String {
+    let title = format!("{} — {}", report.task.title, report.candidate.as_deref().unwrap_or(&report.submission.path));
+    let header = html! {
+        div.total { (format!("{:.1}", report.score)) small { "/100" } }
+        h1 { (report.task.title) }
+        div.meta {
+            @if let Some(candidate) = &report.candidate { "Candidate " b { (candidate) } " · " }
+            "task " (report.task.id) " (" (report.task.kind) ") · "
+            @if let Some(commit) = &report.submission.commit { "commit " code { (commit[..commit.len().min(12)]) } " · " }
+            "graded " (report.provenance.graded_at) " · status " (badge(report.status.as_str(), report.status == super::Status::Graded))
+        }
+    };
+    let outputs = report.components.accuracy.each(&report.output.file);
+    let quality = &report.components.code_quality;
+    let main = html! {
+        @for output in &outputs {
+            @if let Some(problem) = &output.accuracy.problem {
+                section.problem {
+                    h2 { "Output" @if outputs.len() > 1 { " " (output.file) } ": " (problem.kind.as_str()) }
+                    p { (problem.message) }
+                    @if !problem.offences.is_empty() {
+                        table {
+                            tr { th { "what" } th.num { "count" } th { "first offending values" } }
+                            @for offence in &problem.offences {
+                                tr { td { (offence.what) } td.num { (offence.count) } td { (visible(&offence.examples.join(", "))) } }
+                            }
+                        }
                     }
                 }
             }
         }
-        page.push_str("</details>");
+        (score_section(report))
+        (metric_section(report))
+        (lint_section(&quality.findings, quality.n_findings, quality.lines_of_code, &quality.rules))
+        (steps_section(report))
+        (artifacts_section(&report.artifacts))
+        (provenance_section(report))
+    };
+    page(&title, header, main)
+}
+
+/// The figures the steps saved and each notebook as it ran (assessors only: `report::artifacts`).
+fn artifacts_section(artifacts: &crate::report::artifacts::Artifacts) -> Markup {
+    use crate::report::artifacts::CellOutput;
+    if artifacts.is_empty() {
+        return html! {};
     }
-    for cut in &artifacts.cut {
-        let _ = write!(page, "<p>{}</p>", esc(cut));
+    html! {
+        section {
+            h2 { "What the run left: figures and notebooks" }
+            @for figure in &artifacts.figures {
+                figure {
+                    img alt=(figure.name) style="max-width:100%" src={ "data:" (figure.mime) ";base64," (figure.data) };
+                    figcaption { "figures/" (figure.name) }
+                }
+            }
+            @for notebook in &artifacts.notebooks {
+                details {
+                    summary { (notebook.file) " as it ran (" (notebook.cells.len()) " cells)" }
+                    @for (n, cell) in notebook.cells.iter().enumerate().filter(|(_, c)| c.kind == "code") {
+                        pre.context { "[" (cell.count.map(|c| c.to_string()).unwrap_or_else(|| " ".into())) "] " (visible(&cell.source)) }
+                        @for output in &cell.outputs {
+                            @match output {
+                                CellOutput::Text { text, .. } => pre { (visible(text)) },
+                                CellOutput::Image { mime, data } if mime != "image/svg+xml" => {
+                                    img alt={ "figure of cell " (n + 1) } style="max-width:100%" src={ "data:" (mime) ";base64," (data) };
+                                }
+                                CellOutput::Image { .. } => p { "(an SVG figure: see the code view)" },
+                                CellOutput::Omitted { what } => p { "Not shown: " (what) "." },
+                            }
+                        }
+                    }
+                }
+            }
+            @for cut in &artifacts.cut { p { (cut) } }
+        }
     }
-    page.push_str("</section>\n");
 }
 
 /// Renders the candidate's page from the allow-listed [`CandidateReport`] only.
 pub fn render_candidate(report: &CandidateReport) -> String {
-    let mut page = String::new();
-    let _ = write!(
-        page,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
-         <title>{}</title><style>{STYLE}</style></head><body>\n<header><h1>{}</h1><div class=\"meta\">task {} ({}) · ",
-        esc(&report.task.title),
-        esc(&report.task.title),
-        esc(&report.task.id),
-        esc(&report.task.kind)
-    );
-    if let Some(commit) = &report.submission.commit {
-        let _ = write!(page, "commit <code>{}</code> · ", esc(&commit[..commit.len().min(12)]));
-    }
-    let _ = write!(
-        page,
-        "graded {} · status {}</div></header>\n<main>\n",
-        esc(&report.graded_at),
-        badge(report.status.as_str(), report.status == super::Status::Graded)
-    );
-    for output in &report.outputs {
-        if let Some(problem) = &output.problem {
-            let _ = writeln!(
-                page,
-                "<section class=\"problem\"><h2>Output {}: {}</h2><p>{}</p></section>",
-                esc(&output.file),
-                esc(problem.kind.as_str()),
-                esc(&problem.message)
-            );
+    let header = html! {
+        h1 { (report.task.title) }
+        div.meta {
+            "task " (report.task.id) " (" (report.task.kind) ") · "
+            @if let Some(commit) = &report.submission.commit { "commit " code { (commit[..commit.len().min(12)]) } " · " }
+            "graded " (report.graded_at) " · status " (badge(report.status.as_str(), report.status == super::Status::Graded))
         }
-    }
-    lint_section(&mut page, &report.lint.findings, *report.lint.n_findings, *report.lint.lines_of_code, &report.lint.rules);
-    page.push_str("<section><h2>Steps</h2><table><tr><th>step</th><th>outcome</th><th class=\"num\">wall</th><th class=\"num\">CPU</th><th class=\"num\">peak memory</th></tr>");
-    for step in &report.steps {
-        let (wall, cpu, memory) = match &step.details {
-            Some(d) => (
-                seconds(d.wall_seconds),
-                d.cpu_seconds.map(seconds).unwrap_or_else(|| "—".into()),
-                d.peak_memory_bytes.map(format_size).unwrap_or_else(|| "—".into()),
-            ),
-            None => match &step.usage {
-                Some(u) => (format!("{} of {:.0} s", u.time, u.timeout_seconds), "—".into(), format!("{} of {}", u.memory, format_size(*u.memory_limit_bytes))),
-                None => ("—".into(), "—".into(), "—".into()),
-            },
-        };
-        let _ = write!(
-            page,
-            "<tr><td>{}</td><td>{} {}</td><td class=\"num\">{wall}</td><td class=\"num\">{cpu}</td><td class=\"num\">{memory}</td></tr>",
-            esc(&step.name),
-            badge(step.outcome.as_str(), step.outcome == Outcome::Ok),
-            esc(&step.message)
-        );
-    }
-    page.push_str("</table>");
-    for step in &report.steps {
-        match &step.details {
-            Some(d) => {
-                for (stream, tail) in [("stdout", &d.stdout_tail), ("stderr", &d.stderr_tail)] {
-                    if !tail.is_empty() {
-                        let _ = write!(page, "<details><summary>{} {stream}</summary><pre>{}</pre></details>", esc(&step.name), esc(tail));
+    };
+    let main = html! {
+        @for output in &report.outputs {
+            @if let Some(problem) = &output.problem {
+                section.problem { h2 { "Output " (output.file) ": " (problem.kind.as_str()) } p { (problem.message) } }
+            }
+        }
+        (lint_section(&report.lint.findings, *report.lint.n_findings, *report.lint.lines_of_code, &report.lint.rules))
+        section {
+            h2 { "Steps" }
+            table {
+                tr { th { "step" } th { "outcome" } th.num { "wall" } th.num { "CPU" } th.num { "peak memory" } }
+                @for step in &report.steps {
+                    @let (wall, cpu, memory) = match &step.details {
+                        Some(d) => (
+                            seconds(d.wall_seconds),
+                            d.cpu_seconds.map(seconds).unwrap_or_else(|| "—".into()),
+                            d.peak_memory_bytes.map(format_size).unwrap_or_else(|| "—".into()),
+                        ),
+                        None => match &step.usage {
+                            Some(u) => (format!("{} of {:.0} s", u.time, u.timeout_seconds), "—".into(), format!("{} of {}", u.memory, format_size(*u.memory_limit_bytes))),
+                            None => ("—".into(), "—".into(), "—".into()),
+                        },
+                    };
+                    tr {
+                        td { (step.name) }
+                        td { (badge(step.outcome.as_str(), step.outcome == Outcome::Ok)) " " (step.message) }
+                        td.num { (wall) } td.num { (cpu) } td.num { (memory) }
                     }
                 }
             }
-            None => {
-                let _ = write!(page, "<p>{}: this step reads hidden data, so its logs and measurements are shown to the assessors only.</p>", esc(&step.name));
+            @for step in &report.steps {
+                @match &step.details {
+                    Some(d) => {
+                        @for (stream, tail) in [("stdout", &d.stdout_tail), ("stderr", &d.stderr_tail)] {
+                            @if !tail.is_empty() {
+                                details { summary { (step.name) " " (stream) } pre { (visible(tail)) } }
+                            }
+                        }
+                    }
+                    None => p { (step.name) ": this step reads hidden data, so its logs and measurements are shown to the assessors only." },
+                }
             }
         }
-    }
-    page.push_str("</section>\n<section><h2>Provenance</h2><table>");
-    let _ = write!(
-        page,
-        "<tr><th>image</th><td><code>{}</code></td></tr><tr><th>takehome</th><td><code>{}</code></td></tr>",
-        esc(&report.image),
-        esc(&report.takehome_version)
-    );
-    for link in report.submission.skipped_links.iter() {
-        let _ = write!(page, "<tr><th>link not copied</th><td><code>{} → {}</code></td></tr>", esc(&link.path), esc(&link.target));
-    }
-    for refusal in &report.rejected {
-        let examples = match &refusal.examples {
-            Some(examples) => examples.iter().map(|e| format!(" <code>{}</code>: {}", esc(&e.path), esc(&e.reason))).collect::<Vec<_>>().join(";"),
-            None => String::new(),
-        };
-        let _ = write!(page, "<tr><th>output refused</th><td>{} ({}){examples}</td></tr>", esc(refusal.what), refusal.count);
-    }
-    page.push_str("</table></section>\n</main></body></html>\n");
-    page
+        section {
+            h2 { "Provenance" }
+            table {
+                tr { th { "image" } td { code { (report.image) } } }
+                tr { th { "takehome" } td { code { (report.takehome_version) } } }
+                @for link in report.submission.skipped_links.iter() {
+                    tr { th { "link not copied" } td { code { (link.path) " → " (link.target) } } }
+                }
+                @for refusal in &report.rejected {
+                    tr {
+                        th { "output refused" }
+                        td {
+                            (refusal.what) " (" (refusal.count) ")"
+                            @if let Some(examples) = &refusal.examples {
+                                @for (i, e) in examples.iter().enumerate() {
+                                    @if i > 0 { ";" }
+                                    " " code { (e.path) } ": " (e.reason)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    page(&report.task.title, header, main)
 }
 
-fn score_section(page: &mut String, report: &Report) {
+fn score_section(report: &Report) -> Markup {
     let c = &report.components;
-    page.push_str("<section><h2>Score</h2><table><tr><th>component</th><th>input</th><th class=\"num\">score</th><th class=\"num\">weight</th></tr>");
     let outputs = c.accuracy.each(&report.output.file);
     let metric_of = |o: &super::OutputView| match o.accuracy.value {
         Some(value) => format!("{} = {value:.4} (0 at {}, full at {})", o.accuracy.metric, o.zero_at, o.full_at),
@@ -267,22 +268,6 @@ fn score_section(page: &mut String, report: &Report) {
     } else {
         (metric_of(&outputs[0]), Vec::new())
     };
-    let _ = write!(
-        page,
-        "<tr><td>accuracy</td><td>{}</td><td class=\"num\">{:.1}</td><td class=\"num\">{}</td></tr>",
-        esc(&metric),
-        c.accuracy.score,
-        c.accuracy.weight
-    );
-    for (name, input, score, weight) in per_output {
-        let _ = write!(
-            page,
-            "<tr class=\"sub\"><td>{}</td><td>{}</td><td class=\"num\">{score:.1}</td><td class=\"num\">{}</td></tr>",
-            esc(&name),
-            esc(&input),
-            esc(&weight)
-        );
-    }
     let rows = [
         (
             "code quality",
@@ -300,281 +285,241 @@ fn score_section(page: &mut String, report: &Report) {
             c.runtime.weight,
         ),
     ];
-    for (name, input, score, weight) in rows {
-        let _ = write!(page, "<tr><td>{name}</td><td>{}</td><td class=\"num\">{score:.1}</td><td class=\"num\">{weight}</td></tr>", esc(&input));
+    html! {
+        section {
+            h2 { "Score" }
+            table {
+                tr { th { "component" } th { "input" } th.num { "score" } th.num { "weight" } }
+                tr { td { "accuracy" } td { (metric) } td.num { (format!("{:.1}", c.accuracy.score)) } td.num { (c.accuracy.weight) } }
+                @for (name, input, score, weight) in &per_output {
+                    tr.sub { td { (name) } td { (input) } td.num { (format!("{score:.1}")) } td.num { (weight) } }
+                }
+                @for (name, input, score, weight) in &rows {
+                    tr { td { (name) } td { (input) } td.num { (format!("{score:.1}")) } td.num { (weight) } }
+                }
+                tr { th { "total" } td {} th.num { (format!("{:.1}", report.score)) } td {} }
+            }
+            p.formula { (report.formula) }
+        }
     }
-    let _ = writeln!(
-        page,
-        "<tr><th>total</th><td></td><th class=\"num\">{:.1}</th><td></td></tr></table><p class=\"formula\">{}</p></section>",
-        report.score,
-        esc(&report.formula)
-    );
 }
 
-fn metric_section(page: &mut String, report: &Report) {
+fn metric_section(report: &Report) -> Markup {
     let outputs = report.components.accuracy.each(&report.output.file);
-    for output in &outputs {
-        let of = if outputs.len() > 1 { format!(" of {}", esc(output.file)) } else { String::new() };
-        let accuracy = output.accuracy;
-        if let Some(confusion) = &accuracy.confusion {
-            let _ = write!(page, "<section><h2>Confusion matrix{of}</h2>");
-            page.push_str(&confusion_svg(confusion));
-            page.push_str("</section>\n");
-        }
-        if let Some(histogram) = &accuracy.residuals {
-            let _ = write!(page, "<section><h2>Residuals (prediction − truth){of}</h2>");
-            page.push_str(&histogram_svg(histogram));
-            page.push_str("</section>\n");
-        }
-        if let Some(cleaning) = &accuracy.cleaning {
-            cleaning_section(page, cleaning, &of);
+    html! {
+        @for output in &outputs {
+            @let of = if outputs.len() > 1 { format!(" of {}", output.file) } else { String::new() };
+            @if let Some(confusion) = &output.accuracy.confusion {
+                section { h2 { "Confusion matrix" (of) } (confusion_svg(confusion)) }
+            }
+            @if let Some(histogram) = &output.accuracy.residuals {
+                section { h2 { "Residuals (prediction − truth)" (of) } (histogram_svg(histogram)) }
+            }
+            @if let Some(cleaning) = &output.accuracy.cleaning {
+                (cleaning_section(cleaning, &of))
+            }
         }
     }
 }
 
 /// A heat map: rows are true labels, columns predicted; darker is more.
-pub fn confusion_svg(confusion: &ConfusionReport) -> String {
+pub fn confusion_svg(confusion: &ConfusionReport) -> Markup {
     let k = confusion.labels.len();
     let cell = if k <= 6 { 64 } else { (560 / k.max(1)).max(14) };
     let (margin, top) = (110, 44);
     let size = margin + cell * k;
     let max = confusion.matrix.iter().flatten().copied().max().unwrap_or(0).max(1) as f64;
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" role=\"img\" aria-label=\"confusion matrix\" font-size=\"11\">",
-        size + 10,
-        top + cell * k + 10
-    );
-    let _ = write!(svg, "<text x=\"{}\" y=\"12\" text-anchor=\"middle\" fill=\"#4a5465\">predicted</text>", margin + cell * k / 2);
-    for (j, label) in confusion.labels.iter().enumerate() {
-        let _ = write!(svg, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>", margin + j * cell + cell / 2, top - 8, esc(&truncate(label, 10)));
-    }
-    for (i, row) in confusion.matrix.iter().enumerate() {
-        let y = top + i * cell;
-        let _ = write!(svg, "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>", margin - 8, y + cell / 2 + 4, esc(&truncate(&confusion.labels[i], 14)));
-        for (j, &count) in row.iter().enumerate() {
-            let strength = count as f64 / max;
-            let (r, g, b) = (255.0 - 200.0 * strength, 255.0 - 140.0 * strength, 255.0 - 60.0 * strength);
-            let _ = write!(
-                svg,
-                "<rect x=\"{}\" y=\"{y}\" width=\"{cell}\" height=\"{cell}\" fill=\"rgb({:.0},{:.0},{:.0})\" stroke=\"#fff\"><title>true {} / predicted {}: {count}</title></rect>",
-                margin + j * cell,
-                r,
-                g,
-                b,
-                esc(&confusion.labels[i]),
-                esc(&confusion.labels[j])
-            );
-            if cell >= 28 {
-                let color = if strength > 0.55 { "#fff" } else { "#1d2430" };
-                let _ = write!(
-                    svg,
-                    "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"{color}\">{count}</text>",
-                    margin + j * cell + cell / 2,
-                    y + cell / 2 + 4
-                );
+    let middle = top + cell * k / 2;
+    html! {
+        svg xmlns="http://www.w3.org/2000/svg" width=(size + 10) height=(top + cell * k + 10) role="img" aria-label="confusion matrix" font-size="11" {
+            text x=(margin + cell * k / 2) y="12" text-anchor="middle" fill="#4a5465" { "predicted" }
+            @for (j, label) in confusion.labels.iter().enumerate() {
+                text x=(margin + j * cell + cell / 2) y=(top - 8) text-anchor="middle" { (truncate(label, 10)) }
             }
+            @for (i, row) in confusion.matrix.iter().enumerate() {
+                @let y = top + i * cell;
+                text x=(margin - 8) y=(y + cell / 2 + 4) text-anchor="end" { (truncate(&confusion.labels[i], 14)) }
+                @for (j, &count) in row.iter().enumerate() {
+                    @let strength = count as f64 / max;
+                    @let fill = format!("rgb({:.0},{:.0},{:.0})", 255.0 - 200.0 * strength, 255.0 - 140.0 * strength, 255.0 - 60.0 * strength);
+                    rect x=(margin + j * cell) y=(y) width=(cell) height=(cell) fill=(fill) stroke="#fff" {
+                        title { "true " (confusion.labels[i]) " / predicted " (confusion.labels[j]) ": " (count) }
+                    }
+                    @if cell >= 28 {
+                        text x=(margin + j * cell + cell / 2) y=(y + cell / 2 + 4) text-anchor="middle" fill=(if strength > 0.55 { "#fff" } else { "#1d2430" }) { (count) }
+                    }
+                }
+            }
+            text x="12" y=(middle) transform=(format!("rotate(-90 12 {middle})")) text-anchor="middle" fill="#4a5465" { "true" }
         }
     }
-    let _ = write!(
-        svg,
-        "<text x=\"12\" y=\"{}\" transform=\"rotate(-90 12 {})\" text-anchor=\"middle\" fill=\"#4a5465\">true</text></svg>",
-        top + cell * k / 2,
-        top + cell * k / 2
-    );
-    svg
 }
 
-fn histogram_svg(histogram: &Histogram) -> String {
+fn histogram_svg(histogram: &Histogram) -> Markup {
     let (width, height, left, bottom) = (640usize, 220usize, 50usize, 30usize);
     let n = histogram.counts.len().max(1);
     let bar = (width - left) / n;
     let max = histogram.counts.iter().copied().max().unwrap_or(0).max(1) as f64;
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" role=\"img\" aria-label=\"residual histogram\" font-size=\"11\">"
-    );
-    for (i, &count) in histogram.counts.iter().enumerate() {
-        let h = ((height - bottom - 10) as f64 * count as f64 / max) as usize;
-        let low = histogram.low + (histogram.high - histogram.low) * i as f64 / n as f64;
-        let _ = write!(
-            svg,
-            "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{h}\" fill=\"#4c78a8\"><title>from {low:.3}: {count}</title></rect>",
-            left + i * bar,
-            height - bottom - h,
-            bar.saturating_sub(1)
-        );
+    html! {
+        svg xmlns="http://www.w3.org/2000/svg" width=(width) height=(height) role="img" aria-label="residual histogram" font-size="11" {
+            @for (i, &count) in histogram.counts.iter().enumerate() {
+                @let h = ((height - bottom - 10) as f64 * count as f64 / max) as usize;
+                @let low = histogram.low + (histogram.high - histogram.low) * i as f64 / n as f64;
+                rect x=(left + i * bar) y=(height - bottom - h) width=(bar.saturating_sub(1)) height=(h) fill="#4c78a8" {
+                    title { (format!("from {low:.3}: {count}")) }
+                }
+            }
+            text x=(left) y=(height - 10) { (format!("{:.3}", histogram.low)) }
+            text x=(width - 4) y=(height - 10) text-anchor="end" { (format!("{:.3}", histogram.high)) }
+            text x="4" y="14" { (max as u64) }
+        }
     }
-    let _ = write!(
-        svg,
-        "<text x=\"{left}\" y=\"{}\">{:.3}</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{:.3}</text><text x=\"4\" y=\"14\">{}</text></svg>",
-        height - 10,
-        histogram.low,
-        width - 4,
-        height - 10,
-        histogram.high,
-        max as u64
-    );
-    svg
 }
 
-/// `of` names the output (already escaped) when the task grades several.
-fn cleaning_section(page: &mut String, cleaning: &CleaningDetails, of: &str) {
-    let _ = write!(page, "<section><h2>Cleaning{of}: per-column accuracy</h2>");
+/// `of` names the output when the task grades several.
+fn cleaning_section(cleaning: &CleaningDetails, of: &str) -> Markup {
     let (width, row) = (640usize, 24usize);
     let height = row * cleaning.columns.len() + 8;
-    let _ = write!(
-        page,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" role=\"img\" aria-label=\"per-column accuracy\" font-size=\"12\">"
-    );
-    for (i, column) in cleaning.columns.iter().enumerate() {
-        let y = i * row + 4;
-        let w = ((width - 220) as f64 * column.accuracy) as usize;
-        let _ = write!(
-            page,
-            "<text x=\"150\" y=\"{}\" text-anchor=\"end\">{}</text><rect x=\"160\" y=\"{y}\" width=\"{}\" height=\"{}\" fill=\"#eceff3\"/><rect x=\"160\" y=\"{y}\" width=\"{w}\" height=\"{}\" fill=\"#54a24b\"/><text x=\"{}\" y=\"{}\">{:.1}%</text>",
-            y + 15,
-            esc(&truncate(&column.column, 22)),
-            width - 220,
-            row - 6,
-            row - 6,
-            width - 54,
-            y + 15,
-            column.accuracy * 100.0
-        );
-    }
-    page.push_str("</svg>");
-    let _ = write!(
-        page,
-        "<p>{} truth rows, {} output rows: {} matched, {} dropped, {} duplicated, {} invented (row precision {:.3}, recall {:.3}).</p>",
-        cleaning.n_truth_rows,
-        cleaning.n_output_rows,
-        cleaning.n_matched_rows,
-        cleaning.n_dropped_rows,
-        cleaning.n_duplicate_rows,
-        cleaning.n_invented_rows,
-        cleaning.row_precision,
-        cleaning.row_recall
-    );
-    for (what, list) in [("Missing columns", &cleaning.missing_columns), ("Extra columns", &cleaning.extra_columns)] {
-        if !list.is_empty() {
-            let _ = write!(page, "<p>{what}: {}</p>", esc(&list.join(", ")));
-        }
-    }
-    for mismatch in &cleaning.schema_mismatches {
-        let _ = write!(page, "<p>Column {} holds {} where the truth holds {}.</p>", esc(&mismatch.column), esc(&mismatch.got), esc(&mismatch.expected));
-    }
     let with_mismatches: Vec<_> = cleaning.columns.iter().filter(|c| !c.mismatches.is_empty()).collect();
-    if !with_mismatches.is_empty() {
-        page.push_str("<details><summary>First mismatches per column</summary><table><tr><th>column</th><th>key</th><th>expected</th><th>got</th></tr>");
-        for column in with_mismatches {
-            for m in &column.mismatches {
-                let _ = write!(
-                    page,
-                    "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>",
-                    esc(&column.column),
-                    esc(&m.key),
-                    esc(&m.expected),
-                    esc(&m.got)
-                );
+    html! {
+        section {
+            h2 { "Cleaning" (of) ": per-column accuracy" }
+            svg xmlns="http://www.w3.org/2000/svg" width=(width) height=(height) role="img" aria-label="per-column accuracy" font-size="12" {
+                @for (i, column) in cleaning.columns.iter().enumerate() {
+                    @let y = i * row + 4;
+                    text x="150" y=(y + 15) text-anchor="end" { (truncate(&column.column, 22)) }
+                    rect x="160" y=(y) width=(width - 220) height=(row - 6) fill="#eceff3" {}
+                    rect x="160" y=(y) width=(((width - 220) as f64 * column.accuracy) as usize) height=(row - 6) fill="#54a24b" {}
+                    text x=(width - 54) y=(y + 15) { (format!("{:.1}%", column.accuracy * 100.0)) }
+                }
+            }
+            p {
+                (format!(
+                    "{} truth rows, {} output rows: {} matched, {} dropped, {} duplicated, {} invented (row precision {:.3}, recall {:.3}).",
+                    cleaning.n_truth_rows,
+                    cleaning.n_output_rows,
+                    cleaning.n_matched_rows,
+                    cleaning.n_dropped_rows,
+                    cleaning.n_duplicate_rows,
+                    cleaning.n_invented_rows,
+                    cleaning.row_precision,
+                    cleaning.row_recall
+                ))
+            }
+            @for (what, list) in [("Missing columns", &cleaning.missing_columns), ("Extra columns", &cleaning.extra_columns)] {
+                @if !list.is_empty() { p { (what) ": " (list.join(", ")) } }
+            }
+            @for mismatch in &cleaning.schema_mismatches {
+                p { "Column " (mismatch.column) " holds " (mismatch.got) " where the truth holds " (mismatch.expected) "." }
+            }
+            @if !with_mismatches.is_empty() {
+                details {
+                    summary { "First mismatches per column" }
+                    table {
+                        tr { th { "column" } th { "key" } th { "expected" } th { "got" } }
+                        @for column in &with_mismatches {
+                            @for m in &column.mismatches {
+                                tr { td { (column.column) } td { (visible(&m.key)) } td { code { (visible(&m.expected)) } } td { code { (visible(&m.got)) } } }
+                            }
+                        }
+                    }
+                }
             }
         }
-        page.push_str("</table></details>");
     }
-    page.push_str("</section>\n");
 }
 
-fn lint_section(page: &mut String, findings: &[Finding], total: usize, lines_of_code: usize, rules: &[String]) {
+fn lint_section(findings: &[Finding], total: usize, lines_of_code: usize, rules: &[String]) -> Markup {
     let total = total.max(findings.len());
-    let _ = write!(page, "<section><h2>Code quality: {total} findings ({} lines of code; rules {})</h2>", lines_of_code, esc(&rules.join(", ")));
-    if findings.len() < total {
-        let _ = write!(page, "<p>The first {} of {total} findings are listed; all count in the score.</p>", findings.len());
-    }
     let mut files: Vec<&str> = findings.iter().map(|f| f.file.as_str()).collect();
     files.sort_unstable();
     files.dedup();
-    for file in files {
-        let in_file: Vec<_> = findings.iter().filter(|f| f.file == file).collect();
-        let _ = write!(page, "<details open><summary>{} ({})</summary>", esc(if file.is_empty() { "(whole submission)" } else { file }), in_file.len());
-        for finding in in_file {
-            let _ = write!(page, "<div class=\"finding\"><span class=\"rule\">{}</span> line {}: {}", esc(&finding.rule), finding.line, esc(&finding.message));
-            if !finding.context.is_empty() {
-                page.push_str("<pre class=\"context\">");
-                for (number, text) in &finding.context {
-                    let class = if *number == finding.line { " class=\"hit\"" } else { "" };
-                    let _ = writeln!(page, "<span{class}>{number:>5} | {}</span>", esc(text));
-                }
-                page.push_str("</pre>");
+    html! {
+        section {
+            h2 { "Code quality: " (total) " findings (" (lines_of_code) " lines of code; rules " (rules.join(", ")) ")" }
+            @if findings.len() < total {
+                p { "The first " (findings.len()) " of " (total) " findings are listed; all count in the score." }
             }
-            page.push_str("</div>");
+            @for file in files {
+                @let in_file: Vec<_> = findings.iter().filter(|f| f.file == file).collect();
+                details open {
+                    summary { (if file.is_empty() { "(whole submission)" } else { file }) " (" (in_file.len()) ")" }
+                    @for finding in in_file {
+                        div.finding {
+                            span.rule { (finding.rule) } " line " (finding.line) ": " (finding.message)
+                            @if !finding.context.is_empty() {
+                                pre.context {
+                                    @for (number, text) in &finding.context {
+                                        span class=[(*number == finding.line).then_some("hit")] { (format!("{number:>5} | ")) (visible(text)) } "\n"
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
         }
-        page.push_str("</details>");
     }
-    page.push_str("</section>\n");
 }
 
-fn steps_section(page: &mut String, report: &Report) {
-    page.push_str("<section><h2>Steps</h2>");
+fn steps_section(report: &Report) -> Markup {
     // Timeline: each step's wall time against its timeout.
     let longest = report.steps.iter().map(|s| s.timeout_seconds.max(s.wall_seconds)).fold(1.0f64, f64::max);
     let (width, row) = (640usize, 26usize);
-    let _ = write!(
-        page,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{}\" role=\"img\" aria-label=\"step timeline\" font-size=\"12\">",
-        row * report.steps.len() + 8
-    );
-    for (i, step) in report.steps.iter().enumerate() {
-        let y = i * row + 4;
-        let scale = (width - 140) as f64 / longest;
-        let color = if step.outcome == Outcome::Ok { "#54a24b" } else { "#e45756" };
-        let _ = write!(
-            page,
-            "<text x=\"90\" y=\"{}\" text-anchor=\"end\">{}</text><rect x=\"100\" y=\"{y}\" width=\"{:.0}\" height=\"{}\" fill=\"#eceff3\"><title>timeout {:.0} s</title></rect><rect x=\"100\" y=\"{y}\" width=\"{:.0}\" height=\"{}\" fill=\"{color}\"><title>{:.2} s</title></rect>",
-            y + 15,
-            esc(&truncate(&step.name, 12)),
-            step.timeout_seconds * scale,
-            row - 8,
-            step.timeout_seconds,
-            (step.wall_seconds * scale).max(1.0),
-            row - 8,
-            step.wall_seconds
-        );
-    }
-    page.push_str("</svg><table><tr><th>step</th><th>outcome</th><th class=\"num\">wall</th><th class=\"num\">CPU</th><th class=\"num\">peak memory</th><th>limits</th></tr>");
-    for step in &report.steps {
-        let memory = step
-            .peak_memory_bytes
-            .map(|b| format!("{} ({:.0}%)", format_size(b), 100.0 * b as f64 / step.memory_limit_bytes.max(1) as f64))
-            .unwrap_or_else(|| "—".into());
-        let _ = write!(
-            page,
-            "<tr><td>{}</td><td>{} {}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{memory}</td><td>{:.0} s, {}, {} CPU</td></tr>",
-            esc(&step.name),
-            badge(step.outcome.as_str(), step.outcome == Outcome::Ok),
-            esc(&step.message),
-            seconds(step.wall_seconds),
-            step.cpu_seconds.map(seconds).unwrap_or_else(|| "—".into()),
-            step.timeout_seconds,
-            format_size(step.memory_limit_bytes),
-            step.cpus
-        );
-    }
-    page.push_str("</table>");
-    for step in &report.steps {
-        for (stream, tail, bytes, truncated) in
-            [("stdout", &step.stdout_tail, step.stdout_bytes, step.stdout_truncated), ("stderr", &step.stderr_tail, step.stderr_bytes, step.stderr_truncated)]
-        {
-            if tail.is_empty() {
-                continue;
+    let scale = (width - 140) as f64 / longest;
+    html! {
+        section {
+            h2 { "Steps" }
+            svg xmlns="http://www.w3.org/2000/svg" width=(width) height=(row * report.steps.len() + 8) role="img" aria-label="step timeline" font-size="12" {
+                @for (i, step) in report.steps.iter().enumerate() {
+                    @let y = i * row + 4;
+                    text x="90" y=(y + 15) text-anchor="end" { (truncate(&step.name, 12)) }
+                    rect x="100" y=(y) width=(format!("{:.0}", step.timeout_seconds * scale)) height=(row - 8) fill="#eceff3" {
+                        title { (format!("timeout {:.0} s", step.timeout_seconds)) }
+                    }
+                    rect x="100" y=(y) width=(format!("{:.0}", (step.wall_seconds * scale).max(1.0))) height=(row - 8)
+                        fill=(if step.outcome == Outcome::Ok { "#54a24b" } else { "#e45756" }) {
+                        title { (format!("{:.2} s", step.wall_seconds)) }
+                    }
+                }
             }
-            let note = if truncated { format!(", last {} kept", format_size(tail.len() as u64)) } else { String::new() };
-            let _ = write!(page, "<details><summary>{} {stream} ({}{note})</summary><pre>{}</pre></details>", esc(&step.name), format_size(bytes), esc(tail));
+            table {
+                tr { th { "step" } th { "outcome" } th.num { "wall" } th.num { "CPU" } th.num { "peak memory" } th { "limits" } }
+                @for step in &report.steps {
+                    @let memory = step
+                        .peak_memory_bytes
+                        .map(|b| format!("{} ({:.0}%)", format_size(b), 100.0 * b as f64 / step.memory_limit_bytes.max(1) as f64))
+                        .unwrap_or_else(|| "—".into());
+                    tr {
+                        td { (step.name) }
+                        td { (badge(step.outcome.as_str(), step.outcome == Outcome::Ok)) " " (step.message) }
+                        td.num { (seconds(step.wall_seconds)) }
+                        td.num { (step.cpu_seconds.map(seconds).unwrap_or_else(|| "—".into())) }
+                        td.num { (memory) }
+                        td { (format!("{:.0} s, {}, {} CPU", step.timeout_seconds, format_size(step.memory_limit_bytes), step.cpus)) }
+                    }
+                }
+            }
+            @for step in &report.steps {
+                @for (stream, tail, bytes, truncated) in [("stdout", &step.stdout_tail, step.stdout_bytes, step.stdout_truncated), ("stderr", &step.stderr_tail, step.stderr_bytes, step.stderr_truncated)] {
+                    @if !tail.is_empty() {
+                        details {
+                            summary {
+                                (step.name) " " (stream) " (" (format_size(bytes))
+                                @if truncated { ", last " (format_size(tail.len() as u64)) " kept" }
+                                ")"
+                            }
+                            pre { (visible(tail)) }
+                        }
+                    }
+                }
+            }
         }
     }
-    page.push_str("</section>\n");
 }
 
-fn provenance_section(page: &mut String, report: &Report) {
+fn provenance_section(report: &Report) -> Markup {
     let p = &report.provenance;
-    page.push_str("<section><h2>Provenance</h2><table>");
     let mut rows = vec![
         ("submission", report.submission.path.clone()),
         ("commit", report.submission.commit.clone().unwrap_or_else(|| "(not a git checkout)".into())),
@@ -587,16 +532,20 @@ fn provenance_section(page: &mut String, report: &Report) {
     if let Some(extended) = &p.extended_image {
         rows.insert(3, ("ran in", format!("{} (the submission imports {})", extended.image, extended.modules.join(", "))));
     }
-    for (key, value) in rows {
-        let _ = write!(page, "<tr><th>{key}</th><td><code>{}</code></td></tr>", esc(&value));
+    html! {
+        section {
+            h2 { "Provenance" }
+            table {
+                @for (key, value) in &rows { tr { th { (key) } td { code { (value) } } } }
+                @for link in report.submission.skipped_links.iter() {
+                    tr { th { "link not copied" } td { code { (link.path) " → " (link.target) } } }
+                }
+                @for rejected in &report.output.rejected {
+                    tr { th { "output refused" } td { code { (rejected.path) } ": " (rejected.reason) } }
+                }
+            }
+        }
     }
-    for link in report.submission.skipped_links.iter() {
-        let _ = write!(page, "<tr><th>link not copied</th><td><code>{} → {}</code></td></tr>", esc(&link.path), esc(&link.target));
-    }
-    for rejected in &report.output.rejected {
-        let _ = write!(page, "<tr><th>output refused</th><td><code>{}</code>: {}</td></tr>", esc(&rejected.path), esc(&rejected.reason));
-    }
-    page.push_str("</table></section>\n");
 }
 
 fn truncate(text: &str, n: usize) -> String {
