@@ -11,24 +11,6 @@ use crate::grading::{cleaning::CleaningDetails, ConfusionReport, Histogram};
 use crate::sandbox::Outcome;
 use crate::units::format_size;
 
-/// Escapes text for HTML element content and attribute values: for the pages not yet written
-/// as templates (`web::*`); a template escapes by itself.
-pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// Text as it may be shown: control characters (a log's terminal colour codes, a NUL) become
 /// U+FFFD. Escaping is the template's.
 pub fn visible(text: &str) -> std::borrow::Cow<'_, str> {
@@ -95,6 +77,11 @@ fn page(title: &str, header: Markup, main: Markup) -> String {
 
 /// Renders the assessor's page: everything in the report.
 pub fn render(report: &Report) -> String {
+    render_with(report, html! {})
+}
+
+/// The assessor's page with `extra` (the review desk's sections) at the end of its main part.
+pub fn render_with(report: &Report, extra: Markup) -> String {
     let title = format!("{} — {}", report.task.title, report.candidate.as_deref().unwrap_or(&report.submission.path));
     let header = html! {
         div.total { (format!("{:.1}", report.score)) small { "/100" } }
@@ -131,6 +118,7 @@ pub fn render(report: &Report) -> String {
         (steps_section(report))
         (artifacts_section(&report.artifacts))
         (provenance_section(report))
+        (extra)
     };
     page(&title, header, main)
 }

@@ -26,8 +26,8 @@ use serde::Serialize;
 use similar::{Algorithm, ChangeTag, TextDiff};
 
 use crate::intake::TreeEntry;
-use crate::report::html::esc;
 use crate::units::format_size;
+use maud::{html, Markup, PreEscaped};
 
 /// Lines shown per file.
 pub const MAX_FILE_LINES: usize = 2_000;
@@ -756,8 +756,8 @@ fn highlight_config(language: &str) -> Option<&'static tree_sitter_highlight::Hi
 
 /// The HTML of each line of `source`: Python and R highlighted with `<span class="hl-…">`, other text
 /// escaped. Lines are those of [`str::lines`] (a final newline makes no empty last line).
-pub fn highlight_lines(source: &str, language: Option<&str>) -> Vec<String> {
-    let plain = || source.lines().map(esc).collect::<Vec<_>>();
+pub fn highlight_lines(source: &str, language: Option<&str>) -> Vec<Markup> {
+    let plain = || source.lines().map(|line| html! { (line) }).collect::<Vec<_>>();
     let Some(config) = language.and_then(highlight_config) else { return plain() };
     let mut highlighter = tree_sitter_highlight::Highlighter::new();
     let Ok(events) = highlighter.highlight(config, source.as_bytes(), None, |_| None) else { return plain() };
@@ -766,12 +766,13 @@ pub fn highlight_lines(source: &str, language: Option<&str>) -> Vec<String> {
     if renderer.render(events, source.as_bytes(), &|highlight, out: &mut Vec<u8>| out.extend_from_slice(classes[highlight.0].as_bytes())).is_err() {
         return plain();
     }
-    let mut lines: Vec<String> = renderer.lines().map(|line| line.trim_end_matches('\n').to_string()).collect();
+    // tree-sitter's renderer escapes the source's text itself; its spans carry our classes only.
+    let mut lines: Vec<Markup> = renderer.lines().map(|line| PreEscaped(line.trim_end_matches('\n').to_string())).collect();
     // The renderer's lines follow the newlines; `str::lines` drops a final empty one.
     let wanted = source.lines().count();
     lines.truncate(wanted);
     while lines.len() < wanted {
-        lines.push(String::new());
+        lines.push(html! {});
     }
     lines
 }
@@ -787,28 +788,24 @@ pub const CSS: &str = ".code{border-collapse:collapse;width:100%;background:#fff
 pre.diff .hunk{color:#6b7280;display:block}.cell{margin:10px 0;border-left:3px solid #c9d1dc;padding-left:8px}.cell h4{margin:4px 0;color:#6b7280;font-weight:normal}\
 .cell pre.output{background:#f6f8fa;margin:4px 0;padding:6px;white-space:pre-wrap;word-break:break-all}";
 
-/// A unified diff as HTML (every line escaped; added and removed lines marked).
-pub fn diff_html(diff: &str) -> String {
-    let mut out = String::from("<pre class=\"diff\">");
-    for line in diff.lines() {
-        let class = if line.starts_with("+++") || line.starts_with("---") || line.starts_with("@@") {
-            "hunk"
-        } else if line.starts_with('+') {
-            "add"
-        } else if line.starts_with('-') {
-            "del"
-        } else {
-            ""
-        };
-        if class.is_empty() {
-            out.push_str(&esc(line));
-            out.push('\n');
-        } else {
-            out.push_str(&format!("<span class=\"{class}\">{}</span>", esc(line)));
+/// A unified diff as HTML (added and removed lines marked).
+pub fn diff_html(diff: &str) -> Markup {
+    html! {
+        pre.diff {
+            @for line in diff.lines() {
+                @let class = if line.starts_with("+++") || line.starts_with("---") || line.starts_with("@@") {
+                    "hunk"
+                } else if line.starts_with('+') {
+                    "add"
+                } else if line.starts_with('-') {
+                    "del"
+                } else {
+                    ""
+                };
+                @if class.is_empty() { (line) "\n" } @else { span class=(class) { (line) } }
+            }
         }
     }
-    out.push_str("</pre>");
-    out
 }
 
 #[cfg(test)]
@@ -843,7 +840,7 @@ mod tests {
 
     #[test]
     fn r_is_highlighted_and_escaped() {
-        let lines = highlight_lines("f <- function(x) {\n  if (x > 1) \"<b>\" else TRUE # </td>\n}\n", Some("r"));
+        let lines: Vec<String> = highlight_lines("f <- function(x) {\n  if (x > 1) \"<b>\" else TRUE # </td>\n}\n", Some("r")).into_iter().map(|l| l.0).collect();
         assert_eq!(lines.len(), 3);
         assert!(lines[0].contains("hl-operator\">&lt;-"), "{lines:?}");
         assert!(
@@ -855,7 +852,7 @@ mod tests {
 
     #[test]
     fn python_is_highlighted_and_escaped() {
-        let lines = highlight_lines("def f(x):\n    return \"<b>\" + x  # </td>\n", Some("python"));
+        let lines: Vec<String> = highlight_lines("def f(x):\n    return \"<b>\" + x  # </td>\n", Some("python")).into_iter().map(|l| l.0).collect();
         assert_eq!(lines.len(), 2);
         assert!(lines[0].contains("hl-keyword"), "{lines:?}");
         assert!(lines[1].contains("&lt;b&gt;") && !lines[1].contains("<b>"), "{lines:?}");

@@ -101,7 +101,7 @@ pub fn percentile(score: f64, cohort: &[f64]) -> Option<f64> {
 
 /// An SVG histogram of the cohort's scores (ten bins of 10 points), the candidate's bin and score
 /// marked, and the task's baselines (reference, weak … as `check` graded them) as dashed lines.
-pub fn cohort_histogram(cohort: &[f64], mark: Option<f64>, baselines: &[(String, f64)]) -> String {
+pub fn cohort_histogram(cohort: &[f64], mark: Option<f64>, baselines: &[(String, f64)]) -> maud::Markup {
     let mut bins = [0usize; 10];
     for &s in cohort {
         bins[((s / 10.0).floor().clamp(0.0, 9.0)) as usize] += 1;
@@ -109,46 +109,32 @@ pub fn cohort_histogram(cohort: &[f64], mark: Option<f64>, baselines: &[(String,
     let most = bins.iter().copied().max().unwrap_or(0).max(1);
     let (width, height, left, bottom) = (420.0, 140.0, 30.0, 20.0);
     let bar = (width - left) / 10.0;
-    let mut out = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" role=\"img\" aria-label=\"cohort score histogram\" font-size=\"10\">"
-    );
     let marked = mark.map(|m| ((m / 10.0).floor().clamp(0.0, 9.0)) as usize);
-    for (i, &n) in bins.iter().enumerate() {
-        let h = (height - bottom - 10.0) * n as f64 / most as f64;
-        let x = left + i as f64 * bar;
-        let fill = if marked == Some(i) { "#1f4fbf" } else { "#b9c3d3" };
-        out.push_str(&format!(
-            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"{fill}\"><title>{}–{}: {n}</title></rect><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
-            x + 1.0,
-            height - bottom - h,
-            bar - 2.0,
-            i * 10,
-            i * 10 + 10,
-            x + bar / 2.0,
-            height - 6.0,
-            i * 10
-        ));
+    let at = |score: f64| left + (score.clamp(0.0, 100.0) / 100.0) * (width - left);
+    let one = |v: f64| format!("{v:.1}");
+    maud::html! {
+        svg xmlns="http://www.w3.org/2000/svg" width=(width) height=(height) role="img" aria-label="cohort score histogram" font-size="10" {
+            @for (i, &n) in bins.iter().enumerate() {
+                @let h = (height - bottom - 10.0) * n as f64 / most as f64;
+                @let x = left + i as f64 * bar;
+                rect x=(one(x + 1.0)) y=(one(height - bottom - h)) width=(one(bar - 2.0)) height=(one(h)) fill=(if marked == Some(i) { "#1f4fbf" } else { "#b9c3d3" }) {
+                    title { (i * 10) "–" (i * 10 + 10) ": " (n) }
+                }
+                text x=(one(x + bar / 2.0)) y=(one(height - 6.0)) text-anchor="middle" { (i * 10) }
+            }
+            @for (i, (name, score)) in baselines.iter().enumerate() {
+                @let x = at(*score);
+                line x1=(one(x)) x2=(one(x)) y1="20" y2=(one(height - bottom)) stroke="#6b7280" stroke-dasharray="3 2" {}
+                text x=(one((x + 2.0).min(width - 60.0))) y=(30 + 11 * (i % 6)) fill="#6b7280" { (name) }
+            }
+            @if let Some(m) = mark {
+                @let x = at(m);
+                line x1=(one(x)) x2=(one(x)) y1="4" y2=(one(height - bottom)) stroke="#b3261e" stroke-width="2" {}
+                text x=(one((x + 3.0).min(width - 30.0))) y="12" fill="#b3261e" { (one(m)) }
+            }
+            text x="2" y="12" { (most) }
+        }
     }
-    for (i, (name, score)) in baselines.iter().enumerate() {
-        let x = left + (score.clamp(0.0, 100.0) / 100.0) * (width - left);
-        out.push_str(&format!(
-            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"20\" y2=\"{:.1}\" stroke=\"#6b7280\" stroke-dasharray=\"3 2\"/><text x=\"{:.1}\" y=\"{}\" fill=\"#6b7280\">{}</text>",
-            height - bottom,
-            (x + 2.0).min(width - 60.0),
-            30 + 11 * (i % 6),
-            crate::report::html::esc(name)
-        ));
-    }
-    if let Some(m) = mark {
-        let x = left + (m.clamp(0.0, 100.0) / 100.0) * (width - left);
-        out.push_str(&format!(
-            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"4\" y2=\"{:.1}\" stroke=\"#b3261e\" stroke-width=\"2\"/><text x=\"{:.1}\" y=\"12\" fill=\"#b3261e\">{m:.1}</text>",
-            height - bottom,
-            (x + 3.0).min(width - 30.0)
-        ));
-    }
-    out.push_str(&format!("<text x=\"2\" y=\"12\">{most}</text></svg>"));
-    out
 }
 
 /// Longest note, comment or reason kept.
@@ -432,7 +418,7 @@ mod tests {
     fn percentiles_and_histograms() {
         assert_eq!(percentile(50.0, &[10.0, 50.0, 90.0, 95.0]), Some(50.0));
         assert_eq!(percentile(50.0, &[]), None);
-        let svg = cohort_histogram(&[5.0, 55.0, 57.0, 100.0], Some(57.0), &[("reference".into(), 97.0)]);
+        let svg = cohort_histogram(&[5.0, 55.0, 57.0, 100.0], Some(57.0), &[("reference".into(), 97.0)]).into_string();
         assert!(svg.contains("#1f4fbf") && svg.contains(">57.0<") && svg.contains(">reference<"), "{svg}");
         assert_eq!(svg.matches("<rect").count(), 10);
     }

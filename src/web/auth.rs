@@ -344,7 +344,7 @@ impl<T: DeserializeOwned + CsrfForm + Send> FromRequest<Arc<App>> for SessionFor
 
     async fn from_request(request: Request, app: &Arc<App>) -> Result<Self, Self::Rejection> {
         let forbidden = |message: &str| {
-            (StatusCode::FORBIDDEN, super::page("Refused", &format!("<p>{message}</p><p><a href=\"/\">Back to the dashboard</a></p>"))).into_response()
+            (StatusCode::FORBIDDEN, super::page("Refused", maud::html! { p { (message) } p { a href="/" { "Back to the dashboard" } } })).into_response()
         };
         let (parts, body) = request.into_parts();
         let token = session_token(&parts.headers).ok_or_else(|| Redirect::to("/login").into_response())?;

@@ -3,13 +3,13 @@
 //! assessors: no link to their pages, no score of the hidden run. Plain HTML without script,
 //! headings in order, labelled tables, colours with enough contrast.
 
-use std::fmt::Write;
 use std::sync::Arc;
 
 use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
+use maud::{html, Markup, PreEscaped, DOCTYPE};
 use serde::{Deserialize, Serialize};
 
 use super::auth::{Assessor, Candidate, SessionForm};
@@ -17,7 +17,6 @@ use super::forms::ApiJson;
 use super::queries::{counting, Counting};
 use super::{now, stored, App, Failure};
 use crate::report::candidate::{CandidateOutput, CandidateReport, CandidateStep};
-use crate::report::html::esc;
 use crate::report::Report;
 use crate::store::JobStatus;
 use crate::store::{Assignment, ClockState};
@@ -35,14 +34,15 @@ a:focus,summary:focus{outline:3px solid #f9a825}";
 pub struct StatusPage<'a> {
     pub assignment: &'a Assignment,
     pub title: &'a str,
-    pub brief_html: Option<String>,
+    /// The brief, rendered from Markdown with raw HTML refused (`review::markdown`).
+    pub brief_html: Option<Markup>,
     pub clone_url: String,
     pub now: i64,
     /// The listed pushes, newest first (see [`candidate_view`]).
     pub submissions: &'a [CandidateSubmission],
     /// Every push of the assignment, listed or not.
     pub pushes_total: usize,
-    pub feedback_html: Option<String>,
+    pub feedback_html: Option<Markup>,
     pub time: &'a CandidateTime,
     /// The form token for the final-submission choice.
     pub csrf: String,
@@ -64,112 +64,102 @@ pub fn render(p: &StatusPage) -> String {
         .iter()
         .filter(|s| s.runs_shown)
         .any(|s| s.report.is_none() || (p.has_public_run && s.public_run.is_none() && p.now - s.pushed_at_seconds < 3600));
-    let mut page = format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">{}\
-         <title>{} · your submissions</title><style>{STYLE}</style></head><body><header><h1>{}</h1><p>{}</p></header><main>",
-        if pending { "<meta http-equiv=\"refresh\" content=\"10\">" } else { "" },
-        esc(p.title),
-        esc(p.title),
-        deadline_text(a, p.now),
-    );
-    let _ = write!(
-        page,
-        "<nav aria-label=\"On this page\"><a href=\"#pushes\">Your pushes</a> · <a href=\"#environment\">What your code runs with</a> · <a href=\"#push\">How to push</a> · <a href=\"#brief\">The brief</a></nav>"
-    );
-    for e in &p.time.extensions {
-        let _ = write!(page, "<p class=\"ok\">Your time was extended by {} minutes ({}): {}</p>", e.minutes, esc(&e.at), esc(&e.reason));
-    }
-    if let Some(feedback) = &p.feedback_html {
-        let _ =
-            write!(page, "<section id=\"feedback\" aria-labelledby=\"feedback-h\"><h2 id=\"feedback-h\">Feedback from the assessors</h2>{feedback}</section>");
-    }
-    page.push_str("<section id=\"pushes\" aria-labelledby=\"pushes-h\"><h2 id=\"pushes-h\">Your pushes</h2>");
-    if p.submissions.is_empty() {
-        page.push_str(
-            "<p>No push yet. Each push is run twice: on the public data you have, with everything shown here, and on hidden data, which decides the grade.</p>",
-        );
-    } else {
-        page.push_str("<p>The <strong>public run</strong> runs your steps on the public data you have and shows everything: logs, exit codes, time and memory against the limits, and the format check of your outputs. The <strong>graded run</strong> runs them on hidden data; it decides the grade, and only what cannot reveal the hidden data is shown.</p>");
-        let open = a.clock(p.now) != ClockState::Closed;
-        match (p.time.final_push, &p.time.final_chosen_at) {
-            (Some(n), Some(at)) => {
-                let _ = write!(page, "<p><strong>Your final submission: push {n}</strong>, chosen at {}.</p>", esc(at));
+    let open = a.clock(p.now) != ClockState::Closed;
+    let shown = p.submissions.iter().filter(|s| s.runs_shown).count();
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width";
+                @if pending { meta http-equiv="refresh" content="10"; }
+                title { (p.title) " · your submissions" }
+                style { (PreEscaped(STYLE)) }
             }
-            (Some(n), None) if p.time.can_choose_final => {
-                let _ = write!(
-                    page,
-                    "<p><strong>Your final submission: push {n}</strong> (the last push). You may choose another one below until the deadline.</p>"
-                );
+            body {
+                header { h1 { (p.title) } p { (deadline_text(a, p.now)) } }
+                main {
+                    nav aria-label="On this page" {
+                        a href="#pushes" { "Your pushes" } " · " a href="#environment" { "What your code runs with" } " · "
+                        a href="#push" { "How to push" } " · " a href="#brief" { "The brief" }
+                    }
+                    @for e in &p.time.extensions {
+                        p.ok { "Your time was extended by " (e.minutes) " minutes (" (e.at) "): " (e.reason) }
+                    }
+                    @if let Some(feedback) = &p.feedback_html {
+                        section #feedback aria-labelledby="feedback-h" { h2 #feedback-h { "Feedback from the assessors" } (feedback) }
+                    }
+                    section #pushes aria-labelledby="pushes-h" {
+                        h2 #pushes-h { "Your pushes" }
+                        @if p.submissions.is_empty() {
+                            p { "No push yet. Each push is run twice: on the public data you have, with everything shown here, and on hidden data, which decides the grade." }
+                        } @else {
+                            p {
+                                "The " strong { "public run" } " runs your steps on the public data you have and shows everything: logs, exit codes, time and memory against the limits, and the format check of your outputs. The "
+                                strong { "graded run" } " runs them on hidden data; it decides the grade, and only what cannot reveal the hidden data is shown."
+                            }
+                            @match (p.time.final_push, &p.time.final_chosen_at) {
+                                (Some(n), Some(at)) => p { strong { "Your final submission: push " (n) } ", chosen at " (at) "." },
+                                (Some(n), None) if p.time.can_choose_final => p {
+                                    strong { "Your final submission: push " (n) } " (the last push). You may choose another one below until the deadline."
+                                },
+                                (Some(n), None) => p { strong { "Your final submission: push " (n) } " (the last push before the deadline counts)." },
+                                _ => {}
+                            }
+                            (pushes_table(p.submissions, p.pushes_total, p.time.final_push))
+                            @if shown < p.pushes_total {
+                                p {
+                                    "The runs of your newest " (RUNS_SHOWN.min(p.pushes_total)) " pushes"
+                                    @if p.time.final_push.is_some() { " and of your final submission" }
+                                    " are shown below; the others are kept and still count if you choose them."
+                                }
+                            }
+                            @for s in p.submissions.iter().filter(|s| s.runs_shown) {
+                                @let choose = (p.time.can_choose_final && open && p.time.final_push != Some(s.number)).then_some(p.csrf.as_str());
+                                (push_section(s, &a.id, choose, p.has_public_run))
+                            }
+                        }
+                    }
+                    (environment_section(p))
+                    section #push aria-labelledby="push-h" {
+                        h2 #push-h { "How to push" }
+                        p { "Commit your work and push it to your repository; each push is graded." }
+                        pre { "git clone " (p.clone_url) "\ncd " (a.id) "\ngit add -A\ngit commit -m \"What changed\"\ngit push" }
+                        p { "Git asks for your user name (" code { (a.id) } ") and the token you were given." }
+                    }
+                    @match &p.brief_html {
+                        Some(brief) => section #brief aria-labelledby="brief-h" { h2 #brief-h { "The brief" } (brief) },
+                        None => section #brief { h2 { "The brief" } p { "It is in your repository (brief.md)." } },
+                    }
+                }
             }
-            (Some(n), None) => {
-                let _ = write!(page, "<p><strong>Your final submission: push {n}</strong> (the last push before the deadline counts).</p>");
-            }
-            _ => {}
-        }
-        page.push_str(&pushes_table(p.submissions, p.pushes_total, p.time.final_push));
-        let shown = p.submissions.iter().filter(|s| s.runs_shown).count();
-        if shown < p.pushes_total {
-            let _ = write!(
-                page,
-                "<p>The runs of your newest {} pushes{} are shown below; the others are kept and still count if you choose them.</p>",
-                RUNS_SHOWN.min(p.pushes_total),
-                if p.time.final_push.is_some() { " and of your final submission" } else { "" }
-            );
-        }
-        for s in p.submissions.iter().filter(|s| s.runs_shown) {
-            let choose = (p.time.can_choose_final && open && p.time.final_push != Some(s.number)).then_some(p.csrf.as_str());
-            page.push_str(&push_section(s, &a.id, choose, p.has_public_run));
         }
     }
-    page.push_str("</section>");
-    page.push_str(&environment_section(p));
-    let _ = write!(
-        page,
-        "<section id=\"push\" aria-labelledby=\"push-h\"><h2 id=\"push-h\">How to push</h2><p>Commit your work and push it to your repository; each push is graded.</p>\
-         <pre>git clone {url}\ncd {dir}\ngit add -A\ngit commit -m \"What changed\"\ngit push</pre><p>Git asks for your user name (<code>{id}</code>) and the token you were given.</p></section>",
-        url = esc(&p.clone_url),
-        dir = esc(&a.id),
-        id = esc(&a.id)
-    );
-    match &p.brief_html {
-        Some(brief) => {
-            let _ = write!(page, "<section id=\"brief\" aria-labelledby=\"brief-h\"><h2 id=\"brief-h\">The brief</h2>{brief}</section>");
-        }
-        None => page.push_str("<section id=\"brief\"><h2>The brief</h2><p>It is in your repository (brief.md).</p></section>"),
-    }
-    page.push_str("</main></body></html>");
-    page
+    .into_string()
 }
 
 /// The image the steps run in, and what the latest push asks of it that it lacks.
-fn environment_section(p: &StatusPage) -> String {
-    let mut out = String::from("<section id=\"environment\" aria-labelledby=\"environment-h\"><h2 id=\"environment-h\">What your code runs with</h2>");
-    match &p.image {
-        Some((image, count)) => {
-            let _ = write!(
-                out,
-                "<p>Your steps run in the <code>{}</code> image, with {count} packages listed with their versions in <code>ENVIRONMENT.md</code> in your repository, and no network: nothing can be installed while they run.</p>",
-                esc(image)
-            );
-        }
-        None => out.push_str("<p>Your steps run with no network: nothing can be installed while they run.</p>"),
-    }
-    if let Some((number, warnings)) = &p.requirement_warnings {
-        if warnings.is_empty() {
-            let _ = write!(out, "<p class=\"ok\">Push {number}: everything its requirement files name is installed.</p>");
-        } else {
-            let _ = write!(
-                out,
-                "<p class=\"warn\"><strong>Push {number} asks for what the image lacks</strong> (your code may fail where it imports them):</p><ul>"
-            );
-            for warning in warnings {
-                let _ = write!(out, "<li><code>{}</code></li>", esc(warning));
+fn environment_section(p: &StatusPage) -> Markup {
+    html! {
+        section #environment aria-labelledby="environment-h" {
+            h2 #environment-h { "What your code runs with" }
+            @match &p.image {
+                Some((image, count)) => p {
+                    "Your steps run in the " code { (image) } " image, with " (count) " packages listed with their versions in " code { "ENVIRONMENT.md" }
+                    " in your repository, and no network: nothing can be installed while they run."
+                },
+                None => p { "Your steps run with no network: nothing can be installed while they run." },
             }
-            out.push_str("</ul>");
+            @if let Some((number, warnings)) = &p.requirement_warnings {
+                @if warnings.is_empty() {
+                    p.ok { "Push " (number) ": everything its requirement files name is installed." }
+                } @else {
+                    p.warn { strong { "Push " (number) " asks for what the image lacks" } " (your code may fail where it imports them):" }
+                    ul { @for warning in warnings { li { code { (warning) } } } }
+                }
+            }
         }
     }
-    out.push_str("</section>");
-    out
 }
 
 /// Moves every heading of rendered HTML `by` levels down (at most to h6), so that a document
@@ -208,42 +198,44 @@ fn hours(seconds: i64) -> String {
     format!("{}h{:02}m", seconds / 3600, seconds % 3600 / 60)
 }
 
-fn pushes_table(submissions: &[CandidateSubmission], total: usize, final_push: Option<i64>) -> String {
+fn pushes_table(submissions: &[CandidateSubmission], total: usize, final_push: Option<i64>) -> Markup {
     let caption = if submissions.len() < total {
         format!("Your newest {} of {total} pushes, newest first", submissions.len())
     } else {
         "Every push, newest first".to_string()
     };
-    let mut out = format!(
-        "<table><caption>{caption}</caption><tr><th scope=\"col\">#</th><th scope=\"col\">commit</th><th scope=\"col\">pushed</th>\
-         <th scope=\"col\">graded run</th><th scope=\"col\">public run</th><th scope=\"col\">counts</th></tr>",
-    );
-    for s in submissions {
-        let graded = match &s.graded_from {
-            Some(at) => format!("{} (graded from {})", status_word("queued"), esc(&when_text(at))),
-            None => status_word(&s.grade_status.clone().unwrap_or_else(|| s.status.clone())),
-        };
-        let public = match &s.public_run {
-            None => "not run yet".to_string(),
-            Some(PublicRunView { report: Some(r), .. }) => r.status.as_str().to_string(),
-            Some(_) => "not run (our side)".to_string(),
-        };
-        let _ = write!(
-            out,
-            "<tr><td>{link}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&s.commit[..s.commit.len().min(10)]),
-            esc(&s.pushed_at),
-            graded,
-            status_word(&public),
-            if final_push == Some(s.number) { "<strong>final</strong>" } else { "" },
-            link = if s.runs_shown { format!("<a href=\"#push-{n}\">{n}</a>", n = s.number) } else { s.number.to_string() }
-        );
+    html! {
+        table {
+            caption { (caption) }
+            tr {
+                th scope="col" { "#" } th scope="col" { "commit" } th scope="col" { "pushed" }
+                th scope="col" { "graded run" } th scope="col" { "public run" } th scope="col" { "counts" }
+            }
+            @for s in submissions {
+                @let public = match &s.public_run {
+                    None => "not run yet".to_string(),
+                    Some(PublicRunView { report: Some(r), .. }) => r.status.as_str().to_string(),
+                    Some(_) => "not run (our side)".to_string(),
+                };
+                tr {
+                    td { @if s.runs_shown { a href={ "#push-" (s.number) } { (s.number) } } @else { (s.number) } }
+                    td { code { (s.commit[..s.commit.len().min(10)]) } }
+                    td { (s.pushed_at) }
+                    td {
+                        @match &s.graded_from {
+                            Some(at) => { (status_word("queued")) " (graded from " (when_text(at)) ")" }
+                            None => (status_word(&s.grade_status.clone().unwrap_or_else(|| s.status.clone()))),
+                        }
+                    }
+                    td { (status_word(&public)) }
+                    td { @if final_push == Some(s.number) { strong { "final" } } }
+                }
+            }
+        }
     }
-    out.push_str("</table>");
-    out
 }
 
-fn status_word(status: &str) -> String {
+fn status_word(status: &str) -> Markup {
     let class = if matches!(status, "graded" | "ok") {
         "ok"
     } else if matches!(status, "queued" | "running" | "not run yet") {
@@ -251,170 +243,145 @@ fn status_word(status: &str) -> String {
     } else {
         "bad"
     };
-    format!("<span class=\"{class}\">{}</span>", esc(&status.replace('_', " ")))
+    html! { span class=(class) { (status.replace('_', " ")) } }
 }
 
-fn push_section(s: &CandidateSubmission, assignment: &str, choose: Option<&str>, has_public_run: bool) -> String {
-    let mut out = format!(
-        "<section id=\"push-{n}\" aria-labelledby=\"push-{n}-h\"><h3 id=\"push-{n}-h\">Push {n} <small>(<code>{}</code>, {})</small></h3>",
-        esc(&s.commit[..s.commit.len().min(10)]),
-        esc(&s.pushed_at),
-        n = s.number
-    );
-    if let Some(csrf) = choose {
-        let _ = write!(
-            out,
-            "<form method=\"post\" action=\"/status/{}/final\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"number\" value=\"{n}\">\
-             <button>Make push {n} my final submission</button></form>",
-            esc(assignment),
-            esc(csrf),
-            n = s.number
-        );
-    }
-    out.push_str("<h4>Public run</h4>");
-    match &s.public_run {
-        None if !has_public_run => out.push_str("<p>This task has no public run.</p>"),
-        None => out.push_str("<p>Not run yet: it runs once no graded run is waiting (this page refreshes until then).</p>"),
-        Some(PublicRunView { not_run: Some(why), .. }) => {
-            let _ = write!(out, "<p>{}</p>", esc(why));
-        }
-        Some(view) => {
-            if let Some(report) = &view.report {
-                out.push_str(&run_html(report, s.number, "public"));
-            }
-            if let Some(scores) = &view.public_score {
-                out.push_str("<table><caption>Score on the public data (the hidden data decides the grade)</caption><tr><th scope=\"col\">output</th><th scope=\"col\">metric</th><th scope=\"col\" class=\"num\">value</th></tr>");
-                for score in scores {
-                    let value = score.value.map(|v| format!("{v:.4}")).unwrap_or_else(|| "not scored".into());
-                    let _ = write!(out, "<tr><td>{}</td><td>{}</td><td class=\"num\">{value}</td></tr>", esc(&score.file), esc(&score.metric));
+fn push_section(s: &CandidateSubmission, assignment: &str, choose: Option<&str>, has_public_run: bool) -> Markup {
+    let n = s.number;
+    html! {
+        section id={ "push-" (n) } aria-labelledby={ "push-" (n) "-h" } {
+            h3 id={ "push-" (n) "-h" } { "Push " (n) " " small { "(" code { (s.commit[..s.commit.len().min(10)]) } ", " (s.pushed_at) ")" } }
+            @if let Some(csrf) = choose {
+                form method="post" action={ "/status/" (assignment) "/final" } {
+                    (super::csrf_field(csrf))
+                    input type="hidden" name="number" value=(n);
+                    button { "Make push " (n) " my final submission" }
                 }
-                out.push_str("</table>");
             }
-        }
-    }
-    out.push_str("<h4>Graded run (hidden data)</h4>");
-    match &s.report {
-        None => match &s.graded_from {
-            Some(at) => {
-                let _ = write!(
-                    out,
-                    "<p>Queued: graded from {} at the earliest. Only so many pushes are graded an hour; this one is kept and waits its turn.</p>",
-                    esc(&when_text(at))
-                );
-            }
-            None => {
-                let _ = write!(out, "<p>{}.</p>", esc(&s.status.replace('_', " ")));
-            }
-        },
-        Some(report) => out.push_str(&run_html(report, s.number, "graded")),
-    }
-    out.push_str("</section>");
-    out
-}
-
-/// One run's steps, outputs and lint findings.
-pub fn run_html(report: &CandidateReport, number: i64, which: &str) -> String {
-    let mut out = format!(
-        "<table><caption>Steps of the {which} run: {}</caption><tr><th scope=\"col\">step</th><th scope=\"col\">outcome</th><th scope=\"col\">exit code</th>\
-         <th scope=\"col\">time</th><th scope=\"col\">peak memory</th></tr>",
-        status_word(report.status.as_str())
-    );
-    for step in &report.steps {
-        out.push_str(&step_row(step));
-    }
-    out.push_str("</table>");
-    for step in &report.steps {
-        match &step.details {
-            Some(d) => {
-                for (stream, tail, truncated) in [("output", &d.stdout_tail, d.stdout_truncated), ("errors", &d.stderr_tail, d.stderr_truncated)] {
-                    if !tail.is_empty() {
-                        let cut = if truncated { " (the last part)" } else { "" };
-                        let _ = write!(
-                            out,
-                            "<details{}><summary>{} {stream}{cut}</summary><pre id=\"{which}-{number}-{}-{stream}\">{}</pre></details>",
-                            if step.outcome != crate::sandbox::Outcome::Ok && stream == "errors" { " open" } else { "" },
-                            esc(&step.name),
-                            esc(&step.name),
-                            esc(tail)
-                        );
+            h4 { "Public run" }
+            @match &s.public_run {
+                None if !has_public_run => p { "This task has no public run." },
+                None => p { "Not run yet: it runs once no graded run is waiting (this page refreshes until then)." },
+                Some(PublicRunView { not_run: Some(why), .. }) => p { (why) },
+                Some(view) => {
+                    @if let Some(report) = &view.report { (run_html(report, n, "public")) }
+                    @if let Some(scores) = &view.public_score {
+                        table {
+                            caption { "Score on the public data (the hidden data decides the grade)" }
+                            tr { th scope="col" { "output" } th scope="col" { "metric" } th.num scope="col" { "value" } }
+                            @for score in scores {
+                                tr {
+                                    td { (score.file) } td { (score.metric) }
+                                    td.num { (score.value.map(|v| format!("{v:.4}")).unwrap_or_else(|| "not scored".into())) }
+                                }
+                            }
+                        }
                     }
                 }
             }
-            None => {
-                let _ = write!(
-                    out,
-                    "<p>{}: this step read hidden data, so its logs stay with the assessors; the public run shows the same step's logs.</p>",
-                    esc(&step.name)
-                );
+            h4 { "Graded run (hidden data)" }
+            @match (&s.report, &s.graded_from) {
+                (None, Some(at)) => p {
+                    "Queued: graded from " (when_text(at)) " at the earliest. Only so many pushes are graded an hour; this one is kept and waits its turn."
+                },
+                (None, None) => p { (s.status.replace('_', " ")) "." },
+                (Some(report), _) => (run_html(report, n, "graded")),
             }
         }
     }
-    out.push_str(&outputs_html(&report.outputs));
-    for refusal in &report.rejected {
-        let _ = write!(out, "<p class=\"bad\">Refused in /output: {} ({})", esc(refusal.what), refusal.count);
-        match &refusal.examples {
-            Some(examples) => {
-                out.push_str(", for example");
-                for example in examples.iter() {
-                    let _ = write!(out, " <code>{}</code> ({})", esc(&example.path), esc(&example.reason));
+}
+
+/// One run's steps, outputs and lint findings.
+pub fn run_html(report: &CandidateReport, number: i64, which: &str) -> Markup {
+    let listed =
+        if report.lint.findings.len() < *report.lint.n_findings { format!(", the first {} listed", report.lint.findings.len()) } else { String::new() };
+    html! {
+        table {
+            caption { "Steps of the " (which) " run: " (status_word(report.status.as_str())) }
+            tr {
+                th scope="col" { "step" } th scope="col" { "outcome" } th scope="col" { "exit code" } th scope="col" { "time" } th scope="col" { "peak memory" }
+            }
+            @for step in &report.steps { (step_row(step)) }
+        }
+        @for step in &report.steps {
+            @match &step.details {
+                Some(d) => {
+                    @for (stream, tail, truncated) in [("output", &d.stdout_tail, d.stdout_truncated), ("errors", &d.stderr_tail, d.stderr_truncated)] {
+                        @if !tail.is_empty() {
+                            details open[step.outcome != crate::sandbox::Outcome::Ok && stream == "errors"] {
+                                summary { (step.name) " " (stream) @if truncated { " (the last part)" } }
+                                pre id={ (which) "-" (number) "-" (step.name) "-" (stream) } { (crate::report::html::visible(tail)) }
+                            }
+                        }
+                    }
+                }
+                None => p { (step.name) ": this step read hidden data, so its logs stay with the assessors; the public run shows the same step's logs." },
+            }
+        }
+        (outputs_html(&report.outputs))
+        @for refusal in &report.rejected {
+            p.bad {
+                "Refused in /output: " (refusal.what) " (" (refusal.count) ")"
+                @match &refusal.examples {
+                    Some(examples) => { ", for example" @for example in examples.iter() { " " code { (example.path) } " (" (example.reason) ")" } }
+                    None => "; their names stay with the assessors, since the steps read hidden data",
                 }
             }
-            None => out.push_str("; their names stay with the assessors, since the steps read hidden data"),
         }
-        out.push_str("</p>");
-    }
-    if !report.lint.findings.is_empty() {
-        let listed =
-            if report.lint.findings.len() < *report.lint.n_findings { format!(", the first {} listed", report.lint.findings.len()) } else { String::new() };
-        let _ = write!(out, "<details><summary>{} lint findings (ruff){listed}</summary><ul>", report.lint.n_findings);
-        for f in report.lint.findings.iter() {
-            let _ = write!(out, "<li><code>{}:{}</code> {} {}</li>", esc(&f.file), f.line, esc(&f.rule), esc(&f.message));
-        }
-        out.push_str("</ul></details>");
-    }
-    out
-}
-
-fn step_row(step: &CandidateStep) -> String {
-    let outcome =
-        format!("{}{}", status_word(step.outcome.as_str()), if step.message.is_empty() { String::new() } else { format!(" — {}", esc(&step.message)) });
-    match &step.details {
-        Some(d) => format!(
-            "<tr><td>{}</td><td>{outcome}</td><td>{}</td><td>{:.2} s of {:.0} s</td><td>{}</td></tr>",
-            esc(&step.name),
-            d.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "—".into()),
-            d.wall_seconds,
-            d.timeout_seconds,
-            match d.peak_memory_bytes {
-                Some(peak) => format!("{} of {}", format_size(peak), format_size(d.memory_limit_bytes)),
-                None => format!("— of {}", format_size(d.memory_limit_bytes)),
+        @if !report.lint.findings.is_empty() {
+            details {
+                summary { (report.lint.n_findings) " lint findings (ruff)" (listed) }
+                ul { @for f in report.lint.findings.iter() { li { code { (f.file) ":" (f.line) } " " (f.rule) " " (f.message) } } }
             }
-        ),
-        None => match &step.usage {
-            Some(u) => format!(
-                "<tr><td>{}</td><td>{outcome}</td><td>withheld</td><td>{} of {:.0} s</td><td>{} of {}</td></tr>",
-                esc(&step.name),
-                u.time,
-                u.timeout_seconds,
-                u.memory,
-                format_size(*u.memory_limit_bytes)
-            ),
-            None => format!("<tr><td>{}</td><td>{outcome}</td><td>withheld</td><td>withheld</td><td>withheld</td></tr>", esc(&step.name)),
-        },
+        }
     }
 }
 
-fn outputs_html(outputs: &[CandidateOutput]) -> String {
-    let mut out = String::from("<table><caption>Outputs: format check</caption><tr><th scope=\"col\">file</th><th scope=\"col\">format</th></tr>");
-    for o in outputs {
-        let verdict = match &o.problem {
-            None => "<span class=\"ok\">as expected</span> (or not reached)".to_string(),
-            Some(p) => format!("<span class=\"bad\">{}</span>: {}", esc(&p.kind.as_str().replace('_', " ")), esc(&p.message)),
-        };
-        let _ = write!(out, "<tr><td><code>/output/{}</code></td><td>{verdict}</td></tr>", esc(&o.file));
+fn step_row(step: &CandidateStep) -> Markup {
+    html! {
+        tr {
+            td { (step.name) }
+            td { (status_word(step.outcome.as_str())) @if !step.message.is_empty() { " — " (step.message) } }
+            @match (&step.details, &step.usage) {
+                (Some(d), _) => {
+                    td { (d.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "—".into())) }
+                    td { (format!("{:.2} s of {:.0} s", d.wall_seconds, d.timeout_seconds)) }
+                    td {
+                        @match d.peak_memory_bytes {
+                            Some(peak) => { (format_size(peak)) " of " (format_size(d.memory_limit_bytes)) }
+                            None => { "— of " (format_size(d.memory_limit_bytes)) }
+                        }
+                    }
+                }
+                (None, Some(u)) => {
+                    td { "withheld" }
+                    td { (u.time) " of " (format!("{:.0}", u.timeout_seconds)) " s" }
+                    td { (u.memory) " of " (format_size(*u.memory_limit_bytes)) }
+                }
+                (None, None) => { td { "withheld" } td { "withheld" } td { "withheld" } }
+            }
+        }
     }
-    out.push_str("</table>");
-    out
+}
+
+fn outputs_html(outputs: &[CandidateOutput]) -> Markup {
+    html! {
+        table {
+            caption { "Outputs: format check" }
+            tr { th scope="col" { "file" } th scope="col" { "format" } }
+            @for o in outputs {
+                tr {
+                    td { code { "/output/" (o.file) } }
+                    td {
+                        @match &o.problem {
+                            None => { span.ok { "as expected" } " (or not reached)" }
+                            Some(p) => { span.bad { (p.kind.as_str().replace('_', " ")) } ": " (p.message) }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------- which push counts; extensions

@@ -15,8 +15,9 @@
 //!   (`max_git_processes`), so nothing a stranger sends can stall or fill the daemon.
 //! - Every state-changing request from a browser passes [`auth::same_origin`] (Origin and
 //!   Sec-Fetch-Site) and, for forms, carries the session's CSRF token.
-//! - Names from users never reach a path unchecked (`task::is_name`); candidate text in pages goes
-//!   through the report's HTML escaping; candidates see only [`CandidateReport`](crate::report::CandidateReport)s.
+//! - Names from users never reach a path unchecked (`task::is_name`); every page is a maud
+//!   template, which escapes every value it is given (text becomes markup only through an explicit
+//!   `PreEscaped`); candidates see only [`CandidateReport`](crate::report::CandidateReport)s.
 
 pub mod api;
 pub mod auth;
@@ -45,7 +46,8 @@ use tracing::{debug, error, warn};
 
 use crate::config::Config;
 use crate::intake::Repos;
-use crate::report::html::esc;
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+
 use crate::store::Store;
 
 /// A request's head (request line and headers) must arrive within this.
@@ -288,15 +290,33 @@ impl IntoResponse for Failure {
     }
 }
 
-pub(crate) fn page(title: &str, body: &str) -> Html<String> {
-    Html(format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} · takehome</title><style>\
-         body{{font:14px/1.45 system-ui,sans-serif;margin:0;background:#f5f6f8;color:#1d2430}}nav{{background:#1d2430;color:#fff;padding:10px 24px}}\
-         nav a{{color:#fff;margin-right:16px}}main{{max-width:1100px;margin:0 auto;padding:20px}}table{{border-collapse:collapse;width:100%;background:#fff}}\
-         th,td{{text-align:left;padding:6px 8px;border-bottom:1px solid #eceff3}}.num{{text-align:right}}section{{margin:18px 0}}\
-         form.inline{{display:inline}}input,textarea,button{{font:inherit}}</style></head><body><nav><b>takehome</b> &nbsp; <a href=\"/\">dashboard</a></nav><main>{body}</main></body></html>",
-        esc(title)
-    ))
+const PAGE_STYLE: &str =
+    "body{font:14px/1.45 system-ui,sans-serif;margin:0;background:#f5f6f8;color:#1d2430}nav{background:#1d2430;color:#fff;padding:10px 24px}\
+nav a{color:#fff;margin-right:16px}main{max-width:1100px;margin:0 auto;padding:20px}table{border-collapse:collapse;width:100%;background:#fff}\
+th,td{text-align:left;padding:6px 8px;border-bottom:1px solid #eceff3}.num{text-align:right}section{margin:18px 0}\
+form.inline{display:inline}input,textarea,button{font:inherit}";
+
+/// An assessor's page: the navigation bar around `body` (a template: everything in it was escaped
+/// by the engine).
+pub(crate) fn page(title: &str, body: Markup) -> Html<String> {
+    Html(
+        html! {
+            (DOCTYPE)
+            html lang="en" {
+                head { meta charset="utf-8"; title { (title) " · takehome" } style { (PreEscaped(PAGE_STYLE)) } }
+                body {
+                    nav { b { "takehome" } (PreEscaped(" &nbsp; ")) a href="/" { "dashboard" } }
+                    main { (body) }
+                }
+            }
+        }
+        .into_string(),
+    )
+}
+
+/// The session's CSRF token as a hidden form field.
+pub(crate) fn csrf_field(csrf: &str) -> Markup {
+    html! { input type="hidden" name="csrf" value=(csrf); }
 }
 
 pub(crate) fn clock(seconds: i64) -> String {

@@ -2,19 +2,18 @@
 //! cookie only; every form carries the session's CSRF token), and the candidate's status page
 //! (their token; only [`CandidateReport`](crate::report::CandidateReport)s).
 
-use std::fmt::Write;
 use std::sync::Arc;
 
 use axum::extract::{Form, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use maud::{html, Markup, PreEscaped};
 use serde::Deserialize;
 
 use super::auth::{AssessorPage, Candidate, CsrfForm, PasswordCheck, SessionForm};
 use super::forms::PlainForm;
-use super::{clock, now, page, stored, App, AppResult, ClientAddr, Failure};
-use crate::report::html::esc;
-use crate::report::{Report, View};
+use super::{clock, csrf_field, now, page, stored, App, AppResult, ClientAddr, Failure};
+use crate::report::Report;
 use crate::store::ClockState;
 
 #[derive(Deserialize)]
@@ -35,15 +34,17 @@ impl CsrfForm for NoteForm {
     }
 }
 
-fn csrf_field(csrf: &str) -> String {
-    format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", esc(csrf))
-}
-
 pub async fn login_page() -> Html<String> {
     page(
         "Log in",
-        "<h1>Assessor log in</h1><form method=\"post\" action=\"/login\"><p><label>User <input name=\"user\" autocomplete=\"username\"></label></p>\
-         <p><label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\"></label></p><p><button>Log in</button></p></form>",
+        html! {
+            h1 { "Assessor log in" }
+            form method="post" action="/login" {
+                p { label { "User " input name="user" autocomplete="username"; } }
+                p { label { "Password " input name="password" type="password" autocomplete="current-password"; } }
+                p { button { "Log in" } }
+            }
+        },
     )
 }
 
@@ -62,12 +63,12 @@ pub async fn login(State(app): State<Arc<App>>, axum::Extension(client): axum::E
             Err(failure) => failure.into_response(),
         },
         PasswordCheck::Wrong => {
-            (StatusCode::UNAUTHORIZED, page("Log in", "<p>Wrong user or password.</p><p><a href=\"/login\">Try again</a></p>")).into_response()
+            (StatusCode::UNAUTHORIZED, page("Log in", html! { p { "Wrong user or password." } p { a href="/login" { "Try again" } } })).into_response()
         }
         PasswordCheck::Limited(wait) => (
             StatusCode::TOO_MANY_REQUESTS,
             [(header::RETRY_AFTER, wait.as_secs().max(1).to_string())],
-            page("Log in", &format!("<p>Too many wrong passwords from your address. Try again in {} s.</p>", wait.as_secs().max(1))),
+            page("Log in", html! { p { "Too many wrong passwords from your address. Try again in " (wait.as_secs().max(1)) " s." } }),
         )
             .into_response(),
     }
@@ -94,86 +95,104 @@ pub async fn dashboard(State(app): State<Arc<App>>, assessor: AssessorPage) -> A
     let tasks = crate::check::discover_tasks(&app.config.tasks_root).unwrap_or_default();
     let now = now();
     let csrf = csrf_field(&assessor.csrf);
-    let mut body = format!(
-        "<meta http-equiv=\"refresh\" content=\"10\"><p>Logged in as {} · <form class=\"inline\" method=\"post\" action=\"/logout\">{csrf}<button>log out</button></form> \
-         <form class=\"inline\" method=\"post\" action=\"/logout-everywhere\">{csrf}<button>log out everywhere</button></form></p>",
-        esc(&assessor.user)
-    );
-    body.push_str("<section><h2>Tasks</h2><table><tr><th>task</th><th></th></tr>");
-    for dir in tasks {
-        let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let _ = write!(body, "<tr><td>{}</td><td><a href=\"/tasks/{}/compare\">compare candidates</a></td></tr>", esc(&id), esc(&id));
-    }
-    body.push_str("</table></section><section><h2>Assignments</h2><table><tr><th>candidate</th><th>task</th><th>time</th><th class=\"num\">submissions</th><th>status page</th></tr>");
-    for a in &assignments {
-        let count = submissions.iter().filter(|s| s.assignment == a.id).count();
-        let time = match a.clock(now) {
-            ClockState::NotStarted => "not started".to_string(),
-            ClockState::Running | ClockState::Closed => clock(a.seconds_left(now)),
-        };
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{count}</td><td><code>/status/{}</code></td></tr>",
-            esc(&a.candidate),
-            esc(&a.task),
-            time,
-            esc(&a.id)
-        );
-    }
-    body.push_str("</table></section>");
-    body.push_str(&workers_section(&app, now).await);
-    body.push_str(
-        "<section><h2>Submissions</h2><table><tr><th>#</th><th>candidate</th><th>task</th><th>commit</th><th>status</th><th class=\"num\">score</th></tr>",
-    );
-    for s in &submissions {
-        let score = s.score.map(|v| format!("{v:.1}")).unwrap_or_default();
-        let status = s.status_text();
-        let _ = write!(
-            body,
-            "<tr><td><a href=\"/submissions/{}\">{}</a></td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td class=\"num\">{score}</td></tr>",
-            s.id,
-            s.id,
-            esc(&s.candidate),
-            esc(&s.task),
-            esc(&s.commit[..s.commit.len().min(10)]),
-            esc(status)
-        );
-    }
-    body.push_str("</table></section>");
-    Ok(page("Dashboard", &body).into_response())
+    let workers = workers_section(&app, now).await;
+    let body = html! {
+        meta http-equiv="refresh" content="10";
+        p {
+            "Logged in as " (assessor.user) " · "
+            form.inline method="post" action="/logout" { (csrf) button { "log out" } }
+            " "
+            form.inline method="post" action="/logout-everywhere" { (csrf) button { "log out everywhere" } }
+        }
+        section {
+            h2 { "Tasks" }
+            table {
+                tr { th { "task" } th {} }
+                @for dir in &tasks {
+                    @let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    tr { td { (id) } td { a href={ "/tasks/" (id) "/compare" } { "compare candidates" } } }
+                }
+            }
+        }
+        section {
+            h2 { "Assignments" }
+            table {
+                tr { th { "candidate" } th { "task" } th { "time" } th.num { "submissions" } th { "status page" } }
+                @for a in &assignments {
+                    @let time = match a.clock(now) {
+                        ClockState::NotStarted => "not started".to_string(),
+                        ClockState::Running | ClockState::Closed => clock(a.seconds_left(now)),
+                    };
+                    tr {
+                        td { (a.candidate) } td { (a.task) } td { (time) }
+                        td.num { (submissions.iter().filter(|s| s.assignment == a.id).count()) }
+                        td { code { "/status/" (a.id) } }
+                    }
+                }
+            }
+        }
+        (workers)
+        section {
+            h2 { "Submissions" }
+            table {
+                tr { th { "#" } th { "candidate" } th { "task" } th { "commit" } th { "status" } th.num { "score" } }
+                @for s in &submissions {
+                    tr {
+                        td { a href={ "/submissions/" (s.id) } { (s.id) } }
+                        td { (s.candidate) } td { (s.task) }
+                        td { code { (s.commit[..s.commit.len().min(10)]) } }
+                        td { (s.status_text()) }
+                        td.num { (s.score.map(|v| format!("{v:.1}")).unwrap_or_default()) }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page("Dashboard", body).into_response())
 }
 
 pub async fn submission_page(State(app): State<Arc<App>>, Path(id): Path<i64>, assessor: AssessorPage) -> AppResult<Response> {
     let found = stored(async { Ok((app.store.submission(id).await?, app.store.notes(id).await?)) }).await?;
     let (Some((submission, report)), notes) = found else { return Err(Failure::not_found("such submission")) };
     let (review, blinds, name) = super::review::review_section(&app, id, &assessor.user, &assessor.csrf).await?;
-    let history = match super::signals::grades(&app, id).await {
-        Ok(grades) => super::signals::grades_html(&grades),
-        Err(failure) => return Err(failure),
-    };
+    let history = super::signals::grades_html(&super::signals::grades(&app, id).await?);
     let csrf = csrf_field(&assessor.csrf);
-    let mut extra = format!("<section><h2>Grading</h2><p>Submission #{} of {} · status {}", submission.number, esc(&name), esc(submission.status.as_str()));
-    if let (Some(previous), Some(score)) = (submission.previous_score, submission.score) {
-        let _ = write!(extra, " · regraded: {previous:.1} → {score:.1} ({:+.1})", score - previous);
-    }
-    let _ = write!(
-        extra,
-        "</p><form method=\"post\" action=\"/submissions/{id}/regrade\">{csrf}<button>Regrade</button></form>{history}</section>{review}<section><h3>Notes</h3><ul>"
-    );
-    for note in &notes {
-        let _ = write!(extra, "<li><b>{}</b> ({}): {}</li>", esc(&note.author), crate::report::rfc3339(note.created_at), esc(&note.text));
-    }
-    let _ = write!(
-        extra,
-        "</ul><form method=\"post\" action=\"/submissions/{id}/notes\">{csrf}<label for=\"note-text\">Note for other assessors</label><br><textarea id=\"note-text\" name=\"text\" rows=\"3\" cols=\"60\"></textarea><br><button>Add note</button></form><p><a href=\"/\">back</a></p></section>"
-    );
+    let extra = html! {
+        section {
+            h2 { "Grading" }
+            p {
+                "Submission #" (submission.number) " of " (name) " · status " (submission.status.as_str())
+                @if let (Some(previous), Some(score)) = (submission.previous_score, submission.score) {
+                    (format!(" · regraded: {previous:.1} → {score:.1} ({:+.1})", score - previous))
+                }
+            }
+            form method="post" action={ "/submissions/" (id) "/regrade" } { (csrf) button { "Regrade" } }
+            (history)
+        }
+        (review)
+        section {
+            h3 { "Notes" }
+            ul {
+                @for note in &notes {
+                    li { b { (note.author) } " (" (crate::report::rfc3339(note.created_at)) "): " (note.text) }
+                }
+            }
+            form method="post" action={ "/submissions/" (id) "/notes" } {
+                (csrf)
+                label for="note-text" { "Note for other assessors" } br;
+                textarea id="note-text" name="text" rows="3" cols="60" {} br;
+                button { "Add note" }
+            }
+            p { a href="/" { "back" } }
+        }
+    };
     match report.map(|r| serde_json::from_str::<Report>(&r)) {
         Some(Ok(mut report)) => {
             blinds.report(&submission.assignment, &submission.task, &mut report);
-            Ok(Html(report.to_html(View::Assessor).replacen("</main>", &format!("{extra}</main>"), 1)).into_response())
+            Ok(Html(crate::report::html::render_with(&report, extra)).into_response())
         }
-        Some(Err(e)) => Ok(page("Submission", &format!("<p>The stored report cannot be read ({}).</p>{extra}", esc(&e.to_string()))).into_response()),
-        None => Ok(page("Submission", &format!("<p>Not graded yet ({}).</p>{extra}", esc(submission.status.as_str()))).into_response()),
+        Some(Err(e)) => Ok(page("Submission", html! { p { "The stored report cannot be read (" (e) ")." } (extra) }).into_response()),
+        None => Ok(page("Submission", html! { p { "Not graded yet (" (submission.status.as_str()) ")." } (extra) }).into_response()),
     }
 }
 
@@ -202,68 +221,57 @@ pub async fn compare_page(State(app): State<Arc<App>>, Path(task): Path<String>,
         return Err(Failure::not_found("such task"));
     }
     let rows = super::queries::comparison(&app, &task).await?;
-    let mut body =
-        format!("<p><a href=\"/api/tasks/{0}/export?format=csv\">Export the cohort (CSV)</a> · <a href=\"/api/tasks/{0}/export\">JSON</a> · <a href=\"/tasks/{0}/similarity\">Similar submissions</a></p>", esc(&task));
-    let _ = write!(
-        body,
-        "<h1>{}: candidates by score</h1><form method=\"post\" action=\"/tasks/{}/regrade\">{}<button>Regrade every submission</button></form>\
-         <table><tr><th>rank</th><th>candidate</th><th>submission</th><th>status</th><th class=\"num\">score</th><th class=\"num\">percentile</th><th class=\"num\">change at regrade</th></tr>",
-        esc(&task),
-        esc(&task),
-        csrf_field(&assessor.csrf)
-    );
-    match super::signals::affected(&app, &task).await {
-        Ok(affected) if !affected.is_empty() => {
-            let _ = write!(
-                body,
-                "<section id=\"affected\"><h2>Graded with an older task, data set or image</h2><p>{} submission(s) were graded before the task changed. \
-                 <form class=\"inline\" method=\"post\" action=\"/tasks/{}/regrade-affected\">{}<button>Regrade affected</button></form> \
-                 (each keeps its old grade in its history).</p><ul>",
-                affected.len(),
-                esc(&task),
-                csrf_field(&assessor.csrf)
-            );
-            for a in &affected {
-                let _ = write!(
-                    body,
-                    "<li><a href=\"/submissions/{}\">#{}</a> {}: {} changed</li>",
-                    a.submission,
-                    a.submission,
-                    esc(&a.candidate),
-                    a.changed.join(", ")
-                );
-            }
-            body.push_str("</ul></section>");
-        }
-        Ok(_) => {}
-        Err(failure) => return Err(failure),
-    }
+    let affected = super::signals::affected(&app, &task).await?;
     let scores: Vec<f64> = rows.iter().filter_map(|s| s.score).collect();
     let baselines: Vec<(String, f64)> = crate::check::graded_baselines(&app.config.tasks_root, &task).into_iter().map(|b| (b.fixture, b.score)).collect();
-    let _ = write!(
-        body,
-        "<section><h2>Distribution</h2>{}<p><small>Dashed: the task's own fixtures as <code>takehome check</code> last graded them.</small></p></section>",
-        crate::review::cohort_histogram(&scores, None, &baselines)
-    );
-    for (rank, s) in rows.iter().enumerate() {
-        let change = match (s.previous_score, s.score) {
-            (Some(p), Some(n)) => format!("{:+.1}", n - p),
-            _ => String::new(),
-        };
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td><a href=\"/submissions/{}\">#{}</a></td><td>{}</td><td class=\"num\">{:.1}</td><td class=\"num\">{:.0}</td><td class=\"num\">{change}</td></tr>",
-            rank + 1,
-            esc(&s.candidate),
-            s.id,
-            s.number,
-            esc(s.status_text()),
-            s.score.unwrap_or(0.0),
-            crate::review::percentile(s.score.unwrap_or(0.0), &scores).unwrap_or(0.0)
-        );
-    }
-    body.push_str("</table>");
-    Ok(page("Compare", &body).into_response())
+    let csrf = csrf_field(&assessor.csrf);
+    let body = html! {
+        p {
+            a href={ "/api/tasks/" (task) "/export?format=csv" } { "Export the cohort (CSV)" } " · "
+            a href={ "/api/tasks/" (task) "/export" } { "JSON" } " · "
+            a href={ "/tasks/" (task) "/similarity" } { "Similar submissions" }
+        }
+        h1 { (task) ": candidates by score" }
+        form method="post" action={ "/tasks/" (task) "/regrade" } { (csrf) button { "Regrade every submission" } }
+        @if !affected.is_empty() {
+            section #affected {
+                h2 { "Graded with an older task, data set or image" }
+                p {
+                    (affected.len()) " submission(s) were graded before the task changed. "
+                    form.inline method="post" action={ "/tasks/" (task) "/regrade-affected" } { (csrf) button { "Regrade affected" } }
+                    " (each keeps its old grade in its history)."
+                }
+                ul {
+                    @for a in &affected {
+                        li { a href={ "/submissions/" (a.submission) } { "#" (a.submission) } " " (a.candidate) ": " (a.changed.join(", ")) " changed" }
+                    }
+                }
+            }
+        }
+        section {
+            h2 { "Distribution" }
+            (crate::review::cohort_histogram(&scores, None, &baselines))
+            p { small { "Dashed: the task's own fixtures as " code { "takehome check" } " last graded them." } }
+        }
+        table {
+            tr {
+                th { "rank" } th { "candidate" } th { "submission" } th { "status" } th.num { "score" } th.num { "percentile" } th.num { "change at regrade" }
+            }
+            @for (rank, s) in rows.iter().enumerate() {
+                tr {
+                    td { (rank + 1) } td { (s.candidate) }
+                    td { a href={ "/submissions/" (s.id) } { "#" (s.number) } }
+                    td { (s.status_text()) }
+                    td.num { (format!("{:.1}", s.score.unwrap_or(0.0))) }
+                    td.num { (format!("{:.0}", crate::review::percentile(s.score.unwrap_or(0.0), &scores).unwrap_or(0.0))) }
+                    td.num {
+                        @if let (Some(p), Some(n)) = (s.previous_score, s.score) { (format!("{:+.1}", n - p)) }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page("Compare", body).into_response())
 }
 
 pub async fn status_page(State(app): State<Arc<App>>, Candidate(a): Candidate) -> AppResult<Response> {
@@ -275,7 +283,7 @@ pub async fn status_page(State(app): State<Arc<App>>, Candidate(a): Candidate) -
     let brief_html = task
         .as_ref()
         .and_then(|t| std::fs::read_to_string(t.dir.join(&t.brief)).ok())
-        .map(|text| super::candidate::demote_headings(&crate::review::markdown::render(&text), 2));
+        .map(|text| PreEscaped(super::candidate::demote_headings(&crate::review::markdown::render(&text), 2)));
     let title = task.as_ref().map(|t| t.title.clone()).unwrap_or_else(|| a.task.clone());
     let installed = task.as_ref().and_then(|t| crate::environment::Installed::of_recipe(&t.root, &t.image).ok());
     let latest = pushes.listed.iter().max_by_key(|s| s.number);
@@ -302,39 +310,30 @@ pub async fn status_page(State(app): State<Arc<App>>, Candidate(a): Candidate) -
 }
 
 /// The worker instances the store knows: who grades, with what, when last heard from.
-async fn workers_section(app: &Arc<App>, now: i64) -> String {
+async fn workers_section(app: &Arc<App>, now: i64) -> Markup {
     let workers = match app.store.workers().await {
         Ok(workers) => workers,
-        Err(e) => return format!("<section><h2>Workers</h2><p>Cannot read the workers: {}</p></section>", esc(&e.to_string())),
+        Err(e) => return html! { section { h2 { "Workers" } p { "Cannot read the workers: " (e) } } },
     };
-    let mut body = String::from(
-        "<section><h2>Workers</h2><table><tr><th>name</th><th>instance</th><th>state</th><th>last heartbeat</th>\
-         <th class=\"num\">running / slots</th><th>memory</th><th class=\"num\">GPUs</th><th>runtimes</th><th>version</th><th>health</th></tr>",
-    );
-    // Live instances, then the last few that stopped.
-    for w in workers.iter().filter(|w| w.alive(now)).chain(workers.iter().filter(|w| !w.alive(now)).take(5)) {
-        let state = if w.alive(now) {
-            "alive"
-        } else if w.stopped_at.is_some() {
-            "stopped"
-        } else {
-            "lease ran out"
-        };
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td><code>{}</code></td><td>{state}</td><td>{} s ago</td><td class=\"num\">{} / {}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&w.name),
-            esc(&w.instance),
-            (now - w.heartbeat_at).max(0),
-            w.running,
-            w.slots,
-            crate::units::format_size(w.memory_bytes.max(0) as u64),
-            w.gpus,
-            esc(&w.runtimes.join(", ")),
-            esc(&w.version),
-            esc(&w.health)
-        );
+    html! {
+        section {
+            h2 { "Workers" }
+            table {
+                tr {
+                    th { "name" } th { "instance" } th { "state" } th { "last heartbeat" } th.num { "running / slots" } th { "memory" }
+                    th.num { "GPUs" } th { "runtimes" } th { "version" } th { "health" }
+                }
+                // Live instances, then the last few that stopped.
+                @for w in workers.iter().filter(|w| w.alive(now)).chain(workers.iter().filter(|w| !w.alive(now)).take(5)) {
+                    @let state = if w.alive(now) { "alive" } else if w.stopped_at.is_some() { "stopped" } else { "lease ran out" };
+                    tr {
+                        td { (w.name) } td { code { (w.instance) } } td { (state) } td { ((now - w.heartbeat_at).max(0)) " s ago" }
+                        td.num { (w.running) " / " (w.slots) }
+                        td { (crate::units::format_size(w.memory_bytes.max(0) as u64)) }
+                        td.num { (w.gpus) } td { (w.runtimes.join(", ")) } td { (w.version) } td { (w.health) }
+                    }
+                }
+            }
+        }
     }
-    body.push_str("</table></section>");
-    body
 }

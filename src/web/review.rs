@@ -5,7 +5,6 @@
 //! API takes a session or Basic credentials ([`Assessor`]).
 
 use std::collections::{HashMap, HashSet};
-use std::fmt::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,15 +12,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Json;
+use maud::{html, Markup, PreEscaped};
 use serde::{Deserialize, Serialize};
 
 use super::auth::{Assessor, AssessorPage, CsrfForm, SessionForm};
 use super::bounded::{self, CancelOnDrop};
 use super::forms::{ApiJson, FieldsForm};
 use super::queries::Blinds;
-use super::{now, page, stored, App, AppResult, Failure};
+use super::{csrf_field, now, page, stored, App, AppResult, Failure};
 use crate::grading::lint::Finding;
-use crate::report::html::esc;
 use crate::report::{rfc3339, Report};
 use crate::review::code::{self, Change, CodeView, DiffStatus, FileKind};
 use crate::review::{self, CommentBody, CriterionScore, Decision, DecisionBody, Desk, ScoresBody};
@@ -250,73 +249,61 @@ fn offset(seconds: i64) -> String {
     format!("{sign}{}h{:02}m{:02}s", s / 3600, s % 3600 / 60, s % 60)
 }
 
-fn timeline_html(t: &Timeline, assignment: &str, csrf: &str) -> String {
-    let mut out = format!(
-        "<section id=\"timeline\"><h2>How they worked</h2><p>Clock started {} · deadline {} · time box {}</p>",
-        esc(t.started_at.as_deref().unwrap_or("not yet")),
-        esc(t.deadline.as_deref().unwrap_or("—")),
-        crate::units::format_duration(std::time::Duration::from_secs(t.time_box_seconds.max(0) as u64))
-    );
-    for e in &t.extensions {
-        let _ = write!(
-            out,
-            "<p class=\"extension\">Extended by {} at {} by {}: {}</p>",
-            crate::units::format_duration(std::time::Duration::from_secs(e.seconds.max(0) as u64)),
-            esc(&rfc3339(e.created_at)),
-            esc(&e.author),
-            esc(&e.reason)
-        );
-    }
-    match (t.counts, &t.chosen_at) {
-        (Some(n), Some(at)) => {
-            let _ = write!(out, "<p><strong>Final submission: push #{n}</strong>, chosen by the candidate at {}.</p>", esc(at));
-        }
-        (Some(n), None) => {
-            let _ = write!(out, "<p>Final submission: push #{n} (the last push).</p>");
-        }
-        _ => {}
-    }
-    let _ = write!(
-        out,
-        "<form method=\"post\" action=\"/assignments/{a}/extend\"><input type=\"hidden\" name=\"csrf\" value=\"{c}\"><label for=\"extend-minutes\">Give extra time (minutes)</label> \
-         <input id=\"extend-minutes\" name=\"minutes\" type=\"number\" min=\"1\" max=\"10080\" required> <label for=\"extend-reason\">reason</label> \
-         <input id=\"extend-reason\" name=\"reason\" size=\"40\" required> <button>Extend</button> <small>(the candidate sees the new deadline and the reason)</small></form>",
-        a = esc(assignment),
-        c = esc(csrf)
-    );
-    let _ = write!(
-        out,
-        "<table><tr><th>push</th><th>time</th><th>after start</th><th>message</th><th>status</th><th class=\"num\">score</th><th style=\"width:30%\">in the time box</th></tr>"
-    );
+fn timeline_html(t: &Timeline, assignment: &str, csrf: &str) -> Markup {
+    let duration = |seconds: i64| crate::units::format_duration(std::time::Duration::from_secs(seconds.max(0) as u64));
     let mut previous: Option<i64> = None;
-    for p in &t.pushes {
-        if let Some(gap) = previous.map(|n| p.number - n - 1).filter(|&gap| gap > 0) {
-            let _ = write!(out, "<tr><td colspan=\"7\"><em>… {gap} pushes not listed (of {} not listed in all) …</em></td></tr>", t.pushes_not_listed);
-        }
-        previous = Some(p.number);
-        let bar = match p.after_start {
-            Some(after) if t.time_box_seconds > 0 => {
-                let at = (after as f64 / t.time_box_seconds as f64 * 100.0).clamp(0.0, 100.0);
-                format!("<div style=\"background:#eceff3;height:10px;position:relative\" aria-hidden=\"true\"><div style=\"position:absolute;left:{at:.1}%;width:3px;height:10px;background:#1f4fbf\"></div></div>")
+    html! {
+        section #timeline {
+            h2 { "How they worked" }
+            p {
+                "Clock started " (t.started_at.as_deref().unwrap_or("not yet")) " · deadline " (t.deadline.as_deref().unwrap_or("—"))
+                " · time box " (duration(t.time_box_seconds))
             }
-            _ => String::new(),
-        };
-        let _ = write!(
-            out,
-            "<tr><td><a href=\"/submissions/{}\">#{}</a>{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{bar}</td></tr>",
-            p.submission,
-            p.number,
-            if t.counts == Some(p.number) { " (final)" } else { "" },
-            esc(&p.pushed_at),
-            p.after_start.map(offset).unwrap_or_default(),
-            if p.after_deadline { " (after the deadline)" } else { "" },
-            esc(&p.message),
-            esc(&p.status),
-            p.score.map(|v| format!("{v:.1}")).unwrap_or_default()
-        );
+            @for e in &t.extensions {
+                p.extension { "Extended by " (duration(e.seconds)) " at " (rfc3339(e.created_at)) " by " (e.author) ": " (e.reason) }
+            }
+            @match (t.counts, &t.chosen_at) {
+                (Some(n), Some(at)) => p { strong { "Final submission: push #" (n) } ", chosen by the candidate at " (at) "." },
+                (Some(n), None) => p { "Final submission: push #" (n) " (the last push)." },
+                _ => {}
+            }
+            form method="post" action={ "/assignments/" (assignment) "/extend" } {
+                (csrf_field(csrf))
+                label for="extend-minutes" { "Give extra time (minutes)" } " "
+                input #extend-minutes name="minutes" type="number" min="1" max="10080" required;
+                " " label for="extend-reason" { "reason" } " "
+                input #extend-reason name="reason" size="40" required;
+                " " button { "Extend" } " " small { "(the candidate sees the new deadline and the reason)" }
+            }
+            table {
+                tr {
+                    th { "push" } th { "time" } th { "after start" } th { "message" } th { "status" } th.num { "score" } th style="width:30%" { "in the time box" }
+                }
+                @for p in &t.pushes {
+                    @if let Some(gap) = previous.map(|n| p.number - n - 1).filter(|&gap| gap > 0) {
+                        tr { td colspan="7" { em { "… " (gap) " pushes not listed (of " (t.pushes_not_listed) " not listed in all) …" } } }
+                    }
+                    @let _ = previous.replace(p.number);
+                    tr {
+                        td { a href={ "/submissions/" (p.submission) } { "#" (p.number) } @if t.counts == Some(p.number) { " (final)" } }
+                        td { (p.pushed_at) }
+                        td { (p.after_start.map(offset).unwrap_or_default()) @if p.after_deadline { " (after the deadline)" } }
+                        td { (p.message) }
+                        td { (p.status) }
+                        td.num { (p.score.map(|v| format!("{v:.1}")).unwrap_or_default()) }
+                        td {
+                            @if let (Some(after), true) = (p.after_start, t.time_box_seconds > 0) {
+                                @let at = (after as f64 / t.time_box_seconds as f64 * 100.0).clamp(0.0, 100.0);
+                                div style="background:#eceff3;height:10px;position:relative" aria-hidden="true" {
+                                    div style=(format!("position:absolute;left:{at:.1}%;width:3px;height:10px;background:#1f4fbf")) {}
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
-    out.push_str("</table></section>");
-    out
 }
 
 // ---------------------------------------------------------------- actions (shared by forms and JSON)
@@ -436,206 +423,197 @@ async fn release(app: &Arc<App>, user: &str, id: i64, message: &str) -> Result<r
 
 // ---------------------------------------------------------------- the review section of the submission page
 
-fn level_cell(levels: &Option<(usize, String)>) -> String {
-    levels.as_ref().map(|(_, name)| esc(name)).unwrap_or_else(|| "—".into())
+fn level_cell(levels: &Option<(usize, String)>) -> &str {
+    levels.as_ref().map(|(_, name)| name.as_str()).unwrap_or("—")
 }
 
 /// The review section of a submission's page (rubric, reviewers side by side, decision, release,
 /// the candidate's notes, the timeline).
-pub async fn review_section(app: &Arc<App>, id: i64, user: &str, csrf: &str) -> Result<(String, Blinds, String), Failure> {
+pub async fn review_section(app: &Arc<App>, id: i64, user: &str, csrf: &str) -> Result<(Markup, Blinds, String), Failure> {
     let loaded = load(app, id).await?;
-    let spec = loaded.review_spec();
-    let csrf_input = format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", esc(csrf));
     let notes = notes_of(app, &loaded).await.ok().flatten();
-    let mut out = format!("<style>{}</style><section id=\"review\"><h2>Review of {}</h2>", code::CSS, esc(&loaded.name()));
-    let _ = write!(out, "<p><a href=\"/submissions/{id}/code\">Read the code</a> (every file, lint findings at their lines, diff against the starter)</p>");
-
     // Where the score stands in the cohort (each candidate's latest graded submission).
     let cohort = cohort_scores(app, &loaded.submission.task).await?;
     let baselines = crate::check::graded_baselines(&app.config.tasks_root, &loaded.submission.task);
-    if let Some(score) = loaded.submission.score {
-        let known: Vec<String> = baselines.iter().map(|b| format!("{} {:.1}", esc(&b.fixture), b.score)).collect();
-        let _ = write!(
-            out,
-            "<section id=\"standing\"><h3>Where the score stands</h3><p>{score:.1}: at or above {:.0}% of the {} candidates graded on this task (their latest graded push).{}</p>{}</section>",
-            review::percentile(score, &cohort).unwrap_or(0.0),
-            cohort.len(),
-            if known.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " The task's own solutions, as <code>takehome check</code> graded them{}: {}.",
-                    baselines.first().map(|b| format!(" ({})", esc(&b.graded_at))).unwrap_or_default(),
-                    known.join(" · ")
-                )
-            },
-            review::cohort_histogram(&cohort, Some(score), &baselines.iter().map(|b| (b.fixture.clone(), b.score)).collect::<Vec<_>>())
-        );
-    }
-
-    // The candidate's own account.
-    out.push_str("<section id=\"notes-md\"><h3>The candidate's notes (NOTES.md)</h3>");
-    match &notes {
-        Some(notes) => {
-            let _ = write!(out, "<div class=\"candidate-notes\">{}</div>", review::markdown::render(&notes.text));
-            if let Some(cut) = &notes.cut {
-                let _ = write!(out, "<p class=\"cut\"><small>NOTES.md {}.</small></p>", esc(&cut.note));
-            }
-        }
-        None => out.push_str("<p>No NOTES.md in this commit.</p>"),
-    }
-    out.push_str("</section>");
-
-    // Rubric.
-    let automatic = loaded.submission.score;
-    out.push_str("<section id=\"rubric\"><h3>Rubric</h3>");
-    if spec.criteria.is_empty() {
-        out.push_str("<p>This task has no rubric (<code>review.criteria</code> in its task.yaml).</p>");
-    } else {
-        out.push_str("<table><tr><th>criterion</th>");
-        for r in &loaded.desk.reviewers {
-            let _ = write!(out, "<th>{}</th>", esc(&r.author));
-        }
-        out.push_str("<th>agreement</th></tr>");
-        for (index, (criterion, summary)) in spec.criteria.iter().zip(&loaded.desk.criteria).enumerate() {
-            let _ = write!(out, "<tr><td>{} <small>(weight {})</small></td>", esc(&criterion.title), criterion.weight);
-            for r in &loaded.desk.reviewers {
-                let note = &r.notes[index];
-                let _ = write!(
-                    out,
-                    "<td{}><b>{}</b>{}</td>",
-                    if summary.disagreement { " class=\"disagree\" style=\"background:#fdecea\"" } else { "" },
-                    level_cell(&r.levels[index]),
-                    if note.is_empty() { String::new() } else { format!("<br><small>{}</small>", esc(note)) }
-                );
-            }
-            let _ = write!(
-                out,
-                "<td>{}</td></tr>",
-                if summary.disagreement {
-                    format!(
-                        "<strong class=\"disagreement\">⚠ reviewers disagree (by {} level{})</strong>",
-                        summary.spread,
-                        if summary.spread == 1 { "" } else { "s" }
-                    )
-                } else {
-                    "agree".into()
+    let timeline = timeline(app, &loaded.assignment).await?;
+    let out = html! {
+        style { (PreEscaped(code::CSS)) }
+        section #review {
+            h2 { "Review of " (loaded.name()) }
+            p { a href={ "/submissions/" (id) "/code" } { "Read the code" } " (every file, lint findings at their lines, diff against the starter)" }
+            @if let Some(score) = loaded.submission.score {
+                section #standing {
+                    h3 { "Where the score stands" }
+                    p {
+                        (format!("{score:.1}: at or above {:.0}% of the {} candidates graded on this task (their latest graded push).",
+                            review::percentile(score, &cohort).unwrap_or(0.0), cohort.len()))
+                        @if let Some(first) = baselines.first() {
+                            " The task's own solutions, as " code { "takehome check" } " graded them (" (first.graded_at) "): "
+                            (baselines.iter().map(|b| format!("{} {:.1}", b.fixture, b.score)).collect::<Vec<_>>().join(" · ")) "."
+                        }
+                    }
+                    (review::cohort_histogram(&cohort, Some(score), &baselines.iter().map(|b| (b.fixture.clone(), b.score)).collect::<Vec<_>>()))
                 }
-            );
-        }
-        out.push_str("<tr><td>rubric score</td>");
-        for r in &loaded.desk.reviewers {
-            let _ = write!(out, "<td>{}</td>", r.rubric.map(|v| format!("{v:.1}")).unwrap_or_else(|| "incomplete".into()));
-        }
-        let _ = write!(out, "<td>mean {}</td></tr></table>", loaded.desk.rubric.map(|v| format!("{v:.1}")).unwrap_or_else(|| "—".into()));
-        let _ = write!(
-            out,
-            "<p>Automatic score {} · rubric {} · <b>overall {}</b><br><small>{}</small></p>",
-            automatic.map(|v| format!("{v:.1}")).unwrap_or_else(|| "not graded".into()),
-            loaded.desk.rubric.map(|v| format!("{v:.1}")).unwrap_or_else(|| "—".into()),
-            automatic.map(|a| format!("{:.1}", spec.overall(a, loaded.desk.rubric))).unwrap_or_else(|| "—".into()),
-            esc(&spec.formula())
-        );
-        // This reviewer's form, filled with what they gave before.
-        let mine = loaded.desk.reviewers.iter().find(|r| r.author == user);
-        let _ = write!(out, "<form method=\"post\" action=\"/submissions/{id}/scores\">{csrf_input}<fieldset><legend>Your scores</legend>");
-        for (index, criterion) in spec.criteria.iter().enumerate() {
-            let given = mine.and_then(|m| m.levels[index].as_ref().map(|(_, n)| n.clone()));
-            let _ = write!(
-                out,
-                "<p><label for=\"level-{0}\"><b>{1}</b></label> <select id=\"level-{0}\" name=\"level.{0}\"><option value=\"\">—</option>",
-                esc(&criterion.id),
-                esc(&criterion.title)
-            );
-            for (name, _) in &criterion.levels {
-                let selected = if given.as_deref() == Some(name.as_str()) { " selected" } else { "" };
-                let _ = write!(out, "<option value=\"{}\"{selected}>{}</option>", esc(name), esc(name));
             }
-            out.push_str("</select></p><ul>");
-            for (name, description) in &criterion.levels {
-                let _ = write!(out, "<li><b>{}</b>: {}</li>", esc(name), esc(description));
+            // The candidate's own account.
+            section #notes-md {
+                h3 { "The candidate's notes (NOTES.md)" }
+                @match &notes {
+                    Some(notes) => {
+                        // Markdown rendered with raw HTML refused (review::markdown): safe as markup.
+                        div.candidate-notes { (PreEscaped(review::markdown::render(&notes.text))) }
+                        @if let Some(cut) = &notes.cut { p.cut { small { "NOTES.md " (cut.note) "." } } }
+                    }
+                    None => p { "No NOTES.md in this commit." },
+                }
             }
-            let note = mine.map(|m| m.notes[index].clone()).unwrap_or_default();
-            let _ = write!(
-                out,
-                "</ul><p><label for=\"note-{0}\">Note on {1}</label><br><textarea id=\"note-{0}\" name=\"note.{0}\" rows=\"2\" cols=\"70\">{2}</textarea></p>",
-                esc(&criterion.id),
-                esc(&criterion.title),
-                esc(&note)
-            );
+            (rubric_section(id, &loaded, user, csrf))
+            (decision_section(id, &loaded, csrf))
+            (timeline_html(&timeline, &loaded.assignment.id, csrf))
         }
-        out.push_str("<button>Save my scores</button></fieldset></form>");
-    }
-    out.push_str("</section>");
-
-    // Decision.
-    out.push_str("<section id=\"decision\"><h3>Decision</h3>");
-    match &loaded.desk.decision {
-        Some(d) => {
-            let _ = write!(out, "<p class=\"decision\"><b>{}</b> by {} at {}: {}</p>", d.decision.as_str(), esc(&d.author), rfc3339(d.at), esc(&d.reason));
-        }
-        None => out.push_str("<p>No decision yet.</p>"),
-    }
-    if loaded.desk.decisions.len() > 1 {
-        out.push_str("<details><summary>Earlier decisions</summary><ul>");
-        for d in loaded.desk.decisions.iter().rev().skip(1) {
-            let _ = write!(out, "<li>{} by {} at {}: {}</li>", d.decision.as_str(), esc(&d.author), rfc3339(d.at), esc(&d.reason));
-        }
-        out.push_str("</ul></details>");
-    }
-    let _ = write!(
-        out,
-        "<form method=\"post\" action=\"/submissions/{id}/decision\">{csrf_input}<p><label for=\"decision-choice\">Decision</label> <select id=\"decision-choice\" name=\"decision\">\
-         <option value=\"advance\">advance</option><option value=\"hold\">hold</option><option value=\"reject\">reject</option></select> \
-         <label for=\"decision-reason\">Reason</label> <input id=\"decision-reason\" name=\"reason\" size=\"60\" required> <button>Record decision</button></p></form></section>"
-    );
-
-    // Feedback to the candidate.
-    out.push_str("<section id=\"feedback\"><h3>Feedback to the candidate</h3>");
-    match &loaded.desk.release {
-        Some(r) => {
-            let _ =
-                write!(out, "<p>Released by {} at {} (the candidate sees the snapshot below; release again to update it).</p>", esc(&r.author), rfc3339(r.at));
-            out.push_str(&feedback_html(&r.body));
-        }
-        None => out.push_str("<p>Nothing released: the candidate sees no feedback.</p>"),
-    }
-    let _ = write!(
-        out,
-        "<form method=\"post\" action=\"/submissions/{id}/release\">{csrf_input}<p><label for=\"release-message\">Message to the candidate (optional)</label><br>\
-         <textarea id=\"release-message\" name=\"message\" rows=\"2\" cols=\"70\"></textarea></p><p><button>Release feedback</button> \
-         <small>(the rubric notes{})</small></p></form></section>",
-        if spec.release_score { ", the levels and the score" } else { "; this task does not release scores" }
-    );
-
-    out.push_str(&timeline_html(&timeline(app, &loaded.assignment).await?, &loaded.assignment.id, csrf));
-    out.push_str("</section>");
+    };
     let name = loaded.name();
     Ok((out, loaded.blinds, name))
 }
 
+/// The rubric: every reviewer's levels side by side, agreement, the scores, and this reviewer's form.
+fn rubric_section(id: i64, loaded: &Loaded, user: &str, csrf: &str) -> Markup {
+    let spec = loaded.review_spec();
+    let automatic = loaded.submission.score;
+    let one = |v: Option<f64>, none: &str| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| none.into());
+    // This reviewer's form, filled with what they gave before.
+    let mine = loaded.desk.reviewers.iter().find(|r| r.author == user);
+    html! {
+        section #rubric {
+            h3 { "Rubric" }
+            @if spec.criteria.is_empty() {
+                p { "This task has no rubric (" code { "review.criteria" } " in its task.yaml)." }
+            } @else {
+                table {
+                    tr { th { "criterion" } @for r in &loaded.desk.reviewers { th { (r.author) } } th { "agreement" } }
+                    @for (index, (criterion, summary)) in spec.criteria.iter().zip(&loaded.desk.criteria).enumerate() {
+                        tr {
+                            td { (criterion.title) " " small { "(weight " (criterion.weight) ")" } }
+                            @for r in &loaded.desk.reviewers {
+                                td class=[summary.disagreement.then_some("disagree")] style=[summary.disagreement.then_some("background:#fdecea")] {
+                                    b { (level_cell(&r.levels[index])) }
+                                    @if !r.notes[index].is_empty() { br; small { (r.notes[index]) } }
+                                }
+                            }
+                            td {
+                                @if summary.disagreement {
+                                    strong.disagreement { "⚠ reviewers disagree (by " (summary.spread) " level" @if summary.spread != 1 { "s" } ")" }
+                                } @else { "agree" }
+                            }
+                        }
+                    }
+                    tr {
+                        td { "rubric score" }
+                        @for r in &loaded.desk.reviewers { td { (one(r.rubric, "incomplete")) } }
+                        td { "mean " (one(loaded.desk.rubric, "—")) }
+                    }
+                }
+                p {
+                    "Automatic score " (one(automatic, "not graded")) " · rubric " (one(loaded.desk.rubric, "—")) " · "
+                    b { "overall " (automatic.map(|a| format!("{:.1}", spec.overall(a, loaded.desk.rubric))).unwrap_or_else(|| "—".into())) }
+                    br; small { (spec.formula()) }
+                }
+                form method="post" action={ "/submissions/" (id) "/scores" } {
+                    (csrf_field(csrf))
+                    fieldset {
+                        legend { "Your scores" }
+                        @for (index, criterion) in spec.criteria.iter().enumerate() {
+                            @let given = mine.and_then(|m| m.levels[index].as_ref().map(|(_, n)| n.clone()));
+                            p {
+                                label for={ "level-" (criterion.id) } { b { (criterion.title) } } " "
+                                select id={ "level-" (criterion.id) } name={ "level." (criterion.id) } {
+                                    option value="" { "—" }
+                                    @for (name, _) in &criterion.levels {
+                                        option value=(name) selected[given.as_deref() == Some(name.as_str())] { (name) }
+                                    }
+                                }
+                            }
+                            ul { @for (name, description) in &criterion.levels { li { b { (name) } ": " (description) } } }
+                            p {
+                                label for={ "note-" (criterion.id) } { "Note on " (criterion.title) } br;
+                                textarea id={ "note-" (criterion.id) } name={ "note." (criterion.id) } rows="2" cols="70" {
+                                    (mine.map(|m| m.notes[index].clone()).unwrap_or_default())
+                                }
+                            }
+                        }
+                        button { "Save my scores" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The decision and its history, the decision form, and the feedback released to the candidate.
+fn decision_section(id: i64, loaded: &Loaded, csrf: &str) -> Markup {
+    let spec = loaded.review_spec();
+    html! {
+        section #decision {
+            h3 { "Decision" }
+            @match &loaded.desk.decision {
+                Some(d) => p.decision { b { (d.decision.as_str()) } " by " (d.author) " at " (rfc3339(d.at)) ": " (d.reason) },
+                None => p { "No decision yet." },
+            }
+            @if loaded.desk.decisions.len() > 1 {
+                details {
+                    summary { "Earlier decisions" }
+                    ul { @for d in loaded.desk.decisions.iter().rev().skip(1) { li { (d.decision.as_str()) " by " (d.author) " at " (rfc3339(d.at)) ": " (d.reason) } } }
+                }
+            }
+            form method="post" action={ "/submissions/" (id) "/decision" } {
+                (csrf_field(csrf))
+                p {
+                    label for="decision-choice" { "Decision" } " "
+                    select #decision-choice name="decision" {
+                        option value="advance" { "advance" } option value="hold" { "hold" } option value="reject" { "reject" }
+                    }
+                    " " label for="decision-reason" { "Reason" } " "
+                    input #decision-reason name="reason" size="60" required;
+                    " " button { "Record decision" }
+                }
+            }
+        }
+        section #feedback {
+            h3 { "Feedback to the candidate" }
+            @match &loaded.desk.release {
+                Some(r) => {
+                    p { "Released by " (r.author) " at " (rfc3339(r.at)) " (the candidate sees the snapshot below; release again to update it)." }
+                    (feedback_html(&r.body))
+                }
+                None => p { "Nothing released: the candidate sees no feedback." },
+            }
+            form method="post" action={ "/submissions/" (id) "/release" } {
+                (csrf_field(csrf))
+                p { label for="release-message" { "Message to the candidate (optional)" } br; textarea #release-message name="message" rows="2" cols="70" {} }
+                p {
+                    button { "Release feedback" } " "
+                    small { "(the rubric notes" (if spec.release_score { ", the levels and the score" } else { "; this task does not release scores" }) ")" }
+                }
+            }
+        }
+    }
+}
+
 /// Released feedback as HTML (for assessors and for the candidate's status page).
-pub fn feedback_html(body: &review::ReleaseBody) -> String {
-    let mut out = String::from("<div class=\"released-feedback\">");
-    if !body.message.is_empty() {
-        let _ = write!(out, "<p>{}</p>", esc(&body.message));
-    }
-    if let Some(score) = body.score {
-        let _ = write!(out, "<p>Score: <b>{score:.1}</b> of 100</p>");
-    }
-    out.push_str("<dl>");
-    for c in &body.criteria {
-        let _ =
-            write!(out, "<dt><b>{}</b>{}</dt>", esc(&c.title), if c.levels.is_empty() { String::new() } else { format!(" — {}", esc(&c.levels.join(", "))) });
-        if c.notes.is_empty() {
-            out.push_str("<dd>(no note)</dd>");
-        }
-        for note in &c.notes {
-            let _ = write!(out, "<dd>{}</dd>", esc(note));
+pub fn feedback_html(body: &review::ReleaseBody) -> Markup {
+    html! {
+        div.released-feedback {
+            @if !body.message.is_empty() { p { (body.message) } }
+            @if let Some(score) = body.score { p { "Score: " b { (format!("{score:.1}")) } " of 100" } }
+            dl {
+                @for c in &body.criteria {
+                    dt { b { (c.title) } @if !c.levels.is_empty() { " — " (c.levels.join(", ")) } }
+                    @if c.notes.is_empty() { dd { "(no note)" } }
+                    @for note in &c.notes { dd { (note) } }
+                }
+            }
         }
     }
-    out.push_str("</dl></div>");
-    out
 }
 
 // ---------------------------------------------------------------- the code page
@@ -658,9 +636,9 @@ const MAX_FINDINGS_LISTED: usize = 100;
 const MAX_FINDINGS_API: usize = 2_000;
 
 /// Says how many findings were not listed.
-fn more_findings(body: &mut String, total: usize) {
-    if total > MAX_FINDINGS_LISTED {
-        let _ = write!(body, "<p class=\"lint\">… and {} more findings</p>", total - MAX_FINDINGS_LISTED);
+fn more_findings(total: usize) -> Markup {
+    html! {
+        @if total > MAX_FINDINGS_LISTED { p.lint { "… and " (total - MAX_FINDINGS_LISTED) " more findings" } }
     }
 }
 
@@ -672,12 +650,12 @@ const MAX_HIGHLIGHTED: usize = 128 << 10;
 /// A file's lines as HTML: highlighted when there is time left before `until` and the markup fits
 /// in `room`, else escaped only (tree-sitter wraps each token in a span: text of one-letter
 /// tokens grows thirty-fold).
-fn lines_html(text: &str, language: Option<&str>, room: usize, until: Instant) -> Vec<String> {
+fn lines_html(text: &str, language: Option<&str>, room: usize, until: Instant) -> Vec<Markup> {
     if language.is_none() || text.len() > MAX_HIGHLIGHTED || Instant::now() >= until {
         return code::highlight_lines(text, None);
     }
     let lines = code::highlight_lines(text, language);
-    if lines.iter().map(String::len).sum::<usize>() <= room {
+    if lines.iter().map(|line| line.0.len()).sum::<usize>() <= room {
         lines
     } else {
         code::highlight_lines(text, None)
@@ -692,61 +670,102 @@ async fn render_code_page(app: &Arc<App>, id: i64, assessor: &AssessorPage) -> R
     tokio::task::spawn_blocking(move || code_page_html(id, &loaded, &view, &user, &csrf)).await.map_err(|e| Failure::internal(e.to_string()))
 }
 
-/// A notebook cell's opening and source (Markdown rendered, code highlighted as Python), within
-/// the page's budget; the caller adds its outputs and closes the `div`.
-fn cell_html(body: &mut String, n: usize, kind: &str, count: &str, source: &str, highlight_until: Instant) {
-    let _ = write!(body, "<div class=\"cell\"><h4>cell {} · {}{count}</h4>", n + 1, esc(kind));
-    if kind == "markdown" {
-        body.push_str(&review::markdown::render(source));
-    } else {
-        body.push_str("<table class=\"code\">");
-        for (i, line) in lines_html(source, Some("python"), PAGE_HTML.saturating_sub(body.len()), highlight_until).iter().enumerate() {
-            let _ = write!(body, "<tr><td class=\"ln\">{}</td><td class=\"src\">{line}</td></tr>", i + 1);
+/// A notebook cell's heading and source (Markdown rendered, code highlighted as Python), within
+/// the page's budget (`room` bytes of markup left).
+fn cell_source(n: usize, kind: &str, count: &str, source: &str, room: usize, highlight_until: Instant) -> Markup {
+    html! {
+        h4 { "cell " (n + 1) " · " (kind) (count) }
+        @if kind == "markdown" {
+            // Markdown rendered with raw HTML refused (review::markdown): safe as markup.
+            (PreEscaped(review::markdown::render(source)))
+        } @else {
+            table.code {
+                @for (i, line) in lines_html(source, Some("python"), room, highlight_until).into_iter().enumerate() {
+                    tr { td.ln { (i + 1) } td.src { (line) } }
+                }
+            }
         }
-        body.push_str("</table>");
     }
 }
 
 /// A notebook as it ran in the graded run (`report::artifacts`): each cell's source with what it
 /// printed, returned, raised and drew, within the page's budget.
-fn executed_html(body: &mut String, notebook: &crate::report::artifacts::ExecutedNotebook, highlight_until: Instant) {
+/// `out` is appended to a page that holds `before` bytes already.
+fn executed_html(out: &mut String, before: usize, notebook: &crate::report::artifacts::ExecutedNotebook, highlight_until: Instant) {
     use crate::report::artifacts::CellOutput;
-    body.push_str(
-        "<p class=\"note\">As it ran in the graded run: the outputs, errors and figures below are the run's (the pushed file's own outputs are not shown).</p>",
+    out.push_str(
+        &html! { p.note { "As it ran in the graded run: the outputs, errors and figures below are the run's (the pushed file's own outputs are not shown)." } }
+            .into_string(),
     );
     for (n, cell) in notebook.cells.iter().enumerate() {
-        if body.len() > PAGE_HTML {
-            body.push_str("<p class=\"cut\">The remaining cells are not shown: this page has reached its size.</p>");
+        if before + out.len() > PAGE_HTML {
+            out.push_str(&html! { p.cut { "The remaining cells are not shown: this page has reached its size." } }.into_string());
             return;
         }
         let count = cell.count.map(|c| format!(" · [{c}]")).unwrap_or_default();
-        cell_html(body, n, &cell.kind, &count, &cell.source, highlight_until);
+        let source = cell_source(n, &cell.kind, &count, &cell.source, PAGE_HTML.saturating_sub(before + out.len()), highlight_until).into_string();
+        let mut used = before + out.len() + source.len();
+        let mut outputs = Vec::new();
         for output in &cell.outputs {
-            match output {
-                CellOutput::Text { text, error } => {
-                    let _ = write!(body, "<pre class=\"output{}\">{}</pre>", if *error { " error" } else { "" }, esc(text));
+            let shown = match output {
+                CellOutput::Text { text, error } => html! { pre.output.error[*error] { (crate::report::html::visible(text)) } },
+                CellOutput::Image { mime, data } if used + data.len() < PAGE_HTML && matches!(mime.as_str(), "image/png" | "image/jpeg") => {
+                    html! { img.figure alt={ "figure of cell " (n + 1) } src={ "data:" (mime) ";base64," (data) }; }
                 }
-                CellOutput::Image { mime, data } if body.len() + data.len() < PAGE_HTML && matches!(mime.as_str(), "image/png" | "image/jpeg") => {
-                    let _ = write!(body, "<img class=\"figure\" alt=\"figure of cell {}\" src=\"data:{mime};base64,{}\">", n + 1, esc(data));
-                }
-                CellOutput::Image { mime, data } if body.len() + data.len() < PAGE_HTML => {
+                CellOutput::Image { mime, data } if used + data.len() < PAGE_HTML => {
                     // SVG as an image only (never inline): a script in it does not run.
                     let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, data.as_bytes());
-                    let _ = write!(body, "<img class=\"figure\" alt=\"figure of cell {}\" src=\"data:{};base64,{encoded}\">", n + 1, esc(mime));
+                    html! { img.figure alt={ "figure of cell " (n + 1) } src={ "data:" (mime) ";base64," (encoded) }; }
                 }
-                CellOutput::Image { mime, .. } => {
-                    let _ = write!(body, "<p class=\"cut\">A {} figure is not shown: this page has reached its size.</p>", esc(mime));
-                }
-                CellOutput::Omitted { what } => {
-                    let _ = write!(body, "<p class=\"cut\">Not shown: {}.</p>", esc(what));
-                }
-            }
+                CellOutput::Image { mime, .. } => html! { p.cut { "A " (mime) " figure is not shown: this page has reached its size." } },
+                CellOutput::Omitted { what } => html! { p.cut { "Not shown: " (what) "." } },
+            };
+            used += shown.0.len();
+            outputs.push(shown);
         }
-        body.push_str("</div>");
+        out.push_str(&html! { div.cell { (PreEscaped(source)) @for shown in outputs { (shown) } } }.into_string());
     }
     if notebook.cells_cut > 0 {
-        let _ = write!(body, "<p class=\"cut\">{} more cells not kept.</p>", notebook.cells_cut);
+        out.push_str(&html! { p.cut { (notebook.cells_cut) " more cells not kept." } }.into_string());
     }
+}
+
+/// The files list at the top of the code page: each with what changed, its kind and findings.
+fn files_list(view: &CodeView, findings: &HashMap<&str, Vec<&Finding>>) -> Markup {
+    html! {
+        section.files aria-label="files" {
+            h2 { "Files" }
+            ul {
+                @for (index, f) in view.files.iter().enumerate() {
+                    @let change = match f.change {
+                        Change::Added => "new",
+                        Change::Modified => "changed from what we gave",
+                        Change::Unchanged => "as we gave it",
+                    };
+                    @let kind = match (f.kind, &f.cut) {
+                        (_, Some(cut)) => format!(", {}: {}", crate::units::format_size(f.size), cut.note),
+                        (FileKind::Text | FileKind::Notebook, None) => String::new(),
+                        (FileKind::Binary, None) => ", binary: not shown".into(),
+                        (FileKind::TooLarge, None) => format!(", {}: too large to show", crate::units::format_size(f.size)),
+                        (FileKind::Link, None) => ", a symbolic link (not followed)".into(),
+                        (FileKind::Submodule, None) => ", a submodule".into(),
+                        (FileKind::Listed, None) => ", not shown".into(),
+                    };
+                    @let n = findings.get(f.path.as_str()).map_or(0, Vec::len);
+                    li {
+                        a href={ "#file-" (index) } { (f.path) } " "
+                        small { "(" (change) (kind) @if n > 0 { ", " (n) " lint finding" @if n != 1 { "s" } } ")" }
+                    }
+                }
+                @if view.not_listed > 0 { li { small { "… and " (code::thousands(view.not_listed as u64)) " more files, not listed" } } }
+                @for removed in &view.removed { li { s { (removed) } " " small { "(given, removed by the candidate)" } } }
+            }
+        }
+    }
+}
+
+fn lint_line(x: &Finding) -> Markup {
+    html! { p.lint { (x.rule) " " (x.line) ": " (x.message) } }
 }
 
 fn code_page_html(id: i64, loaded: &Loaded, view: &CodeView, user: &str, csrf: &str) -> String {
@@ -756,190 +775,171 @@ fn code_page_html(id: i64, loaded: &Loaded, view: &CodeView, user: &str, csrf: &
     for finding in loaded.report.iter().flat_map(|r| &r.components.code_quality.findings) {
         findings.entry(finding.file.as_str()).or_default().push(finding);
     }
-    let csrf_input = format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", esc(csrf));
-    let mut body = format!(
-        "<style>{}</style><h1>Code of submission #{} by {}</h1><p>Commit <code>{}</code> · task {} · <a href=\"/submissions/{id}\">back to the review</a></p>",
-        code::CSS,
-        loaded.submission.number,
-        esc(&loaded.name()),
-        esc(&view.commit),
-        esc(&loaded.submission.task)
-    );
-    if let Some(cut) = &view.cut {
-        let _ = write!(body, "<p class=\"cut\"><strong>Not everything is shown:</strong> {}.</p>", esc(cut));
+    // The page is made of templates joined in order, so that its size can be checked as it grows.
+    let mut body = html! {
+        style { (PreEscaped(code::CSS)) }
+        h1 { "Code of submission #" (loaded.submission.number) " by " (loaded.name()) }
+        p { "Commit " code { (view.commit) } " · task " (loaded.submission.task) " · " a href={ "/submissions/" (id) } { "back to the review" } }
+        @if let Some(cut) = &view.cut { p.cut { strong { "Not everything is shown:" } " " (cut) "." } }
+        (files_list(view, &findings))
     }
-    body.push_str("<section class=\"files\" aria-label=\"files\"><h2>Files</h2><ul>");
+    .into_string();
     for (index, f) in view.files.iter().enumerate() {
-        let change = match f.change {
-            Change::Added => "new",
-            Change::Modified => "changed from what we gave",
-            Change::Unchanged => "as we gave it",
-        };
-        let kind = match (f.kind, &f.cut) {
-            (_, Some(cut)) => format!(", {}: {}", crate::units::format_size(f.size), esc(&cut.note)),
-            (FileKind::Text | FileKind::Notebook, None) => String::new(),
-            (FileKind::Binary, None) => ", binary: not shown".into(),
-            (FileKind::TooLarge, None) => format!(", {}: too large to show", crate::units::format_size(f.size)),
-            (FileKind::Link, None) => ", a symbolic link (not followed)".into(),
-            (FileKind::Submodule, None) => ", a submodule".into(),
-            (FileKind::Listed, None) => ", not shown".into(),
-        };
-        let n = findings.get(f.path.as_str()).map_or(0, Vec::len);
-        let _ = write!(
-            body,
-            "<li><a href=\"#file-{index}\">{}</a> <small>({change}{kind}{})</small></li>",
-            esc(&f.path),
-            if n > 0 { format!(", {n} lint finding{}", if n == 1 { "" } else { "s" }) } else { String::new() }
-        );
-    }
-    if view.not_listed > 0 {
-        let _ = write!(body, "<li><small>… and {} more files, not listed</small></li>", code::thousands(view.not_listed as u64));
-    }
-    for removed in &view.removed {
-        let _ = write!(body, "<li><s>{}</s> <small>(given, removed by the candidate)</small></li>", esc(removed));
-    }
-    body.push_str("</ul></section>");
-    for (index, f) in view.files.iter().enumerate() {
-        let _ = write!(body, "<section class=\"file\" id=\"file-{index}\"><h2><code>{}</code></h2>", esc(&f.path));
+        let heading = html! { h2 { code { (f.path) } } };
         if body.len() > PAGE_HTML {
-            body.push_str("<p class=\"cut\">Not shown: this page has reached its size (see the files API for what the view holds).</p></section>");
+            let cut = html! {
+                section.file id={ "file-" (index) } {
+                    (heading)
+                    p.cut { "Not shown: this page has reached its size (see the files API for what the view holds)." }
+                }
+            };
+            body.push_str(&cut.into_string());
             continue;
         }
+        let mut section = heading.into_string();
         let comments: Vec<&review::Comment> = loaded.desk.comments.iter().filter(|c| c.file == f.path && c.submission == id).collect();
         let file_findings: &[&Finding] = findings.get(f.path.as_str()).map_or(&[], Vec::as_slice);
-        let mut by_line: HashMap<u64, Vec<&Finding>> = HashMap::new();
-        for x in file_findings {
-            by_line.entry(x.line).or_default().push(x);
-        }
-        // Lines shown (findings and comments past them are listed after the file).
-        let mut shown_lines = 0u32;
         let executed = loaded.report.as_ref().and_then(|r| r.artifacts.notebook(&f.path)).filter(|_| f.kind == FileKind::Notebook);
         match (&f.kind, &f.text, &f.cells) {
             (FileKind::Notebook, _, Some(_)) if executed.is_some() => {
-                executed_html(&mut body, executed.expect("checked"), highlight_until);
-                for x in file_findings.iter().take(MAX_FINDINGS_LISTED) {
-                    let _ = write!(body, "<p class=\"lint\">{} {}: {}</p>", esc(&x.rule), x.line, esc(&x.message));
-                }
-                more_findings(&mut body, file_findings.len());
+                executed_html(&mut section, body.len(), executed.expect("checked"), highlight_until);
+                section.push_str(
+                    &html! { @for x in file_findings.iter().take(MAX_FINDINGS_LISTED) { (lint_line(x)) } (more_findings(file_findings.len())) }.into_string(),
+                );
             }
             (FileKind::Notebook, _, Some(cells)) => {
                 for (n, cell) in cells.iter().enumerate() {
-                    if body.len() > PAGE_HTML {
-                        body.push_str("<p class=\"cut\">The remaining cells are not shown: this page has reached its size.</p>");
+                    if body.len() + section.len() > PAGE_HTML {
+                        section.push_str(&html! { p.cut { "The remaining cells are not shown: this page has reached its size." } }.into_string());
                         break;
                     }
-                    cell_html(&mut body, n, &cell.kind, "", &cell.source, highlight_until);
-                    if !cell.output.is_empty() || cell.output_cut_bytes > 0 {
-                        let _ = write!(body, "<pre class=\"output\">{}", esc(&cell.output));
-                        if cell.output_cut_bytes > 0 {
-                            let _ = write!(body, "… (cut: {} bytes)", cell.output_cut_bytes);
+                    let room = PAGE_HTML.saturating_sub(body.len() + section.len());
+                    let shown = html! {
+                        div.cell {
+                            (cell_source(n, &cell.kind, "", &cell.source, room, highlight_until))
+                            @if !cell.output.is_empty() || cell.output_cut_bytes > 0 {
+                                pre.output {
+                                    (crate::report::html::visible(&cell.output))
+                                    @if cell.output_cut_bytes > 0 { "… (cut: " (cell.output_cut_bytes) " bytes)" }
+                                }
+                            }
                         }
-                        body.push_str("</pre>");
-                    }
-                    body.push_str("</div>");
+                    };
+                    section.push_str(&shown.into_string());
                 }
-                for x in file_findings.iter().take(MAX_FINDINGS_LISTED) {
-                    let _ = write!(body, "<p class=\"lint\">{} {}: {}</p>", esc(&x.rule), x.line, esc(&x.message));
-                }
-                more_findings(&mut body, file_findings.len());
+                section.push_str(
+                    &html! { @for x in file_findings.iter().take(MAX_FINDINGS_LISTED) { (lint_line(x)) } (more_findings(file_findings.len())) }.into_string(),
+                );
             }
             (FileKind::Text, Some(text), _) => {
-                let added: HashSet<u32> = f.added_lines.iter().copied().collect();
-                body.push_str("<table class=\"code\">");
-                for (i, line) in lines_html(text, f.language, PAGE_HTML.saturating_sub(body.len()), highlight_until).iter().enumerate() {
-                    let n = i as u32 + 1;
-                    shown_lines = n;
-                    let here: &[&Finding] = by_line.get(&(n as u64)).map_or(&[], Vec::as_slice);
-                    let mut class = Vec::new();
-                    if added.contains(&n) && f.change != Change::Added {
-                        class.push("added");
-                    }
-                    if !here.is_empty() {
-                        class.push("finding");
-                    }
-                    let _ = write!(
-                        body,
-                        "<tr id=\"file-{index}-L{n}\" class=\"{}\"><td class=\"ln\"><a href=\"#file-{index}-L{n}\">{n}</a></td><td class=\"src\">{line}</td></tr>",
-                        class.join(" ")
-                    );
-                    for x in here {
-                        let _ = write!(body, "<tr class=\"lint\"><td></td><td>⚑ <b>{}</b> {}</td></tr>", esc(&x.rule), esc(&x.message));
-                    }
-                    for c in comments.iter().filter(|c| c.line == n) {
-                        body.push_str(&comment_row(c, user, &csrf_input));
-                    }
-                }
-                body.push_str("</table>");
-                let whole_file = by_line.get(&0).map_or(&[][..], Vec::as_slice);
-                for x in whole_file.iter().take(MAX_FINDINGS_LISTED) {
-                    let _ = write!(body, "<p class=\"lint\">⚑ <b>{}</b> {}</p>", esc(&x.rule), esc(&x.message));
-                }
-                more_findings(&mut body, whole_file.len());
-                // What is about lines not shown.
-                let later: Vec<&&Finding> = file_findings.iter().filter(|x| x.line > shown_lines as u64).collect();
-                if !later.is_empty() || comments.iter().any(|c| c.line > shown_lines) {
-                    body.push_str("<table class=\"code\"><tr class=\"note\"><td></td><td>On lines not shown:</td></tr>");
-                    for x in later.iter().take(MAX_FINDINGS_LISTED) {
-                        let _ = write!(body, "<tr class=\"lint\"><td>{}</td><td>⚑ <b>{}</b> {}</td></tr>", x.line, esc(&x.rule), esc(&x.message));
-                    }
-                    if later.len() > MAX_FINDINGS_LISTED {
-                        let _ = write!(body, "<tr class=\"lint\"><td></td><td>… and {} more findings</td></tr>", later.len() - MAX_FINDINGS_LISTED);
-                    }
-                    for c in comments.iter().filter(|c| c.line > shown_lines) {
-                        body.push_str(&comment_row(c, user, &csrf_input));
-                    }
-                    body.push_str("</table>");
-                }
+                let room = PAGE_HTML.saturating_sub(body.len() + section.len());
+                section.push_str(&text_file_html(index, f, text, file_findings, &comments, user, csrf, room, highlight_until).into_string());
             }
             (FileKind::Link, Some(target), _) => {
-                let _ = write!(body, "<p>A symbolic link to <code>{}</code> (shown as text; never followed).</p>", esc(target));
+                section.push_str(&html! { p { "A symbolic link to " code { (target) } " (shown as text; never followed)." } }.into_string());
             }
-            _ => body.push_str("<p>Not shown.</p>"),
+            _ => section.push_str(&html! { p { "Not shown." } }.into_string()),
         }
-        if let Some(cut) = &f.cut {
-            let _ = write!(body, "<p class=\"cut\"><small>{}.</small></p>", esc(&cut.note));
-        }
-        if let Some(diff) = &f.diff {
-            let _ = write!(body, "<details><summary>Diff against the starter</summary>{}</details>", code::diff_html(diff));
-        } else if f.change == Change::Unchanged {
-            body.push_str("<p><small>Exactly as we gave it (starter, brief or public data).</small></p>");
-        }
-        if let Some(note) = f.diff_status.and_then(DiffStatus::note) {
-            let _ = write!(body, "<p class=\"cut\"><small>Diff against the starter: {}.</small></p>", esc(&note));
-        }
-        if matches!(f.kind, FileKind::Text | FileKind::Notebook) {
-            let _ = write!(
-                body,
-                "<form method=\"post\" action=\"/submissions/{id}/comments\">{csrf_input}<input type=\"hidden\" name=\"file\" value=\"{}\">\
-                 <label>Comment on line <input name=\"line\" type=\"number\" min=\"1\" size=\"5\" required></label> \
-                 <label>Comment <input name=\"text\" size=\"60\" required></label> <button>Add comment</button></form>",
-                esc(&f.path)
-            );
-        }
-        body.push_str("</section>");
+        let tail = html! {
+            @if let Some(cut) = &f.cut { p.cut { small { (cut.note) "." } } }
+            @if let Some(diff) = &f.diff {
+                details { summary { "Diff against the starter" } (code::diff_html(diff)) }
+            } @else if f.change == Change::Unchanged {
+                p { small { "Exactly as we gave it (starter, brief or public data)." } }
+            }
+            @if let Some(note) = f.diff_status.and_then(DiffStatus::note) { p.cut { small { "Diff against the starter: " (note) "." } } }
+            @if matches!(f.kind, FileKind::Text | FileKind::Notebook) {
+                form method="post" action={ "/submissions/" (id) "/comments" } {
+                    (csrf_field(csrf))
+                    input type="hidden" name="file" value=(f.path);
+                    label { "Comment on line " input name="line" type="number" min="1" size="5" required; } " "
+                    label { "Comment " input name="text" size="60" required; } " "
+                    button { "Add comment" }
+                }
+            }
+        };
+        section.push_str(&tail.into_string());
+        body.push_str(&html! { section.file id={ "file-" (index) } { (PreEscaped(section)) } }.into_string());
     }
-    page("Code", &body).0
+    page("Code", PreEscaped(body)).0
 }
 
-fn comment_row(c: &review::Comment, user: &str, csrf_input: &str) -> String {
-    let mut out = format!(
-        "<tr class=\"note\" id=\"comment-{}\"><td></td><td>💬 <b>{}</b> <small>{}{}</small>: {}",
-        c.id,
-        esc(&c.author),
-        rfc3339(c.created_at),
-        if c.updated_at != c.created_at { format!(", edited {}", rfc3339(c.updated_at)) } else { String::new() },
-        esc(&c.text)
-    );
-    if c.author == user {
-        let _ = write!(
-            out,
-            "<details><summary>edit</summary><form method=\"post\" action=\"/comments/{}/edit\">{csrf_input}<input name=\"text\" size=\"60\" value=\"{}\" aria-label=\"comment text\"> <button>Save</button></form></details>",
-            c.id,
-            esc(&c.text)
-        );
+/// A text file's lines (highlighted within `room`), lint findings and comments at their lines,
+/// then what is about lines not shown.
+#[allow(clippy::too_many_arguments)]
+fn text_file_html(
+    index: usize,
+    f: &code::CodeFile,
+    text: &str,
+    file_findings: &[&Finding],
+    comments: &[&review::Comment],
+    user: &str,
+    csrf: &str,
+    room: usize,
+    highlight_until: Instant,
+) -> Markup {
+    let mut by_line: HashMap<u64, Vec<&Finding>> = HashMap::new();
+    for x in file_findings {
+        by_line.entry(x.line).or_default().push(x);
     }
-    out.push_str("</td></tr>");
-    out
+    let added: HashSet<u32> = f.added_lines.iter().copied().collect();
+    let lines = lines_html(text, f.language, room, highlight_until);
+    let shown_lines = lines.len() as u32;
+    let whole_file = by_line.get(&0).map_or(&[][..], Vec::as_slice);
+    let later: Vec<&&Finding> = file_findings.iter().filter(|x| x.line > shown_lines as u64).collect();
+    html! {
+        table.code {
+            @for (i, line) in lines.into_iter().enumerate() {
+                @let n = i as u32 + 1;
+                @let here: &[&Finding] = by_line.get(&(n as u64)).map_or(&[], Vec::as_slice);
+                @let class = [(added.contains(&n) && f.change != Change::Added).then_some("added"), (!here.is_empty()).then_some("finding")]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                tr id={ "file-" (index) "-L" (n) } class=(class) {
+                    td.ln { a href={ "#file-" (index) "-L" (n) } { (n) } }
+                    td.src { (line) }
+                }
+                @for x in here { tr.lint { td {} td { "⚑ " b { (x.rule) } " " (x.message) } } }
+                @for c in comments.iter().filter(|c| c.line == n) { (comment_row(c, user, csrf)) }
+            }
+        }
+        @for x in whole_file.iter().take(MAX_FINDINGS_LISTED) { p.lint { "⚑ " b { (x.rule) } " " (x.message) } }
+        (more_findings(whole_file.len()))
+        // What is about lines not shown.
+        @if !later.is_empty() || comments.iter().any(|c| c.line > shown_lines) {
+            table.code {
+                tr.note { td {} td { "On lines not shown:" } }
+                @for x in later.iter().take(MAX_FINDINGS_LISTED) { tr.lint { td { (x.line) } td { "⚑ " b { (x.rule) } " " (x.message) } } }
+                @if later.len() > MAX_FINDINGS_LISTED { tr.lint { td {} td { "… and " (later.len() - MAX_FINDINGS_LISTED) " more findings" } } }
+                @for c in comments.iter().filter(|c| c.line > shown_lines) { (comment_row(c, user, csrf)) }
+            }
+        }
+    }
+}
+
+fn comment_row(c: &review::Comment, user: &str, csrf: &str) -> Markup {
+    html! {
+        tr.note id={ "comment-" (c.id) } {
+            td {}
+            td {
+                "💬 " b { (c.author) } " "
+                small { (rfc3339(c.created_at)) @if c.updated_at != c.created_at { ", edited " (rfc3339(c.updated_at)) } }
+                ": " (c.text)
+                @if c.author == user {
+                    details {
+                        summary { "edit" }
+                        form method="post" action={ "/comments/" (c.id) "/edit" } {
+                            (csrf_field(csrf))
+                            input name="text" size="60" value=(c.text) aria-label="comment text";
+                            " " button { "Save" }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------- forms
@@ -973,9 +973,7 @@ impl CsrfForm for EditForm {
 fn answer(result: Result<(), Failure>, back: String) -> Response {
     match result {
         Ok(()) => Redirect::to(&back).into_response(),
-        Err(failure) => {
-            (failure.status, page("Not saved", &format!("<p>{}</p><p><a href=\"{}\">Back</a></p>", esc(&failure.message), esc(&back)))).into_response()
-        }
+        Err(failure) => (failure.status, page("Not saved", html! { p { (failure.message) } p { a href=(back) { "Back" } } })).into_response(),
     }
 }
 

@@ -27,8 +27,8 @@ use super::auth::{Assessor, AssessorPage};
 use super::bounded::{self, CancelOnDrop};
 use super::queries::Blinds;
 use super::{page, stored, App, AppResult, Failure};
-use crate::report::html::esc;
 use crate::similarity::{self, Cohort, Cuts, Fingerprints, Pair, Span};
+use maud::{html, Markup, PreEscaped};
 
 /// Pairs at or above this share are listed by default.
 pub const DEFAULT_THRESHOLD: f64 = 0.5;
@@ -322,13 +322,12 @@ fn file_text(app: &App, entry: &Entry, file: &str) -> Option<String> {
     })
 }
 
-/// The lines of a span of `source` (at most [`MAX_FRAGMENT_LINES`]), escaped, for the
-/// side-by-side view.
+/// The lines of a span of `source` (at most [`MAX_FRAGMENT_LINES`]), for the side-by-side view.
 fn span_lines(source: &str, span: &Span) -> String {
     let mut out = String::new();
     let wanted = (span.last_line + 1 - span.first_line.min(span.last_line)) as usize;
     for (i, line) in source.lines().enumerate().skip(span.first_line.saturating_sub(1) as usize).take(wanted.min(MAX_FRAGMENT_LINES)) {
-        let _ = writeln!(out, "{:>4} {}", i + 1, esc(line));
+        let _ = writeln!(out, "{:>4} {line}", i + 1);
     }
     if wanted > MAX_FRAGMENT_LINES {
         let _ = writeln!(out, "     … {} more lines", wanted - MAX_FRAGMENT_LINES);
@@ -350,72 +349,28 @@ pub async fn similarity_page(
     let threshold = query.threshold.unwrap_or(DEFAULT_THRESHOLD).clamp(0.0, 1.0);
     let compared = cohort_pairs(&app, &task, threshold).await?;
     let candidates = compared.candidates;
-    let mut body = format!(
-        "<h1>{}: similar submissions</h1><p>{candidates} candidates' latest pushes and {} known solution(s), compared as MOSS and Dolos do: winnowed {}-grams of \
-         normalised Python tokens (names and literals ignored, comments dropped), what the starter gives subtracted, code shared by most of the cohort ignored. \
-         <b>A signal to read, never a verdict.</b> Listed: pairs sharing at least {:.0}% of the smaller side (<a href=\"?threshold=0.3\">30%</a> · \
-         <a href=\"?threshold=0.5\">50%</a> · <a href=\"?threshold=0.8\">80%</a>).</p>",
-        esc(&task),
-        compared.entries.len() - candidates,
-        similarity::K,
-        threshold * 100.0
-    );
+    let known = compared.entries.len() - candidates;
     let cut = compared.cut();
-    if !cut.is_empty() {
-        body.push_str("<section id=\"sources-cut\"><h2>Sources cut</h2><p>These pushes were compared on part of their sources only:</p><ul>");
-        for (entry, cut) in cut.iter().take(MAX_PAIRS) {
-            let name = match entry.submission {
-                Some(id) => format!("<a href=\"/submissions/{id}\">{}</a>", esc(&entry.name)),
-                None => esc(&entry.name),
-            };
-            let _ = write!(body, "<li>{name}: {}</li>", esc(&cut.note()));
-        }
-        body.push_str("</ul></section>");
-    }
-    if !compared.pending.is_empty() {
-        let _ = write!(
-            body,
-            "<p class=\"pending\">{} push(es) not fingerprinted yet (this view's {} s were spent): reload to compare them.</p>",
-            compared.pending.len(),
-            COMPUTE_TIME.as_secs_f64()
-        );
-    }
-    if compared.pairs.is_empty() {
-        body.push_str("<p>No pair at or above the threshold.</p>");
-    }
-    if compared.pairs.len() > MAX_PAIRS {
-        let _ = write!(body, "<p>The {MAX_PAIRS} most similar pairs are listed; {} more are above the threshold.</p>", compared.pairs.len() - MAX_PAIRS);
-    }
+    let cut_list: Vec<(String, Option<i64>, String)> =
+        cut.iter().take(MAX_PAIRS).map(|(entry, cut)| (entry.name.clone(), entry.submission, cut.note())).collect();
+    let (pending, n_pairs) = (compared.pending.len(), compared.pairs.len());
     let app_ref = app.clone();
     let guard = CancelOnDrop::default();
     let cancelled = guard.flag();
     let deadline = Instant::now() + FRAGMENTS_TIME;
     let Compared { pairs, entries, .. } = compared;
+    // Built piece by piece (each a template) so that the page's size budget can be checked as it grows.
     let pairs_html = tokio::task::spawn_blocking(move || {
         let mut out = String::new();
         let mut texts: std::collections::HashMap<(String, String), Option<String>> = std::collections::HashMap::new();
         let mut kept = 0usize;
-        let link = |name: &str| match entries.iter().find(|e| e.name == name).and_then(|e| e.submission) {
-            Some(id) => format!("<a href=\"/submissions/{id}\">{}</a>", esc(name)),
-            None => esc(name),
-        };
+        let submission_of = |name: &str| entries.iter().find(|e| e.name == name).and_then(|e| e.submission);
         for (n, p) in pairs.iter().take(MAX_PAIRS).enumerate() {
-            let _ = write!(
-                out,
-                "<section class=\"pair\"><h2>{:.0}% · {} and {}</h2><p>{} shared fingerprints: {:.0}% of the first, {:.0}% of the second.</p><details{}><summary>Matched fragments ({})</summary>",
-                p.similarity * 100.0,
-                link(&p.a),
-                link(&p.b),
-                p.shared,
-                p.a_covered * 100.0,
-                p.b_covered * 100.0,
-                if n == 0 { " open" } else { "" },
-                p.fragments.len()
-            );
             let (ea, eb) = (entries.iter().find(|e| e.name == p.a), entries.iter().find(|e| e.name == p.b));
+            let mut fragments = String::new();
             for (sa, sb) in p.fragments.iter().take(12) {
-                if out.len() > PAGE_HTML || Instant::now() >= deadline || cancelled.is_set() {
-                    out.push_str("<p class=\"cut\">Fragments not shown: this page's size or time to read files is spent.</p>");
+                if out.len() + fragments.len() > PAGE_HTML || Instant::now() >= deadline || cancelled.is_set() {
+                    fragments.push_str(&html! { p.cut { "Fragments not shown: this page's size or time to read files is spent." } }.into_string());
                     break;
                 }
                 // Each file is read once per page, however many fragments show it.
@@ -434,27 +389,70 @@ pub async fn similarity_page(
                     texts[&key].as_deref().map(|s| span_lines(s, span)).unwrap_or_default()
                 };
                 let (ta, tb) = (text(ea, sa), text(eb, sb));
-                let _ = write!(
-                    out,
-                    "<table class=\"fragment\"><tr><th>{} lines {}–{}</th><th>{} lines {}–{}</th></tr><tr><td><pre>{ta}</pre></td><td><pre>{tb}</pre></td></tr></table>",
-                    esc(&sa.file),
-                    sa.first_line,
-                    sa.last_line,
-                    esc(&sb.file),
-                    sb.first_line,
-                    sb.last_line
-                );
+                let fragment = html! {
+                    table.fragment {
+                        tr {
+                            th { (sa.file) " lines " (sa.first_line) "–" (sa.last_line) }
+                            th { (sb.file) " lines " (sb.first_line) "–" (sb.last_line) }
+                        }
+                        tr { td { pre { (ta) } } td { pre { (tb) } } }
+                    }
+                };
+                fragments.push_str(&fragment.into_string());
             }
-            out.push_str("</details></section>");
+            let section = html! {
+                section.pair {
+                    h2 { (format!("{:.0}%", p.similarity * 100.0)) " · " (named_link(&p.a, submission_of(&p.a))) " and " (named_link(&p.b, submission_of(&p.b))) }
+                    p { (format!("{} shared fingerprints: {:.0}% of the first, {:.0}% of the second.", p.shared, p.a_covered * 100.0, p.b_covered * 100.0)) }
+                    details open[n == 0] {
+                        summary { "Matched fragments (" (p.fragments.len()) ")" }
+                        (PreEscaped(fragments))
+                    }
+                }
+            };
+            out.push_str(&section.into_string());
         }
         out
     })
     .await
     .unwrap_or_default();
     drop(guard);
-    body.push_str("<style>.fragment td{vertical-align:top;width:50%}.fragment pre{margin:0;font-size:12px;white-space:pre-wrap}</style>");
-    body.push_str(&pairs_html);
-    Ok(page("Similarity", &body).into_response())
+    let body = html! {
+        h1 { (task) ": similar submissions" }
+        p {
+            (candidates) " candidates' latest pushes and " (known) " known solution(s), compared as MOSS and Dolos do: winnowed " (similarity::K)
+            "-grams of normalised Python tokens (names and literals ignored, comments dropped), what the starter gives subtracted, code shared by most of the cohort ignored. "
+            b { "A signal to read, never a verdict." }
+            " Listed: pairs sharing at least " (format!("{:.0}", threshold * 100.0)) "% of the smaller side ("
+            a href="?threshold=0.3" { "30%" } " · " a href="?threshold=0.5" { "50%" } " · " a href="?threshold=0.8" { "80%" } ")."
+        }
+        @if !cut_list.is_empty() {
+            section #sources-cut {
+                h2 { "Sources cut" }
+                p { "These pushes were compared on part of their sources only:" }
+                ul { @for (name, submission, note) in &cut_list { li { (named_link(name, *submission)) ": " (note) } } }
+            }
+        }
+        @if pending > 0 {
+            p.pending { (pending) " push(es) not fingerprinted yet (this view's " (COMPUTE_TIME.as_secs_f64()) " s were spent): reload to compare them." }
+        }
+        @if n_pairs == 0 { p { "No pair at or above the threshold." } }
+        @if n_pairs > MAX_PAIRS { p { "The " (MAX_PAIRS) " most similar pairs are listed; " (n_pairs - MAX_PAIRS) " more are above the threshold." } }
+        style { (PreEscaped(".fragment td{vertical-align:top;width:50%}.fragment pre{margin:0;font-size:12px;white-space:pre-wrap}")) }
+        // Each pair's section is a template of its own (above), joined under the size budget.
+        (PreEscaped(pairs_html))
+    };
+    Ok(page("Similarity", body).into_response())
+}
+
+/// A cohort member's name, linked to its submission when it is one (a known solution is not).
+fn named_link(name: &str, submission: Option<i64>) -> Markup {
+    html! {
+        @match submission {
+            Some(id) => a href={ "/submissions/" (id) } { (name) },
+            None => (name),
+        }
+    }
 }
 
 // ---------------------------------------------------------------- regrades with a diff
@@ -597,64 +595,70 @@ pub async fn grades(app: &Arc<App>, id: i64) -> Result<Vec<Grade>, Failure> {
 }
 
 /// The history as HTML: each regrade with what changed per component and which digest moved.
-pub fn grades_html(grades: &[Grade]) -> String {
+pub fn grades_html(grades: &[Grade]) -> Markup {
     if grades.len() < 2 {
-        return String::new();
+        return html! {};
     }
-    let mut out = String::from(
-        "<section id=\"history\"><h3>Regrades</h3><table><tr><th>graded</th><th>status</th><th class=\"num\">score</th><th class=\"num\">accuracy</th>\
-         <th class=\"num\">code quality</th><th class=\"num\">runtime</th><th>what changed</th></tr>",
-    );
-    let cell = |old: Option<f64>, new: Option<f64>| match (old, new) {
-        (Some(o), Some(n)) if (o - n).abs() >= 0.05 => format!("{o:.1} → <b>{n:.1}</b> ({:+.1})", n - o),
-        (_, Some(n)) => format!("{n:.1}"),
-        _ => String::new(),
+    let cell = |old: Option<f64>, new: Option<f64>| -> Markup {
+        match (old, new) {
+            (Some(o), Some(n)) if (o - n).abs() >= 0.05 => html! { (format!("{o:.1} → ")) b { (format!("{n:.1}")) } (format!(" ({:+.1})", n - o)) },
+            (_, Some(n)) => html! { (format!("{n:.1}")) },
+            _ => html! {},
+        }
     };
-    for (i, g) in grades.iter().enumerate() {
-        let previous = i.checked_sub(1).map(|p| &grades[p]);
-        let mut changed = Vec::new();
-        if let Some(p) = previous {
-            if p.task_digest != g.task_digest {
-                changed.push(format!("task folder {} → {}", short(&p.task_digest), short(&g.task_digest)));
-            }
-            if p.dataset_digest != g.dataset_digest {
-                changed.push(format!("data set {} → {}", short(&p.dataset_digest), short(&g.dataset_digest)));
-            }
-            if p.image != g.image {
-                changed.push(format!("image {} → {}", esc(&p.image), esc(&g.image)));
-            }
-            if changed.is_empty() {
-                changed.push("nothing recorded (regraded as it was)".into());
-            }
-            for (file, new) in &g.outputs {
-                if let Some((_, old)) = p.outputs.iter().find(|(f, _)| f == file).filter(|(_, old)| (old - new).abs() >= 0.05) {
-                    changed.push(format!("{} {old:.1} → {new:.1}", esc(file)));
+    html! {
+        section #history {
+            h3 { "Regrades" }
+            table {
+                tr {
+                    th { "graded" } th { "status" } th.num { "score" } th.num { "accuracy" } th.num { "code quality" } th.num { "runtime" } th { "what changed" }
+                }
+                @for (i, g) in grades.iter().enumerate() {
+                    @let previous = i.checked_sub(1).map(|p| &grades[p]);
+                    tr {
+                        td { (g.graded_at.as_deref().unwrap_or("")) }
+                        td { (g.status.as_deref().unwrap_or("")) }
+                        td.num { (cell(previous.and_then(|p| p.score), g.score)) }
+                        td.num { (cell(previous.and_then(|p| p.accuracy), g.accuracy)) }
+                        td.num { (cell(previous.and_then(|p| p.code_quality), g.code_quality)) }
+                        td.num { (cell(previous.and_then(|p| p.runtime), g.runtime)) }
+                        td { (what_changed(previous, g).join("; ")) }
+                    }
                 }
             }
-        } else {
-            changed.push("first grade".into());
         }
-        let _ = write!(
-            out,
-            "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
-            esc(g.graded_at.as_deref().unwrap_or("")),
-            esc(g.status.as_deref().unwrap_or("")),
-            cell(previous.and_then(|p| p.score), g.score),
-            cell(previous.and_then(|p| p.accuracy), g.accuracy),
-            cell(previous.and_then(|p| p.code_quality), g.code_quality),
-            cell(previous.and_then(|p| p.runtime), g.runtime),
-            changed.join("; ")
-        );
     }
-    out.push_str("</table></section>");
-    out
 }
 
-fn short(digest: &str) -> String {
+/// What moved from the grade before `g` to `g`: digests, the image, outputs' scores.
+fn what_changed(previous: Option<&Grade>, g: &Grade) -> Vec<String> {
+    let Some(p) = previous else { return vec!["first grade".into()] };
+    let mut changed = Vec::new();
+    if p.task_digest != g.task_digest {
+        changed.push(format!("task folder {} → {}", short(&p.task_digest), short(&g.task_digest)));
+    }
+    if p.dataset_digest != g.dataset_digest {
+        changed.push(format!("data set {} → {}", short(&p.dataset_digest), short(&g.dataset_digest)));
+    }
+    if p.image != g.image {
+        changed.push(format!("image {} → {}", p.image, g.image));
+    }
+    if changed.is_empty() {
+        changed.push("nothing recorded (regraded as it was)".into());
+    }
+    for (file, new) in &g.outputs {
+        if let Some((_, old)) = p.outputs.iter().find(|(f, _)| f == file).filter(|(_, old)| (old - new).abs() >= 0.05) {
+            changed.push(format!("{file} {old:.1} → {new:.1}"));
+        }
+    }
+    changed
+}
+
+fn short(digest: &str) -> &str {
     if digest.is_empty() {
-        "(unknown)".into()
+        "(unknown)"
     } else {
-        esc(&digest[..digest.len().min(12)])
+        &digest[..digest.len().min(12)]
     }
 }
 

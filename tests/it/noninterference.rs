@@ -101,7 +101,7 @@ fn set_aside(report: &mut Report) {
 /// Everything the candidate is shown of one graded run.
 fn candidate_answers(report: &Report) -> (String, String, String) {
     let view = CandidateReport::from_report(report);
-    (view.to_json(), takehome::web::candidate::run_html(&view, 1, "graded"), report.to_html(View::Candidate))
+    (view.to_json(), takehome::web::candidate::run_html(&view, 1, "graded").into_string(), report.to_html(View::Candidate))
 }
 
 /// The value at `pointer` (one of the `|`-separated JSON pointers of `channel.txt`) of the assessor's report, `{hidden}` standing for the first step that
