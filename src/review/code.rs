@@ -840,7 +840,8 @@ mod tests {
 
     #[test]
     fn r_is_highlighted_and_escaped() {
-        let lines: Vec<String> = highlight_lines("f <- function(x) {\n  if (x > 1) \"<b>\" else TRUE # </td>\n}\n", Some("r")).into_iter().map(|l| l.0).collect();
+        let lines: Vec<String> =
+            highlight_lines("f <- function(x) {\n  if (x > 1) \"<b>\" else TRUE # </td>\n}\n", Some("r")).into_iter().map(|l| l.0).collect();
         assert_eq!(lines.len(), 3);
         assert!(lines[0].contains("hl-operator\">&lt;-"), "{lines:?}");
         assert!(
