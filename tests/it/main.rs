@@ -20,5 +20,6 @@ mod review;
 mod sandbox;
 mod serve;
 mod similarity;
+mod store_contract;
 mod tasks;
 mod trust;

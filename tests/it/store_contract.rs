@@ -1,0 +1,116 @@
+//! The store's contract for claims, fences and leases, run on both backends: SQLite (the default)
+//! and PostgreSQL (a server of the test's own, from Debian's programs; skipped without them unless
+//! `TAKEHOME_REQUIRE_POSTGRES=1`). The same calls must mean the same thing on either.
+
+use takehome::report::Status as GradeStatus;
+use takehome::store::{Assignment, ClaimRequest, DatabaseUrl, Holding, JobNeeds, JobStatus, Store, StoreError, TaskCopy, WorkerInfo};
+
+fn assignment(id: &str) -> Assignment {
+    Assignment {
+        id: id.into(),
+        task: "t".into(),
+        candidate: "c@example.com".into(),
+        token_hash: format!("h-{id}"),
+        time_box_seconds: 3600,
+        starts: "now".into(),
+        started_at: Some(0),
+        created_at: 0,
+        extra_seconds: 0,
+    }
+}
+
+fn needs() -> JobNeeds {
+    JobNeeds { spec_digest: "s1".into(), data_digest: "d1".into(), memory_bytes: 1 << 30, runtime: "runc".into(), gpus: 0 }
+}
+
+fn request(instance: &str, now: i64) -> ClaimRequest {
+    ClaimRequest {
+        instance: instance.into(),
+        now,
+        lease_seconds: 30,
+        free_memory_bytes: 4 << 30,
+        runtimes: vec!["runc".into()],
+        free_gpus: 0,
+        copies: vec![TaskCopy { task: "t".into(), spec_digest: "s1".into(), data_digest: "d1".into() }],
+        max_attempts: 3,
+    }
+}
+
+fn worker(instance: &str, name: &str, now: i64) -> WorkerInfo {
+    WorkerInfo {
+        instance: instance.into(),
+        name: name.into(),
+        version: "0".into(),
+        slots: 2,
+        memory_bytes: 4 << 30,
+        runtimes: vec!["runc".into()],
+        gpus: 0,
+        started_at: now,
+        heartbeat_at: now,
+        lease_until: now + 30,
+        stopped_at: None,
+        health: String::new(),
+        running: 0,
+    }
+}
+
+fn holding(jobs: &[i64]) -> Holding {
+    Holding { jobs: jobs.to_vec(), dry_runs: vec![] }
+}
+
+async fn leases(store: &dyn Store) {
+    store.create_assignment(&assignment("a1")).await.unwrap();
+    assert!(store.register_worker(&worker("i1", "host-a", 0)).await.unwrap().is_empty());
+    store.register_worker(&worker("i2", "host-b", 0)).await.unwrap();
+    let (lost, ..) = store.add_submission("a1", "abc", &needs(), 1, 0).await.unwrap();
+    let (kept, ..) = store.add_submission("a1", "def", &needs(), 2, 0).await.unwrap();
+
+    // Each job is claimed once.
+    let first = store.claim(&request("i1", 1)).await.unwrap().unwrap();
+    let second = store.claim(&request("i1", 1)).await.unwrap().unwrap();
+    assert_eq!([first.submission(), second.submission()], [lost, kept]);
+    assert!(store.claim(&request("i2", 1)).await.unwrap().is_none(), "both are held");
+
+    // i1 answers for `kept` only (the answer to the first claim was lost): only that one is renewed.
+    for now in [10, 20, 30] {
+        assert_eq!(store.heartbeat("i1", now, 30, "", &holding(&[kept])).await.unwrap(), Some(vec![kept]));
+    }
+    let taken = store.claim(&request("i2", 32)).await.unwrap().expect("the unheld job's lease ran out at 31");
+    assert_eq!((taken.submission(), taken.attempts()), (lost, 2));
+    assert!(store.claim(&request("i2", 32)).await.unwrap().is_none(), "the held job is renewed until 60");
+    // A heartbeat never takes back what another instance holds now.
+    assert_eq!(store.heartbeat("i1", 33, 30, "", &holding(&[kept, lost])).await.unwrap(), Some(vec![kept]));
+
+    // The fence: a late result of the first attempt is refused; the current one is stored.
+    let late = store.finish(&first.fence, GradeStatus::Graded, 99.0, "{}", 34, false).await;
+    assert!(matches!(late, Err(StoreError::Fenced { .. })), "{late:?}");
+    store.finish(&taken.fence, GradeStatus::Graded, 88.0, "{}", 35, false).await.unwrap();
+    let (row, _) = store.submission(lost).await.unwrap().unwrap();
+    assert_eq!((row.status, row.score), (JobStatus::Graded, Some(88.0)));
+
+    // host-a starts again as i3: i1's job is queued again at once, and i1 must stop.
+    assert_eq!(store.register_worker(&worker("i3", "host-a", 40)).await.unwrap(), vec!["i1".to_string()]);
+    assert_eq!(store.heartbeat("i1", 41, 30, "", &holding(&[kept])).await.unwrap(), None, "a replaced instance must stop");
+    let again = store.claim(&request("i3", 42)).await.unwrap().unwrap();
+    assert_eq!((again.submission(), again.attempts()), (kept, 2), "the crash counts an attempt");
+    assert!(matches!(store.release(&second.fence).await, Err(StoreError::Fenced { .. })));
+    // A clean stop gives the job back with its attempt.
+    assert_eq!(store.stop_worker("i3", 43).await.unwrap(), 1);
+    let (row, _) = store.submission(kept).await.unwrap().unwrap();
+    assert_eq!((row.status, row.attempts), (JobStatus::Queued, 1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn claims_fences_and_leases_mean_the_same_on_sqlite_and_postgresql() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = takehome::store::open(&DatabaseUrl::Sqlite(dir.path().join("s.sqlite"))).await.unwrap();
+    leases(sqlite.as_ref()).await;
+    if !super::cluster_support::postgres_available() {
+        return;
+    }
+    let pg = tokio::task::spawn_blocking(|| super::cluster_support::Postgres::start(&[])).await.unwrap();
+    let postgres = takehome::store::open(&DatabaseUrl::Postgres(pg.url("127.0.0.1"))).await.unwrap();
+    leases(postgres.as_ref()).await;
+    drop(postgres);
+    tokio::task::spawn_blocking(move || drop(pg)).await.unwrap();
+}
