@@ -42,7 +42,7 @@ use crate::config::Config;
 use crate::intake::{RemoteRepos, Repos};
 use crate::job::{self, ImageRef, JobError};
 use crate::sandbox::image::{BuildMethod, Recipe};
-use crate::sandbox::{DockerJob, DockerSandbox, JobOptions, JobSandbox, Leftovers, Runtime, Sandbox};
+use crate::sandbox::{DockerSandbox, JobOptions, JobSandbox, Leftovers, RunError, Runtime, Sandbox};
 use crate::store::{ClaimRequest, Claimed, Holding, Store, StoreError, TaskCopy, WorkerInfo};
 use crate::web::{self, now, App, Metrics};
 
@@ -83,7 +83,8 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             gpus: None,
             source: Source::Local(app.repos.clone()),
         };
-        let grader = Grader::start(config.clone(), store.clone(), options, work.clone(), app.metrics.clone(), shutdown.clone()).await?;
+        let sandbox = docker(&config).await?;
+        let grader = Grader::start(config.clone(), store.clone(), options, sandbox, work.clone(), app.metrics.clone(), shutdown.clone()).await?;
         tasks.spawn(grader.run());
     } else {
         info!("no workers here (--workers 0): workers on other hosts grade");
@@ -95,6 +96,13 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     while tasks.join_next().await.is_some() {}
     info!("stopped");
     Ok(())
+}
+
+/// The local Docker engine with the operator's runtime, checked.
+async fn docker(config: &Config) -> anyhow::Result<DockerSandbox> {
+    let sandbox = DockerSandbox::connect().await.context("the Docker engine")?.with_runtime(config.runtime);
+    sandbox.check_runtime(config.runtime).await.context("the sandbox runtime")?;
+    Ok(sandbox)
 }
 
 /// What `takehome worker` is told besides the config.
@@ -129,7 +137,8 @@ pub async fn work(config: Config, command: WorkerCommand, shutdown: Cancellation
     let metrics: Arc<std::sync::Mutex<Metrics>> = Arc::default();
     let source = Source::Remote(RemoteRepos::new(&command.server, &command.token, config.data_dir.join("worker-repos")));
     let options = GraderOptions { name: command.name.clone(), slots: command.slots.max(1), memory_bytes: command.memory_bytes, gpus: command.gpus, source };
-    let grader = Grader::start(config.clone(), store.clone(), options, work, metrics.clone(), shutdown.clone()).await?;
+    let sandbox = docker(&config).await?;
+    let grader = Grader::start(config.clone(), store.clone(), options, sandbox, work, metrics.clone(), shutdown.clone()).await?;
     let status = Arc::new(web::WorkerStatus {
         instance: grader.instance.clone(),
         name: command.name.clone(),
@@ -149,6 +158,50 @@ pub async fn work(config: Config, command: WorkerCommand, shutdown: Cancellation
     tasks.spawn(grader.run());
     while tasks.join_next().await.is_some() {}
     info!("worker stopped");
+    Ok(())
+}
+
+/// What a worker needs of its engine beside running jobs ([`Sandbox`]): the runtimes it offers,
+/// runner images built once, and the containers that gone instances left. [`DockerSandbox`] is
+/// the engine; the daemon's scheduling is tested with a fake one.
+pub trait Engine: Sandbox + Clone + Send + Sync + 'static {
+    /// The runtimes this engine offers beside `runc` (checked once, at start).
+    fn runtimes(&self) -> impl std::future::Future<Output = Vec<String>> + Send;
+    /// The image of `recipe`, built if the engine lacks it.
+    fn ensure_image(&self, recipe: &Recipe) -> impl std::future::Future<Output = Result<ImageRef, RunError>> + Send;
+    /// Removes the containers and volumes of instances that `known` does not list as alive.
+    fn remove_dead(&self, known: HashMap<String, bool>) -> impl std::future::Future<Output = Result<usize, RunError>> + Send;
+}
+
+impl Engine for DockerSandbox {
+    async fn runtimes(&self) -> Vec<String> {
+        let mut runtimes = vec![Runtime::Runc.as_str().to_string()];
+        if self.check_runtime(Runtime::Runsc).await.is_ok() {
+            runtimes.push(Runtime::Runsc.as_str().to_string());
+        }
+        runtimes
+    }
+    async fn ensure_image(&self, recipe: &Recipe) -> Result<ImageRef, RunError> {
+        let built = DockerSandbox::ensure_image(self, recipe, BuildMethod::Auto, &|line| info!("image: {line}")).await?;
+        Ok(ImageRef { tag: built.tag, id: built.id })
+    }
+    async fn remove_dead(&self, known: HashMap<String, bool>) -> Result<usize, RunError> {
+        self.remove_leftovers(Leftovers::OfDeadInstances(known)).await
+    }
+}
+
+/// Grades with `sandbox` until `shutdown`: one worker instance of `options.slots` slots against
+/// `store`, as `serve` and `worker` run one against the Docker engine.
+pub async fn grade_with<S: Engine>(
+    config: Config,
+    store: Arc<dyn Store>,
+    options: GraderOptions,
+    sandbox: S,
+    work: Arc<Notify>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let grader = Grader::start(config, store, options, sandbox, work, Arc::default(), shutdown).await?;
+    grader.run().await;
     Ok(())
 }
 
@@ -179,12 +232,12 @@ pub struct GraderOptions {
 }
 
 /// One worker instance: its slots, its lease and what it holds.
-struct Grader {
+struct Grader<S: Engine> {
     instance: String,
     name: String,
     config: Config,
     store: Arc<dyn Store>,
-    sandbox: DockerSandbox,
+    sandbox: S,
     source: Source,
     work: Arc<Notify>,
     /// This instance's end: the process's shutdown, or the store saying it was replaced.
@@ -211,14 +264,14 @@ struct Grader {
 /// stored or given up; dropped, it is no longer renewed. A job the store holds for this instance
 /// without a `Hold` (a claim whose answer was lost, a report that could not be stored) is left to
 /// run out its lease and be claimed again, instead of being renewed for ever.
-struct Hold<'a> {
-    grader: &'a Grader,
+struct Hold<'a, S: Engine> {
+    grader: &'a Grader<S>,
     submission: i64,
     dry_run: bool,
 }
 
-impl Grader {
-    fn hold(&self, submission: i64, dry_run: bool) -> Hold<'_> {
+impl<S: Engine> Grader<S> {
+    fn hold(&self, submission: i64, dry_run: bool) -> Hold<'_, S> {
         let mut holding = self.holding.lock().unwrap();
         let list = if dry_run { &mut holding.dry_runs } else { &mut holding.jobs };
         list.push(submission);
@@ -226,7 +279,7 @@ impl Grader {
     }
 }
 
-impl Drop for Hold<'_> {
+impl<S: Engine> Drop for Hold<'_, S> {
     fn drop(&mut self) {
         let mut holding = self.grader.holding.lock().unwrap();
         let list = if self.dry_run { &mut holding.dry_runs } else { &mut holding.jobs };
@@ -278,21 +331,17 @@ fn host_memory() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kib| kib * 1024)
 }
 
-impl Grader {
+impl<S: Engine> Grader<S> {
     async fn start(
         config: Config,
         store: Arc<dyn Store>,
         options: GraderOptions,
+        sandbox: S,
         work: Arc<Notify>,
         metrics: Arc<std::sync::Mutex<Metrics>>,
         shutdown: CancellationToken,
-    ) -> anyhow::Result<Arc<Grader>> {
-        let sandbox = DockerSandbox::connect().await.context("the Docker engine")?.with_runtime(config.runtime);
-        sandbox.check_runtime(config.runtime).await.context("the sandbox runtime")?;
-        let mut runtimes = vec![Runtime::Runc.as_str().to_string()];
-        if sandbox.check_runtime(Runtime::Runsc).await.is_ok() {
-            runtimes.push(Runtime::Runsc.as_str().to_string());
-        }
+    ) -> anyhow::Result<Arc<Grader<S>>> {
+        let runtimes = sandbox.runtimes().await;
         let memory_bytes = options.memory_bytes.or_else(host_memory).unwrap_or(4 << 30).min(i64::MAX as u64) as i64;
         let gpus = i64::from(options.gpus.unwrap_or_else(host_gpus));
         let instance = crate::sandbox::instance_id().to_string();
@@ -365,7 +414,7 @@ impl Grader {
                 (w.instance, alive)
             })
             .collect();
-        Ok(self.sandbox.remove_leftovers(Leftovers::OfDeadInstances(known)).await?)
+        Ok(self.sandbox.remove_dead(known).await?)
     }
 
     async fn run(self: Arc<Self>) {
@@ -551,8 +600,7 @@ impl Grader {
         if let Some(image) = images.get(&recipe.tag()) {
             return Ok(image.clone());
         }
-        let built = self.sandbox.ensure_image(&recipe, BuildMethod::Auto, &|line| info!("image: {line}")).await?;
-        let image = ImageRef { tag: built.tag, id: built.id };
+        let image = self.sandbox.ensure_image(&recipe).await?;
         images.insert(recipe.tag(), image.clone());
         Ok(image)
     }
@@ -563,13 +611,13 @@ fn short(digest: &str) -> &str {
 }
 
 /// One job at a time of a worker instance.
-struct Slot {
+struct Slot<S: Engine> {
     name: String,
-    grader: Arc<Grader>,
+    grader: Arc<Grader<S>>,
     /// A fresh job sandbox (volumes and holder, never used by any job), opened while a job runs
     /// (and after it, if that one was not like it); the next job with the same options takes it
     /// instead of waiting for its own. Never reused: one sandbox, one job.
-    spare: Arc<Mutex<Option<Spare>>>,
+    spare: Arc<Mutex<Option<Spare<S>>>>,
     /// The options of the last job, for the next spare.
     last_options: std::sync::Mutex<Option<JobOptions>>,
     /// The task opening a spare, awaited before the slot ends (so nothing outlives it).
@@ -588,9 +636,17 @@ struct Slot {
 /// job the engine's time for two containers' start and removal.
 const DRY_RUN_QUIET: Duration = Duration::from_secs(1);
 
-struct Spare {
+/// What a slot does next ([`Slot::next_work`]).
+enum Work {
+    Graded(Claimed),
+    DryRun(crate::store::DryRunClaim),
+    /// Nothing now: look again after this long, or when work is announced.
+    Idle(Duration),
+}
+
+struct Spare<S: Engine> {
     options: JobOptions,
-    job: DockerJob,
+    job: S::Job,
 }
 
 /// A submission's public dry run, taken from the store's queue once no graded job waits (so it
@@ -598,7 +654,7 @@ struct Spare {
 /// commit (none is held while a dry run waits), the public variant graded; its result goes to
 /// the candidate's page. Stopped by `cancel` when graded work arrives or the worker stops: it is
 /// then given back to the queue, first in line again.
-async fn public_dry_run(grader: Arc<Grader>, claim: crate::store::DryRunClaim, cancel: CancellationToken) {
+async fn public_dry_run<S: Engine>(grader: Arc<Grader<S>>, claim: crate::store::DryRunClaim, cancel: CancellationToken) {
     let span = info_span!("dry_run", submission = claim.submission, task = %claim.task);
     let _hold = grader.hold(claim.submission, true);
     async {
@@ -649,88 +705,23 @@ fn same_sandbox(a: &JobOptions, b: &JobOptions) -> bool {
     a.image == b.image && a.workspace_bytes == b.workspace_bytes && a.output_bytes == b.output_bytes && a.runtime == b.runtime
 }
 
-impl Slot {
+impl<S: Engine> Slot<S> {
     async fn run(self) {
         let grader = self.grader.clone();
         while !grader.stop.is_cancelled() {
             // Armed before the claim, so that a push announced while the claim runs still wakes us.
-            let notified = grader.work.notified();
+            let notified = self.grader.work.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            match grader.store.claim(&grader.claim_request()).await {
-                Ok(Some(job)) => {
-                    self.grade(job).await;
-                    *self.graded_at.lock().unwrap() = Instant::now();
-                    self.open_spare();
-                }
-                Ok(None) => {
-                    // No graded job waits: run a waiting public dry run, if any — until a graded
-                    // job is there to claim, which goes first: the dry run is stopped and waits
-                    // again, first in line (its clean-up runs beside the graded job).
-                    let previous = self.dry_run.lock().unwrap().take();
-                    if let Some(previous) = previous {
-                        let _ = previous.await;
-                    }
-                    let quiet = self.graded_at.lock().unwrap().elapsed();
-                    if quiet < DRY_RUN_QUIET {
-                        tokio::select! {
-                            _ = &mut notified => {}
-                            _ = tokio::time::sleep(DRY_RUN_QUIET - quiet) => {}
-                            _ = grader.stop.cancelled() => {}
-                        }
-                        continue;
-                    }
-                    // Tasks whose steps need more GPUs than this worker has free are left to others.
-                    let free_gpus = grader.gpus - grader.running.lock().unwrap().values().map(|r| r.gpus).sum::<i64>();
-                    let task_gpus = grader.task_gpus.lock().unwrap().clone();
-                    let tasks: Vec<String> = grader
-                        .copies
-                        .lock()
-                        .unwrap()
-                        .iter()
-                        .filter(|c| task_gpus.get(&c.task).copied().unwrap_or(0) <= free_gpus)
-                        .map(|c| c.task.clone())
-                        .collect();
-                    let waiting = match grader.store.claim_dry_run(&grader.instance, &tasks, now(), grader.config.lease_seconds).await {
-                        Ok(waiting) => waiting,
-                        Err(e) => {
-                            error!(slot = %self.name, error = %e, "cannot claim a public dry run");
-                            None
-                        }
-                    };
-                    if let Some(claim) = waiting {
-                        let cancel = grader.stop.child_token();
-                        let mut task = tokio::spawn(public_dry_run(grader.clone(), claim, cancel.clone()));
-                        let graded = loop {
-                            tokio::select! {
-                                _ = &mut task => break None,
-                                _ = &mut notified => {
-                                    // Announced work may be for another slot or instance: claim
-                                    // first, and stop the dry run only for a job of our own.
-                                    notified.set(grader.work.notified());
-                                    notified.as_mut().enable();
-                                    match grader.store.claim(&grader.claim_request()).await {
-                                        Ok(Some(job)) => break Some(job),
-                                        Ok(None) => {}
-                                        Err(e) => error!(slot = %self.name, error = %e, "cannot claim a job"),
-                                    }
-                                }
-                            }
-                        };
-                        if let Some(job) = graded {
-                            cancel.cancel();
-                            *self.dry_run.lock().unwrap() = Some(task);
-                            self.grade(job).await;
-                            *self.graded_at.lock().unwrap() = Instant::now();
-                            self.open_spare();
-                        }
-                        continue;
-                    }
-                    // Idle: woken by a push (in this process, or NOTIFY from the shared store), or
-                    // look again in a second (retries and expired leases come due by time).
+            match self.next_work().await {
+                Ok(Work::Graded(job)) => self.graded(job).await,
+                Ok(Work::DryRun(claim)) => self.dry_run(claim, notified).await,
+                // Woken by a push (in this process, or NOTIFY from the shared store), or look
+                // again after `wait` (retries and expired leases come due by time).
+                Ok(Work::Idle(wait)) => {
                     tokio::select! {
                         _ = &mut notified => {}
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = tokio::time::sleep(wait) => {}
                         _ = grader.stop.cancelled() => {}
                     }
                 }
@@ -757,6 +748,74 @@ impl Slot {
             let _ = spare.job.close().await;
         }
         self.reaper.wait().await;
+    }
+
+    /// What this slot does next: a graded job if one fits (always first); else, once the slot has
+    /// been quiet for [`DRY_RUN_QUIET`] after its last graded job, a waiting public dry run of a
+    /// task whose GPUs fit; else nothing for a while.
+    async fn next_work(&self) -> Result<Work, StoreError> {
+        let grader = &self.grader;
+        if let Some(job) = grader.store.claim(&grader.claim_request()).await? {
+            return Ok(Work::Graded(job));
+        }
+        // The dry run this slot stopped for graded work finishes its clean-up before another starts.
+        let previous = self.dry_run.lock().unwrap().take();
+        if let Some(previous) = previous {
+            let _ = previous.await;
+        }
+        let quiet = self.graded_at.lock().unwrap().elapsed();
+        if quiet < DRY_RUN_QUIET {
+            return Ok(Work::Idle(DRY_RUN_QUIET - quiet));
+        }
+        // Tasks whose steps need more GPUs than this worker has free are left to others.
+        let free_gpus = grader.gpus - grader.running.lock().unwrap().values().map(|r| r.gpus).sum::<i64>();
+        let task_gpus = grader.task_gpus.lock().unwrap().clone();
+        let tasks: Vec<String> =
+            grader.copies.lock().unwrap().iter().filter(|c| task_gpus.get(&c.task).copied().unwrap_or(0) <= free_gpus).map(|c| c.task.clone()).collect();
+        match grader.store.claim_dry_run(&grader.instance, &tasks, now(), grader.config.lease_seconds).await {
+            Ok(Some(claim)) => Ok(Work::DryRun(claim)),
+            Ok(None) => Ok(Work::Idle(Duration::from_secs(1))),
+            Err(e) => {
+                error!(slot = %self.name, error = %e, "cannot claim a public dry run");
+                Ok(Work::Idle(Duration::from_secs(1)))
+            }
+        }
+    }
+
+    /// Grades a claimed job, then opens a spare for the next.
+    async fn graded(&self, job: Claimed) {
+        self.grade(job).await;
+        *self.graded_at.lock().unwrap() = Instant::now();
+        self.open_spare();
+    }
+
+    /// Runs a public dry run until it ends or graded work for this slot arrives: then the dry run
+    /// is stopped (it waits again, first in line; its clean-up runs beside the graded job).
+    async fn dry_run<'a>(&'a self, claim: crate::store::DryRunClaim, mut notified: std::pin::Pin<&mut tokio::sync::futures::Notified<'a>>) {
+        let grader: &'a Grader<S> = &self.grader;
+        let cancel = grader.stop.child_token();
+        let mut task = tokio::spawn(public_dry_run(self.grader.clone(), claim, cancel.clone()));
+        let graded = loop {
+            tokio::select! {
+                _ = &mut task => break None,
+                _ = &mut notified => {
+                    // Announced work may be for another slot or instance: claim first, and stop
+                    // the dry run only for a job of our own.
+                    notified.set(grader.work.notified());
+                    notified.as_mut().enable();
+                    match grader.store.claim(&grader.claim_request()).await {
+                        Ok(Some(job)) => break Some(job),
+                        Ok(None) => {}
+                        Err(e) => error!(slot = %self.name, error = %e, "cannot claim a job"),
+                    }
+                }
+            }
+        };
+        if let Some(job) = graded {
+            cancel.cancel();
+            *self.dry_run.lock().unwrap() = Some(task);
+            self.graded(job).await;
+        }
     }
 
     /// Opens a spare sandbox like the last job's in the background, unless one is there.

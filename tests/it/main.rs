@@ -18,6 +18,7 @@ mod noninterference;
 mod report;
 mod review;
 mod sandbox;
+mod scheduling;
 mod serve;
 mod similarity;
 mod store_contract;
