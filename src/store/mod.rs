@@ -363,6 +363,18 @@ impl WorkerInfo {
 
 /// The store's surface. Every call is async; the SQLite backend runs its statements on the
 /// blocking pool, the PostgreSQL backend on a connection pool.
+/// What a graded submission was graded with (`Store::graded_provenance`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GradedWith {
+    pub submission: i64,
+    pub assignment: String,
+    pub candidate: String,
+    pub score: Option<f64>,
+    pub task_digest: String,
+    pub dataset_digest: String,
+    pub image: String,
+}
+
 /// What a worker instance answers for now: the graded jobs (submission ids) from the claim's
 /// answer until their result is stored or given up, and the public dry runs (submission ids)
 /// while they run. Only these are renewed by a heartbeat.
@@ -440,6 +452,13 @@ pub trait Store: Send + Sync + 'static {
     async fn requeue_all_running(&self) -> Result<usize>;
     async fn submission(&self, id: i64) -> Result<Option<(Submission, Option<String>)>>;
     async fn submissions(&self, assignment: Option<&str>, task: Option<&str>) -> Result<Vec<Submission>>;
+    /// The newest `limit` submissions (the dashboard's list), newest first.
+    async fn recent_submissions(&self, limit: i64) -> Result<Vec<Submission>>;
+    /// How many submissions each assignment has.
+    async fn submission_counts(&self) -> Result<HashMap<String, i64>>;
+    /// What each graded submission of `task` was graded with, read from its stored report in
+    /// one query (the database extracts the fields; no report leaves it whole).
+    async fn graded_provenance(&self, task: &str) -> Result<Vec<GradedWith>>;
     /// Queues graded submissions again (one, or every one of a task), keeping the old score; the
     /// digests are those of the copies now (a regrade on changed data is this explicit act).
     /// `needs` holds each task's needs now, by task id; a task not in it keeps what it had.

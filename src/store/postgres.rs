@@ -700,6 +700,44 @@ impl Store for PostgresStore {
         .collect()
     }
 
+    async fn recent_submissions(&self, limit: i64) -> Result<Vec<Submission>> {
+        self.query(&format!("SELECT {SUBMISSION_COLUMNS} FROM submissions s JOIN assignments a ON a.id = s.assignment ORDER BY s.id DESC LIMIT $1"), &[&limit])
+            .await?
+            .iter()
+            .map(submission_row)
+            .collect()
+    }
+
+    async fn submission_counts(&self) -> Result<HashMap<String, i64>> {
+        self.query("SELECT assignment, COUNT(*) FROM submissions GROUP BY assignment", &[]).await?.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
+    async fn graded_provenance(&self, task: &str) -> Result<Vec<GradedWith>> {
+        self.query(
+            "SELECT s.id, s.assignment, a.candidate, s.score, \
+             COALESCE(s.report::jsonb #>> '{provenance,task_digest}', ''), \
+             COALESCE(s.report::jsonb #>> '{provenance,dataset_digest}', ''), \
+             COALESCE(s.report::jsonb #>> '{provenance,image}', '') \
+             FROM submissions s JOIN assignments a ON a.id = s.assignment \
+             WHERE s.task = $1 AND s.status = 'graded' AND s.report IS NOT NULL ORDER BY s.id DESC",
+            &[&task],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(GradedWith {
+                submission: r.try_get(0)?,
+                assignment: r.try_get(1)?,
+                candidate: r.try_get(2)?,
+                score: r.try_get(3)?,
+                task_digest: r.try_get(4)?,
+                dataset_digest: r.try_get(5)?,
+                image: r.try_get(6)?,
+            })
+        })
+        .collect()
+    }
+
     async fn regrade(&self, submission: Option<i64>, task: Option<&str>, needs: &HashMap<String, JobNeeds>) -> Result<usize> {
         timed(async {
             let mut client = self.pool.get().await?;

@@ -649,6 +649,54 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn recent_submissions(&self, limit: i64) -> Result<Vec<Submission>> {
+        self.with(move |c| {
+            let mut statement =
+                c.prepare(&format!("SELECT {SUBMISSION_COLUMNS} FROM submissions s JOIN assignments a ON a.id = s.assignment ORDER BY s.id DESC LIMIT ?1"))?;
+            let rows = statement.query_map([limit], submission_row)?.collect();
+            rows
+        })
+        .await
+    }
+
+    async fn submission_counts(&self) -> Result<HashMap<String, i64>> {
+        self.with(|c| {
+            let mut statement = c.prepare("SELECT assignment, COUNT(*) FROM submissions GROUP BY assignment")?;
+            let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect();
+            rows
+        })
+        .await
+    }
+
+    async fn graded_provenance(&self, task: &str) -> Result<Vec<GradedWith>> {
+        let task = task.to_string();
+        self.with(move |c| {
+            let mut statement = c.prepare(
+                "SELECT s.id, s.assignment, a.candidate, s.score, \
+                 COALESCE(json_extract(s.report, '$.provenance.task_digest'), ''), \
+                 COALESCE(json_extract(s.report, '$.provenance.dataset_digest'), ''), \
+                 COALESCE(json_extract(s.report, '$.provenance.image'), '') \
+                 FROM submissions s JOIN assignments a ON a.id = s.assignment \
+                 WHERE s.task = ?1 AND s.status = 'graded' AND json_valid(s.report) ORDER BY s.id DESC",
+            )?;
+            let rows = statement
+                .query_map([task], |r| {
+                    Ok(GradedWith {
+                        submission: r.get(0)?,
+                        assignment: r.get(1)?,
+                        candidate: r.get(2)?,
+                        score: r.get(3)?,
+                        task_digest: r.get(4)?,
+                        dataset_digest: r.get(5)?,
+                        image: r.get(6)?,
+                    })
+                })?
+                .collect();
+            rows
+        })
+        .await
+    }
+
     async fn regrade(&self, submission: Option<i64>, task: Option<&str>, needs: &HashMap<String, JobNeeds>) -> Result<usize> {
         let (task, needs) = (task.map(str::to_string), needs.clone());
         self.with(move |c| {

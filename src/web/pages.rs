@@ -87,8 +87,15 @@ pub async fn logout_everywhere(State(app): State<Arc<App>>, form: SessionForm<Pl
     Ok(([(header::SET_COOKIE, super::auth::end_session_cookie(&app))], Redirect::to("/login")).into_response())
 }
 
+/// Submissions the dashboard lists (the newest).
+const DASHBOARD_SUBMISSIONS: i64 = 200;
+
 pub async fn dashboard(State(app): State<Arc<App>>, assessor: AssessorPage) -> AppResult<Response> {
-    let (mut assignments, mut submissions) = stored(async { Ok((app.store.assignments().await?, app.store.submissions(None, None).await?)) }).await?;
+    let (mut assignments, mut submissions, counts) = stored(async {
+        Ok((app.store.assignments().await?, app.store.recent_submissions(DASHBOARD_SUBMISSIONS).await?, app.store.submission_counts().await?))
+    })
+    .await?;
+    let total: i64 = counts.values().sum();
     let blinds = super::queries::Blinds::load(&app).await?;
     assignments.iter_mut().for_each(|a| blinds.assignment(a));
     submissions.iter_mut().for_each(|s| blinds.submission(s));
@@ -125,7 +132,7 @@ pub async fn dashboard(State(app): State<Arc<App>>, assessor: AssessorPage) -> A
                     };
                     tr {
                         td { (a.candidate) } td { (a.task) } td { (time) }
-                        td.num { (submissions.iter().filter(|s| s.assignment == a.id).count()) }
+                        td.num { (counts.get(&a.id).copied().unwrap_or(0)) }
                         td { code { "/status/" (a.id) } }
                     }
                 }
@@ -134,6 +141,12 @@ pub async fn dashboard(State(app): State<Arc<App>>, assessor: AssessorPage) -> A
         (workers)
         section {
             h2 { "Submissions" }
+            @if total > submissions.len() as i64 {
+                p {
+                    "The newest " (submissions.len()) " of " (total) " submissions are listed; each task's comparison ranks all of its candidates, and "
+                    code { "/api/submissions?task=ID" } " lists every one."
+                }
+            }
             table {
                 tr { th { "#" } th { "candidate" } th { "task" } th { "commit" } th { "status" } th.num { "score" } }
                 @for s in &submissions {

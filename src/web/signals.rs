@@ -490,26 +490,21 @@ pub async fn affected(app: &Arc<App>, task: &str) -> Result<Vec<Affected>, Failu
     }
     let (task_digest, data_digest, image) = current_digests(app, task).await?;
     let blinds = Blinds::load(app).await?;
+    // One query: the database reads the digests out of the stored reports.
     let mut out = Vec::new();
-    for s in stored(app.store.submissions(None, Some(task))).await? {
-        if s.status != crate::store::JobStatus::Graded {
-            continue;
-        }
-        let Some((_, Some(report))) = stored(app.store.submission(s.id)).await? else { continue };
-        let Ok(report) = serde_json::from_str::<crate::report::Report>(&report) else { continue };
-        let p = &report.provenance;
+    for g in stored(app.store.graded_provenance(task)).await? {
         let mut changed = Vec::new();
-        if p.task_digest != task_digest {
+        if g.task_digest != task_digest {
             changed.push("task");
         }
-        if !p.dataset_digest.is_empty() && p.dataset_digest != data_digest {
+        if !g.dataset_digest.is_empty() && g.dataset_digest != data_digest {
             changed.push("data");
         }
-        if !image.is_empty() && p.image != image {
+        if !image.is_empty() && g.image != image {
             changed.push("image");
         }
         if !changed.is_empty() {
-            out.push(Affected { submission: s.id, candidate: blinds.name(&s.assignment, &s.task, &s.candidate), score: s.score, changed });
+            out.push(Affected { submission: g.submission, candidate: blinds.name(&g.assignment, task, &g.candidate), score: g.score, changed });
         }
     }
     Ok(out)

@@ -84,7 +84,17 @@ async fn leases(store: &dyn Store) {
     // The fence: a late result of the first attempt is refused; the current one is stored.
     let late = store.finish(&first.fence, GradeStatus::Graded, 99.0, "{}", 34, false).await;
     assert!(matches!(late, Err(StoreError::Fenced { .. })), "{late:?}");
-    store.finish(&taken.fence, GradeStatus::Graded, 88.0, "{}", 35, false).await.unwrap();
+    let report = r#"{"provenance": {"task_digest": "td", "dataset_digest": "dd", "image": "takehome/python:x"}}"#;
+    store.finish(&taken.fence, GradeStatus::Graded, 88.0, report, 35, false).await.unwrap();
+    // What it was graded with, read out of the stored report by the database.
+    let with = store.graded_provenance("t").await.unwrap();
+    assert_eq!(with.len(), 1);
+    assert_eq!(
+        (with[0].submission, with[0].task_digest.as_str(), with[0].dataset_digest.as_str(), with[0].image.as_str(), with[0].score),
+        (lost, "td", "dd", "takehome/python:x", Some(88.0))
+    );
+    assert_eq!(store.submission_counts().await.unwrap().get("a1"), Some(&2));
+    assert_eq!(store.recent_submissions(1).await.unwrap().iter().map(|s| s.id).collect::<Vec<_>>(), [kept], "newest first");
     let (row, _) = store.submission(lost).await.unwrap().unwrap();
     assert_eq!((row.status, row.score), (JobStatus::Graded, Some(88.0)));
 
