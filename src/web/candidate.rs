@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Redirect;
 use axum::Json;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::{Assessor, Candidate, SessionForm};
 use super::forms::ApiJson;
 use super::queries::{counting, Counting};
-use super::{now, stored, App, Failure};
+use super::{now, stored, App, AppResult, Failure};
 use crate::report::candidate::{CandidateOutput, CandidateReport, CandidateStep};
 use crate::report::Report;
 use crate::store::JobStatus;
@@ -422,14 +422,12 @@ pub struct FinalForm {
 }
 
 /// `POST /status/<assignment>/final` from the status page's form.
-pub async fn choose_form(State(app): State<Arc<App>>, Candidate(a): Candidate, Form(form): Form<FinalForm>) -> Response {
+pub async fn choose_form(State(app): State<Arc<App>>, Candidate(a): Candidate, Form(form): Form<FinalForm>) -> AppResult<Redirect> {
     if !crate::secret::same(&form.csrf, &candidate_csrf(&a)) {
-        return Failure { status: StatusCode::FORBIDDEN, message: "the form's token does not match (reload the page and try again)".into() }.into_response();
+        return Err(Failure { status: StatusCode::FORBIDDEN, message: "the form's token does not match (reload the page and try again)".into() });
     }
-    match choose(&app, &a, form.number).await {
-        Ok(_) => Redirect::to(&format!("/status/{}#pushes", a.id)).into_response(),
-        Err(failure) => failure.into_response(),
-    }
+    choose(&app, &a, form.number).await?;
+    Ok(Redirect::to(&format!("/status/{}#pushes", a.id)))
 }
 
 #[derive(Deserialize)]
@@ -438,11 +436,8 @@ pub struct FinalInput {
 }
 
 /// `POST /api/status/<assignment>/final` `{number}`.
-pub async fn choose_api(State(app): State<Arc<App>>, Candidate(a): Candidate, ApiJson(input): ApiJson<FinalInput>) -> Response {
-    match choose(&app, &a, input.number).await {
-        Ok(counting) => Json(counting).into_response(),
-        Err(failure) => failure.into_response(),
-    }
+pub async fn choose_api(State(app): State<Arc<App>>, Candidate(a): Candidate, ApiJson(input): ApiJson<FinalInput>) -> AppResult<Json<Counting>> {
+    Ok(Json(choose(&app, &a, input.number).await?))
 }
 
 /// Gives one candidate extra time, with a reason (recorded with who gave it).
@@ -477,33 +472,29 @@ pub struct ExtendInput {
 }
 
 /// `POST /api/assignments/<id>/extensions` `{minutes, reason}`.
-pub async fn extend_api(State(app): State<Arc<App>>, Path(id): Path<String>, assessor: Assessor, ApiJson(input): ApiJson<ExtendInput>) -> Response {
-    match extend(&app, &assessor.0, &id, input.minutes, &input.reason).await {
-        Ok(extension) => (StatusCode::CREATED, Json(extension)).into_response(),
-        Err(failure) => failure.into_response(),
-    }
+pub async fn extend_api(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    assessor: Assessor,
+    ApiJson(input): ApiJson<ExtendInput>,
+) -> AppResult<(StatusCode, Json<crate::store::Extension>)> {
+    Ok((StatusCode::CREATED, Json(extend(&app, &assessor.0, &id, input.minutes, &input.reason).await?)))
 }
 
 /// `GET /api/assignments/<id>/extensions`.
-pub async fn extensions_api(State(app): State<Arc<App>>, Path(id): Path<String>, _assessor: Assessor) -> Response {
-    match stored(app.store.extensions(&id)).await {
-        Ok(rows) => Json(serde_json::json!({ "assignment": id, "extensions": rows })).into_response(),
-        Err(failure) => failure.into_response(),
-    }
+pub async fn extensions_api(State(app): State<Arc<App>>, Path(id): Path<String>, _assessor: Assessor) -> AppResult<Json<serde_json::Value>> {
+    let rows = stored(app.store.extensions(&id)).await?;
+    Ok(Json(serde_json::json!({ "assignment": id, "extensions": rows })))
 }
 
 /// `POST /assignments/<id>/extend` from the submission page's timeline.
-pub async fn extend_form(State(app): State<Arc<App>>, Path(id): Path<String>, form: SessionForm<super::forms::FieldsForm>) -> Response {
+pub async fn extend_form(State(app): State<Arc<App>>, Path(id): Path<String>, form: SessionForm<super::forms::FieldsForm>) -> AppResult<Redirect> {
     let fields = form.form.fields();
     let minutes = fields.get("minutes").and_then(|m| m.trim().parse::<i64>().ok()).unwrap_or(0);
     let reason = fields.get("reason").cloned().unwrap_or_default();
-    match extend(&app, &form.user, &id, minutes, &reason).await {
-        Ok(_) => {
-            let back = stored(app.store.submissions(Some(&id), None)).await.ok().and_then(|s| s.first().map(|s| format!("/submissions/{}#timeline", s.id)));
-            Redirect::to(&back.unwrap_or_else(|| "/".into())).into_response()
-        }
-        Err(failure) => failure.into_response(),
-    }
+    extend(&app, &form.user, &id, minutes, &reason).await?;
+    let back = stored(app.store.submissions(Some(&id), None)).await.ok().and_then(|s| s.first().map(|s| format!("/submissions/{}#timeline", s.id)));
+    Ok(Redirect::to(&back.unwrap_or_else(|| "/".into())))
 }
 
 #[cfg(test)]

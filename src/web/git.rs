@@ -39,6 +39,14 @@ async fn start_clock(app: &Arc<App>, assignment: Assignment) -> Result<Assignmen
 /// Git processes one assignment may run at once.
 pub const GIT_PER_ASSIGNMENT: usize = 2;
 
+/// What a git route answers: git's own answer, or an error answer (git shows its text). Failures
+/// on our side are [`Failure::internal`]s (logged; the client sees "internal error").
+type GitResult = Result<Response, Response>;
+
+fn internal(error: impl std::fmt::Display) -> Response {
+    Failure::internal(error.to_string()).into_response()
+}
+
 /// A slot for one git process: one of the assignment's own (or a 429 when it has none free),
 /// then one of the daemon's (waiting for it).
 async fn git_slot(app: &Arc<App>, assignment: &str) -> Result<(tokio::sync::OwnedSemaphorePermit, tokio::sync::OwnedSemaphorePermit), Response> {
@@ -58,29 +66,21 @@ fn closed_message(deadline: i64) -> String {
     format!("takehome: the time box closed at {} (server time); pushes are no longer accepted", crate::report::rfc3339(deadline))
 }
 
-pub async fn info_refs(State(app): State<Arc<App>>, GitClient(assignment): GitClient, Query(query): Query<ServiceQuery>) -> Response {
+pub async fn info_refs(State(app): State<Arc<App>>, GitClient(assignment): GitClient, Query(query): Query<ServiceQuery>) -> GitResult {
     let Some(service) = query.service.as_deref().and_then(Service::parse) else {
-        return (StatusCode::FORBIDDEN, "only git's smart protocol is served\n").into_response();
+        return Err((StatusCode::FORBIDDEN, "only git's smart protocol is served\n").into_response());
     };
-    let assignment = match start_clock(&app, assignment).await {
-        Ok(a) => a,
-        Err(failure) => return failure.into_response(),
-    };
+    let assignment = start_clock(&app, assignment).await.map_err(IntoResponse::into_response)?;
     let content_type = format!("application/x-{}-advertisement", service.name());
     if service == Service::ReceivePack {
         if let (ClockState::Closed, Some(deadline)) = (assignment.clock(now()), assignment.deadline()) {
             app.metrics.lock().unwrap().pushes_refused += 1;
-            return ([(header::CONTENT_TYPE, content_type)], intake::advertisement_error(service, &closed_message(deadline))).into_response();
+            return Ok(([(header::CONTENT_TYPE, content_type)], intake::advertisement_error(service, &closed_message(deadline))).into_response());
         }
     }
-    let _slot = match git_slot(&app, &assignment.id).await {
-        Ok(slot) => slot,
-        Err(response) => return response,
-    };
-    match app.repos.advertise(&assignment.id, service, intake::Reader::Candidate).await {
-        Ok(body) => ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache".into())], body).into_response(),
-        Err(e) => Failure::internal(e.to_string()).into_response(),
-    }
+    let _slot = git_slot(&app, &assignment.id).await?;
+    let body = app.repos.advertise(&assignment.id, service, intake::Reader::Candidate).await.map_err(internal)?;
+    Ok(([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache".into())], body).into_response())
 }
 
 fn body_reader(body: Body, headers: &HeaderMap, cap: u64) -> BodyReader {
@@ -95,23 +95,15 @@ pub async fn rpc(
     GitClient(assignment): GitClient,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    let Some(service) = Service::parse(&service) else { return Failure::not_found("such service").into_response() };
-    let assignment = match start_clock(&app, assignment).await {
-        Ok(a) => a,
-        Err(failure) => return failure.into_response(),
-    };
+) -> GitResult {
+    let Some(service) = Service::parse(&service) else { return Err(Failure::not_found("such service").into_response()) };
+    let assignment = start_clock(&app, assignment).await.map_err(IntoResponse::into_response)?;
     let content_type = [(header::CONTENT_TYPE, format!("application/x-{}-result", service.name()))];
-    let slot = match git_slot(&app, &assignment.id).await {
-        Ok(slot) => slot,
-        Err(response) => return response,
-    };
+    let slot = git_slot(&app, &assignment.id).await?;
     if service == Service::UploadPack {
         let reader = body_reader(body, &headers, intake::MAX_FETCH_REQUEST);
-        return match app.repos.upload_pack(&assignment.id, intake::Reader::Candidate, reader, slot).await {
-            Ok(output) => (content_type, Body::from_stream(output.into_stream())).into_response(),
-            Err(e) => Failure::internal(e.to_string()).into_response(),
-        };
+        let output = app.repos.upload_pack(&assignment.id, intake::Reader::Candidate, reader, slot).await.map_err(internal)?;
+        return Ok((content_type, Body::from_stream(output.into_stream())).into_response());
     }
 
     // A push: intake decides (deadline, refs, quota, size, our hook on the tree).
@@ -120,31 +112,25 @@ pub async fn rpc(
     let reader = body_reader(body, &headers, app.config.max_push_bytes.saturating_add(1 << 20));
     let outcome = app.repos.receive_push(&assignment.id, &rules, reader).await;
     drop(slot);
-    let (reply, sideband, message) = match outcome {
-        Err(e) => return Failure::internal(e.to_string()).into_response(),
-        Ok(PushOutcome::Nothing) => return (content_type, Vec::new()).into_response(),
-        Ok(PushOutcome::Refused { reason, reply }) => {
+    let (reply, sideband, message) = match outcome.map_err(internal)? {
+        PushOutcome::Nothing => return Ok((content_type, Vec::new()).into_response()),
+        PushOutcome::Refused { reason, reply } => {
             app.metrics.lock().unwrap().pushes_refused += 1;
             info!(assignment = %assignment.id, reason = %reason, "push refused");
-            return (content_type, reply).into_response();
+            return Ok((content_type, reply).into_response());
         }
-        Ok(PushOutcome::Unchanged { reply, sideband }) => {
+        PushOutcome::Unchanged { reply, sideband } => {
             app.metrics.lock().unwrap().pushes_refused += 1;
             (reply, sideband, "takehome: main did not change: nothing new to grade".to_string())
         }
-        Ok(PushOutcome::Accepted { commit, reply, sideband }) => {
+        PushOutcome::Accepted { commit, reply, sideband } => {
             // What the job needs, with the digests of the task and data set as they are now: the
             // worker that grades it must have the same copies.
-            let needs = match crate::job::needs_of(&app.config.tasks_root, &assignment.task).await {
-                Ok(needs) => needs,
-                Err(e) => return Failure::internal(format!("task {}: {e}", assignment.task)).into_response(),
-            };
+            let needs = crate::job::needs_of(&app.config.tasks_root, &assignment.task).await.map_err(|e| internal(format!("task {}: {e}", assignment.task)))?;
             // main has moved: the submission must be recorded before we answer, so a store that
             // is briefly away (a database restarting) is waited for rather than losing the push.
-            let (submission, number, position, graded_from) = match record_push(&app, &assignment.id, &commit, &needs, now).await {
-                Ok(recorded) => recorded,
-                Err(failure) => return failure.into_response(),
-            };
+            let (submission, number, position, graded_from) =
+                record_push(&app, &assignment.id, &commit, &needs, now).await.map_err(IntoResponse::into_response)?;
             let (repos, id, kept) = (app.repos.clone(), assignment.id.clone(), commit.clone());
             if let Err(e) = tokio::task::spawn_blocking(move || repos.keep(&id, number, &kept))
                 .await
@@ -183,7 +169,7 @@ pub async fn rpc(
         body.extend(intake::sideband_message(&message));
     }
     body.extend(reply);
-    (content_type, body).into_response()
+    Ok((content_type, body).into_response())
 }
 
 /// The repository id in `{repo}` (`<assignment>.git`), checked as a name.
@@ -192,16 +178,14 @@ fn repo_id(repo: &str) -> Option<&str> {
 }
 
 /// A worker's fetch advertisement: upload-pack only (a worker never pushes).
-pub async fn worker_info_refs(State(app): State<Arc<App>>, Path(repo): Path<String>, _worker: Worker, Query(query): Query<ServiceQuery>) -> Response {
+pub async fn worker_info_refs(State(app): State<Arc<App>>, Path(repo): Path<String>, _worker: Worker, Query(query): Query<ServiceQuery>) -> GitResult {
     if query.service.as_deref().and_then(Service::parse) != Some(Service::UploadPack) {
-        return (StatusCode::FORBIDDEN, "a worker may only fetch\n").into_response();
+        return Err((StatusCode::FORBIDDEN, "a worker may only fetch\n").into_response());
     }
-    let Some(id) = repo_id(&repo).filter(|id| app.repos.path(id).is_dir()) else { return Failure::not_found("such repository").into_response() };
+    let Some(id) = repo_id(&repo).filter(|id| app.repos.path(id).is_dir()) else { return Err(Failure::not_found("such repository").into_response()) };
     let _slot = app.git_slots.clone().acquire_owned().await;
-    match app.repos.advertise(id, Service::UploadPack, intake::Reader::Worker).await {
-        Ok(body) => ([(header::CONTENT_TYPE, "application/x-git-upload-pack-advertisement"), (header::CACHE_CONTROL, "no-cache")], body).into_response(),
-        Err(e) => Failure::internal(e.to_string()).into_response(),
-    }
+    let body = app.repos.advertise(id, Service::UploadPack, intake::Reader::Worker).await.map_err(internal)?;
+    Ok(([(header::CONTENT_TYPE, "application/x-git-upload-pack-advertisement"), (header::CACHE_CONTROL, "no-cache")], body).into_response())
 }
 
 /// A worker's fetch: any commit by its id (see [`intake::Reader::Worker`]).
@@ -211,17 +195,15 @@ pub async fn worker_rpc(
     _worker: Worker,
     headers: HeaderMap,
     body: Body,
-) -> Response {
+) -> GitResult {
     if Service::parse(&service) != Some(Service::UploadPack) {
-        return (StatusCode::FORBIDDEN, "a worker may only fetch\n").into_response();
+        return Err((StatusCode::FORBIDDEN, "a worker may only fetch\n").into_response());
     }
-    let Some(id) = repo_id(&repo).filter(|id| app.repos.path(id).is_dir()) else { return Failure::not_found("such repository").into_response() };
-    let Ok(slot) = app.git_slots.clone().acquire_owned().await else { return Failure::internal("git slots closed".into()).into_response() };
+    let Some(id) = repo_id(&repo).filter(|id| app.repos.path(id).is_dir()) else { return Err(Failure::not_found("such repository").into_response()) };
+    let slot = app.git_slots.clone().acquire_owned().await.map_err(|_| internal("git slots closed"))?;
     let reader = body_reader(body, &headers, intake::MAX_FETCH_REQUEST);
-    match app.repos.upload_pack(id, intake::Reader::Worker, reader, slot).await {
-        Ok(output) => ([(header::CONTENT_TYPE, "application/x-git-upload-pack-result")], Body::from_stream(output.into_stream())).into_response(),
-        Err(e) => Failure::internal(e.to_string()).into_response(),
-    }
+    let output = app.repos.upload_pack(id, intake::Reader::Worker, reader, slot).await.map_err(internal)?;
+    Ok(([(header::CONTENT_TYPE, "application/x-git-upload-pack-result")], Body::from_stream(output.into_stream())).into_response())
 }
 
 /// Records an accepted push, trying again for up to 60 s while the store cannot be reached.

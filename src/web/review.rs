@@ -618,11 +618,8 @@ pub fn feedback_html(body: &review::ReleaseBody) -> Markup {
 
 // ---------------------------------------------------------------- the code page
 
-pub async fn code_page(State(app): State<Arc<App>>, Path(id): Path<i64>, assessor: AssessorPage) -> Response {
-    match render_code_page(&app, id, &assessor).await {
-        Ok(html) => Html(html).into_response(),
-        Err(failure) => failure.into_response(),
-    }
+pub async fn code_page(State(app): State<Arc<App>>, Path(id): Path<i64>, assessor: AssessorPage) -> AppResult<Html<String>> {
+    Ok(Html(render_code_page(&app, id, &assessor).await?))
 }
 
 /// The code page's HTML past which no more file content is rendered (the files are still
@@ -944,6 +941,27 @@ fn comment_row(c: &review::Comment, user: &str, csrf: &str) -> Markup {
 
 // ---------------------------------------------------------------- forms
 
+/// What a review form answers: back to where the assessor was, or a page that says why nothing
+/// was saved (a form is a browser's: HTML, not the API's JSON).
+type FormResult = Result<Redirect, NotSaved>;
+
+pub struct NotSaved {
+    failure: Failure,
+    back: String,
+}
+
+impl IntoResponse for NotSaved {
+    fn into_response(self) -> Response {
+        let NotSaved { failure, back } = self;
+        (failure.status, page("Not saved", html! { p { (failure.message) } p { a href=(back) { "Back" } } })).into_response()
+    }
+}
+
+/// Turns a failure into a "not saved" page with a link back to `back`.
+fn back_to(back: String) -> impl FnOnce(Failure) -> NotSaved {
+    move |failure| NotSaved { failure, back }
+}
+
 #[derive(Deserialize)]
 pub struct CommentForm {
     file: String,
@@ -970,31 +988,20 @@ impl CsrfForm for EditForm {
     }
 }
 
-fn answer(result: Result<(), Failure>, back: String) -> Response {
-    match result {
-        Ok(()) => Redirect::to(&back).into_response(),
-        Err(failure) => (failure.status, page("Not saved", html! { p { (failure.message) } p { a href=(back) { "Back" } } })).into_response(),
-    }
-}
-
-pub async fn comment_form(State(app): State<Arc<App>>, Path(id): Path<i64>, form: SessionForm<CommentForm>) -> Response {
+pub async fn comment_form(State(app): State<Arc<App>>, Path(id): Path<i64>, form: SessionForm<CommentForm>) -> FormResult {
     let f = form.form;
-    let result = add_comment(&app, &form.user, id, CommentBody { file: f.file, line: f.line, text: f.text }).await;
-    let back = match &result {
-        Ok(comment) => format!("/submissions/{id}/code#comment-{comment}"),
-        Err(_) => format!("/submissions/{id}/code"),
-    };
-    answer(result.map(|_| ()), back)
+    let comment = add_comment(&app, &form.user, id, CommentBody { file: f.file, line: f.line, text: f.text })
+        .await
+        .map_err(back_to(format!("/submissions/{id}/code")))?;
+    Ok(Redirect::to(&format!("/submissions/{id}/code#comment-{comment}")))
 }
 
-pub async fn edit_comment_form(State(app): State<Arc<App>>, Path(comment): Path<i64>, form: SessionForm<EditForm>) -> Response {
-    match edit_comment(&app, &form.user, comment, &form.form.text).await {
-        Ok(submission) => Redirect::to(&format!("/submissions/{submission}/code#comment-{comment}")).into_response(),
-        Err(failure) => answer(Err(failure), "/".into()),
-    }
+pub async fn edit_comment_form(State(app): State<Arc<App>>, Path(comment): Path<i64>, form: SessionForm<EditForm>) -> FormResult {
+    let submission = edit_comment(&app, &form.user, comment, &form.form.text).await.map_err(back_to("/".into()))?;
+    Ok(Redirect::to(&format!("/submissions/{submission}/code#comment-{comment}")))
 }
 
-pub async fn scores_form(State(app): State<Arc<App>>, Path(id): Path<i64>, form: SessionForm<FieldsForm>) -> Response {
+pub async fn scores_form(State(app): State<Arc<App>>, Path(id): Path<i64>, form: SessionForm<FieldsForm>) -> FormResult {
     let fields = form.form.0;
     let mut ids: Vec<&str> = fields.keys().filter_map(|k| k.strip_prefix("level.").or_else(|| k.strip_prefix("note."))).collect();
     ids.sort();
@@ -1007,40 +1014,42 @@ pub async fn scores_form(State(app): State<Arc<App>>, Path(id): Path<i64>, form:
             note: fields.get(&format!("note.{c}")).cloned().unwrap_or_default(),
         })
         .collect();
-    answer(put_scores(&app, &form.user, id, scores).await, format!("/submissions/{id}#rubric"))
+    let back = format!("/submissions/{id}#rubric");
+    put_scores(&app, &form.user, id, scores).await.map_err(back_to(back.clone()))?;
+    Ok(Redirect::to(&back))
 }
 
-pub async fn decision_form(State(app): State<Arc<App>>, Path(id): Path<i64>, form: SessionForm<FieldsForm>) -> Response {
+pub async fn decision_form(State(app): State<Arc<App>>, Path(id): Path<i64>, form: SessionForm<FieldsForm>) -> FormResult {
     let f = &form.form.0;
-    let result = decide(&app, &form.user, id, f.get("decision").map(String::as_str).unwrap_or(""), f.get("reason").map(String::as_str).unwrap_or("")).await;
-    answer(result, format!("/submissions/{id}#decision"))
+    let back = format!("/submissions/{id}#decision");
+    decide(&app, &form.user, id, f.get("decision").map(String::as_str).unwrap_or(""), f.get("reason").map(String::as_str).unwrap_or(""))
+        .await
+        .map_err(back_to(back.clone()))?;
+    Ok(Redirect::to(&back))
 }
 
-pub async fn release_form(State(app): State<Arc<App>>, Path(id): Path<i64>, form: SessionForm<FieldsForm>) -> Response {
+pub async fn release_form(State(app): State<Arc<App>>, Path(id): Path<i64>, form: SessionForm<FieldsForm>) -> FormResult {
     let message = form.form.0.get("message").cloned().unwrap_or_default();
-    answer(release(&app, &form.user, id, &message).await.map(|_| ()), format!("/submissions/{id}#feedback"))
+    let back = format!("/submissions/{id}#feedback");
+    release(&app, &form.user, id, &message).await.map_err(back_to(back.clone()))?;
+    Ok(Redirect::to(&back))
 }
 
 // ---------------------------------------------------------------- JSON API
 
-pub async fn files_api(State(app): State<Arc<App>>, Path(id): Path<i64>, _assessor: Assessor) -> Response {
-    let result = async {
-        let loaded = load(&app, id).await?;
-        let view = code_view(&app, &loaded).await?;
-        let all: &[Finding] = loaded.report.as_ref().map_or(&[], |r| r.components.code_quality.findings.as_slice());
-        let findings = &all[..all.len().min(MAX_FINDINGS_API)];
-        let comments: Vec<&review::Comment> = loaded.desk.comments.iter().filter(|c| c.submission == id).collect();
-        Ok::<_, Failure>(serde_json::json!({ "submission": id, "candidate": loaded.name(), "view": view, "lint_findings": findings, "lint_findings_total": all.len(), "comments": comments }))
-    }
-    .await;
-    match result {
-        Ok(json) => Json(json).into_response(),
-        Err(failure) => failure.into_response(),
-    }
+pub async fn files_api(State(app): State<Arc<App>>, Path(id): Path<i64>, _assessor: Assessor) -> AppResult<Json<serde_json::Value>> {
+    let loaded = load(&app, id).await?;
+    let view = code_view(&app, &loaded).await?;
+    let all: &[Finding] = loaded.report.as_ref().map_or(&[], |r| r.components.code_quality.findings.as_slice());
+    let findings = &all[..all.len().min(MAX_FINDINGS_API)];
+    let comments: Vec<&review::Comment> = loaded.desk.comments.iter().filter(|c| c.submission == id).collect();
+    Ok(Json(
+        serde_json::json!({ "submission": id, "candidate": loaded.name(), "view": view, "lint_findings": findings, "lint_findings_total": all.len(), "comments": comments }),
+    ))
 }
 
-pub async fn review_api(State(app): State<Arc<App>>, Path(id): Path<i64>, _assessor: Assessor) -> Response {
-    let result = async {
+pub async fn review_api(State(app): State<Arc<App>>, Path(id): Path<i64>, _assessor: Assessor) -> AppResult<Json<serde_json::Value>> {
+    {
         let loaded = load(&app, id).await?;
         let spec = loaded.review_spec();
         let notes = notes_of(&app, &loaded).await.ok().flatten();
@@ -1050,7 +1059,7 @@ pub async fn review_api(State(app): State<Arc<App>>, Path(id): Path<i64>, _asses
         let automatic = loaded.submission.score;
         let cohort = cohort_scores(&app, &loaded.submission.task).await?;
         let baselines = crate::check::graded_baselines(&app.config.tasks_root, &loaded.submission.task);
-        Ok::<_, Failure>(serde_json::json!({
+        Ok(Json(serde_json::json!({
             "submission": id,
             "percentile": automatic.and_then(|a| review::percentile(a, &cohort)),
             "cohort_size": cohort.len(),
@@ -1072,12 +1081,7 @@ pub async fn review_api(State(app): State<Arc<App>>, Path(id): Path<i64>, _asses
             "notes_md": notes,
             "notes_md_cut": notes_cut,
             "timeline": timeline,
-        }))
-    }
-    .await;
-    match result {
-        Ok(json) => Json(json).into_response(),
-        Err(failure) => failure.into_response(),
+        })))
     }
 }
 
@@ -1282,14 +1286,11 @@ pub async fn export_api(State(app): State<Arc<App>>, Path(task): Path<String>, _
     })
 }
 
-pub async fn webhooks_api(State(app): State<Arc<App>>, _assessor: Assessor) -> Response {
-    match stored(app.store.webhooks(100)).await {
-        Ok(rows) => Json(serde_json::json!({ "configured": app.config.webhook.is_some(), "deliveries": rows.iter().map(|w| serde_json::json!({
-            "id": w.id, "event": w.event, "attempts": w.attempts, "delivered_at": w.delivered_at.map(rfc3339), "failed_at": w.failed_at.map(rfc3339),
-            "next_at": rfc3339(w.next_at), "last_error": w.last_error })).collect::<Vec<_>>() }))
-        .into_response(),
-        Err(failure) => failure.into_response(),
-    }
+pub async fn webhooks_api(State(app): State<Arc<App>>, _assessor: Assessor) -> AppResult<Json<serde_json::Value>> {
+    let rows = stored(app.store.webhooks(100)).await?;
+    Ok(Json(serde_json::json!({ "configured": app.config.webhook.is_some(), "deliveries": rows.iter().map(|w| serde_json::json!({
+        "id": w.id, "event": w.event, "attempts": w.attempts, "delivered_at": w.delivered_at.map(rfc3339), "failed_at": w.failed_at.map(rfc3339),
+        "next_at": rfc3339(w.next_at), "last_error": w.last_error })).collect::<Vec<_>>() })))
 }
 
 #[cfg(test)]

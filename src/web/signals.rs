@@ -510,11 +510,9 @@ pub async fn affected(app: &Arc<App>, task: &str) -> Result<Vec<Affected>, Failu
     Ok(out)
 }
 
-pub async fn affected_api(State(app): State<Arc<App>>, UrlPath(task): UrlPath<String>, _assessor: Assessor) -> Response {
-    match affected(&app, &task).await {
-        Ok(rows) => Json(serde_json::json!({ "task": task, "affected": rows })).into_response(),
-        Err(failure) => failure.into_response(),
-    }
+pub async fn affected_api(State(app): State<Arc<App>>, UrlPath(task): UrlPath<String>, _assessor: Assessor) -> AppResult<Json<serde_json::Value>> {
+    let rows = affected(&app, &task).await?;
+    Ok(Json(serde_json::json!({ "task": task, "affected": rows })))
 }
 
 /// Queues every affected submission again; answers how many.
@@ -526,11 +524,8 @@ pub async fn regrade_affected(app: &Arc<App>, task: &str) -> Result<usize, Failu
     Ok(n)
 }
 
-pub async fn regrade_affected_api(State(app): State<Arc<App>>, UrlPath(task): UrlPath<String>, _assessor: Assessor) -> Response {
-    match regrade_affected(&app, &task).await {
-        Ok(n) => Json(serde_json::json!({ "queued": n })).into_response(),
-        Err(failure) => failure.into_response(),
-    }
+pub async fn regrade_affected_api(State(app): State<Arc<App>>, UrlPath(task): UrlPath<String>, _assessor: Assessor) -> AppResult<Json<serde_json::Value>> {
+    Ok(Json(serde_json::json!({ "queued": regrade_affected(&app, &task).await? })))
 }
 
 pub async fn regrade_affected_form(
@@ -657,9 +652,7 @@ fn short(digest: &str) -> &str {
     }
 }
 
-pub async fn grades_api(State(app): State<Arc<App>>, UrlPath(id): UrlPath<i64>, _assessor: Assessor) -> Response {
-    match grades(&app, id).await {
-        Ok(rows) => Json(serde_json::json!({ "submission": id, "grades": rows })).into_response(),
-        Err(failure) => failure.into_response(),
-    }
+pub async fn grades_api(State(app): State<Arc<App>>, UrlPath(id): UrlPath<i64>, _assessor: Assessor) -> AppResult<Json<serde_json::Value>> {
+    let rows = grades(&app, id).await?;
+    Ok(Json(serde_json::json!({ "submission": id, "grades": rows })))
 }

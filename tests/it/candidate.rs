@@ -107,7 +107,7 @@ async fn a_failing_push_shows_its_traceback_from_the_public_run_and_nothing_hidd
         let (status, page) = daemon.get(&format!("/status/{}", cand.id), Some((&cand.id, &cand.token)));
         assert_eq!(status, 200);
         for needle in [
-            "ModuleNotFoundError: No module named &#39;nonexistent_cleaning_helpers&#39;",
+            "ModuleNotFoundError: No module named 'nonexistent_cleaning_helpers'",
             "Deadline: ",
             "How to push",
             &format!("/git/{}.git", cand.id),
