@@ -93,3 +93,10 @@ pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// A step's captured log holding `text` (for fake sandboxes).
+pub fn captured(text: &str) -> takehome::sandbox::CapturedLog {
+    let mut log = takehome::sandbox::CapturedLog::new(1 << 20);
+    log.push(text.as_bytes());
+    log
+}

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use takehome::job::{self, ImageRef};
-use takehome::sandbox::{Accounting, CapturedLog, Extracted, JobOptions, JobSandbox, Outcome, RunError, Runtime, Sandbox, StepRequest, StepRun};
+use takehome::sandbox::{Accounting, Extracted, JobOptions, JobSandbox, Outcome, RunError, Runtime, Sandbox, StepRequest, StepRun};
 use tokio_util::sync::CancellationToken;
 
-use super::common::{folder_with, repo_root};
+use super::common::{captured, folder_with, repo_root};
 
 /// What the fake does for each step name, and the output file it "finds" in `/output`.
 #[derive(Clone, Default)]
@@ -45,12 +45,6 @@ struct FakeJob {
     sandbox: FakeSandbox,
 }
 
-fn log(text: &str) -> CapturedLog {
-    let mut log = CapturedLog::new(1 << 20);
-    log.push(text.as_bytes());
-    log
-}
-
 impl Sandbox for FakeSandbox {
     type Job = FakeJob;
     async fn open_job(&self, _options: &JobOptions) -> Result<FakeJob, RunError> {
@@ -82,8 +76,8 @@ impl JobSandbox for FakeJob {
             cpu_seconds: Some(wall / 2.0),
             peak_memory_bytes: Some(100 << 20),
             accounting: Accounting::Kernel,
-            stdout: log(&stdout),
-            stderr: log(""),
+            stdout: captured(&stdout),
+            stderr: captured(""),
             message: if outcome == Outcome::Ok { String::new() } else { format!("ended {}", outcome.as_str()) },
         })
     }

@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 use takehome::daemon::{self, Engine, GraderOptions, Source};
 use takehome::job::{self, ImageRef};
 use takehome::sandbox::image::Recipe;
-use takehome::sandbox::{Accounting, CapturedLog, Extracted, JobOptions, JobSandbox, Outcome, RunError, Runtime, Sandbox, StepRequest, StepRun};
+use takehome::sandbox::{Accounting, Extracted, JobOptions, JobSandbox, Outcome, RunError, Runtime, Sandbox, StepRequest, StepRun};
 use takehome::store::{Assignment, JobStatus, Store};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::common::repo_root;
+use super::common::{captured, repo_root, wait_until};
 
 /// Steps take `step` each (or until `hold` is cleared while it is set); the graded output is
 /// diamond-cut's truth. Counts the steps running at once.
@@ -32,12 +32,6 @@ struct FakeEngine {
 }
 
 struct FakeJob(FakeEngine);
-
-fn log(text: &str) -> CapturedLog {
-    let mut log = CapturedLog::new(1 << 20);
-    log.push(text.as_bytes());
-    log
-}
 
 impl Sandbox for FakeEngine {
     type Job = FakeJob;
@@ -83,8 +77,8 @@ impl JobSandbox for FakeJob {
             cpu_seconds: Some(0.1),
             peak_memory_bytes: Some(100 << 20),
             accounting: Accounting::Kernel,
-            stdout: log(&stdout),
-            stderr: log(""),
+            stdout: captured(&stdout),
+            stderr: captured(""),
             message: String::new(),
         })
     }
@@ -168,17 +162,6 @@ fn start(setup: &Setup, engine: &FakeEngine, slots: usize) -> (tokio::task::Join
     let options = GraderOptions { name: "here".into(), slots, memory_bytes: Some(64 << 30), gpus: Some(0), source: Source::Local(setup.repos.clone()) };
     let running = tokio::spawn(daemon::grade_with(setup.config.clone(), setup.store.clone(), options, engine.clone(), work.clone(), shutdown.clone()));
     (running, work, shutdown)
-}
-
-async fn wait_until<F: std::future::Future<Output = bool>>(limit: Duration, mut check: impl FnMut() -> F) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 #[tokio::test(flavor = "multi_thread")]
