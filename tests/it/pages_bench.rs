@@ -60,11 +60,7 @@ async fn pages_bench() {
                 })
                 .await
                 .unwrap();
-            let bare = app.app.repos.create(&id, &task, 100 << 20).unwrap();
-            let commit = String::from_utf8(std::process::Command::new("git").arg("--git-dir").arg(&bare).args(["rev-parse", "main"]).output().unwrap().stdout)
-                .unwrap()
-                .trim()
-                .to_string();
+            let commit = app.repository(&id, &task);
             for p in 0..PUSHES {
                 store.add_submission(&id, &commit, &needs, takehome::web::now() - 3000 + p as i64, 0).await.unwrap();
             }

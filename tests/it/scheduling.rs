@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::common::{captured, repo_root, wait_until};
+use super::test_app::TestApp;
 
 /// Steps take `step` each (or until `hold` is cleared while it is set); the graded output is
 /// diamond-cut's truth. Counts the steps running at once.
@@ -109,7 +110,7 @@ impl Engine for FakeEngine {
 }
 
 struct Setup {
-    _data: tempfile::TempDir,
+    _app: TestApp,
     config: takehome::config::Config,
     store: Arc<dyn Store>,
     repos: takehome::intake::Repos,
@@ -118,23 +119,11 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let data = tempfile::tempdir().unwrap();
     let root = repo_root();
-    let env = |key: &str| match key {
-        "TAKEHOME_DATA_DIR" => Some(data.path().display().to_string()),
-        "TAKEHOME_TASKS_ROOT" => Some(root.display().to_string()),
-        "TAKEHOME_LEASE_SECONDS" => Some("6".into()),
-        _ => None,
-    };
-    let config = takehome::config::Config::load(None, env).unwrap();
-    let store = takehome::store::open(&config.database).await.unwrap();
-    let repos = takehome::intake::Repos::new(config.repos_dir(), config.hooks_dir());
+    let app = TestApp::with(&root, &[("TAKEHOME_LEASE_SECONDS", "6")]).await;
     let task = takehome::task::load(&root.join("tasks/diamond-cut")).unwrap();
-    let bare = repos.create("a1", &task, 100 << 20).unwrap();
-    let commit = String::from_utf8(std::process::Command::new("git").arg("--git-dir").arg(&bare).args(["rev-parse", "main"]).output().unwrap().stdout)
-        .unwrap()
-        .trim()
-        .to_string();
+    let commit = app.repository("a1", &task);
+    let (config, store, repos) = (app.app.config.clone(), app.app.store.clone(), app.app.repos.clone());
     store
         .create_assignment(&Assignment {
             id: "a1".into(),
@@ -150,7 +139,7 @@ async fn setup() -> Setup {
         .await
         .unwrap();
     let needs = job::needs(&task).unwrap();
-    Setup { _data: data, config, store, repos, commit, needs }
+    Setup { _app: app, config, store, repos, commit, needs }
 }
 
 fn engine(step: Duration) -> FakeEngine {

@@ -19,18 +19,31 @@ pub struct TestApp {
 impl TestApp {
     /// An app whose tasks are those under `tasks_root` (a folder holding `tasks/`).
     pub async fn new(tasks_root: &Path) -> TestApp {
+        TestApp::with(tasks_root, &[]).await
+    }
+
+    /// An app with more settings, as `TAKEHOME_*` variables would give them.
+    pub async fn with(tasks_root: &Path, settings: &[(&str, &str)]) -> TestApp {
         let data = tempfile::tempdir().unwrap();
         let env = |key: &str| match key {
             "TAKEHOME_DATA_DIR" => Some(data.path().display().to_string()),
             "TAKEHOME_TASKS_ROOT" => Some(tasks_root.display().to_string()),
             "TAKEHOME_PUBLIC_URL" => Some("http://127.0.0.1:9".into()),
-            _ => None,
+            _ => settings.iter().find(|(name, _)| *name == key).map(|(_, value)| value.to_string()),
         };
         let config = takehome::config::Config::load(None, env).unwrap();
         let store = takehome::store::open(&config.database).await.unwrap();
         let app = Arc::new(App::new(config, store, Arc::default()));
         let router = takehome::web::router(app.clone());
         TestApp { app, router, _data: data }
+    }
+
+    /// Creates the repository of assignment `id` as `assign` does (seeded with `task`'s brief,
+    /// starter and public data); returns the seed commit.
+    pub fn repository(&self, id: &str, task: &takehome::task::TaskSpec) -> String {
+        let bare = self.app.repos.create(id, task, 100 << 20).unwrap();
+        let head = std::process::Command::new("git").arg("--git-dir").arg(&bare).args(["rev-parse", "main"]).output().unwrap();
+        String::from_utf8(head.stdout).unwrap().trim().to_string()
     }
 
     /// A logged-in assessor's cookie header (a session made in the store, as login makes one).
