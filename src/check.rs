@@ -50,7 +50,7 @@ pub struct CaseResult {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
 pub struct Baseline {
     pub fixture: String,
-    pub status: String,
+    pub status: crate::report::Status,
     pub score: f64,
     pub accuracy: f64,
     pub code_quality: f64,
@@ -66,7 +66,7 @@ impl Baseline {
     fn of(fixture: &str, report: &Report) -> Baseline {
         Baseline {
             fixture: fixture.to_string(),
-            status: report.status.as_str().to_string(),
+            status: report.status,
             score: report.score,
             accuracy: report.components.accuracy.score,
             code_quality: report.components.code_quality.score,
@@ -88,7 +88,7 @@ pub fn baselines_path(root: &Path, task: &str) -> PathBuf {
 /// A task's stored baselines that produced a grade (broken fixtures are left out: they place
 /// nothing), for pages.
 pub fn graded_baselines(root: &Path, task: &str) -> Vec<Baseline> {
-    load_baselines(root, task).into_iter().filter(|b| b.status == "graded").collect()
+    load_baselines(root, task).into_iter().filter(|b| b.status == crate::report::Status::Graded).collect()
 }
 
 /// A task's stored baselines (empty when none were stored or the file cannot be read).
@@ -179,6 +179,10 @@ pub struct Expect {
     /// The extended image the submission's imports must have chosen (`python-torch`), or `task`
     /// for the task's own.
     pub ran_in: Option<String>,
+    /// Submission files that must have an executed notebook in the report (a notebook, or R
+    /// Markdown), each with at least this many figures among its outputs.
+    #[serde(default)]
+    pub executed_figures: BTreeMap<String, usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -907,6 +911,17 @@ fn compare(expect: &Expect, spec: &TaskSpec, report: &Report) -> Vec<String> {
             failures.push(format!("ran in {ran_in} (expected {wanted})"));
         }
     }
+    for (file, wanted) in &expect.executed_figures {
+        match report.artifacts.notebook(file) {
+            None => failures.push(format!("no executed notebook of {file} in the report")),
+            Some(ran) => {
+                let figures = ran.cells.iter().flat_map(|c| &c.outputs).filter(|o| matches!(o, crate::report::artifacts::CellOutput::Image { .. })).count();
+                if figures < *wanted {
+                    failures.push(format!("the executed {file} shows {figures} figures (expected at least {wanted})"));
+                }
+            }
+        }
+    }
     if let Some(n) = expect.skipped_links {
         if report.submission.skipped_links.len() != n {
             failures.push(format!("{} links left out of the copy (expected {n})", report.submission.skipped_links.len()));
@@ -1077,7 +1092,7 @@ mod baseline_tests {
     fn baseline(fixture: &str, score: f64, data: &str) -> Baseline {
         Baseline {
             fixture: fixture.into(),
-            status: "graded".into(),
+            status: crate::report::Status::Graded,
             score,
             accuracy: score,
             code_quality: 100.0,

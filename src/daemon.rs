@@ -895,8 +895,8 @@ impl<S: Engine> Slot<S> {
                             // For an applicant tracking system: the server's deliverer sends it.
                             let event = serde_json::json!({ "submission": job.submission(), "assignment": job.assignment, "task": job.task,
                                 "candidate": job.candidate, "number": job.number, "commit": job.commit, "status": report.status, "score": report.score });
-                            let body = crate::webhook::event_body("submission.graded", event, now());
-                            if let Err(e) = grader.store.queue_webhook("submission.graded", &body, now()).await {
+                            let body = crate::webhook::event_body(crate::webhook::Event::SubmissionGraded, event, now());
+                            if let Err(e) = grader.store.queue_webhook(crate::webhook::Event::SubmissionGraded.as_str(), &body, now()).await {
                                 warn!(error = %e, "cannot queue the graded webhook");
                             }
                         }

@@ -256,10 +256,12 @@ impl Installed {
         if let Some(other) = r {
             let _ = write!(
                 out,
-                "\n## Steps run as R scripts: the `{}` image\n\n\
-                 An R script handed in for a step (`Rscript clean.R` and the like) runs in the `{}` image instead, with the \
-                 same limits, paths and no network; `library()` calls of packages not below are named in the reply to your push. \
-                 Its code quality is judged by lintr's default linters.\n\n| package | version |\n|---|---|\n",
+                "\n## Steps run in R: the `{}` image\n\n\
+                 An R script handed in for a step (`Rscript clean.R` and the like), an R notebook (a `.ipynb` whose kernel is R) \
+                 or R Markdown (`.Rmd`, its R chunks run in order) runs in the `{}` image instead, with the same limits, paths \
+                 and no network; `library()` calls of packages not below are named in the reply to your push, and \
+                 `install.packages()` of one that is below is skipped. Its code quality is judged by lintr's default linters \
+                 (notebooks' R cells are not linted).\n\n| package | version |\n|---|---|\n",
                 other.image, other.image
             );
             for (name, version) in other.packages.values() {

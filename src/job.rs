@@ -454,11 +454,11 @@ struct LintRuns {
     lintr: Option<StepRun>,
 }
 
-/// lintr's default linters over the submission's R scripts, one finding a line (`file`, `line`,
+/// lintr's default linters over the submission's R scripts and R Markdown, one finding a line (`file`, `line`,
 /// `linter`, `message`, tab-separated) for [`lint::parse_lintr_lines`].
 async fn run_lintr<J: JobSandbox>(job: &J, prepared: &PreparedSubmission, image: String, cancel: &CancellationToken) -> Result<StepRun, RunError> {
     // R's own escapes (`\t`, `\n`): Rscript -e cuts an expression at a real newline.
-    let script = r"for (f in list.files('/submission', pattern = '[.][Rr]$', recursive = TRUE)) { \
+    let script = r"for (f in list.files('/submission', pattern = '[.]([Rr]|[Rr]md)$', recursive = TRUE)) { \
          l <- tryCatch(lintr::lint(file.path('/submission', f), parse_settings = FALSE), \
            error = function(e) { cat(f, 0, 'lintr', gsub('[\t\r\n]', ' ', conditionMessage(e)), sep = '\t'); cat('\n'); NULL }); \
          for (x in l) { cat(f, x$line_number, x$linter, gsub('[\t\r\n]', ' ', x$message), sep = '\t'); cat('\n') } }"
@@ -841,7 +841,11 @@ fn count_lines(prepared: &PreparedSubmission, with_r: bool) -> usize {
         .chain(r_files)
         .filter_map(|relative| {
             let text = read_linted(prepared, relative.to_str()?)?;
-            Some(if relative.extension().is_some_and(|e| e == "ipynb") { lint::notebook_code(&text) } else { text })
+            Some(match relative.extension().and_then(|e| e.to_str()) {
+                Some("ipynb") => lint::notebook_code(&text),
+                Some("Rmd" | "rmd") => lint::rmd_code(&text),
+                _ => text,
+            })
         })
         .map(|text| lint::count_code_lines(&text))
         .sum()

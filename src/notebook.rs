@@ -439,3 +439,77 @@ mod parse {
         }
     }
 }
+
+/// Bytes of a notebook read to find its kernel's language.
+const MAX_LANGUAGE_SCAN: u64 = 256 << 20;
+
+/// The language a notebook's kernel speaks (`metadata.kernelspec.language`, else
+/// `metadata.language_info.name`), lowercase: `python`, `r`. `None` when the file is not a
+/// notebook, says no language, or is a link (never followed). The file is read as it streams:
+/// cells and outputs are skipped by serde, never held.
+pub fn language_of(path: &std::path::Path) -> Option<String> {
+    use std::io::Read;
+    let file = crate::submission::open_no_follow(path).ok()?;
+    language_in(serde_json::from_reader(std::io::BufReader::new(file.take(MAX_LANGUAGE_SCAN))).ok()?)
+}
+
+/// [`language_of`] a notebook's text (`None` when it is not whole JSON).
+pub fn language_of_text(text: &str) -> Option<String> {
+    language_in(serde_json::from_str(text).ok()?)
+}
+
+fn language_in(found: language::Notebook) -> Option<String> {
+    let metadata = found.metadata?;
+    let spoken = metadata.kernelspec.and_then(|k| k.language).filter(|l| !l.trim().is_empty());
+    spoken.or_else(|| metadata.language_info.and_then(|i| i.name)).map(|l| l.trim().to_ascii_lowercase())
+}
+
+/// What [`language_of`] reads of a notebook: unknown fields (the cells) are skipped.
+mod language {
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub struct Notebook {
+        pub metadata: Option<Metadata>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Metadata {
+        pub kernelspec: Option<Kernel>,
+        pub language_info: Option<Info>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Kernel {
+        pub language: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Info {
+        pub name: Option<String>,
+    }
+}
+
+#[cfg(test)]
+mod language_tests {
+    use super::language_of;
+
+    #[test]
+    fn a_notebooks_language_is_read_from_its_kernel_and_links_are_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            std::fs::write(dir.path().join(name), text).unwrap();
+            dir.path().join(name)
+        };
+        let cells = r#""cells": [{"cell_type": "code", "source": ["x <- 1"], "outputs": [{"data": {"image/png": "AAAA"}}]}]"#;
+        let r = write("r.ipynb", &format!(r#"{{{cells}, "metadata": {{"kernelspec": {{"name": "ir", "language": "R"}}}}, "nbformat": 4}}"#));
+        assert_eq!(language_of(&r).as_deref(), Some("r"));
+        let info = write("info.ipynb", &format!(r#"{{"metadata": {{"language_info": {{"name": "python"}}}}, {cells}}}"#));
+        assert_eq!(language_of(&info).as_deref(), Some("python"));
+        assert_eq!(language_of(&write("none.ipynb", &format!("{{{cells}}}"))), None);
+        assert_eq!(language_of(&write("broken.ipynb", "{\"metadata\": ")), None);
+        assert_eq!(super::language_of_text(&std::fs::read_to_string(&r).unwrap()).as_deref(), Some("r"));
+        std::os::unix::fs::symlink(&r, dir.path().join("link.ipynb")).unwrap();
+        assert_eq!(language_of(&dir.path().join("link.ipynb")), None, "a link is not followed");
+    }
+}

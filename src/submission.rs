@@ -60,7 +60,8 @@ pub struct PreparedSubmission {
     pub skipped_links: Vec<SkippedLink>,
     /// Python files and notebooks (relative paths), for the lint's line counts.
     pub python_files: Vec<PathBuf>,
-    /// The R scripts (`.R`, `.r`), for lintr and the count of lines of code.
+    /// The R scripts and R Markdown files (`.R`, `.r`, `.Rmd`), for lintr and the count of
+    /// lines of code.
     pub r_files: Vec<PathBuf>,
     dir: tempfile::TempDir,
 }
@@ -126,7 +127,7 @@ pub fn prepare(source: &Path) -> Result<PreparedSubmission, SubmissionError> {
             fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(io_error("set permissions on", &target))?;
             if relative.extension().is_some_and(|ext| ext == "py" || ext == "ipynb") {
                 prepared.python_files.push(relative.to_path_buf());
-            } else if relative.extension().is_some_and(|ext| ext == "R" || ext == "r") {
+            } else if relative.extension().is_some_and(|ext| ext == "R" || ext == "r" || ext == "Rmd" || ext == "rmd") {
                 prepared.r_files.push(relative.to_path_buf());
             }
         } else if kind.is_symlink() {

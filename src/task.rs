@@ -202,6 +202,20 @@ pub struct RunChoice {
     pub run: String,
     /// The runner image this choice runs in (`r` for `Rscript clean.R`); `None`: the task's.
     pub image: Option<String>,
+    /// For a notebook: the language its kernel must speak (`r`), lowercase; `None`: any.
+    pub language: Option<String>,
+}
+
+impl RunChoice {
+    /// True when the submission (its folder on this host) holds this choice's file as a regular
+    /// file (a link is not followed, nor taken) in the choice's language.
+    fn matches(&self, submission: &Path) -> bool {
+        if !holds_file(submission, &self.when) {
+            return false;
+        }
+        let Some(wanted) = &self.language else { return true };
+        crate::notebook::language_of(&submission.join(&self.when)).as_deref() == Some(wanted.as_str())
+    }
 }
 
 impl StepSpec {
@@ -213,7 +227,7 @@ impl StepSpec {
 
     /// The choice a submission makes (see [`StepSpec::command_for`]), if the step offers any.
     pub fn choice_for(&self, submission: &Path) -> Option<&RunChoice> {
-        self.choices.iter().find(|choice| holds_file(submission, &choice.when))
+        self.choices.iter().find(|choice| choice.matches(submission))
     }
 
     /// The runner image a submission's run of this step needs, when not the task's.
@@ -1027,19 +1041,23 @@ impl Reader {
         let mut choices = Vec::new();
         for (index, item) in items.iter().enumerate() {
             let at = format!("{field}[{index}]");
-            let Some(choice) = self.mapping(item, &at, &["when", "run", "image"]) else { continue };
+            let Some(choice) = self.mapping(item, &at, &["when", "language", "run", "image"]) else { continue };
             let (when, run) = (self.string(choice, &at, "when", true), self.string(choice, &at, "run", true));
             let image = self.string(choice, &at, "image", false);
+            let language = self.string(choice, &at, "language", false).map(|l| l.to_ascii_lowercase());
             if let Some(when) = &when {
                 if !is_plain_relative(when) {
                     self.problem(&join(&at, "when"), format!("{when:?} must be a relative path inside the submission (no '..', not absolute)"));
                 }
-                if choices.iter().any(|c: &RunChoice| &c.when == when) {
+                if language.is_some() && !when.ends_with(".ipynb") {
+                    self.problem(&join(&at, "language"), format!("only a notebook's kernel has a language, and {when:?} is not a .ipynb file"));
+                }
+                if choices.iter().any(|c: &RunChoice| &c.when == when && (c.language.is_none() || c.language == language)) {
                     self.problem(&join(&at, "when"), format!("{when:?} is chosen by an earlier entry already"));
                 }
             }
             if let (Some(when), Some(run)) = (when, run) {
-                choices.push(RunChoice { when, run, image });
+                choices.push(RunChoice { when, run, image, language });
             }
         }
         (choices.first().map(|c| c.run.clone()), choices)

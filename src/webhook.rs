@@ -64,9 +64,30 @@ impl Target {
     }
 }
 
+/// What an event says happened (its `event` field and `X-Takehome-Event` header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A submission was graded (on any worker).
+    SubmissionGraded,
+    /// A reviewer scored the rubric.
+    ReviewScored,
+    /// An assessor recorded a decision.
+    ReviewDecided,
+}
+
+impl Event {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::SubmissionGraded => "submission.graded",
+            Event::ReviewScored => "review.scored",
+            Event::ReviewDecided => "review.decided",
+        }
+    }
+}
+
 /// The JSON body of an event (what is signed and sent).
-pub fn event_body(event: &str, data: serde_json::Value, now: i64) -> String {
-    serde_json::json!({ "event": event, "at": crate::report::rfc3339(now), "data": data }).to_string()
+pub fn event_body(event: Event, data: serde_json::Value, now: i64) -> String {
+    serde_json::json!({ "event": event.as_str(), "at": crate::report::rfc3339(now), "data": data }).to_string()
 }
 
 /// `sha256=<hex>`: the signature header's value for `body`.

@@ -45,6 +45,7 @@ say "step 2/4: apt-get install R and $(echo "$packages" | wc -w) Debian packages
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 mount -t proc proc "$root/proc"
 install -m 0644 "$here/list-packages.R" "$root/tmp/list-packages.R"
+install -m 0755 "$here/takehome-rnotebook" "$root/usr/local/bin/takehome-rnotebook"
 env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 \
   chroot "$root" /bin/sh -c "
     set -e
@@ -54,6 +55,10 @@ env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root DEBIAN_FRONTEND=noninteract
     Rscript -e 'for (p in c(\"tidyverse\", \"data.table\", \"recipes\", \"ranger\", \"caret\", \"glmnet\", \"lintr\")) suppressPackageStartupMessages(library(p, character.only = TRUE))'
     printf 'x = 1\n' >/tmp/check.R
     Rscript -e 'l <- lintr::lint(\"/tmp/check.R\"); stopifnot(length(l) >= 1)'
+    # R Markdown runs chunk by chunk, and a figure is drawn to PNG without a display.
+    printf '# t\\n\\n\140\140\140{r}\\nplot(1:3)\\nprint(2)\\n\140\140\140\\n' >/tmp/check.Rmd
+    cd /tmp && /usr/local/bin/takehome-rnotebook check.Rmd --save /tmp/check.ipynb >/dev/null
+    grep -q image/png /tmp/check.ipynb
     mkdir -p /opt/takehome
     Rscript /tmp/list-packages.R >/opt/takehome/packages.txt
   " >&2

@@ -72,6 +72,35 @@ pub fn notebook_code(text: &str) -> String {
     code
 }
 
+/// The lines of an R Markdown file's R chunks (between a ```` ```{r ...} ```` line and the fence
+/// that closes it), for line counts: the prose around them is not code.
+pub fn rmd_code(text: &str) -> String {
+    let mut code = String::new();
+    let mut fence: Option<(&str, bool)> = None;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        match fence {
+            None => {
+                let ticks = trimmed.len() - trimmed.trim_start_matches('`').len();
+                let rest = trimmed[ticks..].trim_start();
+                if ticks >= 3 && rest.starts_with('{') {
+                    let engine = rest[1..].trim_start().split(|c: char| !c.is_ascii_alphanumeric() && c != '_').next().unwrap_or("");
+                    fence = Some((&trimmed[..ticks], engine.eq_ignore_ascii_case("r")));
+                }
+            }
+            Some((ticks, is_r)) => {
+                if trimmed.starts_with(ticks) && trimmed.trim_start_matches('`').is_empty() {
+                    fence = None;
+                } else if is_r {
+                    code.push_str(line);
+                    code.push('\n');
+                }
+            }
+        }
+    }
+    code
+}
+
 /// Lines of Python code: not blank, not only a comment.
 pub fn count_code_lines(text: &str) -> usize {
     text.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#')).count()
@@ -93,6 +122,13 @@ pub fn parse_lintr_lines(text: &str) -> Vec<Finding> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn r_markdown_counts_the_lines_of_its_r_chunks_only() {
+        let text = "---\ntitle: x\n---\n# Prose\n\n```{r setup, echo=FALSE}\nlibrary(readr)\n\n# a comment\n```\n\nMore prose.\n\n````{r}\nx <- 1\n```\ny <- 2\n````\n```{python}\nprint(1)\n```\n";
+        assert_eq!(super::rmd_code(text), "library(readr)\n\n# a comment\nx <- 1\n```\ny <- 2\n");
+        assert_eq!(super::count_code_lines(&super::rmd_code(text)), 4);
+    }
+
     use super::*;
 
     #[test]

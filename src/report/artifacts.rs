@@ -43,10 +43,17 @@ impl Artifacts {
         self.notebooks.is_empty() && self.figures.is_empty() && self.cut.is_empty()
     }
 
-    /// The executed notebook of a submission file (`clean.ipynb`), if it ran.
+    /// The executed notebook of a submission file (`clean.ipynb`; for R Markdown, `clean.Rmd`,
+    /// which the runner keeps as `clean.Rmd.ipynb`), if it ran.
     pub fn notebook(&self, file: &str) -> Option<&ExecutedNotebook> {
         let name = Path::new(file).file_name()?.to_str()?;
-        self.notebooks.iter().find(|n| n.file == name)
+        if name.ends_with(".ipynb") {
+            self.notebooks.iter().find(|n| n.file == name)
+        } else if name.to_ascii_lowercase().ends_with(".rmd") {
+            self.notebooks.iter().find(|n| n.file.strip_suffix(".ipynb") == Some(name))
+        } else {
+            None
+        }
     }
 }
 
@@ -303,6 +310,14 @@ mod tests {
     const PNG: &[u8] = b"\x89PNG\r\n\x1a\nrest";
 
     #[test]
+    fn r_markdown_finds_the_notebook_its_run_was_kept_as() {
+        let notebook = serde_json::json!({"cells": [{"cell_type": "code", "source": "x <- 1", "execution_count": 1, "outputs": []}]});
+        let artifacts = gather(vec![("train.Rmd.ipynb".into(), notebook.to_string().into_bytes())], vec![]);
+        assert_eq!(artifacts.notebook("steps/train.Rmd").map(|n| n.cells.len()), Some(1));
+        assert!(artifacts.notebook("train.ipynb").is_none() && artifacts.notebook("train.R").is_none());
+    }
+
+    #[test]
     fn an_executed_notebook_keeps_text_errors_and_figures_within_bounds() {
         let notebook = serde_json::json!({"cells": [
             {"cell_type": "markdown", "source": ["# Title"], "metadata": {}},
@@ -321,6 +336,7 @@ mod tests {
             vec![("plot.png".into(), PNG.to_vec()), ("fake.png".into(), b"<script>".to_vec()), ("notes.txt".into(), b"x".to_vec())],
         );
         let executed = artifacts.notebook("sub/work.ipynb").expect("found by file name");
+        assert!(artifacts.notebook("work.py").is_none() && artifacts.notebook("work.Rmd").is_none());
         assert_eq!(executed.cells.len(), 3);
         let outputs = &executed.cells[1].outputs;
         assert_eq!(outputs[0], CellOutput::Text { text: "hi\n".into(), error: false });

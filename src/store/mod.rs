@@ -74,6 +74,29 @@ impl JobStatus {
     }
 }
 
+/// When an assignment's clock starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Starts {
+    /// At the candidate's first authenticated read of the repository.
+    #[serde(rename = "on-clone")]
+    OnClone,
+    /// When the assignment is made.
+    #[serde(rename = "now")]
+    Now,
+}
+
+impl Starts {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Starts::OnClone => "on-clone",
+            Starts::Now => "now",
+        }
+    }
+    pub fn parse(text: &str) -> Option<Starts> {
+        [Starts::OnClone, Starts::Now].into_iter().find(|s| s.as_str() == text)
+    }
+}
+
 /// Where an assignment's time box is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -103,7 +126,7 @@ pub struct Assignment {
     #[serde(skip)]
     pub token_hash: String,
     pub time_box_seconds: i64,
-    pub starts: String,
+    pub starts: Starts,
     pub started_at: Option<i64>,
     pub created_at: i64,
     /// Extra time assessors gave this candidate (the sum of its extensions).

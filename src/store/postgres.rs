@@ -244,13 +244,14 @@ const ASSIGNMENT_SELECT: &str = "id, task, candidate, token_hash, time_box_secon
      (SELECT COALESCE(SUM(e.seconds), 0)::BIGINT FROM extensions e WHERE e.assignment = assignments.id)";
 
 fn assignment_row(row: &Row) -> Result<Assignment> {
+    let starts: String = row.try_get(5)?;
     Ok(Assignment {
         id: row.try_get(0)?,
         task: row.try_get(1)?,
         candidate: row.try_get(2)?,
         token_hash: row.try_get(3)?,
         time_box_seconds: row.try_get(4)?,
-        starts: row.try_get(5)?,
+        starts: super::Starts::parse(&starts).ok_or_else(|| StoreError::Invalid(format!("unexpected clock start {starts:?}")))?,
         started_at: row.try_get(6)?,
         created_at: row.try_get(7)?,
         extra_seconds: row.try_get(8)?,
@@ -377,7 +378,7 @@ impl Store for PostgresStore {
     async fn create_assignment(&self, a: &Assignment) -> Result<()> {
         self.execute(
             &format!("INSERT INTO assignments ({ASSIGNMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
-            &[&a.id, &a.task, &a.candidate, &a.token_hash, &a.time_box_seconds, &a.starts, &a.started_at, &a.created_at],
+            &[&a.id, &a.task, &a.candidate, &a.token_hash, &a.time_box_seconds, &a.starts.as_str(), &a.started_at, &a.created_at],
         )
         .await
         .map(|_| ())

@@ -204,13 +204,14 @@ fn submission_row(row: &rusqlite::Row) -> rusqlite::Result<Submission> {
 }
 
 fn assignment_row(row: &rusqlite::Row) -> rusqlite::Result<Assignment> {
+    let starts: String = row.get(5)?;
     Ok(Assignment {
         id: row.get(0)?,
         task: row.get(1)?,
         candidate: row.get(2)?,
         token_hash: row.get(3)?,
         time_box_seconds: row.get(4)?,
-        starts: row.get(5)?,
+        starts: super::Starts::parse(&starts).ok_or_else(|| bad_value(5, &starts))?,
         started_at: row.get(6)?,
         created_at: row.get(7)?,
         extra_seconds: row.get(8)?,
@@ -322,7 +323,7 @@ impl Store for SqliteStore {
         self.with(move |c| {
             c.execute(
                 &format!("INSERT INTO assignments ({ASSIGNMENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
-                params![a.id, a.task, a.candidate, a.token_hash, a.time_box_seconds, a.starts, a.started_at, a.created_at],
+                params![a.id, a.task, a.candidate, a.token_hash, a.time_box_seconds, a.starts.as_str(), a.started_at, a.created_at],
             )
             .map(|_| ())
         })
@@ -1021,7 +1022,7 @@ mod tests {
             candidate: "c@example.com".into(),
             token_hash: "h".into(),
             time_box_seconds: 3600,
-            starts: "now".into(),
+            starts: super::Starts::Now,
             started_at: Some(0),
             created_at: 0,
             extra_seconds: 0,

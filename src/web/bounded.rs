@@ -305,7 +305,7 @@ pub fn requirement_warnings(
         let Some((meta, name)) = text.split_once('\t') else { continue };
         let mut fields = meta.split_whitespace();
         let (Some(mode), Some(_), Some(object)) = (fields.next(), fields.next(), fields.next()) else { continue };
-        let r_script = name.ends_with(".R") || name.ends_with(".r") || name.ends_with(".Rmd");
+        let r_script = name.ends_with(".R") || name.ends_with(".r") || name.ends_with(".Rmd") || name.ends_with(".ipynb");
         if !mode.starts_with("1006") && !mode.starts_with("1007") || !(REQUIREMENT_FILES.contains(&name) || r_script) {
             continue;
         }
@@ -318,6 +318,14 @@ pub fn requirement_warnings(
         match name {
             "requirements.txt" => wanted.extend(from_requirements(name, &text)),
             "environment.yml" | "environment.yaml" => wanted.extend(from_environment_yml(name, &text)),
+            // An R notebook's code cells are R (a Python notebook's installs are the runner's to
+            // answer, cell by cell).
+            _ if name.ends_with(".ipynb") => {
+                if crate::notebook::language_of_text(&text).as_deref() == Some("r") {
+                    let code = crate::grading::lint::notebook_code(&text);
+                    if r.is_some() { &mut wanted_r } else { &mut wanted }.extend(from_r_script(name, &code));
+                }
+            }
             // R scripts ask the R image, where the task has one (else the task's, which lacks them).
             _ if r.is_some() => wanted_r.extend(from_r_script(name, &text)),
             _ => wanted.extend(from_r_script(name, &text)),

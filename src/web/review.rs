@@ -308,10 +308,10 @@ fn timeline_html(t: &Timeline, assignment: &str, csrf: &str) -> Markup {
 
 // ---------------------------------------------------------------- actions (shared by forms and JSON)
 
-async fn record_webhook(app: &Arc<App>, event: &str, data: serde_json::Value) {
+async fn record_webhook(app: &Arc<App>, event: crate::webhook::Event, data: serde_json::Value) {
     let body = crate::webhook::event_body(event, data, now());
-    if let Err(e) = app.store.queue_webhook(event, &body, now()).await {
-        tracing::warn!(error = %e, event, "cannot queue a webhook");
+    if let Err(e) = app.store.queue_webhook(event.as_str(), &body, now()).await {
+        tracing::warn!(error = %e, event = event.as_str(), "cannot queue a webhook");
     }
     app.webhooks.notify_one();
 }
@@ -379,7 +379,7 @@ async fn put_scores(app: &Arc<App>, user: &str, id: i64, scores: Vec<CriterionSc
     let rubric = after.reviewers.iter().find(|r| r.author == user).and_then(|r| r.rubric);
     record_webhook(
         app,
-        "review.scored",
+        crate::webhook::Event::ReviewScored,
         serde_json::json!({ "assignment": loaded.assignment.id, "task": loaded.assignment.task, "submission": id, "candidate": loaded.name(),
             "reviewer": user, "scores": scores, "rubric": rubric, "rubric_mean": after.rubric }),
     )
@@ -402,7 +402,7 @@ async fn decide(app: &Arc<App>, user: &str, id: i64, decision: &str, reason: &st
     let automatic = loaded.submission.score;
     record_webhook(
         app,
-        "review.decided",
+        crate::webhook::Event::ReviewDecided,
         serde_json::json!({ "assignment": loaded.assignment.id, "task": loaded.assignment.task, "submission": id,
             "candidate": loaded.assignment.candidate, "decision": decision, "reason": reason, "decided_by": user, "decided_at": rfc3339(now()),
             "automatic_score": automatic, "rubric_score": loaded.desk.rubric, "overall_score": automatic.map(|a| spec.overall(a, loaded.desk.rubric)) }),
@@ -796,7 +796,7 @@ fn code_page_html(id: i64, loaded: &Loaded, view: &CodeView, user: &str, csrf: &
         let mut section = heading.into_string();
         let comments: Vec<&review::Comment> = loaded.desk.comments.iter().filter(|c| c.file == f.path && c.submission == id).collect();
         let file_findings: &[&Finding] = findings.get(f.path.as_str()).map_or(&[], Vec::as_slice);
-        let executed = loaded.report.as_ref().and_then(|r| r.artifacts.notebook(&f.path)).filter(|_| f.kind == FileKind::Notebook);
+        let executed = loaded.report.as_ref().and_then(|r| r.artifacts.notebook(&f.path));
         match (&f.kind, &f.text, &f.cells) {
             (FileKind::Notebook, _, Some(_)) if executed.is_some() => {
                 executed_html(&mut section, body.len(), executed.expect("checked"), highlight_until);
@@ -831,6 +831,11 @@ fn code_page_html(id: i64, loaded: &Loaded, view: &CodeView, user: &str, csrf: &
             (FileKind::Text, Some(text), _) => {
                 let room = PAGE_HTML.saturating_sub(body.len() + section.len());
                 section.push_str(&text_file_html(index, f, text, file_findings, &comments, user, csrf, room, highlight_until).into_string());
+                // R Markdown: its chunks as they ran, outputs and figures included.
+                if let Some(ran) = executed {
+                    section.push_str(&html! { h3 { "As it ran" } }.into_string());
+                    executed_html(&mut section, body.len(), ran, highlight_until);
+                }
             }
             (FileKind::Link, Some(target), _) => {
                 section.push_str(&html! { p { "A symbolic link to " code { (target) } " (shown as text; never followed)." } }.into_string());

@@ -361,6 +361,19 @@ async fn a_push_asking_for_packages_the_image_lacks_is_warned_in_the_reply_and_o
         assert!(ok, "{out}");
         assert!(out.contains("xgboost") && out.contains("not installed in the r image"), "{out}");
         assert!(!out.contains("dplyr") && !out.contains("ranger"), "dplyr and ranger are in the r image: {out}");
+
+        // An R notebook's code cells are read as R; a Python notebook's are not.
+        let r_notebook = r#"{"cells": [{"cell_type": "code", "source": ["library(naniar)\n", "library(readr)"], "outputs": []}],
+            "metadata": {"kernelspec": {"name": "ir", "language": "R"}}, "nbformat": 4, "nbformat_minor": 5}"#;
+        let python_notebook = r#"{"cells": [{"cell_type": "code", "source": ["library(visdat)"], "outputs": []}], "metadata": {}, "nbformat": 4}"#;
+        std::fs::write(repo.join("look.ipynb"), r_notebook).unwrap();
+        std::fs::write(repo.join("other.ipynb"), python_notebook).unwrap();
+        let (ok, out) = super::cluster_support::git(&repo, &["add", "look.ipynb", "other.ipynb"]);
+        assert!(ok, "{out}");
+        let (ok, out) = push_solution(&repo, None, "an R notebook");
+        assert!(ok, "{out}");
+        assert!(out.contains("look.ipynb") && out.contains("naniar") && out.contains("not installed in the r image"), "{out}");
+        assert!(!out.contains("readr") && !out.contains("visdat"), "{out}");
     })
     .await
     .unwrap();

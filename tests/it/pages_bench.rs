@@ -53,7 +53,7 @@ async fn pages_bench() {
                     candidate: format!("candidate{c}.{t}@example.com"),
                     token_hash: takehome::secret::token_hash(&token),
                     time_box_seconds: 3 * 3600,
-                    starts: "now".into(),
+                    starts: takehome::store::Starts::Now,
                     started_at: Some(takehome::web::now() - 3600),
                     created_at: 0,
                     extra_seconds: 0,

@@ -367,7 +367,7 @@ async fn review_items_and_outbox(store: &dyn takehome::store::Store) {
         candidate: "c@example.com".into(),
         token_hash: "h".into(),
         time_box_seconds: 3600,
-        starts: "now".into(),
+        starts: takehome::store::Starts::Now,
         started_at: Some(1),
         created_at: 1,
         extra_seconds: 0,

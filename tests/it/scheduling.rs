@@ -131,7 +131,7 @@ async fn setup() -> Setup {
             candidate: "c@example.com".into(),
             token_hash: "h".into(),
             time_box_seconds: 3600,
-            starts: "now".into(),
+            starts: takehome::store::Starts::Now,
             started_at: Some(0),
             created_at: 0,
             extra_seconds: 0,

@@ -12,7 +12,7 @@ fn assignment(id: &str) -> Assignment {
         candidate: "c@example.com".into(),
         token_hash: format!("h-{id}"),
         time_box_seconds: 3600,
-        starts: "now".into(),
+        starts: takehome::store::Starts::Now,
         started_at: Some(0),
         created_at: 0,
         extra_seconds: 0,

@@ -114,12 +114,38 @@ fn an_r_script_runs_in_the_r_image_and_a_choice_names_only_a_known_image() {
     let commands: Vec<(&str, Option<&str>)> = task.steps.iter().map(|s| (s.command_for(folder.path()), s.image_for(folder.path()))).collect();
     assert_eq!(commands, [("Rscript clean.R", Some("r")), ("python train.py", None), ("Rscript predict.R", Some("r"))]);
 
+    // A notebook runs in the language its kernel speaks; R Markdown runs in the R image.
+    let r_kernel = r#"{"cells": [], "metadata": {"kernelspec": {"name": "ir", "language": "R"}}, "nbformat": 4}"#;
+    let python_kernel = r#"{"cells": [], "metadata": {"kernelspec": {"name": "python3", "language": "python"}}, "nbformat": 4}"#;
+    let folder = super::common::folder_with(&[("clean.ipynb", r_kernel), ("train.ipynb", python_kernel), ("predict.Rmd", "```{r}\n```\n")]);
+    let commands: Vec<(&str, Option<&str>)> = task.steps.iter().map(|s| (s.command_for(folder.path()), s.image_for(folder.path()))).collect();
+    assert_eq!(
+        commands,
+        [("takehome-rnotebook clean.ipynb", Some("r")), ("takehome-notebook train.ipynb", None), ("takehome-rnotebook predict.Rmd", Some("r"))]
+    );
+    // A notebook that names no language is a Python one.
+    let folder = super::common::folder_with(&[("clean.ipynb", "{}")]);
+    assert_eq!(task.steps[0].command_for(folder.path()), "takehome-notebook clean.ipynb");
+
+    // `language` is for notebooks only, and an entry after a catch-all for its file is refused.
+    let text = std::fs::read_to_string(repo_root().join("tasks/penguins-pipeline/task.yaml"))
+        .unwrap()
+        .replace("{ when: clean.R, run: Rscript clean.R, image: r }", "{ when: clean.R, language: r, run: Rscript clean.R, image: r }")
+        .replace(
+            "{ when: train.ipynb, run: takehome-notebook train.ipynb }",
+            "{ when: train.ipynb, run: takehome-notebook train.ipynb }\n      - { when: train.ipynb, language: julia, run: x }",
+        );
+    let problems = takehome::task::parse(&text, &repo_root().join("tasks/penguins-pipeline")).expect_err("bad languages are refused");
+    let said: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    assert!(said.iter().any(|p| p.contains("steps[0].run[3].language") && p.contains("not a .ipynb file")), "{said:?}");
+    assert!(said.iter().any(|p| p.contains("steps[1].run[3].when") && p.contains("chosen by an earlier entry")), "{said:?}");
+
     let text = std::fs::read_to_string(repo_root().join("tasks/penguins-pipeline/task.yaml"))
         .unwrap()
         .replace("{ when: clean.R, run: Rscript clean.R, image: r }", "{ when: clean.R, run: Rscript clean.R, image: no-such-image }")
         .replace("{ when: train.R, run: Rscript train.R, image: r }", "{ when: train.R, run: Rscript train.R, image: ../r }");
     let problems = takehome::task::parse(&text, &repo_root().join("tasks/penguins-pipeline")).expect_err("unknown images are refused");
     let said: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-    assert!(said.iter().any(|p| p.contains("steps[0].run[2].image") && p.contains("no runner image \"no-such-image\"")), "{said:?}");
-    assert!(said.iter().any(|p| p.contains("steps[1].run[2].image") && p.contains("not a valid image name")), "{said:?}");
+    assert!(said.iter().any(|p| p.contains("steps[0].run[3].image") && p.contains("no runner image \"no-such-image\"")), "{said:?}");
+    assert!(said.iter().any(|p| p.contains("steps[1].run[3].image") && p.contains("not a valid image name")), "{said:?}");
 }
