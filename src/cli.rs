@@ -979,15 +979,13 @@ async fn check(
 
 async fn assign(config: &crate::config::Config, task_id: &str, candidate: &str, time_box: Option<&str>, starts: Starts) -> Result<(), Failure> {
     use crate::store::Assignment;
-    if !task::is_name(task_id) {
-        return Err(usage(anyhow::anyhow!("{task_id:?} is not a task id (lowercase letters, digits and '-')")));
-    }
+    let id = task::TaskId::parse(task_id).map_err(|m| usage(anyhow::anyhow!("{m}")))?;
     let candidate = candidate.trim();
     if candidate.is_empty() || candidate.len() > 200 || candidate.chars().any(char::is_control) {
         return Err(usage(anyhow::anyhow!("--candidate: expected an e-mail address or a name")));
     }
-    let task_dir = config.tasks_root.join("tasks").join(task_id);
-    if !task_dir.is_dir() {
+    let tasks = task::Catalog::new(config.tasks_root.clone());
+    if !tasks.dir(&id).is_dir() {
         return Err(usage(anyhow::anyhow!(
             "no task {task_id:?} in {}: tasks are read from `tasks_root` ({}), which is the current folder unless the config or \
              TAKEHOME_TASKS_ROOT names another; run from the folder that holds tasks/, or set tasks_root",
@@ -995,7 +993,7 @@ async fn assign(config: &crate::config::Config, task_id: &str, candidate: &str, 
             config.tasks_root.display()
         )));
     }
-    let spec = task::load(&task_dir).map_err(usage)?;
+    let spec = tasks.load(&id).map_err(usage)?;
     let time_box = match time_box {
         Some(text) => crate::units::parse_duration(text).map_err(|m| usage(anyhow::anyhow!("--time-box: {m}")))?,
         None => spec.time_box,

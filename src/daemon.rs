@@ -236,6 +236,8 @@ struct Grader<S: Engine> {
     instance: String,
     name: String,
     config: Config,
+    /// The tasks of `config.tasks_root`, each parsed once per version of its `task.yaml`.
+    tasks: Arc<crate::task::Catalog>,
     store: Arc<dyn Store>,
     sandbox: S,
     source: Source,
@@ -345,8 +347,9 @@ impl<S: Engine> Grader<S> {
         let memory_bytes = options.memory_bytes.or_else(host_memory).unwrap_or(4 << 30).min(i64::MAX as u64) as i64;
         let gpus = i64::from(options.gpus.unwrap_or_else(host_gpus));
         let instance = crate::sandbox::instance_id().to_string();
-        let root = config.tasks_root.clone();
-        let known = tokio::task::spawn_blocking(move || job::task_copies_and_gpus(&root)).await.unwrap_or_default();
+        let tasks = Arc::new(crate::task::Catalog::new(config.tasks_root.clone()));
+        let catalog = tasks.clone();
+        let known = tokio::task::spawn_blocking(move || job::task_copies_and_gpus(&catalog)).await.unwrap_or_default();
         let task_gpus: HashMap<String, i64> = known.iter().map(|(copy, gpus)| (copy.task.clone(), *gpus)).collect();
         let copies: Vec<TaskCopy> = known.into_iter().map(|(copy, _)| copy).collect();
         let now = now();
@@ -374,6 +377,7 @@ impl<S: Engine> Grader<S> {
             name: options.name,
             stop: shutdown.child_token(),
             config,
+            tasks,
             store,
             sandbox,
             source: options.source,
@@ -487,8 +491,8 @@ impl<S: Engine> Grader<S> {
                 _ = tokio::time::sleep(period) => {}
                 _ = self.stop.cancelled() => return,
             }
-            let root = self.config.tasks_root.clone();
-            if let Ok(known) = tokio::task::spawn_blocking(move || job::task_copies_and_gpus(&root)).await {
+            let tasks = self.tasks.clone();
+            if let Ok(known) = tokio::task::spawn_blocking(move || job::task_copies_and_gpus(&tasks)).await {
                 *self.task_gpus.lock().unwrap() = known.iter().map(|(copy, gpus)| (copy.task.clone(), *gpus)).collect();
                 *self.copies.lock().unwrap() = known.into_iter().map(|(copy, _)| copy).collect();
             }
@@ -660,8 +664,8 @@ async fn public_dry_run<S: Engine>(grader: Arc<Grader<S>>, claim: crate::store::
     async {
         let submission = claim.submission;
         let result = async {
-            let task_dir = grader.config.tasks_root.join("tasks").join(&claim.task);
-            let task = crate::task::load(&task_dir).map_err(|e| JobError::Internal(e.to_string()))?;
+            let id = crate::task::TaskId::parse(&claim.task).map_err(JobError::Internal)?;
+            let task = grader.tasks.load(&id).map_err(|e| JobError::Internal(e.to_string()))?;
             let image = grader.task_image(&task).await?;
             let checkout = tempfile::Builder::new().prefix("takehome-checkout-").tempdir().map_err(|e| JobError::Internal(e.to_string()))?;
             let (source, assignment, commit, dest) = (grader.source.clone(), claim.assignment.clone(), claim.commit.clone(), checkout.path().to_path_buf());
@@ -931,8 +935,8 @@ impl<S: Engine> Slot<S> {
     /// Grades a claimed job; also says whether the task declares a public dry run.
     async fn attempt(&self, job: &Claimed, devices: &[u32], cancel: &CancellationToken) -> Result<(crate::report::Report, bool), JobError> {
         let grader = &self.grader;
-        let task_dir = grader.config.tasks_root.join("tasks").join(&job.task);
-        let mut task = crate::task::load(&task_dir).map_err(|e| JobError::Internal(e.to_string()))?;
+        let id = crate::task::TaskId::parse(&job.task).map_err(JobError::Internal)?;
+        let mut task = crate::task::TaskSpec::clone(&*grader.tasks.load(&id).map_err(|e| JobError::Internal(e.to_string()))?);
         task.gpu_devices = devices.to_vec();
         if !job.needs.spec_digest.is_empty() {
             // The claim matched this host's copies; they may have changed since.

@@ -81,13 +81,11 @@ pub fn needs(task: &TaskSpec) -> Result<crate::store::JobNeeds, String> {
     })
 }
 
-/// [`needs`] of the task `task_id` under `tasks_root`, read on the blocking pool.
-pub async fn needs_of(tasks_root: &Path, task_id: &str) -> Result<crate::store::JobNeeds, String> {
-    if !crate::task::is_name(task_id) {
-        return Err(format!("{task_id:?} is not a task id"));
-    }
-    let dir = tasks_root.join("tasks").join(task_id);
-    tokio::task::spawn_blocking(move || needs(&crate::task::load(&dir).map_err(|e| e.to_string())?)).await.map_err(|e| e.to_string())?
+/// [`needs`] of the task `task_id` of `tasks`, read on the blocking pool.
+pub async fn needs_of(tasks: &std::sync::Arc<crate::task::Catalog>, task_id: &str) -> Result<crate::store::JobNeeds, String> {
+    let id = crate::task::TaskId::parse(task_id)?;
+    let tasks = tasks.clone();
+    tokio::task::spawn_blocking(move || needs(&*tasks.load(&id).map_err(|e| e.to_string())?)).await.map_err(|e| e.to_string())?
 }
 
 /// Every task under `tasks_root` as this host's copy has it (a task that does not load is left
@@ -109,13 +107,13 @@ pub fn other_images(task: &TaskSpec, submission: &Path) -> Vec<String> {
 }
 
 /// Each with the GPUs its jobs need.
-pub fn task_copies_and_gpus(tasks_root: &Path) -> Vec<(crate::store::TaskCopy, i64)> {
-    let Ok(dirs) = crate::task::discover_tasks(tasks_root) else { return Vec::new() };
-    dirs.iter()
-        .filter_map(|dir| {
-            let task = crate::task::load(dir).ok()?;
-            let needs = needs(&task).ok()?;
-            Some((crate::store::TaskCopy { task: task.id, spec_digest: needs.spec_digest, data_digest: needs.data_digest }, needs.gpus))
+pub fn task_copies_and_gpus(tasks: &crate::task::Catalog) -> Vec<(crate::store::TaskCopy, i64)> {
+    tasks
+        .all()
+        .iter()
+        .filter_map(|task| {
+            let needs = needs(task).ok()?;
+            Some((crate::store::TaskCopy { task: task.id.clone(), spec_digest: needs.spec_digest, data_digest: needs.data_digest }, needs.gpus))
         })
         .collect()
 }

@@ -17,6 +17,9 @@ use serde_yaml::{Mapping, Value};
 
 use crate::units::{parse_duration, parse_size};
 
+mod catalog;
+pub use catalog::{Catalog, TaskId};
+
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 pub const DEFAULT_STEP_MEMORY: u64 = 2 << 30;
 pub const DEFAULT_STEP_CPUS: f64 = 1.0;

@@ -14,6 +14,7 @@ use serde_json::Value;
 use super::auth::{Assessor, Candidate};
 use super::candidate::{candidate_time, candidate_view, released_feedback, RUNS_SHOWN};
 use super::queries::{comparison, queue_regrade, Blinds};
+use super::TaskInPath;
 use super::{now, stored, App, AppResult, Failure};
 use crate::store::{JobStatus, Submission};
 
@@ -66,12 +67,12 @@ pub async fn regrade_one(State(app): State<Arc<App>>, Path(id): Path<i64>, _asse
     Ok(Json(serde_json::json!({ "queued": queue_regrade(&app, Some(id), None).await? })))
 }
 
-pub async fn regrade_task(State(app): State<Arc<App>>, Path(task): Path<String>, _assessor: Assessor) -> AppResult<Json<Value>> {
-    Ok(Json(serde_json::json!({ "queued": queue_regrade(&app, None, Some(task)).await? })))
+pub async fn regrade_task(State(app): State<Arc<App>>, _assessor: Assessor, TaskInPath(task): TaskInPath) -> AppResult<Json<Value>> {
+    Ok(Json(serde_json::json!({ "queued": queue_regrade(&app, None, Some(task.to_string())).await? })))
 }
 
-pub async fn compare(State(app): State<Arc<App>>, Path(task): Path<String>, _assessor: Assessor) -> AppResult<Json<Vec<Submission>>> {
-    Ok(Json(comparison(&app, &task).await?))
+pub async fn compare(State(app): State<Arc<App>>, _assessor: Assessor, TaskInPath(task): TaskInPath) -> AppResult<Json<Vec<Submission>>> {
+    Ok(Json(comparison(&app, task.as_str()).await?))
 }
 
 /// Every worker instance the store knows, live ones first, with what each holds now.

@@ -395,7 +395,8 @@ pub fn candidate_csrf(a: &Assignment) -> String {
 /// Records the candidate's choice of final push (push `number` of theirs), while the clock runs.
 async fn choose(app: &Arc<App>, a: &Assignment, number: i64) -> Result<Counting, Failure> {
     let bad = |message: String| Failure { status: StatusCode::UNPROCESSABLE_ENTITY, message };
-    let task = crate::task::load(&app.config.tasks_root.join("tasks").join(&a.task)).map_err(|e| bad(e.to_string()))?;
+    let id = crate::task::TaskId::parse(&a.task).map_err(bad)?;
+    let task = app.tasks.load(&id).map_err(|e| bad(e.to_string()))?;
     if !task.candidate_chooses_final {
         return Err(bad(format!("task {} counts the last push before the deadline; there is nothing to choose", a.task)));
     }
@@ -678,7 +679,7 @@ pub async fn candidate_time(app: &Arc<App>, a: &crate::store::Assignment) -> Res
     let extensions = stored(app.store.extensions(&a.id)).await?;
     let submissions = stored(app.store.submissions(Some(&a.id), None)).await?;
     let counting = counting(app, a, &submissions).await?;
-    let task = crate::task::load(&app.config.tasks_root.join("tasks").join(&a.task)).ok();
+    let task = app.tasks.get(&a.task);
     let can_choose_final = task.as_ref().is_some_and(|t| t.candidate_chooses_final);
     let brief = task.as_ref().and_then(|t| std::fs::read_to_string(t.dir.join(&t.brief)).ok());
     Ok(CandidateTime {

@@ -126,7 +126,7 @@ pub async fn rpc(
         PushOutcome::Accepted { commit, reply, sideband } => {
             // What the job needs, with the digests of the task and data set as they are now: the
             // worker that grades it must have the same copies.
-            let needs = crate::job::needs_of(&app.config.tasks_root, &assignment.task).await.map_err(|e| internal(format!("task {}: {e}", assignment.task)))?;
+            let needs = crate::job::needs_of(&app.tasks, &assignment.task).await.map_err(|e| internal(format!("task {}: {e}", assignment.task)))?;
             // main has moved: the submission must be recorded before we answer, so a store that
             // is briefly away (a database restarting) is waited for rather than losing the push.
             let (submission, number, position, graded_from) =
@@ -235,10 +235,9 @@ pub async fn requirement_warnings(app: &Arc<App>, assignment: &str, task: &str, 
         return known.as_ref().clone();
     }
     let Ok(_slot) = app.git_slots.clone().acquire_owned().await else { return Vec::new() };
-    let (repos, root, assignment, task, commit) =
-        (app.repos.clone(), app.config.tasks_root.clone(), assignment.to_string(), task.to_string(), commit.to_string());
+    let (repos, tasks, assignment, task, commit) = (app.repos.clone(), app.tasks.clone(), assignment.to_string(), task.to_string(), commit.to_string());
     let said = tokio::task::spawn_blocking(move || {
-        let spec = crate::task::load(&root.join("tasks").join(&task)).ok()?;
+        let spec = tasks.get(&task)?;
         // An extended image holds all of the task's and more: a package only it has is no miss.
         let image = spec.extended_images.last().unwrap_or(&spec.image);
         let installed = crate::environment::Installed::of_recipe(&spec.root, image).ok()?;

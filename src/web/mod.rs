@@ -60,6 +60,8 @@ pub struct App {
     pub config: Config,
     pub store: Arc<dyn Store>,
     pub repos: Repos,
+    /// The tasks under `config.tasks_root`, each parsed once per version of its `task.yaml`.
+    pub tasks: Arc<crate::task::Catalog>,
     /// Woken when a push queues a job.
     pub work: Arc<Notify>,
     pub auth: auth::Auth,
@@ -100,6 +102,7 @@ impl App {
         let git_slots = Arc::new(Semaphore::new(config.max_git_processes));
         App {
             auth: auth::Auth::new(&config.assessors),
+            tasks: Arc::new(crate::task::Catalog::new(config.tasks_root.clone())),
             config,
             store,
             repos,
@@ -283,6 +286,20 @@ impl Failure {
 /// What a handler answers: its value, or a [`Failure`] (JSON `{"error": ...}` with its status),
 /// so that a handler's body is its happy path with `?`.
 pub type AppResult<T> = Result<T, Failure>;
+
+/// The task a route names (`{task}`), checked: a [`TaskId`](crate::task::TaskId), else 404 "no
+/// such task". Only the path is read.
+pub struct TaskInPath(pub crate::task::TaskId);
+
+impl axum::extract::FromRequestParts<Arc<App>> for TaskInPath {
+    type Rejection = Failure;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, app: &Arc<App>) -> Result<Self, Failure> {
+        let params = axum::extract::RawPathParams::from_request_parts(parts, app).await.map_err(|_| Failure::not_found("such task"))?;
+        let text = params.iter().find_map(|(key, value)| (key == "task").then_some(value)).ok_or_else(|| Failure::not_found("such task"))?;
+        crate::task::TaskId::parse(text).map(TaskInPath).map_err(|_| Failure::not_found("such task"))
+    }
+}
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::auth::{AssessorPage, Candidate, CsrfForm, PasswordCheck, SessionForm};
 use super::forms::PlainForm;
+use super::TaskInPath;
 use super::{clock, csrf_field, now, page, stored, App, AppResult, ClientAddr, Failure};
 use crate::report::Report;
 use crate::store::ClockState;
@@ -221,22 +222,17 @@ pub async fn regrade_one(State(app): State<Arc<App>>, Path(id): Path<i64>, _form
     Ok(Redirect::to(&format!("/submissions/{id}")).into_response())
 }
 
-pub async fn regrade_task(State(app): State<Arc<App>>, Path(task): Path<String>, _form: SessionForm<PlainForm>) -> AppResult<Response> {
-    if !crate::task::is_name(&task) {
-        return Err(Failure::not_found("such task"));
-    }
-    let _ = super::queries::queue_regrade(&app, None, Some(task.clone())).await;
+pub async fn regrade_task(State(app): State<Arc<App>>, TaskInPath(task): TaskInPath, _form: SessionForm<PlainForm>) -> AppResult<Response> {
+    let _ = super::queries::queue_regrade(&app, None, Some(task.to_string())).await;
     Ok(Redirect::to(&format!("/tasks/{task}/compare")).into_response())
 }
 
-pub async fn compare_page(State(app): State<Arc<App>>, Path(task): Path<String>, assessor: AssessorPage) -> AppResult<Response> {
-    if !crate::task::is_name(&task) {
-        return Err(Failure::not_found("such task"));
-    }
-    let rows = super::queries::comparison(&app, &task).await?;
-    let affected = super::signals::affected(&app, &task).await?;
+pub async fn compare_page(State(app): State<Arc<App>>, assessor: AssessorPage, TaskInPath(task): TaskInPath) -> AppResult<Response> {
+    let task = task.as_str();
+    let rows = super::queries::comparison(&app, task).await?;
+    let affected = super::signals::affected(&app, task).await?;
     let scores: Vec<f64> = rows.iter().filter_map(|s| s.score).collect();
-    let baselines: Vec<(String, f64)> = crate::check::graded_baselines(&app.config.tasks_root, &task).into_iter().map(|b| (b.fixture, b.score)).collect();
+    let baselines: Vec<(String, f64)> = crate::check::graded_baselines(&app.config.tasks_root, task).into_iter().map(|b| (b.fixture, b.score)).collect();
     let csrf = csrf_field(&assessor.csrf);
     let body = html! {
         p {
@@ -292,7 +288,7 @@ pub async fn status_page(State(app): State<Arc<App>>, Candidate(a): Candidate) -
     let pushes = super::candidate::candidate_view(&app, &a.id, time.final_push).await?;
     let feedback = super::candidate::released_feedback(&app, &a.id).await?;
     // The task's title and brief, from the task folder (the brief is the candidate's own).
-    let task = crate::task::load(&app.config.tasks_root.join("tasks").join(&a.task)).ok();
+    let task = app.tasks.get(&a.task);
     let brief_html = task
         .as_ref()
         .and_then(|t| std::fs::read_to_string(t.dir.join(&t.brief)).ok())

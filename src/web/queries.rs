@@ -18,18 +18,11 @@ pub struct Blinds {
 
 impl Blinds {
     pub async fn load(app: &Arc<App>) -> Result<Blinds, Failure> {
-        let root = app.config.tasks_root.clone();
-        let blind_tasks = tokio::task::spawn_blocking(move || {
-            crate::check::discover_tasks(&root)
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|dir| crate::task::load(dir).ok())
-                .filter(|spec| spec.review.blind)
-                .map(|spec| spec.id)
-                .collect::<HashSet<_>>()
-        })
-        .await
-        .map_err(|e| Failure::internal(e.to_string()))?;
+        let tasks = app.tasks.clone();
+        let blind_tasks =
+            tokio::task::spawn_blocking(move || tasks.all().iter().filter(|spec| spec.review.blind).map(|spec| spec.id.clone()).collect::<HashSet<_>>())
+                .await
+                .map_err(|e| Failure::internal(e.to_string()))?;
         let decided = if blind_tasks.is_empty() {
             HashSet::new()
         } else {
@@ -88,7 +81,7 @@ pub struct Counting {
 /// Which push counts: the candidate's choice where the task lets them choose, else the last push
 /// (pushes after the deadline are refused at the door, so the last is the last before it).
 pub async fn counting(app: &Arc<App>, a: &Assignment, submissions: &[Submission]) -> Result<Option<Counting>, Failure> {
-    let chooses = crate::task::load(&app.config.tasks_root.join("tasks").join(&a.task)).map(|t| t.candidate_chooses_final).unwrap_or(false);
+    let chooses = app.tasks.get(&a.task).is_some_and(|t| t.candidate_chooses_final);
     if chooses {
         if let Some((submission, at)) = stored(app.store.final_choice(&a.id)).await? {
             if let Some(s) = submissions.iter().find(|s| s.id == submission) {
@@ -114,7 +107,7 @@ pub async fn queue_regrade(app: &Arc<App>, submission: Option<i64>, task: Option
     };
     let mut needs = std::collections::HashMap::new();
     if let Some(task_now) = task_now {
-        let found = crate::job::needs_of(&app.config.tasks_root, &task_now).await.map_err(|e| Failure::internal(format!("task {task_now}: {e}")))?;
+        let found = crate::job::needs_of(&app.tasks, &task_now).await.map_err(|e| Failure::internal(format!("task {task_now}: {e}")))?;
         needs.insert(task_now, found);
     }
     let n = stored(app.store.regrade(submission, task.as_deref(), &needs)).await?;
@@ -126,7 +119,7 @@ pub async fn queue_regrade(app: &Arc<App>, submission: Option<i64>, task: Option
 /// final push where the task allows a choice, else the latest graded), best first.
 pub async fn comparison(app: &Arc<App>, task: &str) -> Result<Vec<crate::store::Submission>, Failure> {
     let submissions = stored(app.store.submissions(None, Some(task))).await?;
-    let chooses = crate::task::load(&app.config.tasks_root.join("tasks").join(task)).map(|t| t.candidate_chooses_final).unwrap_or(false);
+    let chooses = app.tasks.get(task).is_some_and(|t| t.candidate_chooses_final);
     let mut chosen: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
     if chooses {
         let mut assignments: Vec<&str> = submissions.iter().map(|s| s.assignment.as_str()).collect();

@@ -19,6 +19,7 @@ use super::auth::{Assessor, AssessorPage, CsrfForm, SessionForm};
 use super::bounded::{self, CancelOnDrop};
 use super::forms::{ApiJson, FieldsForm};
 use super::queries::Blinds;
+use super::TaskInPath;
 use super::{csrf_field, now, page, stored, App, AppResult, Failure};
 use crate::grading::lint::Finding;
 use crate::report::{rfc3339, Report};
@@ -34,7 +35,7 @@ struct Loaded {
     submission: Submission,
     report: Option<Report>,
     assignment: Assignment,
-    spec: Option<crate::task::TaskSpec>,
+    spec: Option<Arc<crate::task::TaskSpec>>,
     desk: Desk,
     blinds: Blinds,
 }
@@ -48,12 +49,9 @@ impl Loaded {
     }
 }
 
-async fn load_task(app: &Arc<App>, task: &str) -> Option<crate::task::TaskSpec> {
-    if !crate::task::is_name(task) {
-        return None;
-    }
-    let dir = app.config.tasks_root.join("tasks").join(task);
-    tokio::task::spawn_blocking(move || crate::task::load(&dir).ok()).await.ok().flatten()
+async fn load_task(app: &Arc<App>, task: &str) -> Option<Arc<crate::task::TaskSpec>> {
+    let (tasks, task) = (app.tasks.clone(), task.to_string());
+    tokio::task::spawn_blocking(move || tasks.get(&task)).await.ok().flatten()
 }
 
 async fn load(app: &Arc<App>, id: i64) -> Result<Loaded, Failure> {
@@ -1187,7 +1185,7 @@ pub struct ExportRow {
 }
 
 async fn export_rows(app: &Arc<App>, task: &str) -> Result<(Vec<ExportRow>, ReviewSpec), Failure> {
-    let spec = load_task(app, task).await.map(|s| s.review).unwrap_or_default();
+    let spec = load_task(app, task).await.map(|s| s.review.clone()).unwrap_or_default();
     let blinds = Blinds::load(app).await?;
     let assignments: Vec<Assignment> = stored(app.store.assignments()).await?.into_iter().filter(|a| a.task == task).collect();
     let submissions = stored(app.store.submissions(None, Some(task))).await?;
@@ -1240,11 +1238,13 @@ fn number(value: Option<f64>) -> String {
     value.map(|v| format!("{v:.2}")).unwrap_or_default()
 }
 
-pub async fn export_api(State(app): State<Arc<App>>, Path(task): Path<String>, _assessor: Assessor, Query(query): Query<ExportQuery>) -> AppResult<Response> {
-    if !crate::task::is_name(&task) {
-        return Err(Failure::not_found("such task"));
-    }
-    let (rows, spec) = export_rows(&app, &task).await?;
+pub async fn export_api(
+    State(app): State<Arc<App>>,
+    _assessor: Assessor,
+    TaskInPath(task): TaskInPath,
+    Query(query): Query<ExportQuery>,
+) -> AppResult<Response> {
+    let (rows, spec) = export_rows(&app, task.as_str()).await?;
     Ok(match query.format.as_deref().unwrap_or("json") {
         "json" => Json(serde_json::json!({ "task": task, "formula": spec.formula(), "candidates": rows })).into_response(),
         "csv" => {

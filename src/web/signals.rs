@@ -26,6 +26,7 @@ use serde::Deserialize;
 use super::auth::{Assessor, AssessorPage};
 use super::bounded::{self, CancelOnDrop};
 use super::queries::Blinds;
+use super::TaskInPath;
 use super::{page, stored, App, AppResult, Failure};
 use crate::similarity::{self, Cohort, Cuts, Fingerprints, Pair, Span};
 use maud::{html, Markup, PreEscaped};
@@ -194,13 +195,11 @@ impl Compared {
 
 /// The cohort of a task and its pairs above `threshold`, with the texts of the fragments' files.
 async fn cohort_pairs(app: &Arc<App>, task: &str, threshold: f64) -> Result<Compared, Failure> {
-    if !crate::task::is_name(task) {
-        return Err(Failure::not_found("such task"));
-    }
-    let task_dir = app.config.tasks_root.join("tasks").join(task);
+    let id = crate::task::TaskId::parse(task).map_err(|_| Failure::not_found("such task"))?;
+    let task_dir = app.tasks.dir(&id);
     let spec = {
-        let dir = task_dir.clone();
-        tokio::task::spawn_blocking(move || crate::task::load(&dir).ok()).await.map_err(|e| Failure::internal(e.to_string()))?
+        let tasks = app.tasks.clone();
+        tokio::task::spawn_blocking(move || tasks.load(&id).ok()).await.map_err(|e| Failure::internal(e.to_string()))?
     };
     let blinds = Blinds::load(app).await?;
     let submissions = stored(app.store.submissions(None, Some(task))).await?;
@@ -260,14 +259,9 @@ async fn cohort_pairs(app: &Arc<App>, task: &str, threshold: f64) -> Result<Comp
     Ok(Compared { pairs, entries, candidates, pending })
 }
 
-pub async fn similarity_api(
-    State(app): State<Arc<App>>,
-    UrlPath(task): UrlPath<String>,
-    _assessor: Assessor,
-    Query(query): Query<SimilarityQuery>,
-) -> Response {
+pub async fn similarity_api(State(app): State<Arc<App>>, _assessor: Assessor, TaskInPath(task): TaskInPath, Query(query): Query<SimilarityQuery>) -> Response {
     let threshold = query.threshold.unwrap_or(DEFAULT_THRESHOLD).clamp(0.0, 1.0);
-    match cohort_pairs(&app, &task, threshold).await {
+    match cohort_pairs(&app, task.as_str(), threshold).await {
         Ok(compared) => {
             let Compared { pairs, entries, candidates, pending } = &compared;
             let candidates = *candidates;
@@ -342,12 +336,13 @@ const MAX_TEXTS: usize = 32 << 20;
 
 pub async fn similarity_page(
     State(app): State<Arc<App>>,
-    UrlPath(task): UrlPath<String>,
     _assessor: AssessorPage,
+    TaskInPath(task): TaskInPath,
     Query(query): Query<SimilarityQuery>,
 ) -> AppResult<Response> {
     let threshold = query.threshold.unwrap_or(DEFAULT_THRESHOLD).clamp(0.0, 1.0);
-    let compared = cohort_pairs(&app, &task, threshold).await?;
+    let task = task.as_str();
+    let compared = cohort_pairs(&app, task, threshold).await?;
     let candidates = compared.candidates;
     let known = compared.entries.len() - candidates;
     let cut = compared.cut();
@@ -470,11 +465,11 @@ pub struct Affected {
 
 /// The digests a task has now: (task folder, data set, runner image tag).
 async fn current_digests(app: &Arc<App>, task: &str) -> Result<(String, String, String), Failure> {
-    let needs = crate::job::needs_of(&app.config.tasks_root, task).await.map_err(|e| Failure::internal(format!("task {task}: {e}")))?;
-    let (root, dir) = (app.config.tasks_root.clone(), app.config.tasks_root.join("tasks").join(task));
+    let needs = crate::job::needs_of(&app.tasks, task).await.map_err(|e| Failure::internal(format!("task {task}: {e}")))?;
+    let (tasks, task) = (app.tasks.clone(), task.to_string());
     let tag = tokio::task::spawn_blocking(move || {
-        let spec = crate::task::load(&dir).ok()?;
-        crate::sandbox::image::Recipe::load(&root, &spec.image).ok().map(|r| r.tag())
+        let spec = tasks.get(&task)?;
+        crate::sandbox::image::Recipe::load(tasks.root(), &spec.image).ok().map(|r| r.tag())
     })
     .await
     .ok()
@@ -510,8 +505,9 @@ pub async fn affected(app: &Arc<App>, task: &str) -> Result<Vec<Affected>, Failu
     Ok(out)
 }
 
-pub async fn affected_api(State(app): State<Arc<App>>, UrlPath(task): UrlPath<String>, _assessor: Assessor) -> AppResult<Json<serde_json::Value>> {
-    let rows = affected(&app, &task).await?;
+pub async fn affected_api(State(app): State<Arc<App>>, _assessor: Assessor, TaskInPath(task): TaskInPath) -> AppResult<Json<serde_json::Value>> {
+    let task = task.as_str();
+    let rows = affected(&app, task).await?;
     Ok(Json(serde_json::json!({ "task": task, "affected": rows })))
 }
 
@@ -524,16 +520,16 @@ pub async fn regrade_affected(app: &Arc<App>, task: &str) -> Result<usize, Failu
     Ok(n)
 }
 
-pub async fn regrade_affected_api(State(app): State<Arc<App>>, UrlPath(task): UrlPath<String>, _assessor: Assessor) -> AppResult<Json<serde_json::Value>> {
-    Ok(Json(serde_json::json!({ "queued": regrade_affected(&app, &task).await? })))
+pub async fn regrade_affected_api(State(app): State<Arc<App>>, _assessor: Assessor, TaskInPath(task): TaskInPath) -> AppResult<Json<serde_json::Value>> {
+    Ok(Json(serde_json::json!({ "queued": regrade_affected(&app, task.as_str()).await? })))
 }
 
 pub async fn regrade_affected_form(
     State(app): State<Arc<App>>,
-    UrlPath(task): UrlPath<String>,
+    TaskInPath(task): TaskInPath,
     _form: super::auth::SessionForm<super::forms::PlainForm>,
 ) -> Response {
-    let _ = regrade_affected(&app, &task).await;
+    let _ = regrade_affected(&app, task.as_str()).await;
     axum::response::Redirect::to(&format!("/tasks/{task}/compare")).into_response()
 }
 
