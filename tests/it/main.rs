@@ -18,6 +18,7 @@ mod noninterference;
 mod pages_bench;
 mod report;
 mod review;
+mod review_desk;
 mod sandbox;
 mod scheduling;
 mod serve;

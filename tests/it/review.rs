@@ -1,9 +1,9 @@
-//! The assessors' review desk end to end, against a real daemon, a real `git` push and headless
-//! chromium: the code view (highlighting, a lint finding at its line, the diff against the
-//! starter, a notebook, a binary file), a line comment that round-trips and is editable only by
-//! its author, two reviewers whose rubric scores disagree, blind review (no name in any page or
-//! answer until the decision), feedback that the candidate sees only after its release, the
-//! cohort export, and signed webhooks to a loopback receiver that fails once and is retried.
+//! The review desk's end-to-end part, against a real daemon, a real `git` push and Docker: a
+//! push graded for real (its lint finding at its line in the code view, escaped), and signed
+//! webhooks to a loopback receiver that fails once and is retried; the review items and the
+//! webhook outbox on both stores. The desk's pages and forms (comments, two reviewers, blind
+//! review, release, decision, export, the browser) are tested in process in `review_desk`, on
+//! the report frozen from this same push.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -11,10 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::common::repo_root;
-use super::serve::{assign, browse, clone, git, setup, Daemon, PASSWORD};
+use super::serve::{assign, clone, git, setup, Daemon, PASSWORD};
 
 const SECRET: &str = "webhook-secret-0123456789";
-const BOB_PASSWORD: &str = "bob's long review password";
 
 /// One request the receiver got: (event, delivery id, signature, body, the status it answered).
 type Received = (String, String, String, String, u16);
@@ -65,8 +64,12 @@ fn receiver() -> (u16, Arc<Mutex<Vec<Received>>>) {
 
 /// A session cookie for `user` (the login form, as a browser sends it).
 pub(super) fn login(daemon: &Daemon, user: &str, password: &str) -> String {
-    let (status, head, _) =
-        daemon.raw("POST", "/login", "Content-Type: application/x-www-form-urlencoded\r\n", &format!("user={user}&password={}", form(password)));
+    let (status, head, _) = daemon.raw(
+        "POST",
+        "/login",
+        "Content-Type: application/x-www-form-urlencoded\r\n",
+        &format!("user={user}&password={}", super::test_app::form(password)),
+    );
     assert_eq!(status, 303, "{head}");
     head.lines()
         .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie")).map(|(_, v)| v.trim().to_string()))
@@ -77,86 +80,32 @@ pub(super) fn login(daemon: &Daemon, user: &str, password: &str) -> String {
         .to_string()
 }
 
-fn form(text: &str) -> String {
-    let mut out = String::new();
-    for b in text.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => out.push(b as char),
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
 fn page(daemon: &Daemon, cookie: &str, path: &str) -> String {
     let (status, _, html) = daemon.raw("GET", path, &format!("Cookie: {cookie}\r\n"), "");
     assert_eq!(status, 200, "{path}: {html}");
     html
 }
 
-fn csrf_of(html: &str) -> String {
-    let at = html.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + "name=\"csrf\" value=\"".len();
-    html[at..].split('"').next().unwrap().to_string()
-}
-
-/// A form POST from a logged-in browser; returns (status, Location).
-fn post_form(daemon: &Daemon, cookie: &str, path: &str, fields: &[(&str, &str)], csrf: &str) -> (u16, String) {
-    let mut body: Vec<String> = fields.iter().map(|(k, v)| format!("{}={}", form(k), form(v))).collect();
-    body.push(format!("csrf={}", form(csrf)));
-    let (status, head, text) = daemon.raw("POST", path, &format!("Cookie: {cookie}\r\n"), &body.join("&"));
-    let location = head.lines().find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("location")).map(|(_, v)| v.trim().to_string()));
-    (status, location.unwrap_or(text))
-}
-
-fn post_json(daemon: &Daemon, path: &str, user: (&str, &str), body: serde_json::Value) -> (u16, serde_json::Value) {
-    let auth = format!("Authorization: Basic {}\r\nContent-Type: application/json\r\n", super::serve::base64(format!("{}:{}", user.0, user.1).as_bytes()));
-    let (status, _, text) = daemon.raw("POST", path, &auth, &body.to_string());
-    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
-}
-
 #[tokio::test(flavor = "multi_thread")]
-async fn review_a_submission_blind_with_two_reviewers_then_decide_release_and_export() {
-    let browser = super::serve::browser();
+async fn a_push_for_review_is_graded_with_its_findings_at_their_lines_and_its_webhook_signed_and_retried() {
     let Some((_sandbox, data, work)) = setup().await else { return };
     let (data_path, work_path) = (data.path().to_path_buf(), work.path().to_path_buf());
     tokio::task::spawn_blocking(move || {
-        let artefacts = repo_root().join("target/test-artifacts");
-        std::fs::create_dir_all(&artefacts).unwrap();
         let (hook_port, received) = receiver();
-        let config = data_path.join("takehome.yaml");
-        std::fs::write(
-            &config,
-            format!("assessors:\n  - user: bob\n    password_hash: \"{}\"\n", takehome::secret::hash_password(BOB_PASSWORD)),
-        )
-        .unwrap();
         let hook_url = format!("http://127.0.0.1:{hook_port}/hooks/takehome");
-        let daemon = Daemon::start_with(
-            &data_path,
-            1,
-            &[("TAKEHOME_CONFIG", config.to_str().unwrap()), ("TAKEHOME_WEBHOOK_URL", &hook_url), ("TAKEHOME_WEBHOOK_SECRET", SECRET)],
-        );
-        let name = "lin.candidate@example.com";
-        let lin = assign(&data_path, "penguins-cleaning", name, &[]);
-        let alias = takehome::review::alias(&lin.id);
+        let daemon = Daemon::start_with(&data_path, 1, &[("TAKEHOME_WEBHOOK_URL", &hook_url), ("TAKEHOME_WEBHOOK_SECRET", SECRET)]);
+        let lin = assign(&data_path, "penguins-cleaning", "lin.candidate@example.com", &[]);
         let repo = clone(&daemon, &lin, &work_path);
 
-        // The submission: the reference cleaner plus a helper with an unused import (a lint
-        // finding at a known line) and hostile text; notes with HTML; a notebook; a binary file.
-        let mut clean = std::fs::read_to_string(repo_root().join("tasks/penguins-cleaning/fixtures/reference/clean.py")).unwrap();
-        clean.push_str("\n\ndef unused_helper(value):\n    import os  # </td><script>alert('code')</script>\n\n    return value\n");
+        // The submission `review_desk` reads in process (tests/fixtures/review-desk): the
+        // reference cleaner plus a helper with an unused import (a lint finding at a known line)
+        // and hostile text; notes with HTML; a notebook; a binary file.
+        let fixture = repo_root().join("tests/fixtures/review-desk");
+        for name in ["clean.py", "NOTES.md", "explore.ipynb"] {
+            std::fs::copy(fixture.join(name), repo.join(name)).unwrap();
+        }
+        let clean = std::fs::read_to_string(repo.join("clean.py")).unwrap();
         let finding_line = clean.lines().position(|l| l.contains("import os  #")).unwrap() + 1;
-        std::fs::write(repo.join("clean.py"), &clean).unwrap();
-        std::fs::write(
-            repo.join("NOTES.md"),
-            "# My approach\n\nOne rule per defect. <script>alert('notes')</script> <img src=x onerror=alert(1)>\n\n- **trade-off**: unreadable values become missing\n",
-        )
-        .unwrap();
-        std::fs::write(
-            repo.join("explore.ipynb"),
-            r##"{"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# Looking at the units\n"]}, {"cell_type": "code", "execution_count": null, "metadata": {}, "outputs": [], "source": ["import pandas as pd\n", "raw = pd.read_csv('data/public/penguins_raw.csv')\n"]}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}"##,
-        )
-        .unwrap();
         std::fs::write(repo.join("scratch.bin"), [0u8, 159, 146, 150, 0, 1]).unwrap();
         assert!(git(&repo, &["add", "-A"]).0);
         assert!(git(&repo, &["commit", "-q", "-m", "Rules per defect <b>first</b>"]).0);
@@ -165,11 +114,12 @@ async fn review_a_submission_blind_with_two_reviewers_then_decide_release_and_ex
         let rows = daemon.wait_graded(&lin.id, 1, Duration::from_secs(180));
         let id = rows[0]["id"].as_i64().unwrap();
         let ada = login(&daemon, "ada", PASSWORD);
-        let bob = login(&daemon, "bob", BOB_PASSWORD);
 
         // ---- the code view
         let files = daemon.api(&format!("/api/submissions/{id}/files"));
-        let file = |path: &str| files["view"]["files"].as_array().unwrap().iter().find(|f| f["path"] == path).cloned().unwrap_or_else(|| panic!("no {path}: {files:#}"));
+        let file = |path: &str| {
+            files["view"]["files"].as_array().unwrap().iter().find(|f| f["path"] == path).cloned().unwrap_or_else(|| panic!("no {path}: {files:#}"))
+        };
         assert_eq!(file("clean.py")["change"], "modified", "{files:#}");
         assert!(file("clean.py")["added_lines"].as_array().unwrap().iter().any(|l| l.as_u64() == Some(finding_line as u64)));
         assert!(file("clean.py")["diff"].as_str().unwrap().contains("+def unused_helper(value):"));
@@ -179,7 +129,11 @@ async fn review_a_submission_blind_with_two_reviewers_then_decide_release_and_ex
         assert_eq!(file("scratch.bin")["kind"], "binary");
         assert!(file("scratch.bin").get("text").is_none());
         assert!(
-            files["lint_findings"].as_array().unwrap().iter().any(|f| f["file"] == "clean.py" && f["line"].as_u64() == Some(finding_line as u64) && f["rule"] == "F401"),
+            files["lint_findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["file"] == "clean.py" && f["line"].as_u64() == Some(finding_line as u64) && f["rule"] == "F401"),
             "no F401 at clean.py:{finding_line}: {:#}",
             files["lint_findings"]
         );
@@ -191,129 +145,14 @@ async fn review_a_submission_blind_with_two_reviewers_then_decide_release_and_ex
         assert!(code.contains("cell 2 · code") && code.contains("Looking at the units"));
         assert!(!code.contains("<script") && code.contains("&lt;script&gt;alert(&#39;code&#39;)"), "candidate code must be escaped");
 
-        // ---- a line comment round-trips; only its author may edit it
-        let (status, made) = post_json(&daemon, &format!("/api/submissions/{id}/comments"), ("ada", PASSWORD), serde_json::json!({ "file": "clean.py", "line": finding_line, "text": "Why import <os> here?" }));
-        assert_eq!(status, 200, "{made}");
-        let comment = made["id"].as_i64().unwrap();
-        let (status, _) = post_json(&daemon, &format!("/api/comments/{comment}"), ("bob", BOB_PASSWORD), serde_json::json!({ "text": "hijacked" }));
-        assert_eq!(status, 403, "another reviewer edited ada's comment");
-        let (status, _) = post_json(&daemon, &format!("/api/comments/{comment}"), ("ada", PASSWORD), serde_json::json!({ "text": "Why import <os> inside the helper?" }));
-        assert_eq!(status, 200);
-        let (status, refused) = post_json(&daemon, &format!("/api/submissions/{id}/comments"), ("ada", PASSWORD), serde_json::json!({ "file": "nope.py", "line": 1, "text": "x" }));
-        assert!(status == 422 && refused["error"].as_str().unwrap().contains("nope.py"), "{status} {refused}");
-        let review = daemon.api(&format!("/api/submissions/{id}/review"));
-        assert_eq!(review["comments"][0]["text"], "Why import <os> inside the helper?", "{review:#}");
-        assert_eq!(review["comments"][0]["line"].as_u64(), Some(finding_line as u64));
-        let code = page(&daemon, &bob, &format!("/submissions/{id}/code"));
-        assert!(code.contains("Why import &lt;os&gt; inside the helper?"), "bob does not see ada's comment");
-
-        // ---- two reviewers: ada with the form, bob through the API; they disagree on approach
-        let review_page = page(&daemon, &ada, &format!("/submissions/{id}"));
-        let (status, location) = post_form(
-            &daemon,
-            &ada,
-            &format!("/submissions/{id}/scores"),
-            &[("level.approach", "principled"), ("note.approach", "Handles unknown units"), ("level.structure", "clear"), ("level.explanation", "clear"), ("note.explanation", "Good notes")],
-            &csrf_of(&review_page),
-        );
-        assert_eq!(status, 303, "{location}");
-        let (status, saved) = post_json(
-            &daemon,
-            &format!("/api/submissions/{id}/scores"),
-            ("bob", BOB_PASSWORD),
-            serde_json::json!({ "scores": [{ "criterion": "approach", "level": "ad-hoc", "note": "Hard-coded spellings" }, { "criterion": "structure", "level": "clear" }, { "criterion": "explanation", "level": "clear" }] }),
-        );
-        assert_eq!(status, 200, "{saved}");
-        let (status, refused) = post_json(&daemon, &format!("/api/submissions/{id}/scores"), ("bob", BOB_PASSWORD), serde_json::json!({ "scores": [{ "criterion": "approach", "level": "superb" }] }));
-        assert!(status == 422 && refused["error"].as_str().unwrap().contains("ad-hoc, systematic, principled"), "{refused}");
-        let review = daemon.api(&format!("/api/submissions/{id}/review"));
-        assert_eq!(review["reviewers"].as_array().unwrap().len(), 2, "{review:#}");
-        assert_eq!(review["agreement"][0]["id"], "approach");
-        assert_eq!(review["agreement"][0]["disagreement"], true);
-        assert_eq!(review["agreement"][0]["spread"], 2);
-        assert_eq!(review["agreement"][1]["disagreement"], false);
-        // (ada 100 + bob (2×0 + 100 + 100)/4 = 50) / 2.
-        assert!((review["rubric_score"].as_f64().unwrap() - 75.0).abs() < 1e-9, "{review:#}");
-        let review_page = page(&daemon, &ada, &format!("/submissions/{id}"));
-        assert!(review_page.contains("reviewers disagree (by 2 levels)"), "the disagreement is not marked");
-        assert!(review_page.contains("<h1>My approach</h1>") && review_page.contains("&lt;script&gt;alert("), "NOTES.md is not rendered and escaped");
-        assert!(review_page.contains("Rules per defect &lt;b&gt;first&lt;/b&gt;"), "the timeline lacks the commit message");
-
-        // ---- blind: no page or answer names the candidate before the decision
-        let blind_paths = [
-            "/".to_string(),
-            format!("/submissions/{id}"),
-            format!("/submissions/{id}/code"),
-            "/tasks/penguins-cleaning/compare".to_string(),
-        ];
-        let api_paths = [
-            "/api/assignments".to_string(),
-            "/api/submissions".to_string(),
-            format!("/api/submissions/{id}"),
-            format!("/api/submissions/{id}/files"),
-            format!("/api/submissions/{id}/review"),
-            "/api/tasks/penguins-cleaning/compare".to_string(),
-            "/api/tasks/penguins-cleaning/export".to_string(),
-            "/api/tasks/penguins-cleaning/export?format=csv".to_string(),
-        ];
-        let mut pages_html = Vec::new();
-        for path in &blind_paths {
-            let html = page(&daemon, &ada, path);
-            assert!(!html.contains(name) && !html.contains("lin.candidate"), "{path} names the candidate in blind review");
-            assert!(html.contains(&alias), "{path} does not show the alias {alias}");
-            pages_html.push((path.clone(), html));
-        }
-        for path in &api_paths {
-            let (status, body) = daemon.get(path, Some(("ada", PASSWORD)));
-            assert_eq!(status, 200, "{path}: {body}");
-            assert!(!body.contains("lin.candidate"), "{path} names the candidate in blind review: {body}");
-            assert!(body.contains(&alias), "{path} does not show the alias");
-        }
-
-        // ---- the candidate sees no feedback before its release, the notes after
-        let (status, before) = daemon.get(&format!("/api/status/{}", lin.id), Some((&lin.id, &lin.token)));
-        assert_eq!(status, 200);
-        let before: serde_json::Value = serde_json::from_str(&before).unwrap();
-        assert!(before["feedback"].is_null(), "{before:#}");
-        let (_, status_page) = daemon.get(&format!("/status/{}", lin.id), Some((&lin.id, &lin.token)));
-        assert!(!status_page.contains("Feedback from the assessors") && !status_page.contains("Handles unknown units"));
-        let (status, location) = post_form(&daemon, &ada, &format!("/submissions/{id}/release"), &[("message", "Thank you for your time.")], &csrf_of(&review_page));
-        assert_eq!(status, 303, "{location}");
-        let (_, after) = daemon.get(&format!("/api/status/{}", lin.id), Some((&lin.id, &lin.token)));
-        let after: serde_json::Value = serde_json::from_str(&after).unwrap();
-        let notes: Vec<&str> = after["feedback"]["criteria"].as_array().unwrap().iter().flat_map(|c| c["notes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap())).collect();
-        assert!(notes.contains(&"Handles unknown units") && notes.contains(&"Hard-coded spellings"), "{after:#}");
-        assert!(after["feedback"]["score"].is_null(), "penguins-cleaning does not release scores: {after:#}");
-        assert!(after["feedback"]["criteria"].as_array().unwrap().iter().all(|c| c["levels"].as_array().unwrap().is_empty()));
-        assert!(!after.to_string().contains("\"bob\"") && !after.to_string().contains("\"ada\""), "reviewers' names reached the candidate");
-        let (_, status_page) = daemon.get(&format!("/status/{}", lin.id), Some((&lin.id, &lin.token)));
-        assert!(status_page.contains("Feedback from the assessors") && status_page.contains("Thank you for your time."));
-
-        // ---- the decision: recorded with who and when; the name appears
-        let (status, location) = post_form(&daemon, &ada, &format!("/submissions/{id}/decision"), &[("decision", "advance"), ("reason", "Strong cleaner; ask about units")], &csrf_of(&review_page));
-        assert_eq!(status, 303, "{location}");
-        let review = daemon.api(&format!("/api/submissions/{id}/review"));
-        assert_eq!(review["decision"]["decision"], "advance");
-        assert_eq!(review["decision"]["author"], "ada");
-        assert_eq!(review["candidate"], name, "the name shows once decided");
-        let dashboard = page(&daemon, &ada, "/");
-        assert!(dashboard.contains(name));
-        let (_, csv) = daemon.get("/api/tasks/penguins-cleaning/export?format=csv", Some(("ada", PASSWORD)));
-        let header = csv.lines().next().unwrap();
-        assert!(header.contains("criterion:approach") && header.contains("decision"), "{csv}");
-        let row = csv.lines().find(|l| l.contains(name)).unwrap_or_else(|| panic!("no row for the candidate: {csv}"));
-        assert!(row.contains(",advance,") && row.contains("Strong cleaner; ask about units") && row.contains(",ada,"), "{row}");
-        let export = daemon.api("/api/tasks/penguins-cleaning/export");
-        let mine = export["candidates"].as_array().unwrap().iter().find(|c| c["candidate"] == name).unwrap();
-        assert_eq!(mine["decision"], "advance");
-        assert!((mine["rubric"].as_f64().unwrap() - 75.0).abs() < 1e-9);
-        assert!(mine["overall"].as_f64().unwrap() > 0.0);
+        // The desk itself (comments, two reviewers, blind pages, release, decision, export, the
+        // pages in a browser) is `review_desk`'s, in process, on a report frozen from this push.
 
         // ---- webhooks: every delivery signed; the first failed and was retried
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let got = received.lock().unwrap().clone();
-            if got.iter().any(|r| r.0 == "review.decided" && r.4 == 200) && got.iter().any(|r| r.0 == "submission.graded" && r.4 == 200) {
+            if got.iter().any(|r| r.0 == "submission.graded" && r.4 == 200) {
                 break;
             }
             assert!(Instant::now() < deadline, "webhooks not delivered: {got:#?}");
@@ -326,33 +165,33 @@ async fn review_a_submission_blind_with_two_reviewers_then_decide_release_and_ex
         let (first_event, first_delivery) = (got[0].0.clone(), got[0].1.clone());
         assert_eq!(got[0].4, 500);
         assert!(got.iter().skip(1).any(|r| r.1 == first_delivery && r.4 == 200), "the failed delivery of {first_event} was not retried: {got:#?}");
-        let decided: serde_json::Value = serde_json::from_str(&got.iter().find(|r| r.0 == "review.decided").unwrap().3).unwrap();
-        assert_eq!(decided["data"]["decision"], "advance");
-        assert_eq!(decided["data"]["decided_by"], "ada");
-        assert_eq!(got.iter().filter(|r| r.0 == "review.scored" && r.4 == 200).count(), 2, "{got:#?}");
+        let graded: serde_json::Value = serde_json::from_str(&got.iter().find(|r| r.0 == "submission.graded").unwrap().3).unwrap();
+        assert_eq!(graded["data"]["submission"].as_i64(), Some(id), "{graded:#}");
         let deliveries = daemon.api("/api/webhooks");
-        assert!(deliveries["deliveries"].as_array().unwrap().iter().any(|d| d["attempts"].as_i64() == Some(2) && !d["delivered_at"].is_null()), "{deliveries:#}");
+        assert!(
+            deliveries["deliveries"].as_array().unwrap().iter().any(|d| d["attempts"].as_i64() == Some(2) && !d["delivered_at"].is_null()),
+            "{deliveries:#}"
+        );
 
-        // ---- in a real browser: the pages render, nothing injected runs; screenshots kept
-        if let Some(binary) = browser {
-            let status_html = daemon.get(&format!("/status/{}", lin.id), Some((&lin.id, &lin.token))).1;
-            let shots = [
-                ("review-code", page(&daemon, &bob, &format!("/submissions/{id}/code")), vec!["F401", "Why import <os> inside the helper?", "Diff against the starter"]),
-                ("review-page", page(&daemon, &ada, &format!("/submissions/{id}")), vec!["reviewers disagree", "My approach", "How they worked", "advance"]),
-                ("review-blind-dashboard", pages_html[0].1.clone(), vec![alias.as_str()]),
-                ("review-candidate-status", status_html, vec!["Feedback from the assessors", "Hard-coded spellings"]),
-            ];
-            for (shot, html, needles) in shots {
-                let file = artefacts.join(format!("{shot}.html"));
-                std::fs::write(&file, &html).unwrap();
-                let (dom, console) = browse(&binary, &format!("file://{}", file.display()), &artefacts.join(format!("{shot}.png")));
-                for needle in needles {
-                    assert!(dom.contains(needle) || dom.contains(&needle.replace('<', "&lt;").replace('>', "&gt;")), "{shot}: the rendered page lacks {needle:?}");
-                }
-                assert!(!dom.contains("<script") && !dom.contains("<img"), "{shot}: an injected element is in the DOM");
-                assert!(console.is_empty(), "{shot}: {console:?}");
-            }
-        }
+        // The push graded here is the one `review_desk` reads in process: the same lint finding
+        // at the same line as its frozen report.
+        let frozen: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(repo_root().join("tests/fixtures/reports/review-desk.json")).unwrap()).unwrap();
+        let graded_report = daemon.api(&format!("/api/submissions/{id}"));
+        let findings = |r: &serde_json::Value| -> Vec<(String, u64, String)> {
+            r["components"]["code_quality"]["findings"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|f| (f["file"].as_str().unwrap_or("").to_string(), f["line"].as_u64().unwrap_or(0), f["rule"].as_str().unwrap_or("").to_string()))
+                .collect()
+        };
+        let report = if graded_report.get("report").is_some() { &graded_report["report"] } else { &graded_report };
+        assert_eq!(
+            findings(report),
+            findings(&frozen),
+            "the frozen report of tests/fixtures/reports/review-desk.json is stale: grade tests/fixtures/review-desk again"
+        );
     })
     .await
     .unwrap();

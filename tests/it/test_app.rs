@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
+use axum::http::{header, HeaderMap, Request, StatusCode};
 use takehome::web::{App, ClientAddr};
 use tower_service::Service;
 
@@ -31,7 +31,8 @@ impl TestApp {
             "TAKEHOME_PUBLIC_URL" => Some("http://127.0.0.1:9".into()),
             _ => settings.iter().find(|(name, _)| *name == key).map(|(_, value)| value.to_string()),
         };
-        let config = takehome::config::Config::load(None, env).unwrap();
+        let file = settings.iter().find(|(name, _)| *name == "TAKEHOME_CONFIG").map(|(_, path)| std::path::PathBuf::from(path));
+        let config = takehome::config::Config::load(file.as_deref(), env).unwrap();
         let store = takehome::store::open(&config.database).await.unwrap();
         let app = Arc::new(App::new(config, store, Arc::default()));
         let router = takehome::web::router(app.clone());
@@ -56,17 +57,148 @@ impl TestApp {
 
     /// GET `path` with extra `headers`: the status and the body as text.
     pub async fn get(&self, path: &str, headers: &[(header::HeaderName, String)]) -> (StatusCode, String) {
-        let mut request = Request::builder().uri(path).header(header::HOST, "127.0.0.1:9");
+        let (status, _, body) = self.request("GET", path, headers, String::new()).await;
+        (status, body)
+    }
+
+    /// Any request: the status, the response's headers and its body as text.
+    pub async fn request(&self, method: &str, path: &str, headers: &[(header::HeaderName, String)], body: String) -> (StatusCode, HeaderMap, String) {
+        let mut request = Request::builder().method(method).uri(path).header(header::HOST, "127.0.0.1:9");
         for (name, value) in headers {
             request = request.header(name, value);
         }
-        let mut request = request.body(Body::empty()).unwrap();
+        let mut request = request.body(Body::from(body)).unwrap();
         request.extensions_mut().insert(ClientAddr("127.0.0.1".parse().unwrap()));
         let response = self.router.clone().call(request).await.unwrap();
-        let status = response.status();
+        let (status, headers) = (response.status(), response.headers().clone());
         let bytes = axum::body::to_bytes(response.into_body(), 64 << 20).await.unwrap();
-        (status, String::from_utf8_lossy(&bytes).into_owned())
+        (status, headers, String::from_utf8_lossy(&bytes).into_owned())
     }
+
+    /// A page an assessor's browser asks for (must answer 200).
+    pub async fn page(&self, cookie: &str, path: &str) -> String {
+        let (status, html) = self.get(path, &[(header::COOKIE, cookie.to_string())]).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {html}");
+        html
+    }
+
+    /// A form POST from a logged-in browser (same origin, the page's CSRF token): the status and
+    /// the `Location` (or the body when there is none).
+    pub async fn post_form(&self, cookie: &str, path: &str, fields: &[(&str, &str)], csrf: &str) -> (StatusCode, String) {
+        let mut body: Vec<String> = fields.iter().map(|(k, v)| format!("{}={}", form(k), form(v))).collect();
+        body.push(format!("csrf={}", form(csrf)));
+        let headers = [
+            (header::COOKIE, cookie.to_string()),
+            (header::CONTENT_TYPE, "application/x-www-form-urlencoded".to_string()),
+            (header::ORIGIN, "http://127.0.0.1:9".to_string()),
+        ];
+        let (status, headers, text) = self.request("POST", path, &headers, body.join("&")).await;
+        (status, headers.get(header::LOCATION).and_then(|l| l.to_str().ok()).map(str::to_string).unwrap_or(text))
+    }
+
+    /// A JSON POST with Basic credentials: the status and the answer.
+    pub async fn post_json(&self, path: &str, user: (&str, &str), body: serde_json::Value) -> (StatusCode, serde_json::Value) {
+        let headers = [(header::AUTHORIZATION, basic(user.0, user.1)), (header::CONTENT_TYPE, "application/json".to_string())];
+        let (status, _, text) = self.request("POST", path, &headers, body.to_string()).await;
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    }
+
+    /// A JSON GET with Basic credentials (must answer 200).
+    pub async fn api(&self, path: &str, user: (&str, &str)) -> serde_json::Value {
+        let (status, text) = self.get(path, &[(header::AUTHORIZATION, basic(user.0, user.1))]).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// An assignment of `task` to `candidate` whose clock runs, with one push graded: `files`
+    /// committed over the starter (a real commit in the real repository, pushed by git) and
+    /// `report` (a report's JSON) stored as a worker stores it. Returns the submission's id and
+    /// the candidate's token.
+    pub async fn graded_push(
+        &self,
+        id: &str,
+        task: &takehome::task::TaskSpec,
+        candidate: &str,
+        files: &[(&str, &[u8])],
+        message: &str,
+        report: &str,
+    ) -> (i64, String) {
+        use takehome::store::{Assignment, ClaimRequest, TaskCopy};
+        let token = takehome::secret::new_token();
+        let now = takehome::web::now();
+        let store = &self.app.store;
+        store
+            .create_assignment(&Assignment {
+                id: id.to_string(),
+                task: task.id.clone(),
+                candidate: candidate.to_string(),
+                token_hash: takehome::secret::token_hash(&token),
+                time_box_seconds: 3 * 3600,
+                starts: takehome::store::Starts::Now,
+                started_at: Some(now - 600),
+                created_at: now - 600,
+                extra_seconds: 0,
+            })
+            .await
+            .unwrap();
+        let bare = self.app.repos.create(id, task, 100 << 20).unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .args(["-c", "user.name=Candidate", "-c", "user.email=c@example.com"])
+                .args(args)
+                .current_dir(work.path())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        git(&["clone", "-q", bare.to_str().unwrap(), "."]);
+        for (path, bytes) in files {
+            let file = work.path().join(path);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, bytes).unwrap();
+        }
+        git(&["add", "-A"]);
+        git(&["commit", "-q", "-m", message]);
+        git(&["push", "-q", "origin", "main"]);
+        let commit = git(&["rev-parse", "HEAD"]);
+        let needs = takehome::job::needs(task).unwrap();
+        let (submission, ..) = store.add_submission(id, &commit, &needs, now - 60, 0).await.unwrap();
+        let request = ClaimRequest {
+            instance: "test".into(),
+            now,
+            lease_seconds: 600,
+            free_memory_bytes: 1 << 40,
+            runtimes: vec!["runc".into()],
+            free_gpus: 0,
+            copies: vec![TaskCopy { task: task.id.clone(), spec_digest: needs.spec_digest.clone(), data_digest: needs.data_digest.clone() }],
+            max_attempts: 3,
+        };
+        let job = store.claim(&request).await.unwrap().expect("the push is claimed");
+        let parsed: takehome::report::Report = serde_json::from_str(report).unwrap();
+        store.finish(&job.fence, parsed.status, parsed.score, report, now, false).await.unwrap();
+        (submission, token)
+    }
+}
+
+/// Form encoding of one value.
+pub fn form(text: &str) -> String {
+    let mut out = String::new();
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => out.push(b as char),
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// The CSRF token of a page's forms.
+pub fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + "name=\"csrf\" value=\"".len();
+    html[at..].split('"').next().unwrap().to_string()
 }
 
 /// A `Basic` authorization header value.

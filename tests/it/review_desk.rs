@@ -1,0 +1,250 @@
+//! The review desk in process (`TestApp`: the router and a real SQLite store, real repositories,
+//! no Docker, no binary): a graded push (a real commit; its report frozen from a real grading of
+//! the same files, `tests/fixtures/reports/review-desk.json`), read blind by two reviewers who
+//! comment, score and disagree, then released to the candidate, decided and exported; the pages
+//! rendered in a real browser. `review::review_a_submission…` covers the same desk end to end,
+//! from a real push graded in Docker.
+
+use axum::http::{header, StatusCode};
+
+use super::common::repo_root;
+use super::test_app::{basic, csrf_of, TestApp};
+
+const PASSWORD: &str = "correct horse battery";
+const BOB_PASSWORD: &str = "another horse battery";
+
+/// The submission's files (beside the starter): the reference cleaner with a helper whose unused
+/// import is an F401 at line 64 and hostile text, notes with HTML, a notebook, a binary file.
+fn files() -> Vec<(&'static str, Vec<u8>)> {
+    let dir = repo_root().join("tests/fixtures/review-desk");
+    let mut files: Vec<(&str, Vec<u8>)> =
+        ["clean.py", "NOTES.md", "explore.ipynb"].into_iter().map(|name| (name, std::fs::read(dir.join(name)).unwrap())).collect();
+    files.push(("scratch.bin", vec![0u8, 159, 146, 150, 0, 1]));
+    files
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_reviewers_read_blind_comment_score_and_disagree_then_release_decide_and_export() {
+    let browser = super::serve::browser();
+    let settings = tempfile::tempdir().unwrap();
+    let config = settings.path().join("takehome.yaml");
+    let hashes = [("ada", PASSWORD), ("bob", BOB_PASSWORD)]
+        .map(|(user, password)| format!("  - user: {user}\n    password_hash: \"{}\"\n", takehome::secret::hash_password(password)));
+    std::fs::write(&config, format!("assessors:\n{}", hashes.concat())).unwrap();
+    let app = TestApp::with(
+        &repo_root(),
+        &[
+            ("TAKEHOME_CONFIG", config.to_str().unwrap()),
+            ("TAKEHOME_WEBHOOK_URL", "http://127.0.0.1:9/hooks"),
+            ("TAKEHOME_WEBHOOK_SECRET", "a-secret-of-32-characters-at-least"),
+        ],
+    )
+    .await;
+    let task = takehome::task::load(&repo_root().join("tasks/penguins-cleaning")).unwrap();
+    let name = "lin.candidate@example.com";
+    let lin = "a1in0candidate";
+    let alias = takehome::review::alias(lin);
+    let files = files();
+    let files: Vec<(&str, &[u8])> = files.iter().map(|(name, bytes)| (*name, bytes.as_slice())).collect();
+    let report = std::fs::read_to_string(repo_root().join("tests/fixtures/reports/review-desk.json")).unwrap();
+    let (id, token) = app.graded_push(lin, &task, name, &files, "Rules per defect <b>first</b>", &report).await;
+    let finding_line = 64;
+    let (ada, bob) = (app.assessor_cookie("ada").await, app.assessor_cookie("bob").await);
+
+    // ---- the code view
+    let listing = app.api(&format!("/api/submissions/{id}/files"), ("ada", PASSWORD)).await;
+    let file = |path: &str| {
+        listing["view"]["files"].as_array().unwrap().iter().find(|f| f["path"] == path).cloned().unwrap_or_else(|| panic!("no {path}: {listing:#}"))
+    };
+    assert_eq!(file("clean.py")["change"], "modified", "{listing:#}");
+    assert!(file("clean.py")["added_lines"].as_array().unwrap().iter().any(|l| l.as_u64() == Some(finding_line)));
+    assert!(file("clean.py")["diff"].as_str().unwrap().contains("+def unused_helper(value):"));
+    assert_eq!(file("README.md")["change"], "unchanged");
+    assert_eq!(file("explore.ipynb")["kind"], "notebook");
+    assert_eq!(file("explore.ipynb")["cells"].as_array().unwrap().len(), 2);
+    assert_eq!(file("scratch.bin")["kind"], "binary");
+    assert!(file("scratch.bin").get("text").is_none());
+    let code = app.page(&ada, &format!("/submissions/{id}/code")).await;
+    assert!(code.contains("class=\"hl-keyword\">def</span>"), "no highlighting");
+    assert!(code.contains(&format!("-L{finding_line}\" class=\"added finding\"")), "the finding's line is not marked");
+    assert!(code.contains("<b>F401</b>"), "the finding is not shown at its line");
+    assert!(code.contains("Diff against the starter") && code.contains("<span class=\"add\">+def unused_helper(value):</span>"));
+    assert!(code.contains("cell 2 · code") && code.contains("Looking at the units"));
+    assert!(!code.contains("<script") && code.contains("&lt;script&gt;alert(&#39;code&#39;)"), "candidate code must be escaped");
+
+    // ---- access: no page or answer without an assessor; a candidate's token is no assessor's
+    for path in [format!("/submissions/{id}"), format!("/submissions/{id}/code"), "/tasks/penguins-cleaning/compare".into()] {
+        let (status, _) = app.get(&path, &[]).await;
+        assert!(status == StatusCode::SEE_OTHER || status == StatusCode::UNAUTHORIZED, "{path}: {status}");
+    }
+    let (status, _) = app.get(&format!("/api/submissions/{id}"), &[(header::AUTHORIZATION, basic(lin, &token))]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a candidate read an assessor's answer");
+    let (status, _) = app.get("/api/tasks/..%2Fetc/compare", &[(header::AUTHORIZATION, basic("ada", PASSWORD))]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a task id that is not one");
+
+    // ---- a line comment round-trips; only its author may edit it
+    let path = format!("/api/submissions/{id}/comments");
+    let (status, made) =
+        app.post_json(&path, ("ada", PASSWORD), serde_json::json!({ "file": "clean.py", "line": finding_line, "text": "Why import <os> here?" })).await;
+    assert_eq!(status, StatusCode::OK, "{made}");
+    let comment = made["id"].as_i64().unwrap();
+    let (status, _) = app.post_json(&format!("/api/comments/{comment}"), ("bob", BOB_PASSWORD), serde_json::json!({ "text": "hijacked" })).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "another reviewer edited ada's comment");
+    let (status, _) =
+        app.post_json(&format!("/api/comments/{comment}"), ("ada", PASSWORD), serde_json::json!({ "text": "Why import <os> inside the helper?" })).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, refused) = app.post_json(&path, ("ada", PASSWORD), serde_json::json!({ "file": "nope.py", "line": 1, "text": "x" })).await;
+    assert!(status == StatusCode::UNPROCESSABLE_ENTITY && refused["error"].as_str().unwrap().contains("nope.py"), "{status} {refused}");
+    let review = app.api(&format!("/api/submissions/{id}/review"), ("ada", PASSWORD)).await;
+    assert_eq!(review["comments"][0]["text"], "Why import <os> inside the helper?", "{review:#}");
+    assert_eq!(review["comments"][0]["line"].as_u64(), Some(finding_line));
+    let code = app.page(&bob, &format!("/submissions/{id}/code")).await;
+    assert!(code.contains("Why import &lt;os&gt; inside the helper?"), "bob does not see ada's comment");
+
+    // ---- two reviewers: ada with the form, bob through the API; they disagree on approach
+    let review_page = app.page(&ada, &format!("/submissions/{id}")).await;
+    let scores = [
+        ("level.approach", "principled"),
+        ("note.approach", "Handles unknown units"),
+        ("level.structure", "clear"),
+        ("level.explanation", "clear"),
+        ("note.explanation", "Good notes"),
+    ];
+    let (status, _) = app.post_form(&ada, &format!("/submissions/{id}/scores"), &scores, "not-the-token").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a form without the session's CSRF token was taken");
+    let (status, location) = app.post_form(&ada, &format!("/submissions/{id}/scores"), &scores, &csrf_of(&review_page)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{location}");
+    let bobs = serde_json::json!({ "scores": [{ "criterion": "approach", "level": "ad-hoc", "note": "Hard-coded spellings" }, { "criterion": "structure", "level": "clear" }, { "criterion": "explanation", "level": "clear" }] });
+    let (status, saved) = app.post_json(&format!("/api/submissions/{id}/scores"), ("bob", BOB_PASSWORD), bobs).await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    let (status, refused) = app
+        .post_json(
+            &format!("/api/submissions/{id}/scores"),
+            ("bob", BOB_PASSWORD),
+            serde_json::json!({ "scores": [{ "criterion": "approach", "level": "superb" }] }),
+        )
+        .await;
+    assert!(status == StatusCode::UNPROCESSABLE_ENTITY && refused["error"].as_str().unwrap().contains("ad-hoc, systematic, principled"), "{refused}");
+    let review = app.api(&format!("/api/submissions/{id}/review"), ("ada", PASSWORD)).await;
+    assert_eq!(review["reviewers"].as_array().unwrap().len(), 2, "{review:#}");
+    assert_eq!(review["agreement"][0]["id"], "approach");
+    assert_eq!(review["agreement"][0]["disagreement"], true);
+    assert_eq!(review["agreement"][0]["spread"], 2);
+    assert_eq!(review["agreement"][1]["disagreement"], false);
+    // (ada 100 + bob (2×0 + 100 + 100)/4 = 50) / 2.
+    assert!((review["rubric_score"].as_f64().unwrap() - 75.0).abs() < 1e-9, "{review:#}");
+    let review_page = app.page(&ada, &format!("/submissions/{id}")).await;
+    assert!(review_page.contains("reviewers disagree (by 2 levels)"), "the disagreement is not marked");
+    assert!(review_page.contains("<h1>My approach</h1>") && review_page.contains("&lt;script&gt;alert("), "NOTES.md is not rendered and escaped");
+    assert!(review_page.contains("Rules per defect &lt;b&gt;first&lt;/b&gt;"), "the timeline lacks the commit message");
+
+    // ---- blind: no page or answer names the candidate before the decision
+    let mut pages_html = Vec::new();
+    for path in ["/".to_string(), format!("/submissions/{id}"), format!("/submissions/{id}/code"), "/tasks/penguins-cleaning/compare".to_string()] {
+        let html = app.page(&ada, &path).await;
+        assert!(!html.contains(name) && !html.contains("lin.candidate"), "{path} names the candidate in blind review");
+        assert!(html.contains(&alias), "{path} does not show the alias {alias}");
+        pages_html.push(html);
+    }
+    for path in [
+        "/api/assignments".to_string(),
+        "/api/submissions".to_string(),
+        format!("/api/submissions/{id}"),
+        format!("/api/submissions/{id}/files"),
+        format!("/api/submissions/{id}/review"),
+        "/api/tasks/penguins-cleaning/compare".to_string(),
+        "/api/tasks/penguins-cleaning/export".to_string(),
+        "/api/tasks/penguins-cleaning/export?format=csv".to_string(),
+    ] {
+        let (status, body) = app.get(&path, &[(header::AUTHORIZATION, basic("ada", PASSWORD))]).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert!(!body.contains("lin.candidate"), "{path} names the candidate in blind review: {body}");
+        assert!(body.contains(&alias), "{path} does not show the alias");
+    }
+
+    // ---- the candidate sees no feedback before its release, the notes after
+    let candidate = [(header::AUTHORIZATION, basic(lin, &token))];
+    let (status, before) = app.get(&format!("/api/status/{lin}"), &candidate).await;
+    assert_eq!(status, StatusCode::OK, "{before}");
+    let before: serde_json::Value = serde_json::from_str(&before).unwrap();
+    assert!(before["feedback"].is_null(), "{before:#}");
+    let (_, status_page) = app.get(&format!("/status/{lin}"), &candidate).await;
+    assert!(!status_page.contains("Feedback from the assessors") && !status_page.contains("Handles unknown units"));
+    let (status, location) =
+        app.post_form(&ada, &format!("/submissions/{id}/release"), &[("message", "Thank you for your time.")], &csrf_of(&review_page)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{location}");
+    let (_, after) = app.get(&format!("/api/status/{lin}"), &candidate).await;
+    let after: serde_json::Value = serde_json::from_str(&after).unwrap();
+    let notes: Vec<&str> =
+        after["feedback"]["criteria"].as_array().unwrap().iter().flat_map(|c| c["notes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap())).collect();
+    assert!(notes.contains(&"Handles unknown units") && notes.contains(&"Hard-coded spellings"), "{after:#}");
+    assert!(after["feedback"]["score"].is_null(), "penguins-cleaning does not release scores: {after:#}");
+    assert!(after["feedback"]["criteria"].as_array().unwrap().iter().all(|c| c["levels"].as_array().unwrap().is_empty()));
+    assert!(!after.to_string().contains("\"bob\"") && !after.to_string().contains("\"ada\""), "reviewers' names reached the candidate");
+    let (_, status_page) = app.get(&format!("/status/{lin}"), &candidate).await;
+    assert!(status_page.contains("Feedback from the assessors") && status_page.contains("Thank you for your time."));
+
+    // ---- the decision: recorded with who and when; the name appears
+    let decision = [("decision", "advance"), ("reason", "Strong cleaner; ask about units")];
+    let (status, location) = app.post_form(&ada, &format!("/submissions/{id}/decision"), &decision, &csrf_of(&review_page)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{location}");
+    let review = app.api(&format!("/api/submissions/{id}/review"), ("ada", PASSWORD)).await;
+    assert_eq!(review["decision"]["decision"], "advance");
+    assert_eq!(review["decision"]["author"], "ada");
+    assert_eq!(review["candidate"], name, "the name shows once decided");
+    assert!(app.page(&ada, "/").await.contains(name));
+    let (_, csv) = app.get("/api/tasks/penguins-cleaning/export?format=csv", &[(header::AUTHORIZATION, basic("ada", PASSWORD))]).await;
+    let head = csv.lines().next().unwrap();
+    assert!(head.contains("criterion:approach") && head.contains("decision"), "{csv}");
+    let row = csv.lines().find(|l| l.contains(name)).unwrap_or_else(|| panic!("no row for the candidate: {csv}"));
+    assert!(row.contains(",advance,") && row.contains("Strong cleaner; ask about units") && row.contains(",ada,"), "{row}");
+    let export = app.api("/api/tasks/penguins-cleaning/export", ("ada", PASSWORD)).await;
+    let mine = export["candidates"].as_array().unwrap().iter().find(|c| c["candidate"] == name).unwrap();
+    assert_eq!(mine["decision"], "advance");
+    assert!((mine["rubric"].as_f64().unwrap() - 75.0).abs() < 1e-9);
+    assert!(mine["overall"].as_f64().unwrap() > 0.0);
+
+    // ---- the webhook outbox: both scores and the decision queued, signed bodies that say so
+    let deliveries = app.api("/api/webhooks", ("ada", PASSWORD)).await;
+    let events: Vec<&str> = deliveries["deliveries"].as_array().unwrap().iter().filter_map(|d| d["event"].as_str()).collect();
+    assert_eq!(events.iter().filter(|e| **e == "review.scored").count(), 2, "{deliveries:#}");
+    assert!(events.contains(&"review.decided"), "{deliveries:#}");
+
+    // ---- in a real browser: the pages render, nothing injected runs; screenshots kept
+    if let Some(binary) = browser {
+        let artefacts = repo_root().join("target/test-artifacts");
+        std::fs::create_dir_all(&artefacts).unwrap();
+        let (_, status_html) = app.get(&format!("/status/{lin}"), &candidate).await;
+        let shots = [
+            (
+                "review-code",
+                app.page(&bob, &format!("/submissions/{id}/code")).await,
+                vec!["F401".to_string(), "Why import <os> inside the helper?".into(), "Diff against the starter".into()],
+            ),
+            (
+                "review-page",
+                app.page(&ada, &format!("/submissions/{id}")).await,
+                vec!["reviewers disagree".into(), "My approach".into(), "How they worked".into(), "advance".into()],
+            ),
+            ("review-blind-dashboard", pages_html[0].clone(), vec![alias.clone()]),
+            ("review-candidate-status", status_html, vec!["Feedback from the assessors".into(), "Hard-coded spellings".into()]),
+        ];
+        tokio::task::spawn_blocking(move || {
+            for (shot, html, needles) in shots {
+                let file = artefacts.join(format!("{shot}.html"));
+                std::fs::write(&file, &html).unwrap();
+                let (dom, console) = super::serve::browse(&binary, &format!("file://{}", file.display()), &artefacts.join(format!("{shot}.png")));
+                for needle in needles {
+                    assert!(
+                        dom.contains(&needle) || dom.contains(&needle.replace('<', "&lt;").replace('>', "&gt;")),
+                        "{shot}: the rendered page lacks {needle:?}"
+                    );
+                }
+                assert!(!dom.contains("<script") && !dom.contains("<img"), "{shot}: an injected element is in the DOM");
+                assert!(console.is_empty(), "{shot}: {console:?}");
+            }
+        })
+        .await
+        .unwrap();
+    }
+}
