@@ -361,33 +361,3 @@ async fn a_regrade_after_the_data_changed_shows_the_diff_and_keeps_the_old_grade
     .await
     .unwrap();
 }
-
-/// A notebook handed in is shown to the reviewers as it ran in the graded run (its printed
-/// output and the figure it drew), never to the candidate.
-#[tokio::test(flavor = "multi_thread")]
-async fn the_code_view_shows_a_notebook_as_it_ran() {
-    let Some((_sandbox, data, work)) = setup().await else { return };
-    let (data_path, work_path) = (data.path().to_path_buf(), work.path().to_path_buf());
-    tokio::task::spawn_blocking(move || {
-        let daemon = Daemon::start(&data_path, 1);
-        let cand = assign(&data_path, "penguins-cleaning", "nb@example.com", &[]);
-        let repo = clone(&daemon, &cand, &work_path);
-        let _ = std::fs::remove_file(repo.join("clean.py"));
-        std::fs::copy(repo_root().join("tasks/penguins-cleaning/fixtures/notebook/clean.ipynb"), repo.join("clean.ipynb")).unwrap();
-        assert!(git(&repo, &["add", "-A"]).0);
-        assert!(git(&repo, &["commit", "-q", "-m", "as a notebook"]).0);
-        let (ok, out) = git(&repo, &["push", "origin", "main"]);
-        assert!(ok, "{out}");
-        let rows = daemon.wait_graded(&cand.id, 1, Duration::from_secs(300));
-        let id = rows[0]["id"].as_i64().unwrap();
-        let ada = login(&daemon, "ada", PASSWORD);
-        let code = page(&daemon, &ada, &format!("/submissions/{id}/code"));
-        assert!(code.contains("As it ran in the graded run"), "the executed notebook is shown");
-        assert!(code.contains("<img class=\"figure\"") && code.contains("data:image/png;base64,"), "with the figure it drew");
-        assert!(code.contains(", 18)"), "and what it printed");
-        let (_, status_page) = daemon.get(&format!("/status/{}", cand.id), Some((&cand.id, &cand.token)));
-        assert!(!status_page.contains("data:image/png"), "the candidate sees none of the graded run's figures");
-    })
-    .await
-    .unwrap();
-}

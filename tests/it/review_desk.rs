@@ -248,3 +248,45 @@ async fn two_reviewers_read_blind_comment_score_and_disagree_then_release_decide
         .unwrap();
     }
 }
+
+/// The files of a task's fixture folder (its `expect.yaml` left out).
+fn fixture_files(task: &str, fixture: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = repo_root().join("tasks").join(task).join("fixtures").join(fixture);
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.file_name().unwrap() != "expect.yaml")
+        .map(|path| (path.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&path).unwrap()))
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_code_view_shows_a_python_notebook_and_r_markdown_as_they_ran_and_the_candidate_sees_no_figure() {
+    let app = TestApp::new(&repo_root()).await;
+    let ada = app.assessor_cookie("ada").await;
+    // Each: a fixture pushed as it is, its report frozen from a real grading of the fixture
+    // (`takehome grade --json`); `check` grades the same fixtures for real and asks for their
+    // figures (`executed_figures`).
+    let cases = [
+        ("penguins-cleaning", "notebook", "clean.ipynb", "a0notebook", ", 18)"),
+        ("penguins-pipeline", "r-markdown", "train.Rmd", "a0rmarkdown", "5-fold accuracy"),
+    ];
+    for (task_id, fixture, file, assignment, printed) in cases {
+        let task = takehome::task::load(&repo_root().join("tasks").join(task_id)).unwrap();
+        let files = fixture_files(task_id, fixture);
+        let files: Vec<(&str, &[u8])> = files.iter().map(|(name, bytes)| (name.as_str(), bytes.as_slice())).collect();
+        let report = std::fs::read_to_string(repo_root().join(format!("tests/fixtures/reports/{task_id}-{fixture}.json"))).unwrap();
+        let (id, token) = app.graded_push(assignment, &task, &format!("{assignment}@example.com"), &files, "as a notebook", &report).await;
+        let code = app.page(&ada, &format!("/submissions/{id}/code")).await;
+        let at = code.find(&format!("<code>{file}</code>")).unwrap_or_else(|| panic!("{file} is not in the code view"));
+        let section = &code[at..code[at..].find("</section>").map_or(code.len(), |end| at + end)];
+        assert!(section.contains("As it ran in the graded run"), "{file}: the executed notebook is not shown");
+        assert!(section.contains("<img class=\"figure\"") && section.contains("data:image/png;base64,"), "{file}: without the figure it drew");
+        assert!(section.contains(printed), "{file}: without what it printed ({printed:?})");
+        let (status, status_page) = app.get(&format!("/status/{assignment}"), &[(header::AUTHORIZATION, basic(assignment, &token))]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(!status_page.contains("data:image/png") && !status_page.contains(printed), "{file}: the candidate sees the graded run's outputs");
+    }
+}
