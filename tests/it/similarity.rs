@@ -281,89 +281,80 @@ fn explain_planted() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_similarity_page_finds_a_copied_push_and_a_copied_known_solution() {
-    use super::serve::{assign, clone, git, setup, Daemon, PASSWORD};
-    let Some((_sandbox, data, work)) = setup().await else { return };
-    let (data_path, work_path) = (data.path().to_path_buf(), work.path().to_path_buf());
-    tokio::task::spawn_blocking(move || {
-        let daemon = Daemon::start(&data_path, 1);
-        let root = repo_root();
-        let reference = std::fs::read_to_string(root.join("tasks/penguins-cleaning/fixtures/reference/clean.py")).unwrap();
-        let known = std::fs::read_to_string(root.join("tasks/penguins-cleaning/known/public-notebook.py")).unwrap();
-        let independent = std::fs::read_to_string(root.join("tests/fixtures/similarity/independent/cleaner_class.py")).unwrap();
-        let submissions = [
-            ("first@example.com", reference.clone()),
-            ("copier@example.com", {
-                // Hostile text inside the copied lines, so that the fragment shows it.
-                let copy = pad(&relabel(&rename(&reference)));
-                let at = copy.find("drop_duplicates").map(|i| copy[..i].rfind('\n').unwrap() + 1).unwrap();
-                format!("{}    # </pre><script>alert('copied')</script>\n{}", &copy[..at], &copy[at..])
-            }),
-            ("honest@example.com", independent),
-            ("notebook@example.com", rename(&known)),
-        ];
-        let mut ids = Vec::new();
-        for (candidate, source) in &submissions {
-            let a = assign(&data_path, "penguins-cleaning", candidate, &[]);
-            let repo = clone(&daemon, &a, &work_path);
-            std::fs::write(repo.join("clean.py"), source).unwrap();
-            assert!(git(&repo, &["commit", "-q", "-am", "solution"]).0);
-            let (ok, out) = git(&repo, &["push", "origin", "main"]);
-            assert!(ok, "{out}");
-            ids.push(a.id);
+    // In process (`TestApp`: the router, a real store, real repositories and commits; nothing is
+    // graded: similarity reads the pushed commits).
+    let root = repo_root();
+    let app = super::test_app::TestApp::new(&root).await;
+    let task = takehome::task::load(&root.join("tasks/penguins-cleaning")).unwrap();
+    let reference = std::fs::read_to_string(root.join("tasks/penguins-cleaning/fixtures/reference/clean.py")).unwrap();
+    let known = std::fs::read_to_string(root.join("tasks/penguins-cleaning/known/public-notebook.py")).unwrap();
+    let independent = std::fs::read_to_string(root.join("tests/fixtures/similarity/independent/cleaner_class.py")).unwrap();
+    let submissions = [
+        ("first@example.com", reference.clone()),
+        ("copier@example.com", {
+            // Hostile text inside the copied lines, so that the fragment shows it.
+            let copy = pad(&relabel(&rename(&reference)));
+            let at = copy.find("drop_duplicates").map(|i| copy[..i].rfind('\n').unwrap() + 1).unwrap();
+            format!("{}    # </pre><script>alert('copied')</script>\n{}", &copy[..at], &copy[at..])
+        }),
+        ("honest@example.com", independent),
+        ("notebook@example.com", rename(&known)),
+    ];
+    let mut ids = Vec::new();
+    for (n, (candidate, source)) in submissions.iter().enumerate() {
+        let id = format!("a{n}similar");
+        app.push(&id, &task, candidate, &[("clean.py", source.as_bytes())], "solution").await;
+        ids.push(id);
+    }
+    let cookie = app.assessor_cookie("ada").await;
+    let api = |path: &'static str| {
+        let cookie = cookie.clone();
+        let app = &app;
+        async move {
+            let (status, text) = app.get(path, &[(axum::http::header::COOKIE, cookie)]).await;
+            assert_eq!(status, axum::http::StatusCode::OK, "{path}: {text}");
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()
         }
-        let alias = |i: usize| takehome::review::alias(&ids[i]);
-        let report = daemon.api("/api/tasks/penguins-cleaning/similarity");
-        let pairs = report["pairs"].as_array().unwrap();
-        let names = |p: &serde_json::Value| (p["a"].as_str().unwrap().to_string(), p["b"].as_str().unwrap().to_string());
-        let has = |x: &str, y: &str| {
-            pairs.iter().any(|p| {
-                let (a, b) = names(p);
-                (a.starts_with(x) && b.starts_with(y)) || (a.starts_with(y) && b.starts_with(x))
-            })
-        };
-        assert!(has(&alias(0), &alias(1)), "the renamed, relabelled, padded copy was not found: {report:#}");
-        assert!(has(&alias(3), "known: public-notebook.py"), "the copied public notebook was not found: {report:#}");
-        assert!(
-            pairs.iter().all(|p| !names(p).0.starts_with(&alias(2)) && !names(p).1.starts_with(&alias(2))),
-            "the independent solution was paired: {report:#}"
-        );
-        let copy = pairs.iter().find(|p| names(p).0.starts_with(&alias(0)) || names(p).1.starts_with(&alias(0))).unwrap();
-        assert!(copy["similarity"].as_f64().unwrap() > 0.8 && !copy["fragments"].as_array().unwrap().is_empty(), "{copy:#}");
-        let body = report.to_string();
-        assert!(!body.contains("@example.com"), "blind review: no name in the similarity answer");
+    };
+    let alias = |i: usize| takehome::review::alias(&ids[i]);
+    let report = api("/api/tasks/penguins-cleaning/similarity").await;
+    let pairs = report["pairs"].as_array().unwrap();
+    let names = |p: &serde_json::Value| (p["a"].as_str().unwrap().to_string(), p["b"].as_str().unwrap().to_string());
+    let has = |x: &str, y: &str| {
+        pairs.iter().any(|p| {
+            let (a, b) = names(p);
+            (a.starts_with(x) && b.starts_with(y)) || (a.starts_with(y) && b.starts_with(x))
+        })
+    };
+    assert!(has(&alias(0), &alias(1)), "the renamed, relabelled, padded copy was not found: {report:#}");
+    assert!(has(&alias(3), "known: public-notebook.py"), "the copied public notebook was not found: {report:#}");
+    assert!(pairs.iter().all(|p| !names(p).0.starts_with(&alias(2)) && !names(p).1.starts_with(&alias(2))), "the independent solution was paired: {report:#}");
+    let copy = pairs.iter().find(|p| names(p).0.starts_with(&alias(0)) || names(p).1.starts_with(&alias(0))).unwrap();
+    assert!(copy["similarity"].as_f64().unwrap() > 0.8 && !copy["fragments"].as_array().unwrap().is_empty(), "{copy:#}");
+    assert!(!report.to_string().contains("@example.com"), "blind review: no name in the similarity answer");
 
-        // Each push is fingerprinted once: the second look reads the stored fingerprints.
-        let cache = data_path.join("similarity");
-        let stamps = |dir: &Path| -> Vec<(String, std::time::SystemTime)> {
-            let mut v: Vec<_> = std::fs::read_dir(dir)
-                .unwrap()
-                .map(|e| e.unwrap())
-                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().unwrap().modified().unwrap()))
-                .collect();
-            v.sort();
-            v
-        };
-        let before = stamps(&cache);
-        assert_eq!(before.len(), 4, "{before:?}");
-        let again = daemon.api("/api/tasks/penguins-cleaning/similarity");
-        assert_eq!(again["pairs"].as_array().unwrap().len(), pairs.len());
-        assert_eq!(stamps(&cache), before, "fingerprints were computed again");
+    // Each push is fingerprinted once: the second look reads the stored fingerprints.
+    let cache = app.app.config.data_dir.join("similarity");
+    let stamps = |dir: &Path| -> Vec<(String, std::time::SystemTime)> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().unwrap().modified().unwrap()))
+            .collect();
+        v.sort();
+        v
+    };
+    let before = stamps(&cache);
+    assert_eq!(before.len(), 4, "{before:?}");
+    let again = api("/api/tasks/penguins-cleaning/similarity").await;
+    assert_eq!(again["pairs"].as_array().unwrap().len(), pairs.len());
+    assert_eq!(stamps(&cache), before, "fingerprints were computed again");
 
-        // The page shows the fragments side by side, escaped.
-        let (status, head, _) =
-            daemon.raw("POST", "/login", "Content-Type: application/x-www-form-urlencoded\r\n", &format!("user=ada&password={}", PASSWORD.replace(' ', "+")));
-        assert_eq!(status, 303);
-        let cookie =
-            head.lines().find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie")).map(|(_, v)| v.trim().to_string())).unwrap();
-        let cookie = cookie.split(';').next().unwrap();
-        let (status, _, html) = daemon.raw("GET", "/tasks/penguins-cleaning/similarity", &format!("Cookie: {cookie}\r\n"), "");
-        assert_eq!(status, 200, "{html}");
-        let _ = std::fs::create_dir_all(root.join("target/test-artifacts"));
-        std::fs::write(root.join("target/test-artifacts/similarity.html"), &html).ok();
-        assert!(html.contains("A signal to read, never a verdict") && html.contains("Matched fragments") && html.contains(&alias(1)));
-        assert!(!html.contains("<script>alert") && !html.contains("@example.com"), "unescaped or named: {html}");
-        assert!(html.contains("&lt;script&gt;alert"), "the copied lines are not shown");
-    })
-    .await
-    .unwrap();
+    // The page shows the fragments side by side, escaped.
+    let html = app.page(&cookie, "/tasks/penguins-cleaning/similarity").await;
+    let _ = std::fs::create_dir_all(root.join("target/test-artifacts"));
+    std::fs::write(root.join("target/test-artifacts/similarity.html"), &html).ok();
+    assert!(html.contains("A signal to read, never a verdict") && html.contains("Matched fragments") && html.contains(&alias(1)));
+    assert!(!html.contains("<script>alert") && !html.contains("@example.com"), "unescaped or named: {html}");
+    assert!(html.contains("&lt;script&gt;alert"), "the copied lines are not shown");
 }

@@ -123,7 +123,31 @@ impl TestApp {
         message: &str,
         report: &str,
     ) -> (i64, String) {
-        use takehome::store::{Assignment, ClaimRequest, TaskCopy};
+        use takehome::store::{ClaimRequest, TaskCopy};
+        let (submission, token) = self.push(id, task, candidate, files, message).await;
+        let needs = takehome::job::needs(task).unwrap();
+        let request = ClaimRequest {
+            instance: "test".into(),
+            now: takehome::web::now(),
+            lease_seconds: 600,
+            free_memory_bytes: 1 << 40,
+            runtimes: vec!["runc".into()],
+            free_gpus: 0,
+            copies: vec![TaskCopy { task: task.id.clone(), spec_digest: needs.spec_digest.clone(), data_digest: needs.data_digest.clone() }],
+            max_attempts: 3,
+        };
+        let job = self.app.store.claim(&request).await.unwrap().expect("the push is claimed");
+        assert_eq!(job.fence.submission, submission);
+        let parsed: takehome::report::Report = serde_json::from_str(report).unwrap();
+        self.app.store.finish(&job.fence, parsed.status, parsed.score, report, takehome::web::now(), false).await.unwrap();
+        (submission, token)
+    }
+
+    /// An assignment of `task` to `candidate` whose clock runs, and one push of `files` over the
+    /// starter (a real commit in the real repository, pushed by git), queued as the git route
+    /// queues it. Returns the submission's id and the candidate's token.
+    pub async fn push(&self, id: &str, task: &takehome::task::TaskSpec, candidate: &str, files: &[(&str, &[u8])], message: &str) -> (i64, String) {
+        use takehome::store::Assignment;
         let token = takehome::secret::new_token();
         let now = takehome::web::now();
         let store = &self.app.store;
@@ -165,19 +189,6 @@ impl TestApp {
         let commit = git(&["rev-parse", "HEAD"]);
         let needs = takehome::job::needs(task).unwrap();
         let (submission, ..) = store.add_submission(id, &commit, &needs, now - 60, 0).await.unwrap();
-        let request = ClaimRequest {
-            instance: "test".into(),
-            now,
-            lease_seconds: 600,
-            free_memory_bytes: 1 << 40,
-            runtimes: vec!["runc".into()],
-            free_gpus: 0,
-            copies: vec![TaskCopy { task: task.id.clone(), spec_digest: needs.spec_digest.clone(), data_digest: needs.data_digest.clone() }],
-            max_attempts: 3,
-        };
-        let job = store.claim(&request).await.unwrap().expect("the push is claimed");
-        let parsed: takehome::report::Report = serde_json::from_str(report).unwrap();
-        store.finish(&job.fence, parsed.status, parsed.score, report, now, false).await.unwrap();
         (submission, token)
     }
 }
