@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::common::{containers_with_label, docker, python_image, repo_root, takehome_binary};
+use axum::http::header;
 
 pub(super) use super::cluster_support::{base64, free_port, git, Assigned, METRICS_TOKEN, PASSWORD};
 
@@ -466,61 +467,61 @@ pub(super) fn browse(binary: &Path, url: &str, screenshot: &Path) -> (String, Ve
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_web_ui_renders_in_a_headless_browser() {
+    // In process (`TestApp`: no Docker, no binary): a push of the reference, its report frozen
+    // from a real grading of the fixture; the pages as the router answers them, in chromium.
     let Some(binary) = browser() else {
         eprintln!("SKIPPED: no chromium on this machine");
         return;
     };
-    let Some((_sandbox, data, work)) = setup().await else { return };
-    let (data_path, work_path) = (data.path().to_path_buf(), work.path().to_path_buf());
+    let hash = takehome::secret::hash_password(PASSWORD);
+    let app = super::test_app::TestApp::with(&repo_root(), &[("TAKEHOME_ASSESSOR_USER", "ada"), ("TAKEHOME_ASSESSOR_PASSWORD_HASH", &hash)]).await;
+    let task = takehome::task::load(&repo_root().join("tasks/penguins-cleaning")).unwrap();
+    let reference = std::fs::read(repo_root().join("tasks/penguins-cleaning/fixtures/reference/clean.py")).unwrap();
+    let report = std::fs::read_to_string(repo_root().join("tests/fixtures/reports/penguins-cleaning-reference.json")).unwrap();
+    let grace = "a0grace";
+    let (id, _) = app.graded_push(grace, &task, "grace@example.com", &[("clean.py", &reference)], "reference", &report).await;
+    let artefacts = repo_root().join("target/test-artifacts");
+    std::fs::create_dir_all(&artefacts).unwrap();
+
+    // The login page, then a login as the form sends it; a wrong password is refused.
+    let (status, login) = app.get("/login", &[]).await;
+    assert_eq!(status, 200, "{login}");
+    let form = |body: &str| (vec![(header::CONTENT_TYPE, "application/x-www-form-urlencoded".to_string())], body.to_string());
+    let (headers, body) = form(&format!("user=ada&password={}", super::test_app::form(PASSWORD)));
+    let (status, answer, _) = app.request("POST", "/login", &headers, body).await;
+    assert_eq!(status, 303, "{answer:?}");
+    let cookie = answer.get(header::SET_COOKIE).and_then(|c| c.to_str().ok()).expect("a session cookie").split(';').next().unwrap().to_string();
+    let (headers, body) = form("user=ada&password=nope");
+    let (status, _, wrong) = app.request("POST", "/login", &headers, body).await;
+    assert_eq!(status, 401, "{wrong}");
+
+    let alias = takehome::review::alias(grace);
+    let mut pages = vec![("login", login, vec!["action=\"/login\"".to_string(), "type=\"password\"".to_string()])];
+    for (name, path, needles) in [
+        ("dashboard", "/".to_string(), vec!["Assignments".to_string(), alias.clone(), "penguins-cleaning".into()]),
+        (
+            "report",
+            format!("/submissions/{id}"),
+            vec!["Clean the Palmer penguins field records".into(), "Cleaning: per-column accuracy".into(), "Add note".into()],
+        ),
+        ("compare", "/tasks/penguins-cleaning/compare".to_string(), vec!["candidates by score".into(), alias.clone()]),
+    ] {
+        pages.push((name, app.page(&cookie, &path).await, needles));
+    }
     tokio::task::spawn_blocking(move || {
-        let artefacts = repo_root().join("target/test-artifacts");
-        std::fs::create_dir_all(&artefacts).unwrap();
-        let daemon = Daemon::start(&data_path, 1);
-        let grace = assign(&data_path, "penguins-cleaning", "grace@example.com", &[]);
-        let repo = clone(&daemon, &grace, &work_path);
-        assert!(push_solution(&repo, None, "reference").0);
-        let rows = daemon.wait_graded(&grace.id, 1, Duration::from_secs(180));
-        let id = rows[0]["id"].as_i64().unwrap();
-
-        // The live login page, straight from the daemon.
-        let (dom, console) = browse(&binary, &format!("http://127.0.0.1:{}/login", daemon.port), &artefacts.join("ui-login.png"));
-        assert!(dom.contains("action=\"/login\"") && dom.contains("type=\"password\""), "{dom}");
-        assert!(console.is_empty(), "{console:?}");
-
-        // Log in, then render the pages behind the login as the browser would get them.
-        let (status, head, _) =
-            daemon.raw("POST", "/login", "Content-Type: application/x-www-form-urlencoded\r\n", &format!("user=ada&password={}", PASSWORD.replace(' ', "+")));
-        assert_eq!(status, 303, "{head}");
-        let cookie = head
-            .lines()
-            .find_map(|l| l.strip_prefix("set-cookie: ").or_else(|| l.strip_prefix("Set-Cookie: ")))
-            .expect("a session cookie")
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string();
-        let (status, _, wrong) = daemon.raw("POST", "/login", "Content-Type: application/x-www-form-urlencoded\r\n", "user=ada&password=nope");
-        assert_eq!(status, 401, "{wrong}");
-        let alias = takehome::review::alias(&grace.id);
-        for (name, path, needles) in [
-            ("dashboard", "/".to_string(), vec!["Assignments", alias.as_str(), "penguins-cleaning"]),
-            ("report", format!("/submissions/{id}"), vec!["Clean the Palmer penguins field records", "Cleaning: per-column accuracy", "Add note"]),
-            ("compare", "/tasks/penguins-cleaning/compare".to_string(), vec!["candidates by score", alias.as_str()]),
-        ] {
-            let (status, _, html) = daemon.raw("GET", &path, &format!("Cookie: {cookie}\r\n"), "");
-            assert_eq!(status, 200, "{path}: {html}");
+        for (name, html, needles) in pages {
             let file = artefacts.join(format!("ui-{name}.html"));
             std::fs::write(&file, &html).unwrap();
             let (dom, console) = browse(&binary, &format!("file://{}", file.display()), &artefacts.join(format!("ui-{name}.png")));
             for needle in needles {
-                assert!(dom.contains(needle), "{name}: the rendered page lacks {needle:?}");
+                assert!(dom.contains(&needle), "{name}: the rendered page lacks {needle:?}");
             }
             assert!(console.is_empty(), "{name}: {console:?}");
         }
-        // Without the cookie, the pages send the browser to the login.
-        let (status, head, _) = daemon.raw("GET", "/", "", "");
-        assert!(status == 303 && head.to_ascii_lowercase().contains("location: /login"), "{status} {head}");
     })
     .await
     .unwrap();
+    // Without the cookie, the pages send the browser to the login.
+    let (status, headers, _) = app.request("GET", "/", &[], String::new()).await;
+    assert!(status == 303 && headers.get(header::LOCATION).is_some_and(|l| l == "/login"), "{status} {headers:?}");
 }
