@@ -92,14 +92,17 @@ pub async fn needs_of(tasks: &std::sync::Arc<crate::task::Catalog>, task_id: &st
 /// out: no job of it can be graded here).
 /// The images a job of `task` on `submission` runs steps in beside the task's own: its run
 /// choices' (an R script's), and an extended image (python-torch, 10 GB) only when the
-/// submission imports what it adds. The scan reads the candidate's files, never runs them; a copy
-/// the job would refuse (too large, say) chooses no extended image (the job reports it).
+/// submission imports what it adds. The scan reads the candidate's files, never runs them; a
+/// submission the job would refuse (too many files, say) chooses no extended image (the job
+/// reports it).
 pub fn other_images(task: &TaskSpec, submission: &Path) -> Vec<String> {
     let extended = if task.extended_images.is_empty() {
         None
     } else {
-        crate::submission::prepare(submission).ok().and_then(|prepared| {
-            let imports = crate::environment::submission_imports(prepared.path(), &prepared.python_files);
+        // Read in place (the copy is the job's to make): the walk takes no link, so every file
+        // read lies below the checkout.
+        crate::submission::python_files(submission).and_then(|files| {
+            let imports = crate::environment::submission_imports(submission, &files);
             crate::environment::extended_image(&task.root, &task.extended_images, &imports).map(|(image, _)| image)
         })
     };

@@ -72,6 +72,34 @@ impl PreparedSubmission {
     }
 }
 
+/// The Python files and notebooks below `source` (relative paths), found as [`prepare`] finds
+/// them (no link followed or taken, `.git` left out, at most [`MAX_FILES`] files looked at), for
+/// reading without a copy: the import scan that chooses a job's image. `None` when `source` is
+/// not a folder or holds more files than a copy would take (the job then reports it).
+pub fn python_files(source: &Path) -> Option<Vec<PathBuf>> {
+    if !fs::symlink_metadata(source).ok()?.is_dir() {
+        return None;
+    }
+    let mut found = Vec::new();
+    let mut seen = 0;
+    let walker = walkdir::WalkDir::new(source).follow_links(false).sort_by_file_name().into_iter();
+    for entry in walker.filter_entry(|entry| entry.depth() != 1 || entry.file_name() != ".git") {
+        let entry = entry.ok()?;
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        seen += 1;
+        if seen > MAX_FILES {
+            return None;
+        }
+        let relative = entry.path().strip_prefix(source).expect("walkdir stays below its root");
+        if relative.extension().is_some_and(|ext| ext == "py" || ext == "ipynb") {
+            found.push(relative.to_path_buf());
+        }
+    }
+    Some(found)
+}
+
 /// Copies `source` into a fresh temporary folder.
 pub fn prepare(source: &Path) -> Result<PreparedSubmission, SubmissionError> {
     let io_error = |action: &'static str, path: &Path| {
@@ -190,6 +218,23 @@ fn read_commit(source: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn python_files_are_listed_in_place_without_taking_a_link() {
+        let source = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::write(elsewhere.path().join("outside.py"), "import torch\n").unwrap();
+        for (path, text) in [("train.py", ""), ("src/model.py", ""), ("work.ipynb", "{}"), ("notes.md", ""), (".git/hooks/x.py", "")] {
+            let file = source.path().join(path);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, text).unwrap();
+        }
+        std::os::unix::fs::symlink(elsewhere.path(), source.path().join("linked")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.path().join("outside.py"), source.path().join("alias.py")).unwrap();
+        let found = python_files(source.path()).unwrap();
+        assert_eq!(found, [PathBuf::from("src/model.py"), PathBuf::from("train.py"), PathBuf::from("work.ipynb")]);
+        assert!(python_files(&source.path().join("train.py")).is_none(), "not a folder");
+    }
 
     #[test]
     fn no_link_is_carried_into_the_copy() {
