@@ -54,6 +54,34 @@ async fn load_task(app: &Arc<App>, task: &str) -> Option<Arc<crate::task::TaskSp
     tokio::task::spawn_blocking(move || tasks.get(&task)).await.ok().flatten()
 }
 
+/// The submission a route names (`{id}`), asked about by an assessor: who asks (`A`: [`Assessor`]
+/// for the API, [`AssessorPage`] for pages, checked first, so that nothing is read for a
+/// stranger), then the submission loaded with its report, assignment, task, review desk and the
+/// blind names ([`Loaded::name`]): the one place these routes find a submission and the name to
+/// show for it. A missing one is 404.
+pub struct Reviewed<A> {
+    pub who: A,
+    id: i64,
+    loaded: Loaded,
+}
+
+impl<A> axum::extract::FromRequestParts<Arc<App>> for Reviewed<A>
+where
+    A: axum::extract::FromRequestParts<Arc<App>, Rejection = axum::response::Response> + Send,
+{
+    type Rejection = axum::response::Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
+        use axum::response::IntoResponse;
+        let who = A::from_request_parts(parts, app).await?;
+        let params = axum::extract::RawPathParams::from_request_parts(parts, app).await.map_err(IntoResponse::into_response)?;
+        let id = params.iter().find_map(|(key, value)| (key == "id").then(|| value.parse::<i64>().ok()).flatten());
+        let Some(id) = id else { return Err(Failure::not_found("such submission").into_response()) };
+        let loaded = load(app, id).await.map_err(IntoResponse::into_response)?;
+        Ok(Reviewed { who, id, loaded })
+    }
+}
+
 async fn load(app: &Arc<App>, id: i64) -> Result<Loaded, Failure> {
     let Some((submission, report)) = stored(app.store.submission(id)).await? else { return Err(Failure::not_found("such submission")) };
     let assignment = stored(app.store.assignment(&submission.assignment)).await?.ok_or_else(|| Failure::not_found("such assignment"))?;
@@ -616,8 +644,8 @@ pub fn feedback_html(body: &review::ReleaseBody) -> Markup {
 
 // ---------------------------------------------------------------- the code page
 
-pub async fn code_page(State(app): State<Arc<App>>, Path(id): Path<i64>, assessor: AssessorPage) -> AppResult<Html<String>> {
-    Ok(Html(render_code_page(&app, id, &assessor).await?))
+pub async fn code_page(State(app): State<Arc<App>>, asked: Reviewed<AssessorPage>) -> AppResult<Html<String>> {
+    Ok(Html(render_code_page(&app, asked).await?))
 }
 
 /// The code page's HTML past which no more file content is rendered (the files are still
@@ -657,10 +685,10 @@ fn lines_html(text: &str, language: Option<&str>, room: usize, until: Instant) -
     }
 }
 
-async fn render_code_page(app: &Arc<App>, id: i64, assessor: &AssessorPage) -> Result<String, Failure> {
-    let loaded = load(app, id).await?;
+async fn render_code_page(app: &Arc<App>, asked: Reviewed<AssessorPage>) -> Result<String, Failure> {
+    let Reviewed { who: assessor, id, loaded } = asked;
     let view = code_view(app, &loaded).await?;
-    let (user, csrf) = (assessor.user.clone(), assessor.csrf.clone());
+    let (user, csrf) = (assessor.user, assessor.csrf);
     // Highlighting and escaping are CPU work: on the blocking pool, within HIGHLIGHT_TIME.
     tokio::task::spawn_blocking(move || code_page_html(id, &loaded, &view, &user, &csrf)).await.map_err(|e| Failure::internal(e.to_string()))
 }
@@ -1040,8 +1068,8 @@ pub async fn release_form(State(app): State<Arc<App>>, Path(id): Path<i64>, form
 
 // ---------------------------------------------------------------- JSON API
 
-pub async fn files_api(State(app): State<Arc<App>>, Path(id): Path<i64>, _assessor: Assessor) -> AppResult<Json<serde_json::Value>> {
-    let loaded = load(&app, id).await?;
+pub async fn files_api(State(app): State<Arc<App>>, asked: Reviewed<Assessor>) -> AppResult<Json<serde_json::Value>> {
+    let Reviewed { id, loaded, .. } = asked;
     let view = code_view(&app, &loaded).await?;
     let all: &[Finding] = loaded.report.as_ref().map_or(&[], |r| r.components.code_quality.findings.as_slice());
     let findings = &all[..all.len().min(MAX_FINDINGS_API)];
@@ -1051,9 +1079,9 @@ pub async fn files_api(State(app): State<Arc<App>>, Path(id): Path<i64>, _assess
     ))
 }
 
-pub async fn review_api(State(app): State<Arc<App>>, Path(id): Path<i64>, _assessor: Assessor) -> AppResult<Json<serde_json::Value>> {
+pub async fn review_api(State(app): State<Arc<App>>, asked: Reviewed<Assessor>) -> AppResult<Json<serde_json::Value>> {
     {
-        let loaded = load(&app, id).await?;
+        let Reviewed { id, loaded, .. } = asked;
         let spec = loaded.review_spec();
         let notes = notes_of(&app, &loaded).await.ok().flatten();
         let notes_cut = notes.as_ref().and_then(|n| n.cut.clone());

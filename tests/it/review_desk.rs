@@ -81,6 +81,16 @@ async fn two_reviewers_read_blind_comment_score_and_disagree_then_release_decide
     assert_eq!(status, StatusCode::UNAUTHORIZED, "a candidate read an assessor's answer");
     let (status, _) = app.get("/api/tasks/..%2Fetc/compare", &[(header::AUTHORIZATION, basic("ada", PASSWORD))]).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "a task id that is not one");
+    // Who asks is checked before the submission is looked up: a stranger learns nothing of
+    // which submissions exist.
+    for path in [format!("/api/submissions/{id}/files"), "/api/submissions/999999/files".into(), format!("/api/submissions/{id}/review")] {
+        let (status, _) = app.get(&path, &[]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    for path in ["/api/submissions/999999/files", "/api/submissions/999999/review", "/api/submissions/x/files"] {
+        let (status, body) = app.get(path, &[(header::AUTHORIZATION, basic("ada", PASSWORD))]).await;
+        assert!(status == StatusCode::NOT_FOUND && body.contains("no such submission"), "{path}: {status} {body}");
+    }
 
     // ---- a line comment round-trips; only its author may edit it
     let path = format!("/api/submissions/{id}/comments");
