@@ -75,6 +75,8 @@ pub struct App {
     pub metrics: Arc<Mutex<Metrics>>,
     /// Woken when an event is put in the webhook outbox.
     pub webhooks: Arc<Notify>,
+    /// Pushes fingerprinted at once on arrival (for the similarity view): one.
+    pub fingerprinting: Arc<Semaphore>,
 }
 
 /// Counters for `/metrics` that the store does not hold.
@@ -112,6 +114,7 @@ impl App {
             requirement_warnings: Mutex::new(HashMap::new()),
             metrics: Arc::default(),
             webhooks: Arc::default(),
+            fingerprinting: Arc::new(Semaphore::new(1)),
         }
     }
 }

@@ -177,6 +177,22 @@ fn submission_prints(
     Ok(Some(prints))
 }
 
+/// Fingerprints a push as it arrives (in the background, one push at a time, on the blocking
+/// pool), so that the similarity view finds it computed instead of computing it or listing it as
+/// pending. A failure is only logged: the view computes what is missing.
+pub fn fingerprint_on_arrival(app: &Arc<App>, submission: i64, assignment: &str, commit: &str) {
+    let (app, assignment, commit) = (app.clone(), assignment.to_string(), commit.to_string());
+    tokio::spawn(async move {
+        let Ok(_turn) = app.fingerprinting.clone().acquire_owned().await else { return };
+        let (repos, cache) = (app.repos.clone(), app.config.data_dir.join("similarity"));
+        match tokio::task::spawn_blocking(move || submission_prints(&cache, &repos, submission, &assignment, &commit, true)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(submission, error = %e, "cannot fingerprint a push"),
+            Err(e) => tracing::warn!(submission, error = %e, "cannot fingerprint a push"),
+        }
+    });
+}
+
 /// A compared cohort: the pairs above the threshold, the entries, how many are candidates, and
 /// the candidates not fingerprinted yet (this view ran out of [`COMPUTE_TIME`]).
 struct Compared {

@@ -185,6 +185,13 @@ async fn assign_clone_push_and_read_the_graded_report() {
         // penguins-cleaning is reviewed blind: reviewers see an alias until a decision.
         assert_eq!(detail["report"]["candidate"], takehome::review::alias(&alice.id));
         assert_eq!(detail["report"]["submission"]["commit"].as_str().unwrap().len(), 40);
+        // The push was fingerprinted on arrival, for the similarity view (never at its view).
+        let fingerprints = data_path.join("similarity").join(format!("{}.json", rows[0]["id"]));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !fingerprints.is_file() {
+            assert!(Instant::now() < deadline, "the push was not fingerprinted on arrival");
+            std::thread::sleep(Duration::from_millis(100));
+        }
 
         // The candidate sees steps and format feedback, never a score.
         let (status, body) = daemon.get(&format!("/api/status/{}", alice.id), Some((&alice.id, &alice.token)));
