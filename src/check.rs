@@ -183,6 +183,8 @@ pub struct Expect {
     /// Markdown), each with at least this many figures among its outputs.
     #[serde(default)]
     pub executed_figures: BTreeMap<String, usize>,
+    /// The methodology rules the report must name (each at least once), and no other.
+    pub methodology: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -909,6 +911,18 @@ fn compare(expect: &Expect, spec: &TaskSpec, report: &Report) -> Vec<String> {
         let ran_in = report.provenance.extended_image.as_ref().map_or("task", |extended| extended.image.as_str());
         if ran_in != wanted {
             failures.push(format!("ran in {ran_in} (expected {wanted})"));
+        }
+    }
+    if let Some(wanted) = &expect.methodology {
+        let mut found: Vec<&str> = report.methodology.iter().map(|f| f.rule.as_str()).collect();
+        found.dedup();
+        let mut wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+        wanted.sort_unstable();
+        let mut sorted = found.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted != wanted {
+            failures.push(format!("methodology findings {sorted:?} (expected {wanted:?})"));
         }
     }
     for (file, wanted) in &expect.executed_figures {

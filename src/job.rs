@@ -150,7 +150,7 @@ pub async fn public_run<S: Sandbox>(
     match grade(sandbox, &public, submission_dir, image, job_id, cancel, &|_| {}).await {
         // The dry run's notebooks and figures are not kept: no page shows them, and the stored
         // run stays small (the status page reads ten of them).
-        Ok(report) => Some(PublicRun { report: Some(Report { artifacts: Artifacts::default(), ..report }), error: None, show_score }),
+        Ok(report) => Some(PublicRun { report: Some(Report { artifacts: Artifacts::default(), methodology: Vec::new(), ..report }), error: None, show_score }),
         Err(error) => Some(PublicRun { report: None, error: Some(format!("{error:#}")), show_score }),
     }
 }
@@ -622,6 +622,7 @@ async fn build_report(
     }
     add_context(prepared, &mut findings);
     let lines_of_code = count_lines(prepared, lint_run.lintr.is_some());
+    let methodology = methodology_findings(task, prepared).await?;
     let code_score = grading::code_quality_score(n_findings, lines_of_code, task.lint.zero_at);
 
     let wall: Duration = runs.iter().map(|r| r.wall).sum();
@@ -699,6 +700,7 @@ async fn build_report(
             rejected: output.map(|o| o.into_iter().flat_map(|c| c.rejected).collect()).unwrap_or_default(),
         },
         artifacts: Artifacts::default(),
+        methodology,
         provenance: Provenance {
             image: image.tag.clone(),
             image_id: image.id.clone(),
@@ -711,6 +713,26 @@ async fn build_report(
             extended_image: None,
         },
     })
+}
+
+/// The methodology findings of the submission's Python files and notebooks, read from the host's
+/// own copy (bounded: `methodology::MAX_BYTES`), on the blocking pool.
+async fn methodology_findings(task: &TaskSpec, prepared: &PreparedSubmission) -> Result<Vec<crate::methodology::Finding>, JobError> {
+    let context = crate::methodology::Context::of(task);
+    let mut files: Vec<(String, String)> = Vec::new();
+    let mut left = crate::methodology::MAX_BYTES as u64;
+    for relative in &prepared.python_files {
+        let Some(name) = relative.to_str() else { continue };
+        let size = std::fs::symlink_metadata(prepared.path().join(relative)).map(|m| m.len()).unwrap_or(u64::MAX);
+        if size > crate::methodology::MAX_FILE_BYTES as u64 || size > left {
+            continue;
+        }
+        if let Some(text) = read_linted(prepared, name) {
+            left -= size;
+            files.push((name.to_string(), text));
+        }
+    }
+    tokio::task::spawn_blocking(move || crate::methodology::analyse(&files, &context)).await.map_err(|error| JobError::Internal(error.to_string()))
 }
 
 /// The graded files' names, as the report's `output.file` shows them.
@@ -907,6 +929,7 @@ async fn rejected_report(task: &TaskSpec, submission_dir: &Path, image: &ImageRe
         steps: Vec::new(),
         output: OutputReport { file: output_files(task), bytes: None, rejected: Vec::new() },
         artifacts: Artifacts::default(),
+        methodology: Vec::new(),
         provenance: Provenance {
             image: image.tag.clone(),
             image_id: image.id.clone(),

@@ -10,6 +10,7 @@ pub mod environment;
 pub mod grading;
 pub mod intake;
 pub mod job;
+pub mod methodology;
 pub mod notebook;
 pub mod report;
 pub mod review;

@@ -115,6 +115,7 @@ pub fn render_with(report: &Report, extra: Markup) -> String {
         (score_section(report))
         (metric_section(report))
         (lint_section(&quality.findings, quality.n_findings, quality.lines_of_code, &quality.rules))
+        (methodology_section(&report.methodology))
         (steps_section(report))
         (artifacts_section(&report.artifacts))
         (provenance_section(report))
@@ -410,6 +411,26 @@ fn cleaning_section(cleaning: &CleaningDetails, of: &str) -> Markup {
                                 tr { td { (column.column) } td { (visible(&m.key)) } td { code { (visible(&m.expected)) } } td { code { (visible(&m.got)) } } }
                             }
                         }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What the code says about its validation: each finding with its rule, file, line and why it
+/// matters (signals, not part of the score).
+fn methodology_section(findings: &[crate::methodology::Finding]) -> Markup {
+    html! {
+        section.methodology {
+            h2 { "Methodology: " (findings.len()) " finding" @if findings.len() != 1 { "s" } }
+            @if findings.is_empty() {
+                p { "Nothing found: the code holds rows out before it measures, seeds what is random, keeps the target out of the features and fits nothing on the rows it predicts (as far as its Python shows; R is not read)." }
+            } @else {
+                p { "Read from the submission's own code (never run); signals for the follow-up, not part of the score." }
+                @for finding in findings {
+                    div.finding {
+                        span.rule { (finding.rule.as_str()) } " " code { (finding.file) ":" (finding.line) } ": " (finding.message)
                     }
                 }
             }

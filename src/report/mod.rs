@@ -229,6 +229,10 @@ pub struct Report {
     /// assessors only, since in a graded run they may show hidden data.
     #[serde(default, skip_serializing_if = "artifacts::Artifacts::is_empty")]
     pub artifacts: artifacts::Artifacts,
+    /// What the submission's own code says about its validation (`methodology`): signals for the
+    /// assessors, not part of the score; never in the candidate's view.
+    #[serde(default)]
+    pub methodology: Vec<crate::methodology::Finding>,
 }
 
 /// Who reads a rendering: assessors see everything; candidates see their steps, logs, format

@@ -396,6 +396,8 @@ pub struct GradedWith {
     pub task_digest: String,
     pub dataset_digest: String,
     pub image: String,
+    /// The report's `methodology` findings as JSON (`[]` when it has none).
+    pub methodology: String,
 }
 
 /// What a worker instance answers for now: the graded jobs (submission ids) from the claim's

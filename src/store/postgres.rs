@@ -718,7 +718,8 @@ impl Store for PostgresStore {
             "SELECT s.id, s.assignment, a.candidate, s.score, \
              COALESCE(s.report::jsonb #>> '{provenance,task_digest}', ''), \
              COALESCE(s.report::jsonb #>> '{provenance,dataset_digest}', ''), \
-             COALESCE(s.report::jsonb #>> '{provenance,image}', '') \
+             COALESCE(s.report::jsonb #>> '{provenance,image}', ''), \
+             COALESCE(s.report::jsonb #>> '{methodology}', '[]') \
              FROM submissions s JOIN assignments a ON a.id = s.assignment \
              WHERE s.task = $1 AND s.status = 'graded' AND s.report IS NOT NULL ORDER BY s.id DESC",
             &[&task],
@@ -734,6 +735,7 @@ impl Store for PostgresStore {
                 task_digest: r.try_get(4)?,
                 dataset_digest: r.try_get(5)?,
                 image: r.try_get(6)?,
+                methodology: r.try_get(7)?,
             })
         })
         .collect()

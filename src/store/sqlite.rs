@@ -676,7 +676,8 @@ impl Store for SqliteStore {
                 "SELECT s.id, s.assignment, a.candidate, s.score, \
                  COALESCE(json_extract(s.report, '$.provenance.task_digest'), ''), \
                  COALESCE(json_extract(s.report, '$.provenance.dataset_digest'), ''), \
-                 COALESCE(json_extract(s.report, '$.provenance.image'), '') \
+                 COALESCE(json_extract(s.report, '$.provenance.image'), ''), \
+                 COALESCE(json_extract(s.report, '$.methodology'), '[]') \
                  FROM submissions s JOIN assignments a ON a.id = s.assignment \
                  WHERE s.task = ?1 AND s.status = 'graded' AND json_valid(s.report) ORDER BY s.id DESC",
             )?;
@@ -690,6 +691,7 @@ impl Store for SqliteStore {
                         task_digest: r.get(4)?,
                         dataset_digest: r.get(5)?,
                         image: r.get(6)?,
+                        methodology: r.get(7)?,
                     })
                 })?
                 .collect();

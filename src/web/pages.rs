@@ -233,6 +233,15 @@ pub async fn compare_page(State(app): State<Arc<App>>, assessor: AssessorPage, T
     let affected = super::signals::affected(&app, task).await?;
     let scores: Vec<f64> = rows.iter().filter_map(|s| s.score).collect();
     let baselines: Vec<(String, f64)> = crate::check::graded_baselines(&app.config.tasks_root, task).into_iter().map(|b| (b.fixture, b.score)).collect();
+    // Each graded report's methodology findings' rules, read out of the stored reports in one query.
+    let methodology: std::collections::HashMap<i64, Vec<String>> = stored(app.store.graded_provenance(task))
+        .await?
+        .into_iter()
+        .map(|g| {
+            let found: Vec<crate::methodology::Finding> = serde_json::from_str(&g.methodology).unwrap_or_default();
+            (g.submission, found.iter().map(|f| format!("{} ({}:{})", f.rule.as_str(), f.file, f.line)).collect())
+        })
+        .collect();
     let csrf = csrf_field(&assessor.csrf);
     let body = html! {
         p {
@@ -265,6 +274,7 @@ pub async fn compare_page(State(app): State<Arc<App>>, assessor: AssessorPage, T
         table {
             tr {
                 th { "rank" } th { "candidate" } th { "submission" } th { "status" } th.num { "score" } th.num { "percentile" } th.num { "change at regrade" }
+                th { "methodology" }
             }
             @for (rank, s) in rows.iter().enumerate() {
                 tr {
@@ -275,6 +285,13 @@ pub async fn compare_page(State(app): State<Arc<App>>, assessor: AssessorPage, T
                     td.num { (format!("{:.0}", crate::review::percentile(s.score.unwrap_or(0.0), &scores).unwrap_or(0.0))) }
                     td.num {
                         @if let (Some(p), Some(n)) = (s.previous_score, s.score) { (format!("{:+.1}", n - p)) }
+                    }
+                    td {
+                        @match methodology.get(&s.id) {
+                            Some(found) if !found.is_empty() => { small { (found.join("; ")) } }
+                            Some(_) => { small { "none found" } }
+                            None => {}
+                        }
                     }
                 }
             }

@@ -794,8 +794,15 @@ fn lint_line(x: &Finding) -> Markup {
 fn code_page_html(id: i64, loaded: &Loaded, view: &CodeView, user: &str, csrf: &str) -> String {
     let highlight_until = Instant::now() + HIGHLIGHT_TIME;
     // Lint findings by file, then by line: looked up, never scanned per line.
+    // Methodology findings join them at their lines, their rule marked as such.
+    let methodology: Vec<Finding> = loaded
+        .report
+        .iter()
+        .flat_map(|r| &r.methodology)
+        .map(|m| Finding { file: m.file.clone(), line: m.line, rule: format!("methodology: {}", m.rule.as_str()), message: m.message.clone(), context: vec![] })
+        .collect();
     let mut findings: HashMap<&str, Vec<&Finding>> = HashMap::new();
-    for finding in loaded.report.iter().flat_map(|r| &r.components.code_quality.findings) {
+    for finding in loaded.report.iter().flat_map(|r| &r.components.code_quality.findings).chain(&methodology) {
         findings.entry(finding.file.as_str()).or_default().push(finding);
     }
     // The page is made of templates joined in order, so that its size can be checked as it grows.

@@ -13,6 +13,7 @@ mod common;
 mod grade;
 mod job_logic;
 mod layers;
+mod methodology;
 mod metrics;
 mod noninterference;
 mod pages_bench;

@@ -300,3 +300,36 @@ async fn the_code_view_shows_a_python_notebook_and_r_markdown_as_they_ran_and_th
         assert!(!status_page.contains("data:image/png") && !status_page.contains(printed), "{file}: the candidate sees the graded run's outputs");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn methodology_findings_show_at_their_lines_in_the_report_and_the_comparison_and_never_to_the_candidate() {
+    let app = TestApp::new(&repo_root()).await;
+    let ada = app.assessor_cookie("ada").await;
+    let task = takehome::task::load(&repo_root().join("tasks/diamond-cut")).unwrap();
+    let files = fixture_files("diamond-cut", "unvalidated");
+    let files: Vec<(&str, &[u8])> = files.iter().map(|(name, bytes)| (name.as_str(), bytes.as_slice())).collect();
+    // Frozen from a real grading of the fixture (`check` grades it and asks for both rules).
+    let report = std::fs::read_to_string(repo_root().join("tests/fixtures/reports/diamond-cut-unvalidated.json")).unwrap();
+    let (id, token) = app.graded_push("a0unvalidated", &task, "u@example.com", &files, "never measured", &report).await;
+
+    let code = app.page(&ada, &format!("/submissions/{id}/code")).await;
+    for (rule, line) in [("unseeded-randomness", 17), ("no-validation", 18)] {
+        let at = code.find(&format!("methodology: {rule}")).unwrap_or_else(|| panic!("{rule} is not in the code view"));
+        let row = &code[..at];
+        assert!(row.rfind(&format!("-L{line}\"")).is_some_and(|l| at - l < 2_000), "{rule} is not at line {line}");
+    }
+    let page = app.page(&ada, &format!("/submissions/{id}")).await;
+    assert!(page.contains("Methodology: 2 findings") && page.contains("train.py:18"), "the report lacks its methodology section");
+    let compare = app.page(&ada, "/tasks/diamond-cut/compare").await;
+    assert!(compare.contains("no-validation (train.py:18)") && compare.contains("unseeded-randomness (train.py:17)"), "the comparison lacks the findings");
+    let (_, api) = app.get(&format!("/api/submissions/{id}"), &[(header::COOKIE, ada.clone())]).await;
+    let api: serde_json::Value = serde_json::from_str(&api).unwrap();
+    assert_eq!(api["report"]["methodology"].as_array().map(Vec::len), Some(2), "{api:#}");
+
+    let candidate = [(header::AUTHORIZATION, basic("a0unvalidated", &token))];
+    for path in ["/status/a0unvalidated", "/api/status/a0unvalidated"] {
+        let (status, body) = app.get(path, &candidate).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(!body.contains("no-validation") && !body.contains("methodology") && !body.contains("unseeded"), "{path} shows the methodology findings");
+    }
+}
