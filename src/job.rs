@@ -150,7 +150,11 @@ pub async fn public_run<S: Sandbox>(
     match grade(sandbox, &public, submission_dir, image, job_id, cancel, &|_| {}).await {
         // The dry run's notebooks and figures are not kept: no page shows them, and the stored
         // run stays small (the status page reads ten of them).
-        Ok(report) => Some(PublicRun { report: Some(Report { artifacts: Artifacts::default(), methodology: Vec::new(), ..report }), error: None, show_score }),
+        Ok(report) => Some(PublicRun {
+            report: Some(Report { artifacts: Artifacts::default(), methodology: Vec::new(), debrief: Vec::new(), ..report }),
+            error: None,
+            show_score,
+        }),
         Err(error) => Some(PublicRun { report: None, error: Some(format!("{error:#}")), show_score }),
     }
 }
@@ -622,7 +626,7 @@ async fn build_report(
     }
     add_context(prepared, &mut findings);
     let lines_of_code = count_lines(prepared, lint_run.lintr.is_some());
-    let methodology = methodology_findings(task, prepared).await?;
+    let (methodology, debrief) = methodology_findings(task, prepared, accuracy_score).await?;
     let code_score = grading::code_quality_score(n_findings, lines_of_code, task.lint.zero_at);
 
     let wall: Duration = runs.iter().map(|r| r.wall).sum();
@@ -701,6 +705,7 @@ async fn build_report(
         },
         artifacts: Artifacts::default(),
         methodology,
+        debrief,
         provenance: Provenance {
             image: image.tag.clone(),
             image_id: image.id.clone(),
@@ -716,8 +721,13 @@ async fn build_report(
 }
 
 /// The methodology findings of the submission's Python files and notebooks, read from the host's
-/// own copy (bounded: `methodology::MAX_BYTES`), on the blocking pool.
-async fn methodology_findings(task: &TaskSpec, prepared: &PreparedSubmission) -> Result<Vec<crate::methodology::Finding>, JobError> {
+/// own copy (bounded: `methodology::MAX_BYTES`), and the debrief they and NOTES.md give, on the
+/// blocking pool.
+async fn methodology_findings(
+    task: &TaskSpec,
+    prepared: &PreparedSubmission,
+    accuracy: f64,
+) -> Result<(Vec<crate::methodology::Finding>, Vec<crate::debrief::Question>), JobError> {
     let context = crate::methodology::Context::of(task);
     let mut files: Vec<(String, String)> = Vec::new();
     let mut left = crate::methodology::MAX_BYTES as u64;
@@ -732,7 +742,28 @@ async fn methodology_findings(task: &TaskSpec, prepared: &PreparedSubmission) ->
             files.push((name.to_string(), text));
         }
     }
-    tokio::task::spawn_blocking(move || crate::methodology::analyse(&files, &context)).await.map_err(|error| JobError::Internal(error.to_string()))
+    let notes = read_notes(prepared);
+    tokio::task::spawn_blocking(move || {
+        let findings = crate::methodology::analyse(&files, &context);
+        let evidence =
+            crate::debrief::Evidence { files: &files, methodology: &findings, notes: notes.as_deref(), hidden_accuracy: Some(accuracy), ..Default::default() };
+        let debrief = crate::debrief::questions(&evidence);
+        (findings, debrief)
+    })
+    .await
+    .map_err(|error| JobError::Internal(error.to_string()))
+}
+
+/// NOTES.md at the top of the submission (any case), at most 64 KiB, never through a link.
+fn read_notes(prepared: &PreparedSubmission) -> Option<String> {
+    let entry = std::fs::read_dir(prepared.path()).ok()?.filter_map(Result::ok).find(|e| e.file_name().to_string_lossy().eq_ignore_ascii_case("NOTES.md"))?;
+    let file = submission::open_no_follow(&entry.path()).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, 64 << 10), &mut bytes).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// The graded files' names, as the report's `output.file` shows them.
@@ -930,6 +961,7 @@ async fn rejected_report(task: &TaskSpec, submission_dir: &Path, image: &ImageRe
         output: OutputReport { file: output_files(task), bytes: None, rejected: Vec::new() },
         artifacts: Artifacts::default(),
         methodology: Vec::new(),
+        debrief: Vec::new(),
         provenance: Provenance {
             image: image.tag.clone(),
             image_id: image.id.clone(),

@@ -5,6 +5,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod debrief;
 pub mod digest;
 pub mod environment;
 pub mod grading;

@@ -121,7 +121,7 @@ const TRANSFORMERS: &[&str] = &[
 ];
 
 /// Estimators (models) whose fit is training.
-const ESTIMATORS: &[&str] = &[
+pub(crate) const ESTIMATORS: &[&str] = &[
     "LogisticRegression",
     "LinearRegression",
     "Ridge",
@@ -198,7 +198,7 @@ const RANDOM: &[&str] = &[
 ];
 
 /// Calls that hold rows out.
-const VALIDATION: &[&str] = &[
+pub(crate) const VALIDATION: &[&str] = &[
     "train_test_split",
     "cross_val_score",
     "cross_validate",
@@ -252,18 +252,18 @@ const GLOBAL_SEEDS: &[&str] = &["np.random.seed", "numpy.random.seed", "random.s
 
 /// One call in the source.
 #[derive(Debug, Clone)]
-struct Call {
-    line: u64,
+pub(crate) struct Call {
+    pub line: u64,
     /// The callee as written (`scaler.fit_transform`, `train_test_split`).
-    callee: String,
+    pub callee: String,
     /// The last name of the callee (`fit_transform`, `train_test_split`).
-    name: String,
+    pub name: String,
     /// For a method call: the object's text (`scaler`, `StandardScaler()`).
-    receiver: Option<String>,
-    positional: Vec<String>,
-    keywords: Vec<(String, String)>,
+    pub receiver: Option<String>,
+    pub positional: Vec<String>,
+    pub keywords: Vec<(String, String)>,
     /// The names this call's value is assigned to (`scaler = StandardScaler()`).
-    assigned: Vec<String>,
+    pub assigned: Vec<String>,
 }
 
 /// A list of strings assigned to a name (`features = ["a", "b"]`, `X = df[["a", "b"]]`).
@@ -275,8 +275,8 @@ struct Listed {
 }
 
 #[derive(Debug, Default)]
-struct Source {
-    calls: Vec<Call>,
+pub(crate) struct Source {
+    pub calls: Vec<Call>,
     lists: Vec<Listed>,
 }
 
@@ -542,7 +542,7 @@ fn short(text: &str) -> String {
 }
 
 /// The calls and string lists of one Python source, in order.
-fn read(code: &str) -> Source {
+pub(crate) fn read(code: &str) -> Source {
     let mut out = Source::default();
     let mut parser = tree_sitter::Parser::new();
     if parser.set_language(&tree_sitter_python::LANGUAGE.into()).is_err() {

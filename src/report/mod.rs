@@ -233,6 +233,11 @@ pub struct Report {
     /// assessors, not part of the score; never in the candidate's view.
     #[serde(default)]
     pub methodology: Vec<crate::methodology::Finding>,
+    /// Questions for the follow-up interview from the code, its notes and its findings, as
+    /// graded (`debrief`; the debrief page adds the dry run's gap and the timeline); never in the
+    /// candidate's view.
+    #[serde(default)]
+    pub debrief: Vec<crate::debrief::Question>,
 }
 
 /// Who reads a rendering: assessors see everything; candidates see their steps, logs, format

@@ -220,6 +220,34 @@ pub fn read_batch(reader: &mut impl BufRead, count: usize, deadline: Instant) ->
 
 /// Each commit's message, cut as [`read_batch`] says (commits git does not know are left out;
 /// so are those not read by `deadline`).
+/// Lines added and removed between two commits (`git diff --shortstat`), or `None` when git
+/// cannot say within `time` (the process is then stopped) or an id is not one.
+pub fn changed_lines(repos: &Repos, assignment: &str, from: &str, to: &str, time: std::time::Duration) -> Option<u64> {
+    if !is_object_id(from) || !is_object_id(to) {
+        return None;
+    }
+    let mut command = git(repos, assignment);
+    command.args(["-c", "diff.renames=false", "diff", "--shortstat", "--no-ext-diff", "--no-textconv", from, to]);
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = command.spawn().ok()?;
+    let deadline = Instant::now() + time;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(10)),
+            _ => {
+                stop(&mut child);
+                return None;
+            }
+        }
+    }
+    let prefix = read_prefix(child.stdout.take()?, 4096, 0).ok()?;
+    let text = String::from_utf8_lossy(&prefix.bytes);
+    // " 3 files changed, 40 insertions(+), 2 deletions(-)"; nothing at all when equal.
+    let count = |what: &str| text.split(',').find(|part| part.contains(what)).and_then(|part| part.split_whitespace().next()?.parse::<u64>().ok()).unwrap_or(0);
+    Some(count("insertion") + count("deletion"))
+}
+
 pub fn commit_messages(repos: &Repos, assignment: &str, commits: &[String], deadline: Instant) -> HashMap<String, Message> {
     let commits: Vec<String> = commits.iter().filter(|c| is_object_id(c)).cloned().collect();
     if commits.is_empty() {

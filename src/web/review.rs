@@ -467,6 +467,7 @@ pub async fn review_section(app: &Arc<App>, id: i64, user: &str, csrf: &str) -> 
         section #review {
             h2 { "Review of " (loaded.name()) }
             p { a href={ "/submissions/" (id) "/code" } { "Read the code" } " (every file, lint findings at their lines, diff against the starter)" }
+            p { a href={ "/submissions/" (id) "/debrief" } { "Debrief for the follow-up interview" } " (questions tied to lines of the code, its methodology and its timeline; printable)" }
             @if let Some(score) = loaded.submission.score {
                 section #standing {
                     h3 { "Where the score stands" }
@@ -1071,6 +1072,98 @@ pub async fn release_form(State(app): State<Arc<App>>, Path(id): Path<i64>, form
     let back = format!("/submissions/{id}#feedback");
     release(&app, &form.user, id, &message).await.map_err(back_to(back.clone()))?;
     Ok(Redirect::to(&back))
+}
+
+// ---------------------------------------------------------------- the debrief
+
+/// The debrief's questions (`debrief::questions`) from everything known of the submission now:
+/// its code (as the code view reads it, bounded), NOTES.md, the report's methodology findings
+/// and accuracy, the public dry run's accuracy, and the push that counts with its change.
+async fn debrief_of(app: &Arc<App>, loaded: &Loaded) -> Result<Vec<crate::debrief::Question>, Failure> {
+    let view = code_view(app, loaded).await?;
+    let files: Vec<(String, String)> = view
+        .files
+        .iter()
+        .filter_map(|f| match (&f.kind, &f.text, &f.cells) {
+            (FileKind::Text, Some(text), _) if f.path.ends_with(".py") => Some((f.path.clone(), text.clone())),
+            // A notebook's code cells in order (the methodology's lines count the same way).
+            (FileKind::Notebook, _, Some(cells)) => {
+                Some((f.path.clone(), cells.iter().filter(|c| c.kind == "code").map(|c| format!("{}\n", c.source)).collect()))
+            }
+            _ => None,
+        })
+        .collect();
+    let notes = notes_of(app, loaded).await.ok().flatten().map(|n| n.text);
+    let report = loaded.report.as_ref();
+    let public = stored(app.store.public_run(loaded.submission.id))
+        .await?
+        .and_then(|json| serde_json::from_str::<crate::job::PublicRun>(&json).ok())
+        .and_then(|run| run.report)
+        .map(|r| r.components.accuracy.score);
+    let mut submissions = stored(app.store.submissions(Some(&loaded.assignment.id), None)).await?;
+    submissions.sort_by_key(|s| s.number);
+    let counted = super::queries::counting(app, &loaded.assignment, &submissions).await?.map(|c| c.number);
+    let at = submissions.iter().position(|s| Some(s.number) == counted.or(submissions.last().map(|l| l.number)));
+    let change = match at {
+        Some(i) if i > 0 => {
+            let (repos, assignment, from, to) =
+                (app.repos.clone(), loaded.assignment.id.clone(), submissions[i - 1].commit.clone(), submissions[i].commit.clone());
+            tokio::task::spawn_blocking(move || bounded::changed_lines(&repos, &assignment, &from, &to, Duration::from_secs(2))).await.ok().flatten()
+        }
+        _ => None,
+    };
+    let pushes: Vec<crate::debrief::Push> = submissions
+        .iter()
+        .enumerate()
+        .map(|(i, s)| crate::debrief::Push { number: s.number, pushed_at: s.pushed_at, changed_lines: if Some(i) == at { change } else { None } })
+        .collect();
+    let methodology = report.map(|r| r.methodology.clone()).unwrap_or_default();
+    let evidence = crate::debrief::Evidence {
+        files: &files,
+        methodology: &methodology,
+        notes: notes.as_deref(),
+        public_accuracy: public,
+        hidden_accuracy: report.map(|r| r.components.accuracy.score),
+        pushes: &pushes,
+        counted,
+        started_at: loaded.assignment.started_at,
+        deadline: loaded.assignment.deadline(),
+    };
+    Ok(crate::debrief::questions(&evidence))
+}
+
+pub async fn debrief_api(State(app): State<Arc<App>>, asked: Reviewed<Assessor>) -> AppResult<Json<serde_json::Value>> {
+    let Reviewed { id, loaded, .. } = asked;
+    let questions = debrief_of(&app, &loaded).await?;
+    Ok(Json(serde_json::json!({ "submission": id, "candidate": loaded.name(), "debrief": questions })))
+}
+
+/// A page to print for the interviewer: the questions, each with what it comes from.
+pub async fn debrief_page(State(app): State<Arc<App>>, asked: Reviewed<AssessorPage>) -> AppResult<Html<String>> {
+    let Reviewed { id, loaded, .. } = asked;
+    let questions = debrief_of(&app, &loaded).await?;
+    let title = loaded.spec.as_ref().map(|s| s.title.clone()).unwrap_or_else(|| loaded.submission.task.clone());
+    let body = html! {
+        style { "@media print { nav, .no-print { display: none } body { background: #fff } } ol.debrief li { margin: 0 0 14px } .why { color: #555; font-size: 13px }" }
+        h1 { "Debrief: " (loaded.name()) ", submission #" (loaded.submission.number) }
+        p { (title) " · " a.no-print href={ "/submissions/" (id) } { "back to the review" } " · " a.no-print href={ "/submissions/" (id) "/code" } { "the code" } }
+        p { "Questions for the follow-up interview, each tied to what it comes from. Made from the code, its notes, its report and its pushes, the same way for every candidate; never shown to the candidate." }
+        @if questions.is_empty() {
+            p { "Nothing in this submission gives a question of its own (no model, split, imputation or encoding in its Python, no finding, no late change)." }
+        }
+        ol.debrief {
+            @for q in &questions {
+                li {
+                    b { (q.question) }
+                    div.why {
+                        @if let Some(file) = &q.file { code { (file) @if let Some(line) = q.line { ":" (line) } } " · " }
+                        (q.why)
+                    }
+                }
+            }
+        }
+    };
+    Ok(Html(page("Debrief", body).0))
 }
 
 // ---------------------------------------------------------------- JSON API

@@ -96,3 +96,34 @@ fn each_planted_flaw_is_found_at_its_line_and_the_sound_solutions_draw_nothing()
     assert!(expected_total >= 8, "{expected_total}");
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
+
+#[test]
+fn the_reference_and_weak_fixtures_get_a_debrief_tied_to_their_lines() {
+    let root = repo_root();
+    let mut summary = Vec::new();
+    for task_dir in takehome::task::discover_tasks(&root).unwrap() {
+        let task = takehome::task::load(&task_dir).unwrap();
+        let context = Context::of(&task);
+        for fixture in ["reference", "weak"] {
+            let dir = task_dir.join("fixtures").join(fixture);
+            let files = sources(&dir);
+            let findings = analyse(&files, &context);
+            let notes = std::fs::read_to_string(dir.join("NOTES.md")).ok();
+            let evidence = takehome::debrief::Evidence { files: &files, methodology: &findings, notes: notes.as_deref(), ..Default::default() };
+            let asked = takehome::debrief::questions(&evidence);
+            summary.push(format!("{} {fixture}: {} questions", task.id, asked.len()));
+            // Every one makes decisions worth a question; one that builds a model is asked about it.
+            assert!(!asked.is_empty(), "{} {fixture}: no question", task.id);
+            let builds_model = files.iter().any(|(_, text)| ["Classifier(", "Regressor(", "Regression("].iter().any(|c| text.contains(c)));
+            if builds_model {
+                assert!(asked.iter().any(|q| q.question.contains("What else did you try")), "{} {fixture}: no question on the model: {asked:#?}", task.id);
+            }
+            for q in &asked {
+                let tied_to_code = q.file.as_deref().is_some_and(|f| f.ends_with(".py") || f.ends_with(".ipynb"));
+                assert!(!tied_to_code || q.line.is_some_and(|l| l > 0), "{} {fixture}: a question on code without its line: {q:#?}", task.id);
+            }
+            assert_eq!(takehome::debrief::questions(&evidence), asked, "deterministic");
+        }
+    }
+    eprintln!("{}", summary.join("\n"));
+}

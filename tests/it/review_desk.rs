@@ -326,10 +326,28 @@ async fn methodology_findings_show_at_their_lines_in_the_report_and_the_comparis
     let api: serde_json::Value = serde_json::from_str(&api).unwrap();
     assert_eq!(api["report"]["methodology"].as_array().map(Vec::len), Some(2), "{api:#}");
 
+    // The debrief: printable, its questions tied to lines, the methodology's first.
+    let debrief = app.page(&ada, &format!("/submissions/{id}/debrief")).await;
+    assert!(debrief.contains("Nothing in your code holds rows out before this fit") && debrief.contains("train.py:18"), "{debrief}");
+    assert!(debrief.contains("Why `GradientBoostingClassifier` with `n_estimators=30, max_depth=3`?"), "{debrief}");
+    let (status, answer) = app.get(&format!("/api/submissions/{id}/debrief"), &[(header::COOKIE, ada.clone())]).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let questions = answer["debrief"].as_array().unwrap();
+    assert!(questions.len() >= 3 && questions.iter().all(|q| q["why"].as_str().is_some_and(|w| !w.is_empty())), "{answer:#}");
+    assert_eq!((questions[0]["file"].as_str(), questions[0]["line"].as_u64()), (Some("train.py"), Some(17)), "{answer:#}");
+
     let candidate = [(header::AUTHORIZATION, basic("a0unvalidated", &token))];
+    for path in [format!("/api/submissions/{id}/debrief"), format!("/submissions/{id}/debrief")] {
+        let (status, _) = app.get(&path, &candidate).await;
+        assert!(status == StatusCode::UNAUTHORIZED || status == StatusCode::SEE_OTHER, "{path}: a candidate reached the debrief ({status})");
+    }
     for path in ["/status/a0unvalidated", "/api/status/a0unvalidated"] {
         let (status, body) = app.get(path, &candidate).await;
         assert_eq!(status, StatusCode::OK, "{path}");
-        assert!(!body.contains("no-validation") && !body.contains("methodology") && !body.contains("unseeded"), "{path} shows the methodology findings");
+        assert!(
+            !body.contains("no-validation") && !body.contains("methodology") && !body.contains("unseeded") && !body.contains("debrief"),
+            "{path} shows the methodology findings or the debrief"
+        );
     }
 }

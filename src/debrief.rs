@@ -1,0 +1,360 @@
+//! A debrief for the follow-up interview: questions an interviewer can ask about one
+//! submission, each tied to what it comes from (a decision in the code at a file and line, a
+//! methodology finding, the gap between the public dry run and the hidden score, a claim in
+//! NOTES.md the code does not bear out, a large late change). Deterministic: the same evidence
+//! gives the same questions, in the same order; no model is called. For assessors only.
+
+use serde::{Deserialize, Serialize};
+
+use crate::methodology::{self, Call};
+
+/// Questions asked at most.
+pub const MAX_QUESTIONS: usize = 10;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Question {
+    pub question: String,
+    /// What it comes from, in a sentence.
+    pub why: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+}
+
+/// One push, for the timeline's questions.
+#[derive(Debug, Clone)]
+pub struct Push {
+    pub number: i64,
+    pub pushed_at: i64,
+    /// Lines added and removed since the push before it (`None`: not known).
+    pub changed_lines: Option<u64>,
+}
+
+/// What the debrief reads.
+#[derive(Debug, Default)]
+pub struct Evidence<'a> {
+    /// The submission's Python files and notebooks (`(path, text)`; a notebook's text is its JSON).
+    pub files: &'a [(String, String)],
+    pub methodology: &'a [methodology::Finding],
+    /// NOTES.md, when the submission has one.
+    pub notes: Option<&'a str>,
+    /// The accuracy component (0–100) of the public dry run and of the hidden grade.
+    pub public_accuracy: Option<f64>,
+    pub hidden_accuracy: Option<f64>,
+    /// The candidate's pushes, oldest first, and which counts.
+    pub pushes: &'a [Push],
+    pub counted: Option<i64>,
+    /// When the clock started and the deadline (seconds), where known.
+    pub started_at: Option<i64>,
+    pub deadline: Option<i64>,
+}
+
+/// A decision in the code worth a question, with its place.
+struct Decision {
+    file: String,
+    line: u64,
+    question: String,
+    why: String,
+    /// Lower asks first.
+    rank: u8,
+}
+
+/// The questions for one submission: methodology findings first (at most three), then a claim
+/// of the notes the code does not bear out, the dry-run gap, the model and its hyperparameters,
+/// the validation scheme, missing values, dropped columns, encodings, and a large late change;
+/// at most [`MAX_QUESTIONS`].
+pub fn questions(evidence: &Evidence) -> Vec<Question> {
+    let mut out = Vec::new();
+    for finding in evidence.methodology.iter().take(3) {
+        out.push(Question {
+            question: methodology_question(finding),
+            why: format!("Methodology finding `{}`: {}", finding.rule.as_str(), finding.message),
+            file: Some(finding.file.clone()),
+            line: Some(finding.line),
+        });
+    }
+    let codes: Vec<(String, String)> = evidence
+        .files
+        .iter()
+        .filter(|(_, text)| text.len() <= methodology::MAX_FILE_BYTES)
+        .filter_map(|(path, text)| {
+            // A notebook's JSON, or (from the code view) its code cells already joined.
+            let code = if path.ends_with(".ipynb") && text.trim_start().starts_with('{') { crate::environment::notebook_python(text)? } else { text.clone() };
+            Some((path.clone(), code))
+        })
+        .collect();
+    let calls: Vec<(String, Call)> =
+        codes.iter().flat_map(|(path, code)| methodology::read(code).calls.into_iter().map(move |call| (path.clone(), call))).collect();
+    if let Some(question) = notes_claim(evidence.notes, &calls) {
+        out.push(question);
+    }
+    if let (Some(public), Some(hidden)) = (evidence.public_accuracy, evidence.hidden_accuracy) {
+        if (public - hidden).abs() >= 10.0 {
+            let (higher, lower) = if public > hidden { ("public", "hidden") } else { ("hidden", "public") };
+            out.push(Question {
+                question: format!(
+                    "Your solution scored {public:.0} on the public rows and {hidden:.0} on the hidden ones. Why do you think it did better on the {higher} rows, and what about the {lower} rows might it not handle?"
+                ),
+                why: format!("The accuracy component was {public:.1} in the public dry run and {hidden:.1} on the hidden data: a gap of {:.1}.", (public - hidden).abs()),
+                file: None,
+                line: None,
+            });
+        }
+    }
+    let mut decisions = decisions(&calls, &codes);
+    // Code that writes its table and decides nothing the rules know (no model, no missing value
+    // handled, nothing dropped, nothing converted): ask what it left as it was, at the write.
+    if decisions.is_empty() {
+        if let Some((file, write)) = calls.iter().find(|(_, c)| matches!(c.name.as_str(), "to_csv" | "to_parquet")) {
+            decisions.push(Decision {
+                file: file.clone(),
+                line: write.line,
+                question: "Here the table is written with no value converted, no missing value handled and no row dropped. What did you see in the data, and what would you have fixed first with more time?".to_string(),
+                why: "The code handles no missing values, converts no types, drops no rows or columns and builds no model before this write.".to_string(),
+                rank: 8,
+            });
+        }
+    }
+    decisions.sort_by(|a, b| (a.rank, &a.file, a.line).cmp(&(b.rank, &b.file, b.line)));
+    let mut asked_ranks: Vec<u8> = Vec::new();
+    for decision in decisions {
+        // One question per kind of decision (the first of each), so the list stays varied; the
+        // candidate's own value readers, up to three.
+        let allowed = if decision.rank == RANK_READER { 3 } else { 1 };
+        if asked_ranks.iter().filter(|r| **r == decision.rank).count() >= allowed {
+            continue;
+        }
+        asked_ranks.push(decision.rank);
+        out.push(Question { question: decision.question, why: decision.why, file: Some(decision.file), line: Some(decision.line) });
+    }
+    if let Some(question) = late_change(evidence) {
+        out.push(question);
+    }
+    out.truncate(MAX_QUESTIONS);
+    out
+}
+
+fn methodology_question(finding: &methodology::Finding) -> String {
+    use methodology::Rule::*;
+    match finding.rule {
+        PreprocessingBeforeSplit => "Here the preprocessing learns from every row before you split off the validation rows. What does that do to your validation score, and how would you change the order?",
+        FitOnTest => "Here something is fitted on the rows you predict. What would happen if those rows arrived one at a time in production?",
+        NoValidation => "Nothing in your code holds rows out before this fit. How did you know the model was good enough to hand in?",
+        UnseededRandomness => "This is random and unseeded. If you ran it again, how much would the result move, and how would you find out?",
+        TargetAsFeature => "The target is among these features. Walk me through what the model sees at prediction time.",
+        TrainOnlyEvaluation => "This score is computed on the training rows. What does it tell you, and what would you measure instead?",
+    }
+    .to_string()
+}
+
+/// A claim of NOTES.md that the code does not bear out: cross-validation, tuning or a held-out
+/// set said, none in the code.
+fn notes_claim(notes: Option<&str>, calls: &[(String, Call)]) -> Option<Question> {
+    let notes = notes?.to_ascii_lowercase();
+    let has = |names: &[&str]| calls.iter().any(|(_, c)| names.contains(&c.name.as_str()));
+    let claims: [(&[&str], &[&str], &str); 3] = [
+        (
+            &["cross-valid", "cross valid", "k-fold", "kfold", "5-fold", "10-fold"],
+            &[
+                "cross_val_score",
+                "cross_validate",
+                "cross_val_predict",
+                "KFold",
+                "StratifiedKFold",
+                "GroupKFold",
+                "RepeatedKFold",
+                "GridSearchCV",
+                "RandomizedSearchCV",
+            ],
+            "cross-validation",
+        ),
+        (
+            &["tuned", "tuning", "grid search", "gridsearch", "hyperparameter search", "optuna"],
+            &["GridSearchCV", "RandomizedSearchCV", "HalvingGridSearchCV", "create_study", "optimize"],
+            "hyperparameter tuning",
+        ),
+        (&["held-out", "held out", "hold-out", "holdout", "validation set"], methodology::VALIDATION, "a held-out set"),
+    ];
+    for (said, calls_for, what) in claims {
+        if let Some(word) = said.iter().find(|w| notes.contains(*w)) {
+            if !has(calls_for) {
+                return Some(Question {
+                    question: format!("Your notes mention {what} (\"{word}\"), but the code handed in has none. Where did you do it, and what did it show?"),
+                    why: format!(
+                        "NOTES.md says \"{word}\"; no call of {} is in the submission's Python.",
+                        calls_for.iter().take(3).copied().collect::<Vec<_>>().join(", ")
+                    ),
+                    file: Some("NOTES.md".to_string()),
+                    line: None,
+                });
+            }
+        }
+    }
+    None
+}
+
+/// The rank of a question about one of the candidate's own functions that reads values.
+const RANK_READER: u8 = 9;
+
+/// The decisions the code makes, each with a question.
+fn decisions(calls: &[(String, Call)], codes: &[(String, String)]) -> Vec<Decision> {
+    let mut out = Vec::new();
+    let mut readers_seen: Vec<(String, String)> = Vec::new();
+    for (file, call) in calls {
+        // `column.map(reader)` with a function of the candidate's own: how it reads values.
+        if matches!(call.name.as_str(), "map" | "apply" | "transform") && call.positional.len() == 1 {
+            let reader = call.positional[0].trim();
+            let plain = !reader.is_empty() && reader.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let code = codes.iter().find(|(path, _)| path == file).map(|(_, code)| code.as_str()).unwrap_or("");
+            let defined = code.lines().position(|l| l.trim_start().starts_with(&format!("def {reader}(")));
+            if let (true, Some(at), false) = (plain, defined, readers_seen.contains(&(file.clone(), reader.to_string()))) {
+                readers_seen.push((file.clone(), reader.to_string()));
+                let column = call.receiver.as_deref().map(|r| short(r, 60)).unwrap_or_default();
+                out.push(Decision {
+                    file: file.clone(),
+                    line: at as u64 + 1,
+                    question: format!("`{reader}` decides what each value of `{column}` means. What does it do with a value it cannot read, and which odd values did you check it on?"),
+                    why: format!("Applied to `{column}` at line {}; defined here.", call.line),
+                    rank: RANK_READER,
+                });
+                continue;
+            }
+        }
+        let at = |rank: u8, question: String, why: String| Decision { file: file.clone(), line: call.line, question, why, rank };
+        let keywords = call.keywords.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
+        if methodology::ESTIMATORS.contains(&call.name.as_str())
+            && !matches!(call.name.as_str(), "Pipeline" | "make_pipeline" | "GridSearchCV" | "RandomizedSearchCV")
+        {
+            let settings = if keywords.is_empty() { "its default settings".to_string() } else { format!("`{}`", short(&keywords, 80)) };
+            out.push(at(
+                0,
+                format!("Why `{}` with {settings}? What else did you try, and how did you choose between them?", call.name),
+                format!("The model is made here: `{}`.", short(&format!("{}({keywords})", call.callee), 100)),
+            ));
+        } else if methodology::VALIDATION.contains(&call.name.as_str()) {
+            out.push(at(
+                1,
+                format!(
+                    "How did you choose this way of validating (`{}`), and how close was its score to what you expected on unseen data?",
+                    short(&format!("{}({keywords})", call.name), 80)
+                ),
+                "The validation scheme is set here.".to_string(),
+            ));
+        } else if matches!(call.name.as_str(), "fillna" | "SimpleImputer" | "KNNImputer" | "IterativeImputer" | "interpolate") {
+            out.push(at(
+                2,
+                format!("You fill missing values here (`{}`). Why this value, and how would a different choice change the result?", short(&call.callee, 60)),
+                "Missing values are imputed here.".to_string(),
+            ));
+        } else if call.name == "dropna" {
+            out.push(at(
+                3,
+                "You drop rows with missing values here. How many rows did that remove, and could the hidden data have more of them?".to_string(),
+                "Rows are dropped here.".to_string(),
+            ));
+        } else if call.name == "drop" && call.keywords.iter().any(|(k, _)| k == "columns") {
+            let columns = call.keywords.iter().find(|(k, _)| k == "columns").map(|(_, v)| v.clone()).unwrap_or_default();
+            out.push(at(
+                4,
+                format!("You drop the columns {} here. Why those, and what would keeping them change?", short(&columns, 80)),
+                "Columns are dropped here.".to_string(),
+            ));
+        } else if matches!(call.name.as_str(), "to_numeric" | "to_datetime") && call.keywords.iter().any(|(k, v)| k == "errors" && v.contains("coerce")) {
+            out.push(at(
+                6,
+                format!("Values that do not parse become missing here (`{}`, errors=\"coerce\"). How many were there, what did they look like, and could you have read them?", call.name),
+                "Unreadable values are turned into missing ones here.".to_string(),
+            ));
+        } else if call.name == "drop_duplicates" {
+            out.push(at(
+                7,
+                "You drop duplicate rows here. How did you decide what counts as a duplicate, and which copy to keep?".to_string(),
+                "Duplicate rows are dropped here.".to_string(),
+            ));
+        } else if matches!(call.name.as_str(), "OneHotEncoder" | "OrdinalEncoder" | "LabelEncoder" | "get_dummies" | "TargetEncoder") {
+            out.push(at(
+                5,
+                format!("You encode categories with `{}` here. What happens to a category that appears only in the rows you predict?", call.name),
+                "Categories are encoded here.".to_string(),
+            ));
+        }
+    }
+    out
+}
+
+/// The push that counts, when it came late with a large change: a question about what changed.
+fn late_change(evidence: &Evidence) -> Option<Question> {
+    let counted = evidence.counted.or_else(|| evidence.pushes.last().map(|p| p.number))?;
+    let push = evidence.pushes.iter().find(|p| p.number == counted)?;
+    let changed = push.changed_lines?;
+    let (start, deadline) = (evidence.started_at?, evidence.deadline?);
+    let span = (deadline - start).max(1) as f64;
+    let late = (push.pushed_at - start) as f64 / span >= 0.9;
+    if !late || changed < 50 || push.number < 2 {
+        return None;
+    }
+    let minutes = ((deadline - push.pushed_at).max(0) as f64 / 60.0).round();
+    Some(Question {
+        question: format!(
+            "Push #{} changed {changed} lines {minutes:.0} minutes before the deadline. What changed at the end, and how did you check it before handing it in?",
+            push.number
+        ),
+        why: format!("The push that counts (#{}) came in the last tenth of the time box and changed {changed} lines since the one before.", push.number),
+        file: None,
+        line: None,
+    })
+}
+
+fn short(text: &str, max: usize) -> String {
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() > max {
+        format!("{}…", one_line.chars().take(max).collect::<String>())
+    } else {
+        one_line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn questions_come_from_the_code_the_notes_the_gap_and_the_timeline_in_a_fixed_order() {
+        let code = "import pandas as pd\nframe = pd.read_csv('x.csv')\nframe = frame.dropna()\nX = frame.drop(columns=['row_id', 'sex'])\nX = pd.get_dummies(X)\nmodel = RandomForestClassifier(n_estimators=300, random_state=0)\nmodel.fit(X, frame['sex'])\n";
+        let files = vec![("train.py".to_string(), code.to_string())];
+        let found = methodology::analyse(&files, &methodology::Context::default());
+        let pushes = [Push { number: 1, pushed_at: 100, changed_lines: Some(40) }, Push { number: 2, pushed_at: 3_500, changed_lines: Some(180) }];
+        let evidence = Evidence {
+            files: &files,
+            methodology: &found,
+            notes: Some("# Notes\nI cross-validated the forest and tuned it."),
+            public_accuracy: Some(92.0),
+            hidden_accuracy: Some(70.0),
+            pushes: &pushes,
+            counted: None,
+            started_at: Some(0),
+            deadline: Some(3_600),
+        };
+        let asked = questions(&evidence);
+        let tied: Vec<(Option<&str>, Option<u64>)> = asked.iter().map(|q| (q.file.as_deref(), q.line)).collect();
+        assert_eq!(
+            tied,
+            [
+                (Some("train.py"), Some(7)), // no validation
+                (Some("NOTES.md"), None),    // says cross-validated, none in the code
+                (None, None),                // 92 public, 70 hidden
+                (Some("train.py"), Some(6)), // the model and its settings
+                (Some("train.py"), Some(3)), // rows dropped
+                (Some("train.py"), Some(4)), // columns dropped
+                (Some("train.py"), Some(5)), // encoding
+                (None, None),                // 180 lines changed 2 minutes before the deadline
+            ],
+            "{asked:#?}"
+        );
+        assert!(asked[1].question.contains("cross-validation"), "{}", asked[1].question);
+        assert!(asked[3].question.contains("n_estimators=300"), "{}", asked[3].question);
+        assert!(asked[7].question.contains("Push #2 changed 180 lines"), "{}", asked[7].question);
+        assert_eq!(questions(&evidence), asked, "deterministic");
+    }
+}
