@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::methodology::{self, Call};
+use crate::methodology::{self, short, Call};
 
 /// Questions asked at most.
 pub const MAX_QUESTIONS: usize = 10;
@@ -304,15 +304,6 @@ fn late_change(evidence: &Evidence) -> Option<Question> {
         file: None,
         line: None,
     })
-}
-
-fn short(text: &str, max: usize) -> String {
-    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.chars().count() > max {
-        format!("{}…", one_line.chars().take(max).collect::<String>())
-    } else {
-        one_line
-    }
 }
 
 #[cfg(test)]

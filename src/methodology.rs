@@ -462,7 +462,7 @@ fn fit_on_test(path: &str, source: &Source, kinds: &HashMap<String, Kind>, predi
                 message: format!(
                     "`{}` fits on `{}`, which looks like the rows to predict: what is learned from the test rows makes the result depend on them, and no score of it says how it does on new data.",
                     call.callee,
-                    short(first)
+                    short(first, 60)
                 ),
             });
         }
@@ -532,10 +532,11 @@ fn target_as_feature(path: &str, source: &Source, targets: &[String], out: &mut 
     }
 }
 
-fn short(text: &str) -> String {
+/// Code shown in a sentence: on one line, at most `max` characters (then `…`).
+pub(crate) fn short(text: &str, max: usize) -> String {
     let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.chars().count() > 60 {
-        format!("{}…", one_line.chars().take(60).collect::<String>())
+    if one_line.chars().count() > max {
+        format!("{}…", one_line.chars().take(max).collect::<String>())
     } else {
         one_line
     }

@@ -115,19 +115,9 @@ async fn a_push_for_review_is_graded_with_its_findings_at_their_lines_and_its_we
         let id = rows[0]["id"].as_i64().unwrap();
         let ada = login(&daemon, "ada", PASSWORD);
 
-        // ---- the code view
+        // ---- the real grading's lint finding at its line (the code view's pages and files are
+        // `review_desk`'s, in process, on this push's frozen report)
         let files = daemon.api(&format!("/api/submissions/{id}/files"));
-        let file = |path: &str| {
-            files["view"]["files"].as_array().unwrap().iter().find(|f| f["path"] == path).cloned().unwrap_or_else(|| panic!("no {path}: {files:#}"))
-        };
-        assert_eq!(file("clean.py")["change"], "modified", "{files:#}");
-        assert!(file("clean.py")["added_lines"].as_array().unwrap().iter().any(|l| l.as_u64() == Some(finding_line as u64)));
-        assert!(file("clean.py")["diff"].as_str().unwrap().contains("+def unused_helper(value):"));
-        assert_eq!(file("README.md")["change"], "unchanged");
-        assert_eq!(file("explore.ipynb")["kind"], "notebook");
-        assert_eq!(file("explore.ipynb")["cells"].as_array().unwrap().len(), 2);
-        assert_eq!(file("scratch.bin")["kind"], "binary");
-        assert!(file("scratch.bin").get("text").is_none());
         assert!(
             files["lint_findings"]
                 .as_array()
@@ -138,12 +128,7 @@ async fn a_push_for_review_is_graded_with_its_findings_at_their_lines_and_its_we
             files["lint_findings"]
         );
         let code = page(&daemon, &ada, &format!("/submissions/{id}/code"));
-        assert!(code.contains("class=\"hl-keyword\">def</span>"), "no highlighting");
-        assert!(code.contains(&format!("-L{finding_line}\" class=\"added finding\"")), "the finding's line is not marked");
-        assert!(code.contains("<b>F401</b>"), "the finding is not shown at its line");
-        assert!(code.contains("Diff against the starter") && code.contains("<span class=\"add\">+def unused_helper(value):</span>"));
-        assert!(code.contains("cell 2 · code") && code.contains("Looking at the units"));
-        assert!(!code.contains("<script") && code.contains("&lt;script&gt;alert(&#39;code&#39;)"), "candidate code must be escaped");
+        assert!(code.contains(&format!("-L{finding_line}\" class=\"added finding\"")) && code.contains("<b>F401</b>"), "the finding is not at its line");
 
         // The desk itself (comments, two reviewers, blind pages, release, decision, export, the
         // pages in a browser) is `review_desk`'s, in process, on a report frozen from this push.
