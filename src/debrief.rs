@@ -84,8 +84,8 @@ pub fn questions(evidence: &Evidence) -> Vec<Question> {
             Some((path.clone(), code))
         })
         .collect();
-    let calls: Vec<(String, Call)> =
-        codes.iter().flat_map(|(path, code)| methodology::read(code).calls.into_iter().map(move |call| (path.clone(), call))).collect();
+    let read: Vec<(String, methodology::Source)> = codes.iter().map(|(path, code)| (path.clone(), methodology::read(code))).collect();
+    let calls: Vec<(String, Call)> = read.iter().flat_map(|(path, source)| source.calls.iter().map(move |call| (path.clone(), call.clone()))).collect();
     if let Some(question) = notes_claim(evidence.notes, &calls) {
         out.push(question);
     }
@@ -103,6 +103,22 @@ pub fn questions(evidence: &Evidence) -> Vec<Question> {
         }
     }
     let mut decisions = decisions(&calls, &codes);
+    // Features the candidate made (a new column computed from others): where the idea came from.
+    for (file, source) in &read {
+        for (line, frame, column) in &source.columns_made {
+            let reassigned = source.columns_made.iter().filter(|(_, f, c)| f == frame && c == column).count() > 1;
+            if reassigned || calls.iter().any(|(f, c)| f == file && c.line == *line && c.name == "map") {
+                continue;
+            }
+            decisions.push(Decision {
+                file: file.clone(),
+                line: *line,
+                question: format!("You make the column `{column}` here. What made you think of it, and how did you check that it helps?"),
+                why: format!("A new column of `{}` is computed here.", short(frame, 40)),
+                rank: RANK_FEATURE,
+            });
+        }
+    }
     // Code that writes its table and decides nothing the rules know (no model, no missing value
     // handled, nothing dropped, nothing converted): ask what it left as it was, at the write.
     if decisions.is_empty() {
@@ -121,7 +137,7 @@ pub fn questions(evidence: &Evidence) -> Vec<Question> {
     for decision in decisions {
         // One question per kind of decision (the first of each), so the list stays varied; the
         // candidate's own value readers, up to three.
-        let allowed = if decision.rank == RANK_READER { 3 } else { 1 };
+        let allowed = if decision.rank == RANK_READER || decision.rank == RANK_FEATURE { 3 } else { 1 };
         if asked_ranks.iter().filter(|r| **r == decision.rank).count() >= allowed {
             continue;
         }
@@ -196,6 +212,8 @@ fn notes_claim(notes: Option<&str>, calls: &[(String, Call)]) -> Option<Question
 
 /// The rank of a question about one of the candidate's own functions that reads values.
 const RANK_READER: u8 = 9;
+/// The rank of a question about a feature the candidate made.
+const RANK_FEATURE: u8 = 10;
 
 /// The decisions the code makes, each with a question.
 fn decisions(calls: &[(String, Call)], codes: &[(String, String)]) -> Vec<Decision> {
@@ -347,5 +365,17 @@ mod tests {
         assert!(asked[3].question.contains("n_estimators=300"), "{}", asked[3].question);
         assert!(asked[7].question.contains("Push #2 changed 180 lines"), "{}", asked[7].question);
         assert_eq!(questions(&evidence), asked, "deterministic");
+    }
+
+    #[test]
+    fn a_feature_the_candidate_made_is_asked_about_at_its_line_and_a_column_read_by_map_is_not() {
+        let code = "def grade(x):\n    return x\nframe['ratio'] = frame['price'] / frame['carat']\nframe['grade'] = frame['raw'].map(grade)\n";
+        let files = vec![("features.py".to_string(), code.to_string())];
+        let asked = questions(&Evidence { files: &files, ..Default::default() });
+        let made: Vec<(&str, Option<u64>)> =
+            asked.iter().filter(|q| q.question.contains("You make the column")).map(|q| (q.question.as_str(), q.line)).collect();
+        assert_eq!(made.len(), 1, "{asked:#?}");
+        assert!(made[0].0.contains("`ratio`") && made[0].1 == Some(3), "{made:?}");
+        assert!(asked.iter().any(|q| q.question.starts_with("`grade` decides") && q.line == Some(1)), "{asked:#?}");
     }
 }

@@ -278,6 +278,8 @@ struct Listed {
 pub(crate) struct Source {
     pub calls: Vec<Call>,
     lists: Vec<Listed>,
+    /// Columns made by assignment (`frame["price_per_carat"] = ...`): (line, frame, column).
+    pub columns_made: Vec<(u64, String, String)>,
 }
 
 /// The findings of a submission's Python files and notebooks (`(path, text)`; a notebook's text is
@@ -563,8 +565,20 @@ pub(crate) fn read(code: &str) -> Source {
             "assignment" => {
                 if let (Some(left), Some(right)) = (node.child_by_field_name("left"), node.child_by_field_name("right")) {
                     let strings = list_strings(right, code);
+                    let line = node.start_position().row as u64 + 1;
                     if !strings.is_empty() {
-                        out.lists.push(Listed { line: node.start_position().row as u64 + 1, target: text(left), strings });
+                        out.lists.push(Listed { line, target: text(left), strings });
+                    }
+                    // `frame["name"] = ...`: a column made (its key a plain string).
+                    if left.kind() == "subscript" {
+                        let key = left.child_by_field_name("subscript").filter(|k| k.kind() == "string").map(text);
+                        let frame = left.child_by_field_name("value").map(text);
+                        if let (Some(key), Some(frame)) = (key, frame) {
+                            let key = key.trim_matches(['"', '\'']).to_string();
+                            if !key.is_empty() && key.len() <= 60 {
+                                out.columns_made.push((line, frame, key));
+                            }
+                        }
                     }
                 }
             }
