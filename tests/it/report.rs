@@ -83,8 +83,16 @@ fn the_candidate_view_leaves_out_scores_and_hidden_data() {
     assert!(html.contains("Steps") && html.contains("Code quality"), "the candidate still sees steps and lint findings");
     let json: serde_json::Value = serde_json::from_str(&report.to_json_view(View::Candidate)).unwrap();
     assert_eq!(json["view"], "candidate");
-    for absent in ["score", "formula", "components", "provenance", "candidate"] {
+    for absent in ["score", "formula", "components", "provenance", "candidate", "methodology", "debrief"] {
         assert!(json.get(absent).is_none(), "the candidate's JSON has {absent:?}");
+    }
+    // The methodology findings and the debrief are the assessors' (the fixture report has both).
+    assert!(!report.methodology.is_empty() && !report.debrief.is_empty());
+    for text in [&html, &report.to_markdown(View::Candidate), &json.to_string()] {
+        assert!(
+            !text.contains("no-validation") && !text.contains("Methodology") && !text.contains("n_estimators"),
+            "the candidate's view shows the methodology or the debrief"
+        );
     }
     let text = json.to_string();
     assert!(!text.contains(&report.provenance.dataset_digest) && !text.contains("\"weight\""));
