@@ -300,11 +300,11 @@ pub fn analyse(files: &[(String, String)], context: &Context) -> Vec<Finding> {
     let seeded =
         sources.iter().any(|(_, s)| s.calls.iter().any(|c| GLOBAL_SEEDS.iter().any(|seed| c.callee == *seed || c.callee.ends_with(&format!(".{seed}")))));
     let validates = sources.iter().any(|(_, s)| s.calls.iter().any(holds_out));
-    for (path, source) in &sources {
-        let kinds = variable_kinds(source);
+    let kinds: Vec<HashMap<String, Kind>> = sources.iter().map(|(_, source)| variable_kinds(source)).collect();
+    for ((path, source), kinds) in sources.iter().zip(&kinds) {
         let prediction_file = context.prediction_files.iter().any(|f| f == path);
-        preprocessing_before_split(path, source, &kinds, &mut findings);
-        fit_on_test(path, source, &kinds, prediction_file, &mut findings);
+        preprocessing_before_split(path, source, kinds, &mut findings);
+        fit_on_test(path, source, kinds, prediction_file, &mut findings);
         if !seeded {
             unseeded(path, source, &mut findings);
         }
@@ -312,10 +312,10 @@ pub fn analyse(files: &[(String, String)], context: &Context) -> Vec<Finding> {
     }
     // Across files: a model fitted with nothing held out; metrics of training rows only.
     if !validates {
-        let first_fit = sources.iter().find_map(|(path, source)| {
-            let kinds = variable_kinds(source);
-            source.calls.iter().find(|c| is_fit(c) && receiver_kind(c, &kinds) == Some(Kind::Estimator)).map(|c| (path, c))
-        });
+        let first_fit = sources
+            .iter()
+            .zip(&kinds)
+            .find_map(|((path, source), kinds)| source.calls.iter().find(|c| is_fit(c) && receiver_kind(c, kinds) == Some(Kind::Estimator)).map(|c| (path, c)));
         if let Some((path, call)) = first_fit {
             findings.push(Finding {
                 rule: Rule::NoValidation,
