@@ -732,9 +732,14 @@ fn score(metric: Option<&str>, truth: Option<&Path>, predictions: &Path, options
     };
     let ScoreOptions { id, target, positive, key, tolerance, missing, task } = options;
     let output = predictions.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // The task's own truth is scored on its slices too.
+    let mut slice_dataset = None;
     let (mut spec, truth) = match (&task, metric, truth) {
         (Some(dir), metric, truth) => {
             let spec = task::load(dir).map_err(usage)?;
+            if truth.is_none() {
+                slice_dataset = Some(spec.dataset_dir());
+            }
             // The task's output graded with this metric (any, when none is named); of several,
             // the one with this file name.
             let matching: Vec<&GradingSpec> = spec.outputs.iter().filter(|o| metric.is_none_or(|m| o.metric == m)).collect();
@@ -767,6 +772,7 @@ fn score(metric: Option<&str>, truth: Option<&Path>, predictions: &Path, options
                 weight: 1.0,
                 tolerance: crate::task::DEFAULT_TOLERANCE,
                 missing: GradingSpec::default_missing(),
+                slices: Vec::new(),
             },
             truth.to_path_buf(),
         ),
@@ -797,15 +803,17 @@ fn score(metric: Option<&str>, truth: Option<&Path>, predictions: &Path, options
                 spec.missing.insert(0, String::new());
             }
         }
-        let accuracy = grading::grade_output(&spec, predictions, truth).map_err(usage)?;
+        let slices = slices_of(&spec, slice_dataset.as_deref())?;
+        let accuracy = grading::grade_output_sliced(&spec, predictions, truth, &slices).map_err(usage)?;
         return match (accuracy.value, accuracy.problem, accuracy.cleaning) {
             (_, Some(problem), _) => Err(ours(anyhow::anyhow!("{}: {}", problem.kind.as_str(), problem.message))),
             (Some(value), None, details) => {
-                println!(
-                    "{}",
-                    serde_json::json!({ "metric": metric.name(), "value": value, "n_rows": accuracy.n_rows, "key": spec.id, "tolerance": spec.tolerance,
-                        "missing": spec.missing, "details": details })
-                );
+                let mut answer = serde_json::json!({ "metric": metric.name(), "value": value, "n_rows": accuracy.n_rows, "key": spec.id,
+                    "tolerance": spec.tolerance, "missing": spec.missing, "details": details });
+                if !accuracy.slices.is_empty() {
+                    answer["slices"] = serde_json::json!(accuracy.slices);
+                }
+                println!("{answer}");
                 Ok(())
             }
             (None, None, _) => Err(ours(anyhow::anyhow!("no value"))),
@@ -833,14 +841,27 @@ fn score(metric: Option<&str>, truth: Option<&Path>, predictions: &Path, options
     spec.id = Some(id);
     spec.target = Some(target);
     spec.positive = positive;
-    let accuracy = grading::grade_output(&spec, predictions, truth).map_err(usage)?;
+    let slices = slices_of(&spec, slice_dataset.as_deref())?;
+    let accuracy = grading::grade_output_sliced(&spec, predictions, truth, &slices).map_err(usage)?;
     match (accuracy.value, accuracy.problem) {
         (_, Some(problem)) => Err(ours(anyhow::anyhow!("{}: {}", problem.kind.as_str(), problem.message))),
         (Some(value), None) => {
-            println!("{}", serde_json::json!({ "metric": metric.name(), "value": value, "n_rows": accuracy.n_rows }));
+            let mut answer = serde_json::json!({ "metric": metric.name(), "value": value, "n_rows": accuracy.n_rows });
+            if !accuracy.slices.is_empty() {
+                answer["slices"] = serde_json::json!(accuracy.slices);
+            }
+            println!("{answer}");
             Ok(())
         }
         (None, None) => Err(ours(anyhow::anyhow!("no value"))),
+    }
+}
+
+/// The task's slices of its hidden rows, read from its data set (`None`: no slices).
+fn slices_of(spec: &crate::task::GradingSpec, dataset: Option<&Path>) -> Result<Vec<crate::grading::slices::Slice>, Failure> {
+    match dataset {
+        Some(dataset) => crate::grading::slices::members(spec, dataset).map_err(|message| usage(anyhow::anyhow!("{message}"))),
+        None => Ok(Vec::new()),
     }
 }
 

@@ -31,6 +31,55 @@ pub struct Push {
     pub changed_lines: Option<u64>,
 }
 
+/// The worst of an output's slices of the hidden rows, beside the metric on all rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorstSlice {
+    /// The graded file.
+    pub output: String,
+    pub metric: String,
+    pub higher_is_better: bool,
+    pub slice: String,
+    pub rows: usize,
+    pub value: f64,
+    pub whole: f64,
+}
+
+impl WorstSlice {
+    /// Whether the slice falls short of the whole by enough to ask about: 0.02 on a metric
+    /// within [0, 1], a tenth of the whole's value on others.
+    pub fn is_notable(&self) -> bool {
+        let shortfall = if self.higher_is_better { self.whole - self.value } else { self.value - self.whole };
+        let unit = (0.0..=1.0).contains(&self.whole) && (0.0..=1.0).contains(&self.value);
+        if unit {
+            shortfall >= 0.02
+        } else {
+            shortfall >= 0.1 * self.whole.abs()
+        }
+    }
+}
+
+/// The pair of classes a model mixes up most: `count` rows of class `truth` predicted as
+/// `predicted`, of `truth_rows` rows of that class.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Confused {
+    pub output: String,
+    pub truth: String,
+    pub predicted: String,
+    pub count: u64,
+    pub truth_rows: u64,
+}
+
+/// The column of a cleaned table with the fewest correct cells, and its first wrong cell.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeakColumn {
+    pub output: String,
+    pub column: String,
+    /// Correct cells over the truth's rows.
+    pub accuracy: f64,
+    /// `(key, expected, got)`.
+    pub example: Option<(String, String, String)>,
+}
+
 /// What the debrief reads.
 #[derive(Debug, Default)]
 pub struct Evidence<'a> {
@@ -48,6 +97,12 @@ pub struct Evidence<'a> {
     /// When the clock started and the deadline (seconds), where known.
     pub started_at: Option<i64>,
     pub deadline: Option<i64>,
+    /// Each graded output's worst slice of the hidden rows, where the task declares slices.
+    pub worst_slices: &'a [WorstSlice],
+    /// Each classifier's most mixed-up pair of classes.
+    pub confused: &'a [Confused],
+    /// Each cleaned table's weakest column.
+    pub weak_columns: &'a [WeakColumn],
 }
 
 /// A decision in the code worth a question, with its place.
@@ -102,6 +157,37 @@ pub fn questions(evidence: &Evidence) -> Vec<Question> {
             });
         }
     }
+    for worst in evidence.worst_slices.iter().filter(|w| w.is_notable()) {
+        out.push(worst_slice_question(worst));
+    }
+    for confused in evidence.confused.iter().filter(|c| c.count > 0) {
+        let Confused { output, truth, predicted, count, truth_rows } = confused;
+        let share = 100.0 * *count as f64 / (*truth_rows).max(1) as f64;
+        out.push(Question {
+            question: format!(
+                "Your model called {count} of the {truth_rows} hidden rows whose class is `{truth}` `{predicted}` ({share:.0} %), more than any other mix-up. What tells these two apart, and did your features give the model a way to see it?"
+            ),
+            why: format!("The largest count off the diagonal of the confusion matrix of {output}: true {truth}, predicted {predicted}, {count} rows."),
+            file: None,
+            line: None,
+        });
+    }
+    for weak in evidence.weak_columns.iter().filter(|w| w.accuracy < 1.0) {
+        let WeakColumn { output, column, accuracy, example } = weak;
+        let shown = match example {
+            Some((key, expected, got)) => format!(" (the record {key}: expected {expected:?}, got {got:?})"),
+            None => String::new(),
+        };
+        out.push(Question {
+            question: format!(
+                "`{column}` is your cleaned table's weakest column: {:.1} % of its cells are right{shown}. What did you decide for this column, and what would catch the rest?",
+                accuracy * 100.0
+            ),
+            why: format!("The column with the fewest correct cells in {output}: {:.1} % against the hidden clean table.", accuracy * 100.0),
+            file: None,
+            line: None,
+        });
+    }
     let mut decisions = decisions(&calls, &codes);
     // Features the candidate made (a new column computed from others): where the idea came from.
     for (file, source) in &read {
@@ -149,6 +235,28 @@ pub fn questions(evidence: &Evidence) -> Vec<Question> {
     }
     out.truncate(MAX_QUESTIONS);
     out
+}
+
+fn worst_slice_question(worst: &WorstSlice) -> Question {
+    let WorstSlice { output, metric, slice, rows, value, whole, .. } = worst;
+    let rows_text = if *rows == 1 { "1 row".to_string() } else { format!("{rows} rows") };
+    let question = if metric == "cell_accuracy" {
+        format!(
+            "Your cleaning gets {:.1} % of the cells right on the slice \"{slice}\" ({rows_text}), against {:.1} % on all of them. What do these records have that your code does not handle?",
+            value * 100.0,
+            whole * 100.0
+        )
+    } else {
+        format!(
+            "Your predictions' {metric} is {value:.3} on the slice \"{slice}\" ({rows_text}), against {whole:.3} on all rows. What is different about these rows, and what would you try for them?"
+        )
+    };
+    Question {
+        question,
+        why: format!("The worst of the task's slices of the hidden rows for {output}: {metric} {value:.4} on {rows_text}, {whole:.4} on all rows."),
+        file: None,
+        line: None,
+    }
 }
 
 fn methodology_question(finding: &methodology::Finding) -> String {
@@ -344,6 +452,7 @@ mod tests {
             counted: None,
             started_at: Some(0),
             deadline: Some(3_600),
+            ..Default::default()
         };
         let asked = questions(&evidence);
         let tied: Vec<(Option<&str>, Option<u64>)> = asked.iter().map(|q| (q.file.as_deref(), q.line)).collect();
@@ -365,6 +474,39 @@ mod tests {
         assert!(asked[3].question.contains("n_estimators=300"), "{}", asked[3].question);
         assert!(asked[7].question.contains("Push #2 changed 180 lines"), "{}", asked[7].question);
         assert_eq!(questions(&evidence), asked, "deterministic");
+    }
+
+    #[test]
+    fn the_worst_slice_the_largest_mix_up_and_the_weakest_column_are_asked_about_with_their_numbers() {
+        let slice = |slice: &str, value: f64, whole: f64| WorstSlice {
+            output: "predictions.csv".into(),
+            metric: "f1_macro".into(),
+            higher_is_better: true,
+            slice: slice.into(),
+            rows: 410,
+            value,
+            whole,
+        };
+        // 0.01 below the whole is noise; 0.2 below is a question.
+        let worst = [slice("carat ≥ 2", 0.41, 0.61), slice("colour = J", 0.60, 0.61)];
+        let confused = [Confused { output: "predictions.csv".into(), truth: "Ideal".into(), predicted: "Premium".into(), count: 412, truth_rows: 5_000 }];
+        let weak = [WeakColumn {
+            output: "penguins_clean.csv".into(),
+            column: "body_mass_g".into(),
+            accuracy: 0.84,
+            example: Some(("1027".into(), "4450".into(), "4.45".into())),
+        }];
+        let asked = questions(&Evidence { worst_slices: &worst, confused: &confused, weak_columns: &weak, ..Default::default() });
+        let texts: Vec<&str> = asked.iter().map(|q| q.question.as_str()).collect();
+        assert_eq!(texts.len(), 3, "{texts:#?}");
+        assert!(texts[0].contains("0.410 on the slice \"carat ≥ 2\" (410 rows), against 0.610"), "{}", texts[0]);
+        assert!(asked[0].why.contains("f1_macro 0.4100 on 410 rows, 0.6100 on all rows"), "{}", asked[0].why);
+        assert!(texts[1].contains("412 of the 5000 hidden rows whose class is `Ideal` `Premium` (8 %)"), "{}", texts[1]);
+        assert!(texts[2].contains("`body_mass_g`") && texts[2].contains("84.0 %") && texts[2].contains("expected \"4450\", got \"4.45\""), "{}", texts[2]);
+        // An error metric: lower is better, a tenth above the whole is a question.
+        let rmse = WorstSlice { metric: "rmse".into(), higher_is_better: false, value: 1200.0, whole: 1000.0, ..slice("price ≥ 10000", 0.0, 0.0) };
+        assert!(rmse.is_notable());
+        assert!(!WorstSlice { value: 1050.0, ..rmse.clone() }.is_notable());
     }
 
     #[test]

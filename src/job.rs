@@ -16,7 +16,7 @@ use crate::report::artifacts::Artifacts;
 use crate::report::*;
 use crate::sandbox::{Bind, JobOptions, JobSandbox, Limits, Outcome, RunError, Sandbox, StepRequest, StepRun};
 use crate::submission::{self, PreparedSubmission, SubmissionError};
-use crate::task::TaskSpec;
+use crate::task::{GradingSpec, TaskSpec};
 
 const LINT_TIMEOUT: Duration = Duration::from_secs(120);
 const LINT_MEMORY: u64 = 1 << 30;
@@ -575,6 +575,23 @@ fn lintr_findings(run: &StepRun) -> Vec<lint::Finding> {
     lint::parse_lintr_lines(&run.stdout.text())
 }
 
+/// Grades an output and each of its slices of the hidden rows. Slices the task's data cannot
+/// give (`check` says why) leave a note in their place, and the grade stands without them.
+fn graded_with_slices(spec: &GradingSpec, output: &Path, truth: &Path, dataset: &Path) -> Result<Accuracy, grading::GradingError> {
+    match grading::slices::members(spec, dataset) {
+        Ok(slices) => grading::grade_output_sliced(spec, output, truth, &slices),
+        Err(message) => {
+            tracing::warn!(output = %spec.output, %message, "the task's slices could not be read");
+            let mut accuracy = grading::grade_output(spec, output, truth)?;
+            if accuracy.problem.is_none() {
+                let note = format!("the task's slices could not be read: {message}");
+                accuracy.slices = vec![grading::slices::SliceScore { name: "slices".into(), rows: 0, value: None, note: Some(note) }];
+            }
+            Ok(accuracy)
+        }
+    }
+}
+
 async fn build_report(
     task: &TaskSpec,
     prepared: &PreparedSubmission,
@@ -595,8 +612,8 @@ async fn build_report(
             }
             Some(CollectedOutput { accuracy_input: Err(problem), .. }) => Accuracy::failed(spec.metric, problem.clone()),
             Some(CollectedOutput { accuracy_input: Ok(path), .. }) => {
-                let (spec_owned, path, truth) = (spec.clone(), path.clone(), task.truth_path(spec));
-                tokio::task::spawn_blocking(move || grading::grade_output(&spec_owned, &path, &truth))
+                let (spec_owned, path, truth, dataset) = (spec.clone(), path.clone(), task.truth_path(spec), task.dataset_dir());
+                tokio::task::spawn_blocking(move || graded_with_slices(&spec_owned, &path, &truth, &dataset))
                     .await
                     .map_err(|error| JobError::Internal(format!("grading panicked: {error}")))??
             }
@@ -626,7 +643,8 @@ async fn build_report(
     }
     add_context(prepared, &mut findings);
     let lines_of_code = count_lines(prepared, lint_run.lintr.is_some());
-    let (methodology, debrief) = methodology_findings(task, prepared, accuracy_score).await?;
+    let outcomes = Outcomes::of(&accuracy_component, task.primary().output.as_str());
+    let (methodology, debrief) = methodology_findings(task, prepared, accuracy_score, outcomes).await?;
     let code_score = grading::code_quality_score(n_findings, lines_of_code, task.lint.zero_at);
 
     let wall: Duration = runs.iter().map(|r| r.wall).sum();
@@ -720,6 +738,25 @@ async fn build_report(
     })
 }
 
+/// What the debrief asks about the graded outputs: each one's worst slice, most mixed-up
+/// classes and weakest cleaned column.
+#[derive(Debug, Default)]
+pub struct Outcomes {
+    pub worst_slices: Vec<crate::debrief::WorstSlice>,
+    pub confused: Vec<crate::debrief::Confused>,
+    pub weak_columns: Vec<crate::debrief::WeakColumn>,
+}
+
+impl Outcomes {
+    pub fn of(accuracy: &AccuracyComponent, single_file: &str) -> Outcomes {
+        Outcomes {
+            worst_slices: accuracy.worst_slices(single_file),
+            confused: accuracy.most_confused(single_file),
+            weak_columns: accuracy.weakest_columns(single_file),
+        }
+    }
+}
+
 /// The methodology findings of the submission's Python files and notebooks, read from the host's
 /// own copy (bounded: `methodology::MAX_BYTES`), and the debrief they and NOTES.md give, on the
 /// blocking pool.
@@ -727,6 +764,7 @@ async fn methodology_findings(
     task: &TaskSpec,
     prepared: &PreparedSubmission,
     accuracy: f64,
+    outcomes: Outcomes,
 ) -> Result<(Vec<crate::methodology::Finding>, Vec<crate::debrief::Question>), JobError> {
     let context = crate::methodology::Context::of(task);
     let mut files: Vec<(String, String)> = Vec::new();
@@ -745,8 +783,16 @@ async fn methodology_findings(
     let notes = read_notes(prepared);
     tokio::task::spawn_blocking(move || {
         let findings = crate::methodology::analyse(&files, &context);
-        let evidence =
-            crate::debrief::Evidence { files: &files, methodology: &findings, notes: notes.as_deref(), hidden_accuracy: Some(accuracy), ..Default::default() };
+        let evidence = crate::debrief::Evidence {
+            files: &files,
+            methodology: &findings,
+            notes: notes.as_deref(),
+            hidden_accuracy: Some(accuracy),
+            worst_slices: &outcomes.worst_slices,
+            confused: &outcomes.confused,
+            weak_columns: &outcomes.weak_columns,
+            ..Default::default()
+        };
         let debrief = crate::debrief::questions(&evidence);
         (findings, debrief)
     })
@@ -808,8 +854,7 @@ fn combine_outputs(task: &TaskSpec, graded: Vec<(Accuracy, Option<u64>)>) -> Acc
         })
     });
     let metric = scored.iter().map(|o| o.accuracy.metric.as_str()).collect::<Vec<_>>().join(" + ");
-    let accuracy =
-        Accuracy { metric, value: None, problem, n_rows: scored.iter().map(|o| o.accuracy.n_rows).sum(), confusion: None, cleaning: None, residuals: None };
+    let accuracy = Accuracy { problem, n_rows: scored.iter().map(|o| o.accuracy.n_rows).sum(), ..Accuracy::unscored(metric) };
     AccuracyComponent { accuracy, zero_at: 0.0, full_at: 100.0, score, weight: 0.0, outputs: scored }
 }
 

@@ -329,6 +329,7 @@ fn new_cleaning_task(request: &NewTask, header: &[String], task_dir: &Path, data
         weight: 1.0,
         tolerance: crate::task::DEFAULT_TOLERANCE,
         missing: crate::task::GradingSpec::default_missing(),
+        slices: Vec::new(),
     };
     let passed_through = crate::grading::grade_output(&spec, &dataset_dir.join("hidden/input/raw.csv"), &dataset_dir.join("hidden/clean.csv"))
         .map_err(|e| e.to_string())?

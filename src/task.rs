@@ -309,6 +309,118 @@ pub struct GradingSpec {
     pub tolerance: f64,
     /// Data cleaning: the exact cell spellings that mean "no value" (an empty cell always does).
     pub missing: Vec<String>,
+    /// Parts of the hidden rows the report scores apart (`slices:`): hidden data, for the
+    /// assessors only.
+    pub slices: Vec<SliceSpec>,
+}
+
+/// The most slices one output is scored on, once rules that make several are expanded.
+pub const MAX_SLICES: usize = 64;
+/// The most slices one `each: true` rule makes (one per value of its column).
+pub const MAX_SLICE_VALUES: usize = 24;
+
+/// One rule of `slices:`: which hidden rows it takes, read from a column of a hidden file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SliceSpec {
+    /// The slice's name in the report; `None`: made from the rule (`carat ≥ 2`).
+    pub name: Option<String>,
+    /// The hidden file whose columns the rule reads, relative to the data set; `None`: the
+    /// output's truth. It must hold the output's id (or key) column.
+    pub from: Option<String>,
+    pub rule: SliceRule,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SliceRule {
+    /// One slice per distinct value of the column (spaces around it trimmed).
+    Each { column: String },
+    /// One slice per interval: below the first edge, between each two, from the last on.
+    Bins { column: String, edges: Vec<f64> },
+    /// `min ≤ value < max`, either bound left open.
+    Range { column: String, min: Option<f64>, max: Option<f64> },
+    /// The value (spaces around it trimmed) is one of these.
+    Values { column: String, values: Vec<String> },
+    /// The value holds one of these texts, case ignored.
+    Contains { column: String, texts: Vec<String> },
+    /// Any of these columns is missing (empty, or one of the output's `missing` spellings).
+    Missing { columns: Vec<String> },
+    /// The rows with these ids.
+    Ids(Vec<String>),
+}
+
+impl SliceRule {
+    /// The columns the rule reads.
+    pub fn columns(&self) -> Vec<&str> {
+        match self {
+            SliceRule::Each { column }
+            | SliceRule::Bins { column, .. }
+            | SliceRule::Range { column, .. }
+            | SliceRule::Values { column, .. }
+            | SliceRule::Contains { column, .. } => vec![column.as_str()],
+            SliceRule::Missing { columns } => columns.iter().map(String::as_str).collect(),
+            SliceRule::Ids(_) => Vec::new(),
+        }
+    }
+
+    /// How many slices the rule makes, when that is known without the data.
+    pub fn count(&self) -> Option<usize> {
+        match self {
+            SliceRule::Each { .. } => None,
+            SliceRule::Bins { edges, .. } => Some(edges.len() + 1),
+            _ => Some(1),
+        }
+    }
+}
+
+/// `0.5`, `2`, `1e+06`: a bound as a name shows it.
+pub fn show_number(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{}", value as i64)
+    } else {
+        format!("{value}")
+    }
+}
+
+impl SliceSpec {
+    /// The name of the rule's one slice (or, for `bins`, of bin `bin`; `each` names its own).
+    pub fn name_of(&self, bin: usize) -> String {
+        if let Some(name) = &self.name {
+            return match &self.rule {
+                SliceRule::Bins { .. } => format!("{name}: {}", self.rule_name(bin)),
+                _ => name.clone(),
+            };
+        }
+        self.rule_name(bin)
+    }
+
+    fn rule_name(&self, bin: usize) -> String {
+        let range = |column: &str, min: Option<f64>, max: Option<f64>| match (min, max) {
+            (Some(min), Some(max)) => format!("{} ≤ {column} < {}", show_number(min), show_number(max)),
+            (Some(min), None) => format!("{column} ≥ {}", show_number(min)),
+            (None, Some(max)) => format!("{column} < {}", show_number(max)),
+            (None, None) => column.to_string(),
+        };
+        match &self.rule {
+            SliceRule::Each { column } => column.clone(),
+            SliceRule::Bins { column, edges } => range(column, bin.checked_sub(1).map(|b| edges[b]), edges.get(bin).copied()),
+            SliceRule::Range { column, min, max } => range(column, *min, *max),
+            SliceRule::Values { column, values } => format!("{column} = {}", values.join(" or ")),
+            SliceRule::Contains { column, texts } => {
+                format!("{column} contains {}", texts.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(" or "))
+            }
+            SliceRule::Missing { columns } => format!("{} missing", or_list(columns)),
+            SliceRule::Ids(ids) => format!("{} chosen rows", ids.len()),
+        }
+    }
+}
+
+/// `a`, `a or b`, `a, b or c`.
+fn or_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+    }
 }
 
 impl GradingSpec {
@@ -441,6 +553,8 @@ impl TaskSpec {
             if let Some((_, public)) = run.truths.iter().find(|(name, _)| *name == output.output) {
                 output.truth = public.clone();
             }
+            // Slices are parts of the hidden rows: the public run has none.
+            output.slices.clear();
         }
         // Every step must have lost its hidden inputs, and every truth must be public.
         let all_public = task.steps.iter().all(|s| !s.reads_hidden()) && task.outputs.iter().all(|o| o.truth.starts_with("public/"));
@@ -1237,9 +1351,9 @@ impl Reader {
             value,
             path,
             if in_list {
-                &["output", "truth", "id", "key", "target", "positive", "classes", "columns", "metric", "scale", "weight", "tolerance", "missing"]
+                &["output", "truth", "id", "key", "target", "positive", "classes", "columns", "metric", "scale", "weight", "tolerance", "missing", "slices"]
             } else {
-                &["output", "truth", "id", "key", "target", "positive", "classes", "columns", "metric", "scale", "weights", "tolerance", "missing"]
+                &["output", "truth", "id", "key", "target", "positive", "classes", "columns", "metric", "scale", "weights", "tolerance", "missing", "slices"]
             },
         )?;
         let output = self.string(map, path, "output", true);
@@ -1373,9 +1487,174 @@ impl Reader {
                 other => self.problem(&join(path, "missing"), format!("expected a list of spellings like [\"\", \"NA\"], got {}", describe(other))),
             }
         }
-        let spec =
-            GradingSpec { output: output?, truth: truth?, id, target, positive, classes, columns, metric: metric?, scale: scale?, weight, tolerance, missing };
+        let slices = match map.get("slices") {
+            None => Vec::new(),
+            Some(value) => {
+                if cleaning && id.is_none() && map.contains_key("metric") {
+                    self.problem(&join(path, "slices"), "slices need the rows' key: name it with `key`");
+                }
+                self.slices(value, &join(path, "slices"), dataset_dir)
+            }
+        };
+        let spec = GradingSpec {
+            output: output?,
+            truth: truth?,
+            id,
+            target,
+            positive,
+            classes,
+            columns,
+            metric: metric?,
+            scale: scale?,
+            weight,
+            tolerance,
+            missing,
+            slices,
+        };
         Some((spec, weights))
+    }
+
+    /// `slices: [{ name?, from?, column, each | bins | min/max | values | contains } | { name?,
+    /// from?, missing: [columns] } | { name, ids: [...] }]`.
+    fn slices(&mut self, value: &Value, slices_path: &str, dataset_dir: Option<&Path>) -> Vec<SliceSpec> {
+        let Value::Sequence(items) = value else {
+            self.problem(slices_path, format!("expected a list of slices, got {}", describe(value)));
+            return Vec::new();
+        };
+        let mut out: Vec<SliceSpec> = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let path = format!("{slices_path}[{index}]");
+            let Some(map) = self.mapping(item, &path, &["name", "from", "column", "each", "bins", "min", "max", "values", "contains", "missing", "ids"]) else {
+                continue;
+            };
+            let name = self.string(map, &path, "name", false);
+            let from = self.string(map, &path, "from", false);
+            if let Some(from) = &from {
+                if !is_plain_relative(from) || !from.starts_with("hidden/") {
+                    self.problem(&join(&path, "from"), format!("{from:?} must be a relative path under hidden/ in the data set"));
+                } else if let Some(dir) = dataset_dir {
+                    if !dir.join(from).is_file() {
+                        self.problem(&join(&path, "from"), format!("{from:?}: no such file in {}", dir.display()));
+                    }
+                }
+            }
+            let kinds: Vec<&str> =
+                ["each", "bins", "min", "max", "values", "contains", "missing", "ids"].into_iter().filter(|k| map.contains_key(*k)).collect();
+            let range = kinds.iter().all(|k| *k == "min" || *k == "max") && !kinds.is_empty();
+            if kinds.len() != 1 && !range {
+                let found = if kinds.is_empty() { "none".to_string() } else { kinds.join(", ") };
+                self.problem(&path, format!("expected one rule: each, bins, min/max, values, contains, missing or ids (found {found})"));
+                continue;
+            }
+            let column = if map.contains_key("column") { self.string(map, &path, "column", true) } else { None };
+            let rule = match kinds[0] {
+                _ if kinds[0] != "missing" && kinds[0] != "ids" && !map.contains_key("column") => {
+                    self.problem(&join(&path, "column"), format!("missing (the column `{}` reads)", kinds[0]));
+                    None
+                }
+                "each" => {
+                    if map.get("each") != Some(&Value::Bool(true)) {
+                        self.problem(&join(&path, "each"), "expected `each: true` (one slice per value of the column)");
+                    }
+                    column.map(|column| SliceRule::Each { column })
+                }
+                "bins" => {
+                    let edges = self.number_list(map, &path, "bins");
+                    if edges.is_empty() || edges.windows(2).any(|w| w[0] >= w[1]) {
+                        self.problem(&join(&path, "bins"), "expected edges in rising order, like [0.5, 1, 2]");
+                    }
+                    if edges.len() + 1 > MAX_SLICES {
+                        self.problem(&join(&path, "bins"), format!("{} edges make more than {MAX_SLICES} slices", edges.len()));
+                    }
+                    column.map(|column| SliceRule::Bins { column, edges })
+                }
+                "min" | "max" => {
+                    let min = map.contains_key("min").then(|| self.number(map, &path, "min")).flatten();
+                    let max = map.contains_key("max").then(|| self.number(map, &path, "max")).flatten();
+                    if let (Some(min), Some(max)) = (min, max) {
+                        if min >= max {
+                            self.problem(&path, format!("min {min} must be below max {max} (a slice takes min ≤ value < max)"));
+                        }
+                    }
+                    column.map(|column| SliceRule::Range { column, min, max })
+                }
+                "values" | "contains" => {
+                    let key = kinds[0];
+                    let texts = self.label_list(map, &path, key).unwrap_or_default();
+                    if texts.is_empty() {
+                        self.problem(&join(&path, key), "expected a list of one or more values");
+                    }
+                    column.map(|column| match key {
+                        "values" => SliceRule::Values { column, values: texts.iter().map(|t| t.trim().to_string()).collect() },
+                        _ => SliceRule::Contains { column, texts: texts.iter().map(|t| t.to_lowercase()).collect() },
+                    })
+                }
+                "missing" => {
+                    if map.contains_key("column") {
+                        self.problem(&join(&path, "column"), "`missing` names its columns itself: missing: [x, y, z]");
+                    }
+                    let columns = self.string_list(map, &path, "missing").unwrap_or_default();
+                    if columns.is_empty() {
+                        self.problem(&join(&path, "missing"), "expected a list of columns, like [bill_length_mm, body_mass_g]");
+                    }
+                    Some(SliceRule::Missing { columns })
+                }
+                _ => {
+                    if from.is_some() || map.contains_key("column") {
+                        self.problem(&path, "`ids` lists the rows itself: leave out from and column");
+                    }
+                    if name.is_none() {
+                        self.problem(&join(&path, "name"), "missing (a slice of chosen rows needs a name that says what they are)");
+                    }
+                    let ids = self.label_list(map, &path, "ids").unwrap_or_default();
+                    if ids.is_empty() {
+                        self.problem(&join(&path, "ids"), "expected a list of one or more ids");
+                    }
+                    Some(SliceRule::Ids(ids.iter().map(|id| id.trim().to_string()).collect()))
+                }
+            };
+            if let Some(rule) = rule {
+                out.push(SliceSpec { name, from, rule });
+            }
+        }
+        let known: usize = out.iter().filter_map(|s| s.rule.count()).sum();
+        if known > MAX_SLICES {
+            self.problem(slices_path, format!("{known} slices; at most {MAX_SLICES} per output"));
+        }
+        let mut names: Vec<String> = Vec::new();
+        for (index, slice) in out.iter().enumerate() {
+            let Some(count) = slice.rule.count() else { continue };
+            for bin in 0..count {
+                let name = slice.name_of(bin);
+                if names.contains(&name) {
+                    self.problem(&format!("{slices_path}[{index}]"), format!("the name {name:?} is used twice"));
+                }
+                names.push(name);
+            }
+        }
+        out
+    }
+
+    fn number_list(&mut self, map: &Mapping, path: &str, key: &str) -> Vec<f64> {
+        let field = join(path, key);
+        match map.get(key) {
+            Some(Value::Sequence(items)) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(index, item)| match item {
+                    Value::Number(n) if n.as_f64().is_some_and(f64::is_finite) => n.as_f64(),
+                    other => {
+                        self.problem(&format!("{field}[{index}]"), format!("expected a finite number, got {}", describe(other)));
+                        None
+                    }
+                })
+                .collect(),
+            Some(other) => {
+                self.problem(&field, format!("expected a list of numbers, got {}", describe(other)));
+                Vec::new()
+            }
+            None => Vec::new(),
+        }
     }
 
     /// `columns: { name: { compare: number, tolerance: 0.01 } | { compare: text, trim: true, case: insensitive } | { compare: date } }`

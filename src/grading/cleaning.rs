@@ -17,6 +17,7 @@ use std::path::Path;
 use polars::prelude::DataFrame;
 use serde::{Deserialize, Serialize};
 
+use super::slices::{for_each_bit, Masks, Slice, SliceScore};
 use super::table::{self, column_names};
 use super::{Accuracy, GradingError, Offence, OutputProblem, EXAMPLES};
 use crate::task::{CellCompare, GradingSpec};
@@ -193,7 +194,10 @@ fn text_columns(table: &DataFrame) -> HashMap<String, Vec<Option<&str>>> {
         .collect()
 }
 
-pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path) -> Result<Accuracy, GradingError> {
+/// Grades the cleaned table against the truth, and on each of `slices` of the truth's rows apart
+/// (a slice's value: its rows' correct cells over its rows' cells; rows the output adds beyond
+/// the truth's count against the whole table only).
+pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path, slices: &[Slice]) -> Result<Accuracy, GradingError> {
     let truth_error = |message: String| GradingError::Truth { path: truth_path.to_path_buf(), message };
     let truth_table = table::read_text(truth_path).map_err(truth_error)?;
     let output_table = match table::read_text(output_path) {
@@ -288,6 +292,14 @@ pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path) -> Resul
     let mut columns = Vec::new();
     let mut schema_mismatches = Vec::new();
     let mut n_correct_cells = 0;
+    let masks = match key.and_then(|k| truth.get(k)) {
+        Some(keys) => {
+            let index: HashMap<&str, usize> = keys.iter().enumerate().filter_map(|(row, k)| k.map(|k| (k.trim(), row))).collect();
+            Masks::new(slices, n_truth, |id| index.get(id.trim()).copied())
+        }
+        None => Masks::new(&[], n_truth, |_| None),
+    };
+    let mut slice_correct = vec![0usize; masks.names.len()];
     for (name, rule) in truth_names.iter().zip(&rules) {
         let expected = &truth[name];
         let got = output.get(name);
@@ -305,6 +317,7 @@ pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path) -> Resul
             };
             if matches!(got_cell, Some(cell) if cells_equal(expected[truth_row], cell, rule, &spec.missing)) {
                 result.n_correct += 1;
+                for_each_bit(masks.of(truth_row), |bit| slice_correct[bit] += 1);
             } else if result.mismatches.len() < EXAMPLES && got.is_some() {
                 result.mismatches.push(Mismatch {
                     key: key_of(truth_row),
@@ -340,6 +353,19 @@ pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path) -> Resul
     };
     let mut accuracy = Accuracy::scored(spec.metric, value, n_truth);
     accuracy.cleaning = Some(details);
+    let cells_per_row = truth_names.len().max(1);
+    accuracy.slices = masks
+        .names
+        .iter()
+        .zip(masks.counts())
+        .zip(slice_correct)
+        .map(|((name, rows), correct)| SliceScore {
+            name: name.clone(),
+            rows,
+            value: (rows > 0).then(|| correct as f64 / (rows * cells_per_row) as f64),
+            note: (rows == 0).then(|| "no rows".to_string()),
+        })
+        .collect();
     Ok(accuracy)
 }
 

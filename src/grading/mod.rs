@@ -12,6 +12,7 @@ pub mod lint;
 pub mod metrics;
 pub mod predictions;
 pub mod records;
+pub mod slices;
 pub mod table;
 pub mod task_data;
 
@@ -131,6 +132,9 @@ pub struct Accuracy {
     /// Regression: a histogram of residuals (prediction - truth).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub residuals: Option<Histogram>,
+    /// The metric on each of the task's slices of the hidden rows (hidden data: assessors only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slices: Vec<slices::SliceScore>,
 }
 
 /// Counts of values in equal-width bins between `low` and `high`.
@@ -160,15 +164,43 @@ impl Histogram {
 
 impl Accuracy {
     pub fn failed(metric: Metric, problem: OutputProblem) -> Accuracy {
-        Accuracy { metric: metric.name().to_string(), value: None, problem: Some(problem), n_rows: 0, confusion: None, cleaning: None, residuals: None }
+        Accuracy {
+            metric: metric.name().to_string(),
+            value: None,
+            problem: Some(problem),
+            n_rows: 0,
+            confusion: None,
+            cleaning: None,
+            residuals: None,
+            slices: Vec::new(),
+        }
+    }
+    /// No value and no problem yet, under a metric's name (`a + b` for several outputs).
+    pub fn unscored(metric: String) -> Accuracy {
+        Accuracy { metric, value: None, problem: None, n_rows: 0, confusion: None, cleaning: None, residuals: None, slices: Vec::new() }
     }
     pub fn scored(metric: Metric, value: f64, n_rows: usize) -> Accuracy {
-        Accuracy { metric: metric.name().to_string(), value: Some(value), problem: None, n_rows, confusion: None, cleaning: None, residuals: None }
+        Accuracy {
+            metric: metric.name().to_string(),
+            value: Some(value),
+            problem: None,
+            n_rows,
+            confusion: None,
+            cleaning: None,
+            residuals: None,
+            slices: Vec::new(),
+        }
     }
 }
 
 /// Grades the output file `output` (a regular file the host extracted) against the truth.
 pub fn grade_output(spec: &GradingSpec, output: &Path, truth: &Path) -> Result<Accuracy, GradingError> {
+    grade_output_sliced(spec, output, truth, &[])
+}
+
+/// [`grade_output`], and the metric on each of `slices` of the truth's rows (see
+/// [`slices::members`]).
+pub fn grade_output_sliced(spec: &GradingSpec, output: &Path, truth: &Path, slices: &[slices::Slice]) -> Result<Accuracy, GradingError> {
     match std::fs::metadata(output) {
         Err(_) => return Ok(Accuracy::failed(spec.metric, OutputProblem::missing(format!("no {} in /output", spec.output)))),
         Ok(meta) if meta.len() > MAX_OUTPUT_BYTES => {
@@ -190,8 +222,8 @@ pub fn grade_output(spec: &GradingSpec, output: &Path, truth: &Path) -> Result<A
         }
     }
     match spec.metric.input() {
-        MetricInput::Table => cleaning::grade(spec, output, truth),
-        _ => predictions::grade(spec, output, truth),
+        MetricInput::Table => cleaning::grade(spec, output, truth, slices),
+        _ => predictions::grade(spec, output, truth, slices),
     }
 }
 

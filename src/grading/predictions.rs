@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use super::atomics::{atomic, zeroed};
 use super::metrics::{self, Classes, Confusion, Ranked, Sum};
 use super::records::{self, parse_integer, parse_number, trim, Field, Sink, Stop, Want};
+use super::slices::{for_each_bit, Masks, Slice, SliceScore};
 use super::{Accuracy, ConfusionReport, GradingError, Offence, OutputProblem, EXAMPLES};
 use crate::task::{GradingSpec, Metric, MetricInput};
 
@@ -50,7 +51,8 @@ fn mem(stage: &str) {
     tracing::debug!(stage, rss_mib = pick("VmRSS:"), peak_mib = pick("VmHWM:"), "grading");
 }
 
-pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path) -> Result<Accuracy, GradingError> {
+/// Grades the output against the truth, and on each of `slices` of the truth's rows apart.
+pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path, slices: &[Slice]) -> Result<Accuracy, GradingError> {
     mem("start");
     let truth_error = |message: String| GradingError::Truth { path: truth_path.to_path_buf(), message };
     let fail = |problem: OutputProblem| Ok(Accuracy::failed(spec.metric, problem));
@@ -61,6 +63,12 @@ pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path) -> Resul
 
     let truth = Truth::read(spec, truth_path, id, target, input).map_err(truth_error)?;
     mem("truth read");
+    let masks = Masks::new(slices, truth.index.rows(), |id| truth.row_of(id));
+    // r2's denominators per slice, before the output's residuals take the truth's place.
+    let slice_sums: Vec<Option<f64>> = match spec.metric {
+        Metric::R2 => (0..masks.names.len()).map(|bit| Some(metrics::sum_of_squares(truth.numbers_in(&masks, bit)))).collect(),
+        _ => vec![None; masks.names.len()],
+    };
 
     // The output: columns first, then its records, each matched to its truth row at once.
     let expected: Vec<String> = if one_column_per_class {
@@ -112,6 +120,7 @@ pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path) -> Resul
         positive: spec.positive.as_deref().and_then(|p| truth.known.iter().position(|k| k == p)).map(|p| p as u32),
         classes: truth.known.iter().enumerate().map(|(i, name)| (name.as_str(), i as u32)).collect(),
         columns: value_columns.clone(),
+        masks: &masks,
     };
     let parts = match records::read(output_path, &wanted, super::max_output_rows(n as u64), || OutputSink::new(&shared)) {
         Ok(parts) => parts,
@@ -124,10 +133,14 @@ pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path) -> Resul
     let mut rows_before = 0u64;
     let mut claims = Vec::with_capacity(parts.len());
     let mut tallies = Vec::with_capacity(parts.len());
+    let mut slice_tallies: Vec<Vec<Tally>> = (0..masks.names.len()).map(|_| Vec::with_capacity(parts.len())).collect();
     for (part, rows) in parts {
         found.merge(part.found, rows_before);
         claims.push(part.claims);
         tallies.push(part.tally);
+        for (all, one) in slice_tallies.iter_mut().zip(part.slice_tallies) {
+            all.push(one);
+        }
         rows_before += rows;
     }
 
@@ -161,9 +174,106 @@ pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path) -> Resul
         return fail(problem);
     }
     mem("matched");
-    let scored = score(spec, &truth, tallies);
+    let mut scored = score(spec, &truth, tallies)?;
+    if scored.problem.is_none() {
+        let counts = masks.counts();
+        scored.slices = slice_tallies
+            .into_iter()
+            .zip(&masks.names)
+            .zip(counts)
+            .zip(slice_sums)
+            .map(|(((tallies, name), rows), sum_of_squares)| slice_score(spec, &truth, name, rows, join(tallies), sum_of_squares))
+            .collect();
+    }
     mem("scored");
-    scored
+    Ok(scored)
+}
+
+/// The metric on one slice's rows, from its tally.
+fn slice_score(spec: &GradingSpec, truth: &Truth, name: &str, rows: usize, tally: Tally, sum_of_squares: Option<f64>) -> SliceScore {
+    let mut score = SliceScore { name: name.to_string(), rows, value: None, note: None };
+    if rows == 0 {
+        score.note = Some("no rows".to_string());
+        return score;
+    }
+    let (value, _) = finish(spec, &truth.known, tally, rows, sum_of_squares);
+    match value.is_finite() {
+        true => score.value = Some(value),
+        false => score.note = Some(format!("{} is undefined on these rows (one class only)", spec.metric.name())),
+    }
+    score
+}
+
+/// The parts' tallies as one.
+fn join(tallies: Vec<Tally>) -> Tally {
+    let mut tallies = tallies.into_iter();
+    let Some(mut tally) = tallies.next() else { unreachable!("a file has at least one part") };
+    let rest: Vec<Tally> = tallies.collect();
+    debug_assert!(rest.iter().all(|t| t.kind_name() == tally.kind_name()), "every part tallies alike");
+    match &mut tally {
+        Tally::Confusion(counts) => {
+            for part in &rest {
+                let Tally::Confusion(more) = part else { unreachable!("alike") };
+                counts.iter_mut().zip(more).for_each(|(a, b)| *a += b);
+            }
+        }
+        Tally::Numbers { terms, negative } => {
+            for part in rest {
+                let Tally::Numbers { terms: more, negative: more_negative } = part else { unreachable!("alike") };
+                terms.merge(more);
+                *negative += more_negative;
+            }
+        }
+        Tally::Loss(sum) => {
+            for part in rest {
+                let Tally::Loss(more) = part else { unreachable!("alike") };
+                sum.merge(more);
+            }
+        }
+        Tally::Ranked(first) => {
+            let mut all = vec![std::mem::take(first)];
+            all.extend(rest.into_iter().map(|t| if let Tally::Ranked(r) = t { r } else { unreachable!("alike") }));
+            *first = Ranked::join(all);
+        }
+        Tally::PerClassRanked(first) => {
+            let mut per_class: Vec<Vec<Ranked>> = std::mem::take(first).into_iter().map(|r| vec![r]).collect();
+            for t in rest {
+                let Tally::PerClassRanked(classes) = t else { unreachable!("alike") };
+                for (class, ranked) in classes.into_iter().enumerate() {
+                    per_class[class].push(ranked);
+                }
+            }
+            *first = per_class.into_iter().map(Ranked::join).collect();
+        }
+    }
+    tally
+}
+
+/// The metric's value from a whole tally of `n_rows` rows, and the confusion matrix it was
+/// taken from (labels only): scikit-learn's classes are those that occur in the truth or the
+/// predictions of these rows.
+fn finish(spec: &GradingSpec, known: &[String], tally: Tally, n_rows: usize, sum_of_squares: Option<f64>) -> (f64, Option<(Vec<String>, Confusion)>) {
+    match tally {
+        Tally::Confusion(counts) => {
+            let k = known.len();
+            let present: Vec<bool> = (0..k).map(|c| (0..k).any(|o| counts[c * k + o] > 0 || counts[o * k + c] > 0)).collect();
+            let mut used: Vec<String> = known.iter().zip(&present).filter(|(_, &p)| p).map(|(n, _)| n.clone()).collect();
+            metrics::sort_labels(&mut used);
+            let remap: Vec<usize> = known.iter().map(|name| used.iter().position(|u| u == name).unwrap_or(0)).collect();
+            let mut confusion = Confusion { k: used.len(), counts: vec![0; used.len() * used.len()] };
+            for t in (0..k).filter(|&t| present[t]) {
+                for p in (0..k).filter(|&p| present[p]) {
+                    confusion.counts[remap[t] * used.len() + remap[p]] += counts[t * k + p];
+                }
+            }
+            let positive = spec.positive.as_ref().and_then(|p| used.iter().position(|u| u == p));
+            (metrics::label_metric(spec.metric, &confusion, positive), Some((used, confusion)))
+        }
+        Tally::Numbers { terms, .. } => (metrics::number_finish(spec.metric, terms, n_rows, sum_of_squares), None),
+        Tally::Loss(sum) => (sum.value() / n_rows as f64, None),
+        Tally::Ranked(ranked) => (ranked.auc(), None),
+        Tally::PerClassRanked(per_class) => (metrics::multiclass_auc(per_class), None),
+    }
 }
 
 /// The confusion matrix as the report shows it: in the task's `classes` order where it gives one
@@ -183,79 +293,26 @@ fn confusion_report(used: &[String], confusion: &Confusion, classes: Option<&[St
 
 /// The metric from the parts' tallies (every truth row answered once: the checks passed).
 fn score(spec: &GradingSpec, truth: &Truth, tallies: Vec<Tally>) -> Result<Accuracy, GradingError> {
-    let fail = |problem: OutputProblem| Ok(Accuracy::failed(spec.metric, problem));
     let n_rows = truth.n_rows;
-    let known = &truth.known;
-    let first = tallies.first().map(Tally::kind_name);
-    debug_assert!(tallies.iter().all(|t| Some(t.kind_name()) == first), "every part tallies alike");
-    let mut tallies = tallies.into_iter();
-    let Some(mut tally) = tallies.next() else { unreachable!("a file has at least one part") };
-    let rest: Vec<Tally> = tallies.collect();
-    match &mut tally {
-        Tally::Confusion(counts) => {
-            let k = known.len();
-            for part in &rest {
-                let Tally::Confusion(more) = part else { unreachable!("alike") };
-                counts.iter_mut().zip(more).for_each(|(a, b)| *a += b);
-            }
-            // scikit-learn's classes are those that occur in the truth or the predictions.
-            let present: Vec<bool> = (0..k).map(|c| (0..k).any(|o| counts[c * k + o] > 0 || counts[o * k + c] > 0)).collect();
-            let mut used: Vec<String> = known.iter().zip(&present).filter(|(_, &p)| p).map(|(n, _)| n.clone()).collect();
-            metrics::sort_labels(&mut used);
-            let remap: Vec<usize> = known.iter().map(|name| used.iter().position(|u| u == name).unwrap_or(0)).collect();
-            let mut confusion = Confusion { k: used.len(), counts: vec![0; used.len() * used.len()] };
-            for t in (0..k).filter(|&t| present[t]) {
-                for p in (0..k).filter(|&p| present[p]) {
-                    confusion.counts[remap[t] * used.len() + remap[p]] += counts[t * k + p];
-                }
-            }
-            let positive = spec.positive.as_ref().and_then(|p| used.iter().position(|u| u == p));
-            let value = metrics::label_metric(spec.metric, &confusion, positive);
-            let mut accuracy = Accuracy::scored(spec.metric, value, n_rows);
-            if used.len() <= MAX_REPORTED_CLASSES {
-                accuracy.confusion = Some(confusion_report(&used, &confusion, spec.classes.as_deref()));
-            }
-            Ok(accuracy)
-        }
-        Tally::Numbers { terms, negative } => {
-            for part in rest {
-                let Tally::Numbers { terms: more, negative: more_negative } = part else { unreachable!("alike") };
-                terms.merge(more);
-                *negative += more_negative;
-            }
-            if spec.metric == Metric::Rmsle && *negative > 0 {
-                return fail(OutputProblem::bad_format(format!("{}: {negative} negative predictions (rmsle needs values of at least 0)", spec.output)));
-            }
-            let mut accuracy = Accuracy::scored(spec.metric, metrics::number_finish(spec.metric, *terms, n_rows, truth.sum_of_squares), n_rows);
-            accuracy.residuals = super::Histogram::of(truth.numbers(), 24);
-            Ok(accuracy)
-        }
-        Tally::Loss(sum) => {
-            for part in rest {
-                let Tally::Loss(more) = part else { unreachable!("alike") };
-                sum.merge(more);
-            }
-            Ok(Accuracy::scored(spec.metric, sum.value() / n_rows as f64, n_rows))
-        }
-        Tally::Ranked(_) => {
-            let mut all = vec![tally];
-            all.extend(rest);
-            let parts: Vec<Ranked> = all.into_iter().map(|t| if let Tally::Ranked(r) = t { r } else { unreachable!("alike") }).collect();
-            Ok(Accuracy::scored(spec.metric, Ranked::join(parts).auc(), n_rows))
-        }
-        Tally::PerClassRanked(_) => {
-            let mut all = vec![tally];
-            all.extend(rest);
-            let mut per_class: Vec<Vec<Ranked>> = (0..known.len()).map(|_| Vec::new()).collect();
-            for t in all {
-                let Tally::PerClassRanked(classes) = t else { unreachable!("alike") };
-                for (class, ranked) in classes.into_iter().enumerate() {
-                    per_class[class].push(ranked);
-                }
-            }
-            Ok(Accuracy::scored(spec.metric, metrics::multiclass_auc(per_class.into_iter().map(Ranked::join).collect()), n_rows))
+    let tally = join(tallies);
+    if let Tally::Numbers { negative, .. } = tally {
+        if spec.metric == Metric::Rmsle && negative > 0 {
+            let problem = OutputProblem::bad_format(format!("{}: {negative} negative predictions (rmsle needs values of at least 0)", spec.output));
+            return Ok(Accuracy::failed(spec.metric, problem));
         }
     }
+    let numbers = matches!(tally, Tally::Numbers { .. });
+    let (value, confusion) = finish(spec, &truth.known, tally, n_rows, truth.sum_of_squares);
+    let mut accuracy = Accuracy::scored(spec.metric, value, n_rows);
+    if let Some((used, confusion)) = confusion {
+        if used.len() <= MAX_REPORTED_CLASSES {
+            accuracy.confusion = Some(confusion_report(&used, &confusion, spec.classes.as_deref()));
+        }
+    }
+    if numbers {
+        accuracy.residuals = super::Histogram::of(truth.numbers(), 24);
+    }
+    Ok(accuracy)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -393,6 +450,21 @@ impl Truth {
             truth.sum_of_squares = Some(metrics::sum_of_squares(truth.numbers()));
         }
         truth
+    }
+
+    /// The truth row of an id as a slice lists it, if the truth holds it.
+    fn row_of(&self, id: &str) -> Option<usize> {
+        let row = match &self.index {
+            IdIndex::Text { .. } => self.index.text_row_of(&Field::Text(id)),
+            index => parse_integer(trim(id)).and_then(|key| index.int_row(key)),
+        };
+        row.map(|r| r as usize).filter(|&r| self.index.holds(r))
+    }
+
+    /// The truth's numbers on one slice's rows (before the output is tallied).
+    fn numbers_in<'a>(&'a self, masks: &'a Masks, bit: usize) -> impl Iterator<Item = f64> + Clone + 'a {
+        let TruthValues::Numbers(numbers) = &self.values else { panic!("the truth holds classes") };
+        numbers.iter().enumerate().filter(move |&(row, _)| masks.of(row) >> bit & 1 == 1).map(|(_, v)| f64::from_bits(v.load(Relaxed)))
     }
 
     /// The truth's numbers (or, once the output is tallied, its residuals), one per truth row.
@@ -863,6 +935,8 @@ struct Shared<'t> {
     positive: Option<u32>,
     classes: HashMap<&'t str, u32>,
     columns: Vec<&'t str>,
+    /// The slices each truth row is in.
+    masks: &'t Masks,
 }
 
 /// What one part of the output adds up toward the metric, record by record as each meets its
@@ -910,6 +984,8 @@ struct OutputSink<'s, 't> {
     found: Findings,
     claims: Claims,
     tally: Tally,
+    /// One per slice.
+    slice_tallies: Vec<Tally>,
     labels: Interner,
     scratch: Vec<f64>,
     /// Records whose integer ids are yet to be looked up, with their values (one per value
@@ -986,6 +1062,7 @@ impl<'s, 't> OutputSink<'s, 't> {
             found: Findings::new(&shared.columns),
             claims: Claims::new(shared.truth.index.rows()),
             tally: Tally::new(shared),
+            slice_tallies: (0..shared.masks.names.len()).map(|_| Tally::new(shared)).collect(),
             labels: Interner::default(),
             scratch: Vec::new(),
             batch_ids: Vec::with_capacity(BATCH),
@@ -1140,47 +1217,64 @@ impl OutputSink<'_, '_> {
         self.batch_values.clear();
     }
 
-    /// Tallies a record's values against the truth of row `t` (its claim is counted apart).
+    /// Tallies a record's values against the truth of row `t` (its claim is counted apart), in
+    /// the whole tally and in each slice's that the row is in.
     #[inline]
     fn tally(&mut self, t: u32, values: &[f64]) {
         let row = t as usize;
         let shared = self.shared;
-        let truth = shared.truth;
-        match (&mut self.tally, &truth.values) {
-            (Tally::Confusion(counts), _) => {
-                let (k, predicted) = (truth.known.len(), values[0] as usize);
-                // A label that is no class (or none) is an offence already: the grade fails.
-                if predicted < k {
-                    counts[truth.class(row) as usize * k + predicted] += 1;
-                }
-            }
-            (Tally::Numbers { terms, negative }, TruthValues::Numbers(truth)) => {
-                let (t, p) = (f64::from_bits(truth[row].load(Relaxed)), values[0]);
-                if p.is_nan() {
-                    return; // not a usable number: an offence already
-                }
-                *negative += u64::from(p < 0.0);
-                terms.add(metrics::number_term(shared.metric, t, p));
-                truth[row].store((p - t).to_bits(), Relaxed);
-            }
-            (Tally::Loss(sum), _) => {
-                let class = truth.class(row);
-                let q = match shared.kind {
-                    ValueKind::PerClass => values[class as usize],
-                    _ if Some(class) == shared.positive => values[0],
-                    _ => 1.0 - values[0],
-                };
-                sum.add(metrics::log_loss_term(q));
-            }
-            (Tally::Ranked(ranked), _) => ranked.push(Some(truth.class(row)) == shared.positive, values[0]),
-            (Tally::PerClassRanked(per_class), _) => {
-                let class = truth.class(row) as usize;
-                for (c, (ranked, &score)) in per_class.iter_mut().zip(values).enumerate() {
-                    ranked.push(c == class, score);
-                }
-            }
-            _ => unreachable!("the truth and the output are read for the same metric"),
+        if !shared.masks.is_empty() {
+            // Before the whole tally: a number's row then holds the residual, not the truth.
+            let slice_tallies = &mut self.slice_tallies;
+            for_each_bit(shared.masks.of(row), |bit| add(&mut slice_tallies[bit], shared, row, values));
         }
+        add(&mut self.tally, shared, row, values);
+        if let (ValueKind::Number { probability: false }, TruthValues::Numbers(truth)) = (shared.kind, &shared.truth.values) {
+            if !values[0].is_nan() {
+                let t = f64::from_bits(truth[row].load(Relaxed));
+                truth[row].store((values[0] - t).to_bits(), Relaxed);
+            }
+        }
+    }
+}
+
+/// Adds a record's values, against the truth of row `row`, to a tally.
+#[inline]
+fn add(tally: &mut Tally, shared: &Shared<'_>, row: usize, values: &[f64]) {
+    let truth = shared.truth;
+    match (tally, &truth.values) {
+        (Tally::Confusion(counts), _) => {
+            let (k, predicted) = (truth.known.len(), values[0] as usize);
+            // A label that is no class (or none) is an offence already: the grade fails.
+            if predicted < k {
+                counts[truth.class(row) as usize * k + predicted] += 1;
+            }
+        }
+        (Tally::Numbers { terms, negative }, TruthValues::Numbers(truth)) => {
+            let (t, p) = (f64::from_bits(truth[row].load(Relaxed)), values[0]);
+            if p.is_nan() {
+                return; // not a usable number: an offence already
+            }
+            *negative += u64::from(p < 0.0);
+            terms.add(metrics::number_term(shared.metric, t, p));
+        }
+        (Tally::Loss(sum), _) => {
+            let class = truth.class(row);
+            let q = match shared.kind {
+                ValueKind::PerClass => values[class as usize],
+                _ if Some(class) == shared.positive => values[0],
+                _ => 1.0 - values[0],
+            };
+            sum.add(metrics::log_loss_term(q));
+        }
+        (Tally::Ranked(ranked), _) => ranked.push(Some(truth.class(row)) == shared.positive, values[0]),
+        (Tally::PerClassRanked(per_class), _) => {
+            let class = truth.class(row) as usize;
+            for (c, (ranked, &score)) in per_class.iter_mut().zip(values).enumerate() {
+                ranked.push(c == class, score);
+            }
+        }
+        _ => unreachable!("the truth and the output are read for the same metric"),
     }
 }
 

@@ -3,11 +3,11 @@
 //! table the steps read, the target in a public table; `classes` and `positive` match the truth's
 //! labels; the truth's ids are unique. Each problem names the task file's field and the data file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use super::records::{self, trim, Field, Sink, Stop, Want};
-use crate::task::{MetricInput, Problem, TaskKind, TaskSpec};
+use crate::task::{MetricInput, Problem, SliceRule, TaskKind, TaskSpec, MAX_SLICES, MAX_SLICE_VALUES};
 
 /// Examples listed per problem.
 const EXAMPLES: usize = 5;
@@ -103,6 +103,17 @@ fn check_output(spec: &TaskSpec, grading: &crate::task::GradingSpec, prefix: &st
     }
     // As the grader matches them: as integers when every id is one, else as text.
     let integers: Option<Vec<i64>> = ids.iter().map(|id| records::parse_integer(id)).collect();
+    if !grading.slices.is_empty() {
+        let known: HashSet<String> = match &integers {
+            Some(integers) => integers.iter().map(i64::to_string).collect(),
+            None => ids.iter().map(|id| trim(id).to_string()).collect(),
+        };
+        let normal = |id: &str| match (&integers, records::parse_integer(trim(id))) {
+            (Some(_), Some(int)) => int.to_string(),
+            _ => trim(id).to_string(),
+        };
+        check_slices(spec, grading, id, &shown, |id| known.contains(&normal(id)), &mut problem);
+    }
     let (n_repeated, repeated) = match integers {
         Some(mut integers) => {
             integers.sort_unstable();
@@ -161,6 +172,53 @@ fn check_output(spec: &TaskSpec, grading: &crate::task::GradingSpec, prefix: &st
         }
     }
     problems
+}
+
+/// The output's slices: each rule's file and columns readable, each slice holding rows of the
+/// truth, an `each` column with few enough values, and no more slices than a report shows.
+fn check_slices(
+    spec: &TaskSpec,
+    grading: &crate::task::GradingSpec,
+    id: &str,
+    shown: &str,
+    in_truth: impl Fn(&str) -> bool,
+    problem: &mut impl FnMut(&str, String),
+) {
+    let mut total = 0;
+    for (index, rule) in grading.slices.iter().enumerate() {
+        let field = format!("grading.slices[{index}]");
+        let made = match super::slices::of_rule(rule, grading, &spec.dataset_dir(), id) {
+            Ok(made) => made,
+            Err(message) => {
+                problem(&field, message);
+                continue;
+            }
+        };
+        if let SliceRule::Each { column } = &rule.rule {
+            if made.len() > MAX_SLICE_VALUES {
+                problem(
+                    &field,
+                    format!("{:?} has {} values; one slice each makes too many (at most {MAX_SLICE_VALUES}): use values or bins", column, made.len()),
+                );
+            }
+        }
+        if let SliceRule::Ids(ids) = &rule.rule {
+            let strangers: Vec<&String> = ids.iter().filter(|id| !in_truth(id)).collect();
+            if !strangers.is_empty() {
+                let examples: Vec<String> = strangers.iter().take(EXAMPLES).map(|id| format!("{id:?}")).collect();
+                problem(&format!("{field}.ids"), format!("{} not in {shown} ({})", crate::units::count(strangers.len(), "id"), examples.join(", ")));
+            }
+        }
+        for slice in &made {
+            if !slice.ids.iter().any(|id| in_truth(id)) {
+                problem(&field, format!("the slice {:?} takes no row of {shown}", slice.name));
+            }
+        }
+        total += made.len().min(if matches!(rule.rule, SliceRule::Each { .. }) { MAX_SLICE_VALUES } else { usize::MAX });
+    }
+    if total > MAX_SLICES {
+        problem("grading.slices", format!("{total} slices; a report shows at most {MAX_SLICES} per output"));
+    }
 }
 
 /// Renders problems as `validate` prints them: `FILE: FIELD: MESSAGE`, one a line.

@@ -7,7 +7,7 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use super::{CandidateReport, Report};
 use crate::grading::lint::Finding;
-use crate::grading::{cleaning::CleaningDetails, ConfusionReport, Histogram};
+use crate::grading::{cleaning::CleaningDetails, Accuracy, ConfusionReport, Histogram};
 use crate::sandbox::Outcome;
 use crate::units::format_size;
 
@@ -304,8 +304,58 @@ fn metric_section(report: &Report) -> Markup {
             @if let Some(histogram) = &output.accuracy.residuals {
                 section { h2 { "Residuals (prediction − truth)" (of) } (histogram_svg(histogram)) }
             }
+            @if !output.accuracy.slices.is_empty() {
+                (slices_section(output.accuracy, &of))
+            }
             @if let Some(cleaning) = &output.accuracy.cleaning {
                 (cleaning_section(cleaning, &of))
+            }
+        }
+    }
+}
+
+/// The metric on each slice of the hidden rows: a bar each, the whole's value as a line, the
+/// worst slice marked.
+fn slices_section(accuracy: &Accuracy, of: &str) -> Markup {
+    let higher = crate::task::Metric::from_name(&accuracy.metric).is_none_or(|m| m.higher_is_better());
+    let worst = crate::grading::slices::worst_and_spread(&accuracy.slices, higher);
+    let values = accuracy.slices.iter().filter_map(|s| s.value).chain(accuracy.value);
+    // Metrics within [0, 1] are drawn on [0, 1]; others from 0 to their largest value.
+    let top = values.clone().fold(0.0f64, f64::max);
+    let top = if top <= 1.0 && values.clone().all(|v| v >= 0.0) { 1.0 } else { top.max(f64::MIN_POSITIVE) };
+    let (width, row, left, bar_width) = (680usize, 22usize, 230usize, 300usize);
+    let height = row * accuracy.slices.len() + 30;
+    let x_of = |v: f64| left + ((v.max(0.0) / top).min(1.0) * bar_width as f64) as usize;
+    html! {
+        section {
+            h2 { "Slices of the hidden rows" (of) }
+            p {
+                (accuracy.metric) " on each slice's rows alone"
+                @if let Some(whole) = accuracy.value { " (all rows: " (format!("{whole:.4}")) ")" }
+                "; " (if higher { "higher" } else { "lower" }) " is better."
+                @if let Some((worst, spread)) = worst {
+                    " Worst: " strong { (worst.name) } " at " (format!("{:.4}", worst.value.unwrap_or(f64::NAN))) " on " (crate::units::count(worst.rows, "row"))
+                    "; spread between the best and the worst slice " (format!("{spread:.4}")) "."
+                }
+            }
+            svg xmlns="http://www.w3.org/2000/svg" width=(width) height=(height) role="img" aria-label="metric per slice" font-size="11" {
+                @for (i, slice) in accuracy.slices.iter().enumerate() {
+                    @let y = 6 + i * row;
+                    @let is_worst = worst.is_some_and(|(w, _)| std::ptr::eq(w, slice));
+                    text x=(left - 8) y=(y + 14) text-anchor="end" { (truncate(&slice.name, 34)) title { (slice.name) } }
+                    @if let Some(value) = slice.value {
+                        rect x=(left) y=(y + 3) width=(x_of(value) - left) height=(row - 6) fill=(if is_worst { "#c0392b" } else { "#4c78a8" }) {
+                            title { (slice.name) ": " (format!("{value:.4}")) " on " (crate::units::count(slice.rows, "row")) }
+                        }
+                        text x=(left + bar_width + 8) y=(y + 14) { (format!("{value:.4}")) "  n=" (slice.rows) }
+                    } @else {
+                        text x=(left + 4) y=(y + 14) fill="#4a5465" { (slice.note.as_deref().unwrap_or("no value")) " (n=" (slice.rows) ")" }
+                    }
+                }
+                @if let Some(whole) = accuracy.value {
+                    line x1=(x_of(whole)) x2=(x_of(whole)) y1="2" y2=(height - 22) stroke="#1d2430" stroke-dasharray="4 3" {}
+                    text x=(x_of(whole)) y=(height - 8) text-anchor="middle" fill="#4a5465" { "all rows" }
+                }
             }
         }
     }

@@ -103,6 +103,28 @@ pub fn render(report: &Report) -> String {
             }
             md.push('\n');
         }
+        if !output.accuracy.slices.is_empty() {
+            let higher = crate::task::Metric::from_name(&output.accuracy.metric).is_none_or(|m| m.higher_is_better());
+            let worst = crate::grading::slices::worst_and_spread(&output.accuracy.slices, higher);
+            let _ = write!(
+                md,
+                "### Slices of the hidden rows{of} ({})\n\n| slice | rows | {} |\n|---|---:|---:|\n",
+                esc(&output.accuracy.metric),
+                esc(&output.accuracy.metric)
+            );
+            for slice in &output.accuracy.slices {
+                let value = match (slice.value, &slice.note) {
+                    (Some(value), _) => format!("{value:.4}"),
+                    (None, note) => esc(note.as_deref().unwrap_or("no value")),
+                };
+                let mark = if worst.is_some_and(|(w, _)| std::ptr::eq(w, slice)) { " (worst)" } else { "" };
+                let _ = writeln!(md, "| {}{mark} | {} | {value} |", esc(&slice.name), slice.rows);
+            }
+            if let Some((_, spread)) = worst {
+                let _ = writeln!(md, "\nSpread between the best and the worst slice: {spread:.4}.");
+            }
+            md.push('\n');
+        }
         if let Some(cleaning) = &output.accuracy.cleaning {
             let _ = write!(md, "### Cleaning{of}\n\n| column | accuracy | first mismatch (key: expected → got) |\n|---|---:|---|\n");
             for column in &cleaning.columns {

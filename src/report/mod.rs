@@ -116,6 +116,74 @@ impl AccuracyComponent {
     }
 }
 
+impl AccuracyComponent {
+    /// Each scored classifier's most mixed-up pair of classes, for the debrief.
+    pub fn most_confused(&self, single_file: &str) -> Vec<crate::debrief::Confused> {
+        self.each(single_file)
+            .into_iter()
+            .filter(|output| output.accuracy.value.is_some())
+            .filter_map(|output| {
+                let confusion = output.accuracy.confusion.as_ref()?;
+                let mut best: Option<(usize, usize, u64)> = None;
+                for (t, row) in confusion.matrix.iter().enumerate() {
+                    for (p, &count) in row.iter().enumerate() {
+                        if t != p && count > best.map_or(0, |b| b.2) {
+                            best = Some((t, p, count));
+                        }
+                    }
+                }
+                let (t, p, count) = best?;
+                Some(crate::debrief::Confused {
+                    output: output.file.to_string(),
+                    truth: confusion.labels[t].clone(),
+                    predicted: confusion.labels[p].clone(),
+                    count,
+                    truth_rows: confusion.matrix[t].iter().sum(),
+                })
+            })
+            .collect()
+    }
+
+    /// Each scored cleaned table's column with the fewest correct cells, for the debrief.
+    pub fn weakest_columns(&self, single_file: &str) -> Vec<crate::debrief::WeakColumn> {
+        self.each(single_file)
+            .into_iter()
+            .filter(|output| output.accuracy.value.is_some())
+            .filter_map(|output| {
+                let cleaning = output.accuracy.cleaning.as_ref()?;
+                let weakest = cleaning.columns.iter().min_by(|a, b| a.accuracy.total_cmp(&b.accuracy))?;
+                Some(crate::debrief::WeakColumn {
+                    output: output.file.to_string(),
+                    column: weakest.column.clone(),
+                    accuracy: weakest.accuracy,
+                    example: weakest.mismatches.first().map(|m| (m.key.clone(), m.expected.clone(), m.got.clone())),
+                })
+            })
+            .collect()
+    }
+
+    /// Each scored output's worst slice of the hidden rows, for the debrief.
+    pub fn worst_slices(&self, single_file: &str) -> Vec<crate::debrief::WorstSlice> {
+        self.each(single_file)
+            .into_iter()
+            .filter_map(|output| {
+                let whole = output.accuracy.value?;
+                let higher_is_better = crate::task::Metric::from_name(&output.accuracy.metric).is_none_or(|m| m.higher_is_better());
+                let (worst, _) = crate::grading::slices::worst_and_spread(&output.accuracy.slices, higher_is_better)?;
+                Some(crate::debrief::WorstSlice {
+                    output: output.file.to_string(),
+                    metric: output.accuracy.metric.clone(),
+                    higher_is_better,
+                    slice: worst.name.clone(),
+                    rows: worst.rows,
+                    value: worst.value?,
+                    whole,
+                })
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CodeQualityComponent {
     pub tool: String,

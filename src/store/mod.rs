@@ -398,6 +398,9 @@ pub struct GradedWith {
     pub image: String,
     /// The report's `methodology` findings as JSON (`[]` when it has none).
     pub methodology: String,
+    /// The accuracy's slices as JSON: `{"slices": [...], "outputs": [{"file", "slices"}]}`,
+    /// the first for a task's one output, the second for each of several.
+    pub slices: String,
 }
 
 /// What a worker instance answers for now: the graded jobs (submission ids) from the claim's

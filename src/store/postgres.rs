@@ -719,7 +719,10 @@ impl Store for PostgresStore {
              COALESCE(s.report::jsonb #>> '{provenance,task_digest}', ''), \
              COALESCE(s.report::jsonb #>> '{provenance,dataset_digest}', ''), \
              COALESCE(s.report::jsonb #>> '{provenance,image}', ''), \
-             COALESCE(s.report::jsonb #>> '{methodology}', '[]') \
+             COALESCE(s.report::jsonb #>> '{methodology}', '[]'), \
+             jsonb_build_object('slices', COALESCE(s.report::jsonb #> '{components,accuracy,slices}', '[]'::jsonb), \
+               'outputs', COALESCE((SELECT jsonb_agg(jsonb_build_object('file', o->>'file', 'slices', COALESCE(o->'slices', '[]'::jsonb))) \
+                 FROM jsonb_array_elements(COALESCE(s.report::jsonb #> '{components,accuracy,outputs}', '[]'::jsonb)) o), '[]'::jsonb))::text \
              FROM submissions s JOIN assignments a ON a.id = s.assignment \
              WHERE s.task = $1 AND s.status = 'graded' AND s.report IS NOT NULL ORDER BY s.id DESC",
             &[&task],
@@ -736,6 +739,7 @@ impl Store for PostgresStore {
                 dataset_digest: r.try_get(5)?,
                 image: r.try_get(6)?,
                 methodology: r.try_get(7)?,
+                slices: r.try_get(8)?,
             })
         })
         .collect()

@@ -677,7 +677,11 @@ impl Store for SqliteStore {
                  COALESCE(json_extract(s.report, '$.provenance.task_digest'), ''), \
                  COALESCE(json_extract(s.report, '$.provenance.dataset_digest'), ''), \
                  COALESCE(json_extract(s.report, '$.provenance.image'), ''), \
-                 COALESCE(json_extract(s.report, '$.methodology'), '[]') \
+                 COALESCE(json_extract(s.report, '$.methodology'), '[]'), \
+                 json_object('slices', json(COALESCE(json_extract(s.report, '$.components.accuracy.slices'), '[]')), \
+                   'outputs', json(COALESCE((SELECT json_group_array(json_object('file', json_extract(o.value, '$.file'), \
+                     'slices', json(COALESCE(json_extract(o.value, '$.slices'), '[]')))) \
+                     FROM json_each(s.report, '$.components.accuracy.outputs') o), '[]'))) \
                  FROM submissions s JOIN assignments a ON a.id = s.assignment \
                  WHERE s.task = ?1 AND s.status = 'graded' AND json_valid(s.report) ORDER BY s.id DESC",
             )?;
@@ -692,6 +696,7 @@ impl Store for SqliteStore {
                         dataset_digest: r.get(5)?,
                         image: r.get(6)?,
                         methodology: r.get(7)?,
+                        slices: r.get(8)?,
                     })
                 })?
                 .collect();

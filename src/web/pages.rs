@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{html, Markup, PreEscaped};
@@ -227,21 +227,124 @@ pub async fn regrade_task(State(app): State<Arc<App>>, TaskInPath(task): TaskInP
     Ok(Redirect::to(&format!("/tasks/{task}/compare")).into_response())
 }
 
-pub async fn compare_page(State(app): State<Arc<App>>, assessor: AssessorPage, TaskInPath(task): TaskInPath) -> AppResult<Response> {
+/// `?slice=NAME`: the comparison sorted by the metric on one slice of the hidden rows.
+#[derive(Debug, Default, Deserialize)]
+pub struct CompareQuery {
+    slice: Option<String>,
+}
+
+/// The metric on one slice of one graded submission, as the comparison shows it.
+struct CohortSlice {
+    /// The slice's name (`file: name` when the task grades several outputs).
+    key: String,
+    value: Option<f64>,
+    rows: usize,
+    higher_is_better: bool,
+}
+
+/// The slices of a stored report's accuracy (`GradedWith::slices`).
+fn cohort_slices(json: &str, task: Option<&crate::task::TaskSpec>) -> Vec<CohortSlice> {
+    #[derive(Deserialize, Default)]
+    struct Stored {
+        #[serde(default)]
+        slices: Vec<crate::grading::slices::SliceScore>,
+        #[serde(default)]
+        outputs: Vec<StoredOutput>,
+    }
+    #[derive(Deserialize)]
+    struct StoredOutput {
+        file: Option<String>,
+        #[serde(default)]
+        slices: Vec<crate::grading::slices::SliceScore>,
+    }
+    let stored: Stored = serde_json::from_str(json).unwrap_or_default();
+    let higher = |file: Option<&str>| {
+        let output = task.and_then(|t| match file {
+            Some(file) => t.outputs.iter().find(|o| o.output == file),
+            None => t.outputs.first(),
+        });
+        output.is_none_or(|o| o.metric.higher_is_better())
+    };
+    let one = |key: String, s: crate::grading::slices::SliceScore, higher_is_better: bool| CohortSlice { key, value: s.value, rows: s.rows, higher_is_better };
+    let mut out: Vec<CohortSlice> = stored.slices.into_iter().map(|s| one(s.name.clone(), s, higher(None))).collect();
+    for output in stored.outputs {
+        let file = output.file.unwrap_or_default();
+        let higher_is_better = higher(Some(&file));
+        out.extend(output.slices.into_iter().map(|s| one(format!("{file}: {}", s.name), s, higher_is_better)));
+    }
+    out
+}
+
+/// Orders by a slice's value, best first by its metric; rows without one come last.
+fn by_slice(a: Option<&CohortSlice>, b: Option<&CohortSlice>) -> std::cmp::Ordering {
+    match (a.and_then(|s| s.value.map(|v| (v, s.higher_is_better))), b.and_then(|s| s.value)) {
+        (Some((x, higher)), Some(y)) => {
+            if higher {
+                y.total_cmp(&x)
+            } else {
+                x.total_cmp(&y)
+            }
+        }
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    }
+}
+
+pub async fn compare_page(
+    State(app): State<Arc<App>>,
+    assessor: AssessorPage,
+    TaskInPath(task): TaskInPath,
+    Query(query): Query<CompareQuery>,
+) -> AppResult<Response> {
     let task = task.as_str();
-    let rows = super::queries::comparison(&app, task).await?;
+    let mut rows = super::queries::comparison(&app, task).await?;
     let affected = super::signals::affected(&app, task).await?;
     let scores: Vec<f64> = rows.iter().filter_map(|s| s.score).collect();
     let baselines: Vec<(String, f64)> = crate::check::graded_baselines(&app.config.tasks_root, task).into_iter().map(|b| (b.fixture, b.score)).collect();
-    // Each graded report's methodology findings' rules, read out of the stored reports in one query.
-    let methodology: std::collections::HashMap<i64, Vec<String>> = stored(app.store.graded_provenance(task))
-        .await?
-        .into_iter()
+    // Each graded report's methodology findings' rules and its slices, read out of the stored
+    // reports in one query.
+    let spec = app.tasks.get(task);
+    let graded = stored(app.store.graded_provenance(task)).await?;
+    let methodology: std::collections::HashMap<i64, Vec<String>> = graded
+        .iter()
         .map(|g| {
             let found: Vec<crate::methodology::Finding> = serde_json::from_str(&g.methodology).unwrap_or_default();
             (g.submission, found.iter().map(|f| format!("{} ({}:{})", f.rule.as_str(), f.file, f.line)).collect())
         })
         .collect();
+    let slices: std::collections::HashMap<i64, Vec<CohortSlice>> =
+        graded.iter().map(|g| (g.submission, cohort_slices(&g.slices, spec.as_deref()))).filter(|(_, s)| !s.is_empty()).collect();
+    let mut slice_names: Vec<&str> = Vec::new();
+    for row in &rows {
+        for slice in slices.get(&row.id).into_iter().flatten() {
+            if !slice_names.contains(&slice.key.as_str()) {
+                slice_names.push(&slice.key);
+            }
+        }
+    }
+    let sorted_by = query.slice.as_deref().filter(|name| slice_names.contains(name));
+    let slice_of = |id: i64, name: &str| slices.get(&id).and_then(|all| all.iter().find(|s| s.key == name));
+    if let Some(name) = sorted_by {
+        rows.sort_by(|a, b| by_slice(slice_of(a.id, name), slice_of(b.id, name)));
+    }
+    // Each row's worst slice: the lowest (or, for an error, highest) against its own metric.
+    let worst_of = |id: i64| {
+        let all = slices.get(&id)?;
+        let scores: Vec<crate::grading::slices::SliceScore> = all
+            .iter()
+            .map(|s| crate::grading::slices::SliceScore {
+                name: s.key.clone(),
+                rows: s.rows,
+                value: s.value.map(|v| if s.higher_is_better { v } else { -v }),
+                note: None,
+            })
+            .collect();
+        crate::grading::slices::worst_and_spread(&scores, true).map(|(w, _)| {
+            let value = w.value.unwrap_or(0.0).abs();
+            format!("{} ({value:.3}, n={})", w.name, w.rows)
+        })
+    };
     let csrf = csrf_field(&assessor.csrf);
     let body = html! {
         p {
@@ -271,9 +374,23 @@ pub async fn compare_page(State(app): State<Arc<App>>, assessor: AssessorPage, T
             (crate::review::cohort_histogram(&scores, None, &baselines))
             p { small { "Dashed: the task's own fixtures as " code { "takehome check" } " last graded them." } }
         }
+        @if !slice_names.is_empty() {
+            form #slices method="get" action={ "/tasks/" (task) "/compare" } {
+                label for="slice" { "Sort by the metric on a slice of the hidden rows " }
+                select #slice name="slice" {
+                    option value="" { "(the total score)" }
+                    @for name in &slice_names {
+                        option value=(name) selected[sorted_by == Some(*name)] { (name) }
+                    }
+                }
+                " " button { "Sort" }
+            }
+        }
         table {
             tr {
                 th { "rank" } th { "candidate" } th { "submission" } th { "status" } th.num { "score" } th.num { "percentile" } th.num { "change at regrade" }
+                @if let Some(name) = sorted_by { th.num { (name) } }
+                @if !slice_names.is_empty() { th { "worst slice" } }
                 th { "methodology" }
             }
             @for (rank, s) in rows.iter().enumerate() {
@@ -286,6 +403,15 @@ pub async fn compare_page(State(app): State<Arc<App>>, assessor: AssessorPage, T
                     td.num {
                         @if let (Some(p), Some(n)) = (s.previous_score, s.score) { (format!("{:+.1}", n - p)) }
                     }
+                    @if let Some(name) = sorted_by {
+                        td.num {
+                            @match slice_of(s.id, name) {
+                                Some(CohortSlice { value: Some(v), rows, .. }) => { (format!("{v:.4}")) " " small { "n=" (rows) } }
+                                _ => { small { "none" } }
+                            }
+                        }
+                    }
+                    @if !slice_names.is_empty() { td { small { (worst_of(s.id).unwrap_or_default()) } } }
                     td {
                         @match methodology.get(&s.id) {
                             Some(found) if !found.is_empty() => { small { (found.join("; ")) } }

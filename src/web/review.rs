@@ -1118,6 +1118,7 @@ async fn debrief_of(app: &Arc<App>, loaded: &Loaded) -> Result<Vec<crate::debrie
         .map(|(i, s)| crate::debrief::Push { number: s.number, pushed_at: s.pushed_at, changed_lines: if Some(i) == at { change } else { None } })
         .collect();
     let methodology = report.map(|r| r.methodology.clone()).unwrap_or_default();
+    let outcomes = report.map(|r| crate::job::Outcomes::of(&r.components.accuracy, &r.output.file)).unwrap_or_default();
     let evidence = crate::debrief::Evidence {
         files: &files,
         methodology: &methodology,
@@ -1128,6 +1129,9 @@ async fn debrief_of(app: &Arc<App>, loaded: &Loaded) -> Result<Vec<crate::debrie
         counted,
         started_at: loaded.assignment.started_at,
         deadline: loaded.assignment.deadline(),
+        worst_slices: &outcomes.worst_slices,
+        confused: &outcomes.confused,
+        weak_columns: &outcomes.weak_columns,
     };
     Ok(crate::debrief::questions(&evidence))
 }

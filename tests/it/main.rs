@@ -24,6 +24,7 @@ mod sandbox;
 mod scheduling;
 mod serve;
 mod similarity;
+mod slices;
 mod store_contract;
 mod tasks;
 mod test_app;

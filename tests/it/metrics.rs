@@ -80,6 +80,7 @@ fn spec(metric: Metric, positive: Option<&str>) -> GradingSpec {
         weight: 1.0,
         tolerance: 1e-6,
         missing: GradingSpec::default_missing(),
+        slices: Vec::new(),
     }
 }
 
@@ -201,6 +202,7 @@ fn cleaning_spec(key: Option<&str>, columns: Vec<(String, takehome::task::CellCo
         weight: 1.0,
         tolerance: 1e-6,
         missing: GradingSpec::default_missing(),
+        slices: Vec::new(),
     }
 }
 

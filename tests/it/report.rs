@@ -77,7 +77,7 @@ fn candidate_text_never_becomes_markup() {
 fn the_candidate_view_leaves_out_scores_and_hidden_data() {
     let report = hostile_report();
     let html = report.to_html(View::Candidate);
-    for hidden in ["77.4", "Confusion matrix", "Score</h2>", &report.provenance.dataset_digest, "f1_macro"] {
+    for hidden in ["77.4", "Confusion matrix", "Score</h2>", &report.provenance.dataset_digest, "f1_macro", "Slices", "carat", "colour = J"] {
         assert!(!html.contains(hidden), "the candidate's page shows {hidden:?}");
     }
     assert!(html.contains("Steps") && html.contains("Code quality"), "the candidate still sees steps and lint findings");
@@ -86,11 +86,12 @@ fn the_candidate_view_leaves_out_scores_and_hidden_data() {
     for absent in ["score", "formula", "components", "provenance", "candidate", "methodology", "debrief"] {
         assert!(json.get(absent).is_none(), "the candidate's JSON has {absent:?}");
     }
-    // The methodology findings and the debrief are the assessors' (the fixture report has both).
-    assert!(!report.methodology.is_empty() && !report.debrief.is_empty());
+    // The methodology findings, the debrief and the slices are the assessors' (the fixture
+    // report has all three).
+    assert!(!report.methodology.is_empty() && !report.debrief.is_empty() && !report.components.accuracy.accuracy.slices.is_empty());
     for text in [&html, &report.to_markdown(View::Candidate), &json.to_string()] {
         assert!(
-            !text.contains("no-validation") && !text.contains("Methodology") && !text.contains("n_estimators"),
+            !text.contains("no-validation") && !text.contains("Methodology") && !text.contains("n_estimators") && !text.contains("carat"),
             "the candidate's view shows the methodology or the debrief"
         );
     }

@@ -351,3 +351,53 @@ async fn methodology_findings_show_at_their_lines_in_the_report_and_the_comparis
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_comparison_sorts_by_a_slice_and_the_debrief_asks_about_the_worst_one() {
+    let app = TestApp::new(&repo_root()).await;
+    let ada = app.assessor_cookie("ada").await;
+    let task = takehome::task::load(&repo_root().join("tasks/diamond-cut")).unwrap();
+    let files = fixture_files("diamond-cut", "unvalidated");
+    let files: Vec<(&str, &[u8])> = files.iter().map(|(name, bytes)| (name.as_str(), bytes.as_slice())).collect();
+    let frozen = std::fs::read_to_string(repo_root().join("tests/fixtures/reports/diamond-cut-unvalidated.json")).unwrap();
+    // Two reports alike but for the slices: the better total is the worse on large diamonds.
+    let with_slices = |score: f64, large: f64| {
+        let mut report: serde_json::Value = serde_json::from_str(&frozen).unwrap();
+        report["score"] = serde_json::json!(score);
+        let whole = report["components"]["accuracy"]["value"].as_f64().unwrap();
+        report["components"]["accuracy"]["slices"] = serde_json::json!([
+            { "name": "carat < 0.5", "rows": 4880, "value": whole },
+            { "name": "carat ≥ 2", "rows": 410, "value": large },
+        ]);
+        report.to_string()
+    };
+    let (first, _) = app.graded_push("a0first", &task, "first@example.com", &files, "first", &with_slices(80.0, 0.31)).await;
+    let (second, token) = app.graded_push("a0second", &task, "second@example.com", &files, "second", &with_slices(70.0, 0.52)).await;
+
+    // The table's rows (the page may list both above it too, as graded with an older task file).
+    let table = |page: &str| page[page.find("<table").expect("a table")..].to_string();
+    let by_score = table(&app.page(&ada, "/tasks/diamond-cut/compare").await);
+    let at = |page: &str, id: i64| page.find(&format!("/submissions/{id}\"")).unwrap_or_else(|| panic!("#{id} is not in the table"));
+    assert!(at(&by_score, first) < at(&by_score, second), "not by score first");
+    assert!(by_score.contains("worst slice"), "no worst slice column");
+    assert!(by_score.contains("carat ≥ 2 (0.310, n=410)"), "the worst slice is not shown");
+    let by_slice = app.page(&ada, "/tasks/diamond-cut/compare?slice=carat%20%E2%89%A5%202").await;
+    assert!(by_slice.contains("<option value=\"carat ≥ 2\" selected"), "the chosen slice is not selected");
+    let by_slice = table(&by_slice);
+    assert!(at(&by_slice, second) < at(&by_slice, first), "sorted by the slice, the second submission (0.52 on large diamonds) comes first");
+    assert!(by_slice.contains("0.5200"), "the slice's column is not shown");
+
+    // The debrief asks about the worst slice, with its numbers.
+    let (status, answer) = app.get(&format!("/api/submissions/{first}/debrief"), &[(header::COOKIE, ada.clone())]).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let questions = answer["debrief"].as_array().unwrap();
+    let asked = questions.iter().find(|q| q["question"].as_str().is_some_and(|t| t.contains("\"carat ≥ 2\" (410 rows)")));
+    assert!(asked.is_some_and(|q| q["why"].as_str().unwrap().contains("0.3100 on 410 rows")), "{answer:#}");
+    // Never to the candidate.
+    for path in ["/status/a0second", "/api/status/a0second"] {
+        let (status, body) = app.get(path, &[(header::AUTHORIZATION, basic("a0second", &token))]).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(!body.contains("carat ≥ 2") && !body.contains("carat &lt; 0.5") && !body.contains("0.52"), "{path} shows the slices");
+    }
+}
