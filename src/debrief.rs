@@ -80,6 +80,16 @@ pub struct WeakColumn {
     pub example: Option<(String, String, String)>,
 }
 
+/// One step as it ran in the graded run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepCost {
+    pub name: String,
+    pub wall_seconds: f64,
+    pub peak_memory_bytes: Option<u64>,
+    /// The step's memory limit.
+    pub memory_limit_bytes: Option<u64>,
+}
+
 /// What the debrief reads.
 #[derive(Debug, Default)]
 pub struct Evidence<'a> {
@@ -97,8 +107,11 @@ pub struct Evidence<'a> {
     /// When the clock started and the deadline (seconds), where known.
     pub started_at: Option<i64>,
     pub deadline: Option<i64>,
-    /// Each graded output's worst slice of the hidden rows, where the task declares slices.
+    /// Each graded output's worst slices of the hidden rows (two at most, worst first), where
+    /// the task declares slices.
     pub worst_slices: &'a [WorstSlice],
+    /// The graded run's steps, when they all ran.
+    pub steps: &'a [StepCost],
     /// Each classifier's most mixed-up pair of classes.
     pub confused: &'a [Confused],
     /// Each cleaned table's weakest column.
@@ -129,17 +142,28 @@ pub fn questions(evidence: &Evidence) -> Vec<Question> {
             line: Some(finding.line),
         });
     }
-    let codes: Vec<(String, String)> = evidence
-        .files
-        .iter()
-        .filter(|(_, text)| text.len() <= methodology::MAX_FILE_BYTES)
-        .filter_map(|(path, text)| {
-            // A notebook's JSON, or (from the code view) its code cells already joined.
-            let code = if path.ends_with(".ipynb") && text.trim_start().starts_with('{') { crate::environment::notebook_python(text)? } else { text.clone() };
-            Some((path.clone(), code))
+    let small = evidence.files.iter().filter(|(_, text)| text.len() <= methodology::MAX_FILE_BYTES);
+    // The Python code, for the candidate's own functions' definitions.
+    let codes: Vec<(String, String)> = small
+        .clone()
+        .filter_map(|(path, text)| match path.rsplit_once('.').map(|(_, e)| e) {
+            Some("py") => Some((path.clone(), text.clone())),
+            Some("ipynb") if crate::notebook::language_of_text(text).as_deref() != Some("r") => {
+                Some((path.clone(), crate::environment::notebook_python(text)?))
+            }
+            _ => None,
         })
         .collect();
-    let read: Vec<(String, methodology::Source)> = codes.iter().map(|(path, code)| (path.clone(), methodology::read(code))).collect();
+    let mut r_files: Vec<String> = Vec::new();
+    let read: Vec<(String, methodology::Source)> = small
+        .filter_map(|(path, text)| {
+            let (language, source) = methodology::read_any(path, text)?;
+            if language == methodology::Language::R {
+                r_files.push(path.clone());
+            }
+            Some((path.clone(), source))
+        })
+        .collect();
     let calls: Vec<(String, Call)> = read.iter().flat_map(|(path, source)| source.calls.iter().map(move |call| (path.clone(), call.clone()))).collect();
     if let Some(question) = notes_claim(evidence.notes, &calls) {
         out.push(question);
@@ -188,7 +212,10 @@ pub fn questions(evidence: &Evidence) -> Vec<Question> {
             line: None,
         });
     }
-    let mut decisions = decisions(&calls, &codes);
+    type Calls = Vec<(String, Call)>;
+    let (r_calls, py_calls): (Calls, Calls) = calls.iter().cloned().partition(|(file, _)| r_files.contains(file));
+    let mut decisions = decisions(&py_calls, &codes);
+    decisions.extend(r_decisions(&r_calls));
     // Features the candidate made (a new column computed from others): where the idea came from.
     for (file, source) in &read {
         for (line, frame, column) in &source.columns_made {
@@ -230,11 +257,63 @@ pub fn questions(evidence: &Evidence) -> Vec<Question> {
         asked_ranks.push(decision.rank);
         out.push(Question { question: decision.question, why: decision.why, file: Some(decision.file), line: Some(decision.line) });
     }
+    if let Some(question) = first_read(&calls) {
+        out.push(question);
+    }
+    if let Some(question) = scale(evidence.steps) {
+        out.push(question);
+    }
     if let Some(question) = late_change(evidence) {
         out.push(question);
     }
     out.truncate(MAX_QUESTIONS);
     out
+}
+
+/// Calls that read a table (pandas, polars, base R, readr, data.table).
+const READS: &[&str] = &["read_csv", "read_parquet", "read_excel", "read_table", "read_json", "read.csv", "read.table", "read_delim", "fread", "scan_csv"];
+/// Calls that look at a table's values: its types, missing values, counts, summaries.
+const INSPECTIONS: &[&str] =
+    &["info", "describe", "isna", "isnull", "value_counts", "duplicated", "nunique", "unique", "summary", "str", "glimpse", "skim", "dtypes", "null_count"];
+
+/// Where the data is first read: what the candidate looked at in it (curiosity about data
+/// quality), asked at that line.
+fn first_read(calls: &[(String, Call)]) -> Option<Question> {
+    let (file, read) = calls.iter().find(|(_, c)| READS.contains(&c.name.as_str()))?;
+    let inspects = calls.iter().any(|(_, c)| INSPECTIONS.contains(&c.name.as_str()));
+    let why = if inspects {
+        format!("The data is first read here (`{}`).", read.name)
+    } else {
+        format!(
+            "The data is first read here (`{}`), and the code handed in looks at none of its values (no summary, missing-value or duplicate counts).",
+            read.name
+        )
+    };
+    Some(Question {
+        question: "Here you read the data. What did you look at first, what surprised you in it, and what did you decide because of it?".to_string(),
+        why,
+        file: Some(file.clone()),
+        line: Some(read.line),
+    })
+}
+
+/// The costliest step of the graded run: how the solution would scale.
+fn scale(steps: &[StepCost]) -> Option<Question> {
+    let step = steps.iter().max_by(|a, b| a.wall_seconds.total_cmp(&b.wall_seconds))?;
+    let peak = step.peak_memory_bytes.map(|p| format!(" and peaked at {}", crate::units::format_size(p))).unwrap_or_default();
+    let share = match (step.peak_memory_bytes, step.memory_limit_bytes) {
+        (Some(peak), Some(limit)) if limit > 0 => format!(" ({:.0} % of its memory limit)", 100.0 * peak as f64 / limit as f64),
+        _ => String::new(),
+    };
+    Some(Question {
+        question: format!(
+            "Your `{}` step took {:.1} s{peak}{share} on the hidden data. What would break first with a hundred times as many rows, and what would you change?",
+            step.name, step.wall_seconds
+        ),
+        why: format!("The longest step of the graded run: `{}`, {:.1} s of wall time{peak}.", step.name, step.wall_seconds),
+        file: None,
+        line: None,
+    })
 }
 
 fn worst_slice_question(worst: &WorstSlice) -> Question {
@@ -409,6 +488,102 @@ fn decisions(calls: &[(String, Call)], codes: &[(String, String)]) -> Vec<Decisi
     out
 }
 
+/// R's model constructors: base R, caret and friends, and parsnip's specifications.
+const R_MODEL_MAKERS: &[&str] = &[
+    "lm",
+    "glm",
+    "randomForest",
+    "ranger",
+    "rpart",
+    "train",
+    "xgboost",
+    "xgb.train",
+    "svm",
+    "naiveBayes",
+    "multinom",
+    "glmnet",
+    "cv.glmnet",
+    "knn",
+    "lda",
+    "qda",
+    "gbm",
+    "C5.0",
+    "ctree",
+    "nnet",
+    "rand_forest",
+    "boost_tree",
+    "logistic_reg",
+    "linear_reg",
+    "multinom_reg",
+    "decision_tree",
+    "nearest_neighbor",
+    "svm_rbf",
+    "svm_linear",
+    "mlp",
+    "naive_Bayes",
+];
+
+/// The decisions of R code worth a question, as [`decisions`] finds Python's.
+fn r_decisions(calls: &[(String, Call)]) -> Vec<Decision> {
+    let mut out = Vec::new();
+    for (file, call) in calls {
+        let at = |rank: u8, question: String, why: String| Decision { file: file.clone(), line: call.line, question, why, rank };
+        let arguments = call.keywords.iter().filter(|(k, _)| k != "data" && k != "formula").map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ");
+        let name = call.name.as_str();
+        if R_MODEL_MAKERS.contains(&name) {
+            let settings = if arguments.is_empty() { "its default settings".to_string() } else { format!("`{}`", short(&arguments, 80)) };
+            out.push(at(
+                0,
+                format!("Why `{name}` with {settings}? What else did you try, and how did you choose between them?"),
+                format!(
+                    "The model is made here: `{}`.",
+                    short(&format!("{}({})", call.callee, call.positional.first().map(String::as_str).unwrap_or("")), 100)
+                ),
+            ));
+        } else if matches!(name, "initial_split" | "createDataPartition" | "vfold_cv" | "trainControl" | "sample.split" | "createFolds" | "xgb.cv") {
+            out.push(at(
+                1,
+                format!(
+                    "How did you choose this way of validating (`{}`), and how close was its score to what you expected on unseen data?",
+                    short(&call.callee, 60)
+                ),
+                "The validation scheme is set here.".to_string(),
+            ));
+        } else if matches!(name, "replace_na" | "na.approx" | "na.locf" | "mice" | "impute" | "na_interpolation") || name.starts_with("step_impute") {
+            out.push(at(
+                2,
+                format!("You fill missing values here (`{name}`). Why this value, and how would a different choice change the result?"),
+                "Missing values are imputed here.".to_string(),
+            ));
+        } else if matches!(name, "na.omit" | "drop_na" | "complete.cases" | "step_naomit") {
+            out.push(at(
+                3,
+                "You drop rows with missing values here. How many rows did that remove, and could the hidden data have more of them?".to_string(),
+                "Rows are dropped here.".to_string(),
+            ));
+        } else if matches!(name, "parse_number" | "as.numeric" | "as.integer" | "dmy" | "ymd" | "mdy" | "parse_date_time") {
+            out.push(at(
+                6,
+                format!("Values that do not parse become NA here (`{name}`). How many were there, what did they look like, and could you have read them?"),
+                "Text is read as numbers or dates here; what does not parse becomes NA.".to_string(),
+            ));
+        } else if matches!(name, "distinct" | "duplicated") {
+            out.push(at(
+                7,
+                "You drop duplicate rows here. How did you decide what counts as a duplicate, and which copy to keep?".to_string(),
+                "Duplicate rows are dropped here.".to_string(),
+            ));
+        } else if matches!(name, "model.matrix" | "step_dummy" | "dummy_cols" | "dummyVars" | "one_hot") {
+            out.push(at(
+                5,
+                format!("You encode categories with `{name}` here. What happens to a category that appears only in the rows you predict?"),
+                "Categories are encoded here.".to_string(),
+            ));
+        }
+    }
+    out
+}
+
 /// The push that counts, when it came late with a large change: a question about what changed.
 fn late_change(evidence: &Evidence) -> Option<Question> {
     let counted = evidence.counted.or_else(|| evidence.pushes.last().map(|p| p.number))?;
@@ -466,13 +641,14 @@ mod tests {
                 (Some("train.py"), Some(3)), // rows dropped
                 (Some("train.py"), Some(4)), // columns dropped
                 (Some("train.py"), Some(5)), // encoding
+                (Some("train.py"), Some(2)), // the data read: what was looked at first
                 (None, None),                // 180 lines changed 2 minutes before the deadline
             ],
             "{asked:#?}"
         );
         assert!(asked[1].question.contains("cross-validation"), "{}", asked[1].question);
         assert!(asked[3].question.contains("n_estimators=300"), "{}", asked[3].question);
-        assert!(asked[7].question.contains("Push #2 changed 180 lines"), "{}", asked[7].question);
+        assert!(asked[8].question.contains("Push #2 changed 180 lines"), "{}", asked[8].question);
         assert_eq!(questions(&evidence), asked, "deterministic");
     }
 
@@ -503,6 +679,13 @@ mod tests {
         assert!(asked[0].why.contains("f1_macro 0.4100 on 410 rows, 0.6100 on all rows"), "{}", asked[0].why);
         assert!(texts[1].contains("412 of the 5000 hidden rows whose class is `Ideal` `Premium` (8 %)"), "{}", texts[1]);
         assert!(texts[2].contains("`body_mass_g`") && texts[2].contains("84.0 %") && texts[2].contains("expected \"4450\", got \"4.45\""), "{}", texts[2]);
+        // The longest step, with its memory against its limit.
+        let steps = [
+            StepCost { name: "train".into(), wall_seconds: 41.25, peak_memory_bytes: Some(512 << 20), memory_limit_bytes: Some(2 << 30) },
+            StepCost { name: "predict".into(), wall_seconds: 3.0, peak_memory_bytes: None, memory_limit_bytes: None },
+        ];
+        let asked = questions(&Evidence { steps: &steps, ..Default::default() });
+        assert!(asked[0].question.contains("`train` step took 41.2 s and peaked at 512 MiB (25 % of its memory limit)"), "{}", asked[0].question);
         // An error metric: lower is better, a tenth above the whole is a question.
         let rmse = WorstSlice { metric: "rmse".into(), higher_is_better: false, value: 1200.0, whole: 1000.0, ..slice("price ≥ 10000", 0.0, 0.0) };
         assert!(rmse.is_notable());

@@ -643,7 +643,18 @@ async fn build_report(
     }
     add_context(prepared, &mut findings);
     let lines_of_code = count_lines(prepared, lint_run.lintr.is_some());
-    let outcomes = Outcomes::of(&accuracy_component, task.primary().output.as_str());
+    let step_costs = runs
+        .iter()
+        .zip(&task.steps)
+        .filter(|_| all_ok)
+        .map(|(run, step)| crate::debrief::StepCost {
+            name: step.name.clone(),
+            wall_seconds: run.wall.as_secs_f64(),
+            peak_memory_bytes: run.peak_memory_bytes,
+            memory_limit_bytes: Some(step.memory_bytes),
+        })
+        .collect();
+    let outcomes = Outcomes::of(&accuracy_component, task.primary().output.as_str(), step_costs);
     let (methodology, debrief) = methodology_findings(task, prepared, accuracy_score, outcomes).await?;
     let code_score = grading::code_quality_score(n_findings, lines_of_code, task.lint.zero_at);
 
@@ -745,15 +756,35 @@ pub struct Outcomes {
     pub worst_slices: Vec<crate::debrief::WorstSlice>,
     pub confused: Vec<crate::debrief::Confused>,
     pub weak_columns: Vec<crate::debrief::WeakColumn>,
+    pub steps: Vec<crate::debrief::StepCost>,
 }
 
 impl Outcomes {
-    pub fn of(accuracy: &AccuracyComponent, single_file: &str) -> Outcomes {
+    /// From the accuracy and the steps (kept only when every step ran to its end).
+    pub fn of(accuracy: &AccuracyComponent, single_file: &str, steps: Vec<crate::debrief::StepCost>) -> Outcomes {
         Outcomes {
             worst_slices: accuracy.worst_slices(single_file),
             confused: accuracy.most_confused(single_file),
             weak_columns: accuracy.weakest_columns(single_file),
+            steps,
         }
+    }
+
+    /// A stored report's.
+    pub fn of_report(report: &Report) -> Outcomes {
+        let all_ran = report.steps.iter().all(|s| s.outcome == Outcome::Ok);
+        let steps = report
+            .steps
+            .iter()
+            .filter(|_| all_ran)
+            .map(|s| crate::debrief::StepCost {
+                name: s.name.clone(),
+                wall_seconds: s.wall_seconds,
+                peak_memory_bytes: s.peak_memory_bytes,
+                memory_limit_bytes: Some(s.memory_limit_bytes),
+            })
+            .collect();
+        Outcomes::of(&report.components.accuracy, &report.output.file, steps)
     }
 }
 
@@ -769,7 +800,7 @@ async fn methodology_findings(
     let context = crate::methodology::Context::of(task);
     let mut files: Vec<(String, String)> = Vec::new();
     let mut left = crate::methodology::MAX_BYTES as u64;
-    for relative in &prepared.python_files {
+    for relative in prepared.python_files.iter().chain(&prepared.r_files) {
         let Some(name) = relative.to_str() else { continue };
         let size = std::fs::symlink_metadata(prepared.path().join(relative)).map(|m| m.len()).unwrap_or(u64::MAX);
         if size > crate::methodology::MAX_FILE_BYTES as u64 || size > left {
@@ -791,6 +822,7 @@ async fn methodology_findings(
             worst_slices: &outcomes.worst_slices,
             confused: &outcomes.confused,
             weak_columns: &outcomes.weak_columns,
+            steps: &outcomes.steps,
             ..Default::default()
         };
         let debrief = crate::debrief::questions(&evidence);

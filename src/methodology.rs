@@ -286,20 +286,25 @@ pub(crate) struct Source {
 /// its JSON), in file and line order, at most [`MAX_PER_RULE`] per rule.
 pub fn analyse(files: &[(String, String)], context: &Context) -> Vec<Finding> {
     let mut sources: Vec<(String, Source)> = Vec::new();
+    let mut r_sources: Vec<(String, Source)> = Vec::new();
     let mut budget = MAX_BYTES;
     for (path, text) in files {
         if text.len() > MAX_FILE_BYTES || text.len() > budget {
             continue;
         }
         budget -= text.len();
-        let code = if path.ends_with(".ipynb") { crate::environment::notebook_python(text) } else { Some(text.clone()) };
-        let Some(code) = code else { continue };
-        sources.push((path.clone(), read(&code)));
+        match read_any(path, text) {
+            Some((Language::Python, source)) => sources.push((path.clone(), source)),
+            Some((Language::R, source)) => r_sources.push((path.clone(), source)),
+            None => {}
+        }
     }
     let mut findings = Vec::new();
     let seeded =
         sources.iter().any(|(_, s)| s.calls.iter().any(|c| GLOBAL_SEEDS.iter().any(|seed| c.callee == *seed || c.callee.ends_with(&format!(".{seed}")))));
-    let validates = sources.iter().any(|(_, s)| s.calls.iter().any(holds_out));
+    let r_validates = r_sources.iter().any(|(_, s)| s.calls.iter().any(|c| R_VALIDATION.contains(&c.name.as_str())));
+    let validates = r_validates || sources.iter().any(|(_, s)| s.calls.iter().any(holds_out));
+    r_rules(&r_sources, validates, &mut findings);
     let kinds: Vec<HashMap<String, Kind>> = sources.iter().map(|(_, source)| variable_kinds(source)).collect();
     for ((path, source), kinds) in sources.iter().zip(&kinds) {
         let prediction_file = context.prediction_files.iter().any(|f| f == path);
@@ -350,6 +355,203 @@ pub fn analyse(files: &[(String, String)], context: &Context) -> Vec<Finding> {
         *n <= MAX_PER_RULE
     });
     findings
+}
+
+/// The language a file's code is read in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Language {
+    Python,
+    R,
+}
+
+/// A file's code read in its language: Python files and notebooks, R scripts, R Markdown (its R
+/// chunks, at their lines) and R notebooks. `None` for other files and unreadable notebooks.
+pub(crate) fn read_any(path: &str, text: &str) -> Option<(Language, Source)> {
+    let extension = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    match extension.as_str() {
+        "py" => Some((Language::Python, read(text))),
+        "r" => Some((Language::R, read_r(text))),
+        "rmd" => Some((Language::R, read_r(&crate::notebook::rmd_r_lines(text)))),
+        "ipynb" => {
+            let code = crate::environment::notebook_python(text)?;
+            match crate::notebook::language_of_text(text).as_deref() {
+                Some("r") => Some((Language::R, read_r(&code))),
+                _ => Some((Language::Python, read(&code))),
+            }
+        }
+        _ => None,
+    }
+}
+
+/// R calls that train a model.
+pub(crate) const R_MODELS: &[&str] = &[
+    "lm",
+    "glm",
+    "randomForest",
+    "ranger",
+    "rpart",
+    "train",
+    "xgboost",
+    "xgb.train",
+    "svm",
+    "naiveBayes",
+    "multinom",
+    "glmnet",
+    "cv.glmnet",
+    "knn",
+    "lda",
+    "qda",
+    "gbm",
+    "C5.0",
+    "ctree",
+    "nnet",
+    "lightgbm",
+    "lgb.train",
+    "fit",
+];
+/// R calls that hold rows out or cross-validate.
+pub(crate) const R_VALIDATION: &[&str] = &[
+    "initial_split",
+    "initial_validation_split",
+    "createDataPartition",
+    "createFolds",
+    "sample.split",
+    "vfold_cv",
+    "bootstraps",
+    "trainControl",
+    "cv.glmnet",
+    "fit_resamples",
+    "tune_grid",
+    "tune_bayes",
+    "validation_split",
+    "training",
+    "testing",
+    "rfcv",
+    "xgb.cv",
+    "lgb.cv",
+    "crossv_kfold",
+    "sample",
+    "sample_frac",
+    "slice_sample",
+    // caret's `train` resamples (25 bootstraps) unless told not to.
+    "train",
+];
+/// R calls that draw random numbers (with no `set.seed` anywhere, each is a finding).
+const R_RANDOM: &[&str] = &[
+    "sample",
+    "sample_n",
+    "sample_frac",
+    "slice_sample",
+    "initial_split",
+    "initial_validation_split",
+    "createDataPartition",
+    "createFolds",
+    "vfold_cv",
+    "sample.split",
+    "randomForest",
+    "ranger",
+    "xgboost",
+    "xgb.train",
+    "kmeans",
+    "train",
+    "bootstraps",
+    "runif",
+    "rnorm",
+];
+
+/// The rules that read R cheaply: no validation anywhere, randomness with no seed.
+fn r_rules(sources: &[(String, Source)], validates: bool, findings: &mut Vec<Finding>) {
+    let seeded = sources.iter().any(|(_, s)| s.calls.iter().any(|c| c.name == "set.seed"));
+    if !validates {
+        // `fit` is parsnip's; `lm` and `glm` of a model kept (assigned), not a one-off summary.
+        let first_fit = sources.iter().find_map(|(path, source)| source.calls.iter().find(|c| R_MODELS.contains(&c.name.as_str())).map(|c| (path, c)));
+        if let Some((path, call)) = first_fit {
+            findings.push(Finding {
+                rule: Rule::NoValidation,
+                file: path.clone(),
+                line: call.line,
+                message: format!(
+                    "`{}` trains the model, and nothing in the submission holds rows out (no split, resampling or cross-validation): its quality was never measured before it was handed in.",
+                    call.name
+                ),
+            });
+        }
+    }
+    if !seeded {
+        for (path, source) in sources {
+            for call in source.calls.iter().filter(|c| R_RANDOM.contains(&c.name.as_str())) {
+                // `train()` is caret's (random through its resampling); `sample(x)` of a plain
+                // vector shuffles too.
+                findings.push(Finding {
+                    rule: Rule::UnseededRandomness,
+                    file: path.clone(),
+                    line: call.line,
+                    message: format!("`{}` is random and nothing calls `set.seed`: another run gives another result, so it cannot be reproduced.", call.name),
+                });
+            }
+        }
+    }
+}
+
+/// The calls of R code (tree-sitter-r): `f(x, n = 3)`, `pkg::f(...)`, `obj$f(...)`, each with
+/// its positional and named arguments and the name it is assigned to (`<-`, `=`, `->`).
+pub(crate) fn read_r(code: &str) -> Source {
+    let mut out = Source::default();
+    let mut parser = tree_sitter::Parser::new();
+    if parser.set_language(&tree_sitter_r::LANGUAGE.into()).is_err() {
+        return out;
+    }
+    let Some(tree) = parser.parse(code, None) else { return out };
+    let text = |node: tree_sitter::Node| node.utf8_text(code.as_bytes()).unwrap_or("").to_string();
+    let mut cursor = tree.walk();
+    loop {
+        let node = cursor.node();
+        if node.kind() == "call" {
+            if let Some(call) = r_call_of(node, &text) {
+                out.calls.push(call);
+            }
+        }
+        if cursor.goto_first_child() {
+            continue;
+        }
+        while !cursor.goto_next_sibling() {
+            if !cursor.goto_parent() {
+                return out;
+            }
+        }
+    }
+}
+
+fn r_call_of(node: tree_sitter::Node, text: &dyn Fn(tree_sitter::Node) -> String) -> Option<Call> {
+    let function = node.child_by_field_name("function")?;
+    let (name, receiver) = match function.kind() {
+        "identifier" => (text(function), None),
+        "namespace_operator" => (text(function.child_by_field_name("rhs")?), None),
+        "extract_operator" => (text(function.child_by_field_name("rhs")?), function.child_by_field_name("lhs").map(text)),
+        _ => return None,
+    };
+    let (mut positional, mut keywords) = (Vec::new(), Vec::new());
+    if let Some(arguments) = node.child_by_field_name("arguments") {
+        let mut walk = arguments.walk();
+        for argument in arguments.named_children(&mut walk).filter(|a| a.kind() == "argument") {
+            let value = argument.child_by_field_name("value").map(text).unwrap_or_default();
+            match argument.child_by_field_name("name") {
+                Some(name) => keywords.push((text(name), value)),
+                None => positional.push(value),
+            }
+        }
+    }
+    let mut assigned = Vec::new();
+    if let Some(parent) = node.parent().filter(|p| p.kind() == "binary_operator") {
+        let operator = parent.child_by_field_name("operator").map(text).unwrap_or_default();
+        let (lhs, rhs) = (parent.child_by_field_name("lhs"), parent.child_by_field_name("rhs"));
+        match operator.as_str() {
+            "<-" | "<<-" | "=" if rhs.is_some_and(|r| r.id() == node.id()) => assigned.extend(lhs.map(text)),
+            "->" | "->>" if lhs.is_some_and(|l| l.id() == node.id()) => assigned.extend(rhs.map(text)),
+            _ => {}
+        }
+    }
+    Some(Call { line: node.start_position().row as u64 + 1, callee: text(function), name, receiver, positional, keywords, assigned })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -453,6 +453,40 @@ pub fn language_of(path: &std::path::Path) -> Option<String> {
     language_in(serde_json::from_reader(std::io::BufReader::new(file.take(MAX_LANGUAGE_SCAN))).ok()?)
 }
 
+/// An R Markdown file's R chunks as R code at their own lines: every other line (prose, fences,
+/// other engines' chunks) left blank, so that a line of the code is the line of the file.
+pub fn rmd_r_lines(text: &str) -> String {
+    let mut code = String::with_capacity(text.len());
+    let mut fence: Option<(String, bool)> = None;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        let keep = match &fence {
+            None => {
+                let ticks = trimmed.len() - trimmed.trim_start_matches('`').len();
+                let rest = trimmed[ticks..].trim_start();
+                if ticks >= 3 && rest.starts_with('{') {
+                    let engine = rest[1..].trim_start().split(|c: char| !c.is_ascii_alphanumeric() && c != '_').next().unwrap_or("");
+                    fence = Some((trimmed[..ticks].to_string(), engine.eq_ignore_ascii_case("r")));
+                }
+                false
+            }
+            Some((ticks, is_r)) => {
+                if trimmed.starts_with(ticks.as_str()) && trimmed.trim_start_matches('`').is_empty() {
+                    fence = None;
+                    false
+                } else {
+                    *is_r
+                }
+            }
+        };
+        if keep {
+            code.push_str(line);
+        }
+        code.push('\n');
+    }
+    code
+}
+
 /// [`language_of`] a notebook's text (`None` when it is not whole JSON).
 pub fn language_of_text(text: &str) -> Option<String> {
     language_in(serde_json::from_str(text).ok()?)

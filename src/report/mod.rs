@@ -162,25 +162,25 @@ impl AccuracyComponent {
             .collect()
     }
 
-    /// Each scored output's worst slice of the hidden rows, for the debrief.
+    /// Each scored output's two worst slices of the hidden rows, worst first, for the debrief.
     pub fn worst_slices(&self, single_file: &str) -> Vec<crate::debrief::WorstSlice> {
-        self.each(single_file)
-            .into_iter()
-            .filter_map(|output| {
-                let whole = output.accuracy.value?;
-                let higher_is_better = crate::task::Metric::from_name(&output.accuracy.metric).is_none_or(|m| m.higher_is_better());
-                let (worst, _) = crate::grading::slices::worst_and_spread(&output.accuracy.slices, higher_is_better)?;
-                Some(crate::debrief::WorstSlice {
-                    output: output.file.to_string(),
-                    metric: output.accuracy.metric.clone(),
-                    higher_is_better,
-                    slice: worst.name.clone(),
-                    rows: worst.rows,
-                    value: worst.value?,
-                    whole,
-                })
-            })
-            .collect()
+        let mut out = Vec::new();
+        for output in self.each(single_file) {
+            let Some(whole) = output.accuracy.value else { continue };
+            let higher_is_better = crate::task::Metric::from_name(&output.accuracy.metric).is_none_or(|m| m.higher_is_better());
+            let mut valued: Vec<(&crate::grading::slices::SliceScore, f64)> = output.accuracy.slices.iter().filter_map(|s| s.value.map(|v| (s, v))).collect();
+            valued.sort_by(|a, b| if higher_is_better { a.1.total_cmp(&b.1) } else { b.1.total_cmp(&a.1) });
+            out.extend(valued.into_iter().take(2).map(|(slice, value)| crate::debrief::WorstSlice {
+                output: output.file.to_string(),
+                metric: output.accuracy.metric.clone(),
+                higher_is_better,
+                slice: slice.name.clone(),
+                rows: slice.rows,
+                value,
+                whole,
+            }));
+        }
+        out
     }
 }
 

@@ -515,7 +515,7 @@ pub fn build<E: std::fmt::Display>(
         if is_notebook {
             if let Some((cells, total)) = notebook_cells(text, MAX_CELLS, MAX_FILE_BYTES) {
                 file.kind = FileKind::Notebook;
-                file.language = Some("python");
+                file.language = Some(if crate::notebook::language_of_text(text).as_deref() == Some("r") { "r" } else { "python" });
                 let (shown, cut_by) = shown_cells(&mut page, cells, max_lines, max_cost);
                 let reason = match cut_by {
                     Some(Bound::Lines) => Some(lines_reason),

@@ -1085,10 +1085,13 @@ async fn debrief_of(app: &Arc<App>, loaded: &Loaded) -> Result<Vec<crate::debrie
         .files
         .iter()
         .filter_map(|f| match (&f.kind, &f.text, &f.cells) {
-            (FileKind::Text, Some(text), _) if f.path.ends_with(".py") => Some((f.path.clone(), text.clone())),
-            // A notebook's code cells in order (the methodology's lines count the same way).
+            (FileKind::Text, Some(text), _) if [".py", ".R", ".r", ".Rmd", ".rmd"].iter().any(|e| f.path.ends_with(e)) => Some((f.path.clone(), text.clone())),
+            // A notebook's code cells in order, as a notebook of its language (read as at grading).
             (FileKind::Notebook, _, Some(cells)) => {
-                Some((f.path.clone(), cells.iter().filter(|c| c.kind == "code").map(|c| format!("{}\n", c.source)).collect()))
+                let code: Vec<serde_json::Value> =
+                    cells.iter().filter(|c| c.kind == "code").map(|c| serde_json::json!({ "cell_type": "code", "source": c.source })).collect();
+                let language = f.language.unwrap_or("python");
+                Some((f.path.clone(), serde_json::json!({ "metadata": { "kernelspec": { "language": language } }, "cells": code }).to_string()))
             }
             _ => None,
         })
@@ -1118,7 +1121,7 @@ async fn debrief_of(app: &Arc<App>, loaded: &Loaded) -> Result<Vec<crate::debrie
         .map(|(i, s)| crate::debrief::Push { number: s.number, pushed_at: s.pushed_at, changed_lines: if Some(i) == at { change } else { None } })
         .collect();
     let methodology = report.map(|r| r.methodology.clone()).unwrap_or_default();
-    let outcomes = report.map(|r| crate::job::Outcomes::of(&r.components.accuracy, &r.output.file)).unwrap_or_default();
+    let outcomes = report.map(crate::job::Outcomes::of_report).unwrap_or_default();
     let evidence = crate::debrief::Evidence {
         files: &files,
         methodology: &methodology,
@@ -1132,6 +1135,7 @@ async fn debrief_of(app: &Arc<App>, loaded: &Loaded) -> Result<Vec<crate::debrie
         worst_slices: &outcomes.worst_slices,
         confused: &outcomes.confused,
         weak_columns: &outcomes.weak_columns,
+        steps: &outcomes.steps,
     };
     Ok(crate::debrief::questions(&evidence))
 }

@@ -8,14 +8,14 @@ use takehome::methodology::{analyse, Context, Finding};
 
 use super::common::repo_root;
 
-/// A folder's Python files and notebooks, as `(relative path, text)`.
+/// A folder's Python and R files and notebooks, as `(relative path, text)`.
 fn sources(dir: &Path) -> Vec<(String, String)> {
     let mut files: Vec<(String, String)> = walkdir::WalkDir::new(dir)
         .follow_links(false)
         .sort_by_file_name()
         .into_iter()
         .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "py" || x == "ipynb"))
+        .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| ["py", "ipynb", "R", "Rmd"].iter().any(|k| x == *k)))
         .map(|e| (e.path().strip_prefix(dir).unwrap().display().to_string(), std::fs::read_to_string(e.path()).unwrap_or_default()))
         .collect();
     files.sort();
