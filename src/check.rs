@@ -936,6 +936,22 @@ fn compare(expect: &Expect, spec: &TaskSpec, report: &Report) -> Vec<String> {
             }
         }
     }
+    // Every graded fixture gets a debrief of 5 to 10 questions and its task's slices, and its
+    // candidate's view shows none of the slices.
+    if report.status == crate::report::Status::Graded {
+        let n = report.debrief.len();
+        if !(5..=crate::debrief::MAX_QUESTIONS).contains(&n) {
+            failures.push(format!("the debrief holds {n} questions (5 to {} expected of a graded submission)", crate::debrief::MAX_QUESTIONS));
+        }
+        for (declared, output) in spec.outputs.iter().zip(report.components.accuracy.each(&report.output.file)) {
+            if !declared.slices.is_empty() && output.accuracy.slices.is_empty() {
+                failures.push(format!("{} is not scored on its slices", output.file));
+            }
+            if let Some(shown) = output.accuracy.slices.iter().find(|s| candidate_view.contains(&format!("\"{}\"", s.name))) {
+                failures.push(format!("the candidate's view shows the slice {:?}", shown.name));
+            }
+        }
+    }
     if let Some(n) = expect.skipped_links {
         if report.submission.skipped_links.len() != n {
             failures.push(format!("{} links left out of the copy (expected {n})", report.submission.skipped_links.len()));

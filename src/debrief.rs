@@ -45,13 +45,18 @@ pub struct WorstSlice {
 }
 
 impl WorstSlice {
-    /// Whether the slice falls short of the whole by enough to ask about: 0.02 on a metric
-    /// within [0, 1], a tenth of the whole's value on others.
+    /// Whether the slice falls short of the whole by enough to ask about: a cleaned table's
+    /// cells by 0.02; predictions on a metric within [0, 1] by 0.02 and by more than a
+    /// proportion's standard error at worst (0.5 / √rows: two wrong of 19 rows is not a
+    /// pattern); on others, by a tenth of the whole's value.
     pub fn is_notable(&self) -> bool {
         let shortfall = if self.higher_is_better { self.whole - self.value } else { self.value - self.whole };
         let unit = (0.0..=1.0).contains(&self.whole) && (0.0..=1.0).contains(&self.value);
-        if unit {
+        if self.metric == "cell_accuracy" {
+            // Cleaning code is deterministic: a slice it gets wrong shows a kind of dirt it misses.
             shortfall >= 0.02
+        } else if unit {
+            shortfall >= 0.02f64.max(0.5 / (self.rows.max(1) as f64).sqrt())
         } else {
             shortfall >= 0.1 * self.whole.abs()
         }
@@ -215,7 +220,9 @@ pub fn questions(evidence: &Evidence) -> Vec<Question> {
     type Calls = Vec<(String, Call)>;
     let (r_calls, py_calls): (Calls, Calls) = calls.iter().cloned().partition(|(file, _)| r_files.contains(file));
     let mut decisions = decisions(&py_calls, &codes);
-    decisions.extend(r_decisions(&r_calls));
+    let r_functions: Vec<(String, u64, String)> =
+        read.iter().filter(|(path, _)| r_files.contains(path)).flat_map(|(path, s)| s.functions.iter().map(move |(line, name)| (path.clone(), *line, name.clone()))).collect();
+    decisions.extend(r_decisions(&r_calls, &r_functions));
     // Features the candidate made (a new column computed from others): where the idea came from.
     for (file, source) in &read {
         for (line, frame, column) in &source.columns_made {
@@ -279,7 +286,10 @@ const INSPECTIONS: &[&str] =
 /// Where the data is first read: what the candidate looked at in it (curiosity about data
 /// quality), asked at that line.
 fn first_read(calls: &[(String, Call)]) -> Option<Question> {
-    let (file, read) = calls.iter().find(|(_, c)| READS.contains(&c.name.as_str()))?;
+    // The training or cleaning code's read before the prediction step's.
+    let mut reads = calls.iter().filter(|(_, c)| READS.contains(&c.name.as_str()));
+    let predicts = |file: &str| file.rsplit('/').next().unwrap_or(file).starts_with("predict");
+    let (file, read) = reads.clone().find(|(file, _)| !predicts(file)).or_else(|| reads.next())?;
     let inspects = calls.iter().any(|(_, c)| INSPECTIONS.contains(&c.name.as_str()));
     let why = if inspects {
         format!("The data is first read here (`{}`).", read.name)
@@ -369,23 +379,35 @@ fn notes_claim(notes: Option<&str>, calls: &[(String, Call)]) -> Option<Question
                 "RepeatedKFold",
                 "GridSearchCV",
                 "RandomizedSearchCV",
+                // R: rsample, caret, glmnet, xgboost, modelr, and folds drawn by hand with `sample`.
+                "vfold_cv",
+                "createFolds",
+                "trainControl",
+                "train",
+                "cv.glmnet",
+                "xgb.cv",
+                "fit_resamples",
+                "crossv_kfold",
+                "rfcv",
+                "sample",
             ],
             "cross-validation",
         ),
         (
             &["tuned", "tuning", "grid search", "gridsearch", "hyperparameter search", "optuna"],
-            &["GridSearchCV", "RandomizedSearchCV", "HalvingGridSearchCV", "create_study", "optimize"],
+            &["GridSearchCV", "RandomizedSearchCV", "HalvingGridSearchCV", "create_study", "optimize", "tune_grid", "tune_bayes", "train", "tuneRF", "cv.glmnet"],
             "hyperparameter tuning",
         ),
         (&["held-out", "held out", "hold-out", "holdout", "validation set"], methodology::VALIDATION, "a held-out set"),
     ];
     for (said, calls_for, what) in claims {
         if let Some(word) = said.iter().find(|w| notes.contains(*w)) {
-            if !has(calls_for) {
+            let held_out_in_r = what == "a held-out set" && has(methodology::R_VALIDATION);
+            if !has(calls_for) && !held_out_in_r {
                 return Some(Question {
                     question: format!("Your notes mention {what} (\"{word}\"), but the code handed in has none. Where did you do it, and what did it show?"),
                     why: format!(
-                        "NOTES.md says \"{word}\"; no call of {} is in the submission's Python.",
+                        "NOTES.md says \"{word}\"; no call of {} is in the submission's code.",
                         calls_for.iter().take(3).copied().collect::<Vec<_>>().join(", ")
                     ),
                     file: Some("NOTES.md".to_string()),
@@ -524,9 +546,28 @@ const R_MODEL_MAKERS: &[&str] = &[
 ];
 
 /// The decisions of R code worth a question, as [`decisions`] finds Python's.
-fn r_decisions(calls: &[(String, Call)]) -> Vec<Decision> {
+fn r_decisions(calls: &[(String, Call)], functions: &[(String, u64, String)]) -> Vec<Decision> {
     let mut out = Vec::new();
+    let mut readers_seen: Vec<&str> = Vec::new();
+    // Names of variables (tables among them): an argument that is one is not a column.
+    let variables: Vec<&str> = calls.iter().flat_map(|(_, c)| c.assigned.iter().map(String::as_str)).collect();
     for (file, call) in calls {
+        // A function of the candidate's own applied to a column: how it reads values.
+        if let Some((defined_in, at, name)) = functions.iter().find(|(_, _, name)| *name == call.name) {
+            let column = call.positional.first().map(|c| c.trim_matches('`')).unwrap_or("");
+            let plain = !column.is_empty() && column.len() <= 60 && !column.contains('(') && !variables.contains(&column);
+            if plain && !readers_seen.contains(&name.as_str()) {
+                readers_seen.push(name);
+                out.push(Decision {
+                    file: defined_in.clone(),
+                    line: *at,
+                    question: format!("`{name}` decides what each value of `{column}` means. What does it do with a value it cannot read, and which odd values did you check it on?"),
+                    why: format!("Applied to `{column}` at {file}:{}; defined here.", call.line),
+                    rank: RANK_READER,
+                });
+            }
+            continue;
+        }
         let at = |rank: u8, question: String, why: String| Decision { file: file.clone(), line: call.line, question, why, rank };
         let arguments = call.keywords.iter().filter(|(k, _)| k != "data" && k != "formula").map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ");
         let name = call.name.as_str();

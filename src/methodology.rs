@@ -280,6 +280,8 @@ pub(crate) struct Source {
     lists: Vec<Listed>,
     /// Columns made by assignment (`frame["price_per_carat"] = ...`): (line, frame, column).
     pub columns_made: Vec<(u64, String, String)>,
+    /// R functions of the candidate's own (`name <- function(...)`): (line, name).
+    pub functions: Vec<(u64, String)>,
 }
 
 /// The findings of a submission's Python files and notebooks (`(path, text)`; a notebook's text is
@@ -506,10 +508,21 @@ pub(crate) fn read_r(code: &str) -> Source {
     let mut cursor = tree.walk();
     loop {
         let node = cursor.node();
-        if node.kind() == "call" {
-            if let Some(call) = r_call_of(node, &text) {
-                out.calls.push(call);
+        match node.kind() {
+            "call" => {
+                if let Some(call) = r_call_of(node, &text) {
+                    out.calls.push(call);
+                }
             }
+            "binary_operator" => {
+                let operator = node.child_by_field_name("operator").map(text).unwrap_or_default();
+                if let (true, Some(lhs), Some(rhs)) = (matches!(operator.as_str(), "<-" | "="), node.child_by_field_name("lhs"), node.child_by_field_name("rhs")) {
+                    if rhs.kind() == "function_definition" && lhs.kind() == "identifier" {
+                        out.functions.push((node.start_position().row as u64 + 1, text(lhs)));
+                    }
+                }
+            }
+            _ => {}
         }
         if cursor.goto_first_child() {
             continue;
