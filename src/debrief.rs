@@ -220,8 +220,11 @@ pub fn questions(evidence: &Evidence) -> Vec<Question> {
     type Calls = Vec<(String, Call)>;
     let (r_calls, py_calls): (Calls, Calls) = calls.iter().cloned().partition(|(file, _)| r_files.contains(file));
     let mut decisions = decisions(&py_calls, &codes);
-    let r_functions: Vec<(String, u64, String)> =
-        read.iter().filter(|(path, _)| r_files.contains(path)).flat_map(|(path, s)| s.functions.iter().map(move |(line, name)| (path.clone(), *line, name.clone()))).collect();
+    let r_functions: Vec<(String, u64, String)> = read
+        .iter()
+        .filter(|(path, _)| r_files.contains(path))
+        .flat_map(|(path, s)| s.functions.iter().map(move |(line, name)| (path.clone(), *line, name.clone())))
+        .collect();
     decisions.extend(r_decisions(&r_calls, &r_functions));
     // Features the candidate made (a new column computed from others): where the idea came from.
     for (file, source) in &read {
@@ -395,7 +398,18 @@ fn notes_claim(notes: Option<&str>, calls: &[(String, Call)]) -> Option<Question
         ),
         (
             &["tuned", "tuning", "grid search", "gridsearch", "hyperparameter search", "optuna"],
-            &["GridSearchCV", "RandomizedSearchCV", "HalvingGridSearchCV", "create_study", "optimize", "tune_grid", "tune_bayes", "train", "tuneRF", "cv.glmnet"],
+            &[
+                "GridSearchCV",
+                "RandomizedSearchCV",
+                "HalvingGridSearchCV",
+                "create_study",
+                "optimize",
+                "tune_grid",
+                "tune_bayes",
+                "train",
+                "tuneRF",
+                "cv.glmnet",
+            ],
             "hyperparameter tuning",
         ),
         (&["held-out", "held out", "hold-out", "holdout", "validation set"], methodology::VALIDATION, "a held-out set"),

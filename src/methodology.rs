@@ -516,7 +516,9 @@ pub(crate) fn read_r(code: &str) -> Source {
             }
             "binary_operator" => {
                 let operator = node.child_by_field_name("operator").map(text).unwrap_or_default();
-                if let (true, Some(lhs), Some(rhs)) = (matches!(operator.as_str(), "<-" | "="), node.child_by_field_name("lhs"), node.child_by_field_name("rhs")) {
+                if let (true, Some(lhs), Some(rhs)) =
+                    (matches!(operator.as_str(), "<-" | "="), node.child_by_field_name("lhs"), node.child_by_field_name("rhs"))
+                {
                     if rhs.kind() == "function_definition" && lhs.kind() == "identifier" {
                         out.functions.push((node.start_position().row as u64 + 1, text(lhs)));
                     }
