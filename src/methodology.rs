@@ -304,8 +304,11 @@ pub fn analyse(files: &[(String, String)], context: &Context) -> Vec<Finding> {
     let mut findings = Vec::new();
     let seeded =
         sources.iter().any(|(_, s)| s.calls.iter().any(|c| GLOBAL_SEEDS.iter().any(|seed| c.callee == *seed || c.callee.ends_with(&format!(".{seed}")))));
-    let r_validates = r_sources.iter().any(|(_, s)| s.calls.iter().any(|c| R_VALIDATION.contains(&c.name.as_str())));
-    let validates = r_validates || sources.iter().any(|(_, s)| s.calls.iter().any(holds_out));
+    let r_validates = r_sources.iter().any(|(_, s)| s.calls.iter().any(r_holds_out));
+    // A metric on rows named as test rows (`roc_auc_score(y_test, ...)`) is a held-out score too:
+    // labelled test rows came from somewhere other than the rows trained on.
+    let scores_test_rows = |c: &Call| is_metric(c) && c.positional.iter().chain(c.keywords.iter().map(|(_, v)| v)).any(|a| mentions(a, "test"));
+    let validates = r_validates || sources.iter().any(|(_, s)| s.calls.iter().any(|c| holds_out(c) || scores_test_rows(c)));
     r_rules(&r_sources, validates, &mut findings);
     let kinds: Vec<HashMap<String, Kind>> = sources.iter().map(|(_, source)| variable_kinds(source)).collect();
     for ((path, source), kinds) in sources.iter().zip(&kinds) {
@@ -438,7 +441,8 @@ pub(crate) const R_VALIDATION: &[&str] = &[
     // caret's `train` resamples (25 bootstraps) unless told not to.
     "train",
 ];
-/// R calls that draw random numbers (with no `set.seed` anywhere, each is a finding).
+/// R calls that draw random numbers (with no `set.seed` anywhere, each is a finding). xgboost
+/// is left out, as in Python: it draws only when told to subsample.
 const R_RANDOM: &[&str] = &[
     "sample",
     "sample_n",
@@ -452,14 +456,20 @@ const R_RANDOM: &[&str] = &[
     "sample.split",
     "randomForest",
     "ranger",
-    "xgboost",
-    "xgb.train",
     "kmeans",
     "train",
     "bootstraps",
     "runif",
     "rnorm",
 ];
+
+/// An R call that holds rows out: a split or resampling, or a model watching a validation set
+/// (`xgb.train(..., watchlist)`, `randomForest(xtest = ...)`).
+fn r_holds_out(call: &Call) -> bool {
+    R_VALIDATION.contains(&call.name.as_str())
+        || call.keywords.iter().any(|(k, _)| matches!(k.as_str(), "watchlist" | "evals" | "valids" | "xtest" | "validation_data"))
+        || call.positional.iter().any(|p| p.contains("watchlist"))
+}
 
 /// The rules that read R cheaply: no validation anywhere, randomness with no seed.
 fn r_rules(sources: &[(String, Source)], validates: bool, findings: &mut Vec<Finding>) {
