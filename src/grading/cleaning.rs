@@ -17,7 +17,7 @@ use std::path::Path;
 use polars::prelude::DataFrame;
 use serde::{Deserialize, Serialize};
 
-use super::slices::{for_each_bit, Masks, Slice, SliceScore};
+use super::slices::{for_each_bit, Key, Masks, Slice, SliceScore};
 use super::table::{self, column_names};
 use super::{Accuracy, GradingError, Offence, OutputProblem, EXAMPLES};
 use crate::task::{CellCompare, GradingSpec};
@@ -295,7 +295,10 @@ pub fn grade(spec: &GradingSpec, output_path: &Path, truth_path: &Path, slices: 
     let masks = match key.and_then(|k| truth.get(k)) {
         Some(keys) => {
             let index: HashMap<&str, usize> = keys.iter().enumerate().filter_map(|(row, k)| k.map(|k| (k.trim(), row))).collect();
-            Masks::new(slices, n_truth, |id| index.get(id.trim()).copied())
+            Masks::new(slices, n_truth, |id| match id {
+                Key::Int(int) => index.get(int.to_string().as_str()).copied(),
+                Key::Text(text) => index.get(text.trim()).copied(),
+            })
         }
         None => Masks::new(&[], n_truth, |_| None),
     };

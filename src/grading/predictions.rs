@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use super::atomics::{atomic, zeroed};
 use super::metrics::{self, Classes, Confusion, Ranked, Sum};
 use super::records::{self, parse_integer, parse_number, trim, Field, Sink, Stop, Want};
-use super::slices::{for_each_bit, Masks, Slice, SliceScore};
+use super::slices::{for_each_bit, Key, Masks, Slice, SliceScore};
 use super::{Accuracy, ConfusionReport, GradingError, Offence, OutputProblem, EXAMPLES};
 use crate::task::{GradingSpec, Metric, MetricInput};
 
@@ -453,10 +453,12 @@ impl Truth {
     }
 
     /// The truth row of an id as a slice lists it, if the truth holds it.
-    fn row_of(&self, id: &str) -> Option<usize> {
-        let row = match &self.index {
-            IdIndex::Text { .. } => self.index.text_row_of(&Field::Text(id)),
-            index => parse_integer(trim(id)).and_then(|key| index.int_row(key)),
+    fn row_of(&self, id: Key<'_>) -> Option<usize> {
+        let row = match (&self.index, id) {
+            (IdIndex::Text { .. }, Key::Int(int)) => self.index.text_row_of(&Field::Int(int)),
+            (IdIndex::Text { .. }, Key::Text(text)) => self.index.text_row_of(&Field::Text(text)),
+            (index, Key::Int(int)) => index.int_row(int),
+            (index, Key::Text(text)) => parse_integer(trim(text)).and_then(|key| index.int_row(key)),
         };
         row.map(|r| r as usize).filter(|&r| self.index.holds(r))
     }

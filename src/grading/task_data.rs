@@ -210,7 +210,7 @@ fn check_slices(
             }
         }
         for slice in &made {
-            if !slice.ids.iter().any(|id| in_truth(id)) {
+            if !slice.ids.texts().any(|id| in_truth(&id)) {
                 problem(&field, format!("the slice {:?} takes no row of {shown}", slice.name));
             }
         }

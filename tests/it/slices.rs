@@ -143,7 +143,7 @@ fn shipped_slices_hold_the_rows_counted_by_hand_and_score_as_their_rows_alone() 
                 assert_eq!(slice.name, score.name);
                 seen.entry((task_id.to_string(), output.output.clone())).or_default().push((score.name.clone(), score.rows));
                 // The same rows, graded as files of their own.
-                let ids: HashSet<&str> = slice.ids.iter().map(String::as_str).collect();
+                let ids: HashSet<String> = slice.ids.texts().map(|id| id.into_owned()).collect();
                 let keep = |rows: &[Vec<String>]| -> Vec<Vec<String>> { rows.iter().filter(|r| ids.contains(r[id_at].trim())).cloned().collect() };
                 let (truth_rows, output_rows) = (keep(&truth), keep(&planted));
                 assert_eq!(truth_rows.len(), score.rows, "{task_id} {}: rows", score.name);
