@@ -117,6 +117,10 @@ pub struct Evidence<'a> {
     pub worst_slices: &'a [WorstSlice],
     /// The graded run's steps, when they all ran.
     pub steps: &'a [StepCost],
+    /// What went wrong in the graded run: a step that did not end ok (`name`, its outcome, why),
+    /// and outputs that could not be scored (`file`, why).
+    pub failed_step: Option<(&'a str, &'a str, &'a str)>,
+    pub refused: &'a [(String, String)],
     /// Each classifier's most mixed-up pair of classes.
     pub confused: &'a [Confused],
     /// Each cleaned table's weakest column.
@@ -188,6 +192,29 @@ pub fn questions(evidence: &Evidence) -> Vec<Question> {
     }
     for worst in evidence.worst_slices.iter().filter(|w| w.is_notable()) {
         out.push(worst_slice_question(worst));
+    }
+    if let Some((step, outcome, message)) = evidence.failed_step {
+        out.push(Question {
+            question: format!(
+                "Your `{step}` step ended {outcome} on the hidden data ({}). What happened, and what in your own runs would have warned you before the deadline?",
+                short(message, 160)
+            ),
+            why: format!("The graded run's `{step}` step: {outcome}."),
+            file: None,
+            line: None,
+        });
+    }
+    for (file, message) in evidence.refused.iter().take(2) {
+        let message = message.strip_prefix(&format!("{file}: ")).unwrap_or(message);
+        out.push(Question {
+            question: format!(
+                "{file} could not be scored ({}). How did you check the file before handing it in, and what would have caught this?",
+                short(message, 200)
+            ),
+            why: format!("The graded output {file} was refused."),
+            file: None,
+            line: None,
+        });
     }
     for confused in evidence.confused.iter().filter(|c| c.count > 0) {
         let Confused { output, truth, predicted, count, truth_rows } = confused;
@@ -741,6 +768,11 @@ mod tests {
         ];
         let asked = questions(&Evidence { steps: &steps, ..Default::default() });
         assert!(asked[0].question.contains("`train` step took 41.2 s and peaked at 512 MiB (25 % of its memory limit)"), "{}", asked[0].question);
+        // A failed step and a refused output are asked about, the file not named twice.
+        let refused = [("predictions.csv".to_string(), "predictions.csv: 3 duplicate ids (\"7\", \"9\", \"12\")".to_string())];
+        let asked = questions(&Evidence { failed_step: Some(("predict", "timeout", "ran past 2m")), refused: &refused, ..Default::default() });
+        assert!(asked[0].question.starts_with("Your `predict` step ended timeout on the hidden data (ran past 2m)."), "{}", asked[0].question);
+        assert!(asked[1].question.starts_with("predictions.csv could not be scored (3 duplicate ids"), "{}", asked[1].question);
         // An error metric: lower is better, a tenth above the whole is a question.
         let rmse = WorstSlice { metric: "rmse".into(), higher_is_better: false, value: 1200.0, whole: 1000.0, ..slice("price ≥ 10000", 0.0, 0.0) };
         assert!(rmse.is_notable());

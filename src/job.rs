@@ -654,7 +654,12 @@ async fn build_report(
             memory_limit_bytes: Some(step.memory_bytes),
         })
         .collect();
-    let outcomes = Outcomes::of(&accuracy_component, task.primary().output.as_str(), step_costs);
+    let mut outcomes = Outcomes::of(&accuracy_component, task.primary().output.as_str(), step_costs);
+    outcomes.failed_step = runs
+        .iter()
+        .zip(&task.steps)
+        .find(|(run, _)| run.outcome != Outcome::Ok)
+        .map(|(run, step)| (step.name.clone(), run.outcome.as_str().to_string(), run.message.clone()));
     let (methodology, debrief) = methodology_findings(task, prepared, accuracy_score, outcomes).await?;
     let code_score = grading::code_quality_score(n_findings, lines_of_code, task.lint.zero_at);
 
@@ -757,17 +762,35 @@ pub struct Outcomes {
     pub confused: Vec<crate::debrief::Confused>,
     pub weak_columns: Vec<crate::debrief::WeakColumn>,
     pub steps: Vec<crate::debrief::StepCost>,
+    /// The first step that did not end ok: name, outcome, why.
+    pub failed_step: Option<(String, String, String)>,
+    /// Outputs that could not be scored: file, why (a step that failed before them aside).
+    pub refused: Vec<(String, String)>,
 }
 
 impl Outcomes {
     /// From the accuracy and the steps (kept only when every step ran to its end).
     pub fn of(accuracy: &AccuracyComponent, single_file: &str, steps: Vec<crate::debrief::StepCost>) -> Outcomes {
+        let refused = accuracy
+            .each(single_file)
+            .into_iter()
+            .filter_map(|o| {
+                o.accuracy.problem.as_ref().filter(|p| p.kind == crate::grading::ProblemKind::BadFormat).map(|p| (o.file.to_string(), p.message.clone()))
+            })
+            .collect();
         Outcomes {
             worst_slices: accuracy.worst_slices(single_file),
             confused: accuracy.most_confused(single_file),
             weak_columns: accuracy.weakest_columns(single_file),
             steps,
+            failed_step: None,
+            refused,
         }
+    }
+
+    /// Evidence for the debrief that borrows these outcomes.
+    pub fn failed(&self) -> Option<(&str, &str, &str)> {
+        self.failed_step.as_ref().map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
     }
 
     /// A stored report's.
@@ -784,7 +807,10 @@ impl Outcomes {
                 memory_limit_bytes: Some(s.memory_limit_bytes),
             })
             .collect();
-        Outcomes::of(&report.components.accuracy, &report.output.file, steps)
+        let mut outcomes = Outcomes::of(&report.components.accuracy, &report.output.file, steps);
+        outcomes.failed_step =
+            report.steps.iter().find(|s| s.outcome != Outcome::Ok).map(|s| (s.name.clone(), s.outcome.as_str().to_string(), s.message.clone()));
+        outcomes
     }
 }
 
@@ -823,6 +849,8 @@ async fn methodology_findings(
             confused: &outcomes.confused,
             weak_columns: &outcomes.weak_columns,
             steps: &outcomes.steps,
+            failed_step: outcomes.failed(),
+            refused: &outcomes.refused,
             ..Default::default()
         };
         let debrief = crate::debrief::questions(&evidence);

@@ -1201,9 +1201,11 @@ impl OutputSink<'_, '_> {
         self.batch_rows.extend(self.batch_ids.iter().map(|&key| truth.index.int_row(key).unwrap_or(NONE)));
         let width = self.shared.columns.len();
         let (ids, values, rows) = (std::mem::take(&mut self.batch_ids), std::mem::take(&mut self.batch_values), std::mem::take(&mut self.batch_rows));
+        let masks = self.shared.masks;
         for &t in &rows {
             if t != NONE {
                 truth.prefetch(t);
+                masks.prefetch(t as usize);
                 self.claims.claim(t);
             }
         }

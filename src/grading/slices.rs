@@ -131,11 +131,10 @@ pub fn of_rule(slice: &SliceSpec, spec: &GradingSpec, dataset_dir: &Path, id: &s
     }
     let mut wanted: Vec<(&str, Want)> = vec![(id, Want::Id)];
     wanted.extend(columns.iter().map(|c| (*c, Want::Label)));
-    let parts = records::read(&path, &wanted, u64::MAX, || RuleSink { rule: &slice.rule, missing: &spec.missing, buckets: HashMap::new() })
-        .map_err(|message| format!("{from}: {message}"))?;
+    let parts = records::read(&path, &wanted, u64::MAX, || RuleSink::new(&slice.rule, &spec.missing)).map_err(|message| format!("{from}: {message}"))?;
     let mut buckets: HashMap<String, Ids> = HashMap::new();
     for (sink, _) in parts {
-        for (key, ids) in sink.buckets {
+        for (key, ids) in sink.into_buckets() {
             buckets.entry(key).or_default().append(ids);
         }
     }
@@ -167,19 +166,43 @@ fn natural(a: &str, b: &str) -> std::cmp::Ordering {
 }
 
 /// Sorts one part's rows into the rule's buckets: a value for `each`, a bin's index for `bins`,
-/// `""` for a rule's one slice.
+/// `""` for a rule's one slice. No row allocates but a new value's first and a text id.
 struct RuleSink<'r> {
     rule: &'r SliceRule,
     missing: &'r [String],
     buckets: HashMap<String, Ids>,
+    /// `bins`: by bin; other rules: `[0]` is their one slice.
+    indexed: Vec<Ids>,
 }
 
-fn text_of(field: &Field<'_>) -> Option<String> {
+impl<'r> RuleSink<'r> {
+    fn new(rule: &'r SliceRule, missing: &'r [String]) -> RuleSink<'r> {
+        let n = match rule {
+            SliceRule::Bins { edges, .. } => edges.len() + 1,
+            _ => 1,
+        };
+        RuleSink { rule, missing, buckets: HashMap::new(), indexed: (0..n).map(|_| Ids::default()).collect() }
+    }
+
+    /// The buckets by key (`each`'s values, bins' indexes as text, `""`).
+    fn into_buckets(self) -> HashMap<String, Ids> {
+        let mut buckets = self.buckets;
+        match self.rule {
+            SliceRule::Each { .. } => {}
+            SliceRule::Bins { .. } => buckets.extend(self.indexed.into_iter().enumerate().map(|(bin, ids)| (bin.to_string(), ids))),
+            _ => buckets.extend(self.indexed.into_iter().next().map(|ids| (String::new(), ids))),
+        }
+        buckets
+    }
+}
+
+/// A field's text, spaces around it trimmed (numbers written out).
+fn text_of<'a>(field: &Field<'a>) -> Option<std::borrow::Cow<'a, str>> {
     match *field {
         Field::Null => None,
-        Field::Text(text) => Some(trim(text).to_string()),
-        Field::Int(i) => Some(i.to_string()),
-        Field::Float(x) => Some(x.to_string()),
+        Field::Text(text) => Some(std::borrow::Cow::Borrowed(trim(text))),
+        Field::Int(i) => Some(std::borrow::Cow::Owned(i.to_string())),
+        Field::Float(x) => Some(std::borrow::Cow::Owned(x.to_string())),
     }
 }
 
@@ -203,46 +226,61 @@ impl RuleSink<'_> {
         }
     }
 
-    /// The bucket a row with these values (after its id) falls in, if any.
-    fn bucket(&self, values: &[Field<'_>]) -> Option<String> {
+    /// Whether a row with these values (after its id) is in the rule's one slice (not `each` or
+    /// `bins`).
+    fn takes(&self, values: &[Field<'_>]) -> bool {
         match self.rule {
-            SliceRule::Each { .. } => text_of(&values[0]).filter(|t| !t.is_empty()),
-            SliceRule::Bins { edges, .. } => {
-                let x = number_of(&values[0])?;
-                Some(edges.partition_point(|&edge| edge <= x).to_string())
-            }
-            SliceRule::Range { min, max, .. } => {
-                let x = number_of(&values[0])?;
-                (min.is_none_or(|min| min <= x) && max.is_none_or(|max| x < max)).then_some(String::new())
-            }
-            SliceRule::Values { values: wanted, .. } => {
-                let text = text_of(&values[0])?;
-                wanted.contains(&text).then_some(String::new())
-            }
-            SliceRule::Contains { texts, .. } => {
-                let text = text_of(&values[0])?.to_lowercase();
-                texts.iter().any(|t| text.contains(t.as_str())).then_some(String::new())
-            }
-            SliceRule::Missing { .. } => values.iter().any(|field| self.is_missing(field)).then_some(String::new()),
-            SliceRule::Ids(_) => None,
+            SliceRule::Range { min, max, .. } => number_of(&values[0]).is_some_and(|x| min.is_none_or(|min| min <= x) && max.is_none_or(|max| x < max)),
+            SliceRule::Values { values: wanted, .. } => text_of(&values[0]).is_some_and(|text| wanted.iter().any(|w| *w == text)),
+            SliceRule::Contains { texts, .. } => text_of(&values[0]).is_some_and(|text| {
+                let text = text.to_lowercase();
+                texts.iter().any(|t| text.contains(t.as_str()))
+            }),
+            SliceRule::Missing { .. } => values.iter().any(|field| self.is_missing(field)),
+            SliceRule::Each { .. } | SliceRule::Bins { .. } | SliceRule::Ids(_) => false,
         }
+    }
+}
+
+/// Adds a row's id to a slice's ids.
+fn add_id(ids: &mut Ids, id: &Field<'_>) {
+    match *id {
+        Field::Int(int) => ids.ints.push(int),
+        Field::Text(text) => {
+            let text = trim(text);
+            if !text.is_empty() {
+                ids.push(text);
+            }
+        }
+        Field::Float(x) => ids.push(&x.to_string()),
+        Field::Null => {}
     }
 }
 
 impl Sink for RuleSink<'_> {
     fn record(&mut self, _row: u64, fields: &[Field<'_>]) -> Result<(), Stop> {
-        if let Some(bucket) = self.bucket(&fields[1..]) {
-            if !self.buckets.contains_key(&bucket) && self.buckets.len() >= MAX_DISTINCT {
-                return Err(Stop(format!("more than {MAX_DISTINCT} distinct values")));
-            }
-            let ids = self.buckets.entry(bucket).or_default();
-            match fields[0] {
-                Field::Int(id) => ids.ints.push(id),
-                Field::Null => {}
-                ref other => {
-                    if let Some(id) = text_of(other).filter(|id| !id.is_empty()) {
-                        ids.push(&id);
+        let values = &fields[1..];
+        match self.rule {
+            SliceRule::Each { .. } => {
+                let Some(value) = text_of(&values[0]).filter(|t| !t.is_empty()) else { return Ok(()) };
+                if !self.buckets.contains_key(value.as_ref()) {
+                    if self.buckets.len() >= MAX_DISTINCT {
+                        return Err(Stop(format!("more than {MAX_DISTINCT} distinct values")));
                     }
+                    self.buckets.insert(value.to_string(), Ids::default());
+                }
+                if let Some(ids) = self.buckets.get_mut(value.as_ref()) {
+                    add_id(ids, &fields[0]);
+                }
+            }
+            SliceRule::Bins { edges, .. } => {
+                if let Some(x) = number_of(&values[0]) {
+                    add_id(&mut self.indexed[edges.partition_point(|&edge| edge <= x)], &fields[0]);
+                }
+            }
+            _ => {
+                if self.takes(values) {
+                    add_id(&mut self.indexed[0], &fields[0]);
                 }
             }
         }
@@ -253,23 +291,47 @@ impl Sink for RuleSink<'_> {
 /// Which slices each truth row belongs to: a bit per slice.
 pub struct Masks {
     pub names: Vec<String>,
-    /// By truth row.
-    pub rows: Vec<u64>,
+    /// By truth row: as narrow as the slices allow, since the output's records read them at
+    /// random (a byte a row for up to 8 slices is 10 MB at ten million rows, not 80).
+    rows: Bits,
+}
+
+enum Bits {
+    None,
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+    U64(Vec<u64>),
 }
 
 impl Masks {
     /// Marks the truth rows of each slice; `row_of` finds a truth row by id (`None`: the truth
     /// has no such row, and the slice does not count it).
     pub fn new(slices: &[Slice], n_rows: usize, row_of: impl Fn(Key<'_>) -> Option<usize>) -> Masks {
-        let mut rows = vec![0u64; if slices.is_empty() { 0 } else { n_rows }];
-        for (bit, slice) in slices.iter().enumerate().take(MAX_SLICES) {
-            for id in slice.ids.keys() {
-                if let Some(row) = row_of(id) {
-                    rows[row] |= 1 << bit;
+        let slices = &slices[..slices.len().min(MAX_SLICES)];
+        fn mark<T: Copy + Default + std::ops::BitOrAssign + From<u8> + std::ops::Shl<usize, Output = T>>(
+            slices: &[Slice],
+            n_rows: usize,
+            row_of: &impl Fn(Key<'_>) -> Option<usize>,
+        ) -> Vec<T> {
+            let mut rows = vec![T::default(); n_rows];
+            for (bit, slice) in slices.iter().enumerate() {
+                for id in slice.ids.keys() {
+                    if let Some(row) = row_of(id) {
+                        rows[row] |= T::from(1u8) << bit;
+                    }
                 }
             }
+            rows
         }
-        Masks { names: slices.iter().take(MAX_SLICES).map(|s| s.name.clone()).collect(), rows }
+        let rows = match slices.len() {
+            0 => Bits::None,
+            1..=8 => Bits::U8(mark(slices, n_rows, &row_of)),
+            9..=16 => Bits::U16(mark(slices, n_rows, &row_of)),
+            17..=32 => Bits::U32(mark(slices, n_rows, &row_of)),
+            _ => Bits::U64(mark(slices, n_rows, &row_of)),
+        };
+        Masks { names: slices.iter().map(|s| s.name.clone()).collect(), rows }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -279,15 +341,50 @@ impl Masks {
     /// Each slice's rows.
     pub fn counts(&self) -> Vec<usize> {
         let mut counts = vec![0usize; self.names.len()];
-        for &mask in &self.rows {
-            for_each_bit(mask, |bit| counts[bit] += 1);
+        let n = match &self.rows {
+            Bits::None => 0,
+            Bits::U8(v) => v.len(),
+            Bits::U16(v) => v.len(),
+            Bits::U32(v) => v.len(),
+            Bits::U64(v) => v.len(),
+        };
+        for row in 0..n {
+            for_each_bit(self.of(row), |bit| counts[bit] += 1);
         }
         counts
     }
 
+    /// The slices row `row` is in, a bit each.
     #[inline]
     pub fn of(&self, row: usize) -> u64 {
-        self.rows.get(row).copied().unwrap_or(0)
+        match &self.rows {
+            Bits::None => 0,
+            Bits::U8(v) => v.get(row).map_or(0, |&m| u64::from(m)),
+            Bits::U16(v) => v.get(row).map_or(0, |&m| u64::from(m)),
+            Bits::U32(v) => v.get(row).map_or(0, |&m| u64::from(m)),
+            Bits::U64(v) => v.get(row).copied().unwrap_or(0),
+        }
+    }
+
+    /// Asks the processor to bring row `row`'s bits into the cache (see `predictions`: the
+    /// output's records meet their rows in random order).
+    #[inline]
+    pub fn prefetch(&self, row: usize) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let address = match &self.rows {
+                Bits::None => return,
+                Bits::U8(v) => v.as_ptr().wrapping_add(row).cast::<i8>(),
+                Bits::U16(v) => v.as_ptr().wrapping_add(row).cast::<i8>(),
+                Bits::U32(v) => v.as_ptr().wrapping_add(row).cast::<i8>(),
+                Bits::U64(v) => v.as_ptr().wrapping_add(row).cast::<i8>(),
+            };
+            // SAFETY: a prefetch is a hint; it never faults, whatever the address.
+            unsafe { _mm_prefetch(address, _MM_HINT_T0) };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = row;
     }
 }
 

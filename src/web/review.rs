@@ -1136,6 +1136,8 @@ async fn debrief_of(app: &Arc<App>, loaded: &Loaded) -> Result<Vec<crate::debrie
         confused: &outcomes.confused,
         weak_columns: &outcomes.weak_columns,
         steps: &outcomes.steps,
+        failed_step: outcomes.failed(),
+        refused: &outcomes.refused,
     };
     Ok(crate::debrief::questions(&evidence))
 }
