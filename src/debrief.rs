@@ -196,7 +196,7 @@ pub fn questions(evidence: &Evidence) -> Vec<Question> {
     if let Some((step, outcome, message)) = evidence.failed_step {
         out.push(Question {
             question: format!(
-                "Your `{step}` step ended {outcome} on the hidden data ({}). What happened, and what in your own runs would have warned you before the deadline?",
+                "Your `{step}` step did not finish on the hidden data ({outcome}: {}). What happened, and what in your own runs would have warned you before the deadline?",
                 short(message, 160)
             ),
             why: format!("The graded run's `{step}` step: {outcome}."),
@@ -771,7 +771,7 @@ mod tests {
         // A failed step and a refused output are asked about, the file not named twice.
         let refused = [("predictions.csv".to_string(), "predictions.csv: 3 duplicate ids (\"7\", \"9\", \"12\")".to_string())];
         let asked = questions(&Evidence { failed_step: Some(("predict", "timeout", "ran past 2m")), refused: &refused, ..Default::default() });
-        assert!(asked[0].question.starts_with("Your `predict` step ended timeout on the hidden data (ran past 2m)."), "{}", asked[0].question);
+        assert!(asked[0].question.starts_with("Your `predict` step did not finish on the hidden data (timeout: ran past 2m)."), "{}", asked[0].question);
         assert!(asked[1].question.starts_with("predictions.csv could not be scored (3 duplicate ids"), "{}", asked[1].question);
         // An error metric: lower is better, a tenth above the whole is a question.
         let rmse = WorstSlice { metric: "rmse".into(), higher_is_better: false, value: 1200.0, whole: 1000.0, ..slice("price ≥ 10000", 0.0, 0.0) };
