@@ -551,28 +551,8 @@ fn decisions(calls: &[(String, Call)], codes: &[(String, String)]) -> Vec<Decisi
     out
 }
 
-/// R's model constructors: base R, caret and friends, and parsnip's specifications.
-const R_MODEL_MAKERS: &[&str] = &[
-    "lm",
-    "glm",
-    "randomForest",
-    "ranger",
-    "rpart",
-    "train",
-    "xgboost",
-    "xgb.train",
-    "svm",
-    "naiveBayes",
-    "multinom",
-    "glmnet",
-    "cv.glmnet",
-    "knn",
-    "lda",
-    "qda",
-    "gbm",
-    "C5.0",
-    "ctree",
-    "nnet",
+/// parsnip's model specifications (R's model calls beside them are `methodology::R_MODELS`).
+const R_MODEL_SPECS: &[&str] = &[
     "rand_forest",
     "boost_tree",
     "logistic_reg",
@@ -612,7 +592,8 @@ fn r_decisions(calls: &[(String, Call)], functions: &[(String, u64, String)]) ->
         let at = |rank: u8, question: String, why: String| Decision { file: file.clone(), line: call.line, question, why, rank };
         let arguments = call.keywords.iter().filter(|(k, _)| k != "data" && k != "formula").map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ");
         let name = call.name.as_str();
-        if R_MODEL_MAKERS.contains(&name) {
+        // parsnip's `fit(spec, ...)` fits the specification asked about already.
+        if (methodology::R_MODELS.contains(&name) && name != "fit") || R_MODEL_SPECS.contains(&name) {
             let settings = if arguments.is_empty() { "its default settings".to_string() } else { format!("`{}`", short(&arguments, 80)) };
             out.push(at(
                 0,

@@ -509,42 +509,29 @@ fn r_rules(sources: &[(String, Source)], validates: bool, findings: &mut Vec<Fin
 /// its positional and named arguments and the name it is assigned to (`<-`, `=`, `->`).
 pub(crate) fn read_r(code: &str) -> Source {
     let mut out = Source::default();
-    let mut parser = tree_sitter::Parser::new();
-    if parser.set_language(&tree_sitter_r::LANGUAGE.into()).is_err() {
-        return out;
-    }
-    let Some(tree) = parser.parse(code, None) else { return out };
+    let Some(tree) = parse(code, &tree_sitter_r::LANGUAGE.into()) else { return out };
     let text = |node: tree_sitter::Node| node.utf8_text(code.as_bytes()).unwrap_or("").to_string();
-    let mut cursor = tree.walk();
-    loop {
-        let node = cursor.node();
-        match node.kind() {
-            "call" => {
-                if let Some(call) = r_call_of(node, &text) {
-                    out.calls.push(call);
+    each_node(&tree, |node| match node.kind() {
+        "call" => out.calls.extend(r_call_of(node, &text)),
+        "binary_operator" => {
+            let operator = node.child_by_field_name("operator").map(text).unwrap_or_default();
+            let (lhs, rhs) = (node.child_by_field_name("lhs"), node.child_by_field_name("rhs"));
+            if let (true, Some(lhs), Some(rhs)) = (matches!(operator.as_str(), "<-" | "="), lhs, rhs) {
+                if rhs.kind() == "function_definition" && lhs.kind() == "identifier" {
+                    out.functions.push((node.start_position().row as u64 + 1, text(lhs)));
                 }
             }
-            "binary_operator" => {
-                let operator = node.child_by_field_name("operator").map(text).unwrap_or_default();
-                if let (true, Some(lhs), Some(rhs)) =
-                    (matches!(operator.as_str(), "<-" | "="), node.child_by_field_name("lhs"), node.child_by_field_name("rhs"))
-                {
-                    if rhs.kind() == "function_definition" && lhs.kind() == "identifier" {
-                        out.functions.push((node.start_position().row as u64 + 1, text(lhs)));
-                    }
-                }
-            }
-            _ => {}
         }
-        if cursor.goto_first_child() {
-            continue;
-        }
-        while !cursor.goto_next_sibling() {
-            if !cursor.goto_parent() {
-                return out;
-            }
-        }
-    }
+        _ => {}
+    });
+    out
+}
+
+/// The parse tree of `code` in `language` (`None` when tree-sitter cannot make one).
+fn parse(code: &str, language: &tree_sitter::Language) -> Option<tree_sitter::Tree> {
+    let mut parser = tree_sitter::Parser::new();
+    parser.set_language(language).ok()?;
+    parser.parse(code, None)
 }
 
 fn r_call_of(node: tree_sitter::Node, text: &dyn Fn(tree_sitter::Node) -> String) -> Option<Call> {
@@ -771,55 +758,52 @@ pub(crate) fn short(text: &str, max: usize) -> String {
     }
 }
 
-/// The calls and string lists of one Python source, in order.
-pub(crate) fn read(code: &str) -> Source {
-    let mut out = Source::default();
-    let mut parser = tree_sitter::Parser::new();
-    if parser.set_language(&tree_sitter_python::LANGUAGE.into()).is_err() {
-        return out;
-    }
-    let Some(tree) = parser.parse(code, None) else { return out };
-    let text = |node: tree_sitter::Node| node.utf8_text(code.as_bytes()).unwrap_or("").to_string();
+/// Calls `visit` with every node of a parse tree, in order (depth first).
+fn each_node<'t>(tree: &'t tree_sitter::Tree, mut visit: impl FnMut(tree_sitter::Node<'t>)) {
     let mut cursor = tree.walk();
     loop {
-        let node = cursor.node();
-        match node.kind() {
-            "call" => {
-                if let Some(call) = call_of(node, &text) {
-                    out.calls.push(call);
-                }
-            }
-            "assignment" => {
-                if let (Some(left), Some(right)) = (node.child_by_field_name("left"), node.child_by_field_name("right")) {
-                    let strings = list_strings(right, code);
-                    let line = node.start_position().row as u64 + 1;
-                    if !strings.is_empty() {
-                        out.lists.push(Listed { line, target: text(left), strings });
-                    }
-                    // `frame["name"] = ...`: a column made (its key a plain string).
-                    if left.kind() == "subscript" {
-                        let key = left.child_by_field_name("subscript").filter(|k| k.kind() == "string").map(text);
-                        let frame = left.child_by_field_name("value").map(text);
-                        if let (Some(key), Some(frame)) = (key, frame) {
-                            let key = key.trim_matches(['"', '\'']).to_string();
-                            if !key.is_empty() && key.len() <= 60 {
-                                out.columns_made.push((line, frame, key));
-                            }
-                        }
-                    }
-                }
-            }
-            _ => {}
-        }
+        visit(cursor.node());
         if cursor.goto_first_child() {
             continue;
         }
         while !cursor.goto_next_sibling() {
             if !cursor.goto_parent() {
-                return out;
+                return;
             }
         }
     }
+}
+
+/// The calls and string lists of one Python source, in order.
+pub(crate) fn read(code: &str) -> Source {
+    let mut out = Source::default();
+    let Some(tree) = parse(code, &tree_sitter_python::LANGUAGE.into()) else { return out };
+    let text = |node: tree_sitter::Node| node.utf8_text(code.as_bytes()).unwrap_or("").to_string();
+    each_node(&tree, |node| match node.kind() {
+        "call" => out.calls.extend(call_of(node, &text)),
+        "assignment" => {
+            if let (Some(left), Some(right)) = (node.child_by_field_name("left"), node.child_by_field_name("right")) {
+                let strings = list_strings(right, code);
+                let line = node.start_position().row as u64 + 1;
+                if !strings.is_empty() {
+                    out.lists.push(Listed { line, target: text(left), strings });
+                }
+                // `frame["name"] = ...`: a column made (its key a plain string).
+                if left.kind() == "subscript" {
+                    let key = left.child_by_field_name("subscript").filter(|k| k.kind() == "string").map(text);
+                    let frame = left.child_by_field_name("value").map(text);
+                    if let (Some(key), Some(frame)) = (key, frame) {
+                        let key = key.trim_matches(['"', '\'']).to_string();
+                        if !key.is_empty() && key.len() <= 60 {
+                            out.columns_made.push((line, frame, key));
+                        }
+                    }
+                }
+            }
+        }
+        _ => {}
+    });
+    out
 }
 
 fn call_of(node: tree_sitter::Node, text: &dyn Fn(tree_sitter::Node) -> String) -> Option<Call> {
