@@ -185,6 +185,8 @@ pub struct Expect {
     pub executed_figures: BTreeMap<String, usize>,
     /// The methodology rules the report must name (each at least once), and no other.
     pub methodology: Option<Vec<String>>,
+    /// How many debrief questions the report must hold: `[least, most]`.
+    pub debrief: Option<[usize; 2]>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -936,13 +938,14 @@ fn compare(expect: &Expect, spec: &TaskSpec, report: &Report) -> Vec<String> {
             }
         }
     }
-    // Every graded fixture gets a debrief of 5 to 10 questions and its task's slices, and its
-    // candidate's view shows none of the slices.
-    if report.status == crate::report::Status::Graded {
+    if let Some([least, most]) = expect.debrief {
         let n = report.debrief.len();
-        if !(5..=crate::debrief::MAX_QUESTIONS).contains(&n) {
-            failures.push(format!("the debrief holds {n} questions (5 to {} expected of a graded submission)", crate::debrief::MAX_QUESTIONS));
+        if !(least..=most).contains(&n) {
+            failures.push(format!("the debrief holds {n} questions (expected {least} to {most})"));
         }
+    }
+    // Every graded fixture is scored on its task's slices, and its candidate's view shows none.
+    if report.status == crate::report::Status::Graded {
         for (declared, output) in spec.outputs.iter().zip(report.components.accuracy.each(&report.output.file)) {
             if !declared.slices.is_empty() && output.accuracy.slices.is_empty() {
                 failures.push(format!("{} is not scored on its slices", output.file));

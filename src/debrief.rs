@@ -294,6 +294,16 @@ pub fn questions(evidence: &Evidence) -> Vec<Question> {
         asked_ranks.push(decision.rank);
         out.push(Question { question: decision.question, why: decision.why, file: Some(decision.file), line: Some(decision.line) });
     }
+    if evidence.notes.is_none() && !evidence.files.is_empty() {
+        out.push(Question {
+            question:
+                "There is no NOTES.md. In a few sentences: what was your approach, what did you trade off against the time box, and what would you do next?"
+                    .to_string(),
+            why: "The submission has no NOTES.md: its reasoning is written down nowhere.".to_string(),
+            file: None,
+            line: None,
+        });
+    }
     if let Some(question) = first_read(&calls) {
         out.push(question);
     }
