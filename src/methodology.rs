@@ -248,7 +248,8 @@ const METRICS: &[&str] = &[
 ];
 
 /// Calls that seed the global generators (which sklearn's `random_state=None` then follows).
-const GLOBAL_SEEDS: &[&str] = &["np.random.seed", "numpy.random.seed", "random.seed", "torch.manual_seed", "tf.random.set_seed", "set_seed", "seed_everything"];
+const GLOBAL_SEEDS: &[&str] =
+    &["np.random.seed", "numpy.random.seed", "random.seed", "torch.manual_seed", "tf.random.set_seed", "set_seed", "set_random_seed", "seed_everything"];
 
 /// One call in the source.
 #[derive(Debug, Clone)]
@@ -320,7 +321,7 @@ pub fn analyse(files: &[(String, String)], context: &Context) -> Vec<Finding> {
         }
         target_as_feature(path, source, &context.targets, &mut findings);
     }
-    // Across files: a model fitted with nothing held out; metrics of training rows only.
+    // Across files: a model fitted with nothing held out.
     if !validates {
         let first_fit = sources
             .iter()
@@ -337,20 +338,42 @@ pub fn analyse(files: &[(String, String)], context: &Context) -> Vec<Finding> {
                 ),
             });
         }
-        let metric_calls: Vec<(&String, &Call)> =
-            sources.iter().flat_map(|(path, s)| s.calls.iter().filter(|c| is_metric(c)).map(move |c| (path, c))).collect();
-        if !metric_calls.is_empty() && metric_calls.iter().all(|(_, c)| scores_training_rows(c)) {
-            let (path, call) = metric_calls[0];
-            findings.push(Finding {
-                rule: Rule::TrainOnlyEvaluation,
-                file: path.clone(),
-                line: call.line,
-                message: format!(
-                    "`{}` scores the model on the rows it was trained on, and nothing scores it on held-out rows: the figure measures memory, not how it does on new data.",
-                    call.callee
-                ),
-            });
-        }
+    }
+    // Metrics of training rows only: with nothing held out, or with rows held out that nothing
+    // ever predicts, scores or watches (a split made and then forgotten).
+    let metric_calls: Vec<(&String, &Call)> = sources.iter().flat_map(|(path, s)| s.calls.iter().filter(|c| is_metric(c)).map(move |c| (path, c))).collect();
+    let held_out_used = r_validates
+        || sources.iter().any(|(_, s)| {
+            s.calls.iter().any(|c| {
+                let args = || c.positional.iter().chain(c.keywords.iter().map(|(_, v)| v));
+                matches!(
+                    c.name.as_str(),
+                    "cross_val_score"
+                        | "cross_validate"
+                        | "cross_val_predict"
+                        | "GridSearchCV"
+                        | "RandomizedSearchCV"
+                        | "HalvingGridSearchCV"
+                        | "HalvingRandomSearchCV"
+                        | "learning_curve"
+                        | "validation_curve"
+                ) || c.name.ends_with("CV")
+                    || c.keywords.iter().any(|(k, _)| matches!(k.as_str(), "validation_split" | "validation_data" | "eval_set"))
+                    || (matches!(c.name.as_str(), "predict" | "predict_proba" | "decision_function" | "score" | "evaluate") || is_metric(c))
+                        && args().any(|a| mentions(a, "test") || mentions_validation(a))
+            })
+        });
+    if !metric_calls.is_empty() && metric_calls.iter().all(|(_, c)| scores_training_rows(c)) && (!validates || !held_out_used) {
+        let (path, call) = metric_calls[0];
+        findings.push(Finding {
+            rule: Rule::TrainOnlyEvaluation,
+            file: path.clone(),
+            line: call.line,
+            message: format!(
+                "`{}` scores the model on the rows it was trained on, and nothing scores it on held-out rows: the figure measures memory, not how it does on new data.",
+                call.callee
+            ),
+        });
     }
     findings.sort_by(|a, b| (&a.file, a.line, a.rule).cmp(&(&b.file, b.line, b.rule)));
     let mut per_rule: BTreeMap<Rule, usize> = BTreeMap::new();
@@ -461,19 +484,35 @@ const R_RANDOM: &[&str] = &[
     "bootstraps",
     "runif",
     "rnorm",
+    // caret's feature selection resamples; gbm bags half the rows by default; parsnip's forest.
+    "rfe",
+    "sbf",
+    "gbm",
+    "rand_forest",
 ];
 
 /// An R call that holds rows out: a split or resampling, or a model watching a validation set
 /// (`xgb.train(..., watchlist)`, `randomForest(xtest = ...)`).
 fn r_holds_out(call: &Call) -> bool {
-    R_VALIDATION.contains(&call.name.as_str())
+    // `predict(model, test)`, `predict(fit, new_data = valid_tbl)`, `predict(m, cv.rows)`: rows
+    // split off by hand (a filter on dates, a row index) and predicted on.
+    let held_out_rows = |text: &str| {
+        mentions(text, "test") || mentions_validation(text) || text.to_ascii_lowercase().split(|c: char| !c.is_ascii_alphanumeric()).any(|p| p == "cv")
+    };
+    let predicts_held_out = call.name == "predict"
+        && (call.positional.iter().skip(1).any(|p| held_out_rows(p))
+            || call.keywords.iter().any(|(k, v)| matches!(k.as_str(), "newdata" | "new_data") && held_out_rows(v)));
+    predicts_held_out
+        || R_VALIDATION.contains(&call.name.as_str())
         || call.keywords.iter().any(|(k, _)| matches!(k.as_str(), "watchlist" | "evals" | "valids" | "xtest" | "validation_data"))
         || call.positional.iter().any(|p| p.contains("watchlist"))
 }
 
 /// The rules that read R cheaply: no validation anywhere, randomness with no seed.
 fn r_rules(sources: &[(String, Source)], validates: bool, findings: &mut Vec<Finding>) {
-    let seeded = sources.iter().any(|(_, s)| s.calls.iter().any(|c| c.name == "set.seed"));
+    // A script runs top to bottom in its own R session: a seed set later, or in another file,
+    // does not fix what is drawn here.
+    let seeded_before = |source: &Source, line: u64| source.calls.iter().any(|c| c.name == "set.seed" && c.line <= line);
     if !validates {
         // `fit` is parsnip's; `lm` and `glm` of a model kept (assigned), not a one-off summary.
         let first_fit = sources.iter().find_map(|(path, source)| source.calls.iter().find(|c| R_MODELS.contains(&c.name.as_str())).map(|c| (path, c)));
@@ -489,16 +528,24 @@ fn r_rules(sources: &[(String, Source)], validates: bool, findings: &mut Vec<Fin
             });
         }
     }
-    if !seeded {
+    {
         for (path, source) in sources {
-            for call in source.calls.iter().filter(|c| R_RANDOM.contains(&c.name.as_str())) {
+            // parsnip's boosted trees draw when told to subsample rows or columns.
+            let random = |c: &Call| {
+                R_RANDOM.contains(&c.name.as_str())
+                    || (c.name == "boost_tree" && c.keywords.iter().any(|(k, v)| matches!(k.as_str(), "sample_size" | "mtry") && v.trim() != "1"))
+            };
+            for call in source.calls.iter().filter(|c| random(c) && !seeded_before(source, c.line)) {
                 // `train()` is caret's (random through its resampling); `sample(x)` of a plain
                 // vector shuffles too.
                 findings.push(Finding {
                     rule: Rule::UnseededRandomness,
                     file: path.clone(),
                     line: call.line,
-                    message: format!("`{}` is random and nothing calls `set.seed`: another run gives another result, so it cannot be reproduced.", call.name),
+                    message: format!(
+                        "`{}` is random and no `set.seed` comes before it: another run gives another result, so it cannot be reproduced.",
+                        call.name
+                    ),
                 });
             }
         }
@@ -699,6 +746,16 @@ fn unseeded(path: &str, source: &Source, out: &mut Vec<Finding>) {
                 call.name,
                 if matches!(call.name.as_str(), "train_test_split" | "ShuffleSplit" | "StratifiedShuffleSplit") { "split" } else { "model" }
             ),
+        });
+    }
+    // A Keras network starts from random weights; only a global seed fixes them.
+    for call in source.calls.iter().filter(|c| c.name == "Sequential" && c.callee != "nn.Sequential" && !c.callee.starts_with("torch")) {
+        out.push(Finding {
+            rule: Rule::UnseededRandomness,
+            file: path.to_string(),
+            line: call.line,
+            message: "This Keras network starts from random weights and nothing seeds them (`keras.utils.set_random_seed`): another run trains another model."
+                .to_string(),
         });
     }
     // KFold shuffles only when asked to.
