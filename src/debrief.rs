@@ -121,6 +121,8 @@ pub struct Evidence<'a> {
     /// and outputs that could not be scored (`file`, why).
     pub failed_step: Option<(&'a str, &'a str, &'a str)>,
     pub refused: &'a [(String, String)],
+    /// The graded outputs that hold predictions (not a cleaned table).
+    pub predictions: &'a [String],
     /// Each classifier's most mixed-up pair of classes.
     pub confused: &'a [Confused],
     /// Each cleaned table's weakest column.
@@ -294,6 +296,12 @@ pub fn questions(evidence: &Evidence) -> Vec<Question> {
         asked_ranks.push(decision.rank);
         out.push(Question { question: decision.question, why: decision.why, file: Some(decision.file), line: Some(decision.line) });
     }
+    if let Some(question) = no_model(evidence.predictions, &calls, &read) {
+        out.push(question);
+    }
+    if let Some(question) = refused_write(evidence.refused, evidence.files) {
+        out.push(question);
+    }
     if evidence.notes.is_none() && !evidence.files.is_empty() {
         out.push(Question {
             question:
@@ -304,8 +312,17 @@ pub fn questions(evidence: &Evidence) -> Vec<Question> {
             line: None,
         });
     }
-    if let Some(question) = first_read(&calls) {
-        out.push(question);
+    match first_read(&calls) {
+        Some(question) => out.push(question),
+        // Code that reads none of the task's data: the output cannot come from the input.
+        None if !calls.is_empty() => out.push(Question {
+            question: "Nothing in the code handed in reads the task's data. How was the output meant to come from the input, and what would you read first?"
+                .to_string(),
+            why: format!("No call of the code reads a table ({} and the like).", READS[..4].join(", ")),
+            file: None,
+            line: None,
+        }),
+        None => {}
     }
     if let Some(question) = scale(evidence.steps) {
         out.push(question);
@@ -318,7 +335,32 @@ pub fn questions(evidence: &Evidence) -> Vec<Question> {
 }
 
 /// Calls that read a table (pandas, polars, base R, readr, data.table).
-const READS: &[&str] = &["read_csv", "read_parquet", "read_excel", "read_table", "read_json", "read.csv", "read.table", "read_delim", "fread", "scan_csv"];
+const READS: &[&str] = &[
+    "read_csv",
+    "read_parquet",
+    "read_excel",
+    "read_table",
+    "read_json",
+    "read_feather",
+    "read_fwf",
+    "read_sql",
+    "loadtxt",
+    "genfromtxt",
+    "DictReader",
+    "scan_csv",
+    "scan_parquet",
+    "read.csv",
+    "read.csv2",
+    "read.table",
+    "read.delim",
+    "read_delim",
+    "read_csv2",
+    "read_tsv",
+    "read_rds",
+    "readRDS",
+    "fread",
+    "vroom",
+];
 /// Calls that look at a table's values: its types, missing values, counts, summaries.
 const INSPECTIONS: &[&str] =
     &["info", "describe", "isna", "isnull", "value_counts", "duplicated", "nunique", "unique", "summary", "str", "glimpse", "skim", "dtypes", "null_count"];
@@ -657,6 +699,47 @@ fn r_decisions(calls: &[(String, Call)], functions: &[(String, u64, String)]) ->
     out
 }
 
+/// Predictions with no model anywhere in the code: how they were made, asked where the
+/// predictions are written when the code names the file.
+fn no_model(predictions: &[String], calls: &[(String, Call)], read: &[(String, methodology::Source)]) -> Option<Question> {
+    let output = predictions.first()?;
+    let fits =
+        |name: &str| methodology::ESTIMATORS.contains(&name) || (methodology::R_MODELS.contains(&name) && name != "predict") || R_MODEL_SPECS.contains(&name);
+    if calls.is_empty() || read.is_empty() || calls.iter().any(|(_, c)| fits(&c.name) || c.name == "fit") {
+        return None;
+    }
+    Some(Question {
+        question: format!(
+            "No model is fitted anywhere in your code, yet {output} holds predictions. How did you decide them, and what simple model should they have beaten?"
+        ),
+        why: format!("The task grades {output} as predictions; no estimator, model call or `fit` is in the submission's code."),
+        file: None,
+        line: None,
+    })
+}
+
+/// Where a refused output is written, when a script names it: what the file had to hold.
+fn refused_write(refused: &[(String, String)], files: &[(String, String)]) -> Option<Question> {
+    let (output, _) = refused.first()?;
+    let name = output.rsplit('/').next().unwrap_or(output);
+    let script = |path: &str| [".py", ".R", ".r", ".Rmd", ".rmd"].iter().any(|e| path.ends_with(e));
+    let (file, line) = files.iter().filter(|(path, text)| script(path) && text.len() <= methodology::MAX_FILE_BYTES).find_map(|(path, text)| {
+        let at = text.lines().position(|l| {
+            let code = l.trim_start();
+            !code.starts_with('#') && (code.contains(&format!("{name}\"")) || code.contains(&format!("{name}'")))
+        })?;
+        Some((path.clone(), at as u64 + 1))
+    })?;
+    Some(Question {
+        question: format!(
+            "Here you write {output}. Which rows and columns did it have to hold, in which format, and what did you open it with before pushing?"
+        ),
+        why: format!("{output} was refused; this line names it."),
+        file: Some(file),
+        line: Some(line),
+    })
+}
+
 /// The push that counts, when it came late with a large change: a question about what changed.
 fn late_change(evidence: &Evidence) -> Option<Question> {
     let counted = evidence.counted.or_else(|| evidence.pushes.last().map(|p| p.number))?;
@@ -780,5 +863,37 @@ mod tests {
         assert_eq!(made.len(), 1, "{asked:#?}");
         assert!(made[0].0.contains("`ratio`") && made[0].1 == Some(3), "{made:?}");
         assert!(asked.iter().any(|q| q.question.starts_with("`grade` decides") && q.line == Some(1)), "{asked:#?}");
+    }
+
+    #[test]
+    fn a_refused_output_of_code_that_reads_nothing_and_fits_nothing_is_asked_about_where_it_is_written() {
+        let predict = "\"\"\"Random bytes.\"\"\"\nimport os\n\nwith open(\"/output/predictions.csv\", \"wb\") as out:\n    out.write(os.urandom(4096))\n";
+        let train = "print(\"no model\")\n";
+        let files = vec![("predict.py".to_string(), predict.to_string()), ("train.py".to_string(), train.to_string())];
+        let refused = [("predictions.csv".to_string(), "predictions.csv: not UTF-8".to_string())];
+        let predictions = ["predictions.csv".to_string()];
+        let steps = [StepCost { name: "predict".into(), wall_seconds: 0.4, peak_memory_bytes: None, memory_limit_bytes: None }];
+        let asked = questions(&Evidence { files: &files, refused: &refused, predictions: &predictions, steps: &steps, ..Default::default() });
+        let places: Vec<(&str, Option<&str>, Option<u64>)> =
+            asked.iter().map(|q| (&q.question[..30.min(q.question.len())], q.file.as_deref(), q.line)).collect();
+        assert_eq!(
+            places,
+            [
+                ("predictions.csv could not be s", None, None),
+                ("No model is fitted anywhere in", None, None),
+                ("Here you write predictions.csv", Some("predict.py"), Some(4)),
+                ("There is no NOTES.md. In a few", None, None),
+                ("Nothing in the code handed in ", None, None),
+                ("Your `predict` step took 0.4 s", None, None),
+            ],
+            "{asked:#?}"
+        );
+        // A model anywhere, or a cleaned table rather than predictions: no question about a model.
+        let fitted = vec![("train.py".to_string(), "import pandas as pd\nm = LogisticRegression()\nm.fit(pd.read_csv('x'), y)\n".to_string())];
+        let asked = questions(&Evidence { files: &fitted, predictions: &predictions, ..Default::default() });
+        assert!(!asked.iter().any(|q| q.question.starts_with("No model")), "{asked:#?}");
+        assert!(!asked.iter().any(|q| q.question.starts_with("Nothing in the code")), "{asked:#?}");
+        let asked = questions(&Evidence { files: &files, refused: &refused, ..Default::default() });
+        assert!(!asked.iter().any(|q| q.question.starts_with("No model")), "{asked:#?}");
     }
 }

@@ -766,6 +766,8 @@ pub struct Outcomes {
     pub failed_step: Option<(String, String, String)>,
     /// Outputs that could not be scored: file, why (a step that failed before them aside).
     pub refused: Vec<(String, String)>,
+    /// The graded outputs that hold predictions (graded by a metric other than cell accuracy).
+    pub predictions: Vec<String>,
 }
 
 impl Outcomes {
@@ -778,7 +780,9 @@ impl Outcomes {
                 o.accuracy.problem.as_ref().filter(|p| p.kind == crate::grading::ProblemKind::BadFormat).map(|p| (o.file.to_string(), p.message.clone()))
             })
             .collect();
+        let predictions = accuracy.each(single_file).into_iter().filter(|o| o.accuracy.metric != "cell_accuracy").map(|o| o.file.to_string()).collect();
         Outcomes {
+            predictions,
             worst_slices: accuracy.worst_slices(single_file),
             confused: accuracy.most_confused(single_file),
             weak_columns: accuracy.weakest_columns(single_file),
@@ -851,6 +855,7 @@ async fn methodology_findings(
             steps: &outcomes.steps,
             failed_step: outcomes.failed(),
             refused: &outcomes.refused,
+            predictions: &outcomes.predictions,
             ..Default::default()
         };
         let debrief = crate::debrief::questions(&evidence);

@@ -1138,6 +1138,7 @@ async fn debrief_of(app: &Arc<App>, loaded: &Loaded) -> Result<Vec<crate::debrie
         steps: &outcomes.steps,
         failed_step: outcomes.failed(),
         refused: &outcomes.refused,
+        predictions: &outcomes.predictions,
     };
     Ok(crate::debrief::questions(&evidence))
 }
