@@ -20,6 +20,9 @@ pub struct Question {
     pub file: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line: Option<u64>,
+    /// In a notebook: the cell (from 1, markdown cells counted), `line` being the line within it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cell: Option<u64>,
 }
 
 /// One push, for the timeline's questions.
@@ -151,6 +154,7 @@ pub fn questions(evidence: &Evidence) -> Vec<Question> {
             why: format!("Methodology finding `{}`: {}", finding.rule.as_str(), finding.message),
             file: Some(finding.file.clone()),
             line: Some(finding.line),
+            cell: finding.cell,
         });
     }
     let small = evidence.files.iter().filter(|(_, text)| text.len() <= methodology::MAX_FILE_BYTES);
@@ -189,6 +193,7 @@ pub fn questions(evidence: &Evidence) -> Vec<Question> {
                 why: format!("The accuracy component was {public:.1} in the public dry run and {hidden:.1} on the hidden data: a gap of {:.1}.", (public - hidden).abs()),
                 file: None,
                 line: None,
+                cell: None,
             });
         }
     }
@@ -204,6 +209,7 @@ pub fn questions(evidence: &Evidence) -> Vec<Question> {
             why: format!("The graded run's `{step}` step: {outcome}."),
             file: None,
             line: None,
+            cell: None,
         });
     }
     for (file, message) in evidence.refused.iter().take(2) {
@@ -216,6 +222,7 @@ pub fn questions(evidence: &Evidence) -> Vec<Question> {
             why: format!("The graded output {file} was refused."),
             file: None,
             line: None,
+            cell: None,
         });
     }
     for confused in evidence.confused.iter().filter(|c| c.count > 0) {
@@ -228,6 +235,7 @@ pub fn questions(evidence: &Evidence) -> Vec<Question> {
             why: format!("The largest count off the diagonal of the confusion matrix of {output}: true {truth}, predicted {predicted}, {count} rows."),
             file: None,
             line: None,
+            cell: None,
         });
     }
     for weak in evidence.weak_columns.iter().filter(|w| w.accuracy < 1.0) {
@@ -244,6 +252,7 @@ pub fn questions(evidence: &Evidence) -> Vec<Question> {
             why: format!("The column with the fewest correct cells in {output}: {:.1} % against the hidden clean table.", accuracy * 100.0),
             file: None,
             line: None,
+            cell: None,
         });
     }
     type Calls = Vec<(String, Call)>;
@@ -294,7 +303,7 @@ pub fn questions(evidence: &Evidence) -> Vec<Question> {
             continue;
         }
         asked_ranks.push(decision.rank);
-        out.push(Question { question: decision.question, why: decision.why, file: Some(decision.file), line: Some(decision.line) });
+        out.push(Question { question: decision.question, why: decision.why, file: Some(decision.file), line: Some(decision.line), cell: None });
     }
     if let Some(question) = no_model(evidence.predictions, &calls, &read) {
         out.push(question);
@@ -310,6 +319,7 @@ pub fn questions(evidence: &Evidence) -> Vec<Question> {
             why: "The submission has no NOTES.md: its reasoning is written down nowhere.".to_string(),
             file: None,
             line: None,
+            cell: None,
         });
     }
     match first_read(&calls) {
@@ -321,6 +331,7 @@ pub fn questions(evidence: &Evidence) -> Vec<Question> {
             why: format!("No call of the code reads a table ({} and the like).", READS[..4].join(", ")),
             file: None,
             line: None,
+            cell: None,
         }),
         None => {}
     }
@@ -331,6 +342,10 @@ pub fn questions(evidence: &Evidence) -> Vec<Question> {
         out.push(question);
     }
     out.truncate(MAX_QUESTIONS);
+    methodology::in_cells(&mut out, evidence.files, |q| {
+        let Question { file, line, cell, .. } = q;
+        Some((file.as_deref()?, line.as_mut()?, cell))
+    });
     out
 }
 
@@ -386,6 +401,7 @@ fn first_read(calls: &[(String, Call)]) -> Option<Question> {
         why,
         file: Some(file.clone()),
         line: Some(read.line),
+        cell: None,
     })
 }
 
@@ -405,6 +421,7 @@ fn scale(steps: &[StepCost]) -> Option<Question> {
         why: format!("The longest step of the graded run: `{}`, {:.1} s of wall time{peak}.", step.name, step.wall_seconds),
         file: None,
         line: None,
+        cell: None,
     })
 }
 
@@ -427,6 +444,7 @@ fn worst_slice_question(worst: &WorstSlice) -> Question {
         why: format!("The worst of the task's slices of the hidden rows for {output}: {metric} {value:.4} on {rows_text}, {whole:.4} on all rows."),
         file: None,
         line: None,
+        cell: None,
     }
 }
 
@@ -505,6 +523,7 @@ fn notes_claim(notes: Option<&str>, calls: &[(String, Call)]) -> Option<Question
                     ),
                     file: Some("NOTES.md".to_string()),
                     line: None,
+                    cell: None,
                 });
             }
         }
@@ -715,6 +734,7 @@ fn no_model(predictions: &[String], calls: &[(String, Call)], read: &[(String, m
         why: format!("The task grades {output} as predictions; no estimator, model call or `fit` is in the submission's code."),
         file: None,
         line: None,
+        cell: None,
     })
 }
 
@@ -737,6 +757,7 @@ fn refused_write(refused: &[(String, String)], files: &[(String, String)]) -> Op
         why: format!("{output} was refused; this line names it."),
         file: Some(file),
         line: Some(line),
+        cell: None,
     })
 }
 
@@ -760,6 +781,7 @@ fn late_change(evidence: &Evidence) -> Option<Question> {
         why: format!("The push that counts (#{}) came in the last tenth of the time box and changed {changed} lines since the one before.", push.number),
         file: None,
         line: None,
+        cell: None,
     })
 }
 

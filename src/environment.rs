@@ -61,20 +61,44 @@ pub fn python_imports(source: &str, out: &mut BTreeSet<String>) {
 /// The Python of a notebook's code cells, in order, with IPython's magics and shell escapes
 /// (`%matplotlib inline`, `!pip install x`, a `%%bash` cell) blanked so that the rest parses.
 pub fn notebook_python(text: &str) -> Option<String> {
+    notebook_python_cells(text).map(|(code, _)| code)
+}
+
+/// [`notebook_python`], with where each cell's lines start in it: `(cell, first line)`, the cell
+/// counted from 1 over all the notebook's cells (as the code view shows them), the line 1-based
+/// in the joined code.
+pub fn notebook_python_cells(text: &str) -> Option<(String, CellStarts)> {
     let (cells, _) = crate::notebook::notebook_cells(text, usize::MAX, IMPORT_SCAN_FILE_BYTES as usize)?;
     let mut out = String::new();
-    for cell in cells.iter().filter(|cell| cell.kind == "code") {
+    let mut starts = Vec::new();
+    let mut next_line = 1u64;
+    for (index, cell) in cells.iter().enumerate().filter(|(_, cell)| cell.kind == "code") {
         let trimmed = cell.source.trim_start();
         if trimmed.starts_with("%%") && !trimmed.starts_with("%%time") && !trimmed.starts_with("%%capture") {
             continue;
         }
+        starts.push((index as u64 + 1, next_line));
         for line in cell.source.lines() {
             let code = line.trim_start();
             out.push_str(if code.starts_with('%') || code.starts_with('!') { "" } else { line });
             out.push('\n');
+            next_line += 1;
         }
     }
-    Some(out)
+    Some((out, CellStarts(starts)))
+}
+
+/// Where each code cell of a notebook starts in its joined code (see [`notebook_python_cells`]).
+#[derive(Debug, Clone, Default)]
+pub struct CellStarts(Vec<(u64, u64)>);
+
+impl CellStarts {
+    /// A line of the joined code as `(cell, line within the cell)`, both counted from 1.
+    pub fn locate(&self, line: u64) -> Option<(u64, u64)> {
+        let at = self.0.partition_point(|(_, start)| *start <= line).checked_sub(1)?;
+        let (cell, start) = self.0[at];
+        Some((cell, line - start + 1))
+    }
 }
 
 /// The top-level modules a submission's Python files and notebooks import (paths relative to

@@ -53,9 +53,48 @@ impl Rule {
 pub struct Finding {
     pub rule: Rule,
     pub file: String,
-    /// 1-based; in a notebook, the line within its code cells joined in order.
+    /// 1-based; in a notebook, the line within its cell.
     pub line: u64,
+    /// In a notebook: the cell, counted from 1 over all its cells, markdown ones included (as
+    /// the code view shows them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cell: Option<u64>,
     pub message: String,
+}
+
+impl Finding {
+    /// Where it is, as a reader finds it: `train.py:12`, `eda.ipynb, cell 4, line 2`.
+    pub fn place(&self) -> String {
+        place(&self.file, self.cell, self.line)
+    }
+}
+
+/// A file and line, a notebook's with its cell.
+pub fn place(file: &str, cell: Option<u64>, line: u64) -> String {
+    match cell {
+        Some(cell) => format!("{file}, cell {cell}, line {line}"),
+        None => format!("{file}:{line}"),
+    }
+}
+
+/// Notebooks' findings at their cell and the line within it (the rules read a notebook's code
+/// cells joined in order).
+pub(crate) fn in_cells<T>(items: &mut [T], files: &[(String, String)], at: impl Fn(&mut T) -> Option<(&str, &mut u64, &mut Option<u64>)>) {
+    let mut starts: HashMap<String, Option<crate::environment::CellStarts>> = HashMap::new();
+    for item in items.iter_mut() {
+        let Some((file, line, cell)) = at(item) else { continue };
+        if !file.ends_with(".ipynb") || cell.is_some() {
+            continue;
+        }
+        let known = starts.entry(file.to_string()).or_insert_with(|| {
+            let (_, text) = files.iter().find(|(path, _)| path == file)?;
+            crate::environment::notebook_python_cells(text).map(|(_, starts)| starts)
+        });
+        if let Some((at_cell, within)) = known.as_ref().and_then(|s| s.locate(*line)) {
+            *cell = Some(at_cell);
+            *line = within;
+        }
+    }
 }
 
 /// What the rules need to know of the task.
@@ -329,6 +368,7 @@ pub fn analyse(files: &[(String, String)], context: &Context) -> Vec<Finding> {
             .find_map(|((path, source), kinds)| source.calls.iter().find(|c| is_fit(c) && receiver_kind(c, kinds) == Some(Kind::Estimator)).map(|c| (path, c)));
         if let Some((path, call)) = first_fit {
             findings.push(Finding {
+                cell: None,
                 rule: Rule::NoValidation,
                 file: path.clone(),
                 line: call.line,
@@ -366,6 +406,7 @@ pub fn analyse(files: &[(String, String)], context: &Context) -> Vec<Finding> {
     if !metric_calls.is_empty() && metric_calls.iter().all(|(_, c)| scores_training_rows(c)) && (!validates || !held_out_used) {
         let (path, call) = metric_calls[0];
         findings.push(Finding {
+            cell: None,
             rule: Rule::TrainOnlyEvaluation,
             file: path.clone(),
             line: call.line,
@@ -382,6 +423,7 @@ pub fn analyse(files: &[(String, String)], context: &Context) -> Vec<Finding> {
         *n += 1;
         *n <= MAX_PER_RULE
     });
+    in_cells(&mut findings, files, |f| Some((f.file.as_str(), &mut f.line, &mut f.cell)));
     findings
 }
 
@@ -518,6 +560,7 @@ fn r_rules(sources: &[(String, Source)], validates: bool, findings: &mut Vec<Fin
         let first_fit = sources.iter().find_map(|(path, source)| source.calls.iter().find(|c| R_MODELS.contains(&c.name.as_str())).map(|c| (path, c)));
         if let Some((path, call)) = first_fit {
             findings.push(Finding {
+                cell: None,
                 rule: Rule::NoValidation,
                 file: path.clone(),
                 line: call.line,
@@ -539,6 +582,7 @@ fn r_rules(sources: &[(String, Source)], validates: bool, findings: &mut Vec<Fin
                 // `train()` is caret's (random through its resampling); `sample(x)` of a plain
                 // vector shuffles too.
                 findings.push(Finding {
+                    cell: None,
                     rule: Rule::UnseededRandomness,
                     file: path.clone(),
                     line: call.line,
@@ -699,6 +743,7 @@ fn preprocessing_before_split(path: &str, source: &Source, kinds: &HashMap<Strin
             continue;
         }
         out.push(Finding {
+            cell: None,
             rule: Rule::PreprocessingBeforeSplit,
             file: path.to_string(),
             line: call.line,
@@ -719,6 +764,7 @@ fn fit_on_test(path: &str, source: &Source, kinds: &HashMap<String, Kind>, predi
         let in_prediction = prediction_file && receiver_kind(call, kinds).is_some() && !mentions(first, "train");
         if on_test || in_prediction {
             out.push(Finding {
+                cell: None,
                 rule: Rule::FitOnTest,
                 file: path.to_string(),
                 line: call.line,
@@ -738,6 +784,7 @@ fn unseeded(path: &str, source: &Source, out: &mut Vec<Finding>) {
             continue;
         }
         out.push(Finding {
+            cell: None,
             rule: Rule::UnseededRandomness,
             file: path.to_string(),
             line: call.line,
@@ -751,6 +798,7 @@ fn unseeded(path: &str, source: &Source, out: &mut Vec<Finding>) {
     // A Keras network starts from random weights; only a global seed fixes them.
     for call in source.calls.iter().filter(|c| c.name == "Sequential" && c.callee != "nn.Sequential" && !c.callee.starts_with("torch")) {
         out.push(Finding {
+            cell: None,
             rule: Rule::UnseededRandomness,
             file: path.to_string(),
             line: call.line,
@@ -763,6 +811,7 @@ fn unseeded(path: &str, source: &Source, out: &mut Vec<Finding>) {
         let shuffles = call.keywords.iter().any(|(k, v)| k == "shuffle" && v.trim() == "True");
         if shuffles && !call.keywords.iter().any(|(k, v)| k == "random_state" && v.trim() != "None") {
             out.push(Finding {
+                cell: None,
                 rule: Rule::UnseededRandomness,
                 file: path.to_string(),
                 line: call.line,
@@ -793,6 +842,7 @@ fn target_as_feature(path: &str, source: &Source, targets: &[String], out: &mut 
         }
         if let Some(target) = targets.iter().find(|t| listed.strings.iter().any(|s| s == *t)) {
             out.push(Finding {
+                cell: None,
                 rule: Rule::TargetAsFeature,
                 file: path.to_string(),
                 line: listed.line,
@@ -979,6 +1029,11 @@ mod tests {
             {"cell_type": "code", "source": "X = scaler.fit_transform(X)\nX_train, X_val, y_train, y_val = train_test_split(X, y, random_state=1)"}
         ]});
         let found = analyse(&[("work.ipynb".to_string(), notebook.to_string())], &Context::default());
-        assert_eq!(found.iter().map(|f| (f.rule, f.file.as_str(), f.line)).collect::<Vec<_>>(), [(Rule::PreprocessingBeforeSplit, "work.ipynb", 3)]);
+        // The third line of the code joined is the first of the notebook's third cell.
+        assert_eq!(
+            found.iter().map(|f| (f.rule, f.file.as_str(), f.cell, f.line)).collect::<Vec<_>>(),
+            [(Rule::PreprocessingBeforeSplit, "work.ipynb", Some(3), 1)]
+        );
+        assert_eq!(found[0].place(), "work.ipynb, cell 3, line 1");
     }
 }

@@ -475,12 +475,12 @@ fn methodology_section(findings: &[crate::methodology::Finding]) -> Markup {
         section.methodology {
             h2 { "Methodology: " (findings.len()) " finding" @if findings.len() != 1 { "s" } }
             @if findings.is_empty() {
-                p { "Nothing found: the code holds rows out before it measures, seeds what is random, keeps the target out of the features and fits nothing on the rows it predicts (as far as its Python shows; R is not read)." }
+                p { "Nothing found: the code holds rows out before it measures, seeds what is random, keeps the target out of the features and fits nothing on the rows it predicts (as far as its Python and R show)." }
             } @else {
                 p { "Read from the submission's own code (never run); signals for the follow-up, not part of the score." }
                 @for finding in findings {
                     div.finding {
-                        span.rule { (finding.rule.as_str()) } " " code { (finding.file) ":" (finding.line) } ": " (finding.message)
+                        span.rule { (finding.rule.as_str()) } " " code { (finding.place()) } ": " (finding.message)
                     }
                 }
             }

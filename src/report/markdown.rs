@@ -144,7 +144,7 @@ pub fn render(report: &Report) -> String {
     }
     let _ = writeln!(md, "\n## Methodology ({} findings)\n", report.methodology.len());
     for finding in &report.methodology {
-        let _ = writeln!(md, "- {}:{} **{}** {}", esc(&finding.file), finding.line, finding.rule.as_str(), esc(&finding.message));
+        let _ = writeln!(md, "- {} **{}** {}", esc(&finding.place()), finding.rule.as_str(), esc(&finding.message));
     }
     md.push_str("\n## Steps\n\n| step | outcome | wall | CPU | peak memory | limits |\n|---|---|---:|---:|---:|---|\n");
     for step in &report.steps {

@@ -310,7 +310,7 @@ pub async fn compare_page(
         .iter()
         .map(|g| {
             let found: Vec<crate::methodology::Finding> = serde_json::from_str(&g.methodology).unwrap_or_default();
-            (g.submission, found.iter().map(|f| format!("{} ({}:{})", f.rule.as_str(), f.file, f.line)).collect())
+            (g.submission, found.iter().map(|f| format!("{} ({})", f.rule.as_str(), f.place())).collect())
         })
         .collect();
     let slices: std::collections::HashMap<i64, Vec<CohortSlice>> =

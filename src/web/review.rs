@@ -796,12 +796,27 @@ fn code_page_html(id: i64, loaded: &Loaded, view: &CodeView, user: &str, csrf: &
     let highlight_until = Instant::now() + HIGHLIGHT_TIME;
     // Lint findings by file, then by line: looked up, never scanned per line.
     // Methodology findings join them at their lines, their rule marked as such.
+    // A notebook's are shown under their cell.
     let methodology: Vec<Finding> = loaded
         .report
         .iter()
         .flat_map(|r| &r.methodology)
+        .filter(|m| m.cell.is_none())
         .map(|m| Finding { file: m.file.clone(), line: m.line, rule: format!("methodology: {}", m.rule.as_str()), message: m.message.clone(), context: vec![] })
         .collect();
+    let mut in_cells: HashMap<(&str, u64), Vec<&crate::methodology::Finding>> = HashMap::new();
+    for m in loaded.report.iter().flat_map(|r| &r.methodology) {
+        if let Some(cell) = m.cell {
+            in_cells.entry((m.file.as_str(), cell)).or_default().push(m);
+        }
+    }
+    let cell_findings = |file: &str, cell: u64| -> Markup {
+        html! {
+            @for m in in_cells.get(&(file, cell)).map_or(&[][..], Vec::as_slice) {
+                p.lint { "methodology: " (m.rule.as_str()) " · cell " (cell) ", line " (m.line) ": " (m.message) }
+            }
+        }
+    };
     let mut findings: HashMap<&str, Vec<&Finding>> = HashMap::new();
     for finding in loaded.report.iter().flat_map(|r| &r.components.code_quality.findings).chain(&methodology) {
         findings.entry(finding.file.as_str()).or_default().push(finding);
@@ -834,8 +849,13 @@ fn code_page_html(id: i64, loaded: &Loaded, view: &CodeView, user: &str, csrf: &
         match (&f.kind, &f.text, &f.cells) {
             (FileKind::Notebook, _, Some(_)) if executed.is_some() => {
                 executed_html(&mut section, body.len(), executed.expect("checked"), highlight_until);
+                let cells = f.cells.as_deref().unwrap_or_default();
                 section.push_str(
-                    &html! { @for x in file_findings.iter().take(MAX_FINDINGS_LISTED) { (lint_line(x)) } (more_findings(file_findings.len())) }.into_string(),
+                    &html! {
+                        @for n in 1..=cells.len() as u64 { (cell_findings(&f.path, n)) }
+                        @for x in file_findings.iter().take(MAX_FINDINGS_LISTED) { (lint_line(x)) } (more_findings(file_findings.len()))
+                    }
+                    .into_string(),
                 );
             }
             (FileKind::Notebook, _, Some(cells)) => {
@@ -854,6 +874,7 @@ fn code_page_html(id: i64, loaded: &Loaded, view: &CodeView, user: &str, csrf: &
                                     @if cell.output_cut_bytes > 0 { "… (cut: " (cell.output_cut_bytes) " bytes)" }
                                 }
                             }
+                            (cell_findings(&f.path, n as u64 + 1))
                         }
                     };
                     section.push_str(&shown.into_string());
@@ -1086,10 +1107,10 @@ async fn debrief_of(app: &Arc<App>, loaded: &Loaded) -> Result<Vec<crate::debrie
         .iter()
         .filter_map(|f| match (&f.kind, &f.text, &f.cells) {
             (FileKind::Text, Some(text), _) if [".py", ".R", ".r", ".Rmd", ".rmd"].iter().any(|e| f.path.ends_with(e)) => Some((f.path.clone(), text.clone())),
-            // A notebook's code cells in order, as a notebook of its language (read as at grading).
+            // A notebook's cells in order (all of them, so that cells are counted as in the file), as
+            // a notebook of its language (read as at grading).
             (FileKind::Notebook, _, Some(cells)) => {
-                let code: Vec<serde_json::Value> =
-                    cells.iter().filter(|c| c.kind == "code").map(|c| serde_json::json!({ "cell_type": "code", "source": c.source })).collect();
+                let code: Vec<serde_json::Value> = cells.iter().map(|c| serde_json::json!({ "cell_type": c.kind, "source": c.source })).collect();
                 let language = f.language.unwrap_or("python");
                 Some((f.path.clone(), serde_json::json!({ "metadata": { "kernelspec": { "language": language } }, "cells": code }).to_string()))
             }
@@ -1160,14 +1181,16 @@ pub async fn debrief_page(State(app): State<Arc<App>>, asked: Reviewed<AssessorP
         p { (title) " · " a.no-print href={ "/submissions/" (id) } { "back to the review" } " · " a.no-print href={ "/submissions/" (id) "/code" } { "the code" } }
         p { "Questions for the follow-up interview, each tied to what it comes from. Made from the code, its notes, its report and its pushes, the same way for every candidate; never shown to the candidate." }
         @if questions.is_empty() {
-            p { "Nothing in this submission gives a question of its own (no model, split, imputation or encoding in its Python, no finding, no late change)." }
+            p { "Nothing in this submission gives a question of its own (no model, split, imputation or encoding in its code, no finding, no late change)." }
         }
         ol.debrief {
             @for q in &questions {
                 li {
                     b { (q.question) }
                     div.why {
-                        @if let Some(file) = &q.file { code { (file) @if let Some(line) = q.line { ":" (line) } } " · " }
+                        @if let Some(file) = &q.file {
+                            code { @if let Some(line) = q.line { (crate::methodology::place(file, q.cell, line)) } @else { (file) } } " · "
+                        }
                         (q.why)
                     }
                 }

@@ -23,7 +23,7 @@ fn sources(dir: &Path) -> Vec<(String, String)> {
 }
 
 fn said(findings: &[Finding]) -> Vec<String> {
-    findings.iter().map(|f| format!("{} {}:{}", f.rule.as_str(), f.file, f.line)).collect()
+    findings.iter().map(|f| format!("{} {}", f.rule.as_str(), f.place())).collect()
 }
 
 #[test]

@@ -353,6 +353,56 @@ async fn methodology_findings_show_at_their_lines_in_the_report_and_the_comparis
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_notebooks_findings_and_questions_are_placed_at_their_cell() {
+    let app = TestApp::new(&repo_root()).await;
+    let ada = app.assessor_cookie("ada").await;
+    let task = takehome::task::load(&repo_root().join("tasks/diamond-cut")).unwrap();
+    // Cell 1 markdown, cell 2 reads the data, cell 3 markdown, cell 4 fits an unseeded forest.
+    let notebook = serde_json::json!({
+        "metadata": {"kernelspec": {"language": "python", "name": "python3"}},
+        "cells": [
+            {"cell_type": "markdown", "source": "# Diamonds"},
+            {"cell_type": "code", "source": "import pandas as pd\nframe = pd.read_csv('/data/train.csv')", "outputs": []},
+            {"cell_type": "markdown", "source": "## Model"},
+            {"cell_type": "code", "source": "from sklearn.ensemble import RandomForestClassifier\nmodel = RandomForestClassifier(n_estimators=50)\nmodel.fit(frame.drop(columns=['cut']), frame['cut'])", "outputs": []}
+        ]
+    })
+    .to_string();
+    let predict = std::fs::read(repo_root().join("tasks/diamond-cut/fixtures/unvalidated/predict.py")).unwrap();
+    let files: Vec<(&str, &[u8])> = vec![("train.ipynb", notebook.as_bytes()), ("predict.py", predict.as_slice())];
+    let context = takehome::methodology::Context::of(&task);
+    let found = takehome::methodology::analyse(&[("train.ipynb".to_string(), notebook.clone())], &context);
+    let places: Vec<String> = found.iter().map(|f| format!("{} {}", f.rule.as_str(), f.place())).collect();
+    assert_eq!(places, ["unseeded-randomness train.ipynb, cell 4, line 2", "no-validation train.ipynb, cell 4, line 3"]);
+    let mut report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo_root().join("tests/fixtures/reports/diamond-cut-unvalidated.json")).unwrap()).unwrap();
+    report["methodology"] = serde_json::to_value(&found).unwrap();
+    let (id, _) = app.graded_push("a0notebook", &task, "n@example.com", &files, "a notebook", &report.to_string()).await;
+
+    let code = app.page(&ada, &format!("/submissions/{id}/code")).await;
+    let cell = code.find("cell 4 · code").expect("the model's cell is shown");
+    let finding = code.find("methodology: unseeded-randomness · cell 4, line 2").expect("the finding is shown with its cell");
+    assert!(finding > cell && !code[cell..finding].contains("class=\"cell\""), "the finding is not under its cell");
+    let page = app.page(&ada, &format!("/submissions/{id}")).await;
+    assert!(page.contains("train.ipynb, cell 4, line 2"), "the report does not place the finding at its cell");
+    let compare = app.page(&ada, "/tasks/diamond-cut/compare").await;
+    assert!(compare.contains("unseeded-randomness (train.ipynb, cell 4, line 2)"), "the comparison does not place the finding at its cell");
+    let (_, answer) = app.get(&format!("/api/submissions/{id}/debrief"), &[(header::COOKIE, ada.clone())]).await;
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let asked: Vec<(Option<&str>, Option<u64>, Option<u64>)> = answer["debrief"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|q| q["file"] == "train.ipynb")
+        .map(|q| (q["file"].as_str(), q["cell"].as_u64(), q["line"].as_u64()))
+        .collect();
+    // The two findings, the model's settings (cell 4, line 2) and the data's read (cell 2, line 2).
+    assert!(asked.contains(&(Some("train.ipynb"), Some(4), Some(2))) && asked.contains(&(Some("train.ipynb"), Some(2), Some(2))), "{answer:#}");
+    let debrief = app.page(&ada, &format!("/submissions/{id}/debrief")).await;
+    assert!(debrief.contains("train.ipynb, cell 2, line 2"), "{debrief}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_comparison_sorts_by_a_slice_and_the_debrief_asks_about_the_worst_one() {
     let app = TestApp::new(&repo_root()).await;
     let ada = app.assessor_cookie("ada").await;
