@@ -255,7 +255,7 @@ pub async fn check_task<S: Sandbox>(
             spec
         }
         Err(error) => {
-            record("task file", CaseStatus::Failed, error.to_string(), started);
+            record("task file", CaseStatus::Failed, crate::errors::chain(&error), started);
             return results;
         }
     };
@@ -393,7 +393,7 @@ async fn check_public_run<S: Sandbox>(sandbox: &S, spec: &TaskSpec, image: &Imag
     let job_id = format!("{}p", job::new_job_id());
     let report = job::grade(sandbox, &public, &reference, image, &job_id, cancel, &|_| {})
         .await
-        .map_err(|e| format!("the reference's public run failed on our side: {e}"))?;
+        .map_err(|e| format!("the reference's public run failed on our side: {}", crate::errors::Chain(&e)))?;
     if report.status != crate::report::Status::Graded {
         let steps: Vec<String> = report.steps.iter().map(|s| format!("{} {}", s.name, s.outcome.as_str())).collect();
         let problem = report.components.accuracy.accuracy.problem.as_ref().map(|p| format!("; {}", p.message)).unwrap_or_default();
@@ -730,7 +730,7 @@ async fn run_fixture<S: Sandbox>(
                 JobError::Cancelled => "cancelled".to_string(),
                 // The truth could not be read as the task file says: the task's mistake.
                 JobError::Grading(error) => format!("the task's fault (not the fixture's): {}: {error}", spec.file().display()),
-                other => format!("our side failed (not the fixture's fault): {other}"),
+                other => format!("our side failed (not the fixture's fault): {}", crate::errors::Chain(&other)),
             })?;
             Ok::<_, String>((job_id, report))
         }
@@ -741,7 +741,7 @@ async fn run_fixture<S: Sandbox>(
     match sandbox.count_job(&first_job).await {
         Ok(0) => {}
         Ok(n) => failures.push(format!("{n} container(s) of this fixture remain after grading")),
-        Err(error) => failures.push(format!("cannot count containers: {error}")),
+        Err(error) => failures.push(format!("cannot count containers: {}", crate::errors::Chain(&error))),
     }
     for path in &expect.host_lacks {
         if Path::new(path).exists() {

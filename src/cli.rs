@@ -200,6 +200,21 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Back up a server whose store is SQLite, while it runs: one .tar.gz with a consistent copy of
+    /// the store and every candidate's repository. (PostgreSQL: pg_dump, see docs/scaling.md.)
+    Backup {
+        /// The file to write (.tar.gz).
+        file: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Restore a backup into a new, empty data folder (the config's data_dir and database).
+    Restore {
+        /// A file written by `takehome backup`.
+        file: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Run only the grading loop on this host's Docker engine, for a server whose store is shared
     /// (PostgreSQL): claims jobs that fit, fetches each commit from the server, stores the report.
     Worker {
@@ -373,22 +388,10 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// An error and its causes, each said once: our error types put their cause in their own message,
-/// so a cause already in the text so far is not repeated (`{:#}` would print
-/// "No such file or directory (os error 2): No such file or directory (os error 2)").
+/// An error and its causes, outermost first, joined by ": " (each error type says its own layer
+/// only; see [`crate::errors`]).
 pub fn describe_chain(error: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in error.chain() {
-        let message = cause.to_string();
-        if message.is_empty() || text.contains(&message) {
-            continue;
-        }
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
-        text.push_str(&message);
-    }
-    text
+    crate::errors::join(error.chain().map(ToString::to_string))
 }
 
 fn init_tracing(format: LogFormat, default_filter: &str) {
@@ -456,6 +459,37 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             result.map_err(ours)
         }
         Command::Assign { task, candidate, time_box, starts, config } => assign(&config.load()?, &task, &candidate, time_box.as_deref(), starts).await,
+        Command::Backup { file, config } => {
+            let config = config.load()?;
+            let summary = tokio::task::spawn_blocking(move || crate::backup::backup(&config, &file).map(|s| (s, file)))
+                .await
+                .map_err(|e| ours(anyhow::Error::new(e)))?
+                .map_err(backup_failure)?;
+            let (summary, file) = summary;
+            println!(
+                "backup {}: the store ({}) and {}, {} before compression",
+                file.display(),
+                crate::units::count(summary.assignments, "assignment"),
+                if summary.repositories == 1 { "1 repository".to_string() } else { format!("{} repositories", summary.repositories) },
+                crate::units::format_size(summary.bytes)
+            );
+            Ok(())
+        }
+        Command::Restore { file, config } => {
+            let config = config.load()?;
+            let data = config.data_dir.clone();
+            let summary = tokio::task::spawn_blocking(move || crate::backup::restore(&config, &file))
+                .await
+                .map_err(|e| ours(anyhow::Error::new(e)))?
+                .map_err(backup_failure)?;
+            println!(
+                "restored into {}: {} and {}; start `takehome serve` with the same config",
+                data.display(),
+                crate::units::count(summary.assignments, "assignment"),
+                if summary.repositories == 1 { "1 repository".to_string() } else { format!("{} repositories", summary.repositories) }
+            );
+            Ok(())
+        }
         Command::Worker { server, token, slots, name, memory, gpus, health_listen, config } => {
             let config = config.load()?;
             if !(server.starts_with("http://") || server.starts_with("https://")) {
@@ -998,13 +1032,16 @@ async fn check(
     Ok(())
 }
 
-async fn assign(config: &crate::config::Config, task_id: &str, candidate: &str, time_box: Option<&str>, starts: Starts) -> Result<(), Failure> {
-    use crate::store::Assignment;
-    let id = task::TaskId::parse(task_id).map_err(|m| usage(anyhow::anyhow!("{m}")))?;
-    let candidate = candidate.trim();
-    if candidate.is_empty() || candidate.len() > 200 || candidate.chars().any(char::is_control) {
-        return Err(usage(anyhow::anyhow!("--candidate: expected an e-mail address or a name")));
+/// A refused backup or restore is the user's to fix (usage); a failed one is ours.
+fn backup_failure(error: crate::backup::BackupError) -> Failure {
+    match error {
+        crate::backup::BackupError::Postgres | crate::backup::BackupError::Invalid(_) => usage(error),
+        other => ours(other),
     }
+}
+
+async fn assign(config: &crate::config::Config, task_id: &str, candidate: &str, time_box: Option<&str>, starts: Starts) -> Result<(), Failure> {
+    let id = task::TaskId::parse(task_id).map_err(|m| usage(anyhow::anyhow!("{m}")))?;
     let tasks = task::Catalog::new(config.tasks_root.clone());
     if !tasks.dir(&id).is_dir() {
         return Err(usage(anyhow::anyhow!(
@@ -1014,34 +1051,30 @@ async fn assign(config: &crate::config::Config, task_id: &str, candidate: &str, 
             config.tasks_root.display()
         )));
     }
-    let spec = tasks.load(&id).map_err(usage)?;
-    let time_box = match time_box {
-        Some(text) => crate::units::parse_duration(text).map_err(|m| usage(anyhow::anyhow!("--time-box: {m}")))?,
-        None => spec.time_box,
-    };
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create {}", config.data_dir.display())).map_err(ours)?;
     let store = crate::store::open(&config.database).await.with_context(|| format!("cannot open the store {}", config.database.describe())).map_err(ours)?;
-    let id = format!("a{}", &hex::encode(crate::secret::random_bytes::<6>()));
-    let token = crate::secret::new_token();
-    let now = crate::units::now();
-    let assignment = Assignment {
-        id: id.clone(),
+    let repos = crate::intake::Repos::new(config.repos_dir(), config.hooks_dir());
+    let request = crate::assign::Request {
         task: task_id.to_string(),
         candidate: candidate.to_string(),
-        token_hash: crate::secret::token_hash(&token),
-        time_box_seconds: time_box.as_secs() as i64,
+        time_box: time_box.map(String::from),
         starts: if starts == Starts::Now { crate::store::Starts::Now } else { crate::store::Starts::OnClone },
-        started_at: (starts == Starts::Now).then_some(now),
-        created_at: now,
-        extra_seconds: 0,
     };
-    crate::intake::Repos::new(config.repos_dir(), config.hooks_dir()).create(&id, &spec, config.max_push_bytes).map_err(ours)?;
-    store.create_assignment(&assignment).await.map_err(ours)?;
-    let url = format!("{}/git/{id}.git", config.public_url.trim_end_matches('/'));
+    let made = match crate::assign::create(store.as_ref(), &repos, &tasks, config.max_push_bytes, &request).await {
+        Ok(made) => made,
+        Err(crate::assign::AssignError::Invalid { field, message }) => {
+            let flag = if field == "time_box" { "time-box" } else { field };
+            return Err(usage(anyhow::anyhow!("--{flag}: {message}")));
+        }
+        Err(error) => return Err(ours(anyhow::Error::new(error))),
+    };
+    let (id, url) = (made.assignment.id.clone(), made.clone_url(&config.public_url));
+    let token = &made.token;
     println!(
-        "assignment {id}: {} for {candidate}, {} ({})",
-        spec.title,
-        crate::units::format_duration(time_box),
+        "assignment {id}: {} for {}, {} ({})",
+        made.title,
+        made.assignment.candidate,
+        crate::units::format_duration(std::time::Duration::from_secs(made.assignment.time_box_seconds as u64)),
         if starts == Starts::Now { "the clock runs from now" } else { "the clock starts at the first clone" }
     );
     println!("clone:  git clone {url}");
@@ -1077,7 +1110,7 @@ fn validate(tasks: Vec<PathBuf>, root: Option<PathBuf>) -> Result<(), Failure> {
             }
             Err(error) => {
                 n_invalid += 1;
-                println!("{error}");
+                println!("{}", crate::errors::Chain(&error));
             }
         }
     }

@@ -147,7 +147,7 @@ impl Config {
             None => default_workers(),
         };
         let max_push_text = value("max_push", parsed.max_push).unwrap_or_else(|| DEFAULT_MAX_PUSH.into());
-        let max_push_bytes = parse_size(&max_push_text).map_err(|message| ConfigError::Value { key: "max_push".into(), message })?;
+        let max_push_bytes = parse_size(&max_push_text).map_err(|e| ConfigError::Value { key: "max_push".into(), message: e.to_string() })?;
         let tasks_root = PathBuf::from(value("tasks_root", parsed.tasks_root.map(|p| p.display().to_string())).unwrap_or_else(|| DEFAULT_TASKS_ROOT.into()));
         let retries = match value("retries", parsed.retries.map(|r| r.to_string())) {
             Some(text) => text.parse().map_err(|_| ConfigError::Value { key: "retries".into(), message: format!("{text:?} is not a number") })?,
@@ -170,7 +170,7 @@ impl Config {
             assessors.push(Assessor { user, password_hash });
         }
         let repo_quota_text = value("repo_quota", parsed.repo_quota).unwrap_or_else(|| DEFAULT_REPO_QUOTA.into());
-        let repo_quota_bytes = parse_size(&repo_quota_text).map_err(|message| ConfigError::Value { key: "repo_quota".into(), message })?;
+        let repo_quota_bytes = parse_size(&repo_quota_text).map_err(|e| ConfigError::Value { key: "repo_quota".into(), message: e.to_string() })?;
         let positive = |key: &str, from_file: Option<usize>, default: usize| -> Result<usize, ConfigError> {
             match value(key, from_file.map(|n| n.to_string())) {
                 Some(text) => text

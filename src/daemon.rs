@@ -446,7 +446,7 @@ impl<S: Engine> Grader<S> {
         match self.store.stop_worker(&self.instance, now()).await {
             Ok(released) if released > 0 => info!(released, "jobs given back to the queue"),
             Ok(_) => {}
-            Err(e) => warn!(error = %e, "cannot mark the worker stopped; its lease will run out"),
+            Err(e) => warn!(error = %crate::errors::Chain(&e), "cannot mark the worker stopped; its lease will run out"),
         }
     }
 
@@ -503,7 +503,7 @@ impl<S: Engine> Grader<S> {
             let holding = self.holding.lock().unwrap().clone();
             let renewed = tokio::time::timeout(period, self.store.heartbeat(&self.instance, now(), self.config.lease_seconds, &health, &holding))
                 .await
-                .unwrap_or_else(|_| Err(StoreError::Postgres(format!("no answer within {} ms", period.as_millis()))));
+                .unwrap_or_else(|_| Err(StoreError::NoAnswer(period)));
             match renewed {
                 Ok(Some(held)) => {
                     *self.renewed.lock().unwrap() = started;
@@ -515,7 +515,7 @@ impl<S: Engine> Grader<S> {
                     self.stop.cancel();
                     return;
                 }
-                Err(e) => warn!(error = %e, "cannot renew the lease"),
+                Err(e) => warn!(error = %crate::errors::Chain(&e), "cannot renew the lease"),
             }
             match tokio::time::timeout(period, self.sweep()).await {
                 Ok(Err(e)) => warn!(error = %e, "cannot look for containers of gone instances"),
@@ -556,7 +556,7 @@ impl<S: Engine> Grader<S> {
                 })
                 .collect::<Vec<_>>()
                 .join("; "),
-            Err(e) => format!("cannot read the queue: {e}"),
+            Err(e) => format!("cannot read the queue: {}", crate::errors::Chain(&e)),
         }
     }
 
@@ -571,8 +571,8 @@ impl<S: Engine> Grader<S> {
         let deadline = Instant::now() + Duration::from_secs(self.config.lease_seconds as u64);
         loop {
             match write().await {
-                Err(StoreError::Postgres(message)) if Instant::now() < deadline => {
-                    warn!(error = %message, "cannot reach the store; trying again");
+                Err(error) if error.is_unreachable() && Instant::now() < deadline => {
+                    warn!(error = %crate::errors::Chain(&error), "cannot reach the store; trying again");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
                 other => return other,
@@ -664,15 +664,15 @@ async fn public_dry_run<S: Engine>(grader: Arc<Grader<S>>, claim: crate::store::
     async {
         let submission = claim.submission;
         let result = async {
-            let id = crate::task::TaskId::parse(&claim.task).map_err(JobError::Internal)?;
-            let task = grader.tasks.load(&id).map_err(|e| JobError::Internal(e.to_string()))?;
+            let id = crate::task::TaskId::parse(&claim.task).map_err(|e| JobError::Internal(e.to_string()))?;
+            let task = grader.tasks.load(&id).map_err(|e| JobError::Internal(crate::errors::chain(&e)))?;
             let image = grader.task_image(&task).await?;
             let checkout = tempfile::Builder::new().prefix("takehome-checkout-").tempdir().map_err(|e| JobError::Internal(e.to_string()))?;
             let (source, assignment, commit, dest) = (grader.source.clone(), claim.assignment.clone(), claim.commit.clone(), checkout.path().to_path_buf());
             tokio::task::spawn_blocking(move || source.checkout(&assignment, &commit, &dest))
                 .await
                 .map_err(|e| JobError::Internal(e.to_string()))?
-                .map_err(|e| JobError::Internal(e.to_string()))?;
+                .map_err(|e| JobError::Internal(crate::errors::chain(&e)))?;
             grader.other_images(&task, checkout.path()).await?;
             let job_id = format!("s{submission}p{}", crate::job::new_job_id());
             Ok::<_, JobError>(job::public_run(&grader.sandbox, &task, checkout.path(), &image, &job_id, &cancel).await)
@@ -681,7 +681,7 @@ async fn public_dry_run<S: Engine>(grader: Arc<Grader<S>>, claim: crate::store::
         if cancel.is_cancelled() {
             info!("public dry run stopped (graded work, or the worker stops); it waits again, first in line");
             if let Err(e) = grader.store.release_dry_run(submission, &grader.instance).await {
-                warn!(error = %e, "cannot give the public dry run back (its lease will run out)");
+                warn!(error = %crate::errors::Chain(&e), "cannot give the public dry run back (its lease will run out)");
             }
             return;
         }
@@ -689,7 +689,7 @@ async fn public_dry_run<S: Engine>(grader: Arc<Grader<S>>, claim: crate::store::
             Ok(Some(result)) => result,
             // The task no longer declares a public run: the queue forgets it.
             Ok(None) => job::PublicRun { report: None, error: Some("the task no longer declares a public run".into()), show_score: false },
-            Err(error) => job::PublicRun { report: None, error: Some(format!("{error:#}")), show_score: false },
+            Err(error) => job::PublicRun { report: None, error: Some(crate::errors::chain(&error)), show_score: false },
         };
         if let Some(error) = &result.error {
             warn!(error = %error, "the public dry run failed on our side");
@@ -697,7 +697,7 @@ async fn public_dry_run<S: Engine>(grader: Arc<Grader<S>>, claim: crate::store::
         let body = serde_json::to_string(&result).expect("a dry run serialises");
         match grader.retrying(|| grader.store.set_public_run(submission, &body, now())).await {
             Ok(()) => info!(status = result.report.as_ref().map(|r| r.status.as_str()).unwrap_or("not run"), "public dry run"),
-            Err(e) => warn!(error = %e, "cannot store the public dry run (it waits again once its lease runs out)"),
+            Err(e) => warn!(error = %crate::errors::Chain(&e), "cannot store the public dry run (it waits again once its lease runs out)"),
         }
     }
     .instrument(span)
@@ -730,7 +730,7 @@ impl<S: Engine> Slot<S> {
                     }
                 }
                 Err(e) => {
-                    error!(slot = %self.name, error = %e, "cannot claim a job");
+                    error!(slot = %self.name, error = %crate::errors::Chain(&e), "cannot claim a job");
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(2)) => {}
                         _ = grader.stop.cancelled() => {}
@@ -780,7 +780,7 @@ impl<S: Engine> Slot<S> {
             Ok(Some(claim)) => Ok(Work::DryRun(claim)),
             Ok(None) => Ok(Work::Idle(Duration::from_secs(1))),
             Err(e) => {
-                error!(slot = %self.name, error = %e, "cannot claim a public dry run");
+                error!(slot = %self.name, error = %crate::errors::Chain(&e), "cannot claim a public dry run");
                 Ok(Work::Idle(Duration::from_secs(1)))
             }
         }
@@ -810,7 +810,7 @@ impl<S: Engine> Slot<S> {
                     match grader.store.claim(&grader.claim_request()).await {
                         Ok(Some(job)) => break Some(job),
                         Ok(None) => {}
-                        Err(e) => error!(slot = %self.name, error = %e, "cannot claim a job"),
+                        Err(e) => error!(slot = %self.name, error = %crate::errors::Chain(&e), "cannot claim a job"),
                     }
                 }
             }
@@ -847,7 +847,7 @@ impl<S: Engine> Slot<S> {
                 Ok(job) => {
                     let _ = job.close().await;
                 }
-                Err(error) => warn!(error = %error, "cannot open a spare job sandbox"),
+                Err(error) => warn!(error = %crate::errors::Chain(&error), "cannot open a spare job sandbox"),
             }
         }));
     }
@@ -901,29 +901,29 @@ impl<S: Engine> Slot<S> {
                                 "candidate": job.candidate, "number": job.number, "commit": job.commit, "status": report.status, "score": report.score });
                             let body = crate::webhook::event_body(crate::webhook::Event::SubmissionGraded, event, now());
                             if let Err(e) = grader.store.queue_webhook(crate::webhook::Event::SubmissionGraded.as_str(), &body, now()).await {
-                                warn!(error = %e, "cannot queue the graded webhook");
+                                warn!(error = %crate::errors::Chain(&e), "cannot queue the graded webhook");
                             }
                         }
                         Err(e @ StoreError::Fenced { .. }) => {
                             grader.metrics.lock().unwrap().results_refused += 1;
-                            warn!(error = %e, "result not stored: the job is another worker's now");
+                            warn!(error = %crate::errors::Chain(&e), "result not stored: the job is another worker's now");
                         }
-                        Err(e) => error!(error = %e, "cannot store a report; the job's lease will run out and it will be graded again"),
+                        Err(e) => error!(error = %crate::errors::Chain(&e), "cannot store a report; the job's lease will run out and it will be graded again"),
                     }
                 }
                 Err(JobError::Cancelled) if grader.stop.is_cancelled() => match grader.store.release(fence).await {
                     Ok(()) => info!("stopped by shutdown; given back to the queue"),
-                    Err(e) => warn!(error = %e, "stopped by shutdown; cannot give the job back (its lease will run out)"),
+                    Err(e) => warn!(error = %crate::errors::Chain(&e), "stopped by shutdown; cannot give the job back (its lease will run out)"),
                 },
                 Err(JobError::Cancelled) => info!("stopped: the lease was lost"),
                 Err(e) => {
                     grader.metrics.lock().unwrap().jobs_failed += 1;
                     let attempts = job.attempts();
                     let retry_at = (attempts < grader.config.retries as i64).then(|| now() + 5 * (1 << attempts.clamp(0, 10)));
-                    warn!(error = %e, ?retry_at, "failed on our side");
-                    let message = format!("{e:#}");
+                    warn!(error = %crate::errors::Chain(&e), ?retry_at, "failed on our side");
+                    let message = crate::errors::chain(&e);
                     if let Err(e) = grader.retrying(|| grader.store.fail(fence, &message, retry_at, now())).await {
-                        warn!(error = %e, "cannot record the failure");
+                        warn!(error = %crate::errors::Chain(&e), "cannot record the failure");
                     }
                 }
             }
@@ -935,14 +935,16 @@ impl<S: Engine> Slot<S> {
     /// Grades a claimed job; also says whether the task declares a public dry run.
     async fn attempt(&self, job: &Claimed, devices: &[u32], cancel: &CancellationToken) -> Result<(crate::report::Report, bool), JobError> {
         let grader = &self.grader;
-        let id = crate::task::TaskId::parse(&job.task).map_err(JobError::Internal)?;
-        let mut task = crate::task::TaskSpec::clone(&*grader.tasks.load(&id).map_err(|e| JobError::Internal(e.to_string()))?);
+        let id = crate::task::TaskId::parse(&job.task).map_err(|e| JobError::Internal(e.to_string()))?;
+        let mut task = crate::task::TaskSpec::clone(&*grader.tasks.load(&id).map_err(|e| JobError::Internal(crate::errors::chain(&e)))?);
         task.gpu_devices = devices.to_vec();
         if !job.needs.spec_digest.is_empty() {
             // The claim matched this host's copies; they may have changed since.
             let task_now = task.clone();
-            let mine =
-                tokio::task::spawn_blocking(move || job::needs(&task_now)).await.map_err(|e| JobError::Internal(e.to_string()))?.map_err(JobError::Internal)?;
+            let mine = tokio::task::spawn_blocking(move || job::needs(&task_now))
+                .await
+                .map_err(|e| JobError::Internal(e.to_string()))?
+                .map_err(|e| JobError::Internal(crate::errors::chain(&e)))?;
             if (mine.spec_digest.as_str(), mine.data_digest.as_str()) != (job.needs.spec_digest.as_str(), job.needs.data_digest.as_str()) {
                 return Err(JobError::Internal(format!(
                     "this worker's copy of task {} or its data set changed after the job was queued (digests {} / {}, queued with {} / {})",
@@ -991,7 +993,7 @@ impl<S: Engine> Slot<S> {
             tokio::task::spawn_blocking(move || source.checkout(&assignment, &commit, &dest))
                 .await
                 .map_err(|e| JobError::Internal(e.to_string()))?
-                .map_err(|e| JobError::Internal(e.to_string()))
+                .map_err(|e| JobError::Internal(crate::errors::chain(&e)))
         };
         let (checked_out, opened) = tokio::join!(checking_out, opening);
         // The next job's sandbox is made while this one's steps run (on the core they leave

@@ -51,7 +51,7 @@ const HIDDEN_REFS: &str = "refs/takehome";
 pub enum IntakeError {
     #[error("git {action}: {message}")]
     Git { action: String, message: String },
-    #[error("{action} {}: {source}", path.display())]
+    #[error("{action} {}", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,

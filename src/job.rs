@@ -29,11 +29,11 @@ const MAX_FINDING_MESSAGE: usize = 400;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    #[error("sandbox: {0}")]
+    #[error("sandbox")]
     Sandbox(#[from] RunError),
-    #[error("submission: {0}")]
+    #[error("submission")]
     Submission(#[from] SubmissionError),
-    #[error("grading: {0}")]
+    #[error("grading")]
     Grading(#[from] grading::GradingError),
     #[error("{0}")]
     Internal(String),
@@ -70,8 +70,8 @@ pub fn job_options(task: &TaskSpec, image: &ImageRef, job_id: &str) -> JobOption
 /// What a job of `task` needs of the worker that grades it: the digests of the task folder and
 /// data set as they are now (a worker grades it only with the same copies), the most memory a
 /// step may use, and the runtime the task asks for. Reads are cached by file identity.
-pub fn needs(task: &TaskSpec) -> Result<crate::store::JobNeeds, String> {
-    let digest = |dir: &Path| crate::digest::tree_digest_cached(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()));
+pub fn needs(task: &TaskSpec) -> Result<crate::store::JobNeeds, NeedsError> {
+    let digest = |dir: &Path| crate::digest::tree_digest_cached(dir).map_err(|e| NeedsError::Read(dir.to_path_buf(), e));
     Ok(crate::store::JobNeeds {
         spec_digest: digest(&task.dir)?,
         data_digest: digest(&task.dataset_dir())?,
@@ -82,10 +82,23 @@ pub fn needs(task: &TaskSpec) -> Result<crate::store::JobNeeds, String> {
 }
 
 /// [`needs`] of the task `task_id` of `tasks`, read on the blocking pool.
-pub async fn needs_of(tasks: &std::sync::Arc<crate::task::Catalog>, task_id: &str) -> Result<crate::store::JobNeeds, String> {
+pub async fn needs_of(tasks: &std::sync::Arc<crate::task::Catalog>, task_id: &str) -> Result<crate::store::JobNeeds, NeedsError> {
     let id = crate::task::TaskId::parse(task_id)?;
     let tasks = tasks.clone();
-    tokio::task::spawn_blocking(move || needs(&*tasks.load(&id).map_err(|e| e.to_string())?)).await.map_err(|e| e.to_string())?
+    tokio::task::spawn_blocking(move || needs(&*tasks.load(&id)?)).await?
+}
+
+/// Why a job's needs could not be worked out.
+#[derive(Debug, thiserror::Error)]
+pub enum NeedsError {
+    #[error(transparent)]
+    Id(#[from] crate::task::InvalidTaskId),
+    #[error(transparent)]
+    Task(#[from] crate::task::SpecError),
+    #[error("cannot read {}", .0.display())]
+    Read(PathBuf, #[source] std::io::Error),
+    #[error("the blocking pool")]
+    Pool(#[from] tokio::task::JoinError),
 }
 
 /// Every task under `tasks_root` as this host's copy has it (a task that does not load is left
@@ -155,7 +168,7 @@ pub async fn public_run<S: Sandbox>(
             error: None,
             show_score,
         }),
-        Err(error) => Some(PublicRun { report: None, error: Some(format!("{error:#}")), show_score }),
+        Err(error) => Some(PublicRun { report: None, error: Some(crate::errors::chain(&error)), show_score }),
     }
 }
 
@@ -185,7 +198,7 @@ impl Reaper {
     pub fn close<J: JobSandbox + Send + 'static>(&self, job: J) {
         let handle = tokio::spawn(async move {
             if let Err(error) = job.close().await {
-                tracing::warn!(error = %error, "could not close a job's sandbox");
+                tracing::warn!(error = %crate::errors::Chain(&error), "could not close a job's sandbox");
             }
         });
         let mut closing = self.closing.lock().unwrap();
@@ -257,7 +270,7 @@ pub async fn grade_opening<S: Sandbox>(
                     Err(error) => Some(error),
                 };
                 return match prepared {
-                    Ok(Err(error)) if error.is_candidates() => rejected_report(task, submission_dir, image, error.to_string()).await,
+                    Ok(Err(error)) if error.is_candidates() => rejected_report(task, submission_dir, image, crate::errors::chain(&error)).await,
                     Ok(Err(error)) => Err(error.into()),
                     Err(panicked) => Err(panicked),
                     Ok(Ok(_)) => Err(open_error.map(JobError::from).unwrap_or_else(|| JobError::Internal("the job's sandbox did not open".into()))),
@@ -408,7 +421,7 @@ async fn collect_artifacts<J: JobSandbox>(job: &J) -> Result<Artifacts, RunError
             Ok(extracted) => extracted,
             Err(RunError::Cancelled) => return Err(RunError::Cancelled),
             Err(error) => {
-                tracing::warn!(%error, "cannot collect /output/{name}");
+                tracing::warn!(error = %crate::errors::Chain(&error), "cannot collect /output/{name}");
                 cut.push(format!("/output/{name} could not be collected"));
                 gathered.push(Vec::new());
                 continue;

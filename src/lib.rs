@@ -1,6 +1,8 @@
 //! takehome runs candidates' take-home solutions in hardened Docker containers and grades them
 //! against hidden data. See ARCHITECTURE.md for the bird's-eye view and the code map.
 
+pub mod assign;
+pub mod backup;
 pub mod check;
 pub mod cli;
 pub mod config;
@@ -8,6 +10,7 @@ pub mod daemon;
 pub mod debrief;
 pub mod digest;
 pub mod environment;
+pub mod errors;
 pub mod grading;
 pub mod intake;
 pub mod job;

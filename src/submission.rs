@@ -28,7 +28,7 @@ pub enum SubmissionError {
     TooManyFiles(PathBuf),
     #[error("{}: larger than {}", .0.display(), crate::units::format_size(MAX_BYTES))]
     TooLarge(PathBuf),
-    #[error("{action} {}: {source}", path.display())]
+    #[error("{action} {}", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,

@@ -18,7 +18,7 @@ use serde_yaml::{Mapping, Value};
 use crate::units::{parse_duration, parse_size};
 
 mod catalog;
-pub use catalog::{Catalog, TaskId};
+pub use catalog::{Catalog, InvalidTaskId, TaskId};
 
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 pub const DEFAULT_STEP_MEMORY: u64 = 2 << 30;
@@ -667,7 +667,7 @@ pub struct Problem {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error("{}: cannot read: {source}", path.display())]
+    #[error("{}: cannot read", path.display())]
     Read { path: PathBuf, source: std::io::Error },
     #[error("{}", render_problems(file, problems))]
     Invalid { file: PathBuf, problems: Vec<Problem> },
@@ -832,8 +832,8 @@ impl Reader {
                 None
             }
             Ok(duration) => Some(duration),
-            Err(message) => {
-                self.problem(&field, message);
+            Err(error) => {
+                self.problem(&field, error.to_string());
                 None
             }
         }
@@ -844,8 +844,8 @@ impl Reader {
         let Some(text) = self.string(map, path, key, false) else {
             return default;
         };
-        parse_size(&text).unwrap_or_else(|message| {
-            self.problem(&field, message);
+        parse_size(&text).unwrap_or_else(|error| {
+            self.problem(&field, error.to_string());
             default
         })
     }

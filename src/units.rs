@@ -9,9 +9,18 @@ pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
+/// A duration or size that does not read, with the text as given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnitError {
+    #[error("expected a duration like 30s, 10m, 1h30m or 4h, got {0:?}")]
+    Duration(String),
+    #[error("expected a size like 512MiB, 2GiB or 1GB, got {0:?}")]
+    Size(String),
+}
+
 /// Parses `30s`, `10m`, `4h`, `1h30m`, `500ms`, `2d`. A bare number is refused: its unit would be a guess.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let expected = || format!("expected a duration like 30s, 10m, 1h30m or 4h, got {text:?}");
+pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
+    let expected = || UnitError::Duration(text.to_string());
     let text = text.trim();
     if text.is_empty() {
         return Err(expected());
@@ -42,8 +51,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Parses `512MiB`, `2GiB`, `1.5GB`, `64KiB`, `100B`. Binary (KiB, MiB, GiB) and decimal
 /// (KB, MB, GB) units; a bare number is refused.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let expected = || format!("expected a size like 512MiB, 2GiB or 1GB, got {text:?}");
+pub fn parse_size(text: &str) -> Result<u64, UnitError> {
+    let expected = || UnitError::Size(text.to_string());
     let text = text.trim();
     let number_len = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(expected)?;
     if number_len == 0 {

@@ -155,14 +155,14 @@ pub async fn deliver(store: Arc<dyn Store>, target: Option<Target>, wake: Arc<No
                         warn!(delivery = hook.id, event = %hook.event, error = %error, retry = retry.is_some(), "webhook not delivered");
                     }
                     if let Err(e) = store.webhook_attempted(hook.id, delivered, retry, &error, crate::units::now()).await {
-                        warn!(error = %e, "cannot record a webhook attempt");
+                        warn!(error = %crate::errors::Chain(&e), "cannot record a webhook attempt");
                     }
                     if shutdown.is_cancelled() {
                         return;
                     }
                 }
             }
-            Err(e) => debug!(error = %e, "cannot read the webhook outbox"),
+            Err(e) => debug!(error = %crate::errors::Chain(&e), "cannot read the webhook outbox"),
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -61,7 +61,7 @@ impl Recipe {
                 return Err(RunError::Image(format!("{}: recipes extend each other more than 4 deep", dir.join("extends").display())));
             }
             let base = Self::load_within(root, base, depth + 1)
-                .map_err(|error| RunError::Image(format!("{}: names {base:?}: {error}", dir.join("extends").display())))?;
+                .map_err(|error| RunError::Image(format!("{}: names {base:?}: {}", dir.join("extends").display(), crate::errors::Chain(&error))))?;
             digest = hex::encode(sha2::Sha256::digest(format!("{digest}\n{}", base.digest).as_bytes()));
             base_dir = Some(base.dir);
         }
@@ -111,7 +111,7 @@ impl DockerSandbox {
                 let removed =
                     api("remove image", self.docker.remove_image(tag, Some(RemoveImageOptions { force: false, noprune: false, ..Default::default() }), None))
                         .await;
-                out.push(Pruned { tag: tag.clone(), bytes, kept: removed.err().map(|e| e.to_string()) });
+                out.push(Pruned { tag: tag.clone(), bytes, kept: removed.err().map(|e| crate::errors::chain(&e)) });
             }
         }
         Ok(out)
@@ -197,7 +197,7 @@ impl DockerSandbox {
                 Err(error) if method == BuildMethod::Auto => {
                     let cause = match &error {
                         RunError::Docker { source, .. } => source.to_string(),
-                        other => other.to_string(),
+                        other => crate::errors::chain(other),
                     };
                     return Err(RunError::Image(format!(
                         "cannot build the runner image {tag}: debootstrap is not installed (as root, `apt-get install debootstrap` lets takehome build it offline from Debian's and PyPI's archives) and the engine could not build {} from a registry ({})",

@@ -139,9 +139,9 @@ impl Outcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("cannot reach the Docker engine: {0}")]
+    #[error("cannot reach the Docker engine")]
     Connect(#[source] bollard::errors::Error),
-    #[error("docker {action}: {source}")]
+    #[error("docker {action}")]
     Docker {
         action: &'static str,
         #[source]
@@ -149,7 +149,7 @@ pub enum RunError {
     },
     #[error("docker {0}: no answer within {API_TIMEOUT:?}")]
     Timeout(&'static str),
-    #[error("{action}: {source}")]
+    #[error("{action}")]
     Io {
         action: String,
         #[source]
@@ -679,7 +679,7 @@ impl JobSandbox for DockerJob {
         let removal = async move {
             match remove_container(&docker, &id).await {
                 Ok(()) => guard.forget_container(&id),
-                Err(error) => warn!(container = %short(&id), error = %error, "could not remove a step container"),
+                Err(error) => warn!(container = %short(&id), error = %crate::errors::Chain(&error), "could not remove a step container"),
             }
             if let Some(step_cgroup) = &step_cgroup {
                 step_cgroup.remove();
@@ -1109,12 +1109,12 @@ impl CleanupGuard {
 async fn clean_up(docker: &Docker, containers: Vec<String>, volumes: Vec<String>) {
     for id in containers {
         if let Err(error) = remove_container(docker, &id).await {
-            warn!(container = %short(&id), error = %error, "could not remove a container");
+            warn!(container = %short(&id), error = %crate::errors::Chain(&error), "could not remove a container");
         }
     }
     for name in volumes {
         if let Err(error) = api("remove volume", docker.remove_volume(&name, Some(RemoveVolumeOptions { force: true }))).await {
-            warn!(volume = %name, error = %error, "could not remove a volume");
+            warn!(volume = %name, error = %crate::errors::Chain(&error), "could not remove a volume");
         }
     }
 }

@@ -31,12 +31,21 @@ pub use sqlite::SqliteStore;
 
 use crate::report::Status as GradeStatus;
 
+/// What went wrong in the store. Each variant's message says its own layer; the cause is its
+/// `source()` (show one with [`crate::errors::Chain`]).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database: {0}")]
+    #[error("SQLite")]
     Sql(#[from] rusqlite::Error),
-    #[error("database: {0}")]
-    Postgres(String),
+    /// PostgreSQL refused a statement, or the connection broke during one.
+    #[error("PostgreSQL")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No connection to PostgreSQL could be had from the pool.
+    #[error("no connection to PostgreSQL")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// The store did not answer in time (a hung server, a cut network).
+    #[error("the store did not answer within {} ms", .0.as_millis())]
+    NoAnswer(std::time::Duration),
     #[error("{0}")]
     NotFound(String),
     /// The claim this write relied on is no longer current (the lease ran out and the job went
@@ -48,6 +57,25 @@ pub enum StoreError {
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+impl StoreError {
+    /// Whether the store could not be reached, so that the same call may well work later: no
+    /// connection, a connection that broke, no answer in time, or a server that is shutting down
+    /// or out of resources. A statement the server refused (a constraint, a type, a syntax error)
+    /// is not: trying it again gives the same answer.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            StoreError::Pool(_) | StoreError::NoAnswer(_) => true,
+            StoreError::Postgres(error) => match error.as_db_error() {
+                None => true,
+                // Connection exceptions (08), insufficient resources (53), operator
+                // intervention (57: admin shutdown, crash shutdown, cannot connect now).
+                Some(db) => ["08", "53", "57"].iter().any(|class| db.code().code().starts_with(class)),
+            },
+            _ => false,
+        }
+    }
+}
 
 /// Where a submission is in the job queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -594,6 +622,19 @@ pub async fn open(url: &DatabaseUrl) -> Result<std::sync::Arc<dyn Store>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_unreachable_store_is_worth_trying_again_and_each_layer_is_said_once() {
+        let closed = StoreError::Pool(deadpool_postgres::PoolError::Closed);
+        assert!(closed.is_unreachable());
+        assert!(StoreError::NoAnswer(std::time::Duration::from_secs(10)).is_unreachable());
+        assert!(!StoreError::Fenced { submission: 1, attempt: 2 }.is_unreachable());
+        assert!(!StoreError::Invalid("a constraint".into()).is_unreachable());
+        let sql = StoreError::Sql(rusqlite::Error::InvalidQuery);
+        assert!(!sql.is_unreachable());
+        assert_eq!(crate::errors::chain(&closed), "no connection to PostgreSQL: Pool has been closed");
+        assert_eq!(crate::errors::chain(&sql), "SQLite: Query is not read-only");
+    }
 
     #[test]
     fn database_urls_parse_and_hide_passwords() {

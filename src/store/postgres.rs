@@ -177,24 +177,9 @@ pub struct PostgresStore {
     config: tokio_postgres::Config,
 }
 
-impl From<tokio_postgres::Error> for StoreError {
-    fn from(e: tokio_postgres::Error) -> StoreError {
-        StoreError::Postgres(match e.as_db_error() {
-            Some(db) => format!("{}: {}", db.code().code(), db.message()),
-            None => e.to_string(),
-        })
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for StoreError {
-    fn from(e: deadpool_postgres::PoolError) -> StoreError {
-        StoreError::Postgres(format!("no connection: {e}"))
-    }
-}
-
 /// Runs `f` within [`CALL_TIMEOUT`].
 async fn timed<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    tokio::time::timeout(CALL_TIMEOUT, f).await.map_err(|_| StoreError::Postgres(format!("no answer within {} s", CALL_TIMEOUT.as_secs())))?
+    tokio::time::timeout(CALL_TIMEOUT, f).await.map_err(|_| StoreError::NoAnswer(CALL_TIMEOUT))?
 }
 
 const WEBHOOK_COLUMNS: &str = "id, event, body, attempts, next_at, delivered_at, failed_at, last_error";
@@ -793,7 +778,7 @@ impl Store for PostgresStore {
                 &[&assignment, &seconds, &reason, &author, &now],
             )
             .await?
-            .ok_or_else(|| StoreError::Postgres("INSERT returned no row".into()))?;
+            .ok_or_else(|| StoreError::Invalid("PostgreSQL: an INSERT … RETURNING returned no row".into()))?;
         Ok(row.try_get(0)?)
     }
 
@@ -906,7 +891,7 @@ impl Store for PostgresStore {
                 &[&assignment, &submission, &kind.as_str(), &author, &body, &now],
             )
             .await?
-            .ok_or_else(|| StoreError::Postgres("INSERT returned no row".into()))?;
+            .ok_or_else(|| StoreError::Invalid("PostgreSQL: an INSERT … RETURNING returned no row".into()))?;
         Ok(row.try_get(0)?)
     }
 
@@ -941,7 +926,7 @@ impl Store for PostgresStore {
         let row = self
             .query_opt("INSERT INTO webhooks (event, body, next_at, created_at) VALUES ($1, $2, $3, $3) RETURNING id", &[&event, &body, &now])
             .await?
-            .ok_or_else(|| StoreError::Postgres("INSERT returned no row".into()))?;
+            .ok_or_else(|| StoreError::Invalid("PostgreSQL: an INSERT … RETURNING returned no row".into()))?;
         Ok(row.try_get(0)?)
     }
 

@@ -18,11 +18,11 @@ use super::{SpecError, TaskSpec};
 pub struct TaskId(String);
 
 impl TaskId {
-    pub fn parse(text: &str) -> Result<TaskId, String> {
+    pub fn parse(text: &str) -> Result<TaskId, InvalidTaskId> {
         if super::is_name(text) {
             Ok(TaskId(text.to_string()))
         } else {
-            Err(format!("{:?} is not a task id (lowercase letters, digits, '-' and '_', at most 64)", text.chars().take(80).collect::<String>()))
+            Err(InvalidTaskId(text.chars().take(80).collect()))
         }
     }
 
@@ -36,6 +36,11 @@ impl fmt::Display for TaskId {
         f.write_str(&self.0)
     }
 }
+
+/// A text that is not a task id (its first 80 characters).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a task id (lowercase letters, digits, '-' and '_', at most 64)")]
+pub struct InvalidTaskId(String);
 
 /// A file's identity: size, modification time (seconds, nanoseconds), inode.
 type Identity = (u64, i64, i64, u64);

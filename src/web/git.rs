@@ -43,8 +43,8 @@ pub const GIT_PER_ASSIGNMENT: usize = 2;
 /// on our side are [`Failure::internal`]s (logged; the client sees "internal error").
 type GitResult = Result<Response, Response>;
 
-fn internal(error: impl std::fmt::Display) -> Response {
-    Failure::internal(error.to_string()).into_response()
+fn internal(error: impl std::error::Error + 'static) -> Response {
+    Failure::internal(crate::errors::chain(&error)).into_response()
 }
 
 /// A slot for one git process: one of the assignment's own (or a 429 when it has none free),
@@ -126,7 +126,9 @@ pub async fn rpc(
         PushOutcome::Accepted { commit, reply, sideband } => {
             // What the job needs, with the digests of the task and data set as they are now: the
             // worker that grades it must have the same copies.
-            let needs = crate::job::needs_of(&app.tasks, &assignment.task).await.map_err(|e| internal(format!("task {}: {e}", assignment.task)))?;
+            let needs = crate::job::needs_of(&app.tasks, &assignment.task)
+                .await
+                .map_err(|e| Failure::internal(format!("task {}: {}", assignment.task, crate::errors::Chain(&e))).into_response())?;
             // main has moved: the submission must be recorded before we answer, so a store that
             // is briefly away (a database restarting) is waited for rather than losing the push.
             let (submission, number, position, graded_from) =
@@ -136,7 +138,7 @@ pub async fn rpc(
                 .await
                 .unwrap_or_else(|e| Err(intake::IntakeError::Git { action: "keep".into(), message: e.to_string() }))
             {
-                tracing::error!(error = %e, "cannot keep the submission's commit under a ref of ours");
+                tracing::error!(error = %crate::errors::Chain(&e), "cannot keep the submission's commit under a ref of ours");
             }
             app.metrics.lock().unwrap().pushes_accepted += 1;
             app.work.notify_one();
@@ -201,7 +203,7 @@ pub async fn worker_rpc(
         return Err((StatusCode::FORBIDDEN, "a worker may only fetch\n").into_response());
     }
     let Some(id) = repo_id(&repo).filter(|id| app.repos.path(id).is_dir()) else { return Err(Failure::not_found("such repository").into_response()) };
-    let slot = app.git_slots.clone().acquire_owned().await.map_err(|_| internal("git slots closed"))?;
+    let slot = app.git_slots.clone().acquire_owned().await.map_err(|_| Failure::internal("git slots closed".to_string()).into_response())?;
     let reader = body_reader(body, &headers, intake::MAX_FETCH_REQUEST);
     let output = app.repos.upload_pack(id, intake::Reader::Worker, reader, slot).await.map_err(internal)?;
     Ok(([(header::CONTENT_TYPE, "application/x-git-upload-pack-result")], Body::from_stream(output.into_stream())).into_response())
@@ -215,11 +217,11 @@ async fn record_push(app: &Arc<App>, assignment: &str, commit: &str, needs: &cra
         match app.store.add_submission(assignment, commit, needs, now, app.config.graded_pushes_per_hour).await {
             Ok(recorded) => return Ok(recorded),
             Err(e) if std::time::Instant::now() + wait < deadline => {
-                tracing::warn!(error = %e, assignment, "cannot record an accepted push yet; trying again");
+                tracing::warn!(error = %crate::errors::Chain(&e), assignment, "cannot record an accepted push yet; trying again");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(std::time::Duration::from_secs(4));
             }
-            Err(e) => return Err(Failure::internal(format!("cannot record the accepted push of {assignment} ({commit}): {e}"))),
+            Err(e) => return Err(Failure::internal(format!("cannot record the accepted push of {assignment} ({commit}): {}", crate::errors::Chain(&e)))),
         }
     }
 }

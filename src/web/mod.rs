@@ -1,5 +1,5 @@
 //! HTTP, by audience: `git` (candidates' clones and pushes), `pages` (the assessor web UI and the
-//! candidate's status page), `review` (the review desk: comments, rubric, decisions, the code
+//! candidate's status page), `assignments` (assignments made from the dashboard and the API), `review` (the review desk: comments, rubric, decisions, the code
 //! view), `candidate` (what a candidate may see of their pushes), `signals` (the integrity
 //! signals on a submission), `api` (JSON for assessors and candidates), `bounded` (git reads with
 //! byte and time budgets) and `auth` (who is asking), plus the connection loop that every request
@@ -20,6 +20,7 @@
 //!   `PreEscaped`); candidates see only [`CandidateReport`](crate::report::CandidateReport)s.
 
 pub mod api;
+pub mod assignments;
 pub mod auth;
 pub mod bounded;
 pub mod candidate;
@@ -145,8 +146,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/tasks/{task}/regrade", post(pages::regrade_task))
         .route("/status/{assignment}", get(pages::status_page))
         .route("/status/{assignment}/final", post(candidate::choose_form))
+        .route("/assignments", post(assignments::create_form))
+        .route("/assignments/new", get(assignments::new_page))
         .route("/assignments/{id}/extend", post(candidate::extend_form))
-        .route("/api/assignments", get(api::assignments))
+        .route("/api/assignments", get(api::assignments).post(assignments::create_api))
         .route("/api/submissions", get(api::submissions))
         .route("/api/submissions/{id}", get(api::submission))
         .route("/api/submissions/{id}/regrade", post(api::regrade_one))
@@ -268,7 +271,7 @@ pub use crate::units::now;
 
 /// A store call's error as an answer (logged; the client sees "internal error").
 pub(crate) async fn stored<T>(call: impl std::future::Future<Output = crate::store::Result<T>>) -> Result<T, Failure> {
-    call.await.map_err(|e| Failure::internal(e.to_string()))
+    call.await.map_err(|e| Failure::internal(crate::errors::chain(&e)))
 }
 
 /// An error answer: status and message, as JSON.

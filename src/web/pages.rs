@@ -124,6 +124,7 @@ pub async fn dashboard(State(app): State<Arc<App>>, assessor: AssessorPage) -> A
         }
         section {
             h2 { "Assignments" }
+            p { a href="/assignments/new" { "New assignment" } }
             table {
                 tr { th { "candidate" } th { "task" } th { "time" } th.num { "submissions" } th { "status page" } }
                 @for a in &assignments {
@@ -465,7 +466,7 @@ pub async fn status_page(State(app): State<Arc<App>>, Candidate(a): Candidate) -
 async fn workers_section(app: &Arc<App>, now: i64) -> Markup {
     let workers = match app.store.workers().await {
         Ok(workers) => workers,
-        Err(e) => return html! { section { h2 { "Workers" } p { "Cannot read the workers: " (e) } } },
+        Err(e) => return html! { section { h2 { "Workers" } p { "Cannot read the workers: " (crate::errors::chain(&e)) } } },
     };
     html! {
         section {

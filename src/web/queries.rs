@@ -107,7 +107,8 @@ pub async fn queue_regrade(app: &Arc<App>, submission: Option<i64>, task: Option
     };
     let mut needs = std::collections::HashMap::new();
     if let Some(task_now) = task_now {
-        let found = crate::job::needs_of(&app.tasks, &task_now).await.map_err(|e| Failure::internal(format!("task {task_now}: {e}")))?;
+        let found =
+            crate::job::needs_of(&app.tasks, &task_now).await.map_err(|e| Failure::internal(format!("task {task_now}: {}", crate::errors::Chain(&e))))?;
         needs.insert(task_now, found);
     }
     let n = stored(app.store.regrade(submission, task.as_deref(), &needs)).await?;

@@ -107,7 +107,7 @@ async fn code_view(app: &Arc<App>, loaded: &Loaded) -> Result<CodeView, Failure>
     let view = tokio::task::spawn_blocking(move || {
         // What we gave: the repository's first commit (brief, starter, public data).
         let given = match repos.given_commit(&assignment, &commit) {
-            Ok(root) if root != commit => repos.tree(&assignment, &root).map_err(|e| Failure::internal(e.to_string()))?,
+            Ok(root) if root != commit => repos.tree(&assignment, &root).map_err(|e| Failure::internal(crate::errors::chain(&e)))?,
             _ => Vec::new(),
         };
         // The push's tree, streamed: the entries the page may list, those of our files further
@@ -123,7 +123,7 @@ async fn code_view(app: &Arc<App>, loaded: &Loaded) -> Result<CodeView, Failure>
                 }
                 !cancelled.is_set()
             })
-            .map_err(|e| Failure::internal(e.to_string()))?;
+            .map_err(|e| Failure::internal(crate::errors::chain(&e)))?;
         let mut view = code::build(&commit, &entries, &given, deadline, &|| cancelled.is_set(), |entry, cap, count_to| {
             bounded::blob_prefix(&repos, &assignment, &entry.object, cap, count_to)
         });
@@ -150,7 +150,8 @@ async fn notes_of(app: &Arc<App>, loaded: &Loaded) -> Result<Option<Notes>, Fail
     let assignment = loaded.submission.assignment.clone();
     let commit = loaded.submission.commit.clone();
     tokio::task::spawn_blocking(move || {
-        let found = repos.find_entry(&assignment, &commit, |path| path.eq_ignore_ascii_case("NOTES.md")).map_err(|e| Failure::internal(e.to_string()))?;
+        let found =
+            repos.find_entry(&assignment, &commit, |path| path.eq_ignore_ascii_case("NOTES.md")).map_err(|e| Failure::internal(crate::errors::chain(&e)))?;
         let Some(entry) = found.filter(|e| e.kind == "blob" && e.mode.starts_with("100")) else {
             return Ok(None);
         };
@@ -337,7 +338,7 @@ fn timeline_html(t: &Timeline, assignment: &str, csrf: &str) -> Markup {
 async fn record_webhook(app: &Arc<App>, event: crate::webhook::Event, data: serde_json::Value) {
     let body = crate::webhook::event_body(event, data, now());
     if let Err(e) = app.store.queue_webhook(event.as_str(), &body, now()).await {
-        tracing::warn!(error = %e, event = event.as_str(), "cannot queue a webhook");
+        tracing::warn!(error = %crate::errors::Chain(&e), event = event.as_str(), "cannot queue a webhook");
     }
     app.webhooks.notify_one();
 }
@@ -357,7 +358,7 @@ async fn add_comment(app: &Arc<App>, user: &str, id: i64, body: CommentBody) -> 
     let found = tokio::task::spawn_blocking(move || repos.find_entry(&assignment, &commit, |path| path == file))
         .await
         .map_err(|e| Failure::internal(e.to_string()))?
-        .map_err(|e| Failure::internal(e.to_string()))?;
+        .map_err(|e| Failure::internal(crate::errors::chain(&e)))?;
     if found.is_none() {
         return Err(Failure { status: StatusCode::UNPROCESSABLE_ENTITY, message: format!("file: the commit has no file {:?}", body.file) });
     }

@@ -118,7 +118,7 @@ fn commit_sources(repos: &crate::intake::Repos, assignment: &str, commit: &str) 
             }
             true
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| crate::errors::chain(&e))?;
     let (mut files, mut read) = (Vec::new(), 0usize);
     for entry in &entries {
         let cap = read_cap(&entry.path);
@@ -481,7 +481,7 @@ pub struct Affected {
 
 /// The digests a task has now: (task folder, data set, runner image tag).
 async fn current_digests(app: &Arc<App>, task: &str) -> Result<(String, String, String), Failure> {
-    let needs = crate::job::needs_of(&app.tasks, task).await.map_err(|e| Failure::internal(format!("task {task}: {e}")))?;
+    let needs = crate::job::needs_of(&app.tasks, task).await.map_err(|e| Failure::internal(format!("task {task}: {}", crate::errors::Chain(&e))))?;
     let (tasks, task) = (app.tasks.clone(), task.to_string());
     let tag = tokio::task::spawn_blocking(move || {
         let spec = tasks.get(&task)?;

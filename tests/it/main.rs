@@ -4,6 +4,8 @@
 //! the engine is missing they fail when `TAKEHOME_REQUIRE_DOCKER=1` (as CI sets it) and otherwise
 //! print that they were skipped; they never pass silently.
 
+mod assignments;
+mod backup;
 mod bounded;
 mod candidate;
 mod check;

@@ -25,14 +25,16 @@ impl TestApp {
     /// An app with more settings, as `TAKEHOME_*` variables would give them.
     pub async fn with(tasks_root: &Path, settings: &[(&str, &str)]) -> TestApp {
         let data = tempfile::tempdir().unwrap();
+        let given = |key: &str| settings.iter().find(|(name, _)| *name == key).map(|(_, value)| value.to_string());
         let env = |key: &str| match key {
-            "TAKEHOME_DATA_DIR" => Some(data.path().display().to_string()),
+            "TAKEHOME_DATA_DIR" => given(key).or_else(|| Some(data.path().display().to_string())),
             "TAKEHOME_TASKS_ROOT" => Some(tasks_root.display().to_string()),
             "TAKEHOME_PUBLIC_URL" => Some("http://127.0.0.1:9".into()),
-            _ => settings.iter().find(|(name, _)| *name == key).map(|(_, value)| value.to_string()),
+            _ => given(key),
         };
         let file = settings.iter().find(|(name, _)| *name == "TAKEHOME_CONFIG").map(|(_, path)| std::path::PathBuf::from(path));
         let config = takehome::config::Config::load(file.as_deref(), env).unwrap();
+        std::fs::create_dir_all(&config.data_dir).unwrap();
         let store = takehome::store::open(&config.database).await.unwrap();
         let app = Arc::new(App::new(config, store, Arc::default()));
         let router = takehome::web::router(app.clone());

@@ -1,0 +1,134 @@
+//! Assignments made from the API (a tracking system) and the dashboard's form: checked field by
+//! field, the credentials answered once, and the repository they open cloned by a real git
+//! client over HTTP.
+
+use axum::http::{header, StatusCode};
+
+use super::common::repo_root;
+use super::test_app::{basic, csrf_of, TestApp};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+async fn app_with_ada() -> (TestApp, tempfile::TempDir) {
+    let settings = tempfile::tempdir().unwrap();
+    let config = settings.path().join("takehome.yaml");
+    let hash = takehome::secret::hash_password(PASSWORD);
+    std::fs::write(&config, format!("assessors:\n  - user: ada\n    password_hash: \"{hash}\"\n")).unwrap();
+    let app = TestApp::with(&repo_root(), &[("TAKEHOME_CONFIG", config.to_str().unwrap())]).await;
+    (app, settings)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tracking_system_makes_an_assignment_and_the_candidate_clones_it_with_the_token_said_once() {
+    let (app, _settings) = app_with_ada().await;
+    let body = serde_json::json!({ "task": "penguins-cleaning", "candidate": "lin@example.com", "time_box": "2h", "starts": "now" });
+
+    // Who is asking comes first: no credentials, a wrong password, a foreign page.
+    let headers = [(header::CONTENT_TYPE, "application/json".to_string())];
+    let (status, _, _) = app.request("POST", "/api/assignments", &headers, body.to_string()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = app.post_json("/api/assignments", ("ada", "wrong"), body.clone()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let foreign = [
+        (header::AUTHORIZATION, basic("ada", PASSWORD)),
+        (header::CONTENT_TYPE, "application/json".to_string()),
+        (header::ORIGIN, "https://evil.example".to_string()),
+    ];
+    let (status, _, _) = app.request("POST", "/api/assignments", &foreign, body.to_string()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(app.api("/api/assignments", ("ada", PASSWORD)).await.as_array().unwrap().is_empty(), "nothing was made");
+
+    let (status, made) = app.post_json("/api/assignments", ("ada", PASSWORD), body).await;
+    assert_eq!(status, StatusCode::CREATED, "{made:#}");
+    let id = made["id"].as_str().unwrap().to_string();
+    let token = made["token"].as_str().unwrap().to_string();
+    assert_eq!(made["user"], id.as_str());
+    assert_eq!((made["task"].as_str(), made["title"].as_str().is_some_and(|t| !t.is_empty())), (Some("penguins-cleaning"), true));
+    assert_eq!((made["time_box_seconds"].as_i64(), made["starts"].as_str()), (Some(7200), Some("now")));
+    assert!(made["started_at"].as_i64().is_some(), "the clock runs from now: {made:#}");
+    assert_eq!(made["clone_url"], format!("http://127.0.0.1:9/git/{id}.git").as_str());
+    assert_eq!(made["status_url"], format!("http://127.0.0.1:9/status/{id}").as_str());
+    // Said once: the list holds the assignment, never its token.
+    let listed = app.api("/api/assignments", ("ada", PASSWORD)).await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
+    assert!(!listed.to_string().contains(&token), "the token is listed again: {listed}");
+    // The candidate's credentials work: their status, and a real clone over HTTP.
+    let status = app.api(&format!("/api/status/{id}"), (&id, &token)).await;
+    assert_eq!(status["task"], "penguins-cleaning");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(takehome::web::serve(listener, app.app.clone(), shutdown.clone()));
+    let into = tempfile::tempdir().unwrap();
+    let url = format!("http://{id}:{token}@127.0.0.1:{port}/git/{id}.git");
+    let cloned = tokio::process::Command::new("git")
+        .args(["clone", "--quiet", &url])
+        .arg(into.path().join("work"))
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .await
+        .unwrap();
+    assert!(cloned.status.success(), "git clone: {}", String::from_utf8_lossy(&cloned.stderr));
+    assert!(into.path().join("work/clean.py").is_file() && into.path().join("work/NOTES.md").is_file(), "the starter is in the clone");
+    let wrong = format!("http://{id}:not-the-token@127.0.0.1:{port}/git/{id}.git");
+    let refused = tokio::process::Command::new("git")
+        .args(["clone", "--quiet", &wrong])
+        .arg(into.path().join("no"))
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .await
+        .unwrap();
+    assert!(!refused.status.success(), "a wrong token cloned");
+    shutdown.cancel();
+    let _ = server.await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_request_is_refused_naming_its_field_and_makes_nothing() {
+    let (app, _settings) = app_with_ada().await;
+    let ask = |body: serde_json::Value| app.post_json("/api/assignments", ("ada", PASSWORD), body);
+    for (body, says) in [
+        (serde_json::json!({ "task": "no-such-task", "candidate": "lin@example.com" }), "task: no task \"no-such-task\""),
+        (serde_json::json!({ "task": "../etc", "candidate": "lin@example.com" }), "task: \"../etc\" is not a task id"),
+        (serde_json::json!({ "task": "penguins-cleaning", "candidate": "" }), "candidate: expected an e-mail address or a name"),
+        (serde_json::json!({ "task": "penguins-cleaning", "candidate": "lin", "time_box": "2" }), "time_box: expected a duration"),
+        (serde_json::json!({ "task": "penguins-cleaning", "candidate": "lin", "starts": "later" }), "starts: expected \"on-clone\" or \"now\""),
+        (serde_json::json!({ "task": "penguins-cleaning", "candidate": "lin", "email": "lin@example.com" }), "email: this server sends no invitations"),
+        (serde_json::json!({ "task": "penguins-cleaning", "candidate": "lin", "colour": "red" }), "colour"),
+        (serde_json::json!({ "candidate": "lin" }), "task"),
+    ] {
+        let (status, answer) = ask(body.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {answer}");
+        assert!(answer["error"].as_str().is_some_and(|e| e.contains(says)), "{body}: {answer}");
+    }
+    assert!(app.api("/api/assignments", ("ada", PASSWORD)).await.as_array().unwrap().is_empty(), "a refused request made an assignment");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboards_form_makes_an_assignment_with_the_sessions_csrf_token() {
+    let (app, _settings) = app_with_ada().await;
+    let ada = app.assessor_cookie("ada").await;
+    let dashboard = app.page(&ada, "/").await;
+    assert!(dashboard.contains("href=\"/assignments/new\""), "the dashboard links the form");
+    let form = app.page(&ada, "/assignments/new").await;
+    assert!(
+        form.contains("<option value=\"penguins-cleaning\">") && form.contains("Clean the Palmer penguins field records"),
+        "the form lists the tasks with their titles"
+    );
+    let csrf = csrf_of(&form);
+    let fields = [("task", "diamond-cut"), ("candidate", "Kim <kim@example.com>"), ("time_box", ""), ("starts", "on-clone")];
+    let (status, _) = app.post_form(&ada, "/assignments", &fields, "not-the-token").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a form without the session's CSRF token");
+    let (status, page) = app.post_form(&ada, "/assignments", &fields, &csrf).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("git clone http://127.0.0.1:9/git/a") && page.contains("shown only this once"), "{page}");
+    assert!(page.contains("Kim &lt;kim@example.com&gt;"), "the candidate is escaped: {page}");
+    let listed = app.api("/api/assignments", ("ada", PASSWORD)).await;
+    let made = &listed.as_array().unwrap()[0];
+    let task = takehome::task::load(&repo_root().join("tasks/diamond-cut")).unwrap();
+    assert_eq!((made["task"].as_str(), made["starts"].as_str()), (Some("diamond-cut"), Some("on-clone")));
+    assert_eq!(made["time_box_seconds"].as_u64(), Some(task.time_box.as_secs()), "the task's own time box");
+    let (status, page) = app.post_form(&ada, "/assignments", &[("task", "diamond-cut"), ("candidate", "")], &csrf).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("candidate: expected an e-mail address or a name") && page.contains("/assignments/new"), "{page}");
+}
