@@ -256,6 +256,14 @@ impl ReviewKind {
     }
 }
 
+/// Where an assignment's review stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct ReviewState {
+    /// Reviewers who scored the rubric.
+    pub scored_by: i64,
+    pub decided: bool,
+}
+
 /// One recorded review item; `body` is JSON whose shape is the kind's (see `crate::review`).
 #[derive(Debug, Clone, Serialize)]
 pub struct ReviewItem {
@@ -542,6 +550,10 @@ pub trait Store: Send + Sync + 'static {
     async fn edit_review(&self, id: i64, author: &str, body: &str, now: i64) -> Result<bool>;
     /// The review items of one assignment, or of all, oldest first.
     async fn reviews(&self, assignment: Option<&str>) -> Result<Vec<ReviewItem>>;
+    /// Where each reviewed assignment stands, in one query (the dashboard's column): how many
+    /// reviewers scored it, and whether a decision was recorded. Assignments with no review item
+    /// are not in it.
+    async fn review_states(&self) -> Result<HashMap<String, ReviewState>>;
     /// Puts a webhook delivery in the outbox (sent by the server's deliverer, retried with backoff).
     async fn queue_webhook(&self, event: &str, body: &str, now: i64) -> Result<i64>;
     /// Deliveries due at `now` (neither delivered nor given up), oldest first.

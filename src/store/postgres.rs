@@ -922,6 +922,14 @@ impl Store for PostgresStore {
         .collect()
     }
 
+    async fn review_states(&self) -> Result<HashMap<String, ReviewState>> {
+        self.query("SELECT assignment, COUNT(DISTINCT CASE WHEN kind = 'scores' THEN author END), MAX(CASE WHEN kind = 'decision' THEN 1 ELSE 0 END)::BIGINT FROM reviews GROUP BY assignment", &[])
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, ReviewState { scored_by: r.try_get(1)?, decided: r.try_get::<_, i64>(2)? == 1 })))
+            .collect()
+    }
+
     async fn queue_webhook(&self, event: &str, body: &str, now: i64) -> Result<i64> {
         let row = self
             .query_opt("INSERT INTO webhooks (event, body, next_at, created_at) VALUES ($1, $2, $3, $3) RETURNING id", &[&event, &body, &now])

@@ -963,6 +963,15 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn review_states(&self) -> Result<HashMap<String, ReviewState>> {
+        self.with(|c| {
+            let mut statement = c.prepare("SELECT assignment, COUNT(DISTINCT CASE WHEN kind = 'scores' THEN author END), MAX(CASE WHEN kind = 'decision' THEN 1 ELSE 0 END) FROM reviews GROUP BY assignment")?;
+            let rows = statement.query_map([], |r| Ok((r.get::<_, String>(0)?, ReviewState { scored_by: r.get(1)?, decided: r.get::<_, i64>(2)? == 1 })))?.collect();
+            rows
+        })
+        .await
+    }
+
     async fn counts(&self) -> Result<Vec<(String, i64)>> {
         self.with(|c| {
             let mut statement = c.prepare("SELECT COALESCE(grade_status, status), COUNT(*) FROM submissions GROUP BY 1 ORDER BY 1")?;

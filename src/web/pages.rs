@@ -91,18 +91,69 @@ pub async fn logout_everywhere(State(app): State<Arc<App>>, form: SessionForm<Pl
 /// Submissions the dashboard lists (the newest).
 const DASHBOARD_SUBMISSIONS: i64 = 200;
 
-pub async fn dashboard(State(app): State<Arc<App>>, assessor: AssessorPage) -> AppResult<Response> {
-    let (mut assignments, mut submissions, counts) = stored(async {
-        Ok((app.store.assignments().await?, app.store.recent_submissions(DASHBOARD_SUBMISSIONS).await?, app.store.submission_counts().await?))
+/// The dashboard's filters: `?task=ID&state=to-review|reviewed|decided|no-push`.
+#[derive(Deserialize, Default)]
+pub struct DashboardFilter {
+    #[serde(default)]
+    task: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+}
+
+/// Where an assignment stands for the hiring team.
+fn review_state(pushes: i64, state: Option<&crate::store::ReviewState>) -> &'static str {
+    match state {
+        _ if pushes == 0 => "no-push",
+        Some(s) if s.decided => "decided",
+        Some(s) if s.scored_by > 0 => "reviewed",
+        _ => "to-review",
+    }
+}
+
+const REVIEW_STATES: [(&str, &str); 4] = [("to-review", "to review"), ("reviewed", "reviewed"), ("decided", "decided"), ("no-push", "no push yet")];
+
+pub async fn dashboard(State(app): State<Arc<App>>, assessor: AssessorPage, Query(filter): Query<DashboardFilter>) -> AppResult<Response> {
+    let (mut assignments, mut submissions, counts, states) = stored(async {
+        Ok((
+            app.store.assignments().await?,
+            app.store.recent_submissions(DASHBOARD_SUBMISSIONS).await?,
+            app.store.submission_counts().await?,
+            app.store.review_states().await?,
+        ))
     })
     .await?;
+    let state_of = |a: &crate::store::Assignment| review_state(counts.get(&a.id).copied().unwrap_or(0), states.get(&a.id));
+    let task_filter = filter.task.as_deref().filter(|t| !t.is_empty());
+    let state_filter = filter.state.as_deref().filter(|s| REVIEW_STATES.iter().any(|(key, _)| key == s));
+    assignments.retain(|a| task_filter.is_none_or(|t| a.task == t));
+    let tally = |state: &str| assignments.iter().filter(|a| state_of(a) == state).count();
+    let tallies: Vec<(&str, &str, usize)> = REVIEW_STATES.iter().map(|(key, label)| (*key, *label, tally(key))).collect();
+    let shown_total = assignments.len();
+    assignments.retain(|a| state_filter.is_none_or(|s| state_of(a) == s));
+    if let Some(task) = task_filter {
+        submissions.retain(|s| s.task == task);
+    }
     let total: i64 = counts.values().sum();
     let blinds = super::queries::Blinds::load(&app).await?;
     assignments.iter_mut().for_each(|a| blinds.assignment(a));
     submissions.iter_mut().for_each(|s| blinds.submission(s));
-    let tasks = crate::check::discover_tasks(&app.config.tasks_root).unwrap_or_default();
+    let tasks = app.tasks.ids().unwrap_or_default();
     let now = now();
     let csrf = csrf_field(&assessor.csrf);
+    let filtered = |task: Option<&str>, state: Option<&str>| {
+        let mut query: Vec<String> = Vec::new();
+        if let Some(task) = task {
+            query.push(format!("task={task}"));
+        }
+        if let Some(state) = state {
+            query.push(format!("state={state}"));
+        }
+        if query.is_empty() {
+            "/".to_string()
+        } else {
+            format!("/?{}", query.join("&"))
+        }
+    };
     let workers = workers_section(&app, now).await;
     let body = html! {
         meta http-equiv="refresh" content="10";
@@ -115,18 +166,29 @@ pub async fn dashboard(State(app): State<Arc<App>>, assessor: AssessorPage) -> A
         section {
             h2 { "Tasks" }
             table {
-                tr { th { "task" } th {} }
-                @for dir in &tasks {
-                    @let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                    tr { td { (id) } td { a href={ "/tasks/" (id) "/compare" } { "compare candidates" } } }
+                tr { th { "task" } th { "title" } th {} }
+                @for id in &tasks {
+                    @let title = app.tasks.load(id).ok().map(|t| t.title.clone()).unwrap_or_else(|| "(does not load: see takehome validate)".into());
+                    tr {
+                        td { (id) } td { (title) }
+                        td { a href=(filtered(Some(id.as_str()), state_filter)) { "its assignments" } " · " a href={ "/tasks/" (id) "/compare" } { "compare candidates" } }
+                    }
                 }
             }
         }
         section {
             h2 { "Assignments" }
-            p { a href="/assignments/new" { "New assignment" } }
+            p {
+                a href="/assignments/new" { "New assignment" } " · "
+                @if state_filter.is_none() { strong { "all (" (shown_total) ")" } } @else { a href=(filtered(task_filter, None)) { "all (" (shown_total) ")" } }
+                @for (key, label, n) in &tallies {
+                    " · "
+                    @if state_filter == Some(*key) { strong { (label) " (" (n) ")" } } @else { a href=(filtered(task_filter, Some(key))) { (label) " (" (n) ")" } }
+                }
+                @if let Some(task) = task_filter { " · task " code { (task) } " (" a href=(filtered(None, state_filter)) { "every task" } ")" }
+            }
             table {
-                tr { th { "candidate" } th { "task" } th { "time" } th.num { "submissions" } th { "status page" } }
+                tr { th { "candidate" } th { "task" } th { "time" } th.num { "submissions" } th { "review" } th { "status page" } }
                 @for a in &assignments {
                     @let time = match a.clock(now) {
                         ClockState::NotStarted => "not started".to_string(),
@@ -135,6 +197,7 @@ pub async fn dashboard(State(app): State<Arc<App>>, assessor: AssessorPage) -> A
                     tr {
                         td { (a.candidate) } td { (a.task) } td { (time) }
                         td.num { (counts.get(&a.id).copied().unwrap_or(0)) }
+                        td { (REVIEW_STATES.iter().find(|(key, _)| *key == state_of(a)).map_or("", |(_, label)| *label)) }
                         td { code { "/status/" (a.id) } }
                     }
                 }

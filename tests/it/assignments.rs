@@ -132,3 +132,48 @@ async fn the_dashboards_form_makes_an_assignment_with_the_sessions_csrf_token() 
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(page.contains("candidate: expected an e-mail address or a name") && page.contains("/assignments/new"), "{page}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_says_where_each_review_stands_and_filters_by_task_and_state() {
+    use takehome::store::ReviewKind;
+    let (app, _settings) = app_with_ada().await;
+    let ada = app.assessor_cookie("ada").await;
+    let task = takehome::task::load(&repo_root().join("tasks/penguins-cleaning")).unwrap();
+    let report = std::fs::read_to_string(repo_root().join("tests/fixtures/reports/review-desk.json")).unwrap();
+    let clean = std::fs::read(repo_root().join("tasks/penguins-cleaning/fixtures/reference/clean.py")).unwrap();
+    let mut pushed = Vec::new();
+    for id in ["a0waiting", "a0scored", "a0decided"] {
+        let (submission, _) = app.graded_push(id, &task, &format!("{id}@example.com"), &[("clean.py", clean.as_slice())], "push", &report).await;
+        pushed.push(submission);
+    }
+    let store = &app.app.store;
+    store.add_review("a0scored", pushed[1], ReviewKind::Scores, "ada", "{}", 1).await.unwrap();
+    store.add_review("a0decided", pushed[2], ReviewKind::Decision, "ada", "{}", 2).await.unwrap();
+    let (status, made) =
+        app.post_json("/api/assignments", ("ada", PASSWORD), serde_json::json!({ "task": "diamond-cut", "candidate": "new@example.com" })).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let fresh = made["id"].as_str().unwrap().to_string();
+
+    let row = |page: &str, id: &str| -> Option<String> {
+        let at = page.find(&format!("/status/{id}<"))?;
+        let start = page[..at].rfind("<tr")?;
+        Some(page[start..at].to_string())
+    };
+    let all = app.page(&ada, "/").await;
+    for (id, state) in [("a0waiting", "to review"), ("a0scored", "reviewed"), ("a0decided", "decided"), (fresh.as_str(), "no push yet")] {
+        let found = row(&all, id).unwrap_or_else(|| panic!("{id} is not listed"));
+        assert!(found.contains(&format!("<td>{state}</td>")), "{id} should be {state}: {found}");
+    }
+    for tally in ["to review (1)", "reviewed (1)", "decided (1)", "no push yet (1)", "all (4)"] {
+        assert!(all.contains(tally), "the dashboard lacks {tally:?}");
+    }
+    assert!(all.contains("Predict the cut grade of a diamond") && all.contains("Clean the Palmer penguins field records"), "tasks with their titles");
+    let waiting = app.page(&ada, "/?state=to-review").await;
+    assert!(row(&waiting, "a0waiting").is_some() && row(&waiting, "a0scored").is_none() && row(&waiting, &fresh).is_none());
+    let diamonds = app.page(&ada, "/?task=diamond-cut").await;
+    assert!(row(&diamonds, &fresh).is_some() && row(&diamonds, "a0waiting").is_none() && diamonds.contains("all (1)"));
+    let decided_diamonds = app.page(&ada, "/?task=diamond-cut&state=decided").await;
+    assert!(row(&decided_diamonds, &fresh).is_none(), "both filters hold at once");
+    // An unknown state or task filters nothing out and breaks nothing.
+    assert!(row(&app.page(&ada, "/?state=%3Cscript%3E").await, "a0waiting").is_some());
+}

@@ -110,17 +110,37 @@ async fn leases(store: &dyn Store) {
     assert_eq!((row.status, row.attempts), (JobStatus::Queued, 1));
 }
 
+/// Where each assignment's review stands: reviewers who scored (each once), and a decision.
+async fn review_states(store: &dyn Store) {
+    use takehome::store::{ReviewKind, ReviewState};
+    for id in ["r1", "r2", "r3"] {
+        store.create_assignment(&assignment(id)).await.unwrap();
+    }
+    store.add_review("r1", 1, ReviewKind::Comment, "ada", "{}", 10).await.unwrap();
+    store.add_review("r2", 2, ReviewKind::Scores, "ada", "{}", 11).await.unwrap();
+    store.add_review("r2", 2, ReviewKind::Scores, "bob", "{}", 12).await.unwrap();
+    store.add_review("r2", 2, ReviewKind::Scores, "bob", "{}", 13).await.unwrap();
+    store.add_review("r3", 3, ReviewKind::Scores, "ada", "{}", 14).await.unwrap();
+    store.add_review("r3", 3, ReviewKind::Decision, "ada", "{}", 15).await.unwrap();
+    let states = store.review_states().await.unwrap();
+    assert_eq!(states.get("r1"), Some(&ReviewState { scored_by: 0, decided: false }));
+    assert_eq!(states.get("r2"), Some(&ReviewState { scored_by: 2, decided: false }));
+    assert_eq!(states.get("r3"), Some(&ReviewState { scored_by: 1, decided: true }));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn claims_fences_and_leases_mean_the_same_on_sqlite_and_postgresql() {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = takehome::store::open(&DatabaseUrl::Sqlite(dir.path().join("s.sqlite"))).await.unwrap();
     leases(sqlite.as_ref()).await;
+    review_states(sqlite.as_ref()).await;
     if !super::cluster_support::postgres_available() {
         return;
     }
     let pg = tokio::task::spawn_blocking(|| super::cluster_support::Postgres::start(&[])).await.unwrap();
     let postgres = takehome::store::open(&DatabaseUrl::Postgres(pg.url("127.0.0.1"))).await.unwrap();
     leases(postgres.as_ref()).await;
+    review_states(postgres.as_ref()).await;
     drop(postgres);
     tokio::task::spawn_blocking(move || drop(pg)).await.unwrap();
 }
