@@ -437,6 +437,8 @@ pub struct GradedWith {
     /// The accuracy's slices as JSON: `{"slices": [...], "outputs": [{"file", "slices"}]}`,
     /// the first for a task's one output, the second for each of several.
     pub slices: String,
+    /// The components' scores as JSON: `{"accuracy", "code_quality", "runtime"}` (0–100 each).
+    pub components: String,
 }
 
 /// What a worker instance answers for now: the graded jobs (submission ids) from the claim's
@@ -550,6 +552,9 @@ pub trait Store: Send + Sync + 'static {
     async fn edit_review(&self, id: i64, author: &str, body: &str, now: i64) -> Result<bool>;
     /// The review items of one assignment, or of all, oldest first.
     async fn reviews(&self, assignment: Option<&str>) -> Result<Vec<ReviewItem>>;
+    /// The review items of every assignment of `task`, oldest first (one query: what the
+    /// comparison shows).
+    async fn task_reviews(&self, task: &str) -> Result<Vec<ReviewItem>>;
     /// Where each reviewed assignment stands, in one query (the dashboard's column): how many
     /// reviewers scored it, and whether a decision was recorded. Assignments with no review item
     /// are not in it.

@@ -707,7 +707,10 @@ impl Store for PostgresStore {
              COALESCE(s.report::jsonb #>> '{methodology}', '[]'), \
              jsonb_build_object('slices', COALESCE(s.report::jsonb #> '{components,accuracy,slices}', '[]'::jsonb), \
                'outputs', COALESCE((SELECT jsonb_agg(jsonb_build_object('file', o->>'file', 'slices', COALESCE(o->'slices', '[]'::jsonb))) \
-                 FROM jsonb_array_elements(COALESCE(s.report::jsonb #> '{components,accuracy,outputs}', '[]'::jsonb)) o), '[]'::jsonb))::text \
+                 FROM jsonb_array_elements(COALESCE(s.report::jsonb #> '{components,accuracy,outputs}', '[]'::jsonb)) o), '[]'::jsonb))::text, \
+             jsonb_build_object('accuracy', s.report::jsonb #> '{components,accuracy,score}', \
+               'code_quality', s.report::jsonb #> '{components,code_quality,score}', \
+               'runtime', s.report::jsonb #> '{components,runtime,score}')::text \
              FROM submissions s JOIN assignments a ON a.id = s.assignment \
              WHERE s.task = $1 AND s.status = 'graded' AND s.report IS NOT NULL ORDER BY s.id DESC",
             &[&task],
@@ -725,6 +728,7 @@ impl Store for PostgresStore {
                 image: r.try_get(6)?,
                 methodology: r.try_get(7)?,
                 slices: r.try_get(8)?,
+                components: r.try_get(9)?,
             })
         })
         .collect()
@@ -903,6 +907,29 @@ impl Store for PostgresStore {
         self.query(
             "SELECT id, assignment, submission, kind, author, body, created_at, updated_at FROM reviews WHERE ($1::TEXT IS NULL OR assignment = $1) ORDER BY id",
             &[&assignment],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            let kind: String = r.try_get(3)?;
+            Ok(ReviewItem {
+                id: r.try_get(0)?,
+                assignment: r.try_get(1)?,
+                submission: r.try_get(2)?,
+                kind: ReviewKind::parse(&kind).ok_or_else(|| StoreError::Invalid(format!("reviews.kind: unexpected value {kind:?}")))?,
+                author: r.try_get(4)?,
+                body: r.try_get(5)?,
+                created_at: r.try_get(6)?,
+                updated_at: r.try_get(7)?,
+            })
+        })
+        .collect()
+    }
+
+    async fn task_reviews(&self, task: &str) -> Result<Vec<ReviewItem>> {
+        self.query(
+            "SELECT r.id, r.assignment, r.submission, r.kind, r.author, r.body, r.created_at, r.updated_at FROM reviews r JOIN assignments a ON a.id = r.assignment WHERE a.task = $1 ORDER BY r.id",
+            &[&task],
         )
         .await?
         .iter()

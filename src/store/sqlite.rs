@@ -681,7 +681,10 @@ impl Store for SqliteStore {
                  json_object('slices', json(COALESCE(json_extract(s.report, '$.components.accuracy.slices'), '[]')), \
                    'outputs', json(COALESCE((SELECT json_group_array(json_object('file', json_extract(o.value, '$.file'), \
                      'slices', json(COALESCE(json_extract(o.value, '$.slices'), '[]')))) \
-                     FROM json_each(s.report, '$.components.accuracy.outputs') o), '[]'))) \
+                     FROM json_each(s.report, '$.components.accuracy.outputs') o), '[]'))), \
+                 json_object('accuracy', json_extract(s.report, '$.components.accuracy.score'), \
+                   'code_quality', json_extract(s.report, '$.components.code_quality.score'), \
+                   'runtime', json_extract(s.report, '$.components.runtime.score')) \
                  FROM submissions s JOIN assignments a ON a.id = s.assignment \
                  WHERE s.task = ?1 AND s.status = 'graded' AND json_valid(s.report) ORDER BY s.id DESC",
             )?;
@@ -697,6 +700,7 @@ impl Store for SqliteStore {
                         image: r.get(6)?,
                         methodology: r.get(7)?,
                         slices: r.get(8)?,
+                        components: r.get(9)?,
                     })
                 })?
                 .collect();
@@ -899,6 +903,32 @@ impl Store for SqliteStore {
             )?;
             let rows = statement
                 .query_map([assignment], |r| {
+                    let kind: String = r.get(3)?;
+                    Ok(ReviewItem {
+                        id: r.get(0)?,
+                        assignment: r.get(1)?,
+                        submission: r.get(2)?,
+                        kind: ReviewKind::parse(&kind).ok_or_else(|| bad_value(3, &kind))?,
+                        author: r.get(4)?,
+                        body: r.get(5)?,
+                        created_at: r.get(6)?,
+                        updated_at: r.get(7)?,
+                    })
+                })?
+                .collect();
+            rows
+        })
+        .await
+    }
+
+    async fn task_reviews(&self, task: &str) -> Result<Vec<ReviewItem>> {
+        let task = task.to_string();
+        self.with(move |c| {
+            let mut statement = c.prepare(
+                "SELECT r.id, r.assignment, r.submission, r.kind, r.author, r.body, r.created_at, r.updated_at FROM reviews r JOIN assignments a ON a.id = r.assignment WHERE a.task = ?1 ORDER BY r.id",
+            )?;
+            let rows = statement
+                .query_map([task], |r| {
                     let kind: String = r.get(3)?;
                     Ok(ReviewItem {
                         id: r.get(0)?,

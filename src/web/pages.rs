@@ -377,6 +377,23 @@ pub async fn compare_page(
             (g.submission, found.iter().map(|f| format!("{} ({})", f.rule.as_str(), f.place())).collect())
         })
         .collect();
+    // Each row's components (from the stored reports, in the same query) and its review desk (the
+    // task's review items, in one query): the rubric score and the decision.
+    let components: std::collections::HashMap<i64, [Option<f64>; 3]> = graded
+        .iter()
+        .map(|g| {
+            let c: serde_json::Value = serde_json::from_str(&g.components).unwrap_or_default();
+            (g.submission, ["accuracy", "code_quality", "runtime"].map(|k| c[k].as_f64()))
+        })
+        .collect();
+    let review_spec = spec.as_ref().map(|s| s.review.clone()).unwrap_or_default();
+    let mut items_of: std::collections::HashMap<String, Vec<crate::store::ReviewItem>> = std::collections::HashMap::new();
+    for item in stored(app.store.task_reviews(task)).await? {
+        items_of.entry(item.assignment.clone()).or_default().push(item);
+    }
+    let desks: std::collections::HashMap<String, crate::review::Desk> =
+        items_of.iter().map(|(assignment, items)| (assignment.clone(), crate::review::Desk::build(&review_spec, items))).collect();
+    let number = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_default();
     let slices: std::collections::HashMap<i64, Vec<CohortSlice>> =
         graded.iter().map(|g| (g.submission, cohort_slices(&g.slices, spec.as_deref()))).filter(|(_, s)| !s.is_empty()).collect();
     let mut slice_names: Vec<&str> = Vec::new();
@@ -452,7 +469,9 @@ pub async fn compare_page(
         }
         table {
             tr {
-                th { "rank" } th { "candidate" } th { "submission" } th { "status" } th.num { "score" } th.num { "percentile" } th.num { "change at regrade" }
+                th { "rank" } th { "candidate" } th { "submission" } th { "status" } th.num { "score" }
+                th.num { "accuracy" } th.num { "code quality" } th.num { "runtime" } th.num { "rubric" } th { "decision" }
+                th.num { "percentile" } th.num { "change at regrade" }
                 @if let Some(name) = sorted_by { th.num { (name) } }
                 @if !slice_names.is_empty() { th { "worst slice" } }
                 th { "methodology" }
@@ -463,6 +482,11 @@ pub async fn compare_page(
                     td { a href={ "/submissions/" (s.id) } { "#" (s.number) } }
                     td { (s.status_text()) }
                     td.num { (format!("{:.1}", s.score.unwrap_or(0.0))) }
+                    @let [accuracy, code_quality, runtime] = components.get(&s.id).copied().unwrap_or_default();
+                    td.num { (number(accuracy)) } td.num { (number(code_quality)) } td.num { (number(runtime)) }
+                    @let desk = desks.get(&s.assignment);
+                    td.num { (number(desk.and_then(|d| d.rubric))) }
+                    td { (desk.and_then(|d| d.decision.as_ref()).map(|d| d.decision.as_str()).unwrap_or("")) }
                     td.num { (format!("{:.0}", crate::review::percentile(s.score.unwrap_or(0.0), &scores).unwrap_or(0.0))) }
                     td.num {
                         @if let (Some(p), Some(n)) = (s.previous_score, s.score) { (format!("{:+.1}", n - p)) }

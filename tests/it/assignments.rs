@@ -177,3 +177,36 @@ async fn the_dashboard_says_where_each_review_stands_and_filters_by_task_and_sta
     // An unknown state or task filters nothing out and breaks nothing.
     assert!(row(&app.page(&ada, "/?state=%3Cscript%3E").await, "a0waiting").is_some());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_comparison_shows_each_component_the_rubric_and_the_decision_beside_the_total() {
+    let (app, _settings) = app_with_ada().await;
+    let ada = app.assessor_cookie("ada").await;
+    let task = takehome::task::load(&repo_root().join("tasks/penguins-cleaning")).unwrap();
+    let frozen = std::fs::read_to_string(repo_root().join("tests/fixtures/reports/review-desk.json")).unwrap();
+    let clean = std::fs::read(repo_root().join("tasks/penguins-cleaning/fixtures/reference/clean.py")).unwrap();
+    let (id, _) = app.graded_push("a0compared", &task, "c@example.com", &[("clean.py", clean.as_slice())], "push", &frozen).await;
+    let report: serde_json::Value = serde_json::from_str(&frozen).unwrap();
+    let scores = serde_json::json!({ "scores": [{ "criterion": "approach", "level": "principled" }, { "criterion": "structure", "level": "clear" }, { "criterion": "explanation", "level": "clear" }] });
+    let (status, saved) = app.post_json(&format!("/api/submissions/{id}/scores"), ("ada", PASSWORD), scores).await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    let (status, decided) = app
+        .post_json(&format!("/api/submissions/{id}/decision"), ("ada", PASSWORD), serde_json::json!({ "decision": "advance", "reason": "clean and explained" }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{decided}");
+    let review = app.api(&format!("/api/submissions/{id}/review"), ("ada", PASSWORD)).await;
+    let rubric = review["rubric_score"].as_f64().expect("a rubric score");
+
+    let compare = app.page(&ada, "/tasks/penguins-cleaning/compare").await;
+    let at = compare.rfind(&format!("href=\"/submissions/{id}\">#")).expect("the submission's row");
+    let row = &compare[compare[..at].rfind("<tr").unwrap()..at + compare[at..].find("</tr>").unwrap()];
+    for header in ["accuracy", "code quality", "runtime", "rubric", "decision"] {
+        assert!(compare.contains(&format!(">{header}</th>")), "the comparison lacks the column {header}");
+    }
+    let components = &report["components"];
+    for value in [components["accuracy"]["score"].as_f64(), components["code_quality"]["score"].as_f64(), components["runtime"]["score"].as_f64(), Some(rubric)]
+    {
+        assert!(row.contains(&format!("<td class=\"num\">{:.1}</td>", value.unwrap())), "{value:?} is not in the row: {row}");
+    }
+    assert!(row.contains("<td>advance</td>"), "the decision is not in the row: {row}");
+}

@@ -126,6 +126,10 @@ async fn review_states(store: &dyn Store) {
     assert_eq!(states.get("r1"), Some(&ReviewState { scored_by: 0, decided: false }));
     assert_eq!(states.get("r2"), Some(&ReviewState { scored_by: 2, decided: false }));
     assert_eq!(states.get("r3"), Some(&ReviewState { scored_by: 1, decided: true }));
+    // A task's review items in one query, oldest first; none of another task's.
+    let items = store.task_reviews("t").await.unwrap();
+    assert_eq!(items.iter().map(|i| i.created_at).collect::<Vec<_>>(), [10, 11, 12, 13, 14, 15]);
+    assert!(store.task_reviews("u").await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
