@@ -208,6 +208,18 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Erase everything held about a candidate (their right to erasure): each of their assignments'
+    /// rows in the store, repository and files, keeping an audit record with nothing personal.
+    Erase {
+        /// The candidate's e-mail address or name, as given to `assign`.
+        #[arg(long)]
+        candidate: String,
+        /// Who asks (for the audit record).
+        #[arg(long, default_value = "operator")]
+        by: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Restore a backup into a new, empty data folder (the config's data_dir and database).
     Restore {
         /// A file written by `takehome backup`.
@@ -474,6 +486,22 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 crate::units::format_size(summary.bytes)
             );
             Ok(())
+        }
+        Command::Erase { candidate, by, config } => {
+            let config = config.load()?;
+            let store =
+                crate::store::open(&config.database).await.with_context(|| format!("cannot open the store {}", config.database.describe())).map_err(ours)?;
+            let repos = crate::intake::Repos::new(config.repos_dir(), config.hooks_dir());
+            match crate::erase::erase_candidate(store.as_ref(), &repos, &config.data_dir, &candidate, &by, "request").await {
+                Ok(erased) => {
+                    for e in &erased {
+                        println!("erased an assignment of {}: {} rows, {} files or folders", e.task, e.rows, e.files);
+                    }
+                    Ok(())
+                }
+                Err(error @ crate::erase::EraseError::NoCandidate(_)) => Err(usage(error)),
+                Err(error) => Err(ours(error)),
+            }
         }
         Command::Restore { file, config } => {
             let config = config.load()?;

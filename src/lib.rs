@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod debrief;
 pub mod digest;
 pub mod environment;
+pub mod erase;
 pub mod errors;
 pub mod grading;
 pub mod intake;

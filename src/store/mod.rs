@@ -256,6 +256,18 @@ impl ReviewKind {
     }
 }
 
+/// The audit record of an erasure: when, of which task, by whom (an assessor, or `retention`),
+/// and how many rows went; never the candidate, the assignment or any of their data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Erasure {
+    pub task: String,
+    pub erased_at: i64,
+    pub erased_by: String,
+    /// `request` (the candidate asked) or `retention`.
+    pub reason: String,
+    pub rows: i64,
+}
+
 /// Where an assignment's review stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct ReviewState {
@@ -552,6 +564,14 @@ pub trait Store: Send + Sync + 'static {
     async fn edit_review(&self, id: i64, author: &str, body: &str, now: i64) -> Result<bool>;
     /// The review items of one assignment, or of all, oldest first.
     async fn reviews(&self, assignment: Option<&str>) -> Result<Vec<ReviewItem>>;
+    /// Deletes everything held about assignment `id` — the assignment, its submissions and their
+    /// reports, report history, public runs, notes, review items, extensions, final choice and
+    /// the webhook deliveries that name it — in one transaction, and records `erasure` (which
+    /// holds nothing personal). Returns the submissions' ids (their files go too) and the count
+    /// of rows deleted; `NotFound` when there is no such assignment.
+    async fn erase_assignment(&self, id: &str, erasure: &Erasure) -> Result<(Vec<i64>, i64)>;
+    /// The erasures recorded, newest first.
+    async fn erasures(&self) -> Result<Vec<Erasure>>;
     /// The review items of every assignment of `task`, oldest first (one query: what the
     /// comparison shows).
     async fn task_reviews(&self, task: &str) -> Result<Vec<ReviewItem>>;

@@ -170,6 +170,17 @@ CREATE INDEX dry_runs_order ON dry_runs (queued_at, submission);
 ALTER TABLE submissions ADD COLUMN gpus BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE workers ADD COLUMN gpus BIGINT NOT NULL DEFAULT 0;
 ",
+    // 8: erasures (the audit record: nothing personal).
+    "
+CREATE TABLE erasures (
+    id BIGSERIAL PRIMARY KEY,
+    task TEXT NOT NULL,
+    erased_at BIGINT NOT NULL,
+    erased_by TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    rows BIGINT NOT NULL
+);
+",
 ];
 
 pub struct PostgresStore {
@@ -947,6 +958,49 @@ impl Store for PostgresStore {
             })
         })
         .collect()
+    }
+
+    async fn erase_assignment(&self, id: &str, erasure: &Erasure) -> Result<(Vec<i64>, i64)> {
+        timed(async {
+            let mut client = self.pool.get().await?;
+            let t = client.transaction().await?;
+            if t.query_opt("SELECT task FROM assignments WHERE id = $1 FOR UPDATE", &[&id]).await?.is_none() {
+                return Err(StoreError::NotFound(format!("no assignment {id}")));
+            }
+            let submissions: Vec<i64> = t
+                .query("SELECT id FROM submissions WHERE assignment = $1", &[&id])
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<std::result::Result<_, _>>()?;
+            let mut rows = 0i64;
+            for table in ["notes", "report_history", "public_runs", "dry_runs"] {
+                let sql = format!("DELETE FROM {table} WHERE submission IN (SELECT id FROM submissions WHERE assignment = $1)");
+                rows += t.execute(sql.as_str(), &[&id]).await? as i64;
+            }
+            for table in ["final_choices", "reviews", "extensions", "submissions"] {
+                rows += t.execute(format!("DELETE FROM {table} WHERE assignment = $1").as_str(), &[&id]).await? as i64;
+            }
+            let quoted = format!("\"{id}\"");
+            rows += t.execute("DELETE FROM webhooks WHERE strpos(body, $1) > 0", &[&quoted]).await? as i64;
+            rows += t.execute("DELETE FROM assignments WHERE id = $1", &[&id]).await? as i64;
+            t.execute(
+                "INSERT INTO erasures (task, erased_at, erased_by, reason, rows) VALUES ($1, $2, $3, $4, $5)",
+                &[&erasure.task, &erasure.erased_at, &erasure.erased_by, &erasure.reason, &rows],
+            )
+            .await?;
+            t.commit().await?;
+            Ok((submissions, rows))
+        })
+        .await
+    }
+
+    async fn erasures(&self) -> Result<Vec<Erasure>> {
+        self.query("SELECT task, erased_at, erased_by, reason, rows FROM erasures ORDER BY id DESC", &[])
+            .await?
+            .iter()
+            .map(|r| Ok(Erasure { task: r.try_get(0)?, erased_at: r.try_get(1)?, erased_by: r.try_get(2)?, reason: r.try_get(3)?, rows: r.try_get(4)? }))
+            .collect()
     }
 
     async fn review_states(&self) -> Result<HashMap<String, ReviewState>> {

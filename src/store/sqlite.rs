@@ -171,6 +171,17 @@ CREATE INDEX dry_runs_order ON dry_runs (queued_at, submission);
 ALTER TABLE submissions ADD COLUMN gpus INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE workers ADD COLUMN gpus INTEGER NOT NULL DEFAULT 0;
 ",
+    // 8: erasures (the audit record: nothing personal).
+    "
+CREATE TABLE erasures (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    task TEXT NOT NULL,
+    erased_at INTEGER NOT NULL,
+    erased_by TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    rows INTEGER NOT NULL
+);
+",
 ];
 
 const SUBMISSION_COLUMNS: &str = "s.id, s.assignment, s.task, a.candidate, s.number, s.commit_sha, s.pushed_at, s.status, s.attempts, \
@@ -285,6 +296,8 @@ impl SqliteStore {
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "NORMAL")?;
         connection.pragma_update(None, "foreign_keys", "ON")?;
+        // Deleted rows are overwritten, not left in free pages: an erasure leaves no trace in the file.
+        connection.pragma_update(None, "secure_delete", "ON")?;
         connection.busy_timeout(std::time::Duration::from_secs(10))?;
         migrate(&mut connection)?;
         Ok(SqliteStore { connection: Arc::new(Mutex::new(connection)) })
@@ -988,6 +1001,53 @@ impl Store for SqliteStore {
         self.with(move |c| {
             let mut statement = c.prepare(&format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks ORDER BY id DESC LIMIT ?1"))?;
             let rows = statement.query_map(params![limit], webhook_row)?.collect();
+            rows
+        })
+        .await
+    }
+
+    async fn erase_assignment(&self, id: &str, erasure: &Erasure) -> Result<(Vec<i64>, i64)> {
+        let id_for_error = id.to_string();
+        let (id, erasure) = (id.to_string(), erasure.clone());
+        self.with(move |c| {
+            let t = c.transaction()?;
+            let task: Option<String> = t.query_row("SELECT task FROM assignments WHERE id = ?1", [&id], |r| r.get(0)).optional()?;
+            if task.is_none() {
+                return Ok(None);
+            }
+            let submissions: Vec<i64> = {
+                let mut statement = t.prepare("SELECT id FROM submissions WHERE assignment = ?1")?;
+                let rows = statement.query_map([&id], |r| r.get(0))?.collect::<rusqlite::Result<Vec<i64>>>()?;
+                rows
+            };
+            let mut rows = 0i64;
+            for table in ["notes", "report_history", "public_runs", "dry_runs"] {
+                rows += t.execute(&format!("DELETE FROM {table} WHERE submission IN (SELECT id FROM submissions WHERE assignment = ?1)"), [&id])? as i64;
+            }
+            for table in ["final_choices", "reviews", "extensions", "submissions"] {
+                rows += t.execute(&format!("DELETE FROM {table} WHERE assignment = ?1"), [&id])? as i64;
+            }
+            rows += t.execute("DELETE FROM webhooks WHERE instr(body, ?1) > 0", [format!("\"{id}\"")])? as i64;
+            rows += t.execute("DELETE FROM assignments WHERE id = ?1", [&id])? as i64;
+            t.execute(
+                "INSERT INTO erasures (task, erased_at, erased_by, reason, rows) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![erasure.task, erasure.erased_at, erasure.erased_by, erasure.reason, rows],
+            )?;
+            t.commit()?;
+            // The write-ahead log holds the deleted rows' old pages until a checkpoint: empty it.
+            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            Ok(Some((submissions, rows)))
+        })
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("no assignment {}", id_for_error)))
+    }
+
+    async fn erasures(&self) -> Result<Vec<Erasure>> {
+        self.with(|c| {
+            let mut statement = c.prepare("SELECT task, erased_at, erased_by, reason, rows FROM erasures ORDER BY id DESC")?;
+            let rows = statement
+                .query_map([], |r| Ok(Erasure { task: r.get(0)?, erased_at: r.get(1)?, erased_by: r.get(2)?, reason: r.get(3)?, rows: r.get(4)? }))?
+                .collect();
             rows
         })
         .await

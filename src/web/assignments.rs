@@ -57,6 +57,25 @@ pub async fn create_form(State(app): State<Arc<App>>, form: SessionForm<FieldsFo
     }
 }
 
+/// `POST /api/assignments/<id>/erase`: deletes everything held about the assignment (rows and
+/// files), keeping an audit record with nothing personal in it (`GET /api/erasures`).
+pub async fn erase_api(State(app): State<Arc<App>>, axum::extract::Path(id): axum::extract::Path<String>, assessor: Assessor) -> AppResult<Json<Value>> {
+    let erased = crate::erase::erase_assignment(app.store.as_ref(), &app.repos, &app.config.data_dir, &id, &assessor.0, "request").await;
+    match erased {
+        Ok(erased) => {
+            info!(assessor = %assessor.0, task = %erased.task, rows = erased.rows, "assignment erased");
+            Ok(Json(serde_json::json!({ "erased": erased })))
+        }
+        Err(crate::erase::EraseError::Store(crate::store::StoreError::NotFound(_))) => Err(Failure::not_found("such assignment")),
+        Err(other) => Err(Failure::internal(crate::errors::chain(&other))),
+    }
+}
+
+/// `GET /api/erasures`: the audit record of erasures, newest first.
+pub async fn erasures_api(State(app): State<Arc<App>>, _assessor: Assessor) -> AppResult<Json<Value>> {
+    Ok(Json(serde_json::json!({ "erasures": super::stored(app.store.erasures()).await? })))
+}
+
 /// `GET /assignments/new`: the form (a page of its own: the dashboard reloads itself).
 pub async fn new_page(State(app): State<Arc<App>>, assessor: AssessorPage) -> Html<String> {
     let tasks = app.tasks.all();

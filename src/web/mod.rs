@@ -171,6 +171,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/tasks/{task}/regrade", post(api::regrade_task))
         .route("/api/status/{assignment}", get(api::status))
         .route("/api/status/{assignment}/final", post(candidate::choose_api))
+        .route("/api/assignments/{id}/erase", post(assignments::erase_api))
+        .route("/api/erasures", get(assignments::erasures_api))
         .route("/api/assignments/{id}/extensions", get(candidate::extensions_api).post(candidate::extend_api))
         .route("/api/workers", get(api::workers))
         .layer(DefaultBodyLimit::max(MAX_FORM_BODY))

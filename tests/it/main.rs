@@ -12,6 +12,7 @@ mod check;
 mod cluster;
 mod cluster_support;
 mod common;
+mod erase;
 mod grade;
 mod job_logic;
 mod layers;

@@ -132,12 +132,38 @@ async fn review_states(store: &dyn Store) {
     assert!(store.task_reviews("u").await.unwrap().is_empty());
 }
 
+/// An erasure takes every row of one assignment (and the webhooks that name it), none of
+/// another's, and keeps an audit record.
+async fn erasure(store: &dyn Store) {
+    use takehome::store::{Erasure, ReviewKind};
+    for id in ["e1", "e2"] {
+        store.create_assignment(&assignment(id)).await.unwrap();
+        let (submission, ..) = store.add_submission(id, "c0ffee", &needs(), 1, 0).await.unwrap();
+        store.add_review(id, submission, ReviewKind::Comment, "ada", "{}", 2).await.unwrap();
+        store.add_note(submission, "ada", "a note", 3).await.unwrap();
+        store.add_extension(id, 600, "late", "ada", 4).await.unwrap();
+        store.queue_webhook("review.decided", &format!("{{\"assignment\":\"{id}\"}}"), 5).await.unwrap();
+    }
+    let record = Erasure { task: "t".into(), erased_at: 9, erased_by: "ada".into(), reason: "request".into(), rows: 0 };
+    let (submissions, rows) = store.erase_assignment("e1", &record).await.unwrap();
+    assert_eq!((submissions.len(), rows), (1, 6), "assignment, submission, note, review, extension, webhook");
+    assert!(store.assignment("e1").await.unwrap().is_none());
+    assert!(store.reviews(Some("e1")).await.unwrap().is_empty() && store.extensions("e1").await.unwrap().is_empty());
+    assert!(store.submissions(Some("e1"), None).await.unwrap().is_empty());
+    assert!(store.webhooks(100).await.unwrap().iter().all(|w| !w.body.contains("\"e1\"")));
+    assert_eq!(store.reviews(Some("e2")).await.unwrap().len(), 1, "another assignment's rows stay");
+    assert_eq!(store.webhooks(100).await.unwrap().iter().filter(|w| w.body.contains("\"e2\"")).count(), 1);
+    assert_eq!(store.erasures().await.unwrap(), [Erasure { rows: 6, ..record.clone() }]);
+    assert!(matches!(store.erase_assignment("e1", &record).await, Err(StoreError::NotFound(_))));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn claims_fences_and_leases_mean_the_same_on_sqlite_and_postgresql() {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = takehome::store::open(&DatabaseUrl::Sqlite(dir.path().join("s.sqlite"))).await.unwrap();
     leases(sqlite.as_ref()).await;
     review_states(sqlite.as_ref()).await;
+    erasure(sqlite.as_ref()).await;
     if !super::cluster_support::postgres_available() {
         return;
     }
@@ -145,6 +171,7 @@ async fn claims_fences_and_leases_mean_the_same_on_sqlite_and_postgresql() {
     let postgres = takehome::store::open(&DatabaseUrl::Postgres(pg.url("127.0.0.1"))).await.unwrap();
     leases(postgres.as_ref()).await;
     review_states(postgres.as_ref()).await;
+    erasure(postgres.as_ref()).await;
     drop(postgres);
     tokio::task::spawn_blocking(move || drop(pg)).await.unwrap();
 }

@@ -1,0 +1,116 @@
+//! Erasure (a candidate's right to erasure): after it, no file under the data folder and no row
+//! of the store holds the candidate's e-mail, the assignment's id or a line of their code; the
+//! other candidates' data stays, and an audit record with nothing personal is kept.
+
+use axum::http::{header, StatusCode};
+
+use super::common::repo_root;
+use super::test_app::TestApp;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Every file under `dir` that holds any of `needles` (bytes, anywhere in the file).
+fn files_holding(dir: &std::path::Path, needles: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).follow_links(false).into_iter().filter_map(Result::ok) {
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let bytes = std::fs::read(entry.path()).unwrap_or_default();
+        for needle in needles {
+            if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                found.push(format!("{} holds {needle:?}", entry.path().display()));
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_an_erasure_no_file_and_no_row_holds_the_candidate_and_the_others_stay() {
+    let scratch = tempfile::tempdir().unwrap();
+    let config = scratch.path().join("takehome.yaml");
+    let hash = takehome::secret::hash_password(PASSWORD);
+    std::fs::write(&config, format!("assessors:\n  - user: ada\n    password_hash: \"{hash}\"\n")).unwrap();
+    let data = scratch.path().join("data");
+    let app = TestApp::with(
+        &repo_root(),
+        &[
+            ("TAKEHOME_CONFIG", config.to_str().unwrap()),
+            ("TAKEHOME_DATA_DIR", data.to_str().unwrap()),
+            ("TAKEHOME_WEBHOOK_URL", "http://127.0.0.1:9/hooks"),
+            ("TAKEHOME_WEBHOOK_SECRET", "a-secret-of-32-characters-at-least"),
+        ],
+    )
+    .await;
+    let task = takehome::task::load(&repo_root().join("tasks/penguins-cleaning")).unwrap();
+    let report = std::fs::read_to_string(repo_root().join("tests/fixtures/reports/review-desk.json")).unwrap();
+    let reference = std::fs::read_to_string(repo_root().join("tasks/penguins-cleaning/fixtures/reference/clean.py")).unwrap();
+    let (email, id, line) = ("erase.me@example.org", "a0erase0me", "UNMISTAKABLE_LINE = 'erase-me-7f3a'");
+    let theirs = format!("{reference}\n{line}\n");
+    let (submission, _) = app.graded_push(id, &task, email, &[("clean.py", theirs.as_bytes())], "mine", &report).await;
+    let (kept, _) = app.graded_push("a0keep0me", &task, "keep.me@example.org", &[("clean.py", reference.as_bytes())], "theirs", &report).await;
+    // What an assessor adds: a comment, a decision (which queues a webhook naming the assignment),
+    // extra time; the similarity view fingerprints both pushes.
+    let ada = ("ada", PASSWORD);
+    let (status, _) = app
+        .post_json(&format!("/api/submissions/{submission}/comments"), ada, serde_json::json!({ "file": "clean.py", "line": 1, "text": "about erase.me" }))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) =
+        app.post_json(&format!("/api/submissions/{submission}/decision"), ada, serde_json::json!({ "decision": "hold", "reason": "waiting" })).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.post_json(&format!("/api/assignments/{id}/extensions"), ada, serde_json::json!({ "minutes": 30, "reason": "a power cut" })).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let _ = app.api("/api/tasks/penguins-cleaning/similarity", ada).await;
+    let needles = [email, id, line];
+    assert!(!files_holding(&data, &needles).is_empty(), "the set-up put the candidate's data under the data folder");
+
+    let (status, _) = app.post_json(&format!("/api/assignments/{id}/erase"), ("ada", "wrong"), serde_json::json!({})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, erased) = app.post_json(&format!("/api/assignments/{id}/erase"), ada, serde_json::json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{erased}");
+    assert!(erased["erased"]["rows"].as_i64().unwrap() >= 5 && erased["erased"]["files"].as_u64().unwrap() >= 1, "{erased}");
+
+    let left = files_holding(&data, &needles);
+    assert!(left.is_empty(), "after the erasure: {left:#?}");
+    // Every row of every table, read through SQLite, holds none of it either.
+    let connection = rusqlite::Connection::open(data.join("takehome.sqlite")).unwrap();
+    let tables: Vec<String> = connection
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for table in &tables {
+        let mut statement = connection.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
+        let columns = statement.column_count();
+        let mut rows = statement.query([]).unwrap();
+        while let Some(row) = rows.next().unwrap() {
+            for i in 0..columns {
+                let text = match row.get_ref(i).unwrap() {
+                    rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned(),
+                    other => format!("{other:?}"),
+                };
+                assert!(!needles.iter().any(|n| text.contains(n)), "{table} still holds it: {text}");
+            }
+        }
+    }
+    // The other candidate's data stays; the audit record says what went, not whose.
+    let listed = app.api("/api/assignments", ada).await;
+    assert_eq!(listed.as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap()).collect::<Vec<_>>(), ["a0keep0me"]);
+    assert_eq!(app.api(&format!("/api/submissions/{kept}"), ada).await["submission"]["assignment"], "a0keep0me");
+    assert!(app.app.repos.path("a0keep0me").is_dir());
+    let audit = app.api("/api/erasures", ada).await;
+    let records = audit["erasures"].as_array().unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        (records[0]["task"].as_str(), records[0]["erased_by"].as_str(), records[0]["reason"].as_str()),
+        (Some("penguins-cleaning"), Some("ada"), Some("request"))
+    );
+    let (status, _) = app.post_json(&format!("/api/assignments/{id}/erase"), ada, serde_json::json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "erased twice");
+    let (status, _) = app.get(&format!("/api/status/{id}"), &[(header::AUTHORIZATION, super::test_app::basic(id, "x"))]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
