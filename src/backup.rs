@@ -97,7 +97,7 @@ pub fn backup(config: &Config, file: &Path) -> Result<Summary, BackupError> {
 
 /// One bare repository: its refs first (HEAD, packed-refs, refs/), then the rest, regular files
 /// and folders only (no link is followed or archived). Returns the bytes archived.
-fn archive_repository<W: io::Write>(tar: &mut tar::Builder<W>, repo: &Path, name: &Path) -> Result<u64, BackupError> {
+pub(crate) fn archive_repository<W: io::Write>(tar: &mut tar::Builder<W>, repo: &Path, name: &Path) -> Result<u64, BackupError> {
     let mut entries: Vec<(u8, PathBuf)> = Vec::new();
     for entry in walkdir::WalkDir::new(repo).follow_links(false).min_depth(1) {
         let entry = entry.map_err(|e| BackupError::Io { action: "walk", path: repo.to_path_buf(), source: e.into() })?;

@@ -220,6 +220,17 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Write everything held about a candidate to one file (a subject-access request): their
+    /// assignments, submissions, reports, review items, extensions and repositories.
+    ExportCandidate {
+        /// The candidate's e-mail address or name, as given to `assign`.
+        candidate: String,
+        /// The file to write (.tar.gz).
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Restore a backup into a new, empty data folder (the config's data_dir and database).
     Restore {
         /// A file written by `takehome backup`.
@@ -497,6 +508,25 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     for e in &erased {
                         println!("erased an assignment of {}: {} rows, {} files or folders", e.task, e.rows, e.files);
                     }
+                    Ok(())
+                }
+                Err(error @ crate::erase::EraseError::NoCandidate(_)) => Err(usage(error)),
+                Err(error) => Err(ours(error)),
+            }
+        }
+        Command::ExportCandidate { candidate, out, config } => {
+            let config = config.load()?;
+            let store =
+                crate::store::open(&config.database).await.with_context(|| format!("cannot open the store {}", config.database.describe())).map_err(ours)?;
+            let repos = crate::intake::Repos::new(config.repos_dir(), config.hooks_dir());
+            match crate::erase::export_candidate(store.as_ref(), &repos, &candidate, &out).await {
+                Ok(done) => {
+                    println!(
+                        "{}: {} and {} of {candidate}",
+                        out.display(),
+                        crate::units::count(done.assignments, "assignment"),
+                        crate::units::count(done.submissions, "submission")
+                    );
                     Ok(())
                 }
                 Err(error @ crate::erase::EraseError::NoCandidate(_)) => Err(usage(error)),

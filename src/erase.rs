@@ -1,4 +1,5 @@
-//! Erasure of a candidate's data (their right to erasure, a retention rule): the store's rows of
+//! A candidate's data: [`export_candidate`] writes everything held about one candidate (a
+//! subject-access request) and the erasure deletes it (their right to erasure, a retention rule): the store's rows of
 //! each of their assignments ([`Store::erase_assignment`], one transaction, an audit record with
 //! nothing personal in it), then the files: the assignment's repository, a worker's fetched copy
 //! on this host, and the similarity fingerprints of its submissions. SQLite overwrites what it
@@ -63,4 +64,71 @@ pub async fn erase_candidate(store: &dyn Store, repos: &Repos, data_dir: &Path, 
         erased.push(erase_assignment(store, repos, data_dir, &id, by, reason).await?);
     }
     Ok(erased)
+}
+
+/// What [`export_candidate`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exported {
+    pub assignments: usize,
+    pub submissions: usize,
+}
+
+/// Writes everything held about `candidate` to `file` (a `.tar.gz`): `candidate.json` (each
+/// assignment with its submissions and their reports, report history, public runs and notes, its
+/// review items, extensions, final choice and the webhook deliveries that name it; never a token
+/// or its hash) and each assignment's repository under `repos/`.
+pub async fn export_candidate(store: &dyn Store, repos: &Repos, candidate: &str, file: &Path) -> Result<Exported, EraseError> {
+    let wanted = candidate.trim().to_lowercase();
+    let theirs: Vec<crate::store::Assignment> = store.assignments().await?.into_iter().filter(|a| a.candidate.trim().to_lowercase() == wanted).collect();
+    if theirs.is_empty() {
+        return Err(EraseError::NoCandidate(candidate.trim().to_string()));
+    }
+    let webhooks = store.webhooks(i64::MAX).await?;
+    let mut documents = Vec::new();
+    let mut submissions_total = 0;
+    for a in &theirs {
+        let mut submissions = Vec::new();
+        for s in store.submissions(Some(&a.id), None).await? {
+            let report = store.submission(s.id).await?.and_then(|(_, r)| r).and_then(|r| serde_json::from_str::<serde_json::Value>(&r).ok());
+            let history: Vec<serde_json::Value> = store.report_history(s.id).await?.iter().map(|h| serde_json::to_value(h).unwrap_or_default()).collect();
+            let public_run = store.public_run(s.id).await?.and_then(|r| serde_json::from_str::<serde_json::Value>(&r).ok());
+            let notes = store.notes(s.id).await?;
+            submissions.push(serde_json::json!({ "submission": s, "report": report, "report_history": history, "public_run": public_run, "notes": notes }));
+        }
+        submissions_total += submissions.len();
+        let quoted = format!("\"{}\"", a.id);
+        documents.push(serde_json::json!({
+            "assignment": a,
+            "submissions": submissions,
+            "reviews": store.reviews(Some(&a.id)).await?,
+            "extensions": store.extensions(&a.id).await?,
+            "final_choice": store.final_choice(&a.id).await?,
+            "webhooks": webhooks.iter().filter(|w| w.body.contains(&quoted)).collect::<Vec<_>>(),
+        }));
+    }
+    let document = serde_json::json!({ "candidate": candidate.trim(), "exported_at": crate::report::rfc3339(crate::units::now()), "assignments": documents });
+    let text = serde_json::to_vec_pretty(&document).expect("serialisable");
+    let paths: Vec<(String, std::path::PathBuf)> = theirs.iter().map(|a| (a.id.clone(), repos.path(&a.id))).collect();
+    let file = file.to_path_buf();
+    tokio::task::spawn_blocking(move || -> Result<(), EraseError> {
+        let io = |e: std::io::Error| EraseError::File(file.clone(), e);
+        let out = std::fs::File::create(&file).map_err(io)?;
+        let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(out, flate2::Compression::default()));
+        let mut header = tar::Header::new_gnu();
+        header.set_size(text.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, "candidate.json", text.as_slice()).map_err(io)?;
+        for (id, path) in &paths {
+            if path.is_dir() {
+                crate::backup::archive_repository(&mut tar, path, &Path::new("repos").join(format!("{id}.git")))
+                    .map_err(|e| EraseError::File(path.clone(), std::io::Error::other(crate::errors::chain(&e))))?;
+            }
+        }
+        tar.into_inner().map_err(io)?.finish().map_err(io)?;
+        Ok(())
+    })
+    .await
+    .map_err(|e| EraseError::File(std::path::PathBuf::from("(export)"), std::io::Error::other(e)))??;
+    Ok(Exported { assignments: theirs.len(), submissions: submissions_total })
 }

@@ -66,6 +66,24 @@ async fn after_an_erasure_no_file_and_no_row_holds_the_candidate_and_the_others_
     let needles = [email, id, line];
     assert!(!files_holding(&data, &needles).is_empty(), "the set-up put the candidate's data under the data folder");
 
+    // Before the erasure, the candidate asks what is held about them: one file with it all.
+    let export = scratch.path().join("export.tar.gz");
+    let done = takehome::erase::export_candidate(app.app.store.as_ref(), &app.app.repos, "Erase.Me@example.org ", &export).await.unwrap();
+    assert_eq!((done.assignments, done.submissions), (1, 1));
+    let unpacked = scratch.path().join("export");
+    tar::Archive::new(flate2::read::GzDecoder::new(std::fs::File::open(&export).unwrap())).unpack(&unpacked).unwrap();
+    let held: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(unpacked.join("candidate.json")).unwrap()).unwrap();
+    let one = &held["assignments"][0];
+    assert_eq!(one["assignment"]["candidate"], email);
+    assert!(one["submissions"][0]["report"]["components"].is_object(), "the report is in the export");
+    assert_eq!(one["extensions"][0]["reason"], "a power cut");
+    assert!(one["reviews"].to_string().contains("about erase.me") && one["webhooks"].as_array().is_some_and(|w| !w.is_empty()), "{one:#}");
+    assert!(!held.to_string().contains("token"), "no token or its hash is exported");
+    let work = scratch.path().join("their-code");
+    let cloned = std::process::Command::new("git").arg("clone").arg("-q").arg(unpacked.join(format!("repos/{id}.git"))).arg(&work).output().unwrap();
+    assert!(cloned.status.success(), "{}", String::from_utf8_lossy(&cloned.stderr));
+    assert!(std::fs::read_to_string(work.join("clean.py")).unwrap().contains(line), "their code is in the export");
+
     let (status, _) = app.post_json(&format!("/api/assignments/{id}/erase"), ("ada", "wrong"), serde_json::json!({})).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, erased) = app.post_json(&format!("/api/assignments/{id}/erase"), ada, serde_json::json!({})).await;
