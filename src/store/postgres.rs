@@ -183,6 +183,21 @@ CREATE TABLE erasures (
 ",
 ];
 
+/// A review item from `SELECT id, assignment, submission, kind, author, body, created_at, updated_at`.
+fn review_row(r: &Row) -> Result<ReviewItem> {
+    let kind: String = r.try_get(3)?;
+    Ok(ReviewItem {
+        id: r.try_get(0)?,
+        assignment: r.try_get(1)?,
+        submission: r.try_get(2)?,
+        kind: ReviewKind::parse(&kind).ok_or_else(|| StoreError::Invalid(format!("reviews.kind: unexpected value {kind:?}")))?,
+        author: r.try_get(4)?,
+        body: r.try_get(5)?,
+        created_at: r.try_get(6)?,
+        updated_at: r.try_get(7)?,
+    })
+}
+
 pub struct PostgresStore {
     pool: Pool,
     config: tokio_postgres::Config,
@@ -921,19 +936,7 @@ impl Store for PostgresStore {
         )
         .await?
         .iter()
-        .map(|r| {
-            let kind: String = r.try_get(3)?;
-            Ok(ReviewItem {
-                id: r.try_get(0)?,
-                assignment: r.try_get(1)?,
-                submission: r.try_get(2)?,
-                kind: ReviewKind::parse(&kind).ok_or_else(|| StoreError::Invalid(format!("reviews.kind: unexpected value {kind:?}")))?,
-                author: r.try_get(4)?,
-                body: r.try_get(5)?,
-                created_at: r.try_get(6)?,
-                updated_at: r.try_get(7)?,
-            })
-        })
+        .map(review_row)
         .collect()
     }
 
@@ -944,19 +947,7 @@ impl Store for PostgresStore {
         )
         .await?
         .iter()
-        .map(|r| {
-            let kind: String = r.try_get(3)?;
-            Ok(ReviewItem {
-                id: r.try_get(0)?,
-                assignment: r.try_get(1)?,
-                submission: r.try_get(2)?,
-                kind: ReviewKind::parse(&kind).ok_or_else(|| StoreError::Invalid(format!("reviews.kind: unexpected value {kind:?}")))?,
-                author: r.try_get(4)?,
-                body: r.try_get(5)?,
-                created_at: r.try_get(6)?,
-                updated_at: r.try_get(7)?,
-            })
-        })
+        .map(review_row)
         .collect()
     }
 

@@ -289,6 +289,21 @@ fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// A review item from `SELECT id, assignment, submission, kind, author, body, created_at, updated_at`.
+fn review_row(r: &rusqlite::Row) -> rusqlite::Result<ReviewItem> {
+    let kind: String = r.get(3)?;
+    Ok(ReviewItem {
+        id: r.get(0)?,
+        assignment: r.get(1)?,
+        submission: r.get(2)?,
+        kind: ReviewKind::parse(&kind).ok_or_else(|| bad_value(3, &kind))?,
+        author: r.get(4)?,
+        body: r.get(5)?,
+        created_at: r.get(6)?,
+        updated_at: r.get(7)?,
+    })
+}
+
 impl SqliteStore {
     /// Opens (creating) the file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<SqliteStore> {
@@ -914,21 +929,7 @@ impl Store for SqliteStore {
             let mut statement = c.prepare(
                 "SELECT id, assignment, submission, kind, author, body, created_at, updated_at FROM reviews WHERE (?1 IS NULL OR assignment = ?1) ORDER BY id",
             )?;
-            let rows = statement
-                .query_map([assignment], |r| {
-                    let kind: String = r.get(3)?;
-                    Ok(ReviewItem {
-                        id: r.get(0)?,
-                        assignment: r.get(1)?,
-                        submission: r.get(2)?,
-                        kind: ReviewKind::parse(&kind).ok_or_else(|| bad_value(3, &kind))?,
-                        author: r.get(4)?,
-                        body: r.get(5)?,
-                        created_at: r.get(6)?,
-                        updated_at: r.get(7)?,
-                    })
-                })?
-                .collect();
+            let rows = statement.query_map([assignment], review_row)?.collect();
             rows
         })
         .await
@@ -941,19 +942,7 @@ impl Store for SqliteStore {
                 "SELECT r.id, r.assignment, r.submission, r.kind, r.author, r.body, r.created_at, r.updated_at FROM reviews r JOIN assignments a ON a.id = r.assignment WHERE a.task = ?1 ORDER BY r.id",
             )?;
             let rows = statement
-                .query_map([task], |r| {
-                    let kind: String = r.get(3)?;
-                    Ok(ReviewItem {
-                        id: r.get(0)?,
-                        assignment: r.get(1)?,
-                        submission: r.get(2)?,
-                        kind: ReviewKind::parse(&kind).ok_or_else(|| bad_value(3, &kind))?,
-                        author: r.get(4)?,
-                        body: r.get(5)?,
-                        created_at: r.get(6)?,
-                        updated_at: r.get(7)?,
-                    })
-                })?
+                .query_map([task], review_row)?
                 .collect();
             rows
         })
