@@ -18,6 +18,8 @@ pub struct Request {
     /// `90m`, `4h`, … (the task's own time box when `None`).
     pub time_box: Option<String>,
     pub starts: Starts,
+    /// Where the invitation, reminders and receipts go (needs `smtp_url`).
+    pub email: Option<String>,
 }
 
 /// A new assignment and its credentials: the token exists only here, to be handed over once.
@@ -27,6 +29,8 @@ pub struct Made {
     pub token: String,
     /// The task's title.
     pub title: String,
+    /// The address the invitation was queued for.
+    pub invited: Option<String>,
 }
 
 impl Made {
@@ -55,6 +59,7 @@ impl Made {
             "user": a.id,
             "token": self.token,
             "status_url": self.status_url(public_url),
+            "invitation": self.invited.as_ref().map(|to| serde_json::json!({ "to": to, "state": "queued" })),
         })
     }
 }
@@ -82,10 +87,11 @@ impl AssignError {
 /// The longest time box an assignment may have.
 pub const MAX_TIME_BOX: Duration = Duration::from_secs(30 * 86_400);
 
-/// Checks `request`, makes the repository and stores the assignment. Nothing is stored when the
-/// repository cannot be made; a repository whose assignment cannot be stored is left unused
-/// (its id is random and never handed out).
-pub async fn create(store: &dyn Store, repos: &Repos, tasks: &Catalog, max_push_bytes: u64, request: &Request) -> Result<Made, AssignError> {
+/// Checks `request`, makes the repository and stores the assignment; with an e-mail address
+/// (`can_mail`: the server has `smtp_url`), records it and queues the invitation. Nothing is
+/// stored when the repository cannot be made; a repository whose assignment cannot be stored is
+/// left unused (its id is random and never handed out).
+pub async fn create(store: &dyn Store, repos: &Repos, tasks: &Catalog, max_push_bytes: u64, can_mail: bool, request: &Request) -> Result<Made, AssignError> {
     let id = TaskId::parse(request.task.trim()).map_err(|e| AssignError::invalid("task", e.to_string()))?;
     let spec = tasks.load(&id).map_err(|e| match e {
         crate::task::SpecError::Read { .. } if !tasks.dir(&id).is_dir() => AssignError::invalid("task", format!("no task {:?} on this server", id.as_str())),
@@ -102,6 +108,16 @@ pub async fn create(store: &dyn Store, repos: &Repos, tasks: &Catalog, max_push_
     if time_box.is_zero() || time_box > MAX_TIME_BOX {
         return Err(AssignError::invalid("time_box", format!("must be longer than zero and at most {}", crate::units::format_duration(MAX_TIME_BOX))));
     }
+    let email = match request.email.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
+        None => None,
+        Some(_) if !can_mail => {
+            return Err(AssignError::invalid(
+                "email",
+                "this server sends no e-mail (no smtp_url in its config); leave the address out and hand the clone URL and token to the candidate",
+            ))
+        }
+        Some(text) => Some(crate::mail::check_address(text).map_err(|m| AssignError::invalid("email", m))?),
+    };
     let assignment_id = format!("a{}", hex::encode(crate::secret::random_bytes::<6>()));
     let token = crate::secret::new_token();
     let now = crate::units::now();
@@ -122,7 +138,13 @@ pub async fn create(store: &dyn Store, repos: &Repos, tasks: &Catalog, max_push_
         .map_err(AssignError::Pool)?
         .map_err(AssignError::Repository)?;
     store.create_assignment(&assignment).await.map_err(AssignError::Store)?;
-    Ok(Made { assignment, token, title: spec.title.clone() })
+    if let Some(to) = &email {
+        store.set_contact(&assignment.id, to).await.map_err(AssignError::Store)?;
+        let data = serde_json::json!({ "token": token }).to_string();
+        let key = format!("invitation:{}", assignment.id);
+        store.queue_email(&assignment.id, &key, crate::store::EmailKind::Invitation, &data, now).await.map_err(AssignError::Store)?;
+    }
+    Ok(Made { assignment, token, title: spec.title.clone(), invited: email })
 }
 
 #[cfg(test)]
@@ -141,7 +163,17 @@ mod tests {
             candidate: candidate.into(),
             time_box: time_box.map(String::from),
             starts: Starts::OnClone,
+            email: None,
         };
+        let mailed = |email: &str| Request { email: Some(email.into()), ..ask("penguins-cleaning", "ada@example.com", None) };
+        for (can_mail, request, field, says) in
+            [(true, mailed("not-an-address"), "email", "is not an e-mail address"), (false, mailed("ada@example.com"), "email", "no smtp_url")]
+        {
+            match create(&store, &repos, &tasks, 1 << 20, can_mail, &request).await {
+                Err(AssignError::Invalid { field: f, message }) => assert!(f == field && message.contains(says), "{f}: {message}"),
+                other => panic!("{request:?}: {other:?}"),
+            }
+        }
         for (request, field, says) in [
             (ask("Penguins!", "ada@example.com", None), "task", "is not a task id"),
             (ask("no-such-task", "ada@example.com", None), "task", "no task \"no-such-task\""),
@@ -150,7 +182,7 @@ mod tests {
             (ask("penguins-cleaning", "ada@example.com", Some("90")), "time_box", "expected a duration"),
             (ask("penguins-cleaning", "ada@example.com", Some("90d")), "time_box", "at most"),
         ] {
-            match create(&store, &repos, &tasks, 1 << 20, &request).await {
+            match create(&store, &repos, &tasks, 1 << 20, true, &request).await {
                 Err(AssignError::Invalid { field: f, message }) => assert!(f == field && message.contains(says), "{f}: {message}"),
                 other => panic!("{request:?}: {other:?}"),
             }

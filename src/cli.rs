@@ -197,6 +197,10 @@ enum Command {
         /// When the clock starts: at the candidate's first clone, or now.
         #[arg(long, value_enum, default_value_t = Starts::OnClone)]
         starts: Starts,
+        /// Send the invitation (clone command, token, time box, status page) to this address, and
+        /// reminders and receipts after it (needs smtp_url; the running server sends them).
+        #[arg(long)]
+        email: Option<String>,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -481,7 +485,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             watcher.abort();
             result.map_err(ours)
         }
-        Command::Assign { task, candidate, time_box, starts, config } => assign(&config.load()?, &task, &candidate, time_box.as_deref(), starts).await,
+        Command::Assign { task, candidate, time_box, starts, email, config } => {
+            assign(&config.load()?, &task, &candidate, time_box.as_deref(), starts, email).await
+        }
         Command::Backup { file, config } => {
             let config = config.load()?;
             let summary = tokio::task::spawn_blocking(move || crate::backup::backup(&config, &file).map(|s| (s, file)))
@@ -1098,7 +1104,14 @@ fn backup_failure(error: crate::backup::BackupError) -> Failure {
     }
 }
 
-async fn assign(config: &crate::config::Config, task_id: &str, candidate: &str, time_box: Option<&str>, starts: Starts) -> Result<(), Failure> {
+async fn assign(
+    config: &crate::config::Config,
+    task_id: &str,
+    candidate: &str,
+    time_box: Option<&str>,
+    starts: Starts,
+    email: Option<String>,
+) -> Result<(), Failure> {
     let id = task::TaskId::parse(task_id).map_err(|m| usage(anyhow::anyhow!("{m}")))?;
     let tasks = task::Catalog::new(config.tasks_root.clone());
     if !tasks.dir(&id).is_dir() {
@@ -1117,8 +1130,9 @@ async fn assign(config: &crate::config::Config, task_id: &str, candidate: &str, 
         candidate: candidate.to_string(),
         time_box: time_box.map(String::from),
         starts: if starts == Starts::Now { crate::store::Starts::Now } else { crate::store::Starts::OnClone },
+        email,
     };
-    let made = match crate::assign::create(store.as_ref(), &repos, &tasks, config.max_push_bytes, &request).await {
+    let made = match crate::assign::create(store.as_ref(), &repos, &tasks, config.max_push_bytes, config.mail.is_some(), &request).await {
         Ok(made) => made,
         Err(crate::assign::AssignError::Invalid { field, message }) => {
             let flag = if field == "time_box" { "time-box" } else { field };
@@ -1139,6 +1153,9 @@ async fn assign(config: &crate::config::Config, task_id: &str, candidate: &str, 
     println!("user:   {id}");
     println!("token:  {token}");
     println!("status: {}/status/{id}", config.public_url.trim_end_matches('/'));
+    if let Some(to) = &made.invited {
+        println!("invitation to {to}: queued; the running server sends it (GET /api/emails shows its state)");
+    }
     Ok(())
 }
 

@@ -60,6 +60,14 @@ pub struct Config {
     /// Where graded, reviewed and decided events are posted, signed (`webhook_url` and
     /// `webhook_secret`); none by default.
     pub webhook: Option<crate::webhook::Target>,
+    /// PEM certificates trusted beside the platform's roots when the server calls out over TLS
+    /// (an `https://` webhook receiver signed by a company's own CA); checked when loaded.
+    pub tls_ca_file: Option<PathBuf>,
+    /// `retention: {days_after_decision: N}`: a decided assignment is erased N days after its
+    /// decision (`crate::erase::apply_retention`); none by default.
+    pub retention_days_after_decision: Option<u32>,
+    /// E-mail to candidates (`smtp_url`, `smtp_from`, `email_reminders`); none by default.
+    pub mail: Option<crate::mail::Settings>,
 }
 
 /// An assessor's login; the password is stored as a PBKDF2 hash (`takehome hash-password`),
@@ -97,9 +105,21 @@ struct FileConfig {
     graded_pushes_per_hour: Option<i64>,
     webhook_url: Option<String>,
     webhook_secret: Option<String>,
+    tls_ca_file: Option<PathBuf>,
+    retention: Option<FileRetention>,
+    smtp_url: Option<String>,
+    smtp_from: Option<String>,
+    /// `[24h, 1h]` in the file; `24h,1h` in TAKEHOME_EMAIL_REMINDERS.
+    email_reminders: Option<Vec<String>>,
     sandbox: Option<FileSandbox>,
     #[serde(default)]
     assessors: Vec<FileAssessor>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRetention {
+    days_after_decision: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -238,6 +258,33 @@ impl Config {
                     .map_err(|message| ConfigError::Value { key: "webhook".into(), message })?,
             ),
         };
+        let tls_ca_file = match value("tls_ca_file", parsed.tls_ca_file.map(|p| p.display().to_string())).filter(|p| !p.is_empty()) {
+            None => None,
+            Some(text) => {
+                let path = absolute("tls_ca_file", PathBuf::from(text))?;
+                crate::tls::read_ca_file(&path).map_err(|e| ConfigError::Value { key: "tls_ca_file".into(), message: crate::errors::chain(&e) })?;
+                Some(path)
+            }
+        };
+        let retention_days_after_decision =
+            match value("retention_days_after_decision", parsed.retention.and_then(|r| r.days_after_decision).map(|n| n.to_string())) {
+                None => None,
+                Some(text) => Some(text.parse::<u32>().ok().filter(|n| (1..=36_500).contains(n)).ok_or_else(|| ConfigError::Value {
+                    key: "retention.days_after_decision".into(),
+                    message: format!("{text:?} is not a number of days from 1 to 36500"),
+                })?),
+            };
+        let mail = match value("smtp_url", parsed.smtp_url).filter(|u| !u.is_empty()) {
+            None => None,
+            Some(url) => {
+                let from = value("smtp_from", parsed.smtp_from);
+                let reminders = value("email_reminders", parsed.email_reminders.map(|r| r.join(",")));
+                Some(
+                    crate::mail::Settings::parse(&url, from.as_deref(), reminders.as_deref())
+                        .map_err(|(key, message)| ConfigError::Value { key: key.into(), message })?,
+                )
+            }
+        };
         Ok(Config {
             data_dir,
             listen,
@@ -257,6 +304,9 @@ impl Config {
             lease_seconds,
             graded_pushes_per_hour,
             webhook,
+            tls_ca_file,
+            retention_days_after_decision,
+            mail,
         })
     }
 

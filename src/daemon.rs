@@ -90,7 +90,24 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         info!("no workers here (--workers 0): workers on other hosts grade");
     }
     tasks.spawn(web::serve(listener, app.clone(), shutdown.clone()));
-    tasks.spawn(crate::webhook::deliver(store.clone(), config.webhook.clone(), app.webhooks.clone(), shutdown.clone()));
+    let tls = crate::tls::client_config(config.tls_ca_file.as_deref()).map_err(|e| anyhow::anyhow!(crate::errors::chain(&e)))?;
+    tasks.spawn(crate::webhook::deliver(store.clone(), config.webhook.clone(), tls, app.webhooks.clone(), shutdown.clone()));
+    if let Some(settings) = &config.mail {
+        let mailer = crate::mail::Mailer::new(settings, config.tls_ca_file.as_deref()).map_err(|e| anyhow::anyhow!(crate::errors::chain(&e)))?;
+        info!(server = %settings.server.describe(), "e-mail to candidates: invitations, reminders and receipts");
+        let outbox = crate::mail::Outbox {
+            store: store.clone(),
+            mailer,
+            tasks: app.tasks.clone(),
+            public_url: config.public_url.clone(),
+            reminders: settings.reminders.clone(),
+        };
+        tasks.spawn(crate::mail::deliver(outbox, shutdown.clone()));
+    }
+    if let Some(days) = config.retention_days_after_decision {
+        info!(days, "retention: decided assignments are erased {days} days after their decision");
+        tasks.spawn(crate::erase::retention_loop(store.clone(), app.repos.clone(), config.data_dir.clone(), days, shutdown.clone()));
+    }
     shutdown.cancelled().await;
     info!("shutting down: stopping running jobs and queueing them again");
     while tasks.join_next().await.is_some() {}
@@ -902,6 +919,10 @@ impl<S: Engine> Slot<S> {
                             let body = crate::webhook::event_body(crate::webhook::Event::SubmissionGraded, event, now());
                             if let Err(e) = grader.store.queue_webhook(crate::webhook::Event::SubmissionGraded.as_str(), &body, now()).await {
                                 warn!(error = %crate::errors::Chain(&e), "cannot queue the graded webhook");
+                            }
+                            // The candidate's receipt (when they gave an address), sent by the server.
+                            if let Err(e) = crate::mail::queue_receipt(grader.store.as_ref(), &job.assignment, job.submission(), now()).await {
+                                warn!(error = %crate::errors::Chain(&e), "cannot queue the receipt");
                             }
                         }
                         Err(e @ StoreError::Fenced { .. }) => {

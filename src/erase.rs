@@ -66,6 +66,43 @@ pub async fn erase_candidate(store: &dyn Store, repos: &Repos, data_dir: &Path, 
     Ok(erased)
 }
 
+/// The retention rule: erases every assignment whose decision was recorded at least `days` days
+/// before `now` (recorded as erased by `retention`). Assignments never decided are kept: the
+/// rule counts from the decision.
+pub async fn apply_retention(store: &dyn Store, repos: &Repos, data_dir: &Path, days: u32, now: i64) -> Result<Vec<Erased>, EraseError> {
+    let cutoff = now - i64::from(days) * 86_400;
+    let mut due: Vec<String> =
+        store.review_states().await?.into_iter().filter(|(_, state)| state.decided_at.is_some_and(|at| at <= cutoff)).map(|(id, _)| id).collect();
+    due.sort();
+    let mut erased = Vec::new();
+    for id in due {
+        erased.push(erase_assignment(store, repos, data_dir, &id, "retention", "retention").await?);
+    }
+    Ok(erased)
+}
+
+/// Applies the retention rule at start and every hour until `shutdown` (the server runs it;
+/// workers hold no assignment of their own).
+pub async fn retention_loop(
+    store: std::sync::Arc<dyn Store>,
+    repos: Repos,
+    data_dir: std::path::PathBuf,
+    days: u32,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        match apply_retention(store.as_ref(), &repos, &data_dir, days, crate::units::now()).await {
+            Ok(erased) if !erased.is_empty() => tracing::info!(assignments = erased.len(), days, "retention: decided assignments erased"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %crate::errors::Chain(&e), "retention: cannot erase"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+        }
+    }
+}
+
 /// What [`export_candidate`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exported {
@@ -84,6 +121,8 @@ pub async fn export_candidate(store: &dyn Store, repos: &Repos, candidate: &str,
         return Err(EraseError::NoCandidate(candidate.trim().to_string()));
     }
     let webhooks = store.webhooks(i64::MAX).await?;
+    let contacts = store.contacts().await?;
+    let emails = store.emails(i64::MAX).await?;
     let mut documents = Vec::new();
     let mut submissions_total = 0;
     for a in &theirs {
@@ -104,6 +143,8 @@ pub async fn export_candidate(store: &dyn Store, repos: &Repos, candidate: &str,
             "extensions": store.extensions(&a.id).await?,
             "final_choice": store.final_choice(&a.id).await?,
             "webhooks": webhooks.iter().filter(|w| w.body.contains(&quoted)).collect::<Vec<_>>(),
+            "email_address": contacts.get(&a.id),
+            "emails": emails.iter().filter(|e| e.assignment == a.id).collect::<Vec<_>>(),
         }));
     }
     let document = serde_json::json!({ "candidate": candidate.trim(), "exported_at": crate::report::rfc3339(crate::units::now()), "assignments": documents });

@@ -7,13 +7,14 @@
 //! `X-Takehome-Event` and `X-Takehome-Delivery` (the outbox id: a receiver de-duplicates on it).
 //! A delivery that fails (no answer, or an answer other than 2xx) is tried again after
 //! 5 s, 10 s, 20 s … (doubling, at most an hour apart), and given up after [`MAX_ATTEMPTS`];
-//! `GET /api/webhooks` shows each delivery's state. Plain `http://` only: put a TLS-terminating
-//! proxy in front of an `https://` receiver.
+//! `GET /api/webhooks` shows each delivery's state. `https://` receivers are reached over TLS
+//! (rustls: the platform's roots and the certificates of `tls_ca_file`, see [`crate::tls`]); the
+//! receiver's certificate must name its host.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -28,6 +29,8 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// Where events go and the secret they are signed with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    /// `https://`: the receiver is reached over TLS.
+    pub tls: bool,
     pub host: String,
     pub port: u16,
     pub path: String,
@@ -35,18 +38,17 @@ pub struct Target {
 }
 
 impl Target {
-    /// `http://host[:port]/path` and a secret of at least 16 characters.
+    /// `https://host[:port]/path` (or `http://`) and a secret of at least 16 characters.
     pub fn parse(url: &str, secret: &str) -> Result<Target, String> {
         if secret.len() < 16 {
             return Err("webhook_secret: must be at least 16 characters (the receiver checks the signature with it)".into());
         }
-        let rest = url.strip_prefix("http://").ok_or_else(|| {
-            if url.starts_with("https://") {
-                format!("webhook_url: {url:?}: only http:// is built in; put a TLS-terminating proxy in front of an https receiver")
-            } else {
-                format!("webhook_url: {url:?} is not an http:// URL")
-            }
-        })?;
+        let (tls, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+            (Some(rest), _) => (true, rest),
+            (None, Some(rest)) => (false, rest),
+            (None, None) => return Err(format!("webhook_url: {url:?} is not an https:// or http:// URL")),
+        };
+        let default_port = if tls { 443 } else { 80 };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -55,12 +57,12 @@ impl Target {
             Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
                 (host, port.parse::<u16>().map_err(|_| format!("webhook_url: {port:?} is not a port"))?)
             }
-            _ => (authority, 80),
+            _ => (authority, default_port),
         };
         if host.is_empty() || authority.contains('@') || path.contains([' ', '\r', '\n']) {
-            return Err(format!("webhook_url: {url:?} is not a URL like http://ats.internal:8080/hooks/takehome"));
+            return Err(format!("webhook_url: {url:?} is not a URL like https://ats.example.com/hooks/takehome"));
         }
-        Ok(Target { host: host.trim_start_matches('[').trim_end_matches(']').to_string(), port, path: path.to_string(), secret: secret.to_string() })
+        Ok(Target { tls, host: host.trim_start_matches('[').trim_end_matches(']').to_string(), port, path: path.to_string(), secret: secret.to_string() })
     }
 }
 
@@ -100,45 +102,58 @@ pub fn retry_after(attempts: i64) -> Option<i64> {
     (attempts < MAX_ATTEMPTS).then(|| (FIRST_RETRY_SECONDS << (attempts - 1).clamp(0, 20)).min(MAX_RETRY_SECONDS))
 }
 
-/// One POST; Ok when the receiver answered 2xx.
-pub async fn post(target: &Target, event: &str, delivery: i64, body: &str) -> Result<(), String> {
+/// One POST (over TLS for an `https://` target); Ok when the receiver answered 2xx.
+pub async fn post(target: &Target, tls: &Arc<rustls::ClientConfig>, event: &str, delivery: i64, body: &str) -> Result<(), String> {
     let attempt = async {
-        let mut stream = tokio::net::TcpStream::connect((target.host.as_str(), target.port)).await.map_err(|e| format!("cannot connect: {e}"))?;
-        let host = if target.host.contains(':') { format!("[{}]:{}", target.host, target.port) } else { format!("{}:{}", target.host, target.port) };
-        let head = format!(
-            "POST {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: takehome/{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-             X-Takehome-Event: {event}\r\nX-Takehome-Delivery: {delivery}\r\nX-Takehome-Signature: {}\r\nConnection: close\r\n\r\n",
-            target.path,
-            env!("CARGO_PKG_VERSION"),
-            body.len(),
-            signature(&target.secret, body)
-        );
-        stream.write_all(head.as_bytes()).await.map_err(|e| format!("cannot send: {e}"))?;
-        stream.write_all(body.as_bytes()).await.map_err(|e| format!("cannot send: {e}"))?;
-        // The status line is all we need.
-        let mut answer = Vec::with_capacity(256);
-        let mut buffer = [0u8; 256];
-        while !answer.contains(&b'\n') && answer.len() < 4096 {
-            let n = stream.read(&mut buffer).await.map_err(|e| format!("no answer: {e}"))?;
-            if n == 0 {
-                break;
-            }
-            answer.extend_from_slice(&buffer[..n]);
-        }
-        let line = String::from_utf8_lossy(&answer);
-        let status = line.lines().next().unwrap_or("").split_whitespace().nth(1).and_then(|s| s.parse::<u16>().ok());
-        match status {
-            Some(code) if (200..300).contains(&code) => Ok(()),
-            Some(code) => Err(format!("the receiver answered {code}")),
-            None => Err("the receiver's answer is not HTTP".into()),
+        let tcp = tokio::net::TcpStream::connect((target.host.as_str(), target.port)).await.map_err(|e| format!("cannot connect: {e}"))?;
+        if target.tls {
+            let stream = crate::tls::connect(tls, &target.host, tcp).await.map_err(|e| crate::errors::chain(&e))?;
+            exchange(stream, target, event, delivery, body).await
+        } else {
+            exchange(tcp, target, event, delivery, body).await
         }
     };
     tokio::time::timeout(TIMEOUT, attempt).await.map_err(|_| format!("no answer within {} s", TIMEOUT.as_secs()))?
 }
 
+/// Sends the request on `stream` and reads the status line of the answer.
+async fn exchange(mut stream: impl AsyncRead + AsyncWrite + Unpin, target: &Target, event: &str, delivery: i64, body: &str) -> Result<(), String> {
+    let default_port = if target.tls { 443 } else { 80 };
+    let name = if target.host.contains(':') { format!("[{}]", target.host) } else { target.host.clone() };
+    let host = if target.port == default_port { name } else { format!("{name}:{}", target.port) };
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: takehome/{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         X-Takehome-Event: {event}\r\nX-Takehome-Delivery: {delivery}\r\nX-Takehome-Signature: {}\r\nConnection: close\r\n\r\n",
+        target.path,
+        env!("CARGO_PKG_VERSION"),
+        body.len(),
+        signature(&target.secret, body)
+    );
+    stream.write_all(head.as_bytes()).await.map_err(|e| format!("cannot send: {e}"))?;
+    stream.write_all(body.as_bytes()).await.map_err(|e| format!("cannot send: {e}"))?;
+    stream.flush().await.map_err(|e| format!("cannot send: {e}"))?;
+    // The status line is all we need.
+    let mut answer = Vec::with_capacity(256);
+    let mut buffer = [0u8; 256];
+    while !answer.contains(&b'\n') && answer.len() < 4096 {
+        let n = stream.read(&mut buffer).await.map_err(|e| format!("no answer: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buffer[..n]);
+    }
+    let line = String::from_utf8_lossy(&answer);
+    let status = line.lines().next().unwrap_or("").split_whitespace().nth(1).and_then(|s| s.parse::<u16>().ok());
+    match status {
+        Some(code) if (200..300).contains(&code) => Ok(()),
+        Some(code) => Err(format!("the receiver answered {code}")),
+        None => Err("the receiver's answer is not HTTP".into()),
+    }
+}
+
 /// Delivers the outbox until `shutdown`: woken by `wake` (an event was queued here) and every
 /// few seconds (events queued by workers on other hosts, retries coming due).
-pub async fn deliver(store: Arc<dyn Store>, target: Option<Target>, wake: Arc<Notify>, shutdown: CancellationToken) {
+pub async fn deliver(store: Arc<dyn Store>, target: Option<Target>, tls: Arc<rustls::ClientConfig>, wake: Arc<Notify>, shutdown: CancellationToken) {
     loop {
         let now = crate::units::now();
         match store.due_webhooks(now, 20).await {
@@ -146,7 +161,7 @@ pub async fn deliver(store: Arc<dyn Store>, target: Option<Target>, wake: Arc<No
                 for hook in due {
                     let (delivered, retry, error) = match &target {
                         None => (false, None, "no webhook_url was configured when it came due".to_string()),
-                        Some(target) => match post(target, &hook.event, hook.id, &hook.body).await {
+                        Some(target) => match post(target, &tls, &hook.event, hook.id, &hook.body).await {
                             Ok(()) => (true, None, String::new()),
                             Err(error) => (false, retry_after(hook.attempts + 1).map(|after| now + after), error),
                         },
@@ -179,10 +194,13 @@ mod tests {
     #[test]
     fn targets_parse() {
         let t = Target::parse("http://127.0.0.1:9000/hooks/th", "0123456789abcdef").unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.path.as_str()), ("127.0.0.1", 9000, "/hooks/th"));
+        assert_eq!((t.tls, t.host.as_str(), t.port, t.path.as_str()), (false, "127.0.0.1", 9000, "/hooks/th"));
         assert_eq!(Target::parse("http://ats.internal", "0123456789abcdef").unwrap().path, "/");
+        let s = Target::parse("https://ats.example/hooks", "0123456789abcdef").unwrap();
+        assert_eq!((s.tls, s.host.as_str(), s.port, s.path.as_str()), (true, "ats.example", 443, "/hooks"));
+        assert_eq!(Target::parse("https://[::1]:8443/x", "0123456789abcdef").unwrap().port, 8443);
+        assert!(Target::parse("ftp://ats.example/x", "0123456789abcdef").unwrap_err().contains("https://"));
         assert_eq!(Target::parse("http://[::1]:81/x", "0123456789abcdef").unwrap().host, "::1");
-        assert!(Target::parse("https://ats.example/x", "0123456789abcdef").unwrap_err().contains("TLS"));
         assert!(Target::parse("http://a/x", "short").unwrap_err().contains("16"));
         assert!(Target::parse("http://user:pw@a/x", "0123456789abcdef").is_err());
     }

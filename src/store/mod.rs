@@ -274,6 +274,8 @@ pub struct ReviewState {
     /// Reviewers who scored the rubric.
     pub scored_by: i64,
     pub decided: bool,
+    /// When the decision was last recorded (the retention rule counts from it).
+    pub decided_at: Option<i64>,
 }
 
 /// One recorded review item; `body` is JSON whose shape is the kind's (see `crate::review`).
@@ -313,6 +315,56 @@ pub struct Webhook {
     pub delivered_at: Option<i64>,
     pub failed_at: Option<i64>,
     pub last_error: String,
+}
+
+/// An e-mail in the outbox: what it is about (`kind` and `data`), composed when it is sent, to
+/// the assignment's contact address.
+#[derive(Debug, Clone, Serialize)]
+pub struct Email {
+    pub id: i64,
+    pub assignment: String,
+    /// What makes it one message: `invitation:<assignment>`, `reminder:<assignment>:<seconds>`,
+    /// `receipt:<submission>`. Queued once; the Message-ID is made from it.
+    pub key: String,
+    pub kind: EmailKind,
+    /// The kind's facts (JSON). An invitation's holds the token until it is sent, then `{}`.
+    #[serde(skip)]
+    pub data: String,
+    /// The contact address (empty in the API's list: see [`Store::emails`]).
+    #[serde(skip)]
+    pub recipient: String,
+    pub created_at: i64,
+    pub attempts: i64,
+    pub next_at: i64,
+    pub sent_at: Option<i64>,
+    pub failed_at: Option<i64>,
+    pub last_error: String,
+}
+
+/// What an e-mail tells the candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailKind {
+    /// The assignment: the task, the time box, how to clone, the status page.
+    Invitation,
+    /// The deadline is near.
+    Reminder,
+    /// A push was graded (no score).
+    Receipt,
+}
+
+impl EmailKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EmailKind::Invitation => "invitation",
+            EmailKind::Reminder => "reminder",
+            EmailKind::Receipt => "receipt",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<EmailKind> {
+        [EmailKind::Invitation, EmailKind::Reminder, EmailKind::Receipt].into_iter().find(|k| k.as_str() == text)
+    }
 }
 
 /// What a job needs of the worker that grades it and of its copies, recorded when it is queued.
@@ -588,6 +640,20 @@ pub trait Store: Send + Sync + 'static {
     async fn webhook_attempted(&self, id: i64, delivered: bool, retry_at: Option<i64>, error: &str, now: i64) -> Result<()>;
     /// The latest deliveries, newest first.
     async fn webhooks(&self, limit: i64) -> Result<Vec<Webhook>>;
+    /// Records where an assignment's e-mails go (its invitation, reminders and receipts).
+    async fn set_contact(&self, assignment: &str, email: &str) -> Result<()>;
+    /// Every assignment's contact address.
+    async fn contacts(&self) -> Result<HashMap<String, String>>;
+    /// Puts an e-mail in the outbox when the assignment has a contact address and nothing was
+    /// queued under `key` before; true when it was queued.
+    async fn queue_email(&self, assignment: &str, key: &str, kind: EmailKind, data: &str, now: i64) -> Result<bool>;
+    /// E-mails due at `now` (neither sent nor given up), oldest first, with their recipients.
+    async fn due_emails(&self, now: i64, limit: i64) -> Result<Vec<Email>>;
+    /// Records an attempt: sent (its data is emptied: an invitation's token goes), or failed with
+    /// `error` and tried again at `retry_at` (`None`: given up).
+    async fn email_attempted(&self, id: i64, sent: bool, retry_at: Option<i64>, error: &str, now: i64) -> Result<()>;
+    /// The latest e-mails, newest first, without their data or recipients.
+    async fn emails(&self, limit: i64) -> Result<Vec<Email>>;
     /// (status text, count) over all submissions.
     async fn counts(&self) -> Result<Vec<(String, i64)>>;
     /// Records an assessor's login session (only the token's hash is stored).

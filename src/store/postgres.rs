@@ -181,6 +181,27 @@ CREATE TABLE erasures (
     rows BIGINT NOT NULL
 );
 ",
+    // 9: e-mail to candidates: where it goes, and the outbox (one row per message key).
+    "
+CREATE TABLE contacts (
+    assignment TEXT PRIMARY KEY REFERENCES assignments(id),
+    email TEXT NOT NULL
+);
+CREATE TABLE emails (
+    id BIGSERIAL PRIMARY KEY,
+    assignment TEXT NOT NULL REFERENCES assignments(id),
+    key TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    next_at BIGINT NOT NULL,
+    sent_at BIGINT,
+    failed_at BIGINT,
+    last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX emails_due ON emails (sent_at, failed_at, next_at);
+",
 ];
 
 /// A review item from `SELECT id, assignment, submission, kind, author, body, created_at, updated_at`.
@@ -209,6 +230,27 @@ async fn timed<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> 
 }
 
 const WEBHOOK_COLUMNS: &str = "id, event, body, attempts, next_at, delivered_at, failed_at, last_error";
+
+const EMAIL_COLUMNS: &str =
+    "e.id, e.assignment, e.key, e.kind, e.data, COALESCE(c.email, ''), e.created_at, e.attempts, e.next_at, e.sent_at, e.failed_at, e.last_error";
+
+fn email_row(r: &Row) -> Result<Email> {
+    let kind: String = r.try_get(3)?;
+    Ok(Email {
+        id: r.try_get(0)?,
+        assignment: r.try_get(1)?,
+        key: r.try_get(2)?,
+        kind: EmailKind::parse(&kind).ok_or_else(|| StoreError::Invalid(format!("emails.kind: {kind:?} is not a kind of e-mail")))?,
+        data: r.try_get(4)?,
+        recipient: r.try_get(5)?,
+        created_at: r.try_get(6)?,
+        attempts: r.try_get(7)?,
+        next_at: r.try_get(8)?,
+        sent_at: r.try_get(9)?,
+        failed_at: r.try_get(10)?,
+        last_error: r.try_get(11)?,
+    })
+}
 
 fn webhook_row(r: &Row) -> Result<Webhook> {
     Ok(Webhook {
@@ -969,7 +1011,7 @@ impl Store for PostgresStore {
                 let sql = format!("DELETE FROM {table} WHERE submission IN (SELECT id FROM submissions WHERE assignment = $1)");
                 rows += t.execute(sql.as_str(), &[&id]).await? as i64;
             }
-            for table in ["final_choices", "reviews", "extensions", "submissions"] {
+            for table in ["final_choices", "reviews", "extensions", "emails", "contacts", "submissions"] {
                 rows += t.execute(format!("DELETE FROM {table} WHERE assignment = $1").as_str(), &[&id]).await? as i64;
             }
             let quoted = format!("\"{id}\"");
@@ -995,10 +1037,10 @@ impl Store for PostgresStore {
     }
 
     async fn review_states(&self) -> Result<HashMap<String, ReviewState>> {
-        self.query("SELECT assignment, COUNT(DISTINCT CASE WHEN kind = 'scores' THEN author END), MAX(CASE WHEN kind = 'decision' THEN 1 ELSE 0 END)::BIGINT FROM reviews GROUP BY assignment", &[])
+        self.query("SELECT assignment, COUNT(DISTINCT CASE WHEN kind = 'scores' THEN author END), MAX(CASE WHEN kind = 'decision' THEN 1 ELSE 0 END)::BIGINT, MAX(CASE WHEN kind = 'decision' THEN updated_at END) FROM reviews GROUP BY assignment", &[])
             .await?
             .iter()
-            .map(|r| Ok((r.try_get(0)?, ReviewState { scored_by: r.try_get(1)?, decided: r.try_get::<_, i64>(2)? == 1 })))
+            .map(|r| Ok((r.try_get(0)?, ReviewState { scored_by: r.try_get(1)?, decided: r.try_get::<_, i64>(2)? == 1, decided_at: r.try_get(3)? })))
             .collect()
     }
 
@@ -1033,6 +1075,70 @@ impl Store for PostgresStore {
             .await?;
         }
         Ok(())
+    }
+
+    async fn set_contact(&self, assignment: &str, email: &str) -> Result<()> {
+        self.execute(
+            "INSERT INTO contacts (assignment, email) VALUES ($1, $2) ON CONFLICT (assignment) DO UPDATE SET email = excluded.email",
+            &[&assignment, &email],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn contacts(&self) -> Result<HashMap<String, String>> {
+        self.query("SELECT assignment, email FROM contacts", &[]).await?.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
+    async fn queue_email(&self, assignment: &str, key: &str, kind: EmailKind, data: &str, now: i64) -> Result<bool> {
+        self.execute(
+            "INSERT INTO emails (assignment, key, kind, data, created_at, next_at) SELECT $1, $2, $3, $4, $5, $5 \
+             WHERE EXISTS (SELECT 1 FROM contacts WHERE assignment = $1) ON CONFLICT (key) DO NOTHING",
+            &[&assignment, &key, &kind.as_str(), &data, &now],
+        )
+        .await
+        .map(|n| n == 1)
+    }
+
+    async fn due_emails(&self, now: i64, limit: i64) -> Result<Vec<Email>> {
+        self.query(
+            &format!(
+                "SELECT {EMAIL_COLUMNS} FROM emails e JOIN contacts c ON c.assignment = e.assignment \
+                 WHERE e.sent_at IS NULL AND e.failed_at IS NULL AND e.next_at <= $1 ORDER BY e.id LIMIT $2"
+            ),
+            &[&now, &limit],
+        )
+        .await?
+        .iter()
+        .map(email_row)
+        .collect()
+    }
+
+    async fn email_attempted(&self, id: i64, sent: bool, retry_at: Option<i64>, error: &str, now: i64) -> Result<()> {
+        if sent {
+            self.execute("UPDATE emails SET attempts = attempts + 1, sent_at = $2, last_error = '', data = '{}' WHERE id = $1", &[&id, &now]).await?;
+        } else {
+            self.execute(
+                "UPDATE emails SET attempts = attempts + 1, last_error = $2, next_at = COALESCE($3::BIGINT, next_at), \
+                 failed_at = CASE WHEN $3::BIGINT IS NULL THEN $4::BIGINT ELSE NULL END, \
+                 data = CASE WHEN $3::BIGINT IS NULL THEN '{}' ELSE data END WHERE id = $1",
+                &[&id, &error, &retry_at, &now],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn emails(&self, limit: i64) -> Result<Vec<Email>> {
+        self.query(
+            "SELECT e.id, e.assignment, e.key, e.kind, '', '', e.created_at, e.attempts, e.next_at, e.sent_at, e.failed_at, e.last_error \
+             FROM emails e ORDER BY e.id DESC LIMIT $1",
+            &[&limit],
+        )
+        .await?
+        .iter()
+        .map(email_row)
+        .collect()
     }
 
     async fn webhooks(&self, limit: i64) -> Result<Vec<Webhook>> {

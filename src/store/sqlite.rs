@@ -182,6 +182,27 @@ CREATE TABLE erasures (
     rows INTEGER NOT NULL
 );
 ",
+    // 9: e-mail to candidates: where it goes, and the outbox (one row per message key).
+    "
+CREATE TABLE contacts (
+    assignment TEXT PRIMARY KEY REFERENCES assignments(id),
+    email TEXT NOT NULL
+);
+CREATE TABLE emails (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    assignment TEXT NOT NULL REFERENCES assignments(id),
+    key TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at INTEGER NOT NULL,
+    sent_at INTEGER,
+    failed_at INTEGER,
+    last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX emails_due ON emails (sent_at, failed_at, next_at);
+",
 ];
 
 const SUBMISSION_COLUMNS: &str = "s.id, s.assignment, s.task, a.candidate, s.number, s.commit_sha, s.pushed_at, s.status, s.attempts, \
@@ -257,6 +278,27 @@ fn worker_row(row: &rusqlite::Row) -> rusqlite::Result<WorkerInfo> {
 }
 
 const WEBHOOK_COLUMNS: &str = "id, event, body, attempts, next_at, delivered_at, failed_at, last_error";
+
+const EMAIL_COLUMNS: &str =
+    "e.id, e.assignment, e.key, e.kind, e.data, COALESCE(c.email, ''), e.created_at, e.attempts, e.next_at, e.sent_at, e.failed_at, e.last_error";
+
+fn email_row(r: &rusqlite::Row) -> rusqlite::Result<Email> {
+    let kind: String = r.get(3)?;
+    Ok(Email {
+        id: r.get(0)?,
+        assignment: r.get(1)?,
+        key: r.get(2)?,
+        kind: EmailKind::parse(&kind).ok_or_else(|| bad_value(3, &kind))?,
+        data: r.get(4)?,
+        recipient: r.get(5)?,
+        created_at: r.get(6)?,
+        attempts: r.get(7)?,
+        next_at: r.get(8)?,
+        sent_at: r.get(9)?,
+        failed_at: r.get(10)?,
+        last_error: r.get(11)?,
+    })
+}
 
 fn webhook_row(r: &rusqlite::Row) -> rusqlite::Result<Webhook> {
     Ok(Webhook {
@@ -986,6 +1028,81 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn set_contact(&self, assignment: &str, email: &str) -> Result<()> {
+        let (assignment, email) = (assignment.to_string(), email.to_string());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO contacts (assignment, email) VALUES (?1, ?2) ON CONFLICT (assignment) DO UPDATE SET email = excluded.email",
+                params![assignment, email],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn contacts(&self) -> Result<HashMap<String, String>> {
+        self.with(|c| {
+            let mut statement = c.prepare("SELECT assignment, email FROM contacts")?;
+            let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect();
+            rows
+        })
+        .await
+    }
+
+    async fn queue_email(&self, assignment: &str, key: &str, kind: EmailKind, data: &str, now: i64) -> Result<bool> {
+        let (assignment, key, data) = (assignment.to_string(), key.to_string(), data.to_string());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO emails (assignment, key, kind, data, created_at, next_at) SELECT ?1, ?2, ?3, ?4, ?5, ?5 \
+                 WHERE EXISTS (SELECT 1 FROM contacts WHERE assignment = ?1) ON CONFLICT (key) DO NOTHING",
+                params![assignment, key, kind.as_str(), data, now],
+            )
+            .map(|n| n == 1)
+        })
+        .await
+    }
+
+    async fn due_emails(&self, now: i64, limit: i64) -> Result<Vec<Email>> {
+        self.with(move |c| {
+            let mut statement = c.prepare(&format!(
+                "SELECT {EMAIL_COLUMNS} FROM emails e JOIN contacts c ON c.assignment = e.assignment \
+                 WHERE e.sent_at IS NULL AND e.failed_at IS NULL AND e.next_at <= ?1 ORDER BY e.id LIMIT ?2"
+            ))?;
+            let rows = statement.query_map(params![now, limit], email_row)?.collect();
+            rows
+        })
+        .await
+    }
+
+    async fn email_attempted(&self, id: i64, sent: bool, retry_at: Option<i64>, error: &str, now: i64) -> Result<()> {
+        let error = error.to_string();
+        self.with(move |c| {
+            if sent {
+                c.execute("UPDATE emails SET attempts = attempts + 1, sent_at = ?2, last_error = '', data = '{}' WHERE id = ?1", params![id, now])?;
+            } else {
+                c.execute(
+                    "UPDATE emails SET attempts = attempts + 1, last_error = ?2, next_at = COALESCE(?3, next_at), \
+                     failed_at = CASE WHEN ?3 IS NULL THEN ?4 ELSE NULL END, data = CASE WHEN ?3 IS NULL THEN '{}' ELSE data END WHERE id = ?1",
+                    params![id, error, retry_at, now],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn emails(&self, limit: i64) -> Result<Vec<Email>> {
+        self.with(move |c| {
+            let mut statement = c.prepare(
+                "SELECT e.id, e.assignment, e.key, e.kind, '', '', e.created_at, e.attempts, e.next_at, e.sent_at, e.failed_at, e.last_error \
+                 FROM emails e ORDER BY e.id DESC LIMIT ?1",
+            )?;
+            let rows = statement.query_map(params![limit], email_row)?.collect();
+            rows
+        })
+        .await
+    }
+
     async fn webhooks(&self, limit: i64) -> Result<Vec<Webhook>> {
         self.with(move |c| {
             let mut statement = c.prepare(&format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks ORDER BY id DESC LIMIT ?1"))?;
@@ -1013,7 +1130,7 @@ impl Store for SqliteStore {
             for table in ["notes", "report_history", "public_runs", "dry_runs"] {
                 rows += t.execute(&format!("DELETE FROM {table} WHERE submission IN (SELECT id FROM submissions WHERE assignment = ?1)"), [&id])? as i64;
             }
-            for table in ["final_choices", "reviews", "extensions", "submissions"] {
+            for table in ["final_choices", "reviews", "extensions", "emails", "contacts", "submissions"] {
                 rows += t.execute(&format!("DELETE FROM {table} WHERE assignment = ?1"), [&id])? as i64;
             }
             rows += t.execute("DELETE FROM webhooks WHERE instr(body, ?1) > 0", [format!("\"{id}\"")])? as i64;
@@ -1044,8 +1161,10 @@ impl Store for SqliteStore {
 
     async fn review_states(&self) -> Result<HashMap<String, ReviewState>> {
         self.with(|c| {
-            let mut statement = c.prepare("SELECT assignment, COUNT(DISTINCT CASE WHEN kind = 'scores' THEN author END), MAX(CASE WHEN kind = 'decision' THEN 1 ELSE 0 END) FROM reviews GROUP BY assignment")?;
-            let rows = statement.query_map([], |r| Ok((r.get::<_, String>(0)?, ReviewState { scored_by: r.get(1)?, decided: r.get::<_, i64>(2)? == 1 })))?.collect();
+            let mut statement = c.prepare("SELECT assignment, COUNT(DISTINCT CASE WHEN kind = 'scores' THEN author END), MAX(CASE WHEN kind = 'decision' THEN 1 ELSE 0 END), MAX(CASE WHEN kind = 'decision' THEN updated_at END) FROM reviews GROUP BY assignment")?;
+            let rows = statement
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, ReviewState { scored_by: r.get(1)?, decided: r.get::<_, i64>(2)? == 1, decided_at: r.get(3)? })))?
+                .collect();
             rows
         })
         .await

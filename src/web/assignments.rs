@@ -49,7 +49,9 @@ pub async fn create_api(State(app): State<Arc<App>>, assessor: Assessor, ApiJson
 pub async fn create_form(State(app): State<Arc<App>>, form: SessionForm<FieldsForm>) -> Response {
     let fields = form.form.fields();
     let field = |name: &str| fields.get(name).cloned().unwrap_or_default();
-    let made = make(&app, &form.user, field("task"), field("candidate"), Some(field("time_box")), Some(field("starts")).as_deref(), None).await;
+    let made =
+        make(&app, &form.user, field("task"), field("candidate"), Some(field("time_box")), Some(field("starts")).as_deref(), Some(field("email")).as_deref())
+            .await;
     match made {
         Ok(made) => made_page(&app, &made).into_response(),
         Err(failure) => (failure.status, page("Assignment not made", html! { p { (failure.message) } p { a href="/assignments/new" { "Back to the form" } } }))
@@ -84,7 +86,7 @@ pub async fn new_page(State(app): State<Arc<App>>, assessor: AssessorPage) -> Ht
         html! {
             h1 { "New assignment" }
             p { "Makes the candidate's repository (the task's brief and starter) and shows the clone URL and the candidate's token once. Tracking systems: "
-                code { "POST /api/assignments" } " with " code { "{\"task\", \"candidate\", \"time_box\", \"starts\"}" } "." }
+                code { "POST /api/assignments" } " with " code { "{\"task\", \"candidate\", \"time_box\", \"starts\", \"email\"}" } "." }
             form method="post" action="/assignments" {
                 input type="hidden" name="csrf" value=(assessor.csrf);
                 p { label { "Task " select name="task" required {
@@ -93,13 +95,19 @@ pub async fn new_page(State(app): State<Arc<App>>, assessor: AssessorPage) -> Ht
                 p { label { "Candidate " input name="candidate" type="text" size="36" maxlength="200" placeholder="e-mail address or name" required; } }
                 p { label { "Time box " input name="time_box" type="text" size="8" placeholder="the task's"; } " (90m, 4h, …; empty: the task's own)" }
                 p { label { "The clock starts " select name="starts" { option value="on-clone" { "at the candidate's first clone" } option value="now" { "now" } } } }
+                @if app.config.mail.is_some() {
+                    p { label { "Send the invitation to " input name="email" type="email" size="36" maxlength="254" placeholder="candidate@example.com"; } }
+                    p { "The invitation holds the clone command, the token, the time box and the status page; reminders go before the deadline, and a receipt after each graded push (never a score)." }
+                } @else {
+                    p { "This server sends no e-mail (no " code { "smtp_url" } " in its config): hand the clone URL and token to the candidate yourself." }
+                }
                 p { button { "Make the assignment" } " · " a href="/" { "back to the dashboard" } }
             }
         },
     )
 }
 
-/// Checks what only the web asks (when the clock starts, e-mail), then makes the assignment.
+/// Checks what only the web asks (when the clock starts), then makes the assignment.
 async fn make(
     app: &Arc<App>,
     user: &str,
@@ -115,13 +123,8 @@ async fn make(
         Some("now") => Starts::Now,
         Some(other) => return Err(invalid(format!("starts: expected \"on-clone\" or \"now\", got {:?}", other.chars().take(40).collect::<String>()))),
     };
-    if email.is_some_and(|e| !e.trim().is_empty()) {
-        return Err(invalid(
-            "email: this server sends no invitations yet (no SMTP is configured); leave email out and hand the clone URL and token to the candidate".into(),
-        ));
-    }
-    let request = Request { task, candidate, time_box, starts };
-    match crate::assign::create(app.store.as_ref(), &app.repos, &app.tasks, app.config.max_push_bytes, &request).await {
+    let request = Request { task, candidate, time_box, starts, email: email.map(String::from) };
+    match crate::assign::create(app.store.as_ref(), &app.repos, &app.tasks, app.config.max_push_bytes, app.config.mail.is_some(), &request).await {
         Ok(made) => {
             info!(assessor = user, assignment = %made.assignment.id, task = %made.assignment.task, "assignment made");
             Ok(made)
@@ -144,6 +147,9 @@ fn made_page(app: &App, made: &Made) -> Html<String> {
         html! {
             h1 { "Assignment " code { (a.id) } " made" }
             p { (made.title) " for " (a.candidate) ", " (crate::units::format_duration(std::time::Duration::from_secs(a.time_box_seconds as u64))) ". " (clock) }
+            @if let Some(to) = &made.invited {
+                p { "The invitation to " (to) " is queued: it holds the clone command and the token. Its state is in " code { "GET /api/emails" } "." }
+            }
             p { strong { "Copy these now: the token is not stored and is shown only this once." } }
             table {
                 tr { th { "clone" } td { code { "git clone " (made.clone_url(public)) } } }

@@ -167,6 +167,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/tasks/{task}/regrade-affected", post(signals::regrade_affected_api))
         .route("/api/submissions/{id}/grades", get(signals::grades_api))
         .route("/api/webhooks", get(review::webhooks_api))
+        .route("/api/emails", get(review::emails_api))
         .route("/api/tasks/{task}/compare", get(api::compare))
         .route("/api/tasks/{task}/regrade", post(api::regrade_task))
         .route("/api/status/{assignment}", get(api::status))

@@ -1461,6 +1461,15 @@ pub async fn webhooks_api(State(app): State<Arc<App>>, _assessor: Assessor) -> A
         "next_at": rfc3339(w.next_at), "last_error": w.last_error })).collect::<Vec<_>>() })))
 }
 
+/// `GET /api/emails`: the e-mail outbox's latest messages, their kinds and states (never an
+/// address or a token).
+pub async fn emails_api(State(app): State<Arc<App>>, _assessor: Assessor) -> AppResult<Json<serde_json::Value>> {
+    let rows = stored(app.store.emails(100)).await?;
+    Ok(Json(serde_json::json!({ "configured": app.config.mail.is_some(), "emails": rows.iter().map(|e| serde_json::json!({
+        "id": e.id, "assignment": e.assignment, "kind": e.kind, "attempts": e.attempts, "sent_at": e.sent_at.map(rfc3339),
+        "failed_at": e.failed_at.map(rfc3339), "next_at": rfc3339(e.next_at), "last_error": e.last_error })).collect::<Vec<_>>() })))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -132,3 +132,44 @@ async fn after_an_erasure_no_file_and_no_row_holds_the_candidate_and_the_others_
     let (status, _) = app.get(&format!("/api/status/{id}"), &[(header::AUTHORIZATION, super::test_app::basic(id, "x"))]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+/// The retention rule erases a decided assignment once its decision is `days_after_decision`
+/// old, and keeps one decided since and one never decided; the audit record says `retention`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_retention_rule_erases_decided_assignments_once_their_decision_is_old_enough() {
+    let scratch = tempfile::tempdir().unwrap();
+    let config = scratch.path().join("takehome.yaml");
+    let hash = takehome::secret::hash_password(PASSWORD);
+    std::fs::write(&config, format!("assessors:\n  - user: ada\n    password_hash: \"{hash}\"\nretention:\n  days_after_decision: 30\n")).unwrap();
+    let data = scratch.path().join("data");
+    let app = TestApp::with(&repo_root(), &[("TAKEHOME_CONFIG", config.to_str().unwrap()), ("TAKEHOME_DATA_DIR", data.to_str().unwrap())]).await;
+    assert_eq!(app.app.config.retention_days_after_decision, Some(30));
+    let task = takehome::task::load(&repo_root().join("tasks/penguins-cleaning")).unwrap();
+    let report = std::fs::read_to_string(repo_root().join("tests/fixtures/reports/review-desk.json")).unwrap();
+    let code = b"print('hello')\n";
+    let (old, _) = app.graded_push("a0old0decided", &task, "old@example.org", &[("clean.py", code)], "old", &report).await;
+    let (recent, _) = app.graded_push("a0recent0decided", &task, "recent@example.org", &[("clean.py", code)], "recent", &report).await;
+    let _ = app.graded_push("a0undecided", &task, "undecided@example.org", &[("clean.py", code)], "undecided", &report).await;
+    let store = app.app.store.as_ref();
+    let day = 86_400;
+    let now = takehome::units::now();
+    store.add_review("a0old0decided", old, takehome::store::ReviewKind::Decision, "ada", "{\"decision\":\"reject\"}", now - 31 * day).await.unwrap();
+    store.add_review("a0recent0decided", recent, takehome::store::ReviewKind::Decision, "ada", "{\"decision\":\"advance\"}", now - 29 * day).await.unwrap();
+
+    let erased = takehome::erase::apply_retention(store, &app.app.repos, &data, 30, now).await.unwrap();
+    assert_eq!(erased.len(), 1, "{erased:?}");
+    let mut left: Vec<String> = store.assignments().await.unwrap().into_iter().map(|a| a.id).collect();
+    left.sort();
+    assert_eq!(left, ["a0recent0decided", "a0undecided"]);
+    assert!(!app.app.repos.path("a0old0decided").exists() && app.app.repos.path("a0recent0decided").is_dir());
+    let audit = store.erasures().await.unwrap();
+    assert_eq!((audit.len(), audit[0].erased_by.as_str(), audit[0].reason.as_str()), (1, "retention", "retention"));
+    // A day later the second one's turn comes; a run with nothing due erases nothing.
+    assert_eq!(takehome::erase::apply_retention(store, &app.app.repos, &data, 30, now).await.unwrap().len(), 0);
+    assert_eq!(takehome::erase::apply_retention(store, &app.app.repos, &data, 30, now + 2 * day).await.unwrap().len(), 1);
+
+    // A rule out of range is refused, naming the key.
+    std::fs::write(&config, "retention:\n  days_after_decision: 0\n").unwrap();
+    let error = takehome::config::Config::load(Some(&config), |_| None).unwrap_err().to_string();
+    assert!(error.contains("retention.days_after_decision") && error.contains("from 1 to 36500"), "{error}");
+}

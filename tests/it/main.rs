@@ -32,3 +32,4 @@ mod store_contract;
 mod tasks;
 mod test_app;
 mod trust;
+mod webhooks;

@@ -123,9 +123,9 @@ async fn review_states(store: &dyn Store) {
     store.add_review("r3", 3, ReviewKind::Scores, "ada", "{}", 14).await.unwrap();
     store.add_review("r3", 3, ReviewKind::Decision, "ada", "{}", 15).await.unwrap();
     let states = store.review_states().await.unwrap();
-    assert_eq!(states.get("r1"), Some(&ReviewState { scored_by: 0, decided: false }));
-    assert_eq!(states.get("r2"), Some(&ReviewState { scored_by: 2, decided: false }));
-    assert_eq!(states.get("r3"), Some(&ReviewState { scored_by: 1, decided: true }));
+    assert_eq!(states.get("r1"), Some(&ReviewState { scored_by: 0, decided: false, decided_at: None }));
+    assert_eq!(states.get("r2"), Some(&ReviewState { scored_by: 2, decided: false, decided_at: None }));
+    assert_eq!(states.get("r3"), Some(&ReviewState { scored_by: 1, decided: true, decided_at: Some(15) }));
     // A task's review items in one query, oldest first; none of another task's.
     let items = store.task_reviews("t").await.unwrap();
     assert_eq!(items.iter().map(|i| i.created_at).collect::<Vec<_>>(), [10, 11, 12, 13, 14, 15]);
@@ -143,18 +143,55 @@ async fn erasure(store: &dyn Store) {
         store.add_note(submission, "ada", "a note", 3).await.unwrap();
         store.add_extension(id, 600, "late", "ada", 4).await.unwrap();
         store.queue_webhook("review.decided", &format!("{{\"assignment\":\"{id}\"}}"), 5).await.unwrap();
+        store.set_contact(id, &format!("{id}@example.org")).await.unwrap();
+        store.queue_email(id, &format!("invitation:{id}"), takehome::store::EmailKind::Invitation, "{}", 6).await.unwrap();
     }
     let record = Erasure { task: "t".into(), erased_at: 9, erased_by: "ada".into(), reason: "request".into(), rows: 0 };
     let (submissions, rows) = store.erase_assignment("e1", &record).await.unwrap();
-    assert_eq!((submissions.len(), rows), (1, 6), "assignment, submission, note, review, extension, webhook");
+    assert_eq!((submissions.len(), rows), (1, 8), "assignment, submission, note, review, extension, webhook, contact, e-mail");
+    assert!(!store.contacts().await.unwrap().contains_key("e1") && store.emails(100).await.unwrap().iter().all(|e| e.assignment != "e1"));
+    assert_eq!(store.contacts().await.unwrap().get("e2").map(String::as_str), Some("e2@example.org"));
     assert!(store.assignment("e1").await.unwrap().is_none());
     assert!(store.reviews(Some("e1")).await.unwrap().is_empty() && store.extensions("e1").await.unwrap().is_empty());
     assert!(store.submissions(Some("e1"), None).await.unwrap().is_empty());
     assert!(store.webhooks(100).await.unwrap().iter().all(|w| !w.body.contains("\"e1\"")));
     assert_eq!(store.reviews(Some("e2")).await.unwrap().len(), 1, "another assignment's rows stay");
     assert_eq!(store.webhooks(100).await.unwrap().iter().filter(|w| w.body.contains("\"e2\"")).count(), 1);
-    assert_eq!(store.erasures().await.unwrap(), [Erasure { rows: 6, ..record.clone() }]);
+    assert_eq!(store.erasures().await.unwrap(), [Erasure { rows: 8, ..record.clone() }]);
     assert!(matches!(store.erase_assignment("e1", &record).await, Err(StoreError::NotFound(_))));
+}
+
+/// The e-mail outbox: nothing is queued for an assignment without an address, a key is queued
+/// once, a failure is retried at its time and a permanent one given up, and a sent message's
+/// data (an invitation's token) is emptied.
+async fn email_outbox(store: &dyn Store) {
+    use takehome::store::EmailKind;
+    store.create_assignment(&assignment("m1")).await.unwrap();
+    store.create_assignment(&assignment("m2")).await.unwrap();
+    assert!(!store.queue_email("m1", "invitation:m1", EmailKind::Invitation, "{\"token\":\"t\"}", 10).await.unwrap(), "no address: nothing queued");
+    store.set_contact("m1", "old@example.org").await.unwrap();
+    store.set_contact("m1", "m1@example.org").await.unwrap();
+    assert!(store.queue_email("m1", "invitation:m1", EmailKind::Invitation, "{\"token\":\"t\"}", 10).await.unwrap());
+    assert!(!store.queue_email("m1", "invitation:m1", EmailKind::Invitation, "{\"token\":\"u\"}", 11).await.unwrap(), "a key is queued once");
+    assert!(store.queue_email("m1", "receipt:7", EmailKind::Receipt, "{\"submission\":7}", 12).await.unwrap());
+    let mine = |emails: Vec<takehome::store::Email>| emails.into_iter().filter(|e| e.assignment == "m1").collect::<Vec<_>>();
+    assert!(mine(store.due_emails(9, 10).await.unwrap()).is_empty());
+    let due = mine(store.due_emails(12, 10).await.unwrap());
+    assert_eq!(
+        due.iter().map(|e| (e.key.as_str(), e.kind, e.recipient.as_str())).collect::<Vec<_>>(),
+        [("invitation:m1", EmailKind::Invitation, "m1@example.org"), ("receipt:7", EmailKind::Receipt, "m1@example.org")]
+    );
+    assert_eq!(due[0].data, "{\"token\":\"t\"}");
+    store.email_attempted(due[0].id, false, Some(20), "451 try again", 13).await.unwrap();
+    assert_eq!(mine(store.due_emails(19, 10).await.unwrap()).len(), 1, "the retry waits for its time");
+    store.email_attempted(due[0].id, true, None, "", 20).await.unwrap();
+    store.email_attempted(due[1].id, false, None, "550 no such user", 21).await.unwrap();
+    assert!(mine(store.due_emails(1000, 10).await.unwrap()).is_empty());
+    let listed = store.emails(10).await.unwrap();
+    let invitation = listed.iter().find(|e| e.key == "invitation:m1").unwrap();
+    assert_eq!((invitation.attempts, invitation.sent_at, invitation.data.as_str(), invitation.recipient.as_str()), (2, Some(20), "", ""));
+    let receipt = listed.iter().find(|e| e.key == "receipt:7").unwrap();
+    assert_eq!((receipt.failed_at, receipt.last_error.as_str()), (Some(21), "550 no such user"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -164,6 +201,7 @@ async fn claims_fences_and_leases_mean_the_same_on_sqlite_and_postgresql() {
     leases(sqlite.as_ref()).await;
     review_states(sqlite.as_ref()).await;
     erasure(sqlite.as_ref()).await;
+    email_outbox(sqlite.as_ref()).await;
     if !super::cluster_support::postgres_available() {
         return;
     }
@@ -172,6 +210,7 @@ async fn claims_fences_and_leases_mean_the_same_on_sqlite_and_postgresql() {
     leases(postgres.as_ref()).await;
     review_states(postgres.as_ref()).await;
     erasure(postgres.as_ref()).await;
+    email_outbox(postgres.as_ref()).await;
     drop(postgres);
     tokio::task::spawn_blocking(move || drop(pg)).await.unwrap();
 }
