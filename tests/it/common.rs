@@ -100,3 +100,68 @@ pub fn captured(text: &str) -> takehome::sandbox::CapturedLog {
     log.push(text.as_bytes());
     log
 }
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl (Debian's, on every CI host)");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA (`ca.pem`) and a server certificate for `localhost` only (`server.pem`, `server.key`),
+/// made with openssl in `dir`.
+pub fn tls_certificates(dir: &std::path::Path) {
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    openssl(dir, &[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=takehome test CA"]].concat());
+    openssl(dir, &[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat());
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+}
+
+/// The Python of `target/test-venv`, with the test servers of `tests/servers/requirements.txt`
+/// (aiosmtpd) installed from PyPI the first time (`.ci/run` makes it before the tests).
+pub fn test_python() -> std::path::PathBuf {
+    static READY: OnceLock<std::path::PathBuf> = OnceLock::new();
+    READY
+        .get_or_init(|| {
+            let root = repo_root();
+            let venv = root.join("target/test-venv");
+            let requirements = root.join("tests/servers/requirements.txt");
+            let wanted = std::fs::read_to_string(&requirements).unwrap();
+            let marker = venv.join("installed.txt");
+            if std::fs::read_to_string(&marker).ok().as_deref() != Some(wanted.as_str()) {
+                let run = |program: &std::path::Path, args: &[&str]| {
+                    let out = std::process::Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+                    assert!(
+                        out.status.success(),
+                        "{} {args:?}: {}{}",
+                        program.display(),
+                        String::from_utf8_lossy(&out.stdout),
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                };
+                run(std::path::Path::new("python3"), &["-m", "venv", venv.to_str().unwrap()]);
+                run(&venv.join("bin/pip"), &["install", "-q", "--disable-pip-version-check", "-r", requirements.to_str().unwrap()]);
+                std::fs::write(&marker, wanted).unwrap();
+            }
+            venv.join("bin/python")
+        })
+        .clone()
+}

@@ -16,6 +16,7 @@ mod erase;
 mod grade;
 mod job_logic;
 mod layers;
+mod mail;
 mod methodology;
 mod metrics;
 mod noninterference;

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::common::repo_root;
-use super::serve::{assign, clone, git, setup, Daemon, PASSWORD};
+use super::serve::{assign_with, clone, git, setup, Daemon, PASSWORD};
 
 const SECRET: &str = "webhook-secret-0123456789";
 
@@ -93,8 +93,20 @@ async fn a_push_for_review_is_graded_with_its_findings_at_their_lines_and_its_we
     tokio::task::spawn_blocking(move || {
         let (hook_port, received) = receiver();
         let hook_url = format!("http://127.0.0.1:{hook_port}/hooks/takehome");
-        let daemon = Daemon::start_with(&data_path, 1, &[("TAKEHOME_WEBHOOK_URL", &hook_url), ("TAKEHOME_WEBHOOK_SECRET", SECRET)]);
-        let lin = assign(&data_path, "penguins-cleaning", "lin.candidate@example.com", &[]);
+        // A real SMTP server (STARTTLS with a CA made here): the invitation `assign --email`
+        // queues and the receipt of the graded push are sent by the daemon's own loop.
+        let certs = tempfile::tempdir().unwrap();
+        super::common::tls_certificates(certs.path());
+        let smtp = super::mail::SmtpServer::start(Some(certs.path()), None, 0);
+        let smtp_url = format!("smtp://localhost:{}", smtp.port);
+        let ca = certs.path().join("ca.pem").display().to_string();
+        let mail_env = [("TAKEHOME_SMTP_URL", smtp_url.as_str()), ("TAKEHOME_SMTP_FROM", "hiring@example.com"), ("TAKEHOME_TLS_CA_FILE", ca.as_str())];
+        let env: Vec<(&str, &str)> = [("TAKEHOME_WEBHOOK_URL", hook_url.as_str()), ("TAKEHOME_WEBHOOK_SECRET", SECRET)].into_iter().chain(mail_env).collect();
+        let daemon = Daemon::start_with(&data_path, 1, &env);
+        let lin = assign_with(&data_path, "penguins-cleaning", "lin.candidate@example.com", &["--email", "lin.candidate@example.com"], &mail_env);
+        let invitation = smtp.wait_for(1, Duration::from_secs(30));
+        assert_eq!(invitation[0]["headers"]["Subject"].as_str().map(|s| s.starts_with("Your take-home assessment: ")), Some(true), "{:#}", invitation[0]);
+        assert!(invitation[0]["text"].as_str().unwrap().contains(&lin.token) && invitation[0]["tls"] == true, "{:#}", invitation[0]);
         let repo = clone(&daemon, &lin, &work_path);
 
         // The submission `review_desk` reads in process (tests/fixtures/review-desk): the
@@ -113,6 +125,8 @@ async fn a_push_for_review_is_graded_with_its_findings_at_their_lines_and_its_we
         assert!(ok, "{out}");
         let rows = daemon.wait_graded(&lin.id, 1, Duration::from_secs(180));
         let id = rows[0]["id"].as_i64().unwrap();
+        let receipt = smtp.wait_for(2, Duration::from_secs(30));
+        assert!(receipt[1]["headers"]["Subject"].as_str().unwrap().ends_with(": push 1 received"), "{:#}", receipt[1]);
         let ada = login(&daemon, "ada", PASSWORD);
 
         // ---- the real grading's lint finding at its line (the code view's pages and files are

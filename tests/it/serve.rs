@@ -130,11 +130,17 @@ impl Drop for Daemon {
 }
 
 pub(super) fn assign(data: &Path, task: &str, candidate: &str, extra: &[&str]) -> Assigned {
+    assign_with(data, task, candidate, extra, &[])
+}
+
+/// `assign` with more settings, as `TAKEHOME_*` variables.
+pub(super) fn assign_with(data: &Path, task: &str, candidate: &str, extra: &[&str], env: &[(&str, &str)]) -> Assigned {
     let output = Command::new(takehome_binary())
         .args(["assign", "--task", task, "--candidate", candidate, "--data-dir"])
         .arg(data)
         .args(extra)
         .env("TAKEHOME_TASKS_ROOT", repo_root())
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();

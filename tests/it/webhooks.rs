@@ -13,39 +13,6 @@ use tokio::sync::mpsc;
 
 const SECRET: &str = "webhook-secret-0123456789";
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl (Debian's, on every CI host)");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A CA (`ca.pem`) and a server certificate for `localhost` only (`server.pem`, `server.key`).
-fn certificates(dir: &Path) {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-    openssl(dir, &[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=takehome test CA"]].concat());
-    openssl(dir, &[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat());
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n").unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
-}
-
 /// An https receiver on 127.0.0.1: answers each request 200 and sends what it read.
 async fn receiver(dir: &Path) -> (u16, mpsc::UnboundedReceiver<String>) {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("server.pem")).unwrap().collect::<Result<_, _>>().unwrap();
@@ -93,7 +60,7 @@ async fn receiver(dir: &Path) -> (u16, mpsc::UnboundedReceiver<String>) {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_https_receiver_signed_by_the_configured_ca_gets_signed_events_and_others_are_refused() {
     let scratch = tempfile::tempdir().unwrap();
-    certificates(scratch.path());
+    super::common::tls_certificates(scratch.path());
     let (port, mut received) = receiver(scratch.path()).await;
     let trusting = takehome::tls::client_config(Some(&scratch.path().join("ca.pem"))).unwrap();
     let body = r#"{"event":"review.decided","data":{"assignment":"a1"}}"#;
