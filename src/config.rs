@@ -68,6 +68,9 @@ pub struct Config {
     pub retention_days_after_decision: Option<u32>,
     /// E-mail to candidates (`smtp_url`, `smtp_from`, `email_reminders`); none by default.
     pub mail: Option<crate::mail::Settings>,
+    /// Single sign-on for assessors (`oidc: {issuer, client_id, client_secret, allowed_domains,
+    /// allowed_emails}`); password logins stay beside it.
+    pub oidc: Option<crate::oidc::Settings>,
 }
 
 /// An assessor's login; the password is stored as a PBKDF2 hash (`takehome hash-password`),
@@ -111,9 +114,22 @@ struct FileConfig {
     smtp_from: Option<String>,
     /// `[24h, 1h]` in the file; `24h,1h` in TAKEHOME_EMAIL_REMINDERS.
     email_reminders: Option<Vec<String>>,
+    oidc: Option<FileOidc>,
     sandbox: Option<FileSandbox>,
     #[serde(default)]
     assessors: Vec<FileAssessor>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOidc {
+    issuer: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    #[serde(default)]
+    allowed_domains: Vec<String>,
+    #[serde(default)]
+    allowed_emails: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -262,7 +278,7 @@ impl Config {
             None => None,
             Some(text) => {
                 let path = absolute("tls_ca_file", PathBuf::from(text))?;
-                crate::tls::read_ca_file(&path).map_err(|e| ConfigError::Value { key: "tls_ca_file".into(), message: crate::errors::chain(&e) })?;
+                crate::tls::client_config(Some(&path)).map_err(|e| ConfigError::Value { key: "tls_ca_file".into(), message: crate::errors::chain(&e) })?;
                 Some(path)
             }
         };
@@ -284,6 +300,24 @@ impl Config {
                         .map_err(|(key, message)| ConfigError::Value { key: key.into(), message })?,
                 )
             }
+        };
+        let file_oidc = parsed.oidc.unwrap_or_default();
+        let list = |key: &str, from_file: Vec<String>| match env(&format!("TAKEHOME_{}", key.to_ascii_uppercase())) {
+            Some(text) => text.split(',').map(str::to_string).collect(),
+            None => from_file,
+        };
+        let oidc = match value("oidc_issuer", file_oidc.issuer).filter(|i| !i.is_empty()) {
+            None => None,
+            Some(issuer) => Some(
+                crate::oidc::Settings::new(
+                    &issuer,
+                    &value("oidc_client_id", file_oidc.client_id).unwrap_or_default(),
+                    &value("oidc_client_secret", file_oidc.client_secret).unwrap_or_default(),
+                    list("oidc_allowed_domains", file_oidc.allowed_domains),
+                    list("oidc_allowed_emails", file_oidc.allowed_emails),
+                )
+                .map_err(|(key, message)| ConfigError::Value { key: key.into(), message })?,
+            ),
         };
         Ok(Config {
             data_dir,
@@ -307,6 +341,7 @@ impl Config {
             tls_ca_file,
             retention_days_after_decision,
             mail,
+            oidc,
         })
     }
 

@@ -90,8 +90,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         info!("no workers here (--workers 0): workers on other hosts grade");
     }
     tasks.spawn(web::serve(listener, app.clone(), shutdown.clone()));
-    let tls = crate::tls::client_config(config.tls_ca_file.as_deref()).map_err(|e| anyhow::anyhow!(crate::errors::chain(&e)))?;
-    tasks.spawn(crate::webhook::deliver(store.clone(), config.webhook.clone(), tls, app.webhooks.clone(), shutdown.clone()));
+    tasks.spawn(crate::webhook::deliver(store.clone(), config.webhook.clone(), app.tls.clone(), app.webhooks.clone(), shutdown.clone()));
     if let Some(settings) = &config.mail {
         let mailer = crate::mail::Mailer::new(settings, config.tls_ca_file.as_deref()).map_err(|e| anyhow::anyhow!(crate::errors::chain(&e)))?;
         info!(server = %settings.server.describe(), "e-mail to candidates: invitations, reminders and receipts");

@@ -30,6 +30,7 @@ pub mod pages;
 pub mod queries;
 pub mod review;
 pub mod signals;
+pub mod sso;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -78,6 +79,10 @@ pub struct App {
     pub webhooks: Arc<Notify>,
     /// Pushes fingerprinted at once on arrival (for the similarity view): one.
     pub fingerprinting: Arc<Semaphore>,
+    /// TLS for what the server calls out to (webhooks, the OpenID provider).
+    pub tls: Arc<rustls::ClientConfig>,
+    /// The OpenID provider assessors sign in with, when `oidc` is configured.
+    pub oidc: Option<Arc<crate::oidc::Provider>>,
 }
 
 /// Counters for `/metrics` that the store does not hold.
@@ -103,6 +108,13 @@ impl App {
     pub fn new(config: Config, store: Arc<dyn Store>, work: Arc<Notify>) -> App {
         let repos = Repos::new(config.repos_dir(), config.hooks_dir());
         let git_slots = Arc::new(Semaphore::new(config.max_git_processes));
+        // The CA file was checked when the config was loaded; should it have changed since, the
+        // platform's roots alone are used (and said).
+        let tls = crate::tls::client_config(config.tls_ca_file.as_deref()).unwrap_or_else(|e| {
+            tracing::error!(error = %crate::errors::Chain(&e), "tls_ca_file: not used");
+            crate::tls::client_config(None).expect("the platform's roots need no file")
+        });
+        let oidc = config.oidc.clone().map(|settings| Arc::new(crate::oidc::Provider::new(settings, tls.clone())));
         App {
             auth: auth::Auth::new(&config.assessors),
             tasks: Arc::new(crate::task::Catalog::new(config.tasks_root.clone())),
@@ -116,6 +128,8 @@ impl App {
             metrics: Arc::default(),
             webhooks: Arc::default(),
             fingerprinting: Arc::new(Semaphore::new(1)),
+            tls,
+            oidc,
         }
     }
 }
@@ -127,6 +141,8 @@ pub struct ClientAddr(pub IpAddr);
 pub fn router(app: Arc<App>) -> Router {
     let browser_routes = Router::new()
         .route("/login", get(pages::login_page).post(pages::login).layer(DefaultBodyLimit::max(MAX_FORM_BODY)))
+        .route("/login/oidc", get(sso::begin))
+        .route("/login/oidc/callback", get(sso::callback))
         .route("/logout", post(pages::logout))
         .route("/logout-everywhere", post(pages::logout_everywhere))
         .route("/", get(pages::dashboard))

@@ -35,15 +35,20 @@ impl CsrfForm for NoteForm {
     }
 }
 
-pub async fn login_page() -> Html<String> {
+pub async fn login_page(State(app): State<Arc<App>>) -> Html<String> {
     page(
         "Log in",
         html! {
             h1 { "Assessor log in" }
-            form method="post" action="/login" {
-                p { label { "User " input name="user" autocomplete="username"; } }
-                p { label { "Password " input name="password" type="password" autocomplete="current-password"; } }
-                p { button { "Log in" } }
+            @if app.oidc.is_some() {
+                p { a href="/login/oidc" { "Sign in with your organisation's account" } " (single sign-on)" }
+            }
+            @if !app.config.assessors.is_empty() || app.oidc.is_none() {
+                form method="post" action="/login" {
+                    p { label { "User " input name="user" autocomplete="username"; } }
+                    p { label { "Password " input name="password" type="password" autocomplete="current-password"; } }
+                    p { button { "Log in" } }
+                }
             }
         },
     )

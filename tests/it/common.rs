@@ -136,7 +136,7 @@ pub fn tls_certificates(dir: &std::path::Path) {
 }
 
 /// The Python of `target/test-venv`, with the test servers of `tests/servers/requirements.txt`
-/// (aiosmtpd) installed from PyPI the first time (`.ci/run` makes it before the tests).
+/// (aiosmtpd, oidc-provider-mock) installed from PyPI the first time (`.ci/run` makes it before the tests).
 pub fn test_python() -> std::path::PathBuf {
     static READY: OnceLock<std::path::PathBuf> = OnceLock::new();
     READY

@@ -29,6 +29,7 @@ mod scheduling;
 mod serve;
 mod similarity;
 mod slices;
+mod sso;
 mod store_contract;
 mod tasks;
 mod test_app;
