@@ -172,6 +172,8 @@ pub async fn work(config: Config, command: WorkerCommand, shutdown: Cancellation
     }
     info!(name = %command.name, instance = %grader.instance, slots = command.slots, server = %command.server, store = %config.database.describe(), "worker started");
     tasks.spawn(grader.run());
+    // Erased assignments' copies on this host go too (the server erases its own).
+    tasks.spawn(crate::erase::prune_copies_loop(store.clone(), config.data_dir.join("worker-repos"), shutdown.clone()));
     while tasks.join_next().await.is_some() {}
     info!("worker stopped");
     Ok(())

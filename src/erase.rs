@@ -4,7 +4,8 @@
 //! nothing personal in it), then the files: the assignment's repository, a worker's fetched copy
 //! on this host, and the similarity fingerprints of its submissions. SQLite overwrites what it
 //! deletes and empties its write-ahead log, so no file under the data folder keeps a trace.
-//! Workers on other hosts keep fetched copies under their own `worker-repos/` (docs/scaling.md).
+//! Workers on other hosts keep fetched copies under their own `worker-repos/`: each removes the
+//! copies of assignments the store no longer holds ([`prune_copies`], every ten minutes).
 
 use std::path::Path;
 
@@ -103,6 +104,43 @@ pub async fn retention_loop(
     }
 }
 
+/// Removes the fetched copies under `dir` (`<assignment>.git`, a worker's `worker-repos/`) of
+/// assignments the store no longer holds (erased); returns how many.
+pub async fn prune_copies(store: &dyn Store, dir: &Path) -> Result<usize, EraseError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(EraseError::File(dir.to_path_buf(), e)),
+    };
+    let held: std::collections::HashSet<String> = store.assignments().await?.into_iter().map(|a| a.id).collect();
+    let mut removed = 0;
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(id) = name.strip_suffix(".git") else { continue };
+        if held.contains(id) || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        std::fs::remove_dir_all(entry.path()).map_err(|e| EraseError::File(entry.path(), e))?;
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+/// A worker's loop around [`prune_copies`] until `shutdown`.
+pub async fn prune_copies_loop(store: std::sync::Arc<dyn Store>, dir: std::path::PathBuf, shutdown: tokio_util::sync::CancellationToken) {
+    loop {
+        match prune_copies(store.as_ref(), &dir).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "copies of erased assignments removed from this worker"),
+            Err(e) => tracing::warn!(error = %crate::errors::Chain(&e), "cannot remove copies of erased assignments"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(600)) => {}
+        }
+    }
+}
+
 /// What [`export_candidate`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exported {
@@ -172,4 +210,35 @@ pub async fn export_candidate(store: &dyn Store, repos: &Repos, candidate: &str,
     .await
     .map_err(|e| EraseError::File(std::path::PathBuf::from("(export)"), std::io::Error::other(e)))??;
     Ok(Exported { assignments: theirs.len(), submissions: submissions_total })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_worker_keeps_only_copies_of_assignments_the_store_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::SqliteStore::open(&dir.path().join("s.sqlite")).unwrap();
+        let kept = crate::store::Assignment {
+            id: "a0kept".into(),
+            task: "t".into(),
+            candidate: "c".into(),
+            token_hash: String::new(),
+            time_box_seconds: 60,
+            starts: crate::store::Starts::Now,
+            started_at: Some(0),
+            created_at: 0,
+            extra_seconds: 0,
+        };
+        store.create_assignment(&kept).await.unwrap();
+        let copies = dir.path().join("worker-repos");
+        for name in ["a0kept.git", "a0erased.git"] {
+            std::fs::create_dir_all(copies.join(name).join("objects")).unwrap();
+        }
+        std::fs::write(copies.join("notes.txt"), "not a copy").unwrap();
+        assert_eq!(prune_copies(&store, &copies).await.unwrap(), 1);
+        assert!(copies.join("a0kept.git").is_dir() && !copies.join("a0erased.git").exists() && copies.join("notes.txt").is_file());
+        assert_eq!(prune_copies(&store, &dir.path().join("none")).await.unwrap(), 0);
+    }
 }

@@ -73,6 +73,34 @@ pub async fn erase_api(State(app): State<Arc<App>>, axum::extract::Path(id): axu
     }
 }
 
+/// `POST /assignments/<id>/erase` from the submission page (typed confirmation): the erasure,
+/// then a page saying what went.
+pub async fn erase_form(State(app): State<Arc<App>>, axum::extract::Path(id): axum::extract::Path<String>, form: SessionForm<FieldsForm>) -> Response {
+    if form.form.fields().get("confirm").map(|c| c.trim()) != Some("erase") {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            page("Not erased", html! { p { "Type erase to confirm: nothing was erased." } p { a href="/" { "Back to the dashboard" } } }),
+        )
+            .into_response();
+    }
+    match crate::erase::erase_assignment(app.store.as_ref(), &app.repos, &app.config.data_dir, &id, &form.user, "request").await {
+        Ok(erased) => {
+            info!(assessor = %form.user, task = %erased.task, rows = erased.rows, "assignment erased");
+            page(
+                "Erased",
+                html! {
+                    h1 { "Erased" }
+                    p { "An assignment of " (erased.task) ": " (erased.rows) " rows of the store and " (erased.files) " files or folders. The audit record is in " code { "GET /api/erasures" } "." }
+                    p { a href="/" { "Back to the dashboard" } }
+                },
+            )
+            .into_response()
+        }
+        Err(crate::erase::EraseError::Store(crate::store::StoreError::NotFound(_))) => Failure::not_found("such assignment").into_response(),
+        Err(other) => Failure::internal(crate::errors::chain(&other)).into_response(),
+    }
+}
+
 /// `GET /api/erasures`: the audit record of erasures, newest first.
 pub async fn erasures_api(State(app): State<Arc<App>>, _assessor: Assessor) -> AppResult<Json<Value>> {
     Ok(Json(serde_json::json!({ "erasures": super::stored(app.store.erasures()).await? })))

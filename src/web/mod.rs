@@ -165,6 +165,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/assignments", post(assignments::create_form))
         .route("/assignments/new", get(assignments::new_page))
         .route("/assignments/{id}/extend", post(candidate::extend_form))
+        .route("/assignments/{id}/erase", post(assignments::erase_form))
         .route("/api/assignments", get(api::assignments).post(assignments::create_api))
         .route("/api/submissions", get(api::submissions))
         .route("/api/submissions/{id}", get(api::submission))

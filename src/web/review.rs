@@ -329,6 +329,17 @@ fn timeline_html(t: &Timeline, assignment: &str, csrf: &str) -> Markup {
                     }
                 }
             }
+            details #erase {
+                summary { "Erase this candidate's data" }
+                form method="post" action={ "/assignments/" (assignment) "/erase" } {
+                    (csrf_field(csrf))
+                    p { "Deletes every push, report, review item, note, e-mail and the repository of this assignment, for good (the candidate's right to erasure). "
+                        "An audit record is kept with the task, the time and your name only. " code { "takehome export-candidate" } " first writes what is held, should they ask for it." }
+                    label for="erase-confirm" { "Type " code { "erase" } " to confirm " }
+                    input #erase-confirm name="confirm" required pattern="erase" autocomplete="off";
+                    " " button { "Erase" }
+                }
+            }
         }
     }
 }

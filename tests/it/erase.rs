@@ -63,6 +63,9 @@ async fn after_an_erasure_no_file_and_no_row_holds_the_candidate_and_the_others_
     let (status, _) = app.post_json(&format!("/api/assignments/{id}/extensions"), ada, serde_json::json!({ "minutes": 30, "reason": "a power cut" })).await;
     assert_eq!(status, StatusCode::CREATED);
     let _ = app.api("/api/tasks/penguins-cleaning/similarity", ada).await;
+    // Their address for e-mail, and a receipt waiting in the outbox.
+    app.app.store.set_contact(id, email).await.unwrap();
+    assert!(takehome::mail::queue_receipt(app.app.store.as_ref(), id, submission, 1).await.unwrap());
     let needles = [email, id, line];
     assert!(!files_holding(&data, &needles).is_empty(), "the set-up put the candidate's data under the data folder");
 
@@ -78,6 +81,7 @@ async fn after_an_erasure_no_file_and_no_row_holds_the_candidate_and_the_others_
     assert!(one["submissions"][0]["report"]["components"].is_object(), "the report is in the export");
     assert_eq!(one["extensions"][0]["reason"], "a power cut");
     assert!(one["reviews"].to_string().contains("about erase.me") && one["webhooks"].as_array().is_some_and(|w| !w.is_empty()), "{one:#}");
+    assert_eq!((one["email_address"].as_str(), one["emails"][0]["kind"].as_str()), (Some(email), Some("receipt")), "{one:#}");
     assert!(!held.to_string().contains("token"), "no token or its hash is exported");
     let work = scratch.path().join("their-code");
     let cloned = std::process::Command::new("git").arg("clone").arg("-q").arg(unpacked.join(format!("repos/{id}.git"))).arg(&work).output().unwrap();
@@ -172,4 +176,30 @@ async fn the_retention_rule_erases_decided_assignments_once_their_decision_is_ol
     std::fs::write(&config, "retention:\n  days_after_decision: 0\n").unwrap();
     let error = takehome::config::Config::load(Some(&config), |_| None).unwrap_err().to_string();
     assert!(error.contains("retention.days_after_decision") && error.contains("from 1 to 36500"), "{error}");
+}
+
+/// The assessor's button on the submission page: a typed confirmation, then the erasure.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_erase_button_asks_for_a_typed_confirmation() {
+    let scratch = tempfile::tempdir().unwrap();
+    let config = scratch.path().join("takehome.yaml");
+    std::fs::write(&config, format!("assessors:\n  - user: ada\n    password_hash: \"{}\"\n", takehome::secret::hash_password(PASSWORD))).unwrap();
+    let app = TestApp::with(&repo_root(), &[("TAKEHOME_CONFIG", config.to_str().unwrap())]).await;
+    let task = takehome::task::load(&repo_root().join("tasks/penguins-cleaning")).unwrap();
+    let report = std::fs::read_to_string(repo_root().join("tests/fixtures/reports/review-desk.json")).unwrap();
+    let (submission, _) = app.graded_push("a0button", &task, "b@example.org", &[("clean.py", b"print(1)\n")], "one", &report).await;
+    let cookie = app.assessor_cookie("ada").await;
+    let page = app.page(&cookie, &format!("/submissions/{submission}")).await;
+    assert!(page.contains("action=\"/assignments/a0button/erase\""), "the button is on the submission page");
+    let csrf = super::test_app::csrf_of(&page);
+    let (status, body) = app.post_form(&cookie, "/assignments/a0button/erase", &[("confirm", "yes")], &csrf).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(app.app.store.assignment("a0button").await.unwrap().is_some(), "nothing erased without the word");
+    let (status, body) = app.post_form(&cookie, "/assignments/a0button/erase", &[("confirm", "erase")], "not-the-token").await;
+    assert_ne!(status, StatusCode::OK, "a forged form is refused: {body}");
+    let (status, body) = app.post_form(&cookie, "/assignments/a0button/erase", &[("confirm", "erase")], &csrf).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("An assignment of penguins-cleaning"), "{body}");
+    assert!(app.app.store.assignment("a0button").await.unwrap().is_none());
+    assert_eq!(app.app.store.erasures().await.unwrap()[0].erased_by, "ada");
 }

@@ -26,6 +26,11 @@ impl SmtpServer {
     /// STARTTLS with `certs/server.pem` when `certs` is given; AUTH with `login` when given; the
     /// first `fail_first` messages answered 451.
     pub(super) fn start(certs: Option<&Path>, login: Option<(&str, &str)>, fail_first: usize) -> SmtpServer {
+        SmtpServer::start_with(certs, login, fail_first, false)
+    }
+
+    /// `implicit_tls`: TLS from the first byte (smtps://) instead of STARTTLS.
+    pub(super) fn start_with(certs: Option<&Path>, login: Option<(&str, &str)>, fail_first: usize, implicit_tls: bool) -> SmtpServer {
         let dir = tempfile::tempdir().unwrap();
         let port = super::cluster_support::free_port();
         let mut command = Command::new(test_python());
@@ -35,6 +40,9 @@ impl SmtpServer {
             .arg(dir.path());
         if let Some(certs) = certs {
             command.arg("--cert").arg(certs.join("server.pem")).arg("--key").arg(certs.join("server.key"));
+        }
+        if implicit_tls {
+            command.arg("--implicit-tls");
         }
         if let Some((user, password)) = login {
             command.args(["--user", user, "--password", password]);
@@ -219,4 +227,38 @@ async fn without_smtp_an_address_is_refused_and_the_form_says_so() {
     let cookie = app.assessor_cookie("ada").await;
     let form = app.page(&cookie, "/assignments/new").await;
     assert!(form.contains("This server sends no e-mail") && !form.contains("name=\"email\""), "{form}");
+}
+
+/// smtps:// (TLS from the first byte) reaches the server; a server whose certificate no trusted CA
+/// signed is refused and the message kept for a retry.
+#[tokio::test(flavor = "multi_thread")]
+async fn smtps_is_spoken_and_an_untrusted_certificate_is_refused() {
+    let scratch = tempfile::tempdir().unwrap();
+    let certs = scratch.path().to_path_buf();
+    tls_certificates(&certs);
+    let smtp = {
+        let certs = certs.clone();
+        tokio::task::spawn_blocking(move || SmtpServer::start_with(Some(&certs), None, 0, true)).await.unwrap()
+    };
+    let settings = takehome::mail::Settings::parse(&format!("smtps://localhost:{}", smtp.port), Some("hiring@example.com"), None).unwrap();
+    let mailer = takehome::mail::Mailer::new(&settings, Some(&certs.join("ca.pem"))).unwrap();
+    mailer.send("lin@example.com", "over TLS", "Hello\n".into(), "receipt:1").await.map_err(|e| e.message).unwrap();
+    let got = tokio::task::spawn_blocking(move || {
+        let got = smtp.wait_for(1, Duration::from_secs(10));
+        drop(smtp);
+        got
+    })
+    .await
+    .unwrap();
+    assert_eq!((got[0]["tls"].as_bool(), got[0]["headers"]["Subject"].as_str()), (Some(true), Some("over TLS")));
+
+    let starttls = {
+        let certs = certs.clone();
+        tokio::task::spawn_blocking(move || SmtpServer::start(Some(&certs), None, 0)).await.unwrap()
+    };
+    let settings = takehome::mail::Settings::parse(&format!("smtp://localhost:{}", starttls.port), Some("hiring@example.com"), None).unwrap();
+    let untrusting = takehome::mail::Mailer::new(&settings, None).unwrap();
+    let error = untrusting.send("lin@example.com", "never", "x".into(), "receipt:2").await.unwrap_err();
+    assert!(!error.permanent && error.message.to_lowercase().contains("certificate"), "{}", error.message);
+    assert!(starttls.messages().is_empty());
 }

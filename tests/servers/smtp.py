@@ -2,7 +2,7 @@
 certificate, AUTH required when given a user, and each accepted message written to --dir as
 NNN.json (envelope, headers and the decoded text body) beside NNN.eml (the bytes received).
 
---fail-first N answers the first N messages 451 (try again later); recipients at
+--implicit-tls speaks TLS from the first byte (smtps) instead of STARTTLS. --fail-first N answers the first N messages 451 (try again later); recipients at
 refused.example are refused for good (550). Prints "ready" when it listens; runs until killed
 or until its standard input closes.
 """
@@ -52,7 +52,7 @@ class Handler:
         record = {
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,
-            "tls": session.ssl is not None,
+            "tls": session.ssl is not None or server.transport.get_extra_info("ssl_object") is not None,
             "authenticated": bool(session.authenticated),
             "headers": {k: str(v) for k, v in message.items()},
             "text": body.get_content() if body is not None else "",
@@ -84,6 +84,7 @@ def main():
     parser.add_argument("--fail-first", type=int, default=0)
     parser.add_argument("--cert")
     parser.add_argument("--key")
+    parser.add_argument("--implicit-tls", action="store_true")
     parser.add_argument("--user")
     parser.add_argument("--password")
     args = parser.parse_args()
@@ -91,7 +92,10 @@ def main():
     if args.cert:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(args.cert, args.key)
-        options.update(tls_context=context, require_starttls=True)
+        if args.implicit_tls:
+            options.update(ssl_context=context)
+        else:
+            options.update(tls_context=context, require_starttls=True)
     if args.user:
         options.update(authenticator=Authenticator(args.user, args.password), auth_required=True, auth_require_tls=bool(args.cert))
     controller = Controller(Handler(args.dir, args.fail_first), hostname="127.0.0.1", port=args.port, server_hostname="localhost", **options)
