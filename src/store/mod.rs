@@ -654,6 +654,9 @@ pub trait Store: Send + Sync + 'static {
     async fn email_attempted(&self, id: i64, sent: bool, retry_at: Option<i64>, error: &str, now: i64) -> Result<()>;
     /// The latest e-mails, newest first, without their data or recipients.
     async fn emails(&self, limit: i64) -> Result<Vec<Email>>;
+    /// The newest submission id of `task` and how many it has: what changes when a push arrives
+    /// or an assignment is erased (the similarity view's results are kept until it does).
+    async fn task_version(&self, task: &str) -> Result<(i64, i64)>;
     /// (status text, count) over all submissions.
     async fn counts(&self) -> Result<Vec<(String, i64)>>;
     /// Records an assessor's login session (only the token's hash is stored).

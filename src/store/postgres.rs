@@ -201,6 +201,7 @@ CREATE TABLE emails (
     last_error TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX emails_due ON emails (sent_at, failed_at, next_at);
+CREATE INDEX submissions_task ON submissions (task, id);
 ",
 ];
 
@@ -1075,6 +1076,14 @@ impl Store for PostgresStore {
             .await?;
         }
         Ok(())
+    }
+
+    async fn task_version(&self, task: &str) -> Result<(i64, i64)> {
+        let row = self
+            .query_opt("SELECT COALESCE(MAX(id), 0)::BIGINT, COUNT(*)::BIGINT FROM submissions WHERE task = $1", &[&task])
+            .await?
+            .ok_or_else(|| StoreError::Invalid("PostgreSQL: an aggregate returned no row".into()))?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
     }
 
     async fn set_contact(&self, assignment: &str, email: &str) -> Result<()> {

@@ -202,6 +202,7 @@ CREATE TABLE emails (
     last_error TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX emails_due ON emails (sent_at, failed_at, next_at);
+CREATE INDEX submissions_task ON submissions (task, id);
 ",
 ];
 
@@ -1026,6 +1027,11 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    async fn task_version(&self, task: &str) -> Result<(i64, i64)> {
+        let task = task.to_string();
+        self.with(move |c| c.query_row("SELECT COALESCE(MAX(id), 0), COUNT(*) FROM submissions WHERE task = ?1", [&task], |r| Ok((r.get(0)?, r.get(1)?)))).await
     }
 
     async fn set_contact(&self, assignment: &str, email: &str) -> Result<()> {

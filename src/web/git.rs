@@ -142,7 +142,7 @@ pub async fn rpc(
             }
             app.metrics.lock().unwrap().pushes_accepted += 1;
             app.work.notify_one();
-            super::signals::fingerprint_on_arrival(&app, submission, &assignment.id, &commit);
+            super::signals::fingerprint_on_arrival(&app, submission, &assignment.id, &assignment.task, &commit);
             info!(assignment = %assignment.id, submission, number, commit = %commit, "push accepted");
             let turn = if graded_from > now {
                 format!(

@@ -83,6 +83,8 @@ pub struct App {
     pub tls: Arc<rustls::ClientConfig>,
     /// The OpenID provider assessors sign in with, when `oidc` is configured.
     pub oidc: Option<Arc<crate::oidc::Provider>>,
+    /// Each task's similarity comparison as last made (`signals::Memo`), one per task.
+    pub similarity: Mutex<HashMap<String, Arc<signals::Memo>>>,
 }
 
 /// Counters for `/metrics` that the store does not hold.
@@ -130,6 +132,7 @@ impl App {
             fingerprinting: Arc::new(Semaphore::new(1)),
             tls,
             oidc,
+            similarity: Mutex::new(HashMap::new()),
         }
     }
 }

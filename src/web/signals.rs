@@ -5,6 +5,11 @@
 //! (`tasks/<id>/known/`, never part of a candidate's repository). The starter's fingerprints are
 //! subtracted. A signal for a reader: nothing is refused or scored on it.
 //!
+//! The comparison is made when a push arrives (after its fingerprints, in the background) and
+//! kept per task ([`Memo`]) until the task's submissions, starter or known solutions change, so
+//! that a view costs what it shows: one aggregate query, the blind settings, and the pairs it
+//! lists. A threshold below [`MEMO_FLOOR`] is compared on its view.
+//!
 //! Bounded whatever was pushed: sources are read with a cap per file and per submission (git's
 //! output read up to the cap, [`super::bounded`]) and fingerprinted within
 //! [`similarity`]'s caps; the page says whose sources were cut. New fingerprints are computed for
@@ -56,14 +61,21 @@ pub struct SimilarityQuery {
 }
 
 /// One compared entry: a candidate's latest submission or a known solution.
+#[derive(Clone)]
 struct Entry {
+    /// As shown: the candidate's name or alias and the push, or `known: <name>`.
     name: String,
     submission: Option<i64>,
-    prints: Fingerprints,
+    /// Who it is, to name it again as blind reviews allow at each view: (assignment, task,
+    /// candidate, push number); `None` for a known solution.
+    who: Option<(String, String, String, i64)>,
+    /// What of its sources was left out.
+    cut: Cuts,
     /// Where its files' text is read back for the fragments.
     source: Source,
 }
 
+#[derive(Clone)]
 enum Source {
     Git { assignment: String, commit: String },
     Folder(PathBuf),
@@ -177,26 +189,32 @@ fn submission_prints(
     Ok(Some(prints))
 }
 
-/// Fingerprints a push as it arrives (in the background, one push at a time, on the blocking
-/// pool), so that the similarity view finds it computed instead of computing it or listing it as
-/// pending. A failure is only logged: the view computes what is missing.
-pub fn fingerprint_on_arrival(app: &Arc<App>, submission: i64, assignment: &str, commit: &str) {
-    let (app, assignment, commit) = (app.clone(), assignment.to_string(), commit.to_string());
+/// Fingerprints a push as it arrives and compares its task's cohort again (in the background,
+/// one push at a time), so that the similarity view finds the comparison made: a view costs what
+/// it shows, not the cohort. A failure is only logged: the view computes what is missing.
+pub fn fingerprint_on_arrival(app: &Arc<App>, submission: i64, assignment: &str, task: &str, commit: &str) {
+    let (app, assignment, task, commit) = (app.clone(), assignment.to_string(), task.to_string(), commit.to_string());
     tokio::spawn(async move {
         let Ok(_turn) = app.fingerprinting.clone().acquire_owned().await else { return };
         let (repos, cache) = (app.repos.clone(), app.config.data_dir.join("similarity"));
         match tokio::task::spawn_blocking(move || submission_prints(&cache, &repos, submission, &assignment, &commit, true)).await {
-            Ok(Ok(_)) => {}
+            Ok(Ok(_)) => {
+                if let Err(failure) = cohort_pairs(&app, &task, MEMO_FLOOR).await {
+                    tracing::warn!(task = %task, error = %failure.message, "cannot compare the cohort");
+                }
+            }
             Ok(Err(e)) => tracing::warn!(submission, error = %e, "cannot fingerprint a push"),
             Err(e) => tracing::warn!(submission, error = %e, "cannot fingerprint a push"),
         }
     });
 }
 
-/// A compared cohort: the pairs above the threshold, the entries, how many are candidates, and
-/// the candidates not fingerprinted yet (this view ran out of [`COMPUTE_TIME`]).
+/// A compared cohort: the pairs above the threshold (at most [`MEMO_PAIRS`] with their
+/// fragments), how many pairs there are in all, the entries, how many are candidates, and the
+/// candidates not fingerprinted yet (this view ran out of [`COMPUTE_TIME`]).
 struct Compared {
     pairs: Vec<Pair>,
+    total: usize,
     entries: Vec<Entry>,
     candidates: usize,
     pending: Vec<String>,
@@ -205,44 +223,113 @@ struct Compared {
 impl Compared {
     /// The candidates whose sources were cut, with what was left out.
     fn cut(&self) -> Vec<(&Entry, &Cuts)> {
-        self.entries[..self.candidates].iter().filter(|e| !e.prints.cut.is_empty()).map(|e| (e, &e.prints.cut)).collect()
+        self.entries[..self.candidates].iter().filter(|e| !e.cut.is_empty()).map(|e| (e, &e.cut)).collect()
     }
 }
 
+/// A task's comparison as last computed, kept until a push arrives, an assignment goes, or the
+/// starter or known solutions change: pairs at or above [`MEMO_FLOOR`], named by key (`s<id>`,
+/// `known: <name>`) so that blind aliases are applied at each view.
+pub struct Memo {
+    version: MemoVersion,
+    pairs: Vec<Pair>,
+    /// Every pair's similarity, most similar first (the pairs beyond [`MEMO_PAIRS`] are counted).
+    similarities: Vec<f64>,
+    entries: Vec<Entry>,
+    candidates: usize,
+}
+
+impl Memo {
+    /// The task's (newest submission id, submissions) it was computed from.
+    pub fn submissions(&self) -> (i64, i64) {
+        self.version.submissions
+    }
+}
+
+/// What a memo was computed from.
+#[derive(Clone, PartialEq, Eq, Debug)]
+struct MemoVersion {
+    /// The task's newest submission id and how many it has.
+    submissions: (i64, i64),
+    /// (files, newest modification) of the starter and of known/.
+    folders: [(u64, i128); 2],
+}
+
+/// Thresholds at or above this are answered from the memo; lower ones are computed per view.
+pub const MEMO_FLOOR: f64 = 0.3;
+/// Pairs a memo keeps with their fragments (the rest are counted).
+const MEMO_PAIRS: usize = 2_000;
+
+/// (files, newest modification in ns) under `dir`, without following links.
+fn folder_stamp(dir: &Path) -> (u64, i128) {
+    let mut stamp = (0u64, 0i128);
+    for entry in walkdir::WalkDir::new(dir).follow_links(false).into_iter().filter_map(Result::ok) {
+        stamp.0 += 1;
+        if let Some(modified) = entry.metadata().ok().and_then(|m| m.modified().ok()) {
+            let ns = modified.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0);
+            stamp.1 = stamp.1.max(ns);
+        }
+    }
+    stamp
+}
+
 /// The cohort of a task and its pairs above `threshold`, with the texts of the fragments' files.
+/// From the task's memo when it is current (computed once per arrival: a push's arrival
+/// computes it in the background, [`fingerprint_on_arrival`]); otherwise computed, and kept when
+/// every push was fingerprinted.
 async fn cohort_pairs(app: &Arc<App>, task: &str, threshold: f64) -> Result<Compared, Failure> {
     let id = crate::task::TaskId::parse(task).map_err(|_| Failure::not_found("such task"))?;
     let task_dir = app.tasks.dir(&id);
     let spec = {
         let tasks = app.tasks.clone();
+        let id = id.clone();
         tokio::task::spawn_blocking(move || tasks.load(&id).ok()).await.map_err(|e| Failure::internal(e.to_string()))?
     };
+    let starter_dir = spec.as_ref().map(|s| s.dir.join(&s.starter));
+    let known_dir = task_dir.join("known");
+    let submissions_version = stored(app.store.task_version(task)).await?;
+    let folders = {
+        let (starter, known) = (starter_dir.clone(), known_dir.clone());
+        tokio::task::spawn_blocking(move || [starter.map(|d| folder_stamp(&d)).unwrap_or_default(), folder_stamp(&known)])
+            .await
+            .map_err(|e| Failure::internal(e.to_string()))?
+    };
+    let version = MemoVersion { submissions: submissions_version, folders };
     let blinds = Blinds::load(app).await?;
+    let memo_ok = threshold >= MEMO_FLOOR;
+    if memo_ok {
+        let held = app.similarity.lock().unwrap().get(task).cloned();
+        if let Some(memo) = held.filter(|m| m.version == version) {
+            return Ok(named(&memo.pairs, &memo.similarities, &memo.entries, memo.candidates, Vec::new(), &blinds, threshold));
+        }
+    }
     let submissions = stored(app.store.submissions(None, Some(task))).await?;
     // The latest push of each candidate (submissions come newest first).
     let mut seen = HashSet::new();
     let latest: Vec<_> = submissions.into_iter().filter(|s| seen.insert(s.assignment.clone())).collect();
     let repos = app.repos.clone();
     let cache = app.config.data_dir.join("similarity");
-    let starter_dir = spec.as_ref().map(|s| s.dir.join(&s.starter));
-    let known_dir = task_dir.join("known");
     // New fingerprints are made until the deadline, or until this request is gone.
     let guard = CancelOnDrop::default();
     let cancelled = guard.flag();
     let deadline = Instant::now() + COMPUTE_TIME;
-    let (entries, given, candidates, pending) = tokio::task::spawn_blocking(move || {
-        let (mut entries, mut pending) = (Vec::new(), Vec::new());
+    let compare_at = if memo_ok { MEMO_FLOOR } else { threshold };
+    let (pairs, entries, candidates, pending) = tokio::task::spawn_blocking(move || {
+        let (mut entries, mut prints, mut pending) = (Vec::new(), Vec::new(), Vec::new());
         for s in &latest {
-            let name = format!("{} (#{})", blinds.name(&s.assignment, &s.task, &s.candidate), s.number);
             let compute = !cancelled.is_set() && Instant::now() < deadline;
             match submission_prints(&cache, &repos, s.id, &s.assignment, &s.commit, compute) {
-                Ok(Some(prints)) => entries.push(Entry {
-                    name,
-                    submission: Some(s.id),
-                    prints,
-                    source: Source::Git { assignment: s.assignment.clone(), commit: s.commit.clone() },
-                }),
-                Ok(None) => pending.push(name),
+                Ok(Some(made)) => {
+                    entries.push(Entry {
+                        name: format!("s{}", s.id),
+                        submission: Some(s.id),
+                        who: Some((s.assignment.clone(), s.task.clone(), s.candidate.clone(), s.number)),
+                        cut: made.cut.clone(),
+                        source: Source::Git { assignment: s.assignment.clone(), commit: s.commit.clone() },
+                    });
+                    prints.push(made);
+                }
+                Ok(None) => pending.push((s.assignment.clone(), s.task.clone(), s.candidate.clone(), s.number)),
                 Err(e) => tracing::warn!(submission = s.id, error = %e, "cannot fingerprint a submission"),
             }
         }
@@ -261,25 +348,50 @@ async fn cohort_pairs(app: &Arc<App>, task: &str, threshold: f64) -> Result<Comp
                     continue;
                 };
                 let source = if path.is_dir() { Source::Folder(path.clone()) } else { Source::Folder(known_dir.clone()) };
-                entries.push(Entry { name: format!("known: {name}"), submission: None, prints: similarity::fingerprint(&files), source });
+                let made = similarity::fingerprint(&files);
+                entries.push(Entry { name: format!("known: {name}"), submission: None, who: None, cut: made.cut.clone(), source });
+                prints.push(made);
             }
         }
         let given = starter_dir.map(|d| similarity::fingerprint(&folder_sources(&d)).hashes()).unwrap_or_default();
-        (entries, given, candidates, pending)
+        let cohort = Cohort { entries: entries.iter().zip(&prints).map(|(e, p)| (e.name.clone(), p)).collect(), given, candidates };
+        let pairs = similarity::compare(&cohort, compare_at, MIN_SHARED, COMMON);
+        (pairs, entries, candidates, pending)
     })
     .await
     .map_err(|e| Failure::internal(e.to_string()))?;
     drop(guard);
-    let cohort = Cohort { entries: entries.iter().map(|e| (e.name.clone(), &e.prints)).collect(), given, candidates };
-    let pairs = similarity::compare(&cohort, threshold, MIN_SHARED, COMMON);
-    Ok(Compared { pairs, entries, candidates, pending })
+    let similarities: Vec<f64> = pairs.iter().map(|p| p.similarity).collect();
+    let pending: Vec<String> = pending.iter().map(|(a, t, c, n)| format!("{} (#{n})", blinds.name(a, t, c))).collect();
+    let compared = named(&pairs, &similarities, &entries, candidates, pending, &blinds, threshold);
+    if memo_ok && compared.pending.is_empty() {
+        let memo = Memo { version, pairs: pairs.into_iter().take(MEMO_PAIRS).collect(), similarities, entries, candidates };
+        app.similarity.lock().unwrap().insert(task.to_string(), Arc::new(memo));
+    }
+    Ok(compared)
+}
+
+/// The pairs at or above `threshold` named as this view may show them (blind aliases), ordered
+/// most similar first, then by name.
+fn named(pairs: &[Pair], similarities: &[f64], entries: &[Entry], candidates: usize, pending: Vec<String>, blinds: &Blinds, threshold: f64) -> Compared {
+    let display = |entry: &Entry| match &entry.who {
+        Some((assignment, task, candidate, number)) => format!("{} (#{number})", blinds.name(assignment, task, candidate)),
+        None => entry.name.clone(),
+    };
+    let names: std::collections::HashMap<&str, String> = entries.iter().map(|e| (e.name.as_str(), display(e))).collect();
+    let rename = |key: &str| names.get(key).cloned().unwrap_or_else(|| key.to_string());
+    let mut shown: Vec<Pair> = pairs.iter().filter(|p| p.similarity >= threshold).map(|p| Pair { a: rename(&p.a), b: rename(&p.b), ..p.clone() }).collect();
+    shown.sort_by(|x, y| y.similarity.total_cmp(&x.similarity).then(y.shared.cmp(&x.shared)).then(x.a.cmp(&y.a)).then(x.b.cmp(&y.b)));
+    let total = similarities.iter().filter(|&&s| s >= threshold).count();
+    let entries = entries.iter().map(|e| Entry { name: display(e), ..e.clone() }).collect();
+    Compared { pairs: shown, total, entries, candidates, pending }
 }
 
 pub async fn similarity_api(State(app): State<Arc<App>>, _assessor: Assessor, TaskInPath(task): TaskInPath, Query(query): Query<SimilarityQuery>) -> Response {
     let threshold = query.threshold.unwrap_or(DEFAULT_THRESHOLD).clamp(0.0, 1.0);
     match cohort_pairs(&app, task.as_str(), threshold).await {
         Ok(compared) => {
-            let Compared { pairs, entries, candidates, pending } = &compared;
+            let Compared { pairs, total, entries, candidates, pending } = &compared;
             let candidates = *candidates;
             let id_of = |name: &str| entries.iter().find(|e| e.name == name).and_then(|e| e.submission);
             let cut: Vec<serde_json::Value> = compared
@@ -297,7 +409,7 @@ pub async fn similarity_api(State(app): State<Arc<App>>, _assessor: Assessor, Ta
                 .collect();
             Json(serde_json::json!({ "task": task, "threshold": threshold, "submissions": candidates, "known_solutions": entries.len() - candidates,
                 "method": format!("winnowed {}-grams of normalised Python tokens (window {}), starter subtracted; similarity = shared fingerprints / the smaller side's", similarity::K, similarity::W),
-                "pairs": rows, "pairs_not_listed": pairs.len().saturating_sub(MAX_PAIRS), "sources_cut": cut, "not_fingerprinted_yet": pending }))
+                "pairs": rows, "pairs_not_listed": total.saturating_sub(MAX_PAIRS), "sources_cut": cut, "not_fingerprinted_yet": pending }))
             .into_response()
         }
         Err(failure) => failure.into_response(),
@@ -364,7 +476,7 @@ pub async fn similarity_page(
     let cut = compared.cut();
     let cut_list: Vec<(String, Option<i64>, String)> =
         cut.iter().take(MAX_PAIRS).map(|(entry, cut)| (entry.name.clone(), entry.submission, cut.note())).collect();
-    let (pending, n_pairs) = (compared.pending.len(), compared.pairs.len());
+    let (pending, n_pairs) = (compared.pending.len(), compared.total);
     let app_ref = app.clone();
     let guard = CancelOnDrop::default();
     let cancelled = guard.flag();

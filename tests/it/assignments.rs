@@ -93,7 +93,10 @@ async fn a_wrong_request_is_refused_naming_its_field_and_makes_nothing() {
         (serde_json::json!({ "task": "penguins-cleaning", "candidate": "" }), "candidate: expected an e-mail address or a name"),
         (serde_json::json!({ "task": "penguins-cleaning", "candidate": "lin", "time_box": "2" }), "time_box: expected a duration"),
         (serde_json::json!({ "task": "penguins-cleaning", "candidate": "lin", "starts": "later" }), "starts: expected \"on-clone\" or \"now\""),
-        (serde_json::json!({ "task": "penguins-cleaning", "candidate": "lin", "email": "lin@example.com" }), "email: this server sends no invitations"),
+        (
+            serde_json::json!({ "task": "penguins-cleaning", "candidate": "lin", "email": "lin@example.com" }),
+            "email: this server sends no e-mail (no smtp_url in its config)",
+        ),
         (serde_json::json!({ "task": "penguins-cleaning", "candidate": "lin", "colour": "red" }), "colour"),
         (serde_json::json!({ "candidate": "lin" }), "task"),
     ] {

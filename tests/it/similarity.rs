@@ -358,3 +358,45 @@ async fn the_similarity_page_finds_a_copied_push_and_a_copied_known_solution() {
     assert!(!html.contains("<script>alert") && !html.contains("@example.com"), "unescaped or named: {html}");
     assert!(html.contains("&lt;script&gt;alert"), "the copied lines are not shown");
 }
+
+/// A push is compared on arrival and the comparison kept: views read it (here they could not
+/// compute it: the pushes' repositories and fingerprints are gone), until a new push arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_is_compared_on_arrival_and_views_read_the_kept_comparison() {
+    let root = repo_root();
+    let app = super::test_app::TestApp::new(&root).await;
+    let task = takehome::task::load(&root.join("tasks/penguins-cleaning")).unwrap();
+    let reference = std::fs::read_to_string(root.join("tasks/penguins-cleaning/fixtures/reference/clean.py")).unwrap();
+    let cookie = app.assessor_cookie("ada").await;
+    let view = || async {
+        let (status, text) = app.get("/api/tasks/penguins-cleaning/similarity", &[(axum::http::header::COOKIE, cookie.clone())]).await;
+        assert_eq!(status, axum::http::StatusCode::OK, "{text}");
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()
+    };
+    for (id, candidate) in [("a0memo0first", "first@example.com"), ("a0memo0copy", "copy@example.com")] {
+        let (submission, _) = app.push(id, &task, candidate, &[("clean.py", reference.as_bytes())], "solution").await;
+        let commit = app.app.store.submission(submission).await.unwrap().unwrap().0.commit;
+        takehome::web::signals::fingerprint_on_arrival(&app.app, submission, id, "penguins-cleaning", &commit);
+    }
+    // The arrivals are handled one at a time in the background: wait for the second's comparison.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while app.app.similarity.lock().unwrap().get("penguins-cleaning").is_none_or(|m| m.submissions() != (2, 2)) {
+        assert!(std::time::Instant::now() < deadline, "no comparison was kept on arrival");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let first = view().await;
+    assert_eq!(first["pairs"].as_array().unwrap().len(), 1, "{first:#}");
+    // Nothing left to compute from: a view that compared again would find no pair.
+    for id in ["a0memo0first", "a0memo0copy"] {
+        std::fs::remove_dir_all(app.app.repos.path(id)).unwrap();
+    }
+    std::fs::remove_dir_all(app.app.config.data_dir.join("similarity")).unwrap();
+    let kept = view().await;
+    assert_eq!(kept["pairs"], first["pairs"], "the kept comparison answers");
+    assert_eq!(view().await["pairs"].as_array().unwrap().len(), 1);
+    // A new push changes the task's submissions: the next view compares again (and can only
+    // fingerprint the new push now).
+    app.push("a0memo0third", &task, "third@example.com", &[("clean.py", reference.as_bytes())], "solution").await;
+    let again = view().await;
+    assert_eq!((again["submissions"].as_u64(), again["pairs"].as_array().unwrap().len()), (Some(1), 0), "{again:#}");
+}
