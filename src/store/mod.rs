@@ -616,6 +616,8 @@ pub trait Store: Send + Sync + 'static {
     async fn edit_review(&self, id: i64, author: &str, body: &str, now: i64) -> Result<bool>;
     /// The review items of one assignment, or of all, oldest first.
     async fn reviews(&self, assignment: Option<&str>) -> Result<Vec<ReviewItem>>;
+    /// One review item by its id.
+    async fn review_item(&self, id: i64) -> Result<Option<ReviewItem>>;
     /// Deletes everything held about assignment `id` — the assignment, its submissions and their
     /// reports, report history, public runs, notes, review items, extensions, final choice and
     /// the webhook deliveries that name it — in one transaction, and records `erasure` (which

@@ -972,6 +972,14 @@ impl Store for PostgresStore {
         Ok(self.execute("UPDATE reviews SET body = $3, updated_at = $4 WHERE id = $1 AND author = $2", &[&id, &author, &body, &now]).await? == 1)
     }
 
+    async fn review_item(&self, id: i64) -> Result<Option<ReviewItem>> {
+        self.query_opt("SELECT id, assignment, submission, kind, author, body, created_at, updated_at FROM reviews WHERE id = $1", &[&id])
+            .await?
+            .as_ref()
+            .map(review_row)
+            .transpose()
+    }
+
     async fn reviews(&self, assignment: Option<&str>) -> Result<Vec<ReviewItem>> {
         self.query(
             "SELECT id, assignment, submission, kind, author, body, created_at, updated_at FROM reviews WHERE ($1::TEXT IS NULL OR assignment = $1) ORDER BY id",

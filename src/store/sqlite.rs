@@ -978,6 +978,13 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn review_item(&self, id: i64) -> Result<Option<ReviewItem>> {
+        self.with(move |c| {
+            c.query_row("SELECT id, assignment, submission, kind, author, body, created_at, updated_at FROM reviews WHERE id = ?1", [id], review_row).optional()
+        })
+        .await
+    }
+
     async fn task_reviews(&self, task: &str) -> Result<Vec<ReviewItem>> {
         let task = task.to_string();
         self.with(move |c| {

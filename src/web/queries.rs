@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::{stored, App, Failure};
 use crate::report::Report;
 use crate::review;
-use crate::store::{Assignment, ReviewKind, Submission};
+use crate::store::{Assignment, Submission};
 
 /// Who may be named: the review settings of every task and the assignments that have a decision.
 pub struct Blinds {
@@ -26,7 +26,8 @@ impl Blinds {
         let decided = if blind_tasks.is_empty() {
             HashSet::new()
         } else {
-            stored(app.store.reviews(None)).await?.into_iter().filter(|i| i.kind == ReviewKind::Decision).map(|i| i.assignment).collect()
+            // One row per reviewed assignment, aggregated by the store.
+            stored(app.store.review_states()).await?.into_iter().filter(|(_, state)| state.decided).map(|(assignment, _)| assignment).collect()
         };
         Ok(Blinds { blind_tasks, decided })
     }

@@ -354,8 +354,7 @@ async fn record_webhook(app: &Arc<App>, event: crate::webhook::Event, data: serd
     app.webhooks.notify_one();
 }
 
-async fn add_comment(app: &Arc<App>, user: &str, id: i64, body: CommentBody) -> Result<i64, Failure> {
-    let loaded = load(app, id).await?;
+async fn add_comment(app: &Arc<App>, user: &str, id: i64, loaded: &Loaded, body: CommentBody) -> Result<i64, Failure> {
     let text = review::clip(&body.text);
     if text.is_empty() {
         return Err(Failure { status: StatusCode::UNPROCESSABLE_ENTITY, message: "text: the comment is empty".into() });
@@ -382,8 +381,9 @@ async fn edit_comment(app: &Arc<App>, user: &str, comment: i64, text: &str) -> R
     if text.is_empty() {
         return Err(Failure { status: StatusCode::UNPROCESSABLE_ENTITY, message: "text: the comment is empty".into() });
     }
-    let items = stored(app.store.reviews(None)).await?;
-    let Some(item) = items.iter().find(|i| i.id == comment && i.kind == ReviewKind::Comment) else { return Err(Failure::not_found("such comment")) };
+    let Some(item) = stored(app.store.review_item(comment)).await?.filter(|i| i.kind == ReviewKind::Comment) else {
+        return Err(Failure::not_found("such comment"));
+    };
     if item.author != user {
         return Err(Failure { status: StatusCode::FORBIDDEN, message: "only its author can edit a comment".into() });
     }
@@ -396,8 +396,7 @@ async fn edit_comment(app: &Arc<App>, user: &str, comment: i64, text: &str) -> R
     Ok(item.submission)
 }
 
-async fn put_scores(app: &Arc<App>, user: &str, id: i64, scores: Vec<CriterionScore>) -> Result<(), Failure> {
-    let loaded = load(app, id).await?;
+async fn put_scores(app: &Arc<App>, user: &str, id: i64, loaded: &Loaded, scores: Vec<CriterionScore>) -> Result<(), Failure> {
     let spec = loaded.review_spec();
     let scores: Vec<CriterionScore> =
         scores.into_iter().filter(|s| !s.level.is_empty() || !s.note.trim().is_empty()).map(|s| CriterionScore { note: review::clip(&s.note), ..s }).collect();
@@ -425,7 +424,7 @@ async fn put_scores(app: &Arc<App>, user: &str, id: i64, scores: Vec<CriterionSc
     Ok(())
 }
 
-async fn decide(app: &Arc<App>, user: &str, id: i64, decision: &str, reason: &str) -> Result<(), Failure> {
+async fn decide(app: &Arc<App>, user: &str, id: i64, loaded: &Loaded, decision: &str, reason: &str) -> Result<(), Failure> {
     let Some(decision) = Decision::parse(decision) else {
         return Err(Failure { status: StatusCode::UNPROCESSABLE_ENTITY, message: format!("decision: {decision:?} is not one of advance, hold, reject") });
     };
@@ -433,7 +432,6 @@ async fn decide(app: &Arc<App>, user: &str, id: i64, decision: &str, reason: &st
     if reason.is_empty() {
         return Err(Failure { status: StatusCode::UNPROCESSABLE_ENTITY, message: "reason: say why (it is recorded with the decision)".into() });
     }
-    let loaded = load(app, id).await?;
     let json = serde_json::to_string(&DecisionBody { decision, reason: reason.clone() }).expect("serialisable");
     stored(app.store.add_review(&loaded.submission.assignment, id, ReviewKind::Decision, user, &json, now())).await?;
     let spec = loaded.review_spec();
@@ -449,8 +447,7 @@ async fn decide(app: &Arc<App>, user: &str, id: i64, decision: &str, reason: &st
     Ok(())
 }
 
-async fn release(app: &Arc<App>, user: &str, id: i64, message: &str) -> Result<review::ReleaseBody, Failure> {
-    let loaded = load(app, id).await?;
+async fn release(app: &Arc<App>, user: &str, id: i64, loaded: &Loaded, message: &str) -> Result<review::ReleaseBody, Failure> {
     let spec = loaded.review_spec();
     let overall = loaded.submission.score.map(|a| spec.overall(a, loaded.desk.rubric));
     let body = loaded.desk.feedback(&spec, overall, &review::clip(message));
@@ -1060,9 +1057,9 @@ impl CsrfForm for EditForm {
     }
 }
 
-pub async fn comment_form(State(app): State<Arc<App>>, Path(id): Path<i64>, form: SessionForm<CommentForm>) -> FormResult {
-    let f = form.form;
-    let comment = add_comment(&app, &form.user, id, CommentBody { file: f.file, line: f.line, text: f.text })
+pub async fn comment_form(State(app): State<Arc<App>>, asked: Reviewed<AssessorPage>, form: SessionForm<CommentForm>) -> FormResult {
+    let (f, id) = (form.form, asked.id);
+    let comment = add_comment(&app, &form.user, id, &asked.loaded, CommentBody { file: f.file, line: f.line, text: f.text })
         .await
         .map_err(back_to(format!("/submissions/{id}/code")))?;
     Ok(Redirect::to(&format!("/submissions/{id}/code#comment-{comment}")))
@@ -1073,8 +1070,8 @@ pub async fn edit_comment_form(State(app): State<Arc<App>>, Path(comment): Path<
     Ok(Redirect::to(&format!("/submissions/{submission}/code#comment-{comment}")))
 }
 
-pub async fn scores_form(State(app): State<Arc<App>>, Path(id): Path<i64>, form: SessionForm<FieldsForm>) -> FormResult {
-    let fields = form.form.0;
+pub async fn scores_form(State(app): State<Arc<App>>, asked: Reviewed<AssessorPage>, form: SessionForm<FieldsForm>) -> FormResult {
+    let (fields, id) = (form.form.0, asked.id);
     let mut ids: Vec<&str> = fields.keys().filter_map(|k| k.strip_prefix("level.").or_else(|| k.strip_prefix("note."))).collect();
     ids.sort();
     ids.dedup();
@@ -1087,23 +1084,23 @@ pub async fn scores_form(State(app): State<Arc<App>>, Path(id): Path<i64>, form:
         })
         .collect();
     let back = format!("/submissions/{id}#rubric");
-    put_scores(&app, &form.user, id, scores).await.map_err(back_to(back.clone()))?;
+    put_scores(&app, &form.user, id, &asked.loaded, scores).await.map_err(back_to(back.clone()))?;
     Ok(Redirect::to(&back))
 }
 
-pub async fn decision_form(State(app): State<Arc<App>>, Path(id): Path<i64>, form: SessionForm<FieldsForm>) -> FormResult {
-    let f = &form.form.0;
+pub async fn decision_form(State(app): State<Arc<App>>, asked: Reviewed<AssessorPage>, form: SessionForm<FieldsForm>) -> FormResult {
+    let (f, id) = (&form.form.0, asked.id);
     let back = format!("/submissions/{id}#decision");
-    decide(&app, &form.user, id, f.get("decision").map(String::as_str).unwrap_or(""), f.get("reason").map(String::as_str).unwrap_or(""))
+    decide(&app, &form.user, id, &asked.loaded, f.get("decision").map(String::as_str).unwrap_or(""), f.get("reason").map(String::as_str).unwrap_or(""))
         .await
         .map_err(back_to(back.clone()))?;
     Ok(Redirect::to(&back))
 }
 
-pub async fn release_form(State(app): State<Arc<App>>, Path(id): Path<i64>, form: SessionForm<FieldsForm>) -> FormResult {
-    let message = form.form.0.get("message").cloned().unwrap_or_default();
+pub async fn release_form(State(app): State<Arc<App>>, asked: Reviewed<AssessorPage>, form: SessionForm<FieldsForm>) -> FormResult {
+    let (message, id) = (form.form.0.get("message").cloned().unwrap_or_default(), asked.id);
     let back = format!("/submissions/{id}#feedback");
-    release(&app, &form.user, id, &message).await.map_err(back_to(back.clone()))?;
+    release(&app, &form.user, id, &asked.loaded, &message).await.map_err(back_to(back.clone()))?;
     Ok(Redirect::to(&back))
 }
 
@@ -1279,13 +1276,8 @@ pub struct ReleaseInput {
     message: String,
 }
 
-pub async fn comment_api(
-    State(app): State<Arc<App>>,
-    Path(id): Path<i64>,
-    assessor: Assessor,
-    ApiJson(body): ApiJson<CommentBody>,
-) -> AppResult<Json<serde_json::Value>> {
-    let comment = add_comment(&app, &assessor.0, id, body).await?;
+pub async fn comment_api(State(app): State<Arc<App>>, asked: Reviewed<Assessor>, ApiJson(body): ApiJson<CommentBody>) -> AppResult<Json<serde_json::Value>> {
+    let comment = add_comment(&app, &asked.who.0, asked.id, &asked.loaded, body).await?;
     Ok(Json(serde_json::json!({ "id": comment })))
 }
 
@@ -1299,33 +1291,18 @@ pub async fn edit_comment_api(
     Ok(Json(serde_json::json!({ "id": comment })))
 }
 
-pub async fn scores_api(
-    State(app): State<Arc<App>>,
-    Path(id): Path<i64>,
-    assessor: Assessor,
-    ApiJson(body): ApiJson<ScoresBody>,
-) -> AppResult<Json<serde_json::Value>> {
-    put_scores(&app, &assessor.0, id, body.scores).await?;
+pub async fn scores_api(State(app): State<Arc<App>>, asked: Reviewed<Assessor>, ApiJson(body): ApiJson<ScoresBody>) -> AppResult<Json<serde_json::Value>> {
+    put_scores(&app, &asked.who.0, asked.id, &asked.loaded, body.scores).await?;
     Ok(Json(serde_json::json!({ "saved": true })))
 }
 
-pub async fn decision_api(
-    State(app): State<Arc<App>>,
-    Path(id): Path<i64>,
-    assessor: Assessor,
-    ApiJson(body): ApiJson<DecisionInput>,
-) -> AppResult<Json<serde_json::Value>> {
-    decide(&app, &assessor.0, id, &body.decision, &body.reason).await?;
+pub async fn decision_api(State(app): State<Arc<App>>, asked: Reviewed<Assessor>, ApiJson(body): ApiJson<DecisionInput>) -> AppResult<Json<serde_json::Value>> {
+    decide(&app, &asked.who.0, asked.id, &asked.loaded, &body.decision, &body.reason).await?;
     Ok(Json(serde_json::json!({ "recorded": true })))
 }
 
-pub async fn release_api(
-    State(app): State<Arc<App>>,
-    Path(id): Path<i64>,
-    assessor: Assessor,
-    ApiJson(body): ApiJson<ReleaseInput>,
-) -> AppResult<Json<serde_json::Value>> {
-    let released = release(&app, &assessor.0, id, &body.message).await?;
+pub async fn release_api(State(app): State<Arc<App>>, asked: Reviewed<Assessor>, ApiJson(body): ApiJson<ReleaseInput>) -> AppResult<Json<serde_json::Value>> {
+    let released = release(&app, &asked.who.0, asked.id, &asked.loaded, &body.message).await?;
     Ok(Json(serde_json::json!({ "released": released })))
 }
 

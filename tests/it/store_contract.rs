@@ -116,7 +116,10 @@ async fn review_states(store: &dyn Store) {
     for id in ["r1", "r2", "r3"] {
         store.create_assignment(&assignment(id)).await.unwrap();
     }
-    store.add_review("r1", 1, ReviewKind::Comment, "ada", "{}", 10).await.unwrap();
+    let comment = store.add_review("r1", 1, ReviewKind::Comment, "ada", "{}", 10).await.unwrap();
+    let item = store.review_item(comment).await.unwrap().expect("the item by its id");
+    assert_eq!((item.assignment.as_str(), item.kind, item.author.as_str()), ("r1", ReviewKind::Comment, "ada"));
+    assert!(store.review_item(comment + 1000).await.unwrap().is_none());
     store.add_review("r2", 2, ReviewKind::Scores, "ada", "{}", 11).await.unwrap();
     store.add_review("r2", 2, ReviewKind::Scores, "bob", "{}", 12).await.unwrap();
     store.add_review("r2", 2, ReviewKind::Scores, "bob", "{}", 13).await.unwrap();
