@@ -116,7 +116,7 @@ pub async fn create(store: &dyn Store, repos: &Repos, tasks: &Catalog, max_push_
                 "this server sends no e-mail (no smtp_url in its config); leave the address out and hand the clone URL and token to the candidate",
             ))
         }
-        Some(text) => Some(crate::mail::check_address(text).map_err(|m| AssignError::invalid("email", m))?),
+        Some(text) => Some(crate::mail::check_address(text).map_err(|e| AssignError::invalid("email", e.to_string()))?),
     };
     let assignment_id = format!("a{}", hex::encode(crate::secret::random_bytes::<6>()));
     let token = crate::secret::new_token();

@@ -271,7 +271,7 @@ impl Config {
             (None, _) => None,
             (Some(url), secret) => Some(
                 crate::webhook::Target::parse(&url, secret.as_deref().unwrap_or(""))
-                    .map_err(|message| ConfigError::Value { key: "webhook".into(), message })?,
+                    .map_err(|e| ConfigError::Value { key: "webhook".into(), message: crate::errors::chain(&e) })?,
             ),
         };
         let tls_ca_file = match value("tls_ca_file", parsed.tls_ca_file.map(|p| p.display().to_string())).filter(|p| !p.is_empty()) {

@@ -23,12 +23,25 @@ pub struct Url {
     pub path: String,
 }
 
+/// Why a text is not a URL we can call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("{0:?} is not an https:// or http:// URL")]
+    Scheme(String),
+    #[error("{url:?}: {port:?} is not a port")]
+    Port { url: String, port: String },
+    #[error("{0:?}: an unclosed [")]
+    Bracket(String),
+    #[error("{0:?} is not a URL like https://host.example.com/path (no user, spaces or fragment)")]
+    Shape(String),
+}
+
 impl Url {
-    pub fn parse(text: &str) -> Result<Url, String> {
+    pub fn parse(text: &str) -> Result<Url, UrlError> {
         let (tls, rest) = match (text.strip_prefix("https://"), text.strip_prefix("http://")) {
             (Some(rest), _) => (true, rest),
             (None, Some(rest)) => (false, rest),
-            _ => return Err(format!("{text:?} is not an https:// or http:// URL")),
+            _ => return Err(UrlError::Scheme(text.to_string())),
         };
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, path) = rest.split_at(split);
@@ -36,17 +49,17 @@ impl Url {
         let default_port = if tls { 443 } else { 80 };
         let (host, port) = match authority.strip_prefix('[') {
             Some(bracketed) => {
-                let (host, after) = bracketed.split_once(']').ok_or_else(|| format!("{text:?}: an unclosed ["))?;
+                let (host, after) = bracketed.split_once(']').ok_or_else(|| UrlError::Bracket(text.to_string()))?;
                 (host, after.strip_prefix(':'))
             }
             None => authority.split_once(':').map_or((authority, None), |(h, p)| (h, Some(p))),
         };
         let port = match port {
-            Some(p) => p.parse::<u16>().map_err(|_| format!("{text:?}: {p:?} is not a port"))?,
+            Some(p) => p.parse::<u16>().map_err(|_| UrlError::Port { url: text.to_string(), port: p.to_string() })?,
             None => default_port,
         };
         if host.is_empty() || authority.contains('@') || path.contains([' ', '\r', '\n', '#']) {
-            return Err(format!("{text:?} is not a URL like https://login.example.com/path"));
+            return Err(UrlError::Shape(text.to_string()));
         }
         Ok(Url { tls, host: host.to_string(), port, path })
     }
@@ -71,8 +84,10 @@ impl Url {
 /// Why a request got no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
+    #[error("the URL")]
+    Url(#[from] UrlError),
     #[error("{0}")]
-    Url(String),
+    Request(String),
     #[error("cannot connect to {authority}")]
     Connect { authority: String, source: std::io::Error },
     #[error("TLS")]
@@ -106,7 +121,7 @@ pub struct Outgoing<'a> {
 
 /// Sends `outgoing` and reads the whole answer.
 pub async fn send(tls: &Arc<rustls::ClientConfig>, outgoing: Outgoing<'_>) -> Result<Answer, HttpError> {
-    let url = Url::parse(outgoing.url).map_err(HttpError::Url)?;
+    let url = Url::parse(outgoing.url)?;
     let authority = url.authority();
     let (timeout, limit) = (outgoing.timeout, outgoing.limit);
     let work = async {
@@ -115,10 +130,10 @@ pub async fn send(tls: &Arc<rustls::ClientConfig>, outgoing: Outgoing<'_>) -> Re
             .map_err(|source| HttpError::Connect { authority: authority.clone(), source })?;
         let mut request = Request::builder().method(outgoing.method).uri(url.path.as_str());
         let headers = request.headers_mut().expect("a fresh builder");
-        headers.insert(hyper::header::HOST, HeaderValue::from_str(&authority).map_err(|_| HttpError::Url(format!("{authority:?} is not a host")))?);
+        headers.insert(hyper::header::HOST, HeaderValue::from_str(&authority).map_err(|_| HttpError::Request(format!("{authority:?} is not a host")))?);
         headers.insert(hyper::header::USER_AGENT, HeaderValue::from_static(concat!("takehome/", env!("CARGO_PKG_VERSION"))));
         for (name, value) in &outgoing.headers {
-            headers.insert(name.clone(), HeaderValue::from_str(value).map_err(|_| HttpError::Url(format!("header {name}: not a header value")))?);
+            headers.insert(name.clone(), HeaderValue::from_str(value).map_err(|_| HttpError::Request(format!("header {name}: not a header value")))?);
         }
         let body = match outgoing.body {
             Some((content_type, bytes)) => {
@@ -127,7 +142,7 @@ pub async fn send(tls: &Arc<rustls::ClientConfig>, outgoing: Outgoing<'_>) -> Re
             }
             None => Full::new(Bytes::new()),
         };
-        let request = request.body(body).map_err(|e| HttpError::Url(e.to_string()))?;
+        let request = request.body(body).map_err(|e| HttpError::Request(e.to_string()))?;
         if url.tls {
             let stream = crate::tls::connect(tls, &url.host, tcp).await?;
             exchange(stream, request, &authority, limit).await

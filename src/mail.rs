@@ -57,12 +57,11 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// `smtp://[user:password@]host[:port][?tls=none]` or `smtps://…`; the user and password
     /// percent-encoded where they hold `:`, `@`, `/` or `%`.
-    pub fn parse(url: &str) -> Result<Server, String> {
-        let shape = "expected smtp://user:password@mail.example.com:587 (STARTTLS), smtps://…:465 (TLS) or smtp://relay.internal:25?tls=none";
+    pub fn parse(url: &str) -> Result<Server, SmtpUrlError> {
         let (tls, rest) = match (url.strip_prefix("smtps://"), url.strip_prefix("smtp://")) {
             (Some(rest), _) => (true, rest),
             (None, Some(rest)) => (false, rest),
-            _ => return Err(format!("smtp_url: not an smtp:// or smtps:// URL; {shape}")),
+            _ => return Err(SmtpUrlError::Scheme),
         };
         let (rest, query) = rest.split_once('?').map_or((rest, None), |(r, q)| (r, Some(q)));
         let rest = rest.strip_suffix('/').unwrap_or(rest);
@@ -70,13 +69,13 @@ impl Server {
             (true, None) => Security::Tls,
             (false, None) | (false, Some("tls=starttls")) => Security::StartTls,
             (false, Some("tls=none")) => Security::Plain,
-            (_, Some(other)) => return Err(format!("smtp_url: ?{other} is not understood (smtp:// takes ?tls=none or ?tls=starttls)")),
+            (_, Some(other)) => return Err(SmtpUrlError::Query(other.to_string())),
         };
         let (credentials, authority) = rest.rsplit_once('@').map_or((None, rest), |(c, a)| (Some(c), a));
         let (user, password) = match credentials {
             None => (None, None),
             Some(c) => {
-                let (user, password) = c.split_once(':').ok_or_else(|| format!("smtp_url: credentials must be user:password; {shape}"))?;
+                let (user, password) = c.split_once(':').ok_or(SmtpUrlError::Credentials)?;
                 (Some(percent_decode(user)?), Some(percent_decode(password)?))
             }
         };
@@ -88,17 +87,17 @@ impl Server {
         // `[v6]:port`, `[v6]`, `host:port` or `host`.
         let (host, port) = match authority.strip_prefix('[') {
             Some(bracketed) => {
-                let (host, after) = bracketed.split_once(']').ok_or_else(|| format!("smtp_url: an unclosed [; {shape}"))?;
+                let (host, after) = bracketed.split_once(']').ok_or(SmtpUrlError::Bracket)?;
                 (host, after.strip_prefix(':'))
             }
             None => authority.split_once(':').map_or((authority, None), |(h, p)| (h, Some(p))),
         };
         let port = match port {
-            Some(port) => port.parse::<u16>().map_err(|_| format!("smtp_url: {port:?} is not a port"))?,
+            Some(port) => port.parse::<u16>().map_err(|_| SmtpUrlError::Port(port.to_string()))?,
             None => default_port,
         };
         if host.is_empty() || authority.contains(['/', ' ']) {
-            return Err(format!("smtp_url: no host; {shape}"));
+            return Err(SmtpUrlError::Host);
         }
         Ok(Server { security, host: host.to_string(), port, user, password })
     }
@@ -112,16 +111,36 @@ impl Server {
     }
 }
 
-fn percent_decode(text: &str) -> Result<String, String> {
+/// Why `smtp_url` is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SmtpUrlError {
+    #[error("smtp_url: not an smtp:// or smtps:// URL; {}", SMTP_URL_SHAPE)]
+    Scheme,
+    #[error("smtp_url: ?{0} is not understood (smtp:// takes ?tls=none or ?tls=starttls)")]
+    Query(String),
+    #[error("smtp_url: credentials must be user:password; {}", SMTP_URL_SHAPE)]
+    Credentials,
+    #[error("smtp_url: a % is not followed by two hex digits")]
+    Percent,
+    #[error("smtp_url: the credentials are not UTF-8 once decoded")]
+    Utf8,
+    #[error("smtp_url: an unclosed [; {}", SMTP_URL_SHAPE)]
+    Bracket,
+    #[error("smtp_url: {0:?} is not a port")]
+    Port(String),
+    #[error("smtp_url: no host; {}", SMTP_URL_SHAPE)]
+    Host,
+}
+
+const SMTP_URL_SHAPE: &str = "expected smtp://user:password@mail.example.com:587 (STARTTLS), smtps://…:465 (TLS) or smtp://relay.internal:25?tls=none";
+
+fn percent_decode(text: &str) -> Result<String, SmtpUrlError> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = text
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| "smtp_url: a % is not followed by two hex digits".to_string())?;
+            let hex = text.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()).ok_or(SmtpUrlError::Percent)?;
             out.push(hex);
             i += 3;
         } else {
@@ -129,7 +148,7 @@ fn percent_decode(text: &str) -> Result<String, String> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| "smtp_url: the credentials are not UTF-8 once decoded".to_string())
+    String::from_utf8(out).map_err(|_| SmtpUrlError::Utf8)
 }
 
 /// What the server sends with: `smtp_url`, `smtp_from` and `email_reminders`.
@@ -145,7 +164,7 @@ pub struct Settings {
 impl Settings {
     /// Checks the three settings together (the sender must be an address).
     pub fn parse(url: &str, from: Option<&str>, reminders: Option<&str>) -> Result<Settings, (&'static str, String)> {
-        let server = Server::parse(url).map_err(|m| ("smtp_url", m))?;
+        let server = Server::parse(url).map_err(|e| ("smtp_url", e.to_string()))?;
         let from = from
             .map(str::trim)
             .filter(|f| !f.is_empty())
@@ -165,12 +184,17 @@ impl Settings {
     }
 }
 
+/// An address refused for a candidate's mail.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not an e-mail address")]
+pub struct NotAnAddress(String);
+
 /// Checks an address a candidate's mail goes to.
-pub fn check_address(text: &str) -> Result<String, String> {
+pub fn check_address(text: &str) -> Result<String, NotAnAddress> {
     let text = text.trim();
     match text.parse::<lettre::Address>() {
         Ok(_) if text.len() <= 254 => Ok(text.to_string()),
-        _ => Err(format!("{:?} is not an e-mail address", text.chars().take(80).collect::<String>())),
+        _ => Err(NotAnAddress(text.chars().take(80).collect())),
     }
 }
 
@@ -438,10 +462,10 @@ mod tests {
         assert_eq!((p.security, p.port, p.user), (Security::Plain, 2525, None));
         assert_eq!(Server::parse("smtp://[::1]:25?tls=none").unwrap().host, "::1");
         assert_eq!(Server::parse("smtp://[::1]?tls=none").unwrap().port, 25);
-        assert!(Server::parse("http://mail.example.com").unwrap_err().contains("smtp://"));
-        assert!(Server::parse("smtp://mail.example.com?tls=maybe").unwrap_err().contains("tls=none"));
-        assert!(Server::parse("smtp://user@mail.example.com").unwrap_err().contains("user:password"));
-        assert!(Server::parse("smtp://mail.example.com:99999").unwrap_err().contains("port"));
+        assert!(Server::parse("http://mail.example.com").unwrap_err().to_string().contains("smtp://"));
+        assert!(Server::parse("smtp://mail.example.com?tls=maybe").unwrap_err().to_string().contains("tls=none"));
+        assert!(Server::parse("smtp://user@mail.example.com").unwrap_err().to_string().contains("user:password"));
+        assert!(Server::parse("smtp://mail.example.com:99999").unwrap_err().to_string().contains("port"));
     }
 
     #[test]

@@ -57,7 +57,7 @@ impl std::fmt::Debug for Settings {
 impl Settings {
     /// Checks the settings together; the error names the key.
     pub fn new(issuer: &str, client_id: &str, client_secret: &str, domains: Vec<String>, emails: Vec<String>) -> Result<Settings, (&'static str, String)> {
-        let url = Url::parse(issuer.trim()).map_err(|m| ("oidc.issuer", m))?;
+        let url = Url::parse(issuer.trim()).map_err(|e| ("oidc.issuer", e.to_string()))?;
         if !url.tls && !url.is_loopback() {
             return Err(("oidc.issuer", format!("{issuer:?}: a provider must be reached over https:// (plain http only on this host)")));
         }

@@ -39,31 +39,41 @@ pub struct Target {
 
 impl Target {
     /// `https://host[:port]/path` (or `http://`) and a secret of at least 16 characters.
-    pub fn parse(url: &str, secret: &str) -> Result<Target, String> {
+    pub fn parse(url: &str, secret: &str) -> Result<Target, TargetError> {
         if secret.len() < 16 {
-            return Err("webhook_secret: must be at least 16 characters (the receiver checks the signature with it)".into());
+            return Err(TargetError::ShortSecret);
         }
-        let (tls, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
-            (Some(rest), _) => (true, rest),
-            (None, Some(rest)) => (false, rest),
-            (None, None) => return Err(format!("webhook_url: {url:?} is not an https:// or http:// URL")),
-        };
-        let default_port = if tls { 443 } else { 80 };
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
-                (host, port.parse::<u16>().map_err(|_| format!("webhook_url: {port:?} is not a port"))?)
-            }
-            _ => (authority, default_port),
-        };
-        if host.is_empty() || authority.contains('@') || path.contains([' ', '\r', '\n']) {
-            return Err(format!("webhook_url: {url:?} is not a URL like https://ats.example.com/hooks/takehome"));
-        }
-        Ok(Target { tls, host: host.trim_start_matches('[').trim_end_matches(']').to_string(), port, path: path.to_string(), secret: secret.to_string() })
+        let url = crate::http_client::Url::parse(url)?;
+        Ok(Target { tls: url.tls, host: url.host, port: url.port, path: url.path, secret: secret.to_string() })
     }
+}
+
+/// Why the webhook settings are refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("webhook_secret: must be at least 16 characters (the receiver checks the signature with it)")]
+    ShortSecret,
+    #[error("webhook_url")]
+    Url(#[from] crate::http_client::UrlError),
+}
+
+/// Why a delivery failed (it is tried again).
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("cannot connect")]
+    Connect(#[source] std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::ConnectError),
+    #[error("cannot send")]
+    Send(#[source] std::io::Error),
+    #[error("no answer")]
+    Read(#[source] std::io::Error),
+    #[error("the receiver answered {0}")]
+    Status(u16),
+    #[error("the receiver's answer is not HTTP")]
+    NotHttp,
+    #[error("no answer within {} s", .0.as_secs())]
+    Timeout(Duration),
 }
 
 /// What an event says happened (its `event` field and `X-Takehome-Event` header).
@@ -103,21 +113,21 @@ pub fn retry_after(attempts: i64) -> Option<i64> {
 }
 
 /// One POST (over TLS for an `https://` target); Ok when the receiver answered 2xx.
-pub async fn post(target: &Target, tls: &Arc<rustls::ClientConfig>, event: &str, delivery: i64, body: &str) -> Result<(), String> {
+pub async fn post(target: &Target, tls: &Arc<rustls::ClientConfig>, event: &str, delivery: i64, body: &str) -> Result<(), DeliveryError> {
     let attempt = async {
-        let tcp = tokio::net::TcpStream::connect((target.host.as_str(), target.port)).await.map_err(|e| format!("cannot connect: {e}"))?;
+        let tcp = tokio::net::TcpStream::connect((target.host.as_str(), target.port)).await.map_err(DeliveryError::Connect)?;
         if target.tls {
-            let stream = crate::tls::connect(tls, &target.host, tcp).await.map_err(|e| crate::errors::chain(&e))?;
+            let stream = crate::tls::connect(tls, &target.host, tcp).await?;
             exchange(stream, target, event, delivery, body).await
         } else {
             exchange(tcp, target, event, delivery, body).await
         }
     };
-    tokio::time::timeout(TIMEOUT, attempt).await.map_err(|_| format!("no answer within {} s", TIMEOUT.as_secs()))?
+    tokio::time::timeout(TIMEOUT, attempt).await.map_err(|_| DeliveryError::Timeout(TIMEOUT))?
 }
 
 /// Sends the request on `stream` and reads the status line of the answer.
-async fn exchange(mut stream: impl AsyncRead + AsyncWrite + Unpin, target: &Target, event: &str, delivery: i64, body: &str) -> Result<(), String> {
+async fn exchange(mut stream: impl AsyncRead + AsyncWrite + Unpin, target: &Target, event: &str, delivery: i64, body: &str) -> Result<(), DeliveryError> {
     let default_port = if target.tls { 443 } else { 80 };
     let name = if target.host.contains(':') { format!("[{}]", target.host) } else { target.host.clone() };
     let host = if target.port == default_port { name } else { format!("{name}:{}", target.port) };
@@ -129,14 +139,14 @@ async fn exchange(mut stream: impl AsyncRead + AsyncWrite + Unpin, target: &Targ
         body.len(),
         signature(&target.secret, body)
     );
-    stream.write_all(head.as_bytes()).await.map_err(|e| format!("cannot send: {e}"))?;
-    stream.write_all(body.as_bytes()).await.map_err(|e| format!("cannot send: {e}"))?;
-    stream.flush().await.map_err(|e| format!("cannot send: {e}"))?;
+    stream.write_all(head.as_bytes()).await.map_err(DeliveryError::Send)?;
+    stream.write_all(body.as_bytes()).await.map_err(DeliveryError::Send)?;
+    stream.flush().await.map_err(DeliveryError::Send)?;
     // The status line is all we need.
     let mut answer = Vec::with_capacity(256);
     let mut buffer = [0u8; 256];
     while !answer.contains(&b'\n') && answer.len() < 4096 {
-        let n = stream.read(&mut buffer).await.map_err(|e| format!("no answer: {e}"))?;
+        let n = stream.read(&mut buffer).await.map_err(DeliveryError::Read)?;
         if n == 0 {
             break;
         }
@@ -146,8 +156,8 @@ async fn exchange(mut stream: impl AsyncRead + AsyncWrite + Unpin, target: &Targ
     let status = line.lines().next().unwrap_or("").split_whitespace().nth(1).and_then(|s| s.parse::<u16>().ok());
     match status {
         Some(code) if (200..300).contains(&code) => Ok(()),
-        Some(code) => Err(format!("the receiver answered {code}")),
-        None => Err("the receiver's answer is not HTTP".into()),
+        Some(code) => Err(DeliveryError::Status(code)),
+        None => Err(DeliveryError::NotHttp),
     }
 }
 
@@ -163,7 +173,7 @@ pub async fn deliver(store: Arc<dyn Store>, target: Option<Target>, tls: Arc<rus
                         None => (false, None, "no webhook_url was configured when it came due".to_string()),
                         Some(target) => match post(target, &tls, &hook.event, hook.id, &hook.body).await {
                             Ok(()) => (true, None, String::new()),
-                            Err(error) => (false, retry_after(hook.attempts + 1).map(|after| now + after), error),
+                            Err(error) => (false, retry_after(hook.attempts + 1).map(|after| now + after), crate::errors::chain(&error)),
                         },
                     };
                     if !delivered && target.is_some() {
@@ -199,9 +209,9 @@ mod tests {
         let s = Target::parse("https://ats.example/hooks", "0123456789abcdef").unwrap();
         assert_eq!((s.tls, s.host.as_str(), s.port, s.path.as_str()), (true, "ats.example", 443, "/hooks"));
         assert_eq!(Target::parse("https://[::1]:8443/x", "0123456789abcdef").unwrap().port, 8443);
-        assert!(Target::parse("ftp://ats.example/x", "0123456789abcdef").unwrap_err().contains("https://"));
+        assert!(crate::errors::chain(&Target::parse("ftp://ats.example/x", "0123456789abcdef").unwrap_err()).contains("https://"));
         assert_eq!(Target::parse("http://[::1]:81/x", "0123456789abcdef").unwrap().host, "::1");
-        assert!(Target::parse("http://a/x", "short").unwrap_err().contains("16"));
+        assert!(Target::parse("http://a/x", "short").unwrap_err().to_string().contains("16"));
         assert!(Target::parse("http://user:pw@a/x", "0123456789abcdef").is_err());
     }
 

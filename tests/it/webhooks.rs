@@ -77,11 +77,11 @@ async fn an_https_receiver_signed_by_the_configured_ca_gets_signed_events_and_ot
 
     // The platform's roots alone do not know this CA.
     let platform = takehome::tls::client_config(None).unwrap();
-    let error = takehome::webhook::post(&target, &platform, "review.decided", 8, body).await.unwrap_err();
+    let error = takehome::errors::chain(&takehome::webhook::post(&target, &platform, "review.decided", 8, body).await.unwrap_err());
     assert!(error.contains("TLS handshake with localhost failed") && error.contains("UnknownIssuer"), "{error}");
     // The certificate names localhost, not 127.0.0.1.
     let by_address = takehome::webhook::Target::parse(&format!("https://127.0.0.1:{port}/hooks/th"), SECRET).unwrap();
-    let error = takehome::webhook::post(&by_address, &trusting, "review.decided", 9, body).await.unwrap_err();
+    let error = takehome::errors::chain(&takehome::webhook::post(&by_address, &trusting, "review.decided", 9, body).await.unwrap_err());
     assert!(error.contains("certificate not valid for name \"127.0.0.1\""), "{error}");
 
     // The outbox's loop delivers over TLS and records it.
