@@ -229,17 +229,18 @@ pub struct CheckOptions<'a> {
     pub jobs: usize,
 }
 
-/// Runs every check of one task, reporting each case through `report` as it finishes.
+/// Runs every check of one task (`loaded`: its folder's name and the task as it loaded, or why
+/// not), reporting each case through `report` as it finishes.
 pub async fn check_task<S: Sandbox>(
     sandbox: &S,
-    task_dir: &Path,
+    (task_name, loaded): (&str, &Result<std::sync::Arc<TaskSpec>, task::SpecError>),
     image: &ImageRef,
     options: &CheckOptions<'_>,
     cancel: &CancellationToken,
     report: &(dyn Fn(&CaseResult) + Sync),
 ) -> Vec<CaseResult> {
     let CheckOptions { only_fixtures, quick, jobs } = *options;
-    let task_name = task_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let task_name = task_name.to_string();
     let mut results = Vec::new();
     let mut baselines: Vec<(String, Baseline)> = Vec::new();
     let mut record = |name: &str, status: CaseStatus, message: String, started: Instant| {
@@ -249,13 +250,13 @@ pub async fn check_task<S: Sandbox>(
     };
 
     let started = Instant::now();
-    let spec = match task::load(task_dir) {
+    let spec: &TaskSpec = match loaded {
         Ok(spec) => {
             record("task file", CaseStatus::Passed, format!("{}, {}", spec.kind.as_str(), crate::units::count(spec.steps.len(), "step")), started);
             spec
         }
         Err(error) => {
-            record("task file", CaseStatus::Failed, crate::errors::chain(&error), started);
+            record("task file", CaseStatus::Failed, crate::errors::chain(error), started);
             return results;
         }
     };
@@ -276,12 +277,12 @@ pub async fn check_task<S: Sandbox>(
         return results;
     }
     let started = Instant::now();
-    let problems = crate::grading::task_data::check(&spec);
+    let problems = crate::grading::task_data::check(spec);
     if problems.is_empty() {
         record("task data", CaseStatus::Passed, "the columns, labels and ids the task names are in its data".into(), started);
     } else {
         // Fixtures would only fail on the same mistake, further from its cause.
-        record("task data", CaseStatus::Failed, crate::grading::task_data::render(&spec, &problems), started);
+        record("task data", CaseStatus::Failed, crate::grading::task_data::render(spec, &problems), started);
         return results;
     }
 
@@ -289,13 +290,13 @@ pub async fn check_task<S: Sandbox>(
         [("data manifest", check_manifest as fn(&TaskSpec) -> Result<String, String>), ("hidden ids", check_hidden_ids), ("hidden files", check_hidden_files)]
     {
         let started = Instant::now();
-        match check(&spec) {
+        match check(spec) {
             Ok(message) => record(name, CaseStatus::Passed, message, started),
             Err(message) => record(name, CaseStatus::Failed, message, started),
         }
     }
     let started = Instant::now();
-    match check_giveaways(&spec) {
+    match check_giveaways(spec) {
         Ok(None) => record("label giveaways", CaseStatus::Passed, "no single feature gives the label away".into(), started),
         Ok(Some(message)) => record("label giveaways", CaseStatus::Warning, message, started),
         Err(message) => record("label giveaways", CaseStatus::Failed, message, started),
@@ -303,7 +304,7 @@ pub async fn check_task<S: Sandbox>(
 
     // Fixtures are graded `jobs` at a time; their results come back in the fixtures' order.
     let mut nearest: Vec<(Lookup, f64)> = Vec::new();
-    let chosen: Vec<Fixture> = fixtures(&spec, quick).into_iter().filter(|f| only_fixtures.is_none_or(|prefix| f.name.starts_with(prefix))).collect();
+    let chosen: Vec<Fixture> = fixtures(spec, quick).into_iter().filter(|f| only_fixtures.is_none_or(|prefix| f.name.starts_with(prefix))).collect();
     let spec_ref = &spec;
     let mut graded = futures_util::stream::iter(chosen.iter().map(|fixture| async move {
         let started = Instant::now();
@@ -338,7 +339,7 @@ pub async fn check_task<S: Sandbox>(
     if let (Some(source), Some(public)) = (worth(Lookup::NearestSource), worth(Lookup::NearestPublic)) {
         let started = Instant::now();
         let lift = source - public;
-        let allowed = lookup_allowance(&spec);
+        let allowed = lookup_allowance(spec);
         let (status, message) = if lift <= allowed && allowed > 10.0 {
             (
                 CaseStatus::Warning,
@@ -369,7 +370,7 @@ pub async fn check_task<S: Sandbox>(
     // is the candidate's.
     if spec.public_run.is_some() && only_fixtures.is_none_or(|prefix| "public run".starts_with(prefix)) && !cancel.is_cancelled() {
         let started = Instant::now();
-        let (status, message) = match check_public_run(sandbox, &spec, image, cancel).await {
+        let (status, message) = match check_public_run(sandbox, spec, image, cancel).await {
             Ok(message) => (CaseStatus::Passed, message),
             Err(message) => (CaseStatus::Failed, message),
         };

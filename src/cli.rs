@@ -655,7 +655,7 @@ async fn grade(
     method: BuildMethod,
     runtime: crate::sandbox::Runtime,
 ) -> Result<(), Failure> {
-    let task = task::load(task_dir).map_err(usage)?;
+    let task = task::Catalog::load_folder(task_dir).map_err(usage)?;
     if !submission.is_dir() {
         return Err(usage(anyhow::anyhow!("{}: no such folder (expected the submission's folder)", submission.display())));
     }
@@ -834,7 +834,7 @@ fn score(metric: Option<&str>, truth: Option<&Path>, predictions: &Path, options
     let mut slice_dataset = None;
     let (mut spec, truth) = match (&task, metric, truth) {
         (Some(dir), metric, truth) => {
-            let spec = task::load(dir).map_err(usage)?;
+            let spec = task::Catalog::load_folder(dir).map_err(usage)?;
             if truth.is_none() {
                 slice_dataset = Some(spec.dataset_dir());
             }
@@ -1002,9 +1002,9 @@ async fn check(
     let started = std::time::Instant::now();
     for task_dir in &tasks {
         // The image of a task that does not even load is reported by the task-file check.
-        let loaded = task::load(task_dir).ok();
+        let loaded = task::Catalog::load_folder(task_dir);
         let image = match &loaded {
-            Some(spec) => {
+            Ok(spec) => {
                 for other in spec.images().iter().skip(1) {
                     sandbox.ensure_image(&Recipe::load(&spec.root, other).map_err(ours)?, BuildMethod::Auto, &progress).await.map_err(ours)?;
                 }
@@ -1012,9 +1012,9 @@ async fn check(
                 let built = sandbox.ensure_image(&recipe, BuildMethod::Auto, &progress).await.map_err(ours)?;
                 ImageRef { tag: built.tag, id: built.id }
             }
-            None => ImageRef { tag: String::new(), id: String::new() },
+            Err(_) => ImageRef { tag: String::new(), id: String::new() },
         };
-        let jobs = jobs.unwrap_or_else(|| default_jobs(loaded.as_ref())).max(1);
+        let jobs = jobs.unwrap_or_else(|| default_jobs(loaded.as_deref().ok())).max(1);
         progress(&format!("checking {} ({} at a time{})", task_dir.display(), crate::units::count(jobs, "fixture"), if quick { ", quick" } else { "" }));
         let print = |case: &CaseResult| {
             let status = match case.status {
@@ -1026,13 +1026,14 @@ async fn check(
             eprintln!("check: {:<20} {:<34} {status:<8} {:>6.1} s  {first}", case.task, case.name, case.seconds);
         };
         let options = check::CheckOptions { only_fixtures, quick, jobs };
-        let task_results = check::check_task(&sandbox, task_dir, &image, &options, &cancel, &print).await;
+        let task_name = task_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let task_results = check::check_task(&sandbox, (&task_name, &loaded), &image, &options, &cancel, &print).await;
         if cancel.is_cancelled() {
             results.extend(task_results);
             break;
         }
         // A full check stores the task's fixtures' grades as its baselines and says how they moved.
-        if let Some(spec) = loaded.as_ref().filter(|_| only_fixtures.is_none()) {
+        if let Some(spec) = loaded.as_ref().ok().filter(|_| only_fixtures.is_none()) {
             let new: Vec<check::Baseline> = task_results.iter().filter_map(|r| r.baseline.clone()).collect();
             if !new.is_empty() {
                 let old = check::load_baselines(&spec.root, &spec.id);
@@ -1172,7 +1173,7 @@ fn validate(tasks: Vec<PathBuf>, root: Option<PathBuf>) -> Result<(), Failure> {
     };
     let mut n_invalid = 0;
     for dir in &tasks {
-        match task::load(dir) {
+        match task::Catalog::load_folder(dir) {
             Ok(spec) => {
                 // The task file holds; now its data: columns, labels, ids.
                 let problems = crate::grading::task_data::check(&spec);

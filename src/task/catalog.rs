@@ -59,6 +59,28 @@ impl Catalog {
         Catalog { root: root.into(), loaded: Mutex::new(HashMap::new()) }
     }
 
+    /// The catalog of the project holding `dir` (a folder `<project>/tasks/<id>`, as every task
+    /// folder is: a task names its data set and images from the project folder) and the task's
+    /// id; `None` for a folder laid out otherwise.
+    pub fn of_folder(dir: &Path) -> Option<(Catalog, TaskId)> {
+        let absolute = std::path::absolute(dir).ok()?;
+        let id = TaskId::parse(absolute.file_name()?.to_str()?).ok()?;
+        let tasks = absolute.parent()?;
+        if tasks.file_name()? != "tasks" {
+            return None;
+        }
+        Some((Catalog::new(tasks.parent()?.to_path_buf()), id))
+    }
+
+    /// The task of folder `dir`, through its project's catalog when it has one (else parsed
+    /// from the folder).
+    pub fn load_folder(dir: &Path) -> Result<Arc<TaskSpec>, SpecError> {
+        match Catalog::of_folder(dir) {
+            Some((catalog, id)) => catalog.load(&id),
+            None => super::load(dir).map(Arc::new),
+        }
+    }
+
     /// The project folder.
     pub fn root(&self) -> &Path {
         &self.root
@@ -112,6 +134,17 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_task_folder_names_its_project_and_id() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let (catalog, id) = Catalog::of_folder(&root.join("tasks/penguins-cleaning")).unwrap();
+        assert_eq!((catalog.root(), id.as_str()), (root, "penguins-cleaning"));
+        assert!(Catalog::of_folder(&root.join("datasets/penguins-cleaning")).is_none(), "not under tasks/");
+        assert!(Catalog::of_folder(&root.join("tasks/Not A Task")).is_none(), "not an id");
+        let spec = Catalog::load_folder(&root.join("tasks/penguins-cleaning")).unwrap();
+        assert_eq!(spec.id, "penguins-cleaning");
+    }
 
     #[test]
     fn a_task_is_parsed_once_per_version_of_its_file_and_ids_are_checked() {
