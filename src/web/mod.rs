@@ -1,9 +1,11 @@
 //! HTTP, by audience: `git` (candidates' clones and pushes), `pages` (the assessor web UI and the
-//! candidate's status page), `assignments` (assignments made from the dashboard and the API), `review` (the review desk: comments, rubric, decisions, the code
-//! view), `candidate` (what a candidate may see of their pushes), `signals` (the integrity
-//! signals on a submission), `api` (JSON for assessors and candidates), `bounded` (git reads with
-//! byte and time budgets) and `auth` (who is asking), plus the connection loop that every request
-//! comes through.
+//! candidate's status page), `assignments` (assignments made from the dashboard and the API, and
+//! erasures), `review` (the review desk: comments, rubric, decisions, the code view, the outboxes'
+//! state), `candidate` (what a candidate may see of their pushes), `signals` (similarity and
+//! regrades), `api` (JSON for assessors and candidates), `sso` (assessors' single sign-on),
+//! `queries` (what several pages share: blind names, the push that counts, the comparison),
+//! `forms` (form bodies), `bounded` (git reads with byte and time budgets) and `auth` (who is
+//! asking), plus the connection loop that every request comes through.
 //!
 //! Invariants:
 //! - Only this module knows routes. Every handler names who may call it with an extractor from
