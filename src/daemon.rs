@@ -100,6 +100,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             tasks: app.tasks.clone(),
             public_url: config.public_url.clone(),
             reminders: settings.reminders.clone(),
+            reminders_scanned: std::sync::Mutex::new(None),
         };
         tasks.spawn(crate::mail::deliver(outbox, shutdown.clone()));
     }

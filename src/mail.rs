@@ -395,13 +395,29 @@ pub struct Outbox {
     pub tasks: Arc<Catalog>,
     pub public_url: String,
     pub reminders: Vec<i64>,
+    /// When the reminders were last looked for (once a minute: it reads every assignment).
+    pub reminders_scanned: std::sync::Mutex<Option<i64>>,
 }
 
+/// How often the reminders due are looked for.
+const REMINDER_SCAN_SECONDS: i64 = 60;
+
 impl Outbox {
-    /// Sends what is due at `now` (and queues the reminders due); returns how many were sent.
+    /// Sends what is due at `now` (and, once a minute, queues the reminders due); returns how
+    /// many were sent.
     pub async fn run_once(&self, now: i64) -> usize {
-        if let Err(e) = queue_reminders(self.store.as_ref(), &self.reminders, now).await {
-            debug!(error = %crate::errors::Chain(&e), "cannot queue reminders");
+        let scan = {
+            let mut last = self.reminders_scanned.lock().unwrap();
+            let due = last.is_none_or(|at| now - at >= REMINDER_SCAN_SECONDS || now < at);
+            if due {
+                *last = Some(now);
+            }
+            due
+        };
+        if scan {
+            if let Err(e) = queue_reminders(self.store.as_ref(), &self.reminders, now).await {
+                debug!(error = %crate::errors::Chain(&e), "cannot queue reminders");
+            }
         }
         let due = match self.store.due_emails(now, 20).await {
             Ok(due) => due,

@@ -23,6 +23,8 @@ use crate::http_client::{self, form_encode, Outgoing, Url};
 
 /// Logins started and not finished that are kept at once; more are refused until some expire.
 pub const MAX_PENDING: usize = 10_000;
+/// Logins started and not finished that one client address may hold.
+pub const MAX_PENDING_PER_CLIENT: usize = 20;
 /// How long a started login may take at the provider.
 pub const PENDING_LIFETIME: Duration = Duration::from_secs(600);
 /// The most a provider's answer may hold.
@@ -155,6 +157,7 @@ struct Pending {
     verifier: String,
     nonce: String,
     started: Instant,
+    client: std::net::IpAddr,
 }
 
 /// The provider as this server knows it.
@@ -202,8 +205,9 @@ impl Provider {
         Ok(m)
     }
 
-    /// Starts a sign-in: the state (for the browser's cookie) and the URL to send the browser to.
-    pub async fn begin(&self, redirect_uri: &str) -> Result<(String, String), OidcError> {
+    /// Starts a sign-in for the browser at `client`: the state (for its cookie) and the URL to
+    /// send it to.
+    pub async fn begin(&self, redirect_uri: &str, client: std::net::IpAddr) -> Result<(String, String), OidcError> {
         let metadata = self.metadata().await?;
         let state = b64(&crate::secret::random_bytes::<24>());
         let nonce = b64(&crate::secret::random_bytes::<24>());
@@ -212,10 +216,10 @@ impl Provider {
         {
             let mut pending = self.pending.lock().unwrap();
             pending.retain(|_, p| p.started.elapsed() < PENDING_LIFETIME);
-            if pending.len() >= MAX_PENDING {
+            if pending.len() >= MAX_PENDING || pending.values().filter(|p| p.client == client).count() >= MAX_PENDING_PER_CLIENT {
                 return Err(OidcError::Busy);
             }
-            pending.insert(state.clone(), Pending { verifier, nonce: nonce.clone(), started: Instant::now() });
+            pending.insert(state.clone(), Pending { verifier, nonce: nonce.clone(), started: Instant::now(), client });
         }
         let query = form_encode(&[
             ("response_type", "code"),

@@ -33,10 +33,11 @@ fn problem(status: StatusCode, message: &str) -> Response {
 }
 
 /// `GET /login/oidc`: to the provider.
-pub async fn begin(State(app): State<Arc<App>>) -> Response {
+pub async fn begin(State(app): State<Arc<App>>, axum::Extension(client): axum::Extension<super::ClientAddr>) -> Response {
     let Some(provider) = app.oidc.clone() else { return problem(StatusCode::NOT_FOUND, "Single sign-on is not configured on this server.") };
-    match provider.begin(&redirect_uri(&app)).await {
+    match provider.begin(&redirect_uri(&app), client.0).await {
         Ok((state, url)) => ([(header::SET_COOKIE, state_cookie(&app, &state, crate::oidc::PENDING_LIFETIME.as_secs()))], Redirect::to(&url)).into_response(),
+        Err(e @ crate::oidc::OidcError::Busy) => problem(StatusCode::TOO_MANY_REQUESTS, &crate::errors::chain(&e)),
         Err(e) => {
             warn!(error = %crate::errors::Chain(&e), "single sign-on: cannot start");
             problem(StatusCode::BAD_GATEWAY, &format!("The identity provider cannot be reached: {}.", crate::errors::chain(&e)))

@@ -120,6 +120,7 @@ async fn invitations_reminders_and_receipts_reach_a_real_smtp_server_over_startt
         tasks: app.app.tasks.clone(),
         public_url: app.app.config.public_url.clone(),
         reminders: settings.reminders.clone(),
+        reminders_scanned: std::sync::Mutex::new(None),
     };
     let ada = ("ada", PASSWORD);
     let title = takehome::task::load(&repo_root().join("tasks/penguins-cleaning")).unwrap().title;

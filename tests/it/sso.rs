@@ -181,6 +181,18 @@ async fn assessors_sign_in_with_a_real_openid_provider_and_others_are_refused() 
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(page.contains("access_denied") && page.contains("the user said no"), "{page}");
 
+    // ---- one address cannot hold more than its share of sign-ins under way
+    let mut refused_after = None;
+    for n in 0..=takehome::oidc::MAX_PENDING_PER_CLIENT {
+        let (status, _, _) = app.request("GET", "/login/oidc", &[], String::new()).await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            refused_after = Some(n);
+            break;
+        }
+        assert_eq!(status, StatusCode::SEE_OTHER);
+    }
+    assert!(refused_after.is_some(), "an address may start at most {} sign-ins at once", takehome::oidc::MAX_PENDING_PER_CLIENT);
+
     // ---- a wrong client secret: the provider refuses the code, and the page says so
     let (wrong, _scratch2) = app_with(&provider, "not-the-secret").await;
     let (callback, state) = sign_in_at_the_provider(&wrong, "ada").await;
