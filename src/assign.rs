@@ -123,7 +123,7 @@ pub async fn create(store: &dyn Store, repos: &Repos, tasks: &Catalog, max_push_
     let now = crate::units::now();
     let assignment = Assignment {
         id: assignment_id.clone(),
-        task: id.as_str().to_string(),
+        task: id.clone(),
         candidate: candidate.to_string(),
         token_hash: crate::secret::token_hash(&token),
         time_box_seconds: time_box.as_secs() as i64,

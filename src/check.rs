@@ -81,18 +81,18 @@ impl Baseline {
 }
 
 /// The file that holds a task's baselines.
-pub fn baselines_path(root: &Path, task: &str) -> PathBuf {
+pub fn baselines_path(root: &Path, task: &crate::task::TaskId) -> PathBuf {
     root.join("baselines").join(format!("{task}.json"))
 }
 
 /// A task's stored baselines that produced a grade (broken fixtures are left out: they place
 /// nothing), for pages.
-pub fn graded_baselines(root: &Path, task: &str) -> Vec<Baseline> {
+pub fn graded_baselines(root: &Path, task: &crate::task::TaskId) -> Vec<Baseline> {
     load_baselines(root, task).into_iter().filter(|b| b.status == crate::report::Status::Graded).collect()
 }
 
 /// A task's stored baselines (empty when none were stored or the file cannot be read).
-pub fn load_baselines(root: &Path, task: &str) -> Vec<Baseline> {
+pub fn load_baselines(root: &Path, task: &crate::task::TaskId) -> Vec<Baseline> {
     std::fs::read_to_string(baselines_path(root, task)).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
 }
 

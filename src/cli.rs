@@ -464,8 +464,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 return Err(usage(anyhow::anyhow!("a model-training task needs --target COL (the column to predict)")));
             }
             let target = target.unwrap_or_default();
-            let made =
-                crate::scaffold::new_task(&crate::scaffold::NewTask { id, kind, from_csv, target, id_column, root }).map_err(|m| usage(anyhow::anyhow!(m)))?;
+            let made = crate::scaffold::new_task(&crate::scaffold::NewTask { id, kind, from_csv, target, id_column, root }).map_err(|e| match e {
+                crate::scaffold::ScaffoldError::Io(..) | crate::scaffold::ScaffoldError::Scale(_) => ours(e),
+                e => usage(e),
+            })?;
             println!(
                 "made {} and {} ({} public rows, {} hidden; metric {})\nnext: edit the brief and the starter, add a reference fixture, then `takehome check --quick {}`",
                 made.task_dir.display(),

@@ -44,6 +44,7 @@ use crate::job::{self, ImageRef, JobError};
 use crate::sandbox::image::{BuildMethod, Recipe};
 use crate::sandbox::{DockerSandbox, JobOptions, JobSandbox, Leftovers, RunError, Runtime, Sandbox};
 use crate::store::{ClaimRequest, Claimed, Holding, Store, StoreError, TaskCopy, WorkerInfo};
+use crate::task::TaskId;
 use crate::web::{self, now, App, Metrics};
 
 /// Runs until `shutdown` is cancelled.
@@ -190,6 +191,9 @@ pub trait Engine: Sandbox + Clone + Send + Sync + 'static {
     fn ensure_image(&self, recipe: &Recipe) -> impl std::future::Future<Output = Result<ImageRef, RunError>> + Send;
     /// Removes the containers and volumes of instances that `known` does not list as alive.
     fn remove_dead(&self, known: HashMap<String, bool>) -> impl std::future::Future<Output = Result<usize, RunError>> + Send;
+    /// Removes every container and volume this process made: called once its grader's slots
+    /// have all ended, so that nothing of a stopped worker is left on the engine.
+    fn remove_own(&self) -> impl std::future::Future<Output = Result<usize, RunError>> + Send;
 }
 
 impl Engine for DockerSandbox {
@@ -206,6 +210,9 @@ impl Engine for DockerSandbox {
     }
     async fn remove_dead(&self, known: HashMap<String, bool>) -> Result<usize, RunError> {
         self.remove_leftovers(Leftovers::OfDeadInstances(known)).await
+    }
+    async fn remove_own(&self) -> Result<usize, RunError> {
+        self.remove_leftovers(Leftovers::OfThisProcess).await
     }
 }
 
@@ -274,7 +281,7 @@ struct Grader<S: Engine> {
     running_count: Arc<AtomicI64>,
     copies: std::sync::Mutex<Vec<TaskCopy>>,
     /// The GPUs each task of `copies` needs (a dry run of one is claimed only where they fit).
-    task_gpus: std::sync::Mutex<HashMap<String, i64>>,
+    task_gpus: std::sync::Mutex<HashMap<TaskId, i64>>,
     metrics: Arc<std::sync::Mutex<Metrics>>,
     /// When the store last renewed this instance's leases (taken before the call was sent, so
     /// that the worker's view of the lease ends no later than the store's).
@@ -369,7 +376,7 @@ impl<S: Engine> Grader<S> {
         let tasks = Arc::new(crate::task::Catalog::new(config.tasks_root.clone()));
         let catalog = tasks.clone();
         let known = tokio::task::spawn_blocking(move || job::task_copies_and_gpus(&catalog)).await.unwrap_or_default();
-        let task_gpus: HashMap<String, i64> = known.iter().map(|(copy, gpus)| (copy.task.clone(), *gpus)).collect();
+        let task_gpus: HashMap<TaskId, i64> = known.iter().map(|(copy, gpus)| (copy.task.clone(), *gpus)).collect();
         let copies: Vec<TaskCopy> = known.into_iter().map(|(copy, _)| copy).collect();
         let now = now();
         let info = WorkerInfo {
@@ -462,6 +469,13 @@ impl<S: Engine> Grader<S> {
             tasks.spawn(async move { slot.run().await });
         }
         while tasks.join_next().await.is_some() {}
+        // Every slot has closed what it opened; what a failed close or a creation that finished
+        // after it was given up left behind goes now, before the instance says it stopped.
+        match self.sandbox.remove_own().await {
+            Ok(0) => {}
+            Ok(removed) => warn!(removed, "removed containers of this worker that its jobs had not closed"),
+            Err(e) => warn!(error = %crate::errors::Chain(&e), "cannot remove this worker's containers; the next worker on this engine will"),
+        }
         match self.store.stop_worker(&self.instance, now()).await {
             Ok(released) if released > 0 => info!(released, "jobs given back to the queue"),
             Ok(_) => {}
@@ -683,8 +697,7 @@ async fn public_dry_run<S: Engine>(grader: Arc<Grader<S>>, claim: crate::store::
     async {
         let submission = claim.submission;
         let result = async {
-            let id = crate::task::TaskId::parse(&claim.task).map_err(|e| JobError::Internal(e.to_string()))?;
-            let task = grader.tasks.load(&id).map_err(|e| JobError::Internal(crate::errors::chain(&e)))?;
+            let task = grader.tasks.load(&claim.task).map_err(|e| JobError::Internal(crate::errors::chain(&e)))?;
             let image = grader.task_image(&task).await?;
             let checkout = tempfile::Builder::new().prefix("takehome-checkout-").tempdir().map_err(|e| JobError::Internal(e.to_string()))?;
             let (source, assignment, commit, dest) = (grader.source.clone(), claim.assignment.clone(), claim.commit.clone(), checkout.path().to_path_buf());
@@ -793,7 +806,7 @@ impl<S: Engine> Slot<S> {
         // Tasks whose steps need more GPUs than this worker has free are left to others.
         let free_gpus = grader.gpus - grader.running.lock().unwrap().values().map(|r| r.gpus).sum::<i64>();
         let task_gpus = grader.task_gpus.lock().unwrap().clone();
-        let tasks: Vec<String> =
+        let tasks: Vec<TaskId> =
             grader.copies.lock().unwrap().iter().filter(|c| task_gpus.get(&c.task).copied().unwrap_or(0) <= free_gpus).map(|c| c.task.clone()).collect();
         match grader.store.claim_dry_run(&grader.instance, &tasks, now(), grader.config.lease_seconds).await {
             Ok(Some(claim)) => Ok(Work::DryRun(claim)),
@@ -958,8 +971,7 @@ impl<S: Engine> Slot<S> {
     /// Grades a claimed job; also says whether the task declares a public dry run.
     async fn attempt(&self, job: &Claimed, devices: &[u32], cancel: &CancellationToken) -> Result<(crate::report::Report, bool), JobError> {
         let grader = &self.grader;
-        let id = crate::task::TaskId::parse(&job.task).map_err(|e| JobError::Internal(e.to_string()))?;
-        let mut task = crate::task::TaskSpec::clone(&*grader.tasks.load(&id).map_err(|e| JobError::Internal(crate::errors::chain(&e)))?);
+        let mut task = crate::task::TaskSpec::clone(&*grader.tasks.load(&job.task).map_err(|e| JobError::Internal(crate::errors::chain(&e)))?);
         task.gpu_devices = devices.to_vec();
         if !job.needs.spec_digest.is_empty() {
             // The claim matched this host's copies; they may have changed since.

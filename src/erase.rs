@@ -15,7 +15,7 @@ use crate::store::{Erasure, Store, StoreError};
 /// What one assignment's erasure removed.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Erased {
-    pub task: String,
+    pub task: crate::task::TaskId,
     pub rows: i64,
     pub files: usize,
 }
@@ -222,7 +222,7 @@ mod tests {
         let store = crate::store::SqliteStore::open(&dir.path().join("s.sqlite")).unwrap();
         let kept = crate::store::Assignment {
             id: "a0kept".into(),
-            task: "t".into(),
+            task: "t".parse().unwrap(),
             candidate: "c".into(),
             token_hash: String::new(),
             time_box_seconds: 60,

@@ -82,17 +82,14 @@ pub fn needs(task: &TaskSpec) -> Result<crate::store::JobNeeds, NeedsError> {
 }
 
 /// [`needs`] of the task `task_id` of `tasks`, read on the blocking pool.
-pub async fn needs_of(tasks: &std::sync::Arc<crate::task::Catalog>, task_id: &str) -> Result<crate::store::JobNeeds, NeedsError> {
-    let id = crate::task::TaskId::parse(task_id)?;
-    let tasks = tasks.clone();
+pub async fn needs_of(tasks: &std::sync::Arc<crate::task::Catalog>, id: &crate::task::TaskId) -> Result<crate::store::JobNeeds, NeedsError> {
+    let (tasks, id) = (tasks.clone(), id.clone());
     tokio::task::spawn_blocking(move || needs(&*tasks.load(&id)?)).await?
 }
 
 /// Why a job's needs could not be worked out.
 #[derive(Debug, thiserror::Error)]
 pub enum NeedsError {
-    #[error(transparent)]
-    Id(#[from] crate::task::InvalidTaskId),
     #[error(transparent)]
     Task(#[from] crate::task::SpecError),
     #[error("cannot read {}", .0.display())]
@@ -710,7 +707,7 @@ async fn build_report(
     Ok(Report {
         schema_version: SCHEMA_VERSION,
         candidate: None,
-        task: TaskRef { id: task.id.clone(), title: task.title.clone(), kind: task.kind.as_str().to_string() },
+        task: TaskRef { id: task.id.to_string(), title: task.title.clone(), kind: task.kind.as_str().to_string() },
         submission: SubmissionRef {
             path: prepared.source.display().to_string(),
             commit: prepared.commit.clone(),
@@ -1052,7 +1049,7 @@ async fn rejected_report(task: &TaskSpec, submission_dir: &Path, image: &ImageRe
     Ok(Report {
         schema_version: SCHEMA_VERSION,
         candidate: None,
-        task: TaskRef { id: task.id.clone(), title: task.title.clone(), kind: task.kind.as_str().to_string() },
+        task: TaskRef { id: task.id.to_string(), title: task.title.clone(), kind: task.kind.as_str().to_string() },
         submission: SubmissionRef { path: submission_dir.display().to_string(), commit: None, n_files: 0, n_bytes: 0, skipped_links: Vec::new() },
         status: Status::Rejected,
         score: 0.0,

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::store::{Assignment, Email, EmailKind, Starts, Store};
-use crate::task::{Catalog, TaskId};
+use crate::task::Catalog;
 
 /// How the connection to the SMTP server is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -369,7 +369,7 @@ pub async fn queue_receipt(store: &dyn Store, assignment: &str, submission: i64,
 /// What an outbox entry says, composed now; `Err` gives it up with the reason.
 async fn compose(store: &dyn Store, tasks: &Catalog, public_url: &str, email: &Email, now: i64) -> Result<Composed, String> {
     let a = store.assignment(&email.assignment).await.map_err(|e| crate::errors::chain(&e))?.ok_or("the assignment is gone")?;
-    let title = TaskId::parse(&a.task).ok().and_then(|id| tasks.load(&id).ok()).map(|spec| spec.title.clone()).unwrap_or_else(|| a.task.clone());
+    let title = tasks.get(&a.task).map(|spec| spec.title.clone()).unwrap_or_else(|| a.task.to_string());
     let data: serde_json::Value = serde_json::from_str(&email.data).unwrap_or_default();
     match email.kind {
         EmailKind::Invitation => {
@@ -498,7 +498,7 @@ mod tests {
     fn messages_say_what_to_do_and_never_a_score() {
         let a = Assignment {
             id: "a0123456789ab".into(),
-            task: "penguins-cleaning".into(),
+            task: "penguins-cleaning".parse().unwrap(),
             candidate: "lin@example.com".into(),
             token_hash: String::new(),
             time_box_seconds: 4 * 3600,

@@ -38,6 +38,33 @@ pub struct NewTask {
     pub root: PathBuf,
 }
 
+/// Why a task could not be scaffolded: each says the file or folder and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ScaffoldError {
+    #[error(transparent)]
+    Id(#[from] crate::task::InvalidTaskId),
+    #[error("{} exists already; choose another id or remove it", .0.display())]
+    Exists(PathBuf),
+    #[error("{}: no runner-images/python (run from the project folder or pass --root)", .0.display())]
+    NotAProject(PathBuf),
+    /// The table cannot make a task as it is (a column missing, too few rows, a repeated id...).
+    #[error("{}: {message}", path.display())]
+    Table { path: PathBuf, message: String },
+    #[error("{}", .0.display())]
+    Io(PathBuf, #[source] std::io::Error),
+    /// The dirty table could not be graded against the clean one to set the scale's zero.
+    #[error("grading the dirty table against the clean one, to set the scale")]
+    Scale(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+fn table(path: &Path, message: impl Into<String>) -> ScaffoldError {
+    ScaffoldError::Table { path: path.to_path_buf(), message: message.into() }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ScaffoldError + '_ {
+    move |e| ScaffoldError::Io(path.to_path_buf(), e)
+}
+
 /// What was made, for the author.
 #[derive(Debug, Clone)]
 pub struct Made {
@@ -48,37 +75,34 @@ pub struct Made {
     pub metric: &'static str,
 }
 
-pub fn new_task(request: &NewTask) -> Result<Made, String> {
-    let id = &request.id;
-    if !crate::task::is_name(id) {
-        return Err(format!("{id:?} is not a valid task id (expected lowercase letters, digits and '-')"));
-    }
-    let task_dir = request.root.join("tasks").join(id);
-    let dataset_dir = request.root.join("datasets").join(id);
+pub fn new_task(request: &NewTask) -> Result<Made, ScaffoldError> {
+    let id = crate::task::TaskId::parse(&request.id)?;
+    let task_dir = request.root.join("tasks").join(id.as_str());
+    let dataset_dir = request.root.join("datasets").join(id.as_str());
     for dir in [&task_dir, &dataset_dir] {
         if dir.exists() {
-            return Err(format!("{} exists already; choose another id or remove it", dir.display()));
+            return Err(ScaffoldError::Exists(dir.to_path_buf()));
         }
     }
     if !request.root.join("runner-images/python").is_dir() {
-        return Err(format!("{}: no runner-images/python (run from the project folder or pass --root)", request.root.display()));
+        return Err(ScaffoldError::NotAProject(request.root.clone()));
     }
     let source = &request.from_csv;
-    let header = records::header(source).map_err(|message| format!("{}: {message}", source.display()))?;
+    let header = records::header(source).map_err(|message| table(source, message))?;
     if request.kind == crate::task::TaskKind::DataCleaning {
         return new_cleaning_task(request, &header, &task_dir, &dataset_dir);
     }
     if !header.contains(&request.target) {
-        return Err(format!("{}: no column {:?} to predict (its columns: {})", source.display(), request.target, header.join(", ")));
+        return Err(table(source, format!("no column {:?} to predict (its columns: {})", request.target, header.join(", "))));
     }
     let Keyed { key: id_name, columns, rows } = keyed_rows(request, &header, "id")?;
     let target_at = columns.iter().position(|n| n == &request.target).expect("checked");
     let id_at = columns.iter().position(|n| n == &id_name).expect("the id column");
     if rows.iter().any(|row| row[target_at].trim().is_empty()) {
-        return Err(format!("{}: rows without a {:?}: drop or fill them first", source.display(), request.target));
+        return Err(table(source, format!("rows without a {:?}: drop or fill them first", request.target)));
     }
 
-    let (test, train) = split(id, &rows, id_at, HIDDEN_ONE_IN, source)?;
+    let (test, train) = split(id.as_str(), &rows, id_at, HIDDEN_ONE_IN, source)?;
 
     // What to predict: numbers with many values are a regression, anything else labels.
     let values: Vec<&str> = rows.iter().map(|row| row[target_at].trim()).collect();
@@ -108,13 +132,13 @@ pub fn new_task(request: &NewTask) -> Result<Made, String> {
 
     // The data set.
     let features: Vec<usize> = (0..columns.len()).filter(|&i| i != target_at).collect();
-    let write = |path: PathBuf, header: Vec<&str>, lines: Vec<Vec<&str>>| -> Result<(), String> {
-        std::fs::create_dir_all(path.parent().expect("a parent")).map_err(|e| format!("{}: {e}", path.display()))?;
+    let write = |path: PathBuf, header: Vec<&str>, lines: Vec<Vec<&str>>| -> Result<(), ScaffoldError> {
+        std::fs::create_dir_all(path.parent().expect("a parent")).map_err(io(&path))?;
         let mut text = csv_line(&header);
         for line in lines {
             text.push_str(&csv_line(&line));
         }
-        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
+        std::fs::write(&path, text).map_err(io(&path))
     };
     let all: Vec<&str> = columns.iter().map(String::as_str).collect();
     write(dataset_dir.join("public/train.csv"), all.clone(), train.iter().map(|row| row.iter().map(String::as_str).collect()).collect())?;
@@ -222,31 +246,31 @@ struct Keyed {
 
 /// The rows of a table as text, with its key column (the table's own, or `key_default` added,
 /// numbering the rows).
-fn keyed_rows(request: &NewTask, header: &[String], key_default: &str) -> Result<Keyed, String> {
+fn keyed_rows(request: &NewTask, header: &[String], key_default: &str) -> Result<Keyed, ScaffoldError> {
     let source = &request.from_csv;
     let wanted: Vec<(&str, Want)> = header.iter().map(|name| (name.as_str(), Want::Label)).collect();
-    let parts = records::read(source, &wanted, u64::MAX, Rows::default).map_err(|message| format!("{}: {message}", source.display()))?;
+    let parts = records::read(source, &wanted, u64::MAX, Rows::default).map_err(|message| table(source, message))?;
     let rows: Vec<Vec<String>> = parts.into_iter().flat_map(|(part, _)| part.0).collect();
     if rows.len() < 20 {
-        return Err(format!("{}: {} rows; a task needs at least 20 to split", source.display(), rows.len()));
+        return Err(table(source, format!("{} rows; a task needs at least 20 to split", rows.len())));
     }
     match &request.id_column {
         Some(column) => {
             let at = header
                 .iter()
                 .position(|n| n == column)
-                .ok_or_else(|| format!("{}: no id column {column:?} (its columns: {})", source.display(), header.join(", ")))?;
+                .ok_or_else(|| table(source, format!("no id column {column:?} (its columns: {})", header.join(", "))))?;
             let mut seen = std::collections::HashSet::new();
             for (number, row) in rows.iter().enumerate() {
                 if row[at].trim().is_empty() || !seen.insert(row[at].clone()) {
-                    return Err(format!("{}: row {}: the id {:?} is empty or repeated; ids must be unique", source.display(), number + 2, row[at]));
+                    return Err(table(source, format!("row {}: the id {:?} is empty or repeated; ids must be unique", number + 2, row[at])));
                 }
             }
             Ok(Keyed { key: column.clone(), columns: header.to_vec(), rows })
         }
         None => {
             if header.iter().any(|n| n == key_default) {
-                return Err(format!("{}: has a column {key_default:?}; name it with --id", source.display()));
+                return Err(table(source, format!("has a column {key_default:?}; name it with --id")));
             }
             let columns = std::iter::once(key_default.to_string()).chain(header.iter().cloned()).collect();
             let rows = rows.into_iter().enumerate().map(|(n, row)| std::iter::once((n + 1).to_string()).chain(row).collect()).collect();
@@ -278,7 +302,7 @@ fn mess_cell(task: &str, key: &str, column: &str, value: &str) -> String {
     }
 }
 
-fn new_cleaning_task(request: &NewTask, header: &[String], task_dir: &Path, dataset_dir: &Path) -> Result<Made, String> {
+fn new_cleaning_task(request: &NewTask, header: &[String], task_dir: &Path, dataset_dir: &Path) -> Result<Made, ScaffoldError> {
     let id = &request.id;
     let Keyed { key, columns, rows } = keyed_rows(request, header, "row_id")?;
     let key_at = columns.iter().position(|n| n == &key).expect("the key column");
@@ -300,13 +324,13 @@ fn new_cleaning_task(request: &NewTask, header: &[String], task_dir: &Path, data
         }
         out
     };
-    let write = |path: PathBuf, lines: Vec<Vec<String>>| -> Result<(), String> {
-        std::fs::create_dir_all(path.parent().expect("a parent")).map_err(|e| format!("{}: {e}", path.display()))?;
+    let write = |path: PathBuf, lines: Vec<Vec<String>>| -> Result<(), ScaffoldError> {
+        std::fs::create_dir_all(path.parent().expect("a parent")).map_err(io(&path))?;
         let mut text = csv_line(&columns.iter().map(String::as_str).collect::<Vec<_>>());
         for line in &lines {
             text.push_str(&csv_line(&line.iter().map(String::as_str).collect::<Vec<_>>()));
         }
-        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
+        std::fs::write(&path, text).map_err(io(&path))
     };
     let clean = |rows: &[&Vec<String>]| rows.iter().map(|row| (*row).clone()).collect::<Vec<_>>();
     write(dataset_dir.join("public/raw.csv"), mess(&train))?;
@@ -332,9 +356,9 @@ fn new_cleaning_task(request: &NewTask, header: &[String], task_dir: &Path, data
         slices: Vec::new(),
     };
     let passed_through = crate::grading::grade_output(&spec, &dataset_dir.join("hidden/input/raw.csv"), &dataset_dir.join("hidden/clean.csv"))
-        .map_err(|e| e.to_string())?
+        .map_err(|e| ScaffoldError::Scale(Box::new(e)))?
         .value
-        .ok_or("the dirty table could not be graded against the clean one")?;
+        .ok_or_else(|| ScaffoldError::Scale("the output has no value".into()))?;
     let zero_at = round_up(passed_through).min(0.99);
     let title = format!("Clean {}", request.from_csv.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
     let task_yaml = format!(
@@ -391,14 +415,14 @@ fn new_cleaning_task(request: &NewTask, header: &[String], task_dir: &Path, data
 
 /// Rows hidden and public: a row is hidden when a hash of the task and its key says so (one in
 /// `one_in`), whatever the order of the rows. Both sides must have rows.
-fn split<'r>(task: &str, rows: &'r [Vec<String>], key_at: usize, one_in: u64, source: &Path) -> Result<Split<'r>, String> {
+fn split<'r>(task: &str, rows: &'r [Vec<String>], key_at: usize, one_in: u64, source: &Path) -> Result<Split<'r>, ScaffoldError> {
     let hidden = |row: &Vec<String>| {
         let digest = Sha256::digest(format!("takehome-split\0{task}\0{}", row[key_at]).as_bytes());
         u64::from_be_bytes(digest[..8].try_into().expect("eight bytes")) % one_in == 0
     };
     let (test, train): Split<'r> = rows.iter().partition(|row| hidden(row));
     if test.is_empty() || train.is_empty() {
-        return Err(format!("{}: the split left one side empty; add rows", source.display()));
+        return Err(table(source, "the split left one side empty; add rows"));
     }
     Ok((test, train))
 }
@@ -407,10 +431,10 @@ fn split<'r>(task: &str, rows: &'r [Vec<String>], key_at: usize, one_in: u64, so
 type Split<'r> = (Vec<&'r Vec<String>>, Vec<&'r Vec<String>>);
 
 /// Writes each file, making its folder.
-fn write_files(files: Vec<(PathBuf, String)>) -> Result<(), String> {
+fn write_files(files: Vec<(PathBuf, String)>) -> Result<(), ScaffoldError> {
     for (path, text) in files {
-        std::fs::create_dir_all(path.parent().expect("a parent")).map_err(|e| format!("{}: {e}", path.display()))?;
-        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::create_dir_all(path.parent().expect("a parent")).map_err(io(&path))?;
+        std::fs::write(&path, text).map_err(io(&path))?;
     }
     Ok(())
 }
@@ -459,7 +483,7 @@ fn round_up(value: f64) -> f64 {
 }
 
 /// `MANIFEST.sha256`: every file of the data set with its sha256, as `sha256sum` writes it.
-fn write_manifest(dataset_dir: &Path) -> Result<(), String> {
+fn write_manifest(dataset_dir: &Path) -> Result<(), ScaffoldError> {
     let mut files: Vec<PathBuf> = walkdir::WalkDir::new(dataset_dir)
         .into_iter()
         .filter_map(Result::ok)
@@ -470,9 +494,10 @@ fn write_manifest(dataset_dir: &Path) -> Result<(), String> {
     files.sort();
     let mut text = String::new();
     for file in files {
-        let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let bytes = std::fs::read(&file).map_err(io(&file))?;
         let relative = file.strip_prefix(dataset_dir).expect("inside").to_string_lossy().into_owned();
         let _ = writeln!(text, "{}  {relative}", hex::encode(Sha256::digest(&bytes)));
     }
-    std::fs::write(dataset_dir.join("MANIFEST.sha256"), text).map_err(|e| format!("{}: {e}", dataset_dir.display()))
+    let manifest = dataset_dir.join("MANIFEST.sha256");
+    std::fs::write(&manifest, text).map_err(io(&manifest))
 }

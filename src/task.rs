@@ -452,7 +452,7 @@ pub struct TaskSpec {
     /// The host's GPUs (indexes) a worker gave the job being graded: never from task.yaml, set
     /// on the job's copy of the spec so that its GPU steps use those devices alone.
     pub gpu_devices: Vec<u32>,
-    pub id: String,
+    pub id: TaskId,
     pub title: String,
     pub kind: TaskKind,
     pub time_box: Duration,
@@ -936,14 +936,18 @@ impl Reader {
         )?;
         let root = task_dir.parent().and_then(Path::parent).unwrap_or(Path::new(".")).to_path_buf();
 
-        let id = self.string(top, "", "id", true);
-        if let Some(id) = &id {
-            if !is_name(id) {
-                self.problem("id", format!("{id:?} is not a valid id (expected lowercase letters, digits and '-')"));
-            } else if task_dir.file_name().and_then(|n| n.to_str()) != Some(id.as_str()) {
-                self.problem("id", format!("{id:?} does not match the task's folder name {:?}", task_dir.file_name().unwrap_or_default()));
+        let id = match self.string(top, "", "id", true).map(|text| TaskId::parse(&text).map_err(|_| text)) {
+            Some(Ok(id)) if task_dir.file_name().and_then(|n| n.to_str()) == Some(id.as_str()) => Some(id),
+            Some(Ok(id)) => {
+                self.problem("id", format!("{:?} does not match the task's folder name {:?}", id.as_str(), task_dir.file_name().unwrap_or_default()));
+                None
             }
-        }
+            Some(Err(text)) => {
+                self.problem("id", format!("{text:?} is not a valid id (expected lowercase letters, digits and '-')"));
+                None
+            }
+            None => None,
+        };
         let title = self.string(top, "", "title", true);
         let kind = match self.string(top, "", "kind", true).as_deref() {
             Some("model-training") => Some(TaskKind::ModelTraining),

@@ -394,6 +394,10 @@ pub enum Leftovers {
     /// says: stopped, replaced or lease run out is dead), and what unknown instances (a `grade`
     /// or `check` beside us) left when their process no longer runs. This process's own are kept.
     OfDeadInstances(HashMap<String, bool>),
+    /// Everything this process made, and nothing of others': for a worker whose slots have all
+    /// ended, when nothing of this process may run any more (a job whose close failed, a
+    /// container whose creation finished after the request was given up).
+    OfThisProcess,
 }
 
 impl Leftovers {
@@ -403,10 +407,11 @@ impl Leftovers {
         }
         let instance = labels.get(LABEL_INSTANCE).map(String::as_str);
         if instance == Some(instance_id()) {
-            return *self == Leftovers::All;
+            return matches!(self, Leftovers::All | Leftovers::OfThisProcess);
         }
         match self {
             Leftovers::All => true,
+            Leftovers::OfThisProcess => false,
             Leftovers::OfDeadProcesses => !owner_alive(labels),
             Leftovers::OfDeadInstances(known) => match instance.and_then(|i| known.get(i)) {
                 Some(alive) => !alive,
@@ -1189,6 +1194,10 @@ mod tests {
         assert!(!Leftovers::OfDeadProcesses.removes(&owned_by("i-other", me, Some(my_start))));
         assert!(!Leftovers::OfDeadProcesses.removes(&ours), "never our own");
         assert!(Leftovers::All.removes(&ours));
+        // A stopped worker's own sweep takes its own and leaves every other process's, dead or not.
+        assert!(Leftovers::OfThisProcess.removes(&ours));
+        assert!(!Leftovers::OfThisProcess.removes(&owned_by("i-gone", u32::MAX - 1, None)));
+        assert!(!Leftovers::OfThisProcess.removes(&owned_by("i-other", me, Some(my_start))));
         // A reused PID: the process that runs under it started at another time.
         assert!(Leftovers::OfDeadProcesses.removes(&owned_by("i-old", me, Some(my_start + 1))));
         // A PID that no longer exists.

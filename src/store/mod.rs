@@ -30,6 +30,7 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::report::Status as GradeStatus;
+pub use crate::task::TaskId;
 
 /// What went wrong in the store. Each variant's message says its own layer; the cause is its
 /// `source()` (show one with [`crate::errors::Chain`]).
@@ -149,7 +150,7 @@ pub struct Extension {
 #[derive(Debug, Clone, Serialize)]
 pub struct Assignment {
     pub id: String,
-    pub task: String,
+    pub task: TaskId,
     pub candidate: String,
     #[serde(skip)]
     pub token_hash: String,
@@ -191,7 +192,7 @@ impl Assignment {
 pub struct Submission {
     pub id: i64,
     pub assignment: String,
-    pub task: String,
+    pub task: TaskId,
     pub candidate: String,
     pub number: i64,
     pub commit: String,
@@ -260,7 +261,7 @@ impl ReviewKind {
 /// and how many rows went; never the candidate, the assignment or any of their data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Erasure {
-    pub task: String,
+    pub task: TaskId,
     pub erased_at: i64,
     pub erased_by: String,
     /// `request` (the candidate asked) or `retention`.
@@ -395,7 +396,7 @@ pub struct Fence {
 pub struct Claimed {
     pub fence: Fence,
     pub assignment: String,
-    pub task: String,
+    pub task: TaskId,
     pub candidate: String,
     pub commit: String,
     /// The submission's number within its assignment (its commit is kept at `refs/takehome/<number>`).
@@ -435,14 +436,14 @@ pub struct ClaimRequest {
 pub struct DryRunClaim {
     pub submission: i64,
     pub assignment: String,
-    pub task: String,
+    pub task: TaskId,
     pub commit: String,
 }
 
 /// One task as a worker's own copy has it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TaskCopy {
-    pub task: String,
+    pub task: TaskId,
     pub spec_digest: String,
     pub data_digest: String,
 }
@@ -550,7 +551,7 @@ pub trait Store: Send + Sync + 'static {
     /// `lease_seconds` (renewed by [`Store::heartbeat`] like a job's); one whose lease ran out is
     /// waiting again. Dry runs go only where no graded job waits: the caller asks when its claim
     /// for graded work found none.
-    async fn claim_dry_run(&self, instance: &str, tasks: &[String], now: i64, lease_seconds: i64) -> Result<Option<DryRunClaim>>;
+    async fn claim_dry_run(&self, instance: &str, tasks: &[TaskId], now: i64, lease_seconds: i64) -> Result<Option<DryRunClaim>>;
     /// Gives a dry run back, first in line again (stopped for graded work, or by shutdown).
     async fn release_dry_run(&self, submission: i64, instance: &str) -> Result<()>;
     /// How many public dry runs wait or run.
@@ -581,18 +582,18 @@ pub trait Store: Send + Sync + 'static {
     /// single-process store at start-up (the one process that could hold them is gone).
     async fn requeue_all_running(&self) -> Result<usize>;
     async fn submission(&self, id: i64) -> Result<Option<(Submission, Option<String>)>>;
-    async fn submissions(&self, assignment: Option<&str>, task: Option<&str>) -> Result<Vec<Submission>>;
+    async fn submissions(&self, assignment: Option<&str>, task: Option<&TaskId>) -> Result<Vec<Submission>>;
     /// The newest `limit` submissions (the dashboard's list), newest first.
     async fn recent_submissions(&self, limit: i64) -> Result<Vec<Submission>>;
     /// How many submissions each assignment has.
     async fn submission_counts(&self) -> Result<HashMap<String, i64>>;
     /// What each graded submission of `task` was graded with, read from its stored report in
     /// one query (the database extracts the fields; no report leaves it whole).
-    async fn graded_provenance(&self, task: &str) -> Result<Vec<GradedWith>>;
+    async fn graded_provenance(&self, task: &TaskId) -> Result<Vec<GradedWith>>;
     /// Queues graded submissions again (one, or every one of a task), keeping the old score; the
     /// digests are those of the copies now (a regrade on changed data is this explicit act).
     /// `needs` holds each task's needs now, by task id; a task not in it keeps what it had.
-    async fn regrade(&self, submission: Option<i64>, task: Option<&str>, needs: &HashMap<String, JobNeeds>) -> Result<usize>;
+    async fn regrade(&self, submission: Option<i64>, task: Option<&TaskId>, needs: &HashMap<TaskId, JobNeeds>) -> Result<usize>;
     async fn add_note(&self, submission: i64, author: &str, text: &str, now: i64) -> Result<()>;
     async fn notes(&self, submission: i64) -> Result<Vec<Note>>;
     /// The reports that regrades replaced, oldest first (the current one is the submission's).
@@ -628,7 +629,7 @@ pub trait Store: Send + Sync + 'static {
     async fn erasures(&self) -> Result<Vec<Erasure>>;
     /// The review items of every assignment of `task`, oldest first (one query: what the
     /// comparison shows).
-    async fn task_reviews(&self, task: &str) -> Result<Vec<ReviewItem>>;
+    async fn task_reviews(&self, task: &TaskId) -> Result<Vec<ReviewItem>>;
     /// Where each reviewed assignment stands, in one query (the dashboard's column): how many
     /// reviewers scored it, and whether a decision was recorded. Assignments with no review item
     /// are not in it.
@@ -658,7 +659,7 @@ pub trait Store: Send + Sync + 'static {
     async fn emails(&self, limit: i64) -> Result<Vec<Email>>;
     /// The newest submission id of `task` and how many it has: what changes when a push arrives
     /// or an assignment is erased (the similarity view's results are kept until it does).
-    async fn task_version(&self, task: &str) -> Result<(i64, i64)>;
+    async fn task_version(&self, task: &TaskId) -> Result<(i64, i64)>;
     /// (status text, count) over all submissions.
     async fn counts(&self) -> Result<Vec<(String, i64)>>;
     /// Records an assessor's login session (only the token's hash is stored).

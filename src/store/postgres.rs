@@ -206,6 +206,30 @@ CREATE INDEX submissions_task ON submissions (task, id);
 ];
 
 /// A review item from `SELECT id, assignment, submission, kind, author, body, created_at, updated_at`.
+/// A task id is stored as its text, and read back only if it still is one.
+impl ToSql for TaskId {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> std::result::Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.as_str().to_sql(ty, out)
+    }
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <&str as ToSql>::accepts(ty)
+    }
+    tokio_postgres::types::to_sql_checked!();
+}
+
+impl<'a> tokio_postgres::types::FromSql<'a> for TaskId {
+    fn from_sql(ty: &tokio_postgres::types::Type, raw: &'a [u8]) -> std::result::Result<TaskId, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(TaskId::parse(<&str as tokio_postgres::types::FromSql>::from_sql(ty, raw)?)?)
+    }
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <&str as tokio_postgres::types::FromSql>::accepts(ty)
+    }
+}
+
 fn review_row(r: &Row) -> Result<ReviewItem> {
     let kind: String = r.try_get(3)?;
     Ok(ReviewItem {
@@ -741,7 +765,7 @@ impl Store for PostgresStore {
         row.map(|row| Ok((submission_row(&row)?, row.try_get(16)?))).transpose()
     }
 
-    async fn submissions(&self, assignment: Option<&str>, task: Option<&str>) -> Result<Vec<Submission>> {
+    async fn submissions(&self, assignment: Option<&str>, task: Option<&TaskId>) -> Result<Vec<Submission>> {
         self.query(
             &format!(
                 "SELECT {SUBMISSION_COLUMNS} FROM submissions s JOIN assignments a ON a.id = s.assignment \
@@ -767,7 +791,7 @@ impl Store for PostgresStore {
         self.query("SELECT assignment, COUNT(*) FROM submissions GROUP BY assignment", &[]).await?.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
     }
 
-    async fn graded_provenance(&self, task: &str) -> Result<Vec<GradedWith>> {
+    async fn graded_provenance(&self, task: &TaskId) -> Result<Vec<GradedWith>> {
         self.query(
             "SELECT s.id, s.assignment, a.candidate, s.score, \
              COALESCE(s.report::jsonb #>> '{provenance,task_digest}', ''), \
@@ -803,7 +827,7 @@ impl Store for PostgresStore {
         .collect()
     }
 
-    async fn regrade(&self, submission: Option<i64>, task: Option<&str>, needs: &HashMap<String, JobNeeds>) -> Result<usize> {
+    async fn regrade(&self, submission: Option<i64>, task: Option<&TaskId>, needs: &HashMap<TaskId, JobNeeds>) -> Result<usize> {
         timed(async {
             let mut client = self.pool.get().await?;
             let transaction = client.transaction().await?;
@@ -901,8 +925,8 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn claim_dry_run(&self, instance: &str, tasks: &[String], now: i64, lease_seconds: i64) -> Result<Option<DryRunClaim>> {
-        let tasks: Vec<String> = tasks.to_vec();
+    async fn claim_dry_run(&self, instance: &str, tasks: &[TaskId], now: i64, lease_seconds: i64) -> Result<Option<DryRunClaim>> {
+        let tasks: Vec<&str> = tasks.iter().map(TaskId::as_str).collect();
         let row = self
             .query_opt(
                 "WITH taken AS (UPDATE dry_runs SET worker = $1, lease_until = $2::BIGINT + $3::BIGINT \
@@ -991,7 +1015,7 @@ impl Store for PostgresStore {
         .collect()
     }
 
-    async fn task_reviews(&self, task: &str) -> Result<Vec<ReviewItem>> {
+    async fn task_reviews(&self, task: &TaskId) -> Result<Vec<ReviewItem>> {
         self.query(
             "SELECT r.id, r.assignment, r.submission, r.kind, r.author, r.body, r.created_at, r.updated_at FROM reviews r JOIN assignments a ON a.id = r.assignment WHERE a.task = $1 ORDER BY r.id",
             &[&task],
@@ -1086,7 +1110,7 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn task_version(&self, task: &str) -> Result<(i64, i64)> {
+    async fn task_version(&self, task: &TaskId) -> Result<(i64, i64)> {
         let row = self
             .query_opt("SELECT COALESCE(MAX(id), 0)::BIGINT, COUNT(*)::BIGINT FROM submissions WHERE task = $1", &[&task])
             .await?

@@ -209,6 +209,19 @@ CREATE INDEX submissions_task ON submissions (task, id);
 const SUBMISSION_COLUMNS: &str = "s.id, s.assignment, s.task, a.candidate, s.number, s.commit_sha, s.pushed_at, s.status, s.attempts, \
      s.grade_status, s.score, s.previous_score, s.error, s.finished_at, s.worker, s.run_after";
 
+/// A task id is stored as its text, and read back only if it still is one.
+impl rusqlite::types::ToSql for TaskId {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl rusqlite::types::FromSql for TaskId {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<TaskId> {
+        TaskId::parse(value.as_str()?).map_err(|e| rusqlite::types::FromSqlError::Other(Box::new(e)))
+    }
+}
+
 fn bad_value(column: usize, text: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, format!("unexpected value {text:?}").into())
 }
@@ -708,8 +721,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn submissions(&self, assignment: Option<&str>, task: Option<&str>) -> Result<Vec<Submission>> {
-        let (assignment, task) = (assignment.map(str::to_string), task.map(str::to_string));
+    async fn submissions(&self, assignment: Option<&str>, task: Option<&TaskId>) -> Result<Vec<Submission>> {
+        let (assignment, task) = (assignment.map(str::to_string), task.cloned());
         self.with(move |c| {
             let mut statement = c.prepare(&format!(
                 "SELECT {SUBMISSION_COLUMNS} FROM submissions s JOIN assignments a ON a.id = s.assignment \
@@ -740,8 +753,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn graded_provenance(&self, task: &str) -> Result<Vec<GradedWith>> {
-        let task = task.to_string();
+    async fn graded_provenance(&self, task: &TaskId) -> Result<Vec<GradedWith>> {
+        let task = task.clone();
         self.with(move |c| {
             let mut statement = c.prepare(
                 "SELECT s.id, s.assignment, a.candidate, s.score, \
@@ -780,8 +793,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn regrade(&self, submission: Option<i64>, task: Option<&str>, needs: &HashMap<String, JobNeeds>) -> Result<usize> {
-        let (task, needs) = (task.map(str::to_string), needs.clone());
+    async fn regrade(&self, submission: Option<i64>, task: Option<&TaskId>, needs: &HashMap<TaskId, JobNeeds>) -> Result<usize> {
+        let (task, needs) = (task.cloned(), needs.clone());
         self.with(move |c| {
             let transaction = c.transaction()?;
             let n = transaction.execute(
@@ -882,8 +895,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn claim_dry_run(&self, instance: &str, tasks: &[String], now: i64, lease_seconds: i64) -> Result<Option<DryRunClaim>> {
-        let (instance, tasks) = (instance.to_string(), json_list(tasks.iter().cloned()));
+    async fn claim_dry_run(&self, instance: &str, tasks: &[TaskId], now: i64, lease_seconds: i64) -> Result<Option<DryRunClaim>> {
+        let (instance, tasks) = (instance.to_string(), json_list(tasks.iter().map(|t| t.as_str().to_string())));
         self.with(move |c| {
             let transaction = c.transaction()?;
             let claim = transaction
@@ -985,8 +998,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn task_reviews(&self, task: &str) -> Result<Vec<ReviewItem>> {
-        let task = task.to_string();
+    async fn task_reviews(&self, task: &TaskId) -> Result<Vec<ReviewItem>> {
+        let task = task.clone();
         self.with(move |c| {
             let mut statement = c.prepare(
                 "SELECT r.id, r.assignment, r.submission, r.kind, r.author, r.body, r.created_at, r.updated_at FROM reviews r JOIN assignments a ON a.id = r.assignment WHERE a.task = ?1 ORDER BY r.id",
@@ -1036,8 +1049,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn task_version(&self, task: &str) -> Result<(i64, i64)> {
-        let task = task.to_string();
+    async fn task_version(&self, task: &TaskId) -> Result<(i64, i64)> {
+        let task = task.clone();
         self.with(move |c| c.query_row("SELECT COALESCE(MAX(id), 0), COUNT(*) FROM submissions WHERE task = ?1", [&task], |r| Ok((r.get(0)?, r.get(1)?)))).await
     }
 
@@ -1245,7 +1258,7 @@ mod tests {
     fn assignment(id: &str) -> Assignment {
         Assignment {
             id: id.into(),
-            task: "t".into(),
+            task: "t".parse().unwrap(),
             candidate: "c@example.com".into(),
             token_hash: "h".into(),
             time_box_seconds: 3600,
@@ -1268,7 +1281,7 @@ mod tests {
             free_memory_bytes: 4 << 30,
             runtimes: vec!["runc".into()],
             free_gpus: 0,
-            copies: vec![TaskCopy { task: "t".into(), spec_digest: "s1".into(), data_digest: "d1".into() }],
+            copies: vec![TaskCopy { task: "t".parse().unwrap(), spec_digest: "s1".into(), data_digest: "d1".into() }],
             max_attempts: 3,
         }
     }
@@ -1346,14 +1359,14 @@ mod tests {
         store.create_assignment(&assignment("a1")).await.unwrap();
         let (first, ..) = store.add_submission("a1", "abc", &needs(), 10, 0).await.unwrap();
         let (second, ..) = store.add_submission("a1", "def", &needs(), 11, 0).await.unwrap();
-        let tasks = vec!["t".to_string()];
+        let tasks: Vec<TaskId> = vec!["t".parse().unwrap()];
         for (id, at) in [(first, 12), (second, 13)] {
             let job = store.claim(&request("w1", at)).await.unwrap().unwrap();
             assert_eq!(job.submission(), id);
             store.finish(&job.fence, GradeStatus::Graded, 50.0, "{}", at, true).await.unwrap();
         }
         assert_eq!(store.dry_runs_waiting().await.unwrap(), 2);
-        assert!(store.claim_dry_run("w1", &["other".to_string()], 14, 30).await.unwrap().is_none(), "only tasks the worker has");
+        assert!(store.claim_dry_run("w1", &["other".parse().unwrap()], 14, 30).await.unwrap().is_none(), "only tasks the worker has");
         let taken = store.claim_dry_run("w1", &tasks, 14, 30).await.unwrap().unwrap();
         assert_eq!((taken.submission, taken.commit.as_str()), (first, "abc"));
         // Given back (graded work came first): first in line again.
@@ -1376,7 +1389,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("db.sqlite")).unwrap();
         for (id, task) in [("a1", "t"), ("a2", "t"), ("b1", "u")] {
-            store.create_assignment(&Assignment { task: task.into(), ..assignment(id) }).await.unwrap();
+            store.create_assignment(&Assignment { task: task.parse().unwrap(), ..assignment(id) }).await.unwrap();
         }
         let u_needs = JobNeeds { spec_digest: "s2".into(), data_digest: "d2".into(), ..needs() };
         let (t1, ..) = store.add_submission("a1", "c1", &needs(), 1, 0).await.unwrap();
@@ -1384,17 +1397,18 @@ mod tests {
         let (t3, ..) = store.add_submission("a2", "c3", &needs(), 3, 0).await.unwrap();
         let (u1, ..) = store.add_submission("b1", "c4", &u_needs, 4, 0).await.unwrap();
         let mut both = request("w1", 10);
-        both.copies.push(TaskCopy { task: "u".into(), spec_digest: "s2".into(), data_digest: "d2".into() });
+        both.copies.push(TaskCopy { task: "u".parse().unwrap(), spec_digest: "s2".into(), data_digest: "d2".into() });
         // Oldest first, then the task with fewer running (u), then the assignment with fewer (a2).
         assert_eq!(store.claim(&both).await.unwrap().unwrap().submission(), t1);
         assert_eq!(store.claim(&both).await.unwrap().unwrap().submission(), u1);
         assert_eq!(store.claim(&both).await.unwrap().unwrap().submission(), t3);
         // A worker whose copy of t differs, or with too little memory or no runsc, takes nothing.
-        let stale = ClaimRequest { copies: vec![TaskCopy { task: "t".into(), spec_digest: "s1".into(), data_digest: "OLD".into() }], ..request("w2", 10) };
+        let stale =
+            ClaimRequest { copies: vec![TaskCopy { task: "t".parse().unwrap(), spec_digest: "s1".into(), data_digest: "OLD".into() }], ..request("w2", 10) };
         assert!(store.claim(&stale).await.unwrap().is_none());
         assert_eq!(
             store.unmatched_queued(&stale.copies).await.unwrap(),
-            vec![TaskCopy { task: "t".into(), spec_digest: "s1".into(), data_digest: "d1".into() }]
+            vec![TaskCopy { task: "t".parse().unwrap(), spec_digest: "s1".into(), data_digest: "d1".into() }]
         );
         assert!(store.claim(&ClaimRequest { free_memory_bytes: 1 << 20, ..request("w2", 10) }).await.unwrap().is_none());
         let (r1, ..) = store.add_submission("a2", "c5", &JobNeeds { runtime: "runsc".into(), ..needs() }, 11, 0).await.unwrap();
@@ -1414,7 +1428,7 @@ mod tests {
             let fence = Fence { submission: job, instance: row.worker.unwrap(), attempt: 1 };
             store.finish(&fence, GradeStatus::Graded, 50.0, "{}", 13, false).await.unwrap();
         }
-        assert_eq!(store.regrade(None, Some("t"), &HashMap::new()).await.unwrap(), 2);
+        assert_eq!(store.regrade(None, Some(&"t".parse().unwrap()), &HashMap::new()).await.unwrap(), 2);
         let (fresh, ..) = store.add_submission("a1", "c6", &needs(), 14, 0).await.unwrap();
         assert_eq!(store.claim(&request("w3", 15)).await.unwrap().unwrap().submission(), fresh);
     }

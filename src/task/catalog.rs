@@ -31,6 +31,25 @@ impl TaskId {
     }
 }
 
+impl PartialEq<str> for TaskId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for TaskId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl std::str::FromStr for TaskId {
+    type Err = InvalidTaskId;
+    fn from_str(text: &str) -> Result<TaskId, InvalidTaskId> {
+        TaskId::parse(text)
+    }
+}
+
 impl fmt::Display for TaskId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -107,10 +126,9 @@ impl Catalog {
         Ok(spec)
     }
 
-    /// [`Catalog::load`] of an id as text, `None` when it is not an id or the task does not load
-    /// (for pages, which show what they can).
-    pub fn get(&self, id: &str) -> Option<Arc<TaskSpec>> {
-        self.load(&TaskId::parse(id).ok()?).ok()
+    /// [`Catalog::load`], `None` when the task does not load (for pages, which show what they can).
+    pub fn get(&self, id: &TaskId) -> Option<Arc<TaskSpec>> {
+        self.load(id).ok()
     }
 
     /// The ids of the task folders (those with a `task.yaml` and a valid id as name), sorted.
@@ -172,7 +190,6 @@ mod tests {
         for bad in ["", "../etc", "Penguins", "-x", "a/b", &"x".repeat(65)] {
             assert!(TaskId::parse(bad).is_err(), "{bad:?}");
         }
-        assert!(catalog.get("../tasks/penguins-cleaning").is_none());
-        assert!(catalog.get("no-such-task").is_none());
+        assert!(catalog.get(&TaskId::parse("no-such-task").unwrap()).is_none());
     }
 }

@@ -44,7 +44,13 @@ pub struct SubmissionFilter {
 }
 
 pub async fn submissions(State(app): State<Arc<App>>, _assessor: Assessor, Query(filter): Query<SubmissionFilter>) -> AppResult<Json<Vec<Submission>>> {
-    let mut rows = stored(app.store.submissions(filter.assignment.as_deref(), filter.task.as_deref())).await?;
+    // A text that is not a task id names no task: no rows, as before ids were checked.
+    let task = match filter.task.as_deref().map(crate::task::TaskId::parse) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => return Ok(Json(Vec::new())),
+    };
+    let mut rows = stored(app.store.submissions(filter.assignment.as_deref(), task.as_ref())).await?;
     let blinds = Blinds::load(&app).await?;
     rows.iter_mut().for_each(|s| blinds.submission(s));
     Ok(Json(rows))
@@ -68,11 +74,11 @@ pub async fn regrade_one(State(app): State<Arc<App>>, Path(id): Path<i64>, _asse
 }
 
 pub async fn regrade_task(State(app): State<Arc<App>>, _assessor: Assessor, TaskInPath(task): TaskInPath) -> AppResult<Json<Value>> {
-    Ok(Json(serde_json::json!({ "queued": queue_regrade(&app, None, Some(task.to_string())).await? })))
+    Ok(Json(serde_json::json!({ "queued": queue_regrade(&app, None, Some(task)).await? })))
 }
 
 pub async fn compare(State(app): State<Arc<App>>, _assessor: Assessor, TaskInPath(task): TaskInPath) -> AppResult<Json<Vec<Submission>>> {
-    Ok(Json(comparison(&app, task.as_str()).await?))
+    Ok(Json(comparison(&app, &task).await?))
 }
 
 /// Every worker instance the store knows, live ones first, with what each holds now.

@@ -395,8 +395,7 @@ pub fn candidate_csrf(a: &Assignment) -> String {
 /// Records the candidate's choice of final push (push `number` of theirs), while the clock runs.
 async fn choose(app: &Arc<App>, a: &Assignment, number: i64) -> Result<Counting, Failure> {
     let bad = |message: String| Failure { status: StatusCode::UNPROCESSABLE_ENTITY, message };
-    let id = crate::task::TaskId::parse(&a.task).map_err(|e| bad(e.to_string()))?;
-    let task = app.tasks.load(&id).map_err(|e| bad(crate::errors::chain(&e)))?;
+    let task = app.tasks.load(&a.task).map_err(|e| bad(crate::errors::chain(&e)))?;
     if !task.candidate_chooses_final {
         return Err(bad(format!("task {} counts the last push before the deadline; there is nothing to choose", a.task)));
     }

@@ -229,16 +229,13 @@ async fn record_push(app: &Arc<App>, assignment: &str, commit: &str, needs: &cra
 /// What a pushed commit's requirement files ask of the task's image that it lacks (empty when
 /// the task or its image's list cannot be read: a warning is a courtesy, never a refusal).
 /// Worked out once per commit (the cache), under one of the git slots.
-pub async fn requirement_warnings(app: &Arc<App>, assignment: &str, task: &str, commit: &str) -> Vec<String> {
-    if !crate::task::is_name(task) {
-        return Vec::new();
-    }
+pub async fn requirement_warnings(app: &Arc<App>, assignment: &str, task: &crate::task::TaskId, commit: &str) -> Vec<String> {
     let key = format!("{assignment}/{commit}");
     if let Some(known) = app.requirement_warnings.lock().unwrap().get(&key) {
         return known.as_ref().clone();
     }
     let Ok(_slot) = app.git_slots.clone().acquire_owned().await else { return Vec::new() };
-    let (repos, tasks, assignment, task, commit) = (app.repos.clone(), app.tasks.clone(), assignment.to_string(), task.to_string(), commit.to_string());
+    let (repos, tasks, assignment, task, commit) = (app.repos.clone(), app.tasks.clone(), assignment.to_string(), task.clone(), commit.to_string());
     let said = tokio::task::spawn_blocking(move || {
         let spec = tasks.get(&task)?;
         // An extended image holds all of the task's and more: a package only it has is no miss.

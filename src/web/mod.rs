@@ -86,7 +86,7 @@ pub struct App {
     /// The OpenID provider assessors sign in with, when `oidc` is configured.
     pub oidc: Option<Arc<crate::oidc::Provider>>,
     /// Each task's similarity comparison as last made (`signals::Memo`), one per task.
-    pub similarity: Mutex<HashMap<String, Arc<signals::Memo>>>,
+    pub similarity: Mutex<HashMap<crate::task::TaskId, Arc<signals::Memo>>>,
 }
 
 /// Counters for `/metrics` that the store does not hold.

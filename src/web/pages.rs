@@ -130,13 +130,13 @@ pub async fn dashboard(State(app): State<Arc<App>>, assessor: AssessorPage, Quer
     let state_of = |a: &crate::store::Assignment| review_state(counts.get(&a.id).copied().unwrap_or(0), states.get(&a.id));
     let task_filter = filter.task.as_deref().filter(|t| !t.is_empty());
     let state_filter = filter.state.as_deref().filter(|s| REVIEW_STATES.iter().any(|(key, _)| key == s));
-    assignments.retain(|a| task_filter.is_none_or(|t| a.task == t));
+    assignments.retain(|a| task_filter.is_none_or(|t| a.task.as_str() == t));
     let tally = |state: &str| assignments.iter().filter(|a| state_of(a) == state).count();
     let tallies: Vec<(&str, &str, usize)> = REVIEW_STATES.iter().map(|(key, label)| (*key, *label, tally(key))).collect();
     let shown_total = assignments.len();
     assignments.retain(|a| state_filter.is_none_or(|s| state_of(a) == s));
     if let Some(task) = task_filter {
-        submissions.retain(|s| s.task == task);
+        submissions.retain(|s| s.task.as_str() == task);
     }
     let total: i64 = counts.values().sum();
     let blinds = super::queries::Blinds::load(&app).await?;
@@ -292,7 +292,7 @@ pub async fn regrade_one(State(app): State<Arc<App>>, Path(id): Path<i64>, _form
 }
 
 pub async fn regrade_task(State(app): State<Arc<App>>, TaskInPath(task): TaskInPath, _form: SessionForm<PlainForm>) -> AppResult<Response> {
-    let _ = super::queries::queue_regrade(&app, None, Some(task.to_string())).await;
+    let _ = super::queries::queue_regrade(&app, None, Some(task.clone())).await;
     Ok(Redirect::to(&format!("/tasks/{task}/compare")).into_response())
 }
 
@@ -366,7 +366,7 @@ pub async fn compare_page(
     TaskInPath(task): TaskInPath,
     Query(query): Query<CompareQuery>,
 ) -> AppResult<Response> {
-    let task = task.as_str();
+    let task = &task;
     let mut rows = super::queries::comparison(&app, task).await?;
     let affected = super::signals::affected(&app, task).await?;
     let scores: Vec<f64> = rows.iter().filter_map(|s| s.score).collect();
@@ -529,7 +529,7 @@ pub async fn status_page(State(app): State<Arc<App>>, Candidate(a): Candidate) -
         .as_ref()
         .and_then(|t| std::fs::read_to_string(t.dir.join(&t.brief)).ok())
         .map(|text| PreEscaped(super::candidate::demote_headings(&crate::review::markdown::render(&text), 2)));
-    let title = task.as_ref().map(|t| t.title.clone()).unwrap_or_else(|| a.task.clone());
+    let title = task.as_ref().map(|t| t.title.clone()).unwrap_or_else(|| a.task.to_string());
     let installed = task.as_ref().and_then(|t| crate::environment::Installed::of_recipe(&t.root, &t.image).ok());
     let latest = pushes.listed.iter().max_by_key(|s| s.number);
     let requirement_warnings = match (latest, &installed) {

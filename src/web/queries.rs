@@ -9,10 +9,11 @@ use super::{stored, App, Failure};
 use crate::report::Report;
 use crate::review;
 use crate::store::{Assignment, Submission};
+use crate::task::TaskId;
 
 /// Who may be named: the review settings of every task and the assignments that have a decision.
 pub struct Blinds {
-    blind_tasks: HashSet<String>,
+    blind_tasks: HashSet<TaskId>,
     decided: HashSet<String>,
 }
 
@@ -33,12 +34,12 @@ impl Blinds {
     }
 
     /// Whether this assignment's candidate is hidden from reviewers now.
-    pub fn hidden(&self, assignment: &str, task: &str) -> bool {
+    pub fn hidden(&self, assignment: &str, task: &TaskId) -> bool {
         self.blind_tasks.contains(task) && !self.decided.contains(assignment)
     }
 
     /// The name to show for a candidate.
-    pub fn name(&self, assignment: &str, task: &str, candidate: &str) -> String {
+    pub fn name(&self, assignment: &str, task: &TaskId, candidate: &str) -> String {
         if self.hidden(assignment, task) {
             review::alias(assignment)
         } else {
@@ -55,13 +56,13 @@ impl Blinds {
     }
 
     /// A stored report's candidate field.
-    pub fn report(&self, assignment: &str, task: &str, report: &mut Report) {
+    pub fn report(&self, assignment: &str, task: &TaskId, report: &mut Report) {
         if self.hidden(assignment, task) {
             report.candidate = Some(review::alias(assignment));
         }
     }
 
-    pub fn report_json(&self, assignment: &str, task: &str, report: &mut serde_json::Value) {
+    pub fn report_json(&self, assignment: &str, task: &TaskId, report: &mut serde_json::Value) {
         if self.hidden(assignment, task) {
             if let Some(object) = report.as_object_mut() {
                 object.insert("candidate".into(), serde_json::Value::String(review::alias(assignment)));
@@ -100,7 +101,7 @@ pub async fn counting(app: &Arc<App>, a: &Assignment, submissions: &[Submission]
 
 /// Queues graded submissions again (one, or every one of a task) with the digests of the task
 /// and data set as they are now, and wakes the workers; returns how many were queued.
-pub async fn queue_regrade(app: &Arc<App>, submission: Option<i64>, task: Option<String>) -> Result<usize, Failure> {
+pub async fn queue_regrade(app: &Arc<App>, submission: Option<i64>, task: Option<TaskId>) -> Result<usize, Failure> {
     let task_now = match (&task, submission) {
         (Some(task), _) => Some(task.clone()),
         (None, Some(id)) => stored(app.store.submission(id)).await?.map(|(s, _)| s.task),
@@ -112,14 +113,14 @@ pub async fn queue_regrade(app: &Arc<App>, submission: Option<i64>, task: Option
             crate::job::needs_of(&app.tasks, &task_now).await.map_err(|e| Failure::internal(format!("task {task_now}: {}", crate::errors::Chain(&e))))?;
         needs.insert(task_now, found);
     }
-    let n = stored(app.store.regrade(submission, task.as_deref(), &needs)).await?;
+    let n = stored(app.store.regrade(submission, task.as_ref(), &needs)).await?;
     app.work.notify_waiters();
     Ok(n)
 }
 
 /// The graded submission that counts for each assignment of a task (the candidate's chosen
 /// final push where the task allows a choice, else the latest graded), best first.
-pub async fn comparison(app: &Arc<App>, task: &str) -> Result<Vec<crate::store::Submission>, Failure> {
+pub async fn comparison(app: &Arc<App>, task: &TaskId) -> Result<Vec<crate::store::Submission>, Failure> {
     let submissions = stored(app.store.submissions(None, Some(task))).await?;
     let chooses = app.tasks.get(task).is_some_and(|t| t.candidate_chooses_final);
     let mut chosen: std::collections::HashMap<String, i64> = std::collections::HashMap::new();

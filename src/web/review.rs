@@ -27,6 +27,7 @@ use crate::review::code::{self, Change, CodeView, DiffStatus, FileKind};
 use crate::review::{self, CommentBody, CriterionScore, Decision, DecisionBody, Desk, ScoresBody};
 use crate::store::{Assignment, ReviewKind, Submission};
 use crate::task::ReviewSpec;
+use crate::task::TaskId;
 
 // ---------------------------------------------------------------- loading
 
@@ -49,8 +50,8 @@ impl Loaded {
     }
 }
 
-async fn load_task(app: &Arc<App>, task: &str) -> Option<Arc<crate::task::TaskSpec>> {
-    let (tasks, task) = (app.tasks.clone(), task.to_string());
+async fn load_task(app: &Arc<App>, task: &TaskId) -> Option<Arc<crate::task::TaskSpec>> {
+    let (tasks, task) = (app.tasks.clone(), task.clone());
     tokio::task::spawn_blocking(move || tasks.get(&task)).await.ok().flatten()
 }
 
@@ -175,7 +176,7 @@ async fn notes_of(app: &Arc<App>, loaded: &Loaded) -> Result<Option<Notes>, Fail
 }
 
 /// The cohort's scores: each candidate's latest graded submission, as the comparison ranks them.
-async fn cohort_scores(app: &Arc<App>, task: &str) -> Result<Vec<f64>, Failure> {
+async fn cohort_scores(app: &Arc<App>, task: &TaskId) -> Result<Vec<f64>, Failure> {
     Ok(super::queries::comparison(app, task).await?.iter().filter_map(|s| s.score).collect())
 }
 
@@ -1183,7 +1184,7 @@ pub async fn debrief_api(State(app): State<Arc<App>>, asked: Reviewed<Assessor>)
 pub async fn debrief_page(State(app): State<Arc<App>>, asked: Reviewed<AssessorPage>) -> AppResult<Html<String>> {
     let Reviewed { id, loaded, .. } = asked;
     let questions = debrief_of(&app, &loaded).await?;
-    let title = loaded.spec.as_ref().map(|s| s.title.clone()).unwrap_or_else(|| loaded.submission.task.clone());
+    let title = loaded.spec.as_ref().map(|s| s.title.clone()).unwrap_or_else(|| loaded.submission.task.to_string());
     let body = html! {
         style { "@media print { nav, .no-print { display: none } body { background: #fff } } ol.debrief li { margin: 0 0 14px } .why { color: #555; font-size: 13px }" }
         h1 { "Debrief: " (loaded.name()) ", submission #" (loaded.submission.number) }
@@ -1335,10 +1336,10 @@ pub struct ExportRow {
     pub decided_at: Option<String>,
 }
 
-async fn export_rows(app: &Arc<App>, task: &str) -> Result<(Vec<ExportRow>, ReviewSpec), Failure> {
+async fn export_rows(app: &Arc<App>, task: &TaskId) -> Result<(Vec<ExportRow>, ReviewSpec), Failure> {
     let spec = load_task(app, task).await.map(|s| s.review.clone()).unwrap_or_default();
     let blinds = Blinds::load(app).await?;
-    let assignments: Vec<Assignment> = stored(app.store.assignments()).await?.into_iter().filter(|a| a.task == task).collect();
+    let assignments: Vec<Assignment> = stored(app.store.assignments()).await?.into_iter().filter(|a| a.task == *task).collect();
     let submissions = stored(app.store.submissions(None, Some(task))).await?;
     let items = stored(app.store.reviews(None)).await?;
     let mut rows = Vec::new();
@@ -1395,7 +1396,7 @@ pub async fn export_api(
     TaskInPath(task): TaskInPath,
     Query(query): Query<ExportQuery>,
 ) -> AppResult<Response> {
-    let (rows, spec) = export_rows(&app, task.as_str()).await?;
+    let (rows, spec) = export_rows(&app, &task).await?;
     Ok(match query.format.as_deref().unwrap_or("json") {
         "json" => Json(serde_json::json!({ "task": task, "formula": spec.formula(), "candidates": rows })).into_response(),
         "csv" => {

@@ -34,6 +34,7 @@ use super::queries::Blinds;
 use super::TaskInPath;
 use super::{page, stored, App, AppResult, Failure};
 use crate::similarity::{self, Cohort, Cuts, Fingerprints, Pair, Span};
+use crate::task::TaskId;
 use maud::{html, Markup, PreEscaped};
 
 /// Pairs at or above this share are listed by default.
@@ -68,7 +69,7 @@ struct Entry {
     submission: Option<i64>,
     /// Who it is, to name it again as blind reviews allow at each view: (assignment, task,
     /// candidate, push number); `None` for a known solution.
-    who: Option<(String, String, String, i64)>,
+    who: Option<(String, TaskId, String, i64)>,
     /// What of its sources was left out.
     cut: Cuts,
     /// Where its files' text is read back for the fragments.
@@ -192,8 +193,8 @@ fn submission_prints(
 /// Fingerprints a push as it arrives and compares its task's cohort again (in the background,
 /// one push at a time), so that the similarity view finds the comparison made: a view costs what
 /// it shows, not the cohort. A failure is only logged: the view computes what is missing.
-pub fn fingerprint_on_arrival(app: &Arc<App>, submission: i64, assignment: &str, task: &str, commit: &str) {
-    let (app, assignment, task, commit) = (app.clone(), assignment.to_string(), task.to_string(), commit.to_string());
+pub fn fingerprint_on_arrival(app: &Arc<App>, submission: i64, assignment: &str, task: &TaskId, commit: &str) {
+    let (app, assignment, task, commit) = (app.clone(), assignment.to_string(), task.clone(), commit.to_string());
     tokio::spawn(async move {
         let Ok(_turn) = app.fingerprinting.clone().acquire_owned().await else { return };
         let (repos, cache) = (app.repos.clone(), app.config.data_dir.join("similarity"));
@@ -277,12 +278,11 @@ fn folder_stamp(dir: &Path) -> (u64, i128) {
 /// From the task's memo when it is current (computed once per arrival: a push's arrival
 /// computes it in the background, [`fingerprint_on_arrival`]); otherwise computed, and kept when
 /// every push was fingerprinted.
-async fn cohort_pairs(app: &Arc<App>, task: &str, threshold: f64) -> Result<Compared, Failure> {
-    let id = crate::task::TaskId::parse(task).map_err(|_| Failure::not_found("such task"))?;
-    let task_dir = app.tasks.dir(&id);
+async fn cohort_pairs(app: &Arc<App>, task: &TaskId, threshold: f64) -> Result<Compared, Failure> {
+    let task_dir = app.tasks.dir(task);
     let spec = {
         let tasks = app.tasks.clone();
-        let id = id.clone();
+        let id = task.clone();
         tokio::task::spawn_blocking(move || tasks.load(&id).ok()).await.map_err(|e| Failure::internal(e.to_string()))?
     };
     let starter_dir = spec.as_ref().map(|s| s.dir.join(&s.starter));
@@ -366,7 +366,7 @@ async fn cohort_pairs(app: &Arc<App>, task: &str, threshold: f64) -> Result<Comp
     let compared = named(&pairs, &similarities, &entries, candidates, pending, &blinds, threshold);
     if memo_ok && compared.pending.is_empty() {
         let memo = Memo { version, pairs: pairs.into_iter().take(MEMO_PAIRS).collect(), similarities, entries, candidates };
-        app.similarity.lock().unwrap().insert(task.to_string(), Arc::new(memo));
+        app.similarity.lock().unwrap().insert(task.clone(), Arc::new(memo));
     }
     Ok(compared)
 }
@@ -389,7 +389,7 @@ fn named(pairs: &[Pair], similarities: &[f64], entries: &[Entry], candidates: us
 
 pub async fn similarity_api(State(app): State<Arc<App>>, _assessor: Assessor, TaskInPath(task): TaskInPath, Query(query): Query<SimilarityQuery>) -> Response {
     let threshold = query.threshold.unwrap_or(DEFAULT_THRESHOLD).clamp(0.0, 1.0);
-    match cohort_pairs(&app, task.as_str(), threshold).await {
+    match cohort_pairs(&app, &task, threshold).await {
         Ok(compared) => {
             let Compared { pairs, total, entries, candidates, pending } = &compared;
             let candidates = *candidates;
@@ -469,8 +469,7 @@ pub async fn similarity_page(
     Query(query): Query<SimilarityQuery>,
 ) -> AppResult<Response> {
     let threshold = query.threshold.unwrap_or(DEFAULT_THRESHOLD).clamp(0.0, 1.0);
-    let task = task.as_str();
-    let compared = cohort_pairs(&app, task, threshold).await?;
+    let compared = cohort_pairs(&app, &task, threshold).await?;
     let candidates = compared.candidates;
     let known = compared.entries.len() - candidates;
     let cut = compared.cut();
@@ -592,9 +591,9 @@ pub struct Affected {
 }
 
 /// The digests a task has now: (task folder, data set, runner image tag).
-async fn current_digests(app: &Arc<App>, task: &str) -> Result<(String, String, String), Failure> {
+async fn current_digests(app: &Arc<App>, task: &TaskId) -> Result<(String, String, String), Failure> {
     let needs = crate::job::needs_of(&app.tasks, task).await.map_err(|e| Failure::internal(format!("task {task}: {}", crate::errors::Chain(&e))))?;
-    let (tasks, task) = (app.tasks.clone(), task.to_string());
+    let (tasks, task) = (app.tasks.clone(), task.clone());
     let tag = tokio::task::spawn_blocking(move || {
         let spec = tasks.get(&task)?;
         crate::sandbox::image::Recipe::load(tasks.root(), &spec.image).ok().map(|r| r.tag())
@@ -607,10 +606,7 @@ async fn current_digests(app: &Arc<App>, task: &str) -> Result<(String, String, 
 }
 
 /// Graded submissions of `task` whose report was made with another task folder, data set or image.
-pub async fn affected(app: &Arc<App>, task: &str) -> Result<Vec<Affected>, Failure> {
-    if !crate::task::is_name(task) {
-        return Err(Failure::not_found("such task"));
-    }
+pub async fn affected(app: &Arc<App>, task: &TaskId) -> Result<Vec<Affected>, Failure> {
     let (task_digest, data_digest, image) = current_digests(app, task).await?;
     let blinds = Blinds::load(app).await?;
     // One query: the database reads the digests out of the stored reports.
@@ -634,13 +630,12 @@ pub async fn affected(app: &Arc<App>, task: &str) -> Result<Vec<Affected>, Failu
 }
 
 pub async fn affected_api(State(app): State<Arc<App>>, _assessor: Assessor, TaskInPath(task): TaskInPath) -> AppResult<Json<serde_json::Value>> {
-    let task = task.as_str();
-    let rows = affected(&app, task).await?;
+    let rows = affected(&app, &task).await?;
     Ok(Json(serde_json::json!({ "task": task, "affected": rows })))
 }
 
 /// Queues every affected submission again; answers how many.
-pub async fn regrade_affected(app: &Arc<App>, task: &str) -> Result<usize, Failure> {
+pub async fn regrade_affected(app: &Arc<App>, task: &TaskId) -> Result<usize, Failure> {
     let mut n = 0;
     for a in affected(app, task).await? {
         n += super::queries::queue_regrade(app, Some(a.submission), None).await?;
@@ -649,7 +644,7 @@ pub async fn regrade_affected(app: &Arc<App>, task: &str) -> Result<usize, Failu
 }
 
 pub async fn regrade_affected_api(State(app): State<Arc<App>>, _assessor: Assessor, TaskInPath(task): TaskInPath) -> AppResult<Json<serde_json::Value>> {
-    Ok(Json(serde_json::json!({ "queued": regrade_affected(&app, task.as_str()).await? })))
+    Ok(Json(serde_json::json!({ "queued": regrade_affected(&app, &task).await? })))
 }
 
 pub async fn regrade_affected_form(
@@ -657,7 +652,7 @@ pub async fn regrade_affected_form(
     TaskInPath(task): TaskInPath,
     _form: super::auth::SessionForm<super::forms::PlainForm>,
 ) -> Response {
-    let _ = regrade_affected(&app, task.as_str()).await;
+    let _ = regrade_affected(&app, &task).await;
     axum::response::Redirect::to(&format!("/tasks/{task}/compare")).into_response()
 }
 

@@ -295,6 +295,7 @@ pub fn stop(child: &mut Child) {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    eprintln!("process {} did not stop within 30 s of SIGTERM: killed", child.id());
     let _ = child.kill();
     let _ = child.wait();
 }

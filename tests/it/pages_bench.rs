@@ -49,7 +49,7 @@ async fn pages_bench() {
             store
                 .create_assignment(&Assignment {
                     id: id.clone(),
-                    task: task_id.clone(),
+                    task: task.id.clone(),
                     candidate: format!("candidate{c}.{t}@example.com"),
                     token_hash: takehome::secret::token_hash(&token),
                     time_box_seconds: 3 * 3600,
@@ -74,7 +74,7 @@ async fn pages_bench() {
             free_memory_bytes: 1 << 40,
             runtimes: vec!["runc".into()],
             free_gpus: 0,
-            copies: vec![TaskCopy { task: task_id.clone(), spec_digest: needs.spec_digest.clone(), data_digest: needs.data_digest.clone() }],
+            copies: vec![TaskCopy { task: task.id.clone(), spec_digest: needs.spec_digest.clone(), data_digest: needs.data_digest.clone() }],
             max_attempts: 3,
         };
         let mut n = 0;

@@ -201,7 +201,7 @@ async fn review_items_and_outbox(store: &dyn takehome::store::Store) {
     use takehome::store::{Assignment, ReviewKind};
     let assignment = Assignment {
         id: "a1".into(),
-        task: "penguins-cleaning".into(),
+        task: "penguins-cleaning".parse().unwrap(),
         candidate: "c@example.com".into(),
         token_hash: "h".into(),
         time_box_seconds: 3600,
@@ -249,7 +249,7 @@ async fn review_items_and_outbox(store: &dyn takehome::store::Store) {
         free_memory_bytes: 1 << 30,
         runtimes: vec!["runc".into()],
         free_gpus: 0,
-        copies: vec![TaskCopy { task: "penguins-cleaning".into(), spec_digest: "s".into(), data_digest: "d".into() }],
+        copies: vec![TaskCopy { task: "penguins-cleaning".parse().unwrap(), spec_digest: "s".into(), data_digest: "d".into() }],
         max_attempts: 3,
     };
     let (id, ..) = store.add_submission("a1", &"c".repeat(40), &needs, 300, 0).await.unwrap();

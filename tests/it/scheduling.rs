@@ -5,7 +5,7 @@
 //! in seconds; the real engine is tested in `sandbox`, `serve` and `cluster`.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,10 @@ struct FakeEngine {
     most: Arc<AtomicUsize>,
     steps: Arc<AtomicUsize>,
     jobs: Arc<AtomicUsize>,
+    /// Job sandboxes opened and not closed.
+    open: Arc<AtomicIsize>,
+    /// What was open when the worker swept its own leftovers (-1: no sweep yet).
+    open_at_sweep: Arc<AtomicIsize>,
 }
 
 struct FakeJob(FakeEngine);
@@ -38,9 +42,11 @@ impl Sandbox for FakeEngine {
     type Job = FakeJob;
     async fn open_job(&self, _options: &JobOptions) -> Result<FakeJob, RunError> {
         self.jobs.fetch_add(1, Ordering::SeqCst);
+        self.open.fetch_add(1, Ordering::SeqCst);
         Ok(FakeJob(self.clone()))
     }
     async fn open_bare_job(&self, _options: &JobOptions) -> Result<FakeJob, RunError> {
+        self.open.fetch_add(1, Ordering::SeqCst);
         Ok(FakeJob(self.clone()))
     }
     async fn count_job(&self, _job_id: &str) -> Result<usize, RunError> {
@@ -90,6 +96,7 @@ impl JobSandbox for FakeJob {
         Ok(Extracted { files: vec![(name.into(), bytes.len() as u64)], ..Default::default() })
     }
     async fn close(self) -> Result<(), RunError> {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
         Ok(())
     }
     fn runtime(&self) -> Runtime {
@@ -106,6 +113,11 @@ impl Engine for FakeEngine {
     }
     async fn remove_dead(&self, _known: std::collections::HashMap<String, bool>) -> Result<usize, RunError> {
         Ok(0)
+    }
+    async fn remove_own(&self) -> Result<usize, RunError> {
+        let open = self.open.load(Ordering::SeqCst);
+        self.open_at_sweep.store(open, Ordering::SeqCst);
+        Ok(open.max(0) as usize)
     }
 }
 
@@ -127,7 +139,7 @@ async fn setup() -> Setup {
     store
         .create_assignment(&Assignment {
             id: "a1".into(),
-            task: "diamond-cut".into(),
+            task: "diamond-cut".parse().unwrap(),
             candidate: "c@example.com".into(),
             token_hash: "h".into(),
             time_box_seconds: 3600,
@@ -143,7 +155,16 @@ async fn setup() -> Setup {
 }
 
 fn engine(step: Duration) -> FakeEngine {
-    FakeEngine { step, hold: Arc::default(), running: Arc::default(), most: Arc::default(), steps: Arc::default(), jobs: Arc::default() }
+    FakeEngine {
+        step,
+        hold: Arc::default(),
+        running: Arc::default(),
+        most: Arc::default(),
+        steps: Arc::default(),
+        jobs: Arc::default(),
+        open: Arc::default(),
+        open_at_sweep: Arc::new(AtomicIsize::new(-1)),
+    }
 }
 
 fn start(setup: &Setup, engine: &FakeEngine, slots: usize) -> (tokio::task::JoinHandle<anyhow::Result<()>>, Arc<Notify>, CancellationToken) {
@@ -205,6 +226,7 @@ async fn slots_grade_the_queue_store_each_report_once_then_run_the_dry_runs() {
     running.await.unwrap().unwrap();
     let workers = setup.store.workers().await.unwrap();
     assert!(workers.iter().all(|w| w.stopped_at.is_some()), "the instance is marked stopped");
+    assert_eq!(fake.open_at_sweep.load(Ordering::SeqCst), 0, "the slots closed every sandbox before the worker swept its own");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -250,6 +272,7 @@ async fn graded_work_stops_a_dry_run_and_shutdown_gives_a_running_job_back() {
     running.await.unwrap().unwrap();
     let (row, _) = setup.store.submission(second).await.unwrap().unwrap();
     assert_eq!((row.status, row.attempts), (JobStatus::Queued, 0), "given back, the attempt not counted");
+    assert_eq!(fake.open_at_sweep.load(Ordering::SeqCst), 0, "a stopped job and a stopped dry run closed their sandboxes before the sweep");
     assert_eq!(setup.store.dry_runs_waiting().await.unwrap(), 1, "the dry run waits again");
     assert_eq!(fake.running.load(Ordering::SeqCst), 0, "no step left running");
 }

@@ -376,11 +376,11 @@ async fn a_push_is_compared_on_arrival_and_views_read_the_kept_comparison() {
     for (id, candidate) in [("a0memo0first", "first@example.com"), ("a0memo0copy", "copy@example.com")] {
         let (submission, _) = app.push(id, &task, candidate, &[("clean.py", reference.as_bytes())], "solution").await;
         let commit = app.app.store.submission(submission).await.unwrap().unwrap().0.commit;
-        takehome::web::signals::fingerprint_on_arrival(&app.app, submission, id, "penguins-cleaning", &commit);
+        takehome::web::signals::fingerprint_on_arrival(&app.app, submission, id, &"penguins-cleaning".parse().unwrap(), &commit);
     }
     // The arrivals are handled one at a time in the background: wait for the second's comparison.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while app.app.similarity.lock().unwrap().get("penguins-cleaning").is_none_or(|m| m.submissions() != (2, 2)) {
+    while app.app.similarity.lock().unwrap().get(&"penguins-cleaning".parse::<takehome::task::TaskId>().unwrap()).is_none_or(|m| m.submissions() != (2, 2)) {
         assert!(std::time::Instant::now() < deadline, "no comparison was kept on arrival");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }

@@ -8,7 +8,7 @@ use takehome::store::{Assignment, ClaimRequest, DatabaseUrl, Holding, JobNeeds, 
 fn assignment(id: &str) -> Assignment {
     Assignment {
         id: id.into(),
-        task: "t".into(),
+        task: "t".parse().unwrap(),
         candidate: "c@example.com".into(),
         token_hash: format!("h-{id}"),
         time_box_seconds: 3600,
@@ -31,7 +31,7 @@ fn request(instance: &str, now: i64) -> ClaimRequest {
         free_memory_bytes: 4 << 30,
         runtimes: vec!["runc".into()],
         free_gpus: 0,
-        copies: vec![TaskCopy { task: "t".into(), spec_digest: "s1".into(), data_digest: "d1".into() }],
+        copies: vec![TaskCopy { task: "t".parse().unwrap(), spec_digest: "s1".into(), data_digest: "d1".into() }],
         max_attempts: 3,
     }
 }
@@ -87,7 +87,7 @@ async fn leases(store: &dyn Store) {
     let report = r#"{"provenance": {"task_digest": "td", "dataset_digest": "dd", "image": "takehome/python:x"}}"#;
     store.finish(&taken.fence, GradeStatus::Graded, 88.0, report, 35, false).await.unwrap();
     // What it was graded with, read out of the stored report by the database.
-    let with = store.graded_provenance("t").await.unwrap();
+    let with = store.graded_provenance(&"t".parse().unwrap()).await.unwrap();
     assert_eq!(with.len(), 1);
     assert_eq!(
         (with[0].submission, with[0].task_digest.as_str(), with[0].dataset_digest.as_str(), with[0].image.as_str(), with[0].score),
@@ -130,9 +130,9 @@ async fn review_states(store: &dyn Store) {
     assert_eq!(states.get("r2"), Some(&ReviewState { scored_by: 2, decided: false, decided_at: None }));
     assert_eq!(states.get("r3"), Some(&ReviewState { scored_by: 1, decided: true, decided_at: Some(15) }));
     // A task's review items in one query, oldest first; none of another task's.
-    let items = store.task_reviews("t").await.unwrap();
+    let items = store.task_reviews(&"t".parse().unwrap()).await.unwrap();
     assert_eq!(items.iter().map(|i| i.created_at).collect::<Vec<_>>(), [10, 11, 12, 13, 14, 15]);
-    assert!(store.task_reviews("u").await.unwrap().is_empty());
+    assert!(store.task_reviews(&"u".parse().unwrap()).await.unwrap().is_empty());
 }
 
 /// An erasure takes every row of one assignment (and the webhooks that name it), none of
@@ -149,7 +149,7 @@ async fn erasure(store: &dyn Store) {
         store.set_contact(id, &format!("{id}@example.org")).await.unwrap();
         store.queue_email(id, &format!("invitation:{id}"), takehome::store::EmailKind::Invitation, "{}", 6).await.unwrap();
     }
-    let record = Erasure { task: "t".into(), erased_at: 9, erased_by: "ada".into(), reason: "request".into(), rows: 0 };
+    let record = Erasure { task: "t".parse().unwrap(), erased_at: 9, erased_by: "ada".into(), reason: "request".into(), rows: 0 };
     let (submissions, rows) = store.erase_assignment("e1", &record).await.unwrap();
     assert_eq!((submissions.len(), rows), (1, 8), "assignment, submission, note, review, extension, webhook, contact, e-mail");
     assert!(!store.contacts().await.unwrap().contains_key("e1") && store.emails(100).await.unwrap().iter().all(|e| e.assignment != "e1"));

@@ -751,8 +751,16 @@ async fn one_candidate_cannot_take_every_git_slot() {
                 s
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(500));
-        let (status, _, body) = daemon.raw("GET", &format!("/git/{}.git/info/refs?service=git-upload-pack", greedy.id), &auth(&greedy), "");
+        // Once the server holds both (a loaded machine may take a while to reach them), a third
+        // request for the same repository is refused.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let (status, body) = loop {
+            let (status, _, body) = daemon.raw("GET", &format!("/git/{}.git/info/refs?service=git-upload-pack", greedy.id), &auth(&greedy), "");
+            if status == 429 || std::time::Instant::now() > deadline {
+                break (status, body);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
         assert_eq!(status, 429, "a third git process for one repository: {body}");
         // Another candidate is still served.
         let (status, _, _) = daemon.raw("GET", &format!("/git/{}.git/info/refs?service=git-upload-pack", other.id), &auth(&other), "");
