@@ -2,12 +2,15 @@
 //! and API read with the candidate's token, rendered in headless chromium (screenshots kept in
 //! target/test-artifacts/candidate-*.png). A push that fails shows its traceback from the public
 //! run; nothing the graded run printed over hidden data, and no hidden value, reaches the candidate.
+//! What needs no grading (what is installed, the warnings of a push) is pushed by the same real
+//! git client to the web layer served in this process ([`TestApp::listen`]): no Docker, no binary.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::common::repo_root;
 use super::serve::{assign, base64, browse, clone, push_solution, setup, Daemon, PASSWORD};
+use super::test_app::{basic, Listening, TestApp};
 
 /// `2026-11-28T07:26:00Z` as seconds since the epoch (enough for differences).
 fn rfc_seconds(text: &str) -> i64 {
@@ -294,31 +297,57 @@ async fn a_public_dry_run_survives_a_killed_daemon() {
     .unwrap();
 }
 
+/// A candidate's clone and pushes over HTTP with a real git client, against the web layer served
+/// in this process (no Docker, no binary: nothing is graded here). Returns the clone's folder.
+async fn clone_served(served: &Listening, id: &str, token: &str, into: &Path) -> std::path::PathBuf {
+    let (url, dest) = (served.git_url(id, token), into.join(id));
+    let (ok, out) = {
+        let (into, dest) = (into.to_path_buf(), dest.clone());
+        tokio::task::spawn_blocking(move || super::cluster_support::git(&into, &["clone", "-q", &url, dest.to_str().unwrap()])).await.unwrap()
+    };
+    assert!(ok, "clone failed: {out}");
+    dest
+}
+
+/// Adds `files` (written as given), commits and pushes; returns git's output.
+async fn push_files(repo: &Path, files: &[(&str, &str)], message: &str) -> String {
+    for (name, text) in files {
+        std::fs::write(repo.join(name), text).unwrap();
+    }
+    let (repo, names, message) = (repo.to_path_buf(), files.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>(), message.to_string());
+    tokio::task::spawn_blocking(move || {
+        let mut add = vec!["add"];
+        add.extend(names.iter().map(String::as_str));
+        let (ok, out) = super::cluster_support::git(&repo, &add);
+        assert!(ok, "{out}");
+        let (ok, out) = super::cluster_support::git(&repo, &["commit", "-q", "-m", &message]);
+        assert!(ok, "{out}");
+        let (ok, out) = super::cluster_support::git(&repo, &["push", "origin", "main"]);
+        assert!(ok, "{out}");
+        out
+    })
+    .await
+    .unwrap()
+}
+
 /// A task with an extended image (diamond-cut: python-torch) says so in ENVIRONMENT.md, with
 /// what that image adds, and reads a push's requirements.txt against it: torch is no miss there.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_task_with_a_deep_learning_image_lists_it_and_reads_requirements_against_it() {
-    let Some((_sandbox, data, work)) = setup().await else { return };
-    let (data_path, work_path) = (data.path().to_path_buf(), work.path().to_path_buf());
-    tokio::task::spawn_blocking(move || {
-        let daemon = Daemon::start(&data_path, 1);
-        let cand = assign(&data_path, "diamond-cut", "kim@example.com", &[]);
-        let repo = clone(&daemon, &cand, &work_path);
-        let environment = std::fs::read_to_string(repo.join("ENVIRONMENT.md")).expect("the repository says what is installed");
-        assert!(environment.contains("the `python-torch` image") && environment.contains("`torch`"), "{environment}");
-        let extra = &environment[environment.find("the `python-torch` image").unwrap()..];
-        assert!(extra.contains("| torch | 2.15.0 |") && extra.contains("| tensorflow_cpu |") && !extra.contains("| pandas |"), "only what it adds: {extra}");
+    let app = TestApp::new(&repo_root()).await;
+    let task = takehome::task::load(&repo_root().join("tasks/diamond-cut")).unwrap();
+    let (token, _) = app.assign("a0torch0kim", &task, "kim@example.com").await;
+    let served = app.listen().await;
+    let work = tempfile::tempdir().unwrap();
+    let repo = clone_served(&served, "a0torch0kim", &token, work.path()).await;
+    let environment = std::fs::read_to_string(repo.join("ENVIRONMENT.md")).expect("the repository says what is installed");
+    assert!(environment.contains("the `python-torch` image") && environment.contains("`torch`"), "{environment}");
+    let extra = &environment[environment.find("the `python-torch` image").unwrap()..];
+    assert!(extra.contains("| torch | 2.15.0 |") && extra.contains("| tensorflow_cpu |") && !extra.contains("| pandas |"), "only what it adds: {extra}");
 
-        std::fs::write(repo.join("requirements.txt"), "torch==2.15.0\ntensorflow-cpu\ntorchvision==0.1\n").unwrap();
-        let (ok, out) = super::cluster_support::git(&repo, &["add", "requirements.txt"]);
-        assert!(ok, "{out}");
-        let (ok, out) = push_solution(&repo, None, "with torch");
-        assert!(ok, "{out}");
-        assert!(out.contains("warning: requirements.txt: line 3: torchvision==0.1: the python-torch image has torchvision 0.29.2"), "{out}");
-        assert!(!out.contains("line 1:") && !out.contains("line 2:"), "torch and tensorflow-cpu are in the task's images: {out}");
-    })
-    .await
-    .unwrap();
+    let out = push_files(&repo, &[("requirements.txt", "torch==2.15.0\ntensorflow-cpu\ntorchvision==0.1\n")], "with torch").await;
+    assert!(out.contains("warning: requirements.txt: line 3: torchvision==0.1: the python-torch image has torchvision 0.29.2"), "{out}");
+    assert!(!out.contains("line 1:") && !out.contains("line 2:"), "torch and tensorflow-cpu are in the task's images: {out}");
 }
 
 /// Real candidates' environments: the repository says what is installed (ENVIRONMENT.md, from
@@ -326,55 +355,40 @@ async fn a_task_with_a_deep_learning_image_lists_it_and_reads_requirements_again
 /// version it does not hold, is warned in the push reply and on the status page, before grading.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_push_asking_for_packages_the_image_lacks_is_warned_in_the_reply_and_on_the_status_page() {
-    let Some((_sandbox, data, work)) = setup().await else { return };
-    let (data_path, work_path) = (data.path().to_path_buf(), work.path().to_path_buf());
-    tokio::task::spawn_blocking(move || {
-        let daemon = Daemon::start(&data_path, 1);
-        let cand = assign(&data_path, "penguins-cleaning", "robin@example.com", &[]);
-        let repo = clone(&daemon, &cand, &work_path);
-        let environment = std::fs::read_to_string(repo.join("ENVIRONMENT.md")).expect("the repository says what is installed");
-        assert!(environment.contains("| scikit-learn | 1.6.1 |") && environment.contains("| matplotlib |"), "{environment}");
-        assert!(environment.contains("no network"), "{environment}");
+    let app = TestApp::new(&repo_root()).await;
+    let task = takehome::task::load(&repo_root().join("tasks/penguins-cleaning")).unwrap();
+    let id = "a0needs0robin";
+    let (token, _) = app.assign(id, &task, "robin@example.com").await;
+    let served = app.listen().await;
+    let work = tempfile::tempdir().unwrap();
+    let repo = clone_served(&served, id, &token, work.path()).await;
+    let environment = std::fs::read_to_string(repo.join("ENVIRONMENT.md")).expect("the repository says what is installed");
+    assert!(environment.contains("| scikit-learn | 1.6.1 |") && environment.contains("| matplotlib |"), "{environment}");
+    assert!(environment.contains("no network"), "{environment}");
 
-        std::fs::write(repo.join("requirements.txt"), "pandas==2.2.3\ntorch==2.3.0\nlightgbm<4\nseaborn\n").unwrap();
-        let (ok, out) = super::cluster_support::git(&repo, &["add", "requirements.txt"]);
-        assert!(ok, "{out}");
-        let (ok, out) = push_solution(&repo, None, "with requirements");
-        assert!(ok, "{out}");
-        assert!(out.contains("warning: requirements.txt: line 2: torch==2.3.0: not installed in the python image"), "{out}");
-        assert!(out.contains("warning: requirements.txt: line 3: lightgbm<4: the python image has lightgbm 4."), "{out}");
-        assert!(!out.contains("line 1:") && !out.contains("line 4:"), "pandas 2.2.3 and seaborn are installed: {out}");
+    let out = push_files(&repo, &[("requirements.txt", "pandas==2.2.3\ntorch==2.3.0\nlightgbm<4\nseaborn\n")], "with requirements").await;
+    assert!(out.contains("warning: requirements.txt: line 2: torch==2.3.0: not installed in the python image"), "{out}");
+    assert!(out.contains("warning: requirements.txt: line 3: lightgbm<4: the python image has lightgbm 4."), "{out}");
+    assert!(!out.contains("line 1:") && !out.contains("line 4:"), "pandas 2.2.3 and seaborn are installed: {out}");
 
-        let (status, page) = daemon.get(&format!("/status/{}", cand.id), Some((&cand.id, &cand.token)));
-        assert_eq!(status, 200, "{page}");
-        assert!(page.contains("What your code runs with") && page.contains("ENVIRONMENT.md"), "{page}");
-        assert!(page.contains("Push 1 asks for what the image lacks"), "{page}");
-        assert!(page.contains("requirements.txt: line 2: torch==2.3.0: not installed in the python image"), "{page}");
+    let (status, page) = app.get(&format!("/status/{id}"), &[(axum::http::header::AUTHORIZATION, basic(id, &token))]).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("What your code runs with") && page.contains("ENVIRONMENT.md"), "{page}");
+    assert!(page.contains("Push 1 asks for what the image lacks"), "{page}");
+    assert!(page.contains("requirements.txt: line 2: torch==2.3.0: not installed in the python image"), "{page}");
 
-        // The task runs R scripts in the r image: ENVIRONMENT.md lists it, and an R script's
-        // library() calls are read against it.
-        assert!(environment.contains("the `r` image") && environment.contains("| dplyr |") && environment.contains("| lintr |"), "{environment}");
-        std::fs::write(repo.join("clean.R"), "library(dplyr)\nlibrary(xgboost)\nsuppressMessages(require(ranger))\n").unwrap();
-        let (ok, out) = super::cluster_support::git(&repo, &["add", "clean.R"]);
-        assert!(ok, "{out}");
-        let (ok, out) = push_solution(&repo, None, "in R");
-        assert!(ok, "{out}");
-        assert!(out.contains("xgboost") && out.contains("not installed in the r image"), "{out}");
-        assert!(!out.contains("dplyr") && !out.contains("ranger"), "dplyr and ranger are in the r image: {out}");
+    // The task runs R scripts in the r image: ENVIRONMENT.md lists it, and an R script's
+    // library() calls are read against it.
+    assert!(environment.contains("the `r` image") && environment.contains("| dplyr |") && environment.contains("| lintr |"), "{environment}");
+    let out = push_files(&repo, &[("clean.R", "library(dplyr)\nlibrary(xgboost)\nsuppressMessages(require(ranger))\n")], "in R").await;
+    assert!(out.contains("xgboost") && out.contains("not installed in the r image"), "{out}");
+    assert!(!out.contains("dplyr") && !out.contains("ranger"), "dplyr and ranger are in the r image: {out}");
 
-        // An R notebook's code cells are read as R; a Python notebook's are not.
-        let r_notebook = r#"{"cells": [{"cell_type": "code", "source": ["library(naniar)\n", "library(readr)"], "outputs": []}],
-            "metadata": {"kernelspec": {"name": "ir", "language": "R"}}, "nbformat": 4, "nbformat_minor": 5}"#;
-        let python_notebook = r#"{"cells": [{"cell_type": "code", "source": ["library(visdat)"], "outputs": []}], "metadata": {}, "nbformat": 4}"#;
-        std::fs::write(repo.join("look.ipynb"), r_notebook).unwrap();
-        std::fs::write(repo.join("other.ipynb"), python_notebook).unwrap();
-        let (ok, out) = super::cluster_support::git(&repo, &["add", "look.ipynb", "other.ipynb"]);
-        assert!(ok, "{out}");
-        let (ok, out) = push_solution(&repo, None, "an R notebook");
-        assert!(ok, "{out}");
-        assert!(out.contains("look.ipynb") && out.contains("naniar") && out.contains("not installed in the r image"), "{out}");
-        assert!(!out.contains("readr") && !out.contains("visdat"), "{out}");
-    })
-    .await
-    .unwrap();
+    // An R notebook's code cells are read as R; a Python notebook's are not.
+    let r_notebook = r#"{"cells": [{"cell_type": "code", "source": ["library(naniar)\n", "library(readr)"], "outputs": []}],
+        "metadata": {"kernelspec": {"name": "ir", "language": "R"}}, "nbformat": 4, "nbformat_minor": 5}"#;
+    let python_notebook = r#"{"cells": [{"cell_type": "code", "source": ["library(visdat)"], "outputs": []}], "metadata": {}, "nbformat": 4}"#;
+    let out = push_files(&repo, &[("look.ipynb", r_notebook), ("other.ipynb", python_notebook)], "an R notebook").await;
+    assert!(out.contains("look.ipynb") && out.contains("naniar") && out.contains("not installed in the r image"), "{out}");
+    assert!(!out.contains("readr") && !out.contains("visdat"), "{out}");
 }

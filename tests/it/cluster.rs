@@ -94,9 +94,12 @@ async fn a_burst_across_three_tasks_survives_a_killed_worker_and_a_database_rest
     let rows = tokio::task::block_in_place(|| all_graded(&server, 100, Duration::from_secs(900)));
     watching.abort();
     assert_eq!(rows.len(), 100, "every push is one submission, none lost, none doubled");
-    for row in &rows {
-        assert_eq!((row["status"].as_str(), row["grade_status"].as_str()), (Some("graded"), Some("graded")), "{row}");
-    }
+    let not_graded: Vec<String> = rows
+        .iter()
+        .filter(|r| (r["status"].as_str(), r["grade_status"].as_str()) != (Some("graded"), Some("graded")))
+        .map(|r| format!("#{} {} after {} attempts: {}", r["id"], r["status"], r["attempts"], r["error"]))
+        .collect();
+    assert!(not_graded.is_empty(), "not graded: {not_graded:?}");
     let graders: std::collections::BTreeSet<&str> = rows.iter().filter_map(|r| r["worker"].as_str()).collect();
     assert!(graders.len() >= 2, "the burst was shared by the workers: {graders:?}");
     // Workers on other hosts take their steps' CPU and memory from the kernel, as one host does.

@@ -76,6 +76,11 @@ fn cluster_env(root: &Path) -> Vec<(&'static str, String)> {
     vec![
         ("TAKEHOME_TASKS_ROOT", root.display().to_string()),
         ("TAKEHOME_LEASE_SECONDS", LEASE_SECONDS.to_string()),
+        // A lease a fifth of the default's runs out on a loaded 2-core machine now and then (a
+        // heartbeat late by a few seconds) besides the losses a test makes on purpose (a killed
+        // worker, a restarted database): five attempts, so that a job is not given up for the
+        // test's own short lease.
+        ("TAKEHOME_RETRIES", "5".to_string()),
         ("TAKEHOME_METRICS_TOKEN", METRICS_TOKEN.to_string()),
         ("TAKEHOME_LOG", std::env::var("CLUSTER_LOG").unwrap_or_else(|_| "takehome=info".into())),
     ]

@@ -145,15 +145,15 @@ impl TestApp {
         (submission, token)
     }
 
-    /// An assignment of `task` to `candidate` whose clock runs, and one push of `files` over the
-    /// starter (a real commit in the real repository, pushed by git), queued as the git route
-    /// queues it. Returns the submission's id and the candidate's token.
-    pub async fn push(&self, id: &str, task: &takehome::task::TaskSpec, candidate: &str, files: &[(&str, &[u8])], message: &str) -> (i64, String) {
+    /// Assignment `id` of `task` to `candidate`, its clock started ten minutes ago, and its
+    /// repository seeded as `assign` seeds it; returns the candidate's token and the bare
+    /// repository.
+    pub async fn assign(&self, id: &str, task: &takehome::task::TaskSpec, candidate: &str) -> (String, std::path::PathBuf) {
         use takehome::store::Assignment;
         let token = takehome::secret::new_token();
         let now = takehome::web::now();
-        let store = &self.app.store;
-        store
+        self.app
+            .store
             .create_assignment(&Assignment {
                 id: id.to_string(),
                 task: task.id.clone(),
@@ -168,6 +168,28 @@ impl TestApp {
             .await
             .unwrap();
         let bare = self.app.repos.create(id, task, 100 << 20).unwrap();
+        (token, bare)
+    }
+
+    /// The app served on a loopback port in this process (as `serve` serves it), for a real git
+    /// client; stops when the answer is dropped. Git runs our pre-receive hook as `serve`
+    /// installs it: this build's `takehome intake-hook`.
+    pub async fn listen(&self) -> Listening {
+        self.app.repos.install_hooks(Path::new(env!("CARGO_BIN_EXE_takehome"))).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(takehome::web::serve(listener, self.app.clone(), shutdown.clone()));
+        Listening { port, shutdown }
+    }
+
+    /// An assignment of `task` to `candidate` whose clock runs, and one push of `files` over the
+    /// starter (a real commit in the real repository, pushed by git), queued as the git route
+    /// queues it. Returns the submission's id and the candidate's token.
+    pub async fn push(&self, id: &str, task: &takehome::task::TaskSpec, candidate: &str, files: &[(&str, &[u8])], message: &str) -> (i64, String) {
+        let now = takehome::web::now();
+        let store = &self.app.store;
+        let (token, bare) = self.assign(id, task, candidate).await;
         let work = tempfile::tempdir().unwrap();
         let git = |args: &[&str]| {
             let out = std::process::Command::new("git")
@@ -192,6 +214,25 @@ impl TestApp {
         let needs = takehome::job::needs(task).unwrap();
         let (submission, ..) = store.add_submission(id, &commit, &needs, now - 60, 0).await.unwrap();
         (submission, token)
+    }
+}
+
+/// The app on a loopback port ([`TestApp::listen`]).
+pub struct Listening {
+    pub port: u16,
+    shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl Listening {
+    /// The clone URL of assignment `id`, with its credentials.
+    pub fn git_url(&self, id: &str, token: &str) -> String {
+        format!("http://{id}:{token}@127.0.0.1:{}/git/{id}.git", self.port)
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
     }
 }
 
