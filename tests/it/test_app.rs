@@ -149,6 +149,17 @@ impl TestApp {
     /// repository seeded as `assign` seeds it; returns the candidate's token and the bare
     /// repository.
     pub async fn assign(&self, id: &str, task: &takehome::task::TaskSpec, candidate: &str) -> (String, std::path::PathBuf) {
+        self.assign_starting(id, task, candidate, takehome::store::Starts::Now).await
+    }
+
+    /// [`TestApp::assign`] whose clock starts as `starts` says (`OnClone`: not yet started).
+    pub async fn assign_starting(
+        &self,
+        id: &str,
+        task: &takehome::task::TaskSpec,
+        candidate: &str,
+        starts: takehome::store::Starts,
+    ) -> (String, std::path::PathBuf) {
         use takehome::store::Assignment;
         let token = takehome::secret::new_token();
         let now = takehome::web::now();
@@ -160,8 +171,8 @@ impl TestApp {
                 candidate: candidate.to_string(),
                 token_hash: takehome::secret::token_hash(&token),
                 time_box_seconds: 3 * 3600,
-                starts: takehome::store::Starts::Now,
-                started_at: Some(now - 600),
+                starts,
+                started_at: (starts == takehome::store::Starts::Now).then_some(now - 600),
                 created_at: now - 600,
                 extra_seconds: 0,
             })

@@ -1,5 +1,6 @@
 //! The trust boundary, attacked as a candidate or a stranger would: one test per finding of
-//! issue 9, each an attack that worked before it was fixed. Real git, real Docker, loopback only.
+//! issue 9, each an attack that worked before it was fixed. Real git, real Docker, loopback only;
+//! the clock's tests need no grading and run against the web layer in process ([`TestApp`]).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -9,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use super::common::{docker, folder_with, python_image, repo_root, takehome_binary};
 use super::serve::{assign, base64, clone, git, push_solution, setup, Daemon, PASSWORD};
+use super::test_app::TestApp;
+use axum::http::header::{HeaderName, AUTHORIZATION, CONTENT_TYPE};
 
 /// The data lines of a hidden file (not its header), for "no byte of it came back" checks.
 fn data_lines(path: &Path) -> Vec<String> {
@@ -156,88 +159,86 @@ fn walkdir_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// `started_at` of an assignment, through the assessor API.
-fn started_at(daemon: &Daemon, id: &str) -> serde_json::Value {
-    let rows = daemon.api("/api/assignments");
-    rows.as_array().unwrap().iter().find(|a| a["id"] == id).unwrap()["started_at"].clone()
-}
-
 fn pkt(line: &str) -> String {
     format!("{:04x}{line}", line.len() + 4)
 }
 
+/// The web layer in process (no Docker, no binary) over the shipped tasks, and penguins-cleaning.
+async fn clock_app() -> (TestApp, takehome::task::TaskSpec) {
+    (TestApp::new(&repo_root()).await, takehome::task::load(&repo_root().join("tasks/penguins-cleaning")).unwrap())
+}
+
+/// An assignment whose clock starts at the first authenticated read; its token and bare repository.
+async fn on_clone(app: &TestApp, task: &takehome::task::TaskSpec, id: &str) -> (String, PathBuf) {
+    app.assign_starting(id, task, &format!("{id}@example.com"), takehome::store::Starts::OnClone).await
+}
+
+async fn started(app: &TestApp, id: &str) -> Option<i64> {
+    app.app.store.assignment(id).await.unwrap().unwrap().started_at
+}
+
+fn basic_auth(user: &str, password: &str) -> (HeaderName, String) {
+    (AUTHORIZATION, super::test_app::basic(user, password))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn any_authenticated_read_of_the_repository_starts_the_clock() {
-    let Some((_sandbox, data, _work)) = setup().await else { return };
-    let data_path = data.path().to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let daemon = Daemon::start(&data_path, 1);
-        // A fetch that skips the advertisement: a bare upload-pack POST wanting main's commit.
-        let sneaky = assign(&data_path, "penguins-cleaning", "sneaky@example.com", &[]);
-        assert!(started_at(&daemon, &sneaky.id).is_null());
-        let (ok, main) = git(&data_path, &["--git-dir", &format!("repos/{}.git", sneaky.id), "rev-parse", "main"]);
-        assert!(ok, "{main}");
-        let body = format!("{}0000{}", pkt(&format!("want {}\n", main.trim())), pkt("done\n"));
-        let auth = format!(
-            "Authorization: Basic {}\r\nContent-Type: application/x-git-upload-pack-request\r\n",
-            base64(format!("{}:{}", sneaky.id, sneaky.token).as_bytes())
-        );
-        let (status, _, reply) = daemon.raw("POST", &format!("/git/{}.git/git-upload-pack", sneaky.id), &auth, &body);
-        assert_eq!(status, 200);
-        assert!(reply.contains("PACK"), "the fetch was served");
-        assert!(started_at(&daemon, &sneaky.id).is_i64(), "a bare upload-pack POST fetched the brief with the clock stopped");
+    let (app, task) = clock_app().await;
+    // A fetch that skips the advertisement: a bare upload-pack POST wanting main's commit.
+    let (token, bare) = on_clone(&app, &task, "a0sneaky").await;
+    assert_eq!(started(&app, "a0sneaky").await, None);
+    let (ok, main) = git(&repo_root(), &["--git-dir", bare.to_str().unwrap(), "rev-parse", "main"]);
+    assert!(ok, "{main}");
+    let body = format!("{}0000{}", pkt(&format!("want {}\n", main.trim())), pkt("done\n"));
+    let upload = |auth: (HeaderName, String)| vec![auth, (CONTENT_TYPE, "application/x-git-upload-pack-request".to_string())];
+    let (status, _, reply) = app.request("POST", "/git/a0sneaky.git/git-upload-pack", &upload(basic_auth("a0sneaky", &token)), body.clone()).await;
+    assert_eq!(status, 200);
+    assert!(reply.contains("PACK"), "the fetch was served");
+    assert!(started(&app, "a0sneaky").await.is_some(), "a bare upload-pack POST fetched the brief with the clock stopped");
 
-        // The push advertisement gives away main's commit id: it starts the clock too.
-        let pusher = assign(&data_path, "penguins-cleaning", "pusher@example.com", &[]);
-        let auth = format!("Authorization: Basic {}\r\n", base64(format!("{}:{}", pusher.id, pusher.token).as_bytes()));
-        let (status, _, _) = daemon.raw("GET", &format!("/git/{}.git/info/refs?service=git-receive-pack", pusher.id), &auth, "");
-        assert_eq!(status, 200);
-        assert!(started_at(&daemon, &pusher.id).is_i64(), "the receive-pack advertisement left the clock stopped");
+    // The push advertisement gives away main's commit id: it starts the clock too.
+    let (token, _) = on_clone(&app, &task, "a0pusher").await;
+    let (status, _) = app.get("/git/a0pusher.git/info/refs?service=git-receive-pack", &[basic_auth("a0pusher", &token)]).await;
+    assert_eq!(status, 200);
+    assert!(started(&app, "a0pusher").await.is_some(), "the receive-pack advertisement left the clock stopped");
 
-        // A wrong token starts nothing.
-        let idle = assign(&data_path, "penguins-cleaning", "idle@example.com", &[]);
-        let auth = format!("Authorization: Basic {}\r\n", base64(format!("{}:wrong", idle.id).as_bytes()));
-        let (status, _, _) = daemon.raw("POST", &format!("/git/{}.git/git-upload-pack", idle.id), &auth, &body);
-        assert_eq!(status, 401);
-        assert!(started_at(&daemon, &idle.id).is_null());
-    })
-    .await
-    .unwrap();
+    // A wrong token starts nothing.
+    on_clone(&app, &task, "a0idle").await;
+    let (status, _, _) = app.request("POST", "/git/a0idle.git/git-upload-pack", &upload(basic_auth("a0idle", "wrong")), body).await;
+    assert_eq!(status, 401);
+    assert_eq!(started(&app, "a0idle").await, None);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cross_site_page_cannot_start_a_clock_with_cached_credentials() {
-    let Some((_sandbox, data, _work)) = setup().await else { return };
-    let data_path = data.path().to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let daemon = Daemon::start(&data_path, 1);
-        let target = assign(&data_path, "penguins-cleaning", "browsing@example.com", &[]);
-        let credentials = format!("Authorization: Basic {}\r\n", base64(format!("{}:{}", target.id, target.token).as_bytes()));
-        // What a browser sends for <img src> or fetch() from another site, with the Basic
-        // credentials it cached for this origin.
-        for browser in [
-            "Sec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: no-cors\r\nSec-Fetch-Dest: image\r\n",
-            "Origin: https://evil.example\r\n",
-            "Sec-Fetch-Site: same-origin\r\n",
+    let (app, task) = clock_app().await;
+    let (token, _) = on_clone(&app, &task, "a0browsing").await;
+    let credentials = basic_auth("a0browsing", &token);
+    // What a browser sends for <img src> or fetch() from another site, with the Basic
+    // credentials it cached for this origin.
+    let site = |name: &'static str, value: &str| (HeaderName::from_static(name), value.to_string());
+    for browser in [
+        vec![site("sec-fetch-site", "cross-site"), site("sec-fetch-mode", "no-cors"), site("sec-fetch-dest", "image")],
+        vec![site("origin", "https://evil.example")],
+        vec![site("sec-fetch-site", "same-origin")],
+    ] {
+        for (method, path) in [
+            ("GET", "/git/a0browsing.git/info/refs?service=git-upload-pack"),
+            ("GET", "/git/a0browsing.git/info/refs?service=git-receive-pack"),
+            ("POST", "/git/a0browsing.git/git-upload-pack"),
         ] {
-            for (method, path) in [
-                ("GET", format!("/git/{}.git/info/refs?service=git-upload-pack", target.id)),
-                ("GET", format!("/git/{}.git/info/refs?service=git-receive-pack", target.id)),
-                ("POST", format!("/git/{}.git/git-upload-pack", target.id)),
-            ] {
-                let (status, _, reply) = daemon.raw(method, &path, &format!("{credentials}{browser}"), "");
-                assert_eq!(status, 403, "{method} {path} with {browser:?}: {reply}");
-                assert!(reply.contains("git clients only"), "{reply}");
-            }
+            let mut headers = vec![credentials.clone()];
+            headers.extend(browser.iter().cloned());
+            let (status, _, reply) = app.request(method, path, &headers, String::new()).await;
+            assert_eq!(status, 403, "{method} {path} with {browser:?}: {reply}");
+            assert!(reply.contains("git clients only"), "{reply}");
         }
-        assert!(started_at(&daemon, &target.id).is_null(), "a request from a browser started the clock");
-        // git itself (no Origin, no Sec-Fetch-*) still clones, and that starts the clock.
-        let (status, _, _) = daemon.raw("GET", &format!("/git/{}.git/info/refs?service=git-upload-pack", target.id), &credentials, "");
-        assert_eq!(status, 200);
-        assert!(started_at(&daemon, &target.id).is_i64());
-    })
-    .await
-    .unwrap();
+    }
+    assert_eq!(started(&app, "a0browsing").await, None, "a request from a browser started the clock");
+    // git itself (no Origin, no Sec-Fetch-*) still clones, and that starts the clock.
+    let (status, _) = app.get("/git/a0browsing.git/info/refs?service=git-upload-pack", &[credentials]).await;
+    assert_eq!(status, 200);
+    assert!(started(&app, "a0browsing").await.is_some());
 }
 
 #[test]
