@@ -96,13 +96,19 @@ pub async fn logout_everywhere(State(app): State<Arc<App>>, form: SessionForm<Pl
 /// Submissions the dashboard lists (the newest).
 const DASHBOARD_SUBMISSIONS: i64 = 200;
 
-/// The dashboard's filters: `?task=ID&state=to-review|reviewed|decided|no-push`.
+/// Assignments the dashboard lists on one page (`?page=N` for the others).
+pub const DASHBOARD_ASSIGNMENTS: usize = 100;
+
+/// The dashboard's filters: `?task=ID&state=to-review|reviewed|decided|no-push&page=N`.
 #[derive(Deserialize, Default)]
 pub struct DashboardFilter {
     #[serde(default)]
     task: Option<String>,
     #[serde(default)]
     state: Option<String>,
+    /// The page of assignments, from 1 (past the last: the last).
+    #[serde(default)]
+    page: Option<usize>,
 }
 
 /// Where an assignment stands for the hiring team.
@@ -135,6 +141,12 @@ pub async fn dashboard(State(app): State<Arc<App>>, assessor: AssessorPage, Quer
     let tallies: Vec<(&str, &str, usize)> = REVIEW_STATES.iter().map(|(key, label)| (*key, *label, tally(key))).collect();
     let shown_total = assignments.len();
     assignments.retain(|a| state_filter.is_none_or(|s| state_of(a) == s));
+    // One page of assignments: the page costs what it shows, whatever the drive's size.
+    let listed = assignments.len();
+    let pages = listed.div_ceil(DASHBOARD_ASSIGNMENTS).max(1);
+    let page_number = filter.page.unwrap_or(1).clamp(1, pages);
+    let first = (page_number - 1) * DASHBOARD_ASSIGNMENTS;
+    let mut assignments: Vec<_> = assignments.into_iter().skip(first).take(DASHBOARD_ASSIGNMENTS).collect();
     if let Some(task) = task_filter {
         submissions.retain(|s| s.task.as_str() == task);
     }
@@ -145,13 +157,16 @@ pub async fn dashboard(State(app): State<Arc<App>>, assessor: AssessorPage, Quer
     let tasks = app.tasks.ids().unwrap_or_default();
     let now = now();
     let csrf = csrf_field(&assessor.csrf);
-    let filtered = |task: Option<&str>, state: Option<&str>| {
+    let paged = |task: Option<&str>, state: Option<&str>, page: usize| {
         let mut query: Vec<String> = Vec::new();
         if let Some(task) = task {
-            query.push(format!("task={task}"));
+            query.push(format!("task={}", crate::http_client::percent_encode(task)));
         }
         if let Some(state) = state {
             query.push(format!("state={state}"));
+        }
+        if page > 1 {
+            query.push(format!("page={page}"));
         }
         if query.is_empty() {
             "/".to_string()
@@ -159,6 +174,7 @@ pub async fn dashboard(State(app): State<Arc<App>>, assessor: AssessorPage, Quer
             format!("/?{}", query.join("&"))
         }
     };
+    let filtered = |task: Option<&str>, state: Option<&str>| paged(task, state, 1);
     let workers = workers_section(&app, now).await;
     let body = html! {
         meta http-equiv="refresh" content="10";
@@ -191,6 +207,13 @@ pub async fn dashboard(State(app): State<Arc<App>>, assessor: AssessorPage, Quer
                     @if state_filter == Some(*key) { strong { (label) " (" (n) ")" } } @else { a href=(filtered(task_filter, Some(key))) { (label) " (" (n) ")" } }
                 }
                 @if let Some(task) = task_filter { " · task " code { (task) } " (" a href=(filtered(None, state_filter)) { "every task" } ")" }
+            }
+            @if pages > 1 {
+                p.pages {
+                    "Assignments " (first + 1) "–" (first + assignments.len()) " of " (listed) " are listed, " (DASHBOARD_ASSIGNMENTS) " a page"
+                    @if page_number > 1 { " · " a href=(paged(task_filter, state_filter, page_number - 1)) { "previous" } }
+                    @if page_number < pages { " · " a href=(paged(task_filter, state_filter, page_number + 1)) { "next" } }
+                }
             }
             table {
                 tr { th { "candidate" } th { "task" } th { "time" } th.num { "submissions" } th { "review" } th { "status page" } }

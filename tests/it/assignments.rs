@@ -213,3 +213,41 @@ async fn the_comparison_shows_each_component_the_rubric_and_the_decision_beside_
     }
     assert!(row.contains("<td>advance</td>"), "the decision is not in the row: {row}");
 }
+
+/// A drive of 230 assignments: the dashboard lists one page of them, says which and of how many,
+/// and links the others with the filters kept; a page past the last shows the last.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_lists_one_page_of_assignments_and_links_the_others() {
+    use takehome::store::{Assignment, Starts};
+    let (app, _settings) = app_with_ada().await;
+    let ada = app.assessor_cookie("ada").await;
+    let now = takehome::web::now();
+    for n in 0..230 {
+        let assignment = Assignment {
+            id: format!("a0page{n:03}"),
+            task: "penguins-cleaning".parse().unwrap(),
+            candidate: format!("c{n:03}@example.com"),
+            token_hash: "h".into(),
+            time_box_seconds: 3600,
+            starts: Starts::OnClone,
+            started_at: None,
+            created_at: now - n,
+            extra_seconds: 0,
+        };
+        app.app.store.create_assignment(&assignment).await.unwrap();
+    }
+    let listed = |page: &str| page.matches("<code>/status/a0page").count();
+    let first = app.page(&ada, "/").await;
+    assert_eq!(listed(&first), takehome::web::pages::DASHBOARD_ASSIGNMENTS, "one page of assignments");
+    assert!(first.contains("Assignments 1–100 of 230 are listed"), "the page says which it lists");
+    assert!(first.contains("href=\"/?page=2\"") && !first.contains(">previous<"), "the next page is linked");
+    let last = app.page(&ada, "/?page=3").await;
+    assert_eq!(listed(&last), 30);
+    assert!(last.contains("Assignments 201–230 of 230") && last.contains("href=\"/?page=2\"") && !last.contains(">next<"));
+    assert_eq!(listed(&app.page(&ada, "/?page=99").await), 30, "past the last page: the last");
+    // The filters are kept from page to page.
+    let filtered = app.page(&ada, "/?task=penguins-cleaning&state=no-push&page=2").await;
+    assert!(filtered.contains("Assignments 101–200 of 230"), "{filtered}");
+    assert!(filtered.contains("href=\"/?task=penguins-cleaning&amp;state=no-push&amp;page=3\""), "the filters go with the page");
+    assert!(filtered.contains("href=\"/?task=penguins-cleaning&amp;state=no-push\""), "page 1 is the bare filter");
+}
