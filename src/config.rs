@@ -235,7 +235,7 @@ impl Config {
         };
         let data_dir = absolute("data_dir", data_dir)?;
         let database = match value("database", parsed.database) {
-            Some(text) => crate::store::DatabaseUrl::parse(&text).map_err(|message| ConfigError::Value { key: "database".into(), message })?,
+            Some(text) => crate::store::DatabaseUrl::parse(&text).map_err(|e| ConfigError::Value { key: "database".into(), message: e.to_string() })?,
             None => crate::store::DatabaseUrl::Sqlite(data_dir.join("takehome.sqlite")),
         };
         let database = match database {

@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// What the import scan of one submission reads at most: bytes of one file, bytes in all.
 pub const IMPORT_SCAN_FILE_BYTES: u64 = 2 << 20;
@@ -173,12 +173,24 @@ pub fn normalise(name: &str) -> String {
     out
 }
 
+/// Why an image's list of packages cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    #[error("no runner image recipe {image:?} (expected a folder {})", dir.display())]
+    NoRecipe { image: String, dir: PathBuf },
+    #[error("{}: neither packages.txt nor requirements.txt (the recipe says nothing of what it installs)", .0.display())]
+    NoList(PathBuf),
+    /// A line that is not `name==version` (`pinned`) or `name version`.
+    #[error("{}line {line}: {text:?} (expected {})", file.as_ref().map(|f| format!("{}: ", f.display())).unwrap_or_default(), if *pinned { "name==version" } else { "name version" })]
+    Line { file: Option<PathBuf>, line: usize, text: String, pinned: bool },
+}
+
 impl Installed {
     /// Reads the list of the recipe `runner-images/<image>/` under `root`.
-    pub fn of_recipe(root: &Path, image: &str) -> Result<Installed, String> {
+    pub fn of_recipe(root: &Path, image: &str) -> Result<Installed, ListError> {
         let dir = root.join("runner-images").join(image);
         if !dir.is_dir() {
-            return Err(format!("no runner image recipe {image:?} (expected a folder {})", dir.display()));
+            return Err(ListError::NoRecipe { image: image.to_string(), dir });
         }
         let mut installed = Installed { image: image.to_string(), packages: BTreeMap::new() };
         let mut found = false;
@@ -186,23 +198,26 @@ impl Installed {
             let path = dir.join(file);
             let Ok(text) = std::fs::read_to_string(&path) else { continue };
             found = true;
-            installed.add_list(&text, pinned).map_err(|e| format!("{}: {e}", path.display()))?;
+            installed.add_list(&text, pinned).map_err(|e| match e {
+                ListError::Line { line, text, pinned, .. } => ListError::Line { file: Some(path.clone()), line, text, pinned },
+                other => other,
+            })?;
         }
         if !found {
-            return Err(format!("{}: neither packages.txt nor requirements.txt (the recipe says nothing of what it installs)", dir.display()));
+            return Err(ListError::NoList(dir));
         }
         Ok(installed)
     }
 
     /// Reads `/opt/takehome/packages.txt` of a built image (`name version` per line).
-    pub fn of_image_list(image: &str, text: &str) -> Result<Installed, String> {
+    pub fn of_image_list(image: &str, text: &str) -> Result<Installed, ListError> {
         let mut installed = Installed { image: image.to_string(), packages: BTreeMap::new() };
         installed.add_list(text, false)?;
         Ok(installed)
     }
 
     /// Adds `name==version` lines (`pinned`) or `name version` lines; `#` starts a comment.
-    fn add_list(&mut self, text: &str, pinned: bool) -> Result<(), String> {
+    fn add_list(&mut self, text: &str, pinned: bool) -> Result<(), ListError> {
         for (number, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("").trim();
             if line.is_empty() {
@@ -210,7 +225,7 @@ impl Installed {
             }
             let parts = if pinned { line.split_once("==") } else { line.split_once(char::is_whitespace) };
             let Some((name, version)) = parts.map(|(n, v)| (n.trim(), v.trim())).filter(|(n, v)| !n.is_empty() && !v.is_empty()) else {
-                return Err(format!("line {}: {line:?} (expected {})", number + 1, if pinned { "name==version" } else { "name version" }));
+                return Err(ListError::Line { file: None, line: number + 1, text: line.to_string(), pinned });
             };
             let key = normalise(name);
             // A CPU-only build (`xgboost-cpu`) is what `pip install xgboost` would have given here.

@@ -57,6 +57,21 @@ pub fn hash_password(password: &str) -> String {
 }
 
 /// A stored password hash, checked once when the config is loaded.
+/// Why a stored password hash is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadHash {
+    #[error("expected pbkdf2-sha256$<rounds>$<salt hex>$<hash hex> (make one with `takehome hash-password`)")]
+    Form,
+    #[error("rounds {0:?} is not a number")]
+    Rounds(String),
+    #[error("{0} rounds is too few (at least {MIN_PBKDF2_ROUNDS}; `takehome hash-password` uses {PBKDF2_ROUNDS})")]
+    TooFewRounds(u32),
+    #[error("the {0} is not hex")]
+    NotHex(&'static str),
+    #[error("the {0} is shorter than {1} bytes")]
+    TooShort(&'static str, usize),
+}
+
 #[derive(Debug, Clone)]
 pub struct PasswordHash {
     rounds: u32,
@@ -67,22 +82,22 @@ pub struct PasswordHash {
 impl PasswordHash {
     /// Parses `pbkdf2-sha256$<rounds>$<salt hex>$<hash hex>`; an empty, malformed or weak hash is
     /// an error that says what was expected (never "any password matches").
-    pub fn parse(stored: &str) -> Result<PasswordHash, String> {
+    pub fn parse(stored: &str) -> Result<PasswordHash, BadHash> {
         let parts: Vec<&str> = stored.trim().split('$').collect();
         let ["pbkdf2-sha256", rounds, salt, hash] = parts[..] else {
-            return Err("expected pbkdf2-sha256$<rounds>$<salt hex>$<hash hex> (make one with `takehome hash-password`)".into());
+            return Err(BadHash::Form);
         };
-        let rounds: u32 = rounds.parse().map_err(|_| format!("rounds {rounds:?} is not a number"))?;
+        let rounds: u32 = rounds.parse().map_err(|_| BadHash::Rounds(rounds.chars().take(40).collect()))?;
         if rounds < MIN_PBKDF2_ROUNDS {
-            return Err(format!("{rounds} rounds is too few (at least {MIN_PBKDF2_ROUNDS}; `takehome hash-password` uses {PBKDF2_ROUNDS})"));
+            return Err(BadHash::TooFewRounds(rounds));
         }
-        let salt = hex::decode(salt).map_err(|_| "the salt is not hex".to_string())?;
-        let hash = hex::decode(hash).map_err(|_| "the hash is not hex".to_string())?;
+        let salt = hex::decode(salt).map_err(|_| BadHash::NotHex("salt"))?;
+        let hash = hex::decode(hash).map_err(|_| BadHash::NotHex("hash"))?;
         if salt.len() < 8 {
-            return Err("the salt is shorter than 8 bytes".into());
+            return Err(BadHash::TooShort("salt", 8));
         }
         if hash.len() < 16 {
-            return Err("the hash is shorter than 16 bytes".into());
+            return Err(BadHash::TooShort("hash", 16));
         }
         Ok(PasswordHash { rounds, salt, hash })
     }
@@ -135,7 +150,7 @@ mod tests {
         assert!(!verify_password("wrong horse", &stored));
         assert!(!verify_password("x", "plain"));
         assert!(PasswordHash::parse("").is_err());
-        assert!(PasswordHash::parse("pbkdf2-sha256$1000$00112233445566778899$00112233445566778899aabbccddeeff").unwrap_err().contains("too few"));
+        assert!(PasswordHash::parse("pbkdf2-sha256$1000$00112233445566778899$00112233445566778899aabbccddeeff").unwrap_err() == BadHash::TooFewRounds(1000));
         assert!(PasswordHash::parse("pbkdf2-sha256$600000$$").is_err());
         assert!(!PasswordHash::decoy(None).verify("correct horse"));
         let real = PasswordHash::parse(&stored).unwrap();

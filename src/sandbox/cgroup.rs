@@ -95,6 +95,15 @@ pub struct StepCgroup {
     relative: PathBuf,
 }
 
+/// Why a step's totals cannot be read from its cgroup.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{}", .0.display())]
+    Io(PathBuf, #[source] std::io::Error),
+    #[error("{}: {}", .0.display(), .1)]
+    Content(PathBuf, &'static str),
+}
+
 impl StepCgroup {
     /// What the engine takes as `CgroupParent`.
     pub fn parent(&self) -> &str {
@@ -102,8 +111,8 @@ impl StepCgroup {
     }
 
     /// The step's totals; call after its container has stopped.
-    pub fn read(&self) -> Result<Usage, String> {
-        let read = |path: PathBuf| std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()));
+    pub fn read(&self) -> Result<Usage, ReadError> {
+        let read = |path: PathBuf| std::fs::read_to_string(&path).map_err(|e| ReadError::Io(path, e));
         if self.layout.version == 2 {
             let dir = self.layout.root.join(&self.relative);
             let stat = read(dir.join("cpu.stat"))?;
@@ -111,15 +120,15 @@ impl StepCgroup {
                 .lines()
                 .find_map(|l| l.strip_prefix("usage_usec "))
                 .and_then(|v| v.trim().parse().ok())
-                .ok_or_else(|| format!("{}: no usage_usec", dir.join("cpu.stat").display()))?;
+                .ok_or_else(|| ReadError::Content(dir.join("cpu.stat"), "no usage_usec"))?;
             // memory.peak needs Linux 5.19; older kernels have no peak to give.
             let peak = read(dir.join("memory.peak")).ok().and_then(|v| v.trim().parse().ok());
             return Ok(Usage { cpu_nanos: micros * 1000, peak_bytes: peak });
         }
         let cpu_path = self.layout.root.join("cpuacct").join(&self.relative).join("cpuacct.usage");
-        let cpu_nanos = read(cpu_path.clone())?.trim().parse().map_err(|_| format!("{}: not a number", cpu_path.display()))?;
+        let cpu_nanos = read(cpu_path.clone())?.trim().parse().map_err(|_| ReadError::Content(cpu_path, "not a number"))?;
         let peak_path = self.layout.root.join("memory").join(&self.relative).join("memory.max_usage_in_bytes");
-        let peak_bytes = Some(read(peak_path.clone())?.trim().parse().map_err(|_| format!("{}: not a number", peak_path.display()))?);
+        let peak_bytes = Some(read(peak_path.clone())?.trim().parse().map_err(|_| ReadError::Content(peak_path, "not a number"))?);
         Ok(Usage { cpu_nanos, peak_bytes })
     }
 

@@ -827,7 +827,7 @@ impl DockerJob {
             Some(Ok(totals)) => (Some(totals.cpu_nanos as f64 / 1e9), totals.peak_bytes.or(sampled.peak_bytes), Accounting::Kernel),
             other => {
                 if let Some(Err(error)) = other {
-                    warn!(error = %error, "cannot read the step's cgroup; using sampled stats");
+                    warn!(error = %crate::errors::Chain(&error), "cannot read the step's cgroup; using sampled stats");
                 }
                 (sampled.cpu_nanos.map(|nanos| nanos as f64 / 1e9), sampled.peak_bytes, Accounting::Sampled)
             }

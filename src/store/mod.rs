@@ -683,19 +683,28 @@ pub enum DatabaseUrl {
     Postgres(String),
 }
 
+/// A `database` setting that names no store (its password, if any, hidden).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadDatabaseUrl {
+    #[error("sqlite: needs a file path (sqlite:/var/lib/takehome/takehome.sqlite)")]
+    NoPath,
+    #[error("{0:?} is not a database URL (expected sqlite:PATH or postgres://USER@HOST:PORT/DB)")]
+    Scheme(String),
+}
+
 impl DatabaseUrl {
-    pub fn parse(text: &str) -> std::result::Result<DatabaseUrl, String> {
+    pub fn parse(text: &str) -> std::result::Result<DatabaseUrl, BadDatabaseUrl> {
         if let Some(path) = text.strip_prefix("sqlite:") {
             let path = path.strip_prefix("//").unwrap_or(path);
             if path.is_empty() {
-                return Err("sqlite: needs a file path (sqlite:/var/lib/takehome/takehome.sqlite)".into());
+                return Err(BadDatabaseUrl::NoPath);
             }
             return Ok(DatabaseUrl::Sqlite(path.into()));
         }
         if text.starts_with("postgres://") || text.starts_with("postgresql://") {
             return Ok(DatabaseUrl::Postgres(text.to_string()));
         }
-        Err(format!("{:?} is not a database URL (expected sqlite:PATH or postgres://USER@HOST:PORT/DB)", redact(text)))
+        Err(BadDatabaseUrl::Scheme(redact(text)))
     }
 
     /// The URL with any password hidden, for logs and messages.
@@ -751,7 +760,7 @@ mod tests {
         assert_eq!(DatabaseUrl::parse("sqlite://rel/x.sqlite").unwrap(), DatabaseUrl::Sqlite("rel/x.sqlite".into()));
         let pg = DatabaseUrl::parse("postgres://takehome:s3cret@10.0.0.1:5432/takehome").unwrap();
         assert_eq!(pg.describe(), "postgres://takehome:***@10.0.0.1:5432/takehome");
-        let error = DatabaseUrl::parse("mysql://u:pw@h/db").unwrap_err();
+        let error = DatabaseUrl::parse("mysql://u:pw@h/db").unwrap_err().to_string();
         assert!(error.contains("sqlite:PATH") && !error.contains("pw"), "{error}");
     }
 }
