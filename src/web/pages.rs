@@ -56,18 +56,22 @@ pub async fn login_page(State(app): State<Arc<App>>) -> Html<String> {
 
 /// The one route that reads a body from someone not yet known: the credentials are in it. It is
 /// capped at `MAX_FORM_BODY`, must arrive within `FORM_TIMEOUT`, and is rate-limited per address.
-pub async fn login(State(app): State<Arc<App>>, axum::Extension(client): axum::Extension<ClientAddr>, request: axum::extract::Request) -> Response {
+pub async fn login(
+    State(app): State<Arc<App>>,
+    axum::Extension(client): axum::Extension<ClientAddr>,
+    request: axum::extract::Request,
+) -> Result<Response, Response> {
     let form =
         match tokio::time::timeout(super::auth::FORM_TIMEOUT, <Form<LoginForm> as axum::extract::FromRequest<Arc<App>>>::from_request(request, &app)).await {
-            Err(_) => return (StatusCode::REQUEST_TIMEOUT, "the form took too long to arrive\n").into_response(),
-            Ok(Err(rejection)) => return rejection.into_response(),
+            Err(_) => return Err((StatusCode::REQUEST_TIMEOUT, "the form took too long to arrive\n").into_response()),
+            Ok(Err(rejection)) => return Err(rejection.into_response()),
             Ok(Ok(Form(form))) => form,
         };
-    match app.auth.check(&app, client.0, &form.user, &form.password).await {
-        PasswordCheck::User(user) => match super::auth::start_session(&app, &user).await {
-            Ok(cookie) => ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response(),
-            Err(failure) => failure.into_response(),
-        },
+    Ok(match app.auth.check(&app, client.0, &form.user, &form.password).await {
+        PasswordCheck::User(user) => {
+            let cookie = super::auth::start_session(&app, &user).await.map_err(IntoResponse::into_response)?;
+            ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+        }
         PasswordCheck::Wrong => {
             (StatusCode::UNAUTHORIZED, page("Log in", html! { p { "Wrong user or password." } p { a href="/login" { "Try again" } } })).into_response()
         }
@@ -77,7 +81,7 @@ pub async fn login(State(app): State<Arc<App>>, axum::Extension(client): axum::E
             page("Log in", html! { p { "Too many wrong passwords from your address. Try again in " (wait.as_secs().max(1)) " s." } }),
         )
             .into_response(),
-    }
+    })
 }
 
 pub async fn logout(State(app): State<Arc<App>>, form: SessionForm<PlainForm>) -> AppResult<Response> {

@@ -387,33 +387,33 @@ fn named(pairs: &[Pair], similarities: &[f64], entries: &[Entry], candidates: us
     Compared { pairs: shown, total, entries, candidates, pending }
 }
 
-pub async fn similarity_api(State(app): State<Arc<App>>, _assessor: Assessor, TaskInPath(task): TaskInPath, Query(query): Query<SimilarityQuery>) -> Response {
+pub async fn similarity_api(
+    State(app): State<Arc<App>>,
+    _assessor: Assessor,
+    TaskInPath(task): TaskInPath,
+    Query(query): Query<SimilarityQuery>,
+) -> AppResult<Json<serde_json::Value>> {
     let threshold = query.threshold.unwrap_or(DEFAULT_THRESHOLD).clamp(0.0, 1.0);
-    match cohort_pairs(&app, &task, threshold).await {
-        Ok(compared) => {
-            let Compared { pairs, total, entries, candidates, pending } = &compared;
-            let candidates = *candidates;
-            let id_of = |name: &str| entries.iter().find(|e| e.name == name).and_then(|e| e.submission);
-            let cut: Vec<serde_json::Value> = compared
-                .cut()
-                .iter()
-                .map(|(e, cut)| serde_json::json!({ "name": e.name, "submission": e.submission, "files_cut": cut.files_cut, "files_left_out": cut.files_left_out, "prints_dropped": cut.prints_dropped, "note": cut.note() }))
-                .collect();
-            let rows: Vec<serde_json::Value> = pairs
-                .iter()
-                .take(MAX_PAIRS)
-                .map(|p| {
-                    serde_json::json!({ "a": p.a, "a_submission": id_of(&p.a), "b": p.b, "b_submission": id_of(&p.b), "similarity": p.similarity,
-                    "a_covered": p.a_covered, "b_covered": p.b_covered, "shared_fingerprints": p.shared, "fragments": p.fragments })
-                })
-                .collect();
-            Json(serde_json::json!({ "task": task, "threshold": threshold, "submissions": candidates, "known_solutions": entries.len() - candidates,
-                "method": format!("winnowed {}-grams of normalised Python tokens (window {}), starter subtracted; similarity = shared fingerprints / the smaller side's", similarity::K, similarity::W),
-                "pairs": rows, "pairs_not_listed": total.saturating_sub(MAX_PAIRS), "sources_cut": cut, "not_fingerprinted_yet": pending }))
-            .into_response()
-        }
-        Err(failure) => failure.into_response(),
-    }
+    let compared = cohort_pairs(&app, &task, threshold).await?;
+    let Compared { pairs, total, entries, candidates, pending } = &compared;
+    let candidates = *candidates;
+    let id_of = |name: &str| entries.iter().find(|e| e.name == name).and_then(|e| e.submission);
+    let cut: Vec<serde_json::Value> = compared
+        .cut()
+        .iter()
+        .map(|(e, cut)| serde_json::json!({ "name": e.name, "submission": e.submission, "files_cut": cut.files_cut, "files_left_out": cut.files_left_out, "prints_dropped": cut.prints_dropped, "note": cut.note() }))
+        .collect();
+    let rows: Vec<serde_json::Value> = pairs
+        .iter()
+        .take(MAX_PAIRS)
+        .map(|p| {
+            serde_json::json!({ "a": p.a, "a_submission": id_of(&p.a), "b": p.b, "b_submission": id_of(&p.b), "similarity": p.similarity,
+            "a_covered": p.a_covered, "b_covered": p.b_covered, "shared_fingerprints": p.shared, "fragments": p.fragments })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "task": task, "threshold": threshold, "submissions": candidates, "known_solutions": entries.len() - candidates,
+        "method": format!("winnowed {}-grams of normalised Python tokens (window {}), starter subtracted; similarity = shared fingerprints / the smaller side's", similarity::K, similarity::W),
+        "pairs": rows, "pairs_not_listed": total.saturating_sub(MAX_PAIRS), "sources_cut": cut, "not_fingerprinted_yet": pending })))
 }
 
 /// The text of one of an entry's files (git for a push, the folder for a known solution), as
