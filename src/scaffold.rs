@@ -77,7 +77,7 @@ pub struct Made {
 
 pub fn new_task(request: &NewTask) -> Result<Made, ScaffoldError> {
     let id = crate::task::TaskId::parse(&request.id)?;
-    let task_dir = request.root.join("tasks").join(id.as_str());
+    let task_dir = crate::task::Catalog::new(&request.root).dir(&id);
     let dataset_dir = request.root.join("datasets").join(id.as_str());
     for dir in [&task_dir, &dataset_dir] {
         if dir.exists() {

@@ -732,40 +732,47 @@ fn a_parquet_output_claiming_100_million_rows_is_refused_with_bounded_memory() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_candidate_cannot_take_every_git_slot() {
-    let Some((_sandbox, data, _work)) = setup().await else { return };
-    let data_path = data.path().to_path_buf();
+    // The web layer in process on a loopback port: no Docker, no binary.
+    let app = TestApp::with(&repo_root(), &[("TAKEHOME_MAX_GIT_PROCESSES", "3")]).await;
+    let task = takehome::task::load(&repo_root().join("tasks/penguins-cleaning")).unwrap();
+    let (greedy, _) = app.assign("a0greedy", &task, "greedy@example.com").await;
+    let (other, _) = app.assign("a0other", &task, "other@example.com").await;
+    let served = app.listen().await;
+    let port = served.port;
+    let auth = |id: &str, token: &str| format!("Authorization: Basic {}\r\n", base64(format!("{id}:{token}").as_bytes()));
+    let raw = move |path: String, auth: String| -> u16 {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}\r\n").as_bytes()).unwrap();
+        let mut response = Vec::new();
+        let _ = s.read_to_end(&mut response);
+        String::from_utf8_lossy(&response).split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    };
+    let (greedy_auth, other_auth) = (auth("a0greedy", &greedy), auth("a0other", &other));
     tokio::task::spawn_blocking(move || {
-        let daemon = Daemon::start_with(&data_path, 1, &[("TAKEHOME_MAX_GIT_PROCESSES", "3")]);
-        let greedy = assign(&data_path, "penguins-cleaning", "greedy@example.com", &[]);
-        let other = assign(&data_path, "penguins-cleaning", "other@example.com", &[]);
-        let auth = |a: &super::serve::Assigned| format!("Authorization: Basic {}\r\n", base64(format!("{}:{}", a.id, a.token).as_bytes()));
         // Fetches whose bodies never finish hold their git process.
         let held: Vec<TcpStream> = (0..2)
             .map(|_| {
-                let mut s = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
-                let head = format!(
-                    "POST /git/{}.git/git-upload-pack HTTP/1.1\r\nHost: 127.0.0.1\r\n{}Content-Length: 100000\r\n\r\n0032want ",
-                    greedy.id,
-                    auth(&greedy)
-                );
+                let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                let head =
+                    format!("POST /git/a0greedy.git/git-upload-pack HTTP/1.1\r\nHost: 127.0.0.1\r\n{greedy_auth}Content-Length: 100000\r\n\r\n0032want ");
                 s.write_all(head.as_bytes()).unwrap();
                 s
             })
             .collect();
         // Once the server holds both (a loaded machine may take a while to reach them), a third
         // request for the same repository is refused.
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let (status, body) = loop {
-            let (status, _, body) = daemon.raw("GET", &format!("/git/{}.git/info/refs?service=git-upload-pack", greedy.id), &auth(&greedy), "");
-            if status == 429 || std::time::Instant::now() > deadline {
-                break (status, body);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            let status = raw("/git/a0greedy.git/info/refs?service=git-upload-pack".into(), greedy_auth.clone());
+            if status == 429 || Instant::now() > deadline {
+                break status;
             }
             std::thread::sleep(Duration::from_millis(200));
         };
-        assert_eq!(status, 429, "a third git process for one repository: {body}");
+        assert_eq!(status, 429, "a third git process for one repository");
         // Another candidate is still served.
-        let (status, _, _) = daemon.raw("GET", &format!("/git/{}.git/info/refs?service=git-upload-pack", other.id), &auth(&other), "");
-        assert_eq!(status, 200);
+        assert_eq!(raw("/git/a0other.git/info/refs?service=git-upload-pack".into(), other_auth), 200);
         drop(held);
     })
     .await
@@ -776,33 +783,41 @@ async fn one_candidate_cannot_take_every_git_slot() {
 /// queued, and the reply says from when it is graded.
 #[tokio::test(flavor = "multi_thread")]
 async fn pushes_past_the_hourly_cap_are_kept_and_wait_their_turn() {
-    let Some((_sandbox, data, work)) = setup().await else { return };
-    let (data_path, work_path) = (data.path().to_path_buf(), work.path().to_path_buf());
-    tokio::task::spawn_blocking(move || {
-        let daemon = Daemon::start_with(&data_path, 0, &[("TAKEHOME_GRADED_PUSHES_PER_HOUR", "2")]);
-        let cand = assign(&data_path, "penguins-cleaning", "pacer@example.com", &[]);
-        let repo = clone(&daemon, &cand, &work_path);
-        let mut replies = Vec::new();
-        for n in 0..3 {
-            let (ok, out) = push_solution(&repo, Some(&format!("print({n})\n")), &format!("push {n}"));
-            assert!(ok, "{out}");
-            replies.push(out);
-        }
-        assert!(replies[0].contains("queue position") && replies[1].contains("queue position"), "{replies:?}");
-        assert!(replies[2].contains("at most 2 pushes are graded an hour; this one is kept and waits its turn"), "{}", replies[2]);
-        let rows = daemon.api(&format!("/api/submissions?assignment={}", cand.id));
-        assert_eq!(rows.as_array().unwrap().len(), 3, "every push is kept: {rows}");
-        // The candidate's page and API say from when the waiting push is graded.
-        let (status, body) = daemon.get(&format!("/api/status/{}", cand.id), Some((&cand.id, &cand.token)));
-        assert_eq!(status, 200, "{body}");
-        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let third = json["submissions"].as_array().unwrap().iter().find(|s| s["number"] == 3).unwrap().clone();
-        assert!(third["graded_from"].as_str().is_some_and(|t| t.ends_with('Z')), "{third}");
-        let first = json["submissions"].as_array().unwrap().iter().find(|s| s["number"] == 1).unwrap().clone();
-        assert!(first["graded_from"].is_null(), "{first}");
-        let (_, page) = daemon.get(&format!("/status/{}", cand.id), Some((&cand.id, &cand.token)));
-        assert!(page.contains("Queued: graded from ") && page.contains("(graded from "), "the page says when push 3 is graded");
+    // Nothing is graded here: the web layer in process, a real git client over loopback.
+    let app = TestApp::with(&repo_root(), &[("TAKEHOME_GRADED_PUSHES_PER_HOUR", "2")]).await;
+    let task = takehome::task::load(&repo_root().join("tasks/penguins-cleaning")).unwrap();
+    let (token, _) = app.assign("a0pacer", &task, "pacer@example.com").await;
+    let served = app.listen().await;
+    let work = tempfile::tempdir().unwrap();
+    let url = served.git_url("a0pacer", &token);
+    let work_path = work.path().to_path_buf();
+    let replies = tokio::task::spawn_blocking(move || {
+        let repo = work_path.join("a0pacer");
+        let (ok, out) = git(&work_path, &["clone", "-q", &url, repo.to_str().unwrap()]);
+        assert!(ok, "{out}");
+        (0..3)
+            .map(|n| {
+                let (ok, out) = push_solution(&repo, Some(&format!("print({n})\n")), &format!("push {n}"));
+                assert!(ok, "{out}");
+                out
+            })
+            .collect::<Vec<_>>()
     })
     .await
     .unwrap();
+    assert!(replies[0].contains("queue position") && replies[1].contains("queue position"), "{replies:?}");
+    assert!(replies[2].contains("at most 2 pushes are graded an hour; this one is kept and waits its turn"), "{}", replies[2]);
+    let rows = app.app.store.submissions(Some("a0pacer"), None).await.unwrap();
+    assert_eq!(rows.len(), 3, "every push is kept: {rows:?}");
+    // The candidate's page and API say from when the waiting push is graded.
+    let auth = [basic_auth("a0pacer", &token)];
+    let (status, body) = app.get("/api/status/a0pacer", &auth).await;
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let third = json["submissions"].as_array().unwrap().iter().find(|s| s["number"] == 3).unwrap().clone();
+    assert!(third["graded_from"].as_str().is_some_and(|t| t.ends_with('Z')), "{third}");
+    let first = json["submissions"].as_array().unwrap().iter().find(|s| s["number"] == 1).unwrap().clone();
+    assert!(first["graded_from"].is_null(), "{first}");
+    let (_, page) = app.get("/status/a0pacer", &auth).await;
+    assert!(page.contains("Queued: graded from ") && page.contains("(graded from "), "the page says when push 3 is graded");
 }
