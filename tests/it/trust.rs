@@ -750,26 +750,25 @@ async fn one_candidate_cannot_take_every_git_slot() {
     };
     let (greedy_auth, other_auth) = (auth("a0greedy", &greedy), auth("a0other", &other));
     tokio::task::spawn_blocking(move || {
-        // Fetches whose bodies never finish hold their git process.
-        let held: Vec<TcpStream> = (0..2)
-            .map(|_| {
-                let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-                let head =
-                    format!("POST /git/a0greedy.git/git-upload-pack HTTP/1.1\r\nHost: 127.0.0.1\r\n{greedy_auth}Content-Length: 100000\r\n\r\n0032want ");
-                s.write_all(head.as_bytes()).unwrap();
-                s
-            })
-            .collect();
-        // Once the server holds both (a loaded machine may take a while to reach them), a third
-        // request for the same repository is refused.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            let status = raw("/git/a0greedy.git/info/refs?service=git-upload-pack".into(), greedy_auth.clone());
-            if status == 429 || Instant::now() > deadline {
-                break status;
+        // Fetches whose bodies never finish hold their git process: each is held once the server
+        // has answered its head (200: git runs, reading a request that never ends).
+        let hold = || {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let head = format!("POST /git/a0greedy.git/git-upload-pack HTTP/1.1\r\nHost: 127.0.0.1\r\n{greedy_auth}Content-Length: 100000\r\n\r\n0032want ");
+            s.write_all(head.as_bytes()).unwrap();
+            let mut line = Vec::new();
+            let mut byte = [0u8; 1];
+            while !line.ends_with(b"\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+                line.push(byte[0]);
             }
-            std::thread::sleep(Duration::from_millis(200));
+            let status = String::from_utf8_lossy(&line).into_owned();
+            assert!(status.starts_with("HTTP/1.1 200"), "a held fetch was not served: {status:?}");
+            s
         };
+        let held = [hold(), hold()];
+        // Both held: a third request for the same repository is refused.
+        let status = raw("/git/a0greedy.git/info/refs?service=git-upload-pack".into(), greedy_auth.clone());
         assert_eq!(status, 429, "a third git process for one repository");
         // Another candidate is still served.
         assert_eq!(raw("/git/a0other.git/info/refs?service=git-upload-pack".into(), other_auth), 200);
