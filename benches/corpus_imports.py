@@ -7,9 +7,9 @@ third-party module a file imports must import inside the image (network none, as
 
 Prints each module that fails with its error, the files that fail and why, and the figure
 (files whose imports all load / files). --exclude-dl leaves out files that import a deep
-learning framework (torch, tensorflow, keras, transformers, ...), which the python-torch image
-is for. --extended takehome/python-torch:TAG measures what a task with `extended_images:
-[python-torch]` runs: a file that imports a module of runner-images/python-torch/modules is
+learning framework (torch, tensorflow, keras, transformers, ...), which python-slim lacks and
+python has. --extended takehome/python:TAG measures what a task on python-slim with
+`extended_images: [python]` runs: a file that imports a module of runner-images/python/modules is
 checked in that image, every other file in IMAGE. Standard library only on the host; Docker must be running.
 """
 

@@ -294,7 +294,8 @@ enum ImagesCommand {
         force: bool,
     },
     /// Remove the images of ours that no current recipe builds (each recipe change leaves one:
-    /// 0.8 to 7.6 GB); images a container still uses are kept.
+    /// 0.8 to 10 GB), and, when no recipe is named, those of recipes no longer in runner-images/;
+    /// images a container still uses are kept.
     Prune {
         names: Vec<String>,
         /// The project folder that holds runner-images/.
@@ -664,7 +665,7 @@ async fn grade(
     let sandbox = DockerSandbox::connect().await.map_err(ours)?.with_runtime(runtime);
     sandbox.check_runtime(runtime.max(task.min_runtime)).await.map_err(ours)?;
     sandbox.remove_leftovers(Leftovers::OfDeadProcesses).await.map_err(ours)?;
-    // An extended image (python-torch, 10 GB) is built only for a submission that imports what
+    // An extended image (python, 10 GB, for a task on python-slim) is built only for a submission that imports what
     // it adds; a run choice's image (r) always.
     let wanted = job::other_images(&task, submission);
     for other in wanted {
@@ -772,10 +773,13 @@ fn recipe_names(root: &Path, names: Vec<String>) -> Result<Vec<String>, Failure>
 }
 
 async fn prune_images(root: &Path, names: Vec<String>) -> Result<(), Failure> {
+    // Named recipes: only their old images. None named: every recipe's, and the images of
+    // recipes that are gone from runner-images/.
+    let gone_under = names.is_empty().then_some(root);
     let names = recipe_names(root, names)?;
     let current: Vec<String> = names.iter().map(|name| Recipe::load(root, name).map(|r| r.tag())).collect::<Result<_, _>>().map_err(usage)?;
     let sandbox = DockerSandbox::connect().await.map_err(ours)?;
-    let pruned = sandbox.prune_images(&current, &names).await.map_err(ours)?;
+    let pruned = sandbox.prune_images(&current, &names, gone_under).await.map_err(ours)?;
     let mut freed = 0;
     for p in &pruned {
         match &p.kept {

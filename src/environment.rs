@@ -11,7 +11,7 @@
 //! when the engine has the image.
 //!
 //! It also reads which modules a submission's Python imports ([`submission_imports`]): a task
-//! whose image is extended by a larger one (python by python-torch) runs a submission that
+//! whose image is extended by a larger one (python-slim by python) runs a submission that
 //! imports what only the larger image has in that image ([`extended_image`]).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -539,7 +539,7 @@ mod tests {
     #[test]
     fn a_submission_runs_in_the_first_extended_image_that_has_what_it_imports() {
         let root = tempfile::tempdir().unwrap();
-        let recipe = root.path().join("runner-images/python-torch");
+        let recipe = root.path().join("runner-images/python");
         std::fs::create_dir_all(&recipe).unwrap();
         std::fs::write(recipe.join("modules"), "# deep learning\ntorch\ntensorflow  # cpu\n").unwrap();
         let sub = root.path().join("sub");
@@ -550,8 +550,8 @@ mod tests {
         let files = ["train.py", "torch.py", "big.py"].map(std::path::PathBuf::from);
         let imports = submission_imports(&sub, &files);
         assert_eq!(imports.iter().map(String::as_str).collect::<Vec<_>>(), ["pandas", "tensorflow"], "its own modules and a file past the budget are left out");
-        let extended = ["python-torch".to_string()];
-        assert_eq!(extended_image(root.path(), &extended, &imports), Some(("python-torch".to_string(), vec!["tensorflow".to_string()])));
+        let extended = ["python".to_string()];
+        assert_eq!(extended_image(root.path(), &extended, &imports), Some(("python".to_string(), vec!["tensorflow".to_string()])));
         assert_eq!(extended_image(root.path(), &extended, &BTreeSet::from(["pandas".to_string()])), None);
         assert_eq!(extended_image(root.path(), &[], &imports), None);
     }

@@ -457,8 +457,8 @@ pub struct TaskSpec {
     pub kind: TaskKind,
     pub time_box: Duration,
     pub image: String,
-    /// Images that extend `image` (as python-torch extends python) and that a Python step runs in
-    /// when the submission imports a module only they have (`extended_images: [python-torch]`).
+    /// Images that extend `image` (as python extends python-slim) and that a Python step runs in
+    /// when the submission imports a module only they have (`extended_images: [python]`).
     pub extended_images: Vec<String>,
     pub brief: String,
     pub starter: String,
@@ -962,22 +962,15 @@ impl Reader {
         let time_box = self.duration(top, "", "time_box", None);
 
         let image = self.string(top, "", "image", true);
-        if let Some(image) = &image {
-            let dir = root.join("runner-images").join(image);
-            if !is_name(image) {
-                self.problem("image", format!("{image:?} is not a valid image name (expected lowercase letters, digits and '-')"));
-            } else if !dir.is_dir() {
-                self.problem("image", format!("no runner image {image:?} (expected a folder {})", dir.display()));
-            }
+        if let Some(problem) = image.as_deref().and_then(|image| image_problem(&root, image)) {
+            self.problem("image", problem);
         }
         let extended_images = self.string_list(top, "", "extended_images").unwrap_or_default();
         for (index, name) in extended_images.iter().enumerate() {
             let field = format!("extended_images[{index}]");
             let dir = root.join("runner-images").join(name);
-            if !is_name(name) {
-                self.problem(&field, format!("{name:?} is not a valid image name (expected lowercase letters, digits and '-')"));
-            } else if !dir.is_dir() {
-                self.problem(&field, format!("no runner image {name:?} (expected a folder {})", dir.display()));
+            if let Some(problem) = image_problem(&root, name) {
+                self.problem(&field, problem);
             } else if let Some(image) = &image {
                 let extends = std::fs::read_to_string(dir.join("extends")).unwrap_or_default();
                 if extends.trim() != image {
@@ -1012,10 +1005,8 @@ impl Reader {
             for (at, choice) in step.choices.iter().enumerate() {
                 let Some(image) = &choice.image else { continue };
                 let field = format!("steps[{index}].run[{at}].image");
-                if !is_name(image) {
-                    self.problem(&field, format!("{image:?} is not a valid image name (expected lowercase letters, digits and '-')"));
-                } else if !root.join("runner-images").join(image).is_dir() {
-                    self.problem(&field, format!("no runner image {image:?} (expected a folder {})", root.join("runner-images").join(image).display()));
+                if let Some(problem) = image_problem(&root, image) {
+                    self.problem(&field, problem);
                 }
             }
         }
@@ -1950,6 +1941,27 @@ impl Reader {
         }
         Some(LintSpec { select, zero_at })
     }
+}
+
+/// What is wrong with a task's image name, if anything: not a name, or no recipe folder of that
+/// name under `root` (saying which recipes there are).
+fn image_problem(root: &Path, name: &str) -> Option<String> {
+    if !is_name(name) {
+        return Some(format!("{name:?} is not a valid image name (expected lowercase letters, digits and '-')"));
+    }
+    let dir = root.join("runner-images").join(name);
+    if dir.is_dir() {
+        return None;
+    }
+    let mut known: Vec<String> = std::fs::read_dir(root.join("runner-images"))
+        .map(|entries| entries.filter_map(Result::ok).filter(|e| e.path().is_dir()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    known.sort();
+    Some(format!(
+        "no runner image {name:?} (expected a folder {}; the images there: {})",
+        dir.display(),
+        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+    ))
 }
 
 /// Lowercase letters, digits and '-', not starting with '-': safe in paths and container names.

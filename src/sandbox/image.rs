@@ -42,7 +42,7 @@ pub struct Recipe {
 
 impl Recipe {
     /// Reads `runner-images/<name>/` under `root`. A recipe that builds on another (its
-    /// `extends` file names it, as python-torch names python) has a digest over both, so that a
+    /// `extends` file names it, as python names python-slim) has a digest over both, so that a
     /// change to the base rebuilds it too.
     pub fn load(root: &Path, name: &str) -> Result<Recipe, RunError> {
         Self::load_within(root, name, 0)
@@ -95,8 +95,9 @@ impl DockerSandbox {
     /// Removes the images of ours (`takehome/<recipe>:<digest>`) that no current recipe builds:
     /// those of `names` whose tag is not `current` (the recipes' tags now). An image a container
     /// still uses is kept (the engine refuses without force; none is forced). Images of recipes
-    /// not named are left alone.
-    pub async fn prune_images(&self, current: &[String], names: &[String]) -> Result<Vec<Pruned>, RunError> {
+    /// not named are left alone, except, with `gone_under` (a project folder), those whose recipe
+    /// folder is no longer there (a recipe removed or renamed: python-torch became python).
+    pub async fn prune_images(&self, current: &[String], names: &[String], gone_under: Option<&Path>) -> Result<Vec<Pruned>, RunError> {
         let options = ListImagesOptions { all: false, ..Default::default() };
         let images = api("list images", self.docker.list_images(Some(options))).await?;
         let mut out = Vec::new();
@@ -104,7 +105,8 @@ impl DockerSandbox {
             for tag in &image.repo_tags {
                 let Some(rest) = tag.strip_prefix(REPOSITORY_PREFIX) else { continue };
                 let Some((name, _)) = rest.split_once(':') else { continue };
-                if !names.iter().any(|n| n == name) || current.contains(tag) {
+                let gone = gone_under.is_some_and(|root| crate::task::is_name(name) && !root.join("runner-images").join(name).is_dir());
+                if !(gone || names.iter().any(|n| n == name)) || current.contains(tag) {
                     continue;
                 }
                 let bytes = u64::try_from(image.size).unwrap_or(0);
@@ -295,10 +297,7 @@ impl DockerSandbox {
 
     async fn build_dockerfile(&self, recipe: &Recipe, progress: &(dyn Fn(&str) + Sync)) -> Result<(), RunError> {
         progress(&format!("building {} from {}", recipe.tag(), recipe.dir.join("Dockerfile").display()));
-        let mut context = tar::Builder::new(Vec::new());
-        context.follow_symlinks(false);
-        context.append_dir_all(".", &recipe.dir).map_err(|error| RunError::Image(format!("cannot pack {}: {error}", recipe.dir.display())))?;
-        let context = context.into_inner().map_err(|error| RunError::Image(format!("cannot pack the build context: {error}")))?;
+        let context = build_context(recipe)?;
         let options = BuildImageOptions {
             dockerfile: "Dockerfile".to_string(),
             t: Some(recipe.tag()),
@@ -318,6 +317,54 @@ impl DockerSandbox {
     }
 }
 
+/// The Dockerfile build's context: the files of the recipe it extends, if any, then its own,
+/// which replace the base's of the same name (so python, which has no Dockerfile and no notebook
+/// runner of its own, builds with python-slim's and its own requirements.txt). Plain files at the
+/// top of each folder only: a recipe is a flat folder, and no link is followed.
+fn build_context(recipe: &Recipe) -> Result<Vec<u8>, RunError> {
+    let mut files = std::collections::BTreeMap::new();
+    for dir in recipe.base_dir.iter().chain([&recipe.dir]) {
+        let entries = std::fs::read_dir(dir).map_err(|error| RunError::Image(format!("cannot read {}: {error}", dir.display())))?;
+        for entry in entries {
+            let entry = entry.map_err(|error| RunError::Image(format!("cannot read {}: {error}", dir.display())))?;
+            if entry.file_type().is_ok_and(|kind| kind.is_file()) {
+                files.insert(entry.file_name(), entry.path());
+            }
+        }
+    }
+    let mut context = tar::Builder::new(Vec::new());
+    for (name, path) in &files {
+        context.append_path_with_name(path, name).map_err(|error| RunError::Image(format!("cannot pack {}: {error}", path.display())))?;
+    }
+    context.into_inner().map_err(|error| RunError::Image(format!("cannot pack the build context: {error}")))
+}
+
 fn which(program: &str) -> bool {
     std::env::var_os("PATH").map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file())).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `python` has no Dockerfile of its own: its registry build takes python-slim's Dockerfile
+    /// and notebook runner with its own requirements.txt (the deep learning list).
+    #[test]
+    fn an_extending_recipe_builds_with_its_base_files_and_its_own_over_them() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let recipe = Recipe::load(root, "python").unwrap();
+        let context = build_context(&recipe).unwrap();
+        let mut files = std::collections::BTreeMap::new();
+        for entry in tar::Archive::new(context.as_slice()).entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
+            files.insert(entry.path().unwrap().display().to_string(), text);
+        }
+        for name in ["Dockerfile", "takehome-notebook", "requirements.txt", "modules", "import.changes"] {
+            assert!(files.contains_key(name), "{name} in {:?}", files.keys());
+        }
+        assert!(files["requirements.txt"].lines().any(|line| line.starts_with("torch==")), "python's own list, not python-slim's");
+        assert_eq!(files["Dockerfile"], std::fs::read_to_string(root.join("runner-images/python-slim/Dockerfile")).unwrap());
+    }
 }

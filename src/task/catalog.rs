@@ -168,7 +168,7 @@ mod tests {
     fn a_task_is_parsed_once_per_version_of_its_file_and_ids_are_checked() {
         let root = tempfile::tempdir().unwrap();
         let source = Path::new(env!("CARGO_MANIFEST_DIR"));
-        for folder in ["tasks/penguins-cleaning", "datasets/penguins-cleaning", "runner-images/python", "runner-images/r"] {
+        for folder in ["tasks/penguins-cleaning", "datasets/penguins-cleaning", "runner-images/python", "runner-images/python-slim", "runner-images/r"] {
             std::fs::create_dir_all(root.path().join(folder).parent().unwrap()).unwrap();
             let status = std::process::Command::new("cp").arg("-r").arg(source.join(folder)).arg(root.path().join(folder)).status().unwrap();
             assert!(status.success(), "cp {folder}");

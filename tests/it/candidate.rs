@@ -330,7 +330,7 @@ async fn push_files(repo: &Path, files: &[(&str, &str)], message: &str) -> Strin
     .unwrap()
 }
 
-/// A task with an extended image (diamond-cut: python-torch) says so in ENVIRONMENT.md, with
+/// A task with an extended image (diamond-cut: python-slim, and python for deep learning) says so in ENVIRONMENT.md, with
 /// what that image adds, and reads a push's requirements.txt against it: torch is no miss there.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_task_with_a_deep_learning_image_lists_it_and_reads_requirements_against_it() {
@@ -341,12 +341,15 @@ async fn a_task_with_a_deep_learning_image_lists_it_and_reads_requirements_again
     let work = tempfile::tempdir().unwrap();
     let repo = clone_served(&served, "a0torch0kim", &token, work.path()).await;
     let environment = std::fs::read_to_string(repo.join("ENVIRONMENT.md")).expect("the repository says what is installed");
-    assert!(environment.contains("the `python-torch` image") && environment.contains("`torch`"), "{environment}");
-    let extra = &environment[environment.find("the `python-torch` image").unwrap()..];
+    assert!(
+        environment.contains("run in the `python-slim` image") && environment.contains("Deep learning: the `python` image") && environment.contains("`torch`"),
+        "{environment}"
+    );
+    let extra = &environment[environment.find("Deep learning: the `python` image").unwrap()..];
     assert!(extra.contains("| torch | 2.15.0 |") && extra.contains("| tensorflow_cpu |") && !extra.contains("| pandas |"), "only what it adds: {extra}");
 
     let out = push_files(&repo, &[("requirements.txt", "torch==2.15.0\ntensorflow-cpu\ntorchvision==0.1\n")], "with torch").await;
-    assert!(out.contains("warning: requirements.txt: line 3: torchvision==0.1: the python-torch image has torchvision 0.29.2"), "{out}");
+    assert!(out.contains("warning: requirements.txt: line 3: torchvision==0.1: the python image has torchvision 0.29.2"), "{out}");
     assert!(!out.contains("line 1:") && !out.contains("line 2:"), "torch and tensorflow-cpu are in the task's images: {out}");
 }
 

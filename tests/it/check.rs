@@ -99,12 +99,15 @@ async fn a_new_task_from_a_csv_passes_check_untouched() {
     let Some(sandbox) = docker().await else { return };
     python_image(&sandbox).await;
     let root = tempfile::tempdir().unwrap();
-    let recipe = root.path().join("runner-images/python");
-    std::fs::create_dir_all(&recipe).unwrap();
-    for entry in std::fs::read_dir(repo_root().join("runner-images/python")).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), recipe.join(entry.file_name())).unwrap();
+    // The python recipe and python-slim, which it extends.
+    for name in ["python", "python-slim"] {
+        let recipe = root.path().join("runner-images").join(name);
+        std::fs::create_dir_all(&recipe).unwrap();
+        for entry in std::fs::read_dir(repo_root().join("runner-images").join(name)).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_file() {
+                std::fs::copy(entry.path(), recipe.join(entry.file_name())).unwrap();
+            }
         }
     }
     let mut csv = String::from("x1,colour,grade,price\n");

@@ -39,8 +39,8 @@ pub async fn python_image(sandbox: &DockerSandbox) -> (String, String) {
     IMAGE.get_or_init(|| (built.tag, built.id)).clone()
 }
 
-/// A runner image other than `python` (tag), built if the engine lacks it (python-torch: a few
-/// GB from PyPI, minutes).
+/// A runner image other than `python` (tag), built if the engine lacks it (python-slim or r: a
+/// few GB from PyPI or Debian, minutes).
 pub async fn runner_image(sandbox: &DockerSandbox, name: &str) -> String {
     static BUILD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _building = BUILD.lock().await;

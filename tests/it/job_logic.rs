@@ -280,10 +280,10 @@ async fn a_step_asking_for_gpus_gets_them_and_its_job_needs_them() {
 #[tokio::test]
 async fn a_submission_that_imports_torch_runs_its_python_steps_in_the_extended_image() {
     let task = takehome::task::load(&repo_root().join("tasks/diamond-cut")).unwrap();
-    assert_eq!(task.extended_images, ["python-torch"]);
-    assert_eq!(task.images(), ["python", "python-torch"]);
-    let torch_tag = takehome::sandbox::image::Recipe::load(&repo_root(), "python-torch").unwrap().tag();
-    let image = ImageRef { tag: "takehome/python:fake".into(), id: "sha256:fake".into() };
+    assert_eq!(task.extended_images, ["python"]);
+    assert_eq!(task.images(), ["python-slim", "python"], "its own, then the extended image");
+    let torch_tag = takehome::sandbox::image::Recipe::load(&repo_root(), "python").unwrap().tag();
+    let image = ImageRef { tag: "takehome/python-slim:fake".into(), id: "sha256:fake".into() };
     let notebook = r#"{"cells": [{"cell_type": "code", "source": ["%matplotlib inline\n", "import torch.nn as nn\n"]}], "nbformat": 4}"#;
     for (files, wanted) in [
         (vec![("train.py", "import pandas\n"), ("predict.py", "import sklearn\n")], None),
@@ -298,9 +298,9 @@ async fn a_submission_that_imports_torch_runs_its_python_steps_in_the_extended_i
         let asked: Vec<ImageAsk> = fake.images.lock().unwrap().iter().filter(|(name, _)| name != "lint").cloned().collect();
         assert_eq!(asked, [("train".to_string(), wanted.clone()), ("predict".to_string(), wanted.clone())], "{files:?}");
         let ran_in = report.provenance.extended_image.as_ref().map(|e| (e.image.as_str(), e.modules.clone()));
-        assert_eq!(ran_in, wanted.as_ref().map(|_| ("python-torch", vec!["torch".to_string()])), "{files:?}");
+        assert_eq!(ran_in, wanted.as_ref().map(|_| ("python", vec!["torch".to_string()])), "{files:?}");
         // The daemon and `grade` build the 10 GB image only for a submission that needs it.
         let built = job::other_images(&task, submission.path());
-        assert_eq!(built, wanted.as_ref().map(|_| vec!["python-torch".to_string()]).unwrap_or_default(), "{files:?}");
+        assert_eq!(built, wanted.as_ref().map(|_| vec!["python".to_string()]).unwrap_or_default(), "{files:?}");
     }
 }

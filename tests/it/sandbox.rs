@@ -384,11 +384,19 @@ async fn cpu_and_peak_memory_come_exact_from_the_kernel() {
     }
 }
 
-/// The python image covers what candidates import (the list of runner-images/python/
-/// requirements.in, by import name) and renders a figure headless (Agg, `plt.show()` harmless).
+/// The python images cover what candidates import (the list of runner-images/python-slim/
+/// requirements.in, by import name) and render a figure headless (Agg, `plt.show()` harmless):
+/// python-slim, and python, the default, which has it all too.
 #[tokio::test]
-async fn the_python_image_imports_its_whole_list_and_renders_a_figure() {
-    let (sandbox, image) = needs_docker!();
+async fn the_python_images_import_their_whole_list_and_render_a_figure() {
+    let (sandbox, python) = needs_docker!();
+    let slim = super::common::runner_image(&sandbox, "python-slim").await;
+    for image in [slim, python] {
+        python_list_and_figure(&sandbox, &image).await;
+    }
+}
+
+async fn python_list_and_figure(sandbox: &DockerSandbox, image: &str) {
     let smoke = r#"
 import importlib, os
 names = ["numpy", "pandas", "sklearn", "scipy", "pyarrow", "matplotlib", "seaborn", "xgboost", "lightgbm",
@@ -396,7 +404,7 @@ names = ["numpy", "pandas", "sklearn", "scipy", "pyarrow", "matplotlib", "seabor
          "requests", "joblib", "nbclient", "nbformat", "ipykernel", "shap", "missingno", "category_encoders",
          "nltk", "psutil", "networkx", "sqlalchemy", "openpyxl", "xlrd", "tabulate", "bs4", "lxml", "geopy",
          "geopandas", "folium", "fpdf", "wordcloud", "yellowbrick", "klib", "janitor", "lifetimes",
-         "skmultilearn", "sparse", "geodatasets", "datasets"]
+         "skmultilearn", "sparse", "geodatasets", "datasets", "rapidfuzz", "thefuzz", "fuzzywuzzy"]
 failed = []
 for name in names:
     try:
@@ -410,11 +418,11 @@ plt.show()
 plt.savefig("/tmp/figure.png")
 print("backend", plt.get_backend(), "figure bytes", os.path.getsize("/tmp/figure.png"))
 "#;
-    let run = run_step(&sandbox, &image, &[("smoke.py", smoke)], "python smoke.py", limits(300, 2048 * MIB), vec![]).await;
+    let run = run_step(sandbox, image, &[("smoke.py", smoke)], "python smoke.py", limits(300, 2048 * MIB), vec![]).await;
     let out = run.step.stdout.text();
-    assert_eq!(run.step.outcome, Outcome::Ok, "{out}\n{}", run.step.stderr.text());
-    assert!(out.contains("failed: []"), "{out}");
-    assert!(out.to_lowercase().contains("backend agg figure bytes"), "{out}");
+    assert_eq!(run.step.outcome, Outcome::Ok, "{image}: {out}\n{}", run.step.stderr.text());
+    assert!(out.contains("failed: []"), "{image}: {out}");
+    assert!(out.to_lowercase().contains("backend agg figure bytes"), "{image}: {out}");
 }
 
 /// A notebook as a step: `takehome-notebook` runs it headless (display magics and figures work,
@@ -458,16 +466,27 @@ async fn a_notebook_runs_headless_and_a_pip_install_of_a_missing_package_says_wh
     assert!(err.contains("ValueError: the data is odd") && !err.contains("\u{1b}["), "the traceback, without colour codes: {err}");
 }
 
-/// The python-torch image: everything of python, and torch and torchvision, which run on the CPU
-/// here (the same image uses a GPU where the step is given one).
+/// The python image, the default, has the deep learning stack: every module of
+/// runner-images/python/modules imports (with the network off, as a step runs), and torch trains
+/// on the CPU here (the same image uses a GPU where the step is given one).
 #[tokio::test]
-async fn the_python_torch_image_trains_on_the_cpu_and_has_the_python_list() {
-    let Some(sandbox) = docker().await else { return };
-    let image = super::common::runner_image(&sandbox, "python-torch").await;
-    let smoke = r#"
+async fn the_python_image_has_the_deep_learning_stack_and_torch_trains_on_the_cpu() {
+    let (sandbox, image) = needs_docker!();
+    let modules: Vec<String> = std::fs::read_to_string(super::common::repo_root().join("runner-images/python/modules"))
+        .unwrap()
+        .lines()
+        .map(|line| line.split('#').next().unwrap().trim().to_string())
+        .filter(|name| !name.is_empty())
+        .collect();
+    assert!(modules.len() >= 10 && modules.iter().any(|m| m == "tensorflow"), "{modules:?}");
+    let smoke = format!(
+        "MODULES = {}\n{}",
+        serde_json::to_string(&modules).unwrap(),
+        r#"
 import importlib
-for name in ["numpy", "pandas", "sklearn", "matplotlib", "xgboost", "lightgbm", "nbclient", "torchvision"]:
+for name in ["numpy", "pandas", "sklearn", "matplotlib", "xgboost", "lightgbm", "nbclient"] + MODULES:
     importlib.import_module(name)
+print("imported", len(MODULES), "deep learning modules")
 import torch
 torch.manual_seed(0)
 x = torch.randn(256, 4)
@@ -481,10 +500,12 @@ for _ in range(200):
     optimiser.step()
 accuracy = ((model(x).squeeze(1) > 0).float() == y).float().mean().item()
 print("torch", torch.__version__, "cuda available", torch.cuda.is_available(), "accuracy", round(accuracy, 2))
-"#;
-    let run = run_step(&sandbox, &image, &[("smoke.py", smoke)], "python smoke.py", limits(300, 2048 * MIB), vec![]).await;
+"#
+    );
+    let run = run_step(&sandbox, &image, &[("smoke.py", &smoke)], "python smoke.py", limits(600, 4096 * MIB), vec![]).await;
     let out = run.step.stdout.text();
     assert_eq!(run.step.outcome, Outcome::Ok, "{out}\n{}", run.step.stderr.text());
+    assert!(out.contains(&format!("imported {} deep learning modules", modules.len())), "{out}");
     assert!(out.contains("cuda available False"), "no GPU here: {out}");
     let accuracy: f64 = out.rsplit("accuracy ").next().unwrap().trim().parse().unwrap();
     assert!(accuracy > 0.9, "a tiny network learns a sum's sign: {out}");
@@ -520,19 +541,33 @@ cat("lints", length(lintr::lint("/tmp/style.R", parse_settings = FALSE)), "\n")
 }
 
 /// `takehome images prune` removes an image of ours that no current recipe builds, and keeps the
-/// current one.
+/// current one; with no name, also the images of a recipe gone from runner-images/ (renamed, as
+/// python-torch was), and never one of a recipe that is there.
 #[tokio::test]
 async fn prune_removes_images_no_recipe_builds_and_keeps_the_current_one() {
     let Some(sandbox) = docker().await else { return };
     let current = super::common::runner_image(&sandbox, "r").await;
-    let old = "takehome/r:0000000000000000";
-    let tagged = std::process::Command::new("docker").args(["tag", &current, old]).status().unwrap();
-    assert!(tagged.success());
-    let output =
-        std::process::Command::new(super::common::takehome_binary()).current_dir(super::common::repo_root()).args(["images", "prune", "r"]).output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains(&format!("removed {old}")), "{stdout}");
+    let prune = |names: &[&str]| {
+        let output = std::process::Command::new(super::common::takehome_binary())
+            .current_dir(super::common::repo_root())
+            .args(["images", "prune"])
+            .args(names)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+        stdout
+    };
+    let tag = |new: &str| assert!(std::process::Command::new("docker").args(["tag", &current, new]).status().unwrap().success());
+    let (old, retired) = ("takehome/r:0000000000000000", "takehome/retired-recipe:0000000000000000");
+    tag(old);
+    tag(retired);
+    let stdout = prune(&["r"]);
+    assert!(stdout.contains(&format!("removed {old}")) && !stdout.contains(retired), "only the named recipe's: {stdout}");
     assert!(sandbox.image_id(old).await.unwrap().is_none(), "the old tag is gone");
+    assert!(sandbox.image_id(retired).await.unwrap().is_some(), "a recipe not named is left alone");
+    let stdout = prune(&[]);
+    assert!(stdout.contains(&format!("removed {retired}")), "{stdout}");
+    assert!(sandbox.image_id(retired).await.unwrap().is_none(), "the gone recipe's image is removed");
     assert!(sandbox.image_id(&current).await.unwrap().is_some(), "the current image stays");
 }
