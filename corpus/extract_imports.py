@@ -87,18 +87,29 @@ MAGIC_CALL_RE = re.compile(
     r"get_ipython\(\)\s*\.\s*(run_line_magic|run_cell_magic|system)\(\s*(?:u|r)?['\"]([^'\"]*)['\"]")
 
 
+# Namespace packages: their top-level name says nothing (protobuf installs `google`, which makes
+# `import google` load where `google.colab` cannot), so two levels are kept.
+NAMESPACES = {"google"}
+
+
+def module_key(dotted):
+    """The name recorded for a dotted module: its top level, or two levels in a namespace."""
+    parts = dotted.split(".")
+    return ".".join(parts[:2]) if parts[0] in NAMESPACES and len(parts) > 1 else parts[0]
+
+
 def top_names_from_tree(tree):
     """Collect top-level names from an ast tree."""
     names = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for a in node.names:
-                names.append(a.name.split(".")[0])
+                names.append(module_key(a.name))
         elif isinstance(node, ast.ImportFrom):
             if node.level and node.level > 0:
                 continue
             if node.module:
-                names.append(node.module.split(".")[0])
+                names.append(module_key(node.module))
     return names
 
 
@@ -122,12 +133,12 @@ def names_from_lines(src):
             continue
         if m.group(1):
             if not m.group(1).startswith("."):
-                names.append(m.group(1).split(".")[0])
+                names.append(module_key(m.group(1)))
         else:
             for part in m.group(2).split(","):
                 part = part.strip().split(" as ")[0].strip()
                 if part and not part.startswith("."):
-                    names.append(part.split(".")[0])
+                    names.append(module_key(part))
     return names
 
 

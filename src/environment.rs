@@ -5,7 +5,8 @@
 //! grading).
 //!
 //! The list comes from the image's recipe: `runner-images/<name>/requirements.txt` pins every
-//! Python package and all it needs (`name==version`), and `packages.txt`, where a recipe has one,
+//! Python package and all it needs (`name==version`; `sdist.txt`, of the recipe or the one it
+//! extends, the source-only ones), and `packages.txt`, where a recipe has one,
 //! lists what else it holds (`name version` per line: the interpreter, Debian's R packages). A
 //! built image carries the same list as `/opt/takehome/packages.txt`, which `images list` reads
 //! when the engine has the image.
@@ -205,6 +206,17 @@ impl Installed {
         }
         if !found {
             return Err(ListError::NoList(dir));
+        }
+        // Source-only packages built at image build time: the recipe's own `sdist.txt`, or that of
+        // the recipe it extends (python's build installs python-slim's).
+        let base = std::fs::read_to_string(dir.join("extends")).ok().map(|name| root.join("runner-images").join(name.trim()));
+        for path in [Some(dir.join("sdist.txt")), base.map(|base| base.join("sdist.txt"))].into_iter().flatten() {
+            let Ok(text) = std::fs::read_to_string(&path) else { continue };
+            installed.add_list(&text, true).map_err(|e| match e {
+                ListError::Line { line, text, pinned, .. } => ListError::Line { file: Some(path.clone()), line, text, pinned },
+                other => other,
+            })?;
+            break;
         }
         Ok(installed)
     }
@@ -554,6 +566,18 @@ mod tests {
         assert_eq!(extended_image(root.path(), &extended, &imports), Some(("python".to_string(), vec!["tensorflow".to_string()])));
         assert_eq!(extended_image(root.path(), &extended, &BTreeSet::from(["pandas".to_string()])), None);
         assert_eq!(extended_image(root.path(), &[], &imports), None);
+    }
+
+    /// The shipped recipes' lists: python-slim's pins and its source-only packages; python, which
+    /// extends it, its own pins (the deep learning stack) and python-slim's source-only ones.
+    #[test]
+    fn a_recipe_lists_its_pins_and_the_source_only_packages_of_its_own_or_its_base() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let slim = Installed::of_recipe(root, "python-slim").unwrap();
+        let full = Installed::of_recipe(root, "python").unwrap();
+        assert_eq!((slim.version("pydotplus"), full.version("pydotplus")), (Some("2.0.2"), Some("2.0.2")));
+        assert_eq!((slim.version("torch"), full.version("torch")), (None, Some("2.15.0")));
+        assert_eq!(slim.version("pandas"), full.version("pandas"), "python holds python-slim's packages at the same versions");
     }
 
     #[test]

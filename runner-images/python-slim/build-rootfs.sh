@@ -39,7 +39,7 @@ cleanup() {
 trap cleanup EXIT
 
 say "step 1/4: debootstrap $suite (minbase) from the configured mirror"
-debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,libgomp1,openjdk-17-jre-headless \
+debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,libgomp1,openjdk-17-jre-headless,graphviz \
   "$suite" "$root" "$mirror" >"$root.debootstrap.log" 2>&1 || {
   tail -n 30 "$root.debootstrap.log" >&2; rm -f "$root.debootstrap.log"; exit 1; }
 rm -f "$root.debootstrap.log"
@@ -48,6 +48,9 @@ say "step 2/4: pip install the pinned packages into /opt/venv"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 mount -t proc proc "$root/proc"
 cp "$here/requirements.txt" "$root/tmp/requirements.txt"
+# Pure-Python packages published as source only (built here into wheels, their dependencies
+# pinned in requirements.txt): the same list for python-slim and what extends it.
+cp "$script_dir/sdist.txt" "$root/tmp/sdist.txt"
 install -m 0755 "$script_dir/takehome-notebook" "$root/tmp/takehome-notebook"
 # pip inside the chroot trusts what this machine trusts (a TLS-inspecting proxy's CA, for one).
 host_ca=${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}
@@ -59,6 +62,7 @@ env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
     set -e
     python3 -m venv /opt/venv
     /opt/venv/bin/pip install --no-cache-dir --only-binary=:all: -q -r /tmp/requirements.txt
+    /opt/venv/bin/pip install --no-cache-dir --no-deps -q -r /tmp/sdist.txt
     /opt/venv/bin/python -c "import numpy, pandas, sklearn, scipy, pyarrow, matplotlib, xgboost, nbclient"
     /opt/venv/bin/ruff --version
     install -m 0755 /tmp/takehome-notebook /opt/venv/bin/takehome-notebook

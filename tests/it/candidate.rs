@@ -369,16 +369,17 @@ async fn a_push_asking_for_packages_the_image_lacks_is_warned_in_the_reply_and_o
     assert!(environment.contains("| scikit-learn | 1.6.1 |") && environment.contains("| matplotlib |"), "{environment}");
     assert!(environment.contains("no network"), "{environment}");
 
-    let out = push_files(&repo, &[("requirements.txt", "pandas==2.2.3\ntorch==2.3.0\nlightgbm<4\nseaborn\n")], "with requirements").await;
-    assert!(out.contains("warning: requirements.txt: line 2: torch==2.3.0: not installed in the python image"), "{out}");
+    let out = push_files(&repo, &[("requirements.txt", "pandas==2.2.3\npycaret==3.3.2\nlightgbm<4\nseaborn\ntorch==2.3.0\n")], "with requirements").await;
+    assert!(out.contains("warning: requirements.txt: line 2: pycaret==3.3.2: not installed in the python image"), "{out}");
     assert!(out.contains("warning: requirements.txt: line 3: lightgbm<4: the python image has lightgbm 4."), "{out}");
+    assert!(out.contains("warning: requirements.txt: line 5: torch==2.3.0: the python image has torch 2.15.0"), "deep learning is in python: {out}");
     assert!(!out.contains("line 1:") && !out.contains("line 4:"), "pandas 2.2.3 and seaborn are installed: {out}");
 
     let (status, page) = app.get(&format!("/status/{id}"), &[(axum::http::header::AUTHORIZATION, basic(id, &token))]).await;
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("What your code runs with") && page.contains("ENVIRONMENT.md"), "{page}");
     assert!(page.contains("Push 1 asks for what the image lacks"), "{page}");
-    assert!(page.contains("requirements.txt: line 2: torch==2.3.0: not installed in the python image"), "{page}");
+    assert!(page.contains("requirements.txt: line 2: pycaret==3.3.2: not installed in the python image"), "{page}");
 
     // The task runs R scripts in the r image: ENVIRONMENT.md lists it, and an R script's
     // library() calls are read against it.

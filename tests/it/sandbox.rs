@@ -404,7 +404,8 @@ names = ["numpy", "pandas", "sklearn", "scipy", "pyarrow", "matplotlib", "seabor
          "requests", "joblib", "nbclient", "nbformat", "ipykernel", "shap", "missingno", "category_encoders",
          "nltk", "psutil", "networkx", "sqlalchemy", "openpyxl", "xlrd", "tabulate", "bs4", "lxml", "geopy",
          "geopandas", "folium", "fpdf", "wordcloud", "yellowbrick", "klib", "janitor", "lifetimes",
-         "skmultilearn", "sparse", "geodatasets", "datasets", "rapidfuzz", "thefuzz", "fuzzywuzzy"]
+         "skmultilearn", "sparse", "geodatasets", "datasets", "rapidfuzz", "thefuzz", "fuzzywuzzy",
+         "ydata_profiling", "pandas_profiling", "scikitplot", "mlflow", "h2o", "cv2", "pydot", "pydotplus", "graphviz"]
 failed = []
 for name in names:
     try:
@@ -417,12 +418,19 @@ plt.plot([1, 2, 3], [2, 1, 3])
 plt.show()
 plt.savefig("/tmp/figure.png")
 print("backend", plt.get_backend(), "figure bytes", os.path.getsize("/tmp/figure.png"))
+# A decision tree drawn as sklearn's tutorials do: export_graphviz, then Debian's graphviz.
+import graphviz, pydotplus
+from sklearn.tree import DecisionTreeClassifier, export_graphviz
+tree = DecisionTreeClassifier(max_depth=2).fit([[0], [1], [2], [3]], [0, 0, 1, 1])
+dot = export_graphviz(tree, out_file=None)
+print("graphviz png", len(graphviz.Source(dot).pipe(format="png")) > 100, "pydotplus png", len(pydotplus.graph_from_dot_data(dot).create_png()) > 100)
 "#;
     let run = run_step(sandbox, image, &[("smoke.py", smoke)], "python smoke.py", limits(300, 2048 * MIB), vec![]).await;
     let out = run.step.stdout.text();
     assert_eq!(run.step.outcome, Outcome::Ok, "{image}: {out}\n{}", run.step.stderr.text());
     assert!(out.contains("failed: []"), "{image}: {out}");
     assert!(out.to_lowercase().contains("backend agg figure bytes"), "{image}: {out}");
+    assert!(out.contains("graphviz png True pydotplus png True"), "{image}: {out}");
 }
 
 /// A notebook as a step: `takehome-notebook` runs it headless (display magics and figures work,
