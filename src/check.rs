@@ -176,8 +176,8 @@ pub struct Expect {
     pub candidate_lacks: Option<String>,
     /// How many links the submission copy must have left out.
     pub skipped_links: Option<usize>,
-    /// The extended image the submission's imports must have chosen (`python` for a task on `python-slim`), or `task`
-    /// for the task's own.
+    /// The extended image the submission's imports must have chosen (`python` for a task on
+    /// `python-slim`), or `task` for the task's own.
     pub ran_in: Option<String>,
     /// Submission files that must have an executed notebook in the report (a notebook, or R
     /// Markdown), each with at least this many figures among its outputs.

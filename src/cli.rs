@@ -665,8 +665,8 @@ async fn grade(
     let sandbox = DockerSandbox::connect().await.map_err(ours)?.with_runtime(runtime);
     sandbox.check_runtime(runtime.max(task.min_runtime)).await.map_err(ours)?;
     sandbox.remove_leftovers(Leftovers::OfDeadProcesses).await.map_err(ours)?;
-    // An extended image (python, 10 GB, for a task on python-slim) is built only for a submission that imports what
-    // it adds; a run choice's image (r) always.
+    // An extended image (python, 10 GB, for a task on python-slim) is built only for a
+    // submission that imports what it adds; a run choice's image (r) always.
     let wanted = job::other_images(&task, submission);
     for other in wanted {
         let recipe = Recipe::load(&task.root, &other).map_err(ours)?;

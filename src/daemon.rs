@@ -620,7 +620,8 @@ impl<S: Engine> Grader<S> {
 
     /// The images the checked-out submission's steps run in beside the task's own (a run
     /// choice's, an extended image its imports ask for), each built once if the engine lacks
-    /// it: python's 10 GB, for a task on python-slim, only on the first submission that imports torch.
+    /// it: python's 10 GB, for a task on python-slim, only on the first submission that imports
+    /// torch.
     async fn other_images(&self, task: &crate::task::TaskSpec, checkout: &Path) -> Result<(), JobError> {
         let (task_now, checkout) = (task.clone(), checkout.to_path_buf());
         let wanted = tokio::task::spawn_blocking(move || job::other_images(&task_now, &checkout)).await.map_err(|e| JobError::Internal(e.to_string()))?;

@@ -193,30 +193,21 @@ impl Installed {
         if !dir.is_dir() {
             return Err(ListError::NoRecipe { image: image.to_string(), dir });
         }
+        let lists = [(dir.join("packages.txt"), false), (dir.join("requirements.txt"), true)];
+        if !lists.iter().any(|(path, _)| path.is_file()) {
+            return Err(ListError::NoList(dir));
+        }
+        // Source-only packages built at image build time (pinned): the recipe's own `sdist.txt`,
+        // or that of the recipe it extends (python's build installs python-slim's).
+        let base = std::fs::read_to_string(dir.join("extends")).ok().map(|name| root.join("runner-images").join(name.trim()));
+        let sdist = [Some(dir.join("sdist.txt")), base.map(|base| base.join("sdist.txt"))].into_iter().flatten().find(|path| path.is_file());
         let mut installed = Installed { image: image.to_string(), packages: BTreeMap::new() };
-        let mut found = false;
-        for (file, pinned) in [("packages.txt", false), ("requirements.txt", true)] {
-            let path = dir.join(file);
+        for (path, pinned) in lists.into_iter().chain(sdist.map(|path| (path, true))) {
             let Ok(text) = std::fs::read_to_string(&path) else { continue };
-            found = true;
             installed.add_list(&text, pinned).map_err(|e| match e {
                 ListError::Line { line, text, pinned, .. } => ListError::Line { file: Some(path.clone()), line, text, pinned },
                 other => other,
             })?;
-        }
-        if !found {
-            return Err(ListError::NoList(dir));
-        }
-        // Source-only packages built at image build time: the recipe's own `sdist.txt`, or that of
-        // the recipe it extends (python's build installs python-slim's).
-        let base = std::fs::read_to_string(dir.join("extends")).ok().map(|name| root.join("runner-images").join(name.trim()));
-        for path in [Some(dir.join("sdist.txt")), base.map(|base| base.join("sdist.txt"))].into_iter().flatten() {
-            let Ok(text) = std::fs::read_to_string(&path) else { continue };
-            installed.add_list(&text, true).map_err(|e| match e {
-                ListError::Line { line, text, pinned, .. } => ListError::Line { file: Some(path.clone()), line, text, pinned },
-                other => other,
-            })?;
-            break;
         }
         Ok(installed)
     }

@@ -101,10 +101,10 @@ pub enum NeedsError {
 /// Every task under `tasks_root` as this host's copy has it (a task that does not load is left
 /// out: no job of it can be graded here).
 /// The images a job of `task` on `submission` runs steps in beside the task's own: its run
-/// choices' (an R script's), and an extended image (python, 10 GB, beside python-slim) only when the
-/// submission imports what it adds. The scan reads the candidate's files, never runs them; a
-/// submission the job would refuse (too many files, say) chooses no extended image (the job
-/// reports it).
+/// choices' (an R script's), and an extended image (python, 10 GB, beside python-slim) only
+/// when the submission imports what it adds. The scan reads the candidate's files, never runs
+/// them; a submission the job would refuse (too many files, say) chooses no extended image (the
+/// job reports it).
 pub fn other_images(task: &TaskSpec, submission: &Path) -> Vec<String> {
     let extended = if task.extended_images.is_empty() {
         None
@@ -285,8 +285,9 @@ pub async fn grade_opening<S: Sandbox>(
             let run = run?;
             closed.map(|_| run)
         };
-        // A task with an extended image (python, beside python-slim) runs a submission that imports what only
-        // that image has (torch) in it: the scan reads the candidate's files, never runs them.
+        // A task with an extended image (python, beside python-slim) runs a submission that
+        // imports what only that image has (torch) in it: the scan reads the candidate's files,
+        // never runs them.
         let extended = if task.extended_images.is_empty() {
             None
         } else {
